@@ -1,0 +1,274 @@
+"""ETF benchmark backfill: SPY and the 11 sector SPDRs, daily OHLCV → ``collected_daily_etf_ohlc``.
+
+    python -m flows.etf_backfill --days 20          (console script: etf-backfill)
+
+Plan (database, then 24 h cache) → fetch only the rest (rate-limited, retried) → store each
+ticker in one transaction with its progress record → one summary line and an exit code:
+0 all done, 1 some tickers failed, 2 bad input, 75 rate limited (resume later), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from flows.runtime import (
+    ArgumentParser,
+    add_common_flags,
+    command_line,
+    int_in,
+    iso_date,
+    plain,
+    positive_float,
+    prefect_task,
+    program_name,
+    resume_hint,
+    run_cli,
+    use_prefect,
+)
+from tasks.backfill import (
+    BackfillPlan,
+    PlanItem,
+    Summary,
+    obtain,
+    plan_backfill,
+    record_failure,
+    record_skip,
+    store_result,
+)
+from tasks.cache import DownloadCache
+from tasks.calendar import MAX_DAYS, sessions_back
+from tasks.db import default_pgdata, open_database
+from tasks.display import Reporter
+from tasks.errors import EXIT_OK, EXIT_RATE_LIMITED, EXIT_SOME_FAILED, RateLimited, SourceError
+from tasks.progress import finish_run, start_run
+from tasks.ratelimit import RateLimiter
+from tasks.source import YahooSource
+from tasks.store import ETF_TABLE
+from tasks.tickers import ETF_UNIVERSE, parse_ticker_list
+
+FLOW_NAME = "etf-backfill"
+
+
+@dataclass(frozen=True)
+class BackfillOptions:
+    """Everything a run needs besides the database location (never a flow parameter)."""
+
+    tickers: tuple[str, ...] = ETF_UNIVERSE
+    days: int = 20
+    end_date: dt.date | None = None
+    delay: float = 5.0
+    rate_limit_sleep: float = 900.0
+    batch: bool = True
+    max_retries: int = 3
+    timeout: float = 10.0
+    cache_dir: Path = Path(".cache")
+    refresh: bool = False
+    dry_run: bool = False
+    table: str = ETF_TABLE
+
+
+def build_parser() -> ArgumentParser:
+    p = ArgumentParser(prog="etf-backfill", description="Backfill daily OHLCV of SPY and the 11 sector SPDR ETFs into PostgreSQL.")
+    p.add_argument("--days", type=int_in(1, MAX_DAYS), default=20, help="NYSE trading sessions back from the end date (default: %(default)s)")
+    p.add_argument("--tickers", default=",".join(ETF_UNIVERSE), help='comma-separated subset, e.g. "XLK,XLV" (default: all 12)')
+    p.add_argument("--end-date", type=iso_date, default=None, help="last session to include, YYYY-MM-DD (default: the last closed NYSE session)")
+    p.add_argument("--delay", type=positive_float, default=5.0, help="seconds between network requests (default: %(default)s)")
+    p.add_argument("--rate-limit-sleep", type=positive_float, default=900.0, help="on HTTP 429: stop and advise resuming after this many seconds (default: %(default)s)")
+    p.add_argument("--no-batch", action="store_true", help="one request per ticker instead of a batched download")
+    p.add_argument("--max-retries", type=int_in(0, 20), default=3, help="retries for transient failures only: timeouts, 5xx, resets; never 429 (default: %(default)s)")
+    p.add_argument("--timeout", type=positive_float, default=10.0, help="seconds per HTTP request (default: %(default)s)")
+    p.add_argument("--refresh", action="store_true", help="ignore the download cache (the database is still checked first)")
+    p.add_argument("--dry-run", action="store_true", help="print what would be fetched, read from cache and skipped; touch nothing")
+    add_common_flags(p)
+    return p
+
+
+def options_from_args(ns: Any) -> BackfillOptions:
+    return BackfillOptions(
+        tickers=tuple(parse_ticker_list(ns.tickers)), days=ns.days, end_date=ns.end_date, delay=ns.delay,
+        rate_limit_sleep=ns.rate_limit_sleep, batch=not ns.no_batch, max_retries=ns.max_retries, timeout=ns.timeout,
+        cache_dir=ns.cache_dir, refresh=ns.refresh, dry_run=ns.dry_run,
+    )
+
+
+def describe_plan(plan: BackfillPlan, out: Callable[[str], Any]) -> None:
+    """The dry-run listing: per ticker its action and why, then the totals."""
+    first, last = plan.sessions[0], plan.sessions[-1]
+    out(f"Plan for {len(plan.sessions)} NYSE sessions {first} .. {last} into {plan.table}:")
+    for item in plan.items:
+        span = f" [{item.request.start} .. {item.request.end}]" if item.request else ""
+        out(f"  {item.ticker:<6} {item.action:<5} {item.reason}{span}")
+    out(f"Network: {plan.count('fetch')} ticker(s); cache: {plan.count('cache')}; skipped: {plan.count('skip')}")
+
+
+def run_backfill(
+    opts: BackfillOptions,
+    *,
+    command: str,
+    wrap: Callable[..., Any] = plain,
+    log: Callable[[str], Any] | None = None,
+    database_url: str | None = None,
+    pgdata: Path | None = None,
+) -> tuple[int, Summary | None]:
+    """The backfill itself, identical with or without Prefect (``wrap`` turns steps into tasks).
+
+    Returns the exit code and the summary (None for a dry run).
+
+    Raises:
+        BadInput: bad options (nothing written).
+        StoreError: the database is unreachable or refused a write.
+        KeyboardInterrupt: Ctrl+C/SIGTERM (the ticker in flight is rolled back).
+    """
+    say = log or print
+    sessions = sessions_back(opts.days, opts.end_date)
+    cache = DownloadCache(opts.cache_dir)
+    conn = open_database(database_url if database_url is not None else os.environ.get("DATABASE_URL"), pgdata or default_pgdata())
+    conn.autocommit = True  # our transactions are explicit: one per ticker
+    try:
+        plan: BackfillPlan = wrap(plan_backfill, "plan")(conn, opts.table, list(opts.tickers), sessions, cache=None if opts.refresh else cache)
+        if opts.dry_run:
+            describe_plan(plan, say)
+            return EXIT_OK, None
+        params = {k: (str(v) if isinstance(v, (Path, dt.date)) else v) for k, v in asdict(opts).items()}
+        run_id = start_run(conn, FLOW_NAME, command, params, list(opts.tickers))
+        summary = Summary()
+        reporter = Reporter(len(plan.items), log=log)
+        status = "interrupted"
+        try:
+            _execute(plan, opts, conn=conn, cache=cache, run_id=run_id, summary=summary, reporter=reporter, wrap=wrap)
+            status = "rate_limited" if summary.rate_limited else ("failed" if summary.failures else "done")
+        finally:
+            reporter.close()
+            finish_run(conn, run_id, status, summary.line())
+        say(summary.line())
+        if summary.rate_limited is not None:
+            say(resume_hint(summary.rate_limited, opts.rate_limit_sleep, command))
+            return EXIT_RATE_LIMITED, summary
+        return (EXIT_SOME_FAILED if summary.failures else EXIT_OK), summary
+    finally:
+        conn.close()
+
+
+def _execute(plan: BackfillPlan, opts: BackfillOptions, *, conn: Any, cache: DownloadCache, run_id: int,
+             summary: Summary, reporter: Reporter, wrap: Callable[..., Any]) -> None:
+    wanted = set(plan.sessions)
+    store = wrap(store_result, "store-bars")
+    for item in (i for i in plan.items if i.action == "skip"):
+        outcome = record_skip(conn, item, run_id=run_id)
+        summary.add(outcome)
+        reporter.item(outcome.describe())
+    to_fetch: list[PlanItem] = []
+    for item in (i for i in plan.items if i.action == "cache"):
+        try:
+            result = wrap(obtain, f"cache-{item.ticker}")(item, cache=cache, source=None)
+        except SourceError:  # expired between plan and now: fetch it instead
+            to_fetch.append(item)
+            continue
+        outcome = store(conn, plan.table, result, run_id=run_id, sessions=wanted)
+        summary.add(outcome)
+        reporter.item(outcome.describe())
+    to_fetch += [i for i in plan.items if i.action == "fetch"]
+    if not to_fetch:
+        return
+    source = YahooSource(opts.cache_dir, limiter=RateLimiter(opts.delay), max_retries=opts.max_retries, timeout=opts.timeout)
+    if opts.batch and len(to_fetch) > 1:
+        reporter.status(f"downloading {len(to_fetch)} tickers")
+        results = wrap(source.fetch_batch, "fetch-batch", retries=0)([i.request for i in to_fetch])
+        for item in to_fetch:
+            got = results[item.request]
+            if isinstance(got, SourceError):
+                if _fail(got, item, conn, run_id, summary, reporter):
+                    return
+                continue
+            cache.put(got)
+            outcome = store(conn, plan.table, got, run_id=run_id, sessions=wanted)
+            summary.add(outcome)
+            reporter.item(outcome.describe())
+        return
+    fetch = wrap(obtain, "fetch-bars")
+    for item in to_fetch:
+        reporter.status(f"fetching {item.ticker}")
+        try:
+            result = fetch(item, cache=cache, source=source, use_cache=not opts.refresh)
+        except SourceError as exc:
+            if _fail(exc, item, conn, run_id, summary, reporter):
+                return
+            continue
+        outcome = store(conn, plan.table, result, run_id=run_id, sessions=wanted)
+        summary.add(outcome)
+        reporter.item(outcome.describe())
+
+
+def _fail(error: SourceError, item: PlanItem, conn: Any, run_id: int, summary: Summary, reporter: Reporter) -> bool:
+    """Record a failed ticker; True when the run must stop (rate limit)."""
+    if isinstance(error, RateLimited):
+        summary.rate_limited = error
+        reporter.line(f"{item.ticker}: rate limited by the source; stopping now")
+        return True
+    outcome = record_failure(conn, item.ticker, error, run_id=run_id)
+    summary.add(outcome)
+    reporter.item(outcome.describe())
+    return False
+
+
+def build_flow() -> Any:
+    """The Prefect flow (built on demand so plain runs never import Prefect)."""
+    from prefect import flow, get_run_logger
+    from prefect.artifacts import create_markdown_artifact
+
+    @flow(name=FLOW_NAME, log_prints=False, validate_parameters=False)
+    def etf_backfill(
+        tickers: list[str] = list(ETF_UNIVERSE), days: int = 20, end_date: str | None = None, delay: float = 5.0,
+        rate_limit_sleep: float = 900.0, batch: bool = True, max_retries: int = 3, timeout: float = 10.0,
+        cache_dir: str = ".cache", refresh: bool = False, dry_run: bool = False, command: str = "etf-backfill",
+    ) -> int:
+        logger = get_run_logger()
+        opts = BackfillOptions(
+            tickers=tuple(parse_ticker_list(tickers)), days=days, end_date=dt.date.fromisoformat(end_date) if end_date else None,
+            delay=delay, rate_limit_sleep=rate_limit_sleep, batch=batch, max_retries=max_retries, timeout=timeout,
+            cache_dir=Path(cache_dir), refresh=refresh, dry_run=dry_run,
+        )
+        code, summary = run_backfill(opts, command=command, wrap=prefect_task, log=logger.info)
+        if summary is not None:
+            create_markdown_artifact(key="etf-backfill-summary", markdown=_markdown(summary, code, command), description="ETF backfill summary")
+        return code
+
+    return etf_backfill
+
+
+def _markdown(summary: Summary, code: int, command: str) -> str:
+    rows = "\n".join(f"| {o.ticker} | {o.status} | {o.rows} | {o.counts.new} | {o.counts.updated} | {o.error.reason if o.error else ''} |" for o in summary.outcomes)
+    text = f"## ETF backfill\n\n{summary.line()}\n\n| ticker | status | rows | new | updated | error |\n|---|---|---|---|---|---|\n{rows}\n"
+    if code == EXIT_RATE_LIMITED:
+        text += f"\nStopped by a rate limit. Resume later with `{command}`.\n"
+    return text
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    command = command_line(program_name("flows.etf_backfill", "etf-backfill"), args)
+
+    def body() -> int:
+        ns = build_parser().parse_args(args)
+        opts = options_from_args(ns)
+        if use_prefect(ns.orchestrate) and not opts.dry_run:
+            flow = build_flow()
+            return int(flow(
+                tickers=list(opts.tickers), days=opts.days, end_date=opts.end_date.isoformat() if opts.end_date else None,
+                delay=opts.delay, rate_limit_sleep=opts.rate_limit_sleep, batch=opts.batch, max_retries=opts.max_retries,
+                timeout=opts.timeout, cache_dir=str(opts.cache_dir), refresh=opts.refresh, command=command,
+            ))
+        code, _ = run_backfill(opts, command=command)
+        return code
+
+    return run_cli(body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,10 @@
+INSERT INTO {table} AS t (ticker, trade_date, open, high, low, close, adj_close, volume, source, fetched_at)
+SELECT ticker, trade_date, open, high, low, close, adj_close, volume, %(source)s, now()
+FROM stage_bars
+ON CONFLICT (ticker, trade_date) DO UPDATE SET
+    open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low, close = EXCLUDED.close,
+    adj_close = EXCLUDED.adj_close, volume = EXCLUDED.volume, source = EXCLUDED.source,
+    fetched_at = EXCLUDED.fetched_at
+WHERE (t.open, t.high, t.low, t.close, t.adj_close, t.volume)
+      IS DISTINCT FROM (EXCLUDED.open, EXCLUDED.high, EXCLUDED.low, EXCLUDED.close, EXCLUDED.adj_close, EXCLUDED.volume)
+RETURNING (xmax = 0) AS inserted

@@ -1,0 +1,1 @@
+"""The work: plain functions and values that never import Prefect (flows/ wraps them)."""

@@ -1,0 +1,70 @@
+"""Progress for people and logs: a rich bar on a terminal, plain numbered lines otherwise.
+
+Every message also goes to ``log`` (the Prefect run logger when a flow runs), so the
+Prefect UI carries the same lines as the terminal.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import IO, Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+
+class Reporter:
+    """Counts items done and prints one line per item.
+
+    Args:
+        total: items planned.
+        stream: where lines go (stdout by default).
+        log: extra sink for each line (e.g. a Prefect run logger's ``info``).
+        tty: force the terminal mode on or off (default: ask the stream).
+    """
+
+    def __init__(self, total: int, *, stream: IO[str] | None = None, log: Callable[[str], Any] | None = None, tty: bool | None = None) -> None:
+        self.total = total
+        self.done = 0
+        self.stream = stream or sys.stdout
+        self.log = log
+        self.tty = self.stream.isatty() if tty is None else tty
+        self._progress: Progress | None = None
+        self._task: Any = None
+        if self.tty and total > 0:
+            self._progress = Progress(
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                TextColumn("{task.fields[eta]}"), console=Console(file=self.stream), transient=True,
+            )
+            self._task = self._progress.add_task("starting", total=total, eta="")
+            self._progress.start()
+
+    def status(self, text: str, eta: str = "") -> None:
+        """Show what is happening now (terminal only; also logged)."""
+        if self._progress is not None:
+            self._progress.update(self._task, description=text, eta=eta)
+        if self.log is not None:
+            self.log(text + (f" ({eta})" if eta else ""))
+
+    def item(self, text: str) -> None:
+        """One item finished: ``[3/12] XLF fetched (20 rows)``."""
+        self.done += 1
+        line = f"[{self.done}/{self.total}] {text}"
+        self.line(line)
+        if self._progress is not None:
+            self._progress.update(self._task, completed=self.done)
+
+    def line(self, text: str) -> None:
+        """A line that stays on screen."""
+        if self._progress is not None:
+            self._progress.console.print(text, markup=False, highlight=False)
+        else:
+            print(text, file=self.stream, flush=True)
+        if self.log is not None:
+            self.log(text)
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None

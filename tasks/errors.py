@@ -1,0 +1,54 @@
+"""One exception hierarchy for the whole pipeline; the CLI maps each class to an exit code.
+
+    PipelineError
+    ├── BadInput          the caller's fault (flag, ticker, file); never retried      → exit 2
+    ├── SourceError       the source gave nothing usable for one symbol (.symbol)     → that item fails
+    │   ├── TransientSourceError  timeout, 5xx, reset: worth retrying (tenacity)
+    │   └── RateLimited   HTTP 429 (.retry_after seconds, may be None)              → stop, exit 75
+    └── StoreError        PostgreSQL unreachable or refused a batch                   → exit 1
+
+Foreign errors are translated once, at their boundary: yfinance/curl in ``source.py``,
+psycopg in ``db.py``/``store.py``.
+"""
+
+from __future__ import annotations
+
+
+class PipelineError(Exception):
+    """Base of every error this project raises on purpose."""
+
+
+class BadInput(PipelineError):
+    """The caller gave something unusable; nothing has been written."""
+
+
+class SourceError(PipelineError):
+    """The source returned nothing usable for ``symbol``."""
+
+    def __init__(self, symbol: str, reason: str) -> None:
+        super().__init__(f"{symbol}: {reason}")
+        self.symbol = symbol
+        self.reason = reason
+
+
+class TransientSourceError(SourceError):
+    """A failure that a later attempt may not meet (timeout, 5xx, connection reset)."""
+
+
+class RateLimited(SourceError):
+    """The source answered 429: stop now, resume after ``retry_after`` seconds."""
+
+    def __init__(self, symbol: str, reason: str = "rate limited (HTTP 429)", retry_after: float | None = None) -> None:
+        super().__init__(symbol, reason)
+        self.retry_after = retry_after
+
+
+class StoreError(PipelineError):
+    """PostgreSQL could not be reached or refused the batch."""
+
+
+EXIT_OK = 0
+EXIT_SOME_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_RATE_LIMITED = 75
+EXIT_INTERRUPTED = 130

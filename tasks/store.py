@@ -1,0 +1,110 @@
+"""Writes bars and corporate actions: COPY into a temp table, then one upsert, in one transaction.
+
+Callers may already be in a transaction (to commit a progress record with the rows); ours
+then nests as a savepoint, so either everything of the call is written or nothing is.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from functools import lru_cache
+from typing import Any
+
+import pandas as pd
+import psycopg
+from psycopg import sql
+
+from tasks.db import SQL_DIR
+from tasks.errors import StoreError
+from tasks.types import BAR_COLUMNS, StoreCounts
+
+ETF_TABLE = "collected_daily_etf_ohlc"
+STOCK_TABLE = "collected_daily_stock_history"
+BAR_TABLES = (ETF_TABLE, STOCK_TABLE)
+
+
+@lru_cache(maxsize=None)
+def statement(name: str) -> str:
+    """The text of ``sql/<name>.sql``, loaded once."""
+    return (SQL_DIR / f"{name}.sql").read_text(encoding="utf-8").strip().rstrip(";")
+
+
+def _table(table: str) -> sql.Identifier:
+    if table not in BAR_TABLES:
+        raise ValueError(f"not a bar table: {table}")
+    return sql.Identifier(table)
+
+
+def stored_dates(conn: psycopg.Connection[Any], table: str, tickers: list[str], first: dt.date, last: dt.date) -> dict[str, set[dt.date]]:
+    """Sessions already stored (with a close) per ticker between ``first`` and ``last``.
+
+    Raises:
+        StoreError: the query failed.
+    """
+    query = sql.SQL(
+        "SELECT ticker, trade_date FROM {} WHERE ticker = ANY(%s) AND trade_date BETWEEN %s AND %s AND close IS NOT NULL"
+    ).format(_table(table))
+    out: dict[str, set[dt.date]] = {t: set() for t in tickers}
+    try:
+        for ticker, day in conn.execute(query, (tickers, first, last)):
+            out[ticker].add(day)
+    except psycopg.Error as exc:
+        raise StoreError(f"reading {table} failed: {_first_line(exc)}") from exc
+    return out
+
+
+def store_bars(conn: psycopg.Connection[Any], table: str, bars: pd.DataFrame, *, source: str = "yahoo") -> StoreCounts:
+    """Upsert ``bars`` (``BAR_COLUMNS``) into ``table``; identical rows are left alone.
+
+    Raises:
+        StoreError: PostgreSQL refused the batch (nothing of it is written).
+    """
+    if bars.empty:
+        return StoreCounts()
+    frame = bars[list(BAR_COLUMNS)]
+    upsert = sql.SQL(statement("upsert_bars")).format(table=_table(table))  # type: ignore[arg-type]
+    try:
+        with conn.transaction(), conn.cursor() as cur:
+            cur.execute(statement("stage_bars"))  # type: ignore[arg-type]
+            with cur.copy("COPY stage_bars (ticker, trade_date, open, high, low, close, adj_close, volume) FROM STDIN") as copy:
+                for row in frame.itertuples(index=False, name=None):
+                    copy.write_row([None if _missing(v) else v for v in row])
+            cur.execute(upsert, {"source": source})
+            inserted = [r[0] for r in cur.fetchall()]
+            cur.execute("DROP TABLE stage_bars")
+    except psycopg.Error as exc:
+        raise StoreError(f"writing {len(frame)} rows to {table} failed: {_first_line(exc)}") from exc
+    new = sum(1 for flag in inserted if flag)
+    updated = len(inserted) - new
+    return StoreCounts(new=new, updated=updated, unchanged=len(frame) - len(inserted))
+
+
+def store_actions(conn: psycopg.Connection[Any], actions: pd.DataFrame) -> int:
+    """Record splits and dividends; return how many are new to the table.
+
+    Raises:
+        StoreError: PostgreSQL refused the rows.
+    """
+    if actions.empty:
+        return 0
+    new = 0
+    try:
+        with conn.transaction():
+            for ticker, group in actions.groupby("ticker"):
+                rows = conn.execute(
+                    statement("upsert_actions"),  # type: ignore[arg-type]
+                    {"ticker": ticker, "ex_dates": list(group["ex_date"]), "kinds": list(group["kind"]), "values": [float(v) for v in group["value"]]},
+                ).fetchall()
+                new += sum(1 for r in rows if r[0])
+    except psycopg.Error as exc:
+        raise StoreError(f"writing corporate actions failed: {_first_line(exc)}") from exc
+    return new
+
+
+def _missing(value: object) -> bool:
+    return value is None or (isinstance(value, float) and value != value)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

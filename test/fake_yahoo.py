@@ -1,0 +1,305 @@
+"""A fake Yahoo Finance on loopback, reached by the real yfinance as an HTTPS proxy.
+
+The process under test gets ``HTTPS_PROXY=http://127.0.0.1:PORT`` and trusts a throwaway CA
+(``CURL_CA_BUNDLE``/``REQUESTS_CA_BUNDLE``). The fake accepts ``CONNECT``, terminates TLS with a
+``*.yahoo.com`` certificate from that CA, and serves the endpoints yfinance calls for daily
+history: the cookie (fc.yahoo.com), the crumb, and ``/v8/finance/chart/{SYMBOL}``.
+
+Prices are a pure function of (symbol, date) — ``bar_for`` — so tests compute what should be
+stored independently of the code under test. Knobs script failures: unknown symbols, 429s
+(after N chart requests, or all), a list of statuses to answer per symbol (5xx, garbage,
+truncated JSON, HTML), latency, and hanging responses. Every request is logged.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import ssl
+import tempfile
+import threading
+import time
+import zlib
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import exchange_calendars as xcals
+import pandas as pd
+import trustme
+
+NY = "America/New_York"
+_CAL = xcals.get_calendar("XNYS", start="1990-01-01")
+
+
+def bar_for(symbol: str, day: dt.date) -> dict[str, float | int]:
+    """The bar the fake serves for ``symbol`` on session ``day`` (deterministic)."""
+    seed = zlib.crc32(symbol.encode())
+    base = 20 + seed % 480
+    n = day.toordinal()
+    wave = ((n * 7919 + seed) % 1000) / 1000.0  # 0..1
+    close = round(base * (1 + 0.05 * (wave - 0.5)) + (n % 97) * 0.01, 4)
+    open_ = round(close * (1 + 0.004 * (((n + seed) % 11) - 5) / 5), 4)
+    high = round(max(open_, close) * 1.006, 4)
+    low = round(min(open_, close) * 0.994, 4)
+    adj = round(close * (1 - (seed % 7) / 100), 4)
+    volume = 1_000_000 + (seed % 1000) * 1000 + (n % 500) * 37
+    return {"open": open_, "high": high, "low": low, "close": close, "adj_close": adj, "volume": volume}
+
+
+def sessions_in(period1: int, period2: int) -> list[dt.date]:
+    """NYSE sessions whose 09:30 New York bar timestamp lies in [period1, period2)."""
+    start = pd.Timestamp(period1, unit="s", tz="UTC").tz_convert(NY).normalize().tz_localize(None)
+    end = pd.Timestamp(period2, unit="s", tz="UTC").tz_convert(NY).normalize().tz_localize(None)
+    lo = max(start, _CAL.first_session)
+    hi = min(end, _CAL.last_session)
+    if hi < lo:
+        return []
+    days = [s.date() for s in _CAL.sessions_in_range(lo, hi)]
+    return [d for d in days if period1 <= _stamp(d) < period2]
+
+
+def _cookie_expiry() -> str:
+    from email.utils import format_datetime
+
+    return format_datetime(dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=365), usegmt=True)
+
+
+def _stamp(day: dt.date) -> int:
+    return int(pd.Timestamp(dt.datetime(day.year, day.month, day.day, 9, 30), tz=NY).timestamp())
+
+
+@dataclass
+class Logged:
+    at: float
+    host: str
+    path: str
+    query: dict[str, str]
+    status: int
+
+    @property
+    def symbol(self) -> str | None:
+        return self.path.rsplit("/", 1)[-1] if self.path.startswith("/v8/finance/chart/") else None
+
+
+@dataclass
+class FakeYahoo:
+    """The fake server; use as a context manager. See the module doc for the knobs."""
+
+    latency: float = 0.0
+    unknown: set[str] = field(default_factory=set)
+    scripted: dict[str, list[Any]] = field(default_factory=dict)  # symbol → statuses/"garbage"/"truncated"/"html"/"empty"/"hang"
+    rate_limit_after: int | None = None  # chart requests served before every request gets 429
+    retry_after: int | None = None
+    dividends: dict[str, dict[dt.date, float]] = field(default_factory=dict)
+    splits: dict[str, dict[dt.date, tuple[int, int]]] = field(default_factory=dict)
+    hang_seconds: float = 30.0
+    log: list[Logged] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        self._chart_served = 0
+        self._dir = Path(tempfile.mkdtemp(prefix="fake-yahoo-"))
+        self.ca = trustme.CA()
+        cert = self.ca.issue_cert("*.yahoo.com", "yahoo.com", "fc.yahoo.com", "query1.finance.yahoo.com", "query2.finance.yahoo.com")
+        self.ca_path = self._dir / "ca.pem"
+        self.ca.cert_pem.write_to_path(str(self.ca_path))
+        self._tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        cert.configure_cert(self._tls)
+        self._tls.set_alpn_protocols(["http/1.1"])
+        self._server: ThreadingHTTPServer | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def __enter__(self) -> FakeYahoo:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        fake = self
+
+        class Proxy(_ProxyHandler):
+            owner = fake
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, name="fake-yahoo", daemon=True).start()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    @property
+    def proxy_url(self) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def env(self) -> dict[str, str]:
+        """Environment variables that route a process's yfinance to this fake."""
+        return {
+            "HTTPS_PROXY": self.proxy_url, "https_proxy": self.proxy_url,
+            "CURL_CA_BUNDLE": str(self.ca_path), "REQUESTS_CA_BUNDLE": str(self.ca_path),
+            "NO_PROXY": "", "no_proxy": "",
+        }
+
+    # -- inspection ------------------------------------------------------------------------
+    def chart_requests(self, symbol: str | None = None) -> list[Logged]:
+        with self._lock:
+            return [e for e in self.log if e.symbol is not None and (symbol is None or e.symbol == symbol)]
+
+    def reset_log(self) -> None:
+        with self._lock:
+            self.log.clear()
+
+    # -- answers ---------------------------------------------------------------------------
+    def respond(self, host: str, path: str, query: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+        if self.latency:
+            time.sleep(self.latency)
+        if path.startswith("/v8/finance/chart/"):
+            return self._chart(path.rsplit("/", 1)[-1], query)
+        with self._lock:
+            limited = self.rate_limit_after is not None and self._chart_served >= self.rate_limit_after
+        if limited:
+            return self._too_many()
+        if host == "fc.yahoo.com":
+            return 404, {"Set-Cookie": "A3=d=fake&S=fake; Expires=" + _cookie_expiry() + "; Max-Age=31557600; Domain=.yahoo.com; Path=/; Secure; SameSite=None", "Content-Type": "text/html"}, b"<html>404</html>"
+        if path == "/v1/test/getcrumb":
+            return 200, {"Content-Type": "text/plain"}, b"fakecrumb"
+        return 404, {"Content-Type": "text/html"}, b"<html><body>Not here</body></html>"
+
+    def _too_many(self) -> tuple[int, dict[str, str], bytes]:
+        headers = {"Content-Type": "text/plain"}
+        if self.retry_after is not None:
+            headers["Retry-After"] = str(self.retry_after)
+        return 429, headers, b"Too Many Requests"
+
+    def _chart(self, symbol: str, query: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+        with self._lock:
+            if self.rate_limit_after is not None and self._chart_served >= self.rate_limit_after:
+                return self._too_many()
+            script = self.scripted.get(symbol)
+            action = script.pop(0) if script else None
+            self._chart_served += 1
+        if action is not None:
+            if isinstance(action, int):
+                return action, {"Content-Type": "text/html"}, b"<html><body>Server error</body></html>"
+            if action == "garbage":
+                return 200, {"Content-Type": "application/json"}, b"\x00\xffnot json at all"
+            if action == "html":
+                return 200, {"Content-Type": "text/html"}, b"<html><body>Will be right back</body></html>"
+            if action == "truncated":
+                body = self._chart_body(symbol, query)
+                return 200, {"Content-Type": "application/json"}, body[: len(body) // 2]
+            if action == "empty":
+                return 200, {"Content-Type": "application/json"}, json.dumps({"chart": {"result": [], "error": None}}).encode()
+            if action == "hang":
+                time.sleep(self.hang_seconds)
+        if symbol in self.unknown:
+            err = {"chart": {"result": None, "error": {"code": "Not Found", "description": "No data found, symbol may be delisted"}}}
+            return 404, {"Content-Type": "application/json"}, json.dumps(err).encode()
+        return 200, {"Content-Type": "application/json"}, self._chart_body(symbol, query)
+
+    def _chart_body(self, symbol: str, query: dict[str, str]) -> bytes:
+        if "period1" in query:
+            days = sessions_in(int(query["period1"]), int(query.get("period2", time.time())))
+        else:  # range=1d probe: the last session
+            days = [_CAL.date_to_session(pd.Timestamp.now(tz=NY).tz_localize(None).normalize(), direction="previous").date()]
+        bars = [bar_for(symbol, d) for d in days]
+        stamps = [_stamp(d) for d in days]
+        events: dict[str, Any] = {}
+        divs = {d: v for d, v in self.dividends.get(symbol, {}).items() if d in days}
+        if divs:
+            events["dividends"] = {str(_stamp(d)): {"amount": v, "date": _stamp(d)} for d, v in divs.items()}
+        splits = {d: v for d, v in self.splits.get(symbol, {}).items() if d in days}
+        if splits:
+            events["splits"] = {str(_stamp(d)): {"date": _stamp(d), "numerator": n, "denominator": m, "splitRatio": f"{n}:{m}"} for d, (n, m) in splits.items()}
+        meta = {
+            "currency": "USD", "symbol": symbol, "exchangeName": "PCX", "fullExchangeName": "NYSEArca",
+            "instrumentType": "ETF", "firstTradeDate": 725846400, "regularMarketTime": stamps[-1] if stamps else 0,
+            "hasPrePostMarketData": True, "gmtoffset": -18000, "timezone": "EST", "exchangeTimezoneName": NY,
+            "regularMarketPrice": bars[-1]["close"] if bars else 0, "priceHint": 2, "dataGranularity": "1d",
+            "range": query.get("range", ""), "validRanges": ["1d", "5d", "1mo", "3mo", "6mo", "1y", "2y", "5y", "10y", "ytd", "max"],
+        }
+        result: dict[str, Any] = {
+            "meta": meta, "timestamp": stamps,
+            "indicators": {
+                "quote": [{k: [b[k] for b in bars] for k in ("open", "high", "low", "close", "volume")}],
+                "adjclose": [{"adjclose": [b["adj_close"] for b in bars]}],
+            },
+        }
+        if events:
+            result["events"] = events
+        return json.dumps({"chart": {"result": [result], "error": None}}).encode()
+
+
+class _ProxyHandler(BaseHTTPRequestHandler):
+    """Accepts CONNECT, then serves HTTPS requests on the tunnel with the fake's certificate."""
+
+    owner: FakeYahoo
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_CONNECT(self) -> None:
+        host = self.path.split(":", 1)[0]
+        self.send_response(200, "Connection established")
+        self.end_headers()
+        self.wfile.flush()
+        try:
+            tls = self.owner._tls.wrap_socket(self.connection, server_side=True)
+        except (ssl.SSLError, OSError):
+            self.close_connection = True
+            return
+        try:
+            _serve_tunnel(self.owner, tls, host)
+        finally:
+            try:
+                tls.close()
+            except OSError:
+                pass
+        self.close_connection = True
+
+
+def _serve_tunnel(owner: FakeYahoo, tls: ssl.SSLSocket, host: str) -> None:
+    """Serve keep-alive HTTP/1.1 requests on one TLS tunnel until the client closes it."""
+    reader = tls.makefile("rb")
+    while True:
+        try:
+            line = reader.readline(65537)
+        except (OSError, ssl.SSLError):
+            return
+        if not line:
+            return
+        try:
+            _method, target, _ = line.decode("latin-1").split(" ", 2)
+        except ValueError:
+            return
+        headers: dict[str, str] = {}
+        while True:
+            h = reader.readline(65537)
+            if h in (b"\r\n", b"\n", b""):
+                break
+            k, _, v = h.decode("latin-1").partition(":")
+            headers[k.strip().lower()] = v.strip()
+        length = int(headers.get("content-length", "0") or 0)
+        if length:
+            reader.read(length)
+        url = urlsplit(target)
+        req_host = headers.get("host", host).split(":")[0]
+        query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+        status, extra, body = owner.respond(req_host, url.path, query)
+        with owner._lock:
+            owner.log.append(Logged(time.time(), req_host, url.path, query, status))
+        head = [f"HTTP/1.1 {status} {'OK' if status < 400 else 'Error'}", f"Content-Length: {len(body)}", "Connection: keep-alive"]
+        head += [f"{k}: {v}" for k, v in extra.items()]
+        try:
+            tls.sendall(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
+        except OSError:
+            return
