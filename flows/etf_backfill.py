@@ -127,7 +127,11 @@ def run_backfill(
         StoreError: the database is unreachable or refused a write.
         KeyboardInterrupt: Ctrl+C/SIGTERM (the ticker in flight is rolled back).
     """
-    say = log or print
+    def say(text: str) -> None:  # results always reach stdout; the Prefect log gets them too
+        print(text, flush=True)
+        if log is not None:
+            log(text)
+
     sessions = sessions_back(opts.days, opts.end_date)
     cache = DownloadCache(opts.cache_dir)
     conn = open_database(database_url if database_url is not None else os.environ.get("DATABASE_URL"), pgdata or default_pgdata())

@@ -59,7 +59,7 @@ class Reporter:
         """A line that stays on screen."""
         if self._progress is not None:
             self._progress.console.print(text, markup=False, highlight=False)
-        else:
+        elif self.log is None:  # with a log sink (Prefect), its console handler prints the line
             print(text, file=self.stream, flush=True)
         if self.log is not None:
             self.log(text)

@@ -145,7 +145,7 @@ class FakeYahoo:
         return {
             "HTTPS_PROXY": self.proxy_url, "https_proxy": self.proxy_url,
             "CURL_CA_BUNDLE": str(self.ca_path), "REQUESTS_CA_BUNDLE": str(self.ca_path),
-            "NO_PROXY": "", "no_proxy": "",
+            "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost",
         }
 
     # -- inspection ------------------------------------------------------------------------

@@ -218,3 +218,12 @@ def test_unreachable_database_fails_fast_naming_host_not_password(run_cli: CliRu
     assert "127.0.0.1:9/prices" in result.stderr
     assert "s3cretpw" not in result.stderr + result.stdout
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_prefect_flow_runs_without_a_configured_server(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo) -> None:
+    result = run_cli(ETF, *BASE, "--tickers", "SPY,XLK", "--orchestrate", "prefect", timeout=180)
+    assert result.code == 0, result.stderr[-3000:]
+    assert "Flow run" in result.stderr and "[2/2]" in result.stderr  # progress lines reach the Prefect run log
+    assert "Finished in state Completed" in result.stderr
+    assert table_rows(dsn, "collected_daily_etf_ohlc") == expected_rows(["SPY", "XLK"], FIVE_SESSIONS)

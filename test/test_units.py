@@ -1,0 +1,189 @@
+"""Unit tests of the plain task code: calendar, tickers, limiter, Retry-After, cache, normalize, store."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import psycopg
+import pytest
+
+from tasks.cache import DownloadCache
+from tasks.calendar import last_closed_session, sessions_back
+from tasks.db import describe_dsn, migrate, scrub
+from tasks.errors import BadInput
+from tasks.normalize import normalize_history
+from tasks.ratelimit import RateLimiter
+from tasks.source import parse_retry_after
+from tasks.store import store_bars
+from tasks.tickers import parse_ticker_list, validate_ticker
+from tasks.types import FetchRequest, FetchResult
+
+UTC = dt.UTC
+
+
+class FakeClock:
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+        self.sleeps: list[float] = []
+
+    def time(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def test_last_closed_session_respects_close_and_early_close() -> None:
+    # 2025-07-03 closed early at 13:00 New York (17:00 UTC).
+    assert last_closed_session(dt.datetime(2025, 7, 3, 16, 59, tzinfo=UTC)) == dt.date(2025, 7, 2)
+    assert last_closed_session(dt.datetime(2025, 7, 3, 17, 0, tzinfo=UTC)) == dt.date(2025, 7, 3)
+    # Saturday after the holiday Friday: the last closed session is Thursday.
+    assert last_closed_session(dt.datetime(2025, 7, 5, 12, 0, tzinfo=UTC)) == dt.date(2025, 7, 3)
+
+
+def test_sessions_back_skips_weekends_and_holidays() -> None:
+    days = sessions_back(4, dt.date(2025, 1, 2), now=dt.datetime(2025, 2, 1, tzinfo=UTC))
+    # 2024-12-25 and 2025-01-01 are holidays; 12-28/29 a weekend.
+    assert days == [dt.date(2024, 12, 27), dt.date(2024, 12, 30), dt.date(2024, 12, 31), dt.date(2025, 1, 2)]
+
+
+def test_sessions_back_clamps_future_end_to_last_closed_session() -> None:
+    now = dt.datetime(2025, 7, 8, 12, 0, tzinfo=UTC)  # before the 7th's successor closes
+    assert sessions_back(1, dt.date(2030, 1, 1), now=now) == [dt.date(2025, 7, 7)]
+
+
+@pytest.mark.parametrize("days", [0, -1, 10_001])
+def test_sessions_back_rejects_absurd_days(days: int) -> None:
+    with pytest.raises(BadInput):
+        sessions_back(days)
+
+
+@pytest.mark.parametrize("raw", ["", "DROP TABLE", "x;--", "A" * 16, "XL K", "ÄPFEL"])
+def test_validate_ticker_rejects_bad_symbols(raw: str) -> None:
+    with pytest.raises(BadInput):
+        validate_ticker(raw)
+
+
+def test_parse_ticker_list_normalizes_dedupes_and_keeps_order() -> None:
+    assert parse_ticker_list(" xlk, XLV ,xlk,^GSPC,BRK-B,") == ["XLK", "XLV", "^GSPC", "BRK-B"]
+
+
+def test_rate_limiter_spaces_acquisitions_with_injected_clock() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(2.0, clock=clock.time, sleep=clock.sleep)
+    assert limiter.acquire() == 0.0
+    clock.now += 0.5
+    assert limiter.acquire() == pytest.approx(1.5)
+    clock.now += 5
+    assert limiter.acquire() == 0.0
+    assert clock.sleeps == [pytest.approx(1.5)]
+
+
+def test_parse_retry_after_accepts_seconds_and_http_dates() -> None:
+    assert parse_retry_after("120") == 120.0
+    now = dt.datetime(2025, 1, 1, 12, 0, tzinfo=UTC).timestamp()
+    assert parse_retry_after("Wed, 01 Jan 2025 12:05:00 GMT", now=now) == pytest.approx(300.0)
+    assert parse_retry_after("soon") is None
+    assert parse_retry_after(None) is None
+
+
+def _bars(symbol: str, days: list[dt.date], bump: float = 0.0) -> pd.DataFrame:
+    return pd.DataFrame(
+        {"ticker": symbol, "trade_date": days, "open": [10.0 + bump] * len(days), "high": [11.0] * len(days), "low": [9.0] * len(days),
+         "close": [10.5 + bump] * len(days), "adj_close": [10.4] * len(days), "volume": [100] * len(days)}
+    )
+
+
+def test_cache_round_trips_and_serves_sub_ranges(tmp_path: Path) -> None:
+    clock = FakeClock(1_700_000_000)
+    cache = DownloadCache(tmp_path, clock=clock.time)
+    days = [dt.date(2025, 7, 1), dt.date(2025, 7, 2), dt.date(2025, 7, 3)]
+    req = FetchRequest("XLK", days[0], days[-1])
+    cache.put(FetchResult(req, _bars("XLK", days), from_cache=False))
+    got = cache.get(FetchRequest("XLK", days[1], days[2]))
+    assert got is not None and got.from_cache
+    assert list(got.bars["trade_date"]) == days[1:]
+    assert got.bars["close"].tolist() == [10.5, 10.5]
+    assert cache.get(FetchRequest("XLK", dt.date(2025, 6, 30), days[-1])) is None  # not covered
+    assert cache.get(FetchRequest("XLV", days[0], days[-1])) is None
+
+
+def test_cache_expires_after_ttl(tmp_path: Path) -> None:
+    clock = FakeClock(1_700_000_000)
+    cache = DownloadCache(tmp_path, clock=clock.time)
+    req = FetchRequest("SPY", dt.date(2025, 7, 1), dt.date(2025, 7, 1))
+    cache.put(FetchResult(req, _bars("SPY", [dt.date(2025, 7, 1)]), from_cache=False))
+    clock.now += 24 * 3600 - 1
+    assert cache.get(req) is not None
+    clock.now += 2
+    assert cache.get(req) is None
+
+
+@pytest.mark.parametrize("content", [b"", b"{", b"\x80\x04\x95\x00pickle", b'{"version": 1, "start": "x"}', b"[1, 2]"])
+def test_cache_deletes_unreadable_files_and_misses(tmp_path: Path, content: bytes) -> None:
+    cache = DownloadCache(tmp_path)
+    req = FetchRequest("SPY", dt.date(2025, 7, 1), dt.date(2025, 7, 1))
+    cache.put(FetchResult(req, _bars("SPY", [dt.date(2025, 7, 1)]), from_cache=False))
+    (path,) = (tmp_path / "prices").glob("SPY__*.json")
+    path.write_bytes(content)
+    assert cache.get(req) is None
+    assert not path.exists()
+
+
+def test_cache_files_are_json_not_pickle(tmp_path: Path) -> None:
+    cache = DownloadCache(tmp_path)
+    req = FetchRequest("SPY", dt.date(2025, 7, 1), dt.date(2025, 7, 1))
+    path = cache.put(FetchResult(req, _bars("SPY", [dt.date(2025, 7, 1)]), from_cache=False))
+    assert json.loads(path.read_text())["rows"][0][:2] == ["SPY", "2025-07-01"]
+
+
+def test_normalize_history_maps_columns_drops_empty_rows_and_extracts_actions() -> None:
+    index = pd.DatetimeIndex(["2025-07-01 09:30", "2025-07-02 09:30", "2025-07-03 09:30"]).tz_localize("America/New_York")
+    frame = pd.DataFrame(
+        {"Open": [1.0, None, 3.0], "High": [1.5, None, 3.5], "Low": [0.5, None, 2.5], "Close": [1.2, None, 3.2],
+         "Adj Close": [1.1, None, 3.1], "Volume": [10.0, None, 30.0], "Dividends": [0.0, 0.0, 0.25], "Stock Splits": [0.0, 0.0, 0.0]},
+        index=index,
+    )
+    bars, actions = normalize_history("XLK", frame)
+    assert list(bars["trade_date"]) == [dt.date(2025, 7, 1), dt.date(2025, 7, 3)]
+    assert bars["volume"].tolist() == [10, 30]
+    assert actions.to_dict("records") == [{"ticker": "XLK", "ex_date": dt.date(2025, 7, 3), "kind": "dividend", "value": 0.25}]
+
+
+def test_store_bars_counts_new_updated_unchanged_and_is_idempotent(db: psycopg.Connection[Any]) -> None:
+    days = [dt.date(2025, 7, 1), dt.date(2025, 7, 2)]
+    first = store_bars(db, "collected_daily_etf_ohlc", _bars("XLK", days))
+    assert (first.new, first.updated, first.unchanged) == (2, 0, 0)
+    again = store_bars(db, "collected_daily_etf_ohlc", _bars("XLK", days))
+    assert (again.new, again.updated, again.unchanged) == (0, 0, 2)
+    revised = store_bars(db, "collected_daily_etf_ohlc", pd.concat([_bars("XLK", days[:1], bump=1.0), _bars("XLK", [dt.date(2025, 7, 3)])]))
+    assert (revised.new, revised.updated, revised.unchanged) == (1, 1, 0)
+    rows = db.execute("SELECT trade_date, close FROM collected_daily_etf_ohlc ORDER BY trade_date").fetchall()
+    assert rows == [(days[0], 11.5), (days[1], 10.5), (dt.date(2025, 7, 3), 10.5)]
+
+
+def test_store_bars_rejects_whole_batch_on_bad_row(db: psycopg.Connection[Any]) -> None:
+    from tasks.errors import StoreError
+
+    bad = _bars("XLK", [dt.date(2025, 7, 1), dt.date(2025, 7, 2)])
+    bad.loc[1, "close"] = None  # close is NOT NULL
+    with pytest.raises(StoreError):
+        store_bars(db, "collected_daily_etf_ohlc", bad)
+    assert db.execute("SELECT count(*) FROM collected_daily_etf_ohlc").fetchone() == (0,)
+
+
+def test_migrations_apply_once(db: psycopg.Connection[Any]) -> None:
+    assert migrate(db) == []
+    versions = [r[0] for r in db.execute("SELECT version FROM schema_migrations ORDER BY version")]
+    assert versions == sorted(versions) and versions[0].startswith("001_")
+
+
+def test_dsn_descriptions_never_show_passwords() -> None:
+    dsn = "postgresql://bob:hunter2@db.example:6543/prices"
+    assert describe_dsn(dsn) == "db.example:6543/prices"
+    assert "hunter2" not in scrub(f"failed for {dsn} password hunter2", dsn)
