@@ -35,7 +35,7 @@ def fresh_database(server_dsn: str) -> str:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     params = conninfo_to_dict(server_dsn)
     params["dbname"] = name
-    return make_conninfo(**params)
+    return make_conninfo("", **params)
 
 
 def run_module(module: str, args: list[str], env: dict[str, str], timeout: float = 3600) -> Timed:
