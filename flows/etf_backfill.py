@@ -20,9 +20,8 @@ from typing import Any
 from flows.runtime import (
     ArgumentParser,
     add_common_flags,
+    add_fetch_flags,
     command_line,
-    int_in,
-    iso_date,
     plain,
     positive_float,
     prefect_task,
@@ -42,7 +41,7 @@ from tasks.backfill import (
     store_result,
 )
 from tasks.cache import DownloadCache
-from tasks.calendar import MAX_DAYS, sessions_back
+from tasks.calendar import sessions_back
 from tasks.db import default_pgdata, open_database
 from tasks.display import Reporter
 from tasks.errors import EXIT_OK, EXIT_RATE_LIMITED, EXIT_SOME_FAILED, RateLimited, SourceError
@@ -76,16 +75,10 @@ class BackfillOptions:
 
 def build_parser() -> ArgumentParser:
     p = ArgumentParser(prog="etf-backfill", description="Backfill daily OHLCV of SPY and the 11 sector SPDR ETFs into PostgreSQL.")
-    p.add_argument("--days", type=int_in(1, MAX_DAYS), default=20, help="NYSE trading sessions back from the end date (default: %(default)s)")
+    add_fetch_flags(p)
     p.add_argument("--tickers", default=",".join(ETF_UNIVERSE), help='comma-separated subset, e.g. "XLK,XLV" (default: all 12)')
-    p.add_argument("--end-date", type=iso_date, default=None, help="last session to include, YYYY-MM-DD (default: the last closed NYSE session)")
     p.add_argument("--delay", type=positive_float, default=5.0, help="seconds between network requests (default: %(default)s)")
-    p.add_argument("--rate-limit-sleep", type=positive_float, default=900.0, help="on HTTP 429: stop and advise resuming after this many seconds (default: %(default)s)")
     p.add_argument("--no-batch", action="store_true", help="one request per ticker instead of a batched download")
-    p.add_argument("--max-retries", type=int_in(0, 20), default=3, help="retries for transient failures only: timeouts, 5xx, resets; never 429 (default: %(default)s)")
-    p.add_argument("--retry-wait", type=positive_float, default=1.0, help="first backoff in seconds before a retry; doubles each time, with jitter (default: %(default)s)")
-    p.add_argument("--timeout", type=positive_float, default=10.0, help="seconds per HTTP request (default: %(default)s)")
-    p.add_argument("--refresh", action="store_true", help="ignore the download cache (the database is still checked first)")
     p.add_argument("--dry-run", action="store_true", help="print what would be fetched, read from cache and skipped; touch nothing")
     add_common_flags(p)
     return p
@@ -134,11 +127,12 @@ def run_backfill(
 
     sessions = sessions_back(opts.days, opts.end_date)
     cache = DownloadCache(opts.cache_dir)
-    conn = open_database(database_url if database_url is not None else os.environ.get("DATABASE_URL"), pgdata or default_pgdata())
-    conn.autocommit = True  # our transactions are explicit: one per ticker
+    conn = open_database(database_url if database_url is not None else os.environ.get("DATABASE_URL"), pgdata or default_pgdata(),
+                         dry_run=opts.dry_run)
     try:
         plan: BackfillPlan = wrap(plan_backfill, "plan")(conn, opts.table, list(opts.tickers), sessions, cache=None if opts.refresh else cache)
         if opts.dry_run:
+            conn.rollback()
             describe_plan(plan, say)
             return EXIT_OK, None
         params = {k: (str(v) if isinstance(v, (Path, dt.date)) else v) for k, v in asdict(opts).items()}

@@ -27,6 +27,7 @@ from tasks.errors import (
     EXIT_RATE_LIMITED,
     EXIT_SOME_FAILED,
     BadInput,
+    Busy,
     PipelineError,
     RateLimited,
 )
@@ -60,6 +61,22 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> Any:  # type: ignore[override]
         raise BadInput(message)
+
+
+def add_fetch_flags(parser: argparse.ArgumentParser) -> None:
+    """Flags every price backfill shares: range, retries, rate-limit advice, cache use."""
+    from tasks.calendar import MAX_DAYS
+
+    parser.add_argument("--days", type=int_in(1, MAX_DAYS), default=20, help="NYSE trading sessions back from the end date (default: %(default)s)")
+    parser.add_argument("--end-date", type=iso_date, default=None, help="last session to include, YYYY-MM-DD (default: the last closed NYSE session)")
+    parser.add_argument("--rate-limit-sleep", type=positive_float, default=900.0,
+                        help="on HTTP 429: stop and advise resuming after this many seconds (default: %(default)s)")
+    parser.add_argument("--max-retries", type=int_in(0, 20), default=3,
+                        help="retries for transient failures only: timeouts, 5xx, resets; never 429 (default: %(default)s)")
+    parser.add_argument("--retry-wait", type=positive_float, default=1.0,
+                        help="first backoff in seconds before a retry; doubles each time, with jitter (default: %(default)s)")
+    parser.add_argument("--timeout", type=positive_float, default=10.0, help="seconds per HTTP request (default: %(default)s)")
+    parser.add_argument("--refresh", action="store_true", help="ignore the download cache (the database is still checked first)")
 
 
 def add_common_flags(parser: argparse.ArgumentParser) -> None:
@@ -110,6 +127,22 @@ def command_line(prog: str, args: Sequence[str]) -> str:
     return f"{prog} {shlex.join(list(args))}".strip()
 
 
+def without_flags(args: Sequence[str], flags: dict[str, int]) -> list[str]:
+    """``args`` minus the given flags (``{"--start-from": 1, "--resume": 0}``: name → values taken)."""
+    out: list[str] = []
+    skip = 0
+    for arg in args:
+        if skip:
+            skip -= 1
+            continue
+        name = arg.split("=", 1)[0]
+        if name in flags:
+            skip = 0 if "=" in arg else flags[name]
+            continue
+        out.append(arg)
+    return out
+
+
 def resume_hint(error: RateLimited, sleep_s: float, command: str, *, now: dt.datetime | None = None) -> str:
     """The lines printed when a rate limit stops a run: when to resume, and how."""
     wait = max(sleep_s, error.retry_after or 0.0)
@@ -158,7 +191,7 @@ def run_cli(body: Callable[[], int]) -> int:
     except BadInput as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except RateLimited as exc:
+    except (RateLimited, Busy) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_RATE_LIMITED
     except PipelineError as exc:

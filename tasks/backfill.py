@@ -39,6 +39,8 @@ class PlanItem:
             return f"all {self.wanted} sessions stored"
         missing = self.wanted - self.stored
         where = "fresh cache" if self.action == "cache" else "network"
+        if missing == 0:
+            return f"all {self.wanted} sessions stored, refreshing from {where}"
         return f"{missing} of {self.wanted} sessions missing, from {where}"
 
 
@@ -53,11 +55,13 @@ class BackfillPlan:
 
 
 def plan_backfill(
-    conn: psycopg.Connection[Any], table: str, tickers: list[str], sessions: list[dt.date], *, cache: DownloadCache | None
+    conn: psycopg.Connection[Any], table: str, tickers: list[str], sessions: list[dt.date], *, cache: DownloadCache | None,
+    only_missing: bool = True,
 ) -> BackfillPlan:
     """Decide per ticker: skip (all sessions stored), cache (a fresh download covers it) or fetch.
 
-    ``cache=None`` means ``--refresh``: never read the cache.
+    ``cache=None`` means ``--refresh``: never read the cache. With ``only_missing=False`` no
+    ticker is skipped and every request spans all ``sessions`` (a refresh of stored values).
 
     Raises:
         StoreError: the database could not be read.
@@ -68,10 +72,11 @@ def plan_backfill(
     for ticker in tickers:
         have = stored[ticker]
         missing = [d for d in sessions if d not in have]
-        if not missing:
+        if only_missing and not missing:
             items.append(PlanItem(ticker, "skip", None, len(sessions), len(sessions)))
             continue
-        request = FetchRequest(ticker, missing[0], missing[-1])
+        span = missing if only_missing else sessions
+        request = FetchRequest(ticker, span[0], span[-1])
         action: Action = "cache" if cache is not None and cache.get(request) is not None else "fetch"
         items.append(PlanItem(ticker, action, request, len(sessions) - len(missing), len(sessions)))
     return BackfillPlan(table, tuple(sessions), tuple(items))

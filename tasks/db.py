@@ -134,14 +134,20 @@ def migrate(conn: psycopg.Connection[Any]) -> list[str]:
     return applied_now
 
 
-def open_database(database_url: str | None, pgdata: Path) -> psycopg.Connection[Any]:
+def open_database(database_url: str | None, pgdata: Path, *, dry_run: bool = False) -> psycopg.Connection[Any]:
     """Connect (embedded server if no URL) and migrate: what every CLI does first.
+
+    Returns an autocommit connection (callers open explicit transactions). With ``dry_run``
+    the connection stays inside one transaction that the caller must roll back: the schema
+    is there to plan against, and nothing, not even a migration, is committed.
 
     Raises:
         StoreError: unreachable server, failed start or failed migration.
     """
     dsn = resolve_dsn(database_url, pgdata)
-    conn = connect(dsn)
+    conn = connect(dsn, autocommit=not dry_run)
+    if dry_run:
+        conn.execute("SELECT 1")  # open the outer transaction; migrate() nests in a savepoint
     migrate(conn)
     return conn
 

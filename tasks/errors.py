@@ -5,7 +5,8 @@
     ├── SourceError       the source gave nothing usable for one symbol (.symbol)     → that item fails
     │   ├── TransientSourceError  timeout, 5xx, reset: worth retrying (tenacity)
     │   └── RateLimited   HTTP 429 (.retry_after seconds, may be None)              → stop, exit 75
-    └── StoreError        PostgreSQL unreachable or refused a batch                   → exit 1
+    ├── StoreError        PostgreSQL unreachable or refused a batch                   → exit 1
+    └── Busy              another run holds the lock on this database                 → exit 75
 
 Foreign errors are translated once, at their boundary: yfinance/curl in ``source.py``,
 psycopg in ``db.py``/``store.py``.
@@ -45,6 +46,10 @@ class RateLimited(SourceError):
 
 class StoreError(PipelineError):
     """PostgreSQL could not be reached or refused the batch."""
+
+
+class Busy(PipelineError):
+    """Another run of the same flow is active on this database: try again when it ends."""
 
 
 EXIT_OK = 0

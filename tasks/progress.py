@@ -75,6 +75,12 @@ def finish_run(conn: psycopg.Connection[Any], run_id: int, status: str, summary:
         pass  # the run stays 'running'; --resume treats that as interrupted
 
 
+def reopen_run(conn: psycopg.Connection[Any], run_id: int) -> None:
+    """Mark an interrupted run as running again (``--resume`` continues the same record)."""
+    with conn.transaction():
+        conn.execute("UPDATE backfill_runs SET status = 'running', finished_at = NULL WHERE run_id = %s", (run_id,))
+
+
 def last_unfinished_run(conn: psycopg.Connection[Any], flow: str) -> RunRecord | None:
     """The newest run of ``flow`` that did not finish (interrupted, rate limited, crashed)."""
     row = conn.execute(

@@ -50,3 +50,15 @@ class RateLimiter:
                 wait = 0.0
             self._last = now
             return wait
+
+    def mark(self) -> None:
+        """Count the next interval from now (e.g. from the end of a long fetch, not its start)."""
+        with self._lock:
+            self._last = self._clock()
+
+    def remaining(self) -> float:
+        """Seconds the next ``acquire`` would wait if called now."""
+        with self._lock:
+            if self._last is None:
+                return 0.0
+            return max(0.0, self._last + self.min_interval - self._clock())

@@ -97,6 +97,7 @@ class FakeYahoo:
     splits: dict[str, dict[dt.date, tuple[int, int]]] = field(default_factory=dict)
     hang_seconds: float = 30.0
     log: list[Logged] = field(default_factory=list)
+    in_flight: set[str] = field(default_factory=set)  # symbols whose chart request is being answered now
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -199,7 +200,13 @@ class FakeYahoo:
             if action == "empty":
                 return 200, {"Content-Type": "application/json"}, json.dumps({"chart": {"result": [], "error": None}}).encode()
             if action == "hang":
-                time.sleep(self.hang_seconds)
+                with self._lock:
+                    self.in_flight.add(symbol)
+                try:
+                    time.sleep(self.hang_seconds)
+                finally:
+                    with self._lock:
+                        self.in_flight.discard(symbol)
         if symbol in self.unknown:
             err = {"chart": {"result": None, "error": {"code": "Not Found", "description": "No data found, symbol may be delisted"}}}
             return 404, {"Content-Type": "application/json"}, json.dumps(err).encode()

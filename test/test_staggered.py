@@ -1,0 +1,236 @@
+"""End to end: the staggered sector runner as a subprocess (signals, kill -9, resume, lock)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tasks.tickers import SECTOR_ETFS
+from test.fake_yahoo import FakeYahoo
+from test.fix_db import table_rows
+from test.fix_yahoo import ROOT, CliRunner, cli_env
+from test.test_etf_backfill import END, FIVE_SESSIONS, expected_rows
+
+STAG = "flows.staggered_sector_backfill"
+BASE = ("--days", "5", "--end-date", END, "--retry-wait", "0.01")
+FAST = ("--delay-minutes", "0.001")
+
+
+def chart_order(fake: FakeYahoo) -> list[str]:
+    seen: list[str] = []
+    for entry in fake.chart_requests():
+        if entry.symbol and entry.symbol not in seen:
+            seen.append(entry.symbol)
+    return seen
+
+
+def run_statuses(dsn: str) -> list[tuple[str, dict[str, str]]]:
+    with psycopg.connect(dsn) as conn:
+        runs = conn.execute("SELECT run_id, status FROM backfill_runs ORDER BY run_id").fetchall()
+        return [(status, dict(conn.execute("SELECT ticker, status FROM backfill_run_items WHERE run_id = %s", (rid,)).fetchall())) for rid, status in runs]
+
+
+@pytest.fixture
+def spawn(fake_yahoo: FakeYahoo, dsn: str, tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[str]]]:
+    """Start the runner in the background (to signal or kill it)."""
+    procs: list[subprocess.Popen[str]] = []
+
+    def start(*args: str) -> subprocess.Popen[str]:
+        argv = [sys.executable, "-m", STAG, *args, "--cache-dir", str(tmp_path / "cache")]
+        proc = subprocess.Popen(argv, cwd=ROOT, env=cli_env(fake_yahoo, dsn), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+def stored_tickers(dsn: str) -> set[str]:
+    return {r[0] for r in table_rows(dsn, "collected_daily_etf_ohlc", "ticker, trade_date")}
+
+
+def test_runs_sector_order_one_at_a_time(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo) -> None:
+    result = run_cli(STAG, *BASE, *FAST)
+    assert result.code == 0, result.stderr
+    assert chart_order(fake_yahoo) == list(SECTOR_ETFS)
+    assert table_rows(dsn, "collected_daily_etf_ohlc") == expected_rows(SECTOR_ETFS, FIVE_SESSIONS)
+    assert "[11/11] XLB fetched" in result.stdout
+
+
+def test_tickers_subset_keeps_given_order(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo) -> None:
+    result = run_cli(STAG, *BASE, *FAST, "--tickers", "XLF,XLK,XLV")
+    assert result.code == 0, result.stderr
+    assert chart_order(fake_yahoo) == ["XLF", "XLK", "XLV"]
+
+
+def test_start_from_skips_earlier_tickers(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo) -> None:
+    result = run_cli(STAG, *BASE, *FAST, "--start-from", "XLE")
+    assert result.code == 0, result.stderr
+    assert chart_order(fake_yahoo) == ["XLE", "XLU", "XLRE", "XLB"]
+
+
+def test_start_from_unknown_ticker_lists_valid_ones(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo) -> None:
+    result = run_cli(STAG, *BASE, "--start-from", "SPY")
+    assert result.code == 2
+    assert "valid: XLK, XLV, XLF, XLY, XLC, XLI, XLP, XLE, XLU, XLRE, XLB" in result.stderr
+    assert fake_yahoo.log == []
+
+
+def test_skip_existing_rerun_makes_zero_requests(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo) -> None:
+    assert run_cli(STAG, *BASE, *FAST).code == 0
+    fake_yahoo.reset_log()
+    again = run_cli(STAG, *BASE, "--skip-existing", "--delay-minutes", "10")
+    assert again.code == 0
+    assert fake_yahoo.log == []
+    assert again.stdout.count("skipped (already stored)") == 11
+
+
+def test_cache_hits_cost_no_wait(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo) -> None:
+    assert run_cli(STAG, *BASE, *FAST, "--tickers", "XLK,XLV,XLF").code == 0
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("TRUNCATE collected_daily_etf_ohlc")
+    fake_yahoo.reset_log()
+    # Ten minutes between fetches: the test would time out if a cache hit waited.
+    again = run_cli(STAG, *BASE, "--tickers", "XLK,XLV,XLF", "--delay-minutes", "10", timeout=60)
+    assert again.code == 0
+    assert fake_yahoo.log == []
+    assert again.stdout.count("from cache") == 3
+    assert table_rows(dsn, "collected_daily_etf_ohlc") == expected_rows(["XLK", "XLV", "XLF"], FIVE_SESSIONS)
+
+
+def test_dry_run_writes_nothing_and_prints_eta(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo) -> None:
+    assert run_cli(STAG, *BASE, *FAST, "--tickers", "XLK").code == 0
+    fake_yahoo.reset_log()
+    before = dt.datetime.now(dt.UTC)
+    result = run_cli(STAG, *BASE, "--skip-existing", "--delay-minutes", "2", "--tickers", "XLK,XLV,XLF,XLY", "--dry-run")
+    assert result.code == 0, result.stderr
+    assert re.search(r"XLK\s+skip", result.stdout) and re.search(r"XLV\s+fetch", result.stdout)
+    assert "Network fetches: 3; waits: 2 x 2 min" in result.stdout
+    # 2 waits of 120 s + 3 fetches at the 3 s estimate = 249 s
+    assert "(in 4m09s)" in result.stdout
+    eta = re.search(r"ETA (\d\d:\d\d:\d\d) UTC", result.stdout)
+    assert eta is not None
+    eta_at = dt.datetime.combine(before.date(), dt.time.fromisoformat(eta.group(1)), dt.UTC)
+    if eta_at < before:
+        eta_at += dt.timedelta(days=1)
+    assert 240 <= (eta_at - before).total_seconds() <= 270
+    assert fake_yahoo.log == []
+    assert [s for s, _ in run_statuses(dsn)] == ["done"]  # only the first (real) run
+    assert stored_tickers(dsn) == {"XLK"}
+
+
+def test_failing_ticker_does_not_stop_others_and_retry_command_names_it(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo) -> None:
+    fake_yahoo.unknown.add("XLV")
+    result = run_cli(STAG, *BASE, *FAST, "--tickers", "XLK,XLV,XLF")
+    assert result.code == 1
+    assert stored_tickers(dsn) == {"XLK", "XLF"}
+    assert re.search(r"Retry only the failed tickers with:\n  .*flows\.staggered_sector_backfill .*--tickers XLV", result.stdout)
+    assert run_statuses(dsn) == [("failed", {"XLK": "done", "XLV": "failed", "XLF": "done"})]
+
+
+def test_rate_limit_stops_and_prints_resume_from_first_not_done(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo) -> None:
+    fake_yahoo.rate_limit_after = 2
+    result = run_cli(STAG, *BASE, *FAST)
+    assert result.code == 75
+    assert stored_tickers(dsn) == {"XLK", "XLV"}
+    assert "--start-from XLF" in result.stdout and "Resume after" in result.stdout
+    assert len(fake_yahoo.chart_requests()) == 3
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_signal_during_wait_then_resume_gives_clean_rows(spawn: Callable[..., subprocess.Popen[str]], run_cli: CliRunner, dsn: str, sig: int) -> None:
+    proc = spawn(*BASE, "--tickers", "XLK,XLV,XLF", "--delay-minutes", "5")
+    wait_for(lambda: stored_tickers(dsn) == {"XLK"})
+    time.sleep(0.5)  # now waiting the 5 minutes before XLV
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert "To resume, run with: --start-from XLV" in out
+    assert re.search(r"flows\.staggered_sector_backfill --days 5 .*--start-from XLV", out)
+    assert run_statuses(dsn) == [("interrupted", {"XLK": "done", "XLV": "pending", "XLF": "pending"})]
+    resumed = run_cli(STAG, "--resume", *FAST)
+    assert resumed.code == 0, resumed.stdout + resumed.stderr
+    assert "continuing with XLV, XLF" in resumed.stdout
+    assert table_rows(dsn, "collected_daily_etf_ohlc") == expected_rows(["XLK", "XLV", "XLF"], FIVE_SESSIONS)
+    assert run_statuses(dsn) == [("done", {"XLK": "done", "XLV": "done", "XLF": "done"})]
+
+
+def test_sigint_during_fetch_commits_nothing_of_that_ticker(spawn: Callable[..., subprocess.Popen[str]], run_cli: CliRunner,
+                                                             dsn: str, fake_yahoo: FakeYahoo) -> None:
+    fake_yahoo.hang_seconds = 20
+    fake_yahoo.scripted["XLV"] = ["hang"]
+    proc = spawn(*BASE, *FAST, "--tickers", "XLK,XLV,XLF")
+    wait_for(lambda: "XLV" in fake_yahoo.in_flight)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert "To resume, run with: --start-from XLV" in out
+    assert stored_tickers(dsn) == {"XLK"}
+    resumed = run_cli(STAG, "--resume", *FAST)
+    assert resumed.code == 0, resumed.stderr
+    assert table_rows(dsn, "collected_daily_etf_ohlc") == expected_rows(["XLK", "XLV", "XLF"], FIVE_SESSIONS)
+
+
+def test_kill_9_then_resume_gives_clean_rows(spawn: Callable[..., subprocess.Popen[str]], run_cli: CliRunner, dsn: str) -> None:
+    proc = spawn(*BASE, "--tickers", "XLK,XLV,XLF", "--delay-minutes", "5")
+    wait_for(lambda: stored_tickers(dsn) == {"XLK"})
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(30)
+    assert run_statuses(dsn) == [("running", {"XLK": "done", "XLV": "pending", "XLF": "pending"})]
+    resumed = run_cli(STAG, "--resume", *FAST)
+    assert resumed.code == 0, resumed.stdout + resumed.stderr
+    assert table_rows(dsn, "collected_daily_etf_ohlc") == expected_rows(["XLK", "XLV", "XLF"], FIVE_SESSIONS)
+
+
+def test_kill_9_then_skip_existing_rerun_fetches_only_the_rest(spawn: Callable[..., subprocess.Popen[str]], run_cli: CliRunner,
+                                                               dsn: str, fake_yahoo: FakeYahoo) -> None:
+    proc = spawn(*BASE, "--tickers", "XLK,XLV,XLF", "--delay-minutes", "5")
+    wait_for(lambda: stored_tickers(dsn) == {"XLK"})
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(30)
+    fake_yahoo.reset_log()
+    rerun = run_cli(STAG, *BASE, *FAST, "--tickers", "XLK,XLV,XLF", "--skip-existing")
+    assert rerun.code == 0
+    assert chart_order(fake_yahoo) == ["XLV", "XLF"]
+    assert table_rows(dsn, "collected_daily_etf_ohlc") == expected_rows(["XLK", "XLV", "XLF"], FIVE_SESSIONS)
+
+
+def test_second_concurrent_run_is_refused(spawn: Callable[..., subprocess.Popen[str]], run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo) -> None:
+    first = spawn(*BASE, "--tickers", "XLK,XLV", "--delay-minutes", "5")
+    wait_for(lambda: stored_tickers(dsn) == {"XLK"})
+    requests_before = len(fake_yahoo.log)
+    second = run_cli(STAG, *BASE, *FAST, "--tickers", "XLF")
+    assert second.code == 75
+    assert "another staggered backfill is running" in second.stderr
+    assert len(fake_yahoo.log) == requests_before
+    first.send_signal(signal.SIGINT)
+    first.communicate(timeout=30)
+
+
+def test_resume_with_nothing_to_resume_is_a_clear_error(run_cli: CliRunner, dsn: str) -> None:
+    assert run_cli(STAG, *BASE, *FAST, "--tickers", "XLK").code == 0
+    result = run_cli(STAG, "--resume")
+    assert result.code == 2
+    assert "nothing to resume" in result.stderr
