@@ -1,0 +1,399 @@
+"""Event valuation: ~137,000 events over ~5,000 tickers in minutes, not 76 hours.
+
+    python -m flows.event_valuation --import-csv events.csv      (console script: event-valuation)
+
+Group events by ticker, fetch each ticker's bars once (database, then cache, then network),
+compute the metrics in bulk, write each group with one COPY + one UPDATE, and run tens of ticker
+groups in parallel under ``--concurrency`` (a bounded thread pool; Prefect's
+``ThreadPoolTaskRunner`` when orchestrated). Exit codes as everywhere: 0, 1 (some events could
+not be valued), 2 (bad input, nothing written), 75 (rate limited: rerun later), 130.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import datetime as dt
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from flows.runtime import (
+    ArgumentParser,
+    add_common_flags,
+    command_line,
+    int_in,
+    iso_date,
+    positive_float,
+    program_name,
+    resume_hint,
+    run_cli,
+    use_prefect,
+)
+from tasks.cache import DownloadCache
+from tasks.calendar import last_closed_session, nyse
+from tasks.db import default_pgdata, open_database, resolve_dsn
+from tasks.display import Reporter
+from tasks.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_RATE_LIMITED, EXIT_SOME_FAILED, PipelineError, RateLimited, SourceError, StoreError
+from tasks.events import ImportResult, TickerWork, check_csv, describe_bad, import_csv, pending_by_ticker
+from tasks.prices import price_request
+from tasks.ratelimit import RateLimiter
+from tasks.source import YahooSource
+from tasks.staggered import format_eta
+from tasks.store import ETF_TABLE, STOCK_TABLE
+from tasks.tickers import BENCHMARK, parse_ticker_list
+from tasks.value_groups import (
+    GroupResult,
+    ValuationContext,
+    ValuationGroup,
+    default_group_size,
+    ensure_bars,
+    make_groups,
+    spy_series,
+    value_group,
+)
+
+FLOW_NAME = "event-valuation"
+GroupOutcome = GroupResult | tuple[int, str]  # a result, or (group index, error) for a failed group
+MODULE = "flows.event_valuation"
+
+
+@dataclass(frozen=True)
+class ValuationOptions:
+    import_csv: Path | None = None
+    skip_bad_rows: bool = False
+    import_only: bool = False
+    overwrite: bool = False
+    tickers: tuple[str, ...] | None = None
+    dry_run: bool = False
+    concurrency: int = 10
+    group_size: int | None = None
+    delay: float = 0.1
+    max_retries: int = 3
+    retry_wait: float = 1.0
+    timeout: float = 10.0
+    rate_limit_sleep: float = 900.0
+    refresh: bool = False
+    cache_dir: Path = Path(".cache")
+    as_of: dt.date | None = None
+
+
+def build_parser() -> ArgumentParser:
+    p = ArgumentParser(prog="event-valuation", description="Import events and value them: returns, excess returns, momentum, volatility.")
+    p.add_argument("--import-csv", type=Path, metavar="FILE", help="load events (ticker,event_time,source) before valuing; re-importing adds nothing")
+    p.add_argument("--skip-bad-rows", action="store_true", help="import the good rows of a file with bad ones (listed; exit code 1) instead of rejecting it")
+    p.add_argument("--import-only", action="store_true", help="import and stop (no valuation)")
+    p.add_argument("--overwrite", action="store_true", help="revalue every event, not only pending ones")
+    p.add_argument("--tickers", help='comma-separated tickers to value (default: all with pending events)')
+    p.add_argument("--dry-run", action="store_true", help="print how many events, tickers, groups and network fetches a run would make; touch nothing")
+    p.add_argument("--concurrency", type=int_in(1, 64), default=10, help="ticker groups in flight at once (default: %(default)s)")
+    p.add_argument("--group-size", type=int_in(1, 100_000), default=None, help="tickers per group (default: about 40 groups per run)")
+    p.add_argument("--delay", type=positive_float, default=0.1, help="minimum seconds between any two requests to Yahoo (default: %(default)s)")
+    p.add_argument("--max-retries", type=int_in(0, 20), default=3, help="retries for transient failures only, never 429 (default: %(default)s)")
+    p.add_argument("--retry-wait", type=positive_float, default=1.0, help="first backoff in seconds, doubling with jitter (default: %(default)s)")
+    p.add_argument("--timeout", type=positive_float, default=10.0, help="seconds per HTTP request (default: %(default)s)")
+    p.add_argument("--rate-limit-sleep", type=positive_float, default=900.0, help="on HTTP 429: stop and advise rerunning after this many seconds (default: %(default)s)")
+    p.add_argument("--refresh", action="store_true", help="ignore the download cache for fetches that are needed")
+    p.add_argument("--as-of", type=iso_date, default=None, help="value with bars up to this date only, YYYY-MM-DD (default: the last closed NYSE session)")
+    add_common_flags(p)
+    return p
+
+
+def options_from_args(ns: Any) -> ValuationOptions:
+    return ValuationOptions(
+        import_csv=ns.import_csv, skip_bad_rows=ns.skip_bad_rows, import_only=ns.import_only, overwrite=ns.overwrite,
+        tickers=tuple(parse_ticker_list(ns.tickers)) if ns.tickers is not None else None, dry_run=ns.dry_run,
+        concurrency=ns.concurrency, group_size=ns.group_size, delay=ns.delay, max_retries=ns.max_retries, retry_wait=ns.retry_wait,
+        timeout=ns.timeout, rate_limit_sleep=ns.rate_limit_sleep, refresh=ns.refresh, cache_dir=ns.cache_dir, as_of=ns.as_of,
+    )
+
+
+@dataclass
+class RunTotals:
+    """Sums over the groups, and the lines printed at the end."""
+
+    events: int
+    tickers: int
+    groups: int
+    results: list[GroupResult] = field(default_factory=list)
+    failed_groups: dict[int, str] = field(default_factory=dict)
+    started: float = field(default_factory=time.perf_counter)
+
+    def add(self, result: GroupResult) -> None:
+        self.results.append(result)
+
+    @property
+    def rate_limited(self) -> RateLimited | None:
+        return next((r.rate_limited for r in self.results if r.rate_limited), None)
+
+    def total(self, name: str) -> int:
+        return sum(int(getattr(r, name)) for r in self.results)
+
+    def progress(self) -> tuple[str, str]:
+        done = self.total("events")
+        elapsed = max(time.perf_counter() - self.started, 1e-9)
+        rate = done / elapsed
+        eta = format_eta((self.events - done) / rate) if rate > 0 and done < self.events else ""
+        return (f"{done:,}/{self.events:,} events, {self.total('tickers'):,}/{self.tickers:,} tickers, {rate:,.0f} events/s", eta)
+
+    def line(self) -> str:
+        failed = {t: e for r in self.results for t, e in r.failed.items()}
+        text = (f"Events: {self.total('events'):,} valued ({self.total('ok'):,} ok, {self.total('no_data'):,} no_data, "
+                f"{self.total('error'):,} error) in {len(self.results)}/{self.groups} groups; "
+                f"{self.total('fetched'):,} tickers fetched, {self.total('from_cache'):,} from cache; "
+                f"{time.perf_counter() - self.started:.1f} s")
+        if failed:
+            shown = ", ".join(f"{t} ({e})" for t, e in list(failed.items())[:10])
+            text += f"\nTickers not valued: {shown}" + (f", +{len(failed) - 10} more" if len(failed) > 10 else "")
+        for index, error in self.failed_groups.items():
+            text += f"\nGroup {index} failed and wrote nothing: {error}"
+        return text
+
+
+def as_of_session(as_of: dt.date | None) -> dt.date:
+    """The last session whose bars a run may use: ``--as-of`` (or before it), else the last closed one."""
+    last = last_closed_session()
+    if as_of is None or as_of >= last:
+        return last
+    return nyse().date_to_session(pd.Timestamp(as_of), direction="previous").date()
+
+
+def plan_fetches(conn: Any, work: list[TickerWork], table: str, cache: DownloadCache, last: dt.date) -> tuple[int, int]:
+    """(network fetches, cache reads) a run would make: tickers whose range is neither fetched before nor fully stored."""
+    requests = [r for r in (price_request(w.ticker, w.first, w.last, last) for w in work) if r is not None]
+    if not requests:
+        return 0, 0
+    fetched = {(t, s, e) for t, s, e in conn.execute(
+        "SELECT ticker, start_date, end_date FROM price_fetch_coverage WHERE table_name = %s AND ticker = ANY(%s)",
+        (table, [r.symbol for r in requests]))}
+    stored = dict(conn.execute(
+        f"SELECT r.ticker, count(b.trade_date) FROM unnest(%s::text[], %s::date[], %s::date[]) AS r(ticker, s, e)"  # noqa: S608
+        f" LEFT JOIN {table} b ON b.ticker = r.ticker AND b.trade_date BETWEEN r.s AND r.e GROUP BY r.ticker",
+        ([r.symbol for r in requests], [r.start for r in requests], [r.end for r in requests])).fetchall())
+    sessions = nyse().sessions
+    network = cached = 0
+    for r in requests:
+        if any(t == r.symbol and s <= r.start and e >= r.end for t, s, e in fetched):
+            continue
+        expected = int(sessions.slice_indexer(str(r.start), str(r.end)).stop - sessions.slice_indexer(str(r.start), str(r.end)).start)
+        if stored.get(r.symbol, 0) >= expected:
+            continue
+        if cache.get(r) is not None:
+            cached += 1
+        else:
+            network += 1
+    return network, cached
+
+
+def run_valuation(opts: ValuationOptions, *, command: str, log: Callable[[str], Any] | None = None,
+                  mapper: Callable[..., Iterator[GroupOutcome]] | None = None) -> int:
+    """Import (optional), plan, then value every group; returns the exit code.
+
+    ``mapper(groups, ctx, concurrency)`` yields each group's result (or its exception) as it
+    completes: a bounded thread pool by default, Prefect tasks in the flow.
+
+    Raises:
+        BadInput: bad file or flags (nothing written).
+        StoreError: the database is unreachable.
+    """
+    def say(text: str) -> None:
+        print(text, flush=True)
+        if log is not None:
+            log(text)
+
+    checked = check_csv(opts.import_csv, skip_bad_rows=opts.skip_bad_rows) if opts.import_csv is not None else None
+    dsn = resolve_dsn(os.environ.get("DATABASE_URL"), default_pgdata())
+    conn = open_database(dsn, default_pgdata(), dry_run=opts.dry_run)
+    code = EXIT_OK
+    try:
+        if opts.import_csv is not None:  # in a dry run this happens inside the transaction that is rolled back
+            imported: ImportResult = import_csv(conn, opts.import_csv, skip_bad_rows=opts.skip_bad_rows, checked=checked)
+            would = "Would import" if opts.dry_run else "Imported"
+            say(f"{would} {imported.inserted:,} new event(s) from {opts.import_csv} ({imported.duplicates:,} already present)")
+            if imported.bad:
+                say(f"Skipped {describe_bad(imported.bad)}")
+                code = EXIT_SOME_FAILED
+        if opts.import_only:
+            if opts.dry_run:
+                conn.rollback()
+            return code
+        work = pending_by_ticker(conn, overwrite=opts.overwrite, tickers=list(opts.tickers) if opts.tickers else None)
+        events = sum(w.events for w in work)
+        if not work:
+            say("Nothing to value: every event is valued (use --overwrite to revalue).")
+            return code
+        group_size = opts.group_size or default_group_size(len(work))
+        groups = make_groups([(w.ticker, w.events) for w in work], group_size)
+        cache = DownloadCache(opts.cache_dir)
+        if opts.dry_run:
+            network, cached = plan_fetches(conn, work, STOCK_TABLE, cache, as_of_session(opts.as_of))
+            conn.rollback()
+            say(f"Would value {events:,} events of {len(work):,} tickers in {len(groups)} groups of up to {group_size} tickers "
+                f"({opts.concurrency} at a time); network fetches: {network:,} (+ SPY if not stored), from cache: {cached:,}")
+            return code
+        last_closed = as_of_session(opts.as_of)
+        ctx = ValuationContext(
+            dsn=dsn, table=STOCK_TABLE, cache=cache, spy=None, last_closed=last_closed, overwrite=opts.overwrite,  # type: ignore[arg-type]
+            refresh=opts.refresh,
+            source_factory=lambda: YahooSource(opts.cache_dir, limiter=RateLimiter(opts.delay), max_retries=opts.max_retries,
+                                               timeout=opts.timeout, backoff_initial=opts.retry_wait),
+        )
+        ctx._source = None
+        totals = RunTotals(events=events, tickers=len(work), groups=len(groups))
+        spy_request = price_request(BENCHMARK, min(w.first for w in work), max(w.last for w in work), last_closed)
+        if spy_request is not None:
+            try:
+                how = ensure_bars(conn, ETF_TABLE, spy_request, ctx)
+                say(f"Benchmark SPY {spy_request.start} .. {spy_request.end}: {how}")
+            except RateLimited as exc:
+                say(resume_hint(exc, opts.rate_limit_sleep, command))
+                return EXIT_RATE_LIMITED
+            except SourceError as exc:
+                say(f"Benchmark SPY unavailable ({exc.reason}): excess returns will be empty")
+            ctx.spy = spy_series(conn, ETF_TABLE, spy_request.start, spy_request.end)
+        conn.close()
+        reporter = Reporter(len(groups), log=log)
+        say(f"Valuing {events:,} events of {len(work):,} tickers in {len(groups)} groups, {opts.concurrency} at a time")
+        try:
+            for outcome in (mapper or thread_mapper)(groups, ctx, opts.concurrency):
+                if isinstance(outcome, tuple):
+                    index, error = outcome
+                    totals.failed_groups[index] = error
+                    reporter.item(f"group {index} failed: {error}")
+                    continue
+                totals.add(outcome)
+                text, eta = totals.progress()
+                reporter.status(text, eta)
+                reporter.item(f"group {outcome.index}: {outcome.events:,} events ({text})")
+        finally:
+            reporter.close()
+        say(totals.line())
+        if totals.rate_limited is not None:
+            say(resume_hint(totals.rate_limited, opts.rate_limit_sleep, command) + "\n(valued events are kept; a rerun values only the rest)")
+            return EXIT_RATE_LIMITED
+        if totals.failed_groups or totals.total("error") or totals.total("no_data"):
+            return EXIT_SOME_FAILED if (totals.failed_groups or totals.total("error")) else max(code, EXIT_OK)
+        return code
+    finally:
+        if not conn.closed:
+            if opts.dry_run:
+                conn.rollback()
+            conn.close()
+
+
+def thread_mapper(groups: list[ValuationGroup], ctx: ValuationContext, concurrency: int) -> Iterator[GroupOutcome]:
+    """Run groups on a bounded thread pool; yield results (or (index, error)) as they finish."""
+    pool = cf.ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="value-group")
+    try:
+        futures = {pool.submit(_value_with_retries, g, ctx): g for g in groups}
+        for future in cf.as_completed(futures):
+            yield future.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _value_with_retries(group: ValuationGroup, ctx: ValuationContext, retries: int = 2) -> GroupOutcome:
+    for attempt in range(retries + 1):
+        try:
+            return value_group(group, ctx)
+        except StoreError as exc:
+            if attempt == retries:
+                return group.index, str(exc)
+            time.sleep(0.5 * (attempt + 1))
+        except PipelineError as exc:
+            return group.index, str(exc)
+    raise AssertionError("unreachable")
+
+
+def prefect_mapper(concurrency: int) -> Callable[..., Iterator[GroupOutcome]]:
+    """Map groups as Prefect tasks (retried twice on database errors) on a bounded thread pool."""
+    from prefect import task
+    from prefect.cache_policies import NO_CACHE
+    from prefect.futures import as_completed
+
+    def only_store_errors(_task: Any, _run: Any, state: Any) -> bool:
+        try:
+            state.result()
+        except StoreError:
+            return True
+        except Exception:
+            return False
+        return False
+
+    value_task = task(name="value-group", cache_policy=NO_CACHE, persist_result=False, retries=2, retry_delay_seconds=1,
+                      retry_condition_fn=only_store_errors)(value_group)
+
+    def mapper(groups: list[ValuationGroup], ctx: ValuationContext, _: int) -> Iterator[GroupOutcome]:
+        futures = {value_task.submit(g, ctx): g for g in groups}
+        for future in as_completed(list(futures)):
+            try:
+                yield future.result()
+            except PipelineError as exc:
+                yield futures[future].index, str(exc)
+
+    return mapper
+
+
+def build_flow(concurrency: int) -> Any:
+    from prefect import flow, get_run_logger
+    from prefect.artifacts import create_table_artifact
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    @flow(name=FLOW_NAME, task_runner=ThreadPoolTaskRunner(max_workers=concurrency), validate_parameters=False, log_prints=False)  # type: ignore[arg-type]
+    def event_valuation(import_csv: str | None = None, skip_bad_rows: bool = False, import_only: bool = False, overwrite: bool = False,
+                        tickers: list[str] | None = None, concurrency: int = 10, group_size: int | None = None, delay: float = 0.1,
+                        max_retries: int = 3, retry_wait: float = 1.0, timeout: float = 10.0, rate_limit_sleep: float = 900.0,
+                        refresh: bool = False, cache_dir: str = ".cache", as_of: str | None = None,
+                        command: str = "event-valuation") -> int:
+        opts = ValuationOptions(
+            import_csv=Path(import_csv) if import_csv else None, skip_bad_rows=skip_bad_rows, import_only=import_only,
+            overwrite=overwrite, tickers=tuple(tickers) if tickers else None, concurrency=concurrency, group_size=group_size,
+            delay=delay, max_retries=max_retries, retry_wait=retry_wait, timeout=timeout, rate_limit_sleep=rate_limit_sleep,
+            refresh=refresh, cache_dir=Path(cache_dir), as_of=dt.date.fromisoformat(as_of) if as_of else None,
+        )
+        lines: list[str] = []
+        logger = get_run_logger()
+
+        def log(text: str) -> None:
+            lines.append(text)
+            logger.info(text)
+
+        code = run_valuation(opts, command=command, log=log, mapper=prefect_mapper(concurrency))
+        create_table_artifact(key="event-valuation-summary", table={"line": lines[-6:] or ["(nothing)"]},
+                              description=f"Event valuation (exit code {code})")
+        return code
+
+    return event_valuation
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    command = command_line(program_name(MODULE, "event-valuation"), args)
+
+    def body() -> int:
+        ns = build_parser().parse_args(args)
+        opts = options_from_args(ns)
+        try:
+            if use_prefect(ns.orchestrate) and not opts.dry_run:
+                return int(build_flow(opts.concurrency)(
+                    import_csv=str(opts.import_csv) if opts.import_csv else None, skip_bad_rows=opts.skip_bad_rows,
+                    import_only=opts.import_only, overwrite=opts.overwrite, tickers=list(opts.tickers) if opts.tickers else None,
+                    concurrency=opts.concurrency, group_size=opts.group_size, delay=opts.delay, max_retries=opts.max_retries,
+                    retry_wait=opts.retry_wait, timeout=opts.timeout, rate_limit_sleep=opts.rate_limit_sleep, refresh=opts.refresh,
+                    cache_dir=str(opts.cache_dir), as_of=opts.as_of.isoformat() if opts.as_of else None, command=command,
+                ))
+            return run_valuation(opts, command=command)
+        except KeyboardInterrupt:
+            print(f"Interrupted: groups already written are kept. Run the same command again to value the rest:\n  {command}", flush=True)
+            return EXIT_INTERRUPTED
+
+    return run_cli(body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,118 @@
+"""Daily bars for valuation: from the database first, then the 24 h cache, then one network
+fetch per ticker, stored back (with the fetched range) so reruns never refetch it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pandas as pd
+import psycopg
+from psycopg import sql
+
+from tasks.cache import DownloadCache
+from tasks.calendar import NY_TZ, nyse
+from tasks.errors import SourceError, StoreError
+from tasks.source import YahooSource
+from tasks.store import BAR_TABLES, store_actions, store_bars
+from tasks.types import FetchRequest, FetchResult
+
+SESSIONS_BEFORE = 30  # momentum and volatility look back 20 bars; a margin for gaps
+SESSIONS_AFTER = 25  # ret_20d looks 20 bars ahead; a margin for gaps
+
+
+def price_request(ticker: str, first_event: dt.datetime, last_event: dt.datetime, last_closed: dt.date) -> FetchRequest | None:
+    """The one range of bars that values every event of ``ticker``: 30 sessions before the
+    earliest event to 25 after the latest, clipped to the last closed session.
+
+    None when the earliest event's range starts after the last closed session (nothing to fetch yet).
+    """
+    sessions = nyse().sessions
+    first_day = pd.Timestamp(pd.Timestamp(first_event).tz_convert(NY_TZ).date())
+    last_day = pd.Timestamp(pd.Timestamp(last_event).tz_convert(NY_TZ).date())
+    lo = max(0, int(sessions.searchsorted(first_day, side="right")) - 1 - SESSIONS_BEFORE)
+    hi = min(len(sessions) - 1, int(sessions.searchsorted(last_day, side="right")) - 1 + SESSIONS_AFTER)
+    start, end = sessions[lo].date(), min(sessions[hi].date(), last_closed)
+    if end < start:
+        return None
+    return FetchRequest(ticker, start, end)
+
+
+def load_bars(conn: psycopg.Connection[Any], table: str, tickers: list[str], start: dt.date, end: dt.date) -> dict[str, pd.DataFrame]:
+    """Stored bars (trade_date, close, adj_close, volume) per ticker between two dates, date-ordered."""
+    if table not in BAR_TABLES:
+        raise ValueError(table)
+    query = sql.SQL(
+        "SELECT ticker, trade_date, close, adj_close, volume FROM {} WHERE ticker = ANY(%s) AND trade_date BETWEEN %s AND %s"
+        " ORDER BY ticker, trade_date"
+    ).format(sql.Identifier(table))
+    with conn.cursor() as cur:
+        cur.execute(query, (tickers, start, end))
+        frame = pd.DataFrame(cur.fetchall(), columns=["ticker", "trade_date", "close", "adj_close", "volume"])
+    return {str(t): g.drop(columns="ticker").reset_index(drop=True) for t, g in frame.groupby("ticker", sort=False)}
+
+
+def coverage(conn: psycopg.Connection[Any], table: str, tickers: list[str]) -> dict[str, list[tuple[dt.date, dt.date]]]:
+    """Date ranges already fetched from the source, per ticker."""
+    out: dict[str, list[tuple[dt.date, dt.date]]] = {}
+    rows = conn.execute(
+        "SELECT ticker, start_date, end_date FROM price_fetch_coverage WHERE table_name = %s AND ticker = ANY(%s)", (table, tickers)
+    )
+    for ticker, start, end in rows:
+        out.setdefault(ticker, []).append((start, end))
+    return out
+
+
+def is_covered(request: FetchRequest, fetched: list[tuple[dt.date, dt.date]], stored: pd.DataFrame | None) -> bool:
+    """True when the range was fetched before, or every NYSE session of it is stored."""
+    if any(start <= request.start and end >= request.end for start, end in fetched):
+        return True
+    if stored is None or stored.empty:
+        return False
+    wanted = nyse().sessions_in_range(pd.Timestamp(request.start), pd.Timestamp(request.end))
+    have = set(stored["trade_date"])
+    return all(day.date() in have for day in wanted)
+
+
+def obtain_bars(request: FetchRequest, *, cache: DownloadCache, source: YahooSource | None, use_cache: bool = True) -> FetchResult:
+    """Cache first, then the network (one fetch; written to the cache).
+
+    Raises:
+        RateLimited: the source answered 429.
+        SourceError: no usable data (unknown ticker, or transient failures beyond the retries).
+    """
+    if use_cache:
+        cached = cache.get(request)
+        if cached is not None:
+            return cached
+    if source is None:
+        raise SourceError(request.symbol, "not in cache and no source available")
+    result = source.fetch(request)
+    cache.put(result)
+    return result
+
+
+def record_coverage(conn: psycopg.Connection[Any], table: str, request: FetchRequest) -> None:
+    """Remember that ``request``'s range was fetched (also when the source had nothing for it)."""
+    conn.execute(
+        "INSERT INTO price_fetch_coverage (table_name, ticker, start_date, end_date) VALUES (%s, %s, %s, %s)"
+        " ON CONFLICT (table_name, ticker, start_date, end_date) DO UPDATE SET fetched_at = now()",
+        (table, request.symbol, request.start, request.end),
+    )
+
+
+def store_fetched(conn: psycopg.Connection[Any], table: str, result: FetchResult) -> None:
+    """Bars, corporate actions and the fetched range, in one transaction.
+
+    Raises:
+        StoreError: nothing was written.
+    """
+    req = result.request
+    try:
+        with conn.transaction():
+            store_bars(conn, table, result.bars)
+            store_actions(conn, result.actions)
+            record_coverage(conn, table, req)
+    except psycopg.Error as exc:
+        raise StoreError(f"storing bars of {req.symbol} failed: {str(exc).strip().splitlines()[0]}") from exc

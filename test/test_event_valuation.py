@@ -1,0 +1,285 @@
+"""End to end: event import and valuation against the fake Yahoo and the embedded PostgreSQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import exchange_calendars as xcals
+import pandas as pd
+import psycopg
+import pytest
+
+from test.fake_yahoo import FakeYahoo, bar_for
+from test.fix_yahoo import ROOT, CliRunner, cli_env
+
+VAL = "flows.event_valuation"
+FAST = ("--delay", "0", "--retry-wait", "0.01")
+CAL = xcals.get_calendar("XNYS", start="2020-01-01")
+METRICS = ("base_date", "price_at_event", "ret_1d", "ret_5d", "ret_20d", "excess_ret_1d", "excess_ret_5d", "excess_ret_20d",
+           "momentum_20d", "volatility_20d", "volume_ratio", "reaction", "trend", "valuation_status")
+
+
+def utc(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text).astimezone(dt.UTC)
+
+
+def write_csv(path: Path, rows: list[tuple[str, str, str]], header: str = "ticker,event_time,source") -> Path:
+    path.write_text(header + "\n" + "".join(f"{t},{e},{s}\n" for t, e, s in rows), encoding="utf-8")
+    return path
+
+
+def expected(ticker: str, event_time: dt.datetime, as_of: dt.date) -> dict[str, Any]:
+    """The metrics computed the slow, obvious way from the fake's prices and the calendar."""
+    sessions = [s.date() for s in CAL.sessions_in_range("2024-06-01", pd.Timestamp(as_of))]
+    closes = [CAL.session_close(pd.Timestamp(d)).to_pydatetime() for d in sessions]
+    base = max(i for i, c in enumerate(closes) if c <= event_time)
+    bar = [bar_for(ticker, d) for d in sessions]
+    spy = [bar_for("SPY", d) for d in sessions]
+    adj = [b["adj_close"] for b in bar]
+    out: dict[str, Any] = {"base_date": sessions[base], "price_at_event": bar[base]["close"], "valuation_status": "ok"}
+    for k in (1, 5, 20):
+        if base + k < len(sessions):
+            ret = adj[base + k] / adj[base] - 1
+            out[f"ret_{k}d"] = ret
+            out[f"excess_ret_{k}d"] = ret - (spy[base + k]["adj_close"] / spy[base]["adj_close"] - 1)
+        else:
+            out[f"ret_{k}d"] = out[f"excess_ret_{k}d"] = None
+    out["momentum_20d"] = adj[base] / adj[base - 20] - 1
+    logs = [math.log(adj[i] / adj[i - 1]) for i in range(base - 19, base + 1)]
+    out["volatility_20d"] = statistics.stdev(logs) * math.sqrt(252)
+    mean_vol = sum(b["volume"] for b in bar[base - 19 : base + 1]) / 20
+    out["volume_ratio"] = bar[base + 1]["volume"] / mean_vol if base + 1 < len(sessions) else None
+    sigma = out["volatility_20d"] / math.sqrt(252)
+    ex1 = out["excess_ret_1d"]
+    out["reaction"] = None if ex1 is None else ("positive" if ex1 > sigma else "negative" if ex1 < -sigma else "neutral")
+    mom = out["momentum_20d"]
+    out["trend"] = "up" if mom > 0.05 else "down" if mom < -0.05 else "flat"
+    return out
+
+
+def stored(dsn: str, where: str = "TRUE") -> dict[tuple[str, dt.datetime], dict[str, Any]]:
+    with psycopg.connect(dsn) as conn:
+        cur = conn.execute(f"SELECT ticker, event_time, {', '.join(METRICS)} FROM txn_events WHERE {where}")  # noqa: S608
+        return {(r[0], r[1]): dict(zip(METRICS, r[2:], strict=True)) for r in cur}
+
+
+def assert_matches(actual: dict[str, Any], wanted: dict[str, Any]) -> None:
+    for key, value in wanted.items():
+        if isinstance(value, float):
+            assert actual[key] == pytest.approx(value, rel=1e-9, abs=1e-12), key
+        else:
+            assert actual[key] == value, key
+
+
+EVENTS = {
+    "before the open": "2025-07-03 12:00:00+00:00",
+    "after the early close": "2025-07-03 17:30:00+00:00",
+    "on a holiday": "2025-07-04 15:00:00+00:00",
+    "just after the close": "2025-07-07 20:00:01+00:00",
+    "during a session": "2025-06-02 13:35:00+00:00",
+    "forward bars missing": "2025-07-28 14:00:00+00:00",
+}
+
+
+def test_metrics_match_an_independent_computation_and_fill_in_later(run_cli: CliRunner, dsn: str, tmp_path: Path, fake_yahoo: FakeYahoo) -> None:
+    csv = write_csv(tmp_path / "e.csv", [("KNWN", t, label) for label, t in EVENTS.items()])
+    first = run_cli(VAL, "--import-csv", str(csv), *FAST, "--as-of", "2025-07-31")
+    assert first.code == 0, first.stdout + first.stderr
+    rows = stored(dsn)
+    for label, text in EVENTS.items():
+        assert_matches(rows[("KNWN", utc(text))], expected("KNWN", utc(text), dt.date(2025, 7, 31)))
+    late = rows[("KNWN", utc(EVENTS["forward bars missing"]))]
+    assert late["ret_20d"] is None and late["ret_1d"] is not None
+    assert rows[("KNWN", utc(EVENTS["before the open"]))]["base_date"] == dt.date(2025, 7, 2)
+    assert rows[("KNWN", utc(EVENTS["on a holiday"]))]["base_date"] == dt.date(2025, 7, 3)
+    assert rows[("KNWN", utc(EVENTS["after the early close"]))]["base_date"] == dt.date(2025, 7, 3)
+
+    fake_yahoo.reset_log()
+    later = run_cli(VAL, *FAST, "--as-of", "2025-09-30")
+    assert later.code == 0, later.stderr
+    incomplete = [t for t in EVENTS.values() if expected("KNWN", utc(t), dt.date(2025, 7, 31))["ret_20d"] is None]
+    assert len(incomplete) == 4
+    assert f"Valuing {len(incomplete)} events" in later.stdout  # only events whose forward bars were missing
+    rows = stored(dsn)
+    for text in EVENTS.values():
+        assert_matches(rows[("KNWN", utc(text))], expected("KNWN", utc(text), dt.date(2025, 9, 30)))
+
+
+def test_one_fetch_per_ticker_whatever_its_event_count(run_cli: CliRunner, dsn: str, tmp_path: Path, fake_yahoo: FakeYahoo) -> None:
+    times = [f"2025-{m:02d}-{d:02d} 15:00:00+00:00" for m in (2, 3, 4) for d in (3, 10, 17, 24)]
+    rows = [("MANY", t, f"s{i}") for i, t in enumerate(times)] + [("ONE", "2025-03-05 15:00:00+00:00", "x")]
+    csv = write_csv(tmp_path / "e.csv", rows)
+    result = run_cli(VAL, "--import-csv", str(csv), *FAST, "--as-of", "2025-06-30", "--group-size", "1", "--concurrency", "2")
+    assert result.code == 0, result.stderr
+    assert len(fake_yahoo.chart_requests("MANY")) == 1
+    assert len(fake_yahoo.chart_requests("ONE")) == 1
+    assert len(fake_yahoo.chart_requests("SPY")) == 1
+    assert all(r["valuation_status"] == "ok" for r in stored(dsn).values())
+
+
+def test_rerun_and_overwrite_need_no_network(run_cli: CliRunner, dsn: str, tmp_path: Path, fake_yahoo: FakeYahoo) -> None:
+    fake_yahoo.unknown.add("GONE")
+    csv = write_csv(tmp_path / "e.csv", [("AAA", "2025-03-05 15:00:00+00:00", "a"), ("BBB", "2025-04-07 15:00:00+00:00", "b"),
+                                         ("GONE", "2025-04-07 15:00:00+00:00", "c")])
+    assert run_cli(VAL, "--import-csv", str(csv), *FAST, "--as-of", "2025-06-30").code == 0
+    before = stored(dsn)
+    fake_yahoo.reset_log()
+    again = run_cli(VAL, *FAST, "--as-of", "2025-06-30")
+    assert again.code == 0 and "Nothing to value" in again.stdout
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("UPDATE collected_daily_stock_history SET adj_close = adj_close * 2 WHERE ticker = 'AAA' AND trade_date >= '2025-03-05'")  # base is 03-04
+    over = run_cli(VAL, "--overwrite", *FAST, "--as-of", "2025-06-30")
+    assert over.code == 0, over.stderr
+    assert fake_yahoo.log == []
+    after = stored(dsn)
+    key = ("AAA", utc("2025-03-05 15:00:00+00:00"))
+    assert after[key]["ret_1d"] == pytest.approx((1 + before[key]["ret_1d"]) * 2 - 1)
+    assert after[("BBB", utc("2025-04-07 15:00:00+00:00"))] == before[("BBB", utc("2025-04-07 15:00:00+00:00"))]
+    assert after[("GONE", utc("2025-04-07 15:00:00+00:00"))]["valuation_status"] == "no_data"
+
+
+def test_import_rejects_bad_file_whole_listing_every_bad_line(run_cli: CliRunner, dsn: str, tmp_path: Path, fake_yahoo: FakeYahoo) -> None:
+    csv = tmp_path / "bad.csv"
+    csv.write_text(
+        "ticker,event_time,source\n"
+        "AAPL,2025-03-05 15:00:00+00:00,ok\n"
+        "BAD TICKER,2025-03-05 15:00:00+00:00,x\n"
+        "MSFT,2025-03-05 15:00:00,no offset\n"
+        "MSFT,yesterday,x\n"
+        "NVDA,2025-03-05 15:00:00+00:00\n"
+        "AMZN,2025-03-06 15:00:00+00:00,ok\n",
+        encoding="utf-8",
+    )
+    result = run_cli(VAL, "--import-csv", str(csv), *FAST)
+    assert result.code == 2
+    err = result.stderr
+    for line, reason in ((3, "bad ticker"), (4, "bad event_time"), (5, "bad event_time"), (6, "wrong number of fields")):
+        assert f"line {line}: {reason}" in err, err
+    assert "(time has no UTC offset)" in err
+    assert "line 2" not in err and "line 7" not in err
+    assert fake_yahoo.log == []
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT count(*) FROM pg_tables WHERE tablename = 'txn_events'").fetchone() == (0,)
+
+    skipped = run_cli(VAL, "--import-csv", str(csv), "--skip-bad-rows", "--import-only")
+    assert skipped.code == 1
+    assert "Imported 2 new event(s)" in skipped.stdout and "line 3: bad ticker" in skipped.stdout
+    again = run_cli(VAL, "--import-csv", str(csv), "--skip-bad-rows", "--import-only")
+    assert "Imported 0 new event(s)" in again.stdout and "(2 already present)" in again.stdout
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT ticker FROM txn_events ORDER BY ticker").fetchall() == [("AAPL",), ("AMZN",)]
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"ticker,when,source\nAAPL,2025-01-01T00:00Z,x\n", "missing column(s) event_time"),
+    (b"ticker,event_time,source\nAAPL,2025-01-01T00:00Z,\xff\xfe\n", "not UTF-8"),
+    (b"", "empty"),
+])
+def test_import_rejects_unusable_files(run_cli: CliRunner, tmp_path: Path, content: bytes, message: str) -> None:
+    path = tmp_path / "f.csv"
+    path.write_bytes(content)
+    result = run_cli(VAL, "--import-csv", str(path))
+    assert result.code == 2
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_dry_run_counts_and_writes_nothing(run_cli: CliRunner, dsn: str, tmp_path: Path, fake_yahoo: FakeYahoo) -> None:
+    rows = [(t, f"2025-03-{d:02d} 15:00:00+00:00", "s") for t in ("AAA", "BBB", "CCC") for d in (3, 4, 5)]
+    csv = write_csv(tmp_path / "e.csv", rows)
+    result = run_cli(VAL, "--import-csv", str(csv), "--dry-run", "--group-size", "2", "--as-of", "2025-06-30")
+    assert result.code == 0, result.stderr
+    assert "Would import 9 new event(s)" in result.stdout
+    assert "Would value 9 events of 3 tickers in 2 groups" in result.stdout and "network fetches: 3" in result.stdout
+    assert fake_yahoo.log == []
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").fetchone() == (0,)
+
+
+def test_failing_ticker_and_failing_group_are_isolated(run_cli: CliRunner, dsn: str, tmp_path: Path, fake_yahoo: FakeYahoo) -> None:
+    fake_yahoo.unknown.add("NOPE")
+    fake_yahoo.scripted["FLAKY"] = [500] * 50
+    rows = [(t, "2025-03-05 15:00:00+00:00", "s") for t in ("AAA", "BOOM", "FLAKY", "NOPE", "ZED")]
+    csv = write_csv(tmp_path / "e.csv", rows)
+    assert run_cli(VAL, "--import-csv", str(csv), "--import-only").code == 0
+    with psycopg.connect(dsn, autocommit=True) as conn:  # a real database failure for one group's write
+        conn.execute("""CREATE FUNCTION refuse_boom() RETURNS trigger LANGUAGE plpgsql AS $$
+                        BEGIN IF NEW.ticker = 'BOOM' THEN RAISE EXCEPTION 'disk says no'; END IF; RETURN NEW; END $$""")
+        conn.execute("CREATE TRIGGER refuse_boom BEFORE UPDATE ON txn_events FOR EACH ROW EXECUTE FUNCTION refuse_boom()")
+    result = run_cli(VAL, *FAST, "--max-retries", "1", "--group-size", "1", "--as-of", "2025-06-30")
+    assert result.code == 1, result.stdout + result.stderr
+    status = {t: r["valuation_status"] for (t, _), r in stored(dsn).items()}
+    assert status == {"AAA": "ok", "ZED": "ok", "NOPE": "no_data", "FLAKY": "error", "BOOM": None}
+    assert "failed and wrote nothing: writing 1 valuations failed: disk says no" in result.stdout
+    assert "FLAKY (HTTP 500 from source)" in result.stdout
+
+
+def test_rate_limit_stops_keeps_valued_groups_and_rerun_finishes(run_cli: CliRunner, dsn: str, tmp_path: Path, fake_yahoo: FakeYahoo) -> None:
+    tickers = [f"T{i:02d}" for i in range(8)]
+    csv = write_csv(tmp_path / "e.csv", [(t, "2025-03-05 15:00:00+00:00", "s") for t in tickers])
+    fake_yahoo.rate_limit_after = 4  # SPY + 3 tickers
+    result = run_cli(VAL, "--import-csv", str(csv), *FAST, "--group-size", "1", "--concurrency", "1", "--as-of", "2025-06-30")
+    assert result.code == 75, result.stdout + result.stderr
+    assert "Resume after" in result.stdout
+    valued = {t for (t, _), r in stored(dsn).items() if r["valuation_status"] == "ok"}
+    assert len(valued) == 3
+    fake_yahoo.rate_limit_after = None
+    assert run_cli(VAL, *FAST, "--as-of", "2025-06-30").code == 0
+    assert {r["valuation_status"] for r in stored(dsn).values()} == {"ok"}
+
+
+def _clean_copy(dsn: str) -> dict[tuple[str, dt.datetime], dict[str, Any]]:
+    return stored(dsn)
+
+
+@pytest.mark.slow
+def test_kill_midway_then_rerun_equals_a_clean_run(fake_yahoo: FakeYahoo, dsn: str, pg_server_dsn: str, tmp_path: Path) -> None:
+    from test.fix_db import dsn as _  # noqa: F401  (fixture module)
+
+    tickers = [f"K{i:03d}" for i in range(60)]
+    csv = write_csv(tmp_path / "e.csv", [(t, f"2025-0{m}-1{m} 15:00:00+00:00", "s") for t in tickers for m in (2, 3, 4)])
+    fake_yahoo.latency = 0.05
+    args = [sys.executable, "-m", VAL, "--import-csv", str(csv), *FAST, "--group-size", "2", "--concurrency", "2",
+            "--as-of", "2025-06-30", "--cache-dir", str(tmp_path / "cache-a")]
+    proc = subprocess.Popen(args, cwd=ROOT, env=cli_env(fake_yahoo, dsn), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        with psycopg.connect(dsn) as conn:
+            exists = conn.execute("SELECT to_regclass('txn_events')").fetchone()
+            done = conn.execute("SELECT count(*) FROM txn_events WHERE valuation_status IS NOT NULL").fetchone() if exists and exists[0] else (0,)
+        if done and done[0] >= 12:
+            break
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(30)
+    with psycopg.connect(dsn) as conn:
+        partial = conn.execute("SELECT count(*) FROM txn_events WHERE valuation_status IS NOT NULL").fetchone()
+    assert partial is not None and 0 < partial[0] < 180
+    rerun = subprocess.run(args, cwd=ROOT, env=cli_env(fake_yahoo, dsn), capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+
+    import uuid
+
+    from psycopg import sql
+
+    clean_name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_server_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(clean_name)))
+    clean_dsn = psycopg.conninfo.make_conninfo(pg_server_dsn, dbname=clean_name)
+    clean_args = [a if a != str(tmp_path / "cache-a") else str(tmp_path / "cache-b") for a in args]
+    clean = subprocess.run(clean_args, cwd=ROOT, env=cli_env(fake_yahoo, clean_dsn), capture_output=True, text=True, timeout=300)
+    assert clean.returncode == 0, clean.stderr
+    assert stored(dsn) == stored(clean_dsn)
+    with psycopg.connect(dsn) as a, psycopg.connect(clean_dsn) as b:
+        q = "SELECT ticker, trade_date, open, high, low, close, adj_close, volume FROM collected_daily_stock_history ORDER BY 1, 2"
+        assert a.execute(q).fetchall() == b.execute(q).fetchall()
+    with psycopg.connect(pg_server_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(clean_name)))
