@@ -163,9 +163,9 @@ def import_csv(
             cur.execute("CREATE TEMP TABLE stage_events (ticker text, event_time timestamptz, source text) ON COMMIT DROP")
             with cur.copy("COPY stage_events (ticker, event_time, source) FROM STDIN") as copy:
                 for line, row in _rows(path):
-                    checked = _check(line, row)
-                    if not isinstance(checked, BadRow):
-                        copy.write_row(checked)
+                    good = _check(line, row)
+                    if not isinstance(good, BadRow):
+                        copy.write_row(good)
             cur.execute(
                 "INSERT INTO txn_events (ticker, event_time, source) SELECT DISTINCT ticker, event_time, source FROM stage_events"
                 " ON CONFLICT (ticker, event_time, source) DO NOTHING"

@@ -95,7 +95,7 @@ def test_metrics_match_an_independent_computation_and_fill_in_later(run_cli: Cli
     first = run_cli(VAL, "--import-csv", str(csv), *FAST, "--as-of", "2025-07-31")
     assert first.code == 0, first.stdout + first.stderr
     rows = stored(dsn)
-    for label, text in EVENTS.items():
+    for text in EVENTS.values():
         assert_matches(rows[("KNWN", utc(text))], expected("KNWN", utc(text), dt.date(2025, 7, 31)))
     late = rows[("KNWN", utc(EVENTS["forward bars missing"]))]
     assert late["ret_20d"] is None and late["ret_1d"] is not None
