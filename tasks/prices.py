@@ -5,6 +5,7 @@ fetch per ticker, stored back (with the fetched range) so reruns never refetch i
 from __future__ import annotations
 
 import datetime as dt
+import io
 from typing import Any
 
 import pandas as pd
@@ -51,6 +52,53 @@ def load_bars(conn: psycopg.Connection[Any], table: str, tickers: list[str], sta
         cur.execute(query, (tickers, start, end))
         frame = pd.DataFrame(cur.fetchall(), columns=["ticker", "trade_date", "close", "adj_close", "volume"])
     return {str(t): g.drop(columns="ticker").reset_index(drop=True) for t, g in frame.groupby("ticker", sort=False)}
+
+
+def load_group_bars(conn: psycopg.Connection[Any], table: str, requests: list[FetchRequest]) -> pd.DataFrame:
+    """Stored bars of several tickers, each within its own request range, in one COPY.
+
+    Returns ``ticker, trade_date, close, adj_close, volume`` (trade_date as datetime.date).
+    """
+    columns = ["ticker", "trade_date", "close", "adj_close", "volume"]
+    if table not in BAR_TABLES:
+        raise ValueError(table)
+    if not requests:
+        return pd.DataFrame(columns=columns)
+    query = sql.SQL(
+        "COPY (SELECT b.ticker, b.trade_date, b.close, b.adj_close, b.volume FROM {} b"
+        " JOIN unnest({}::text[], {}::date[], {}::date[]) AS r(ticker, s, e)"
+        " ON b.ticker = r.ticker AND b.trade_date BETWEEN r.s AND r.e) TO STDOUT (FORMAT csv)"
+    ).format(sql.Identifier(table), sql.Literal([r.symbol for r in requests]), sql.Literal([r.start for r in requests]),
+             sql.Literal([r.end for r in requests]))
+    buffer = io.BytesIO()
+    with conn.cursor() as cur, cur.copy(query) as copy:
+        for chunk in copy:
+            buffer.write(chunk)
+    buffer.seek(0)
+    if buffer.getbuffer().nbytes == 0:
+        return pd.DataFrame(columns=columns)
+    frame = pd.read_csv(buffer, names=columns, dtype={"ticker": str, "close": float, "adj_close": float, "volume": float},
+                        keep_default_na=False, na_values=[""])
+    frame["trade_date"] = pd.to_datetime(frame["trade_date"]).dt.date
+    return frame
+
+
+def covered_tickers(conn: psycopg.Connection[Any], table: str, requests: list[FetchRequest], bars: pd.DataFrame) -> set[str]:
+    """Tickers whose request range was fetched before, or has every NYSE session stored in ``bars``."""
+    if not requests:
+        return set()
+    fetched = coverage(conn, table, [r.symbol for r in requests])
+    sessions = nyse().sessions
+    counts = bars.groupby("ticker").size() if not bars.empty else pd.Series(dtype=int)
+    done = set()
+    for r in requests:
+        if any(s <= r.start and e >= r.end for s, e in fetched.get(r.symbol, [])):
+            done.add(r.symbol)
+            continue
+        expected = int(sessions.searchsorted(pd.Timestamp(r.end), side="right") - sessions.searchsorted(pd.Timestamp(r.start), side="left"))
+        if int(counts.get(r.symbol, 0)) >= expected:
+            done.add(r.symbol)
+    return done
 
 
 def coverage(conn: psycopg.Connection[Any], table: str, tickers: list[str]) -> dict[str, list[tuple[dt.date, dt.date]]]:

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import psycopg
 
@@ -23,7 +24,17 @@ from tasks.cache import DownloadCache
 from tasks.db import connect
 from tasks.errors import RateLimited, SourceError, StoreError, TransientSourceError
 from tasks.events import load_pending_events
-from tasks.prices import coverage, is_covered, load_bars, obtain_bars, price_request, record_coverage, store_fetched
+from tasks.prices import (
+    coverage,
+    covered_tickers,
+    is_covered,
+    load_bars,
+    load_group_bars,
+    obtain_bars,
+    price_request,
+    record_coverage,
+    store_fetched,
+)
 from tasks.source import YahooSource
 from tasks.store import statement
 from tasks.types import FetchRequest
@@ -110,57 +121,59 @@ def value_group(group: ValuationGroup, ctx: ValuationContext) -> GroupResult:
             return result
         spans = events.groupby("ticker")["event_time"].agg(["min", "max"])
         requests = {str(t): price_request(str(t), row["min"], row["max"], ctx.last_closed) for t, row in spans.iterrows()}
-        starts = [r.start for r in requests.values() if r]
-        ends = [r.end for r in requests.values() if r]
-        bars = load_bars(conn, ctx.table, list(spans.index), min(starts), max(ends)) if starts else {}
-        fetched = coverage(conn, ctx.table, list(spans.index))
-        frames: list[pd.DataFrame] = []
-        for key, group_events in events.groupby("ticker", sort=True):
-            ticker = str(key)
-            request = requests.get(ticker)
-            status, error = "ok", None
-            if request is not None and not is_covered(request, fetched.get(ticker, []), bars.get(ticker)):
-                try:
-                    got = obtain_bars(request, cache=ctx.cache, source=ctx.source(), use_cache=not ctx.refresh)
-                    store_fetched(conn, ctx.table, got)
-                    result.from_cache += got.from_cache
-                    result.fetched += not got.from_cache
-                    bars[ticker] = load_bars(conn, ctx.table, [ticker], request.start, request.end).get(ticker, pd.DataFrame())
-                except RateLimited as exc:
-                    result.rate_limited = exc
-                    break
-                except TransientSourceError as exc:
-                    status, error = "error", exc.reason
-                except SourceError as exc:  # a definitive "nothing there": don't ask again for this range
-                    status, error = "no_data", exc.reason
-                    record_coverage(conn, ctx.table, request)
-            ticker_bars = bars.get(ticker)
-            frames.append(_metrics(group_events, ticker_bars, ctx.spy, status, error))
-            if status != "ok":
-                result.failed[ticker] = error or status
-        if frames:
-            valued = pd.concat(frames, ignore_index=True)
-            write_valuations(conn, valued)
-            counts = valued["valuation_status"].value_counts()
-            result.ok, result.no_data, result.error = (int(counts.get(k, 0)) for k in ("ok", "no_data", "error"))
+        wanted = [r for r in requests.values() if r is not None]
+        bars = load_group_bars(conn, ctx.table, wanted)
+        complete = covered_tickers(conn, ctx.table, wanted, bars)
+        failed: dict[str, tuple[str, str]] = {}
+        fresh: list[pd.DataFrame] = []
+        for request in wanted:
+            if request.symbol in complete:
+                continue
+            try:
+                got = obtain_bars(request, cache=ctx.cache, source=ctx.source(), use_cache=not ctx.refresh)
+                store_fetched(conn, ctx.table, got)
+                result.from_cache += got.from_cache
+                result.fetched += not got.from_cache
+                fresh.append(got.bars[["ticker", "trade_date", "close", "adj_close", "volume"]])
+            except RateLimited as exc:  # stop here; tickers not reached stay pending
+                result.rate_limited = exc
+                skipped = {r.symbol for r in wanted[wanted.index(request):]}
+                events = events[~events["ticker"].isin(skipped)]
+                break
+            except TransientSourceError as exc:
+                failed[request.symbol] = ("error", exc.reason)
+            except SourceError as exc:  # a definitive "nothing there": don't ask again for this range
+                failed[request.symbol] = ("no_data", exc.reason)
+                record_coverage(conn, ctx.table, request)
+        if events.empty:
+            return result
+        if fresh:
+            bars = pd.concat([bars, *fresh], ignore_index=True).drop_duplicates(["ticker", "trade_date"], keep="last")
+        valued = _metrics(events.reset_index(drop=True), bars, ctx.spy, failed)
+        write_valuations(conn, valued)
+        counts = valued["valuation_status"].value_counts()
+        result.ok, result.no_data, result.error = (int(counts.get(k, 0)) for k in ("ok", "no_data", "error"))
+        result.failed = {t: reason for t, (_, reason) in failed.items()}
     result.seconds = time.perf_counter() - started
     return result
 
 
-def _metrics(events: pd.DataFrame, bars: pd.DataFrame | None, spy: pd.Series, status: str, error: str | None) -> pd.DataFrame:
-    ids = events["event_id"].to_numpy()
-    if status != "ok" or bars is None or bars.empty:
-        frame = pd.DataFrame({"event_id": ids})
+def _metrics(events: pd.DataFrame, bars: pd.DataFrame, spy: pd.Series, failed: dict[str, tuple[str, str]]) -> pd.DataFrame:
+    """Metrics for every event; events of failed tickers get their status and reason instead."""
+    metrics = value_events(events, bars, spy)
+    metrics.insert(0, "event_id", events["event_id"].to_numpy())
+    no_base = metrics["base_date"].isna().to_numpy()
+    status = np.array(["no_data" if nb else "ok" for nb in no_base], dtype=object)
+    reason = np.array(["no bar closed at or before the event" if nb else None for nb in no_base], dtype=object)
+    if failed:
+        which = events["ticker"].map(lambda t: failed.get(t, (None, None)))
+        hit = events["ticker"].isin(list(failed)).to_numpy()
+        status[hit] = [w[0] for w in which[hit]]
+        reason[hit] = [w[1] for w in which[hit]]
         for col in METRIC_COLUMNS:
-            frame[col] = None
-        frame["valuation_status"] = status if status != "ok" else "no_data"
-        frame["valuation_error"] = error if status != "ok" else "no bars stored for this ticker"
-        return frame
-    metrics = value_events(events["event_time"].reset_index(drop=True), bars, spy)
-    metrics.insert(0, "event_id", ids)
-    no_base = metrics["base_date"].isna()
-    metrics["valuation_status"] = ["no_data" if nb else "ok" for nb in no_base]
-    metrics["valuation_error"] = ["no bar closed at or before the event" if nb else None for nb in no_base]
+            metrics.loc[hit, col] = None
+    metrics["valuation_status"] = status
+    metrics["valuation_error"] = reason
     return metrics
 
 
@@ -170,32 +183,19 @@ def write_valuations(conn: psycopg.Connection[Any], valued: pd.DataFrame) -> int
     Raises:
         StoreError: nothing was written.
     """
+    frame = valued[list(STAGE_COLUMNS)].replace([np.inf, -np.inf], np.nan)
+    payload = frame.to_csv(index=False, header=False, na_rep="", float_format=None)
     try:
         with conn.transaction(), conn.cursor() as cur:
             cur.execute(statement("stage_valuations"))  # type: ignore[arg-type]
-            with cur.copy(f"COPY stage_valuations ({', '.join(STAGE_COLUMNS)}) FROM STDIN") as copy:  # type: ignore[arg-type]
-                for row in valued[list(STAGE_COLUMNS)].itertuples(index=False, name=None):
-                    copy.write_row([_clean(v) for v in row])
+            with cur.copy(f"COPY stage_valuations ({', '.join(STAGE_COLUMNS)}) FROM STDIN (FORMAT csv)") as copy:  # type: ignore[arg-type]
+                copy.write(payload)
             cur.execute(statement("update_valuations"))  # type: ignore[arg-type]
             updated = cur.rowcount
             cur.execute("DROP TABLE stage_valuations")
     except psycopg.Error as exc:
         raise StoreError(f"writing {len(valued)} valuations failed: {str(exc).strip().splitlines()[0]}") from exc
     return updated
-
-
-def _clean(value: object) -> object:
-    if value is None:
-        return None
-    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
-        return None
-    if value is pd.NaT:
-        return None
-    if hasattr(value, "item"):
-        value = value.item()  # numpy scalar
-        if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
-            return None
-    return value
 
 
 def ensure_bars(conn: psycopg.Connection[Any], table: str, request: FetchRequest, ctx: ValuationContext) -> str:
