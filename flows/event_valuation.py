@@ -11,18 +11,19 @@ not be valued), 2 (bad input, nothing written), 75 (rate limited: rerun later), 
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import datetime as dt
 import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from flows.group_pool import GroupOutcome, process_mapper
 from flows.runtime import (
     ArgumentParser,
     add_common_flags,
@@ -42,13 +43,12 @@ from tasks.display import Reporter
 from tasks.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_RATE_LIMITED, EXIT_SOME_FAILED, PipelineError, RateLimited, SourceError, StoreError
 from tasks.events import ImportResult, TickerWork, check_csv, describe_bad, import_csv, pending_by_ticker
 from tasks.prices import price_request
-from tasks.ratelimit import RateLimiter
-from tasks.source import YahooSource
 from tasks.staggered import format_eta
 from tasks.store import ETF_TABLE, STOCK_TABLE
 from tasks.tickers import BENCHMARK, parse_ticker_list
 from tasks.value_groups import (
     GroupResult,
+    SourceSettings,
     ValuationContext,
     ValuationGroup,
     default_group_size,
@@ -59,7 +59,9 @@ from tasks.value_groups import (
 )
 
 FLOW_NAME = "event-valuation"
-GroupOutcome = GroupResult | tuple[int, str]  # a result, or (group index, error) for a failed group
+# Downloads cost CPU (yfinance parsing) under the GIL: with this many to do, spread them over processes.
+# Below it, spawning processes (2-3 s each to import) costs more than it saves.
+PROCESS_THRESHOLD = 200
 MODULE = "flows.event_valuation"
 
 
@@ -72,6 +74,7 @@ class ValuationOptions:
     tickers: tuple[str, ...] | None = None
     dry_run: bool = False
     concurrency: int = 10
+    processes: int | None = None
     group_size: int | None = None
     delay: float = 0.1
     max_retries: int = 3
@@ -92,6 +95,9 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--tickers", help='comma-separated tickers to value (default: all with pending events)')
     p.add_argument("--dry-run", action="store_true", help="print how many events, tickers, groups and network fetches a run would make; touch nothing")
     p.add_argument("--concurrency", type=int_in(1, 64), default=10, help="ticker groups in flight at once (default: %(default)s)")
+    p.add_argument("--processes", type=int_in(1, 64), default=None,
+                   help="worker processes sharing the --concurrency threads (default: one per core when at least "
+                        f"{PROCESS_THRESHOLD} tickers need the network, else 1)")
     p.add_argument("--group-size", type=int_in(1, 100_000), default=None, help="tickers per group (default: about 40 groups per run)")
     p.add_argument("--delay", type=positive_float, default=0.1, help="minimum seconds between any two requests to Yahoo (default: %(default)s)")
     p.add_argument("--max-retries", type=int_in(0, 20), default=3, help="retries for transient failures only, never 429 (default: %(default)s)")
@@ -108,7 +114,7 @@ def options_from_args(ns: Any) -> ValuationOptions:
     return ValuationOptions(
         import_csv=ns.import_csv, skip_bad_rows=ns.skip_bad_rows, import_only=ns.import_only, overwrite=ns.overwrite,
         tickers=tuple(parse_ticker_list(ns.tickers)) if ns.tickers is not None else None, dry_run=ns.dry_run,
-        concurrency=ns.concurrency, group_size=ns.group_size, delay=ns.delay, max_retries=ns.max_retries, retry_wait=ns.retry_wait,
+        concurrency=ns.concurrency, processes=ns.processes, group_size=ns.group_size, delay=ns.delay, max_retries=ns.max_retries, retry_wait=ns.retry_wait,
         timeout=ns.timeout, rate_limit_sleep=ns.rate_limit_sleep, refresh=ns.refresh, cache_dir=ns.cache_dir, as_of=ns.as_of,
     )
 
@@ -230,20 +236,19 @@ def run_valuation(opts: ValuationOptions, *, command: str, log: Callable[[str], 
         group_size = opts.group_size or default_group_size(len(work))
         groups = make_groups([(w.ticker, w.events) for w in work], group_size)
         cache = DownloadCache(opts.cache_dir)
+        network, cached = plan_fetches(conn, work, STOCK_TABLE, cache, as_of_session(opts.as_of))
         if opts.dry_run:
-            network, cached = plan_fetches(conn, work, STOCK_TABLE, cache, as_of_session(opts.as_of))
             conn.rollback()
             say(f"Would value {events:,} events of {len(work):,} tickers in {len(groups)} groups of up to {group_size} tickers "
                 f"({opts.concurrency} at a time); network fetches: {network:,} (+ SPY if not stored), from cache: {cached:,}")
             return code
         last_closed = as_of_session(opts.as_of)
         ctx = ValuationContext(
-            dsn=dsn, table=STOCK_TABLE, cache=cache, spy=None, last_closed=last_closed, overwrite=opts.overwrite,  # type: ignore[arg-type]
+            dsn=dsn, table=STOCK_TABLE, cache=cache, spy=pd.Series(dtype=float), last_closed=last_closed, overwrite=opts.overwrite,
             refresh=opts.refresh,
-            source_factory=lambda: YahooSource(opts.cache_dir, limiter=RateLimiter(opts.delay), max_retries=opts.max_retries,
-                                               timeout=opts.timeout, backoff_initial=opts.retry_wait),
+            source_settings=SourceSettings(opts.cache_dir, delay=opts.delay, max_retries=opts.max_retries, timeout=opts.timeout,
+                                           retry_wait=opts.retry_wait),
         )
-        ctx._source = None
         totals = RunTotals(events=events, tickers=len(work), groups=len(groups))
         spy_request = price_request(BENCHMARK, min(w.first for w in work), max(w.last for w in work), last_closed)
         if spy_request is not None:
@@ -260,7 +265,9 @@ def run_valuation(opts: ValuationOptions, *, command: str, log: Callable[[str], 
         reporter = Reporter(len(groups), log=log)
         say(f"Valuing {events:,} events of {len(work):,} tickers in {len(groups)} groups, {opts.concurrency} at a time")
         try:
-            for outcome in (mapper or thread_mapper)(groups, ctx, opts.concurrency):
+            processes = opts.processes or ((os.cpu_count() or 1) if network >= PROCESS_THRESHOLD else 1)
+            run = mapper or partial(process_mapper, processes=processes)
+            for outcome in run(groups, ctx, opts.concurrency):
                 if isinstance(outcome, tuple):
                     index, error = outcome
                     totals.failed_groups[index] = error
@@ -284,30 +291,6 @@ def run_valuation(opts: ValuationOptions, *, command: str, log: Callable[[str], 
             if opts.dry_run:
                 conn.rollback()
             conn.close()
-
-
-def thread_mapper(groups: list[ValuationGroup], ctx: ValuationContext, concurrency: int) -> Iterator[GroupOutcome]:
-    """Run groups on a bounded thread pool; yield results (or (index, error)) as they finish."""
-    pool = cf.ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="value-group")
-    try:
-        futures = {pool.submit(_value_with_retries, g, ctx): g for g in groups}
-        for future in cf.as_completed(futures):
-            yield future.result()
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _value_with_retries(group: ValuationGroup, ctx: ValuationContext, retries: int = 2) -> GroupOutcome:
-    for attempt in range(retries + 1):
-        try:
-            return value_group(group, ctx)
-        except StoreError as exc:
-            if attempt == retries:
-                return group.index, str(exc)
-            time.sleep(0.5 * (attempt + 1))
-        except PipelineError as exc:
-            return group.index, str(exc)
-    raise AssertionError("unreachable")
 
 
 def prefect_mapper(concurrency: int) -> Callable[..., Iterator[GroupOutcome]]:

@@ -19,9 +19,9 @@ import pandas as pd
 
 from tasks.types import BAR_COLUMNS, FetchRequest, FetchResult
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 DEFAULT_TTL = 24 * 3600.0
-_ACTION_COLUMNS = ["ticker", "ex_date", "kind", "value"]
+_ACTION_COLUMNS = ("ticker", "ex_date", "kind", "value")
 
 
 class DownloadCache:
@@ -52,10 +52,13 @@ class DownloadCache:
             cached = FetchRequest(request.symbol, dt.date.fromisoformat(data["start"]), dt.date.fromisoformat(data["end"]))
             if self._now() - float(data["fetched_at"]) > self.ttl or not cached.covers(request):
                 continue
-            bars = pd.DataFrame(data["rows"], columns=list(BAR_COLUMNS))
+            bars = pd.DataFrame({c: data["bars"][c] for c in BAR_COLUMNS})
             bars["trade_date"] = pd.to_datetime(bars["trade_date"]).dt.date
+            for col in ("open", "high", "low", "close", "adj_close"):
+                bars[col] = bars[col].astype(float)
+            bars["volume"] = bars["volume"].astype("int64")
             keep = (bars["trade_date"] >= request.start) & (bars["trade_date"] <= request.end)
-            actions = pd.DataFrame(data.get("actions", []), columns=_ACTION_COLUMNS)
+            actions = pd.DataFrame({c: data["actions"][c] for c in _ACTION_COLUMNS})
             if not actions.empty:
                 actions["ex_date"] = pd.to_datetime(actions["ex_date"]).dt.date
             return FetchResult(request, bars[keep].reset_index(drop=True), from_cache=True, actions=actions)
@@ -65,20 +68,19 @@ class DownloadCache:
         """Write ``result`` atomically (temp file + rename) and return its path."""
         req = result.request
         self.dir.mkdir(parents=True, exist_ok=True)
-        rows = result.bars.astype(object).where(result.bars.notna(), None)
         payload = {
             "version": FORMAT_VERSION,
             "symbol": req.symbol,
             "start": req.start.isoformat(),
             "end": req.end.isoformat(),
             "fetched_at": self._now(),
-            "rows": [[_plain(v) for v in row] for row in rows.itertuples(index=False)],
-            "actions": [[_plain(v) for v in row] for row in result.actions.itertuples(index=False)],
+            "bars": _columns(result.bars, BAR_COLUMNS),
+            "actions": _columns(result.actions, _ACTION_COLUMNS),
         }
         path = self.dir / f"{req.symbol}__{req.start.isoformat()}__{req.end.isoformat()}.json"
         fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".tmp-", suffix=".json")
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(payload, fh, separators=(",", ":"))
+            fh.write(json.dumps(payload, separators=(",", ":")))
         os.replace(tmp, path)
         return path
 
@@ -87,20 +89,28 @@ class DownloadCache:
             data = json.loads(path.read_text(encoding="utf-8"))
             if not isinstance(data, dict) or data.get("version") != FORMAT_VERSION:
                 raise ValueError("unknown cache format")
-            for key in ("start", "end", "fetched_at", "rows"):
+            for key in ("start", "end", "fetched_at", "bars", "actions"):
                 if key not in data:
                     raise ValueError(f"missing {key}")
-            if any(not isinstance(r, list) or len(r) != len(BAR_COLUMNS) for r in data["rows"]):
-                raise ValueError("malformed row")
+            bars, actions = data["bars"], data["actions"]
+            if not isinstance(bars, dict) or not isinstance(actions, dict):
+                raise ValueError("malformed columns")
+            lengths = {len(bars.get(c) or []) if isinstance(bars.get(c), list) else -1 for c in BAR_COLUMNS}
+            if len(lengths) != 1 or -1 in lengths or any(not isinstance(actions.get(c), list) for c in _ACTION_COLUMNS):
+                raise ValueError("malformed columns")
             return data
         except (OSError, ValueError, TypeError):
             path.unlink(missing_ok=True)
             return None
 
 
-def _plain(value: object) -> object:
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    if hasattr(value, "item"):
-        return value.item()  # numpy scalar
-    return value
+def _columns(frame: pd.DataFrame, names: tuple[str, ...] | list[str]) -> dict[str, list[object]]:
+    """Column-wise plain lists (JSON-ready): dates as ISO strings, NaN as null."""
+    out: dict[str, list[object]] = {}
+    for name in names:
+        column = frame[name] if name in frame.columns else pd.Series([None] * len(frame), dtype=object)
+        if name in ("trade_date", "ex_date"):
+            out[name] = [d.isoformat() for d in column]
+        else:
+            out[name] = column.astype(object).where(column.notna(), None).tolist()
+    return out

@@ -31,6 +31,9 @@ class SourceError(PipelineError):
         self.symbol = symbol
         self.reason = reason
 
+    def __reduce__(self) -> tuple[object, ...]:  # keep attributes across process boundaries
+        return (type(self), (self.symbol, self.reason))
+
 
 class TransientSourceError(SourceError):
     """A failure that a later attempt may not meet (timeout, 5xx, connection reset)."""
@@ -42,6 +45,9 @@ class RateLimited(SourceError):
     def __init__(self, symbol: str, reason: str = "rate limited (HTTP 429)", retry_after: float | None = None) -> None:
         super().__init__(symbol, reason)
         self.retry_after = retry_after
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.symbol, self.reason, self.retry_after))
 
 
 class StoreError(PipelineError):

@@ -55,8 +55,10 @@ def load_bars(conn: psycopg.Connection[Any], table: str, tickers: list[str], sta
 
 
 def load_group_bars(conn: psycopg.Connection[Any], table: str, requests: list[FetchRequest]) -> pd.DataFrame:
-    """Stored bars of several tickers, each within its own request range, in one COPY.
+    """Stored bars of several tickers, each within its own request range.
 
+    The server joins the rows into one CSV text (one round trip, parsed by pandas in C): about
+    3x faster than fetching tens of thousands of rows one by one.
     Returns ``ticker, trade_date, close, adj_close, volume`` (trade_date as datetime.date).
     """
     columns = ["ticker", "trade_date", "close", "adj_close", "volume"]
@@ -65,19 +67,15 @@ def load_group_bars(conn: psycopg.Connection[Any], table: str, requests: list[Fe
     if not requests:
         return pd.DataFrame(columns=columns)
     query = sql.SQL(
-        "COPY (SELECT b.ticker, b.trade_date, b.close, b.adj_close, b.volume FROM {} b"
-        " JOIN unnest({}::text[], {}::date[], {}::date[]) AS r(ticker, s, e)"
-        " ON b.ticker = r.ticker AND b.trade_date BETWEEN r.s AND r.e) TO STDOUT (FORMAT csv)"
-    ).format(sql.Identifier(table), sql.Literal([r.symbol for r in requests]), sql.Literal([r.start for r in requests]),
-             sql.Literal([r.end for r in requests]))
-    buffer = io.BytesIO()
-    with conn.cursor() as cur, cur.copy(query) as copy:
-        for chunk in copy:
-            buffer.write(chunk)
-    buffer.seek(0)
-    if buffer.getbuffer().nbytes == 0:
+        "SELECT string_agg(concat_ws(',', b.ticker, b.trade_date, b.close, coalesce(b.adj_close::text, ''),"
+        " coalesce(b.volume::text, '')), E'\\n') FROM {} b"
+        " JOIN unnest(%s::text[], %s::date[], %s::date[]) AS r(ticker, s, e)"
+        " ON b.ticker = r.ticker AND b.trade_date BETWEEN r.s AND r.e"
+    ).format(sql.Identifier(table))
+    row = conn.execute(query, ([r.symbol for r in requests], [r.start for r in requests], [r.end for r in requests])).fetchone()
+    if row is None or not row[0]:
         return pd.DataFrame(columns=columns)
-    frame = pd.read_csv(buffer, names=columns, dtype={"ticker": str, "close": float, "adj_close": float, "volume": float},
+    frame = pd.read_csv(io.StringIO(row[0]), names=columns, dtype={"ticker": str, "close": float, "adj_close": float, "volume": float},
                         keep_default_na=False, na_values=[""])
     frame["trade_date"] = pd.to_datetime(frame["trade_date"]).dt.date
     return frame
@@ -150,17 +148,22 @@ def record_coverage(conn: psycopg.Connection[Any], table: str, request: FetchReq
     )
 
 
-def store_fetched(conn: psycopg.Connection[Any], table: str, result: FetchResult) -> None:
-    """Bars, corporate actions and the fetched range, in one transaction.
+def store_fetched(conn: psycopg.Connection[Any], table: str, results: list[FetchResult]) -> None:
+    """Bars, corporate actions and fetched ranges of several downloads, in one transaction
+    (one COPY for all of them: far fewer round trips and temp tables than one per ticker).
 
     Raises:
         StoreError: nothing was written.
     """
-    req = result.request
+    if not results:
+        return
     try:
         with conn.transaction():
-            store_bars(conn, table, result.bars)
-            store_actions(conn, result.actions)
-            record_coverage(conn, table, req)
+            store_bars(conn, table, pd.concat([r.bars for r in results], ignore_index=True))
+            actions = [r.actions for r in results if not r.actions.empty]
+            if actions:
+                store_actions(conn, pd.concat(actions, ignore_index=True))
+            for result in results:
+                record_coverage(conn, table, result.request)
     except psycopg.Error as exc:
-        raise StoreError(f"storing bars of {req.symbol} failed: {str(exc).strip().splitlines()[0]}") from exc
+        raise StoreError(f"storing bars of {len(results)} ticker(s) failed: {str(exc).strip().splitlines()[0]}") from exc

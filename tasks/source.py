@@ -110,9 +110,10 @@ def configure_yfinance(cache_dir: Path) -> None:
         if _configured_dir == target:
             return
         target.mkdir(parents=True, exist_ok=True)
-        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"yfinance(\..*)?$")
-        warnings.filterwarnings("ignore", category=FutureWarning, module=r"yfinance(\..*)?$")
-        warnings.filterwarnings("ignore", category=pd.errors.Pandas4Warning if hasattr(pd.errors, "Pandas4Warning") else FutureWarning)
+        # Process-wide, once: warnings.catch_warnings() is not thread-safe, so fetch threads must not use it.
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", category=getattr(pd.errors, "Pandas4Warning", FutureWarning))
         yf.set_tz_cache_location(str(target))
         # Reset the DB handles so the new location takes effect in this process.
         for manager in ("_TzDBManager", "_CookieDBManager", "_ISINDBManager"):
@@ -231,13 +232,11 @@ class YahooSource:
                 continue
             for req in group:
                 self.session.forget(req.symbol)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                frame = yf.download(
-                    [r.symbol for r in group], start=start.isoformat(), end=next_day(end).isoformat(),
-                    interval="1d", auto_adjust=False, actions=True, group_by="ticker", threads=False,
-                    progress=False, timeout=self.timeout, multi_level_index=True, session=self.session,
-                )
+            frame = yf.download(
+                [r.symbol for r in group], start=start.isoformat(), end=next_day(end).isoformat(),
+                interval="1d", auto_adjust=False, actions=True, group_by="ticker", threads=False,
+                progress=False, timeout=self.timeout, multi_level_index=True, session=self.session,
+            )
             for req in group:
                 sub = None
                 if frame is not None and isinstance(frame.columns, pd.MultiIndex) and req.symbol in frame.columns.get_level_values(0):
@@ -263,12 +262,10 @@ class YahooSource:
             raise self.session.tripped
         self.session.forget(request.symbol)
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                frame = yf.Ticker(request.symbol, session=self.session).history(
-                    start=request.start.isoformat(), end=next_day(request.end).isoformat(), interval="1d",
-                    auto_adjust=False, actions=True, repair=False, timeout=self.timeout,
-                )
+            frame = yf.Ticker(request.symbol, session=self.session).history(
+                start=request.start.isoformat(), end=next_day(request.end).isoformat(), interval="1d",
+                auto_adjust=False, actions=True, repair=False, timeout=self.timeout,
+            )
         except Exception as exc:  # yfinance raises many types; translate them all here
             raise self._classify(request.symbol, exc) from exc
         if frame is None or frame.empty:

@@ -66,9 +66,8 @@ def store_bars(conn: psycopg.Connection[Any], table: str, bars: pd.DataFrame, *,
     try:
         with conn.transaction(), conn.cursor() as cur:
             cur.execute(statement("stage_bars"))  # type: ignore[arg-type]
-            with cur.copy("COPY stage_bars (ticker, trade_date, open, high, low, close, adj_close, volume) FROM STDIN") as copy:
-                for row in frame.itertuples(index=False, name=None):
-                    copy.write_row([None if _missing(v) else v for v in row])
+            with cur.copy("COPY stage_bars (ticker, trade_date, open, high, low, close, adj_close, volume) FROM STDIN (FORMAT csv)") as copy:
+                copy.write(frame.to_csv(index=False, header=False, na_rep=""))
             cur.execute(upsert, {"source": source})
             inserted = [r[0] for r in cur.fetchall()]
             cur.execute("DROP TABLE stage_bars")
@@ -99,10 +98,6 @@ def store_actions(conn: psycopg.Connection[Any], actions: pd.DataFrame) -> int:
     except psycopg.Error as exc:
         raise StoreError(f"writing corporate actions failed: {_first_line(exc)}") from exc
     return new
-
-
-def _missing(value: object) -> bool:
-    return value is None or (isinstance(value, float) and value != value)
 
 
 def _first_line(exc: BaseException) -> str:

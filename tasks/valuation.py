@@ -16,6 +16,8 @@ into another ticker's bars are masked.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
@@ -33,21 +35,34 @@ METRIC_COLUMNS: tuple[str, ...] = (
 )
 
 
+@lru_cache(maxsize=1)
+def _close_table() -> tuple[np.datetime64, np.ndarray]:
+    """(first day, close second for every calendar day from then): sessions get their real
+    close (early closes included); other days 16:00 New York. Built once per process."""
+    cal = nyse()
+    days = pd.date_range(cal.first_session, cal.last_session, freq="D")
+    fallback = (days + pd.Timedelta(hours=16)).tz_localize("America/New_York").tz_convert("UTC").as_unit("s").asi8
+    table = np.asarray(fallback, dtype="int64").copy()
+    closes = pd.DatetimeIndex(cal.closes.to_numpy())
+    closes = closes.tz_localize("UTC") if closes.tz is None else closes
+    pos = (np.asarray(cal.closes.index.to_numpy(), dtype="datetime64[D]") - np.datetime64(days[0].date(), "D")).astype(int)
+    table[pos] = closes.as_unit("s").asi8
+    return np.datetime64(days[0].date(), "D"), table
+
+
 def session_close_seconds(dates: np.ndarray) -> np.ndarray:
     """UTC close (seconds since the epoch) of the sessions on ``dates`` (datetime64[D]), early closes included.
 
     A date that is not an NYSE session (should not happen for source bars) closes at 16:00 New York.
     """
-    cal = nyse()
-    days = pd.DatetimeIndex(dates.astype("datetime64[ns]"))
-    closes = pd.DatetimeIndex(cal.closes.reindex(days).to_numpy())
-    if closes.tz is None:
-        closes = closes.tz_localize("UTC")
-    missing = np.asarray(closes.isna())
-    if missing.any():
-        fallback = (days + pd.Timedelta(hours=16)).tz_localize("America/New_York").tz_convert("UTC")
-        closes = closes.where(~missing, fallback)
-    return np.asarray(closes.as_unit("s").asi8, dtype="int64")
+    first, table = _close_table()
+    offset = (dates.astype("datetime64[D]") - first).astype(int)
+    inside = (offset >= 0) & (offset < len(table))
+    result = table[np.clip(offset, 0, len(table) - 1)]
+    if not inside.all():  # outside the calendar: 16:00 New York
+        days = pd.DatetimeIndex(dates[~inside].astype("datetime64[ns]"))
+        result[~inside] = (days + pd.Timedelta(hours=16)).tz_localize("America/New_York").tz_convert("UTC").as_unit("s").asi8
+    return result
 
 
 def _windows(values: np.ndarray, fn: str) -> np.ndarray:

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,9 +36,10 @@ from tasks.prices import (
     record_coverage,
     store_fetched,
 )
+from tasks.ratelimit import RateLimiter
 from tasks.source import YahooSource
 from tasks.store import statement
-from tasks.types import FetchRequest
+from tasks.types import FetchRequest, FetchResult
 from tasks.valuation import METRIC_COLUMNS, value_events
 
 STAGE_COLUMNS = ("event_id", *METRIC_COLUMNS, "valuation_status", "valuation_error")
@@ -70,9 +72,27 @@ class GroupResult:
         return self.ok + self.no_data + self.error
 
 
+@dataclass(frozen=True)
+class SourceSettings:
+    """How to build the network source (picklable, so worker processes can build their own)."""
+
+    cache_dir: Path
+    delay: float = 0.1
+    max_retries: int = 3
+    timeout: float = 10.0
+    retry_wait: float = 1.0
+
+    def build(self) -> YahooSource:
+        return YahooSource(self.cache_dir, limiter=RateLimiter(self.delay), max_retries=self.max_retries, timeout=self.timeout,
+                           backoff_initial=self.retry_wait)
+
+
 @dataclass
 class ValuationContext:
-    """What every group shares (thread-safe: the source paces and trips for all of them)."""
+    """What every group of a process shares (thread-safe: one source paces and trips for all).
+
+    Picklable until the source is built, so it can be sent to worker processes.
+    """
 
     dsn: str
     table: str
@@ -81,15 +101,27 @@ class ValuationContext:
     last_closed: dt.date
     overwrite: bool = False
     refresh: bool = False
-    source_factory: Callable[[], YahooSource] | None = None
+    source_settings: SourceSettings | None = None
     _source: YahooSource | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def source(self) -> YahooSource:
-        if self._source is None:
-            if self.source_factory is None:
-                raise SourceError("*", "no network source configured")
-            self._source = self.source_factory()
-        return self._source
+        with self._lock:
+            if self._source is None:
+                if self.source_settings is None:
+                    raise SourceError("*", "no network source configured")
+                self._source = self.source_settings.build()
+            return self._source
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_source"] = None
+        state.pop("_lock", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
 
 
 def make_groups(work: list[tuple[str, int]], group_size: int) -> list[ValuationGroup]:
@@ -125,16 +157,15 @@ def value_group(group: ValuationGroup, ctx: ValuationContext) -> GroupResult:
         bars = load_group_bars(conn, ctx.table, wanted)
         complete = covered_tickers(conn, ctx.table, wanted, bars)
         failed: dict[str, tuple[str, str]] = {}
-        fresh: list[pd.DataFrame] = []
+        fresh: list[FetchResult] = []
         for request in wanted:
             if request.symbol in complete:
                 continue
             try:
                 got = obtain_bars(request, cache=ctx.cache, source=ctx.source(), use_cache=not ctx.refresh)
-                store_fetched(conn, ctx.table, got)
                 result.from_cache += got.from_cache
                 result.fetched += not got.from_cache
-                fresh.append(got.bars[["ticker", "trade_date", "close", "adj_close", "volume"]])
+                fresh.append(got)
             except RateLimited as exc:  # stop here; tickers not reached stay pending
                 result.rate_limited = exc
                 skipped = {r.symbol for r in wanted[wanted.index(request):]}
@@ -145,10 +176,12 @@ def value_group(group: ValuationGroup, ctx: ValuationContext) -> GroupResult:
             except SourceError as exc:  # a definitive "nothing there": don't ask again for this range
                 failed[request.symbol] = ("no_data", exc.reason)
                 record_coverage(conn, ctx.table, request)
+        store_fetched(conn, ctx.table, fresh)  # the group's downloads in one transaction (also cached on disk)
         if events.empty:
             return result
         if fresh:
-            bars = pd.concat([bars, *fresh], ignore_index=True).drop_duplicates(["ticker", "trade_date"], keep="last")
+            new_bars = [f.bars[["ticker", "trade_date", "close", "adj_close", "volume"]] for f in fresh]
+            bars = pd.concat([bars, *new_bars], ignore_index=True).drop_duplicates(["ticker", "trade_date"], keep="last")
         valued = _metrics(events.reset_index(drop=True), bars, ctx.spy, failed)
         write_valuations(conn, valued)
         counts = valued["valuation_status"].value_counts()
@@ -210,7 +243,7 @@ def ensure_bars(conn: psycopg.Connection[Any], table: str, request: FetchRequest
     if is_covered(request, fetched, stored):
         return "stored"
     got = obtain_bars(request, cache=ctx.cache, source=ctx.source(), use_cache=not ctx.refresh)
-    store_fetched(conn, table, got)
+    store_fetched(conn, table, [got])
     return "cache" if got.from_cache else "network"
 
 

@@ -124,7 +124,8 @@ def test_cache_expires_after_ttl(tmp_path: Path) -> None:
     assert cache.get(req) is None
 
 
-@pytest.mark.parametrize("content", [b"", b"{", b"\x80\x04\x95\x00pickle", b'{"version": 1, "start": "x"}', b"[1, 2]"])
+@pytest.mark.parametrize("content", [b"", b"{", b"\x80\x04\x95\x00pickle", b'{"version": 2, "start": "x"}', b"[1, 2]",
+                                     b'{"version": 2, "start": "2025-07-01", "end": "2025-07-01", "fetched_at": 1, "bars": {"ticker": [1]}, "actions": {}}'])
 def test_cache_deletes_unreadable_files_and_misses(tmp_path: Path, content: bytes) -> None:
     cache = DownloadCache(tmp_path)
     req = FetchRequest("SPY", dt.date(2025, 7, 1), dt.date(2025, 7, 1))
@@ -139,7 +140,8 @@ def test_cache_files_are_json_not_pickle(tmp_path: Path) -> None:
     cache = DownloadCache(tmp_path)
     req = FetchRequest("SPY", dt.date(2025, 7, 1), dt.date(2025, 7, 1))
     path = cache.put(FetchResult(req, _bars("SPY", [dt.date(2025, 7, 1)]), from_cache=False))
-    assert json.loads(path.read_text())["rows"][0][:2] == ["SPY", "2025-07-01"]
+    bars = json.loads(path.read_text())["bars"]
+    assert (bars["ticker"][0], bars["trade_date"][0], bars["close"][0]) == ("SPY", "2025-07-01", 10.5)
 
 
 def test_normalize_history_maps_columns_drops_empty_rows_and_extracts_actions() -> None:
