@@ -23,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 
-from flows.group_pool import GroupOutcome, process_mapper
+from flows.group_pool import GroupOutcome, process_mapper, start_method
 from flows.runtime import (
     ArgumentParser,
     add_common_flags,
@@ -96,8 +96,8 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="print how many events, tickers, groups and network fetches a run would make; touch nothing")
     p.add_argument("--concurrency", type=int_in(1, 64), default=10, help="ticker groups in flight at once (default: %(default)s)")
     p.add_argument("--processes", type=int_in(1, 64), default=None,
-                   help="worker processes sharing the --concurrency threads (default: one per core when at least "
-                        f"{PROCESS_THRESHOLD} tickers need the network, else 1)")
+                   help="worker processes sharing the --concurrency threads (default: one per core; on platforms "
+                        f"without fork, only when at least {PROCESS_THRESHOLD} tickers need the network)")
     p.add_argument("--group-size", type=int_in(1, 100_000), default=None, help="tickers per group (default: about 40 groups per run)")
     p.add_argument("--delay", type=positive_float, default=0.1, help="minimum seconds between any two requests to Yahoo (default: %(default)s)")
     p.add_argument("--max-retries", type=int_in(0, 20), default=3, help="retries for transient failures only, never 429 (default: %(default)s)")
@@ -265,7 +265,8 @@ def run_valuation(opts: ValuationOptions, *, command: str, log: Callable[[str], 
         reporter = Reporter(len(groups), log=log)
         say(f"Valuing {events:,} events of {len(work):,} tickers in {len(groups)} groups, {opts.concurrency} at a time")
         try:
-            processes = opts.processes or ((os.cpu_count() or 1) if network >= PROCESS_THRESHOLD else 1)
+            cheap_start = start_method() == "fork"
+            processes = opts.processes or ((os.cpu_count() or 1) if cheap_start or network >= PROCESS_THRESHOLD else 1)
             run = mapper or partial(process_mapper, processes=processes)
             for outcome in run(groups, ctx, opts.concurrency):
                 if isinstance(outcome, tuple):

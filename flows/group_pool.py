@@ -5,7 +5,8 @@ are CPU-bound under the GIL; processes spread that over the cores. Groups are ha
 shared queue (the next free thread takes the next group), so a slow group never idles a core.
 A 429 in any process sets a shared stop flag: no new group starts anywhere.
 
-Each process builds its own source; its spacing is ``delay x processes`` so the aggregate
+On Linux workers are forked (the parent has no other threads then and has closed its database
+connection); elsewhere they are spawned. Each process builds its own source; its spacing is ``delay x processes`` so the aggregate
 request rate stays what ``--delay`` allows.
 """
 
@@ -68,6 +69,20 @@ def _worker(todo: Any, results: Any, stop: Any, ctx: ValuationContext, threads: 
     results.put(_DONE)
 
 
+def start_method() -> str:
+    """``fork`` where the platform has it (workers start in milliseconds with everything imported),
+    else ``spawn`` (Windows, macOS: each worker imports the libraries again, ~2-3 s)."""
+    return "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+
+
+def _warm_up() -> None:
+    from tasks.calendar import nyse
+    from tasks.valuation import _close_table
+
+    nyse()
+    _close_table()
+
+
 def process_mapper(groups: list[ValuationGroup], ctx: ValuationContext, concurrency: int,
                    processes: int | None = None) -> Iterator[GroupOutcome]:
     """Yield each group's outcome as it finishes (see module doc)."""
@@ -75,7 +90,9 @@ def process_mapper(groups: list[ValuationGroup], ctx: ValuationContext, concurre
     if procs == 1:
         yield from thread_mapper(groups, ctx, concurrency)
         return
-    spawn = mp.get_context("spawn")
+    spawn: Any = mp.get_context(start_method())
+    if spawn.get_start_method() == "fork":
+        _warm_up()  # children inherit the built calendar tables instead of building their own
     todo, results, stop = spawn.Queue(), spawn.Queue(), spawn.Event()
     for group in groups:
         todo.put(group)
