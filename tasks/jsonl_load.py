@@ -1,0 +1,175 @@
+"""Loading one JSONL file into PostgreSQL, in batches that each commit with the file's checkpoint.
+
+Python only splits lines and streams them (COPY) into a temp table; PostgreSQL parses the JSON,
+checks every field and inserts the good rows and the rejects in one set-based statement per batch
+(``sql/load_<kind>.sql``). Only complete lines are loaded: a last line without its newline is
+left for the next run (its writer may still be writing it). A kill at any moment loses at most
+the batch in flight, which the next run loads again from the checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from tasks.errors import StoreError
+from tasks.jsonl_files import FilePlan, Kind
+from tasks.store import statement
+
+_CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f]")
+_MAX_LINE = 1 << 20
+_ROW_TABLES: dict[Kind, str] = {"swing": "swing_bars_10m", "scalp": "scalp_ticks", "gap": "scalp_gaps"}
+
+
+@dataclass
+class FileResult:
+    rel: str
+    kind: Kind
+    action: str
+    lines: int = 0
+    loaded: int = 0
+    rejected: int = 0
+    incomplete_tail: bool = False
+    bytes_read: int = 0
+    seconds: float = 0.0
+    rejects: list[tuple[int, str]] = field(default_factory=list)
+
+
+def load_file(conn: psycopg.Connection[Any], root: Path, plan: FilePlan, *, batch_size: int = 10_000) -> FileResult:
+    """Load what ``plan`` says of one file (see module doc); ``conn`` must be in autocommit mode.
+
+    Raises:
+        StoreError: PostgreSQL refused a batch (earlier batches stay committed with their checkpoint).
+    """
+    started = time.perf_counter()
+    f = plan.file
+    result = FileResult(f.rel, f.kind, plan.action)
+    if plan.action == "skip":
+        return result
+    path = root / f.rel
+    start_byte, line_no = (plan.start_byte, plan.start_line) if plan.action == "append" else (0, 0)
+    try:
+        if plan.action == "reload":
+            forget_file(conn, f.rel, f.kind)
+        digest = hashlib.sha256()
+        batch: list[tuple[int, bytes]] = []
+        consumed = start_byte
+        with path.open("rb") as fh:
+            left = start_byte
+            while left > 0:  # the hash of the loaded prefix continues from here
+                chunk = fh.read(min(1 << 20, left))
+                digest.update(chunk)
+                left -= len(chunk)
+            for raw in fh:
+                if not raw.endswith(b"\n"):
+                    result.incomplete_tail = True
+                    break
+                line_no += 1
+                consumed += len(raw)
+                digest.update(raw)
+                batch.append((line_no, raw))
+                if len(batch) >= batch_size:
+                    _flush(conn, f.rel, f.kind, batch, consumed, line_no, digest, f.size, result)
+                    batch = []
+            if batch or plan.action != "append":
+                _flush(conn, f.rel, f.kind, batch, consumed, line_no, digest, f.size, result)
+        result.bytes_read = consumed - start_byte
+    except psycopg.Error as exc:
+        raise StoreError(f"loading {f.rel} failed: {str(exc).strip().splitlines()[0]}") from exc
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _flush(conn: psycopg.Connection[Any], rel: str, kind: Kind, batch: list[tuple[int, bytes]], consumed: int, line_no: int,
+           digest: Any, size: int, result: FileResult) -> None:
+    """One batch: COPY the lines, load + reject in SQL, refresh 1-minute bars, checkpoint; one transaction."""
+    payload: list[str] = []
+    python_rejects: list[tuple[int, str, str]] = []
+    for n, raw in batch:
+        body = raw.rstrip(b"\r\n")
+        if not body.strip():
+            continue  # blank line: nothing to load, nothing wrong
+        if len(body) > _MAX_LINE:
+            python_rejects.append((n, "line longer than 1 MiB", ""))
+            continue
+        if _CONTROL.search(body):
+            python_rejects.append((n, "control character in line (not valid JSON text)", body[:200].decode("utf-8", "replace")))
+            continue
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            python_rejects.append((n, "not UTF-8 text", body[:200].decode("utf-8", "replace")))
+            continue
+        payload.append(f"{n}\x02{text}\n")
+    first = batch[0][0] if batch else line_no
+    with conn.transaction(), conn.cursor() as cur:
+        loaded = rejected = 0
+        if payload:
+            cur.execute(statement("stage_lines"))  # type: ignore[arg-type]
+            with cur.copy("COPY stage_lines (source_line, line) FROM STDIN WITH (FORMAT csv, DELIMITER E'\\x02', QUOTE E'\\x01')") as copy:
+                copy.write("".join(payload))
+            cur.execute(statement(f"load_{kind}"), {"file": rel})  # type: ignore[arg-type]
+            row = cur.fetchone()
+            loaded, rejected = (int(row[0]), int(row[1])) if row else (0, 0)
+            cur.execute("DROP TABLE stage_lines")
+        if python_rejects:
+            cur.executemany(
+                "INSERT INTO jsonl_rejects (source_file, source_line, reason, raw) VALUES (%s, %s, %s, %s)"
+                " ON CONFLICT (source_file, source_line) DO UPDATE SET reason = EXCLUDED.reason, raw = EXCLUDED.raw",
+                [(rel, n, reason, raw) for n, reason, raw in python_rejects],
+            )
+        if kind == "scalp" and loaded:
+            cur.execute(
+                "CREATE TEMP TABLE minutes_to_refresh ON COMMIT DROP AS SELECT DISTINCT symbol, date_trunc('minute', event_time)"
+                " AS bar_time FROM scalp_ticks WHERE source_file = %s AND source_line BETWEEN %s AND %s",
+                (rel, first, line_no),
+            )
+            _refresh_bars(cur)
+        cur.execute(
+            "INSERT INTO jsonl_file_checkpoints (source_file, kind, bytes_loaded, lines_loaded, prefix_sha256, file_size)"
+            " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (source_file) DO UPDATE SET bytes_loaded = EXCLUDED.bytes_loaded,"
+            " lines_loaded = EXCLUDED.lines_loaded, prefix_sha256 = EXCLUDED.prefix_sha256, file_size = EXCLUDED.file_size,"
+            " updated_at = now()",
+            (rel, kind, consumed, line_no, digest.copy().hexdigest(), size),
+        )
+    result.lines += len(batch)
+    result.loaded += loaded
+    result.rejected += rejected + len(python_rejects)
+    if rejected or python_rejects:
+        rows = conn.execute(
+            "SELECT source_line, reason FROM jsonl_rejects WHERE source_file = %s AND source_line BETWEEN %s AND %s ORDER BY 1",
+            (rel, first, line_no),
+        ).fetchall()
+        result.rejects.extend((int(n), str(r)) for n, r in rows[:50])
+
+
+def _refresh_bars(cur: psycopg.Cursor[Any]) -> None:
+    """Recompute the 1-minute bars of the minutes in ``minutes_to_refresh`` from all stored ticks."""
+    cur.execute(
+        "DELETE FROM scalp_1m_bars b USING (SELECT DISTINCT symbol, bar_time FROM minutes_to_refresh) m"
+        " WHERE b.symbol = m.symbol AND b.bar_time = m.bar_time"
+    )
+    cur.execute(statement("refresh_1m_bars"))  # type: ignore[arg-type]
+
+
+def forget_file(conn: psycopg.Connection[Any], rel: str, kind: Kind) -> None:
+    """Remove everything an earlier version of a file loaded (rows, rejects, checkpoint), in one transaction."""
+    with conn.transaction(), conn.cursor() as cur:
+        if kind == "scalp":
+            cur.execute(
+                "CREATE TEMP TABLE minutes_to_refresh ON COMMIT DROP AS SELECT DISTINCT symbol, date_trunc('minute', event_time)"
+                " AS bar_time FROM scalp_ticks WHERE source_file = %s",
+                (rel,),
+            )
+        table = _ROW_TABLES[kind]
+        cur.execute(f"DELETE FROM {table} WHERE source_file = %s", (rel,))  # type: ignore[arg-type]  # noqa: S608 (fixed names)
+        cur.execute("DELETE FROM jsonl_rejects WHERE source_file = %s", (rel,))
+        cur.execute("DELETE FROM jsonl_file_checkpoints WHERE source_file = %s", (rel,))
+        if kind == "scalp":
+            _refresh_bars(cur)

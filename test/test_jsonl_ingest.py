@@ -1,0 +1,234 @@
+"""End to end: JSONL ingestion CLI against the embedded PostgreSQL, with a generated tree."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from tasks import jsonl_queries as q
+from test.fix_yahoo import ROOT, CliRunner, cli_env
+from test.jsonl_tree import START, expected_1m_bars, make_tree, tick, write
+
+ING = "flows.jsonl_ingest"
+
+
+def snapshot(dsn: str) -> dict[str, list[tuple[Any, ...]]]:
+    queries = {
+        "ticks": "SELECT symbol, event_time, ts, bid_price, ask_price, bid_size, ask_size, last_price, volume, session_id,"
+                 " mitigation_level, quality_flag, source_file, source_line FROM scalp_ticks ORDER BY source_file, source_line",
+        "bars": "SELECT symbol, bar_time, open, high, low, close, volume, tick_count, coverage_ratio FROM scalp_1m_bars ORDER BY 1, 2",
+        "swing": "SELECT symbol, bar_time, open, high, low, close, volume, bid_price, ask_price, session_id, source_file, source_line"
+                 " FROM swing_bars_10m ORDER BY 1, 2",
+        "gaps": "SELECT gap_start_ts, gap_end_ts, gap_seconds, scope, reason, session_id, source_file, source_line FROM scalp_gaps ORDER BY 7, 8",
+        "rejects": "SELECT source_file, source_line, reason FROM jsonl_rejects ORDER BY 1, 2",
+    }
+    with psycopg.connect(dsn) as conn:
+        return {k: list(conn.execute(v)) for k, v in queries.items()}  # type: ignore[arg-type]
+
+
+def ts(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def test_loads_every_table_with_the_file_values(run_cli: CliRunner, dsn: str, tmp_path: Path) -> None:
+    tree = make_tree(tmp_path / "data")
+    result = run_cli(ING, "--root", str(tree.root))
+    assert result.code == 0, result.stdout + result.stderr
+    snap = snapshot(dsn)
+    ticks = tree.all_ticks()
+    assert len(snap["ticks"]) == len(ticks)
+    first = snap["ticks"][0]
+    rec = tree.ticks[first[12]][first[13] - 1]
+    assert (first[0], first[1], float(first[7]), first[8]) == (rec["symbol"], ts(rec["event_time"]), rec["last_price"], rec["volume"])
+    swings = [r for recs in tree.swings.values() for r in recs]
+    assert len(snap["swing"]) == len(swings)
+    row = snap["swing"][0]
+    src = tree.swings[row[10]][row[11] - 1]
+    assert (float(row[2]), float(row[3]), float(row[4]), float(row[5]), row[6], float(row[7]), float(row[8])) == (
+        src["price"]["open"], src["price"]["high"], src["price"]["low"], src["price"]["close"], src["volume"], src["bid_price"], src["ask_price"])
+    assert len(snap["gaps"]) == 4 and snap["rejects"] == []
+    assert "0 lines rejected" in result.stdout
+
+
+def test_1m_bars_and_coverage_match_an_independent_computation(run_cli: CliRunner, dsn: str, tmp_path: Path) -> None:
+    tree = make_tree(tmp_path / "data", files=2, minutes_per_file=2)
+    assert run_cli(ING, "--root", str(tree.root), "--batch-size", "100").code == 0
+    wanted = expected_1m_bars(tree.all_ticks())
+    got = {(r[0], r[1]): r for r in snapshot(dsn)["bars"]}
+    assert set(got) == set(wanted)
+    for key, bar in wanted.items():
+        row = got[key]
+        assert (float(row[2]), float(row[3]), float(row[4]), float(row[5]), row[6], row[7]) == (
+            bar["open"], bar["high"], bar["low"], bar["close"], bar["volume"], bar["tick_count"])
+        assert row[8] == pytest.approx(bar["coverage_ratio"])
+    assert any(b["coverage_ratio"] < 1 for b in wanted.values())
+
+
+def test_rerun_adds_nothing_and_appended_lines_load_alone(run_cli: CliRunner, dsn: str, tmp_path: Path) -> None:
+    tree = make_tree(tmp_path / "data")
+    assert run_cli(ING, "--root", str(tree.root)).code == 0
+    before = snapshot(dsn)
+    again = run_cli(ING, "--root", str(tree.root))
+    assert again.code == 0 and "0 rows loaded" in again.stdout and "unchanged" in again.stdout
+    assert snapshot(dsn) == before
+    name = sorted(tree.ticks)[-1]
+    extra_time = START + dt.timedelta(minutes=5, seconds=59)
+    extra = [tick("005930", extra_time + dt.timedelta(milliseconds=100 * k), 9000 + k) for k in range(3)]
+    with (tree.root / name).open("a", encoding="utf-8") as fh:
+        for r in extra:
+            fh.write(json.dumps(r) + "\n")
+    grown = run_cli(ING, "--root", str(tree.root))
+    assert grown.code == 0, grown.stderr
+    assert "1 grown" in grown.stdout and "3 rows loaded" in grown.stdout
+    after = snapshot(dsn)
+    assert len(after["ticks"]) == len(before["ticks"]) + 3
+    new_lines = [r[13] for r in after["ticks"] if r[12] == name][-3:]
+    assert new_lines == [len(tree.ticks[name]) + 1, len(tree.ticks[name]) + 2, len(tree.ticks[name]) + 3]
+    bars = expected_1m_bars(tree.all_ticks() + extra)
+    minute = extra_time.replace(second=0)
+    row = next(r for r in after["bars"] if r[0] == "005930" and r[1] == minute)
+    assert row[7] == bars[("005930", minute)]["tick_count"]
+
+
+def test_rewritten_file_is_reloaded_and_reported(run_cli: CliRunner, dsn: str, tmp_path: Path) -> None:
+    tree = make_tree(tmp_path / "data")
+    assert run_cli(ING, "--root", str(tree.root)).code == 0
+    name = sorted(tree.ticks)[0]
+    changed = tree.ticks[name][:50]
+    changed[0] = dict(changed[0], last_price=1.5)
+    write(tree.root / name, changed)
+    result = run_cli(ING, "--root", str(tree.root))
+    assert result.code == 0, result.stderr
+    assert f"Reloaded (earlier content changed): {name}" in result.stdout
+    fresh = tmp_path / "fresh"
+    tree.ticks[name] = changed
+    import shutil
+
+    shutil.copytree(tree.root, fresh)
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute("SELECT count(*) FROM scalp_ticks WHERE source_file = %s", (name,)).fetchone()
+        first = conn.execute("SELECT last_price FROM scalp_ticks WHERE source_file = %s AND source_line = 1", (name,)).fetchone()
+    assert rows == (50,) and first is not None and float(first[0]) == 1.5
+    bars = {(r[0], r[1]): r for r in snapshot(dsn)["bars"]}
+    assert {k: v[7] for k, v in bars.items()} == {k: v["tick_count"] for k, v in expected_1m_bars(tree.all_ticks()).items()}
+
+
+def test_bad_lines_go_to_rejects_with_their_line_numbers(run_cli: CliRunner, dsn: str, tmp_path: Path) -> None:
+    tree = make_tree(tmp_path / "data", files=1, minutes_per_file=1)
+    name = sorted(tree.ticks)[0]
+    good = [json.dumps(r) for r in tree.ticks[name][:10]]
+    bad_neg = dict(tree.ticks[name][0], last_price=-1)
+    bad_missing = {k: v for k, v in tree.ticks[name][0].items() if k != "session_id"}
+    bad_naive = dict(tree.ticks[name][0], event_time="2026-01-22T09:31:05")
+    bad_type = dict(tree.ticks[name][0], volume="ten")
+    lines = good[:2] + ['{"symbol": "005930", broken'] + good[2:4] + [json.dumps(bad_neg), json.dumps(bad_missing)] + good[4:6] \
+        + [json.dumps(bad_naive), json.dumps(bad_type), "[1, 2]"] + good[6:]
+    path = tree.root / name
+    path.write_bytes(("\n".join(lines) + "\n").encode() + b'{"symbol": "\xff\xfe"}\n' + b"\n")
+    swing_name = sorted(tree.swings)[0]
+    s = tree.swings[swing_name]
+    inverted = dict(s[1], price={"open": 10, "high": 5, "low": 9, "close": 6})
+    write(tree.root / swing_name, [s[0], inverted] + s[2:])
+    result = run_cli(ING, "--root", str(tree.root))
+    assert result.code == 1, result.stdout + result.stderr
+    rejects = {(f, n): r for f, n, r in snapshot(dsn)["rejects"]}
+    assert rejects == {
+        (name, 3): "invalid JSON",
+        (name, 6): "last_price: missing, not a number, negative or too large",
+        (name, 7): "session_id: missing or not a string of 1-50 characters",
+        (name, 10): "event_time: missing or not an ISO-8601 time with offset",
+        (name, 11): "volume: missing or not a non-negative integer",
+        (name, 12): "not a JSON object",
+        (name, 17): "not UTF-8 text",
+        (swing_name, 2): "price: high < low",
+    }
+    assert f"Rejected {name}:3: invalid JSON" in result.stdout
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT count(*) FROM scalp_ticks").fetchone() == (10,)
+
+
+def test_dry_run_lists_files_and_lines_and_writes_nothing(run_cli: CliRunner, dsn: str, tmp_path: Path) -> None:
+    tree = make_tree(tmp_path / "data")
+    result = run_cli(ING, "--root", str(tree.root), "--dry-run")
+    assert result.code == 0
+    for name, recs in tree.ticks.items():
+        assert f"{name}" in result.stdout and f"{len(recs):,} lines to load" in result.stdout
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").fetchone() == (0,)
+
+
+def test_bad_root_is_a_clear_error(run_cli: CliRunner, tmp_path: Path) -> None:
+    result = run_cli(ING, "--root", str(tmp_path / "nope"))
+    assert result.code == 2 and "is not a directory" in result.stderr
+
+
+@pytest.mark.slow
+def test_kill_9_mid_file_then_rerun_equals_a_clean_run(fake_yahoo: Any, dsn: str, pg_server_dsn: str, tmp_path: Path, run_cli: CliRunner) -> None:
+    tree = make_tree(tmp_path / "data", files=3, minutes_per_file=20)
+    args = [sys.executable, "-m", ING, "--root", str(tree.root), "--batch-size", "200", "--concurrency", "2"]
+    proc = subprocess.Popen(args, cwd=ROOT, env=cli_env(None, dsn), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with psycopg.connect(dsn) as conn:
+                row = conn.execute("SELECT count(*) FROM jsonl_file_checkpoints").fetchone()
+            if row and row[0] >= 2:
+                break
+        except psycopg.Error:
+            pass
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(30)
+    partial = snapshot(dsn)
+    assert 0 < len(partial["ticks"]) < len(tree.all_ticks())
+    assert run_cli(ING, "--root", str(tree.root), "--batch-size", "200").code == 0
+
+    import uuid
+
+    from psycopg import sql
+    from psycopg.conninfo import make_conninfo
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_server_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    clean = make_conninfo(pg_server_dsn, dbname=name)
+    done = subprocess.run([sys.executable, "-m", ING, "--root", str(tree.root)], cwd=ROOT, env=cli_env(None, clean), capture_output=True, timeout=300)
+    assert done.returncode == 0
+    assert snapshot(dsn) == snapshot(clean)
+    with psycopg.connect(pg_server_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def test_query_functions(run_cli: CliRunner, dsn: str, tmp_path: Path) -> None:
+    tree = make_tree(tmp_path / "data")
+    assert run_cli(ING, "--root", str(tree.root)).code == 0
+    with psycopg.connect(dsn) as conn:
+        latest = q.get_latest_bars(conn, "005930", 2)
+        swings = sorted((r for recs in tree.swings.values() for r in recs if r["symbol"] == "005930"), key=lambda r: r["ts"])
+        assert [b["bar_time"] for b in latest] == [ts(swings[-1]["ts"]), ts(swings[-2]["ts"])]
+        ranged = q.get_bars_in_range(conn, "005930", ts(swings[0]["ts"]), ts(swings[2]["ts"]))
+        assert [b["bar_time"] for b in ranged] == [ts(s["ts"]) for s in swings[:2]]
+        ticks = sorted((t for t in tree.all_ticks() if t["symbol"] == "000660"), key=lambda t: t["event_time"])
+        assert [t["event_time"] for t in q.get_latest_ticks(conn, "000660", 3)] == [ts(t["event_time"]) for t in ticks[::-1][:3]]
+        window = q.get_ticks_in_range(conn, "000660", ts(ticks[10]["event_time"]), ts(ticks[20]["event_time"]))
+        assert [t["event_time"] for t in window] == [ts(t["event_time"]) for t in ticks[10:20]]
+        bars = q.get_1m_bars(conn, "000660", START, START + dt.timedelta(minutes=2))
+        wanted = expected_1m_bars(tree.all_ticks())
+        assert [(b["bar_time"], b["tick_count"]) for b in bars] == [
+            (k[1], v["tick_count"]) for k, v in sorted(wanted.items()) if k[0] == "000660" and k[1] < START + dt.timedelta(minutes=2)]
+        day = START.date()
+        assert q.count_gaps(conn, "scalp", day, day) == 2  # the third scalp gap starts the next day
+        assert q.count_gaps(conn, "swing", day, day) == 1
+        assert q.count_gaps(conn, "scalp", day + dt.timedelta(days=1), day + dt.timedelta(days=1)) == 1
+        critical = q.get_critical_gaps(conn, day, day + dt.timedelta(days=1))
+        assert [g["gap_seconds"] for g in critical] == [120, 90, 61]
