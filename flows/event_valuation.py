@@ -236,7 +236,9 @@ def run_valuation(opts: ValuationOptions, *, command: str, log: Callable[[str], 
         group_size = opts.group_size or default_group_size(len(work))
         groups = make_groups([(w.ticker, w.events) for w in work], group_size)
         cache = DownloadCache(opts.cache_dir)
-        network, cached = plan_fetches(conn, work, STOCK_TABLE, cache, as_of_session(opts.as_of))
+        cheap_start = start_method() == "fork"
+        # The fetch count only decides whether processes pay off where they are slow to start.
+        network, cached = plan_fetches(conn, work, STOCK_TABLE, cache, as_of_session(opts.as_of)) if opts.dry_run or not cheap_start else (0, 0)
         if opts.dry_run:
             conn.rollback()
             say(f"Would value {events:,} events of {len(work):,} tickers in {len(groups)} groups of up to {group_size} tickers "
@@ -265,7 +267,6 @@ def run_valuation(opts: ValuationOptions, *, command: str, log: Callable[[str], 
         reporter = Reporter(len(groups), log=log)
         say(f"Valuing {events:,} events of {len(work):,} tickers in {len(groups)} groups, {opts.concurrency} at a time")
         try:
-            cheap_start = start_method() == "fork"
             processes = opts.processes or ((os.cpu_count() or 1) if cheap_start or network >= PROCESS_THRESHOLD else 1)
             run = mapper or partial(process_mapper, processes=processes)
             for outcome in run(groups, ctx, opts.concurrency):

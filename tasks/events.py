@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import psycopg
 from psycopg import sql
 
@@ -198,8 +199,25 @@ def pending_by_ticker(conn: psycopg.Connection[Any], *, overwrite: bool, tickers
     return [TickerWork(t, int(n), a, b) for t, n, a, b in rows]
 
 
-def load_pending_events(conn: psycopg.Connection[Any], tickers: list[str], *, overwrite: bool) -> list[tuple[int, str, dt.datetime]]:
-    """(event_id, ticker, event_time) of the pending events of ``tickers``."""
+CHUNK_EVENTS = 20_000  # events held in memory at once per group
+
+
+def pending_spans(conn: psycopg.Connection[Any], tickers: list[str], *, overwrite: bool) -> dict[str, tuple[dt.datetime, dt.datetime]]:
+    """Per ticker of ``tickers``, the first and last time of its pending events."""
+    where = sql.SQL("TRUE") if overwrite else PENDING
+    query = sql.SQL("SELECT ticker, min(event_time), max(event_time) FROM txn_events WHERE ticker = ANY(%s) AND {} GROUP BY ticker").format(where)
+    return {t: (lo, hi) for t, lo, hi in conn.execute(query, (tickers,))}
+
+
+def pending_chunks(conn: psycopg.Connection[Any], tickers: list[str], *, overwrite: bool,
+                   size: int = CHUNK_EVENTS) -> Iterator[pd.DataFrame]:
+    """The pending events of ``tickers`` (event_id, ticker, event_time), ``size`` at a time,
+    through a server-side cursor: memory does not grow with the number of events.
+    Must run inside a transaction (the caller's write transaction)."""
     where = sql.SQL("TRUE") if overwrite else PENDING
     query = sql.SQL("SELECT event_id, ticker, event_time FROM txn_events WHERE ticker = ANY(%s) AND {}").format(where)
-    return list(conn.execute(query, (tickers,)))
+    with conn.cursor(name=f"pending_{id(tickers)}") as cur:
+        cur.itersize = size
+        cur.execute(query, (tickers,))
+        while rows := cur.fetchmany(size):
+            yield pd.DataFrame(rows, columns=["event_id", "ticker", "event_time"])

@@ -13,6 +13,7 @@ import datetime as dt
 import math
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ import psycopg
 from tasks.cache import DownloadCache
 from tasks.db import connect
 from tasks.errors import RateLimited, SourceError, StoreError, TransientSourceError
-from tasks.events import load_pending_events
+from tasks.events import pending_chunks, pending_spans
 from tasks.prices import (
     coverage,
     covered_tickers,
@@ -147,12 +148,10 @@ def value_group(group: ValuationGroup, ctx: ValuationContext) -> GroupResult:
     started = time.perf_counter()
     result = GroupResult(group.index, tickers=len(group.tickers))
     with connect(ctx.dsn, autocommit=True) as conn:
-        events = pd.DataFrame(load_pending_events(conn, list(group.tickers), overwrite=ctx.overwrite),
-                              columns=["event_id", "ticker", "event_time"])
-        if events.empty:
+        spans = pending_spans(conn, list(group.tickers), overwrite=ctx.overwrite)
+        if not spans:
             return result
-        spans = events.groupby("ticker")["event_time"].agg(["min", "max"])
-        requests = {str(t): price_request(str(t), row["min"], row["max"], ctx.last_closed) for t, row in spans.iterrows()}
+        requests = {t: price_request(t, lo, hi, ctx.last_closed) for t, (lo, hi) in spans.items()}
         wanted = [r for r in requests.values() if r is not None]
         bars = load_group_bars(conn, ctx.table, wanted)
         complete = covered_tickers(conn, ctx.table, wanted, bars)
@@ -168,8 +167,8 @@ def value_group(group: ValuationGroup, ctx: ValuationContext) -> GroupResult:
                 fresh.append(got)
             except RateLimited as exc:  # stop here; tickers not reached stay pending
                 result.rate_limited = exc
-                skipped = {r.symbol for r in wanted[wanted.index(request):]}
-                events = events[~events["ticker"].isin(skipped)]
+                for later in wanted[wanted.index(request):]:
+                    spans.pop(later.symbol, None)
                 break
             except TransientSourceError as exc:
                 failed[request.symbol] = ("error", exc.reason)
@@ -177,15 +176,14 @@ def value_group(group: ValuationGroup, ctx: ValuationContext) -> GroupResult:
                 failed[request.symbol] = ("no_data", exc.reason)
                 record_coverage(conn, ctx.table, request)
         store_fetched(conn, ctx.table, fresh)  # the group's downloads in one transaction (also cached on disk)
-        if events.empty:
+        if not spans:
             return result
         if fresh:
             new_bars = [f.bars[["ticker", "trade_date", "close", "adj_close", "volume"]] for f in fresh]
             bars = pd.concat([bars, *new_bars], ignore_index=True).drop_duplicates(["ticker", "trade_date"], keep="last")
-        valued = _metrics(events.reset_index(drop=True), bars, ctx.spy, failed)
-        write_valuations(conn, valued)
-        counts = valued["valuation_status"].value_counts()
-        result.ok, result.no_data, result.error = (int(counts.get(k, 0)) for k in ("ok", "no_data", "error"))
+        counts = write_valuations(conn, pending_chunks(conn, sorted(spans), overwrite=ctx.overwrite),
+                                  lambda chunk: _metrics(chunk, bars, ctx.spy, failed))
+        result.ok, result.no_data, result.error = (counts.get(k, 0) for k in ("ok", "no_data", "error"))
         result.failed = {t: reason for t, (_, reason) in failed.items()}
     result.seconds = time.perf_counter() - started
     return result
@@ -210,25 +208,34 @@ def _metrics(events: pd.DataFrame, bars: pd.DataFrame, spy: pd.Series, failed: d
     return metrics
 
 
-def write_valuations(conn: psycopg.Connection[Any], valued: pd.DataFrame) -> int:
-    """COPY the metrics into a temp table and apply them with one UPDATE, in one transaction.
+def write_valuations(conn: psycopg.Connection[Any], chunks: Iterator[pd.DataFrame],
+                     value: Callable[[pd.DataFrame], pd.DataFrame]) -> dict[str, int]:
+    """Value event chunks as they stream in, COPY each into a temp table, then apply all of them
+    with one UPDATE: one transaction, so the group writes everything or nothing, while memory
+    holds one chunk of events at a time. Returns the count per valuation status.
 
     Raises:
         StoreError: nothing was written.
     """
-    frame = valued[list(STAGE_COLUMNS)].replace([np.inf, -np.inf], np.nan)
-    payload = frame.to_csv(index=False, header=False, na_rep="", float_format=None)
+    counts: dict[str, int] = {}
     try:
         with conn.transaction(), conn.cursor() as cur:
             cur.execute(statement("stage_valuations"))  # type: ignore[arg-type]
-            with cur.copy(f"COPY stage_valuations ({', '.join(STAGE_COLUMNS)}) FROM STDIN (FORMAT csv)") as copy:  # type: ignore[arg-type]
-                copy.write(payload)
+            for chunk in chunks:
+                valued = value(chunk)
+                for status, n in valued["valuation_status"].value_counts().items():
+                    counts[str(status)] = counts.get(str(status), 0) + int(n)
+                frame = valued[list(STAGE_COLUMNS)].replace([np.inf, -np.inf], np.nan)
+                with cur.copy(f"COPY stage_valuations ({', '.join(STAGE_COLUMNS)}) FROM STDIN (FORMAT csv)") as copy:  # type: ignore[arg-type]
+                    copy.write(frame.to_csv(index=False, header=False, na_rep=""))
+            # Without statistics the planner guesses the stage is big and scans all of txn_events
+            # for every group; analyzed, it joins through the primary key instead.
+            cur.execute("ANALYZE stage_valuations")
             cur.execute(statement("update_valuations"))  # type: ignore[arg-type]
-            updated = cur.rowcount
             cur.execute("DROP TABLE stage_valuations")
     except psycopg.Error as exc:
-        raise StoreError(f"writing {len(valued)} valuations failed: {str(exc).strip().splitlines()[0]}") from exc
-    return updated
+        raise StoreError(f"writing {sum(counts.values())} valuations failed: {str(exc).strip().splitlines()[0]}") from exc
+    return counts
 
 
 def ensure_bars(conn: psycopg.Connection[Any], table: str, request: FetchRequest, ctx: ValuationContext) -> str:
