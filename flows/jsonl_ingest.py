@@ -2,8 +2,9 @@
 
     python -m flows.jsonl_ingest --root DIR          (console script: jsonl-ingest)
 
-Files are grouped and the groups mapped over ``--concurrency`` workers (Prefect tasks on a
-bounded ``ThreadPoolTaskRunner`` when orchestrated; the same thread pool otherwise). Each file
+Files are grouped and the groups mapped over ``--concurrency`` workers: worker processes by
+default (parsing is CPU work), Prefect tasks on a bounded ``ThreadPoolTaskRunner`` when
+orchestrated. Each file
 loads in batches of ``--batch-size`` lines, one transaction per batch with its checkpoint, so
 reruns skip finished files, continue grown ones, and reload rewritten ones.
 Exit codes: 0 all loaded, 1 some lines rejected (see ``jsonl_rejects``) or a file failed,
@@ -13,6 +14,7 @@ Exit codes: 0 all loaded, 1 some lines rejected (see ``jsonl_rejects``) or a fil
 from __future__ import annotations
 
 import concurrent.futures as cf
+import multiprocessing as mp
 import os
 import sys
 import time
@@ -21,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from flows.group_pool import start_method
 from flows.runtime import ArgumentParser, add_common_flags, command_line, int_in, program_name, run_cli, use_prefect
 from tasks.db import connect, default_pgdata, open_database, resolve_dsn
 from tasks.display import Reporter
@@ -119,8 +122,11 @@ class IngestTotals:
         return out
 
 
-def thread_mapper(groups: list[list[FilePlan]], dsn: str, root: Path, opts: IngestOptions) -> Iterator[FileResult | tuple[str, str]]:
-    with cf.ThreadPoolExecutor(max_workers=opts.concurrency, thread_name_prefix="jsonl") as pool:
+def pool_mapper(groups: list[list[FilePlan]], dsn: str, root: Path, opts: IngestOptions) -> Iterator[FileResult | tuple[str, str]]:
+    """Worker processes (parsing JSON is CPU work: threads would share one core); forked where the
+    platform allows, else spawned."""
+    context = mp.get_context(start_method())
+    with cf.ProcessPoolExecutor(max_workers=opts.concurrency, mp_context=context) as pool:
         futures = [pool.submit(load_group, dsn, root, g, opts.batch_size) for g in groups]
         for future in cf.as_completed(futures):
             yield from future.result()
@@ -138,7 +144,7 @@ def prefect_mapper(groups: list[list[FilePlan]], dsn: str, root: Path, opts: Ing
 
 
 def run_ingest(opts: IngestOptions, *, log: Callable[[str], Any] | None = None,
-               mapper: Callable[..., Iterator[FileResult | tuple[str, str]]] = thread_mapper) -> int:
+               mapper: Callable[..., Iterator[FileResult | tuple[str, str]]] = pool_mapper) -> int:
     """Plan, then load every file group; returns the exit code.
 
     Raises:

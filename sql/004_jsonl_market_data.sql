@@ -106,18 +106,3 @@ CREATE TABLE IF NOT EXISTS jsonl_file_checkpoints (
     updated_at    timestamptz NOT NULL DEFAULT now()
 );
 
--- Field checks used by the load statements (sql/load_*.sql): set-based, in the server.
-CREATE OR REPLACE FUNCTION jsonl_is_time(v jsonb) RETURNS boolean LANGUAGE sql STABLE AS $$
-    SELECT coalesce(jsonb_typeof(v) = 'string'
-        AND (v #>> '{}') ~ '^\d{4}-\d\d-\d\d[T ]\d\d:\d\d(:\d\d(\.\d+)?)?(Z|z|[+-]\d\d(:?\d\d)?)$'
-        AND pg_input_is_valid(v #>> '{}', 'timestamptz'), false)
-$$;
-CREATE OR REPLACE FUNCTION jsonl_is_price(v jsonb) RETURNS boolean LANGUAGE sql IMMUTABLE AS $$
-    SELECT coalesce(jsonb_typeof(v) = 'number' AND v::numeric >= 0 AND v::numeric < 1e11, false)
-$$;
-CREATE OR REPLACE FUNCTION jsonl_is_count(v jsonb) RETURNS boolean LANGUAGE sql IMMUTABLE AS $$
-    SELECT coalesce(jsonb_typeof(v) = 'number' AND v::numeric >= 0 AND v::numeric < 1e18 AND v::numeric % 1 = 0, false)
-$$;
-CREATE OR REPLACE FUNCTION jsonl_is_text(v jsonb, max_len int) RETURNS boolean LANGUAGE sql IMMUTABLE AS $$
-    SELECT coalesce(jsonb_typeof(v) = 'string' AND length(v #>> '{}') BETWEEN 1 AND max_len, false)
-$$;

@@ -232,3 +232,16 @@ def test_query_functions(run_cli: CliRunner, dsn: str, tmp_path: Path) -> None:
         assert q.count_gaps(conn, "scalp", day + dt.timedelta(days=1), day + dt.timedelta(days=1)) == 1
         critical = q.get_critical_gaps(conn, day, day + dt.timedelta(days=1))
         assert [g["gap_seconds"] for g in critical] == [120, 90, 61]
+
+
+def test_files_sharing_minutes_loaded_concurrently_give_exact_bars(run_cli: CliRunner, dsn: str, tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    ticks_a = [tick("005930", START + dt.timedelta(milliseconds=250 * k), k) for k in range(600)]
+    ticks_b = [tick("005930", START + dt.timedelta(milliseconds=250 * k + 125), 1000 + k) for k in range(600)]
+    write(root / "scalp" / "20260122_0030.jsonl", ticks_a)
+    write(root / "scalp" / "20260122_0031.jsonl", ticks_b)
+    result = run_cli(ING, "--root", str(root), "--concurrency", "2", "--batch-size", "100")
+    assert result.code == 0, result.stdout + result.stderr
+    wanted = expected_1m_bars(ticks_a + ticks_b)
+    got = {(r[0], r[1]): r for r in snapshot(dsn)["bars"]}
+    assert {k: (v[6], v[7]) for k, v in got.items()} == {k: (v["volume"], v["tick_count"]) for k, v in wanted.items()}

@@ -1,1 +1,0 @@
-CREATE TEMP TABLE stage_lines (source_line integer, line text) ON COMMIT DROP

@@ -1,0 +1,121 @@
+"""Checking one JSONL record and turning it into a typed row (or the reason it is rejected).
+
+One function per kind, fed by ``orjson`` (C; ~0.6 us a line). Checks: required fields present and
+typed, times ISO-8601 **with an offset**, prices and sizes non-negative and within the column
+ranges, swing OHLC consistent (low <= open, close <= high). Rows come out in the column order of
+the stage tables in ``sql/stage_<kind>.sql``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+from collections.abc import Callable
+from typing import Any
+
+_PLAIN_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?(Z|[+-]\d\d:\d\d)$")
+MAX_PRICE = 1e11  # numeric(15,4)
+MAX_COUNT = 10**18  # bigint
+
+
+class Reject(Exception):
+    """A record that cannot be loaded; the message is the reason stored in ``jsonl_rejects``."""
+
+
+def _time(rec: dict[str, Any], key: str, *, required: bool = True) -> str | None:
+    value = rec.get(key)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str):
+        raise Reject(f"{key}: missing or not an ISO-8601 time with offset")
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise Reject(f"{key}: missing or not an ISO-8601 time with offset") from None
+    if parsed.tzinfo is None:
+        raise Reject(f"{key}: missing or not an ISO-8601 time with offset")
+    # The common exact form goes to PostgreSQL as written; anything else in Python's own spelling.
+    return value if _PLAIN_TIME.match(value) else parsed.isoformat()
+
+
+def _price(rec: dict[str, Any], key: str, *, required: bool = True, label: str | None = None) -> float | int | None:
+    value = rec.get(key)
+    if value is None and not required:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 <= value < MAX_PRICE) or (
+            isinstance(value, float) and math.isnan(value)):
+        raise Reject(f"{label or key}: missing, not a number, negative or too large")
+    return value
+
+
+def _count(rec: dict[str, Any], key: str) -> int:
+    value = rec.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 <= value < MAX_COUNT) or value != int(value):
+        raise Reject(f"{key}: missing or not a non-negative integer")
+    return int(value)
+
+
+def _text(rec: dict[str, Any], key: str, max_len: int, *, required: bool = True, default: str | None = None) -> str | None:
+    value = rec.get(key, default)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not 1 <= len(value) <= max_len or "\x00" in value:
+        raise Reject(f"{key}: missing or not a string of 1-{max_len} characters")
+    return value
+
+
+def scalp_row(rec: dict[str, Any]) -> tuple[Any, ...]:
+    symbol = _text(rec, "symbol", 20)
+    event_time = _time(rec, "event_time")
+    ts = _time(rec, "ts", required=False)
+    bid, ask = _price(rec, "bid_price"), _price(rec, "ask_price")
+    last = _price(rec, "last_price")
+    bid_size, ask_size, volume = _count(rec, "bid_size"), _count(rec, "ask_size"), _count(rec, "volume")
+    session = _text(rec, "session_id", 50)
+    level = rec.get("mitigation_level", 0)
+    if isinstance(level, bool) or not isinstance(level, (int, float)) or level != int(level) or abs(level) >= 1_000_000:
+        raise Reject("mitigation_level: not an integer")
+    flag = _text(rec, "quality_flag", 20, default="normal")
+    return symbol, event_time, ts, bid, ask, bid_size, ask_size, last, volume, session, int(level), flag
+
+
+def swing_row(rec: dict[str, Any]) -> tuple[Any, ...]:
+    symbol = _text(rec, "symbol", 20)
+    bar_time = _time(rec, "ts")
+    price = rec.get("price")
+    if not isinstance(price, dict):
+        raise Reject("price: missing or not an object")
+    o, h = _price(price, "open", label="price.open"), _price(price, "high", label="price.high")
+    lo, c = _price(price, "low", label="price.low"), _price(price, "close", label="price.close")
+    assert o is not None and h is not None and lo is not None and c is not None
+    if h < lo:
+        raise Reject("price: high < low")
+    if not lo <= o <= h:
+        raise Reject("price: open outside low..high")
+    if not lo <= c <= h:
+        raise Reject("price: close outside low..high")
+    volume = _count(rec, "volume")
+    bid = _price(rec, "bid_price", required=False, label="bid_price")
+    ask = _price(rec, "ask_price", required=False, label="ask_price")
+    session = _text(rec, "session", 50)
+    dataset = _text(rec, "dataset", 50, required=False)
+    market = _text(rec, "market", 50, required=False)
+    source = _text(rec, "source", 50, required=False)
+    return symbol, bar_time, o, h, lo, c, volume, bid, ask, session, dataset, market, source
+
+
+def gap_row(rec: dict[str, Any]) -> tuple[Any, ...]:
+    logged = _time(rec, "timestamp", required=False)
+    start, end = _time(rec, "gap_start_ts"), _time(rec, "gap_end_ts")
+    assert start is not None and end is not None
+    if dt.datetime.fromisoformat(end) < dt.datetime.fromisoformat(start):
+        raise Reject("gap ends before it starts")
+    seconds = _price(rec, "gap_seconds", label="gap_seconds")
+    session = _text(rec, "session_id", 50)
+    scope = _text(rec, "scope", 20, required=False)
+    reason = _text(rec, "reason", 100, required=False)
+    return logged, start, end, seconds, scope, reason, session
+
+
+ROW_BUILDERS: dict[str, Callable[[dict[str, Any]], tuple[Any, ...]]] = {"scalp": scalp_row, "swing": swing_row, "gap": gap_row}
