@@ -30,6 +30,8 @@ _MAX_LINE = 1 << 20
 # snapshots: the refresh (and so the commit) of each batch holds this lock; waiting for it also
 # makes the refresh see the other loader's committed ticks.
 BARS_LOCK = 0x4A534D42
+SCALP_COLUMNS = ("symbol, event_time, ts, bid_price, ask_price, bid_size, ask_size, last_price, volume, session_id, "
+                 "mitigation_level, quality_flag, source_line, source_file")
 _ROW_TABLES: dict[Kind, str] = {"swing": "swing_bars_10m", "scalp": "scalp_ticks", "gap": "scalp_gaps"}
 
 
@@ -60,6 +62,10 @@ def load_file(conn: psycopg.Connection[Any], root: Path, plan: FilePlan, *, batc
         return result
     path = root / f.rel
     start_byte, line_no = (plan.start_byte, plan.start_line) if plan.action == "append" else (0, 0)
+    got = conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (f"jsonl:{f.rel}",)).fetchone()
+    if not got or not got[0]:
+        result.action = "busy (another run is loading it)"
+        return result
     try:
         if plan.action == "reload":
             forget_file(conn, f.rel, f.kind)
@@ -88,6 +94,9 @@ def load_file(conn: psycopg.Connection[Any], root: Path, plan: FilePlan, *, batc
         result.bytes_read = consumed - start_byte
     except psycopg.Error as exc:
         raise StoreError(f"loading {f.rel} failed: {str(exc).strip().splitlines()[0]}") from exc
+    finally:
+        if not conn.closed and not conn.broken:
+            conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (f"jsonl:{f.rel}",))
     result.seconds = time.perf_counter() - started
     return result
 
@@ -99,6 +108,7 @@ def _flush(conn: psycopg.Connection[Any], rel: str, kind: Kind, batch: list[tupl
     build = ROW_BUILDERS[kind]
     good = io.StringIO()
     rows = csv.writer(good, lineterminator="\n")
+    tail: tuple[Any, ...] = (rel,) if kind == "scalp" else ()
     rejects: list[tuple[int, str, str]] = []
     for n, raw in batch:
         body = raw.rstrip(b"\r\n")
@@ -113,7 +123,7 @@ def _flush(conn: psycopg.Connection[Any], rel: str, kind: Kind, batch: list[tupl
                 raise Reject("not UTF-8 text" if not _is_utf8(body) else "invalid JSON") from None
             if not isinstance(record, dict):
                 raise Reject("not a JSON object")
-            rows.writerow((*build(record), n))
+            rows.writerow((*build(record), n, *tail))
         except Reject as why:
             rejects.append((n, str(why), body[:2000].decode("utf-8", "replace").replace("\x00", "")))
     first = batch[0][0] if batch else line_no
@@ -122,7 +132,13 @@ def _flush(conn: psycopg.Connection[Any], rel: str, kind: Kind, batch: list[tupl
         # The checkpoint commits with the rows, so a commit lost to a crash is simply loaded again:
         # no need to wait for each batch's WAL flush.
         cur.execute("SET LOCAL synchronous_commit = off")
-        if good.tell():
+        if good.tell() and kind == "scalp":
+            # Straight into the table: the checkpoint commits with these rows, so a line is never
+            # sent twice (and the unique (source_file, source_line) key would refuse it if it were).
+            with cur.copy(f"COPY scalp_ticks ({SCALP_COLUMNS}) FROM STDIN (FORMAT csv)") as copy:  # type: ignore[arg-type]
+                copy.write(good.getvalue())
+            loaded = cur.rowcount
+        elif good.tell():  # swing rows upsert on (symbol, bar_time); gaps are few
             cur.execute(statement(f"stage_{kind}"))  # type: ignore[arg-type]
             with cur.copy(f"COPY stage_{kind} FROM STDIN (FORMAT csv)") as copy:  # type: ignore[arg-type]
                 copy.write(good.getvalue())
