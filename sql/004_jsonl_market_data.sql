@@ -64,6 +64,14 @@ CREATE TABLE IF NOT EXISTS scalp_1m_bars (
     schema_version   varchar(10)   DEFAULT '1.0',
     mitigation_level int           DEFAULT 0,
     quality_flag     varchar(20)   DEFAULT 'normal',
+    -- which tick set open and close (time, then file and line break ties), so a batch's bar
+    -- can be merged into the stored one without rereading the minute's ticks
+    open_time        timestamptz   NOT NULL,
+    open_file        text          NOT NULL,
+    open_line        integer       NOT NULL,
+    close_time       timestamptz   NOT NULL,
+    close_file       text          NOT NULL,
+    close_line       integer       NOT NULL,
     PRIMARY KEY (symbol, bar_time)
 );
 CREATE INDEX IF NOT EXISTS idx_scalp_1m_bars_session ON scalp_1m_bars (session_id);

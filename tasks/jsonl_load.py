@@ -26,9 +26,9 @@ from tasks.jsonl_records import ROW_BUILDERS, Reject
 from tasks.store import statement
 
 _MAX_LINE = 1 << 20
-# Loaders of files whose minutes overlap must not recompute the same 1-minute bar from different
-# snapshots: the refresh (and so the commit) of each batch holds this lock; waiting for it also
-# makes the refresh see the other loader's committed ticks.
+# Batches merge into the 1-minute bars under this lock in shared mode (side by side: the row lock
+# of ON CONFLICT keeps each merge whole); recomputing bars after a reload takes it exclusively, so
+# it never interleaves with a merge into the same minute.
 BARS_LOCK = 0x4A534D42
 SCALP_COLUMNS = ("symbol, event_time, ts, bid_price, ask_price, bid_size, ask_size, last_price, volume, session_id, "
                  "mitigation_level, quality_flag, source_line, source_file")
@@ -153,13 +153,8 @@ def _flush(conn: psycopg.Connection[Any], rel: str, kind: Kind, batch: list[tupl
                 [(rel, n, reason, raw) for n, reason, raw in rejects],
             )
         if kind == "scalp" and loaded:
-            cur.execute("SELECT pg_advisory_xact_lock(%s)", (BARS_LOCK,))
-            cur.execute(
-                "CREATE TEMP TABLE minutes_to_refresh ON COMMIT DROP AS SELECT DISTINCT symbol, date_trunc('minute', event_time)"
-                " AS bar_time FROM scalp_ticks WHERE source_file = %s AND source_line BETWEEN %s AND %s",
-                (rel, first, line_no),
-            )
-            _refresh_bars(cur)
+            cur.execute("SELECT pg_advisory_xact_lock_shared(%s)", (BARS_LOCK,))  # merges run side by side
+            cur.execute(statement("merge_1m_bars"), {"file": rel, "first": first, "last": line_no})  # type: ignore[arg-type]
         cur.execute(
             "INSERT INTO jsonl_file_checkpoints (source_file, kind, bytes_loaded, lines_loaded, prefix_sha256, file_size)"
             " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (source_file) DO UPDATE SET bytes_loaded = EXCLUDED.bytes_loaded,"
@@ -182,7 +177,8 @@ def _is_utf8(body: bytes) -> bool:
 
 
 def _refresh_bars(cur: psycopg.Cursor[Any]) -> None:
-    """Recompute the 1-minute bars of the minutes in ``minutes_to_refresh`` from all stored ticks."""
+    """Recompute the 1-minute bars of the minutes in ``minutes_to_refresh`` from all stored ticks
+    (under the exclusive bars lock, taken by the caller)."""
     cur.execute(
         "DELETE FROM scalp_1m_bars b USING (SELECT DISTINCT symbol, bar_time FROM minutes_to_refresh) m"
         " WHERE b.symbol = m.symbol AND b.bar_time = m.bar_time"
