@@ -8,13 +8,13 @@ misses, so a corrupt cache costs one refetch, never a crash.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import orjson
 import pandas as pd
 
 from tasks.types import BAR_COLUMNS, FetchRequest, FetchResult
@@ -80,13 +80,13 @@ class DownloadCache:
         path = self.dir / f"{req.symbol}__{req.start.isoformat()}__{req.end.isoformat()}.json"
         fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".tmp-", suffix=".json")
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(json.dumps(payload, separators=(",", ":")))
+            fh.write(orjson.dumps(payload).decode("utf-8"))
         os.replace(tmp, path)
         return path
 
     def _read(self, path: Path) -> dict | None:
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = orjson.loads(path.read_bytes())
             if not isinstance(data, dict) or data.get("version") != FORMAT_VERSION:
                 raise ValueError("unknown cache format")
             for key in ("start", "end", "fetched_at", "bars", "actions"):
@@ -99,18 +99,11 @@ class DownloadCache:
             if len(lengths) != 1 or -1 in lengths or any(not isinstance(actions.get(c), list) for c in _ACTION_COLUMNS):
                 raise ValueError("malformed columns")
             return data
-        except (OSError, ValueError, TypeError):
+        except (OSError, ValueError, TypeError, orjson.JSONDecodeError):
             path.unlink(missing_ok=True)
             return None
 
 
 def _columns(frame: pd.DataFrame, names: tuple[str, ...] | list[str]) -> dict[str, list[object]]:
-    """Column-wise plain lists (JSON-ready): dates as ISO strings, NaN as null."""
-    out: dict[str, list[object]] = {}
-    for name in names:
-        column = frame[name] if name in frame.columns else pd.Series([None] * len(frame), dtype=object)
-        if name in ("trade_date", "ex_date"):
-            out[name] = [d.isoformat() for d in column]
-        else:
-            out[name] = column.astype(object).where(column.notna(), None).tolist()
-    return out
+    """Column-wise plain lists; orjson writes dates as ISO strings and NaN as null."""
+    return {name: frame[name].tolist() if name in frame.columns else [None] * len(frame) for name in names}

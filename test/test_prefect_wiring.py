@@ -1,0 +1,43 @@
+"""The Prefect flows themselves (temporary Prefect server per run: slow, so a few cases only)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from test.fix_db import table_rows
+from test.fix_yahoo import CliRunner
+from test.jsonl_tree import make_tree
+from test.test_etf_backfill import END, FIVE_SESSIONS, expected_rows
+
+pytestmark = pytest.mark.slow
+
+
+def test_staggered_runner_as_a_prefect_flow(run_cli: CliRunner, dsn: str) -> None:
+    result = run_cli("flows.staggered_sector_backfill", "--days", "5", "--end-date", END, "--delay-minutes", "0.001",
+                     "--tickers", "XLK,XLV", "--orchestrate", "prefect", timeout=180)
+    assert result.code == 0, result.stderr[-3000:]
+    assert "Finished in state Completed" in result.stderr and "backfill-ticker" in result.stderr
+    assert table_rows(dsn, "collected_daily_etf_ohlc") == expected_rows(["XLK", "XLV"], FIVE_SESSIONS)
+
+
+def test_event_valuation_maps_groups_as_prefect_tasks(run_cli: CliRunner, dsn: str, tmp_path: Path) -> None:
+    csv = tmp_path / "e.csv"
+    csv.write_text("ticker,event_time,source\nAAA,2025-03-05 15:00:00+00:00,a\nBBB,2025-04-07 15:00:00+00:00,b\n", encoding="utf-8")
+    result = run_cli("flows.event_valuation", "--import-csv", str(csv), "--delay", "0", "--as-of", "2025-06-30",
+                     "--group-size", "1", "--orchestrate", "prefect", timeout=180)
+    assert result.code == 0, result.stderr[-3000:]
+    assert result.stderr.count("value-group") >= 2
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT valuation_status, count(*) FROM txn_events GROUP BY 1").fetchall() == [("ok", 2)]
+
+
+def test_jsonl_ingest_as_a_prefect_flow(run_cli: CliRunner, dsn: str, tmp_path: Path) -> None:
+    tree = make_tree(tmp_path / "data", files=1, minutes_per_file=1)
+    result = run_cli("flows.jsonl_ingest", "--root", str(tree.root), "--orchestrate", "prefect", timeout=180)
+    assert result.code == 0, result.stderr[-3000:]
+    assert "load-files" in result.stderr
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT count(*) FROM scalp_ticks").fetchone() == (len(tree.all_ticks()),)
