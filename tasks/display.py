@@ -40,12 +40,16 @@ class Reporter:
             self._task = self._progress.add_task("starting", total=total, eta="")
             self._progress.start()
 
-    def status(self, text: str, eta: str = "") -> None:
-        """Show what is happening now (terminal only; also logged)."""
+    def status(self, text: str, eta: str = "", *, plain: bool = False) -> None:
+        """Show what is happening now: on the bar of a terminal, in the log, and with ``plain``
+        also as a line when there is no terminal (for long waits a person should see)."""
+        line = text + (f" ({eta})" if eta else "")
         if self._progress is not None:
             self._progress.update(self._task, description=text, eta=eta)
+        elif plain and self.log is None:
+            print(line, file=self.stream, flush=True)
         if self.log is not None:
-            self.log(text + (f" ({eta})" if eta else ""))
+            self.log(line)
 
     def item(self, text: str) -> None:
         """One item finished: ``[3/12] XLF fetched (20 rows)``."""

@@ -111,9 +111,9 @@ def run_staggered(
         eta = format_eta(eta_seconds(["fetch", *left[1:]], delay_s=spacing.min_interval, fetch_s=state.avg_fetch, first_wait=wait))
         done = len(state.summary.outcomes)
         if wait > 0:
-            reporter.status(f"{item.ticker}: waiting {_duration(wait)} ({done} done, {len(items) - done} left)", eta)
+            reporter.status(f"{item.ticker}: waiting {_duration(wait)} ({done} done, {len(items) - done} left)", eta, plain=True)
         spacing.acquire()
-        reporter.status(f"{item.ticker}: fetching ({done} done, {len(items) - done} left)", eta)
+        reporter.status(f"{item.ticker}: fetching ({done} done, {len(items) - done} left)", eta, plain=True)
         if source is None:
             source = make_source()
         started = clock()

@@ -234,3 +234,10 @@ def test_resume_with_nothing_to_resume_is_a_clear_error(run_cli: CliRunner, dsn:
     result = run_cli(STAG, "--resume")
     assert result.code == 2
     assert "nothing to resume" in result.stderr
+
+
+def test_progress_shows_current_ticker_counts_and_eta(run_cli: CliRunner, dsn: str) -> None:
+    result = run_cli(STAG, *BASE, "--delay-minutes", "0.005", "--tickers", "XLK,XLV")
+    assert result.code == 0
+    assert re.search(r"XLV: waiting \d+s \(1 done, 1 left\) \(ETA \d\d:\d\d:\d\d UTC \(in \d+s\)\)", result.stdout), result.stdout
+    assert "XLK: fetching (0 done, 2 left)" in result.stdout
