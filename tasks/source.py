@@ -209,7 +209,6 @@ class YahooSource:
             RateLimited: the source answered 429 (no retry).
             SourceError: unknown symbol, no data, or a transient failure that outlasted the retries.
         """
-        self._prefill_timezones([request.symbol])
         return self._retrying()(self._fetch_once, request)
 
     def fetch_batch(self, requests: list[FetchRequest]) -> dict[FetchRequest, FetchResult | SourceError]:
@@ -262,7 +261,12 @@ class YahooSource:
             raise self.session.tripped
         self.session.forget(request.symbol)
         try:
-            frame = yf.Ticker(request.symbol, session=self.session).history(
+            ticker = yf.Ticker(request.symbol, session=self.session)
+            if _us_listed(request.symbol):
+                # US listings trade in New York: tell yfinance so it skips its timezone lookup
+                # (an SQLite query per ticker, shared by every thread and process) and probe request.
+                ticker._tz = NY_TZ
+            frame = ticker.history(
                 start=request.start.isoformat(), end=next_day(request.end).isoformat(), interval="1d",
                 auto_adjust=False, actions=True, repair=False, timeout=self.timeout,
             )
