@@ -15,6 +15,7 @@ import psycopg
 
 from tasks.cache import DownloadCache
 from tasks.errors import RateLimited, SourceError
+from tasks.prices import obtain_bars
 from tasks.progress import record_item
 from tasks.source import YahooSource
 from tasks.store import store_actions, store_bars, stored_dates
@@ -90,15 +91,7 @@ def obtain(item: PlanItem, *, cache: DownloadCache, source: YahooSource | None, 
         SourceError: the source has no usable data for the ticker.
     """
     assert item.request is not None
-    if use_cache:
-        cached = cache.get(item.request)
-        if cached is not None:
-            return cached
-    if source is None:
-        raise SourceError(item.ticker, "not in cache and no source available")
-    result = source.fetch(item.request)
-    cache.put(result)
-    return result
+    return obtain_bars(item.request, cache=cache, source=source, use_cache=use_cache)
 
 
 @dataclass
