@@ -42,7 +42,7 @@ from tasks.db import default_pgdata, open_database, resolve_dsn
 from tasks.display import Reporter
 from tasks.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_RATE_LIMITED, EXIT_SOME_FAILED, PipelineError, RateLimited, SourceError, StoreError
 from tasks.events import ImportResult, TickerWork, check_csv, describe_bad, import_csv, pending_by_ticker
-from tasks.prices import price_request
+from tasks.prices import covered_tickers, price_request
 from tasks.staggered import format_eta
 from tasks.store import ETF_TABLE, STOCK_TABLE
 from tasks.tickers import BENCHMARK, parse_ticker_list
@@ -174,20 +174,14 @@ def plan_fetches(conn: Any, work: list[TickerWork], table: str, cache: DownloadC
     requests = [r for r in (price_request(w.ticker, w.first, w.last, last) for w in work) if r is not None]
     if not requests:
         return 0, 0
-    fetched = {(t, s, e) for t, s, e in conn.execute(
-        "SELECT ticker, start_date, end_date FROM price_fetch_coverage WHERE table_name = %s AND ticker = ANY(%s)",
-        (table, [r.symbol for r in requests]))}
     stored = dict(conn.execute(
         f"SELECT r.ticker, count(b.trade_date) FROM unnest(%s::text[], %s::date[], %s::date[]) AS r(ticker, s, e)"  # noqa: S608
         f" LEFT JOIN {table} b ON b.ticker = r.ticker AND b.trade_date BETWEEN r.s AND r.e GROUP BY r.ticker",
         ([r.symbol for r in requests], [r.start for r in requests], [r.end for r in requests])).fetchall())
-    sessions = nyse().sessions
+    complete = covered_tickers(conn, table, requests, stored)
     network = cached = 0
     for r in requests:
-        if any(t == r.symbol and s <= r.start and e >= r.end for t, s, e in fetched):
-            continue
-        expected = int(sessions.slice_indexer(str(r.start), str(r.end)).stop - sessions.slice_indexer(str(r.start), str(r.end)).start)
-        if stored.get(r.symbol, 0) >= expected:
+        if r.symbol in complete:
             continue
         if cache.get(r) is not None:
             cached += 1

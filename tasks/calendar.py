@@ -68,6 +68,12 @@ def sessions_between(first: dt.date, last: dt.date) -> list[dt.date]:
     return [ts.date() for ts in nyse().sessions_in_range(pd.Timestamp(first), pd.Timestamp(last))]
 
 
+def session_count(first: dt.date, last: dt.date) -> int:
+    """How many NYSE sessions lie from ``first`` to ``last`` inclusive."""
+    sessions = nyse().sessions
+    return int(sessions.searchsorted(pd.Timestamp(last), side="right") - sessions.searchsorted(pd.Timestamp(first), side="left"))
+
+
 def next_day(day: dt.date) -> dt.date:
     """The calendar day after ``day`` (an exclusive end for a source request)."""
     return day + dt.timedelta(days=1)

@@ -13,7 +13,7 @@ import psycopg
 from psycopg import sql
 
 from tasks.cache import DownloadCache
-from tasks.calendar import NY_TZ, nyse
+from tasks.calendar import NY_TZ, nyse, session_count
 from tasks.errors import SourceError, StoreError
 from tasks.source import YahooSource
 from tasks.store import BAR_TABLES, store_actions, store_bars
@@ -81,22 +81,24 @@ def load_group_bars(conn: psycopg.Connection[Any], table: str, requests: list[Fe
     return frame
 
 
-def covered_tickers(conn: psycopg.Connection[Any], table: str, requests: list[FetchRequest], bars: pd.DataFrame) -> set[str]:
-    """Tickers whose request range was fetched before, or has every NYSE session stored in ``bars``."""
+def covered_tickers(conn: psycopg.Connection[Any], table: str, requests: list[FetchRequest], stored: dict[str, int]) -> set[str]:
+    """Tickers whose request range was fetched before, or has every NYSE session of it stored.
+
+    ``stored`` counts the bars already stored per ticker within its request range.
+    """
     if not requests:
         return set()
     fetched = coverage(conn, table, [r.symbol for r in requests])
-    sessions = nyse().sessions
-    counts = bars.groupby("ticker").size() if not bars.empty else pd.Series(dtype=int)
     done = set()
     for r in requests:
-        if any(s <= r.start and e >= r.end for s, e in fetched.get(r.symbol, [])):
-            done.add(r.symbol)
-            continue
-        expected = int(sessions.searchsorted(pd.Timestamp(r.end), side="right") - sessions.searchsorted(pd.Timestamp(r.start), side="left"))
-        if int(counts.get(r.symbol, 0)) >= expected:
+        if any(s <= r.start and e >= r.end for s, e in fetched.get(r.symbol, [])) or stored.get(r.symbol, 0) >= session_count(r.start, r.end):
             done.add(r.symbol)
     return done
+
+
+def bar_counts(bars: pd.DataFrame) -> dict[str, int]:
+    """Bars per ticker of a frame from ``load_group_bars``."""
+    return {} if bars.empty else {str(t): int(n) for t, n in bars.groupby("ticker").size().items()}
 
 
 def coverage(conn: psycopg.Connection[Any], table: str, tickers: list[str]) -> dict[str, list[tuple[dt.date, dt.date]]]:
@@ -108,17 +110,6 @@ def coverage(conn: psycopg.Connection[Any], table: str, tickers: list[str]) -> d
     for ticker, start, end in rows:
         out.setdefault(ticker, []).append((start, end))
     return out
-
-
-def is_covered(request: FetchRequest, fetched: list[tuple[dt.date, dt.date]], stored: pd.DataFrame | None) -> bool:
-    """True when the range was fetched before, or every NYSE session of it is stored."""
-    if any(start <= request.start and end >= request.end for start, end in fetched):
-        return True
-    if stored is None or stored.empty:
-        return False
-    wanted = nyse().sessions_in_range(pd.Timestamp(request.start), pd.Timestamp(request.end))
-    have = set(stored["trade_date"])
-    return all(day.date() in have for day in wanted)
 
 
 def obtain_bars(request: FetchRequest, *, cache: DownloadCache, source: YahooSource | None, use_cache: bool = True) -> FetchResult:

@@ -27,9 +27,8 @@ from tasks.db import connect
 from tasks.errors import RateLimited, SourceError, StoreError, TransientSourceError
 from tasks.events import pending_chunks, pending_spans
 from tasks.prices import (
-    coverage,
+    bar_counts,
     covered_tickers,
-    is_covered,
     load_bars,
     load_group_bars,
     obtain_bars,
@@ -154,7 +153,7 @@ def value_group(group: ValuationGroup, ctx: ValuationContext) -> GroupResult:
         requests = {t: price_request(t, lo, hi, ctx.last_closed) for t, (lo, hi) in spans.items()}
         wanted = [r for r in requests.values() if r is not None]
         bars = load_group_bars(conn, ctx.table, wanted)
-        complete = covered_tickers(conn, ctx.table, wanted, bars)
+        complete = covered_tickers(conn, ctx.table, wanted, bar_counts(bars))
         failed: dict[str, tuple[str, str]] = {}
         fresh: list[FetchResult] = []
         for request in wanted:
@@ -245,9 +244,7 @@ def ensure_bars(conn: psycopg.Connection[Any], table: str, request: FetchRequest
         RateLimited, SourceError: the fetch failed.
         StoreError: the write failed.
     """
-    fetched = coverage(conn, table, [request.symbol]).get(request.symbol, [])
-    stored = load_bars(conn, table, [request.symbol], request.start, request.end).get(request.symbol)
-    if is_covered(request, fetched, stored):
+    if covered_tickers(conn, table, [request], bar_counts(load_group_bars(conn, table, [request]))):
         return "stored"
     got = obtain_bars(request, cache=ctx.cache, source=ctx.source(), use_cache=not ctx.refresh)
     store_fetched(conn, table, [got])
