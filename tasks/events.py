@@ -202,13 +202,6 @@ def pending_by_ticker(conn: psycopg.Connection[Any], *, overwrite: bool, tickers
 CHUNK_EVENTS = 20_000  # events held in memory at once per group
 
 
-def pending_spans(conn: psycopg.Connection[Any], tickers: list[str], *, overwrite: bool) -> dict[str, tuple[dt.datetime, dt.datetime]]:
-    """Per ticker of ``tickers``, the first and last time of its pending events."""
-    where = sql.SQL("TRUE") if overwrite else PENDING
-    query = sql.SQL("SELECT ticker, min(event_time), max(event_time) FROM txn_events WHERE ticker = ANY(%s) AND {} GROUP BY ticker").format(where)
-    return {t: (lo, hi) for t, lo, hi in conn.execute(query, (tickers,))}
-
-
 def pending_chunks(conn: psycopg.Connection[Any], tickers: list[str], *, overwrite: bool,
                    size: int = CHUNK_EVENTS) -> Iterator[pd.DataFrame]:
     """The pending events of ``tickers`` (event_id, ticker, event_time), ``size`` at a time,

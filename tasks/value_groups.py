@@ -25,7 +25,7 @@ import psycopg
 from tasks.cache import DownloadCache
 from tasks.db import connect
 from tasks.errors import RateLimited, SourceError, StoreError, TransientSourceError
-from tasks.events import pending_chunks, pending_spans
+from tasks.events import pending_by_ticker, pending_chunks
 from tasks.prices import (
     bar_counts,
     covered_tickers,
@@ -147,7 +147,7 @@ def value_group(group: ValuationGroup, ctx: ValuationContext) -> GroupResult:
     started = time.perf_counter()
     result = GroupResult(group.index, tickers=len(group.tickers))
     with connect(ctx.dsn, autocommit=True) as conn:
-        spans = pending_spans(conn, list(group.tickers), overwrite=ctx.overwrite)
+        spans = {w.ticker: (w.first, w.last) for w in pending_by_ticker(conn, overwrite=ctx.overwrite, tickers=list(group.tickers))}
         if not spans:
             return result
         requests = {t: price_request(t, lo, hi, ctx.last_closed) for t, (lo, hi) in spans.items()}
