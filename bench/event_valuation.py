@@ -59,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     dsn = fresh_database(server.get_uri())
     with FakeYahoo(latency=args.latency) as fake:
         env = {**os.environ, **fake.env(), "PYTHONWARNINGS": "ignore", "DATABASE_URL": dsn, "BACKFILL_ORCHESTRATE": "plain"}
-        val = ["flows.event_valuation", "--delay", "0", "--concurrency", str(args.concurrency), "--as-of", AS_OF,
+        val = ["flows.event_valuation", "--delay", "0", "--rate", "1000000/min", "--concurrency", str(args.concurrency), "--as-of", AS_OF,
                "--cache-dir", str(work / "cache")]
 
         imported = run_module(*_cli(val, "--import-csv", str(csv), "--import-only"), env=env)

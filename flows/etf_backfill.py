@@ -34,15 +34,16 @@ from tasks.backfill import (
     BackfillPlan,
     PlanItem,
     Summary,
+    keep_result,
     obtain,
     plan_backfill,
     record_failure,
     record_skip,
-    store_result,
 )
+from tasks.budget import DEFAULT_NAME, DEFAULT_RATE, RateBudget, describe_budget, parse_rate, peek_budget
 from tasks.cache import DownloadCache
 from tasks.calendar import sessions_back
-from tasks.db import default_pgdata, open_database
+from tasks.db import default_pgdata, open_database, resolve_dsn
 from tasks.display import Reporter
 from tasks.errors import EXIT_OK, EXIT_RATE_LIMITED, EXIT_SOME_FAILED, RateLimited, SourceError
 from tasks.progress import finish_run, start_run
@@ -50,6 +51,7 @@ from tasks.ratelimit import RateLimiter
 from tasks.source import YahooSource
 from tasks.store import ETF_TABLE
 from tasks.tickers import ETF_UNIVERSE, parse_ticker_list
+from tasks.types import FetchResult
 
 FLOW_NAME = "etf-backfill"
 
@@ -71,6 +73,8 @@ class BackfillOptions:
     refresh: bool = False
     dry_run: bool = False
     table: str = ETF_TABLE
+    rate_per_min: float = parse_rate(DEFAULT_RATE)
+    rate_budget: str = DEFAULT_NAME
 
 
 def build_parser() -> ArgumentParser:
@@ -88,7 +92,7 @@ def options_from_args(ns: Any) -> BackfillOptions:
     return BackfillOptions(
         tickers=tuple(parse_ticker_list(ns.tickers)), days=ns.days, end_date=ns.end_date, delay=ns.delay,
         rate_limit_sleep=ns.rate_limit_sleep, batch=not ns.no_batch, max_retries=ns.max_retries, timeout=ns.timeout, retry_wait=ns.retry_wait,
-        cache_dir=ns.cache_dir, refresh=ns.refresh, dry_run=ns.dry_run,
+        cache_dir=ns.cache_dir, refresh=ns.refresh, dry_run=ns.dry_run, rate_per_min=ns.rate, rate_budget=ns.rate_budget,
     )
 
 
@@ -100,6 +104,15 @@ def describe_plan(plan: BackfillPlan, out: Callable[[str], Any]) -> None:
         span = f" [{item.request.start} .. {item.request.end}]" if item.request else ""
         out(f"  {item.ticker:<6} {item.action:<5} {item.reason}{span}")
     out(f"Network: {plan.count('fetch')} ticker(s); cache: {plan.count('cache')}; skipped: {plan.count('skip')}")
+
+
+def _requests_needed(plan: BackfillPlan, opts: BackfillOptions) -> int:
+    """HTTP requests a run would make: cookie and crumb once, then one per distinct range (batched) or ticker."""
+    fetch = [i.request for i in plan.items if i.action == "fetch" and i.request is not None]
+    if not fetch:
+        return 0
+    per = len({(r.start, r.end) for r in fetch}) if opts.batch and len(fetch) > 1 else len(fetch)
+    return 2 + per
 
 
 def run_backfill(
@@ -127,23 +140,27 @@ def run_backfill(
 
     sessions = sessions_back(opts.days, opts.end_date)
     cache = DownloadCache(opts.cache_dir)
-    conn = open_database(database_url if database_url is not None else os.environ.get("DATABASE_URL"), pgdata or default_pgdata(),
-                         dry_run=opts.dry_run)
+    dsn = resolve_dsn(database_url if database_url is not None else os.environ.get("DATABASE_URL"), pgdata or default_pgdata())
+    conn = open_database(dsn, pgdata or default_pgdata(), dry_run=opts.dry_run)
     try:
         plan: BackfillPlan = wrap(plan_backfill, "plan")(conn, opts.table, list(opts.tickers), sessions, cache=None if opts.refresh else cache)
         if opts.dry_run:
+            budget_state = peek_budget(conn, opts.rate_budget, opts.rate_per_min)
             conn.rollback()
             describe_plan(plan, say)
+            say(describe_budget(budget_state, requests=_requests_needed(plan, opts), delay=opts.delay))
             return EXIT_OK, None
         params = {k: (str(v) if isinstance(v, (Path, dt.date)) else v) for k, v in asdict(opts).items()}
         run_id = start_run(conn, FLOW_NAME, command, params, list(opts.tickers))
         summary = Summary()
         reporter = Reporter(len(plan.items), log=log)
         status = "interrupted"
+        budget = RateBudget(dsn, opts.rate_budget, per_min=opts.rate_per_min, cooldown_s=opts.rate_limit_sleep)
         try:
-            _execute(plan, opts, conn=conn, cache=cache, run_id=run_id, summary=summary, reporter=reporter, wrap=wrap)
+            _execute(plan, opts, conn=conn, cache=cache, run_id=run_id, summary=summary, reporter=reporter, wrap=wrap, budget=budget)
             status = "rate_limited" if summary.rate_limited else ("failed" if summary.failures else "done")
         finally:
+            budget.close()
             reporter.close()
             finish_run(conn, run_id, status, summary.line())
         say(summary.line())
@@ -156,9 +173,27 @@ def run_backfill(
 
 
 def _execute(plan: BackfillPlan, opts: BackfillOptions, *, conn: Any, cache: DownloadCache, run_id: int,
-             summary: Summary, reporter: Reporter, wrap: Callable[..., Any]) -> None:
+             summary: Summary, reporter: Reporter, wrap: Callable[..., Any], budget: RateBudget | None = None) -> None:
     wanted = set(plan.sessions)
-    store = wrap(store_result, "store-bars")
+    store = wrap(keep_result, "store-bars")
+    sources: list[YahooSource] = []
+
+    def source() -> YahooSource:  # built on first need: a fully cached run never touches yfinance
+        if not sources:
+            sources.append(YahooSource(opts.cache_dir, limiter=RateLimiter(opts.delay), budget=budget, max_retries=opts.max_retries,
+                                       timeout=opts.timeout, backoff_initial=opts.retry_wait))
+        return sources[0]
+
+    def keep(item: PlanItem, result: FetchResult) -> bool:
+        """Store one ticker (its whole history restated first if a new split/dividend calls for it); True to stop."""
+        try:
+            outcome = store(conn, plan.table, result, cache=cache, source=source, run_id=run_id, sessions=wanted)
+        except RateLimited as exc:
+            return _fail(exc, item, conn, run_id, summary, reporter)
+        summary.add(outcome)
+        reporter.item(outcome.describe())
+        return False
+
     for item in (i for i in plan.items if i.action == "skip"):
         outcome = record_skip(conn, item, run_id=run_id)
         summary.add(outcome)
@@ -170,17 +205,14 @@ def _execute(plan: BackfillPlan, opts: BackfillOptions, *, conn: Any, cache: Dow
         except SourceError:  # expired between plan and now: fetch it instead
             to_fetch.append(item)
             continue
-        outcome = store(conn, plan.table, result, run_id=run_id, sessions=wanted)
-        summary.add(outcome)
-        reporter.item(outcome.describe())
+        if keep(item, result):
+            return
     to_fetch += [i for i in plan.items if i.action == "fetch"]
     if not to_fetch:
         return
-    source = YahooSource(opts.cache_dir, limiter=RateLimiter(opts.delay), max_retries=opts.max_retries,
-                         timeout=opts.timeout, backoff_initial=opts.retry_wait)
     if opts.batch and len(to_fetch) > 1:
         reporter.status(f"downloading {len(to_fetch)} tickers")
-        results = wrap(source.fetch_batch, "fetch-batch", retries=0)([i.request for i in to_fetch])
+        results = wrap(source().fetch_batch, "fetch-batch", retries=0)([i.request for i in to_fetch])
         failed: list[tuple[PlanItem, SourceError]] = []
         for item in to_fetch:  # store every answer first: a 429 must not cost what arrived before it
             got = results[item.request]
@@ -188,9 +220,8 @@ def _execute(plan: BackfillPlan, opts: BackfillOptions, *, conn: Any, cache: Dow
                 failed.append((item, got))
                 continue
             cache.put(got)
-            outcome = store(conn, plan.table, got, run_id=run_id, sessions=wanted)
-            summary.add(outcome)
-            reporter.item(outcome.describe())
+            if keep(item, got):
+                return
         for item, error in sorted(failed, key=lambda f: isinstance(f[1], RateLimited)):
             if _fail(error, item, conn, run_id, summary, reporter):
                 return
@@ -199,14 +230,13 @@ def _execute(plan: BackfillPlan, opts: BackfillOptions, *, conn: Any, cache: Dow
     for item in to_fetch:
         reporter.status(f"fetching {item.ticker}")
         try:
-            result = fetch(item, cache=cache, source=source, use_cache=not opts.refresh)
+            result = fetch(item, cache=cache, source=source(), use_cache=not opts.refresh)
         except SourceError as exc:
             if _fail(exc, item, conn, run_id, summary, reporter):
                 return
             continue
-        outcome = store(conn, plan.table, result, run_id=run_id, sessions=wanted)
-        summary.add(outcome)
-        reporter.item(outcome.describe())
+        if keep(item, result):
+            return
 
 
 def _fail(error: SourceError, item: PlanItem, conn: Any, run_id: int, summary: Summary, reporter: Reporter) -> bool:
@@ -231,12 +261,14 @@ def build_flow() -> Any:
         tickers: list[str] | None = None, days: int = 20, end_date: str | None = None, delay: float = 5.0,
         rate_limit_sleep: float = 900.0, batch: bool = True, max_retries: int = 3, timeout: float = 10.0,
         retry_wait: float = 1.0, cache_dir: str = ".cache", refresh: bool = False, dry_run: bool = False, command: str = "etf-backfill",
+        rate: str = DEFAULT_RATE, rate_budget: str = DEFAULT_NAME,
     ) -> int:
         logger = get_run_logger()
         opts = BackfillOptions(
             tickers=tuple(parse_ticker_list(tickers or list(ETF_UNIVERSE))), days=days, end_date=dt.date.fromisoformat(end_date) if end_date else None,
             delay=delay, rate_limit_sleep=rate_limit_sleep, batch=batch, max_retries=max_retries, timeout=timeout,
-            retry_wait=retry_wait, cache_dir=Path(cache_dir), refresh=refresh, dry_run=dry_run,
+            retry_wait=retry_wait, cache_dir=Path(cache_dir), refresh=refresh, dry_run=dry_run, rate_per_min=parse_rate(rate),
+            rate_budget=rate_budget,
         )
         code, summary = run_backfill(opts, command=command, wrap=prefect_task, log=logger.info)
         if summary is not None:
@@ -267,6 +299,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 tickers=list(opts.tickers), days=opts.days, end_date=opts.end_date.isoformat() if opts.end_date else None,
                 delay=opts.delay, rate_limit_sleep=opts.rate_limit_sleep, batch=opts.batch, max_retries=opts.max_retries,
                 timeout=opts.timeout, retry_wait=opts.retry_wait, cache_dir=str(opts.cache_dir), refresh=opts.refresh, command=command,
+                rate=f"{opts.rate_per_min:g}/min", rate_budget=opts.rate_budget,
             ))
         code, _ = run_backfill(opts, command=command)
         return code

@@ -26,6 +26,7 @@ import pandas as pd
 from flows.group_pool import GroupOutcome, process_mapper, start_method
 from flows.runtime import (
     ArgumentParser,
+    add_budget_flags,
     add_common_flags,
     command_line,
     int_in,
@@ -36,6 +37,7 @@ from flows.runtime import (
     run_cli,
     use_prefect,
 )
+from tasks.budget import DEFAULT_NAME, DEFAULT_RATE, RateBudget, describe_budget, parse_rate, peek_budget
 from tasks.cache import DownloadCache
 from tasks.calendar import last_closed_session, nyse
 from tasks.db import default_pgdata, open_database, resolve_dsn
@@ -84,6 +86,8 @@ class ValuationOptions:
     refresh: bool = False
     cache_dir: Path = Path(".cache")
     as_of: dt.date | None = None
+    rate_per_min: float = parse_rate(DEFAULT_RATE)
+    rate_budget: str = DEFAULT_NAME
 
 
 def build_parser() -> ArgumentParser:
@@ -103,9 +107,10 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--max-retries", type=int_in(0, 20), default=3, help="retries for transient failures only, never 429 (default: %(default)s)")
     p.add_argument("--retry-wait", type=positive_float, default=1.0, help="first backoff in seconds, doubling with jitter (default: %(default)s)")
     p.add_argument("--timeout", type=positive_float, default=10.0, help="seconds per HTTP request (default: %(default)s)")
-    p.add_argument("--rate-limit-sleep", type=positive_float, default=900.0, help="on HTTP 429: stop and advise rerunning after this many seconds (default: %(default)s)")
+    p.add_argument("--rate-limit-sleep", type=positive_float, default=900.0, help="on HTTP 429: cool the shared budget down this long (doubling while a block lasts), stop, advise when to rerun (default: %(default)s)")
     p.add_argument("--refresh", action="store_true", help="ignore the download cache for fetches that are needed")
     p.add_argument("--as-of", type=iso_date, default=None, help="value with bars up to this date only, YYYY-MM-DD (default: the last closed NYSE session)")
+    add_budget_flags(p)
     add_common_flags(p)
     return p
 
@@ -116,6 +121,7 @@ def options_from_args(ns: Any) -> ValuationOptions:
         tickers=tuple(parse_ticker_list(ns.tickers)) if ns.tickers is not None else None, dry_run=ns.dry_run,
         concurrency=ns.concurrency, processes=ns.processes, group_size=ns.group_size, delay=ns.delay, max_retries=ns.max_retries, retry_wait=ns.retry_wait,
         timeout=ns.timeout, rate_limit_sleep=ns.rate_limit_sleep, refresh=ns.refresh, cache_dir=ns.cache_dir, as_of=ns.as_of,
+        rate_per_min=ns.rate, rate_budget=ns.rate_budget,
     )
 
 
@@ -234,16 +240,19 @@ def run_valuation(opts: ValuationOptions, *, command: str, log: Callable[[str], 
         # The fetch count only decides whether processes pay off where they are slow to start.
         network, cached = plan_fetches(conn, work, STOCK_TABLE, cache, as_of_session(opts.as_of)) if opts.dry_run or not cheap_start else (0, 0)
         if opts.dry_run:
+            budget_state = peek_budget(conn, opts.rate_budget, opts.rate_per_min)
             conn.rollback()
             say(f"Would value {events:,} events of {len(work):,} tickers in {len(groups)} groups of up to {group_size} tickers "
                 f"({opts.concurrency} at a time); network fetches: {network:,} (+ SPY if not stored), from cache: {cached:,}")
+            say(describe_budget(budget_state, requests=network + 2 if network else 0))
             return code
         last_closed = as_of_session(opts.as_of)
         ctx = ValuationContext(
             dsn=dsn, table=STOCK_TABLE, cache=cache, spy=pd.Series(dtype=float), last_closed=last_closed, overwrite=opts.overwrite,
             refresh=opts.refresh,
             source_settings=SourceSettings(opts.cache_dir, delay=opts.delay, max_retries=opts.max_retries, timeout=opts.timeout,
-                                           retry_wait=opts.retry_wait),
+                                           retry_wait=opts.retry_wait,
+                                           budget=RateBudget(dsn, opts.rate_budget, per_min=opts.rate_per_min, cooldown_s=opts.rate_limit_sleep)),
         )
         totals = RunTotals(events=events, tickers=len(work), groups=len(groups))
         spy_request = price_request(BENCHMARK, min(w.first for w in work), max(w.last for w in work), last_closed)
@@ -328,12 +337,13 @@ def build_flow(concurrency: int) -> Any:
                         tickers: list[str] | None = None, concurrency: int = 10, group_size: int | None = None, delay: float = 0.1,
                         max_retries: int = 3, retry_wait: float = 1.0, timeout: float = 10.0, rate_limit_sleep: float = 900.0,
                         refresh: bool = False, cache_dir: str = ".cache", as_of: str | None = None,
-                        command: str = "event-valuation") -> int:
+                        command: str = "event-valuation", rate: str = DEFAULT_RATE, rate_budget: str = DEFAULT_NAME) -> int:
         opts = ValuationOptions(
             import_csv=Path(import_csv) if import_csv else None, skip_bad_rows=skip_bad_rows, import_only=import_only,
             overwrite=overwrite, tickers=tuple(tickers) if tickers else None, concurrency=concurrency, group_size=group_size,
             delay=delay, max_retries=max_retries, retry_wait=retry_wait, timeout=timeout, rate_limit_sleep=rate_limit_sleep,
             refresh=refresh, cache_dir=Path(cache_dir), as_of=dt.date.fromisoformat(as_of) if as_of else None,
+            rate_per_min=parse_rate(rate), rate_budget=rate_budget,
         )
         lines: list[str] = []
         logger = get_run_logger()
@@ -365,6 +375,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     concurrency=opts.concurrency, group_size=opts.group_size, delay=opts.delay, max_retries=opts.max_retries,
                     retry_wait=opts.retry_wait, timeout=opts.timeout, rate_limit_sleep=opts.rate_limit_sleep, refresh=opts.refresh,
                     cache_dir=str(opts.cache_dir), as_of=opts.as_of.isoformat() if opts.as_of else None, command=command,
+                    rate=f"{opts.rate_per_min:g}/min", rate_budget=opts.rate_budget,
                 ))
             return run_valuation(opts, command=command)
         except KeyboardInterrupt:

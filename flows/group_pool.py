@@ -6,8 +6,9 @@ shared queue (the next free thread takes the next group), so a slow group never 
 A 429 in any process sets a shared stop flag: no new group starts anywhere.
 
 On Linux workers are forked (the parent has no other threads then and has closed its database
-connection); elsewhere they are spawned. Each process builds its own source; its spacing is ``delay x processes`` so the aggregate
-request rate stays what ``--delay`` allows.
+connection); elsewhere they are spawned. Each process builds its own source; its spacing is
+``delay x processes`` so the aggregate request rate stays what ``--delay`` allows, and all of them
+take their slots from the one shared rate budget. Workers die with the parent, even on ``kill -9``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,10 @@ import math
 import multiprocessing as mp
 import os
 import queue
+import signal
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
@@ -44,10 +48,37 @@ def value_with_retries(group: ValuationGroup, ctx: ValuationContext, retries: in
     raise AssertionError("unreachable")
 
 
+def die_with_parent() -> None:
+    """Worker initializer: end this process when its parent dies, even by ``kill -9``, so no orphan
+    keeps fetching, writing or holding a connection after the run the user stopped."""
+    parent = os.getppid()
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+        else:
+            if os.getppid() != parent:  # the parent died before the call took effect
+                os._exit(1)
+            return
+
+    def watch() -> None:
+        import psutil
+
+        while psutil.pid_exists(parent) and os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="die-with-parent", daemon=True).start()
+
+
 def _worker(todo: Any, results: Any, stop: Any, ctx: ValuationContext, threads: int) -> None:
     """Process body: ``threads`` threads take groups from ``todo`` until it is empty or ``stop`` is set."""
     import warnings
 
+    die_with_parent()
     warnings.simplefilter("ignore")
 
     def loop() -> None:

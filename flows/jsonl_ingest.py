@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flows.group_pool import start_method
+from flows.group_pool import die_with_parent, start_method
 from flows.runtime import ArgumentParser, add_common_flags, command_line, int_in, program_name, run_cli, use_prefect
 from tasks.db import connect, default_pgdata, open_database, resolve_dsn
 from tasks.display import Reporter
@@ -126,7 +126,7 @@ def pool_mapper(groups: list[list[FilePlan]], dsn: str, root: Path, opts: Ingest
     """Worker processes (parsing JSON is CPU work: threads would share one core); forked where the
     platform allows, else spawned."""
     context = mp.get_context(start_method())
-    with cf.ProcessPoolExecutor(max_workers=opts.concurrency, mp_context=context) as pool:
+    with cf.ProcessPoolExecutor(max_workers=opts.concurrency, mp_context=context, initializer=die_with_parent) as pool:
         futures = [pool.submit(load_group, dsn, root, g, opts.batch_size) for g in groups]
         for future in cf.as_completed(futures):
             yield from future.result()

@@ -14,6 +14,7 @@ import argparse
 import datetime as dt
 import logging
 import os
+import re
 import shlex
 import signal
 import sys
@@ -70,13 +71,45 @@ def add_fetch_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--days", type=int_in(1, MAX_DAYS), default=20, help="NYSE trading sessions back from the end date (default: %(default)s)")
     parser.add_argument("--end-date", type=iso_date, default=None, help="last session to include, YYYY-MM-DD (default: the last closed NYSE session)")
     parser.add_argument("--rate-limit-sleep", type=positive_float, default=900.0,
-                        help="on HTTP 429: stop and advise resuming after this many seconds (default: %(default)s)")
+                        help="on HTTP 429: cool the shared budget down this many seconds (doubling while the block lasts), stop, and advise when to resume (default: %(default)s)")
     parser.add_argument("--max-retries", type=int_in(0, 20), default=3,
                         help="retries for transient failures only: timeouts, 5xx, resets; never 429 (default: %(default)s)")
     parser.add_argument("--retry-wait", type=positive_float, default=1.0,
                         help="first backoff in seconds before a retry; doubles each time, with jitter (default: %(default)s)")
     parser.add_argument("--timeout", type=positive_float, default=10.0, help="seconds per HTTP request (default: %(default)s)")
     parser.add_argument("--refresh", action="store_true", help="ignore the download cache (the database is still checked first)")
+    add_budget_flags(parser)
+
+
+def add_budget_flags(parser: argparse.ArgumentParser) -> None:
+    """The shared request budget every Yahoo request passes (see tasks/budget.py)."""
+    from tasks.budget import DEFAULT_NAME, DEFAULT_RATE
+
+    default = os.environ.get("YAHOO_RATE", DEFAULT_RATE)
+    try:
+        default_per_min = rate_per_min(default)
+    except argparse.ArgumentTypeError as exc:
+        raise BadInput(f"YAHOO_RATE: {exc}") from None
+    parser.add_argument("--rate", type=rate_per_min, default=default_per_min, metavar="N/UNIT",
+                        help=f"request budget for Yahoo shared by every run on this database, e.g. 60/min, 2/s, 1000/h; "
+                             f"lowered after a 429 and learned across runs (default: $YAHOO_RATE or {DEFAULT_RATE}; now {default})")
+    parser.add_argument("--rate-budget", default=DEFAULT_NAME, type=budget_name, metavar="NAME",
+                        help="name of the shared budget; runs with the same name share it (default: %(default)s)")
+
+
+def rate_per_min(text: str) -> float:
+    from tasks.budget import parse_rate
+
+    try:
+        return parse_rate(text)
+    except BadInput as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def budget_name(text: str) -> str:
+    if not re.fullmatch(r"[a-z0-9][a-z0-9_.-]{0,62}", text):
+        raise argparse.ArgumentTypeError(f"budget names are 1-63 lowercase letters, digits, '_', '.', '-': {text!r}")
+    return text
 
 
 def add_common_flags(parser: argparse.ArgumentParser) -> None:
@@ -145,11 +178,11 @@ def without_flags(args: Sequence[str], flags: dict[str, int]) -> list[str]:
 
 def resume_hint(error: RateLimited, sleep_s: float, command: str, *, now: dt.datetime | None = None) -> str:
     """The lines printed when a rate limit stops a run: when to resume, and how."""
-    wait = max(sleep_s, error.retry_after or 0.0)
+    wait = error.retry_after if error.from_budget and error.retry_after is not None else max(sleep_s, error.retry_after or 0.0)
     now = now or dt.datetime.now(dt.UTC)
     at = (now + dt.timedelta(seconds=wait)).strftime("%Y-%m-%d %H:%M:%S UTC")
     return (
-        f"Rate limited by the source ({error.symbol}). Everything fetched so far is committed.\n"
+        f"Rate limited: {error.reason} ({error.symbol}). Everything fetched so far is committed.\n"
         f"Resume after {at} (in {wait:.0f} s) with:\n  {command}"
     )
 

@@ -36,9 +36,10 @@ from flows.runtime import (
     without_flags,
 )
 from tasks.backfill import BackfillPlan, Summary, plan_backfill
+from tasks.budget import DEFAULT_NAME, DEFAULT_RATE, BudgetState, RateBudget, describe_budget, parse_rate, peek_budget
 from tasks.cache import DownloadCache
 from tasks.calendar import sessions_back
-from tasks.db import default_pgdata, open_database
+from tasks.db import default_pgdata, open_database, resolve_dsn
 from tasks.display import Reporter
 from tasks.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_RATE_LIMITED, EXIT_SOME_FAILED, BadInput, Busy
 from tasks.progress import finish_run, item_statuses, last_unfinished_run, reopen_run, start_run
@@ -68,6 +69,8 @@ class StaggerOptions:
     timeout: float = 10.0
     cache_dir: Path = Path(".cache")
     dry_run: bool = False
+    rate_per_min: float = parse_rate(DEFAULT_RATE)
+    rate_budget: str = DEFAULT_NAME
 
 
 def build_parser() -> ArgumentParser:
@@ -103,12 +106,13 @@ def options_from_args(ns: Any) -> StaggerOptions:
     return StaggerOptions(
         tickers=tuple(run_order(tickers, ns.start_from)), days=ns.days, end_date=ns.end_date, delay_minutes=ns.delay_minutes,
         skip_existing=ns.skip_existing, refresh=ns.refresh, rate_limit_sleep=ns.rate_limit_sleep, max_retries=ns.max_retries,
-        retry_wait=ns.retry_wait, timeout=ns.timeout, cache_dir=ns.cache_dir, dry_run=ns.dry_run,
+        retry_wait=ns.retry_wait, timeout=ns.timeout, cache_dir=ns.cache_dir, dry_run=ns.dry_run, rate_per_min=ns.rate,
+        rate_budget=ns.rate_budget,
     )
 
 
-def describe_plan(plan: BackfillPlan, delay_s: float, say: Callable[[str], Any]) -> None:
-    """Dry-run output: each ticker's action and why, the waits, and the ETA in UTC."""
+def describe_plan(plan: BackfillPlan, delay_s: float, say: Callable[[str], Any], budget: BudgetState | None = None) -> None:
+    """Dry-run output: each ticker's action and why, the waits, and the ETA in UTC (at the budget's current rate)."""
     say(f"Plan: {len(plan.items)} tickers, {len(plan.sessions)} NYSE sessions {plan.sessions[0]} .. {plan.sessions[-1]}, "
         f"{delay_s / 60:g} min between network fetches")
     fetches = 0
@@ -119,7 +123,11 @@ def describe_plan(plan: BackfillPlan, delay_s: float, say: Callable[[str], Any])
             wait = f"  (after a {delay_s / 60:g} min wait)" if fetches else "  (no wait: first fetch)"
             fetches += 1
         say(f"  {item.ticker:<6} {action:<6} {item.reason}{wait}")
-    seconds = eta_seconds([i.action for i in plan.items], delay_s=delay_s, fetch_s=3.0)
+    first_wait = 0.0
+    if budget is not None:
+        say(describe_budget(budget, requests=fetches + 2 if fetches else 0, delay=delay_s))
+        delay_s, first_wait = max(delay_s, budget.seconds_per_request), budget.cooldown_left_s
+    seconds = eta_seconds([i.action for i in plan.items], delay_s=delay_s, fetch_s=3.0, first_wait=first_wait)
     say(f"Network fetches: {fetches}; waits: {max(0, fetches - 1)} x {delay_s / 60:g} min; {format_eta(seconds)}")
 
 
@@ -144,7 +152,8 @@ def run_stagger(
         if log is not None:
             log(text)
 
-    conn = open_database(os.environ.get("DATABASE_URL"), default_pgdata(), dry_run=opts.dry_run)
+    dsn = resolve_dsn(os.environ.get("DATABASE_URL"), default_pgdata())
+    conn = open_database(dsn, default_pgdata(), dry_run=opts.dry_run)
     try:
         if not opts.dry_run:
             _lock(conn)
@@ -156,8 +165,9 @@ def run_stagger(
         plan = wrap(plan_backfill, "plan")(conn, ETF_TABLE, list(opts.tickers), sessions, cache=None if opts.refresh else cache,
                                            only_missing=opts.skip_existing)
         if opts.dry_run:
+            budget_state = peek_budget(conn, opts.rate_budget, opts.rate_per_min)
             conn.rollback()
-            describe_plan(plan, opts.delay_minutes * 60, say)
+            describe_plan(plan, opts.delay_minutes * 60, say, budget_state)
             return EXIT_OK
         base_args = without_flags(args, {"--start-from": 1, "--resume": 0, "--dry-run": 0})
         if run_id is None:
@@ -168,15 +178,18 @@ def run_stagger(
         state = StaggerState(Summary())
         reporter = Reporter(len(plan.items), log=log)
         status = "interrupted"
+        budget = RateBudget(dsn, opts.rate_budget, per_min=opts.rate_per_min, cooldown_s=opts.rate_limit_sleep)
         try:
             run_staggered(
                 conn, plan, state, run_id=run_id, cache=cache, refresh=opts.refresh, reporter=reporter,
                 spacing=RateLimiter(opts.delay_minutes * 60),
-                make_source=lambda: YahooSource(opts.cache_dir, max_retries=opts.max_retries, timeout=opts.timeout, backoff_initial=opts.retry_wait),
+                make_source=lambda: YahooSource(opts.cache_dir, budget=budget, max_retries=opts.max_retries, timeout=opts.timeout,
+                                                backoff_initial=opts.retry_wait),
                 step=wrap(fetch_and_store, "backfill-ticker"),
             )
             status = "rate_limited" if state.summary.rate_limited else ("failed" if state.summary.failures else "done")
         finally:
+            budget.close()
             reporter.close()
             finish_run(conn, run_id, status, state.summary.line())
             if status == "interrupted":
@@ -255,13 +268,13 @@ def build_flow() -> Any:
         tickers: list[str] | None = None, days: int = 20, end_date: str | None = None, delay_minutes: float = 5.0,
         skip_existing: bool = False, refresh: bool = False, rate_limit_sleep: float = 900.0, max_retries: int = 3,
         retry_wait: float = 1.0, timeout: float = 10.0, cache_dir: str = ".cache", resume: bool = False,
-        args: list[str] | None = None, prog: str = "staggered-backfill",
+        args: list[str] | None = None, prog: str = "staggered-backfill", rate: str = DEFAULT_RATE, rate_budget: str = DEFAULT_NAME,
     ) -> int:
         opts = StaggerOptions(
             tickers=tuple(parse_ticker_list(tickers or list(SECTOR_ETFS))), days=days,
             end_date=dt.date.fromisoformat(end_date) if end_date else None, delay_minutes=delay_minutes, skip_existing=skip_existing,
             refresh=refresh, rate_limit_sleep=rate_limit_sleep, max_retries=max_retries, retry_wait=retry_wait, timeout=timeout,
-            cache_dir=Path(cache_dir),
+            cache_dir=Path(cache_dir), rate_per_min=parse_rate(rate), rate_budget=rate_budget,
         )
         return run_stagger(opts, args=args or [], prog=prog, resume=resume, log=get_run_logger().info, wrap=prefect_task)
 
@@ -282,6 +295,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     delay_minutes=opts.delay_minutes, skip_existing=opts.skip_existing, refresh=opts.refresh,
                     rate_limit_sleep=opts.rate_limit_sleep, max_retries=opts.max_retries, retry_wait=opts.retry_wait,
                     timeout=opts.timeout, cache_dir=str(opts.cache_dir), resume=ns.resume, args=args, prog=prog,
+                    rate=f"{opts.rate_per_min:g}/min", rate_budget=opts.rate_budget,
                 ))
             except KeyboardInterrupt:
                 return EXIT_INTERRUPTED

@@ -8,20 +8,27 @@ in one transaction.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import psycopg
 
-from tasks.cache import DownloadCache
+from tasks.adjustments import with_restated_history
+from tasks.cache import DEFAULT_TTL, DownloadCache
+from tasks.calendar import sessions_back, sessions_between
 from tasks.errors import RateLimited, SourceError
 from tasks.prices import obtain_bars
 from tasks.progress import record_item
 from tasks.source import YahooSource
-from tasks.store import store_actions, store_bars, stored_dates
+from tasks.store import stale_dates, store_actions, store_bars, stored_dates
 from tasks.types import FetchRequest, FetchResult, StoreCounts
 
 Action = Literal["skip", "cache", "fetch"]
+# Yahoo revises recent bars: once the cache (24 h) has expired, the last few closed sessions are
+# pulled again; a revised value updates its row (and fetched_at), an unchanged one is left alone.
+RECHECK_SESSIONS = 5
+RECHECK_AFTER_S = DEFAULT_TTL
 
 
 @dataclass(frozen=True)
@@ -33,6 +40,7 @@ class PlanItem:
     request: FetchRequest | None
     stored: int
     wanted: int
+    recheck: int = 0
 
     @property
     def reason(self) -> str:
@@ -40,9 +48,11 @@ class PlanItem:
             return f"all {self.wanted} sessions stored"
         missing = self.wanted - self.stored
         where = "fresh cache" if self.action == "cache" else "network"
+        again = f", re-checking {self.recheck} recent session(s) for revisions" if self.recheck else ""
         if missing == 0:
-            return f"all {self.wanted} sessions stored, refreshing from {where}"
-        return f"{missing} of {self.wanted} sessions missing, from {where}"
+            what = f"all {self.wanted} sessions stored" + (again if self.recheck else ", refreshing")
+            return f"{what} from {where}"
+        return f"{missing} of {self.wanted} sessions missing{again}, from {where}"
 
 
 @dataclass(frozen=True)
@@ -69,17 +79,20 @@ def plan_backfill(
     """
     first, last = sessions[0], sessions[-1]
     stored = stored_dates(conn, table, tickers, first, last)
+    recent = sorted(set(sessions_back(RECHECK_SESSIONS)) & set(sessions))
+    stale = stale_dates(conn, table, tickers, recent, RECHECK_AFTER_S)
     items = []
     for ticker in tickers:
         have = stored[ticker]
         missing = [d for d in sessions if d not in have]
-        if only_missing and not missing:
+        due = sorted(set(missing) | stale[ticker])
+        if only_missing and not due:
             items.append(PlanItem(ticker, "skip", None, len(sessions), len(sessions)))
             continue
-        span = missing if only_missing else sessions
+        span = due if only_missing else sessions
         request = FetchRequest(ticker, span[0], span[-1])
         action: Action = "cache" if cache is not None and cache.get(request) is not None else "fetch"
-        items.append(PlanItem(ticker, action, request, len(sessions) - len(missing), len(sessions)))
+        items.append(PlanItem(ticker, action, request, len(sessions) - len(missing), len(sessions), recheck=len(stale[ticker])))
     return BackfillPlan(table, tuple(sessions), tuple(items))
 
 
@@ -119,14 +132,16 @@ def store_result(
 ) -> ItemOutcome:
     """Write one ticker's bars, actions and progress record in one transaction.
 
-    ``sessions`` restricts the bars to the wanted NYSE sessions (the source may return others).
+    Bars are kept on NYSE sessions only (the source may return others): ``sessions`` and those
+    of the result's range (wider than ``sessions`` when the history was restated).
 
     Raises:
         StoreError: nothing of this ticker was written.
     """
     bars = result.bars
     if sessions is not None:
-        bars = bars[bars["trade_date"].isin(sessions)]
+        allowed = set(sessions) | set(sessions_between(result.request.start, result.request.end))
+        bars = bars[bars["trade_date"].isin(allowed)]
     ticker = result.request.symbol
     with conn.transaction():
         counts = store_bars(conn, table, bars)
@@ -134,6 +149,22 @@ def store_result(
         if run_id is not None:
             record_item(conn, run_id, ticker, "done", None, new=counts.new, updated=counts.updated)
     return ItemOutcome(ticker, "done", counts, rows=len(bars), from_cache=result.from_cache)
+
+
+def keep_result(conn: psycopg.Connection[Any], table: str, result: FetchResult, *, cache: DownloadCache,
+                source: Callable[[], YahooSource], run_id: int, sessions: set[dt.date]) -> ItemOutcome:
+    """Store one ticker's bars, its whole history restated first when a new split/dividend calls for it.
+
+    Raises:
+        RateLimited: the restating fetch hit a 429 (nothing of the ticker stored).
+    """
+    try:
+        result = with_restated_history(conn, table, result, cache=cache, source=source)
+    except RateLimited:
+        raise
+    except SourceError as exc:
+        return record_failure(conn, result.request.symbol, exc, run_id=run_id)
+    return store_result(conn, table, result, run_id=run_id, sessions=sessions)
 
 
 def record_failure(conn: psycopg.Connection[Any], ticker: str, error: SourceError, *, run_id: int | None) -> ItemOutcome:

@@ -40,14 +40,20 @@ class TransientSourceError(SourceError):
 
 
 class RateLimited(SourceError):
-    """The source answered 429: stop now, resume after ``retry_after`` seconds."""
+    """The source answered 429 (or its budget is cooling down): stop now, resume after ``retry_after`` s.
 
-    def __init__(self, symbol: str, reason: str = "rate limited (HTTP 429)", retry_after: float | None = None) -> None:
+    ``from_budget``: ``retry_after`` is the shared budget's cool-down, exact; otherwise it is the
+    source's Retry-After hint (if any), and callers wait at least their own configured time.
+    """
+
+    def __init__(self, symbol: str, reason: str = "rate limited (HTTP 429)", retry_after: float | None = None,
+                 from_budget: bool = False) -> None:
         super().__init__(symbol, reason)
         self.retry_after = retry_after
+        self.from_budget = from_budget
 
     def __reduce__(self) -> tuple[object, ...]:
-        return (type(self), (self.symbol, self.reason, self.retry_after))
+        return (type(self), (self.symbol, self.reason, self.retry_after, self.from_budget))
 
 
 class StoreError(PipelineError):

@@ -26,10 +26,17 @@ REQUIRED_COLUMNS = ("ticker", "event_time", "source")
 MAX_SHOWN_BAD = 50
 MAX_SOURCE_LEN = 200
 
-# Events a run must value: never valued, failed, or valued before their forward bars existed.
+# Pending: never valued, failed, valued before its forward prices existed, or valued before a
+# change to the stored bars (its own or SPY's) within 45 days of it (the metrics' whole window:
+# 21 bars back, 20 ahead): a restated adj_close history or a revised recent bar.
 PENDING = sql.SQL(
     "(valuation_status IS NULL OR valuation_status = 'error' OR (valuation_status = 'ok' AND "
-    "(ret_20d IS NULL OR excess_ret_20d IS NULL OR volume_ratio IS NULL)))"
+    "(ret_20d IS NULL OR excess_ret_20d IS NULL OR volume_ratio IS NULL))"
+    " OR EXISTS (SELECT 1 FROM price_changes c WHERE c.changed_at > txn_events.valued_at"
+    " AND ((c.table_name = 'collected_daily_stock_history' AND c.ticker = txn_events.ticker)"
+    " OR (c.table_name = 'collected_daily_etf_ohlc' AND c.ticker = 'SPY'))"
+    " AND c.first_date <= (txn_events.event_time AT TIME ZONE 'America/New_York')::date + 45"
+    " AND c.last_date >= (txn_events.event_time AT TIME ZONE 'America/New_York')::date - 45))"
 )
 
 

@@ -1,9 +1,10 @@
 """Yahoo Finance through yfinance: the only module that imports it.
 
 Every HTTP request yfinance makes goes through ``YahooSession``, a curl_cffi session that
-(1) waits for the rate limiter, (2) counts requests, (3) records each symbol's last HTTP
-status so failures can be classified even where yfinance hides them, and (4) after a 429
-refuses every further request locally, so a rate limit stops the run at once.
+(1) waits for the local spacing (``--delay``) and the shared rate budget, (2) counts requests,
+(3) records each symbol's last HTTP status so failures can be classified even where yfinance
+hides them, and (4) after a 429 reports it to the shared budget (which cools down every process) and refuses every further
+request locally, so a rate limit stops the run at once.
 Foreign errors become ours here: 429 → RateLimited, timeouts/5xx/garbage → TransientSourceError
 (retried with tenacity), unknown symbols/empty answers → SourceError.
 """
@@ -25,8 +26,9 @@ import pandas as pd
 from curl_cffi import requests as curl_requests
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
+from tasks.budget import RateBudget
 from tasks.calendar import NY_TZ, next_day
-from tasks.errors import RateLimited, SourceError, TransientSourceError
+from tasks.errors import RateLimited, SourceError, StoreError, TransientSourceError
 from tasks.normalize import normalize_history
 from tasks.ratelimit import RateLimiter
 from tasks.types import FetchRequest, FetchResult
@@ -61,11 +63,13 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
 class YahooSession(curl_requests.Session):  # type: ignore[misc]
     """curl_cffi session that paces, counts and classifies every request (see module doc)."""
 
-    def __init__(self, limiter: RateLimiter | None = None, **kwargs: Any) -> None:
+    def __init__(self, limiter: RateLimiter | None = None, budget: RateBudget | None = None, **kwargs: Any) -> None:
         super().__init__(impersonate="chrome", **kwargs)
         self.limiter = limiter or RateLimiter(0.0)
+        self.budget = budget
         self.request_count = 0
         self.tripped: RateLimited | None = None
+        self.budget_error: StoreError | None = None
         self._status: dict[str, int] = {}
         self._lock = threading.Lock()
 
@@ -73,6 +77,15 @@ class YahooSession(curl_requests.Session):  # type: ignore[misc]
         if self.tripped is not None:
             raise RateLimitTripped(str(self.tripped))
         self.limiter.acquire()
+        if self.budget is not None:
+            try:
+                self.budget.acquire()
+            except RateLimited as exc:  # the budget is cooling down: nobody may ask now
+                self.tripped = exc
+                raise RateLimitTripped(str(exc)) from exc
+            except StoreError as exc:  # no budget, no request: yfinance may swallow this, so keep it
+                self.budget_error = exc
+                raise
         with self._lock:
             self.request_count += 1
         match = _CHART_PATH.search(url)
@@ -83,7 +96,13 @@ class YahooSession(curl_requests.Session):  # type: ignore[misc]
                 self._status[symbol] = response.status_code
         if response.status_code == 429:
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            self.tripped = RateLimited(symbol or "yahoo", retry_after=retry_after)
+            exact = False
+            if self.budget is not None:
+                try:
+                    retry_after, exact = self.budget.penalize(retry_after), True
+                except StoreError as exc:
+                    self.budget_error = exc
+            self.tripped = RateLimited(symbol or "yahoo", retry_after=retry_after, from_budget=exact)
         return response
 
     def last_status(self, symbol: str) -> int | None:
@@ -145,7 +164,8 @@ class YahooSource:
 
     Args:
         cache_dir: where yfinance keeps its cookie/timezone caches (``<cache>/yfinance``).
-        limiter: spacing between HTTP requests (``--delay``).
+        limiter: spacing between HTTP requests (``--delay``), on top of the budget.
+        budget: the rate budget shared with every other process (None: local spacing only).
         max_retries: extra attempts for transient failures only.
         timeout: seconds per HTTP request.
         sleep: how tenacity waits between attempts (injected for tests).
@@ -156,6 +176,7 @@ class YahooSource:
         cache_dir: Path,
         *,
         limiter: RateLimiter | None = None,
+        budget: RateBudget | None = None,
         max_retries: int = 3,
         timeout: float = 10.0,
         sleep: Callable[[float], None] = time.sleep,
@@ -165,7 +186,7 @@ class YahooSource:
         configure_yfinance(cache_dir)
         from yfinance.data import YfData
 
-        self.session = YahooSession(limiter)
+        self.session = YahooSession(limiter, budget)
         # yfinance keeps one process-wide YfData; start it afresh on our session.
         YfData._instances.pop(YfData, None)  # type: ignore[attr-defined]
         YfData(session=self.session)
@@ -236,6 +257,8 @@ class YahooSource:
                 interval="1d", auto_adjust=False, actions=True, group_by="ticker", threads=False,
                 progress=False, timeout=self.timeout, multi_level_index=True, session=self.session,
             )
+            if self.session.budget_error is not None:
+                raise self.session.budget_error
             for req in group:
                 sub = None
                 if frame is not None and isinstance(frame.columns, pd.MultiIndex) and req.symbol in frame.columns.get_level_values(0):
@@ -270,8 +293,14 @@ class YahooSource:
                 start=request.start.isoformat(), end=next_day(request.end).isoformat(), interval="1d",
                 auto_adjust=False, actions=True, repair=False, timeout=self.timeout,
             )
+        except StoreError:
+            raise
         except Exception as exc:  # yfinance raises many types; translate them all here
+            if self.session.budget_error is not None:
+                raise self.session.budget_error from exc
             raise self._classify(request.symbol, exc) from exc
+        if self.session.budget_error is not None:
+            raise self.session.budget_error
         if frame is None or frame.empty:
             raise self._classify(request.symbol, None)
         return self._to_result(request, frame)
@@ -292,7 +321,9 @@ class YahooSource:
 
         if self.session.tripped is not None or isinstance(exc, (YFRateLimitError, RateLimitTripped)):
             tripped = self.session.tripped
-            return RateLimited(symbol, retry_after=tripped.retry_after if tripped else None)
+            if tripped is None:
+                return RateLimited(symbol)
+            return RateLimited(symbol, tripped.reason, retry_after=tripped.retry_after, from_budget=tripped.from_budget)
         status = self.session.last_status(symbol)
         if status is not None and status >= 500:
             return TransientSourceError(symbol, f"HTTP {status} from source")

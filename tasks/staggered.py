@@ -15,7 +15,7 @@ from typing import Any
 
 import psycopg
 
-from tasks.backfill import BackfillPlan, ItemOutcome, PlanItem, Summary, obtain, record_failure, record_skip, store_result
+from tasks.backfill import BackfillPlan, ItemOutcome, PlanItem, Summary, keep_result, obtain, record_failure, record_skip
 from tasks.cache import DownloadCache
 from tasks.display import Reporter
 from tasks.errors import RateLimited, SourceError
@@ -105,7 +105,17 @@ def run_staggered(
             except SourceError:  # expired since planning: fetch it instead
                 pass
             else:
-                _report(reporter, state, store_result(conn, plan.table, result, run_id=run_id, sessions=wanted))
+                def lazy_source() -> YahooSource:
+                    nonlocal source
+                    source = source or make_source()
+                    return source
+                try:
+                    outcome = keep_result(conn, plan.table, result, cache=cache, source=lazy_source, run_id=run_id, sessions=wanted)
+                except RateLimited as exc:
+                    state.summary.rate_limited = exc
+                    reporter.line(f"{item.ticker}: rate limited by the source; stopping now")
+                    return
+                _report(reporter, state, outcome)
                 continue
         wait = spacing.remaining()
         eta = format_eta(eta_seconds(["fetch", *left[1:]], delay_s=spacing.min_interval, fetch_s=state.avg_fetch, first_wait=wait))
@@ -147,7 +157,8 @@ def fetch_and_store(
         raise
     except SourceError as exc:
         return record_failure(conn, item.ticker, exc, run_id=run_id)
-    return store_result(conn, table, result, run_id=run_id, sessions=sessions)
+    return keep_result(conn, table, result, cache=cache, source=lambda: source, run_id=run_id, sessions=sessions)
+
 
 
 def _report(reporter: Reporter, state: StaggerState, outcome: ItemOutcome) -> None:

@@ -53,6 +53,27 @@ def stored_dates(conn: psycopg.Connection[Any], table: str, tickers: list[str], 
     return out
 
 
+def stale_dates(conn: psycopg.Connection[Any], table: str, tickers: list[str], days: list[dt.date], older_than_s: float) -> dict[str, set[dt.date]]:
+    """Of ``days``, those stored per ticker whose values were last written more than ``older_than_s`` ago.
+
+    Raises:
+        StoreError: the query failed.
+    """
+    out: dict[str, set[dt.date]] = {t: set() for t in tickers}
+    if not days:
+        return out
+    query = sql.SQL(
+        "SELECT ticker, trade_date FROM {} WHERE ticker = ANY(%s) AND trade_date = ANY(%s)"
+        " AND fetched_at < now() - make_interval(secs => %s)"
+    ).format(_table(table))
+    try:
+        for ticker, day in conn.execute(query, (tickers, days, older_than_s)):
+            out[ticker].add(day)
+    except psycopg.Error as exc:
+        raise StoreError(f"reading {table} failed: {_first_line(exc)}") from exc
+    return out
+
+
 def store_bars(conn: psycopg.Connection[Any], table: str, bars: pd.DataFrame, *, source: str = "yahoo") -> StoreCounts:
     """Upsert ``bars`` (``BAR_COLUMNS``) into ``table``; identical rows are left alone.
 
@@ -68,7 +89,7 @@ def store_bars(conn: psycopg.Connection[Any], table: str, bars: pd.DataFrame, *,
             cur.execute(statement("stage_bars"))  # type: ignore[arg-type]
             with cur.copy("COPY stage_bars (ticker, trade_date, open, high, low, close, adj_close, volume) FROM STDIN (FORMAT csv)") as copy:
                 copy.write(frame.to_csv(index=False, header=False, na_rep=""))
-            cur.execute(upsert, {"source": source})
+            cur.execute(upsert, {"source": source, "table_name": table})
             inserted = [r[0] for r in cur.fetchall()]
             cur.execute("DROP TABLE stage_bars")
     except psycopg.Error as exc:

@@ -22,6 +22,8 @@ import numpy as np
 import pandas as pd
 import psycopg
 
+from tasks.adjustments import with_restated_history
+from tasks.budget import RateBudget
 from tasks.cache import DownloadCache
 from tasks.db import connect
 from tasks.errors import RateLimited, SourceError, StoreError, TransientSourceError
@@ -81,10 +83,11 @@ class SourceSettings:
     max_retries: int = 3
     timeout: float = 10.0
     retry_wait: float = 1.0
+    budget: RateBudget | None = None
 
     def build(self) -> YahooSource:
-        return YahooSource(self.cache_dir, limiter=RateLimiter(self.delay), max_retries=self.max_retries, timeout=self.timeout,
-                           backoff_initial=self.retry_wait)
+        return YahooSource(self.cache_dir, limiter=RateLimiter(self.delay), budget=self.budget, max_retries=self.max_retries,
+                           timeout=self.timeout, backoff_initial=self.retry_wait)
 
 
 @dataclass
@@ -161,6 +164,7 @@ def value_group(group: ValuationGroup, ctx: ValuationContext) -> GroupResult:
                 continue
             try:
                 got = obtain_bars(request, cache=ctx.cache, source=ctx.source(), use_cache=not ctx.refresh)
+                got = with_restated_history(conn, ctx.table, got, cache=ctx.cache, source=ctx.source)
                 result.from_cache += got.from_cache
                 result.fetched += not got.from_cache
                 fresh.append(got)
@@ -247,6 +251,7 @@ def ensure_bars(conn: psycopg.Connection[Any], table: str, request: FetchRequest
     if covered_tickers(conn, table, [request], bar_counts(load_group_bars(conn, table, [request]))):
         return "stored"
     got = obtain_bars(request, cache=ctx.cache, source=ctx.source(), use_cache=not ctx.refresh)
+    got = with_restated_history(conn, table, got, cache=ctx.cache, source=ctx.source)
     store_fetched(conn, table, [got])
     return "cache" if got.from_cache else "network"
 

@@ -7,7 +7,8 @@ history: the cookie (fc.yahoo.com), the crumb, and ``/v8/finance/chart/{SYMBOL}`
 
 Prices are a pure function of (symbol, date) — ``bar_for`` — so tests compute what should be
 stored independently of the code under test. Knobs script failures: unknown symbols, 429s
-(after N chart requests, or all), a list of statuses to answer per symbol (5xx, garbage,
+(after N chart requests, or all, or until a time), a share of 5xx answers, revised bars, dividends
+and splits restating adj_close, a list of statuses to answer per symbol (5xx, garbage,
 truncated JSON, HTML), latency, and hanging responses. Every request is logged.
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import random
 import ssl
 import tempfile
 import threading
@@ -96,12 +98,16 @@ class FakeYahoo:
     dividends: dict[str, dict[dt.date, float]] = field(default_factory=dict)
     splits: dict[str, dict[dt.date, tuple[int, int]]] = field(default_factory=dict)
     hang_seconds: float = 30.0
+    error_rate: float = 0.0  # this share of chart requests answered 502 (seeded: the same run gives the same answers)
+    blocked_until: float | None = None  # wall-clock time until which every request gets 429 (a block)
+    revisions: dict[tuple[str, dt.date], float] = field(default_factory=dict)  # (symbol, day) → factor on that bar's prices
     log: list[Logged] = field(default_factory=list)
     in_flight: set[str] = field(default_factory=set)  # symbols whose chart request is being answered now
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
         self._chart_served = 0
+        self._random = random.Random(20251122)
         self._dir = Path(tempfile.mkdtemp(prefix="fake-yahoo-"))
         self.ca = trustme.CA()
         cert = self.ca.issue_cert("*.yahoo.com", "yahoo.com", "fc.yahoo.com", "query1.finance.yahoo.com", "query2.finance.yahoo.com")
@@ -158,10 +164,30 @@ class FakeYahoo:
         with self._lock:
             self.log.clear()
 
+    def bar(self, symbol: str, day: dt.date) -> dict[str, float | int]:
+        """The bar served now for ``symbol`` on ``day``: ``bar_for`` with any revision applied, and
+        ``adj_close`` restated for every dividend and split after ``day`` (as Yahoo does)."""
+        bar = dict(bar_for(symbol, day))
+        factor = self.revisions.get((symbol, day))
+        if factor is not None:
+            for key in ("open", "high", "low", "close", "adj_close"):
+                bar[key] = round(float(bar[key]) * factor, 4)
+        adjust = 1.0
+        for ex_date, amount in self.dividends.get(symbol, {}).items():
+            if ex_date > day:
+                adjust *= 1 - amount / float(bar_for(symbol, ex_date)["close"])
+        for ex_date, (num, den) in self.splits.get(symbol, {}).items():
+            if ex_date > day:
+                adjust *= den / num
+        bar["adj_close"] = round(float(bar["adj_close"]) * adjust, 4)
+        return bar
+
     # -- answers ---------------------------------------------------------------------------
     def respond(self, host: str, path: str, query: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
         if self.latency:
             time.sleep(self.latency)
+        if self.blocked_until is not None and time.time() < self.blocked_until:
+            return self._too_many()
         if path.startswith("/v8/finance/chart/"):
             return self._chart(path.rsplit("/", 1)[-1], query)
         with self._lock:
@@ -186,6 +212,8 @@ class FakeYahoo:
                 return self._too_many()
             script = self.scripted.get(symbol)
             action = script.pop(0) if script else None
+            if action is None and self.error_rate and self._random.random() < self.error_rate:
+                action = 502
             self._chart_served += 1
         if action is not None:
             if isinstance(action, int):
@@ -217,7 +245,7 @@ class FakeYahoo:
             days = sessions_in(int(query["period1"]), int(query.get("period2", time.time())))
         else:  # range=1d probe: the last session
             days = [_CAL.date_to_session(pd.Timestamp.now(tz=NY).tz_localize(None).normalize(), direction="previous").date()]
-        bars = [bar_for(symbol, d) for d in days]
+        bars = [self.bar(symbol, d) for d in days]
         stamps = [_stamp(d) for d in days]
         events: dict[str, Any] = {}
         divs = {d: v for d, v in self.dividends.get(symbol, {}).items() if d in days}

@@ -66,3 +66,9 @@ def table_rows(dsn: str, table: str, columns: str = "ticker, trade_date, open, h
 
 def unused_path(tmp: Path) -> Path:
     return tmp / uuid.uuid4().hex[:8]
+
+
+def end_cooldown(dsn: str, budget: str = "yahoo") -> None:
+    """End a rate budget's cool-down now, as if its advised wait had passed."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("UPDATE rate_budgets SET cooldown_until = now() - interval '1 second' WHERE name = %s", (budget,))

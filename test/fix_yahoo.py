@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -60,3 +61,16 @@ def run_cli(fake_yahoo: FakeYahoo, dsn: str, tmp_path: Path) -> CliRunner:
         return CliResult(proc.returncode, proc.stdout, proc.stderr)
 
     return run
+
+
+def kill_9_leaving_no_orphans(proc: subprocess.Popen[Any]) -> None:
+    """``kill -9`` a CLI run and check that its worker processes end with it (none left behind)."""
+    import signal
+
+    import psutil
+
+    workers = psutil.Process(proc.pid).children(recursive=True)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(30)
+    _, alive = psutil.wait_procs(workers, timeout=10)
+    assert not alive, f"orphaned workers still running: {[p.pid for p in alive]}"

@@ -12,7 +12,7 @@ import pytest
 
 from tasks.tickers import ETF_UNIVERSE
 from test.fake_yahoo import FakeYahoo, bar_for
-from test.fix_db import table_rows
+from test.fix_db import end_cooldown, table_rows
 from test.fix_yahoo import CliRunner
 
 ETF = "flows.etf_backfill"
@@ -114,13 +114,18 @@ def test_rate_limit_stops_at_once_keeps_rows_and_prints_resume(run_cli: CliRunne
     assert "flows.etf_backfill --days 5 --end-date 2025-07-08" in result.stdout
     fake_yahoo.rate_limit_after = None
     fake_yahoo.reset_log()
+    early = run_cli(ETF, *args)  # the shared budget is cooling down: refused without asking Yahoo
+    assert early.code == 75, early.stdout + early.stderr
+    assert fake_yahoo.log == []
+    assert "cooling down" in early.stdout and "Resume after" in early.stdout
+    end_cooldown(dsn)  # as if the advised time had passed
     resumed = run_cli(ETF, *args)
     assert resumed.code == 0, resumed.stderr
     assert len(fake_yahoo.chart_requests()) == 9
     assert table_rows(dsn, "collected_daily_etf_ohlc") == expected_rows(ETF_UNIVERSE, FIVE_SESSIONS)
     with psycopg.connect(dsn) as conn:
         statuses = [r[0] for r in conn.execute("SELECT status FROM backfill_runs ORDER BY run_id")]
-    assert statuses == ["rate_limited", "done"]
+    assert statuses == ["rate_limited", "rate_limited", "done"]
 
 
 def test_retry_after_header_extends_the_advised_wait(run_cli: CliRunner, fake_yahoo: FakeYahoo) -> None:

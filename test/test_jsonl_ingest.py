@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -16,7 +14,7 @@ import psycopg
 import pytest
 
 from tasks import jsonl_queries as q
-from test.fix_yahoo import ROOT, CliRunner, cli_env
+from test.fix_yahoo import ROOT, CliRunner, cli_env, kill_9_leaving_no_orphans
 from test.jsonl_tree import START, expected_1m_bars, make_tree, tick, write
 
 ING = "flows.jsonl_ingest"
@@ -173,6 +171,7 @@ def test_bad_root_is_a_clear_error(run_cli: CliRunner, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.reliability
 def test_kill_9_mid_file_then_rerun_equals_a_clean_run(fake_yahoo: Any, dsn: str, pg_server_dsn: str, tmp_path: Path, run_cli: CliRunner) -> None:
     tree = make_tree(tmp_path / "data", files=3, minutes_per_file=20)
     args = [sys.executable, "-m", ING, "--root", str(tree.root), "--batch-size", "200", "--concurrency", "2"]
@@ -187,8 +186,7 @@ def test_kill_9_mid_file_then_rerun_equals_a_clean_run(fake_yahoo: Any, dsn: str
         except psycopg.Error:
             pass
         time.sleep(0.02)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait(30)
+    kill_9_leaving_no_orphans(proc)
     partial = snapshot(dsn)
     assert 0 < len(partial["ticks"]) < len(tree.all_ticks())
     assert run_cli(ING, "--root", str(tree.root), "--batch-size", "200").code == 0

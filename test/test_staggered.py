@@ -193,6 +193,7 @@ def test_sigint_during_fetch_commits_nothing_of_that_ticker(spawn: Callable[...,
     assert table_rows(dsn, "collected_daily_etf_ohlc") == expected_rows(["XLK", "XLV", "XLF"], FIVE_SESSIONS)
 
 
+@pytest.mark.reliability
 def test_kill_9_then_resume_gives_clean_rows(spawn: Callable[..., subprocess.Popen[str]], run_cli: CliRunner, dsn: str) -> None:
     proc = spawn(*BASE, "--tickers", "XLK,XLV,XLF", "--delay-minutes", "5")
     wait_for(lambda: stored_tickers(dsn) == {"XLK"})
@@ -204,6 +205,7 @@ def test_kill_9_then_resume_gives_clean_rows(spawn: Callable[..., subprocess.Pop
     assert table_rows(dsn, "collected_daily_etf_ohlc") == expected_rows(["XLK", "XLV", "XLF"], FIVE_SESSIONS)
 
 
+@pytest.mark.reliability
 def test_kill_9_then_skip_existing_rerun_fetches_only_the_rest(spawn: Callable[..., subprocess.Popen[str]], run_cli: CliRunner,
                                                                dsn: str, fake_yahoo: FakeYahoo) -> None:
     proc = spawn(*BASE, "--tickers", "XLK,XLV,XLF", "--delay-minutes", "5")

