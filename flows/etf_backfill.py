@@ -75,6 +75,7 @@ class BackfillOptions:
     table: str = ETF_TABLE
     rate_per_min: float = parse_rate(DEFAULT_RATE)
     rate_budget: str = DEFAULT_NAME
+    run_name: str = FLOW_NAME  # how the run is recorded in backfill_runs
 
 
 def build_parser() -> ArgumentParser:
@@ -151,7 +152,7 @@ def run_backfill(
             say(describe_budget(budget_state, requests=_requests_needed(plan, opts), delay=opts.delay))
             return EXIT_OK, None
         params = {k: (str(v) if isinstance(v, (Path, dt.date)) else v) for k, v in asdict(opts).items()}
-        run_id = start_run(conn, FLOW_NAME, command, params, list(opts.tickers))
+        run_id = start_run(conn, opts.run_name, command, params, list(opts.tickers))
         summary = Summary()
         reporter = Reporter(len(plan.items), log=log)
         status = "interrupted"

@@ -82,10 +82,11 @@ def _worker(todo: Any, results: Any, stop: Any, ctx: ValuationContext, threads: 
     warnings.simplefilter("ignore")
 
     def loop() -> None:
+        # Block for the next group: a queue's items reach the pipe through a feeder thread, so
+        # "empty right now" does not mean "no more groups"; one None per thread ends the work.
         while not stop.is_set():
-            try:
-                group = todo.get_nowait()
-            except queue.Empty:
+            group = todo.get()
+            if group is None:
                 return
             outcome = value_with_retries(group, ctx)
             if isinstance(outcome, GroupResult) and outcome.rate_limited is not None:
@@ -125,12 +126,12 @@ def process_mapper(groups: list[ValuationGroup], ctx: ValuationContext, concurre
     if spawn.get_start_method() == "fork":
         _warm_up()  # children inherit the built calendar tables instead of building their own
     todo, results, stop = spawn.Queue(), spawn.Queue(), spawn.Event()
-    for group in groups:
+    threads = math.ceil(concurrency / procs)
+    for group in [*groups, *[None] * (procs * threads)]:
         todo.put(group)
     settings = ctx.source_settings
     if settings is not None:
         ctx = replace(ctx, source_settings=replace(settings, delay=settings.delay * procs))
-    threads = math.ceil(concurrency / procs)
     workers = [spawn.Process(target=_worker, args=(todo, results, stop, ctx, threads), daemon=True) for _ in range(procs)]
     for w in workers:
         w.start()
@@ -158,9 +159,11 @@ def process_mapper(groups: list[ValuationGroup], ctx: ValuationContext, concurre
             if w.is_alive():
                 w.terminate()
     if not limited:  # after a rate limit, unstarted groups simply stay pending
+        codes = sorted({w.exitcode for w in workers if w.exitcode not in (0, None)}, key=str)
+        why = f" (exit code {', '.join(map(str, codes))})" if codes else ""
         for group in groups:
             if group.index not in seen:
-                yield group.index, "not run: its worker process ended unexpectedly"
+                yield group.index, f"not run: its worker process ended unexpectedly{why}"
 
 
 def thread_mapper(groups: list[ValuationGroup], ctx: ValuationContext, concurrency: int) -> Iterator[GroupOutcome]:

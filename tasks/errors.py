@@ -2,6 +2,7 @@
 
     PipelineError
     ├── BadInput          the caller's fault (flag, ticker, file); never retried      → exit 2
+    │   └── MissingInputs a pipeline stage's inputs are missing: run the named stage first
     ├── SourceError       the source gave nothing usable for one symbol (.symbol)     → that item fails
     │   ├── TransientSourceError  timeout, 5xx, reset: worth retrying (tenacity)
     │   └── RateLimited   HTTP 429 (.retry_after seconds, may be None)              → stop, exit 75
@@ -21,6 +22,10 @@ class PipelineError(Exception):
 
 class BadInput(PipelineError):
     """The caller gave something unusable; nothing has been written."""
+
+
+class MissingInputs(BadInput):
+    """A pipeline stage's stored inputs are not there; the message says which stage makes them."""
 
 
 class SourceError(PipelineError):

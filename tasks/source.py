@@ -35,7 +35,7 @@ from tasks.types import FetchRequest, FetchResult
 
 log = logging.getLogger("backfill.source")
 
-_CHART_PATH = re.compile(r"/v8/finance/chart/([^/?]+)")
+_SYMBOL_PATH = re.compile(r"/(?:v8/finance/chart|v10/finance/quoteSummary)/([^/?]+)")
 _configured_dir: Path | None = None
 _configure_lock = threading.Lock()
 
@@ -88,7 +88,7 @@ class YahooSession(curl_requests.Session):  # type: ignore[misc]
                 raise
         with self._lock:
             self.request_count += 1
-        match = _CHART_PATH.search(url)
+        match = _SYMBOL_PATH.search(url)
         symbol = match.group(1) if match else None
         response = super().request(method, url, *args, **kwargs)  # type: ignore[arg-type]
         if symbol is not None:
@@ -304,6 +304,60 @@ class YahooSource:
         if frame is None or frame.empty:
             raise self._classify(request.symbol, None)
         return self._to_result(request, frame)
+
+    def fund_holdings(self, symbol: str) -> pd.DataFrame:
+        """A fund's top holdings (``holding, name, weight``; weight as a fraction), retrying transient failures.
+
+        Raises:
+            RateLimited: the source answered 429.
+            SourceError: not a fund, unknown symbol, or transient failures beyond the retries.
+        """
+        return self._retrying()(self._holdings_once, symbol)
+
+    def market_cap(self, symbol: str) -> float:
+        """The current market capitalization of ``symbol`` (three requests: yfinance's ``info``).
+
+        Raises:
+            RateLimited, SourceError: as for ``fund_holdings``.
+        """
+        return float(self._retrying()(self._market_cap_once, symbol))
+
+    def _ask(self, symbol: str, what: Callable[[Any], Any]) -> Any:
+        """One yfinance call for ``symbol`` with our error translation."""
+        import yfinance as yf
+
+        if self.session.tripped is not None:
+            raise self.session.tripped
+        self.session.forget(symbol)
+        try:
+            answer = what(yf.Ticker(symbol, session=self.session))
+        except StoreError:
+            raise
+        except Exception as exc:
+            if self.session.budget_error is not None:
+                raise self.session.budget_error from exc
+            raise self._classify(symbol, exc) from exc
+        if self.session.budget_error is not None:
+            raise self.session.budget_error
+        return answer
+
+    def _holdings_once(self, symbol: str) -> pd.DataFrame:
+        top = self._ask(symbol, lambda t: t.funds_data.top_holdings)
+        if top is None or top.empty:
+            raise SourceError(symbol, "no fund holdings")
+        try:
+            frame = pd.DataFrame({"holding": [str(h).upper() for h in top.index], "name": top["Name"].astype(str).to_numpy(),
+                                  "weight": top["Holding Percent"].astype(float).to_numpy()})
+        except (KeyError, ValueError, TypeError) as exc:
+            raise TransientSourceError(symbol, f"malformed fund data: {exc}") from exc
+        return frame
+
+    def _market_cap_once(self, symbol: str) -> float:
+        info = self._ask(symbol, lambda t: t.info)
+        cap = info.get("marketCap") if isinstance(info, dict) else None
+        if not isinstance(cap, (int, float)) or cap <= 0:
+            raise SourceError(symbol, "no market cap")
+        return float(cap)
 
     def _to_result(self, request: FetchRequest, frame: pd.DataFrame) -> FetchResult:
         try:

@@ -3,7 +3,8 @@
 The process under test gets ``HTTPS_PROXY=http://127.0.0.1:PORT`` and trusts a throwaway CA
 (``CURL_CA_BUNDLE``/``REQUESTS_CA_BUNDLE``). The fake accepts ``CONNECT``, terminates TLS with a
 ``*.yahoo.com`` certificate from that CA, and serves the endpoints yfinance calls for daily
-history: the cookie (fc.yahoo.com), the crumb, and ``/v8/finance/chart/{SYMBOL}``.
+history: the cookie (fc.yahoo.com), the crumb, and ``/v8/finance/chart/{SYMBOL}``; and for fund holdings
+and market caps ``/v10/finance/quoteSummary/{SYMBOL}``, ``/v7/finance/quote`` and the timeseries call.
 
 Prices are a pure function of (symbol, date) — ``bar_for`` — so tests compute what should be
 stored independently of the code under test. Knobs script failures: unknown symbols, 429s
@@ -49,6 +50,19 @@ def bar_for(symbol: str, day: dt.date) -> dict[str, float | int]:
     adj = round(close * (1 - (seed % 7) / 100), 4)
     volume = 1_000_000 + (seed % 1000) * 1000 + (n % 500) * 37
     return {"open": open_, "high": high, "low": low, "close": close, "adj_close": adj, "volume": volume}
+
+
+HOLDING_WEIGHTS = (0.21, 0.17, 0.12, 0.08, 0.05)
+
+
+def holdings_for(etf: str) -> list[tuple[str, str, float]]:
+    """The top holdings the fake reports for a fund: (symbol, name, weight), five of them."""
+    return [(f"{etf}S{i + 1}", f"{etf} Stock {i + 1} Inc.", w) for i, w in enumerate(HOLDING_WEIGHTS)]
+
+
+def market_cap_for(symbol: str) -> int:
+    """The market cap the fake reports for ``symbol`` (deterministic, 10 bn .. 1 tn)."""
+    return (1 + zlib.crc32(symbol.encode()) % 100) * 10_000_000_000
 
 
 def sessions_in(period1: int, period2: int) -> list[dt.date]:
@@ -101,6 +115,7 @@ class FakeYahoo:
     error_rate: float = 0.0  # this share of chart requests answered 502 (seeded: the same run gives the same answers)
     blocked_until: float | None = None  # wall-clock time until which every request gets 429 (a block)
     revisions: dict[tuple[str, dt.date], float] = field(default_factory=dict)  # (symbol, day) → factor on that bar's prices
+    holdings: dict[str, list[tuple[str, str, float]]] = field(default_factory=dict)  # fund → holdings (default: holdings_for)
     log: list[Logged] = field(default_factory=list)
     in_flight: set[str] = field(default_factory=set)  # symbols whose chart request is being answered now
 
@@ -194,6 +209,16 @@ class FakeYahoo:
             limited = self.rate_limit_after is not None and self._chart_served >= self.rate_limit_after
         if limited:
             return self._too_many()
+        if path.startswith("/v10/finance/quoteSummary/"):
+            return self._quote_summary(path.rsplit("/", 1)[-1], query)
+        if path.startswith("/v7/finance/quote"):
+            symbol = query.get("symbols", "")
+            if symbol in self.unknown:
+                return 200, {"Content-Type": "application/json"}, json.dumps({"quoteResponse": {"result": [], "error": None}}).encode()
+            quote = {"symbol": symbol, "marketCap": market_cap_for(symbol), "quoteType": "EQUITY"}
+            return 200, {"Content-Type": "application/json"}, json.dumps({"quoteResponse": {"result": [quote], "error": None}}).encode()
+        if path.startswith("/ws/fundamentals-timeseries/"):
+            return 200, {"Content-Type": "application/json"}, json.dumps({"timeseries": {"result": [], "error": None}}).encode()
         if host == "fc.yahoo.com":
             return 404, {"Set-Cookie": "A3=d=fake&S=fake; Expires=" + _cookie_expiry() + "; Max-Age=31557600; Domain=.yahoo.com; Path=/; Secure; SameSite=None", "Content-Type": "text/html"}, b"<html>404</html>"
         if path == "/v1/test/getcrumb":
@@ -205,6 +230,26 @@ class FakeYahoo:
         if self.retry_after is not None:
             headers["Retry-After"] = str(self.retry_after)
         return 429, headers, b"Too Many Requests"
+
+    def _quote_summary(self, symbol: str, query: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+        """Fund data (``topHoldings``) for funds, company data with ``marketCap`` for stocks."""
+        modules = set(query.get("modules", "").split(","))
+        if symbol in self.unknown:
+            err = {"quoteSummary": {"result": None, "error": {"code": "Not Found", "description": "Quote not found for symbol: " + symbol}}}
+            return 404, {"Content-Type": "application/json"}, json.dumps(err).encode()
+        if "topHoldings" in modules:
+            holdings = self.holdings.get(symbol, holdings_for(symbol))
+            data = {
+                "quoteType": {"quoteType": "ETF", "symbol": symbol},
+                "summaryProfile": {"longBusinessSummary": f"{symbol} tracks a sector."},
+                "topHoldings": {"stockPosition": 0.99, "cashPosition": 0.01,
+                                "holdings": [{"symbol": h, "holdingName": n, "holdingPercent": w} for h, n, w in holdings]},
+                "fundProfile": {"categoryName": "Sector", "family": "SPDR State Street", "legalType": "Exchange Traded Fund"},
+            }
+        else:
+            data = {"quoteType": {"quoteType": "EQUITY", "symbol": symbol}, "summaryDetail": {"marketCap": market_cap_for(symbol)},
+                    "financialData": {}, "defaultKeyStatistics": {}, "assetProfile": {}}
+        return 200, {"Content-Type": "application/json"}, json.dumps({"quoteSummary": {"result": [data], "error": None}}).encode()
 
     def _chart(self, symbol: str, query: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
         with self._lock:

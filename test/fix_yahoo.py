@@ -15,6 +15,7 @@ import pytest
 from test.fake_yahoo import FakeYahoo
 
 ROOT = Path(__file__).resolve().parent.parent
+NO_CACHE_DIR = {"flows.backfill_status"}  # commands that download nothing
 
 
 @pytest.fixture
@@ -55,7 +56,7 @@ def run_cli(fake_yahoo: FakeYahoo, dsn: str, tmp_path: Path) -> CliRunner:
         full_env = cli_env(fake_yahoo, dsn)
         full_env.update(env or {})
         argv = [sys.executable, "-m", module, *args]
-        if "--cache-dir" not in args:
+        if "--cache-dir" not in args and module not in NO_CACHE_DIR:
             argv += ["--cache-dir", str(cache_dir or cache)]
         proc = subprocess.run(argv, cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=timeout)
         return CliResult(proc.returncode, proc.stdout, proc.stderr)

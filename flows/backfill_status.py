@@ -1,0 +1,74 @@
+"""Coverage report: what is stored, what is missing, what is due, per ticker and table.
+
+    backfill-status [--days 60] [--table all] [--tickers SPY,XLK] [--json] [--plot coverage.png]
+
+Exit code 0 when the requested range has no gaps, 1 when it has (so a scheduler can alert),
+2 on bad input. Reads only: nothing is written, not even a migration.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from flows.runtime import ArgumentParser, int_in, iso_date, run_cli
+from tasks.calendar import MAX_DAYS, last_closed_session, sessions_back
+from tasks.db import default_pgdata, open_database, resolve_dsn
+from tasks.errors import EXIT_OK, EXIT_SOME_FAILED, BadInput
+from tasks.status import coverage_report, format_table, plot_heatmap
+from tasks.store import ETF_TABLE, STOCK_TABLE
+from tasks.tickers import parse_ticker_list
+
+TABLES = {"etf": [ETF_TABLE], "stock": [STOCK_TABLE], "all": [ETF_TABLE, STOCK_TABLE]}
+
+
+def build_parser() -> ArgumentParser:
+    p = ArgumentParser(prog="backfill-status", description="Per ticker and table: first/last date, stored vs expected NYSE sessions, "
+                                                           "gaps, last fetch, last error, and whether it is due.")
+    p.add_argument("--days", type=int_in(1, MAX_DAYS), default=60, help="NYSE sessions back from --end-date (default: %(default)s)")
+    p.add_argument("--start-date", type=iso_date, default=None, help="first session of the range, YYYY-MM-DD (overrides --days)")
+    p.add_argument("--end-date", type=iso_date, default=None, help="last session of the range (default: the last closed NYSE session)")
+    p.add_argument("--table", choices=sorted(TABLES), default="all", help="etf, stock or all (default: %(default)s)")
+    p.add_argument("--tickers", help="comma-separated tickers (default: every ticker stored); a ticker never stored shows as all gaps")
+    p.add_argument("--json", action="store_true", help="print the report as JSON (one object) instead of a table")
+    p.add_argument("--plot", type=Path, metavar="FILE.png", help="also draw a coverage heatmap (tickers x sessions) to this PNG")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+
+    def body() -> int:
+        ns = build_parser().parse_args(args)
+        end = ns.end_date or last_closed_session()
+        start = ns.start_date or sessions_back(ns.days, end)[0]
+        if start > end:
+            raise BadInput(f"--start-date {start} is after the end date {end}")
+        if ns.plot is not None and ns.plot.suffix.lower() != ".png":
+            raise BadInput(f"--plot must name a .png file: {ns.plot}")
+        tickers = parse_ticker_list(ns.tickers) if ns.tickers else None
+        dsn = resolve_dsn(os.environ.get("DATABASE_URL"), default_pgdata())
+        conn = open_database(dsn, default_pgdata(), dry_run=True)
+        try:
+            report = coverage_report(conn, TABLES[ns.table], start, end, tickers)
+        finally:
+            conn.rollback()
+            conn.close()
+        if ns.json:
+            print(json.dumps({"start": start.isoformat(), "end": end.isoformat(), "has_gaps": report.has_gaps,
+                              "tickers": [r.as_json() for r in report.rows]}, indent=2))
+        else:
+            print("\n".join(format_table(report)))
+        if ns.plot is not None:
+            width, height = plot_heatmap(report, ns.plot)
+            print(f"Heatmap written to {ns.plot} ({width}x{height})", file=sys.stderr if ns.json else sys.stdout)
+        return EXIT_SOME_FAILED if report.has_gaps else EXIT_OK
+
+    return run_cli(body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

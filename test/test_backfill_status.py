@@ -1,0 +1,70 @@
+"""The coverage report against a table with gaps punched into it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import struct
+from pathlib import Path
+
+import psycopg
+
+from tasks.calendar import sessions_between
+from test.fake_yahoo import FakeYahoo
+from test.fix_db import table_rows
+from test.fix_yahoo import CliRunner
+
+ETF = "flows.etf_backfill"
+STATUS = "flows.backfill_status"
+RANGE = ("--start-date", "2025-06-02", "--end-date", "2025-06-30")
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
+    width, height = struct.unpack(">II", data[16:24])
+    return width, height
+
+
+def test_report_finds_punched_gaps_and_exits_1(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo, tmp_path: Path) -> None:
+    assert run_cli(ETF, "--days", "20", "--end-date", "2025-06-30", "--delay", "0", "--tickers", "SPY,XLK,XLV").code == 0
+    clean = run_cli(STATUS, *RANGE, "--json")
+    assert clean.code == 0, clean.stdout + clean.stderr
+    assert json.loads(clean.stdout)["has_gaps"] is False
+    holes = [dt.date(2025, 6, 10), dt.date(2025, 6, 20)]  # 06-19 is a holiday (Juneteenth): never a gap
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("DELETE FROM collected_daily_etf_ohlc WHERE ticker = 'XLK' AND trade_date = ANY(%s)", (holes,))
+        conn.execute("DELETE FROM collected_daily_etf_ohlc WHERE ticker = 'XLV' AND trade_date >= '2025-06-27'")
+    result = run_cli(STATUS, *RANGE, "--json")
+    assert result.code == 1
+    report = {r["ticker"]: r for r in json.loads(result.stdout)["tickers"]}
+    sessions = sessions_between(dt.date(2025, 6, 2), dt.date(2025, 6, 30))
+    assert report["XLK"]["gaps"] == [d.isoformat() for d in holes]
+    assert report["XLK"]["stored"] == len(sessions) - 2 and report["XLK"]["expected"] == len(sessions)
+    assert report["XLK"]["due"] is False
+    assert report["XLV"]["gaps"] == ["2025-06-27", "2025-06-30"] and report["XLV"]["due"] is True and report["XLV"]["last"] == "2025-06-26"
+    assert report["SPY"]["gaps"] == [] and report["SPY"]["last_fetch"] is not None
+    text = run_cli(STATUS, *RANGE)
+    assert text.code == 1 and "missing: 2025-06-10, 2025-06-20" in text.stdout
+    assert "3 ticker(s); 2 with gaps (4 missing sessions); 1 due" in text.stdout
+    plot = tmp_path / "coverage.png"
+    drawn = run_cli(STATUS, *RANGE, "--plot", str(plot))
+    assert drawn.code == 1 and png_size(plot) == (1200, 200 + 18 * 3)
+    assert len(table_rows(dsn, "collected_daily_etf_ohlc")) == 3 * 20 - 4  # the report wrote nothing
+
+
+def test_never_stored_ticker_and_errors_are_reported(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo) -> None:
+    fake_yahoo.unknown = {"XLE"}
+    assert run_cli(ETF, "--days", "5", "--end-date", "2025-06-30", "--delay", "0", "--tickers", "XLK,XLE").code == 1
+    result = run_cli(STATUS, "--days", "5", "--end-date", "2025-06-30", "--tickers", "XLK,XLE", "--table", "etf", "--json")
+    assert result.code == 1
+    report = {r["ticker"]: r for r in json.loads(result.stdout)["tickers"]}
+    assert report["XLE"]["stored"] == 0 and len(report["XLE"]["gaps"]) == 5 and report["XLE"]["due"] is True
+    assert "unknown or delisted" in report["XLE"]["last_error"]
+    assert report["XLK"]["gaps"] == [] and report["XLK"]["last_error"] is None
+
+
+def test_bad_flags_exit_2(run_cli: CliRunner) -> None:
+    for args in (("--plot", "x.jpg"), ("--start-date", "2025-07-01", "--end-date", "2025-06-01"), ("--table", "nope")):
+        result = run_cli(STATUS, *args)
+        assert result.code == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr

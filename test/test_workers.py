@@ -1,0 +1,115 @@
+"""Several machines, simulated on one: a Prefect server, one process work pool, two workers, one
+PostgreSQL. Sharded runs are picked up by both workers, every ticker is fetched and stored once,
+and the requests of both stay within the shared rate budget."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+
+from test.fake_yahoo import FakeYahoo
+from test.fix_yahoo import ROOT, cli_env
+from test.test_rate_budget import most_in_window
+
+SHARDS = [["SPY", "XLK", "XLV"], ["XLF", "XLE", "XLY"], ["XLP", "XLI", "XLB"], ["XLU", "XLRE", "XLC"]]
+DEPLOY = """
+from prefect import flow
+# to_deployment + apply: Flow.deploy's "are workers online?" query is refused by Prefect 3.8's own server (422)
+flow.from_source(source={root!r}, entrypoint="flows/deployments.py:etf_backfill").to_deployment(
+    name="shards", work_pool_name="test-pool").apply()
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def prefect(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run([sys.executable, "-m", "prefect", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done
+
+
+def flow_runs(api: str) -> list[dict[str, Any]]:
+    answer = httpx.post(f"{api}/flow_runs/filter", json={"limit": 50}, timeout=10)
+    answer.raise_for_status()
+    return [r for r in answer.json() if r.get("deployment_id")]
+
+
+@pytest.mark.slow
+def test_two_workers_of_one_pool_share_the_runs_and_the_rate_budget(fake_yahoo: FakeYahoo, dsn: str, tmp_path: Path) -> None:
+    port = free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    env = {**cli_env(fake_yahoo, dsn), "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_API_URL": api,
+           "PREFECT_SERVER_API_PORT": str(port), "PREFECT_UI_ENABLED": "false", "PREFECT_WORKER_QUERY_SECONDS": "1",
+           "PREFECT_WORKER_PREFETCH_SECONDS": "1", "BACKFILL_ORCHESTRATE": "prefect"}
+    procs: list[subprocess.Popen[str]] = []
+    logs = [tmp_path / f"w{i}.log" for i in (1, 2)]
+    try:
+        procs.append(subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--port", str(port)], cwd=ROOT, env=env,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True))
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{api}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        else:
+            pytest.fail("Prefect server did not start within 120 s")
+        prefect("work-pool", "create", "test-pool", "--type", "process", env=env)
+        deployed = subprocess.run([sys.executable, "-c", DEPLOY.format(root=str(ROOT))], cwd=ROOT, env=env, capture_output=True,
+                                  text=True, timeout=120)
+        assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+        for shard in SHARDS:
+            params = {"tickers": shard, "days": 5, "end_date": "2025-07-08", "delay": 0.0, "rate": "120/min",
+                      "cache_dir": str(tmp_path / "cache"), "command": f"etf-backfill --tickers {','.join(shard)}"}
+            prefect("deployment", "run", "etf-backfill/shards", "--params", json.dumps(params), env=env)
+        for i, log in enumerate(logs, start=1):
+            procs.append(subprocess.Popen([sys.executable, "-m", "prefect", "worker", "start", "--pool", "test-pool", "--limit", "1",
+                                           "--name", f"w{i}"], cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, text=True))
+        deadline = time.monotonic() + 240
+        runs: list[dict[str, Any]] = []
+        while time.monotonic() < deadline:
+            runs = flow_runs(api)
+            if len(runs) == 4 and all(r["state_type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED") for r in runs):
+                break
+            time.sleep(1)
+        assert [r["state_type"] for r in runs] == ["COMPLETED"] * 4, [(r["name"], r["state_type"]) for r in runs]
+    finally:
+        for proc in reversed(procs):
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+    # Both workers ran runs, and each run was run by exactly one of them (a worker may also log a
+    # run it tried to claim and lost to the other: only "Beginning flow run" means it ran it).
+    names = {r["name"] for r in runs}
+    began = [{n for n in names if f"Beginning flow run '{n}'" in log.read_text()} for log in logs]
+    assert all(began) and not (began[0] & began[1]) and began[0] | began[1] == names, [log.read_text()[-3000:] for log in logs]
+    # No duplicated work: every ticker fetched once and stored once, each shard one finished run.
+    charts = fake_yahoo.chart_requests()
+    assert sorted(c.symbol or "" for c in charts) == sorted(t for shard in SHARDS for t in shard)
+    with psycopg.connect(dsn) as conn:
+        per_ticker = dict(conn.execute("SELECT ticker, count(*) FROM collected_daily_etf_ohlc GROUP BY ticker").fetchall())
+        statuses = [r[0] for r in conn.execute("SELECT status FROM backfill_runs")]
+    assert per_ticker == {t: 5 for shard in SHARDS for t in shard}
+    assert statuses == ["done"] * 4
+    # The budget held across the two workers' processes: 2 requests per second together.
+    times = [entry.at for entry in fake_yahoo.log]
+    assert most_in_window(times, 1.0) <= 3
