@@ -54,7 +54,7 @@ SCHEDULES: list[tuple[Any, str, str, dict[str, Any]]] = [
         "import_csv": None, "skip_bad_rows": False, "import_only": False, "overwrite": False, "tickers": None, "concurrency": 10,
         "group_size": None, "delay": 0.1, "max_retries": 3, "retry_wait": 1.0, "timeout": 10.0, "rate_limit_sleep": 900.0,
         "refresh": False, "cache_dir": ".cache", "as_of": None, "command": "event-valuation", "rate": DEFAULT_RATE,
-        "rate_budget": DEFAULT_NAME,
+        "rate_budget": DEFAULT_NAME, "fundamentals": "auto", "fmp_daily_limit": 250, "fmp_rate": "60/min",
     }),
 ]
 

@@ -23,6 +23,8 @@ from typing import Any
 
 import pandas as pd
 
+from flows.fundamentals_phase import MODES as FUNDAMENTAL_MODES
+from flows.fundamentals_phase import FundamentalsOptions, api_key, run_fundamentals
 from flows.group_pool import GroupOutcome, process_mapper, start_method
 from flows.runtime import (
     ArgumentParser,
@@ -33,6 +35,7 @@ from flows.runtime import (
     iso_date,
     positive_float,
     program_name,
+    rate_per_min,
     resume_hint,
     run_cli,
     use_prefect,
@@ -42,8 +45,19 @@ from tasks.cache import DownloadCache
 from tasks.calendar import last_closed_session, nyse
 from tasks.db import default_pgdata, open_database, resolve_dsn
 from tasks.display import Reporter
-from tasks.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_RATE_LIMITED, EXIT_SOME_FAILED, PipelineError, RateLimited, SourceError, StoreError
+from tasks.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_RATE_LIMITED,
+    EXIT_SOME_FAILED,
+    PipelineError,
+    RateLimited,
+    SourceError,
+    StoreError,
+)
 from tasks.events import ImportResult, TickerWork, check_csv, describe_bad, import_csv, pending_by_ticker
+from tasks.fmp import FREE_DAILY_LIMIT
 from tasks.prices import covered_tickers, price_request
 from tasks.staggered import format_eta
 from tasks.store import ETF_TABLE, STOCK_TABLE
@@ -88,6 +102,7 @@ class ValuationOptions:
     as_of: dt.date | None = None
     rate_per_min: float = parse_rate(DEFAULT_RATE)
     rate_budget: str = DEFAULT_NAME
+    fundamentals: FundamentalsOptions = field(default_factory=FundamentalsOptions)
 
 
 def build_parser() -> ArgumentParser:
@@ -110,6 +125,13 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--rate-limit-sleep", type=positive_float, default=900.0, help="on HTTP 429: cool the shared budget down this long (doubling while a block lasts), stop, advise when to rerun (default: %(default)s)")
     p.add_argument("--refresh", action="store_true", help="ignore the download cache for fetches that are needed")
     p.add_argument("--as-of", type=iso_date, default=None, help="value with bars up to this date only, YYYY-MM-DD (default: the last closed NYSE session)")
+    p.add_argument("--fundamentals", choices=FUNDAMENTAL_MODES, default="auto",
+                   help="fmp: also write market_cap, pe_ttm, ps_ttm from Financial Modeling Prep (needs FMP_API_KEY); "
+                        "auto: when FMP_API_KEY is set (default: %(default)s)")
+    p.add_argument("--fmp-daily-limit", type=int_in(1, 10_000_000), default=FREE_DAILY_LIMIT,
+                   help="FMP requests allowed per UTC day, shared by every run (default: %(default)s, the free plan)")
+    p.add_argument("--fmp-rate", type=rate_per_min, default=parse_rate("60/min"), metavar="N/UNIT",
+                   help="FMP request rate, shared by every run (default: 60/min)")
     add_budget_flags(p)
     add_common_flags(p)
     return p
@@ -122,6 +144,8 @@ def options_from_args(ns: Any) -> ValuationOptions:
         concurrency=ns.concurrency, processes=ns.processes, group_size=ns.group_size, delay=ns.delay, max_retries=ns.max_retries, retry_wait=ns.retry_wait,
         timeout=ns.timeout, rate_limit_sleep=ns.rate_limit_sleep, refresh=ns.refresh, cache_dir=ns.cache_dir, as_of=ns.as_of,
         rate_per_min=ns.rate, rate_budget=ns.rate_budget,
+        fundamentals=FundamentalsOptions(mode=ns.fundamentals, daily_limit=ns.fmp_daily_limit, rate_per_min=ns.fmp_rate,
+                                         cooldown_s=ns.rate_limit_sleep),
     )
 
 
@@ -198,6 +222,25 @@ def plan_fetches(conn: Any, work: list[TickerWork], table: str, cache: DownloadC
 
 def run_valuation(opts: ValuationOptions, *, command: str, log: Callable[[str], Any] | None = None,
                   mapper: Callable[..., Iterator[GroupOutcome]] | None = None) -> int:
+    """Price metrics for every pending event, then (with an FMP key) their valuation multiples."""
+    def say(text: str) -> None:
+        print(text, flush=True)
+        if log is not None:
+            log(text)
+
+    api_key(opts.fundamentals)  # a missing key is a usage error before anything runs
+    code = value_prices(opts, command=command, log=log, mapper=mapper)
+    if code in (EXIT_RATE_LIMITED, EXIT_BAD_INPUT) or opts.import_only:
+        return code
+    dsn = resolve_dsn(os.environ.get("DATABASE_URL"), default_pgdata())
+    phase = run_fundamentals(opts.fundamentals, dsn=dsn, cache_dir=opts.cache_dir, overwrite=opts.overwrite,
+                             tickers=list(opts.tickers) if opts.tickers else None, dry_run=opts.dry_run, command=command, say=say,
+                             timeout=opts.timeout, max_retries=opts.max_retries, retry_wait=opts.retry_wait)
+    return max(code, phase)
+
+
+def value_prices(opts: ValuationOptions, *, command: str, log: Callable[[str], Any] | None = None,
+                 mapper: Callable[..., Iterator[GroupOutcome]] | None = None) -> int:
     """Import (optional), plan, then value every group; returns the exit code.
 
     ``mapper(groups, ctx, concurrency)`` yields each group's result (or its exception) as it
@@ -337,13 +380,16 @@ def build_flow(concurrency: int) -> Any:
                         tickers: list[str] | None = None, concurrency: int = 10, group_size: int | None = None, delay: float = 0.1,
                         max_retries: int = 3, retry_wait: float = 1.0, timeout: float = 10.0, rate_limit_sleep: float = 900.0,
                         refresh: bool = False, cache_dir: str = ".cache", as_of: str | None = None,
-                        command: str = "event-valuation", rate: str = DEFAULT_RATE, rate_budget: str = DEFAULT_NAME) -> int:
+                        command: str = "event-valuation", rate: str = DEFAULT_RATE, rate_budget: str = DEFAULT_NAME,
+                        fundamentals: str = "auto", fmp_daily_limit: int = FREE_DAILY_LIMIT, fmp_rate: str = "60/min") -> int:
         opts = ValuationOptions(
             import_csv=Path(import_csv) if import_csv else None, skip_bad_rows=skip_bad_rows, import_only=import_only,
             overwrite=overwrite, tickers=tuple(tickers) if tickers else None, concurrency=concurrency, group_size=group_size,
             delay=delay, max_retries=max_retries, retry_wait=retry_wait, timeout=timeout, rate_limit_sleep=rate_limit_sleep,
             refresh=refresh, cache_dir=Path(cache_dir), as_of=dt.date.fromisoformat(as_of) if as_of else None,
             rate_per_min=parse_rate(rate), rate_budget=rate_budget,
+            fundamentals=FundamentalsOptions(mode=fundamentals, daily_limit=fmp_daily_limit, rate_per_min=parse_rate(fmp_rate),
+                                             cooldown_s=rate_limit_sleep),
         )
         lines: list[str] = []
         logger = get_run_logger()
@@ -375,7 +421,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     concurrency=opts.concurrency, group_size=opts.group_size, delay=opts.delay, max_retries=opts.max_retries,
                     retry_wait=opts.retry_wait, timeout=opts.timeout, rate_limit_sleep=opts.rate_limit_sleep, refresh=opts.refresh,
                     cache_dir=str(opts.cache_dir), as_of=opts.as_of.isoformat() if opts.as_of else None, command=command,
-                    rate=f"{opts.rate_per_min:g}/min", rate_budget=opts.rate_budget,
+                    rate=f"{opts.rate_per_min:g}/min", rate_budget=opts.rate_budget, fundamentals=opts.fundamentals.mode,
+                    fmp_daily_limit=opts.fundamentals.daily_limit, fmp_rate=f"{opts.fundamentals.rate_per_min:g}/min",
                 ))
             return run_valuation(opts, command=command)
         except KeyboardInterrupt:

@@ -1,0 +1,88 @@
+"""The event valuation's second phase: valuation multiples from FMP, when a key is configured.
+
+Runs after the price metrics (it needs ``price_at_event``). The key comes from ``FMP_API_KEY``
+only, never a flag (flags end up in shell history and in our run records).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from flows.runtime import resume_hint
+from tasks.budget import RateBudget, format_rate, parse_rate, peek_budget
+from tasks.db import connect, default_pgdata, open_database
+from tasks.errors import EXIT_OK, EXIT_RATE_LIMITED, EXIT_SOME_FAILED, BadInput
+from tasks.fmp import BUDGET_NAME, DEFAULT_BASE_URL, FREE_DAILY_LIMIT, FmpClient
+from tasks.fundamentals import due_tickers, requests_needed, value_fundamentals
+
+MODES = ("auto", "fmp", "none")
+
+
+@dataclass(frozen=True)
+class FundamentalsOptions:
+    mode: str = "auto"  # auto: FMP when FMP_API_KEY is set
+    daily_limit: int = FREE_DAILY_LIMIT
+    rate_per_min: float = parse_rate("60/min")
+    base_url: str = os.environ.get("FMP_BASE_URL", DEFAULT_BASE_URL)
+    cooldown_s: float = 900.0
+
+
+def api_key(opts: FundamentalsOptions) -> str | None:
+    """The key to use, None when the phase is off.
+
+    Raises:
+        BadInput: ``--fundamentals fmp`` without ``FMP_API_KEY``.
+    """
+    key = os.environ.get("FMP_API_KEY", "").strip() or None
+    if opts.mode == "none":
+        return None
+    if opts.mode == "fmp" and key is None:
+        raise BadInput("--fundamentals fmp needs the FMP_API_KEY environment variable")
+    return key
+
+
+def _client(opts: FundamentalsOptions, key: str, dsn: str, cache_dir: Path, *, timeout: float, max_retries: int, retry_wait: float) -> FmpClient:
+    budget = RateBudget(dsn, BUDGET_NAME, per_min=opts.rate_per_min, cooldown_s=opts.cooldown_s, daily_cap=opts.daily_limit)
+    return FmpClient(key, cache_dir, budget=budget, base_url=opts.base_url, timeout=timeout, max_retries=max_retries,
+                     backoff_initial=retry_wait)
+
+
+def run_fundamentals(opts: FundamentalsOptions, *, dsn: str, cache_dir: Path, overwrite: bool, tickers: list[str] | None, dry_run: bool,
+                     command: str, say: Callable[[str], None], timeout: float = 10.0, max_retries: int = 3, retry_wait: float = 1.0) -> int:
+    """Fill market_cap, pe_ttm and ps_ttm of the due events; returns the phase's exit code."""
+    key = api_key(opts)
+    if key is None:
+        say("Fundamentals: off (set FMP_API_KEY to fill market_cap, pe_ttm and ps_ttm); those columns stay empty")
+        return EXIT_OK
+    client = _client(opts, key, dsn, cache_dir, timeout=timeout, max_retries=max_retries, retry_wait=retry_wait)
+    try:
+        if dry_run:
+            conn = open_database(dsn, default_pgdata(), dry_run=True)
+            try:
+                work = due_tickers(conn, overwrite=overwrite, tickers=tickers)
+                state = peek_budget(conn, BUDGET_NAME, opts.rate_per_min)
+            finally:
+                conn.rollback()
+                conn.close()
+            network, cached = requests_needed(client, work)
+            left_today = max(0, opts.daily_limit - state.day_count)
+            days = 0 if network == 0 else (1 if network <= left_today else 1 + math.ceil((network - left_today) / opts.daily_limit))
+            say(f"Fundamentals (FMP): {len(work):,} tickers need {network:,} request(s) ({cached:,} more from the 24 h cache); "
+                f"budget {opts.daily_limit}/day at {format_rate(min(state.rate_per_min, opts.rate_per_min))}, {left_today} left today: "
+                f"{days} day(s)")
+            return EXIT_OK
+        with connect(dsn, autocommit=True) as conn:
+            summary = value_fundamentals(conn, client, overwrite=overwrite, tickers=tickers)
+        say(summary.line(client))
+        if summary.stopped is not None:
+            say(resume_hint(summary.stopped, opts.cooldown_s, command)
+                + "\n(multiples written so far are kept; the rerun continues with the tickers not reached)")
+            return EXIT_RATE_LIMITED
+        transient = [t for t, why in summary.failed.items() if "HTTP 5" in why or "network" in why or "malformed" in why]
+        return EXIT_SOME_FAILED if transient else EXIT_OK
+    finally:
+        client.close()
