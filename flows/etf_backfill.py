@@ -24,6 +24,7 @@ from flows.runtime import (
     command_line,
     plain,
     positive_float,
+    prefect_progress,
     prefect_task,
     program_name,
     resume_hint,
@@ -271,7 +272,8 @@ def build_flow() -> Any:
             retry_wait=retry_wait, cache_dir=Path(cache_dir), refresh=refresh, dry_run=dry_run, rate_per_min=parse_rate(rate),
             rate_budget=rate_budget,
         )
-        code, summary = run_backfill(opts, command=command, wrap=prefect_task, log=logger.info)
+        with prefect_progress(f"{FLOW_NAME}-progress", "tickers done, %"):
+            code, summary = run_backfill(opts, command=command, wrap=prefect_task, log=logger.info)
         if summary is not None:
             create_markdown_artifact(key="etf-backfill-summary", markdown=_markdown(summary, code, command), description="ETF backfill summary")
         return code

@@ -38,6 +38,7 @@ from flows.runtime import (
     rate_per_min,
     resume_hint,
     run_cli,
+    run_with_artifacts,
     use_prefect,
 )
 from tasks.budget import DEFAULT_NAME, DEFAULT_RATE, RateBudget, describe_budget, parse_rate, peek_budget
@@ -371,8 +372,7 @@ def prefect_mapper(concurrency: int) -> Callable[..., Iterator[GroupOutcome]]:
 
 
 def build_flow(concurrency: int) -> Any:
-    from prefect import flow, get_run_logger
-    from prefect.artifacts import create_table_artifact
+    from prefect import flow
     from prefect.task_runners import ThreadPoolTaskRunner
 
     @flow(name=FLOW_NAME, task_runner=ThreadPoolTaskRunner(max_workers=concurrency), validate_parameters=False, log_prints=False)  # type: ignore[arg-type]
@@ -391,17 +391,8 @@ def build_flow(concurrency: int) -> Any:
             fundamentals=FundamentalsOptions(mode=fundamentals, daily_limit=fmp_daily_limit, rate_per_min=parse_rate(fmp_rate),
                                              cooldown_s=rate_limit_sleep),
         )
-        lines: list[str] = []
-        logger = get_run_logger()
-
-        def log(text: str) -> None:
-            lines.append(text)
-            logger.info(text)
-
-        code = run_valuation(opts, command=command, log=log, mapper=prefect_mapper(concurrency))
-        create_table_artifact(key="event-valuation-summary", table={"line": lines[-6:] or ["(nothing)"]},
-                              description=f"Event valuation (exit code {code})")
-        return code
+        return run_with_artifacts(FLOW_NAME, "Event valuation",
+                                  lambda log: run_valuation(opts, command=command, log=log, mapper=prefect_mapper(concurrency)))
 
     return event_valuation
 

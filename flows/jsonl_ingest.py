@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from flows.group_pool import die_with_parent, start_method
-from flows.runtime import ArgumentParser, add_common_flags, command_line, int_in, program_name, run_cli, use_prefect
+from flows.runtime import ArgumentParser, add_common_flags, command_line, int_in, program_name, run_cli, run_with_artifacts, use_prefect
 from tasks.db import connect, default_pgdata, open_database, resolve_dsn
 from tasks.display import Reporter
 from tasks.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, PipelineError
@@ -195,13 +195,13 @@ def run_ingest(opts: IngestOptions, *, log: Callable[[str], Any] | None = None,
 
 
 def build_flow(concurrency: int) -> Any:
-    from prefect import flow, get_run_logger
+    from prefect import flow
     from prefect.task_runners import ThreadPoolTaskRunner
 
     @flow(name=FLOW_NAME, task_runner=ThreadPoolTaskRunner(max_workers=concurrency), validate_parameters=False)  # type: ignore[arg-type]
     def jsonl_ingest(root: str, concurrency: int = 4, batch_size: int = 10_000) -> int:
         opts = IngestOptions(Path(root), concurrency=concurrency, batch_size=batch_size)
-        return run_ingest(opts, log=get_run_logger().info, mapper=prefect_mapper)
+        return run_with_artifacts(FLOW_NAME, "JSONL ingestion", lambda log: run_ingest(opts, log=log, mapper=prefect_mapper))
 
     return jsonl_ingest
 

@@ -11,6 +11,7 @@ Execution modes (``--orchestrate``, env ``BACKFILL_ORCHESTRATE``):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import logging
 import os
@@ -18,7 +19,7 @@ import re
 import shlex
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -185,6 +186,52 @@ def resume_hint(error: RateLimited, sleep_s: float, command: str, *, now: dt.dat
         f"Rate limited: {error.reason} ({error.symbol}). Everything fetched so far is committed.\n"
         f"Resume after {at} (in {wait:.0f} s) with:\n  {command}"
     )
+
+
+@contextlib.contextmanager
+def prefect_progress(key: str, description: str) -> Iterator[None]:
+    """Inside a Prefect flow run: a progress artifact (percent of items done) that every Reporter
+    of the run updates as items finish; a long run shows how far it got in the UI."""
+    from prefect.artifacts import create_progress_artifact, update_progress_artifact
+
+    from tasks.display import progress_sink
+
+    artifact = create_progress_artifact(progress=0.0, key=key, description=description)
+
+    def update(done: int, total: int) -> None:
+        if artifact is not None and total:
+            update_progress_artifact(artifact_id=artifact, progress=100.0 * done / total)  # type: ignore[arg-type]
+
+    token = progress_sink.set(update)
+    try:
+        yield
+    finally:
+        progress_sink.reset(token)
+
+
+def run_with_artifacts(name: str, title: str, body: Callable[[Callable[[str], None]], int]) -> int:
+    """Run ``body(log)`` inside a Prefect flow run with a progress artifact, then leave a markdown
+    artifact: the run's closing lines (summary, failures, the command that resumes it)."""
+    from prefect import get_run_logger
+    from prefect.artifacts import create_markdown_artifact
+
+    logger = get_run_logger()
+    lines: list[str] = []
+
+    def log(text: str) -> None:
+        lines.append(text)
+        logger.info(text)
+
+    code = EXIT_INTERRUPTED
+    try:
+        with prefect_progress(f"{name}-progress", "items done, %"):
+            code = body(log)
+    finally:
+        tail = [line for line in lines if not line.startswith("[")][-12:]  # the closing lines, not every item
+        text = "\n".join(f"    {line}" for line in "\n".join(tail).splitlines())
+        create_markdown_artifact(key=f"{name}-summary", markdown=f"## {title} (exit code {code})\n\n{text or '    (no output)'}\n",
+                                 description=f"{title}: what happened, and how to resume")
+    return code
 
 
 def install_sigterm() -> None:

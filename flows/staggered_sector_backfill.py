@@ -32,6 +32,7 @@ from flows.runtime import (
     program_name,
     resume_hint,
     run_cli,
+    run_with_artifacts,
     use_prefect,
     without_flags,
 )
@@ -261,7 +262,7 @@ def _print_resume(say: Callable[[str], Any], order: list[str], summary: Summary,
 
 def build_flow() -> Any:
     """The Prefect flow (built on demand so plain runs never import Prefect)."""
-    from prefect import flow, get_run_logger
+    from prefect import flow
 
     @flow(name=FLOW_NAME, log_prints=False, validate_parameters=False)
     def staggered_sector_backfill(
@@ -276,7 +277,8 @@ def build_flow() -> Any:
             refresh=refresh, rate_limit_sleep=rate_limit_sleep, max_retries=max_retries, retry_wait=retry_wait, timeout=timeout,
             cache_dir=Path(cache_dir), rate_per_min=parse_rate(rate), rate_budget=rate_budget,
         )
-        return run_stagger(opts, args=args or [], prog=prog, resume=resume, log=get_run_logger().info, wrap=prefect_task)
+        return run_with_artifacts(FLOW_NAME, "Staggered sector backfill",
+                                  lambda log: run_stagger(opts, args=args or [], prog=prog, resume=resume, log=log, wrap=prefect_task))
 
     return staggered_sector_backfill
 

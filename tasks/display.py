@@ -8,10 +8,15 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import IO, Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+# Where finished-item counts also go (done, total): set by an orchestrator for the run it wraps,
+# e.g. to update a Prefect progress artifact. Read when a Reporter is made.
+progress_sink: ContextVar[Callable[[int, int], Any] | None] = ContextVar("progress_sink", default=None)
 
 
 class Reporter:
@@ -29,6 +34,7 @@ class Reporter:
         self.done = 0
         self.stream = stream or sys.stdout
         self.log = log
+        self.sink = progress_sink.get()
         self.tty = self.stream.isatty() if tty is None else tty
         self._progress: Progress | None = None
         self._task: Any = None
@@ -58,6 +64,8 @@ class Reporter:
         self.line(line)
         if self._progress is not None:
             self._progress.update(self._task, completed=self.done)
+        if self.sink is not None:
+            self.sink(self.done, self.total)
 
     def line(self, text: str) -> None:
         """A line that stays on screen."""

@@ -41,3 +41,13 @@ def test_jsonl_ingest_as_a_prefect_flow(run_cli: CliRunner, dsn: str, tmp_path: 
     assert "load-files" in result.stderr
     with psycopg.connect(dsn) as conn:
         assert conn.execute("SELECT count(*) FROM scalp_ticks").fetchone() == (len(tree.all_ticks()),)
+
+
+def test_daily_pipeline_stages_run_as_subflows(run_cli: CliRunner, dsn: str) -> None:
+    result = run_cli("flows.daily_pipeline", "--stages", "1,2,3", "--as-of", "2025-06-30", "--days", "21", "--delay", "0",
+                     "--rate", "100000/min", "--orchestrate", "prefect", timeout=240)
+    assert result.code == 0, result.stderr[-3000:]
+    for subflow in ("pipeline-etf-ohlc", "pipeline-etf-holdings", "pipeline-trending"):
+        assert subflow in result.stderr
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT count(*) FROM analytics_trending_sectors").fetchone() == (33,)

@@ -88,6 +88,9 @@ def test_two_workers_of_one_pool_share_the_runs_and_the_rate_budget(fake_yahoo: 
                 break
             time.sleep(1)
         assert [r["state_type"] for r in runs] == ["COMPLETED"] * 4, [(r["name"], r["state_type"]) for r in runs]
+        answer = httpx.post(f"{api}/artifacts/filter", json={"limit": 100}, timeout=10)
+        answer.raise_for_status()
+        artifacts = answer.json()
     finally:
         for proc in reversed(procs):
             proc.terminate()
@@ -102,6 +105,11 @@ def test_two_workers_of_one_pool_share_the_runs_and_the_rate_budget(fake_yahoo: 
     names = {r["name"] for r in runs}
     began = [{n for n in names if f"Beginning flow run '{n}'" in log.read_text()} for log in logs]
     assert all(began) and not (began[0] & began[1]) and began[0] | began[1] == names, [log.read_text()[-3000:] for log in logs]
+    # Each run left its summary (markdown: the closing line) and a finished progress artifact.
+    for run in runs:
+        mine = {a["key"]: a for a in artifacts if a["flow_run_id"] == run["id"]}
+        assert mine["etf-backfill-summary"]["type"] == "markdown" and "Prices: 15 new" in mine["etf-backfill-summary"]["data"]
+        assert mine["etf-backfill-progress"]["type"] == "progress" and float(mine["etf-backfill-progress"]["data"]) == 100.0
     # No duplicated work: every ticker fetched once and stored once, each shard one finished run.
     charts = fake_yahoo.chart_requests()
     assert sorted(c.symbol or "" for c in charts) == sorted(t for shard in SHARDS for t in shard)
