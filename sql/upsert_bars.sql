@@ -16,4 +16,4 @@ WITH changed AS (
     INSERT INTO price_changes (table_name, ticker, first_date, last_date)
     SELECT %(table_name)s, ticker, min(trade_date), max(trade_date) FROM changed GROUP BY ticker
 )
-SELECT inserted FROM changed
+SELECT count(*) FILTER (WHERE inserted), count(*) FROM changed

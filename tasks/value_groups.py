@@ -40,11 +40,12 @@ from tasks.prices import (
 )
 from tasks.ratelimit import RateLimiter
 from tasks.source import YahooSource
-from tasks.store import statement
+from tasks.store import copy_frame, statement
 from tasks.types import FetchRequest, FetchResult
 from tasks.valuation import METRIC_COLUMNS, value_events
 
-STAGE_COLUMNS = ("event_id", *METRIC_COLUMNS, "valuation_status", "valuation_error")
+STAGE_TYPES = {"event_id": "int8", "base_date": "date", **{c: "float8" for c in METRIC_COLUMNS if c not in ("base_date", "reaction", "trend")},
+               "reaction": "text", "trend": "text", "valuation_status": "text", "valuation_error": "text"}
 
 
 @dataclass(frozen=True)
@@ -228,9 +229,7 @@ def write_valuations(conn: psycopg.Connection[Any], chunks: Iterator[pd.DataFram
                 valued = value(chunk)
                 for status, n in valued["valuation_status"].value_counts().items():
                     counts[str(status)] = counts.get(str(status), 0) + int(n)
-                frame = valued[list(STAGE_COLUMNS)].replace([np.inf, -np.inf], np.nan)
-                with cur.copy(f"COPY stage_valuations ({', '.join(STAGE_COLUMNS)}) FROM STDIN (FORMAT csv)") as copy:  # type: ignore[arg-type]
-                    copy.write(frame.to_csv(index=False, header=False, na_rep=""))
+                copy_frame(cur, "stage_valuations", STAGE_TYPES, valued)
             # Without statistics the planner guesses the stage is big and scans all of txn_events
             # for every group; analyzed, it joins through the primary key instead.
             cur.execute("ANALYZE stage_valuations")
