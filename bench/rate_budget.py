@@ -4,7 +4,8 @@ Two worker processes with four threads each take slots from one budget (a fresh 
 database) at ``--rate`` per minute together. Reported: the achieved aggregate rate, the most
 grants seen in any one-second window (the budget allows rate/60, plus one at a window's edge),
 and, as the baseline in the same run, the cost of one reservation when the rate does not bind
-(one UPDATE round trip), against a process-local lock doing the same bookkeeping.
+(one UPDATE round trip), against a process-local lock doing the same bookkeeping. Then the same
+load through Prefect's global rate limit (bench/prefect_rate_limit.py), for the choice between them.
 
     uv run python -m bench.rate_budget [--rate 1200] [--seconds 6]
 """
@@ -13,49 +14,20 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import os
+import re
 import shutil
 import tempfile
-import threading
 import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-from bench.common import fresh_database, write_section
+from bench.common import fresh_database, run_module, write_section
 from tasks.budget import RateBudget
 from tasks.db import migrate
 from tasks.ratelimit import RateLimiter
-
-
-def _worker(dsn: str, per_min: float, seconds: float, threads: int, out: Any) -> None:
-    budget = RateBudget(dsn, "bench", per_min=per_min)
-    stop = time.time() + seconds
-    times: list[float] = []
-    lock = threading.Lock()
-
-    def take() -> None:
-        while time.time() < stop:
-            budget.acquire()
-            with lock:
-                times.append(time.time())
-
-    pool = [threading.Thread(target=take) for _ in range(threads)]
-    for t in pool:
-        t.start()
-    for t in pool:
-        t.join()
-    out.put(times)
-
-
-def most_in_window(times: list[float], window: float) -> int:
-    times = sorted(times)
-    best, lo = 0, 0
-    for hi, t in enumerate(times):
-        while t - times[lo] >= window:
-            lo += 1
-        best = max(best, hi - lo + 1)
-    return best
+from test.test_rate_budget import grab, most_in_window
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -77,7 +49,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         migrate(conn)
     ctx = multiprocessing.get_context("spawn")
     out = ctx.Queue()
-    procs = [ctx.Process(target=_worker, args=(dsn, args.rate, args.seconds, 4, out)) for _ in range(2)]
+    per_thread = max(1, int(args.rate / 60 * args.seconds / 8))  # 2 processes x 4 threads: about --seconds at the rate
+    procs = [ctx.Process(target=grab, args=(dsn, args.rate, per_thread, 4, out)) for _ in range(2)]
     for proc in procs:
         proc.start()
     times = [t for _ in procs for t in out.get(timeout=120)]
@@ -101,6 +74,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     server.cleanup()
     shutil.rmtree(work, ignore_errors=True)
 
+    # The same load through Prefect's global rate limit (a server with its default SQLite backend).
+    prefect = run_module("bench.prefect_rate_limit", ["--rate", str(args.rate), "--count", str(per_thread)], dict(os.environ), timeout=900)
+    found = dict(re.findall(r"(\w+)=([\d.]+)", prefect.stdout))
+    if prefect.code != 0 or "grants" not in found:
+        prefect_rows = f"| Prefect global rate limit | failed to run: {(prefect.stderr or prefect.stdout).strip()[-200:]} |\n"
+    else:
+        p_rate = (float(found["grants"]) - 1) / float(found["span"]) * 60
+        prefect_rows = (f"| Prefect rate limit (SQLite server): achieved rate | {p_rate:.0f}/min ({p_rate / args.rate:.1%} of the limit) |\n"
+                        f"| Prefect rate limit: most grants in any 1 s window | {found['window_max']} |\n"
+                        f"| Prefect rate limit: wall time per grant, 8 callers | {found['per_call_ms']} ms |\n")
+
     body = (
         f"Two processes x 4 threads sharing one budget of {args.rate:.0f}/min for {args.seconds:.0f} s (fresh embedded PostgreSQL 18):\n\n"
         f"| measure | value |\n|---|---|\n"
@@ -108,6 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"| achieved aggregate rate | {achieved:.0f}/min ({achieved / args.rate:.1%} of the budget) |\n"
         f"| most grants in any 1 s window | {peak} (budget: {args.rate / 60:.0f}) |\n"
         f"| cost of one reservation, rate not binding (baseline: in-process lock) | {per_slot_ms:.2f} ms ({local_us:.1f} µs) |\n"
+        + prefect_rows
     )
     print(body)
     write_section("Shared rate budget", body)

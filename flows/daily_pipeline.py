@@ -17,10 +17,11 @@ one transaction, so rerunning a stage gives the same rows.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -167,6 +168,18 @@ def _source(opts: PipelineOptions, dsn: str) -> YahooSource:
                        timeout=opts.timeout, backoff_initial=opts.retry_wait)
 
 
+@contextlib.contextmanager
+def _database(opts: PipelineOptions, dsn: str) -> Iterator[Any]:
+    """A connection for one stage; in a dry run everything it did is rolled back."""
+    conn = open_database(dsn, default_pgdata(), dry_run=opts.dry_run)
+    try:
+        yield conn
+    finally:
+        if opts.dry_run:
+            conn.rollback()
+        conn.close()
+
+
 # -- the stages ------------------------------------------------------------------------------
 def etf_ohlc(opts: PipelineOptions, dsn: str, say: Callable[[str], None], wrap: Callable[..., Any]) -> StageOutcome:
     code, summary = run_backfill(_backfill_options(opts, ETF_UNIVERSE), command=f"daily-pipeline --stages etf-ohlc --as-of {opts.session()}",
@@ -209,17 +222,12 @@ def etf_holdings(opts: PipelineOptions, dsn: str, say: Callable[[str], None], wr
 def trending(opts: PipelineOptions, dsn: str, say: Callable[[str], None], wrap: Callable[..., Any]) -> StageOutcome:
     out = StageOutcome("trending")
     as_of = opts.session()
-    conn = open_database(dsn, default_pgdata(), dry_run=opts.dry_run)
-    try:
+    with _database(opts, dsn) as conn:
         if opts.dry_run:
             load_adjusted(conn, as_of, ["SPY", *SECTOR_ETFS], max(WINDOWS) + 1)
             out.lines.append(f"would rank {len(SECTOR_ETFS)} sector ETFs against SPY over {WINDOWS} sessions as of {as_of}")
             return out
         ranked = wrap(compute_trending, "rank-sectors")(conn, as_of)
-    finally:
-        if opts.dry_run:
-            conn.rollback()
-        conn.close()
     for w in WINDOWS:
         best = ranked[ranked["window"] == w].head(3)
         shown = ", ".join(f"{t} {r:+.2%}" for t, r in zip(best["ticker"], best["relative_return"], strict=True))
@@ -228,13 +236,8 @@ def trending(opts: PipelineOptions, dsn: str, say: Callable[[str], None], wrap: 
 
 
 def stock_history(opts: PipelineOptions, dsn: str, say: Callable[[str], None], wrap: Callable[..., Any]) -> StageOutcome:
-    conn = open_database(dsn, default_pgdata(), dry_run=opts.dry_run)
-    try:
+    with _database(opts, dsn) as conn:
         stocks = selected_stocks(conn, opts.session(), opts.top_sectors)
-    finally:
-        if opts.dry_run:
-            conn.rollback()
-        conn.close()
     code, summary = run_backfill(_backfill_options(opts, [s for s, _ in stocks], table=STOCK_TABLE, run_name="stock-history"),
                                  command=f"daily-pipeline --stages stock-history --as-of {opts.session()}", wrap=wrap, database_url=dsn)
     out = StageOutcome("stock-history", code)
@@ -249,8 +252,7 @@ def stock_history(opts: PipelineOptions, dsn: str, say: Callable[[str], None], w
 def allocation(opts: PipelineOptions, dsn: str, say: Callable[[str], None], wrap: Callable[..., Any]) -> StageOutcome:
     out = StageOutcome("allocation")
     as_of = opts.session()
-    conn = open_database(dsn, default_pgdata(), dry_run=opts.dry_run)
-    try:
+    with _database(opts, dsn) as conn:
         stocks = selected_stocks(conn, as_of, opts.top_sectors)
         require_history(conn, STOCK_TABLE, [s for s, _ in stocks], as_of)
         if opts.dry_run:
@@ -278,10 +280,6 @@ def allocation(opts: PipelineOptions, dsn: str, say: Callable[[str], None], wrap
         store_allocation(conn, as_of, [(t, sector[t], caps[t], w) for t, w in weights.items()])
         top = sorted(weights.items(), key=lambda kv: -kv[1])[:5]
         out.lines.append(f"{len(weights)} stocks weighted as of {as_of}; largest: " + ", ".join(f"{t} {w:.1%}" for t, w in top))
-    finally:
-        if opts.dry_run:
-            conn.rollback()
-        conn.close()
     return out
 
 

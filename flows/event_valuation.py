@@ -16,7 +16,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -361,6 +361,7 @@ def prefect_mapper(concurrency: int) -> Callable[..., Iterator[GroupOutcome]]:
                       retry_condition_fn=only_store_errors)(value_group)
 
     def mapper(groups: list[ValuationGroup], ctx: ValuationContext, _: int) -> Iterator[GroupOutcome]:
+        ctx = replace(ctx, fetch_threads=concurrency)
         futures = {value_task.submit(g, ctx): g for g in groups}
         for future in as_completed(list(futures)):
             try:

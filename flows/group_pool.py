@@ -132,6 +132,7 @@ def process_mapper(groups: list[ValuationGroup], ctx: ValuationContext, concurre
     settings = ctx.source_settings
     if settings is not None:
         ctx = replace(ctx, source_settings=replace(settings, delay=settings.delay * procs))
+    ctx = replace(ctx, fetch_threads=threads)
     workers = [spawn.Process(target=_worker, args=(todo, results, stop, ctx, threads), daemon=True) for _ in range(procs)]
     for w in workers:
         w.start()
@@ -171,6 +172,7 @@ def thread_mapper(groups: list[ValuationGroup], ctx: ValuationContext, concurren
     import concurrent.futures as cf
 
     stop = threading.Event()
+    ctx = replace(ctx, fetch_threads=concurrency)
 
     def run(group: ValuationGroup) -> GroupOutcome | None:
         if stop.is_set():

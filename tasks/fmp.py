@@ -22,8 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import requests
-import requests_cache
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
 from tasks.budget import RateBudget
@@ -69,6 +67,8 @@ class FmpClient:
         self.max_retries = max_retries
         self._backoff = backoff_initial
         self._sleep = sleep
+        import requests_cache  # imported here: runs without FMP do not pay for it at start-up
+
         Path(cache_dir).mkdir(parents=True, exist_ok=True)
         self.session = requests_cache.CachedSession(
             str(Path(cache_dir) / "fmp_http_cache"), backend="sqlite", expire_after=CACHE_TTL, allowable_codes=(200,),
@@ -96,6 +96,8 @@ class FmpClient:
         return retrying(self._fetch, url, full, symbol, path)
 
     def _fetch(self, url: str, params: dict[str, Any], symbol: str, path: str) -> Any:
+        import requests
+
         if self.budget is not None:
             self.budget.acquire()
         with self._lock:
@@ -119,7 +121,7 @@ class FmpClient:
         return self._json(response, symbol, path)
 
     @staticmethod
-    def _json(response: requests.Response, symbol: str, path: str) -> Any:
+    def _json(response: Any, symbol: str, path: str) -> Any:
         try:
             data = response.json()
         except ValueError:

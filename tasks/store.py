@@ -42,16 +42,7 @@ def stored_dates(conn: psycopg.Connection[Any], table: str, tickers: list[str], 
     Raises:
         StoreError: the query failed.
     """
-    query = sql.SQL(
-        "SELECT ticker, trade_date FROM {} WHERE ticker = ANY(%s) AND trade_date BETWEEN %s AND %s AND close IS NOT NULL"
-    ).format(_table(table))
-    out: dict[str, set[dt.date]] = {t: set() for t in tickers}
-    try:
-        for ticker, day in conn.execute(query, (tickers, first, last)):
-            out[ticker].add(day)
-    except psycopg.Error as exc:
-        raise StoreError(f"reading {table} failed: {_first_line(exc)}") from exc
-    return out
+    return _dates(conn, table, tickers, "trade_date BETWEEN %s AND %s AND close IS NOT NULL", (first, last))
 
 
 def stale_dates(conn: psycopg.Connection[Any], table: str, tickers: list[str], days: list[dt.date], older_than_s: float) -> dict[str, set[dt.date]]:
@@ -60,15 +51,17 @@ def stale_dates(conn: psycopg.Connection[Any], table: str, tickers: list[str], d
     Raises:
         StoreError: the query failed.
     """
-    out: dict[str, set[dt.date]] = {t: set() for t in tickers}
     if not days:
-        return out
-    query = sql.SQL(
-        "SELECT ticker, trade_date FROM {} WHERE ticker = ANY(%s) AND trade_date = ANY(%s)"
-        " AND fetched_at < now() - make_interval(secs => %s)"
-    ).format(_table(table))
+        return {t: set() for t in tickers}
+    return _dates(conn, table, tickers, "trade_date = ANY(%s) AND fetched_at < now() - make_interval(secs => %s)", (days, older_than_s))
+
+
+def _dates(conn: psycopg.Connection[Any], table: str, tickers: list[str], condition: str, params: tuple[Any, ...]) -> dict[str, set[dt.date]]:
+    """Stored trade dates per ticker of ``tickers`` meeting ``condition`` (our own SQL text, values as parameters)."""
+    query = sql.SQL("SELECT ticker, trade_date FROM {} WHERE ticker = ANY(%s) AND " + condition).format(_table(table))  # noqa: S608
+    out: dict[str, set[dt.date]] = {t: set() for t in tickers}
     try:
-        for ticker, day in conn.execute(query, (tickers, days, older_than_s)):
+        for ticker, day in conn.execute(query, (tickers, *params)):
             out[ticker].add(day)
     except psycopg.Error as exc:
         raise StoreError(f"reading {table} failed: {_first_line(exc)}") from exc

@@ -14,6 +14,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -106,7 +107,9 @@ class ValuationContext:
     overwrite: bool = False
     refresh: bool = False
     source_settings: SourceSettings | None = None
+    fetch_threads: int = 0  # downloads in flight per process (0: each group fetches its tickers one by one)
     _source: YahooSource | None = None
+    _pool: ThreadPoolExecutor | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def source(self) -> YahooSource:
@@ -117,9 +120,17 @@ class ValuationContext:
                 self._source = self.source_settings.build()
             return self._source
 
+    def fetch_pool(self) -> ThreadPoolExecutor | None:
+        """The process's download threads, shared by its groups (None when ``fetch_threads`` is 0)."""
+        with self._lock:
+            if self._pool is None and self.fetch_threads > 0:
+                self._pool = ThreadPoolExecutor(max_workers=self.fetch_threads, thread_name_prefix="fetch")
+            return self._pool
+
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_source"] = None
+        state["_pool"] = None
         state.pop("_lock", None)
         return state
 
@@ -160,18 +171,18 @@ def value_group(group: ValuationGroup, ctx: ValuationContext) -> GroupResult:
         complete = covered_tickers(conn, ctx.table, wanted, bar_counts(bars))
         failed: dict[str, tuple[str, str]] = {}
         fresh: list[FetchResult] = []
-        for request in wanted:
-            if request.symbol in complete:
-                continue
+        todo = [r for r in wanted if r.symbol not in complete]
+        for request, got in _obtain_all(todo, ctx):
             try:
-                got = obtain_bars(request, cache=ctx.cache, source=ctx.source(), use_cache=not ctx.refresh)
+                if isinstance(got, SourceError):
+                    raise got
                 got = with_restated_history(conn, ctx.table, got, cache=ctx.cache, source=ctx.source)
                 result.from_cache += got.from_cache
                 result.fetched += not got.from_cache
                 fresh.append(got)
             except RateLimited as exc:  # stop here; tickers not reached stay pending
                 result.rate_limited = exc
-                for later in wanted[wanted.index(request):]:
+                for later in todo[todo.index(request):]:
                     spans.pop(later.symbol, None)
                 break
             except TransientSourceError as exc:
@@ -191,6 +202,30 @@ def value_group(group: ValuationGroup, ctx: ValuationContext) -> GroupResult:
         result.failed = {t: reason for t, (_, reason) in failed.items()}
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _obtain_all(requests: list[FetchRequest], ctx: ValuationContext) -> Iterator[tuple[FetchRequest, FetchResult | SourceError]]:
+    """Each request's bars (or its error), in order. With a fetch pool the downloads run in parallel
+    there, so a group's fetches overlap each other and other groups' fetches go on while this group
+    stores and values; without one they run here, one by one. Stopping early cancels the rest."""
+    def one(request: FetchRequest) -> FetchResult | SourceError:
+        try:
+            return obtain_bars(request, cache=ctx.cache, source=ctx.source(), use_cache=not ctx.refresh)
+        except SourceError as exc:
+            return exc
+
+    pool = ctx.fetch_pool()
+    if pool is None:
+        for request in requests:
+            yield request, one(request)
+        return
+    futures = [pool.submit(one, r) for r in requests]
+    try:
+        for request, future in zip(requests, futures, strict=True):
+            yield request, future.result()
+    finally:
+        for future in futures:
+            future.cancel()
 
 
 def _metrics(events: pd.DataFrame, bars: pd.DataFrame, spy: pd.Series, failed: dict[str, tuple[str, str]]) -> pd.DataFrame:

@@ -15,7 +15,7 @@ from tasks.budget import BACKOFF_FACTOR, CLIMB_AFTER, CLIMB_FACTOR, RateBudget, 
 from tasks.errors import BadInput, RateLimited, StoreError
 
 
-def _grab(dsn: str, per_min: float, count: int, threads: int, out: Any) -> None:
+def grab(dsn: str, per_min: float, count: int, threads: int, out: Any) -> None:
     """Worker process: ``threads`` threads take ``count`` slots each; the grant times go to ``out``."""
     budget = RateBudget(dsn, "shared", per_min=per_min)
     times: list[float] = []
@@ -50,7 +50,7 @@ def test_budget_is_shared_by_processes_and_threads(db: psycopg.Connection[Any], 
     per_min = 1200.0  # 20 per second together, whoever asks
     ctx = multiprocessing.get_context("spawn")
     out = ctx.Queue()
-    procs = [ctx.Process(target=_grab, args=(dsn, per_min, 8, 3, out)) for _ in range(2)]
+    procs = [ctx.Process(target=grab, args=(dsn, per_min, 8, 3, out)) for _ in range(2)]
     for p in procs:
         p.start()
     times = [t for _ in procs for t in out.get(timeout=60)]

@@ -1,0 +1,96 @@
+"""Prefect's global rate limit under the same load as our budget (for bench/rate_budget.py).
+
+Starts a Prefect server (default SQLite backend) in a temporary home, creates a global concurrency
+limit with slot decay (Prefect's rate limit), and has 2 processes x 4 threads call
+``prefect.concurrency.sync.rate_limit(name, strict=True)`` as fast as they may. Prints one line
+``grants=N span=S window_max=M per_call_ms=C`` for the caller to report.
+
+    uv run python -m bench.prefect_rate_limit --rate 1200 --count 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from test.test_rate_budget import most_in_window
+
+NAME = "bench-yahoo"
+
+
+def _grab(count: int, threads: int, out: Any) -> None:
+    from prefect.concurrency.sync import rate_limit
+
+    times: list[float] = []
+    lock = threading.Lock()
+
+    def work() -> None:
+        for _ in range(count):
+            rate_limit(NAME, occupy=1, strict=True)
+            with lock:
+                times.append(time.time())
+
+    pool = [threading.Thread(target=work) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    out.put(times)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--rate", type=float, default=1200.0, help="per minute (default: %(default)s)")
+    p.add_argument("--count", type=int, default=20, help="grants per thread (default: %(default)s)")
+    args = p.parse_args(argv)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    home = tempfile.mkdtemp(prefix="bench-prefect-")
+    api = f"http://127.0.0.1:{port}/api"
+    os.environ.update(PREFECT_HOME=home, PREFECT_API_URL=api, PREFECT_SERVER_API_PORT=str(port), PREFECT_UI_ENABLED="false")
+    server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        import httpx
+
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{api}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        per_second = args.rate / 60
+        subprocess.run([sys.executable, "-m", "prefect", "global-concurrency-limit", "create", NAME, "--limit", str(max(1, int(per_second))),
+                        "--slot-decay-per-second", str(per_second)], check=True, capture_output=True)
+        ctx = multiprocessing.get_context("spawn")
+        out = ctx.Queue()
+        procs = [ctx.Process(target=_grab, args=(args.count, 4, out)) for _ in range(2)]
+        started = time.perf_counter()
+        for proc in procs:
+            proc.start()
+        times = [t for _ in procs for t in out.get(timeout=600)]
+        for proc in procs:
+            proc.join()
+        span = max(times) - min(times)
+        per_call = (time.perf_counter() - started) / len(times) * 1000
+        print(f"grants={len(times)} span={span:.2f} window_max={most_in_window(times, 1.0)} per_call_ms={per_call:.1f}")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
