@@ -82,8 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         p_rate = (float(found["grants"]) - 1) / float(found["span"]) * 60
         prefect_rows = (f"| Prefect rate limit (SQLite server): achieved rate | {p_rate:.0f}/min ({p_rate / args.rate:.1%} of the limit) |\n"
-                        f"| Prefect rate limit: most grants in any 1 s window | {found['window_max']} |\n"
-                        f"| Prefect rate limit: wall time per grant, 8 callers | {found['per_call_ms']} ms |\n")
+                        f"| Prefect rate limit: most grants in any 1 s window | {found['window_max']} |\n")
 
     body = (
         f"Two processes x 4 threads sharing one budget of {args.rate:.0f}/min for {args.seconds:.0f} s (fresh embedded PostgreSQL 18):\n\n"
@@ -93,6 +92,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"| most grants in any 1 s window | {peak} (budget: {args.rate / 60:.0f}) |\n"
         f"| cost of one reservation, rate not binding (baseline: in-process lock) | {per_slot_ms:.2f} ms ({local_us:.1f} µs) |\n"
         + prefect_rows
+        + "\nThe budget (GCRA, one UPDATE per slot) spaces grants evenly and holds the rate across processes. Prefect's limit is a\n"
+        "token bucket: it lets its whole slot count through at once (hence windows above the rate), and on the default\n"
+        "SQLite-backed server it delivers well below its rate (54-81% over three runs here). It also cannot cool down after a\n"
+        "429 or learn a lower rate; so every source request goes through the database budget, Prefect server or not.\n"
     )
     print(body)
     write_section("Shared rate budget", body)
