@@ -4,7 +4,7 @@ Serves the two "stable" endpoints the provider calls, with FMP's field names:
 ``/stable/income-statement?symbol=&period=quarter&limit=`` (newest first) and
 ``/stable/historical-market-capitalization?symbol=&from=&to=`` (newest first). Unknown symbols get
 ``[]`` as FMP answers; a wrong key gets 401. Knobs: statements and caps per symbol, 429 after N
-requests. Every request is logged (with whether the right key came along).
+requests, or 502 for the next N. Every request is logged (with whether the right key came along).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ class FakeFmp:
     statements: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     caps: dict[str, dict[dt.date, float]] = field(default_factory=dict)
     rate_limit_after: int | None = None
+    fail_next: int = 0  # this many requests answered 502 first (transient)
     log: list[FmpRequest] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -78,6 +79,11 @@ class FakeFmp:
         with self._lock:
             self.log.append(FmpRequest(time.time(), url.path, symbol, key_ok))
             served = len(self.log)
+        with self._lock:
+            failing = self.fail_next > 0
+            self.fail_next -= failing
+        if failing:
+            return 502, {"error": "Bad Gateway"}
         if self.rate_limit_after is not None and served > self.rate_limit_after:
             return 429, {"Error Message": "Limit Reach . Please upgrade your plan or visit our documentation for more details"}
         if not key_ok:

@@ -157,3 +157,11 @@ def test_without_a_key_the_columns_stay_empty_and_the_run_says_so_once(run_cli: 
     assert all(r["market_cap"] is None and r["pe_ttm"] is None and r["price"] is not None for r in stored(dsn).values())
     forced = run_cli(VAL, *FAST, "--fundamentals", "fmp", env={"FMP_API_KEY": ""})
     assert forced.code == 2 and "FMP_API_KEY" in forced.stderr
+
+
+def test_transient_errors_are_retried(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo, fmp: FakeFmp, tmp_path: Path) -> None:
+    fmp.fail_next = 2  # the first two answers are 502s
+    result = run_cli(VAL, "--import-csv", str(events_csv(tmp_path)), *FAST, env=env(fmp))
+    assert result.code == 0, result.stdout + result.stderr
+    assert len(fmp.log) == 4 + 2
+    assert all(r["ps_ttm"] is not None for r in stored(dsn).values())
