@@ -13,15 +13,16 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
+from test.prefect_server import free_port, server_env, start_prefect_server
 from test.test_rate_budget import most_in_window
 
 NAME = "bench-yahoo"
@@ -53,25 +54,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--rate", type=float, default=1200.0, help="per minute (default: %(default)s)")
     p.add_argument("--count", type=int, default=20, help="grants per thread (default: %(default)s)")
     args = p.parse_args(argv)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    home = tempfile.mkdtemp(prefix="bench-prefect-")
-    api = f"http://127.0.0.1:{port}/api"
-    os.environ.update(PREFECT_HOME=home, PREFECT_API_URL=api, PREFECT_SERVER_API_PORT=str(port), PREFECT_UI_ENABLED="false")
-    server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--port", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.environ.update(server_env(Path(tempfile.mkdtemp(prefix="bench-prefect-")), free_port()))
+    server = start_prefect_server(dict(os.environ), Path.cwd())
     try:
-        import httpx
-
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{api}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
         per_second = args.rate / 60
         subprocess.run([sys.executable, "-m", "prefect", "global-concurrency-limit", "create", NAME, "--limit", str(max(1, int(per_second))),
                         "--slot-decay-per-second", str(per_second)], check=True, capture_output=True)

@@ -181,14 +181,20 @@ def _database(opts: PipelineOptions, dsn: str) -> Iterator[Any]:
 
 
 # -- the stages ------------------------------------------------------------------------------
-def etf_ohlc(opts: PipelineOptions, dsn: str, say: Callable[[str], None], wrap: Callable[..., Any]) -> StageOutcome:
-    code, summary = run_backfill(_backfill_options(opts, ETF_UNIVERSE), command=f"daily-pipeline --stages etf-ohlc --as-of {opts.session()}",
-                                 wrap=wrap, log=None, database_url=dsn)
-    out = StageOutcome("etf-ohlc", code)
+def _backfill_stage(stage: str, opts: PipelineOptions, dsn: str, wrap: Callable[..., Any], tickers: Sequence[str],
+                    lead: list[str], **extra: Any) -> StageOutcome:
+    """A stage that is a backfill (stages 1 and 4): its summary line and any rate limit become the outcome."""
+    code, summary = run_backfill(_backfill_options(opts, tickers, **extra), command=f"daily-pipeline --stages {stage} --as-of {opts.session()}",
+                                 wrap=wrap, database_url=dsn)
+    out = StageOutcome(stage, code, list(lead))
     if summary is not None:
         out.lines.append(summary.line())
         out.rate_limited = summary.rate_limited
     return out
+
+
+def etf_ohlc(opts: PipelineOptions, dsn: str, say: Callable[[str], None], wrap: Callable[..., Any]) -> StageOutcome:
+    return _backfill_stage("etf-ohlc", opts, dsn, wrap, ETF_UNIVERSE, [])
 
 
 def etf_holdings(opts: PipelineOptions, dsn: str, say: Callable[[str], None], wrap: Callable[..., Any]) -> StageOutcome:
@@ -238,15 +244,8 @@ def trending(opts: PipelineOptions, dsn: str, say: Callable[[str], None], wrap: 
 def stock_history(opts: PipelineOptions, dsn: str, say: Callable[[str], None], wrap: Callable[..., Any]) -> StageOutcome:
     with _database(opts, dsn) as conn:
         stocks = selected_stocks(conn, opts.session(), opts.top_sectors)
-    code, summary = run_backfill(_backfill_options(opts, [s for s, _ in stocks], table=STOCK_TABLE, run_name="stock-history"),
-                                 command=f"daily-pipeline --stages stock-history --as-of {opts.session()}", wrap=wrap, database_url=dsn)
-    out = StageOutcome("stock-history", code)
-    out.lines.append(f"{len(stocks)} stocks of the top {opts.top_sectors} sectors: {', '.join(s for s, _ in stocks[:8])}"
-                     + (", ..." if len(stocks) > 8 else ""))
-    if summary is not None:
-        out.lines.append(summary.line())
-        out.rate_limited = summary.rate_limited
-    return out
+    chosen = f"{len(stocks)} stocks of the top {opts.top_sectors} sectors: {', '.join(s for s, _ in stocks[:8])}" + (", ..." if len(stocks) > 8 else "")
+    return _backfill_stage("stock-history", opts, dsn, wrap, [s for s, _ in stocks], [chosen], table=STOCK_TABLE, run_name="stock-history")
 
 
 def allocation(opts: PipelineOptions, dsn: str, say: Callable[[str], None], wrap: Callable[..., Any]) -> StageOutcome:

@@ -5,7 +5,6 @@ and the requests of both stay within the shared rate budget."""
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ import pytest
 
 from test.fake_yahoo import FakeYahoo
 from test.fix_yahoo import ROOT, cli_env
+from test.prefect_server import free_port, server_env, start_prefect_server
 from test.test_rate_budget import most_in_window
 
 SHARDS = [["SPY", "XLK", "XLV"], ["XLF", "XLE", "XLY"], ["XLP", "XLI", "XLB"], ["XLU", "XLRE", "XLC"]]
@@ -27,12 +27,6 @@ from prefect import flow
 flow.from_source(source={root!r}, entrypoint="flows/deployments.py:etf_backfill").to_deployment(
     name="shards", work_pool_name="test-pool").apply()
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def prefect(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -49,26 +43,13 @@ def flow_runs(api: str) -> list[dict[str, Any]]:
 
 @pytest.mark.slow
 def test_two_workers_of_one_pool_share_the_runs_and_the_rate_budget(fake_yahoo: FakeYahoo, dsn: str, tmp_path: Path) -> None:
-    port = free_port()
-    api = f"http://127.0.0.1:{port}/api"
-    env = {**cli_env(fake_yahoo, dsn), "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_API_URL": api,
-           "PREFECT_SERVER_API_PORT": str(port), "PREFECT_UI_ENABLED": "false", "PREFECT_WORKER_QUERY_SECONDS": "1",
+    env = {**cli_env(fake_yahoo, dsn), **server_env(tmp_path / "prefect", free_port()), "PREFECT_WORKER_QUERY_SECONDS": "1",
            "PREFECT_WORKER_PREFETCH_SECONDS": "1", "BACKFILL_ORCHESTRATE": "prefect"}
-    procs: list[subprocess.Popen[str]] = []
+    api = env["PREFECT_API_URL"]
+    procs: list[subprocess.Popen[Any]] = []
     logs = [tmp_path / f"w{i}.log" for i in (1, 2)]
     try:
-        procs.append(subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--port", str(port)], cwd=ROOT, env=env,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True))
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{api}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        else:
-            pytest.fail("Prefect server did not start within 120 s")
+        procs.append(start_prefect_server(env, ROOT))
         prefect("work-pool", "create", "test-pool", "--type", "process", env=env)
         deployed = subprocess.run([sys.executable, "-c", DEPLOY.format(root=str(ROOT))], cwd=ROOT, env=env, capture_output=True,
                                   text=True, timeout=120)
