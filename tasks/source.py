@@ -278,29 +278,17 @@ class YahooSource:
         return out
 
     def _fetch_once(self, request: FetchRequest) -> FetchResult:
-        import yfinance as yf
-
-        if self.session.tripped is not None:
-            raise self.session.tripped
-        self.session.forget(request.symbol)
-        try:
-            ticker = yf.Ticker(request.symbol, session=self.session)
+        def history(ticker: Any) -> Any:
             if _us_listed(request.symbol):
                 # US listings trade in New York: tell yfinance so it skips its timezone lookup
                 # (an SQLite query per ticker, shared by every thread and process) and probe request.
                 ticker._tz = NY_TZ
-            frame = ticker.history(
+            return ticker.history(
                 start=request.start.isoformat(), end=next_day(request.end).isoformat(), interval="1d",
                 auto_adjust=False, actions=True, repair=False, timeout=self.timeout,
             )
-        except StoreError:
-            raise
-        except Exception as exc:  # yfinance raises many types; translate them all here
-            if self.session.budget_error is not None:
-                raise self.session.budget_error from exc
-            raise self._classify(request.symbol, exc) from exc
-        if self.session.budget_error is not None:
-            raise self.session.budget_error
+
+        frame = self._ask(request.symbol, history)
         if frame is None or frame.empty:
             raise self._classify(request.symbol, None)
         return self._to_result(request, frame)
