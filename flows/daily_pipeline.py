@@ -204,25 +204,30 @@ def etf_holdings(opts: PipelineOptions, dsn: str, say: Callable[[str], None], wr
         out.lines.append(f"would fetch the top holdings of {len(SECTOR_ETFS)} sector ETFs ({len(SECTOR_ETFS)} requests) as of {as_of}")
         return out
     conn = open_database(dsn, default_pgdata())
-    source = _source(opts, dsn)
-    fetch = wrap(source.fund_holdings, "fetch-holdings")
     try:
-        for etf in SECTOR_ETFS:
-            try:
-                frame = fetch(etf)
-            except RateLimited as exc:
-                out.rate_limited, out.code = exc, EXIT_RATE_LIMITED
-                out.lines.append(f"{etf}: rate limited; stopping")
-                return out
-            except SourceError as exc:
-                out.code = EXIT_SOME_FAILED
-                out.lines.append(f"{etf}: failed: {exc.reason}")
-                continue
+        for etf, frame in _fetch_each(SECTOR_ETFS, wrap(_source(opts, dsn).fund_holdings, "fetch-holdings"), out):
             stored = store_holdings(conn, etf, as_of, frame)
             out.lines.append(f"{etf}: {stored} holdings ({', '.join(frame['holding'].head(3))}, ...)")
     finally:
         conn.close()
     return out
+
+
+def _fetch_each(names: Sequence[str], fetch: Callable[[str], Any], out: StageOutcome) -> Iterator[tuple[str, Any]]:
+    """``(name, fetch(name))`` in order; a failure is noted on ``out`` (exit 1) and skipped, a rate
+    limit is noted (exit 75) and ends the iteration."""
+    for name in names:
+        try:
+            answer = fetch(name)
+        except RateLimited as exc:
+            out.rate_limited, out.code = exc, EXIT_RATE_LIMITED
+            out.lines.append(f"{name}: rate limited; stopping")
+            return
+        except SourceError as exc:
+            out.code = EXIT_SOME_FAILED
+            out.lines.append(f"{name}: left out: {exc.reason}")
+            continue
+        yield name, answer
 
 
 def trending(opts: PipelineOptions, dsn: str, say: Callable[[str], None], wrap: Callable[..., Any]) -> StageOutcome:
@@ -257,19 +262,9 @@ def allocation(opts: PipelineOptions, dsn: str, say: Callable[[str], None], wrap
         if opts.dry_run:
             out.lines.append(f"would fetch the market caps of {len(stocks)} stocks ({3 * len(stocks)} requests) and weight them")
             return out
-        source = _source(opts, dsn)
-        fetch = wrap(source.market_cap, "fetch-market-cap")
-        caps: dict[str, float] = {}
-        for stock, _ in stocks:
-            try:
-                caps[stock] = fetch(stock)
-            except RateLimited as exc:
-                out.rate_limited, out.code = exc, EXIT_RATE_LIMITED
-                out.lines.append(f"{stock}: rate limited; nothing written, stopping")
-                return out
-            except SourceError as exc:
-                out.code = EXIT_SOME_FAILED
-                out.lines.append(f"{stock}: left out: {exc.reason}")
+        caps = dict(_fetch_each([s for s, _ in stocks], wrap(_source(opts, dsn).market_cap, "fetch-market-cap"), out))
+        if out.rate_limited is not None:  # weights over some stocks only would be wrong: write none
+            return out
         weights = cap_weights(caps)
         if not weights:
             out.code = EXIT_SOME_FAILED
