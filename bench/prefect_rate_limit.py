@@ -16,14 +16,12 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from test.prefect_server import free_port, server_env, start_prefect_server
-from test.test_rate_budget import most_in_window
+from test.test_rate_budget import grant_times, most_in_window
 
 NAME = "bench-yahoo"
 
@@ -31,22 +29,11 @@ NAME = "bench-yahoo"
 def _grab(count: int, threads: int, out: Any) -> None:
     from prefect.concurrency.sync import rate_limit
 
-    times: list[float] = []
-    lock = threading.Lock()
-    rate_limit(NAME, occupy=1, strict=True)  # warm up the client (imports, connection) before timing
+    def take() -> None:
+        rate_limit(NAME, occupy=1, strict=True)
 
-    def work() -> None:
-        for _ in range(count):
-            rate_limit(NAME, occupy=1, strict=True)
-            with lock:
-                times.append(time.time())
-
-    pool = [threading.Thread(target=work) for _ in range(threads)]
-    for t in pool:
-        t.start()
-    for t in pool:
-        t.join()
-    out.put(times)
+    take()  # warm up the client (imports, connection) before timing
+    out.put(grant_times(take, count, threads))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import multiprocessing
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -15,15 +16,14 @@ from tasks.budget import BACKOFF_FACTOR, CLIMB_AFTER, CLIMB_FACTOR, RateBudget, 
 from tasks.errors import BadInput, RateLimited, StoreError
 
 
-def grab(dsn: str, per_min: float, count: int, threads: int, out: Any) -> None:
-    """Worker process: ``threads`` threads take ``count`` slots each; the grant times go to ``out``."""
-    budget = RateBudget(dsn, "shared", per_min=per_min)
+def grant_times(take: Callable[[], Any], count: int, threads: int) -> list[float]:
+    """``threads`` threads call ``take()`` ``count`` times each; returns when each call returned."""
     times: list[float] = []
     lock = threading.Lock()
 
     def work() -> None:
         for _ in range(count):
-            budget.acquire()
+            take()
             with lock:
                 times.append(time.time())
 
@@ -32,7 +32,12 @@ def grab(dsn: str, per_min: float, count: int, threads: int, out: Any) -> None:
         t.start()
     for t in pool:
         t.join()
-    out.put(times)
+    return times
+
+
+def grab(dsn: str, per_min: float, count: int, threads: int, out: Any) -> None:
+    """Worker process: ``threads`` threads take ``count`` slots each of one budget; the grant times go to ``out``."""
+    out.put(grant_times(RateBudget(dsn, "shared", per_min=per_min).acquire, count, threads))
 
 
 def most_in_window(times: list[float], window: float) -> int:
