@@ -414,7 +414,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ns = build_parser().parse_args(args)
         opts = options_from_args(ns)
         try:
-            if use_prefect(ns.orchestrate) and not opts.dry_run:
+            if use_prefect(ns.orchestrate, dry_run=opts.dry_run):
                 return int(build_flow()(**flow_params(opts)))
             code, _ = run_pipeline(opts, prog=prog, args=args, say=lambda text: print(text, flush=True))
             return code

@@ -296,7 +296,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     def body() -> int:
         ns = build_parser().parse_args(args)
         opts = options_from_args(ns)
-        if use_prefect(ns.orchestrate) and not opts.dry_run:
+        if use_prefect(ns.orchestrate, dry_run=opts.dry_run):
             flow = build_flow()
             return int(flow(
                 tickers=list(opts.tickers), days=opts.days, end_date=opts.end_date.isoformat() if opts.end_date else None,

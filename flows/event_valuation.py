@@ -406,7 +406,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ns = build_parser().parse_args(args)
         opts = options_from_args(ns)
         try:
-            if use_prefect(ns.orchestrate) and not opts.dry_run:
+            if use_prefect(ns.orchestrate, dry_run=opts.dry_run):
                 return int(build_flow(opts.concurrency)(
                     import_csv=str(opts.import_csv) if opts.import_csv else None, skip_bad_rows=opts.skip_bad_rows,
                     import_only=opts.import_only, overwrite=opts.overwrite, tickers=list(opts.tickers) if opts.tickers else None,

@@ -214,7 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ns = build_parser().parse_args(args)
         opts = IngestOptions(ns.root, concurrency=ns.concurrency, batch_size=ns.batch_size, dry_run=ns.dry_run)
         try:
-            if use_prefect(ns.orchestrate) and not opts.dry_run:
+            if use_prefect(ns.orchestrate, dry_run=opts.dry_run):
                 return int(build_flow(opts.concurrency)(root=str(opts.root), concurrency=opts.concurrency, batch_size=opts.batch_size))
             return run_ingest(opts)
         except KeyboardInterrupt:

@@ -1,8 +1,10 @@
 """What every CLI shares: choosing Prefect or plain execution, signals, exit codes, resume hints.
 
 Execution modes (``--orchestrate``, env ``BACKFILL_ORCHESTRATE``):
-- ``prefect``: run as a Prefect flow. With ``PREFECT_API_URL`` unset Prefect starts a temporary
-  local server first (10-20 s measured here); with a running server it starts in ~1.5 s.
+- ``prefect``: run as a Prefect flow. With ``PREFECT_API_URL`` unset, the project's local Prefect
+  server (database in PostgreSQL, ``flows/prefect_server.py``) is started once in the background and
+  reused; Prefect's own temporary server (SQLite, 10-20 s per run, "database is locked" under load)
+  is never used.
 - ``plain``: run the very same task code without Prefect (no server, no API calls).
 - ``auto`` (default): ``prefect`` when ``PREFECT_API_URL`` is set, else ``plain`` — so a
   warm rerun on a laptop takes seconds, and a scheduled run on a server is orchestrated.
@@ -38,11 +40,24 @@ F = TypeVar("F", bound=Callable[..., Any])
 MODES = ("auto", "prefect", "plain")
 
 
-def use_prefect(mode: str) -> bool:
-    """Whether to run through Prefect for ``mode`` (see module doc)."""
-    if mode == "auto":
-        return bool(os.environ.get("PREFECT_API_URL"))
-    return mode == "prefect"
+def use_prefect(mode: str, *, dry_run: bool = False) -> bool:
+    """Whether to run through Prefect for ``mode`` (see module doc); dry runs never do.
+
+    When it does and ``PREFECT_API_URL`` is unset, the local Prefect server on PostgreSQL is started
+    (or found running) and exported for this process (``flows/prefect_server.py``).
+
+    Raises:
+        BadInput: an unknown mode (e.g. from ``BACKFILL_ORCHESTRATE``).
+        StoreError: the local Prefect server could not be started.
+    """
+    if mode not in MODES:
+        raise BadInput(f"--orchestrate / BACKFILL_ORCHESTRATE must be one of {', '.join(MODES)}: {mode!r}")
+    wanted = bool(os.environ.get("PREFECT_API_URL")) if mode == "auto" else mode == "prefect"
+    if wanted and not dry_run:
+        from flows.prefect_server import ensure_api_url
+
+        ensure_api_url()
+    return wanted and not dry_run
 
 
 def plain(fn: F, name: str, **_: Any) -> F:

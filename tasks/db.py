@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from tasks.errors import StoreError
@@ -23,6 +24,7 @@ log = logging.getLogger("backfill.db")
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 EMBEDDED_DBNAME = "market_data"
+PREFECT_DBNAME = "prefect"  # Prefect's own server (flows/prefect_server.py), beside our data
 CONNECT_TIMEOUT_S = 5
 _MIGRATION_LOCK = 0x6D6B7464  # advisory lock key: "mktd"
 _MIGRATION_FILE = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
@@ -77,8 +79,8 @@ def start_embedded_server(pgdata: Path, *, cleanup_mode: str | None = None) -> A
     raise AssertionError("unreachable")
 
 
-def embedded_dsn(pgdata: Path) -> str:
-    """Start (or find running) the embedded PostgreSQL in ``pgdata`` and return a DSN to our database.
+def embedded_server_uri(pgdata: Path, dbname: str) -> str:
+    """Start (or find running) the embedded PostgreSQL in ``pgdata``; a URI to ``dbname``, created if missing.
 
     The server keeps running after we exit, so the next run reuses it in milliseconds;
     it listens on a Unix socket only (127.0.0.1 on Windows).
@@ -89,15 +91,19 @@ def embedded_dsn(pgdata: Path) -> str:
     pgdata = Path(pgdata).expanduser().resolve()
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     server = start_embedded_server(pgdata)
-    base = server.get_uri()
-    with psycopg.connect(base, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (EMBEDDED_DBNAME,)).fetchone()
+    with psycopg.connect(server.get_uri(), autocommit=True, connect_timeout=CONNECT_TIMEOUT_S) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)).fetchone()
         if not exists:
             try:
-                conn.execute(f'CREATE DATABASE "{EMBEDDED_DBNAME}"')
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
             except psycopg.errors.DuplicateDatabase:
                 pass
-    return server.get_uri(database=EMBEDDED_DBNAME)
+    return str(server.get_uri(database=dbname))
+
+
+def embedded_dsn(pgdata: Path) -> str:
+    """The DSN of our data's database in the embedded server (see ``embedded_server_uri``)."""
+    return embedded_server_uri(pgdata, EMBEDDED_DBNAME)
 
 
 def resolve_dsn(database_url: str | None, pgdata: Path) -> str:

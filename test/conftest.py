@@ -1,6 +1,6 @@
-"""Fixtures come from plugin modules: the database (fix_db) and the fake Yahoo (fix_yahoo)."""
+"""Fixtures come from plugin modules: the database (fix_db), the fake Yahoo (fix_yahoo), Prefect's server (fix_prefect)."""
 
-pytest_plugins = ["test.fix_db", "test.fix_yahoo"]
+pytest_plugins = ["test.fix_db", "test.fix_yahoo", "test.fix_prefect"]
 
 
 def pytest_configure(config):  # type: ignore[no-untyped-def]

@@ -15,18 +15,24 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 
 @pytest.fixture(scope="session")
-def pg_server_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """DSN of a server whose ``postgres`` database we may use to create test databases."""
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path | None]]:
+    """(DSN of a server whose ``postgres`` database we may use, its data directory if embedded)."""
     url = os.environ.get("TEST_DATABASE_URL")
     if url:
-        yield url
+        yield url, None
         return
     from tasks.db import start_embedded_server
 
-    server = start_embedded_server(tmp_path_factory.mktemp("pg") / "data", cleanup_mode="delete")
+    pgdata = tmp_path_factory.mktemp("pg") / "data"
+    server = start_embedded_server(pgdata, cleanup_mode="delete")
     _SERVER_LOGS.append(Path(server.log))
-    yield server.get_uri()
+    yield server.get_uri(), pgdata
     server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def pg_server_dsn(pg_server: tuple[str, Path | None]) -> str:
+    return pg_server[0]
 
 
 _SERVER_LOGS: list[Path] = []

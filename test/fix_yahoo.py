@@ -47,20 +47,13 @@ def cli_env(fake: FakeYahoo | None, dsn: str | None, **extra: str) -> dict[str, 
     return env
 
 
-@pytest.fixture(scope="session")
-def prefect_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One Prefect home per test process: temporary Prefect servers of parallel test workers must
-    not share (and lock) one SQLite database."""
-    return tmp_path_factory.mktemp("prefect-home")
-
-
 @pytest.fixture
-def run_cli(fake_yahoo: FakeYahoo, dsn: str, tmp_path: Path, prefect_home: Path) -> CliRunner:
+def run_cli(fake_yahoo: FakeYahoo, dsn: str, tmp_path: Path, prefect_env: dict[str, str]) -> CliRunner:
     """``run_cli("flows.etf_backfill", "--days", "5", ...)`` → CliResult; cache in tmp, DB = this test's."""
     cache = tmp_path / "cache"
 
     def run(module: str, *args: str, env: dict[str, str] | None = None, timeout: float = 120, cache_dir: Path | None = None) -> CliResult:
-        full_env = cli_env(fake_yahoo, dsn, PREFECT_HOME=str(prefect_home))
+        full_env = cli_env(fake_yahoo, dsn, **prefect_env)
         full_env.update(env or {})
         argv = [sys.executable, "-m", module, *args]
         if "--cache-dir" not in args and module not in NO_CACHE_DIR:

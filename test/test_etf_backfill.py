@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 import time
 from pathlib import Path
 
+import psutil
 import psycopg
 import pytest
+from psycopg.conninfo import make_conninfo
 
 from tasks.tickers import ETF_UNIVERSE
 from test.fake_yahoo import FakeYahoo, bar_for
 from test.fix_db import end_cooldown, table_rows
+from test.fix_prefect import local_prefect_env, prefect_local
 from test.fix_yahoo import CliRunner
 
 ETF = "flows.etf_backfill"
@@ -225,9 +229,32 @@ def test_unreachable_database_fails_fast_naming_host_not_password(run_cli: CliRu
 
 
 @pytest.mark.slow
-def test_prefect_flow_runs_without_a_configured_server(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo) -> None:
-    result = run_cli(ETF, *BASE, "--tickers", "SPY,XLK", "--orchestrate", "prefect", timeout=180)
-    assert result.code == 0, result.stderr[-3000:]
-    assert "Flow run" in result.stderr and "[2/2]" in result.stderr  # progress lines reach the Prefect run log
-    assert "Finished in state Completed" in result.stderr
+def test_prefect_run_without_a_configured_server_starts_the_local_server_on_postgres_and_reuses_it(
+        run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo, tmp_path: Path, pg_server: tuple[str, Path | None]) -> None:
+    env = local_prefect_env(tmp_path / "home", pg_server)
+    try:
+        first = run_cli(ETF, *BASE, "--tickers", "SPY,XLK", "--orchestrate", "prefect", env=env, timeout=240)
+        assert first.code == 0, first.stderr[-3000:]
+        assert "Started the local Prefect server" in first.stderr
+        assert "Flow run" in first.stderr and "[2/2]" in first.stderr  # progress lines reach the Prefect run log
+        assert "Finished in state Completed" in first.stderr
+        pid = json.loads((tmp_path / "home" / "server.json").read_text())["pid"]
+        again = run_cli(ETF, *BASE, "--tickers", "SPY,XLK", "--orchestrate", "prefect", env=env, timeout=240)
+        assert again.code == 0, again.stderr[-3000:]
+        assert "Started the local Prefect server" not in again.stderr  # found running, not started again
+        assert json.loads((tmp_path / "home" / "server.json").read_text())["pid"] == pid
+        status = prefect_local("status", env)
+        assert status.returncode == 0 and f"running (pid {pid})" in status.stdout and "PREFECT_API_URL=http://127.0.0.1:" in status.stdout
+    finally:
+        stopped = prefect_local("stop", env)
+        assert stopped.returncode == 0 and "stopped" in stopped.stderr
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert prefect_local("status", env).returncode == 1  # "not running"
     assert table_rows(dsn, "collected_daily_etf_ohlc") == expected_rows(["SPY", "XLK"], FIVE_SESSIONS)
+    # Prefect kept its runs in PostgreSQL, not in a SQLite file: both flow runs are rows there.
+    if "PREFECT_API_DATABASE_CONNECTION_URL" not in env:
+        prefect_db = make_conninfo(pg_server[0], dbname="prefect")
+        with psycopg.connect(prefect_db) as conn:
+            names = [r[0] for r in conn.execute("SELECT f.name FROM flow_run r JOIN flow f ON f.id = r.flow_id")]
+        assert names.count("etf-backfill") >= 2
+    assert not list((tmp_path / "home").rglob("*.db"))

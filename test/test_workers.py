@@ -17,15 +17,13 @@ import pytest
 
 from test.fake_yahoo import FakeYahoo
 from test.fix_yahoo import ROOT, cli_env
-from test.prefect_server import free_port, server_env, start_prefect_server
 from test.test_rate_budget import most_in_window
 
 SHARDS = [["SPY", "XLK", "XLV"], ["XLF", "XLE", "XLY"], ["XLP", "XLI", "XLB"], ["XLU", "XLRE", "XLC"]]
 DEPLOY = """
 from prefect import flow
-# to_deployment + apply: Flow.deploy's "are workers online?" query is refused by Prefect 3.8's own server (422)
 flow.from_source(source={root!r}, entrypoint="flows/deployments.py:etf_backfill").to_deployment(
-    name="shards", work_pool_name="test-pool").apply()
+    name="shards", work_pool_name={pool!r}).apply()
 """
 
 
@@ -35,23 +33,25 @@ def prefect(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]
     return done
 
 
-def flow_runs(api: str) -> list[dict[str, Any]]:
-    answer = httpx.post(f"{api}/flow_runs/filter", json={"limit": 50}, timeout=10)
+def flow_runs(api: str, pool: str) -> list[dict[str, Any]]:
+    """The flow runs of deployments on ``pool`` (the server is shared with other tests)."""
+    answer = httpx.post(f"{api}/flow_runs/filter", json={"limit": 50, "work_pools": {"name": {"any_": [pool]}}}, timeout=10)
     answer.raise_for_status()
     return [r for r in answer.json() if r.get("deployment_id")]
 
 
 @pytest.mark.slow
-def test_two_workers_of_one_pool_share_the_runs_and_the_rate_budget(fake_yahoo: FakeYahoo, dsn: str, tmp_path: Path) -> None:
-    env = {**cli_env(fake_yahoo, dsn), **server_env(tmp_path / "prefect", free_port()), "PREFECT_WORKER_QUERY_SECONDS": "1",
+def test_two_workers_of_one_pool_share_the_runs_and_the_rate_budget(fake_yahoo: FakeYahoo, dsn: str, tmp_path: Path,
+                                                                   prefect_api: dict[str, str]) -> None:
+    env = {**cli_env(fake_yahoo, dsn), **prefect_api, "PREFECT_WORKER_QUERY_SECONDS": "1",
            "PREFECT_WORKER_PREFETCH_SECONDS": "1", "BACKFILL_ORCHESTRATE": "prefect"}
     api = env["PREFECT_API_URL"]
+    pool = f"test-pool-{tmp_path.name[-8:]}"
     procs: list[subprocess.Popen[Any]] = []
     logs = [tmp_path / f"w{i}.log" for i in (1, 2)]
     try:
-        procs.append(start_prefect_server(env, ROOT))
-        prefect("work-pool", "create", "test-pool", "--type", "process", env=env)
-        deployed = subprocess.run([sys.executable, "-c", DEPLOY.format(root=str(ROOT))], cwd=ROOT, env=env, capture_output=True,
+        prefect("work-pool", "create", pool, "--type", "process", env=env)
+        deployed = subprocess.run([sys.executable, "-c", DEPLOY.format(root=str(ROOT), pool=pool)], cwd=ROOT, env=env, capture_output=True,
                                   text=True, timeout=120)
         assert deployed.returncode == 0, deployed.stdout + deployed.stderr
         for shard in SHARDS:
@@ -59,17 +59,18 @@ def test_two_workers_of_one_pool_share_the_runs_and_the_rate_budget(fake_yahoo: 
                       "cache_dir": str(tmp_path / "cache"), "command": f"etf-backfill --tickers {','.join(shard)}"}
             prefect("deployment", "run", "etf-backfill/shards", "--params", json.dumps(params), env=env)
         for i, log in enumerate(logs, start=1):
-            procs.append(subprocess.Popen([sys.executable, "-m", "prefect", "worker", "start", "--pool", "test-pool", "--limit", "1",
+            procs.append(subprocess.Popen([sys.executable, "-m", "prefect", "worker", "start", "--pool", pool, "--limit", "1",
                                            "--name", f"w{i}"], cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, text=True))
         deadline = time.monotonic() + 240
         runs: list[dict[str, Any]] = []
         while time.monotonic() < deadline:
-            runs = flow_runs(api)
+            runs = flow_runs(api, pool)
             if len(runs) == 4 and all(r["state_type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED") for r in runs):
                 break
             time.sleep(1)
         assert [r["state_type"] for r in runs] == ["COMPLETED"] * 4, [(r["name"], r["state_type"]) for r in runs]
-        answer = httpx.post(f"{api}/artifacts/filter", json={"limit": 100}, timeout=10)
+        answer = httpx.post(f"{api}/artifacts/filter", json={"limit": 100, "flow_runs": {"id": {"any_": [r["id"] for r in runs]}}},
+                            timeout=10)
         answer.raise_for_status()
         artifacts = answer.json()
     finally:

@@ -1,0 +1,245 @@
+"""Prefect's server with its database in PostgreSQL, in the background, found again by every run.
+
+    prefect-local start      # prints: export PREFECT_API_URL=http://127.0.0.1:4200/api
+    prefect-local status
+    prefect-local stop
+
+Prefect's temporary server (what runs when ``PREFECT_API_URL`` is unset) keeps its state in
+SQLite: it refused writes under our load ("database is locked") and costs 10-20 s per run. This
+server keeps its database in the project's embedded PostgreSQL cluster (a database of its own,
+``prefect``; ``PREFECT_API_DATABASE_CONNECTION_URL`` selects another, e.g. a managed server),
+runs in the background and is reused: ``--orchestrate prefect`` without ``PREFECT_API_URL`` starts
+it on first use and every later run finds it through ``<home>/server.json``.
+
+Home: ``BACKFILL_PREFECT_HOME`` or ``./.prefect`` (the server's log, its Prefect home, the state file).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from tasks.db import PREFECT_DBNAME, default_pgdata, embedded_server_uri
+from tasks.errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_SOME_FAILED, StoreError
+
+DEFAULT_PORT = 4200
+START_TIMEOUT_S = 120.0
+STOP_TIMEOUT_S = 20.0
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """What ``server.json`` records about a running server."""
+
+    pid: int
+    port: int
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api"
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("BACKFILL_PREFECT_HOME", ".prefect")).expanduser().resolve()
+
+
+def database_url() -> str:
+    """The SQLAlchemy URL of Prefect's database: the env setting, else ``prefect`` in the embedded cluster.
+
+    Raises:
+        StoreError: the embedded server could not be started.
+    """
+    configured = os.environ.get("PREFECT_API_DATABASE_CONNECTION_URL")
+    if configured:
+        return configured
+    uri = embedded_server_uri(default_pgdata(), PREFECT_DBNAME)
+    return "postgresql+asyncpg://" + uri.split("://", 1)[1]
+
+
+def read_info(home: Path) -> ServerInfo | None:
+    """The recorded server if its process is still alive, else None."""
+    try:
+        data = json.loads((home / "server.json").read_text(encoding="utf-8"))
+        info = ServerInfo(pid=int(data["pid"]), port=int(data["port"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return info if psutil.pid_exists(info.pid) else None
+
+
+def healthy(info: ServerInfo, timeout: float = 2.0) -> bool:
+    import httpx
+
+    try:
+        return httpx.get(f"{info.api_url}/health", timeout=timeout).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def pick_port(preferred: int) -> int:
+    if port_is_free(preferred):
+        return preferred
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def start_lock(home: Path, timeout: float = START_TIMEOUT_S) -> Iterator[None]:
+    """One starter at a time per home (two runs started together must not start two servers)."""
+    lock = home / "start.lock"
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                holder = int(lock.read_text() or "0")
+            except (OSError, ValueError):
+                holder = 0
+            if holder and not psutil.pid_exists(holder):
+                lock.unlink(missing_ok=True)  # left by a starter that died
+                continue
+            if time.monotonic() > deadline:
+                raise StoreError(f"another process has been starting the Prefect server for {timeout:.0f} s ({lock})") from None
+            time.sleep(0.2)
+            continue
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+        break
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def start_server(home: Path, *, port: int | None = None) -> tuple[ServerInfo, bool]:
+    """Start the server in the background unless it runs; returns it and whether it was started now.
+
+    Raises:
+        StoreError: its database could not be prepared, or it did not answer within the timeout.
+    """
+    home.mkdir(parents=True, exist_ok=True)
+    with start_lock(home):
+        info = read_info(home)
+        if info is not None and healthy(info):
+            return info, False
+        chosen = port if port is not None else pick_port(DEFAULT_PORT)
+        env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_API_DATABASE_CONNECTION_URL": database_url(),
+               "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+        env.pop("PREFECT_API_URL", None)
+        detach: dict[str, object] = {"start_new_session": True}
+        if sys.platform == "win32":
+            detach = {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.DETACHED_PROCESS}  # type: ignore[attr-defined]
+        log = (home / "server.log").open("ab")
+        proc = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(chosen)],
+                                env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, **detach)  # type: ignore[call-overload]
+        log.close()
+        info = ServerInfo(pid=proc.pid, port=chosen)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not healthy(info):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                stop_process(proc.pid)
+                tail = (home / "server.log").read_text(errors="replace").strip().splitlines()[-1:] or ["(no output)"]
+                raise StoreError(f"the Prefect server did not start (log: {home / 'server.log'}): {tail[0][:300]}")
+            time.sleep(0.3)
+        (home / "server.json").write_text(json.dumps({"pid": info.pid, "port": info.port}), encoding="utf-8")
+        return info, True
+
+
+def stop_process(pid: int) -> None:
+    """Terminate ``pid`` and its children; kill what is still there after the timeout."""
+    try:
+        parent = psutil.Process(pid)
+        procs = [*parent.children(recursive=True), parent]
+    except psutil.NoSuchProcess:
+        return
+    for p in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.terminate()
+    _, alive = psutil.wait_procs(procs, timeout=STOP_TIMEOUT_S)
+    for p in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.kill()
+
+
+def stop_server(home: Path) -> bool:
+    """Stop the recorded server; False when none was running."""
+    info = read_info(home)
+    (home / "server.json").unlink(missing_ok=True)
+    if info is None:
+        return False
+    stop_process(info.pid)
+    return True
+
+
+def ensure_api_url() -> str:
+    """``PREFECT_API_URL`` if set; else the local server's (started now if needed), exported to this process.
+
+    Called before Prefect is imported, so Prefect's settings see it.
+    """
+    url = os.environ.get("PREFECT_API_URL")
+    if url:
+        return url
+    home = default_home()
+    info, started = start_server(home)
+    if started:
+        print(f"Started the local Prefect server ({info.api_url}, database in PostgreSQL); "
+              "it keeps running for the next run: `prefect-local stop` ends it.", file=sys.stderr, flush=True)
+    os.environ["PREFECT_API_URL"] = info.api_url
+    return info.api_url
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import argparse
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="prefect-local", allow_abbrev=False,
+                                     description="Prefect's server on the project's PostgreSQL, in the background.")
+    parser.add_argument("action", choices=["start", "status", "stop"])
+    parser.add_argument("--port", type=int, default=None, help=f"port for start (default: {DEFAULT_PORT}, or a free one if taken)")
+    try:
+        ns = parser.parse_args(args)
+    except SystemExit as exc:
+        return EXIT_BAD_INPUT if exc.code else EXIT_OK
+    home = default_home()
+    if ns.action == "start":
+        try:
+            info, started = start_server(home, port=ns.port)
+        except StoreError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_SOME_FAILED
+        print(f"{'Started' if started else 'Already running'} (pid {info.pid}, log {home / 'server.log'}). Use it with:", file=sys.stderr)
+        print(f"export PREFECT_API_URL={info.api_url}")
+        return EXIT_OK
+    if ns.action == "status":
+        found = read_info(home)
+        if found is None or not healthy(found):
+            print("not running", file=sys.stderr)
+            return EXIT_SOME_FAILED
+        print(f"running (pid {found.pid}): export PREFECT_API_URL={found.api_url}")
+        return EXIT_OK
+    print("stopped" if stop_server(home) else "not running", file=sys.stderr)
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

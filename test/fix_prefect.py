@@ -1,0 +1,64 @@
+"""Prefect's server for tests: the project's own ``prefect-local`` command, its database in the
+test PostgreSQL, one server per test process (started once, reused, stopped at the end)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from test.fix_yahoo import ROOT
+
+
+def local_prefect_env(home: Path, pg_server: tuple[str, Path | None]) -> dict[str, str]:
+    """Where ``prefect-local`` keeps its state and its database for this test process.
+
+    The embedded test cluster is used the way a user's is (``BACKFILL_PGDATA``); a server given by
+    ``TEST_DATABASE_URL`` gets a database of its own per test process.
+    """
+    env = {"BACKFILL_PREFECT_HOME": str(home), "PREFECT_UI_ENABLED": "false", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    dsn, pgdata = pg_server
+    if pgdata is not None:
+        env["BACKFILL_PGDATA"] = str(pgdata)
+        return env
+    import psycopg
+    from psycopg import sql
+
+    name = f"prefect_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    params = conninfo_to_dict(dsn)
+    params["dbname"] = name
+    env["PREFECT_API_DATABASE_CONNECTION_URL"] = "postgresql+asyncpg://" + make_conninfo(**params).split("://", 1)[-1]
+    return env
+
+
+def prefect_local(action: str, env: dict[str, str], timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    """``prefect-local ACTION``, as a user types it."""
+    full = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API_URL")}
+    full.update(env)
+    return subprocess.run([sys.executable, "-m", "flows.prefect_server", action], cwd=ROOT, env=full, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def prefect_env(tmp_path_factory: pytest.TempPathFactory, pg_server: tuple[str, Path | None]) -> Iterator[dict[str, str]]:
+    """Env for a process that uses this test process's local Prefect server (started on first use)."""
+    env = local_prefect_env(tmp_path_factory.mktemp("prefect-local"), pg_server)
+    yield env
+    prefect_local("stop", env)
+
+
+@pytest.fixture(scope="session")
+def prefect_api(prefect_env: dict[str, str]) -> dict[str, str]:
+    """The same server, started now; env with ``PREFECT_API_URL`` set as `prefect-local start` prints it."""
+    done = prefect_local("start", prefect_env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    line = next(x for x in done.stdout.splitlines() if x.startswith("export PREFECT_API_URL="))
+    return {**prefect_env, "PREFECT_API_URL": line.split("=", 1)[1]}
