@@ -36,7 +36,6 @@ from flows.runtime import (
     iso_date,
     plain,
     positive_float,
-    prefect_task,
     program_name,
     resume_hint,
     run_cli,
@@ -335,6 +334,8 @@ def build_flow() -> Any:
     from prefect import flow, get_run_logger
     from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
 
+    from flows.prefect_glue import final_state, prefect_task
+
     def stage_flow(name: str) -> Any:
         @flow(name=f"pipeline-{name}", validate_parameters=False, log_prints=False)
         def stage(params: dict[str, Any]) -> StageOutcome:
@@ -357,15 +358,18 @@ def build_flow() -> Any:
     @flow(name=FLOW_NAME, validate_parameters=False, log_prints=False)
     def daily_pipeline(stages: list[str] | None = None, as_of: str | None = None, days: int = 30, top_sectors: int = 3,
                        delay: float = 1.0, rate: str = DEFAULT_RATE, rate_budget: str = DEFAULT_NAME, rate_limit_sleep: float = 900.0,
-                       max_retries: int = 3, retry_wait: float = 1.0, timeout: float = 10.0, cache_dir: str = ".cache") -> int:
+                       max_retries: int = 3, retry_wait: float = 1.0, timeout: float = 10.0, cache_dir: str = ".cache") -> Any:
         logger = get_run_logger()
         params = {k: v for k, v in locals().items() if k != "logger"}
         opts = options_from_params(params)
         dsn = resolve_dsn(os.environ.get("DATABASE_URL"), default_pgdata())
         progress = create_progress_artifact(progress=0.0, key="daily-pipeline-progress", description="stages done, %")
 
+        lines: list[str] = []
+
         def say(text: str) -> None:
             print(text, flush=True)
+            lines.append(text)
             logger.info(text)
 
         done: list[str] = []
@@ -381,7 +385,7 @@ def build_flow() -> Any:
         rest = [o.stage for o in outcomes if o.code == EXIT_RATE_LIMITED]
         resume = f"daily-pipeline --stages {','.join(opts.stages[opts.stages.index(rest[0]):])} --as-of {opts.session()}" if rest else None
         create_markdown_artifact(key="daily-pipeline-summary", markdown=markdown(outcomes, code, resume), description="Daily pipeline")
-        return code
+        return final_state(code, lines)
 
     return daily_pipeline
 
@@ -415,7 +419,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         opts = options_from_args(ns)
         try:
             if use_prefect(ns.orchestrate, dry_run=opts.dry_run):
-                return int(build_flow()(**flow_params(opts)))
+                from flows.prefect_glue import exit_code
+
+                code = exit_code(build_flow()(**flow_params(opts), return_state=True))
+                if code == EXIT_INTERRUPTED:
+                    raise KeyboardInterrupt
+                return code
             code, _ = run_pipeline(opts, prog=prog, args=args, say=lambda text: print(text, flush=True))
             return code
         except KeyboardInterrupt:

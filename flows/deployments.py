@@ -11,6 +11,10 @@
   minutes apart, ``--skip-existing``, every Saturday 06:00 UTC (markets closed, budget idle).
 - ``event-valuation/daily-2230-utc``: values new and pending events every day at 22:30 UTC, after
   the US close (16:00 New York is 20:00 or 21:00 UTC) and the evening's bars.
+- ``jsonl-ingest/every-10-minutes``: loads what the observer's JSONL files grew by since the last
+  run (per-file checkpoints), every 10 minutes, as the source document's incremental mode does.
+
+A deployment run stopped by a rate limit schedules its own continuation (``flows/prefect_glue.py``).
 
 One machine (Prefect server + this process runs them):
 
@@ -29,6 +33,7 @@ from typing import Any
 from flows.daily_pipeline import build_flow as build_pipeline
 from flows.etf_backfill import build_flow as build_etf
 from flows.event_valuation import build_flow as build_valuation
+from flows.jsonl_ingest import build_flow as build_jsonl
 from flows.staggered_sector_backfill import build_flow as build_staggered
 from tasks.budget import DEFAULT_NAME, DEFAULT_RATE
 
@@ -36,6 +41,7 @@ from tasks.budget import DEFAULT_NAME, DEFAULT_RATE
 daily_pipeline = build_pipeline()
 staggered_sector_backfill = build_staggered()
 event_valuation = build_valuation(concurrency=10)
+jsonl_ingest = build_jsonl(concurrency=4)
 etf_backfill = build_etf()  # no schedule of its own (stage 1 of the pipeline); for sharded ad-hoc runs on a pool
 
 # (flow, deployment name, cron, parameters: every one spelled out so the UI shows them all)
@@ -56,6 +62,7 @@ SCHEDULES: list[tuple[Any, str, str, dict[str, Any]]] = [
         "refresh": False, "cache_dir": ".cache", "as_of": None, "command": "event-valuation", "rate": DEFAULT_RATE,
         "rate_budget": DEFAULT_NAME, "fundamentals": "auto", "fmp_daily_limit": 250, "fmp_rate": "60/min",
     }),
+    (jsonl_ingest, "every-10-minutes", "*/10 * * * *", {"root": "config/observer", "concurrency": 4, "batch_size": 10_000}),
 ]
 
 

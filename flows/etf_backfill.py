@@ -24,8 +24,6 @@ from flows.runtime import (
     command_line,
     plain,
     positive_float,
-    prefect_progress,
-    prefect_task,
     program_name,
     resume_hint,
     run_cli,
@@ -46,7 +44,7 @@ from tasks.cache import DownloadCache
 from tasks.calendar import sessions_back
 from tasks.db import default_pgdata, open_database, resolve_dsn
 from tasks.display import Reporter
-from tasks.errors import EXIT_OK, EXIT_RATE_LIMITED, EXIT_SOME_FAILED, RateLimited, SourceError
+from tasks.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_RATE_LIMITED, EXIT_SOME_FAILED, RateLimited, SourceError
 from tasks.progress import finish_run, start_run
 from tasks.ratelimit import RateLimiter
 from tasks.source import YahooSource
@@ -258,13 +256,15 @@ def build_flow() -> Any:
     from prefect import flow, get_run_logger
     from prefect.artifacts import create_markdown_artifact
 
+    from flows.prefect_glue import final_state, prefect_progress, prefect_task
+
     @flow(name=FLOW_NAME, log_prints=False, validate_parameters=False)
     def etf_backfill(
         tickers: list[str] | None = None, days: int = 20, end_date: str | None = None, delay: float = 5.0,
         rate_limit_sleep: float = 900.0, batch: bool = True, max_retries: int = 3, timeout: float = 10.0,
         retry_wait: float = 1.0, cache_dir: str = ".cache", refresh: bool = False, dry_run: bool = False, command: str = "etf-backfill",
         rate: str = DEFAULT_RATE, rate_budget: str = DEFAULT_NAME,
-    ) -> int:
+    ) -> Any:
         logger = get_run_logger()
         opts = BackfillOptions(
             tickers=tuple(parse_ticker_list(tickers or list(ETF_UNIVERSE))), days=days, end_date=dt.date.fromisoformat(end_date) if end_date else None,
@@ -272,11 +272,22 @@ def build_flow() -> Any:
             retry_wait=retry_wait, cache_dir=Path(cache_dir), refresh=refresh, dry_run=dry_run, rate_per_min=parse_rate(rate),
             rate_budget=rate_budget,
         )
-        with prefect_progress(f"{FLOW_NAME}-progress", "tickers done, %"):
-            code, summary = run_backfill(opts, command=command, wrap=prefect_task, log=logger.info)
+        lines: list[str] = []
+
+        def log(text: str) -> None:
+            lines.append(text)
+            logger.info(text)
+
+        code = EXIT_INTERRUPTED
+        summary = None
+        try:
+            with prefect_progress(f"{FLOW_NAME}-progress", "tickers done, %"):
+                code, summary = run_backfill(opts, command=command, wrap=prefect_task, log=log)
+        except KeyboardInterrupt:
+            code = EXIT_INTERRUPTED
         if summary is not None:
             create_markdown_artifact(key="etf-backfill-summary", markdown=_markdown(summary, code, command), description="ETF backfill summary")
-        return code
+        return final_state(code, lines)
 
     return etf_backfill
 
@@ -297,12 +308,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         ns = build_parser().parse_args(args)
         opts = options_from_args(ns)
         if use_prefect(ns.orchestrate, dry_run=opts.dry_run):
+            from flows.prefect_glue import exit_code
+
             flow = build_flow()
-            return int(flow(
+            return exit_code(flow(
                 tickers=list(opts.tickers), days=opts.days, end_date=opts.end_date.isoformat() if opts.end_date else None,
                 delay=opts.delay, rate_limit_sleep=opts.rate_limit_sleep, batch=opts.batch, max_retries=opts.max_retries,
                 timeout=opts.timeout, retry_wait=opts.retry_wait, cache_dir=str(opts.cache_dir), refresh=opts.refresh, command=command,
-                rate=f"{opts.rate_per_min:g}/min", rate_budget=opts.rate_budget,
+                rate=f"{opts.rate_per_min:g}/min", rate_budget=opts.rate_budget, return_state=True,
             ))
         code, _ = run_backfill(opts, command=command)
         return code

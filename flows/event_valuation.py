@@ -38,7 +38,6 @@ from flows.runtime import (
     rate_per_min,
     resume_hint,
     run_cli,
-    run_with_artifacts,
     use_prefect,
 )
 from tasks.budget import DEFAULT_NAME, DEFAULT_RATE, RateBudget, describe_budget, parse_rate, peek_budget
@@ -376,13 +375,15 @@ def build_flow(concurrency: int) -> Any:
     from prefect import flow
     from prefect.task_runners import ThreadPoolTaskRunner
 
+    from flows.prefect_glue import run_in_flow
+
     @flow(name=FLOW_NAME, task_runner=ThreadPoolTaskRunner(max_workers=concurrency), validate_parameters=False, log_prints=False)  # type: ignore[arg-type]
     def event_valuation(import_csv: str | None = None, skip_bad_rows: bool = False, import_only: bool = False, overwrite: bool = False,
                         tickers: list[str] | None = None, concurrency: int = 10, group_size: int | None = None, delay: float = 0.1,
                         max_retries: int = 3, retry_wait: float = 1.0, timeout: float = 10.0, rate_limit_sleep: float = 900.0,
                         refresh: bool = False, cache_dir: str = ".cache", as_of: str | None = None,
                         command: str = "event-valuation", rate: str = DEFAULT_RATE, rate_budget: str = DEFAULT_NAME,
-                        fundamentals: str = "auto", fmp_daily_limit: int = FREE_DAILY_LIMIT, fmp_rate: str = "60/min") -> int:
+                        fundamentals: str = "auto", fmp_daily_limit: int = FREE_DAILY_LIMIT, fmp_rate: str = "60/min") -> Any:
         opts = ValuationOptions(
             import_csv=Path(import_csv) if import_csv else None, skip_bad_rows=skip_bad_rows, import_only=import_only,
             overwrite=overwrite, tickers=tuple(tickers) if tickers else None, concurrency=concurrency, group_size=group_size,
@@ -392,7 +393,7 @@ def build_flow(concurrency: int) -> Any:
             fundamentals=FundamentalsOptions(mode=fundamentals, daily_limit=fmp_daily_limit, rate_per_min=parse_rate(fmp_rate),
                                              cooldown_s=rate_limit_sleep),
         )
-        return run_with_artifacts(FLOW_NAME, "Event valuation",
+        return run_in_flow(FLOW_NAME, "Event valuation",
                                   lambda log: run_valuation(opts, command=command, log=log, mapper=prefect_mapper(concurrency)))
 
     return event_valuation
@@ -407,7 +408,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         opts = options_from_args(ns)
         try:
             if use_prefect(ns.orchestrate, dry_run=opts.dry_run):
-                return int(build_flow(opts.concurrency)(
+                from flows.prefect_glue import exit_code
+
+                code = exit_code(build_flow(opts.concurrency)(
                     import_csv=str(opts.import_csv) if opts.import_csv else None, skip_bad_rows=opts.skip_bad_rows,
                     import_only=opts.import_only, overwrite=opts.overwrite, tickers=list(opts.tickers) if opts.tickers else None,
                     concurrency=opts.concurrency, group_size=opts.group_size, delay=opts.delay, max_retries=opts.max_retries,
@@ -415,7 +418,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                     cache_dir=str(opts.cache_dir), as_of=opts.as_of.isoformat() if opts.as_of else None, command=command,
                     rate=f"{opts.rate_per_min:g}/min", rate_budget=opts.rate_budget, fundamentals=opts.fundamentals.mode,
                     fmp_daily_limit=opts.fundamentals.daily_limit, fmp_rate=f"{opts.fundamentals.rate_per_min:g}/min",
+                    return_state=True,
                 ))
+                if code == EXIT_INTERRUPTED:
+                    raise KeyboardInterrupt
+                return code
             return run_valuation(opts, command=command)
         except KeyboardInterrupt:
             print(f"Interrupted: groups already written are kept. Run the same command again to value the rest:\n  {command}", flush=True)

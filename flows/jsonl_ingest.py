@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from flows.group_pool import die_with_parent, start_method
-from flows.runtime import ArgumentParser, add_common_flags, command_line, int_in, program_name, run_cli, run_with_artifacts, use_prefect
+from flows.runtime import ArgumentParser, add_common_flags, command_line, int_in, program_name, run_cli, use_prefect
 from tasks.db import connect, default_pgdata, open_database, resolve_dsn
 from tasks.display import Reporter
 from tasks.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, PipelineError
@@ -198,10 +198,12 @@ def build_flow(concurrency: int) -> Any:
     from prefect import flow
     from prefect.task_runners import ThreadPoolTaskRunner
 
+    from flows.prefect_glue import run_in_flow
+
     @flow(name=FLOW_NAME, task_runner=ThreadPoolTaskRunner(max_workers=concurrency), validate_parameters=False)  # type: ignore[arg-type]
-    def jsonl_ingest(root: str, concurrency: int = 4, batch_size: int = 10_000) -> int:
+    def jsonl_ingest(root: str, concurrency: int = 4, batch_size: int = 10_000) -> Any:
         opts = IngestOptions(Path(root), concurrency=concurrency, batch_size=batch_size)
-        return run_with_artifacts(FLOW_NAME, "JSONL ingestion", lambda log: run_ingest(opts, log=log, mapper=prefect_mapper))
+        return run_in_flow(FLOW_NAME, "JSONL ingestion", lambda log: run_ingest(opts, log=log, mapper=prefect_mapper))
 
     return jsonl_ingest
 
@@ -215,7 +217,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         opts = IngestOptions(ns.root, concurrency=ns.concurrency, batch_size=ns.batch_size, dry_run=ns.dry_run)
         try:
             if use_prefect(ns.orchestrate, dry_run=opts.dry_run):
-                return int(build_flow(opts.concurrency)(root=str(opts.root), concurrency=opts.concurrency, batch_size=opts.batch_size))
+                from flows.prefect_glue import exit_code
+
+                code = exit_code(build_flow(opts.concurrency)(root=str(opts.root), concurrency=opts.concurrency,
+                                                              batch_size=opts.batch_size, return_state=True))
+                if code == EXIT_INTERRUPTED:
+                    raise KeyboardInterrupt
+                return code
             return run_ingest(opts)
         except KeyboardInterrupt:
             print(f"Interrupted: committed batches are kept. Run the same command to continue:\n  {command}", flush=True)

@@ -1,4 +1,5 @@
-"""What every CLI shares: choosing Prefect or plain execution, signals, exit codes, resume hints.
+"""The CLI edge every command shares: flags, choosing Prefect or plain execution, signals, exit codes,
+resume hints. The only code that knows exit codes; the Prefect side is in ``flows/prefect_glue.py``.
 
 Execution modes (``--orchestrate``, env ``BACKFILL_ORCHESTRATE``):
 - ``prefect``: run as a Prefect flow. With ``PREFECT_API_URL`` unset, the project's local Prefect
@@ -13,7 +14,6 @@ Execution modes (``--orchestrate``, env ``BACKFILL_ORCHESTRATE``):
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
 import logging
 import os
@@ -21,7 +21,7 @@ import re
 import shlex
 import signal
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -65,16 +65,13 @@ def plain(fn: F, name: str, **_: Any) -> F:
     return fn
 
 
-def prefect_task(fn: F, name: str, **options: Any) -> F:
-    """Wrap ``fn`` as a Prefect task; its inputs (connections, frames) are never cached or persisted."""
-    from prefect import task
-    from prefect.cache_policies import NO_CACHE
-
-    return task(name=name, cache_policy=NO_CACHE, persist_result=False, **options)(fn)  # type: ignore[return-value]
-
-
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse that raises BadInput (exit 2, one line) instead of printing usage and exiting."""
+    """argparse that raises BadInput (exit 2, one line) instead of printing usage and exiting, and
+    takes no abbreviations (``--tick`` for ``--tickers`` would slip past the checks of ``--resume``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> Any:  # type: ignore[override]
         raise BadInput(message)
@@ -192,6 +189,15 @@ def without_flags(args: Sequence[str], flags: dict[str, int]) -> list[str]:
     return out
 
 
+RESUME_AT = re.compile(r"Resume after (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) UTC")
+
+
+def parse_resume_at(lines: Sequence[str]) -> dt.datetime | None:
+    """The resume time a run printed with ``resume_hint`` (the last one), if any."""
+    found = [m.group(1) for line in lines for m in RESUME_AT.finditer(line)]
+    return dt.datetime.strptime(found[-1], "%Y-%m-%d %H:%M:%S").replace(tzinfo=dt.UTC) if found else None
+
+
 def resume_hint(error: RateLimited, sleep_s: float, command: str, *, now: dt.datetime | None = None) -> str:
     """The lines printed when a rate limit stops a run: when to resume, and how."""
     wait = error.retry_after if error.from_budget and error.retry_after is not None else max(sleep_s, error.retry_after or 0.0)
@@ -201,52 +207,6 @@ def resume_hint(error: RateLimited, sleep_s: float, command: str, *, now: dt.dat
         f"Rate limited: {error.reason} ({error.symbol}). Everything fetched so far is committed.\n"
         f"Resume after {at} (in {wait:.0f} s) with:\n  {command}"
     )
-
-
-@contextlib.contextmanager
-def prefect_progress(key: str, description: str) -> Iterator[None]:
-    """Inside a Prefect flow run: a progress artifact (percent of items done) that every Reporter
-    of the run updates as items finish; a long run shows how far it got in the UI."""
-    from prefect.artifacts import create_progress_artifact, update_progress_artifact
-
-    from tasks.display import progress_sink
-
-    artifact = create_progress_artifact(progress=0.0, key=key, description=description)
-
-    def update(done: int, total: int) -> None:
-        if artifact is not None and total:
-            update_progress_artifact(artifact_id=artifact, progress=100.0 * done / total)  # type: ignore[arg-type]
-
-    token = progress_sink.set(update)
-    try:
-        yield
-    finally:
-        progress_sink.reset(token)
-
-
-def run_with_artifacts(name: str, title: str, body: Callable[[Callable[[str], None]], int]) -> int:
-    """Run ``body(log)`` inside a Prefect flow run with a progress artifact, then leave a markdown
-    artifact: the run's closing lines (summary, failures, the command that resumes it)."""
-    from prefect import get_run_logger
-    from prefect.artifacts import create_markdown_artifact
-
-    logger = get_run_logger()
-    lines: list[str] = []
-
-    def log(text: str) -> None:
-        lines.append(text)
-        logger.info(text)
-
-    code = EXIT_INTERRUPTED
-    try:
-        with prefect_progress(f"{name}-progress", "items done, %"):
-            code = body(log)
-    finally:
-        tail = [line for line in lines if not line.startswith("[")][-12:]  # the closing lines, not every item
-        text = "\n".join(f"    {line}" for line in "\n".join(tail).splitlines())
-        create_markdown_artifact(key=f"{name}-summary", markdown=f"## {title} (exit code {code})\n\n{text or '    (no output)'}\n",
-                                 description=f"{title}: what happened, and how to resume")
-    return code
 
 
 def install_sigterm() -> None:

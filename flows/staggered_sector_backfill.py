@@ -28,11 +28,9 @@ from flows.runtime import (
     command_line,
     plain,
     positive_float,
-    prefect_task,
     program_name,
     resume_hint,
     run_cli,
-    run_with_artifacts,
     use_prefect,
     without_flags,
 )
@@ -264,20 +262,22 @@ def build_flow() -> Any:
     """The Prefect flow (built on demand so plain runs never import Prefect)."""
     from prefect import flow
 
+    from flows.prefect_glue import prefect_task, run_in_flow
+
     @flow(name=FLOW_NAME, log_prints=False, validate_parameters=False)
     def staggered_sector_backfill(
         tickers: list[str] | None = None, days: int = 20, end_date: str | None = None, delay_minutes: float = 5.0,
         skip_existing: bool = False, refresh: bool = False, rate_limit_sleep: float = 900.0, max_retries: int = 3,
         retry_wait: float = 1.0, timeout: float = 10.0, cache_dir: str = ".cache", resume: bool = False,
         args: list[str] | None = None, prog: str = "staggered-backfill", rate: str = DEFAULT_RATE, rate_budget: str = DEFAULT_NAME,
-    ) -> int:
+    ) -> Any:
         opts = StaggerOptions(
             tickers=tuple(parse_ticker_list(tickers or list(SECTOR_ETFS))), days=days,
             end_date=dt.date.fromisoformat(end_date) if end_date else None, delay_minutes=delay_minutes, skip_existing=skip_existing,
             refresh=refresh, rate_limit_sleep=rate_limit_sleep, max_retries=max_retries, retry_wait=retry_wait, timeout=timeout,
             cache_dir=Path(cache_dir), rate_per_min=parse_rate(rate), rate_budget=rate_budget,
         )
-        return run_with_artifacts(FLOW_NAME, "Staggered sector backfill",
+        return run_in_flow(FLOW_NAME, "Staggered sector backfill",
                                   lambda log: run_stagger(opts, args=args or [], prog=prog, resume=resume, log=log, wrap=prefect_task))
 
     return staggered_sector_backfill
@@ -291,16 +291,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         ns = build_parser().parse_args(args)
         opts = options_from_args(ns)
         if use_prefect(ns.orchestrate, dry_run=opts.dry_run):
+            from flows.prefect_glue import exit_code
+
             try:
-                return int(build_flow()(
+                code = exit_code(build_flow()(
                     tickers=list(opts.tickers), days=opts.days, end_date=opts.end_date.isoformat() if opts.end_date else None,
                     delay_minutes=opts.delay_minutes, skip_existing=opts.skip_existing, refresh=opts.refresh,
                     rate_limit_sleep=opts.rate_limit_sleep, max_retries=opts.max_retries, retry_wait=opts.retry_wait,
                     timeout=opts.timeout, cache_dir=str(opts.cache_dir), resume=ns.resume, args=args, prog=prog,
-                    rate=f"{opts.rate_per_min:g}/min", rate_budget=opts.rate_budget,
+                    rate=f"{opts.rate_per_min:g}/min", rate_budget=opts.rate_budget, return_state=True,
                 ))
             except KeyboardInterrupt:
                 return EXIT_INTERRUPTED
+            return code
         try:
             return run_stagger(opts, args=args, prog=prog, resume=ns.resume)
         except KeyboardInterrupt:

@@ -14,6 +14,7 @@ STATED = {  # deployment name → (flow name, cron): what the issue and README p
     "weekdays-0900-utc": ("daily-pipeline", "0 9 * * 1-5"),
     "weekly-saturday-0600-utc": ("staggered-sector-backfill", "0 6 * * 6"),
     "daily-2230-utc": ("event-valuation", "30 22 * * *"),
+    "every-10-minutes": ("jsonl-ingest", "*/10 * * * *"),
 }
 
 

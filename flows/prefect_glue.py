@@ -1,0 +1,200 @@
+"""What the flows share with Prefect: task wrapping, artifacts, the run's final state, continuations.
+
+A flow's return value does not set its state, so every flow ends with ``final_state``: the state
+a user sees in the UI says what happened, and its data is the CLI's exit code.
+
+    exit 0   all done                  Completed
+    exit 1   some items failed         Failed       (message: how many and which)
+    exit 2   bad input                 Failed "BadInput"
+    exit 75  rate limit / daily quota  Cancelled "RateLimited" (message: the resume time); in a
+                                       deployment run a continuation is scheduled at that time,
+                                       at most one pending per deployment; after
+                                       MAX_CONSECUTIVE_STOPS stops in a row (env
+                                       BACKFILL_MAX_CONSECUTIVE_STOPS): Failed "RateLimited"
+    exit 130 interrupted / cancelled   Cancelled
+
+Imported only where Prefect runs: plain runs never import Prefect.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+from flows.runtime import parse_resume_at
+from tasks.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, EXIT_RATE_LIMITED, EXIT_SOME_FAILED
+
+F = TypeVar("F", bound=Callable[..., Any])
+MAX_CONSECUTIVE_STOPS = 5  # stops in a row after which a deployment stops rescheduling itself (env below)
+CONTINUATION_TAG = "continuation"
+STOP_TAG = "rate-limit-stop-"  # + how many stops in a row led to this run
+
+
+class RunEnded(Exception):
+    """The data of a run's final state when it is not Completed: Prefect expects an exception there;
+    ``code`` is the exit code the CLI returns for it."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.code, str(self)))
+
+
+def prefect_task(fn: F, name: str, **options: Any) -> F:
+    """Wrap ``fn`` as a Prefect task; its inputs (connections, frames) are never cached or persisted."""
+    from prefect import task
+    from prefect.cache_policies import NO_CACHE
+
+    return task(name=name, cache_policy=NO_CACHE, persist_result=False, **options)(fn)  # type: ignore[return-value]
+
+
+@contextlib.contextmanager
+def prefect_progress(key: str, description: str) -> Iterator[None]:
+    """Inside a Prefect flow run: a progress artifact (percent of items done) that every Reporter
+    of the run updates as items finish; a long run shows how far it got in the UI."""
+    from prefect.artifacts import create_progress_artifact, update_progress_artifact
+
+    from tasks.display import progress_sink
+
+    artifact = create_progress_artifact(progress=0.0, key=key, description=description)
+
+    def update(done: int, total: int) -> None:
+        if artifact is not None and total:
+            update_progress_artifact(artifact_id=artifact, progress=100.0 * done / total)  # type: ignore[arg-type]
+
+    token = progress_sink.set(update)
+    try:
+        yield
+    finally:
+        progress_sink.reset(token)
+
+
+def closing_lines(lines: list[str], count: int = 12) -> list[str]:
+    """The run's closing lines (summary, failures, resume command), not every item's progress line."""
+    return [line for line in lines if not line.startswith("[")][-count:]
+
+
+def run_in_flow(name: str, title: str, body: Callable[[Callable[[str], None]], int]) -> Any:
+    """Run ``body(log)`` in a Prefect flow run with a progress artifact; leave a markdown artifact of
+    its closing lines; return the run's final state (see module doc)."""
+    from prefect import get_run_logger
+    from prefect.artifacts import create_markdown_artifact
+
+    logger = get_run_logger()
+    lines: list[str] = []
+
+    def log(text: str) -> None:
+        lines.append(text)
+        logger.info(text)
+
+    code = EXIT_INTERRUPTED
+    try:
+        with prefect_progress(f"{name}-progress", "items done, %"):
+            code = body(log)
+    except KeyboardInterrupt:
+        code = EXIT_INTERRUPTED
+    finally:
+        text = "\n".join(f"    {line}" for line in "\n".join(closing_lines(lines)).splitlines())
+        create_markdown_artifact(key=f"{name}-summary", markdown=f"## {title} (exit code {code})\n\n{text or '    (no output)'}\n",
+                                 description=f"{title}: what happened, and how to resume")
+    return final_state(code, lines)
+
+
+def final_state(code: int, lines: list[str]) -> Any:
+    """The Prefect state for a run that ended with exit ``code`` and printed ``lines``."""
+    from prefect.states import Cancelled, Completed, Failed
+
+    summary = "\n".join(closing_lines(lines, 6)) or "(no output)"
+    if code == EXIT_OK:
+        return Completed(message=summary, data=code)
+    if code == EXIT_RATE_LIMITED:
+        resume_at = parse_resume_at(lines)
+        scheduled = continue_at(resume_at) if resume_at is not None else "no resume time was given"
+        if scheduled is None:
+            message = (f"Stopped by a rate limit {max_consecutive_stops()} times in a row: not rescheduled again, "
+                       f"look at the source's limits.\n{summary}")
+            return Failed(name="RateLimited", message=message, data=RunEnded(code, message))
+        at = resume_at.strftime("%Y-%m-%d %H:%M:%S UTC") if resume_at else "later"
+        message = f"Stopped by a rate limit; resume after {at} ({scheduled}).\n{summary}"
+        return Cancelled(name="RateLimited", message=message, data=RunEnded(code, message))
+    if code == EXIT_SOME_FAILED:
+        return Failed(message=summary, data=RunEnded(code, summary))
+    if code == EXIT_BAD_INPUT:
+        return Failed(name="BadInput", message=summary, data=RunEnded(code, summary))
+    message = f"Interrupted: what was committed is kept.\n{summary}"
+    return Cancelled(message=message, data=RunEnded(code, message))
+
+
+def continue_at(when: dt.datetime) -> str | None:
+    """In a deployment run: schedule the same deployment with the same parameters at ``when``.
+
+    Returns what was done (for the state message), or None when this run is the
+    ``MAX_CONSECUTIVE_STOPS``-th stop in a row (nothing scheduled: the run should fail loudly).
+    """
+    from prefect.runtime import deployment, flow_run
+
+    if not deployment.id:
+        return "not a deployment run: rerun the command then"
+    stops = 1 + max((int(t.removeprefix(STOP_TAG)) for t in flow_run.tags if t.startswith(STOP_TAG)), default=0)
+    if stops >= max_consecutive_stops():
+        return None
+    pending = pending_continuation(deployment.id)
+    if pending is not None:
+        return f"continuation {pending} is already scheduled"
+    from prefect.deployments import run_deployment
+
+    tags = [t for t in flow_run.tags if t != CONTINUATION_TAG and not t.startswith(STOP_TAG)]
+    run = run_deployment(name=deployment.id, parameters=dict(flow_run.parameters), scheduled_time=when, timeout=0,
+                         as_subflow=False, tags=[*tags, CONTINUATION_TAG, f"{STOP_TAG}{stops}"])
+    return f"continuation {getattr(run, 'name', '?')} scheduled after stop {stops} in a row (gives up at {max_consecutive_stops()})"
+
+
+def max_consecutive_stops() -> int:
+    """``BACKFILL_MAX_CONSECUTIVE_STOPS`` (a positive integer) or MAX_CONSECUTIVE_STOPS."""
+    try:
+        return max(1, int(os.environ.get("BACKFILL_MAX_CONSECUTIVE_STOPS", MAX_CONSECUTIVE_STOPS)))
+    except ValueError:
+        return MAX_CONSECUTIVE_STOPS
+
+
+def pending_continuation(deployment_id: str) -> str | None:
+    """The name of a continuation of this deployment still waiting to run, if any."""
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        DeploymentFilter,
+        DeploymentFilterId,
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+        FlowRunFilterTags,
+    )
+    from prefect.client.schemas.objects import StateType
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[UUID(str(deployment_id))])),
+            flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[CONTINUATION_TAG]),
+                                          state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED,
+                                                                                                     StateType.PENDING]))),
+            limit=1)
+    return runs[0].name if runs else None
+
+
+def exit_code(state: Any) -> int:
+    """The CLI's exit code for a flow run's final state; an exception the flow raised is raised again
+    (the CLI edge maps it to its code)."""
+    result = state.result(raise_on_failure=False)
+    if isinstance(result, RunEnded):
+        return result.code
+    if isinstance(result, BaseException):
+        raise result
+    if isinstance(result, int):
+        return result
+    return EXIT_OK if state.is_completed() else EXIT_SOME_FAILED

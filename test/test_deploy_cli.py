@@ -1,0 +1,192 @@
+"""The README's deploy path, typed as a user types it: Prefect's own CLI against a live server
+(``prefect-local``, its database in PostgreSQL), ``prefect.yaml``, a process work pool, a worker.
+
+Every deployment in ``prefect.yaml`` starts and finishes through a worker; a run stopped by a rate
+limit ends in a state that says so and schedules its own continuation, which finishes the work
+once the source recovers, and a deployment that keeps being stopped gives up loudly."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+import yaml
+
+from test.fake_yahoo import FakeYahoo
+from test.fix_db import table_rows
+from test.fix_yahoo import ROOT, cli_env
+from test.jsonl_tree import make_tree
+from test.test_etf_backfill import expected_rows
+
+pytestmark = pytest.mark.slow
+POOL = "market-data"  # the pool prefect.yaml names
+END = "2025-07-08"
+
+
+def prefect(*args: str, env: dict[str, str], timeout: float = 180) -> str:
+    done = subprocess.run([sys.executable, "-m", "prefect", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, f"prefect {' '.join(args)}:\n{done.stdout}\n{done.stderr}"
+    return done.stdout + done.stderr
+
+
+def run_deployment(name: str, params: dict[str, Any], env: dict[str, str]) -> str:
+    """``prefect deployment run NAME -p key=value ...``; returns the new flow run's id."""
+    import json
+
+    argv = ["deployment", "run", name]
+    for key, value in params.items():
+        argv += ["-p", f"{key}={json.dumps(value)}"]
+    out = prefect(*argv, env=env)
+    found = re.search(r"UUID:\s*([0-9a-f-]{36})", out)
+    assert found, out
+    return found.group(1)
+
+
+def read_run(api: str, run_id: str) -> dict[str, Any]:
+    answer = httpx.get(f"{api}/flow_runs/{run_id}", timeout=10)
+    answer.raise_for_status()
+    return dict(answer.json())
+
+
+def work_once(env: dict[str, str], log: Path) -> None:
+    """``prefect worker start --pool market-data --run-once``: takes the runs that are due, runs them, exits."""
+    with log.open("a") as out:
+        done = subprocess.run([sys.executable, "-m", "prefect", "worker", "start", "--pool", POOL, "--run-once"], cwd=ROOT, env=env,
+                              stdout=out, stderr=subprocess.STDOUT, text=True, timeout=400)
+    assert done.returncode == 0, log.read_text()[-4000:]
+
+
+def continuations(api: str, deployment_id: str) -> list[dict[str, Any]]:
+    answer = httpx.post(f"{api}/flow_runs/filter", timeout=10, json={
+        "deployments": {"id": {"any_": [deployment_id]}}, "flow_runs": {"tags": {"all_": ["continuation"]}}, "sort": "EXPECTED_START_TIME_ASC"})
+    answer.raise_for_status()
+    return list(answer.json())
+
+
+@pytest.fixture
+def deployed(fake_yahoo: FakeYahoo, dsn: str, prefect_api: dict[str, str], tmp_path: Path) -> Iterator[dict[str, str]]:
+    """``prefect work-pool create`` + ``prefect deploy --all`` from prefect.yaml; env for the worker."""
+    env = {**cli_env(fake_yahoo, dsn), **prefect_api, "MARKET_BACKFILL_HOME": str(ROOT), "PREFECT_WORKER_QUERY_SECONDS": "1",
+           "PREFECT_WORKER_PREFETCH_SECONDS": "1", "BACKFILL_MAX_CONSECUTIVE_STOPS": "3"}
+    prefect("work-pool", "create", POOL, "--type", "process", "--overwrite", env=env)
+    out = prefect("deploy", "--all", "--no-prompt", env=env)
+    spec = yaml.safe_load((ROOT / "prefect.yaml").read_text(encoding="utf-8"))
+    for d in spec["deployments"]:
+        assert d["name"] in out, out
+    # Schedules would start real runs while the test works: pause them (manual runs still go).
+    prefect("deployment", "schedule", "pause", "--all", "--no-prompt", env=env)
+    yield env
+    prefect("deployment", "schedule", "resume", "--all", "--no-prompt", env=env)
+
+
+def test_every_deployment_in_prefect_yaml_starts_and_finishes_through_a_worker(deployed: dict[str, str], dsn: str,
+                                                                                tmp_path: Path) -> None:
+    env, api = deployed, deployed["PREFECT_API_URL"]
+    cache = str(tmp_path / "cache")
+    events = tmp_path / "events.csv"
+    events.write_text("ticker,event_time,source\nAAA,2025-03-05 15:00:00+00:00,news\n", encoding="utf-8")
+    tree = make_tree(tmp_path / "observer", files=1, minutes_per_file=1)
+    runs = {
+        "daily-pipeline/weekdays-0900-utc": {"stages": ["etf-ohlc", "etf-holdings", "trending"], "as_of": "2025-06-30", "days": 21,
+                                             "delay": 0.0, "rate": "100000/min", "cache_dir": cache},
+        "staggered-sector-backfill/weekly-saturday-0600-utc": {"tickers": ["XLK", "XLV"], "days": 5, "end_date": END,
+                                                               "delay_minutes": 0.001, "cache_dir": cache},
+        "event-valuation/daily-2230-utc": {"import_csv": str(events), "as_of": "2025-06-30", "delay": 0.0, "cache_dir": cache,
+                                           "fundamentals": "none"},
+        "jsonl-ingest/every-10-minutes": {"root": str(tree.root)},
+    }
+    spec = yaml.safe_load((ROOT / "prefect.yaml").read_text(encoding="utf-8"))
+    assert {f"{d['entrypoint'].split(':')[1].replace('_', '-')}/{d['name']}" for d in spec["deployments"]} == set(runs)
+    ids = {name: run_deployment(name, params, env) for name, params in runs.items()}
+    work_once(env, tmp_path / "worker.log")
+    states = {name: read_run(api, run_id)["state"] for name, run_id in ids.items()}
+    assert {n: s["type"] for n, s in states.items()} == dict.fromkeys(runs, "COMPLETED"), (states, (tmp_path / "worker.log").read_text()[-4000:])
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT count(*) FROM analytics_trending_sectors").fetchone() == (33,)
+        assert conn.execute("SELECT valuation_status FROM txn_events").fetchall() == [("ok",)]
+        assert conn.execute("SELECT count(*) FROM scalp_ticks").fetchone() == (len(tree.all_ticks()),)
+    staggered = [r for r in table_rows(dsn, "collected_daily_etf_ohlc") if r[0] in ("XLK", "XLV") and r[1] > dt.date(2025, 6, 30)]
+    assert staggered == expected_rows(["XLK", "XLV"], [dt.date(2025, 7, 1), dt.date(2025, 7, 2), dt.date(2025, 7, 3),
+                                                       dt.date(2025, 7, 7), dt.date(2025, 7, 8)])
+
+
+def test_a_rate_limited_deployment_run_schedules_its_continuation_until_the_source_recovers(
+        deployed: dict[str, str], fake_yahoo: FakeYahoo, dsn: str, tmp_path: Path) -> None:
+    env, api = deployed, deployed["PREFECT_API_URL"]
+    name = "staggered-sector-backfill/weekly-saturday-0600-utc"
+    params = {"tickers": ["XLK"], "days": 5, "end_date": END, "delay_minutes": 0.001, "rate_limit_sleep": 20.0,
+              "cache_dir": str(tmp_path / "cache")}
+    log = tmp_path / "worker.log"
+    fake_yahoo.blocked_until = time.time() + 3600  # every request gets 429 until further notice
+
+    first = run_deployment(name, params, env)
+    work_once(env, log)
+    state = read_run(api, first)["state"]
+    assert (state["type"], state["name"]) == ("CANCELLED", "RateLimited"), state
+    assert "resume after 20" in state["message"] and "continuation" in state["message"]
+    deployment_id = read_run(api, first)["deployment_id"]
+    (pending,) = continuations(api, deployment_id)
+    assert pending["state"]["type"] == "SCHEDULED" and pending["parameters"] == read_run(api, first)["parameters"]
+    resume_at = dt.datetime.fromisoformat(state["message"].split("resume after ")[1][:19]).replace(tzinfo=dt.UTC)
+    assert abs(dt.datetime.fromisoformat(pending["expected_start_time"]) - resume_at) <= dt.timedelta(seconds=1)
+
+    # A second stop while the continuation waits (the shared budget is cooling down) adds no second one.
+    again = run_deployment(name, params, env)
+    _run_until(env, log, api, again)
+    assert read_run(api, again)["state"]["name"] == "RateLimited"
+    assert len([r for r in continuations(api, deployment_id) if r["state"]["type"] == "SCHEDULED"]) == 1
+
+    # The source recovers: the continuation runs at its time and finishes the work.
+    fake_yahoo.blocked_until = None
+    _run_until(env, log, api, pending["id"])
+    done = read_run(api, pending["id"])["state"]
+    assert done["type"] == "COMPLETED", (done, log.read_text()[-4000:])
+    assert dt.datetime.fromisoformat(read_run(api, pending["id"])["start_time"]) >= resume_at
+    assert table_rows(dsn, "collected_daily_etf_ohlc") == expected_rows(["XLK"], [dt.date(2025, 7, 1), dt.date(2025, 7, 2),
+                                                                                   dt.date(2025, 7, 3), dt.date(2025, 7, 7),
+                                                                                   dt.date(2025, 7, 8)])
+    assert not [r for r in continuations(api, deployment_id) if r["state"]["type"] == "SCHEDULED"]
+
+
+def test_a_deployment_stopped_again_and_again_gives_up_loudly(deployed: dict[str, str], fake_yahoo: FakeYahoo,
+                                                             tmp_path: Path) -> None:
+    env, api = deployed, deployed["PREFECT_API_URL"]
+    name = "staggered-sector-backfill/weekly-saturday-0600-utc"
+    params = {"tickers": ["XLV"], "days": 5, "end_date": END, "delay_minutes": 0.001, "rate_limit_sleep": 1.0,
+              "cache_dir": str(tmp_path / "cache")}
+    log = tmp_path / "worker.log"
+    fake_yahoo.blocked_until = time.time() + 3600
+    run_id = run_deployment(name, params, env)
+    deployment_id = ""
+    for _ in range(3):  # the first run, then continuations 1 and 2 (BACKFILL_MAX_CONSECUTIVE_STOPS=3)
+        _run_until(env, log, api, run_id)
+        run = read_run(api, run_id)
+        deployment_id = run["deployment_id"]
+        waiting = [r for r in continuations(api, deployment_id) if r["state"]["type"] == "SCHEDULED"]
+        if not waiting:
+            break
+        run_id = waiting[0]["id"]
+    state = read_run(api, run_id)["state"]
+    assert (state["type"], state["name"]) == ("FAILED", "RateLimited"), state
+    assert "3 times in a row" in state["message"]
+    assert not [r for r in continuations(api, deployment_id) if r["state"]["type"] == "SCHEDULED"]
+
+
+def _run_until(env: dict[str, str], log: Path, api: str, run_id: str, timeout: float = 120) -> None:
+    """Poll with ``--run-once`` workers until ``run_id`` has finished (it may be scheduled a few seconds ahead)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if read_run(api, run_id)["state"]["type"] in ("COMPLETED", "FAILED", "CANCELLED", "CRASHED"):
+            return
+        work_once(env, log)
+        time.sleep(0.5)
+    raise AssertionError(f"flow run {run_id} did not finish: {read_run(api, run_id)['state']}\n{log.read_text()[-3000:]}")
