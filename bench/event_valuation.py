@@ -46,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--skip-1m", action="store_true", help="skip the 10x-events memory run")
     args = p.parse_args(argv)
 
-    from tasks.prices import price_request
+    from tasks.prices.obtain import price_request
 
     work = Path(tempfile.mkdtemp(prefix="bench-val-"))
     csv = work / "events.csv"

@@ -31,9 +31,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     import yfinance as yf
     import yfinance.cache as yf_cache
 
-    from tasks.prices import price_request
-    from tasks.valuation import METRIC_COLUMNS, value_events
-    from tasks.value_groups import spy_series
+    from tasks.events.groups import spy_series
+    from tasks.events.metrics import METRIC_COLUMNS, value_events
+    from tasks.prices.obtain import price_request
 
     yf.set_tz_cache_location(tempfile.mkdtemp(prefix="old-way-"))
     conn = psycopg.connect(os.environ["DATABASE_URL"])

@@ -24,9 +24,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench.common import fresh_database, run_module, write_section
-from tasks.budget import RateBudget
-from tasks.db import migrate
-from tasks.ratelimit import RateLimiter
+from tasks.core.db import migrate
+from tasks.sources.budget import RateBudget
+from tasks.sources.spacing import RateLimiter
 from test.test_rate_budget import grab, most_in_window
 
 

@@ -15,12 +15,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from flows.runtime import ArgumentParser, int_in, iso_date, run_cli
-from tasks.calendar import MAX_DAYS, last_closed_session, sessions_back
-from tasks.db import default_pgdata, open_database, resolve_dsn
-from tasks.errors import EXIT_OK, EXIT_SOME_FAILED, BadInput
-from tasks.status import coverage_report, format_table, plot_heatmap
-from tasks.store import ETF_TABLE, STOCK_TABLE
-from tasks.tickers import parse_ticker_list
+from tasks.core.calendar import MAX_DAYS, last_closed_session, sessions_back
+from tasks.core.db import default_pgdata, open_database, resolve_dsn
+from tasks.core.errors import EXIT_OK, EXIT_SOME_FAILED, BadInput
+from tasks.core.tickers import parse_ticker_list
+from tasks.prices.coverage_report import coverage_report, format_table, plot_heatmap
+from tasks.prices.store import ETF_TABLE, STOCK_TABLE
 
 TABLES = {"etf": [ETF_TABLE], "stock": [STOCK_TABLE], "all": [ETF_TABLE, STOCK_TABLE]}
 

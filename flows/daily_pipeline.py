@@ -42,11 +42,9 @@ from flows.runtime import (
     use_prefect,
     without_flags,
 )
-from tasks.allocation import cap_weights, require_history, selected_stocks, store_allocation
-from tasks.budget import DEFAULT_NAME, DEFAULT_RATE, RateBudget, parse_rate
-from tasks.calendar import MAX_DAYS, last_closed_session, sessions_back
-from tasks.db import default_pgdata, open_database, resolve_dsn
-from tasks.errors import (
+from tasks.core.calendar import MAX_DAYS, last_closed_session, sessions_back
+from tasks.core.db import default_pgdata, open_database, resolve_dsn
+from tasks.core.errors import (
     EXIT_BAD_INPUT,
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -57,12 +55,14 @@ from tasks.errors import (
     RateLimited,
     SourceError,
 )
-from tasks.holdings import store_holdings
-from tasks.ratelimit import RateLimiter
-from tasks.source import YahooSource
-from tasks.store import STOCK_TABLE
-from tasks.tickers import ETF_UNIVERSE, SECTOR_ETFS
-from tasks.trending import WINDOWS, compute_trending, load_adjusted
+from tasks.core.tickers import ETF_UNIVERSE, SECTOR_ETFS
+from tasks.pipeline.allocation import cap_weights, require_history, selected_stocks, store_allocation
+from tasks.pipeline.holdings import store_holdings
+from tasks.pipeline.trending import WINDOWS, compute_trending, load_adjusted
+from tasks.prices.store import STOCK_TABLE
+from tasks.sources.budget import DEFAULT_NAME, DEFAULT_RATE, RateBudget, parse_rate
+from tasks.sources.spacing import RateLimiter
+from tasks.sources.yahoo import YahooSource
 
 FLOW_NAME = "daily-pipeline"
 MODULE = "flows.daily_pipeline"

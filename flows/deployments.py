@@ -35,7 +35,7 @@ from flows.etf_backfill import build_flow as build_etf
 from flows.event_valuation import build_flow as build_valuation
 from flows.jsonl_ingest import build_flow as build_jsonl
 from flows.staggered_sector_backfill import build_flow as build_staggered
-from tasks.budget import DEFAULT_NAME, DEFAULT_RATE
+from tasks.sources.budget import DEFAULT_NAME, DEFAULT_RATE
 
 # Module-level flows: the entrypoints that prefect.yaml names (flows/deployments.py:<name>).
 daily_pipeline = build_pipeline()

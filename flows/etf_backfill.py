@@ -29,7 +29,14 @@ from flows.runtime import (
     run_cli,
     use_prefect,
 )
-from tasks.backfill import (
+from tasks.core.calendar import sessions_back
+from tasks.core.db import default_pgdata, open_database, resolve_dsn
+from tasks.core.display import Reporter
+from tasks.core.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_RATE_LIMITED, EXIT_SOME_FAILED, RateLimited, SourceError
+from tasks.core.runs import finish_run, start_run
+from tasks.core.tickers import ETF_UNIVERSE, parse_ticker_list
+from tasks.core.types import FetchResult
+from tasks.prices.backfill import (
     BackfillPlan,
     PlanItem,
     Summary,
@@ -39,18 +46,11 @@ from tasks.backfill import (
     record_failure,
     record_skip,
 )
-from tasks.budget import DEFAULT_NAME, DEFAULT_RATE, RateBudget, describe_budget, parse_rate, peek_budget
-from tasks.cache import DownloadCache
-from tasks.calendar import sessions_back
-from tasks.db import default_pgdata, open_database, resolve_dsn
-from tasks.display import Reporter
-from tasks.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_RATE_LIMITED, EXIT_SOME_FAILED, RateLimited, SourceError
-from tasks.progress import finish_run, start_run
-from tasks.ratelimit import RateLimiter
-from tasks.source import YahooSource
-from tasks.store import ETF_TABLE
-from tasks.tickers import ETF_UNIVERSE, parse_ticker_list
-from tasks.types import FetchResult
+from tasks.prices.store import ETF_TABLE
+from tasks.sources.budget import DEFAULT_NAME, DEFAULT_RATE, RateBudget, describe_budget, parse_rate, peek_budget
+from tasks.sources.cache import DownloadCache
+from tasks.sources.spacing import RateLimiter
+from tasks.sources.yahoo import YahooSource
 
 FLOW_NAME = "etf-backfill"
 

@@ -25,7 +25,6 @@ import pandas as pd
 
 from flows.fundamentals_phase import MODES as FUNDAMENTAL_MODES
 from flows.fundamentals_phase import FundamentalsOptions, api_key, run_fundamentals
-from flows.group_pool import GroupOutcome, process_mapper, start_method
 from flows.runtime import (
     ArgumentParser,
     add_budget_flags,
@@ -40,12 +39,10 @@ from flows.runtime import (
     run_cli,
     use_prefect,
 )
-from tasks.budget import DEFAULT_NAME, DEFAULT_RATE, RateBudget, describe_budget, parse_rate, peek_budget
-from tasks.cache import DownloadCache
-from tasks.calendar import last_closed_session, nyse
-from tasks.db import default_pgdata, open_database, resolve_dsn
-from tasks.display import Reporter
-from tasks.errors import (
+from tasks.core.calendar import last_closed_session, nyse
+from tasks.core.db import default_pgdata, open_database, resolve_dsn
+from tasks.core.display import Reporter, format_eta
+from tasks.core.errors import (
     EXIT_BAD_INPUT,
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -56,13 +53,9 @@ from tasks.errors import (
     SourceError,
     StoreError,
 )
-from tasks.events import ImportResult, TickerWork, check_csv, describe_bad, import_csv, pending_by_ticker
-from tasks.fmp import FREE_DAILY_LIMIT
-from tasks.prices import covered_tickers, price_request
-from tasks.staggered import format_eta
-from tasks.store import ETF_TABLE, STOCK_TABLE
-from tasks.tickers import BENCHMARK, parse_ticker_list
-from tasks.value_groups import (
+from tasks.core.processes import start_method
+from tasks.core.tickers import BENCHMARK, parse_ticker_list
+from tasks.events.groups import (
     GroupResult,
     SourceSettings,
     ValuationContext,
@@ -73,6 +66,13 @@ from tasks.value_groups import (
     spy_series,
     value_group,
 )
+from tasks.events.imports import ImportResult, TickerWork, check_csv, describe_bad, import_csv, pending_by_ticker
+from tasks.events.pool import GroupOutcome, process_mapper
+from tasks.prices.obtain import covered_tickers, price_request
+from tasks.prices.store import ETF_TABLE, STOCK_TABLE
+from tasks.sources.budget import DEFAULT_NAME, DEFAULT_RATE, RateBudget, describe_budget, parse_rate, peek_budget
+from tasks.sources.cache import DownloadCache
+from tasks.sources.fmp import FREE_DAILY_LIMIT
 
 FLOW_NAME = "event-valuation"
 # Downloads cost CPU (yfinance parsing) under the GIL: with this many to do, spread them over processes.

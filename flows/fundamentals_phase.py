@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flows.runtime import resume_hint
-from tasks.budget import RateBudget, format_rate, parse_rate, peek_budget
-from tasks.db import connect, default_pgdata, open_database
-from tasks.errors import EXIT_OK, EXIT_RATE_LIMITED, EXIT_SOME_FAILED, BadInput
-from tasks.fmp import BUDGET_NAME, DEFAULT_BASE_URL, FREE_DAILY_LIMIT, FmpClient
-from tasks.fundamentals import due_tickers, requests_needed, value_fundamentals
+from tasks.core.db import connect, default_pgdata, open_database
+from tasks.core.errors import EXIT_OK, EXIT_RATE_LIMITED, EXIT_SOME_FAILED, BadInput
+from tasks.events.fundamentals import due_tickers, requests_needed, value_fundamentals
+from tasks.sources.budget import RateBudget, format_rate, parse_rate, peek_budget
+from tasks.sources.fmp import BUDGET_NAME, DEFAULT_BASE_URL, FREE_DAILY_LIMIT, FmpClient
 
 MODES = ("auto", "fmp", "none")
 

@@ -23,14 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flows.group_pool import die_with_parent, start_method
 from flows.runtime import ArgumentParser, add_common_flags, command_line, int_in, program_name, run_cli, use_prefect
-from tasks.db import connect, default_pgdata, open_database, resolve_dsn
-from tasks.display import Reporter
-from tasks.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, PipelineError
-from tasks.jsonl_files import FilePlan, count_lines, discover, plan_files
-from tasks.jsonl_load import FileResult, load_file
-from tasks.staggered import format_eta
+from tasks.core.db import connect, default_pgdata, open_database, resolve_dsn
+from tasks.core.display import Reporter, format_eta
+from tasks.core.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, PipelineError
+from tasks.core.processes import die_with_parent, start_method
+from tasks.jsonl.files import FilePlan, count_lines, discover, plan_files
+from tasks.jsonl.load import FileResult, load_file
 
 FLOW_NAME = "jsonl-ingest"
 MODULE = "flows.jsonl_ingest"

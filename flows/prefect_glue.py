@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from flows.runtime import parse_resume_at
-from tasks.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, EXIT_RATE_LIMITED, EXIT_SOME_FAILED
+from tasks.core.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, EXIT_RATE_LIMITED, EXIT_SOME_FAILED
 
 F = TypeVar("F", bound=Callable[..., Any])
 MAX_CONSECUTIVE_STOPS = 5  # stops in a row after which a deployment stops rescheduling itself (env below)
@@ -59,7 +59,7 @@ def prefect_progress(key: str, description: str) -> Iterator[None]:
     of the run updates as items finish; a long run shows how far it got in the UI."""
     from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
-    from tasks.display import progress_sink
+    from tasks.core.display import progress_sink
 
     artifact = create_progress_artifact(progress=0.0, key=key, description=description)
 

@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tasks.errors import (
+from tasks.core.errors import (
     EXIT_BAD_INPUT,
     EXIT_INTERRUPTED,
     EXIT_RATE_LIMITED,
@@ -79,7 +79,7 @@ class ArgumentParser(argparse.ArgumentParser):
 
 def add_fetch_flags(parser: argparse.ArgumentParser) -> None:
     """Flags every price backfill shares: range, retries, rate-limit advice, cache use."""
-    from tasks.calendar import MAX_DAYS
+    from tasks.core.calendar import MAX_DAYS
 
     parser.add_argument("--days", type=int_in(1, MAX_DAYS), default=20, help="NYSE trading sessions back from the end date (default: %(default)s)")
     parser.add_argument("--end-date", type=iso_date, default=None, help="last session to include, YYYY-MM-DD (default: the last closed NYSE session)")
@@ -96,7 +96,7 @@ def add_fetch_flags(parser: argparse.ArgumentParser) -> None:
 
 def add_budget_flags(parser: argparse.ArgumentParser) -> None:
     """The shared request budget every Yahoo request passes (see tasks/budget.py)."""
-    from tasks.budget import DEFAULT_NAME, DEFAULT_RATE
+    from tasks.sources.budget import DEFAULT_NAME, DEFAULT_RATE
 
     default = os.environ.get("YAHOO_RATE", DEFAULT_RATE)
     try:
@@ -111,7 +111,7 @@ def add_budget_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def rate_per_min(text: str) -> float:
-    from tasks.budget import parse_rate
+    from tasks.sources.budget import parse_rate
 
     try:
         return parse_rate(text)

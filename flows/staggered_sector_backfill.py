@@ -34,19 +34,19 @@ from flows.runtime import (
     use_prefect,
     without_flags,
 )
-from tasks.backfill import BackfillPlan, Summary, plan_backfill
-from tasks.budget import DEFAULT_NAME, DEFAULT_RATE, BudgetState, RateBudget, describe_budget, parse_rate, peek_budget
-from tasks.cache import DownloadCache
-from tasks.calendar import sessions_back
-from tasks.db import default_pgdata, open_database, resolve_dsn
-from tasks.display import Reporter
-from tasks.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_RATE_LIMITED, EXIT_SOME_FAILED, BadInput, Busy
-from tasks.progress import finish_run, item_statuses, last_unfinished_run, reopen_run, start_run
-from tasks.ratelimit import RateLimiter
-from tasks.source import YahooSource
-from tasks.staggered import StaggerState, eta_seconds, fetch_and_store, format_eta, run_staggered
-from tasks.store import ETF_TABLE
-from tasks.tickers import SECTOR_ETFS, parse_ticker_list, validate_ticker
+from tasks.core.calendar import sessions_back
+from tasks.core.db import default_pgdata, open_database, resolve_dsn
+from tasks.core.display import Reporter, format_eta
+from tasks.core.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_RATE_LIMITED, EXIT_SOME_FAILED, BadInput, Busy
+from tasks.core.runs import finish_run, item_statuses, last_unfinished_run, reopen_run, start_run
+from tasks.core.tickers import SECTOR_ETFS, parse_ticker_list, validate_ticker
+from tasks.prices.backfill import BackfillPlan, Summary, plan_backfill
+from tasks.prices.staggered import StaggerState, eta_seconds, fetch_and_store, run_staggered
+from tasks.prices.store import ETF_TABLE
+from tasks.sources.budget import DEFAULT_NAME, DEFAULT_RATE, BudgetState, RateBudget, describe_budget, parse_rate, peek_budget
+from tasks.sources.cache import DownloadCache
+from tasks.sources.spacing import RateLimiter
+from tasks.sources.yahoo import YahooSource
 
 FLOW_NAME = "staggered-sector-backfill"
 MODULE = "flows.staggered_sector_backfill"

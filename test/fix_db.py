@@ -21,7 +21,7 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, P
     if url:
         yield url, None
         return
-    from tasks.db import start_embedded_server
+    from tasks.core.db import start_embedded_server
 
     pgdata = tmp_path_factory.mktemp("pg") / "data"
     server = start_embedded_server(pgdata, cleanup_mode="delete")
@@ -69,7 +69,7 @@ def dsn(pg_server_dsn: str) -> Iterator[str]:
 @pytest.fixture
 def db(dsn: str) -> Iterator[psycopg.Connection[Any]]:
     """An autocommit connection to the test database, migrated."""
-    from tasks.db import migrate
+    from tasks.core.db import migrate
 
     with psycopg.connect(dsn, autocommit=True) as conn:
         migrate(conn)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import psycopg
 
-from tasks.calendar import sessions_between
+from tasks.core.calendar import sessions_between
 from test.fake_yahoo import FakeYahoo
 from test.fix_db import table_rows
 from test.fix_yahoo import CliRunner

@@ -8,8 +8,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from tasks.calendar import sessions_back
-from tasks.tickers import ETF_UNIVERSE, SECTOR_ETFS
+from tasks.core.calendar import sessions_back
+from tasks.core.tickers import ETF_UNIVERSE, SECTOR_ETFS
 from test.fake_yahoo import HOLDING_WEIGHTS, FakeYahoo, holdings_for, market_cap_for
 from test.fix_db import table_rows
 from test.fix_yahoo import CliRunner

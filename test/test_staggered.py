@@ -15,7 +15,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tasks.tickers import SECTOR_ETFS
+from tasks.core.tickers import SECTOR_ETFS
 from test.fake_yahoo import FakeYahoo
 from test.fix_db import table_rows
 from test.fix_yahoo import ROOT, CliRunner, cli_env

@@ -11,16 +11,16 @@ import pandas as pd
 import psycopg
 import pytest
 
-from tasks.cache import DownloadCache
-from tasks.calendar import last_closed_session, sessions_back
-from tasks.db import describe_dsn, migrate, scrub
-from tasks.errors import BadInput
-from tasks.normalize import normalize_history
-from tasks.ratelimit import RateLimiter
-from tasks.source import parse_retry_after
-from tasks.store import store_bars
-from tasks.tickers import parse_ticker_list, validate_ticker
-from tasks.types import FetchRequest, FetchResult
+from tasks.core.calendar import last_closed_session, sessions_back
+from tasks.core.db import describe_dsn, migrate, scrub
+from tasks.core.errors import BadInput
+from tasks.core.tickers import parse_ticker_list, validate_ticker
+from tasks.core.types import FetchRequest, FetchResult
+from tasks.prices.store import store_bars
+from tasks.sources.cache import DownloadCache
+from tasks.sources.normalize import normalize_history
+from tasks.sources.spacing import RateLimiter
+from tasks.sources.yahoo import parse_retry_after
 
 UTC = dt.UTC
 
@@ -170,7 +170,7 @@ def test_store_bars_counts_new_updated_unchanged_and_is_idempotent(db: psycopg.C
 
 
 def test_store_bars_rejects_whole_batch_on_bad_row(db: psycopg.Connection[Any]) -> None:
-    from tasks.errors import StoreError
+    from tasks.core.errors import StoreError
 
     bad = _bars("XLK", [dt.date(2025, 7, 1), dt.date(2025, 7, 2)])
     bad.loc[1, "close"] = None  # close is NOT NULL

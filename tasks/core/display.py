@@ -1,0 +1,100 @@
+"""Progress for people and logs: a rich bar on a terminal, plain numbered lines otherwise.
+
+Every message also goes to ``log`` (the Prefect run logger when a flow runs), so the
+Prefect UI carries the same lines as the terminal.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+from collections.abc import Callable
+from contextvars import ContextVar
+from typing import IO, Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+# Where finished-item counts also go (done, total): set by an orchestrator for the run it wraps,
+# e.g. to update a Prefect progress artifact. Read when a Reporter is made.
+progress_sink: ContextVar[Callable[[int, int], Any] | None] = ContextVar("progress_sink", default=None)
+
+
+class Reporter:
+    """Counts items done and prints one line per item.
+
+    Args:
+        total: items planned.
+        stream: where lines go (stdout by default).
+        log: extra sink for each line (e.g. a Prefect run logger's ``info``).
+        tty: force the terminal mode on or off (default: ask the stream).
+    """
+
+    def __init__(self, total: int, *, stream: IO[str] | None = None, log: Callable[[str], Any] | None = None, tty: bool | None = None) -> None:
+        self.total = total
+        self.done = 0
+        self.stream = stream or sys.stdout
+        self.log = log
+        self.sink = progress_sink.get()
+        self.tty = self.stream.isatty() if tty is None else tty
+        self._progress: Progress | None = None
+        self._task: Any = None
+        if self.tty and total > 0:
+            self._progress = Progress(
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                TextColumn("{task.fields[eta]}"), console=Console(file=self.stream), transient=True,
+            )
+            self._task = self._progress.add_task("starting", total=total, eta="")
+            self._progress.start()
+
+    def status(self, text: str, eta: str = "", *, plain: bool = False) -> None:
+        """Show what is happening now: on the bar of a terminal, in the log, and with ``plain``
+        also as a line when there is no terminal (for long waits a person should see)."""
+        line = text + (f" ({eta})" if eta else "")
+        if self._progress is not None:
+            self._progress.update(self._task, description=text, eta=eta)
+        elif plain and self.log is None:
+            print(line, file=self.stream, flush=True)
+        if self.log is not None:
+            self.log(line)
+
+    def item(self, text: str) -> None:
+        """One item finished: ``[3/12] XLF fetched (20 rows)``."""
+        self.done += 1
+        line = f"[{self.done}/{self.total}] {text}"
+        self.line(line)
+        if self._progress is not None:
+            self._progress.update(self._task, completed=self.done)
+        if self.sink is not None:
+            self.sink(self.done, self.total)
+
+    def line(self, text: str) -> None:
+        """A line that stays on screen."""
+        if self._progress is not None:
+            self._progress.console.print(text, markup=False, highlight=False)
+        elif self.log is None:  # with a log sink (Prefect), its console handler prints the line
+            print(text, file=self.stream, flush=True)
+        if self.log is not None:
+            self.log(text)
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+
+def format_eta(seconds: float, *, now: dt.datetime | None = None) -> str:
+    """``ETA 14:05:09 UTC (in 3m20s)``; beyond a year only the duration (no clock time overflows)."""
+    if not seconds < 365 * 86400:
+        return f"ETA in {seconds / 86400:,.0f} days" if seconds < 1e12 else "ETA: practically never"
+    now = now or dt.datetime.now(dt.UTC)
+    at = now + dt.timedelta(seconds=seconds)
+    return f"ETA {at:%H:%M:%S} UTC (in {format_duration(seconds)})"
+
+
+def format_duration(seconds: float) -> str:
+    """``1h02m03s``, ``4m05s`` or ``6s``."""
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else (f"{m}m{s:02d}s" if m else f"{s}s")

@@ -1,0 +1,101 @@
+"""Run and per-ticker progress records in the database (``backfill_runs``, ``backfill_run_items``).
+
+Item records are written inside the caller's transaction, next to the ticker's rows, so the
+record and the data commit or vanish together.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from tasks.core.errors import StoreError
+
+RUN_STATUSES = ("running", "done", "failed", "rate_limited", "interrupted")
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    run_id: int
+    flow: str
+    command: str
+    params: dict[str, Any]
+    status: str
+
+
+def start_run(conn: psycopg.Connection[Any], flow: str, command: str, params: dict[str, Any], tickers: list[str]) -> int:
+    """Create a run with every ticker ``pending``; return its id.
+
+    Raises:
+        StoreError: the insert failed.
+    """
+    try:
+        with conn.transaction():
+            row = conn.execute(
+                "INSERT INTO backfill_runs (flow, command, params) VALUES (%s, %s, %s) RETURNING run_id",
+                (flow, command, json.dumps(params)),
+            ).fetchone()
+            assert row is not None
+            run_id = int(row[0])
+            with conn.cursor() as cur:
+                cur.executemany(
+                    "INSERT INTO backfill_run_items (run_id, position, ticker) VALUES (%s, %s, %s)",
+                    [(run_id, i, t) for i, t in enumerate(tickers)],
+                )
+    except psycopg.Error as exc:
+        raise StoreError(f"recording the run failed: {exc}") from exc
+    return run_id
+
+
+def record_item(
+    conn: psycopg.Connection[Any], run_id: int, ticker: str, status: str, detail: str | None = None, *, new: int = 0, updated: int = 0
+) -> None:
+    """Set one ticker's outcome (call inside the transaction that wrote its rows)."""
+    conn.execute(
+        "UPDATE backfill_run_items SET status = %s, detail = %s, rows_new = %s, rows_updated = %s, updated_at = now()"
+        " WHERE run_id = %s AND ticker = %s",
+        (status, detail, new, updated, run_id, ticker),
+    )
+
+
+def finish_run(conn: psycopg.Connection[Any], run_id: int, status: str, summary: str) -> None:
+    """Close the run with its final status and summary line (best effort on a broken connection)."""
+    if status not in RUN_STATUSES:
+        raise ValueError(status)
+    try:
+        with conn.transaction():
+            conn.execute(
+                "UPDATE backfill_runs SET status = %s, summary = %s, finished_at = now() WHERE run_id = %s",
+                (status, summary, run_id),
+            )
+    except psycopg.Error:
+        pass  # the run stays 'running'; --resume treats that as interrupted
+
+
+def reopen_run(conn: psycopg.Connection[Any], run_id: int) -> None:
+    """Mark an interrupted run as running again (``--resume`` continues the same record)."""
+    with conn.transaction():
+        conn.execute("UPDATE backfill_runs SET status = 'running', finished_at = NULL WHERE run_id = %s", (run_id,))
+
+
+def last_unfinished_run(conn: psycopg.Connection[Any], flow: str) -> RunRecord | None:
+    """The newest run of ``flow`` that did not finish (interrupted, rate limited, crashed)."""
+    row = conn.execute(
+        "SELECT run_id, flow, command, params, status FROM backfill_runs"
+        " WHERE flow = %s ORDER BY run_id DESC LIMIT 1",
+        (flow,),
+    ).fetchone()
+    if row is None or row[4] in ("done", "failed"):
+        return None
+    return RunRecord(int(row[0]), row[1], row[2], dict(row[3]), row[4])
+
+
+def item_statuses(conn: psycopg.Connection[Any], run_id: int) -> dict[str, str]:
+    """Ticker → status for a run, in run order."""
+    rows = conn.execute(
+        "SELECT ticker, status FROM backfill_run_items WHERE run_id = %s ORDER BY position", (run_id,)
+    ).fetchall()
+    return {t: s for t, s in rows}

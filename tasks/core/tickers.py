@@ -1,0 +1,55 @@
+"""Ticker universes and the one place tickers from users are validated."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from tasks.core.errors import BadInput
+
+BENCHMARK = "SPY"
+# Order used by the staggered sector runner (as in the source guide).
+SECTOR_ETFS: tuple[str, ...] = ("XLK", "XLV", "XLF", "XLY", "XLC", "XLI", "XLP", "XLE", "XLU", "XLRE", "XLB")
+# SPY first, then the sectors in the order the backfill guide lists them.
+ETF_UNIVERSE: tuple[str, ...] = (BENCHMARK, "XLK", "XLV", "XLF", "XLE", "XLY", "XLP", "XLI", "XLB", "XLU", "XLRE", "XLC")
+
+_TICKER = re.compile(r"^[A-Z0-9.^=-]{1,15}$")
+
+
+def validate_ticker(raw: str) -> str:
+    """Return the ticker upper-cased and stripped, or raise BadInput.
+
+    Raises:
+        BadInput: the text is not a plausible Yahoo symbol.
+    """
+    ticker = raw.strip().upper()
+    if not _TICKER.fullmatch(ticker):
+        shown = raw if len(raw) <= 40 else raw[:37] + "..."
+        raise BadInput(f"invalid ticker {shown!r}: expected 1-15 of A-Z 0-9 . ^ = -")
+    return ticker
+
+
+def parse_ticker_list(text: str | Iterable[str]) -> list[str]:
+    """Parse ``"XLK, XLV"`` (or a list) into validated tickers, order kept, duplicates dropped.
+
+    Raises:
+        BadInput: any item is invalid, or the list is empty.
+    """
+    items = text.split(",") if isinstance(text, str) else list(text)
+    tickers: list[str] = []
+    bad: list[str] = []
+    for item in items:
+        if not item.strip():
+            continue
+        try:
+            ticker = validate_ticker(item)
+        except BadInput:
+            bad.append(item.strip())
+            continue
+        if ticker not in tickers:
+            tickers.append(ticker)
+    if bad:
+        raise BadInput("invalid ticker(s): " + ", ".join(repr(b[:40]) for b in bad) + " (allowed: 1-15 of A-Z 0-9 . ^ = -)")
+    if not tickers:
+        raise BadInput("no tickers given")
+    return tickers

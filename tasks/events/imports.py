@@ -1,0 +1,223 @@
+"""Events in ``txn_events``: CSV import (validated whole before anything is written) and the
+queries that select what a valuation run must (re)value.
+
+Import streams the file twice: once to validate every line (so a bad file is rejected whole,
+with every bad line number and reason), once to COPY into a temp table and insert with
+``ON CONFLICT DO NOTHING`` (so re-importing adds nothing). Memory stays flat for any file size.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import psycopg
+from psycopg import sql
+
+from tasks.core.errors import BadInput, StoreError
+from tasks.core.tickers import validate_ticker
+
+REQUIRED_COLUMNS = ("ticker", "event_time", "source")
+MAX_SHOWN_BAD = 50
+MAX_SOURCE_LEN = 200
+
+# Pending: never valued, failed, valued before its forward prices existed, or valued before a
+# change to the stored bars (its own or SPY's) within 45 days of it (the metrics' whole window:
+# 21 bars back, 20 ahead): a restated adj_close history or a revised recent bar.
+PENDING = sql.SQL(
+    "(valuation_status IS NULL OR valuation_status = 'error' OR (valuation_status = 'ok' AND "
+    "(ret_20d IS NULL OR excess_ret_20d IS NULL OR volume_ratio IS NULL))"
+    " OR EXISTS (SELECT 1 FROM price_changes c WHERE c.changed_at > txn_events.valued_at"
+    " AND ((c.table_name = 'collected_daily_stock_history' AND c.ticker = txn_events.ticker)"
+    " OR (c.table_name = 'collected_daily_etf_ohlc' AND c.ticker = 'SPY'))"
+    " AND c.first_date <= (txn_events.event_time AT TIME ZONE 'America/New_York')::date + 45"
+    " AND c.last_date >= (txn_events.event_time AT TIME ZONE 'America/New_York')::date - 45))"
+)
+
+
+@dataclass(frozen=True)
+class BadRow:
+    line: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.reason}"
+
+
+@dataclass
+class ImportResult:
+    rows: int = 0
+    inserted: int = 0
+    bad: list[BadRow] = field(default_factory=list)
+
+    @property
+    def duplicates(self) -> int:
+        return self.rows - self.inserted
+
+
+def parse_event_time(text: str) -> dt.datetime:
+    """ISO-8601 with an offset (``2025-08-28 10:25:00+00:00``, ``...T10:25:00Z``) → aware datetime.
+
+    Raises:
+        ValueError: unparsable, or no offset (a naive time is ambiguous).
+    """
+    value = dt.datetime.fromisoformat(text.strip())
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("time has no UTC offset")
+    return value
+
+
+def _rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
+    """(line number, row) for each data line; header checked first.
+
+    Raises:
+        BadInput: unreadable file, not UTF-8, or a required column missing.
+    """
+    try:
+        fh = open(path, encoding="utf-8", newline="")  # noqa: SIM115 (closed in finally)
+    except OSError as exc:
+        raise BadInput(f"cannot read {path}: {exc.strerror}") from exc
+    try:
+        reader = csv.DictReader(fh)
+        try:
+            header = reader.fieldnames
+        except UnicodeDecodeError as exc:
+            raise BadInput(f"{path} is not UTF-8 text (byte {exc.start} of the header)") from exc
+        if not header:
+            raise BadInput(f"{path} is empty: expected a header line {','.join(REQUIRED_COLUMNS)}")
+        names = [h.strip().lower() for h in header]
+        missing = [c for c in REQUIRED_COLUMNS if c not in names]
+        if missing:
+            raise BadInput(f"{path}: missing column(s) {', '.join(missing)} (header has: {', '.join(names)})")
+        reader.fieldnames = names
+        try:
+            for row in reader:
+                yield reader.line_num, row
+        except UnicodeDecodeError as exc:
+            raise BadInput(f"{path} is not UTF-8 text (after line {reader.line_num})") from exc
+        except csv.Error as exc:
+            raise BadInput(f"{path}: malformed CSV at line {reader.line_num}: {exc}") from exc
+    finally:
+        fh.close()
+
+
+def _check(line: int, row: dict[str, Any]) -> tuple[str, dt.datetime, str] | BadRow:
+    if None in row or any(row.get(c) is None for c in REQUIRED_COLUMNS):
+        return BadRow(line, "wrong number of fields")
+    try:
+        ticker = validate_ticker(row["ticker"])
+    except BadInput:
+        return BadRow(line, f"bad ticker {row['ticker'][:40]!r}")
+    try:
+        when = parse_event_time(row["event_time"])
+    except ValueError as exc:
+        return BadRow(line, f"bad event_time {row['event_time'][:40]!r} ({exc})")
+    source = row["source"].strip()
+    if len(source) > MAX_SOURCE_LEN:
+        return BadRow(line, f"source longer than {MAX_SOURCE_LEN} characters")
+    return ticker, when, source
+
+
+def validate_csv(path: Path) -> tuple[int, list[BadRow]]:
+    """Count the data rows and list every bad one (first pass; writes nothing)."""
+    count = 0
+    bad: list[BadRow] = []
+    for line, row in _rows(path):
+        count += 1
+        checked = _check(line, row)
+        if isinstance(checked, BadRow):
+            bad.append(checked)
+    return count, bad
+
+
+def describe_bad(bad: list[BadRow]) -> str:
+    shown = "; ".join(str(b) for b in bad[:MAX_SHOWN_BAD])
+    more = f"; and {len(bad) - MAX_SHOWN_BAD} more" if len(bad) > MAX_SHOWN_BAD else ""
+    return f"{len(bad)} bad row(s): {shown}{more}"
+
+
+def check_csv(path: Path, *, skip_bad_rows: bool) -> tuple[int, list[BadRow]]:
+    """First pass: (rows, bad rows); raises unless the file may be imported.
+
+    Raises:
+        BadInput: the file has bad rows and ``skip_bad_rows`` is False, or is unusable.
+    """
+    rows, bad = validate_csv(path)
+    if bad and not skip_bad_rows:
+        raise BadInput(f"{path} rejected, nothing imported: {describe_bad(bad)} (use --skip-bad-rows to import the good rows)")
+    return rows, bad
+
+
+def import_csv(
+    conn: psycopg.Connection[Any], path: Path, *, skip_bad_rows: bool = False, checked: tuple[int, list[BadRow]] | None = None
+) -> ImportResult:
+    """Validate the whole file (unless ``checked`` by ``check_csv``), then load its good rows into
+    ``txn_events`` in one transaction.
+
+    Raises:
+        BadInput: the file has bad rows and ``skip_bad_rows`` is False (nothing is written),
+            or the file itself is unusable.
+        StoreError: PostgreSQL refused the load (nothing is written).
+    """
+    rows, bad = checked if checked is not None else check_csv(path, skip_bad_rows=skip_bad_rows)
+    result = ImportResult(rows=rows - len(bad), bad=bad)
+    try:
+        with conn.transaction(), conn.cursor() as cur:
+            cur.execute("CREATE TEMP TABLE stage_events (ticker text, event_time timestamptz, source text) ON COMMIT DROP")
+            with cur.copy("COPY stage_events (ticker, event_time, source) FROM STDIN") as copy:
+                for line, row in _rows(path):
+                    good = _check(line, row)
+                    if not isinstance(good, BadRow):
+                        copy.write_row(good)
+            cur.execute(
+                "INSERT INTO txn_events (ticker, event_time, source) SELECT DISTINCT ticker, event_time, source FROM stage_events"
+                " ON CONFLICT (ticker, event_time, source) DO NOTHING"
+            )
+            result.inserted = cur.rowcount
+    except psycopg.Error as exc:
+        raise StoreError(f"importing {path} failed: {str(exc).strip().splitlines()[0]}") from exc
+    return result
+
+
+@dataclass(frozen=True)
+class TickerWork:
+    """One ticker's pending events: how many, and the time span they cover."""
+
+    ticker: str
+    events: int
+    first: dt.datetime
+    last: dt.datetime
+
+
+def pending_by_ticker(conn: psycopg.Connection[Any], *, overwrite: bool, tickers: list[str] | None) -> list[TickerWork]:
+    """Per ticker, the events this run must value (all of them with ``overwrite``)."""
+    where: sql.Composable = sql.SQL("TRUE") if overwrite else PENDING
+    if tickers:
+        where = sql.SQL("{} AND ticker = ANY(%(tickers)s)").format(where)
+    query = sql.SQL(
+        "SELECT ticker, count(*), min(event_time), max(event_time) FROM txn_events WHERE {} GROUP BY ticker ORDER BY ticker"
+    ).format(where)
+    rows = conn.execute(query, {"tickers": tickers}).fetchall()
+    return [TickerWork(t, int(n), a, b) for t, n, a, b in rows]
+
+
+CHUNK_EVENTS = 20_000  # events held in memory at once per group
+
+
+def pending_chunks(conn: psycopg.Connection[Any], tickers: list[str], *, overwrite: bool,
+                   size: int = CHUNK_EVENTS) -> Iterator[pd.DataFrame]:
+    """The pending events of ``tickers`` (event_id, ticker, event_time), ``size`` at a time,
+    through a server-side cursor: memory does not grow with the number of events.
+    Must run inside a transaction (the caller's write transaction)."""
+    where = sql.SQL("TRUE") if overwrite else PENDING
+    query = sql.SQL("SELECT event_id, ticker, event_time FROM txn_events WHERE ticker = ANY(%s) AND {}").format(where)
+    with conn.cursor(name=f"pending_{id(tickers)}") as cur:
+        cur.itersize = size
+        cur.execute(query, (tickers,))
+        while rows := cur.fetchmany(size):
+            yield pd.DataFrame(rows, columns=["event_id", "ticker", "event_time"])

@@ -1,0 +1,204 @@
+"""Loading one JSONL file into PostgreSQL, in batches that each commit with the file's checkpoint.
+
+Python parses each line (orjson, in C) and checks it (``jsonl_records``); the good rows go to a
+temp table with one COPY and into the target with one ``INSERT ... ON CONFLICT`` per batch
+(``sql/load_<kind>.sql``), the bad ones to ``jsonl_rejects`` with their reason. Only complete lines are loaded: a last line without its newline is
+left for the next run (its writer may still be writing it). A kill at any moment loses at most
+the batch in flight, which the next run loads again from the checkpoint.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import psycopg
+
+from tasks.core.errors import StoreError
+from tasks.core.sql_files import statement
+from tasks.jsonl.files import FilePlan, Kind
+from tasks.jsonl.records import ROW_BUILDERS, Reject
+
+_MAX_LINE = 1 << 20
+# Batches merge into the 1-minute bars under this lock in shared mode (side by side: the row lock
+# of ON CONFLICT keeps each merge whole); recomputing bars after a reload takes it exclusively, so
+# it never interleaves with a merge into the same minute.
+BARS_LOCK = 0x4A534D42
+SCALP_COLUMNS = ("symbol, event_time, ts, bid_price, ask_price, bid_size, ask_size, last_price, volume, session_id, "
+                 "mitigation_level, quality_flag, source_line, source_file")
+_ROW_TABLES: dict[Kind, str] = {"swing": "swing_bars_10m", "scalp": "scalp_ticks", "gap": "scalp_gaps"}
+
+
+@dataclass
+class FileResult:
+    rel: str
+    kind: Kind
+    action: str
+    lines: int = 0
+    loaded: int = 0
+    rejected: int = 0
+    incomplete_tail: bool = False
+    bytes_read: int = 0
+    seconds: float = 0.0
+    rejects: list[tuple[int, str]] = field(default_factory=list)
+
+
+def load_file(conn: psycopg.Connection[Any], root: Path, plan: FilePlan, *, batch_size: int = 10_000) -> FileResult:
+    """Load what ``plan`` says of one file (see module doc); ``conn`` must be in autocommit mode.
+
+    Raises:
+        StoreError: PostgreSQL refused a batch (earlier batches stay committed with their checkpoint).
+    """
+    started = time.perf_counter()
+    f = plan.file
+    result = FileResult(f.rel, f.kind, plan.action)
+    if plan.action == "skip":
+        return result
+    path = root / f.rel
+    start_byte, line_no = (plan.start_byte, plan.start_line) if plan.action == "append" else (0, 0)
+    got = conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (f"jsonl:{f.rel}",)).fetchone()
+    if not got or not got[0]:
+        result.action = "busy (another run is loading it)"
+        return result
+    try:
+        if plan.action == "reload":
+            forget_file(conn, f.rel, f.kind)
+        digest = hashlib.sha256()
+        batch: list[tuple[int, bytes]] = []
+        consumed = start_byte
+        with path.open("rb") as fh:
+            left = start_byte
+            while left > 0:  # the hash of the loaded prefix continues from here
+                chunk = fh.read(min(1 << 20, left))
+                digest.update(chunk)
+                left -= len(chunk)
+            for raw in fh:
+                if not raw.endswith(b"\n"):
+                    result.incomplete_tail = True
+                    break
+                line_no += 1
+                consumed += len(raw)
+                digest.update(raw)
+                batch.append((line_no, raw))
+                if len(batch) >= batch_size:
+                    _flush(conn, f.rel, f.kind, batch, consumed, line_no, digest, f.size, result)
+                    batch = []
+            if batch or plan.action != "append":
+                _flush(conn, f.rel, f.kind, batch, consumed, line_no, digest, f.size, result)
+        result.bytes_read = consumed - start_byte
+    except psycopg.Error as exc:
+        raise StoreError(f"loading {f.rel} failed: {str(exc).strip().splitlines()[0]}") from exc
+    finally:
+        if not conn.closed and not conn.broken:
+            conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (f"jsonl:{f.rel}",))
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _flush(conn: psycopg.Connection[Any], rel: str, kind: Kind, batch: list[tuple[int, bytes]], consumed: int, line_no: int,
+           digest: Any, size: int, result: FileResult) -> None:
+    """One batch: check and type the lines, COPY the rows, insert them and the rejects, refresh
+    1-minute bars, move the checkpoint; one transaction."""
+    build = ROW_BUILDERS[kind]
+    good = io.StringIO()
+    rows = csv.writer(good, lineterminator="\n")
+    tail: tuple[Any, ...] = (rel,) if kind == "scalp" else ()
+    rejects: list[tuple[int, str, str]] = []
+    for n, raw in batch:
+        body = raw.rstrip(b"\r\n")
+        if not body.strip():
+            continue  # blank line: nothing to load, nothing wrong
+        try:
+            if len(body) > _MAX_LINE:
+                raise Reject("line longer than 1 MiB")
+            try:
+                record = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                raise Reject("not UTF-8 text" if not _is_utf8(body) else "invalid JSON") from None
+            if not isinstance(record, dict):
+                raise Reject("not a JSON object")
+            rows.writerow((*build(record), n, *tail))
+        except Reject as why:
+            rejects.append((n, str(why), body[:2000].decode("utf-8", "replace").replace("\x00", "")))
+    first = batch[0][0] if batch else line_no
+    loaded = 0
+    with conn.transaction(), conn.cursor() as cur:
+        # The checkpoint commits with the rows, so a commit lost to a crash is simply loaded again:
+        # no need to wait for each batch's WAL flush.
+        cur.execute("SET LOCAL synchronous_commit = off")
+        if good.tell() and kind == "scalp":
+            # Straight into the table: the checkpoint commits with these rows, so a line is never
+            # sent twice (and the unique (source_file, source_line) key would refuse it if it were).
+            with cur.copy(f"COPY scalp_ticks ({SCALP_COLUMNS}) FROM STDIN (FORMAT csv)") as copy:  # type: ignore[arg-type]
+                copy.write(good.getvalue())
+            loaded = cur.rowcount
+        elif good.tell():  # swing rows upsert on (symbol, bar_time); gaps are few
+            cur.execute(statement(f"stage_{kind}"))  # type: ignore[arg-type]
+            with cur.copy(f"COPY stage_{kind} FROM STDIN (FORMAT csv)") as copy:  # type: ignore[arg-type]
+                copy.write(good.getvalue())
+            cur.execute(statement(f"load_{kind}"), {"file": rel})  # type: ignore[arg-type]
+            loaded = cur.rowcount
+            cur.execute(f"DROP TABLE stage_{kind}")  # type: ignore[arg-type]
+        if rejects:
+            cur.executemany(
+                "INSERT INTO jsonl_rejects (source_file, source_line, reason, raw) VALUES (%s, %s, %s, %s)"
+                " ON CONFLICT (source_file, source_line) DO UPDATE SET reason = EXCLUDED.reason, raw = EXCLUDED.raw,"
+                " rejected_at = now()",
+                [(rel, n, reason, raw) for n, reason, raw in rejects],
+            )
+        if kind == "scalp" and loaded:
+            cur.execute("SELECT pg_advisory_xact_lock_shared(%s)", (BARS_LOCK,))  # merges run side by side
+            cur.execute(statement("merge_1m_bars"), {"file": rel, "first": first, "last": line_no})  # type: ignore[arg-type]
+        cur.execute(
+            "INSERT INTO jsonl_file_checkpoints (source_file, kind, bytes_loaded, lines_loaded, prefix_sha256, file_size)"
+            " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (source_file) DO UPDATE SET bytes_loaded = EXCLUDED.bytes_loaded,"
+            " lines_loaded = EXCLUDED.lines_loaded, prefix_sha256 = EXCLUDED.prefix_sha256, file_size = EXCLUDED.file_size,"
+            " updated_at = now()",
+            (rel, kind, consumed, line_no, digest.copy().hexdigest(), size),
+        )
+    result.lines += len(batch)
+    result.loaded += loaded
+    result.rejected += len(rejects)
+    result.rejects.extend((n, reason) for n, reason, _ in rejects[: max(0, 50 - len(result.rejects))])
+
+
+def _is_utf8(body: bytes) -> bool:
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _refresh_bars(cur: psycopg.Cursor[Any]) -> None:
+    """Recompute the 1-minute bars of the minutes in ``minutes_to_refresh`` from all stored ticks
+    (under the exclusive bars lock, taken by the caller)."""
+    cur.execute(
+        "DELETE FROM scalp_1m_bars b USING (SELECT DISTINCT symbol, bar_time FROM minutes_to_refresh) m"
+        " WHERE b.symbol = m.symbol AND b.bar_time = m.bar_time"
+    )
+    cur.execute(statement("refresh_1m_bars"))  # type: ignore[arg-type]
+
+
+def forget_file(conn: psycopg.Connection[Any], rel: str, kind: Kind) -> None:
+    """Remove everything an earlier version of a file loaded (rows, rejects, checkpoint), in one transaction."""
+    with conn.transaction(), conn.cursor() as cur:
+        if kind == "scalp":
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (BARS_LOCK,))
+            cur.execute(
+                "CREATE TEMP TABLE minutes_to_refresh ON COMMIT DROP AS SELECT DISTINCT symbol, date_trunc('minute', event_time)"
+                " AS bar_time FROM scalp_ticks WHERE source_file = %s",
+                (rel,),
+            )
+        table = _ROW_TABLES[kind]
+        cur.execute(f"DELETE FROM {table} WHERE source_file = %s", (rel,))  # type: ignore[arg-type]  # noqa: S608 (fixed names)
+        cur.execute("DELETE FROM jsonl_rejects WHERE source_file = %s", (rel,))
+        cur.execute("DELETE FROM jsonl_file_checkpoints WHERE source_file = %s", (rel,))
+        if kind == "scalp":
+            _refresh_bars(cur)

@@ -1,0 +1,150 @@
+"""Writes bars and corporate actions: COPY into a temp table, then one upsert, in one transaction.
+
+Callers may already be in a transaction (to commit a progress record with the rows); ours
+then nests as a savepoint, so either everything of the call is written or nothing is.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from functools import cache
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import psycopg
+from psycopg import sql
+
+from tasks.core.errors import StoreError
+from tasks.core.sql_files import statement
+from tasks.core.types import BAR_COLUMNS, StoreCounts
+
+ETF_TABLE = "collected_daily_etf_ohlc"
+STOCK_TABLE = "collected_daily_stock_history"
+BAR_TABLES = (ETF_TABLE, STOCK_TABLE)
+
+
+@cache
+def _table(table: str) -> sql.Identifier:
+    if table not in BAR_TABLES:
+        raise ValueError(f"not a bar table: {table}")
+    return sql.Identifier(table)
+
+
+def stored_dates(conn: psycopg.Connection[Any], table: str, tickers: list[str], first: dt.date, last: dt.date) -> dict[str, set[dt.date]]:
+    """Sessions already stored (with a close) per ticker between ``first`` and ``last``.
+
+    Raises:
+        StoreError: the query failed.
+    """
+    return _dates(conn, table, tickers, "trade_date BETWEEN %s AND %s AND close IS NOT NULL", (first, last))
+
+
+def stale_dates(conn: psycopg.Connection[Any], table: str, tickers: list[str], days: list[dt.date], older_than_s: float) -> dict[str, set[dt.date]]:
+    """Of ``days``, those stored per ticker whose values were last written more than ``older_than_s`` ago.
+
+    Raises:
+        StoreError: the query failed.
+    """
+    if not days:
+        return {t: set() for t in tickers}
+    return _dates(conn, table, tickers, "trade_date = ANY(%s) AND fetched_at < now() - make_interval(secs => %s)", (days, older_than_s))
+
+
+def _dates(conn: psycopg.Connection[Any], table: str, tickers: list[str], condition: str, params: tuple[Any, ...]) -> dict[str, set[dt.date]]:
+    """Stored trade dates per ticker of ``tickers`` meeting ``condition`` (our own SQL text, values as parameters)."""
+    query = sql.SQL("SELECT ticker, trade_date FROM {} WHERE ticker = ANY(%s) AND " + condition).format(_table(table))  # noqa: S608
+    out: dict[str, set[dt.date]] = {t: set() for t in tickers}
+    try:
+        for ticker, day in conn.execute(query, (tickers, *params)):
+            out[ticker].add(day)
+    except psycopg.Error as exc:
+        raise StoreError(f"reading {table} failed: {_first_line(exc)}") from exc
+    return out
+
+
+def _column(values: pd.Series, kind: str) -> list[Any]:
+    """One column as Python values for a binary COPY: NaN, NaT, None and +-inf become NULL."""
+    if kind == "float8":
+        arr = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+        out: list[Any] = arr.tolist()
+        for i in np.flatnonzero(~np.isfinite(arr)):
+            out[i] = None
+        return out
+    if kind == "int8":
+        if not values.isna().any():
+            return values.astype("int64").tolist()
+        return [None if pd.isna(v) else int(v) for v in values.tolist()]
+    if kind == "date":
+        return [None if v is None or v is pd.NaT or (isinstance(v, float) and v != v) else (v.date() if isinstance(v, pd.Timestamp) else v)
+                for v in values.tolist()]
+    return [None if v is None or (isinstance(v, float) and v != v) else str(v) for v in values.tolist()]
+
+
+def copy_frame(cur: psycopg.Cursor[Any], table: str, columns: dict[str, str], frame: pd.DataFrame) -> None:
+    """COPY ``frame`` into ``table`` in PostgreSQL's binary format (``columns``: name → type).
+
+    Binary COPY fed row tuples is about 10x faster than rendering CSV with pandas (measured here:
+    0.33 s against 3.4 s for 600,000 bars), and needs no float formatting at all.
+    """
+    lists = [_column(frame[name], kind) for name, kind in columns.items()]
+    query = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary)").format(
+        sql.Identifier(table), sql.SQL(", ").join(sql.Identifier(c) for c in columns))
+    with cur.copy(query) as copy:
+        copy.set_types(list(columns.values()))
+        for row in zip(*lists, strict=True):
+            copy.write_row(row)
+
+
+BAR_TYPES = {"ticker": "text", "trade_date": "date", "open": "float8", "high": "float8", "low": "float8", "close": "float8",
+             "adj_close": "float8", "volume": "int8"}
+
+
+def store_bars(conn: psycopg.Connection[Any], table: str, bars: pd.DataFrame, *, source: str = "yahoo") -> StoreCounts:
+    """Upsert ``bars`` (``BAR_COLUMNS``) into ``table``; identical rows are left alone.
+
+    Raises:
+        StoreError: PostgreSQL refused the batch (nothing of it is written).
+    """
+    if bars.empty:
+        return StoreCounts()
+    frame = bars[list(BAR_COLUMNS)]
+    upsert = sql.SQL(statement("upsert_bars")).format(table=_table(table))  # type: ignore[arg-type]
+    try:
+        with conn.transaction(), conn.cursor() as cur:
+            cur.execute(statement("stage_bars"))  # type: ignore[arg-type]
+            copy_frame(cur, "stage_bars", BAR_TYPES, frame)
+            cur.execute(upsert, {"source": source, "table_name": table})
+            row = cur.fetchone()
+            cur.execute("DROP TABLE stage_bars")
+    except psycopg.Error as exc:
+        raise StoreError(f"writing {len(frame)} rows to {table} failed: {_first_line(exc)}") from exc
+    new, changed = (int(row[0]), int(row[1])) if row else (0, 0)
+    return StoreCounts(new=new, updated=changed - new, unchanged=len(frame) - changed)
+
+
+def store_actions(conn: psycopg.Connection[Any], actions: pd.DataFrame) -> int:
+    """Record splits and dividends; return how many are new to the table.
+
+    Raises:
+        StoreError: PostgreSQL refused the rows.
+    """
+    if actions.empty:
+        return 0
+    new = 0
+    try:
+        with conn.transaction():
+            for ticker, group in actions.groupby("ticker"):
+                rows = conn.execute(
+                    statement("upsert_actions"),  # type: ignore[arg-type]
+                    {"ticker": ticker, "ex_dates": list(group["ex_date"]), "kinds": list(group["kind"]), "values": [float(v) for v in group["value"]]},
+                ).fetchall()
+                new += sum(1 for r in rows if r[0])
+    except psycopg.Error as exc:
+        raise StoreError(f"writing corporate actions failed: {_first_line(exc)}") from exc
+    return new
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

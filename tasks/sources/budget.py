@@ -1,0 +1,220 @@
+"""One request budget per source, shared through PostgreSQL by every thread, process and machine.
+
+Why the database and not Prefect's global rate limits: every run of every flow has the database
+(Prefect may be absent: plain mode is the default), one ``UPDATE`` under a row lock is atomic across
+machines and timed by one clock (the server's), and the budget has to *learn* — cool down for all
+after a 429, lower its rate, remember it for the next run, climb back slowly — which a Prefect
+rate limit (a fixed slot decay) cannot express. ``bench/rate_budget.py`` measures both.
+
+Protocol: ``acquire()`` reserves the next slot (GCRA: ``next_slot`` moves ``60/rate`` s per
+request) and sleeps until it; ``penalize()`` reports a 429. While the budget cools down, or when
+its daily quota is spent, ``acquire()`` raises ``RateLimited`` at once with the seconds left, so
+every process stops instead of piling onto a blocked source.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from tasks.core.db import connect, describe_dsn
+from tasks.core.errors import BadInput, RateLimited, StoreError
+from tasks.core.sql_files import statement
+
+DEFAULT_NAME = "yahoo"
+DEFAULT_RATE = "300/min"
+CLIMB_AFTER = 50  # requests granted without a 429 before the rate climbs
+CLIMB_FACTOR = 1.1
+BACKOFF_FACTOR = 0.5
+FLOOR_PER_MIN = 1.0
+MAX_COOLDOWN_S = 6 * 3600.0
+_UNITS = {"s": 60.0, "sec": 60.0, "second": 60.0, "m": 1.0, "min": 1.0, "minute": 1.0, "h": 1 / 60, "hour": 1 / 60}
+_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*([a-z]+)\s*$")
+
+
+def parse_rate(text: str) -> float:
+    """Requests per minute from ``"60/min"``, ``"2/s"``, ``"1000/h"``.
+
+    Raises:
+        BadInput: not of that form, or not a positive finite rate.
+    """
+    match = _RATE.match(text.lower())
+    if not match or match.group(2) not in _UNITS:
+        raise BadInput(f"not a rate (like 60/min, 2/s or 1000/h): {text!r}")
+    per_min = float(match.group(1)) * _UNITS[match.group(2)]
+    if not 0 < per_min < 1e9:
+        raise BadInput(f"rate must be above zero: {text!r}")
+    return per_min
+
+
+def format_rate(per_min: float) -> str:
+    return f"{per_min:.0f}/min" if per_min >= 10 else f"{per_min:.2f}/min"
+
+
+@dataclass(frozen=True)
+class BudgetState:
+    """A budget as stored: the learned rate and whether it is cooling down."""
+
+    name: str
+    rate_per_min: float
+    ceiling_per_min: float
+    cooldown_left_s: float
+    granted: int
+    limited: int
+    day_count: int
+
+    @property
+    def seconds_per_request(self) -> float:
+        return 60.0 / min(self.rate_per_min, self.ceiling_per_min)
+
+
+class RateBudget:
+    """A named budget in ``rate_budgets`` (see module doc). Picklable: worker processes reconnect.
+
+    Args:
+        dsn: the database every sharer uses.
+        name: the budget's name (one per source, e.g. ``yahoo``).
+        per_min: the configured ceiling, requests per minute.
+        cooldown_s: the first cool-down after a 429 (doubles while a block lasts).
+        daily_cap: requests allowed per UTC day (None: no quota).
+        sleep: how to wait for a slot (injected for tests; interruptible with Ctrl+C).
+    """
+
+    def __init__(self, dsn: str, name: str = DEFAULT_NAME, *, per_min: float, cooldown_s: float = 900.0,
+                 daily_cap: int | None = None, sleep: Callable[[float], None] = time.sleep) -> None:
+        self.dsn = dsn
+        self.name = name
+        self.per_min = per_min
+        self.cooldown_s = cooldown_s
+        self.daily_cap = daily_cap
+        self.waited = 0.0
+        self._sleep = sleep
+        self._conn: psycopg.Connection[Any] | None = None
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.update(_conn=None, _lock=None, _sleep=None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+        self._sleep = time.sleep
+        self._pid = os.getpid()
+
+    # -- connection ------------------------------------------------------------------------
+    def _connection(self) -> psycopg.Connection[Any]:
+        if self._conn is None or self._conn.closed or self._pid != os.getpid():
+            self._pid = os.getpid()
+            conn = connect(self.dsn, autocommit=True)
+            # Losing the last few reservations in a server crash is harmless; an fsync per request is not.
+            conn.execute("SET synchronous_commit = off")
+            conn.execute(
+                "INSERT INTO rate_budgets (name, ceiling_per_min, rate_per_min) VALUES (%(n)s, %(c)s, %(c)s)"
+                " ON CONFLICT (name) DO UPDATE SET ceiling_per_min = EXCLUDED.ceiling_per_min,"
+                " rate_per_min = least(rate_budgets.rate_per_min, EXCLUDED.ceiling_per_min)",
+                {"n": self.name, "c": self.per_min},
+            )
+            self._conn = conn
+        return self._conn
+
+    def _run(self, query: str, params: dict[str, Any]) -> tuple[Any, ...] | None:
+        """One statement on the budget's connection; reconnects once if the server went away."""
+        with self._lock:
+            for attempt in (1, 2):
+                try:
+                    return self._connection().execute(statement(query), params).fetchone()  # type: ignore[arg-type]
+                except psycopg.OperationalError as exc:
+                    if self._conn is not None:
+                        self._conn.close()
+                    self._conn = None
+                    if attempt == 2:
+                        raise StoreError(f"rate budget {self.name!r}: database at {describe_dsn(self.dsn)} unavailable: "
+                                         f"{type(exc).__name__}") from exc
+                except StoreError:
+                    if attempt == 2:
+                        raise
+                    time.sleep(0.5)
+        return None
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    # -- protocol --------------------------------------------------------------------------
+    def reserve(self) -> float:
+        """Reserve the next slot; return the seconds until it (no sleeping).
+
+        Raises:
+            RateLimited: the budget is cooling down, or today's quota is spent.
+            StoreError: the database is unreachable.
+        """
+        row = self._run("budget_reserve", {"name": self.name, "ceiling": self.per_min, "climb_after": CLIMB_AFTER,
+                                           "climb_factor": CLIMB_FACTOR, "daily_cap": self.daily_cap})
+        if row is not None:
+            return float(row[0])
+        state = self.state()
+        if state.cooldown_left_s > 0:
+            raise RateLimited(self.name, f"budget {self.name!r} cooling down after HTTP 429", retry_after=state.cooldown_left_s,
+                              from_budget=True)
+        now = dt.datetime.now(dt.UTC)
+        midnight = dt.datetime.combine(now.date() + dt.timedelta(days=1), dt.time(), dt.UTC)
+        raise RateLimited(self.name, f"daily quota of {self.daily_cap} requests for {self.name!r} used up",
+                          retry_after=(midnight - now).total_seconds(), from_budget=True)
+
+    def acquire(self) -> float:
+        """Wait for this caller's slot; return the seconds waited (see ``reserve`` for errors)."""
+        wait = self.reserve()
+        if wait > 0:
+            self._sleep(wait)
+            self.waited += wait
+        return wait
+
+    def penalize(self, retry_after: float | None = None) -> float:
+        """Report a 429: cool down (for every sharer) and lower the rate. Returns the seconds left."""
+        row = self._run("budget_penalize", {"name": self.name, "retry_after": float(retry_after or 0.0), "base_s": self.cooldown_s,
+                                            "max_s": max(MAX_COOLDOWN_S, self.cooldown_s), "floor": min(FLOOR_PER_MIN, self.per_min),
+                                            "backoff_factor": BACKOFF_FACTOR})
+        return float(row[0]) if row is not None else self.cooldown_s
+
+    def state(self) -> BudgetState:
+        """The stored budget (created at the configured rate if new)."""
+        row = self._run("budget_state", {"name": self.name})
+        assert row is not None
+        return BudgetState(self.name, float(row[0]), float(row[1]), float(row[2]), int(row[3]), int(row[4]), int(row[5]))
+
+
+def peek_budget(conn: psycopg.Connection[Any], name: str, per_min: float) -> BudgetState:
+    """The budget as it stands, read on an existing connection without changing it (for dry runs)."""
+    row = conn.execute(statement("budget_state"), {"name": name}).fetchone()  # type: ignore[arg-type]
+    if row is None:
+        return BudgetState(name, per_min, per_min, 0.0, 0, 0, 0)
+    return BudgetState(name, min(float(row[0]), per_min), per_min, float(row[2]), int(row[3]), int(row[4]), int(row[5]))
+
+
+def eta_seconds(state: BudgetState, requests: int, *, delay: float = 0.0) -> float:
+    """Least time ``requests`` take at the budget's current rate (and ``delay`` spacing), cool-down included."""
+    if requests <= 0:
+        return 0.0
+    return state.cooldown_left_s + (requests - 1) * max(delay, state.seconds_per_request)
+
+
+def describe_budget(state: BudgetState, *, requests: int, delay: float = 0.0) -> str:
+    """One dry-run line: the budget's learned rate, any cool-down, and what ``requests`` cost at it."""
+    effective = min(state.rate_per_min, state.ceiling_per_min)
+    learned = "" if effective >= state.ceiling_per_min else f", lowered from {format_rate(state.ceiling_per_min)} after 429s"
+    cool = f"; cooling down for {state.cooldown_left_s:.0f} s more" if state.cooldown_left_s > 0 else ""
+    return (f"Rate budget {state.name!r}: {format_rate(effective)}{learned}{cool}; "
+            f"{requests} request(s) need at least {eta_seconds(state, requests, delay=delay):.0f} s")

@@ -1,0 +1,109 @@
+"""The 24 h download cache: normalized bars as JSON files, one per fetch (never pickle).
+
+A file holds the request it answered and when; a lookup takes any fresh file of the symbol
+whose range covers the request. Unreadable or truncated files are deleted and treated as
+misses, so a corrupt cache costs one refetch, never a crash.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import orjson
+import pandas as pd
+
+from tasks.core.types import BAR_COLUMNS, FetchRequest, FetchResult
+
+FORMAT_VERSION = 2
+DEFAULT_TTL = 24 * 3600.0
+_ACTION_COLUMNS = ("ticker", "ex_date", "kind", "value")
+
+
+class DownloadCache:
+    """Stores and finds downloads under ``root/prices``.
+
+    Args:
+        root: the cache directory (``.cache/`` by default at the CLI).
+        ttl: seconds a download stays fresh.
+        clock: wall clock in seconds since the epoch (injected for tests).
+    """
+
+    def __init__(self, root: Path, *, ttl: float = DEFAULT_TTL, clock: Callable[[], float] = time.time) -> None:
+        self.dir = Path(root) / "prices"
+        self.ttl = ttl
+        self._now = clock
+
+    def _files(self, symbol: str) -> list[Path]:
+        if not self.dir.is_dir():
+            return []
+        return sorted(self.dir.glob(f"{symbol}__*.json"))
+
+    def get(self, request: FetchRequest) -> FetchResult | None:
+        """A fresh cached download covering ``request`` (bars cut to its range), or None."""
+        for path in self._files(request.symbol):
+            data = self._read(path)
+            if data is None:
+                continue
+            cached = FetchRequest(request.symbol, dt.date.fromisoformat(data["start"]), dt.date.fromisoformat(data["end"]))
+            if self._now() - float(data["fetched_at"]) > self.ttl or not cached.covers(request):
+                continue
+            bars = pd.DataFrame({c: data["bars"][c] for c in BAR_COLUMNS})
+            bars["trade_date"] = pd.to_datetime(bars["trade_date"]).dt.date
+            for col in ("open", "high", "low", "close", "adj_close"):
+                bars[col] = bars[col].astype(float)
+            bars["volume"] = bars["volume"].astype("int64")
+            keep = (bars["trade_date"] >= request.start) & (bars["trade_date"] <= request.end)
+            actions = pd.DataFrame({c: data["actions"][c] for c in _ACTION_COLUMNS})
+            if not actions.empty:
+                actions["ex_date"] = pd.to_datetime(actions["ex_date"]).dt.date
+            return FetchResult(request, bars[keep].reset_index(drop=True), from_cache=True, actions=actions)
+        return None
+
+    def put(self, result: FetchResult) -> Path:
+        """Write ``result`` atomically (temp file + rename) and return its path."""
+        req = result.request
+        self.dir.mkdir(parents=True, exist_ok=True)
+        payload = {
+            "version": FORMAT_VERSION,
+            "symbol": req.symbol,
+            "start": req.start.isoformat(),
+            "end": req.end.isoformat(),
+            "fetched_at": self._now(),
+            "bars": _columns(result.bars, BAR_COLUMNS),
+            "actions": _columns(result.actions, _ACTION_COLUMNS),
+        }
+        path = self.dir / f"{req.symbol}__{req.start.isoformat()}__{req.end.isoformat()}.json"
+        fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".tmp-", suffix=".json")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(orjson.dumps(payload).decode("utf-8"))
+        os.replace(tmp, path)
+        return path
+
+    def _read(self, path: Path) -> dict | None:
+        try:
+            data = orjson.loads(path.read_bytes())
+            if not isinstance(data, dict) or data.get("version") != FORMAT_VERSION:
+                raise ValueError("unknown cache format")
+            for key in ("start", "end", "fetched_at", "bars", "actions"):
+                if key not in data:
+                    raise ValueError(f"missing {key}")
+            bars, actions = data["bars"], data["actions"]
+            if not isinstance(bars, dict) or not isinstance(actions, dict):
+                raise ValueError("malformed columns")
+            lengths = {len(bars.get(c) or []) if isinstance(bars.get(c), list) else -1 for c in BAR_COLUMNS}
+            if len(lengths) != 1 or -1 in lengths or any(not isinstance(actions.get(c), list) for c in _ACTION_COLUMNS):
+                raise ValueError("malformed columns")
+            return data
+        except (OSError, ValueError, TypeError, orjson.JSONDecodeError):
+            path.unlink(missing_ok=True)
+            return None
+
+
+def _columns(frame: pd.DataFrame, names: tuple[str, ...] | list[str]) -> dict[str, list[object]]:
+    """Column-wise plain lists; orjson writes dates as ISO strings and NaN as null."""
+    return {name: frame[name].tolist() if name in frame.columns else [None] * len(frame) for name in names}
