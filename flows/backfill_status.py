@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from flows.runtime import ArgumentParser, int_in, iso_date, run_cli
+from flows.cli import ArgumentParser, int_in, iso_date, run_cli
 from tasks.core.calendar import MAX_DAYS, last_closed_session, sessions_back
 from tasks.core.db import default_pgdata, open_database, resolve_dsn
 from tasks.core.errors import EXIT_OK, EXIT_SOME_FAILED, BadInput

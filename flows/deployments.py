@@ -30,39 +30,28 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from flows.daily_pipeline import build_flow as build_pipeline
-from flows.etf_backfill import build_flow as build_etf
-from flows.event_valuation import build_flow as build_valuation
-from flows.jsonl_ingest import build_flow as build_jsonl
-from flows.staggered_sector_backfill import build_flow as build_staggered
-from tasks.sources.budget import DEFAULT_NAME, DEFAULT_RATE
+from flows import daily_pipeline as pipeline_flow
+from flows import etf_backfill as etf_flow
+from flows import event_valuation as valuation_flow
+from flows import jsonl_ingest as jsonl_flow
+from flows import staggered_sector_backfill as staggered_flow
+from flows.params import defaults
 
 # Module-level flows: the entrypoints that prefect.yaml names (flows/deployments.py:<name>).
-daily_pipeline = build_pipeline()
-staggered_sector_backfill = build_staggered()
-event_valuation = build_valuation(concurrency=10)
-jsonl_ingest = build_jsonl(concurrency=4)
-etf_backfill = build_etf()  # no schedule of its own (stage 1 of the pipeline); for sharded ad-hoc runs on a pool
+daily_pipeline = pipeline_flow.build_flow()
+staggered_sector_backfill = staggered_flow.build_flow()
+event_valuation = valuation_flow.build_flow(concurrency=10)
+jsonl_ingest = jsonl_flow.build_flow(concurrency=4)
+etf_backfill = etf_flow.build_flow()  # no schedule of its own (stage 1 of the pipeline); for sharded ad-hoc runs on a pool
 
-# (flow, deployment name, cron, parameters: every one spelled out so the UI shows them all)
+# (flow, deployment name, cron, parameters: every one spelled out so the UI shows them all; the
+# defaults come from each flow's one parameter list, so a new parameter appears here by itself)
 SCHEDULES: list[tuple[Any, str, str, dict[str, Any]]] = [
-    (daily_pipeline, "weekdays-0900-utc", "0 9 * * 1-5", {
-        "stages": ["etf-ohlc", "etf-holdings", "trending", "stock-history", "allocation"], "as_of": None, "days": 30,
-        "top_sectors": 3, "delay": 1.0, "rate": DEFAULT_RATE, "rate_budget": DEFAULT_NAME, "rate_limit_sleep": 900.0,
-        "max_retries": 3, "retry_wait": 1.0, "timeout": 10.0, "cache_dir": ".cache",
-    }),
-    (staggered_sector_backfill, "weekly-saturday-0600-utc", "0 6 * * 6", {
-        "tickers": None, "days": 20, "end_date": None, "delay_minutes": 5.0, "skip_existing": True, "refresh": False,
-        "rate_limit_sleep": 900.0, "max_retries": 3, "retry_wait": 1.0, "timeout": 10.0, "cache_dir": ".cache", "resume": False,
-        "args": ["--skip-existing"], "prog": "staggered-backfill", "rate": DEFAULT_RATE, "rate_budget": DEFAULT_NAME,
-    }),
-    (event_valuation, "daily-2230-utc", "30 22 * * *", {
-        "import_csv": None, "skip_bad_rows": False, "import_only": False, "overwrite": False, "tickers": None, "concurrency": 10,
-        "group_size": None, "delay": 0.1, "max_retries": 3, "retry_wait": 1.0, "timeout": 10.0, "rate_limit_sleep": 900.0,
-        "refresh": False, "cache_dir": ".cache", "as_of": None, "command": "event-valuation", "rate": DEFAULT_RATE,
-        "rate_budget": DEFAULT_NAME, "fundamentals": "auto", "fmp_daily_limit": 250, "fmp_rate": "60/min",
-    }),
-    (jsonl_ingest, "every-10-minutes", "*/10 * * * *", {"root": "config/observer", "concurrency": 4, "batch_size": 10_000}),
+    (daily_pipeline, "weekdays-0900-utc", "0 9 * * 1-5", defaults(pipeline_flow.PARAMS)),
+    (staggered_sector_backfill, "weekly-saturday-0600-utc", "0 6 * * 6",
+     defaults(staggered_flow.PARAMS, skip_existing=True, args=["--skip-existing"])),
+    (event_valuation, "daily-2230-utc", "30 22 * * *", defaults(valuation_flow.PARAMS)),
+    (jsonl_ingest, "every-10-minutes", "*/10 * * * *", defaults(jsonl_flow.PARAMS)),
 ]
 
 

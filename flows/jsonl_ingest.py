@@ -2,136 +2,45 @@
 
     python -m flows.jsonl_ingest --root DIR          (console script: jsonl-ingest)
 
-Files are grouped and the groups mapped over ``--concurrency`` workers: worker processes by
-default (parsing is CPU work), Prefect tasks on a bounded ``ThreadPoolTaskRunner`` when
-orchestrated. Each file
-loads in batches of ``--batch-size`` lines, one transaction per batch with its checkpoint, so
-reruns skip finished files, continue grown ones, and reload rewritten ones.
-Exit codes: 0 all loaded, 1 some lines rejected (see ``jsonl_rejects``) or a file failed,
-2 bad input, 130 interrupted.
+Steps (``tasks/jsonl/ingest.py``): find the files under the root → plan each against its
+checkpoint (skip, new, append, reload) → load the file groups over ``--concurrency`` worker
+processes (``load-files`` Prefect tasks on a bounded thread pool when orchestrated), each file in
+batches that commit with its checkpoint → the summary (rejects, reloads, failures).
 """
 
 from __future__ import annotations
 
-import concurrent.futures as cf
-import multiprocessing as mp
-import os
 import sys
-import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from flows.runtime import ArgumentParser, add_common_flags, command_line, int_in, program_name, run_cli, use_prefect
-from tasks.core.db import connect, default_pgdata, open_database, resolve_dsn
-from tasks.core.display import Reporter, format_eta
-from tasks.core.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, PipelineError
-from tasks.core.processes import die_with_parent, start_method
-from tasks.jsonl.files import FilePlan, count_lines, discover, plan_files
-from tasks.jsonl.load import FileResult, load_file
+from flows.cli import ArgumentParser, int_in, program_name, run_cli, use_prefect
+from flows.params import DRY_RUN, ORCHESTRATE, Param, add_flags, flow_function, flow_values, path_text
+from tasks.core.commands import command_line
+from tasks.core.errors import EXIT_INTERRUPTED
+from tasks.jsonl.files import FilePlan
+from tasks.jsonl.ingest import IngestOptions, load_group, run_ingest
+from tasks.jsonl.load import FileResult
 
 FLOW_NAME = "jsonl-ingest"
 MODULE = "flows.jsonl_ingest"
+PARAMS = [
+    Param("root", "config/observer", "the folder holding swing/, scalp/ and system/", type=path_text, metavar="DIR", required=True),
+    Param("concurrency", 4, "file groups loaded at once", annotation=int, type=int_in(1, 64)),
+    Param("batch_size", 10_000, "lines per COPY batch and transaction", annotation=int, type=int_in(100, 1_000_000)),
+    Param("cache_dir", ".cache", "accepted as by every command; ingestion downloads nothing", type=path_text, flow=False),
+    DRY_RUN, ORCHESTRATE,
+]
 
 
-@dataclass(frozen=True)
-class IngestOptions:
-    root: Path
-    concurrency: int = 4
-    batch_size: int = 10_000
-    dry_run: bool = False
-
-
-def build_parser() -> ArgumentParser:
-    p = ArgumentParser(prog="jsonl-ingest", description="Load swing/, scalp/ and system/gap_*.jsonl files into PostgreSQL.")
-    p.add_argument("--root", type=Path, required=True, help="folder holding swing/, scalp/ and system/")
-    p.add_argument("--concurrency", type=int_in(1, 64), default=4, help="file groups loaded at once (default: %(default)s)")
-    p.add_argument("--batch-size", type=int_in(100, 1_000_000), default=10_000, help="lines per COPY batch and transaction (default: %(default)s)")
-    p.add_argument("--dry-run", action="store_true", help="list the files and the lines each would load; touch nothing")
-    add_common_flags(p)
-    return p
-
-
-def group_plans(plans: list[FilePlan], groups: int) -> list[list[FilePlan]]:
-    """Spread the files to load over ``groups`` lists of about equal bytes (largest first)."""
-    todo = sorted((p for p in plans if p.action != "skip"), key=lambda p: -p.bytes_to_load)
-    buckets: list[list[FilePlan]] = [[] for _ in range(max(1, min(groups, len(todo))))]
-    sizes = [0] * len(buckets)
-    for plan in todo:
-        i = sizes.index(min(sizes))
-        buckets[i].append(plan)
-        sizes[i] += plan.bytes_to_load
-    return [b for b in buckets if b]
-
-
-def load_group(dsn: str, root: Path, plans: list[FilePlan], batch_size: int) -> list[FileResult | tuple[str, str]]:
-    """Load a group's files one after another on one connection; a failing file doesn't stop the rest."""
-    out: list[FileResult | tuple[str, str]] = []
-    with connect(dsn, autocommit=True) as conn:
-        for plan in plans:
-            try:
-                out.append(load_file(conn, root, plan, batch_size=batch_size))
-            except PipelineError as exc:
-                out.append((plan.file.rel, str(exc)))
-    return out
-
-
-@dataclass
-class IngestTotals:
-    plans: list[FilePlan]
-    results: list[FileResult] = field(default_factory=list)
-    failed: list[tuple[str, str]] = field(default_factory=list)
-    started: float = field(default_factory=time.perf_counter)
-
-    @property
-    def bytes_total(self) -> int:
-        return sum(p.bytes_to_load for p in self.plans)
-
-    def progress(self) -> tuple[str, str]:
-        done = sum(r.bytes_read for r in self.results)
-        lines = sum(r.lines for r in self.results)
-        elapsed = max(time.perf_counter() - self.started, 1e-9)
-        eta = format_eta((self.bytes_total - done) / (done / elapsed)) if done and done < self.bytes_total else ""
-        return f"{len(self.results)}/{len(self.to_load)} files, {lines:,} lines, {lines / elapsed:,.0f} lines/s", eta
-
-    @property
-    def to_load(self) -> list[FilePlan]:
-        return [p for p in self.plans if p.action != "skip"]
-
-    def lines(self) -> list[str]:
-        count = {a: sum(1 for p in self.plans if p.action == a) for a in ("new", "append", "reload", "skip")}
-        loaded = sum(r.loaded for r in self.results)
-        rejected = sum(r.rejected for r in self.results)
-        elapsed = time.perf_counter() - self.started
-        rows = sum(r.lines for r in self.results)
-        out = [f"JSONL: {len(self.plans)} files ({count['new']} new, {count['append']} grown, {count['reload']} reloaded, "
-               f"{count['skip']} unchanged); {loaded:,} rows loaded, {rejected:,} lines rejected, {len(self.failed)} files failed; "
-               f"{rows / max(elapsed, 1e-9):,.0f} lines/s"]
-        for plan in self.plans:
-            if plan.action == "reload":
-                out.append(f"Reloaded (earlier content changed): {plan.file.rel}")
-        for result in self.results:
-            for line, reason in result.rejects[:10]:
-                out.append(f"Rejected {result.rel}:{line}: {reason}")
-            if result.incomplete_tail:
-                out.append(f"{result.rel} ends in an incomplete line: left for the next run")
-        for rel, error in self.failed:
-            out.append(f"Failed {rel}: {error}")
-        return out
-
-
-def pool_mapper(groups: list[list[FilePlan]], dsn: str, root: Path, opts: IngestOptions) -> Iterator[FileResult | tuple[str, str]]:
-    """Worker processes (parsing JSON is CPU work: threads would share one core); forked where the
-    platform allows, else spawned."""
-    context = mp.get_context(start_method())
-    with cf.ProcessPoolExecutor(max_workers=opts.concurrency, mp_context=context, initializer=die_with_parent) as pool:
-        futures = [pool.submit(load_group, dsn, root, g, opts.batch_size) for g in groups]
-        for future in cf.as_completed(futures):
-            yield from future.result()
+def options(values: dict[str, Any]) -> IngestOptions:
+    return IngestOptions(Path(values["root"]), concurrency=int(values["concurrency"]), batch_size=int(values["batch_size"]),
+                         dry_run=bool(values.get("dry_run", False)))
 
 
 def prefect_mapper(groups: list[list[FilePlan]], dsn: str, root: Path, opts: IngestOptions) -> Iterator[FileResult | tuple[str, str]]:
+    """The file groups as ``load-files`` Prefect tasks."""
     from prefect import task, unmapped
     from prefect.cache_policies import NO_CACHE
     from prefect.futures import as_completed
@@ -142,69 +51,26 @@ def prefect_mapper(groups: list[list[FilePlan]], dsn: str, root: Path, opts: Ing
         yield from future.result()
 
 
-def run_ingest(opts: IngestOptions, *, log: Callable[[str], Any] | None = None,
-               mapper: Callable[..., Iterator[FileResult | tuple[str, str]]] = pool_mapper) -> int:
-    """Plan, then load every file group; returns the exit code.
-
-    Raises:
-        BadInput: a bad root (nothing written).
-        StoreError: the database is unreachable.
-    """
-    def say(text: str) -> None:
-        print(text, flush=True)
-        if log is not None:
-            log(text)
-
-    root = opts.root.resolve()
-    files = discover(root)
-    dsn = resolve_dsn(os.environ.get("DATABASE_URL"), default_pgdata())
-    conn = open_database(dsn, default_pgdata(), dry_run=opts.dry_run)
-    try:
-        plans = plan_files(conn, root, files)
-        if opts.dry_run:
-            conn.rollback()
-            total = 0
-            for plan in plans:
-                lines = 0 if plan.action == "skip" else count_lines(root / plan.file.rel, plan.start_byte if plan.action == "append" else 0)
-                total += lines
-                say(f"  {plan.file.rel:<32} {plan.action:<7} {lines:>10,} lines to load")
-            say(f"Would load {total:,} lines from {sum(p.action != 'skip' for p in plans)} of {len(plans)} files")
-            return EXIT_OK
-    finally:
-        conn.close()
-    totals = IngestTotals(plans)
-    groups = group_plans(plans, opts.concurrency * 4)
-    reporter = Reporter(len(totals.to_load), log=log)
-    try:
-        for outcome in mapper(groups, dsn, root, opts):
-            if isinstance(outcome, tuple):
-                totals.failed.append(outcome)
-                reporter.item(f"{outcome[0]} failed: {outcome[1]}")
-                continue
-            totals.results.append(outcome)
-            text, eta = totals.progress()
-            reporter.status(text, eta)
-            reporter.item(f"{outcome.rel} {outcome.action}: {outcome.loaded:,} rows, {outcome.rejected:,} rejected ({text})")
-    finally:
-        reporter.close()
-    for line in totals.lines():
-        say(line)
-    failed = totals.failed or any(r.rejected for r in totals.results)
-    return EXIT_SOME_FAILED if failed else EXIT_OK
-
-
 def build_flow(concurrency: int) -> Any:
+    """The Prefect flow, its file groups on a ``ThreadPoolTaskRunner(max_workers=concurrency)``."""
     from prefect import flow
     from prefect.task_runners import ThreadPoolTaskRunner
 
     from flows.prefect_glue import run_in_flow
 
-    @flow(name=FLOW_NAME, task_runner=ThreadPoolTaskRunner(max_workers=concurrency), validate_parameters=False)  # type: ignore[arg-type]
-    def jsonl_ingest(root: str, concurrency: int = 4, batch_size: int = 10_000) -> Any:
-        opts = IngestOptions(Path(root), concurrency=concurrency, batch_size=batch_size)
+    def body(values: dict[str, Any]) -> Any:
+        opts = options(values)
         return run_in_flow(FLOW_NAME, "JSONL ingestion", lambda log: run_ingest(opts, log=log, mapper=prefect_mapper))
 
-    return jsonl_ingest
+    runner: Any = ThreadPoolTaskRunner(max_workers=concurrency)
+    return flow(name=FLOW_NAME, task_runner=runner, validate_parameters=False, log_prints=False)(
+        flow_function(FLOW_NAME, PARAMS, body, __doc__))
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="jsonl-ingest", description="Load swing/, scalp/ and system/gap_*.jsonl files into PostgreSQL.")
+    add_flags(parser, PARAMS)
+    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -213,17 +79,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def body() -> int:
         ns = build_parser().parse_args(args)
-        opts = IngestOptions(ns.root, concurrency=ns.concurrency, batch_size=ns.batch_size, dry_run=ns.dry_run)
+        values = flow_values(ns, PARAMS)
         try:
-            if use_prefect(ns.orchestrate, dry_run=opts.dry_run):
-                from flows.prefect_glue import exit_code
+            if use_prefect(ns.orchestrate, dry_run=ns.dry_run):
+                from flows.prefect_glue import run_flow
 
-                code = exit_code(build_flow(opts.concurrency)(root=str(opts.root), concurrency=opts.concurrency,
-                                                              batch_size=opts.batch_size, return_state=True))
-                if code == EXIT_INTERRUPTED:
-                    raise KeyboardInterrupt
-                return code
-            return run_ingest(opts)
+                return run_flow(build_flow(int(values["concurrency"])), values)
+            return run_ingest(options({**values, "dry_run": ns.dry_run}))
         except KeyboardInterrupt:
             print(f"Interrupted: committed batches are kept. Run the same command to continue:\n  {command}", flush=True)
             return EXIT_INTERRUPTED

@@ -24,7 +24,7 @@ import os
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-from flows.runtime import parse_resume_at
+from tasks.core.commands import parse_resume_at
 from tasks.core.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, EXIT_RATE_LIMITED, EXIT_SOME_FAILED
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -79,9 +79,11 @@ def closing_lines(lines: list[str], count: int = 12) -> list[str]:
     return [line for line in lines if not line.startswith("[")][-count:]
 
 
-def run_in_flow(name: str, title: str, body: Callable[[Callable[[str], None]], int]) -> Any:
-    """Run ``body(log)`` in a Prefect flow run with a progress artifact; leave a markdown artifact of
-    its closing lines; return the run's final state (see module doc)."""
+def run_in_flow(name: str, title: str, body: Callable[[Callable[[str], None]], int | tuple[int, Any]],
+                markdown: Callable[[Any, int], str] | None = None) -> Any:
+    """Run ``body(log)`` in a Prefect flow run with a progress artifact; leave a markdown artifact
+    (``markdown(result, code)`` when given and ``body`` returned ``(code, result)``, else the run's
+    closing lines); return the run's final state (see module doc)."""
     from prefect import get_run_logger
     from prefect.artifacts import create_markdown_artifact
 
@@ -92,17 +94,30 @@ def run_in_flow(name: str, title: str, body: Callable[[Callable[[str], None]], i
         lines.append(text)
         logger.info(text)
 
-    code = EXIT_INTERRUPTED
+    code, result = EXIT_INTERRUPTED, None
     try:
         with prefect_progress(f"{name}-progress", "items done, %"):
-            code = body(log)
+            answer = body(log)
+        code, result = answer if isinstance(answer, tuple) else (answer, None)
     except KeyboardInterrupt:
         code = EXIT_INTERRUPTED
     finally:
-        text = "\n".join(f"    {line}" for line in "\n".join(closing_lines(lines)).splitlines())
-        create_markdown_artifact(key=f"{name}-summary", markdown=f"## {title} (exit code {code})\n\n{text or '    (no output)'}\n",
-                                 description=f"{title}: what happened, and how to resume")
+        if markdown is not None and result is not None:
+            text = markdown(result, code)
+        else:
+            shown = "\n".join(f"    {line}" for line in "\n".join(closing_lines(lines)).splitlines())
+            text = f"## {title} (exit code {code})\n\n{shown or '    (no output)'}\n"
+        create_markdown_artifact(key=f"{name}-summary", markdown=text, description=f"{title}: what happened, and how to resume")
     return final_state(code, lines)
+
+
+def run_flow(flow: Any, values: dict[str, Any]) -> int:
+    """Run ``flow`` with ``values`` from the CLI; its exit code (an interrupt is raised again, so the
+    CLI prints its resume hint as in a plain run)."""
+    code = exit_code(flow(**values, return_state=True))
+    if code == EXIT_INTERRUPTED:
+        raise KeyboardInterrupt
+    return code
 
 
 def final_state(code: int, lines: list[str]) -> Any:

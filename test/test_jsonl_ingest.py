@@ -13,7 +13,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tasks import jsonl_queries as q
+from tasks.jsonl import queries as q
 from test.fix_yahoo import ROOT, CliRunner, cli_env, kill_9_leaving_no_orphans
 from test.jsonl_tree import START, expected_1m_bars, make_tree, tick, write
 

@@ -16,7 +16,6 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -43,7 +42,7 @@ from tasks.prices.obtain import (
 from tasks.prices.store import copy_frame
 from tasks.sources.budget import RateBudget
 from tasks.sources.cache import DownloadCache
-from tasks.sources.spacing import RateLimiter
+from tasks.sources.settings import SourceSettings
 from tasks.sources.yahoo import YahooSource
 
 STAGE_TYPES = {"event_id": "int8", "base_date": "date", **{c: "float8" for c in METRIC_COLUMNS if c not in ("base_date", "reaction", "trend")},
@@ -77,22 +76,6 @@ class GroupResult:
         return self.ok + self.no_data + self.error
 
 
-@dataclass(frozen=True)
-class SourceSettings:
-    """How to build the network source (picklable, so worker processes can build their own)."""
-
-    cache_dir: Path
-    delay: float = 0.1
-    max_retries: int = 3
-    timeout: float = 10.0
-    retry_wait: float = 1.0
-    budget: RateBudget | None = None
-
-    def build(self) -> YahooSource:
-        return YahooSource(self.cache_dir, limiter=RateLimiter(self.delay), budget=self.budget, max_retries=self.max_retries,
-                           timeout=self.timeout, backoff_initial=self.retry_wait)
-
-
 @dataclass
 class ValuationContext:
     """What every group of a process shares (thread-safe: one source paces and trips for all).
@@ -108,6 +91,7 @@ class ValuationContext:
     overwrite: bool = False
     refresh: bool = False
     source_settings: SourceSettings | None = None
+    budget: RateBudget | None = None  # the shared budget (picklable: each process opens its own connection)
     fetch_threads: int = 0  # downloads in flight per process (0: each group fetches its tickers one by one)
     _source: YahooSource | None = None
     _pool: ThreadPoolExecutor | None = None
@@ -118,7 +102,7 @@ class ValuationContext:
             if self._source is None:
                 if self.source_settings is None:
                     raise SourceError("*", "no network source configured")
-                self._source = self.source_settings.build()
+                self._source = self.source_settings.source(self.budget)
             return self._source
 
     def fetch_pool(self) -> ThreadPoolExecutor | None:

@@ -97,7 +97,7 @@ def process_mapper(groups: list[ValuationGroup], ctx: ValuationContext, concurre
         todo.put(group)
     settings = ctx.source_settings
     if settings is not None:
-        ctx = replace(ctx, source_settings=replace(settings, delay=settings.delay * procs))
+        ctx = replace(ctx, source_settings=settings.spread_over(procs))
     ctx = replace(ctx, fetch_threads=threads)
     workers = [spawn.Process(target=_worker, args=(todo, results, stop, ctx, threads), daemon=True) for _ in range(procs)]
     for w in workers:

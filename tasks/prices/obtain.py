@@ -96,6 +96,14 @@ def covered_tickers(conn: psycopg.Connection[Any], table: str, requests: list[Fe
     return done
 
 
+def stored_counts(conn: psycopg.Connection[Any], table: str, requests: list[FetchRequest]) -> dict[str, int]:
+    """Bars stored per ticker within its request's range."""
+    query = sql.SQL("SELECT r.ticker, count(b.trade_date) FROM unnest(%s::text[], %s::date[], %s::date[]) AS r(ticker, s, e)"
+                    " LEFT JOIN {} b ON b.ticker = r.ticker AND b.trade_date BETWEEN r.s AND r.e GROUP BY r.ticker").format(sql.Identifier(table))
+    rows = conn.execute(query, ([r.symbol for r in requests], [r.start for r in requests], [r.end for r in requests]))
+    return {str(t): int(n) for t, n in rows}
+
+
 def bar_counts(bars: pd.DataFrame) -> dict[str, int]:
     """Bars per ticker of a frame from ``load_group_bars``."""
     return {} if bars.empty else {str(t): int(n) for t, n in bars.groupby("ticker").size().items()}

@@ -18,10 +18,9 @@ import datetime as dt
 import logging
 import os
 import re
-import shlex
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -60,11 +59,6 @@ def use_prefect(mode: str, *, dry_run: bool = False) -> bool:
     return wanted and not dry_run
 
 
-def plain(fn: F, name: str, **_: Any) -> F:
-    """The no-orchestration wrapper: the function itself."""
-    return fn
-
-
 class ArgumentParser(argparse.ArgumentParser):
     """argparse that raises BadInput (exit 2, one line) instead of printing usage and exiting, and
     takes no abbreviations (``--tick`` for ``--tickers`` would slip past the checks of ``--resume``)."""
@@ -75,39 +69,6 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> Any:  # type: ignore[override]
         raise BadInput(message)
-
-
-def add_fetch_flags(parser: argparse.ArgumentParser) -> None:
-    """Flags every price backfill shares: range, retries, rate-limit advice, cache use."""
-    from tasks.core.calendar import MAX_DAYS
-
-    parser.add_argument("--days", type=int_in(1, MAX_DAYS), default=20, help="NYSE trading sessions back from the end date (default: %(default)s)")
-    parser.add_argument("--end-date", type=iso_date, default=None, help="last session to include, YYYY-MM-DD (default: the last closed NYSE session)")
-    parser.add_argument("--rate-limit-sleep", type=positive_float, default=900.0,
-                        help="on HTTP 429: cool the shared budget down this many seconds (doubling while the block lasts), stop, and advise when to resume (default: %(default)s)")
-    parser.add_argument("--max-retries", type=int_in(0, 20), default=3,
-                        help="retries for transient failures only: timeouts, 5xx, resets; never 429 (default: %(default)s)")
-    parser.add_argument("--retry-wait", type=positive_float, default=1.0,
-                        help="first backoff in seconds before a retry; doubles each time, with jitter (default: %(default)s)")
-    parser.add_argument("--timeout", type=positive_float, default=10.0, help="seconds per HTTP request (default: %(default)s)")
-    parser.add_argument("--refresh", action="store_true", help="ignore the download cache (the database is still checked first)")
-    add_budget_flags(parser)
-
-
-def add_budget_flags(parser: argparse.ArgumentParser) -> None:
-    """The shared request budget every Yahoo request passes (see tasks/budget.py)."""
-    from tasks.sources.budget import DEFAULT_NAME, DEFAULT_RATE
-
-    default = os.environ.get("YAHOO_RATE", DEFAULT_RATE)
-    try:
-        default_per_min = rate_per_min(default)
-    except argparse.ArgumentTypeError as exc:
-        raise BadInput(f"YAHOO_RATE: {exc}") from None
-    parser.add_argument("--rate", type=rate_per_min, default=default_per_min, metavar="N/UNIT",
-                        help=f"request budget for Yahoo shared by every run on this database, e.g. 60/min, 2/s, 1000/h; "
-                             f"lowered after a 429 and learned across runs (default: $YAHOO_RATE or {DEFAULT_RATE}; now {default})")
-    parser.add_argument("--rate-budget", default=DEFAULT_NAME, type=budget_name, metavar="NAME",
-                        help="name of the shared budget; runs with the same name share it (default: %(default)s)")
 
 
 def rate_per_min(text: str) -> float:
@@ -123,13 +84,6 @@ def budget_name(text: str) -> str:
     if not re.fullmatch(r"[a-z0-9][a-z0-9_.-]{0,62}", text):
         raise argparse.ArgumentTypeError(f"budget names are 1-63 lowercase letters, digits, '_', '.', '-': {text!r}")
     return text
-
-
-def add_common_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--cache-dir", type=Path, default=Path(".cache"), help="download cache directory (default: %(default)s)")
-    parser.add_argument("--orchestrate", choices=MODES, default=os.environ.get("BACKFILL_ORCHESTRATE", "auto"),
-                        help="prefect: run as a Prefect flow; plain: same code without Prefect; "
-                             "auto: prefect when PREFECT_API_URL is set (default: %(default)s)")
 
 
 def positive_float(text: str) -> float:
@@ -167,46 +121,6 @@ def program_name(module: str, script: str) -> str:
     if argv0 in ("__main__.py", "-m", "-c", "") or argv0.endswith(".py"):
         return f"python -m {module}"
     return script
-
-
-def command_line(prog: str, args: Sequence[str]) -> str:
-    return f"{prog} {shlex.join(list(args))}".strip()
-
-
-def without_flags(args: Sequence[str], flags: dict[str, int]) -> list[str]:
-    """``args`` minus the given flags (``{"--start-from": 1, "--resume": 0}``: name → values taken)."""
-    out: list[str] = []
-    skip = 0
-    for arg in args:
-        if skip:
-            skip -= 1
-            continue
-        name = arg.split("=", 1)[0]
-        if name in flags:
-            skip = 0 if "=" in arg else flags[name]
-            continue
-        out.append(arg)
-    return out
-
-
-RESUME_AT = re.compile(r"Resume after (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) UTC")
-
-
-def parse_resume_at(lines: Sequence[str]) -> dt.datetime | None:
-    """The resume time a run printed with ``resume_hint`` (the last one), if any."""
-    found = [m.group(1) for line in lines for m in RESUME_AT.finditer(line)]
-    return dt.datetime.strptime(found[-1], "%Y-%m-%d %H:%M:%S").replace(tzinfo=dt.UTC) if found else None
-
-
-def resume_hint(error: RateLimited, sleep_s: float, command: str, *, now: dt.datetime | None = None) -> str:
-    """The lines printed when a rate limit stops a run: when to resume, and how."""
-    wait = error.retry_after if error.from_budget and error.retry_after is not None else max(sleep_s, error.retry_after or 0.0)
-    now = now or dt.datetime.now(dt.UTC)
-    at = (now + dt.timedelta(seconds=wait)).strftime("%Y-%m-%d %H:%M:%S UTC")
-    return (
-        f"Rate limited: {error.reason} ({error.symbol}). Everything fetched so far is committed.\n"
-        f"Resume after {at} (in {wait:.0f} s) with:\n  {command}"
-    )
 
 
 def install_sigterm() -> None:

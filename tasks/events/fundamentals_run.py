@@ -12,12 +12,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from flows.runtime import resume_hint
+from tasks.core.commands import resume_hint
 from tasks.core.db import connect, default_pgdata, open_database
 from tasks.core.errors import EXIT_OK, EXIT_RATE_LIMITED, EXIT_SOME_FAILED, BadInput
 from tasks.events.fundamentals import due_tickers, requests_needed, value_fundamentals
 from tasks.sources.budget import RateBudget, format_rate, parse_rate, peek_budget
 from tasks.sources.fmp import BUDGET_NAME, DEFAULT_BASE_URL, FREE_DAILY_LIMIT, FmpClient
+from tasks.sources.settings import SourceSettings
 
 MODES = ("auto", "fmp", "none")
 
@@ -51,14 +52,18 @@ def _client(opts: FundamentalsOptions, key: str, dsn: str, cache_dir: Path, *, t
                      backoff_initial=retry_wait)
 
 
-def run_fundamentals(opts: FundamentalsOptions, *, dsn: str, cache_dir: Path, overwrite: bool, tickers: list[str] | None, dry_run: bool,
-                     command: str, say: Callable[[str], None], timeout: float = 10.0, max_retries: int = 3, retry_wait: float = 1.0) -> int:
-    """Fill market_cap, pe_ttm and ps_ttm of the due events; returns the phase's exit code."""
+def run_fundamentals(opts: FundamentalsOptions, *, dsn: str, source: SourceSettings, overwrite: bool, tickers: list[str] | None,
+                     dry_run: bool, command: str, say: Callable[[str], None]) -> int:
+    """Fill market_cap, pe_ttm and ps_ttm of the due events; returns the phase's exit code.
+
+    ``source`` gives the cache directory, timeout and retries (FMP has a budget of its own).
+    """
     key = api_key(opts)
     if key is None:
         say("Fundamentals: off (set FMP_API_KEY to fill market_cap, pe_ttm and ps_ttm); those columns stay empty")
         return EXIT_OK
-    client = _client(opts, key, dsn, cache_dir, timeout=timeout, max_retries=max_retries, retry_wait=retry_wait)
+    client = _client(opts, key, dsn, source.cache_dir, timeout=source.timeout, max_retries=source.max_retries,
+                     retry_wait=source.retry_wait)
     try:
         if dry_run:
             conn = open_database(dsn, default_pgdata(), dry_run=True)

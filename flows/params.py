@@ -1,0 +1,208 @@
+"""One definition of a flow's parameters, feeding its CLI flags, its Prefect flow signature and its
+deployments.
+
+A ``Param`` is a flow parameter (a JSON value, as the Prefect UI shows it) and, usually, the flag
+that sets it. ``add_flags`` builds the argparse flags (whose types return the same JSON values);
+``flow_function`` gives a flow body the signature Prefect reads its parameter schema from;
+``defaults`` is what a deployment spells out. Each flow module then turns the values into its
+options with one function, whichever way they came.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import inspect
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from flows.cli import budget_name, int_in, iso_date, positive_float, rate_per_min
+from tasks.core.errors import BadInput
+from tasks.core.tickers import parse_ticker_list
+from tasks.sources.budget import DEFAULT_NAME, DEFAULT_RATE, parse_rate
+from tasks.sources.settings import SourceSettings
+
+_UNSET: Any = object()
+
+
+@dataclass(frozen=True)
+class Param:
+    """A flow parameter and the flag that sets it (``--name-with-dashes`` unless ``flag`` says otherwise).
+
+    ``type`` turns a flag's text into the parameter's JSON value (argparse type; errors exit 2);
+    ``cli=False``: a parameter the CLI fills itself (e.g. the command line for resume hints);
+    ``flow=False``: a flag that is not a flow parameter (``--dry-run``: dry runs never orchestrate).
+    """
+
+    name: str
+    default: Any
+    help: str
+    annotation: Any = str
+    type: Callable[[str], Any] | None = None
+    flag: str | None = None
+    action: str | None = None
+    choices: Sequence[str] | None = None
+    metavar: str | None = None
+    cli: bool = True
+    flow: bool = True
+    cli_default: Any = _UNSET  # the flag's default when it differs (e.g. from an environment variable)
+    required: bool = False  # the flag must be given (the flow parameter still has its default)
+
+    @property
+    def option(self) -> str:
+        return self.flag or "--" + self.name.replace("_", "-")
+
+
+def add_flags(parser: argparse.ArgumentParser, params: Iterable[Param]) -> None:
+    """One flag per CLI parameter; help strings show the defaults."""
+    for p in params:
+        if not p.cli:
+            continue
+        default = p.default if p.cli_default is _UNSET else p.cli_default
+        kwargs: dict[str, Any] = {"dest": p.name, "default": default}
+        if p.required:
+            kwargs = {"dest": p.name, "required": True}
+        if p.action:
+            kwargs["action"] = p.action
+            kwargs["help"] = p.help
+        else:
+            kwargs.update(type=p.type, help=p.help if p.required else f"{p.help} (default: %(default)s)")
+            if p.choices:
+                kwargs["choices"] = p.choices
+            if p.metavar:
+                kwargs["metavar"] = p.metavar
+        parser.add_argument(p.option, **kwargs)
+
+
+def flow_values(ns: argparse.Namespace, params: Iterable[Param], **extra: Any) -> dict[str, Any]:
+    """The flow's parameter values from parsed flags (plus the CLI-filled ones in ``extra``)."""
+    values = {p.name: getattr(ns, p.name) for p in params if p.flow and p.cli}
+    values.update(extra)
+    return values
+
+
+def defaults(params: Iterable[Param], **overrides: Any) -> dict[str, Any]:
+    """Every flow parameter with its default (what a deployment spells out), with ``overrides``."""
+    values = {p.name: p.default for p in params if p.flow}
+    unknown = set(overrides) - set(values)
+    if unknown:
+        raise ValueError(f"not parameters of this flow: {sorted(unknown)}")
+    values.update(overrides)
+    return values
+
+
+def flow_function(name: str, params: Sequence[Param], body: Callable[[dict[str, Any]], Any], doc: str | None) -> Callable[..., Any]:
+    """A function taking the flow parameters as keywords (its signature built from ``params``, so
+    Prefect's parameter schema and UI show them) that calls ``body(values)``."""
+    def fn(**values: Any) -> Any:
+        return body({**defaults(params), **values})
+
+    fn.__name__ = fn.__qualname__ = name.replace("-", "_")
+    fn.__doc__ = doc
+    fn.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [inspect.Parameter(p.name, inspect.Parameter.KEYWORD_ONLY, default=p.default, annotation=p.annotation) for p in params if p.flow])
+    fn.__annotations__ = {p.name: p.annotation for p in params if p.flow}
+    return fn
+
+
+# -- flag types that return JSON values ---------------------------------------------------------
+def ticker_list(text: str) -> list[str]:
+    try:
+        return parse_ticker_list(text)
+    except BadInput as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def date_text(text: str) -> str:
+    return iso_date(text).isoformat()
+
+
+def rate_text(text: str) -> str:
+    return f"{rate_per_min(text):g}/min"
+
+
+def path_text(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path is not a directory")
+    return text
+
+
+# -- values back into typed options --------------------------------------------------------------
+def as_date(value: Any, name: str) -> dt.date | None:
+    """A date parameter: None, a date, or ISO text.
+
+    Raises:
+        BadInput: anything else (a deployment run with a bad parameter).
+    """
+    if value is None or isinstance(value, dt.date):
+        return value
+    try:
+        return dt.date.fromisoformat(str(value))
+    except ValueError:
+        raise BadInput(f"{name}: not a date (YYYY-MM-DD): {value!r}") from None
+
+
+def as_tickers(value: Any, default: Sequence[str]) -> tuple[str, ...]:
+    """A tickers parameter (list, comma-separated text, or None for ``default``), validated."""
+    return tuple(parse_ticker_list(default if value is None else value))
+
+
+# -- the source settings every fetching flow shares ----------------------------------------------
+def source_params(*, delay: float | None, delay_help: str = "minimum seconds between two requests of this run to Yahoo",
+                  refresh: bool = True) -> list[Param]:
+    """The parameters of ``SourceSettings`` (``delay=None``: the flow spaces its requests its own way)."""
+    env_rate = os.environ.get("YAHOO_RATE", DEFAULT_RATE)
+    out = [
+        Param("cache_dir", ".cache", "download cache directory", type=path_text),
+        Param("rate", DEFAULT_RATE, "request budget for Yahoo shared by every run on this database, e.g. 60/min, 2/s, 1000/h; "
+              "lowered after a 429 and learned across runs; $YAHOO_RATE sets the flag's default", type=rate_text,
+              metavar="N/UNIT", cli_default=env_rate),
+        Param("rate_budget", DEFAULT_NAME, "name of the shared budget; runs with the same name share it", type=budget_name,
+              metavar="NAME"),
+        Param("rate_limit_sleep", 900.0, "on HTTP 429: cool the shared budget down this many seconds (doubling while the "
+              "block lasts), stop, and advise when to resume", annotation=float, type=positive_float),
+        Param("max_retries", 3, "retries for transient failures only: timeouts, 5xx, resets; never 429", annotation=int,
+              type=int_in(0, 20)),
+        Param("retry_wait", 1.0, "first backoff in seconds before a retry; doubles each time, with jitter", annotation=float,
+              type=positive_float),
+        Param("timeout", 10.0, "seconds per HTTP request", annotation=float, type=positive_float_nonzero),
+    ]
+    if refresh:
+        out.append(Param("refresh", False, "ignore the download cache (the database is still checked first)", annotation=bool,
+                         action="store_true"))
+    if delay is not None:
+        out.append(Param("delay", delay, delay_help, annotation=float, type=positive_float))
+    return out
+
+
+def positive_float_nonzero(text: str) -> float:
+    value = positive_float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be greater than 0: {text!r}")
+    return value
+
+
+def source_settings(values: dict[str, Any], *, delay: float | None = None) -> SourceSettings:
+    """``SourceSettings`` from a flow's values (``delay`` when the flow computes its own spacing).
+
+    Raises:
+        BadInput: a value a deployment run was given is unusable.
+    """
+    try:
+        return SourceSettings(
+            cache_dir=Path(values["cache_dir"]), refresh=bool(values.get("refresh", False)),
+            delay=float(values["delay"] if delay is None else delay), rate_per_min=parse_rate(str(values["rate"])),
+            rate_budget=str(values["rate_budget"]), rate_limit_sleep=float(values["rate_limit_sleep"]),
+            max_retries=int(values["max_retries"]), retry_wait=float(values["retry_wait"]), timeout=float(values["timeout"]),
+        )
+    except (TypeError, ValueError) as exc:
+        raise BadInput(f"bad source parameter: {exc}") from None
+
+
+ORCHESTRATE = Param("orchestrate", "auto", "prefect: run as a Prefect flow; plain: the same code without Prefect; auto: prefect "
+                    "when PREFECT_API_URL is set; $BACKFILL_ORCHESTRATE sets the default", choices=("auto", "prefect", "plain"),
+                    flow=False, cli_default=os.environ.get("BACKFILL_ORCHESTRATE", "auto"))
+DRY_RUN = Param("dry_run", False, "say what a run would do; touch nothing", annotation=bool, action="store_true", flow=False)

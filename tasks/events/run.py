@@ -1,0 +1,237 @@
+"""An event valuation run: import (optional), plan, value every ticker group in worker processes,
+then the FMP multiples; the summary and the command that continues a stopped run."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from tasks.core.calendar import last_closed_session, nyse
+from tasks.core.commands import resume_hint
+from tasks.core.db import default_pgdata, open_database, resolve_dsn
+from tasks.core.display import Reporter, format_eta
+from tasks.core.errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_RATE_LIMITED, EXIT_SOME_FAILED, RateLimited, SourceError
+from tasks.core.processes import start_method
+from tasks.core.tickers import BENCHMARK
+from tasks.events.fundamentals_run import FundamentalsOptions, api_key, run_fundamentals
+from tasks.events.groups import GroupResult, ValuationContext, default_group_size, ensure_bars, make_groups, spy_series
+from tasks.events.imports import ImportResult, TickerWork, check_csv, describe_bad, import_csv, pending_by_ticker
+from tasks.events.pool import GroupOutcome, process_mapper
+from tasks.prices.obtain import covered_tickers, price_request, stored_counts
+from tasks.prices.store import ETF_TABLE, STOCK_TABLE
+from tasks.sources.budget import describe_budget, peek_budget
+from tasks.sources.cache import DownloadCache
+from tasks.sources.settings import SourceSettings
+
+# Downloads cost CPU (yfinance parsing) under the GIL: with this many to do, spread them over processes.
+# Below it, spawning processes (2-3 s each to import) costs more than it saves.
+PROCESS_THRESHOLD = 200
+
+
+@dataclass(frozen=True)
+class ValuationOptions:
+    import_csv: Path | None = None
+    skip_bad_rows: bool = False
+    import_only: bool = False
+    overwrite: bool = False
+    tickers: tuple[str, ...] | None = None
+    dry_run: bool = False
+    concurrency: int = 10
+    processes: int | None = None
+    group_size: int | None = None
+    as_of: dt.date | None = None
+    source: SourceSettings = field(default_factory=lambda: SourceSettings(delay=0.1))
+    fundamentals: FundamentalsOptions = field(default_factory=FundamentalsOptions)
+
+
+@dataclass
+class RunTotals:
+    """Sums over the groups, and the lines printed at the end."""
+
+    events: int
+    tickers: int
+    groups: int
+    results: list[GroupResult] = field(default_factory=list)
+    failed_groups: dict[int, str] = field(default_factory=dict)
+    started: float = field(default_factory=time.perf_counter)
+
+    def add(self, result: GroupResult) -> None:
+        self.results.append(result)
+
+    @property
+    def rate_limited(self) -> RateLimited | None:
+        return next((r.rate_limited for r in self.results if r.rate_limited), None)
+
+    def total(self, name: str) -> int:
+        return sum(int(getattr(r, name)) for r in self.results)
+
+    def progress(self) -> tuple[str, str]:
+        done = self.total("events")
+        elapsed = max(time.perf_counter() - self.started, 1e-9)
+        rate = done / elapsed
+        eta = format_eta((self.events - done) / rate) if rate > 0 and done < self.events else ""
+        return (f"{done:,}/{self.events:,} events, {self.total('tickers'):,}/{self.tickers:,} tickers, {rate:,.0f} events/s", eta)
+
+    def line(self) -> str:
+        failed = {t: e for r in self.results for t, e in r.failed.items()}
+        text = (f"Events: {self.total('events'):,} valued ({self.total('ok'):,} ok, {self.total('no_data'):,} no_data, "
+                f"{self.total('error'):,} error) in {len(self.results)}/{self.groups} groups; "
+                f"{self.total('fetched'):,} tickers fetched, {self.total('from_cache'):,} from cache; "
+                f"{time.perf_counter() - self.started:.1f} s")
+        if failed:
+            shown = ", ".join(f"{t} ({e})" for t, e in list(failed.items())[:10])
+            text += f"\nTickers not valued: {shown}" + (f", +{len(failed) - 10} more" if len(failed) > 10 else "")
+        for index, error in self.failed_groups.items():
+            text += f"\nGroup {index} failed and wrote nothing: {error}"
+        return text
+
+
+def as_of_session(as_of: dt.date | None) -> dt.date:
+    """The last session whose bars a run may use: ``--as-of`` (or before it), else the last closed one."""
+    last = last_closed_session()
+    if as_of is None or as_of >= last:
+        return last
+    return nyse().date_to_session(pd.Timestamp(as_of), direction="previous").date()
+
+
+def plan_fetches(conn: Any, work: list[TickerWork], table: str, cache: DownloadCache, last: dt.date) -> tuple[int, int]:
+    """(network fetches, cache reads) a run would make: tickers whose range is neither fetched before nor fully stored."""
+    requests = [r for r in (price_request(w.ticker, w.first, w.last, last) for w in work) if r is not None]
+    if not requests:
+        return 0, 0
+    complete = covered_tickers(conn, table, requests, stored_counts(conn, table, requests))
+    network = cached = 0
+    for r in requests:
+        if r.symbol in complete:
+            continue
+        if cache.get(r) is not None:
+            cached += 1
+        else:
+            network += 1
+    return network, cached
+
+
+def run_valuation(opts: ValuationOptions, *, command: str, log: Callable[[str], Any] | None = None,
+                  mapper: Callable[..., Iterator[GroupOutcome]] | None = None) -> int:
+    """Price metrics for every pending event, then (with an FMP key) their valuation multiples."""
+    def say(text: str) -> None:
+        print(text, flush=True)
+        if log is not None:
+            log(text)
+
+    api_key(opts.fundamentals)  # a missing key is a usage error before anything runs
+    code = value_prices(opts, command=command, log=log, mapper=mapper)
+    if code in (EXIT_RATE_LIMITED, EXIT_BAD_INPUT) or opts.import_only:
+        return code
+    dsn = resolve_dsn(os.environ.get("DATABASE_URL"), default_pgdata())
+    phase = run_fundamentals(opts.fundamentals, dsn=dsn, source=opts.source, overwrite=opts.overwrite,
+                             tickers=list(opts.tickers) if opts.tickers else None, dry_run=opts.dry_run, command=command, say=say)
+    return max(code, phase)
+
+
+def value_prices(opts: ValuationOptions, *, command: str, log: Callable[[str], Any] | None = None,
+                 mapper: Callable[..., Iterator[GroupOutcome]] | None = None) -> int:
+    """Import (optional), plan, then value every group; returns the exit code.
+
+    ``mapper(groups, ctx, concurrency)`` yields each group's result (or its exception) as it
+    completes: a bounded thread pool by default, Prefect tasks in the flow.
+
+    Raises:
+        BadInput: bad file or flags (nothing written).
+        StoreError: the database is unreachable.
+    """
+    def say(text: str) -> None:
+        print(text, flush=True)
+        if log is not None:
+            log(text)
+
+    checked = check_csv(opts.import_csv, skip_bad_rows=opts.skip_bad_rows) if opts.import_csv is not None else None
+    dsn = resolve_dsn(os.environ.get("DATABASE_URL"), default_pgdata())
+    conn = open_database(dsn, default_pgdata(), dry_run=opts.dry_run)
+    code = EXIT_OK
+    try:
+        if opts.import_csv is not None:  # in a dry run this happens inside the transaction that is rolled back
+            imported: ImportResult = import_csv(conn, opts.import_csv, skip_bad_rows=opts.skip_bad_rows, checked=checked)
+            would = "Would import" if opts.dry_run else "Imported"
+            say(f"{would} {imported.inserted:,} new event(s) from {opts.import_csv} ({imported.duplicates:,} already present)")
+            if imported.bad:
+                say(f"Skipped {describe_bad(imported.bad)}")
+                code = EXIT_SOME_FAILED
+        if opts.import_only:
+            if opts.dry_run:
+                conn.rollback()
+            return code
+        work = pending_by_ticker(conn, overwrite=opts.overwrite, tickers=list(opts.tickers) if opts.tickers else None)
+        events = sum(w.events for w in work)
+        if not work:
+            say("Nothing to value: every event is valued (use --overwrite to revalue).")
+            return code
+        group_size = opts.group_size or default_group_size(len(work))
+        groups = make_groups([(w.ticker, w.events) for w in work], group_size)
+        settings = opts.source
+        cache = settings.cache()
+        cheap_start = start_method() == "fork"
+        # The fetch count only decides whether processes pay off where they are slow to start.
+        network, cached = plan_fetches(conn, work, STOCK_TABLE, cache, as_of_session(opts.as_of)) if opts.dry_run or not cheap_start else (0, 0)
+        if opts.dry_run:
+            budget_state = peek_budget(conn, settings.rate_budget, settings.rate_per_min)
+            conn.rollback()
+            say(f"Would value {events:,} events of {len(work):,} tickers in {len(groups)} groups of up to {group_size} tickers "
+                f"({opts.concurrency} at a time); network fetches: {network:,} (+ SPY if not stored), from cache: {cached:,}")
+            say(describe_budget(budget_state, requests=network + 2 if network else 0))
+            return code
+        last_closed = as_of_session(opts.as_of)
+        ctx = ValuationContext(
+            dsn=dsn, table=STOCK_TABLE, cache=cache, spy=pd.Series(dtype=float), last_closed=last_closed, overwrite=opts.overwrite,
+            refresh=settings.refresh, source_settings=settings, budget=settings.budget(dsn),
+        )
+        totals = RunTotals(events=events, tickers=len(work), groups=len(groups))
+        spy_request = price_request(BENCHMARK, min(w.first for w in work), max(w.last for w in work), last_closed)
+        if spy_request is not None:
+            try:
+                how = ensure_bars(conn, ETF_TABLE, spy_request, ctx)
+                say(f"Benchmark SPY {spy_request.start} .. {spy_request.end}: {how}")
+            except RateLimited as exc:
+                say(resume_hint(exc, settings.rate_limit_sleep, command))
+                return EXIT_RATE_LIMITED
+            except SourceError as exc:
+                say(f"Benchmark SPY unavailable ({exc.reason}): excess returns will be empty")
+            ctx.spy = spy_series(conn, ETF_TABLE, spy_request.start, spy_request.end)
+        conn.close()
+        reporter = Reporter(len(groups), log=log)
+        say(f"Valuing {events:,} events of {len(work):,} tickers in {len(groups)} groups, {opts.concurrency} at a time")
+        try:
+            processes = opts.processes or ((os.cpu_count() or 1) if cheap_start or network >= PROCESS_THRESHOLD else 1)
+            run = mapper or partial(process_mapper, processes=processes)
+            for outcome in run(groups, ctx, opts.concurrency):
+                if isinstance(outcome, tuple):
+                    index, error = outcome
+                    totals.failed_groups[index] = error
+                    reporter.item(f"group {index} failed: {error}")
+                    continue
+                totals.add(outcome)
+                text, eta = totals.progress()
+                reporter.status(text, eta)
+                reporter.item(f"group {outcome.index}: {outcome.events:,} events ({text})")
+        finally:
+            reporter.close()
+        say(totals.line())
+        if totals.rate_limited is not None:
+            say(resume_hint(totals.rate_limited, settings.rate_limit_sleep, command) + "\n(valued events are kept; a rerun values only the rest)")
+            return EXIT_RATE_LIMITED
+        if totals.failed_groups or totals.total("error") or totals.total("no_data"):
+            return EXIT_SOME_FAILED if (totals.failed_groups or totals.total("error")) else max(code, EXIT_OK)
+        return code
+    finally:
+        if not conn.closed:
+            if opts.dry_run:
+                conn.rollback()
+            conn.close()

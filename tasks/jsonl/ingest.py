@@ -1,0 +1,157 @@
+"""An ingestion run: find the files, plan each (skip, new, append, reload), load the file groups in
+worker processes, summarize (rejects, reloads, incomplete tails, failures)."""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing as mp
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tasks.core.db import connect, default_pgdata, open_database, resolve_dsn
+from tasks.core.display import Reporter, format_eta
+from tasks.core.errors import EXIT_OK, EXIT_SOME_FAILED, PipelineError
+from tasks.core.processes import die_with_parent, start_method
+from tasks.jsonl.files import FilePlan, count_lines, discover, plan_files
+from tasks.jsonl.load import FileResult, load_file
+
+
+@dataclass(frozen=True)
+class IngestOptions:
+    root: Path
+    concurrency: int = 4
+    batch_size: int = 10_000
+    dry_run: bool = False
+
+
+def group_plans(plans: list[FilePlan], groups: int) -> list[list[FilePlan]]:
+    """Spread the files to load over ``groups`` lists of about equal bytes (largest first)."""
+    todo = sorted((p for p in plans if p.action != "skip"), key=lambda p: -p.bytes_to_load)
+    buckets: list[list[FilePlan]] = [[] for _ in range(max(1, min(groups, len(todo))))]
+    sizes = [0] * len(buckets)
+    for plan in todo:
+        i = sizes.index(min(sizes))
+        buckets[i].append(plan)
+        sizes[i] += plan.bytes_to_load
+    return [b for b in buckets if b]
+
+
+def load_group(dsn: str, root: Path, plans: list[FilePlan], batch_size: int) -> list[FileResult | tuple[str, str]]:
+    """Load a group's files one after another on one connection; a failing file doesn't stop the rest."""
+    out: list[FileResult | tuple[str, str]] = []
+    with connect(dsn, autocommit=True) as conn:
+        for plan in plans:
+            try:
+                out.append(load_file(conn, root, plan, batch_size=batch_size))
+            except PipelineError as exc:
+                out.append((plan.file.rel, str(exc)))
+    return out
+
+
+@dataclass
+class IngestTotals:
+    plans: list[FilePlan]
+    results: list[FileResult] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def bytes_total(self) -> int:
+        return sum(p.bytes_to_load for p in self.plans)
+
+    def progress(self) -> tuple[str, str]:
+        done = sum(r.bytes_read for r in self.results)
+        lines = sum(r.lines for r in self.results)
+        elapsed = max(time.perf_counter() - self.started, 1e-9)
+        eta = format_eta((self.bytes_total - done) / (done / elapsed)) if done and done < self.bytes_total else ""
+        return f"{len(self.results)}/{len(self.to_load)} files, {lines:,} lines, {lines / elapsed:,.0f} lines/s", eta
+
+    @property
+    def to_load(self) -> list[FilePlan]:
+        return [p for p in self.plans if p.action != "skip"]
+
+    def lines(self) -> list[str]:
+        count = {a: sum(1 for p in self.plans if p.action == a) for a in ("new", "append", "reload", "skip")}
+        loaded = sum(r.loaded for r in self.results)
+        rejected = sum(r.rejected for r in self.results)
+        elapsed = time.perf_counter() - self.started
+        rows = sum(r.lines for r in self.results)
+        out = [f"JSONL: {len(self.plans)} files ({count['new']} new, {count['append']} grown, {count['reload']} reloaded, "
+               f"{count['skip']} unchanged); {loaded:,} rows loaded, {rejected:,} lines rejected, {len(self.failed)} files failed; "
+               f"{rows / max(elapsed, 1e-9):,.0f} lines/s"]
+        for plan in self.plans:
+            if plan.action == "reload":
+                out.append(f"Reloaded (earlier content changed): {plan.file.rel}")
+        for result in self.results:
+            for line, reason in result.rejects[:10]:
+                out.append(f"Rejected {result.rel}:{line}: {reason}")
+            if result.incomplete_tail:
+                out.append(f"{result.rel} ends in an incomplete line: left for the next run")
+        for rel, error in self.failed:
+            out.append(f"Failed {rel}: {error}")
+        return out
+
+
+def pool_mapper(groups: list[list[FilePlan]], dsn: str, root: Path, opts: IngestOptions) -> Iterator[FileResult | tuple[str, str]]:
+    """Worker processes (parsing JSON is CPU work: threads would share one core); forked where the
+    platform allows, else spawned."""
+    context = mp.get_context(start_method())
+    with cf.ProcessPoolExecutor(max_workers=opts.concurrency, mp_context=context, initializer=die_with_parent) as pool:
+        futures = [pool.submit(load_group, dsn, root, g, opts.batch_size) for g in groups]
+        for future in cf.as_completed(futures):
+            yield from future.result()
+
+
+def run_ingest(opts: IngestOptions, *, log: Callable[[str], Any] | None = None,
+               mapper: Callable[..., Iterator[FileResult | tuple[str, str]]] = pool_mapper) -> int:
+    """Plan, then load every file group; returns the exit code.
+
+    Raises:
+        BadInput: a bad root (nothing written).
+        StoreError: the database is unreachable.
+    """
+    def say(text: str) -> None:
+        print(text, flush=True)
+        if log is not None:
+            log(text)
+
+    root = opts.root.resolve()
+    files = discover(root)
+    dsn = resolve_dsn(os.environ.get("DATABASE_URL"), default_pgdata())
+    conn = open_database(dsn, default_pgdata(), dry_run=opts.dry_run)
+    try:
+        plans = plan_files(conn, root, files)
+        if opts.dry_run:
+            conn.rollback()
+            total = 0
+            for plan in plans:
+                lines = 0 if plan.action == "skip" else count_lines(root / plan.file.rel, plan.start_byte if plan.action == "append" else 0)
+                total += lines
+                say(f"  {plan.file.rel:<32} {plan.action:<7} {lines:>10,} lines to load")
+            say(f"Would load {total:,} lines from {sum(p.action != 'skip' for p in plans)} of {len(plans)} files")
+            return EXIT_OK
+    finally:
+        conn.close()
+    totals = IngestTotals(plans)
+    groups = group_plans(plans, opts.concurrency * 4)
+    reporter = Reporter(len(totals.to_load), log=log)
+    try:
+        for outcome in mapper(groups, dsn, root, opts):
+            if isinstance(outcome, tuple):
+                totals.failed.append(outcome)
+                reporter.item(f"{outcome[0]} failed: {outcome[1]}")
+                continue
+            totals.results.append(outcome)
+            text, eta = totals.progress()
+            reporter.status(text, eta)
+            reporter.item(f"{outcome.rel} {outcome.action}: {outcome.loaded:,} rows, {outcome.rejected:,} rejected ({text})")
+    finally:
+        reporter.close()
+    for line in totals.lines():
+        say(line)
+    failed = totals.failed or any(r.rejected for r in totals.results)
+    return EXIT_SOME_FAILED if failed else EXIT_OK

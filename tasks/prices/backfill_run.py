@@ -1,0 +1,216 @@
+"""A backfill run: plan against the database and the cache, fetch the rest (batched or per ticker),
+store each ticker with its progress record, summarize. The ETF backfill is this; the daily
+pipeline's two history stages are too."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tasks.core.calendar import sessions_back
+from tasks.core.commands import plain, resume_hint
+from tasks.core.db import default_pgdata, open_database, resolve_dsn
+from tasks.core.display import Reporter
+from tasks.core.errors import EXIT_OK, EXIT_RATE_LIMITED, EXIT_SOME_FAILED, RateLimited, SourceError
+from tasks.core.runs import finish_run, start_run
+from tasks.core.tickers import ETF_UNIVERSE
+from tasks.core.types import FetchResult
+from tasks.prices.backfill import (
+    BackfillPlan,
+    PlanItem,
+    Summary,
+    keep_result,
+    obtain,
+    plan_backfill,
+    record_failure,
+    record_skip,
+)
+from tasks.prices.store import ETF_TABLE
+from tasks.sources.budget import RateBudget, describe_budget, peek_budget
+from tasks.sources.cache import DownloadCache
+from tasks.sources.settings import SourceSettings
+from tasks.sources.yahoo import YahooSource
+
+
+@dataclass(frozen=True)
+class BackfillOptions:
+    """Everything a backfill run needs besides the database location (never a flow parameter)."""
+
+    tickers: tuple[str, ...] = ETF_UNIVERSE
+    days: int = 20
+    end_date: dt.date | None = None
+    batch: bool = True
+    dry_run: bool = False
+    table: str = ETF_TABLE
+    run_name: str = "etf-backfill"  # how the run is recorded in backfill_runs
+    source: SourceSettings = field(default_factory=SourceSettings)
+
+
+def describe_plan(plan: BackfillPlan, out: Callable[[str], Any]) -> None:
+    """The dry-run listing: per ticker its action and why, then the totals."""
+    first, last = plan.sessions[0], plan.sessions[-1]
+    out(f"Plan for {len(plan.sessions)} NYSE sessions {first} .. {last} into {plan.table}:")
+    for item in plan.items:
+        span = f" [{item.request.start} .. {item.request.end}]" if item.request else ""
+        out(f"  {item.ticker:<6} {item.action:<5} {item.reason}{span}")
+    out(f"Network: {plan.count('fetch')} ticker(s); cache: {plan.count('cache')}; skipped: {plan.count('skip')}")
+
+
+def requests_needed(plan: BackfillPlan, opts: BackfillOptions) -> int:
+    """HTTP requests a run would make: cookie and crumb once, then one per distinct range (batched) or ticker."""
+    fetch = [i.request for i in plan.items if i.action == "fetch" and i.request is not None]
+    if not fetch:
+        return 0
+    per = len({(r.start, r.end) for r in fetch}) if opts.batch and len(fetch) > 1 else len(fetch)
+    return 2 + per
+
+
+def run_backfill(
+    opts: BackfillOptions,
+    *,
+    command: str,
+    wrap: Callable[..., Any] = plain,
+    log: Callable[[str], Any] | None = None,
+    database_url: str | None = None,
+    pgdata: Path | None = None,
+) -> tuple[int, Summary | None]:
+    """The backfill itself, identical with or without Prefect (``wrap`` turns steps into tasks).
+
+    Returns the exit code and the summary (None for a dry run).
+
+    Raises:
+        BadInput: bad options (nothing written).
+        StoreError: the database is unreachable or refused a write.
+        KeyboardInterrupt: Ctrl+C/SIGTERM (the ticker in flight is rolled back).
+    """
+    def say(text: str) -> None:  # results always reach stdout; the Prefect log gets them too
+        print(text, flush=True)
+        if log is not None:
+            log(text)
+
+    settings = opts.source
+    sessions = sessions_back(opts.days, opts.end_date)
+    cache = settings.cache()
+    dsn = resolve_dsn(database_url if database_url is not None else os.environ.get("DATABASE_URL"), pgdata or default_pgdata())
+    conn = open_database(dsn, pgdata or default_pgdata(), dry_run=opts.dry_run)
+    try:
+        plan: BackfillPlan = wrap(plan_backfill, "plan")(conn, opts.table, list(opts.tickers), sessions,
+                                                         cache=None if settings.refresh else cache)
+        if opts.dry_run:
+            budget_state = peek_budget(conn, settings.rate_budget, settings.rate_per_min)
+            conn.rollback()
+            describe_plan(plan, say)
+            say(describe_budget(budget_state, requests=requests_needed(plan, opts), delay=settings.delay))
+            return EXIT_OK, None
+        flat = {**{k: v for k, v in asdict(opts).items() if k != "source"}, **asdict(settings)}
+        params = {k: (str(v) if isinstance(v, (Path, dt.date)) else v) for k, v in flat.items()}
+        run_id = start_run(conn, opts.run_name, command, params, list(opts.tickers))
+        summary = Summary()
+        reporter = Reporter(len(plan.items), log=log)
+        status = "interrupted"
+        budget = settings.budget(dsn)
+        try:
+            execute(plan, opts, conn=conn, cache=cache, run_id=run_id, summary=summary, reporter=reporter, wrap=wrap, budget=budget)
+            status = "rate_limited" if summary.rate_limited else ("failed" if summary.failures else "done")
+        finally:
+            budget.close()
+            reporter.close()
+            finish_run(conn, run_id, status, summary.line())
+        say(summary.line())
+        if summary.rate_limited is not None:
+            say(resume_hint(summary.rate_limited, settings.rate_limit_sleep, command))
+            return EXIT_RATE_LIMITED, summary
+        return (EXIT_SOME_FAILED if summary.failures else EXIT_OK), summary
+    finally:
+        conn.close()
+
+
+def execute(plan: BackfillPlan, opts: BackfillOptions, *, conn: Any, cache: DownloadCache, run_id: int,
+             summary: Summary, reporter: Reporter, wrap: Callable[..., Any], budget: RateBudget | None = None) -> None:
+    wanted = set(plan.sessions)
+    store = wrap(keep_result, "store-bars")
+    sources: list[YahooSource] = []
+
+    def source() -> YahooSource:  # built on first need: a fully cached run never touches yfinance
+        if not sources:
+            sources.append(opts.source.source(budget))
+        return sources[0]
+
+    def keep(item: PlanItem, result: FetchResult) -> bool:
+        """Store one ticker (its whole history restated first if a new split/dividend calls for it); True to stop."""
+        try:
+            outcome = store(conn, plan.table, result, cache=cache, source=source, run_id=run_id, sessions=wanted)
+        except RateLimited as exc:
+            return fail_item(exc, item, conn, run_id, summary, reporter)
+        summary.add(outcome)
+        reporter.item(outcome.describe())
+        return False
+
+    for item in (i for i in plan.items if i.action == "skip"):
+        outcome = record_skip(conn, item, run_id=run_id)
+        summary.add(outcome)
+        reporter.item(outcome.describe())
+    to_fetch: list[PlanItem] = []
+    for item in (i for i in plan.items if i.action == "cache"):
+        try:
+            result = wrap(obtain, f"cache-{item.ticker}")(item, cache=cache, source=None)
+        except SourceError:  # expired between plan and now: fetch it instead
+            to_fetch.append(item)
+            continue
+        if keep(item, result):
+            return
+    to_fetch += [i for i in plan.items if i.action == "fetch"]
+    if not to_fetch:
+        return
+    if opts.batch and len(to_fetch) > 1:
+        reporter.status(f"downloading {len(to_fetch)} tickers")
+        results = wrap(source().fetch_batch, "fetch-batch", retries=0)([i.request for i in to_fetch])
+        failed: list[tuple[PlanItem, SourceError]] = []
+        for item in to_fetch:  # store every answer first: a 429 must not cost what arrived before it
+            got = results[item.request]
+            if isinstance(got, SourceError):
+                failed.append((item, got))
+                continue
+            cache.put(got)
+            if keep(item, got):
+                return
+        for item, error in sorted(failed, key=lambda f: isinstance(f[1], RateLimited)):
+            if fail_item(error, item, conn, run_id, summary, reporter):
+                return
+        return
+    fetch = wrap(obtain, "fetch-bars")
+    for item in to_fetch:
+        reporter.status(f"fetching {item.ticker}")
+        try:
+            result = fetch(item, cache=cache, source=source(), use_cache=not opts.source.refresh)
+        except SourceError as exc:
+            if fail_item(exc, item, conn, run_id, summary, reporter):
+                return
+            continue
+        if keep(item, result):
+            return
+
+
+def fail_item(error: SourceError, item: PlanItem, conn: Any, run_id: int, summary: Summary, reporter: Reporter) -> bool:
+    """Record a failed ticker; True when the run must stop (rate limit)."""
+    if isinstance(error, RateLimited):
+        summary.rate_limited = error
+        reporter.line(f"{item.ticker}: rate limited by the source; stopping now")
+        return True
+    outcome = record_failure(conn, item.ticker, error, run_id=run_id)
+    summary.add(outcome)
+    reporter.item(outcome.describe())
+    return False
+
+
+def summary_markdown(summary: Summary, code: int, command: str) -> str:
+    """The run's Prefect artifact: the summary line and a row per ticker."""
+    rows = "\n".join(f"| {o.ticker} | {o.status} | {o.rows} | {o.counts.new} | {o.counts.updated} | {o.error.reason if o.error else ''} |" for o in summary.outcomes)
+    text = f"## ETF backfill\n\n{summary.line()}\n\n| ticker | status | rows | new | updated | error |\n|---|---|---|---|---|---|\n{rows}\n"
+    if code == EXIT_RATE_LIMITED:
+        text += f"\nStopped by a rate limit. Resume later with `{command}`.\n"
+    return text
