@@ -34,6 +34,7 @@ class FakeFmp:
     caps: dict[str, dict[dt.date, float]] = field(default_factory=dict)
     rate_limit_after: int | None = None
     fail_next: int = 0  # this many requests answered 502 first (transient)
+    garbled: set[str] = field(default_factory=set)  # symbols answered 200 with an object FMP never sends
     log: list[FmpRequest] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -86,6 +87,8 @@ class FakeFmp:
             return 502, {"error": "Bad Gateway"}
         if self.rate_limit_after is not None and served > self.rate_limit_after:
             return 429, {"Error Message": "Limit Reach . Please upgrade your plan or visit our documentation for more details"}
+        if symbol in self.garbled:
+            return 200, {"symbol": symbol, "note": "not the list FMP sends"}
         if not key_ok:
             return 401, {"Error Message": "Invalid API KEY. Feel free to create a Free API Key."}
         if url.path == "/stable/income-statement":

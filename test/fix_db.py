@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,11 +25,15 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, P
         return
     from tasks.core.db import start_embedded_server
 
-    pgdata = tmp_path_factory.mktemp("pg") / "data"
+    # Not under pytest's own temp root: a second pytest session on the machine resets that root to
+    # mode 0700, and the server runs as another system user, which would then lose its data directory.
+    work = Path(tempfile.mkdtemp(prefix="market-backfill-test-pg-"))
+    pgdata = work / "data"
     server = start_embedded_server(pgdata, cleanup_mode="delete")
     _SERVER_LOGS.append(Path(server.log))
     yield server.get_uri(), pgdata
     server.cleanup()
+    shutil.rmtree(work, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -165,3 +165,17 @@ def test_transient_errors_are_retried(run_cli: CliRunner, dsn: str, fake_yahoo: 
     assert result.code == 0, result.stdout + result.stderr
     assert len(fmp.log) == 4 + 2
     assert all(r["ps_ttm"] is not None for r in stored(dsn).values())
+
+
+def test_an_unexpected_answer_is_transient_the_run_says_so_and_the_rerun_fills_it(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo,
+                                                                                fmp: FakeFmp, tmp_path: Path) -> None:
+    fmp.garbled.add("FUNDB")  # 200 with an object, not the list FMP sends: classified transient by type
+    result = run_cli(VAL, "--import-csv", str(events_csv(tmp_path)), *FAST, "--max-retries", "0", env=env(fmp))
+    assert result.code == 1, result.stdout + result.stderr  # not 0: FUNDB's multiples are still due
+    assert "1 ticker(s) failed for now, retried next run (FUNDB)" in result.stdout
+    rows = stored(dsn)
+    assert [r["fundamentals_at"] is None for (t, _), r in sorted(rows.items())] == [False, False, True]  # FUNDA, FUNDA, FUNDB
+    fmp.garbled.clear()
+    again = run_cli(VAL, *FAST, env=env(fmp))
+    assert again.code == 0, again.stdout + again.stderr
+    assert all(r["ps_ttm"] is not None for r in stored(dsn).values())

@@ -6,11 +6,13 @@ Also applies the ``sql/NNN_*.sql`` migrations in order, once each, recorded in
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
 import subprocess
 import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +107,27 @@ def embedded_dsn(pgdata: Path) -> str:
     return embedded_server_uri(pgdata, EMBEDDED_DBNAME)
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of a driver error (PostgreSQL adds DETAIL/HINT/CONTEXT lines)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+@contextlib.contextmanager
+def database_errors(what: str | Callable[[], str]) -> Iterator[None]:
+    """The one boundary where psycopg's errors become ``StoreError``: "<what>: <first line>".
+
+    ``what`` may be a function, for a message that counts what the block did before it failed.
+
+    Raises:
+        StoreError: the block raised a ``psycopg.Error`` (its transaction, if any, rolled back).
+    """
+    try:
+        yield
+    except psycopg.Error as exc:
+        raise StoreError(f"{what() if callable(what) else what}: {first_line(exc)}") from exc
+
+
 def resolve_dsn(database_url: str | None, pgdata: Path) -> str:
     """The DSN to use: the given URL, else the embedded server's."""
     return database_url if database_url else embedded_dsn(pgdata)
@@ -119,7 +142,7 @@ def connect(dsn: str, **kwargs: Any) -> psycopg.Connection[Any]:
     try:
         return psycopg.connect(dsn, connect_timeout=CONNECT_TIMEOUT_S, application_name="market-backfill", **kwargs)
     except psycopg.Error as exc:
-        first = scrub(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, dsn)
+        first = scrub(first_line(exc), dsn)
         raise StoreError(f"cannot connect to PostgreSQL at {describe_dsn(dsn)}: {first}") from exc
 
 
@@ -130,7 +153,7 @@ def migrate(conn: psycopg.Connection[Any]) -> list[str]:
         StoreError: a migration failed (its transaction is rolled back).
     """
     applied_now: list[str] = []
-    try:
+    with database_errors("schema migration failed"):
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
             conn.execute(
@@ -144,8 +167,6 @@ def migrate(conn: psycopg.Connection[Any]) -> list[str]:
                 conn.execute(sql)  # type: ignore[arg-type]  # our own files, no parameters
                 conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
                 applied_now.append(version)
-    except psycopg.Error as exc:
-        raise StoreError(f"schema migration failed: {str(exc).strip().splitlines()[0]}") from exc
     return applied_now
 
 

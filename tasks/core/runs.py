@@ -12,7 +12,7 @@ from typing import Any
 
 import psycopg
 
-from tasks.core.errors import StoreError
+from tasks.core.db import database_errors
 
 RUN_STATUSES = ("running", "done", "failed", "rate_limited", "interrupted")
 
@@ -32,7 +32,7 @@ def start_run(conn: psycopg.Connection[Any], flow: str, command: str, params: di
     Raises:
         StoreError: the insert failed.
     """
-    try:
+    with database_errors("recording the run failed"):
         with conn.transaction():
             row = conn.execute(
                 "INSERT INTO backfill_runs (flow, command, params) VALUES (%s, %s, %s) RETURNING run_id",
@@ -45,8 +45,6 @@ def start_run(conn: psycopg.Connection[Any], flow: str, command: str, params: di
                     "INSERT INTO backfill_run_items (run_id, position, ticker) VALUES (%s, %s, %s)",
                     [(run_id, i, t) for i, t in enumerate(tickers)],
                 )
-    except psycopg.Error as exc:
-        raise StoreError(f"recording the run failed: {exc}") from exc
     return run_id
 
 

@@ -21,7 +21,8 @@ import psycopg
 from psycopg import sql
 
 from tasks.core.calendar import NY_TZ
-from tasks.core.errors import RateLimited, SourceError, StoreError, TransientSourceError
+from tasks.core.db import database_errors
+from tasks.core.errors import RateLimited, SourceError, TransientSourceError
 from tasks.sources.fmp import FmpClient, Quarter
 
 # Events whose multiples are due: valued (they need price_at_event), and never given multiples or
@@ -35,13 +36,16 @@ class FundamentalsSummary:
     tickers: int = 0
     events: int = 0
     filled: int = 0
-    failed: dict[str, str] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)  # ticker → why it has no data (recorded; not asked again)
+    transient: dict[str, str] = field(default_factory=dict)  # ticker → a transient failure (still due: the next run asks)
     stopped: RateLimited | None = None
     left: int = 0  # tickers not reached (stopped by a rate limit or the daily quota)
 
     def line(self, client: FmpClient) -> str:
         fails = f"; {len(self.failed)} ticker(s) without data ({', '.join(list(self.failed)[:5])})" if self.failed else ""
         left = f"; {self.left} ticker(s) left for the next run" if self.left else ""
+        if self.transient:
+            left += f"; {len(self.transient)} ticker(s) failed for now, retried next run ({', '.join(list(self.transient)[:5])})"
         return (f"Fundamentals (FMP): {self.events:,} events of {self.tickers:,} tickers; {self.filled:,} with multiples; "
                 f"{client.network_requests} request(s), {client.cached_requests} from cache{fails}{left}")
 
@@ -97,14 +101,12 @@ def store_multiples(conn: psycopg.Connection[Any], frame: pd.DataFrame, error: s
     def clean(values: pd.Series) -> list[float | None]:
         return [None if pd.isna(v) else float(v) for v in values]
 
-    try:
+    with database_errors("writing multiples failed"):
         conn.execute(
             "UPDATE txn_events e SET market_cap = v.cap, pe_ttm = v.pe, ps_ttm = v.ps, fundamentals_at = now(), fundamentals_error = %s"
             " FROM unnest(%s::bigint[], %s::float8[], %s::float8[], %s::float8[]) AS v(id, cap, pe, ps) WHERE e.event_id = v.id",
             (error, [int(i) for i in frame["event_id"]], clean(frame["market_cap"]), clean(frame["pe_ttm"]), clean(frame["ps_ttm"])),
         )
-    except psycopg.Error as exc:
-        raise StoreError(f"writing multiples failed: {str(exc).strip().splitlines()[0]}") from exc
 
 
 def value_fundamentals(conn: psycopg.Connection[Any], client: FmpClient, *, overwrite: bool = False, tickers: list[str] | None = None,
@@ -125,7 +127,7 @@ def value_fundamentals(conn: psycopg.Connection[Any], client: FmpClient, *, over
             summary.stopped, summary.left = exc, len(work) - index
             break
         except TransientSourceError as exc:  # left due: the next run asks again
-            summary.failed[ticker] = exc.reason
+            summary.transient[ticker] = exc.reason
             continue
         except SourceError as exc:  # nothing usable there: recorded, not asked again until revalued
             summary.failed[ticker] = exc.reason

@@ -87,7 +87,6 @@ def run_fundamentals(opts: FundamentalsOptions, *, dsn: str, source: SourceSetti
             say(resume_hint(summary.stopped, opts.cooldown_s, command)
                 + "\n(multiples written so far are kept; the rerun continues with the tickers not reached)")
             return EXIT_RATE_LIMITED
-        transient = [t for t, why in summary.failed.items() if "HTTP 5" in why or "network" in why or "malformed" in why]
-        return EXIT_SOME_FAILED if transient else EXIT_OK
+        return EXIT_SOME_FAILED if summary.transient else EXIT_OK  # by type: those tickers are still due
     finally:
         client.close()

@@ -22,8 +22,8 @@ import numpy as np
 import pandas as pd
 import psycopg
 
-from tasks.core.db import connect
-from tasks.core.errors import RateLimited, SourceError, StoreError, TransientSourceError
+from tasks.core.db import connect, database_errors
+from tasks.core.errors import RateLimited, SourceError, TransientSourceError
 from tasks.core.sql_files import statement
 from tasks.core.types import FetchRequest, FetchResult
 from tasks.events.imports import pending_by_ticker, pending_chunks
@@ -242,7 +242,7 @@ def write_valuations(conn: psycopg.Connection[Any], chunks: Iterator[pd.DataFram
         StoreError: nothing was written.
     """
     counts: dict[str, int] = {}
-    try:
+    with database_errors(lambda: f"writing {sum(counts.values())} valuations failed"):
         with conn.transaction(), conn.cursor() as cur:
             cur.execute(statement("stage_valuations"))  # type: ignore[arg-type]
             for chunk in chunks:
@@ -255,8 +255,6 @@ def write_valuations(conn: psycopg.Connection[Any], chunks: Iterator[pd.DataFram
             cur.execute("ANALYZE stage_valuations")
             cur.execute(statement("update_valuations"))  # type: ignore[arg-type]
             cur.execute("DROP TABLE stage_valuations")
-    except psycopg.Error as exc:
-        raise StoreError(f"writing {sum(counts.values())} valuations failed: {str(exc).strip().splitlines()[0]}") from exc
     return counts
 
 

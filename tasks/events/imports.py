@@ -19,7 +19,8 @@ import pandas as pd
 import psycopg
 from psycopg import sql
 
-from tasks.core.errors import BadInput, StoreError
+from tasks.core.db import database_errors
+from tasks.core.errors import BadInput
 from tasks.core.tickers import validate_ticker
 
 REQUIRED_COLUMNS = ("ticker", "event_time", "source")
@@ -166,7 +167,7 @@ def import_csv(
     """
     rows, bad = checked if checked is not None else check_csv(path, skip_bad_rows=skip_bad_rows)
     result = ImportResult(rows=rows - len(bad), bad=bad)
-    try:
+    with database_errors(f"importing {path} failed"):
         with conn.transaction(), conn.cursor() as cur:
             cur.execute("CREATE TEMP TABLE stage_events (ticker text, event_time timestamptz, source text) ON COMMIT DROP")
             with cur.copy("COPY stage_events (ticker, event_time, source) FROM STDIN") as copy:
@@ -179,8 +180,6 @@ def import_csv(
                 " ON CONFLICT (ticker, event_time, source) DO NOTHING"
             )
             result.inserted = cur.rowcount
-    except psycopg.Error as exc:
-        raise StoreError(f"importing {path} failed: {str(exc).strip().splitlines()[0]}") from exc
     return result
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 import psycopg
 
-from tasks.core.errors import StoreError
+from tasks.core.db import database_errors
 from tasks.core.sql_files import statement
 from tasks.jsonl.files import FilePlan, Kind
 from tasks.jsonl.records import ROW_BUILDERS, Reject
@@ -67,33 +67,32 @@ def load_file(conn: psycopg.Connection[Any], root: Path, plan: FilePlan, *, batc
         result.action = "busy (another run is loading it)"
         return result
     try:
-        if plan.action == "reload":
-            forget_file(conn, f.rel, f.kind)
-        digest = hashlib.sha256()
-        batch: list[tuple[int, bytes]] = []
-        consumed = start_byte
-        with path.open("rb") as fh:
-            left = start_byte
-            while left > 0:  # the hash of the loaded prefix continues from here
-                chunk = fh.read(min(1 << 20, left))
-                digest.update(chunk)
-                left -= len(chunk)
-            for raw in fh:
-                if not raw.endswith(b"\n"):
-                    result.incomplete_tail = True
-                    break
-                line_no += 1
-                consumed += len(raw)
-                digest.update(raw)
-                batch.append((line_no, raw))
-                if len(batch) >= batch_size:
+        with database_errors(f"loading {f.rel} failed"):
+            if plan.action == "reload":
+                forget_file(conn, f.rel, f.kind)
+            digest = hashlib.sha256()
+            batch: list[tuple[int, bytes]] = []
+            consumed = start_byte
+            with path.open("rb") as fh:
+                left = start_byte
+                while left > 0:  # the hash of the loaded prefix continues from here
+                    chunk = fh.read(min(1 << 20, left))
+                    digest.update(chunk)
+                    left -= len(chunk)
+                for raw in fh:
+                    if not raw.endswith(b"\n"):
+                        result.incomplete_tail = True
+                        break
+                    line_no += 1
+                    consumed += len(raw)
+                    digest.update(raw)
+                    batch.append((line_no, raw))
+                    if len(batch) >= batch_size:
+                        _flush(conn, f.rel, f.kind, batch, consumed, line_no, digest, f.size, result)
+                        batch = []
+                if batch or plan.action != "append":
                     _flush(conn, f.rel, f.kind, batch, consumed, line_no, digest, f.size, result)
-                    batch = []
-            if batch or plan.action != "append":
-                _flush(conn, f.rel, f.kind, batch, consumed, line_no, digest, f.size, result)
-        result.bytes_read = consumed - start_byte
-    except psycopg.Error as exc:
-        raise StoreError(f"loading {f.rel} failed: {str(exc).strip().splitlines()[0]}") from exc
+            result.bytes_read = consumed - start_byte
     finally:
         if not conn.closed and not conn.broken:
             conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (f"jsonl:{f.rel}",))

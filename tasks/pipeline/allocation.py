@@ -11,7 +11,8 @@ from typing import Any
 
 import psycopg
 
-from tasks.core.errors import MissingInputs, StoreError
+from tasks.core.db import database_errors
+from tasks.core.errors import MissingInputs
 from tasks.pipeline.holdings import latest_holdings
 from tasks.pipeline.trending import top_sectors
 
@@ -67,10 +68,8 @@ def store_allocation(conn: psycopg.Connection[Any], as_of: dt.date, rows: list[t
     Raises:
         StoreError: nothing was written.
     """
-    try:
+    with database_errors("writing the portfolio failed"):
         with conn.transaction(), conn.cursor() as cur:
             cur.execute("DELETE FROM analytics_portfolio_allocation WHERE as_of_date = %s", (as_of,))
             cur.executemany("INSERT INTO analytics_portfolio_allocation (as_of_date, ticker, sector_etf, market_cap, weight)"
                             " VALUES (%s, %s, %s, %s, %s)", [(as_of, *row) for row in rows])
-    except psycopg.Error as exc:
-        raise StoreError(f"writing the portfolio failed: {str(exc).strip().splitlines()[0]}") from exc

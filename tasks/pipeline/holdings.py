@@ -8,7 +8,8 @@ from typing import Any
 import pandas as pd
 import psycopg
 
-from tasks.core.errors import BadInput, StoreError
+from tasks.core.db import database_errors
+from tasks.core.errors import BadInput
 from tasks.core.tickers import validate_ticker
 
 
@@ -26,14 +27,12 @@ def store_holdings(conn: psycopg.Connection[Any], etf: str, as_of: dt.date, hold
             rows.append((etf, as_of, validate_ticker(str(holding)), str(name), float(weight)))
         except BadInput:
             continue
-    try:
+    with database_errors(f"writing {etf} holdings failed"):
         with conn.transaction():
             conn.execute("DELETE FROM collected_meta_etf WHERE etf = %s AND as_of_date = %s", (etf, as_of))
             with conn.cursor() as cur:
                 cur.executemany("INSERT INTO collected_meta_etf (etf, as_of_date, holding, holding_name, weight) VALUES (%s, %s, %s, %s, %s)",
                                 rows)
-    except psycopg.Error as exc:
-        raise StoreError(f"writing {etf} holdings failed: {str(exc).strip().splitlines()[0]}") from exc
     return len(rows)
 
 

@@ -14,7 +14,8 @@ import psycopg
 from psycopg import sql
 
 from tasks.core.calendar import sessions_back
-from tasks.core.errors import MissingInputs, StoreError
+from tasks.core.db import database_errors
+from tasks.core.errors import MissingInputs
 from tasks.core.tickers import BENCHMARK, SECTOR_ETFS
 from tasks.prices.store import ETF_TABLE
 
@@ -66,15 +67,13 @@ def compute_trending(conn: psycopg.Connection[Any], as_of: dt.date) -> pd.DataFr
     """
     tickers = [BENCHMARK, *SECTOR_ETFS]
     ranked = relative_returns(load_adjusted(conn, as_of, tickers, max(WINDOWS) + 1))
-    try:
+    with database_errors("writing the sector ranking failed"):
         with conn.transaction(), conn.cursor() as cur:
             cur.execute("DELETE FROM analytics_trending_sectors WHERE as_of_date = %s", (as_of,))
             cur.executemany(
                 'INSERT INTO analytics_trending_sectors (as_of_date, ticker, "window", relative_return, rank) VALUES (%s, %s, %s, %s, %s)',
                 [(as_of, t, int(w), float(r), int(k)) for t, w, r, k in ranked.itertuples(index=False)],
             )
-    except psycopg.Error as exc:
-        raise StoreError(f"writing the sector ranking failed: {str(exc).strip().splitlines()[0]}") from exc
     return ranked
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from tasks.core.errors import StoreError
+from tasks.core.db import database_errors
 from tasks.core.types import FetchRequest, FetchResult
 from tasks.prices.obtain import obtain_bars
 from tasks.prices.store import BAR_TABLES
@@ -34,14 +34,12 @@ def restatement_request(conn: psycopg.Connection[Any], table: str, result: Fetch
     if result.actions.empty or table not in BAR_TABLES:
         return None
     ticker = result.request.symbol
-    try:
+    with database_errors(f"reading {ticker}'s stored history failed"):
         known = {(d, k) for d, k in conn.execute("SELECT ex_date, kind FROM corporate_actions WHERE ticker = %s", (ticker,))}
         new = [(d, k) for d, k in zip(result.actions["ex_date"], result.actions["kind"], strict=True) if (d, k) not in known]
         if not new:
             return None
         row = conn.execute(sql.SQL("SELECT min(trade_date) FROM {} WHERE ticker = %s").format(sql.Identifier(table)), (ticker,)).fetchone()
-    except psycopg.Error as exc:
-        raise StoreError(f"reading {ticker}'s stored history failed: {str(exc).strip().splitlines()[0]}") from exc
     first: dt.date | None = row[0] if row else None
     if first is None or first >= result.request.start:
         return None

@@ -17,7 +17,7 @@ import psycopg
 from psycopg import sql
 
 from tasks.core.calendar import sessions_between
-from tasks.core.errors import StoreError
+from tasks.core.db import database_errors
 from tasks.prices.store import BAR_TABLES
 
 
@@ -74,10 +74,8 @@ def coverage_report(conn: psycopg.Connection[Any], tables: list[str], start: dt.
             " FROM {} WHERE (%(t)s::text[] IS NULL OR ticker = ANY(%(t)s)) GROUP BY ticker ORDER BY ticker"
         ).format(sql.Identifier(table))
         coverage = _fetch_times(conn, table)
-        try:
+        with database_errors(f"reading {table} failed"):
             found = conn.execute(query, {"s": start, "e": end, "t": tickers}).fetchall()
-        except psycopg.Error as exc:
-            raise StoreError(f"reading {table} failed: {str(exc).strip().splitlines()[0]}") from exc
         seen = set()
         for ticker, first, last, fetched, days in found:
             seen.add(ticker)

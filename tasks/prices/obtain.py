@@ -13,7 +13,8 @@ import psycopg
 from psycopg import sql
 
 from tasks.core.calendar import NY_TZ, nyse, session_count
-from tasks.core.errors import SourceError, StoreError
+from tasks.core.db import database_errors
+from tasks.core.errors import SourceError
 from tasks.core.types import FetchRequest, FetchResult
 from tasks.prices.store import BAR_TABLES, store_actions, store_bars
 from tasks.sources.cache import DownloadCache
@@ -156,7 +157,7 @@ def store_fetched(conn: psycopg.Connection[Any], table: str, results: list[Fetch
     """
     if not results:
         return
-    try:
+    with database_errors(f"storing bars of {len(results)} ticker(s) failed"):
         with conn.transaction():
             store_bars(conn, table, pd.concat([r.bars for r in results], ignore_index=True))
             actions = [r.actions for r in results if not r.actions.empty]
@@ -164,5 +165,3 @@ def store_fetched(conn: psycopg.Connection[Any], table: str, results: list[Fetch
                 store_actions(conn, pd.concat(actions, ignore_index=True))
             for result in results:
                 record_coverage(conn, table, result.request)
-    except psycopg.Error as exc:
-        raise StoreError(f"storing bars of {len(results)} ticker(s) failed: {str(exc).strip().splitlines()[0]}") from exc

@@ -15,7 +15,7 @@ import pandas as pd
 import psycopg
 from psycopg import sql
 
-from tasks.core.errors import StoreError
+from tasks.core.db import database_errors
 from tasks.core.sql_files import statement
 from tasks.core.types import BAR_COLUMNS, StoreCounts
 
@@ -55,11 +55,9 @@ def _dates(conn: psycopg.Connection[Any], table: str, tickers: list[str], condit
     """Stored trade dates per ticker of ``tickers`` meeting ``condition`` (our own SQL text, values as parameters)."""
     query = sql.SQL("SELECT ticker, trade_date FROM {} WHERE ticker = ANY(%s) AND " + condition).format(_table(table))  # noqa: S608
     out: dict[str, set[dt.date]] = {t: set() for t in tickers}
-    try:
+    with database_errors(f"reading {table} failed"):
         for ticker, day in conn.execute(query, (tickers, *params)):
             out[ticker].add(day)
-    except psycopg.Error as exc:
-        raise StoreError(f"reading {table} failed: {_first_line(exc)}") from exc
     return out
 
 
@@ -110,15 +108,13 @@ def store_bars(conn: psycopg.Connection[Any], table: str, bars: pd.DataFrame, *,
         return StoreCounts()
     frame = bars[list(BAR_COLUMNS)]
     upsert = sql.SQL(statement("upsert_bars")).format(table=_table(table))  # type: ignore[arg-type]
-    try:
+    with database_errors(f"writing {len(frame)} rows to {table} failed"):
         with conn.transaction(), conn.cursor() as cur:
             cur.execute(statement("stage_bars"))  # type: ignore[arg-type]
             copy_frame(cur, "stage_bars", BAR_TYPES, frame)
             cur.execute(upsert, {"source": source, "table_name": table})
             row = cur.fetchone()
             cur.execute("DROP TABLE stage_bars")
-    except psycopg.Error as exc:
-        raise StoreError(f"writing {len(frame)} rows to {table} failed: {_first_line(exc)}") from exc
     new, changed = (int(row[0]), int(row[1])) if row else (0, 0)
     return StoreCounts(new=new, updated=changed - new, unchanged=len(frame) - changed)
 
@@ -132,7 +128,7 @@ def store_actions(conn: psycopg.Connection[Any], actions: pd.DataFrame) -> int:
     if actions.empty:
         return 0
     new = 0
-    try:
+    with database_errors("writing corporate actions failed"):
         with conn.transaction():
             for ticker, group in actions.groupby("ticker"):
                 rows = conn.execute(
@@ -140,11 +136,5 @@ def store_actions(conn: psycopg.Connection[Any], actions: pd.DataFrame) -> int:
                     {"ticker": ticker, "ex_dates": list(group["ex_date"]), "kinds": list(group["kind"]), "values": [float(v) for v in group["value"]]},
                 ).fetchall()
                 new += sum(1 for r in rows if r[0])
-    except psycopg.Error as exc:
-        raise StoreError(f"writing corporate actions failed: {_first_line(exc)}") from exc
     return new
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -88,9 +88,14 @@ class FmpClient:
         full = {**params, "apikey": self._key}
         cached = self.session.get(url, params=full, only_if_cached=True, timeout=self.timeout)
         if cached.status_code == 200 and getattr(cached, "from_cache", False):
-            with self._lock:
-                self.cached_requests += 1
-            return self._json(cached, symbol, path)
+            try:
+                data = self._json(cached, symbol, path)
+            except TransientSourceError:
+                pass  # a garbled answer was cached: ask again (the fresh answer replaces it)
+            else:
+                with self._lock:
+                    self.cached_requests += 1
+                return data
         retrying = Retrying(retry=retry_if_exception_type(TransientSourceError), stop=stop_after_attempt(self.max_retries + 1),
                             wait=wait_exponential_jitter(initial=self._backoff, max=30), sleep=self._sleep, reraise=True)
         return retrying(self._fetch, url, full, symbol, path)
