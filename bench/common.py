@@ -12,6 +12,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -27,6 +28,13 @@ class Timed:
     code: int
     stdout: str
     stderr: str
+
+
+def start_server(work: Path) -> Any:
+    """A throwaway embedded PostgreSQL in ``work/pg`` (deleted by its ``cleanup()``)."""
+    from tasks.core.db import start_embedded_server
+
+    return start_embedded_server(work / "pg", cleanup_mode="delete")
 
 
 def fresh_database(server_dsn: str) -> str:
@@ -50,7 +58,8 @@ def machine() -> str:
 
 def write_section(name: str, body: str) -> None:
     """Replace (or append) the ``## name`` section of bench/RESULTS.md."""
-    text = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else "# Benchmark results\n\nWritten by the scripts in bench/; each section is replaced by its script's latest run.\n"
+    fresh = "# Benchmark results\n\nWritten by the scripts in bench/; each section is replaced by its script's latest run.\n"
+    text = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else fresh
     stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     section = f"## {name}\n\n_Run {stamp} on {machine()}._\n\n{body.strip()}\n"
     pattern = re.compile(rf"^## {re.escape(name)}\n.*?(?=^## |\Z)", re.S | re.M)

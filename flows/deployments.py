@@ -61,7 +61,8 @@ def deployments(work_pool: str | None = None) -> list[Any]:
 
     return [
         flow.to_deployment(name=name, schedules=[Cron(cron, timezone="UTC")], parameters=params, work_pool_name=work_pool,
-                           tags=["market-backfill"], description=(flow.description or "").strip().splitlines()[0] if flow.description else None)
+                           tags=["market-backfill"],
+                           description=(flow.description or "").strip().splitlines()[0] if flow.description else None)
         for flow, name, cron, params in SCHEDULES
     ]
 

@@ -220,7 +220,8 @@ class FakeYahoo:
         if path.startswith("/ws/fundamentals-timeseries/"):
             return 200, {"Content-Type": "application/json"}, json.dumps({"timeseries": {"result": [], "error": None}}).encode()
         if host == "fc.yahoo.com":
-            return 404, {"Set-Cookie": "A3=d=fake&S=fake; Expires=" + _cookie_expiry() + "; Max-Age=31557600; Domain=.yahoo.com; Path=/; Secure; SameSite=None", "Content-Type": "text/html"}, b"<html>404</html>"
+            cookie = f"A3=d=fake&S=fake; Expires={_cookie_expiry()}; Max-Age=31557600; Domain=.yahoo.com; Path=/; Secure; SameSite=None"
+            return 404, {"Set-Cookie": cookie, "Content-Type": "text/html"}, b"<html>404</html>"
         if path == "/v1/test/getcrumb":
             return 200, {"Content-Type": "text/plain"}, b"fakecrumb"
         return 404, {"Content-Type": "text/html"}, b"<html><body>Not here</body></html>"
@@ -298,7 +299,8 @@ class FakeYahoo:
             events["dividends"] = {str(_stamp(d)): {"amount": v, "date": _stamp(d)} for d, v in divs.items()}
         splits = {d: v for d, v in self.splits.get(symbol, {}).items() if d in days}
         if splits:
-            events["splits"] = {str(_stamp(d)): {"date": _stamp(d), "numerator": n, "denominator": m, "splitRatio": f"{n}:{m}"} for d, (n, m) in splits.items()}
+            events["splits"] = {str(_stamp(d)): {"date": _stamp(d), "numerator": n, "denominator": m, "splitRatio": f"{n}:{m}"} for d,
+                                (n, m) in splits.items()}
         meta = {
             "currency": "USD", "symbol": symbol, "exchangeName": "PCX", "fullExchangeName": "NYSEArca",
             "instrumentType": "ETF", "firstTradeDate": 725846400, "regularMarketTime": stamps[-1] if stamps else 0,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -55,9 +56,9 @@ def server_log_tail(lines: int = 40) -> str:
     return "\n".join(out[-lines:])
 
 
-@pytest.fixture
-def dsn(pg_server_dsn: str) -> Iterator[str]:
-    """A brand-new empty database for this test (dropped afterwards)."""
+@contextlib.contextmanager
+def fresh_database(pg_server_dsn: str) -> Iterator[str]:
+    """A brand-new empty database on the test server (dropped afterwards)."""
     name = f"t_{uuid.uuid4().hex[:12]}"
     try:
         conn = psycopg.connect(pg_server_dsn, autocommit=True)
@@ -67,9 +68,18 @@ def dsn(pg_server_dsn: str) -> Iterator[str]:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     params = conninfo_to_dict(pg_server_dsn)
     params["dbname"] = name
-    yield make_conninfo(**params)
-    with psycopg.connect(pg_server_dsn, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    try:
+        yield make_conninfo(**params)
+    finally:
+        with psycopg.connect(pg_server_dsn, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def dsn(pg_server_dsn: str) -> Iterator[str]:
+    """A brand-new empty database for this test (dropped afterwards)."""
+    with fresh_database(pg_server_dsn) as url:
+        yield url
 
 
 @pytest.fixture
@@ -82,7 +92,8 @@ def db(dsn: str) -> Iterator[psycopg.Connection[Any]]:
         yield conn
 
 
-def table_rows(dsn: str, table: str, columns: str = "ticker, trade_date, open, high, low, close, adj_close, volume") -> list[tuple[Any, ...]]:
+def table_rows(dsn: str, table: str, columns: str = "ticker, trade_date, open, high, low, close, adj_close, volume") -> list[tuple[Any,
+                                                                                                                                   ...]]:
     """All rows of a table in key order (for comparing a run with a clean run)."""
     with psycopg.connect(dsn) as conn:
         exists = conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()

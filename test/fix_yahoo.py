@@ -35,7 +35,8 @@ CliRunner = Callable[..., CliResult]
 
 
 def cli_env(fake: FakeYahoo | None, dsn: str | None, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_API", "HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_API", "HTTP_PROXY", "HTTPS_PROXY", "http_proxy",
+                                                                    "https_proxy"))}
     env.pop("DATABASE_URL", None)
     if fake is not None:
         env.update(fake.env())

@@ -67,7 +67,8 @@ def work_once(env: dict[str, str], log: Path) -> None:
 
 def continuations(api: str, deployment_id: str) -> list[dict[str, Any]]:
     answer = httpx.post(f"{api}/flow_runs/filter", timeout=10, json={
-        "deployments": {"id": {"any_": [deployment_id]}}, "flow_runs": {"tags": {"all_": ["continuation"]}}, "sort": "EXPECTED_START_TIME_ASC"})
+        "deployments": {"id": {"any_": [deployment_id]}}, "flow_runs": {"tags": {"all_": ["continuation"]}},
+        "sort": "EXPECTED_START_TIME_ASC"})
     answer.raise_for_status()
     return list(answer.json())
 
@@ -109,7 +110,8 @@ def test_every_deployment_in_prefect_yaml_starts_and_finishes_through_a_worker(d
     ids = {name: run_deployment(name, params, env) for name, params in runs.items()}
     work_once(env, tmp_path / "worker.log")
     states = {name: read_run(api, run_id)["state"] for name, run_id in ids.items()}
-    assert {n: s["type"] for n, s in states.items()} == dict.fromkeys(runs, "COMPLETED"), (states, (tmp_path / "worker.log").read_text()[-4000:])
+    assert {n: s["type"] for n, s in states.items()} == dict.fromkeys(runs, "COMPLETED"), (states,
+                                                                                           (tmp_path / "worker.log").read_text()[-4000:])
     with psycopg.connect(dsn) as conn:
         assert conn.execute("SELECT count(*) FROM analytics_trending_sectors").fetchone() == (33,)
         assert conn.execute("SELECT valuation_status FROM txn_events").fetchall() == [("ok",)]

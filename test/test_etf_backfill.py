@@ -206,7 +206,8 @@ def test_dry_run_touches_nothing(run_cli: CliRunner, dsn: str, fake_yahoo: FakeY
         (("--bogus",), "unrecognized arguments"),
     ],
 )
-def test_bad_input_exits_2_with_one_line_and_writes_nothing(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo, tmp_path: Path, args: tuple[str, ...], message: str) -> None:
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo, tmp_path: Path,
+                                                            args: tuple[str, ...], message: str) -> None:
     result = run_cli(ETF, *args)
     assert result.code == 2
     lines = result.stderr.strip().splitlines()
@@ -258,3 +259,12 @@ def test_prefect_run_without_a_configured_server_starts_the_local_server_on_post
             names = [r[0] for r in conn.execute("SELECT f.name FROM flow_run r JOIN flow f ON f.id = r.flow_id")]
         assert names.count("etf-backfill") >= 2
     assert not list((tmp_path / "home").rglob("*.db"))
+
+
+@pytest.mark.parametrize("url", ["postgresql://alice:s3cr%zzet@127.0.0.1:9/prices", "postgresql://alice:s3cr%zzet@[bad/prices",
+                                 "host=127.0.0.1 port=9 password='s3cr%zzet' dbname=prices user=alice"])
+def test_no_part_of_a_password_reaches_the_output_even_from_an_unparsable_url(run_cli: CliRunner, url: str) -> None:
+    result = run_cli(ETF, *BASE, env={"DATABASE_URL": url})
+    assert result.code in (1, 2) and result.stderr.startswith("error:")
+    for fragment in ("s3cr", "3cr%", "cr%z", "r%zz", "%zze", "zzet"):
+        assert fragment not in result.stderr + result.stdout, result.stderr

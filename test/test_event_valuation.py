@@ -92,7 +92,8 @@ EVENTS = {
 }
 
 
-def test_metrics_match_an_independent_computation_and_fill_in_later(run_cli: CliRunner, dsn: str, tmp_path: Path, fake_yahoo: FakeYahoo) -> None:
+def test_metrics_match_an_independent_computation_and_fill_in_later(run_cli: CliRunner, dsn: str, tmp_path: Path,
+                                                                    fake_yahoo: FakeYahoo) -> None:
     csv = write_csv(tmp_path / "e.csv", [("KNWN", t, label) for label, t in EVENTS.items()])
     first = run_cli(VAL, "--import-csv", str(csv), *FAST, "--as-of", "2025-07-31")
     assert first.code == 0, first.stdout + first.stderr
@@ -159,7 +160,9 @@ def test_rerun_and_overwrite_need_no_network(run_cli: CliRunner, dsn: str, tmp_p
     again = run_cli(VAL, *FAST, "--as-of", "2025-06-30")
     assert again.code == 0 and "Nothing to value" in again.stdout
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("UPDATE collected_daily_stock_history SET adj_close = adj_close * 2 WHERE ticker = 'AAA' AND trade_date >= '2025-03-05'")  # base is 03-04
+        # base is 03-04
+        conn.execute("UPDATE collected_daily_stock_history SET adj_close = adj_close * 2"
+                     " WHERE ticker = 'AAA' AND trade_date >= '2025-03-05'")
     over = run_cli(VAL, "--overwrite", *FAST, "--as-of", "2025-06-30")
     assert over.code == 0, over.stderr
     assert fake_yahoo.log == []
@@ -245,7 +248,8 @@ def test_failing_ticker_and_failing_group_are_isolated(run_cli: CliRunner, dsn: 
     assert "FLAKY (HTTP 500 from source)" in result.stdout
 
 
-def test_rate_limit_stops_keeps_valued_groups_and_rerun_finishes(run_cli: CliRunner, dsn: str, tmp_path: Path, fake_yahoo: FakeYahoo) -> None:
+def test_rate_limit_stops_keeps_valued_groups_and_rerun_finishes(run_cli: CliRunner, dsn: str, tmp_path: Path,
+                                                                 fake_yahoo: FakeYahoo) -> None:
     tickers = [f"T{i:02d}" for i in range(8)]
     csv = write_csv(tmp_path / "e.csv", [(t, "2025-03-05 15:00:00+00:00", "s") for t in tickers])
     fake_yahoo.rate_limit_after = 4  # SPY + 3 tickers
@@ -273,7 +277,8 @@ def test_kill_midway_then_rerun_equals_a_clean_run(fake_yahoo: FakeYahoo, dsn: s
     while time.monotonic() < deadline:
         with psycopg.connect(dsn) as conn:
             exists = conn.execute("SELECT to_regclass('txn_events')").fetchone()
-            done = conn.execute("SELECT count(*) FROM txn_events WHERE valuation_status IS NOT NULL").fetchone() if exists and exists[0] else (0,)
+            counted = "SELECT count(*) FROM txn_events WHERE valuation_status IS NOT NULL"
+            done = conn.execute(counted).fetchone() if exists and exists[0] else (0,)
         if done and done[0] >= 12:
             break
         time.sleep(0.05)

@@ -84,7 +84,8 @@ def test_multiples_match_hand_computed_ttm_without_look_ahead(run_cli: CliRunner
     # Negative TTM EPS: no P/E, but P/S
     assert b1["pe_ttm"] is None
     assert b1["ps_ttm"] == pytest.approx(fmp.caps["FUNDB"][b1["base_date"]] / (10e9 + 11e9 + 12e9 + 13e9), rel=1e-12)
-    assert {(r.path, r.symbol) for r in fmp.log} == {(p, s) for p in ("/stable/income-statement", "/stable/historical-market-capitalization")
+    assert {(r.path, r.symbol) for r in fmp.log} == {(p, s) for p in ("/stable/income-statement",
+                                                                      "/stable/historical-market-capitalization")
                                                      for s in ("FUNDA", "FUNDB")}
     assert all(r.key_ok for r in fmp.log)
 

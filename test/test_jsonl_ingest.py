@@ -14,6 +14,7 @@ import psycopg
 import pytest
 
 from tasks.jsonl import queries as q
+from test.fix_db import fresh_database
 from test.fix_yahoo import ROOT, CliRunner, cli_env, kill_9_leaving_no_orphans
 from test.jsonl_tree import START, expected_1m_bars, make_tree, tick, write
 
@@ -27,7 +28,8 @@ def snapshot(dsn: str) -> dict[str, list[tuple[Any, ...]]]:
         "bars": "SELECT symbol, bar_time, open, high, low, close, volume, tick_count, coverage_ratio FROM scalp_1m_bars ORDER BY 1, 2",
         "swing": "SELECT symbol, bar_time, open, high, low, close, volume, bid_price, ask_price, session_id, source_file, source_line"
                  " FROM swing_bars_10m ORDER BY 1, 2",
-        "gaps": "SELECT gap_start_ts, gap_end_ts, gap_seconds, scope, reason, session_id, source_file, source_line FROM scalp_gaps ORDER BY 7, 8",
+        "gaps": "SELECT gap_start_ts, gap_end_ts, gap_seconds, scope, reason, session_id, source_file, source_line FROM scalp_gaps"
+                " ORDER BY 7, 8",
         "rejects": "SELECT source_file, source_line, reason FROM jsonl_rejects ORDER BY 1, 2",
     }
     with psycopg.connect(dsn) as conn:
@@ -53,7 +55,8 @@ def test_loads_every_table_with_the_file_values(run_cli: CliRunner, dsn: str, tm
     row = snap["swing"][0]
     src = tree.swings[row[10]][row[11] - 1]
     assert (float(row[2]), float(row[3]), float(row[4]), float(row[5]), row[6], float(row[7]), float(row[8])) == (
-        src["price"]["open"], src["price"]["high"], src["price"]["low"], src["price"]["close"], src["volume"], src["bid_price"], src["ask_price"])
+        src["price"]["open"], src["price"]["high"], src["price"]["low"], src["price"]["close"], src["volume"], src["bid_price"],
+        src["ask_price"])
     assert len(snap["gaps"]) == 4 and snap["rejects"] == []
     assert "0 lines rejected" in result.stdout
 
@@ -98,7 +101,7 @@ def test_rerun_adds_nothing_and_appended_lines_load_alone(run_cli: CliRunner, ds
     assert row[7] == bars[("005930", minute)]["tick_count"]
 
 
-def test_rewritten_file_is_reloaded_and_reported(run_cli: CliRunner, dsn: str, tmp_path: Path) -> None:
+def test_rewritten_file_is_reloaded_and_reported(run_cli: CliRunner, dsn: str, tmp_path: Path, pg_server_dsn: str) -> None:
     tree = make_tree(tmp_path / "data")
     assert run_cli(ING, "--root", str(tree.root)).code == 0
     name = sorted(tree.ticks)[0]
@@ -108,11 +111,10 @@ def test_rewritten_file_is_reloaded_and_reported(run_cli: CliRunner, dsn: str, t
     result = run_cli(ING, "--root", str(tree.root))
     assert result.code == 0, result.stderr
     assert f"Reloaded (earlier content changed): {name}" in result.stdout
-    fresh = tmp_path / "fresh"
     tree.ticks[name] = changed
-    import shutil
-
-    shutil.copytree(tree.root, fresh)
+    with fresh_database(pg_server_dsn) as clean:  # the same tree loaded once into an empty database
+        assert run_cli(ING, "--root", str(tree.root), env={"DATABASE_URL": clean}).code == 0
+        assert snapshot(dsn) == snapshot(clean)
     with psycopg.connect(dsn) as conn:
         rows = conn.execute("SELECT count(*) FROM scalp_ticks WHERE source_file = %s", (name,)).fetchone()
         first = conn.execute("SELECT last_price FROM scalp_ticks WHERE source_file = %s AND source_line = 1", (name,)).fetchone()
@@ -172,7 +174,8 @@ def test_bad_root_is_a_clear_error(run_cli: CliRunner, tmp_path: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.reliability
-def test_kill_9_mid_file_then_rerun_equals_a_clean_run(fake_yahoo: Any, dsn: str, pg_server_dsn: str, tmp_path: Path, run_cli: CliRunner) -> None:
+def test_kill_9_mid_file_then_rerun_equals_a_clean_run(fake_yahoo: Any, dsn: str, pg_server_dsn: str, tmp_path: Path,
+                                                       run_cli: CliRunner) -> None:
     tree = make_tree(tmp_path / "data", files=3, minutes_per_file=20)
     args = [sys.executable, "-m", ING, "--root", str(tree.root), "--batch-size", "200", "--concurrency", "2"]
     proc = subprocess.Popen(args, cwd=ROOT, env=cli_env(None, dsn), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -200,7 +203,8 @@ def test_kill_9_mid_file_then_rerun_equals_a_clean_run(fake_yahoo: Any, dsn: str
     with psycopg.connect(pg_server_dsn, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     clean = make_conninfo(pg_server_dsn, dbname=name)
-    done = subprocess.run([sys.executable, "-m", ING, "--root", str(tree.root)], cwd=ROOT, env=cli_env(None, clean), capture_output=True, timeout=300)
+    done = subprocess.run([sys.executable, "-m", ING, "--root", str(tree.root)], cwd=ROOT, env=cli_env(None, clean),
+                          capture_output=True, timeout=300)
     assert done.returncode == 0
     assert snapshot(dsn) == snapshot(clean)
     with psycopg.connect(pg_server_dsn, autocommit=True) as conn:

@@ -7,6 +7,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from test.fake_yahoo import FakeYahoo
 from test.fix_db import table_rows
 from test.fix_yahoo import CliRunner
 from test.jsonl_tree import make_tree
@@ -51,3 +52,20 @@ def test_daily_pipeline_stages_run_as_subflows(run_cli: CliRunner, dsn: str) -> 
         assert subflow in result.stderr
     with psycopg.connect(dsn) as conn:
         assert conn.execute("SELECT count(*) FROM analytics_trending_sectors").fetchone() == (33,)
+
+
+def test_run_states_say_what_happened(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo) -> None:
+    """Failed tickers: a Failed state naming them; a rate limit: RateLimited with the resume time (exit codes unchanged)."""
+    fake_yahoo.unknown.add("ZZZZ")
+    failed = run_cli("flows.etf_backfill", "--days", "5", "--end-date", END, "--delay", "0", "--no-batch", "--tickers", "SPY,ZZZZ",
+                     "--orchestrate", "prefect", timeout=180)
+    assert failed.code == 1, failed.stderr[-3000:]
+    final = [line for line in failed.stderr.splitlines() if "Finished in state" in line and "Flow run" in line]
+    assert final and "Finished in state Failed(" in final[-1] and "ZZZZ" in final[-1], final
+    fake_yahoo.blocked_until = float("inf")
+    limited = run_cli("flows.etf_backfill", "--days", "5", "--end-date", END, "--delay", "0", "--tickers", "XLK", "--refresh",
+                      "--orchestrate", "prefect", timeout=180)
+    assert limited.code == 75, limited.stderr[-3000:]
+    final = [line for line in limited.stderr.splitlines() if "Finished in state" in line and "Flow run" in line]
+    assert final and "Finished in state RateLimited(" in final[-1] and "resume after 20" in final[-1], final
+    assert "not a deployment run" in final[-1]  # a CLI run schedules no continuation: the user reruns the command

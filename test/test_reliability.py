@@ -21,7 +21,7 @@ from tasks.core.tickers import ETF_UNIVERSE
 from test.fake_yahoo import FakeYahoo
 from test.fix_db import end_cooldown, table_rows
 from test.fix_yahoo import ROOT, CliRunner, cli_env
-from test.test_rate_budget import most_in_window
+from test.rate_helpers import most_in_window
 
 pytestmark = pytest.mark.reliability
 
@@ -145,8 +145,8 @@ def test_new_dividend_restates_the_stored_adjusted_history(run_cli: CliRunner, d
 
     days = sessions_between(dt.date(2025, 6, 13), dt.date(2025, 7, 8))
     stored = table_rows(dsn, "collected_daily_etf_ohlc")
-    assert {r[1] for r in stored} <= set(days)
-    assert stored == [r for r in expected(fake_yahoo, ["XLU"], days) if r[1] in {s[1] for s in stored}]
+    # the restatement fetched every session from the first stored one on: the whole range, restated
+    assert stored == expected(fake_yahoo, ["XLU"], days)
     with psycopg.connect(dsn) as conn:
         actions = conn.execute("SELECT ticker, ex_date, kind, value FROM corporate_actions").fetchall()
     assert actions == [("XLU", ex_date, "dividend", 1.25)]
@@ -175,7 +175,10 @@ def test_database_stopped_and_restarted_mid_run(fake_yahoo: FakeYahoo, tmp_path:
         assert "Traceback" not in err and "PostgreSQL" in err
         server.ensure_postgres_running()
         stored = table_rows(dsn, "collected_daily_etf_ohlc")
-        assert len(stored) % 5 == 0  # whole tickers only
+        done = sorted({r[0] for r in stored})
+        order = ["XLK", "XLV", "XLF", "XLE"]
+        # whole tickers only, in run order, with the source's values: what committed before the stop
+        assert done and set(done) == set(order[:len(done)]) and stored == expected(fake_yahoo, done)
         rerun = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
         assert rerun.returncode == 0, rerun.stdout + rerun.stderr
         assert table_rows(dsn, "collected_daily_etf_ohlc") == expected(fake_yahoo, ["XLK", "XLV", "XLF", "XLE"])
@@ -196,6 +199,10 @@ BAD_INPUTS = [
     (VAL, ("--concurrency", "0"), "--concurrency"),
     (VAL, ("--frobnicate",), "unrecognized"),
     ("flows.jsonl_ingest", ("--root", ".", "--frobnicate"), "unrecognized"),
+    (ETF, ("--timeout", "0"), "--timeout"),
+    (ETF, ("--cache-dir", ""), "--cache-dir"),
+    (ETF, ("--tick", "XLK"), "unrecognized"),  # no abbreviations
+    (STAG, ("--delay-min", "1"), "unrecognized"),
 ]
 
 
@@ -259,7 +266,8 @@ def test_passwords_never_reach_output_or_run_records(run_cli: CliRunner, dsn: st
     assert result.code == 75, result.stdout + result.stderr
     assert secret not in result.stdout + result.stderr
     with psycopg.connect(dsn) as conn:
-        dumped = str(conn.execute("SELECT * FROM backfill_runs").fetchall()) + str(conn.execute("SELECT * FROM backfill_run_items").fetchall())
+        dumped = str(conn.execute("SELECT * FROM backfill_runs").fetchall())
+        dumped += str(conn.execute("SELECT * FROM backfill_run_items").fetchall())
     assert secret not in dumped
     down = run_cli(ETF, *BASE, env={"DATABASE_URL": f"postgresql://someone:{secret}@127.0.0.1:1/db"})
     assert down.code == 1 and secret not in down.stdout + down.stderr and "127.0.0.1:1" in down.stderr
@@ -278,3 +286,19 @@ def test_embedded_database_listens_only_locally(tmp_path: Path) -> None:
     finally:
         server = get_server(tmp_path / "pgdata", cleanup_mode=None)
         pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user)
+
+
+def test_environment_defaults_are_checked_and_a_flag_overrides_them(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo) -> None:
+    bogus = run_cli(ETF, "--dry-run", env={"BACKFILL_ORCHESTRATE": "bogus"})
+    assert bogus.code == 2 and "BACKFILL_ORCHESTRATE" in bogus.stderr and len(bogus.stderr.strip().splitlines()) == 1
+    garbage = run_cli(ETF, "--dry-run", env={"YAHOO_RATE": "garbage"})
+    assert garbage.code == 2 and "--rate" in garbage.stderr
+    given = run_cli(ETF, "--dry-run", "--rate", "60/min", "--days", "3", env={"YAHOO_RATE": "garbage"})
+    assert given.code == 0, given.stderr  # the flag wins: the bad default is never used
+    assert fake_yahoo.log == []
+
+
+def test_an_absurd_delay_in_a_dry_run_is_an_eta_not_a_traceback(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo) -> None:
+    result = run_cli(STAG, "--dry-run", "--days", "3", "--delay-minutes", "1e300")
+    assert result.code == 0 and "Traceback" not in result.stderr, result.stderr
+    assert "ETA" in result.stdout

@@ -37,7 +37,8 @@ def chart_order(fake: FakeYahoo) -> list[str]:
 def run_statuses(dsn: str) -> list[tuple[str, dict[str, str]]]:
     with psycopg.connect(dsn) as conn:
         runs = conn.execute("SELECT run_id, status FROM backfill_runs ORDER BY run_id").fetchall()
-        return [(status, dict(conn.execute("SELECT ticker, status FROM backfill_run_items WHERE run_id = %s", (rid,)).fetchall())) for rid, status in runs]
+        return [(status, dict(conn.execute("SELECT ticker, status FROM backfill_run_items WHERE run_id = %s",
+                                           (rid,)).fetchall())) for rid, status in runs]
 
 
 @pytest.fixture
@@ -160,7 +161,8 @@ def test_rate_limit_stops_and_prints_resume_from_first_not_done(run_cli: CliRunn
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_signal_during_wait_then_resume_gives_clean_rows(spawn: Callable[..., subprocess.Popen[str]], run_cli: CliRunner, dsn: str, sig: int) -> None:
+def test_signal_during_wait_then_resume_gives_clean_rows(spawn: Callable[..., subprocess.Popen[str]], run_cli: CliRunner, dsn: str,
+                                                         sig: int) -> None:
     proc = spawn(*BASE, "--tickers", "XLK,XLV,XLF", "--delay-minutes", "5")
     wait_for(lambda: stored_tickers(dsn) == {"XLK"})
     time.sleep(0.5)  # now waiting the 5 minutes before XLV
@@ -219,7 +221,8 @@ def test_kill_9_then_skip_existing_rerun_fetches_only_the_rest(spawn: Callable[.
     assert table_rows(dsn, "collected_daily_etf_ohlc") == expected_rows(["XLK", "XLV", "XLF"], FIVE_SESSIONS)
 
 
-def test_second_concurrent_run_is_refused(spawn: Callable[..., subprocess.Popen[str]], run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo) -> None:
+def test_second_concurrent_run_is_refused(spawn: Callable[..., subprocess.Popen[str]], run_cli: CliRunner, dsn: str,
+                                          fake_yahoo: FakeYahoo) -> None:
     first = spawn(*BASE, "--tickers", "XLK,XLV", "--delay-minutes", "5")
     wait_for(lambda: stored_tickers(dsn) == {"XLK"})
     requests_before = len(fake_yahoo.log)

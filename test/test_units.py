@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -125,7 +126,8 @@ def test_cache_expires_after_ttl(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("content", [b"", b"{", b"\x80\x04\x95\x00pickle", b'{"version": 2, "start": "x"}', b"[1, 2]",
-                                     b'{"version": 2, "start": "2025-07-01", "end": "2025-07-01", "fetched_at": 1, "bars": {"ticker": [1]}, "actions": {}}'])
+                                     b'{"version": 2, "start": "2025-07-01", "end": "2025-07-01", "fetched_at": 1, '
+                                     b'"bars": {"ticker": [1]}, "actions": {}}'])
 def test_cache_deletes_unreadable_files_and_misses(tmp_path: Path, content: bytes) -> None:
     cache = DownloadCache(tmp_path)
     req = FetchRequest("SPY", dt.date(2025, 7, 1), dt.date(2025, 7, 1))
@@ -181,8 +183,9 @@ def test_store_bars_rejects_whole_batch_on_bad_row(db: psycopg.Connection[Any]) 
 
 def test_migrations_apply_once(db: psycopg.Connection[Any]) -> None:
     assert migrate(db) == []
-    versions = [r[0] for r in db.execute("SELECT version FROM schema_migrations ORDER BY version")]
-    assert versions == sorted(versions) and versions[0].startswith("001_")
+    recorded = [r[0] for r in db.execute("SELECT version FROM schema_migrations ORDER BY applied_at, version")]
+    on_disk = sorted(p.stem for p in (Path(__file__).resolve().parent.parent / "sql").iterdir() if re.fullmatch(r"\d{3}_\w+\.sql", p.name))
+    assert len(on_disk) >= 6 and recorded == on_disk
 
 
 def test_dsn_descriptions_never_show_passwords() -> None:

@@ -17,7 +17,7 @@ import pytest
 
 from test.fake_yahoo import FakeYahoo
 from test.fix_yahoo import ROOT, cli_env
-from test.test_rate_budget import most_in_window
+from test.rate_helpers import most_in_window
 
 SHARDS = [["SPY", "XLK", "XLV"], ["XLF", "XLE", "XLY"], ["XLP", "XLI", "XLB"], ["XLU", "XLRE", "XLC"]]
 DEPLOY = """
@@ -60,7 +60,8 @@ def test_two_workers_of_one_pool_share_the_runs_and_the_rate_budget(fake_yahoo: 
             prefect("deployment", "run", "etf-backfill/shards", "--params", json.dumps(params), env=env)
         for i, log in enumerate(logs, start=1):
             procs.append(subprocess.Popen([sys.executable, "-m", "prefect", "worker", "start", "--pool", pool, "--limit", "1",
-                                           "--name", f"w{i}"], cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, text=True))
+                                           "--name", f"w{i}"], cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
+                                          text=True))
         deadline = time.monotonic() + 240
         runs: list[dict[str, Any]] = []
         while time.monotonic() < deadline:

@@ -11,6 +11,7 @@ import logging
 import os
 import re
 import subprocess
+import urllib.parse
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -43,13 +44,21 @@ def describe_dsn(dsn: str) -> str:
 
 
 def scrub(text: str, dsn: str) -> str:
-    """Remove the password of ``dsn`` from ``text`` (driver messages may echo parts of it)."""
+    """Remove the password of ``dsn`` from ``text`` (driver messages may echo parts of it), also
+    when the DSN cannot be parsed (a bad percent-encoding is echoed back raw)."""
+    candidates = set()
     try:
-        password = conninfo_to_dict(dsn).get("password")
+        candidates.add(str(conninfo_to_dict(dsn).get("password") or ""))
     except psycopg.ProgrammingError:
-        password = None
-    if password:
-        text = text.replace(str(password), "***")
+        pass
+    raw = re.match(r"postgres(?:ql)?://[^:/@\s]*:([^@\s]*)@", dsn)
+    if raw:
+        candidates.update({raw.group(1), urllib.parse.unquote(raw.group(1))})
+    candidates.update(m.group(1) for m in re.finditer(r"password\s*=\s*'?([^'\s]+)", dsn))
+    for password in sorted((c for c in candidates if c), key=len, reverse=True):
+        text = text.replace(password, "***")
+        if len(password) >= 4:  # a message may quote a fragment of it (e.g. the bad %-token)
+            text = re.sub("|".join(re.escape(password[i:i + 4]) for i in range(len(password) - 3)), "***", text)
     return re.sub(r"(postgres(?:ql)?://[^:/@\s]*:)[^@\s]*@", r"\1***@", text)
 
 

@@ -30,7 +30,8 @@ class Reporter:
         tty: force the terminal mode on or off (default: ask the stream).
     """
 
-    def __init__(self, total: int, *, stream: IO[str] | None = None, log: Callable[[str], Any] | None = None, tty: bool | None = None) -> None:
+    def __init__(self, total: int, *, stream: IO[str] | None = None, log: Callable[[str], Any] | None = None,
+                 tty: bool | None = None) -> None:
         self.total = total
         self.done = 0
         self.stream = stream or sys.stdout

@@ -29,6 +29,7 @@ from tasks.sources.fmp import FmpClient, Quarter
 # given them before their price valuation last changed.
 DUE = sql.SQL("valuation_status = 'ok' AND (fundamentals_at IS NULL OR fundamentals_at < valued_at)")
 TTM_QUARTERS = 4
+DueTicker = tuple[str, int, dt.datetime, dt.datetime]  # ticker, events due, first and last event time
 
 
 @dataclass
@@ -50,7 +51,7 @@ class FundamentalsSummary:
                 f"{client.network_requests} request(s), {client.cached_requests} from cache{fails}{left}")
 
 
-def due_tickers(conn: psycopg.Connection[Any], *, overwrite: bool, tickers: list[str] | None = None) -> list[tuple[str, int, dt.datetime, dt.datetime]]:
+def due_tickers(conn: psycopg.Connection[Any], *, overwrite: bool, tickers: list[str] | None = None) -> list[DueTicker]:
     """(ticker, events, first event, last event) of the tickers with events whose multiples are due."""
     where: sql.Composable = sql.SQL("valuation_status = 'ok'") if overwrite else DUE
     if tickers:
@@ -61,7 +62,8 @@ def due_tickers(conn: psycopg.Connection[Any], *, overwrite: bool, tickers: list
 
 def _events(conn: psycopg.Connection[Any], ticker: str, overwrite: bool) -> pd.DataFrame:
     where: sql.Composable = sql.SQL("valuation_status = 'ok'") if overwrite else DUE
-    rows = conn.execute(sql.SQL("SELECT event_id, event_time, base_date, price_at_event FROM txn_events WHERE ticker = %s AND {}").format(where),
+    query = sql.SQL("SELECT event_id, event_time, base_date, price_at_event FROM txn_events WHERE ticker = %s AND {}").format(where)
+    rows = conn.execute(query,
                         (ticker,)).fetchall()
     return pd.DataFrame(rows, columns=["event_id", "event_time", "base_date", "price_at_event"])
 

@@ -46,7 +46,8 @@ def api_key(opts: FundamentalsOptions) -> str | None:
     return key
 
 
-def _client(opts: FundamentalsOptions, key: str, dsn: str, cache_dir: Path, *, timeout: float, max_retries: int, retry_wait: float) -> FmpClient:
+def _client(opts: FundamentalsOptions, key: str, dsn: str, cache_dir: Path, *, timeout: float, max_retries: int,
+            retry_wait: float) -> FmpClient:
     budget = RateBudget(dsn, BUDGET_NAME, per_min=opts.rate_per_min, cooldown_s=opts.cooldown_s, daily_cap=opts.daily_limit)
     return FmpClient(key, cache_dir, budget=budget, base_url=opts.base_url, timeout=timeout, max_retries=max_retries,
                      backoff_initial=retry_wait)

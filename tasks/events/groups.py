@@ -45,7 +45,8 @@ from tasks.sources.cache import DownloadCache
 from tasks.sources.settings import SourceSettings
 from tasks.sources.yahoo import YahooSource
 
-STAGE_TYPES = {"event_id": "int8", "base_date": "date", **{c: "float8" for c in METRIC_COLUMNS if c not in ("base_date", "reaction", "trend")},
+STAGE_TYPES = {"event_id": "int8", "base_date": "date", **{c: "float8" for c in METRIC_COLUMNS if c not in ("base_date", "reaction",
+                                                                                                            "trend")},
                "reaction": "text", "trend": "text", "valuation_status": "text", "valuation_error": "text"}
 
 

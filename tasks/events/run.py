@@ -180,7 +180,8 @@ def value_prices(opts: ValuationOptions, *, command: str, log: Callable[[str], A
         cache = settings.cache()
         cheap_start = start_method() == "fork"
         # The fetch count only decides whether processes pay off where they are slow to start.
-        network, cached = plan_fetches(conn, work, STOCK_TABLE, cache, as_of_session(opts.as_of)) if opts.dry_run or not cheap_start else (0, 0)
+        network, cached = plan_fetches(conn, work, STOCK_TABLE, cache,
+                                       as_of_session(opts.as_of)) if opts.dry_run or not cheap_start else (0, 0)
         if opts.dry_run:
             budget_state = peek_budget(conn, settings.rate_budget, settings.rate_per_min)
             conn.rollback()
@@ -225,7 +226,8 @@ def value_prices(opts: ValuationOptions, *, command: str, log: Callable[[str], A
             reporter.close()
         say(totals.line())
         if totals.rate_limited is not None:
-            say(resume_hint(totals.rate_limited, settings.rate_limit_sleep, command) + "\n(valued events are kept; a rerun values only the rest)")
+            say(resume_hint(totals.rate_limited, settings.rate_limit_sleep,
+                            command) + "\n(valued events are kept; a rerun values only the rest)")
             return EXIT_RATE_LIMITED
         if totals.failed_groups or totals.total("error") or totals.total("no_data"):
             return EXIT_SOME_FAILED if (totals.failed_groups or totals.total("error")) else max(code, EXIT_OK)

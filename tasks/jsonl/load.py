@@ -2,7 +2,8 @@
 
 Python parses each line (orjson, in C) and checks it (``jsonl_records``); the good rows go to a
 temp table with one COPY and into the target with one ``INSERT ... ON CONFLICT`` per batch
-(``sql/load_<kind>.sql``), the bad ones to ``jsonl_rejects`` with their reason. Only complete lines are loaded: a last line without its newline is
+(``sql/load_<kind>.sql``), the bad ones to ``jsonl_rejects`` with their reason. Only complete lines are loaded:
+a last line without its newline is
 left for the next run (its writer may still be writing it). A kill at any moment loses at most
 the batch in flight, which the next run loads again from the checkpoint.
 """

@@ -31,7 +31,8 @@ def store_holdings(conn: psycopg.Connection[Any], etf: str, as_of: dt.date, hold
         with conn.transaction():
             conn.execute("DELETE FROM collected_meta_etf WHERE etf = %s AND as_of_date = %s", (etf, as_of))
             with conn.cursor() as cur:
-                cur.executemany("INSERT INTO collected_meta_etf (etf, as_of_date, holding, holding_name, weight) VALUES (%s, %s, %s, %s, %s)",
+                cur.executemany("INSERT INTO collected_meta_etf (etf, as_of_date, holding, holding_name, weight)"
+                                " VALUES (%s, %s, %s, %s, %s)",
                                 rows)
     return len(rows)
 

@@ -113,7 +113,8 @@ def _database(opts: PipelineOptions, dsn: str) -> Iterator[Any]:
 def _backfill_stage(stage: str, opts: PipelineOptions, dsn: str, wrap: Callable[..., Any], tickers: Sequence[str],
                     lead: list[str], **extra: Any) -> StageOutcome:
     """A stage that is a backfill (stages 1 and 4): its summary line and any rate limit become the outcome."""
-    code, summary = run_backfill(_backfill_options(opts, tickers, **extra), command=f"daily-pipeline --stages {stage} --as-of {opts.session()}",
+    code, summary = run_backfill(_backfill_options(opts, tickers, **extra),
+                                 command=f"daily-pipeline --stages {stage} --as-of {opts.session()}",
                                  wrap=wrap, database_url=dsn)
     out = StageOutcome(stage, code, list(lead))
     if summary is not None:
@@ -178,7 +179,8 @@ def trending(opts: PipelineOptions, dsn: str, wrap: Callable[..., Any]) -> Stage
 def stock_history(opts: PipelineOptions, dsn: str, wrap: Callable[..., Any]) -> StageOutcome:
     with _database(opts, dsn) as conn:
         stocks = selected_stocks(conn, opts.session(), opts.top_sectors)
-    chosen = f"{len(stocks)} stocks of the top {opts.top_sectors} sectors: {', '.join(s for s, _ in stocks[:8])}" + (", ..." if len(stocks) > 8 else "")
+    shown = ", ".join(s for s, _ in stocks[:8]) + (", ..." if len(stocks) > 8 else "")
+    chosen = f"{len(stocks)} stocks of the top {opts.top_sectors} sectors: {shown}"
     return _backfill_stage("stock-history", opts, dsn, wrap, [s for s, _ in stocks], [chosen], table=STOCK_TABLE, run_name="stock-history")
 
 

@@ -188,7 +188,6 @@ class Summary:
 
     outcomes: list[ItemOutcome] = field(default_factory=list)
     rate_limited: RateLimited | None = None
-    interrupted: bool = False
 
     def add(self, outcome: ItemOutcome) -> None:
         self.outcomes.append(outcome)

@@ -209,7 +209,8 @@ def fail_item(error: SourceError, item: PlanItem, conn: Any, run_id: int, summar
 
 def summary_markdown(summary: Summary, code: int, command: str) -> str:
     """The run's Prefect artifact: the summary line and a row per ticker."""
-    rows = "\n".join(f"| {o.ticker} | {o.status} | {o.rows} | {o.counts.new} | {o.counts.updated} | {o.error.reason if o.error else ''} |" for o in summary.outcomes)
+    rows = "\n".join(f"| {o.ticker} | {o.status} | {o.rows} | {o.counts.new} | {o.counts.updated} | {o.error.reason if o.error else ''} |"
+                     for o in summary.outcomes)
     text = f"## ETF backfill\n\n{summary.line()}\n\n| ticker | status | rows | new | updated | error |\n|---|---|---|---|---|---|\n{rows}\n"
     if code == EXIT_RATE_LIMITED:
         text += f"\nStopped by a rate limit. Resume later with `{command}`.\n"

@@ -92,7 +92,8 @@ def covered_tickers(conn: psycopg.Connection[Any], table: str, requests: list[Fe
     fetched = coverage(conn, table, [r.symbol for r in requests])
     done = set()
     for r in requests:
-        if any(s <= r.start and e >= r.end for s, e in fetched.get(r.symbol, [])) or stored.get(r.symbol, 0) >= session_count(r.start, r.end):
+        if any(s <= r.start and e >= r.end for s, e in fetched.get(r.symbol, [])) or stored.get(r.symbol, 0) >= session_count(r.start,
+                                                                                                                              r.end):
             done.add(r.symbol)
     return done
 
@@ -100,7 +101,8 @@ def covered_tickers(conn: psycopg.Connection[Any], table: str, requests: list[Fe
 def stored_counts(conn: psycopg.Connection[Any], table: str, requests: list[FetchRequest]) -> dict[str, int]:
     """Bars stored per ticker within its request's range."""
     query = sql.SQL("SELECT r.ticker, count(b.trade_date) FROM unnest(%s::text[], %s::date[], %s::date[]) AS r(ticker, s, e)"
-                    " LEFT JOIN {} b ON b.ticker = r.ticker AND b.trade_date BETWEEN r.s AND r.e GROUP BY r.ticker").format(sql.Identifier(table))
+                    " LEFT JOIN {} b ON b.ticker = r.ticker AND b.trade_date BETWEEN r.s AND r.e GROUP BY r.ticker"
+                    ).format(sql.Identifier(table))
     rows = conn.execute(query, ([r.symbol for r in requests], [r.start for r in requests], [r.end for r in requests]))
     return {str(t): int(n) for t, n in rows}
 

@@ -43,7 +43,6 @@ class StaggerState:
     """What the loop knows while it runs (read by the caller after an interrupt)."""
 
     summary: Summary
-    current: str | None = None
     fetched: int = 0
     fetch_seconds: float = 0.0
 
@@ -81,7 +80,6 @@ def run_staggered(
     wanted = set(plan.sessions)
     items = list(plan.items)
     for index, item in enumerate(items):
-        state.current = item.ticker
         left = [i.action for i in items[index:]]
         if item.action == "skip":
             _report(reporter, state, record_skip(conn, item, run_id=run_id))
@@ -125,7 +123,6 @@ def run_staggered(
             state.fetched += 1
             state.fetch_seconds += clock() - started
         _report(reporter, state, outcome)
-    state.current = None
 
 
 def fetch_and_store(

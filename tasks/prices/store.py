@@ -40,7 +40,8 @@ def stored_dates(conn: psycopg.Connection[Any], table: str, tickers: list[str], 
     return _dates(conn, table, tickers, "trade_date BETWEEN %s AND %s AND close IS NOT NULL", (first, last))
 
 
-def stale_dates(conn: psycopg.Connection[Any], table: str, tickers: list[str], days: list[dt.date], older_than_s: float) -> dict[str, set[dt.date]]:
+def stale_dates(conn: psycopg.Connection[Any], table: str, tickers: list[str], days: list[dt.date], older_than_s: float) -> dict[str,
+                                                                                                                                 set[dt.date]]:
     """Of ``days``, those stored per ticker whose values were last written more than ``older_than_s`` ago.
 
     Raises:
@@ -51,7 +52,8 @@ def stale_dates(conn: psycopg.Connection[Any], table: str, tickers: list[str], d
     return _dates(conn, table, tickers, "trade_date = ANY(%s) AND fetched_at < now() - make_interval(secs => %s)", (days, older_than_s))
 
 
-def _dates(conn: psycopg.Connection[Any], table: str, tickers: list[str], condition: str, params: tuple[Any, ...]) -> dict[str, set[dt.date]]:
+def _dates(conn: psycopg.Connection[Any], table: str, tickers: list[str], condition: str, params: tuple[Any, ...]) -> dict[str,
+                                                                                                                           set[dt.date]]:
     """Stored trade dates per ticker of ``tickers`` meeting ``condition`` (our own SQL text, values as parameters)."""
     query = sql.SQL("SELECT ticker, trade_date FROM {} WHERE ticker = ANY(%s) AND " + condition).format(_table(table))  # noqa: S608
     out: dict[str, set[dt.date]] = {t: set() for t in tickers}
@@ -82,8 +84,9 @@ def _column(values: pd.Series, kind: str) -> list[Any]:
 def copy_frame(cur: psycopg.Cursor[Any], table: str, columns: dict[str, str], frame: pd.DataFrame) -> None:
     """COPY ``frame`` into ``table`` in PostgreSQL's binary format (``columns``: name → type).
 
-    Binary COPY fed row tuples is about 10x faster than rendering CSV with pandas (measured here:
-    0.33 s against 3.4 s for 600,000 bars), and needs no float formatting at all.
+    Binary COPY fed row tuples needs no text rendering at all; rendering CSV with pandas was the
+    larger cost (one-off observation, 2026-11-22, not re-measured by a bench: 0.33 s against 3.4 s
+    for 600,000 bars; see bench/NOTES.md).
     """
     lists = [_column(frame[name], kind) for name, kind in columns.items()]
     query = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary)").format(
@@ -133,7 +136,8 @@ def store_actions(conn: psycopg.Connection[Any], actions: pd.DataFrame) -> int:
             for ticker, group in actions.groupby("ticker"):
                 rows = conn.execute(
                     statement("upsert_actions"),  # type: ignore[arg-type]
-                    {"ticker": ticker, "ex_dates": list(group["ex_date"]), "kinds": list(group["kind"]), "values": [float(v) for v in group["value"]]},
+                    {"ticker": ticker, "ex_dates": list(group["ex_date"]), "kinds": list(group["kind"]),
+                     "values": [float(v) for v in group["value"]]},
                 ).fetchall()
                 new += sum(1 for r in rows if r[0])
     return new

@@ -262,7 +262,8 @@ class YahooSource:
             for req in group:
                 sub = None
                 if frame is not None and isinstance(frame.columns, pd.MultiIndex) and req.symbol in frame.columns.get_level_values(0):
-                    sub = frame[req.symbol].dropna(how="all", subset=[c for c in ("Open", "High", "Low", "Close") if c in frame[req.symbol].columns])
+                    sub = frame[req.symbol].dropna(how="all", subset=[c for c in ("Open", "High", "Low",
+                                                                                  "Close") if c in frame[req.symbol].columns])
                 try:
                     if sub is None or sub.empty:
                         raise self._classify(req.symbol, None)

@@ -1,0 +1,46 @@
+"""Measuring a rate limiter from outside: grant times of many threads and processes, and the most
+grants in any window. Shared by the rate tests and the benches (never import a test_*.py module)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from tasks.sources.budget import RateBudget
+
+
+def grant_times(take: Callable[[], Any], count: int, threads: int) -> list[float]:
+    """``threads`` threads call ``take()`` ``count`` times each; returns when each call returned."""
+    times: list[float] = []
+    lock = threading.Lock()
+
+    def work() -> None:
+        for _ in range(count):
+            take()
+            with lock:
+                times.append(time.time())
+
+    pool = [threading.Thread(target=work) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    return times
+
+
+def grab(dsn: str, per_min: float, count: int, threads: int, out: Any) -> None:
+    """Worker process: ``threads`` threads take ``count`` slots each of one budget; the grant times go to ``out``."""
+    out.put(grant_times(RateBudget(dsn, "shared", per_min=per_min).acquire, count, threads))
+
+
+def most_in_window(times: list[float], window: float) -> int:
+    """The largest number of grants within any ``window`` seconds."""
+    times = sorted(times)
+    best, lo = 0, 0
+    for hi, t in enumerate(times):
+        while t - times[lo] >= window:
+            lo += 1
+        best = max(best, hi - lo + 1)
+    return best

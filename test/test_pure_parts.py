@@ -1,0 +1,197 @@
+"""Pure parts that end-to-end tests only reached through a CLI: the layering of tasks/, flags,
+plan decisions, error classification, stage parsing, cap weights and metrics on a scripted group."""
+
+from __future__ import annotations
+
+import ast
+import datetime as dt
+import math
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import psycopg
+import pytest
+
+from tasks.core.errors import BadInput, RateLimited, SourceError, TransientSourceError
+
+ROOT = Path(__file__).resolve().parent.parent
+# What each package of tasks/ may import (besides itself): lower packages never import higher ones.
+ALLOWED = {
+    "core": set(),
+    "sources": {"core"},
+    "prices": {"core", "sources"},
+    "events": {"core", "sources", "prices"},
+    "pipeline": {"core", "sources", "prices"},
+    "jsonl": {"core"},
+}
+
+
+def imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return found
+
+
+def test_tasks_packages_import_only_downwards_and_never_prefect_or_flows() -> None:
+    packages = sorted(p.name for p in (ROOT / "tasks").iterdir() if (p / "__init__.py").exists())
+    assert packages == sorted(ALLOWED)
+    for package in packages:
+        doc = ast.get_docstring(ast.parse((ROOT / "tasks" / package / "__init__.py").read_text(encoding="utf-8")))
+        assert doc and "import" in doc.lower(), f"tasks/{package}/__init__.py must say what it may import"
+        for path in (ROOT / "tasks" / package).glob("*.py"):
+            for module in imported_modules(path):
+                top = module.split(".")[0]
+                assert top not in ("prefect", "flows"), f"{path} imports {module}"
+                if top == "tasks":
+                    used = module.split(".")[1]
+                    assert used == package or used in ALLOWED[package], f"{path} imports {module}"
+
+
+def test_flows_hold_no_sql() -> None:
+    sql = re.compile(r"\b(SELECT|INSERT INTO|UPDATE \w+ SET|DELETE FROM|CREATE TABLE)\b")
+    for path in (ROOT / "flows").glob("*.py"):
+        assert not sql.search(path.read_text(encoding="utf-8")), f"SQL text in {path}"
+
+
+@pytest.mark.parametrize("module", ["flows.etf_backfill", "flows.staggered_sector_backfill", "flows.event_valuation",
+                                    "flows.jsonl_ingest", "flows.daily_pipeline", "flows.backfill_status"])
+def test_no_flag_accepts_an_abbreviation(module: str) -> None:
+    import importlib
+
+    parser = importlib.import_module(module).build_parser()
+    long_flags = [o for a in parser._actions for o in a.option_strings if o.startswith("--") and len(o) > 6]
+    assert long_flags
+    for flag in long_flags:
+        with pytest.raises(BadInput):
+            parser.parse_args([flag[:-2], "1"])  # a prefix of a real flag is no flag
+
+
+def test_every_bat_file_sets_up_through_one_script_and_runs_a_console_script() -> None:
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["scripts"]
+    bats = sorted(ROOT.glob("[0-9]_*.bat"))
+    assert len(bats) == 4
+    for bat in [*bats, ROOT / "_setup.bat"]:
+        raw = bat.read_bytes()
+        assert raw.count(b"\r\n") == raw.count(b"\n"), f"{bat.name}: cmd.exe wants CRLF line ends"
+    for bat in bats:
+        text = bat.read_text(encoding="utf-8")
+        assert 'call "%~dp0_setup.bat"' in text and "pip install" not in text, bat.name
+        ran = re.search(r"^uv run ([\w-]+)", text, re.M)
+        assert ran and ran.group(1) in scripts, bat.name
+
+
+def test_parse_stages_takes_names_numbers_and_all_in_pipeline_order() -> None:
+    from tasks.pipeline.stages import STAGES, parse_stages
+
+    assert parse_stages("5, trending") == ("trending", "allocation")
+    assert parse_stages("ALL") == STAGES
+    assert parse_stages("4,4,stock-history") == ("stock-history",)
+    for bad in ("6", "0", "trend", ",", ""):
+        with pytest.raises(BadInput):
+            parse_stages(bad)
+
+
+def test_cap_weights_are_proportional_and_sum_to_one() -> None:
+    from tasks.pipeline.allocation import cap_weights
+
+    weights = cap_weights({"A": 3e12, "B": 1e12, "C": 0.5e12})
+    assert weights == pytest.approx({"A": 3 / 4.5, "B": 1 / 4.5, "C": 0.5 / 4.5})
+    assert math.isclose(sum(weights.values()), 1.0)
+    assert cap_weights({}) == {} and cap_weights({"A": 0.0}) == {}
+
+
+def test_plan_skips_stored_reads_fresh_cache_and_fetches_only_what_is_missing(db: psycopg.Connection[Any], tmp_path: Path) -> None:
+    from tasks.core.calendar import sessions_between
+    from tasks.core.types import FetchRequest, FetchResult
+    from tasks.prices.backfill import plan_backfill
+    from tasks.prices.store import ETF_TABLE, store_bars
+    from tasks.sources.cache import DownloadCache
+
+    sessions = sessions_between(dt.date(2024, 3, 4), dt.date(2024, 3, 8))  # long ago: no recent session to re-check
+    bars = pd.DataFrame({"ticker": "AAA", "trade_date": sessions, "open": 1.0, "high": 2.0, "low": 0.5, "close": 1.5,
+                         "adj_close": 1.4, "volume": 100})
+    store_bars(db, ETF_TABLE, bars)  # AAA: every session stored
+    store_bars(db, ETF_TABLE, bars.assign(ticker="BBB").iloc[:3])  # BBB: the last two are missing
+    cache = DownloadCache(tmp_path / "cache")
+    cached = FetchRequest("CCC", sessions[0], sessions[-1])
+    cache.put(FetchResult(cached, bars.assign(ticker="CCC"), pd.DataFrame(columns=["ticker", "ex_date", "kind", "value"])))
+    plan = plan_backfill(db, ETF_TABLE, ["AAA", "BBB", "CCC", "DDD"], sessions, cache=cache)
+    got = {i.ticker: (i.action, i.request) for i in plan.items}
+    assert got == {"AAA": ("skip", None), "BBB": ("fetch", FetchRequest("BBB", sessions[3], sessions[4])),
+                   "CCC": ("cache", cached), "DDD": ("fetch", FetchRequest("DDD", sessions[0], sessions[-1]))}
+    refreshed = plan_backfill(db, ETF_TABLE, ["CCC"], sessions, cache=None)  # --refresh: the cache is not read
+    assert [i.action for i in refreshed.items] == ["fetch"]
+
+
+class _Session:
+    """The two things the classifier asks of the source's HTTP session."""
+
+    def __init__(self, status: int | None) -> None:
+        self.tripped: RateLimited | None = None
+        self.status = status
+
+    def last_status(self, symbol: str) -> int | None:
+        return self.status
+
+
+@pytest.mark.parametrize(("status", "exc", "kind", "reason"), [
+    (503, RuntimeError("boom"), TransientSourceError, "HTTP 503"),
+    (404, None, SourceError, "unknown or delisted"),
+    (None, TimeoutError(), TransientSourceError, "network error"),
+    (200, ValueError("Expecting value"), TransientSourceError, "malformed"),
+    (None, None, SourceError, "no data"),
+])
+def test_source_errors_are_classified_by_what_the_source_did(status: int | None, exc: BaseException | None, kind: type,
+                                                            reason: str) -> None:
+    from tasks.sources.yahoo import YahooSource
+
+    source = YahooSource.__new__(YahooSource)  # the classifier only needs the session
+    source.session = _Session(status)  # type: ignore[assignment]
+    error = source._classify("AAA", exc)
+    assert type(error) is kind and reason in error.reason and error.symbol == "AAA"
+
+
+def test_a_tripped_session_is_a_rate_limit_with_its_resume_time() -> None:
+    from tasks.sources.yahoo import YahooSource
+
+    source = YahooSource.__new__(YahooSource)
+    source.session = _Session(429)  # type: ignore[assignment]
+    source.session.tripped = RateLimited("XLK", "rate limited (HTTP 429)", retry_after=120.0)
+    error = source._classify("AAA", RuntimeError("anything"))
+    assert isinstance(error, RateLimited) and error.retry_after == 120.0
+
+
+def test_metrics_of_a_scripted_group_match_a_hand_computation() -> None:
+    from tasks.core.calendar import sessions_between
+    from tasks.events.metrics import value_events
+
+    days = sessions_between(dt.date(2025, 1, 2), dt.date(2025, 4, 30))
+    n = len(days)
+    adj = np.array([100 * 1.01 ** i for i in range(n)])  # +1% a session: momentum and returns are known
+    volume = np.array([1000 + 10 * i for i in range(n)], dtype=float)
+    bars = pd.DataFrame({"ticker": "AAA", "trade_date": days, "close": adj * 1.1, "adj_close": adj, "volume": volume})
+    spy = pd.Series([400 * 1.002 ** i for i in range(n)], index=days)
+    base = 25  # the event comes after that session's 16:00 close in New York, before the next session
+    when = pd.Timestamp(dt.datetime.combine(days[base], dt.time(17, 30)), tz="America/New_York").tz_convert("UTC")
+    events = pd.DataFrame({"ticker": ["AAA", "ZZZ"], "event_time": [when, when]})
+    out = value_events(events, bars, spy)
+    row = out.iloc[0]
+    assert row["base_date"] == days[base] and row["price_at_event"] == pytest.approx(adj[base] * 1.1)
+    for k in (1, 5, 20):
+        assert row[f"ret_{k}d"] == pytest.approx(1.01 ** k - 1)
+        assert row[f"excess_ret_{k}d"] == pytest.approx((1.01 ** k - 1) - (1.002 ** k - 1))
+    assert row["momentum_20d"] == pytest.approx(1.01 ** 20 - 1)
+    assert row["volatility_20d"] == pytest.approx(0.0, abs=1e-9)  # constant log returns: no dispersion
+    assert row["volume_ratio"] == pytest.approx(volume[base + 1] / volume[base - 19: base + 1].mean())
+    assert row["trend"] == "up"  # +22% over 20 sessions, beyond +-5%
+    unknown = out.iloc[1]
+    assert unknown["base_date"] is None or pd.isna(unknown["base_date"])
