@@ -22,7 +22,7 @@ from typing import Any
 from flows.cli import budget_name, int_in, iso_date, positive_float, rate_per_min
 from tasks.core.errors import BadInput
 from tasks.core.tickers import parse_ticker_list
-from tasks.sources.budget import DEFAULT_NAME, DEFAULT_RATE, parse_rate
+from tasks.sources.budget import DEFAULT_NAME, DEFAULT_RATE, parse_rate, rate_param
 from tasks.sources.settings import SourceSettings
 
 _UNSET: Any = object()
@@ -121,7 +121,7 @@ def date_text(text: str) -> str:
 
 
 def rate_text(text: str) -> str:
-    return f"{rate_per_min(text):g}/min"
+    return rate_param(rate_per_min(text))
 
 
 def path_text(text: str) -> str:

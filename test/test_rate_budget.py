@@ -115,3 +115,11 @@ def test_parse_rate(text: str, per_min: float) -> None:
 def test_parse_rate_rejects(text: str) -> None:
     with pytest.raises(BadInput):
         parse_rate(text)
+
+
+@pytest.mark.parametrize("text", ["1000000/min", "2/s", "0.5/min", "1000/h", "300/min", "99999999/min"])
+def test_a_rate_passed_on_as_a_parameter_reads_back_the_same(text: str) -> None:
+    from tasks.sources.budget import rate_param
+
+    per_min = parse_rate(text)
+    assert "e" not in rate_param(per_min) and parse_rate(rate_param(per_min)) == pytest.approx(per_min, rel=1e-9)

@@ -55,6 +55,14 @@ def parse_rate(text: str) -> float:
     return per_min
 
 
+def rate_param(per_min: float) -> str:
+    """``per_min`` as text that ``parse_rate`` reads back exactly (no exponent: ``1000000/min``)."""
+    text = repr(float(per_min))  # the shortest text that reads back as the same float
+    if "e" in text:
+        text = f"{per_min:.15f}".rstrip("0").rstrip(".")
+    return text.removesuffix(".0") + "/min"
+
+
 def format_rate(per_min: float) -> str:
     return f"{per_min:.0f}/min" if per_min >= 10 else f"{per_min:.2f}/min"
 

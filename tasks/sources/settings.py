@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from tasks.sources.budget import DEFAULT_NAME, DEFAULT_RATE, RateBudget, parse_rate
+from tasks.sources.budget import DEFAULT_NAME, DEFAULT_RATE, RateBudget, parse_rate, rate_param
 from tasks.sources.cache import DownloadCache
 from tasks.sources.spacing import RateLimiter
 from tasks.sources.yahoo import YahooSource
@@ -58,4 +58,4 @@ class SourceSettings:
 
     def rate_text(self) -> str:
         """The rate as a flow parameter (``"300/min"``)."""
-        return f"{self.rate_per_min:g}/min"
+        return rate_param(self.rate_per_min)
