@@ -14,10 +14,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from flows.cli import ArgumentParser, int_in, iso_date, run_cli
+from flows.cli import EXIT_OK, EXIT_SOME_FAILED, ArgumentParser, int_in, iso_date, run_cli
 from tasks.core.calendar import MAX_DAYS, last_closed_session, sessions_back
 from tasks.core.db import default_pgdata, open_database, resolve_dsn
-from tasks.core.errors import EXIT_OK, EXIT_SOME_FAILED, BadInput
+from tasks.core.errors import BadInput
 from tasks.core.tickers import parse_ticker_list
 from tasks.prices.coverage_report import coverage_report, format_table, plot_heatmap
 from tasks.prices.store import ETF_TABLE, STOCK_TABLE

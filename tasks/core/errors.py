@@ -15,6 +15,8 @@ psycopg in ``db.py``/``store.py``.
 
 from __future__ import annotations
 
+import enum
+
 
 class PipelineError(Exception):
     """Base of every error this project raises on purpose."""
@@ -69,8 +71,17 @@ class Busy(PipelineError):
     """Another run of the same flow is active on this database: try again when it ends."""
 
 
-EXIT_OK = 0
-EXIT_SOME_FAILED = 1
-EXIT_BAD_INPUT = 2
-EXIT_RATE_LIMITED = 75
-EXIT_INTERRUPTED = 130
+class Outcome(enum.IntEnum):
+    """How a run ended, in increasing severity (the worse of two is their ``max``). The CLI edge maps
+    each to its exit code (``flows/cli.py``), the Prefect glue to a run state; nothing else knows them."""
+
+    DONE = 0
+    SOME_FAILED = 1
+    BAD_INPUT = 2
+    RATE_LIMITED = 3
+    INTERRUPTED = 4
+
+    @property
+    def words(self) -> str:
+        """``"rate limited"``: for summaries and artifacts."""
+        return self.name.lower().replace("_", " ")

@@ -18,7 +18,7 @@ from tasks.core.calendar import last_closed_session, nyse
 from tasks.core.commands import resume_hint
 from tasks.core.db import default_pgdata, open_database, resolve_dsn
 from tasks.core.display import Reporter, format_eta
-from tasks.core.errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_RATE_LIMITED, EXIT_SOME_FAILED, RateLimited, SourceError
+from tasks.core.errors import Outcome, RateLimited, SourceError
 from tasks.core.processes import start_method
 from tasks.core.tickers import BENCHMARK
 from tasks.events.fundamentals_run import FundamentalsOptions, api_key, run_fundamentals
@@ -120,7 +120,7 @@ def plan_fetches(conn: Any, work: list[TickerWork], table: str, cache: DownloadC
 
 
 def run_valuation(opts: ValuationOptions, *, command: str, log: Callable[[str], Any] | None = None,
-                  mapper: Callable[..., Iterator[GroupOutcome]] | None = None) -> int:
+                  mapper: Callable[..., Iterator[GroupOutcome]] | None = None) -> Outcome:
     """Price metrics for every pending event, then (with an FMP key) their valuation multiples."""
     def say(text: str) -> None:
         print(text, flush=True)
@@ -129,7 +129,7 @@ def run_valuation(opts: ValuationOptions, *, command: str, log: Callable[[str], 
 
     api_key(opts.fundamentals)  # a missing key is a usage error before anything runs
     code = value_prices(opts, command=command, log=log, mapper=mapper)
-    if code in (EXIT_RATE_LIMITED, EXIT_BAD_INPUT) or opts.import_only:
+    if code in (Outcome.RATE_LIMITED, Outcome.BAD_INPUT) or opts.import_only:
         return code
     dsn = resolve_dsn(os.environ.get("DATABASE_URL"), default_pgdata())
     phase = run_fundamentals(opts.fundamentals, dsn=dsn, source=opts.source, overwrite=opts.overwrite,
@@ -138,7 +138,7 @@ def run_valuation(opts: ValuationOptions, *, command: str, log: Callable[[str], 
 
 
 def value_prices(opts: ValuationOptions, *, command: str, log: Callable[[str], Any] | None = None,
-                 mapper: Callable[..., Iterator[GroupOutcome]] | None = None) -> int:
+                 mapper: Callable[..., Iterator[GroupOutcome]] | None = None) -> Outcome:
     """Import (optional), plan, then value every group; returns the exit code.
 
     ``mapper(groups, ctx, concurrency)`` yields each group's result (or its exception) as it
@@ -156,7 +156,7 @@ def value_prices(opts: ValuationOptions, *, command: str, log: Callable[[str], A
     checked = check_csv(opts.import_csv, skip_bad_rows=opts.skip_bad_rows) if opts.import_csv is not None else None
     dsn = resolve_dsn(os.environ.get("DATABASE_URL"), default_pgdata())
     conn = open_database(dsn, default_pgdata(), dry_run=opts.dry_run)
-    code = EXIT_OK
+    code = Outcome.DONE
     try:
         if opts.import_csv is not None:  # in a dry run this happens inside the transaction that is rolled back
             imported: ImportResult = import_csv(conn, opts.import_csv, skip_bad_rows=opts.skip_bad_rows, checked=checked)
@@ -164,7 +164,7 @@ def value_prices(opts: ValuationOptions, *, command: str, log: Callable[[str], A
             say(f"{would} {imported.inserted:,} new event(s) from {opts.import_csv} ({imported.duplicates:,} already present)")
             if imported.bad:
                 say(f"Skipped {describe_bad(imported.bad)}")
-                code = EXIT_SOME_FAILED
+                code = Outcome.SOME_FAILED
         if opts.import_only:
             if opts.dry_run:
                 conn.rollback()
@@ -202,7 +202,7 @@ def value_prices(opts: ValuationOptions, *, command: str, log: Callable[[str], A
                 say(f"Benchmark SPY {spy_request.start} .. {spy_request.end}: {how}")
             except RateLimited as exc:
                 say(resume_hint(exc, settings.rate_limit_sleep, command))
-                return EXIT_RATE_LIMITED
+                return Outcome.RATE_LIMITED
             except SourceError as exc:
                 say(f"Benchmark SPY unavailable ({exc.reason}): excess returns will be empty")
             ctx.spy = spy_series(conn, ETF_TABLE, spy_request.start, spy_request.end)
@@ -228,9 +228,9 @@ def value_prices(opts: ValuationOptions, *, command: str, log: Callable[[str], A
         if totals.rate_limited is not None:
             say(resume_hint(totals.rate_limited, settings.rate_limit_sleep,
                             command) + "\n(valued events are kept; a rerun values only the rest)")
-            return EXIT_RATE_LIMITED
+            return Outcome.RATE_LIMITED
         if totals.failed_groups or totals.total("error") or totals.total("no_data"):
-            return EXIT_SOME_FAILED if (totals.failed_groups or totals.total("error")) else max(code, EXIT_OK)
+            return Outcome.SOME_FAILED if (totals.failed_groups or totals.total("error")) else max(code, Outcome.DONE)
         return code
     finally:
         if not conn.closed:

@@ -14,7 +14,7 @@ from typing import Any
 
 from tasks.core.db import connect, default_pgdata, open_database, resolve_dsn
 from tasks.core.display import Reporter, format_eta
-from tasks.core.errors import EXIT_OK, EXIT_SOME_FAILED, PipelineError
+from tasks.core.errors import Outcome, PipelineError
 from tasks.core.processes import die_with_parent, start_method
 from tasks.jsonl.files import FilePlan, count_lines, discover, plan_files
 from tasks.jsonl.load import FileResult, load_file
@@ -107,7 +107,7 @@ def pool_mapper(groups: list[list[FilePlan]], dsn: str, root: Path, opts: Ingest
 
 
 def run_ingest(opts: IngestOptions, *, log: Callable[[str], Any] | None = None,
-               mapper: Callable[..., Iterator[FileResult | tuple[str, str]]] = pool_mapper) -> int:
+               mapper: Callable[..., Iterator[FileResult | tuple[str, str]]] = pool_mapper) -> Outcome:
     """Plan, then load every file group; returns the exit code.
 
     Raises:
@@ -133,7 +133,7 @@ def run_ingest(opts: IngestOptions, *, log: Callable[[str], Any] | None = None,
                 total += lines
                 say(f"  {plan.file.rel:<32} {plan.action:<7} {lines:>10,} lines to load")
             say(f"Would load {total:,} lines from {sum(p.action != 'skip' for p in plans)} of {len(plans)} files")
-            return EXIT_OK
+            return Outcome.DONE
     finally:
         conn.close()
     totals = IngestTotals(plans)
@@ -154,4 +154,4 @@ def run_ingest(opts: IngestOptions, *, log: Callable[[str], Any] | None = None,
     for line in totals.lines():
         say(line)
     failed = totals.failed or any(r.rejected for r in totals.results)
-    return EXIT_SOME_FAILED if failed else EXIT_OK
+    return Outcome.SOME_FAILED if failed else Outcome.DONE

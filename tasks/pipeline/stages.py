@@ -23,16 +23,7 @@ from typing import Any
 from tasks.core.calendar import last_closed_session, sessions_back
 from tasks.core.commands import command_line, plain, resume_hint, without_flags
 from tasks.core.db import default_pgdata, open_database, resolve_dsn
-from tasks.core.errors import (
-    EXIT_BAD_INPUT,
-    EXIT_OK,
-    EXIT_RATE_LIMITED,
-    EXIT_SOME_FAILED,
-    BadInput,
-    MissingInputs,
-    RateLimited,
-    SourceError,
-)
+from tasks.core.errors import BadInput, MissingInputs, Outcome, RateLimited, SourceError
 from tasks.core.tickers import ETF_UNIVERSE, SECTOR_ETFS
 from tasks.pipeline.allocation import cap_weights, require_history, selected_stocks, store_allocation
 from tasks.pipeline.holdings import store_holdings
@@ -62,7 +53,7 @@ class PipelineOptions:
 @dataclass
 class StageOutcome:
     stage: str
-    code: int = EXIT_OK
+    code: Outcome = Outcome.DONE
     lines: list[str] = field(default_factory=list)
     rate_limited: RateLimited | None = None
 
@@ -150,11 +141,11 @@ def _fetch_each(names: Sequence[str], fetch: Callable[[str], Any], out: StageOut
         try:
             answer = fetch(name)
         except RateLimited as exc:
-            out.rate_limited, out.code = exc, EXIT_RATE_LIMITED
+            out.rate_limited, out.code = exc, Outcome.RATE_LIMITED
             out.lines.append(f"{name}: rate limited; stopping")
             return
         except SourceError as exc:
-            out.code = EXIT_SOME_FAILED
+            out.code = Outcome.SOME_FAILED
             out.lines.append(f"{name}: left out: {exc.reason}")
             continue
         yield name, answer
@@ -198,7 +189,7 @@ def allocation(opts: PipelineOptions, dsn: str, wrap: Callable[..., Any]) -> Sta
             return out
         weights = cap_weights(caps)
         if not weights:
-            out.code = EXIT_SOME_FAILED
+            out.code = Outcome.SOME_FAILED
             out.lines.append("no market caps: nothing written")
             return out
         sector = dict(stocks)
@@ -218,14 +209,14 @@ def run_stage(name: str, opts: PipelineOptions, *, dsn: str, say: Callable[[str]
     try:
         outcome = RUNNERS[name](opts, dsn, wrap)
     except MissingInputs as exc:
-        outcome = StageOutcome(name, EXIT_BAD_INPUT, [f"cannot run: {exc}"])
+        outcome = StageOutcome(name, Outcome.BAD_INPUT, [f"cannot run: {exc}"])
     for line in outcome.lines:
         say(f"[{name}] {line}")
     return outcome
 
 
 def run_pipeline(opts: PipelineOptions, *, prog: str, args: Sequence[str], say: Callable[[str], None],
-                 stage: Callable[[str], StageOutcome] | None = None, dsn: str | None = None) -> tuple[int, list[StageOutcome]]:
+                 stage: Callable[[str], StageOutcome] | None = None, dsn: str | None = None) -> tuple[Outcome, list[StageOutcome]]:
     """Run the chosen stages in order; stop at a rate limit, missing inputs or an interrupt.
 
     ``stage(name)`` runs one stage (a Prefect subflow in the flow; ``run_stage`` by default).
@@ -238,24 +229,24 @@ def run_pipeline(opts: PipelineOptions, *, prog: str, args: Sequence[str], say: 
     for name in opts.stages:
         outcome = run(name)
         outcomes.append(outcome)
-        if outcome.code == EXIT_RATE_LIMITED and outcome.rate_limited is not None:
+        if outcome.code == Outcome.RATE_LIMITED and outcome.rate_limited is not None:
             rest = opts.stages[opts.stages.index(name):]
             again = [*without_flags(args, {"--stages": 1, "--as-of": 1}), "--stages", ",".join(rest), "--as-of", as_of.isoformat()]
             say(resume_hint(outcome.rate_limited, opts.source.rate_limit_sleep, command_line(prog, again)))
-            return EXIT_RATE_LIMITED, outcomes
-        if outcome.code == EXIT_BAD_INPUT and not opts.dry_run:
-            return EXIT_BAD_INPUT, outcomes
-    failed = [o.stage for o in outcomes if o.code not in (EXIT_OK,)]
+            return Outcome.RATE_LIMITED, outcomes
+        if outcome.code == Outcome.BAD_INPUT and not opts.dry_run:
+            return Outcome.BAD_INPUT, outcomes
+    failed = [o.stage for o in outcomes if o.code not in (Outcome.DONE,)]
     say(f"Pipeline {'checked' if opts.dry_run else 'done'}: {len(outcomes) - len(failed)} of {len(outcomes)} stage(s) ok"
         + (f"; with problems: {', '.join(failed)}" if failed else ""))
-    if any(o.code == EXIT_BAD_INPUT for o in outcomes):
-        return EXIT_BAD_INPUT, outcomes
-    return (EXIT_SOME_FAILED if failed else EXIT_OK), outcomes
+    if any(o.code == Outcome.BAD_INPUT for o in outcomes):
+        return Outcome.BAD_INPUT, outcomes
+    return (Outcome.SOME_FAILED if failed else Outcome.DONE), outcomes
 
 
-def markdown(outcomes: list[StageOutcome], code: int, resume: str | None = None) -> str:
-    rows = "\n".join(f"| {o.stage} | {o.code} | {'<br>'.join(line.replace('|', '/') for line in o.lines)} |" for o in outcomes)
-    text = f"## Daily pipeline (exit code {code})\n\n| stage | exit | what happened |\n|---|---|---|\n{rows}\n"
+def markdown(outcomes: list[StageOutcome], code: Outcome, resume: str | None = None) -> str:
+    rows = "\n".join(f"| {o.stage} | {o.code.words} | {'<br>'.join(line.replace('|', '/') for line in o.lines)} |" for o in outcomes)
+    text = f"## Daily pipeline ({code.words})\n\n| stage | outcome | what happened |\n|---|---|---|\n{rows}\n"
     if resume:
         text += f"\nResume with `{resume}`.\n"
     return text

@@ -15,7 +15,7 @@ from tasks.core.calendar import sessions_back
 from tasks.core.commands import plain, resume_hint
 from tasks.core.db import default_pgdata, open_database, resolve_dsn
 from tasks.core.display import Reporter
-from tasks.core.errors import EXIT_OK, EXIT_RATE_LIMITED, EXIT_SOME_FAILED, RateLimited, SourceError
+from tasks.core.errors import Outcome, RateLimited, SourceError
 from tasks.core.runs import finish_run, start_run
 from tasks.core.tickers import ETF_UNIVERSE
 from tasks.core.types import FetchResult
@@ -77,7 +77,7 @@ def run_backfill(
     log: Callable[[str], Any] | None = None,
     database_url: str | None = None,
     pgdata: Path | None = None,
-) -> tuple[int, Summary | None]:
+) -> tuple[Outcome, Summary | None]:
     """The backfill itself, identical with or without Prefect (``wrap`` turns steps into tasks).
 
     Returns the exit code and the summary (None for a dry run).
@@ -105,7 +105,7 @@ def run_backfill(
             conn.rollback()
             describe_plan(plan, say)
             say(describe_budget(budget_state, requests=requests_needed(plan, opts), delay=settings.delay))
-            return EXIT_OK, None
+            return Outcome.DONE, None
         flat = {**{k: v for k, v in asdict(opts).items() if k != "source"}, **asdict(settings)}
         params = {k: (str(v) if isinstance(v, (Path, dt.date)) else v) for k, v in flat.items()}
         run_id = start_run(conn, opts.run_name, command, params, list(opts.tickers))
@@ -123,8 +123,8 @@ def run_backfill(
         say(summary.line())
         if summary.rate_limited is not None:
             say(resume_hint(summary.rate_limited, settings.rate_limit_sleep, command))
-            return EXIT_RATE_LIMITED, summary
-        return (EXIT_SOME_FAILED if summary.failures else EXIT_OK), summary
+            return Outcome.RATE_LIMITED, summary
+        return (Outcome.SOME_FAILED if summary.failures else Outcome.DONE), summary
     finally:
         conn.close()
 
@@ -207,11 +207,11 @@ def fail_item(error: SourceError, item: PlanItem, conn: Any, run_id: int, summar
     return False
 
 
-def summary_markdown(summary: Summary, code: int, command: str) -> str:
+def summary_markdown(summary: Summary, code: Outcome, command: str) -> str:
     """The run's Prefect artifact: the summary line and a row per ticker."""
     rows = "\n".join(f"| {o.ticker} | {o.status} | {o.rows} | {o.counts.new} | {o.counts.updated} | {o.error.reason if o.error else ''} |"
                      for o in summary.outcomes)
     text = f"## ETF backfill\n\n{summary.line()}\n\n| ticker | status | rows | new | updated | error |\n|---|---|---|---|---|---|\n{rows}\n"
-    if code == EXIT_RATE_LIMITED:
+    if code == Outcome.RATE_LIMITED:
         text += f"\nStopped by a rate limit. Resume later with `{command}`.\n"
     return text

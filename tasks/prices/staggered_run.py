@@ -16,7 +16,7 @@ from tasks.core.calendar import sessions_back
 from tasks.core.commands import command_line, plain, resume_hint, without_flags
 from tasks.core.db import default_pgdata, open_database, resolve_dsn
 from tasks.core.display import Reporter, format_eta
-from tasks.core.errors import EXIT_OK, EXIT_RATE_LIMITED, EXIT_SOME_FAILED, BadInput, Busy
+from tasks.core.errors import BadInput, Busy, Outcome
 from tasks.core.runs import finish_run, item_statuses, last_unfinished_run, reopen_run, start_run
 from tasks.core.tickers import SECTOR_ETFS, validate_ticker
 from tasks.prices.backfill import BackfillPlan, Summary, plan_backfill
@@ -85,7 +85,7 @@ def run_stagger(
     resume: bool = False,
     log: Callable[[str], Any] | None = None,
     wrap: Callable[..., Any] = plain,
-) -> int:
+) -> Outcome:
     """The runner, with or without Prefect. Returns the exit code.
 
     Raises:
@@ -115,7 +115,7 @@ def run_stagger(
             budget_state = peek_budget(conn, settings.rate_budget, settings.rate_per_min)
             conn.rollback()
             describe_plan(plan, opts.delay_minutes * 60, say, budget_state)
-            return EXIT_OK
+            return Outcome.DONE
         base_args = without_flags(args, {"--start-from": 1, "--resume": 0, "--dry-run": 0})
         if run_id is None:
             params = {"tickers": list(opts.tickers), "days": opts.days, "end_date": opts.end_date.isoformat() if opts.end_date else None,
@@ -144,14 +144,14 @@ def run_stagger(
         if state.summary.rate_limited is not None:
             first = first_not_done(list(opts.tickers), state.summary)
             say(resume_hint(state.summary.rate_limited, settings.rate_limit_sleep, command_line(prog, [*base_args, "--start-from", first])))
-            return EXIT_RATE_LIMITED
+            return Outcome.RATE_LIMITED
         if state.summary.failures:
             failed = [o.ticker for o in state.summary.failures]
             say("Failed: " + "; ".join(o.describe() for o in state.summary.failures))
             retry = without_flags(base_args, {"--tickers": 1})
             say(f"Retry only the failed tickers with:\n  {command_line(prog, [*retry, '--tickers', ','.join(failed)])}")
-            return EXIT_SOME_FAILED
-        return EXIT_OK
+            return Outcome.SOME_FAILED
+        return Outcome.DONE
     finally:
         conn.close()
 
