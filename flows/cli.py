@@ -1,5 +1,6 @@
-"""The CLI edge every command shares: flags, choosing Prefect or plain execution, signals, exit codes,
-resume hints. The only code that knows exit codes; the Prefect side is in ``flows/prefect_glue.py``.
+"""The CLI edge every command shares: flag types, choosing Prefect or plain execution, signals, and
+exit codes (the only code that knows them). The Prefect side is ``flows/prefect_glue.py``; the resume
+hints a run prints are written by ``tasks/core/commands.py``.
 
 Execution modes (``--orchestrate``, env ``BACKFILL_ORCHESTRATE``):
 - ``prefect``: run as a Prefect flow. With ``PREFECT_API_URL`` unset, the project's local Prefect
@@ -22,11 +23,9 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from tasks.core.errors import BadInput, Busy, Outcome, PipelineError, RateLimited
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 # The exit codes (README "Exit codes"): only this module knows them.
 EXIT_OK, EXIT_SOME_FAILED, EXIT_BAD_INPUT, EXIT_RATE_LIMITED, EXIT_INTERRUPTED = 0, 1, 2, 75, 130
@@ -119,13 +118,18 @@ def program_name(module: str, script: str) -> str:
     return script
 
 
-def install_sigterm() -> None:
-    """Make SIGTERM behave like Ctrl+C so the same cleanup and resume hint run."""
+def install_signal_handlers() -> None:
+    """SIGINT and SIGTERM both stop a run the same way (KeyboardInterrupt: its cleanup and resume hint).
+
+    SIGINT is set explicitly: a shell without job control starts background commands with SIGINT
+    ignored, and Python then leaves it ignored, so ``kill -INT`` would do nothing.
+    """
     def handler(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
     try:
         signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     except ValueError:  # not the main thread (e.g. inside a test harness)
         pass
 
@@ -149,7 +153,7 @@ def quiet_libraries() -> None:
 
 def run_cli(body: Callable[[], Outcome | int]) -> int:
     """Run a CLI body, mapping its outcome, or our error, to the documented exit code (an error: one stderr line)."""
-    install_sigterm()
+    install_signal_handlers()
     quiet_libraries()
     try:
         result = body()

@@ -209,6 +209,10 @@ def test_import_rejects_bad_file_whole_listing_every_bad_line(run_cli: CliRunner
     (b"ticker,when,source\nAAPL,2025-01-01T00:00Z,x\n", "missing column(s) event_time"),
     (b"ticker,event_time,source\nAAPL,2025-01-01T00:00Z,\xff\xfe\n", "not UTF-8"),
     (b"", "empty"),
+    # an unterminated quote used to swallow the rows after it ("Imported 1", exit 0)
+    (b'ticker,event_time,source\nAAPL,2025-01-02T15:00:00Z,"news\nMSFT,2025-01-02T15:00:00Z,a\nAMZN,2025-01-02T15:00:00Z,b\n',
+     "malformed CSV"),
+    (b"ticker,event_time,source,source\nAAPL,2025-01-02T15:00:00Z,a,b\n", "appear more than once"),
 ])
 def test_import_rejects_unusable_files(run_cli: CliRunner, tmp_path: Path, content: bytes, message: str) -> None:
     path = tmp_path / "f.csv"
@@ -216,6 +220,33 @@ def test_import_rejects_unusable_files(run_cli: CliRunner, tmp_path: Path, conte
     result = run_cli(VAL, "--import-csv", str(path))
     assert result.code == 2
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("time, reason", [
+    ("0001-01-01T00:00:00+14:00", "out of range"), ("9999-12-31T23:59:59-14:00", "out of range"),
+    ("1850-06-01T00:00:00+00:00", "out of range"), ("2025-01-02T15:00:00+16:00", "offset"),
+])
+def test_impossible_event_times_are_refused_at_import_with_their_line(run_cli: CliRunner, dsn: str, tmp_path: Path, time: str,
+                                                                      reason: str) -> None:
+    csv = write_csv(tmp_path / "e.csv", [("AAPL", "2025-01-02 15:00:00+00:00", "ok"), ("AAPL", time, "x")])
+    result = run_cli(VAL, "--import-csv", str(csv), "--import-only")
+    assert result.code == 2 and "line 3" in result.stderr and reason in result.stderr, result.stderr
+    skipped = run_cli(VAL, "--import-csv", str(csv), "--import-only", "--skip-bad-rows")
+    assert skipped.code == 1 and "Imported 1 new event(s)" in skipped.stdout
+    assert run_cli(VAL, "--dry-run", "--as-of", "2025-06-30").code == 0  # later runs are not blocked
+
+
+def test_excel_bom_and_nul_bytes_in_the_events_csv(run_cli: CliRunner, dsn: str, tmp_path: Path) -> None:
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes(b"\xef\xbb\xbfticker,event_time,source\r\nAAPL,2025-01-02T15:00:00Z,excel\r\n")
+    assert run_cli(VAL, "--import-csv", str(bom), "--import-only").code == 0
+    nul = tmp_path / "nul.csv"
+    nul.write_bytes(b"ticker,event_time,source\nMSFT,2025-01-02T15:00:00Z,a\x00b\nAMZN,2025-01-02T15:00:00Z,c\n")
+    refused = run_cli(VAL, "--import-csv", str(nul), "--import-only")
+    assert refused.code == 2 and "line 2: NUL byte" in refused.stderr, refused.stderr
+    assert run_cli(VAL, "--import-csv", str(nul), "--import-only", "--skip-bad-rows").code == 1
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT ticker, source FROM txn_events ORDER BY 1").fetchall() == [("AAPL", "excel"), ("AMZN", "c")]
 
 
 def test_dry_run_counts_and_writes_nothing(run_cli: CliRunner, dsn: str, tmp_path: Path, fake_yahoo: FakeYahoo) -> None:
@@ -302,3 +333,14 @@ def test_kill_midway_then_rerun_equals_a_clean_run(fake_yahoo: FakeYahoo, dsn: s
         assert a.execute(q).fetchall() == b.execute(q).fetchall()
     with psycopg.connect(pg_server_dsn, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(clean_name)))
+
+
+@pytest.mark.parametrize("target, message", [("/dev/zero", "not a regular file"), ("long", "longer than")])
+def test_an_endless_or_huge_line_csv_is_refused_quickly_in_bounded_memory(run_cli: CliRunner, tmp_path: Path, target: str,
+                                                                          message: str) -> None:
+    path = Path(target)
+    if target == "long":
+        path = tmp_path / "long.csv"
+        path.write_text("ticker,event_time,source\n" + "A" * (8 << 20), encoding="utf-8")
+    result = run_cli(VAL, "--import-csv", str(path), "--import-only", timeout=60)
+    assert result.code == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr

@@ -247,3 +247,120 @@ def test_files_sharing_minutes_loaded_concurrently_give_exact_bars(run_cli: CliR
     wanted = expected_1m_bars(ticks_a + ticks_b)
     got = {(r[0], r[1]): r for r in snapshot(dsn)["bars"]}
     assert {k: (v[6], v[7]) for k, v in got.items()} == {k: (v["volume"], v["tick_count"]) for k, v in wanted.items()}
+
+
+def test_lines_postgresql_would_refuse_are_rejected_one_by_one_and_the_rest_loads(run_cli: CliRunner, dsn: str, tmp_path: Path) -> None:
+    tree = make_tree(tmp_path / "data", files=1, minutes_per_file=1)
+    name = sorted(tree.ticks)[0]
+    ticks = tree.ticks[name]
+    rounding_up = dict(ticks[0], last_price=99999999999.99995)  # rounds to 1e11 at numeric(15,4): out of range
+    far_offset = dict(ticks[0], event_time="2026-01-22T09:31:05.000+23:59")
+    huge_volume = dict(ticks[0], volume=9 * 10**17)  # a minute's sum of a few of these overflows bigint
+    lines = [json.dumps(r) for r in ticks[:5]] + [json.dumps(rounding_up), json.dumps(far_offset)] \
+        + [json.dumps(huge_volume)] * 12 + [json.dumps(r) for r in ticks[5:]]
+    (tree.root / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = run_cli(ING, "--root", str(tree.root))
+    assert result.code == 1, result.stdout + result.stderr  # rejects, not a failed file
+    assert "Failed" not in result.stdout
+    rejects = {n: r for f, n, r in snapshot(dsn)["rejects"] if f == name}
+    assert rejects[6] == "last_price: missing, not a number, negative or too large"
+    assert rejects[7] == "event_time: UTC offset beyond +-15:59"
+    assert all(rejects[n] == "volume: missing or not a non-negative integer" for n in range(8, 20))
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT count(*) FROM scalp_ticks").fetchone() == (len(ticks),)
+
+
+def test_file_locks_do_not_collide_for_names_whose_32_bit_hashes_do(run_cli: CliRunner, dsn: str, tmp_path: Path) -> None:
+    from tasks.jsonl.load import lock_key
+
+    held, other = "scalp/20240104_1147.jsonl", "scalp/20260916_2023.jsonl"  # hashtext('jsonl:' + name) is equal for both
+    root = tmp_path / "data"
+    for n, rel in enumerate((held, other)):
+        write(root / rel, [tick("005930", START + dt.timedelta(seconds=n * 60 + i / 2), i) for i in range(20)])
+    with psycopg.connect(dsn, autocommit=True) as holder:  # another loader is busy with `held`, however it keys its lock
+        holder.execute("SELECT pg_advisory_lock(%s), pg_advisory_lock(hashtext(%s))", (lock_key(held), f"jsonl:{held}"))
+        result = run_cli(ING, "--root", str(root), "--concurrency", "1")
+    assert result.code == 0, result.stdout + result.stderr
+    with psycopg.connect(dsn) as conn:
+        counts = dict(conn.execute("SELECT source_file, count(*) FROM scalp_ticks GROUP BY 1").fetchall())
+    assert counts == {other: 20}  # the busy file waits for its loader; the other is not mistaken for it
+
+
+def test_links_fifos_and_over_long_lines_are_never_followed_read_or_kept(run_cli: CliRunner, dsn: str, tmp_path: Path) -> None:
+    import os
+
+    tree = make_tree(tmp_path / "data", files=1, minutes_per_file=1)
+    secret = tmp_path / "outside" / "shadow"
+    secret.parent.mkdir()
+    secret.write_text("root:$6$notjson:19000:0:99999:7:::\n", encoding="utf-8")
+    (tree.root / "system").mkdir(exist_ok=True)
+    os.symlink(secret, tree.root / "system" / "gap_20990101.jsonl")  # a link out of the root
+    os.mkfifo(tree.root / "scalp" / "20260122_0999.jsonl")  # would block a reader forever
+    name = sorted(tree.ticks)[0]
+    ticks = tree.ticks[name]
+    long_line = '{"symbol": "' + "x" * (2 << 20) + '"}'
+    (tree.root / name).write_text("\n".join([json.dumps(ticks[0]), long_line, *map(json.dumps, ticks[1:])]) + "\n"
+                                  + "y" * (3 << 20), encoding="utf-8")  # and an unterminated 3 MiB tail
+    result = run_cli(ING, "--root", str(tree.root), timeout=120)
+    assert result.code == 1, result.stdout + result.stderr  # the long line is a reject
+    assert f"{name} ends in an incomplete line" in result.stdout
+    with psycopg.connect(dsn) as conn:
+        rejects = conn.execute("SELECT source_file, source_line, reason, raw FROM jsonl_rejects").fetchall()
+        loaded = conn.execute("SELECT count(*) FROM scalp_ticks").fetchone()
+        files = [r[0] for r in conn.execute("SELECT source_file FROM jsonl_file_checkpoints")]
+    assert [(f, n, why) for f, n, why, _ in rejects] == [(name, 2, "line longer than 1 MiB")]
+    assert len(rejects[0][3]) < 100 and rejects[0][3].startswith("[more than 1,048,576 bytes] ")
+    assert loaded == (len(ticks),)
+    assert not any("gap_20990101" in f or "0999" in f for f in files)
+    assert "notjson" not in str(rejects) and "root:" not in result.stdout + result.stderr
+
+
+def test_a_non_json_line_is_kept_as_its_length_and_a_short_head(run_cli: CliRunner, dsn: str, tmp_path: Path) -> None:
+    tree = make_tree(tmp_path / "data", files=1, minutes_per_file=1)
+    name = sorted(tree.ticks)[0]
+    garbage = "password=hunter2 " + "z" * 500
+    (tree.root / name).write_text(garbage + "\n" + "\n".join(map(json.dumps, tree.ticks[name])) + "\n", encoding="utf-8")
+    assert run_cli(ING, "--root", str(tree.root)).code == 1
+    with psycopg.connect(dsn) as conn:
+        ((reason, raw),) = conn.execute("SELECT reason, raw FROM jsonl_rejects").fetchall()
+    assert reason == "invalid JSON" and raw == f"[{len(garbage):,} bytes] " + garbage[:40]
+
+
+@pytest.mark.slow
+@pytest.mark.reliability
+@pytest.mark.parametrize("target", ["group", "main"])
+def test_sigterm_stops_within_seconds_keeps_what_committed_and_the_rerun_completes(dsn: str, tmp_path: Path, run_cli: CliRunner,
+                                                                                 target: str) -> None:
+    import os
+    import signal
+
+    tree = make_tree(tmp_path / "data", files=12, minutes_per_file=40)  # ~100k ticks in 1,000 batches: several seconds
+    args = [sys.executable, "-m", ING, "--root", str(tree.root), "--batch-size", "100", "--concurrency", "2"]
+    proc = subprocess.Popen(args, cwd=ROOT, env=cli_env(None, dsn), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # stop it once it has committed something
+        try:
+            with psycopg.connect(dsn) as conn:
+                row = conn.execute("SELECT count(*) FROM jsonl_file_checkpoints").fetchone()
+            if row and row[0] >= 1:
+                break
+        except psycopg.Error:
+            pass
+        time.sleep(0.05)
+    stopped_at = time.monotonic()
+    if target == "group":
+        os.killpg(proc.pid, signal.SIGTERM)
+    else:
+        proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    took = time.monotonic() - stopped_at
+    assert took < 10, f"took {took:.1f} s to stop"
+    assert proc.returncode == 130, out + err
+    assert "Traceback" not in err and "Run the same command to continue" in out, out + err
+    partial = snapshot(dsn)
+    assert 0 < len(partial["ticks"]) < len(tree.all_ticks())  # it stopped, and what committed stayed
+    assert run_cli(ING, "--root", str(tree.root)).code == 0
+    assert sorted(t[:9] for t in snapshot(dsn)["ticks"]) == sorted(
+        (t["symbol"], ts(t["event_time"]), ts(t["ts"]), t["bid_price"], t["ask_price"], t["bid_size"], t["ask_size"],
+         t["last_price"], t["volume"]) for t in tree.all_ticks())

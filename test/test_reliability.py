@@ -302,3 +302,15 @@ def test_an_absurd_delay_in_a_dry_run_is_an_eta_not_a_traceback(run_cli: CliRunn
     result = run_cli(STAG, "--dry-run", "--days", "3", "--delay-minutes", "1e300")
     assert result.code == 0 and "Traceback" not in result.stderr, result.stderr
     assert "ETA" in result.stdout
+
+
+@pytest.mark.parametrize("factor", [-1.0, 1e300], ids=["negative", "huge"])
+def test_impossible_values_from_the_source_fail_that_ticker_and_store_nothing_of_it(run_cli: CliRunner, dsn: str,
+                                                                                     fake_yahoo: FakeYahoo, factor: float) -> None:
+    for day in SESSIONS:
+        fake_yahoo.revisions[("XLK", day)] = factor
+    for batch in ((), ("--no-batch",)):
+        result = run_cli(ETF, *BASE, "--tickers", "SPY,XLK", *batch)
+        assert result.code == 1, result.stdout + result.stderr
+        assert "XLK: implausible data from source" in result.stdout + result.stderr
+        assert table_rows(dsn, "collected_daily_etf_ohlc") == expected(fake_yahoo, ["SPY"])

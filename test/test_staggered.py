@@ -246,3 +246,20 @@ def test_progress_shows_current_ticker_counts_and_eta(run_cli: CliRunner, dsn: s
     assert result.code == 0
     assert re.search(r"XLV: waiting \d+s \(1 done, 1 left\) \(ETA \d\d:\d\d:\d\d UTC \(in \d+s\)\)", result.stdout), result.stdout
     assert "XLK: fetching (0 done, 2 left)" in result.stdout
+
+
+def test_sigint_stops_a_run_started_with_sigint_ignored(fake_yahoo: FakeYahoo, dsn: str, tmp_path: Path) -> None:
+    """As a shell without job control starts `staggered-backfill &`: SIGINT ignored. kill -INT still stops it."""
+    argv = [sys.executable, "-m", STAG, *BASE, "--tickers", "XLK,XLV", "--delay-minutes", "5", "--cache-dir", str(tmp_path / "cache")]
+    proc = subprocess.Popen(argv, cwd=ROOT, env=cli_env(fake_yahoo, dsn), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    try:
+        wait_for(lambda: stored_tickers(dsn) == {"XLK"})
+        time.sleep(0.5)  # waiting before XLV
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "To resume, run with: --start-from XLV" in out

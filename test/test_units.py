@@ -138,6 +138,47 @@ def test_cache_deletes_unreadable_files_and_misses(tmp_path: Path, content: byte
     assert not path.exists()
 
 
+@pytest.mark.parametrize("change", [
+    {"bars.close": ["abc"]}, {"bars.trade_date": ["not-a-date"]}, {"fetched_at": "abc"}, {"fetched_at": 4102444800.0},
+    {"bars.volume": [1.5e30]}, {"bars.close": [-5.0]}, {"bars.close": [1e300]}, {"bars.high": [1.0]},
+    {"bars.volume": [-3]}, {"actions.value": ["x"]},
+], ids=["close-text", "bad-date", "fetched-text", "fetched-future", "volume-overflow", "negative", "huge", "high-below-low",
+        "negative-volume", "action-text"])
+def test_a_cache_file_with_bad_values_is_deleted_and_refetched(tmp_path: Path, change: dict[str, Any]) -> None:
+    cache = DownloadCache(tmp_path, clock=lambda: 1_800_000_000.0)
+    req = FetchRequest("SPY", dt.date(2025, 7, 1), dt.date(2025, 7, 1))
+    actions = pd.DataFrame({"ticker": ["SPY"], "ex_date": [dt.date(2025, 7, 1)], "kind": ["dividend"], "value": [1.0]})
+    path = cache.put(FetchResult(req, _bars("SPY", [dt.date(2025, 7, 1)]), from_cache=False, actions=actions))
+    assert cache.get(req) is not None  # the file as written is good
+    data = json.loads(path.read_text())
+    for key, value in change.items():
+        if "." in key:
+            part, column = key.split(".")
+            data[part][column] = value
+        else:
+            data[key] = value
+    path.write_text(json.dumps(data))
+    assert cache.get(req) is None
+    assert not path.exists()
+
+
+def test_a_fifo_named_like_a_cache_file_is_no_hang(tmp_path: Path) -> None:
+    import os
+    import threading
+
+    cache = DownloadCache(tmp_path)
+    (tmp_path / "prices").mkdir()
+    fifo = tmp_path / "prices" / "SPY__2025-07-01__2025-07-01.json"
+    os.mkfifo(fifo)
+    req = FetchRequest("SPY", dt.date(2025, 7, 1), dt.date(2025, 7, 1))
+    answer: list[object] = []
+    worker = threading.Thread(target=lambda: answer.append(cache.get(req)), daemon=True)
+    worker.start()
+    worker.join(timeout=10)
+    assert not worker.is_alive() and answer == [None]
+    assert not fifo.exists()
+
+
 def test_cache_files_are_json_not_pickle(tmp_path: Path) -> None:
     cache = DownloadCache(tmp_path)
     req = FetchRequest("SPY", dt.date(2025, 7, 1), dt.date(2025, 7, 1))

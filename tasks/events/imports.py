@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,8 +26,13 @@ from tasks.core.errors import BadInput
 from tasks.core.tickers import validate_ticker
 
 REQUIRED_COLUMNS = ("ticker", "event_time", "source")
+# Event times this project can value: pandas' nanosecond timestamps and the calendar tables end
+# within these bounds; a time outside them is a typo, not an event.
+EARLIEST_EVENT = dt.datetime(1900, 1, 1, tzinfo=dt.UTC)
+LATEST_EVENT = dt.datetime(2200, 1, 1, tzinfo=dt.UTC)
 MAX_SHOWN_BAD = 50
 MAX_SOURCE_LEN = 200
+MAX_LINE_CHARS = 1 << 16
 
 # Pending: never valued, failed, valued before its forward prices existed, or valued before a
 # change to the stored bars (its own or SPY's) within 45 days of it (the metrics' whole window:
@@ -62,15 +69,25 @@ class ImportResult:
 
 
 def parse_event_time(text: str) -> dt.datetime:
-    """ISO-8601 with an offset (``2025-08-28 10:25:00+00:00``, ``...T10:25:00Z``) → aware datetime.
+    """ISO-8601 with an offset (``2025-08-28 10:25:00+00:00``, ``...T10:25:00Z``) → aware UTC datetime.
 
     Raises:
-        ValueError: unparsable, or no offset (a naive time is ambiguous).
+        ValueError: unparsable, no offset (a naive time is ambiguous), an offset beyond +-15:59
+            (PostgreSQL refuses it), or a time outside 1900..2199.
     """
     value = dt.datetime.fromisoformat(text.strip())
-    if value.tzinfo is None or value.utcoffset() is None:
+    offset = value.utcoffset()
+    if value.tzinfo is None or offset is None:
         raise ValueError("time has no UTC offset")
-    return value
+    if abs(offset) >= dt.timedelta(hours=16):
+        raise ValueError("UTC offset beyond +-15:59")
+    try:
+        utc = value.astimezone(dt.UTC)
+    except OverflowError:
+        raise ValueError("out of range") from None
+    if not EARLIEST_EVENT <= utc < LATEST_EVENT:
+        raise ValueError(f"out of range ({EARLIEST_EVENT.year}..{LATEST_EVENT.year - 1})")
+    return utc
 
 
 def _rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
@@ -80,11 +97,15 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
         BadInput: unreadable file, not UTF-8, or a required column missing.
     """
     try:
-        fh = open(path, encoding="utf-8", newline="")  # noqa: SIM115 (closed in finally)
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a device or FIFO (/dev/zero) would never end
+            raise BadInput(f"{path} is not a regular file")
+        # utf-8-sig: a byte-order mark (what Excel writes) is not part of the first column's name
+        fh = open(path, encoding="utf-8-sig", newline="")  # noqa: SIM115 (closed in finally)
     except OSError as exc:
         raise BadInput(f"cannot read {path}: {exc.strerror}") from exc
     try:
-        reader = csv.DictReader(fh)
+        # strict: a quote left open fails instead of swallowing the rows after it
+        reader = csv.DictReader(_bounded_lines(fh, path), strict=True)
         try:
             header = reader.fieldnames
         except UnicodeDecodeError as exc:
@@ -92,6 +113,9 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
         if not header:
             raise BadInput(f"{path} is empty: expected a header line {','.join(REQUIRED_COLUMNS)}")
         names = [h.strip().lower() for h in header]
+        twice = sorted({n for n in names if names.count(n) > 1 and n})
+        if twice:
+            raise BadInput(f"{path}: column(s) {', '.join(twice)} appear more than once in the header")
         missing = [c for c in REQUIRED_COLUMNS if c not in names]
         if missing:
             raise BadInput(f"{path}: missing column(s) {', '.join(missing)} (header has: {', '.join(names)})")
@@ -107,9 +131,25 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
         fh.close()
 
 
+def _bounded_lines(fh: Any, path: Path) -> Iterator[str]:
+    """The file's lines, none longer than ``MAX_LINE_CHARS`` (memory stays flat whatever the file holds).
+
+    Raises:
+        BadInput: a longer line (no events file has one).
+    """
+    number = 0
+    while line := fh.readline(MAX_LINE_CHARS + 1):
+        number += 1
+        if len(line) > MAX_LINE_CHARS:
+            raise BadInput(f"{path}: line {number} is longer than {MAX_LINE_CHARS:,} characters")
+        yield line
+
+
 def _check(line: int, row: dict[str, Any]) -> tuple[str, dt.datetime, str] | BadRow:
     if None in row or any(row.get(c) is None for c in REQUIRED_COLUMNS):
         return BadRow(line, "wrong number of fields")
+    if any("\x00" in str(row[c]) for c in REQUIRED_COLUMNS):
+        return BadRow(line, "NUL byte in a field")
     try:
         ticker = validate_ticker(row["ticker"])
     except BadInput:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -60,11 +61,21 @@ def discover(root: Path) -> list[JsonlFile]:
     found: list[JsonlFile] = []
     for kind, folder, pattern in _PATTERNS:
         base = root / folder
-        if not base.is_dir():
+        if base.is_symlink() or not base.is_dir():  # links are never followed: they could lead out of the root
             continue
-        for path in sorted(base.iterdir()):
-            if path.is_file() and pattern.match(path.name):
-                found.append(JsonlFile(f"{folder}/{path.name}", kind, path.stat().st_size))
+        try:
+            entries = sorted(base.iterdir())
+        except OSError:  # an unreadable folder holds nothing we can load
+            continue
+        for path in entries:
+            if not pattern.match(path.name):
+                continue
+            try:
+                info = path.lstat()
+            except OSError:
+                continue
+            if stat.S_ISREG(info.st_mode):  # regular files only: no links, FIFOs or devices
+                found.append(JsonlFile(f"{folder}/{path.name}", kind, info.st_size))
     if not found and not any((root / folder).is_dir() for _, folder, _ in _PATTERNS):
         raise BadInput(f"--root {root} has no swing/, scalp/ or system/ folder")
     return found

@@ -6,8 +6,10 @@ from __future__ import annotations
 import concurrent.futures as cf
 import multiprocessing as mp
 import os
+import signal
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -96,14 +98,43 @@ class IngestTotals:
         return out
 
 
+def _worker_init() -> None:
+    """A loader process: dies with its parent, and leaves Ctrl+C to the parent, which stops it (the
+    batch in flight rolls back; committed batches and their checkpoints stay)."""
+    die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def pool_mapper(groups: list[list[FilePlan]], dsn: str, root: Path, opts: IngestOptions) -> Iterator[FileResult | tuple[str, str]]:
     """Worker processes (parsing JSON is CPU work: threads would share one core); forked where the
-    platform allows, else spawned."""
+    platform allows, else spawned. An interrupt (Ctrl+C, SIGTERM to the run or to its whole process
+    group) stops every worker at once instead of waiting for the files still queued."""
     context = mp.get_context(start_method())
-    with cf.ProcessPoolExecutor(max_workers=opts.concurrency, mp_context=context, initializer=die_with_parent) as pool:
+    pool = cf.ProcessPoolExecutor(max_workers=opts.concurrency, mp_context=context, initializer=_worker_init)
+    try:
         futures = [pool.submit(load_group, dsn, root, g, opts.batch_size) for g in groups]
         for future in cf.as_completed(futures):
             yield from future.result()
+    except BrokenProcessPool:
+        _stop_workers(pool)
+        # Killed with its whole process group (SIGTERM), the run's own signal arrives a moment later
+        # and turns this wait into KeyboardInterrupt: a stop. Otherwise a worker died on its own.
+        time.sleep(1.0)
+        raise PipelineError("a loader process ended unexpectedly; committed batches are kept: run again to continue") from None
+    except BaseException:
+        _stop_workers(pool)
+        raise
+    pool.shutdown(wait=True)
+
+
+def _stop_workers(pool: cf.ProcessPoolExecutor) -> None:
+    """Cancel what has not started and end the workers now (``shutdown`` alone waits for running files)."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())  # before shutdown() forgets them; no public way < 3.14
+    for proc in procs:
+        proc.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in procs:
+        proc.join(timeout=5)
 
 
 def run_ingest(opts: IngestOptions, *, log: Callable[[str], Any] | None = None,
@@ -139,8 +170,9 @@ def run_ingest(opts: IngestOptions, *, log: Callable[[str], Any] | None = None,
     totals = IngestTotals(plans)
     groups = group_plans(plans, opts.concurrency * 4)
     reporter = Reporter(len(totals.to_load), log=log)
+    outcomes = mapper(groups, dsn, root, opts)
     try:
-        for outcome in mapper(groups, dsn, root, opts):
+        for outcome in outcomes:
             if isinstance(outcome, tuple):
                 totals.failed.append(outcome)
                 reporter.item(f"{outcome[0]} failed: {outcome[1]}")
@@ -150,6 +182,9 @@ def run_ingest(opts: IngestOptions, *, log: Callable[[str], Any] | None = None,
             reporter.status(text, eta)
             reporter.item(f"{outcome.rel} {outcome.action}: {outcome.loaded:,} rows, {outcome.rejected:,} rejected ({text})")
     finally:
+        # On an interrupt, close the mapper now (it stops its workers), not when the traceback is
+        # dropped: until then the pool would go on loading every queued file.
+        getattr(outcomes, "close", lambda: None)()
         reporter.close()
     for line in totals.lines():
         say(line)

@@ -16,12 +16,13 @@ import io
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 import psycopg
 
 from tasks.core.db import database_errors
+from tasks.core.errors import SourceError
 from tasks.core.sql_files import statement
 from tasks.jsonl.files import FilePlan, Kind
 from tasks.jsonl.records import ROW_BUILDERS, Reject
@@ -63,7 +64,7 @@ def load_file(conn: psycopg.Connection[Any], root: Path, plan: FilePlan, *, batc
         return result
     path = root / f.rel
     start_byte, line_no = (plan.start_byte, plan.start_line) if plan.action == "append" else (0, 0)
-    got = conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (f"jsonl:{f.rel}",)).fetchone()
+    got = conn.execute("SELECT pg_try_advisory_lock(%s)", (lock_key(f.rel),)).fetchone()
     if not got or not got[0]:
         result.action = "busy (another run is loading it)"
         return result
@@ -74,19 +75,31 @@ def load_file(conn: psycopg.Connection[Any], root: Path, plan: FilePlan, *, batc
             digest = hashlib.sha256()
             batch: list[tuple[int, bytes]] = []
             consumed = start_byte
-            with path.open("rb") as fh:
+            try:
+                fh = path.open("rb")
+            except OSError as exc:  # that file fails; the run goes on with the others
+                raise SourceError(f.rel, f"cannot read it: {exc.strerror}") from None
+            with fh:
                 left = start_byte
                 while left > 0:  # the hash of the loaded prefix continues from here
                     chunk = fh.read(min(1 << 20, left))
                     digest.update(chunk)
                     left -= len(chunk)
-                for raw in fh:
+                for raw in iter(lambda: fh.readline(_MAX_LINE + 1), b""):  # never more than a line's limit in memory
+                    length = len(raw)
                     if not raw.endswith(b"\n"):
-                        result.incomplete_tail = True
-                        break
+                        if length <= _MAX_LINE:  # its writer may still be writing it: the next run loads it
+                            result.incomplete_tail = True
+                            break
+                        skipped = _skip_rest_of_line(fh, digest, raw)  # too long: keep its head (rejected), hash it all
+                        if skipped is None:
+                            result.incomplete_tail = True
+                            break
+                        digest, length = skipped[0], length + skipped[1]
+                    else:
+                        digest.update(raw)
                     line_no += 1
-                    consumed += len(raw)
-                    digest.update(raw)
+                    consumed += length
                     batch.append((line_no, raw))
                     if len(batch) >= batch_size:
                         _flush(conn, f.rel, f.kind, batch, consumed, line_no, digest, f.size, result)
@@ -96,9 +109,44 @@ def load_file(conn: psycopg.Connection[Any], root: Path, plan: FilePlan, *, batc
             result.bytes_read = consumed - start_byte
     finally:
         if not conn.closed and not conn.broken:
-            conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (f"jsonl:{f.rel}",))
+            conn.execute("SELECT pg_advisory_unlock(%s)", (lock_key(f.rel),))
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _skip_rest_of_line(fh: BinaryIO, digest: Any, head: bytes) -> tuple[Any, int] | None:
+    """After ``head``, the first ``_MAX_LINE + 1`` bytes of an over-long line: read on to its newline in
+    bounded chunks. Returns a new digest with the whole line added (``digest`` is left as it was)
+    and how many bytes followed ``head``, or None when the file ends first (the line is incomplete:
+    nothing of it counts yet, and the caller's digest still ends before it)."""
+    pending = digest.copy()
+    pending.update(head)
+    more = 0
+    while chunk := fh.readline(1 << 20):
+        pending.update(chunk)
+        more += len(chunk)
+        if chunk.endswith(b"\n"):
+            return pending, more
+    return None
+
+
+_NOT_JSON = ("invalid JSON", "not UTF-8 text", "line longer than 1 MiB")
+
+
+def _shown(body: bytes, reason: str) -> str:
+    """What ``jsonl_rejects.raw`` keeps of a rejected line: a JSON record up to 2,000 characters (to
+    see what was wrong with it); of anything else (a binary file, a secret that is not ours) only
+    its length and a short head."""
+    if reason in _NOT_JSON:
+        size = f"more than {_MAX_LINE:,}" if len(body) > _MAX_LINE else f"{len(body):,}"
+        return f"[{size} bytes] " + body[:40].decode("utf-8", "replace").replace("\x00", "")
+    return body[:2000].decode("utf-8", "replace").replace("\x00", "")
+
+
+def lock_key(rel: str) -> int:
+    """The advisory-lock key of a file: 64 bits of BLAKE2b (PostgreSQL's 32-bit ``hashtext`` made two
+    real file names share a lock, and one of them was skipped as "busy")."""
+    return int.from_bytes(hashlib.blake2b(f"jsonl:{rel}".encode(), digest_size=8).digest(), "big", signed=True)
 
 
 def _flush(conn: psycopg.Connection[Any], rel: str, kind: Kind, batch: list[tuple[int, bytes]], consumed: int, line_no: int,
@@ -125,7 +173,7 @@ def _flush(conn: psycopg.Connection[Any], rel: str, kind: Kind, batch: list[tupl
                 raise Reject("not a JSON object")
             rows.writerow((*build(record), n, *tail))
         except Reject as why:
-            rejects.append((n, str(why), body[:2000].decode("utf-8", "replace").replace("\x00", "")))
+            rejects.append((n, str(why), _shown(body, str(why))))
     first = batch[0][0] if batch else line_no
     loaded = 0
     with conn.transaction(), conn.cursor() as cur:

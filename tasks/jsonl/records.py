@@ -15,8 +15,10 @@ from collections.abc import Callable
 from typing import Any
 
 _PLAIN_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?(Z|[+-]\d\d:\d\d)$")
-MAX_PRICE = 1e11  # numeric(15,4)
-MAX_COUNT = 10**18  # bigint
+MAX_PRICE = 1e11  # numeric(15,4): the value as rounded to 4 places must stay below this
+# bigint, with room for a minute's sum in scalp_1m_bars (92,000 ticks of the largest volume)
+MAX_COUNT = 10**14
+MAX_OFFSET = dt.timedelta(hours=16)  # PostgreSQL refuses a UTC offset beyond +-15:59
 
 
 class Reject(Exception):
@@ -33,8 +35,11 @@ def _time(rec: dict[str, Any], key: str, *, required: bool = True) -> str | None
         parsed = dt.datetime.fromisoformat(value)
     except ValueError:
         raise Reject(f"{key}: missing or not an ISO-8601 time with offset") from None
-    if parsed.tzinfo is None:
+    offset = parsed.utcoffset()
+    if offset is None:
         raise Reject(f"{key}: missing or not an ISO-8601 time with offset")
+    if abs(offset) >= MAX_OFFSET:
+        raise Reject(f"{key}: UTC offset beyond +-15:59")
     # The common exact form goes to PostgreSQL as written; anything else in Python's own spelling.
     return value if _PLAIN_TIME.match(value) else parsed.isoformat()
 
@@ -43,8 +48,8 @@ def _price(rec: dict[str, Any], key: str, *, required: bool = True, label: str |
     value = rec.get(key)
     if value is None and not required:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 <= value < MAX_PRICE) or (
-            isinstance(value, float) and math.isnan(value)):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (isinstance(value, float) and math.isnan(value)) or not (
+            0 <= value and round(value, 4) < MAX_PRICE):
         raise Reject(f"{label or key}: missing, not a number, negative or too large")
     return value
 

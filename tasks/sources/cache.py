@@ -1,14 +1,16 @@
 """The 24 h download cache: normalized bars as JSON files, one per fetch (never pickle).
 
 A file holds the request it answered and when; a lookup takes any fresh file of the symbol
-whose range covers the request. Unreadable or truncated files are deleted and treated as
-misses, so a corrupt cache costs one refetch, never a crash.
+whose range covers the request. Any bad file (unreadable, truncated, wrong types, impossible
+values, a FIFO, a fetch time in the future) is deleted and treated as a miss, so a corrupt cache
+costs one refetch, never a crash or a hang.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import os
+import stat
 import tempfile
 import time
 from collections.abc import Callable
@@ -17,10 +19,13 @@ from pathlib import Path
 import orjson
 import pandas as pd
 
+from tasks.core.bar_checks import implausible
 from tasks.core.types import BAR_COLUMNS, FetchRequest, FetchResult
 
 FORMAT_VERSION = 2
 DEFAULT_TTL = 24 * 3600.0
+CLOCK_SKEW_S = 300.0  # a file "fetched" further in the future than this is not trusted (it would never expire)
+MAX_FILE_BYTES = 256 * 1024 * 1024  # decades of daily bars are a few MB
 _ACTION_COLUMNS = ("ticker", "ex_date", "kind", "value")
 
 
@@ -44,25 +49,46 @@ class DownloadCache:
         return sorted(self.dir.glob(f"{symbol}__*.json"))
 
     def get(self, request: FetchRequest) -> FetchResult | None:
-        """A fresh cached download covering ``request`` (bars cut to its range), or None."""
+        """A fresh cached download covering ``request`` (bars cut to its range), or None.
+
+        A file that is not a regular file, cannot be read or decoded, holds wrong types, claims a
+        fetch time in the future, or holds implausible bars (``core/bar_checks.py``) is deleted
+        and counts as a miss: the caller fetches again.
+        """
         for path in self._files(request.symbol):
-            data = self._read(path)
-            if data is None:
-                continue
+            found = self._load(path, request)
+            if found is not None:
+                return found
+        return None
+
+    def _load(self, path: Path, request: FetchRequest) -> FetchResult | None:
+        data = self._read(path)
+        if data is None:
+            return None
+        try:
             cached = FetchRequest(request.symbol, dt.date.fromisoformat(data["start"]), dt.date.fromisoformat(data["end"]))
-            if self._now() - float(data["fetched_at"]) > self.ttl or not cached.covers(request):
-                continue
+            fetched_at = float(data["fetched_at"])
+            if not fetched_at <= self._now() + CLOCK_SKEW_S:
+                raise ValueError("fetched in the future")
+            if self._now() - fetched_at > self.ttl or not cached.covers(request):
+                return None
             bars = pd.DataFrame({c: data["bars"][c] for c in BAR_COLUMNS})
-            bars["trade_date"] = pd.to_datetime(bars["trade_date"]).dt.date
+            bars["trade_date"] = pd.to_datetime(bars["trade_date"], format="ISO8601").dt.date
             for col in ("open", "high", "low", "close", "adj_close"):
                 bars[col] = bars[col].astype(float)
+            why = implausible(bars)
+            if why is not None:
+                raise ValueError(why)
             bars["volume"] = bars["volume"].astype("int64")
-            keep = (bars["trade_date"] >= request.start) & (bars["trade_date"] <= request.end)
             actions = pd.DataFrame({c: data["actions"][c] for c in _ACTION_COLUMNS})
             if not actions.empty:
-                actions["ex_date"] = pd.to_datetime(actions["ex_date"]).dt.date
-            return FetchResult(request, bars[keep].reset_index(drop=True), from_cache=True, actions=actions)
-        return None
+                actions["ex_date"] = pd.to_datetime(actions["ex_date"], format="ISO8601").dt.date
+                actions["value"] = actions["value"].astype(float)
+        except (ValueError, TypeError, KeyError, OverflowError, pd.errors.ParserError):
+            path.unlink(missing_ok=True)
+            return None
+        keep = (bars["trade_date"] >= request.start) & (bars["trade_date"] <= request.end)
+        return FetchResult(request, bars[keep].reset_index(drop=True), from_cache=True, actions=actions)
 
     def put(self, result: FetchResult) -> Path:
         """Write ``result`` atomically (temp file + rename) and return its path."""
@@ -86,6 +112,9 @@ class DownloadCache:
 
     def _read(self, path: Path) -> dict | None:
         try:
+            info = path.lstat()
+            if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_FILE_BYTES:
+                raise ValueError("not a regular cache file")  # a FIFO would block the read forever
             data = orjson.loads(path.read_bytes())
             if not isinstance(data, dict) or data.get("version") != FORMAT_VERSION:
                 raise ValueError("unknown cache format")

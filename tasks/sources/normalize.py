@@ -8,7 +8,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from tasks.core.bar_checks import implausible
 from tasks.core.types import BAR_COLUMNS
+
+
+class ImplausibleBars(Exception):
+    """The source answered with values no market produces (negative, 1e300, a wrapped volume)."""
 
 _RENAME = {"Open": "open", "High": "high", "Low": "low", "Close": "close", "Adj Close": "adj_close", "Volume": "volume"}
 
@@ -21,6 +26,7 @@ def normalize_history(symbol: str, frame: pd.DataFrame) -> tuple[pd.DataFrame, p
 
     Raises:
         KeyError: a price column is missing (the caller treats this as malformed data).
+        ImplausibleBars: a value no market produces (``core/bar_checks.py``): the answer is unusable.
     """
     index = pd.DatetimeIndex(frame.index)
     if index.tz is not None:
@@ -35,7 +41,11 @@ def normalize_history(symbol: str, frame: pd.DataFrame) -> tuple[pd.DataFrame, p
         else:
             raise KeyError(f"column {source!r} missing")
     bars = bars[bars["close"].notna() & np.isfinite(bars["close"])]
-    bars["volume"] = bars["volume"].fillna(0).round().astype("int64")
+    bars["volume"] = bars["volume"].fillna(0).round()
+    why = implausible(bars)
+    if why is not None:  # before the cast: a float volume of 1.5e30 would wrap around to a negative int64
+        raise ImplausibleBars(why)
+    bars["volume"] = bars["volume"].astype("int64")
     bars = bars.drop_duplicates(subset=["trade_date"], keep="last").sort_values("trade_date")
     actions = _actions(symbol, frame, index)
     return bars[list(BAR_COLUMNS)].reset_index(drop=True), actions

@@ -30,7 +30,7 @@ from tasks.core.calendar import NY_TZ, next_day
 from tasks.core.errors import RateLimited, SourceError, StoreError, TransientSourceError
 from tasks.core.types import FetchRequest, FetchResult
 from tasks.sources.budget import RateBudget
-from tasks.sources.normalize import normalize_history
+from tasks.sources.normalize import ImplausibleBars, normalize_history
 from tasks.sources.spacing import RateLimiter
 
 log = logging.getLogger("backfill.source")
@@ -351,6 +351,8 @@ class YahooSource:
     def _to_result(self, request: FetchRequest, frame: pd.DataFrame) -> FetchResult:
         try:
             bars, actions = normalize_history(request.symbol, frame)
+        except ImplausibleBars as exc:  # a failed ticker, not retried: the source would say the same again
+            raise SourceError(request.symbol, f"implausible data from source: {exc}") from exc
         except (KeyError, ValueError, TypeError) as exc:
             raise TransientSourceError(request.symbol, f"malformed data from source: {exc}") from exc
         keep = (bars["trade_date"] >= request.start) & (bars["trade_date"] <= request.end)
