@@ -23,6 +23,7 @@ from flows.cli import budget_name, int_in, iso_date, positive_float, rate_per_mi
 from tasks.core.errors import BadInput
 from tasks.core.tickers import parse_ticker_list
 from tasks.sources.budget import DEFAULT_NAME, DEFAULT_RATE, parse_rate, rate_param
+from tasks.sources.cache import check_cache_dir
 from tasks.sources.settings import SourceSettings
 
 _UNSET: Any = object()
@@ -189,8 +190,9 @@ def source_settings(values: dict[str, Any], *, delay: float | None = None) -> So
     """``SourceSettings`` from a flow's values (``delay`` when the flow computes its own spacing).
 
     Raises:
-        BadInput: a value a deployment run was given is unusable.
+        BadInput: a value a deployment run was given is unusable, or the cache directory is.
     """
+    check_cache_dir(Path(values["cache_dir"]), create=not values.get("dry_run", False))
     try:
         return SourceSettings(
             cache_dir=Path(values["cache_dir"]), refresh=bool(values.get("refresh", False)),

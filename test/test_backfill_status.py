@@ -68,3 +68,31 @@ def test_bad_flags_exit_2(run_cli: CliRunner) -> None:
     for args in (("--plot", "x.jpg"), ("--start-date", "2025-07-01", "--end-date", "2025-06-01"), ("--table", "nope")):
         result = run_cli(STATUS, *args)
         assert result.code == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_a_read_only_user_can_report_and_dry_run(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo, tmp_path: Path) -> None:
+    from psycopg import sql
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    assert run_cli(ETF, "--days", "5", "--end-date", "2025-06-30", "--delay", "0", "--tickers", "SPY").code == 0
+    dbname = conninfo_to_dict(dsn)["dbname"]
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        admin.execute("DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'reader')"
+                      " THEN CREATE ROLE reader LOGIN; END IF; END $$")
+        admin.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO reader").format(sql.Identifier(str(dbname))))
+        admin.execute("GRANT USAGE ON SCHEMA public TO reader")
+        admin.execute("GRANT SELECT ON ALL TABLES IN SCHEMA public TO reader")
+    reader = make_conninfo(dsn, user="reader")
+    report = run_cli(STATUS, "--start-date", "2025-06-24", "--end-date", "2025-06-30", "--json", env={"DATABASE_URL": reader})
+    assert report.code == 0, report.stderr
+    assert json.loads(report.stdout)["tickers"][0]["ticker"] == "SPY"
+    dry = run_cli(ETF, "--days", "5", "--end-date", "2025-06-30", "--tickers", "SPY,XLK", "--dry-run", env={"DATABASE_URL": reader})
+    assert dry.code == 0, dry.stderr
+    assert "XLK" in dry.stdout and fake_yahoo.chart_requests("XLK") == []
+
+
+def test_a_plot_that_cannot_be_written_is_one_line_exit_2(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo) -> None:
+    assert run_cli(ETF, "--days", "5", "--end-date", "2025-06-30", "--delay", "0", "--tickers", "SPY").code == 0
+    result = run_cli(STATUS, *RANGE, "--plot", "/proc/x.png")
+    assert result.code == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("error: --plot /proc/x.png: cannot write it")

@@ -268,3 +268,16 @@ def test_no_part_of_a_password_reaches_the_output_even_from_an_unparsable_url(ru
     assert result.code in (1, 2) and result.stderr.startswith("error:")
     for fragment in ("s3cr", "3cr%", "cr%z", "r%zz", "%zze", "zzet"):
         assert fragment not in result.stderr + result.stdout, result.stderr
+
+
+def test_an_end_date_in_the_future_is_moved_back_and_said(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo) -> None:
+    from tasks.core.calendar import last_closed_session
+
+    before = last_closed_session()
+    result = run_cli(ETF, "--days", "2", "--end-date", "2999-01-01", "--tickers", "SPY", "--delay", "0", "--dry-run")
+    after = last_closed_session()  # (a session may close while the command runs)
+    assert result.code == 0, result.stderr
+    note = "Note: --end-date 2999-01-01 has not closed yet; using the last closed NYSE session, "
+    assert f"{note}{before}" in result.stdout or f"{note}{after}" in result.stdout, result.stdout
+    weekend = run_cli(ETF, "--days", "2", "--end-date", "2025-07-05", "--tickers", "SPY", "--delay", "0", "--dry-run")
+    assert "Note:" not in weekend.stdout  # a past weekend is simply the session before it

@@ -364,3 +364,18 @@ def test_sigterm_stops_within_seconds_keeps_what_committed_and_the_rerun_complet
     assert sorted(t[:9] for t in snapshot(dsn)["ticks"]) == sorted(
         (t["symbol"], ts(t["event_time"]), ts(t["ts"]), t["bid_price"], t["ask_price"], t["bid_size"], t["ask_size"],
          t["last_price"], t["volume"]) for t in tree.all_ticks())
+
+
+def test_two_runs_at_once_both_succeed_and_store_each_line_once(dsn: str, pg_server_dsn: str, tmp_path: Path) -> None:
+    tree = make_tree(tmp_path / "data", files=8, minutes_per_file=10)
+    args = [sys.executable, "-m", ING, "--root", str(tree.root), "--batch-size", "500", "--concurrency", "2"]
+    procs = [subprocess.Popen(args, cwd=ROOT, env=cli_env(None, dsn), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outputs = [p.communicate(timeout=180) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    assert not any("duplicate key" in out + err for out, err in outputs)
+    with fresh_database(pg_server_dsn) as clean:
+        done = subprocess.run([sys.executable, "-m", ING, "--root", str(tree.root)], cwd=ROOT, env=cli_env(None, clean),
+                              capture_output=True, text=True, timeout=180)
+        assert done.returncode == 0, done.stderr
+        assert snapshot(dsn) == snapshot(clean)

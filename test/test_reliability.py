@@ -201,6 +201,10 @@ BAD_INPUTS = [
     ("flows.jsonl_ingest", ("--root", ".", "--frobnicate"), "unrecognized"),
     (ETF, ("--timeout", "0"), "--timeout"),
     (ETF, ("--cache-dir", ""), "--cache-dir"),
+    (ETF, ("--cache-dir", "/etc/hostname"), "not a directory"),
+    (ETF, ("--cache-dir", "/proc"), "cannot write there"),
+    (STAG, ("--cache-dir", "/proc/self"), "--cache-dir"),
+    (VAL, ("--cache-dir", "/etc/hostname"), "not a directory"),
     (ETF, ("--tick", "XLK"), "unrecognized"),  # no abbreviations
     (STAG, ("--delay-min", "1"), "unrecognized"),
 ]
@@ -314,3 +318,30 @@ def test_impossible_values_from_the_source_fail_that_ticker_and_store_nothing_of
         assert result.code == 1, result.stdout + result.stderr
         assert "XLK: implausible data from source" in result.stdout + result.stderr
         assert table_rows(dsn, "collected_daily_etf_ohlc") == expected(fake_yahoo, ["SPY"])
+
+
+@pytest.mark.parametrize("module, args", [(ETF, ("--no-batch", "--delay", "1")), (STAG, ("--delay-minutes", "0.02"))],
+                         ids=["etf", "staggered"])
+def test_a_connection_killed_mid_run_is_one_line_not_an_interrupt_and_the_rerun_completes(
+        fake_yahoo: FakeYahoo, dsn: str, tmp_path: Path, run_cli: CliRunner, module: str, args: tuple[str, ...]) -> None:
+    tickers = ["XLK", "XLV", "XLF", "XLE"]
+    base = ("--days", "5", "--end-date", END, "--retry-wait", "0.01")
+    argv = [sys.executable, "-m", module, *base, "--tickers", ",".join(tickers), *args, "--cache-dir", str(tmp_path / "cache")]
+    proc = subprocess.Popen(argv, cwd=ROOT, env=cli_env(fake_yahoo, dsn), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(table_rows(dsn, "collected_daily_etf_ohlc")) < 5:
+            time.sleep(0.05)
+        with psycopg.connect(dsn, autocommit=True) as admin:  # what an administrator (or a failover) does
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                          " WHERE datname = current_database() AND pid <> pg_backend_pid()")
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, out + err
+    assert "Traceback" not in err and "--start-from" not in out and "Interrupted" not in out, out + err
+    assert err.strip().splitlines()[-1].startswith("error:"), err
+    rerun = run_cli(module, *base, "--tickers", ",".join(tickers), *args)
+    assert rerun.code == 0, rerun.stdout + rerun.stderr
+    assert table_rows(dsn, "collected_daily_etf_ohlc") == expected(fake_yahoo, tickers)

@@ -61,6 +61,13 @@ def sessions_back(days: int, end: dt.date | None = None, *, now: dt.datetime | N
     return [ts.date() for ts in cal.sessions[start : stop + 1]]
 
 
+def future_end_note(end: dt.date | None, last: dt.date) -> str | None:
+    """The line that says a requested end date was moved back to the last closed session (``last``)."""
+    if end is None or end <= last:
+        return None
+    return f"Note: --end-date {end} has not closed yet; using the last closed NYSE session, {last}"
+
+
 def sessions_between(first: dt.date, last: dt.date) -> list[dt.date]:
     """NYSE sessions from ``first`` to ``last`` inclusive."""
     if last < first:

@@ -155,6 +155,13 @@ def connect(dsn: str, **kwargs: Any) -> psycopg.Connection[Any]:
         raise StoreError(f"cannot connect to PostgreSQL at {describe_dsn(dsn)}: {first}") from exc
 
 
+def pending_migrations(conn: psycopg.Connection[Any]) -> list[str]:
+    """Versions of the migration files not yet recorded (read only: no lock, no DDL)."""
+    found = conn.execute("SELECT to_regclass('schema_migrations')").fetchone()
+    done = {r[0] for r in conn.execute("SELECT version FROM schema_migrations")} if found and found[0] else set()
+    return [version for version, _ in migrations() if version not in done]
+
+
 def migrate(conn: psycopg.Connection[Any]) -> list[str]:
     """Apply the migrations not yet recorded; return the versions applied now.
 
@@ -162,6 +169,9 @@ def migrate(conn: psycopg.Connection[Any]) -> list[str]:
         StoreError: a migration failed (its transaction is rolled back).
     """
     applied_now: list[str] = []
+    with database_errors("reading the schema version failed"):
+        if not pending_migrations(conn):
+            return applied_now  # nothing to do: no DDL, no lock (a read-only user gets this far too)
     with database_errors("schema migration failed"):
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))

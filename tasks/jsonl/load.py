@@ -11,6 +11,7 @@ the batch in flight, which the next run loads again from the checkpoint.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import io
 import time
@@ -24,7 +25,7 @@ import psycopg
 from tasks.core.db import database_errors
 from tasks.core.errors import SourceError
 from tasks.core.sql_files import statement
-from tasks.jsonl.files import FilePlan, Kind
+from tasks.jsonl.files import FilePlan, Kind, plan_files
 from tasks.jsonl.records import ROW_BUILDERS, Reject
 
 _MAX_LINE = 1 << 20
@@ -63,12 +64,22 @@ def load_file(conn: psycopg.Connection[Any], root: Path, plan: FilePlan, *, batc
     if plan.action == "skip":
         return result
     path = root / f.rel
-    start_byte, line_no = (plan.start_byte, plan.start_line) if plan.action == "append" else (0, 0)
     got = conn.execute("SELECT pg_try_advisory_lock(%s)", (lock_key(f.rel),)).fetchone()
     if not got or not got[0]:
         result.action = "busy (another run is loading it)"
         return result
     try:
+        # Planned before the lock: another run may have loaded the file since (or it grew). Decide
+        # again, under the lock, on its size now.
+        try:
+            f = dataclasses.replace(f, size=path.stat().st_size)
+            (plan,) = plan_files(conn, root, [f])
+        except OSError as exc:  # that file fails; the run goes on with the others
+            raise SourceError(f.rel, f"cannot read it: {exc.strerror}") from None
+        result.action = plan.action
+        if plan.action == "skip":
+            return result
+        start_byte, line_no = (plan.start_byte, plan.start_line) if plan.action == "append" else (0, 0)
         with database_errors(f"loading {f.rel} failed"):
             if plan.action == "reload":
                 forget_file(conn, f.rel, f.kind)

@@ -11,9 +11,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tasks.core.calendar import sessions_back
+from tasks.core.calendar import future_end_note, last_closed_session, sessions_back
 from tasks.core.commands import plain, resume_hint
-from tasks.core.db import default_pgdata, open_database, resolve_dsn
+from tasks.core.db import database_errors, default_pgdata, open_database, resolve_dsn
 from tasks.core.display import Reporter
 from tasks.core.errors import Outcome, RateLimited, SourceError
 from tasks.core.runs import finish_run, start_run
@@ -94,6 +94,9 @@ def run_backfill(
 
     settings = opts.source
     sessions = sessions_back(opts.days, opts.end_date)
+    note = future_end_note(opts.end_date, last_closed_session())
+    if note:
+        say(note)
     cache = settings.cache()
     dsn = resolve_dsn(database_url if database_url is not None else os.environ.get("DATABASE_URL"), pgdata or default_pgdata())
     conn = open_database(dsn, pgdata or default_pgdata(), dry_run=opts.dry_run)
@@ -114,8 +117,13 @@ def run_backfill(
         status = "interrupted"
         budget = settings.budget(dsn)
         try:
-            execute(plan, opts, conn=conn, cache=cache, run_id=run_id, summary=summary, reporter=reporter, wrap=wrap, budget=budget)
+            with database_errors("the database failed mid-run (what committed is kept)"):
+                execute(plan, opts, conn=conn, cache=cache, run_id=run_id, summary=summary, reporter=reporter, wrap=wrap,
+                        budget=budget)
             status = "rate_limited" if summary.rate_limited else ("failed" if summary.failures else "done")
+        except Exception:
+            status = "failed"
+            raise
         finally:
             budget.close()
             reporter.close()

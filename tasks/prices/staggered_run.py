@@ -12,9 +12,9 @@ from typing import Any
 
 import psycopg
 
-from tasks.core.calendar import sessions_back
+from tasks.core.calendar import future_end_note, last_closed_session, sessions_back
 from tasks.core.commands import command_line, plain, resume_hint, without_flags
-from tasks.core.db import default_pgdata, open_database, resolve_dsn
+from tasks.core.db import database_errors, default_pgdata, open_database, resolve_dsn
 from tasks.core.display import Reporter, format_eta
 from tasks.core.errors import BadInput, Busy, Outcome
 from tasks.core.runs import finish_run, item_statuses, last_unfinished_run, reopen_run, start_run
@@ -108,6 +108,9 @@ def run_stagger(
             opts, args, run_id = resumed_options(conn, opts, args)
         settings = opts.source
         sessions = sessions_back(opts.days, opts.end_date)
+        note = future_end_note(opts.end_date, last_closed_session())
+        if note:
+            say(note)
         cache = settings.cache()
         plan = wrap(plan_backfill, "plan")(conn, ETF_TABLE, list(opts.tickers), sessions, cache=None if settings.refresh else cache,
                                            only_missing=opts.skip_existing)
@@ -127,13 +130,17 @@ def run_stagger(
         status = "interrupted"
         budget = settings.budget(dsn)
         try:
-            run_staggered(
-                conn, plan, state, run_id=run_id, cache=cache, refresh=settings.refresh, reporter=reporter,
-                spacing=RateLimiter(opts.delay_minutes * 60),
-                make_source=lambda: settings.source(budget, delay=0.0),
-                step=wrap(fetch_and_store, "backfill-ticker"),
-            )
+            with database_errors("the database failed mid-run (what committed is kept)"):
+                run_staggered(
+                    conn, plan, state, run_id=run_id, cache=cache, refresh=settings.refresh, reporter=reporter,
+                    spacing=RateLimiter(opts.delay_minutes * 60),
+                    make_source=lambda: settings.source(budget, delay=0.0),
+                    step=wrap(fetch_and_store, "backfill-ticker"),
+                )
             status = "rate_limited" if state.summary.rate_limited else ("failed" if state.summary.failures else "done")
+        except Exception:
+            status = "failed"  # not an interrupt: no "--start-from" hint for it
+            raise
         finally:
             budget.close()
             reporter.close()

@@ -20,6 +20,7 @@ import orjson
 import pandas as pd
 
 from tasks.core.bar_checks import implausible
+from tasks.core.errors import BadInput
 from tasks.core.types import BAR_COLUMNS, FetchRequest, FetchResult
 
 FORMAT_VERSION = 2
@@ -27,6 +28,29 @@ DEFAULT_TTL = 24 * 3600.0
 CLOCK_SKEW_S = 300.0  # a file "fetched" further in the future than this is not trusted (it would never expire)
 MAX_FILE_BYTES = 256 * 1024 * 1024  # decades of daily bars are a few MB
 _ACTION_COLUMNS = ("ticker", "ex_date", "kind", "value")
+
+
+def check_cache_dir(root: Path, *, create: bool) -> None:
+    """Fail early, before anything is fetched or written, when ``root`` cannot hold the cache.
+
+    With ``create`` (a run that downloads) the folder is made and a probe file written and removed;
+    without (a dry run) only what exists is checked.
+
+    Raises:
+        BadInput: ``root`` (or its ``prices`` folder) is a file, or cannot be created or written.
+    """
+    prices = Path(root) / "prices"
+    for path in (Path(root), prices):
+        if path.exists() and not path.is_dir():
+            raise BadInput(f"--cache-dir {root}: {path} is not a directory")
+    if not create:
+        return
+    try:
+        prices.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=prices, prefix=".probe-"):
+            pass
+    except OSError as exc:
+        raise BadInput(f"--cache-dir {root}: cannot write there ({exc.strerror or exc})") from None
 
 
 class DownloadCache:
