@@ -10,6 +10,7 @@ database, cache, network; metrics in bulk; one COPY + one UPDATE) in worker proc
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
@@ -33,12 +34,14 @@ from flows.params import (
     ticker_list,
 )
 from tasks.core.commands import command_line
+from tasks.core.db import default_pgdata, resolve_dsn
 from tasks.core.errors import BadInput, Outcome, PipelineError, StoreError
 from tasks.core.tickers import parse_ticker_list
 from tasks.events.fundamentals_run import MODES as FUNDAMENTAL_MODES
 from tasks.events.fundamentals_run import FundamentalsOptions
 from tasks.events.groups import ValuationContext, ValuationGroup, value_group
 from tasks.events.pool import GroupOutcome
+from tasks.events.report import study_markdown
 from tasks.events.run import PROCESS_THRESHOLD, ValuationOptions, run_valuation
 from tasks.sources.fmp import FREE_DAILY_LIMIT
 
@@ -120,14 +123,20 @@ def prefect_mapper(concurrency: int) -> Callable[..., Iterator[GroupOutcome]]:
 def build_flow(concurrency: int) -> Any:
     """The Prefect flow, its groups on a ``ThreadPoolTaskRunner(max_workers=concurrency)``."""
     from prefect import flow
+    from prefect.artifacts import create_markdown_artifact
     from prefect.task_runners import ThreadPoolTaskRunner
 
     from flows.prefect_glue import run_in_flow
 
     def body(values: dict[str, Any]) -> Any:
         opts = options(values)
-        return run_in_flow(FLOW_NAME, "Event valuation", lambda log: run_valuation(opts, command=values["command"], log=log,
-                                                                                   mapper=prefect_mapper(opts.concurrency)))
+        state = run_in_flow(FLOW_NAME, "Event valuation", lambda log: run_valuation(opts, command=values["command"], log=log,
+                                                                                    mapper=prefect_mapper(opts.concurrency)))
+        if not state.is_cancelled():  # the study of every valued event, as `event-report` prints it
+            create_markdown_artifact(key="event-study", markdown=study_markdown(resolve_dsn(os.environ.get("DATABASE_URL"),
+                                                                                            default_pgdata())),
+                                     description="Event study: excess returns and CAAR per event source")
+        return state
 
     runner: Any = ThreadPoolTaskRunner(max_workers=concurrency)
     return flow(name=FLOW_NAME, task_runner=runner, validate_parameters=False, log_prints=False)(

@@ -15,7 +15,7 @@ import pytest
 from test.fake_yahoo import FakeYahoo
 
 ROOT = Path(__file__).resolve().parent.parent
-NO_CACHE_DIR = {"flows.backfill_status"}  # commands that download nothing
+NO_CACHE_DIR = {"flows.backfill_status", "flows.event_report"}  # commands that download nothing
 
 
 @pytest.fixture

@@ -1,0 +1,68 @@
+"""Event study: per event source, the excess returns after the events and the CAAR around them.
+
+    event-report [--source news,filings] [--from 2025-01-01] [--to 2025-06-30] [--json] [--plot caar.png]
+
+Steps (``tasks/events/report.py``): the valued events the filters select → CAR(k), k = -5..+20,
+from stored bars (the ticker's and SPY's adjusted closes; nothing is fetched) → per source: counts,
+mean and median excess return at +1/+5/+20, reaction shares, CAAR with a 95% band → a table,
+JSON, or a picture. Exit code 0, or 2 on bad input. Reads only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from flows.cli import ArgumentParser, iso_date, run_cli
+from tasks.core.db import default_pgdata, open_database, resolve_dsn
+from tasks.core.errors import BadInput, Outcome
+from tasks.events.report import format_table, plot, run_study
+
+
+def build_parser() -> ArgumentParser:
+    p = ArgumentParser(prog="event-report", description="What the market did after each kind of event: excess returns and CAAR "
+                                                        "from stored bars.")
+    p.add_argument("--source", help="comma-separated event sources (default: every source)")
+    p.add_argument("--from", dest="start", type=iso_date, default=None, help="first event date, YYYY-MM-DD, New York (default: all)")
+    p.add_argument("--to", dest="end", type=iso_date, default=None, help="last event date, YYYY-MM-DD, New York (default: all)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    p.add_argument("--plot", type=Path, metavar="FILE.png", help="also draw CAAR(k) per source with its 95%% band to this PNG")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+
+    def body() -> Outcome:
+        ns = build_parser().parse_args(args)
+        if ns.start and ns.end and ns.start > ns.end:
+            raise BadInput(f"--from {ns.start} is after --to {ns.end}")
+        if ns.plot is not None and ns.plot.suffix.lower() != ".png":
+            raise BadInput(f"--plot must name a .png file: {ns.plot}")
+        sources = [s.strip() for s in ns.source.split(",") if s.strip()] if ns.source else None
+        conn = open_database(resolve_dsn(os.environ.get("DATABASE_URL"), default_pgdata()), default_pgdata(), dry_run=True)
+        try:
+            studies = run_study(conn, sources=sources, start=ns.start, end=ns.end)
+        finally:
+            conn.rollback()
+            conn.close()
+        if ns.json:
+            print(json.dumps({"from": ns.start.isoformat() if ns.start else None, "to": ns.end.isoformat() if ns.end else None,
+                              "sources": [s.as_json() for s in studies]}, indent=2))
+        elif not studies:
+            print("No valued events match: run event-valuation first, or widen the filters.")
+        else:
+            print("\n".join(format_table(studies)))
+        if ns.plot is not None:
+            plot(studies, ns.plot)
+            print(f"CAAR plot written to {ns.plot}", file=sys.stderr if ns.json else sys.stdout)
+        return Outcome.DONE
+
+    return run_cli(body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
