@@ -1,4 +1,5 @@
-"""One exception hierarchy for the whole pipeline; the CLI maps each class to an exit code.
+"""One exception hierarchy for the whole pipeline, and the ``Outcome`` of a run. The CLI edge
+(``flows/cli.py``) maps each class and each outcome to an exit code (shown here for reference).
 
     PipelineError
     ├── BadInput          the caller's fault (flag, ticker, file); never retried      → exit 2
@@ -9,8 +10,8 @@
     ├── StoreError        PostgreSQL unreachable or refused a batch                   → exit 1
     └── Busy              another run holds the lock on this database                 → exit 75
 
-Foreign errors are translated once, at their boundary: yfinance/curl in ``source.py``,
-psycopg in ``db.py``/``store.py``.
+Foreign errors are translated once, at their boundary: yfinance/curl in ``sources/yahoo.py``,
+requests in ``sources/fmp.py``, psycopg in ``core/db.py`` (``database_errors``).
 """
 
 from __future__ import annotations
