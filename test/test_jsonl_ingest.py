@@ -36,6 +36,20 @@ def snapshot(dsn: str) -> dict[str, list[tuple[Any, ...]]]:
         return {k: list(conn.execute(v)) for k, v in queries.items()}  # type: ignore[arg-type]
 
 
+def wait_for_checkpoints(dsn: str, at_least: int, timeout: float = 60) -> None:
+    """Until a running load has committed batches of ``at_least`` files (or ``timeout`` passed)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with psycopg.connect(dsn) as conn:
+                row = conn.execute("SELECT count(*) FROM jsonl_file_checkpoints").fetchone()
+            if row and row[0] >= at_least:
+                return
+        except psycopg.Error:
+            pass
+        time.sleep(0.02)
+
+
 def ts(text: str) -> dt.datetime:
     return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
 
@@ -179,16 +193,7 @@ def test_kill_9_mid_file_then_rerun_equals_a_clean_run(fake_yahoo: Any, dsn: str
     tree = make_tree(tmp_path / "data", files=3, minutes_per_file=20)
     args = [sys.executable, "-m", ING, "--root", str(tree.root), "--batch-size", "200", "--concurrency", "2"]
     proc = subprocess.Popen(args, cwd=ROOT, env=cli_env(None, dsn), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            with psycopg.connect(dsn) as conn:
-                row = conn.execute("SELECT count(*) FROM jsonl_file_checkpoints").fetchone()
-            if row and row[0] >= 2:
-                break
-        except psycopg.Error:
-            pass
-        time.sleep(0.02)
+    wait_for_checkpoints(dsn, 2)
     kill_9_leaving_no_orphans(proc)
     partial = snapshot(dsn)
     assert 0 < len(partial["ticks"]) < len(tree.all_ticks())
@@ -338,16 +343,7 @@ def test_sigterm_stops_within_seconds_keeps_what_committed_and_the_rerun_complet
     args = [sys.executable, "-m", ING, "--root", str(tree.root), "--batch-size", "100", "--concurrency", "2"]
     proc = subprocess.Popen(args, cwd=ROOT, env=cli_env(None, dsn), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:  # stop it once it has committed something
-        try:
-            with psycopg.connect(dsn) as conn:
-                row = conn.execute("SELECT count(*) FROM jsonl_file_checkpoints").fetchone()
-            if row and row[0] >= 1:
-                break
-        except psycopg.Error:
-            pass
-        time.sleep(0.05)
+    wait_for_checkpoints(dsn, 1)  # stop it once it has committed something
     stopped_at = time.monotonic()
     if target == "group":
         os.killpg(proc.pid, signal.SIGTERM)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
@@ -59,6 +60,19 @@ def sessions_back(days: int, end: dt.date | None = None, *, now: dt.datetime | N
     stop = cal.sessions.get_loc(pd.Timestamp(last))
     start = max(0, stop - days + 1)
     return [ts.date() for ts in cal.sessions[start : stop + 1]]
+
+
+def planned_sessions(days: int, end: dt.date | None, say: Callable[[str], object]) -> list[dt.date]:
+    """``sessions_back(days, end)``, saying so when ``end`` was moved back (it has not closed yet).
+
+    Raises:
+        BadInput: as ``sessions_back``.
+    """
+    sessions = sessions_back(days, end)
+    note = future_end_note(end, last_closed_session())
+    if note:
+        say(note)
+    return sessions
 
 
 def future_end_note(end: dt.date | None, last: dt.date) -> str | None:

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tasks.core.calendar import future_end_note, last_closed_session, sessions_back
+from tasks.core.calendar import planned_sessions
 from tasks.core.commands import plain, resume_hint
 from tasks.core.db import database_errors, default_pgdata, open_database, resolve_dsn
 from tasks.core.display import Reporter
@@ -93,10 +93,7 @@ def run_backfill(
             log(text)
 
     settings = opts.source
-    sessions = sessions_back(opts.days, opts.end_date)
-    note = future_end_note(opts.end_date, last_closed_session())
-    if note:
-        say(note)
+    sessions = planned_sessions(opts.days, opts.end_date, say)
     cache = settings.cache()
     dsn = resolve_dsn(database_url if database_url is not None else os.environ.get("DATABASE_URL"), pgdata or default_pgdata())
     conn = open_database(dsn, pgdata or default_pgdata(), dry_run=opts.dry_run)

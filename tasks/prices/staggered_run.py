@@ -12,7 +12,7 @@ from typing import Any
 
 import psycopg
 
-from tasks.core.calendar import future_end_note, last_closed_session, sessions_back
+from tasks.core.calendar import planned_sessions
 from tasks.core.commands import command_line, plain, resume_hint, without_flags
 from tasks.core.db import database_errors, default_pgdata, open_database, resolve_dsn
 from tasks.core.display import Reporter, format_eta
@@ -107,10 +107,7 @@ def run_stagger(
         if resume:
             opts, args, run_id = resumed_options(conn, opts, args)
         settings = opts.source
-        sessions = sessions_back(opts.days, opts.end_date)
-        note = future_end_note(opts.end_date, last_closed_session())
-        if note:
-            say(note)
+        sessions = planned_sessions(opts.days, opts.end_date, say)
         cache = settings.cache()
         plan = wrap(plan_backfill, "plan")(conn, ETF_TABLE, list(opts.tickers), sessions, cache=None if settings.refresh else cache,
                                            only_missing=opts.skip_existing)
