@@ -125,7 +125,7 @@ def test_a_rate_limited_deployment_run_schedules_its_continuation_until_the_sour
         deployed: dict[str, str], fake_yahoo: FakeYahoo, dsn: str, tmp_path: Path) -> None:
     env, api = deployed, deployed["PREFECT_API_URL"]
     name = "staggered-sector-backfill/weekly-saturday-0600-utc"
-    params = {"tickers": ["XLK"], "days": 5, "end_date": END, "delay_minutes": 0.001, "rate_limit_sleep": 20.0,
+    params = {"tickers": ["XLK"], "days": 5, "end_date": END, "delay_minutes": 0.001, "rate_limit_sleep": 40.0,
               "cache_dir": str(tmp_path / "cache")}
     log = tmp_path / "worker.log"
     fake_yahoo.blocked_until = time.time() + 3600  # every request gets 429 until further notice
@@ -141,7 +141,8 @@ def test_a_rate_limited_deployment_run_schedules_its_continuation_until_the_sour
     resume_at = dt.datetime.fromisoformat(state["message"].split("resume after ")[1][:19]).replace(tzinfo=dt.UTC)
     assert abs(dt.datetime.fromisoformat(pending["expected_start_time"]) - resume_at) <= dt.timedelta(seconds=1)
 
-    # A second stop while the continuation waits (the shared budget is cooling down) adds no second one.
+    # A second stop while the continuation waits (the shared budget is cooling down for 40 s: long
+    # enough that this run never meets the continuation in one worker poll) adds no second one.
     again = run_deployment(name, params, env)
     _run_until(env, log, api, again)
     assert read_run(api, again)["state"]["name"] == "RateLimited"
