@@ -1,13 +1,16 @@
-"""The daily pipeline: five stages in order, each idempotent and each runnable alone.
+"""The daily pipeline: five stages in order, each idempotent and each runnable alone, and retention.
 
     daily-pipeline                          (all five, as of the last closed NYSE session)
     daily-pipeline --stages trending,allocation --as-of 2025-06-30
+    daily-pipeline --stages retention [--dry-run]
 
-Steps (``tasks/pipeline/stages.py``): ``etf-ohlc`` (the ETF backfill) → ``etf-holdings`` →
-``trending`` → ``stock-history`` (the top sectors' holdings) → ``allocation`` (market-cap
-weights); in Prefect one subflow per stage (``pipeline-<stage>``), each with its markdown artifact,
-and the run's progress and summary artifacts. A stage whose inputs are missing names the stage to
-run first; a rate limit stops the run with the command that resumes from that stage.
+Steps (``tasks/pipeline/steps.py``): ``etf-ohlc`` (the ETF and benchmark backfills) →
+``etf-holdings`` (every constituent, from the sponsor's files) → ``trending`` (sectors, then the top
+sectors' stocks) → ``stock-history`` (every constituent) → ``allocation`` (point-in-time market-cap
+weights); ``retention`` when named. In Prefect one subflow per stage (``pipeline-<stage>``), each
+with its markdown artifact, and the run's progress and summary artifacts. A stage whose inputs are
+missing names the stage to run first; a rate limit stops the run with the command that resumes
+from that stage.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from flows.params import (
     date_text,
     flow_function,
     flow_values,
+    rate_text,
     source_params,
     source_settings,
 )
@@ -36,7 +40,10 @@ from tasks.core.commands import command_line
 from tasks.core.db import default_pgdata, resolve_dsn
 from tasks.core.errors import BadInput, Outcome
 from tasks.core.tickers import SECTOR_ETFS
-from tasks.pipeline.stages import STAGES, PipelineOptions, StageOutcome, markdown, parse_stages, run_pipeline, run_stage
+from tasks.pipeline.options import ALL_STAGES, STAGES, PipelineOptions, StageOutcome, parse_stages
+from tasks.pipeline.retention import RetentionWindows
+from tasks.pipeline.stages import markdown, run_pipeline, run_stage
+from tasks.sources.budget import parse_rate
 
 FLOW_NAME = "daily-pipeline"
 MODULE = "flows.daily_pipeline"
@@ -50,11 +57,20 @@ def stage_list(text: str) -> list[str]:
 
 
 PARAMS = [
-    Param("stages", list(STAGES), f"stages to run, in order: names or numbers, e.g. 3,4 (default: all: {', '.join(STAGES)})",
+    Param("stages", list(STAGES), f"stages to run, in order: names or numbers, e.g. 3,4 (default: all five: {', '.join(STAGES)}; "
+          f"{', '.join(ALL_STAGES[len(STAGES):])} only when named)",
           annotation=list[str] | None, type=stage_list),
     Param("as_of", None, "value date, YYYY-MM-DD (default: the last closed NYSE session)", annotation=str | None, type=date_text),
     Param("days", 30, "NYSE sessions of bars to keep current, at least 21", annotation=int, type=int_in(21, MAX_DAYS)),
     Param("top_sectors", 3, "sectors whose holdings form the portfolio", annotation=int, type=int_in(1, len(SECTOR_ETFS))),
+    Param("holdings_rate", "20/min", "request budget for the sponsor's holdings files (its own budget, 'ssga')", type=rate_text,
+          metavar="N/UNIT"),
+    Param("keep_realtime_days", 30, "retention: days of ticks, 1- and 10-minute bars and gaps to keep", annotation=int,
+          type=int_in(1, 100_000)),
+    Param("keep_daily_days", 730, "retention: days of daily bars to keep (bars that pending event valuations need are kept)",
+          annotation=int, type=int_in(1, 100_000)),
+    Param("keep_log_days", 7, "retention: days of run logs, JSONL rejects and price-change logs to keep", annotation=int,
+          type=int_in(1, 100_000)),
     *source_params(delay=1.0, delay_help="minimum seconds between this run's requests", refresh=False),
     DRY_RUN, ORCHESTRATE,
 ]
@@ -64,6 +80,9 @@ def options(values: dict[str, Any]) -> PipelineOptions:
     """The run's options from flags or flow parameters (one path for both)."""
     return PipelineOptions(stages=parse_stages(",".join(values["stages"] or STAGES)), as_of=as_date(values["as_of"], "as_of"),
                            days=int(values["days"]), top_sectors=int(values["top_sectors"]), dry_run=bool(values.get("dry_run", False)),
+                           holdings_rate=parse_rate(str(values["holdings_rate"])),
+                           retention=RetentionWindows(int(values["keep_realtime_days"]), int(values["keep_daily_days"]),
+                                                      int(values["keep_log_days"])),
                            source=source_settings(values))
 
 
@@ -91,7 +110,7 @@ def build_flow() -> Any:
 
         return stage
 
-    stage_flows = {name: stage_flow(name) for name in STAGES}
+    stage_flows = {name: stage_flow(name) for name in ALL_STAGES}
 
     def body(values: dict[str, Any]) -> Any:
         opts, logger, lines = options(values), get_run_logger(), list[str]()
@@ -121,8 +140,8 @@ def build_flow() -> Any:
 
 
 def build_parser() -> ArgumentParser:
-    parser = ArgumentParser(prog="daily-pipeline", description="ETF OHLC → ETF holdings → trending sectors → stock history → "
-                                                               "portfolio allocation.")
+    parser = ArgumentParser(prog="daily-pipeline", description="ETF OHLC → ETF holdings → trending sectors and stocks → stock "
+                                                               "history → portfolio allocation; retention when named.")
     add_flags(parser, PARAMS)
     return parser
 

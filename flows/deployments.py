@@ -7,6 +7,8 @@
   easily lasts longer than an hour). In one run a stage starts when its input is committed; a
   stopped run prints (and its artifact shows) the ``--stages`` command that resumes it, and any
   stage can still be run alone.
+- ``daily-pipeline/retention-daily-0600-utc``: the retention stage alone, every day at 06:00 UTC
+  (before the markets and the pipeline): deletes rows outside their windows in small batches.
 - ``staggered-sector-backfill/weekly-saturday-0600-utc``: the 11 sector ETFs, one at a time, 5
   minutes apart, ``--skip-existing``, every Saturday 06:00 UTC (markets closed, budget idle).
 - ``event-valuation/daily-2230-utc``: values new and pending events every day at 22:30 UTC, after
@@ -48,6 +50,7 @@ etf_backfill = etf_flow.build_flow()  # no schedule of its own (stage 1 of the p
 # defaults come from each flow's one parameter list, so a new parameter appears here by itself)
 SCHEDULES: list[tuple[Any, str, str, dict[str, Any]]] = [
     (daily_pipeline, "weekdays-0900-utc", "0 9 * * 1-5", defaults(pipeline_flow.PARAMS)),
+    (daily_pipeline, "retention-daily-0600-utc", "0 6 * * *", defaults(pipeline_flow.PARAMS, stages=["retention"])),
     (staggered_sector_backfill, "weekly-saturday-0600-utc", "0 6 * * 6",
      defaults(staggered_flow.PARAMS, skip_existing=True, args=["--skip-existing"])),
     (event_valuation, "daily-2230-utc", "30 22 * * *", defaults(valuation_flow.PARAMS)),

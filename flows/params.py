@@ -22,7 +22,7 @@ from typing import Any
 from flows.cli import budget_name, int_in, iso_date, positive_float, rate_per_min
 from tasks.core.errors import BadInput
 from tasks.core.tickers import parse_ticker_list
-from tasks.sources.budget import DEFAULT_NAME, DEFAULT_RATE, parse_rate, rate_param
+from tasks.sources.budget import DEFAULT_DAILY_QUOTA, DEFAULT_NAME, DEFAULT_RATE, parse_rate, rate_param
 from tasks.sources.cache import check_cache_dir
 from tasks.sources.settings import SourceSettings
 
@@ -163,6 +163,8 @@ def source_params(*, delay: float | None, delay_help: str = "minimum seconds bet
               metavar="N/UNIT", cli_default=env_rate),
         Param("rate_budget", DEFAULT_NAME, "name of the shared budget; runs with the same name share it", type=budget_name,
               metavar="NAME"),
+        Param("daily_quota", DEFAULT_DAILY_QUOTA, "requests the shared budget grants per UTC day (Yahoo's published limit: "
+              "48,000); at the quota the run stops with the time to resume; 0 = none", annotation=int, type=int_in(0, 10**9)),
         Param("rate_limit_sleep", 900.0, "on HTTP 429: cool the shared budget down this many seconds (doubling while the "
               "block lasts), stop, and advise when to resume", annotation=float, type=positive_float),
         Param("max_retries", 3, "retries for transient failures only: timeouts, 5xx, resets; never 429", annotation=int,
@@ -197,7 +199,8 @@ def source_settings(values: dict[str, Any], *, delay: float | None = None) -> So
         return SourceSettings(
             cache_dir=Path(values["cache_dir"]), refresh=bool(values.get("refresh", False)),
             delay=float(values["delay"] if delay is None else delay), rate_per_min=parse_rate(str(values["rate"])),
-            rate_budget=str(values["rate_budget"]), rate_limit_sleep=float(values["rate_limit_sleep"]),
+            rate_budget=str(values["rate_budget"]), daily_quota=int(values.get("daily_quota", DEFAULT_DAILY_QUOTA)) or None,
+            rate_limit_sleep=float(values["rate_limit_sleep"]),
             max_retries=int(values["max_retries"]), retry_wait=float(values["retry_wait"]), timeout=float(values["timeout"]),
         )
     except (TypeError, ValueError) as exc:

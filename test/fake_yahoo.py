@@ -3,8 +3,10 @@
 The process under test gets ``HTTPS_PROXY=http://127.0.0.1:PORT`` and trusts a throwaway CA
 (``CURL_CA_BUNDLE``/``REQUESTS_CA_BUNDLE``). The fake accepts ``CONNECT``, terminates TLS with a
 ``*.yahoo.com`` certificate from that CA, and serves the endpoints yfinance calls for daily
-history: the cookie (fc.yahoo.com), the crumb, and ``/v8/finance/chart/{SYMBOL}``; and for fund holdings
-and market caps ``/v10/finance/quoteSummary/{SYMBOL}``, ``/v7/finance/quote`` and the timeseries call.
+history: the cookie (fc.yahoo.com), the crumb, and ``/v8/finance/chart/{SYMBOL}``; for fund holdings
+``/v10/finance/quoteSummary/{SYMBOL}`` and ``/v7/finance/quote``; for shares-outstanding history the
+fundamentals timeseries (``shares_out``). Through the same tunnel it is also ``www.ssga.com``, serving
+State Street's daily holdings spreadsheets in their real layout (``holdings_file``).
 
 Prices are a pure function of (symbol, date) — ``bar_for`` — so tests compute what should be
 stored independently of the code under test. Knobs script failures: unknown symbols, 429s
@@ -34,6 +36,7 @@ import pandas as pd
 import trustme
 
 NY = "America/New_York"
+SECTOR_FUNDS = ("XLK", "XLV", "XLF", "XLY", "XLC", "XLI", "XLP", "XLE", "XLU", "XLRE", "XLB")
 _CAL = xcals.get_calendar("XNYS", start="1990-01-01")
 
 
@@ -63,6 +66,68 @@ def holdings_for(etf: str) -> list[tuple[str, str, float]]:
 def market_cap_for(symbol: str) -> int:
     """The market cap the fake reports for ``symbol`` (deterministic, 10 bn .. 1 tn)."""
     return (1 + zlib.crc32(symbol.encode()) % 100) * 10_000_000_000
+
+
+def shares_observations(symbol: str, first: dt.date, last: dt.date) -> list[tuple[dt.date, int]]:
+    """The shares-outstanding figures the fake reports for ``symbol``: one on the 1st of each month,
+    growing 1% a month from a per-symbol base (deterministic)."""
+    base = (1 + zlib.crc32(symbol.encode()) % 50) * 100_000_000
+    out = []
+    day = dt.date(first.year, first.month, 1)
+    while day <= last:
+        if day >= first:
+            months = (day.year - 2000) * 12 + day.month
+            out.append((day, int(base * (1 + 0.01 * (months % 24)))))
+        day = dt.date(day.year + day.month // 12, day.month % 12 + 1, 1)
+    return out
+
+
+def shares_known_on(symbol: str, day: dt.date) -> int:
+    """The latest figure on or before ``day`` (what a point-in-time weight must use)."""
+    return shares_observations(symbol, dt.date(day.year - 2, 1, 1), day)[-1][1]
+
+
+def constituents_for(fund: str) -> list[tuple[str, str, float, int]]:
+    """The stocks in a fund's sponsor file: (symbol as the sponsor spells it, name, weight %, shares held).
+
+    Six per fund; XLF holds BRK.B (Yahoo: BRK-B); XLK and XLC both hold GOOGL."""
+    weights = (24.5, 18.25, 15.0, 11.5, 9.75, 7.0)
+    names = [f"{fund}{chr(65 + i)}" for i in range(6)]  # letters only, as US stock symbols are
+    if fund == "XLF":
+        names[1] = "BRK.B"
+    if fund in ("XLK", "XLC"):
+        names[5] = "GOOGL"
+    return [(n, f"{n} CORP", w, 1_000_000 * (i + 1) + zlib.crc32(fund.encode()) % 1000) for i, (n, w) in enumerate(zip(names, weights,
+                                                                                                                   strict=True))]
+
+
+def holdings_file(fund: str, as_of: dt.date, stocks: list[tuple[str, str, float, int]] | None = None) -> bytes:
+    """A holdings spreadsheet in State Street's layout: label rows, header, stocks, cash, a money-market
+    fund and a futures line (sector "-"), a blank row and disclaimers."""
+    import io
+
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.title = "holdings"
+    sheet.append(["Fund Name:", f"The {fund} Select Sector SPDR\u00ae Fund"])
+    sheet.append(["Ticker Symbol:", fund])
+    sheet.append(["Holdings:", f"As of {as_of.strftime('%d-%b-%Y')}"])
+    sheet.append([])
+    sheet.append(["Name", "Ticker", "Identifier", "SEDOL", "Weight", "Sector", "Shares Held", "Local Currency"])
+    for i, (symbol, name, weight, shares) in enumerate(stocks if stocks is not None else constituents_for(fund)):
+        sheet.append([name, symbol, f"{100000000 + i}", f"{2000000 + i}", weight, "Information Technology", shares, "USD"])
+    sheet.append(["SSI US GOV MONEY MARKET CLASS", "-", "857492888", "-", 0.12, "-", 5_123_456, "USD"])
+    sheet.append(["US DOLLAR", "CASH_USD", "CASH_USD", "-", 0.03, "-", 1_234_567, "USD"])
+    sheet.append(["S&P500 EMINI FUT DEC25", "ESZ5", "ESZ5 Index", "-", 0.0, "-", 12, "USD"])
+    sheet.append([])
+    sheet.append(["Past performance is not a guarantee of future results."])
+    sheet.append(["Holdings are subject to change."])
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
 
 
 def sessions_in(period1: int, period2: int) -> list[dt.date]:
@@ -116,6 +181,9 @@ class FakeYahoo:
     blocked_until: float | None = None  # wall-clock time until which every request gets 429 (a block)
     revisions: dict[tuple[str, dt.date], float] = field(default_factory=dict)  # (symbol, day) → factor on that bar's prices
     holdings: dict[str, list[tuple[str, str, float]]] = field(default_factory=dict)  # fund → holdings (default: holdings_for)
+    sponsor_as_of: dt.date = dt.date(2025, 6, 30)  # the date the sponsor files say
+    sponsor_files: dict[str, Any] = field(default_factory=dict)  # fund → bytes to serve, or an HTTP status
+    no_shares: set[str] = field(default_factory=set)  # symbols without shares-outstanding history
     log: list[Logged] = field(default_factory=list)
     in_flight: set[str] = field(default_factory=set)  # symbols whose chart request is being answered now
 
@@ -125,7 +193,8 @@ class FakeYahoo:
         self._random = random.Random(20251122)
         self._dir = Path(tempfile.mkdtemp(prefix="fake-yahoo-"))
         self.ca = trustme.CA()
-        cert = self.ca.issue_cert("*.yahoo.com", "yahoo.com", "fc.yahoo.com", "query1.finance.yahoo.com", "query2.finance.yahoo.com")
+        cert = self.ca.issue_cert("*.yahoo.com", "yahoo.com", "fc.yahoo.com", "query1.finance.yahoo.com", "query2.finance.yahoo.com",
+                                  "www.ssga.com")
         self.ca_path = self._dir / "ca.pem"
         self.ca.cert_pem.write_to_path(str(self.ca_path))
         self._tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -205,6 +274,8 @@ class FakeYahoo:
             return self._too_many()
         if path.startswith("/v8/finance/chart/"):
             return self._chart(path.rsplit("/", 1)[-1], query)
+        if host == "www.ssga.com":
+            return self._sponsor_file(path)
         with self._lock:
             limited = self.rate_limit_after is not None and self._chart_served >= self.rate_limit_after
         if limited:
@@ -218,13 +289,41 @@ class FakeYahoo:
             quote = {"symbol": symbol, "marketCap": market_cap_for(symbol), "quoteType": "EQUITY"}
             return 200, {"Content-Type": "application/json"}, json.dumps({"quoteResponse": {"result": [quote], "error": None}}).encode()
         if path.startswith("/ws/fundamentals-timeseries/"):
-            return 200, {"Content-Type": "application/json"}, json.dumps({"timeseries": {"result": [], "error": None}}).encode()
+            return self._shares(path.rsplit("/", 1)[-1], query)
         if host == "fc.yahoo.com":
             cookie = f"A3=d=fake&S=fake; Expires={_cookie_expiry()}; Max-Age=31557600; Domain=.yahoo.com; Path=/; Secure; SameSite=None"
             return 404, {"Set-Cookie": cookie, "Content-Type": "text/html"}, b"<html>404</html>"
         if path == "/v1/test/getcrumb":
             return 200, {"Content-Type": "text/plain"}, b"fakecrumb"
         return 404, {"Content-Type": "text/html"}, b"<html><body>Not here</body></html>"
+
+    def _sponsor_file(self, path: str) -> tuple[int, dict[str, str], bytes]:
+        """State Street's daily holdings file for ``.../holdings-daily-us-en-{fund}.xlsx``."""
+        name = path.rsplit("/", 1)[-1]
+        if not (path.startswith("/us/en/intermediary/library-content/products/fund-data/etfs/us/holdings-daily-us-en-")
+                and name.endswith(".xlsx")):
+            return 404, {"Content-Type": "text/html"}, b"<html>Page not found</html>"
+        fund = name.removeprefix("holdings-daily-us-en-").removesuffix(".xlsx").upper()
+        answer = self.sponsor_files.get(fund)
+        if isinstance(answer, int):
+            return answer, {"Content-Type": "text/html"}, b"<html>Error</html>"
+        if answer is None:
+            if fund not in SECTOR_FUNDS:
+                return 404, {"Content-Type": "text/html"}, b"<html>Page not found</html>"
+            answer = holdings_file(fund, self.sponsor_as_of)
+        return 200, {"Content-Type": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}, answer
+
+    def _shares(self, symbol: str, query: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+        """Yahoo's fundamentals timeseries as ``get_shares_full`` reads it (``shares_out`` and timestamps)."""
+        if symbol in self.unknown or symbol in self.no_shares:
+            return 200, {"Content-Type": "application/json"}, json.dumps({"timeseries": {"result": [{"meta": {"symbol": [symbol]}}],
+                                                                                         "error": None}}).encode()
+        first = dt.datetime.fromtimestamp(int(query["period1"]), dt.UTC).date()
+        last = dt.datetime.fromtimestamp(int(query["period2"]), dt.UTC).date()
+        seen = shares_observations(symbol, first, last)
+        stamps = [int(dt.datetime(d.year, d.month, d.day, tzinfo=dt.UTC).timestamp()) for d, _ in seen]
+        result = {"meta": {"symbol": [symbol], "type": ["shares_out"]}, "timestamp": stamps, "shares_out": [n for _, n in seen]}
+        return 200, {"Content-Type": "application/json"}, json.dumps({"timeseries": {"result": [result], "error": None}}).encode()
 
     def _too_many(self) -> tuple[int, dict[str, str], bytes]:
         headers = {"Content-Type": "text/plain"}

@@ -1,4 +1,4 @@
-"""The daily pipeline's five stages on the fake Yahoo and the embedded database, checked by hand."""
+"""The daily pipeline's stages on the fake Yahoo and the fake sponsor files, checked by hand."""
 
 from __future__ import annotations
 
@@ -10,108 +10,210 @@ import pytest
 
 from tasks.core.calendar import sessions_back
 from tasks.core.tickers import ETF_UNIVERSE, SECTOR_ETFS
-from test.fake_yahoo import HOLDING_WEIGHTS, FakeYahoo, holdings_for, market_cap_for
+from test.fake_yahoo import FakeYahoo, constituents_for, holdings_for, shares_known_on
 from test.fix_db import table_rows
 from test.fix_yahoo import CliRunner
 
 PIPE = "flows.daily_pipeline"
 AS_OF = dt.date(2025, 6, 30)
-FAST = ("--as-of", AS_OF.isoformat(), "--days", "25", "--delay", "0", "--retry-wait", "0.01", "--rate", "100000/min")
+PAST = dt.date(2025, 5, 15)
+FAST = ("--days", "25", "--delay", "0", "--retry-wait", "0.01", "--rate", "100000/min", "--holdings-rate", "100000/min")
+
+# The source document's check queries, verbatim.
+DOC_QUERIES = [
+    """SELECT 'ETF OHLC' as table_name, COUNT(*) as records, MIN(trade_date) as earliest, MAX(trade_date) as latest
+FROM collected_daily_etf_ohlc;""",
+    """SELECT 'Stock History' as table_name, COUNT(*) as records, MIN(trade_date) as earliest, MAX(trade_date) as latest
+FROM collected_daily_stock_history;""",
+    """SELECT 'Benchmark OHLC' as table_name, COUNT(DISTINCT ticker) as tickers, MIN(trade_date) as earliest, MAX(trade_date) as latest
+FROM collected_daily_benchmark_ohlc;""",
+    """SELECT 'Portfolio Allocation' as table_name, COUNT(DISTINCT as_of_date) as analysis_dates, MAX(as_of_date) as latest_analysis
+FROM analytics_portfolio_allocation;""",
+    """SELECT as_of_date, COUNT(*) as stock_count, SUM(portfolio_weight) as total_weight
+FROM analytics_portfolio_allocation GROUP BY as_of_date ORDER BY as_of_date DESC LIMIT 10;""",
+]
 
 
-def rows(dsn: str, query: str) -> list[tuple[Any, ...]]:
+def rows(dsn: str, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     with psycopg.connect(dsn) as conn:
-        return list(conn.execute(query))  # type: ignore[arg-type]
+        return list(conn.execute(query, params))  # type: ignore[arg-type]
 
 
-def hand_ranking(fake: FakeYahoo) -> dict[int, list[tuple[str, float]]]:
-    """Relative returns ranked the obvious way, from the fake's prices and the calendar."""
-    days = sessions_back(21, AS_OF)
+def yahoo(symbol: str) -> str:
+    return symbol.replace(".", "-")
+
+
+def universe() -> dict[str, list[str]]:
+    return {etf: [yahoo(s) for s, *_ in constituents_for(etf)] for etf in SECTOR_ETFS}
+
+
+def hand_ranked(fake: FakeYahoo, names: list[str], as_of: dt.date) -> dict[int, list[tuple[str, float, float, float]]]:
+    """(ticker, own return, SPY return, relative return) per window, best first, from the fake's prices."""
+    days = sessions_back(21, as_of)
     out = {}
     for w in (5, 10, 20):
         def ret(t: str, w: int = w) -> float:
             return float(fake.bar(t, days[-1])["adj_close"]) / float(fake.bar(t, days[-1 - w])["adj_close"]) - 1
-        rel = [(t, ret(t) - ret("SPY")) for t in SECTOR_ETFS]
-        out[w] = sorted(rel, key=lambda x: (-x[1], x[0]))
+        out[w] = sorted(((t, ret(t), ret("SPY"), ret(t) - ret("SPY")) for t in names), key=lambda x: (-x[3], x[0]))
     return out
 
 
-def test_full_pipeline_matches_hand_computed_rankings_and_weights(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo) -> None:
-    result = run_cli(PIPE, *FAST, "--top-sectors", "2")
+def hand_weights(fake: FakeYahoo, stocks: list[str], as_of: dt.date) -> dict[str, float]:
+    caps = {s: shares_known_on(s, as_of) * float(fake.bar(s, as_of)["close"]) for s in stocks}
+    return {s: c / sum(caps.values()) for s, c in caps.items()}
+
+
+def test_full_pipeline_fills_every_table_as_the_document_checks_it(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo) -> None:
+    result = run_cli(PIPE, *FAST, "--as-of", AS_OF.isoformat(), "--top-sectors", "2")
     assert result.code == 0, result.stdout + result.stderr
     assert "5 of 5 stage(s) ok" in result.stdout
     sessions = sessions_back(25, AS_OF)
+    members = universe()
+    every_stock = sorted({s for m in members.values() for s in m})
+    assert len(every_stock) == 11 * 6 - 1  # GOOGL is in two funds
+
+    # The document's five queries, unchanged.
+    first, last = sessions[0], sessions[-1]
+    assert rows(dsn, DOC_QUERIES[0]) == [("ETF OHLC", 12 * 25, first, last)]
+    assert rows(dsn, DOC_QUERIES[1]) == [("Stock History", len(every_stock) * 25, first, last)]
+    assert rows(dsn, DOC_QUERIES[2]) == [("Benchmark OHLC", 2, first, last)]
+    assert rows(dsn, DOC_QUERIES[3]) == [("Portfolio Allocation", 1, AS_OF)]
+    (as_of, count, total), = rows(dsn, DOC_QUERIES[4])
+    assert as_of == AS_OF and total == pytest.approx(1.0, abs=1e-12)
+
     etf = rows(dsn, "SELECT ticker, count(*) FROM collected_daily_etf_ohlc GROUP BY ticker ORDER BY ticker")
     assert etf == [(t, 25) for t in sorted(ETF_UNIVERSE)]
-    meta = rows(dsn, "SELECT etf, holding, weight, as_of_date FROM collected_meta_etf ORDER BY etf, weight DESC")
-    assert meta == [(e, h, w, AS_OF) for e in sorted(SECTOR_ETFS) for h, _, w in holdings_for(e)]
-    ranking = hand_ranking(fake_yahoo)
-    stored = rows(dsn, 'SELECT "window", ticker, relative_return, rank FROM analytics_trending_sectors WHERE as_of_date = \'2025-06-30\''
-                       ' ORDER BY "window", rank')
-    for w, ranked in ranking.items():
-        got = [(t, r, k) for win, t, r, k in stored if win == w]
-        assert [t for t, _, _ in got] == [t for t, _ in ranked]
-        assert [k for _, _, k in got] == list(range(1, 12))
-        for (_, r, _), (_, expected) in zip(got, ranked, strict=True):
-            assert r == pytest.approx(expected, rel=1e-12)
-    top2 = [t for t, _ in ranking[20][:2]]
-    stocks = [h for e in top2 for h, _, _ in holdings_for(e)]
+    bench = rows(dsn, "SELECT ticker, trade_date, close, adj_close FROM collected_daily_benchmark_ohlc ORDER BY 1, 2")
+    assert bench == [(t, d, fake_yahoo.bar(t, d)["close"], fake_yahoo.bar(t, d)["adj_close"]) for t in ("QQQ", "SPY") for d in sessions]
+
+    # Stage 2: every stock of every fund's file, with shares held, as of the file's date; cash and futures left out.
+    meta = rows(dsn, "SELECT etf, holding, sponsor_symbol, weight, shares_held, source, as_of_date FROM collected_meta_etf"
+                     " ORDER BY etf, weight DESC")
+    assert meta == [(e, yahoo(s), s, w / 100, float(h), "ssga", fake_yahoo.sponsor_as_of) for e in sorted(SECTOR_ETFS)
+                    for s, _, w, h in constituents_for(e)]
+    assert "3 cash/futures line(s) left out" in result.stdout
+
+    # Stage 3: sectors, then the top two sectors' stocks, with the inputs of every ranking.
+    sectors = hand_ranked(fake_yahoo, list(SECTOR_ETFS), AS_OF)
+    stored = rows(dsn, 'SELECT "window", ticker, start_date, start_adj_close, own_return, benchmark_return, relative_return, rank'
+                       " FROM analytics_trending_sectors WHERE as_of_date = %s ORDER BY 1, rank", (AS_OF,))
+    days = sessions_back(21, AS_OF)
+    for w, ranked in sectors.items():
+        got = [r[1:] for r in stored if r[0] == w]
+        assert [(t, k) for t, *_, k in got] == [(t, k + 1) for k, (t, *_) in enumerate(ranked)]
+        for (t, start, start_adj, own, spy, rel, _), (_, e_own, e_spy, e_rel) in zip(got, ranked, strict=True):
+            assert start == days[-1 - w] and start_adj == fake_yahoo.bar(t, start)["adj_close"]
+            assert (own, spy, rel) == pytest.approx((e_own, e_spy, e_rel), rel=1e-12)
+    top2 = [t for t, *_ in sectors[20][:2]]
+    ranked_stocks = rows(dsn, 'SELECT sector_etf, ticker, relative_return, rank FROM analytics_trending_stocks'
+                              ' WHERE as_of_date = %s AND "window" = 20 ORDER BY sector_etf, rank', (AS_OF,))
+    expected = []
+    seen: set[str] = set()
+    for e in top2:
+        mine = [s for s in members[e] if s not in seen]
+        seen.update(mine)
+        expected += [(e, t, rel, k + 1) for k, (t, _, _, rel) in enumerate(hand_ranked(fake_yahoo, mine, AS_OF)[20])]
+    expected.sort(key=lambda r: (r[0], r[3]))
+    assert [(e, t, k) for e, t, _, k in ranked_stocks] == [(e, t, k) for e, t, _, k in expected]
+    assert [r for *_, r, _ in ranked_stocks] == pytest.approx([r for *_, r, _ in expected], rel=1e-12)
+
+    # Stage 4: every constituent's history.
     history = rows(dsn, "SELECT ticker, count(*) FROM collected_daily_stock_history GROUP BY ticker ORDER BY ticker")
-    assert history == [(s, 25) for s in sorted(stocks)]
-    assert {d for (d,) in rows(dsn, "SELECT DISTINCT trade_date FROM collected_daily_stock_history")} == set(sessions)
-    total = sum(market_cap_for(s) for s in stocks)
-    alloc = rows(dsn, "SELECT ticker, sector_etf, market_cap, weight FROM analytics_portfolio_allocation WHERE as_of_date = '2025-06-30'"
-                      " ORDER BY ticker")
-    assert [(t, e) for t, e, _, _ in alloc] == sorted((h, e) for e in top2 for h, _, _ in holdings_for(e))
-    for t, _, cap, weight in alloc:
-        assert cap == market_cap_for(t) and weight == pytest.approx(market_cap_for(t) / total, rel=1e-12)
-    assert sum(w for *_, w in alloc) == pytest.approx(1.0, abs=1e-12)
-    assert HOLDING_WEIGHTS[0] == meta[0][2]
+    assert history == [(s, 25) for s in every_stock]
 
-    before = {t: table_rows(dsn, t, "*") for t in ("collected_meta_etf", "analytics_portfolio_allocation")}
+    # Stage 5: point-in-time weights = shares known on the date x that date's close.
+    portfolio = list(dict.fromkeys(s for e in top2 for s in members[e]))
+    alloc = rows(dsn, "SELECT ticker, shares_outstanding, shares_as_of, close, price_date, market_cap, portfolio_weight"
+                      " FROM analytics_portfolio_allocation WHERE as_of_date = %s ORDER BY ticker", (AS_OF,))
+    assert [r[0] for r in alloc] == sorted(portfolio) and count == len(portfolio)
+    weights = hand_weights(fake_yahoo, portfolio, AS_OF)
+    for t, shares, shares_as_of, close, price_date, cap, weight in alloc:
+        assert shares == shares_known_on(t, AS_OF) and shares_as_of == dt.date(2025, 6, 1)
+        assert (close, price_date) == (fake_yahoo.bar(t, AS_OF)["close"], AS_OF)
+        assert cap == pytest.approx(shares * close, rel=1e-12) and weight == pytest.approx(weights[t], rel=1e-12)
+
+    # Idempotent: the same rows again, and nothing fetched twice (prices, holdings files, share counts).
+    before = {t: table_rows(dsn, t, "*") for t in ("collected_meta_etf", "analytics_portfolio_allocation", "analytics_trending_stocks")}
     fake_yahoo.reset_log()
-    again = run_cli(PIPE, *FAST, "--top-sectors", "2")  # idempotent: the same rows, no price fetched twice
+    again = run_cli(PIPE, *FAST, "--as-of", AS_OF.isoformat(), "--top-sectors", "2")
     assert again.code == 0, again.stdout + again.stderr
-    assert fake_yahoo.chart_requests() == []
-    assert [r[:4] for r in table_rows(dsn, "collected_meta_etf", "*")] == [r[:4] for r in before["collected_meta_etf"]]
-    assert [r[:5] for r in table_rows(dsn, "analytics_portfolio_allocation", "*")] == \
-        [r[:5] for r in before["analytics_portfolio_allocation"]]
+    assert [e.path for e in fake_yahoo.log if "chart" in e.path or "timeseries" in e.path or e.host == "www.ssga.com"] == []
+    for table, old in before.items():
+        width = {"collected_meta_etf": 5, "analytics_portfolio_allocation": 5, "analytics_trending_stocks": 11}[table]
+        assert [r[:width] for r in table_rows(dsn, table, "*")] == [r[:width] for r in old], table
+
+    # A past as-of date: the share counts known then and that day's closes, never June's.
+    past = run_cli(PIPE, *FAST, "--as-of", PAST.isoformat(), "--top-sectors", "2")
+    assert past.code == 0, past.stdout + past.stderr
+    assert f"no holdings snapshot on or before {PAST}" in past.stdout  # the only file is from June: said so
+    past_top = [t for t, *_ in hand_ranked(fake_yahoo, list(SECTOR_ETFS), PAST)[20][:2]]
+    past_stocks = list(dict.fromkeys(s for e in past_top for s in members[e]))
+    past_weights = dict(rows(dsn, "SELECT ticker, portfolio_weight FROM analytics_portfolio_allocation WHERE as_of_date = %s", (PAST,)))
+    assert past_weights == pytest.approx(hand_weights(fake_yahoo, past_stocks, PAST), rel=1e-12)
+    assert past_weights != pytest.approx(hand_weights(fake_yahoo, past_stocks, AS_OF), rel=1e-9)
+    assert rows(dsn, DOC_QUERIES[3]) == [("Portfolio Allocation", 2, AS_OF)]
+    assert [(d, round(float(w), 12)) for d, _, w in rows(dsn, DOC_QUERIES[4])] == [(AS_OF, 1.0), (PAST, 1.0)]
 
 
-@pytest.mark.parametrize("stage,first", [("trending", "stage 1 (etf-ohlc)"), ("stock-history", "stage 3 (trending)"),
+def test_a_fund_whose_sponsor_file_fails_falls_back_to_yahoo_and_says_so(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo) -> None:
+    fake_yahoo.sponsor_files["XLK"] = 404
+    fake_yahoo.sponsor_files["XLV"] = b"<html>Access denied</html>"  # served as the file: retried, then the fallback
+    result = run_cli(PIPE, *FAST, "--as-of", AS_OF.isoformat(), "--stages", "etf-holdings", "--max-retries", "1")
+    assert result.code == 1, result.stdout + result.stderr
+    assert "XLK: 5 stocks, Yahoo's top 5 holdings only: the sponsor's file failed (holdings file: HTTP 404)" in result.stdout
+    assert "XLV: 5 stocks, Yahoo's top 5 holdings only" in result.stdout
+    got = rows(dsn, "SELECT etf, holding, source, shares_held FROM collected_meta_etf WHERE etf IN ('XLK', 'XLV', 'XLB')"
+                    " ORDER BY etf, weight DESC")
+    assert got == ([("XLB", yahoo(s), "ssga", float(h)) for s, _, _, h in constituents_for("XLB")]
+                   + [(e, h, "yahoo", None) for e in ("XLK", "XLV") for h, _, _ in holdings_for(e)])
+
+
+@pytest.mark.parametrize("stage,first", [("trending", "stage 1 (etf-ohlc)"), ("stock-history", "stage 2 (etf-holdings)"),
                                           ("allocation", "stage 3 (trending)")])
 def test_a_stage_without_its_inputs_names_the_stage_to_run_first(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo,
                                                                  stage: str, first: str) -> None:
-    result = run_cli(PIPE, *FAST, "--stages", stage)
+    result = run_cli(PIPE, *FAST, "--as-of", AS_OF.isoformat(), "--stages", stage)
     assert result.code == 2, result.stdout + result.stderr
     assert f"run {first}" in result.stdout
     assert fake_yahoo.log == []
 
 
-def test_allocation_needs_the_stock_history_and_each_stage_runs_alone(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo) -> None:
-    assert run_cli(PIPE, *FAST, "--stages", "1,2,3").code == 0
-    missing = run_cli(PIPE, *FAST, "--stages", "allocation")
-    assert missing.code == 2 and "run stage 4 (stock-history) first" in missing.stdout
-    assert run_cli(PIPE, *FAST, "--stages", "stock-history").code == 0
-    assert run_cli(PIPE, *FAST, "--stages", "allocation").code == 0
-    assert rows(dsn, "SELECT round(sum(weight)::numeric, 12) FROM analytics_portfolio_allocation") == [(1,)]
-
-
 def test_rate_limit_stops_and_prints_how_to_resume_from_that_stage(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo) -> None:
-    fake_yahoo.rate_limit_after = 12  # the ETF stage's charts pass; the holdings stage meets the 429
-    result = run_cli(PIPE, *FAST, "--stages", "all", "--rate-limit-sleep", "60")
+    fake_yahoo.rate_limit_after = 13  # the 12 ETF charts and QQQ's pass; the top sectors' stocks meet the 429
+    result = run_cli(PIPE, *FAST, "--as-of", AS_OF.isoformat(), "--stages", "all", "--rate-limit-sleep", "60")
     assert result.code == 75, result.stdout + result.stderr
-    assert "--stages etf-holdings,trending,stock-history,allocation --as-of 2025-06-30" in result.stdout
-    assert rows(dsn, "SELECT count(*) FROM analytics_trending_sectors") == [(0,)]
+    assert "--stages trending,stock-history,allocation --as-of 2025-06-30" in result.stdout
+    assert rows(dsn, "SELECT count(*) FROM analytics_trending_stocks") == [(0,)]
+    assert rows(dsn, "SELECT count(DISTINCT ticker) FROM collected_daily_benchmark_ohlc") == [(2,)]
+
+
+def test_the_daily_quota_stops_a_run_with_the_time_to_resume(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo) -> None:
+    result = run_cli(PIPE, *FAST, "--as-of", AS_OF.isoformat(), "--stages", "etf-ohlc", "--daily-quota", "3")
+    assert result.code == 75, result.stdout + result.stderr
+    assert "daily quota of 3 requests for 'yahoo' used up" in result.stdout
+    assert len(fake_yahoo.log) == 3  # cookie, crumb and one chart: then nothing
+    stored = rows(dsn, "SELECT day_count FROM rate_budgets WHERE name = 'yahoo'")
+    assert stored == [(3,)]
 
 
 def test_dry_run_says_what_each_stage_would_do_and_writes_nothing(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo) -> None:
-    result = run_cli(PIPE, *FAST, "--dry-run")
+    result = run_cli(PIPE, *FAST, "--as-of", AS_OF.isoformat(), "--dry-run")
     assert result.code == 2, result.stdout + result.stderr  # stages 3-5 lack inputs that the earlier stages would make
-    assert "would fetch the top holdings of 11 sector ETFs" in result.stdout
+    assert "would read the sponsor's holdings files of 11 sector funds: 0 fresh in the cache, 11 to download" in result.stdout
     assert "run stage 1 (etf-ohlc)" in result.stdout
     assert fake_yahoo.log == []
     assert table_rows(dsn, "collected_daily_etf_ohlc") == []
+
+
+def test_stage_four_dry_run_counts_the_requests_for_the_whole_universe(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo) -> None:
+    assert run_cli(PIPE, *FAST, "--as-of", AS_OF.isoformat(), "--stages", "etf-holdings").code == 0
+    fake_yahoo.reset_log()
+    result = run_cli(PIPE, *FAST, "--as-of", AS_OF.isoformat(), "--stages", "stock-history", "--dry-run", "--rate", "60/min")
+    assert result.code == 0, result.stdout + result.stderr
+    assert "65 stocks in 11 sector funds" in result.stdout
+    # batched: one request per distinct range after cookie and crumb; at 60/min, (3 - 1) seconds at least
+    assert "Rate budget 'yahoo': 60/min; 3 request(s) need at least 2 s" in result.stdout
+    assert fake_yahoo.log == []
 
 
 def test_bad_stage_is_exit_2(run_cli: CliRunner) -> None:

@@ -98,7 +98,8 @@ def test_every_deployment_in_prefect_yaml_starts_and_finishes_through_a_worker(d
     tree = make_tree(tmp_path / "observer", files=1, minutes_per_file=1)
     runs = {
         "daily-pipeline/weekdays-0900-utc": {"stages": ["etf-ohlc", "etf-holdings", "trending"], "as_of": "2025-06-30", "days": 21,
-                                             "delay": 0.0, "rate": "100000/min", "cache_dir": cache},
+                                             "delay": 0.0, "rate": "100000/min", "holdings_rate": "100000/min", "cache_dir": cache},
+        "daily-pipeline/retention-daily-0600-utc": {"keep_realtime_days": 99_999, "keep_daily_days": 99_999},  # keeps the others' rows
         "staggered-sector-backfill/weekly-saturday-0600-utc": {"tickers": ["XLK", "XLV"], "days": 5, "end_date": END,
                                                                "delay_minutes": 0.001, "cache_dir": cache},
         "event-valuation/daily-2230-utc": {"import_csv": str(events), "as_of": "2025-06-30", "delay": 0.0, "cache_dir": cache,
@@ -114,6 +115,7 @@ def test_every_deployment_in_prefect_yaml_starts_and_finishes_through_a_worker(d
                                                                                            (tmp_path / "worker.log").read_text()[-4000:])
     with psycopg.connect(dsn) as conn:
         assert conn.execute("SELECT count(*) FROM analytics_trending_sectors").fetchone() == (33,)
+        assert conn.execute("SELECT count(DISTINCT ticker) FROM analytics_trending_stocks").fetchone() == (3 * 6,)
         assert conn.execute("SELECT valuation_status FROM txn_events").fetchall() == [("ok",)]
         assert conn.execute("SELECT count(*) FROM scalp_ticks").fetchone() == (len(tree.all_ticks()),)
     staggered = [r for r in table_rows(dsn, "collected_daily_etf_ohlc") if r[0] in ("XLK", "XLV") and r[1] > dt.date(2025, 6, 30)]

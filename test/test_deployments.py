@@ -12,6 +12,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 STATED = {  # deployment name → (flow name, cron): what the issue and README promise
     "weekdays-0900-utc": ("daily-pipeline", "0 9 * * 1-5"),
+    "retention-daily-0600-utc": ("daily-pipeline", "0 6 * * *"),
     "weekly-saturday-0600-utc": ("staggered-sector-backfill", "0 6 * * 6"),
     "daily-2230-utc": ("event-valuation", "30 22 * * *"),
     "every-10-minutes": ("jsonl-ingest", "*/10 * * * *"),

@@ -108,6 +108,13 @@ def test_the_key_stays_out_of_output_and_cache(run_cli: CliRunner, dsn: str, fak
     files = list(cache.rglob("fmp_http_cache*"))
     assert files and all(KEY.encode() not in f.read_bytes() for f in files)
     assert any(b"income-statement" in f.read_bytes() for f in files)  # the cache does hold the answers
+    import json
+    import sqlite3
+
+    (db_file,) = [f for f in files if f.suffix == ".sqlite"]
+    with sqlite3.connect(db_file) as cached:
+        values = [v for (v,) in cached.execute("SELECT value FROM responses")]
+    assert values and all(json.loads(v) for v in values)  # stored as JSON: nothing on disk is ever unpickled
     with psycopg.connect(dsn) as conn:
         dumped = str(conn.execute("SELECT * FROM backfill_runs").fetchall()) + str(conn.execute("SELECT * FROM rate_budgets").fetchall())
     assert KEY not in dumped

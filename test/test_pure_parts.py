@@ -90,14 +90,34 @@ def test_every_bat_file_sets_up_through_one_script_and_runs_a_console_script() -
 
 
 def test_parse_stages_takes_names_numbers_and_all_in_pipeline_order() -> None:
-    from tasks.pipeline.stages import STAGES, parse_stages
+    from tasks.pipeline.options import STAGES, parse_stages
 
     assert parse_stages("5, trending") == ("trending", "allocation")
-    assert parse_stages("ALL") == STAGES
+    assert parse_stages("ALL") == STAGES and "retention" not in STAGES
     assert parse_stages("4,4,stock-history") == ("stock-history",)
-    for bad in ("6", "0", "trend", ",", ""):
+    assert parse_stages("retention,1") == ("etf-ohlc", "retention") == parse_stages("6,etf-ohlc")
+    for bad in ("7", "0", "trend", ",", ""):
         with pytest.raises(BadInput):
             parse_stages(bad)
+
+
+def test_the_sponsor_file_gives_every_stock_with_its_shares_and_yahoo_spelling_and_drops_cash_and_futures() -> None:
+    from tasks.sources.ssga import MalformedHoldingsFile, parse_holdings_file
+    from test.fake_yahoo import constituents_for, holdings_file
+
+    stocks = constituents_for("XLF")
+    got = parse_holdings_file(holdings_file("XLF", dt.date(2025, 6, 27)), "XLF")
+    assert got.as_of == dt.date(2025, 6, 27) and got.skipped == 3  # money market, cash, futures
+    expected = sorted(((s.replace(".", "-"), s, n, w / 100, float(h)) for s, n, w, h in stocks), key=lambda r: -r[3])
+    assert [tuple(r) for r in got.holdings.itertuples(index=False)] == expected
+    assert "BRK-B" in set(got.holdings["holding"]) and "BRK.B" in set(got.holdings["sponsor_symbol"])
+    with pytest.raises(MalformedHoldingsFile, match="for XLF, not XLK"):
+        parse_holdings_file(holdings_file("XLF", dt.date(2025, 6, 27)), "XLK")
+    for garbage in (b"", b"<html>Access denied</html>", b"PK\x03\x04broken zip"):
+        with pytest.raises(MalformedHoldingsFile):
+            parse_holdings_file(garbage, "XLF")
+    with pytest.raises(MalformedHoldingsFile, match="no stock"):
+        parse_holdings_file(holdings_file("XLF", dt.date(2025, 6, 27), stocks=[]), "XLF")
 
 
 def test_cap_weights_are_proportional_and_sum_to_one() -> None:

@@ -1,8 +1,11 @@
-"""Top holdings of the sector ETFs (``collected_meta_etf``): fetched per fund, stored per as-of date."""
+"""Sector fund holdings (``collected_meta_etf``): one snapshot per fund and date, from the sponsor's
+daily file (every constituent, with the shares the fund holds) or, as a fallback, Yahoo's top holdings."""
 
 from __future__ import annotations
 
 import datetime as dt
+import math
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -12,40 +15,64 @@ from tasks.core.db import database_errors
 from tasks.core.errors import BadInput
 from tasks.core.tickers import validate_ticker
 
+SPONSOR = "ssga"
+FALLBACK = "yahoo"
 
-def store_holdings(conn: psycopg.Connection[Any], etf: str, as_of: dt.date, holdings: pd.DataFrame) -> int:
-    """Replace ``etf``'s holdings for ``as_of`` with ``holdings`` (holding, name, weight) in one transaction.
 
-    Holdings whose symbol is not a valid ticker are dropped (funds list cash lines and the like).
+def store_holdings(conn: psycopg.Connection[Any], etf: str, as_of: dt.date, holdings: pd.DataFrame, source: str) -> int:
+    """Replace ``etf``'s snapshot for ``as_of`` with ``holdings`` in one transaction; returns the rows written.
+
+    ``holdings``: ``holding, name, weight`` (a fraction), and from the sponsor also ``sponsor_symbol``
+    and ``shares_held``. Symbols that are not valid tickers are dropped.
 
     Raises:
         StoreError: nothing was written.
     """
     rows = []
-    for holding, name, weight in holdings[["holding", "name", "weight"]].itertuples(index=False):
+    for record in holdings.to_dict("records"):
         try:
-            rows.append((etf, as_of, validate_ticker(str(holding)), str(name), float(weight)))
+            symbol = validate_ticker(str(record["holding"]))
         except BadInput:
             continue
+        shares = record.get("shares_held")
+        shares = None if shares is None or (isinstance(shares, float) and math.isnan(shares)) else float(shares)
+        rows.append((etf, as_of, symbol, str(record["name"]), float(record["weight"]), record.get("sponsor_symbol"), shares, source))
     with database_errors(f"writing {etf} holdings failed"):
         with conn.transaction():
             conn.execute("DELETE FROM collected_meta_etf WHERE etf = %s AND as_of_date = %s", (etf, as_of))
             with conn.cursor() as cur:
-                cur.executemany("INSERT INTO collected_meta_etf (etf, as_of_date, holding, holding_name, weight)"
-                                " VALUES (%s, %s, %s, %s, %s)",
-                                rows)
+                cur.executemany("INSERT INTO collected_meta_etf (etf, as_of_date, holding, holding_name, weight, sponsor_symbol,"
+                                " shares_held, source) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)", rows)
     return len(rows)
 
 
-def latest_holdings(conn: psycopg.Connection[Any], etfs: list[str], as_of: dt.date) -> dict[str, list[tuple[str, float]]]:
-    """Each fund's holdings (symbol, weight) from its latest snapshot on or before ``as_of``, heaviest first."""
+@dataclass(frozen=True)
+class Snapshot:
+    """A fund's holdings as used for an as-of date: ``(symbol, weight)`` heaviest first."""
+
+    etf: str
+    as_of: dt.date  # the snapshot's own date
+    source: str
+    holdings: list[tuple[str, float]]
+
+
+def latest_holdings(conn: psycopg.Connection[Any], etfs: list[str] | tuple[str, ...], as_of: dt.date) -> dict[str, Snapshot]:
+    """Each fund's latest snapshot on or before ``as_of``; a fund with none before it gets its earliest
+    later snapshot (a past as-of date run today has only today's file: its ``as_of`` says so)."""
     rows = conn.execute(
-        "SELECT m.etf, m.holding, m.weight FROM collected_meta_etf m"
-        " JOIN (SELECT etf, max(as_of_date) AS d FROM collected_meta_etf WHERE etf = ANY(%s) AND as_of_date <= %s GROUP BY etf) l"
+        "SELECT m.etf, m.as_of_date, m.source, m.holding, m.weight FROM collected_meta_etf m"
+        " JOIN (SELECT etf, coalesce(max(as_of_date) FILTER (WHERE as_of_date <= %(d)s), min(as_of_date)) AS d"
+        "       FROM collected_meta_etf WHERE etf = ANY(%(etfs)s) GROUP BY etf) l"
         " ON m.etf = l.etf AND m.as_of_date = l.d ORDER BY m.etf, m.weight DESC, m.holding",
-        (etfs, as_of),
+        {"etfs": list(etfs), "d": as_of},
     )
-    out: dict[str, list[tuple[str, float]]] = {}
-    for etf, holding, weight in rows:
-        out.setdefault(etf, []).append((holding, float(weight)))
-    return out
+    grouped: dict[str, tuple[dt.date, str, list[tuple[str, float]]]] = {}
+    for etf, day, source, holding, weight in rows:
+        grouped.setdefault(etf, (day, source, []))[2].append((holding, float(weight)))
+    return {etf: Snapshot(etf, day, source, items) for etf, (day, source, items) in grouped.items()}
+
+
+def later_snapshots(snapshots: dict[str, Snapshot], as_of: dt.date) -> str | None:
+    """A note when some snapshot postdates ``as_of`` (holdings known only later), else None."""
+    late = sorted(f"{s.etf} {s.as_of}" for s in snapshots.values() if s.as_of > as_of)
+    return f"no holdings snapshot on or before {as_of} for {', '.join(late)}: the later one is used" if late else None

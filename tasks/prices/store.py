@@ -21,7 +21,8 @@ from tasks.core.types import BAR_COLUMNS, StoreCounts
 
 ETF_TABLE = "collected_daily_etf_ohlc"
 STOCK_TABLE = "collected_daily_stock_history"
-BAR_TABLES = (ETF_TABLE, STOCK_TABLE)
+BENCHMARK_TABLE = "collected_daily_benchmark_ohlc"
+BAR_TABLES = (ETF_TABLE, STOCK_TABLE, BENCHMARK_TABLE)
 
 
 @cache

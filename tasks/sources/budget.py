@@ -31,6 +31,7 @@ from tasks.core.sql_files import statement
 
 DEFAULT_NAME = "yahoo"
 DEFAULT_RATE = "300/min"
+DEFAULT_DAILY_QUOTA = 48_000  # Yahoo's published daily limit (the pipeline's source document)
 CLIMB_AFTER = 50  # requests granted without a 429 before the rate climbs
 CLIMB_FACTOR = 1.1
 BACKOFF_FACTOR = 0.5

@@ -52,7 +52,7 @@ class FmpClient:
 
     Args:
         api_key: the FMP key (never logged, never cached).
-        cache_dir: where ``fmp_http_cache.sqlite`` lives.
+        cache_dir: where ``fmp_http_cache_json.sqlite`` lives (responses stored as JSON: never unpickled).
         budget: the ``fmp`` budget (None: no pacing, for tests of the parsing only).
         base_url: API root (tests point it at a fake on loopback).
     """
@@ -71,8 +71,8 @@ class FmpClient:
 
         Path(cache_dir).mkdir(parents=True, exist_ok=True)
         self.session = requests_cache.CachedSession(
-            str(Path(cache_dir) / "fmp_http_cache"), backend="sqlite", expire_after=CACHE_TTL, allowable_codes=(200,),
-            ignored_parameters=["apikey"], match_headers=False, stale_if_error=False,
+            str(Path(cache_dir) / "fmp_http_cache_json"), backend="sqlite", serializer="json",  # never pickle from disk
+            expire_after=CACHE_TTL, allowable_codes=(200,), ignored_parameters=["apikey"], match_headers=False, stale_if_error=False,
         )
         self.network_requests = 0
         self.cached_requests = 0

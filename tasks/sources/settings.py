@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from tasks.sources.budget import DEFAULT_NAME, DEFAULT_RATE, RateBudget, parse_rate, rate_param
+from tasks.sources.budget import DEFAULT_DAILY_QUOTA, DEFAULT_NAME, DEFAULT_RATE, RateBudget, parse_rate, rate_param
 from tasks.sources.cache import DownloadCache
 from tasks.sources.spacing import RateLimiter
 from tasks.sources.yahoo import YahooSource
@@ -23,6 +23,7 @@ class SourceSettings:
         delay: minimum seconds between two requests of this run (on top of the shared budget).
         rate_per_min: the shared budget's rate; lowered after a 429 and learned across runs.
         rate_budget: the shared budget's name; runs with the same name share it.
+        daily_quota: requests the budget grants per UTC day (None: no quota).
         rate_limit_sleep: first cool-down after a 429, seconds (doubles while a block lasts).
         max_retries: retries for transient failures only (timeouts, 5xx, resets), never a 429.
         retry_wait: first backoff before a retry, seconds (doubles, with jitter).
@@ -34,6 +35,7 @@ class SourceSettings:
     delay: float = 5.0
     rate_per_min: float = parse_rate(DEFAULT_RATE)
     rate_budget: str = DEFAULT_NAME
+    daily_quota: int | None = DEFAULT_DAILY_QUOTA
     rate_limit_sleep: float = 900.0
     max_retries: int = 3
     retry_wait: float = 1.0
@@ -41,7 +43,7 @@ class SourceSettings:
 
     def budget(self, dsn: str) -> RateBudget:
         """The shared request budget every Yahoo request of this run takes a slot from."""
-        return RateBudget(dsn, self.rate_budget, per_min=self.rate_per_min, cooldown_s=self.rate_limit_sleep)
+        return RateBudget(dsn, self.rate_budget, per_min=self.rate_per_min, cooldown_s=self.rate_limit_sleep, daily_cap=self.daily_quota)
 
     def source(self, budget: RateBudget | None, *, delay: float | None = None) -> YahooSource:
         """A Yahoo source paced by ``delay`` (default: ``self.delay``) and the shared ``budget``."""

@@ -35,7 +35,7 @@ from tasks.sources.spacing import RateLimiter
 
 log = logging.getLogger("backfill.source")
 
-_SYMBOL_PATH = re.compile(r"/(?:v8/finance/chart|v10/finance/quoteSummary)/([^/?]+)")
+_SYMBOL_PATH = re.compile(r"/(?:v8/finance/chart|v10/finance/quoteSummary|ws/fundamentals-timeseries/v1/finance/timeseries)/([^/?]+)")
 _configured_dir: Path | None = None
 _configure_lock = threading.Lock()
 
@@ -303,13 +303,13 @@ class YahooSource:
         """
         return self._retrying()(self._holdings_once, symbol)
 
-    def market_cap(self, symbol: str) -> float:
-        """The current market capitalization of ``symbol`` (three requests: yfinance's ``info``).
+    def shares_history(self, symbol: str, start: dt.date, end: dt.date) -> list[tuple[dt.date, float]]:
+        """Shares outstanding as Yahoo reported them between ``start`` and ``end`` (date, shares), oldest first.
 
         Raises:
-            RateLimited, SourceError: as for ``fund_holdings``.
+            RateLimited, SourceError: as for ``fund_holdings``; SourceError also when Yahoo has no figure.
         """
-        return float(self._retrying()(self._market_cap_once, symbol))
+        return list(self._retrying()(self._shares_once, symbol, start, end))
 
     def _ask(self, symbol: str, what: Callable[[Any], Any]) -> Any:
         """One yfinance call for ``symbol`` with our error translation."""
@@ -341,12 +341,27 @@ class YahooSource:
             raise TransientSourceError(symbol, f"malformed fund data: {exc}") from exc
         return frame
 
-    def _market_cap_once(self, symbol: str) -> float:
-        info = self._ask(symbol, lambda t: t.info)
-        cap = info.get("marketCap") if isinstance(info, dict) else None
-        if not isinstance(cap, (int, float)) or cap <= 0:
-            raise SourceError(symbol, "no market cap")
-        return float(cap)
+    def _shares_once(self, symbol: str, start: dt.date, end: dt.date) -> list[tuple[dt.date, float]]:
+        def shares(ticker: Any) -> Any:
+            if _us_listed(symbol):
+                ticker._tz = NY_TZ  # skip yfinance's timezone probe, as for history
+            return ticker.get_shares_full(start=start.isoformat(), end=next_day(end).isoformat())
+
+        series = self._ask(symbol, shares)
+        if series is None or len(series) == 0:
+            raise SourceError(symbol, "no shares-outstanding history")
+        by_day: dict[dt.date, float] = {}
+        try:
+            for stamp, value in series.items():
+                count = float(value)
+                if not (count > 0 and count < 1e13):  # NaN, zero, negative or absurd: not a share count
+                    continue
+                by_day[pd.Timestamp(stamp).date()] = count  # later figures of a day win
+        except (TypeError, ValueError) as exc:
+            raise TransientSourceError(symbol, f"malformed shares data: {exc}") from exc
+        if not by_day:
+            raise SourceError(symbol, "no plausible shares-outstanding figure")
+        return sorted(by_day.items())
 
     def _to_result(self, request: FetchRequest, frame: pd.DataFrame) -> FetchResult:
         try:
