@@ -1,13 +1,18 @@
 """Coverage report: what is stored, what is missing, what is due, per ticker and table.
 
     backfill-status [--days 60] [--table all] [--tickers SPY,XLK] [--json] [--plot coverage.png]
+    backfill-status --jsonl [--start-date D] [--end-date D] [--json]
 
-Exit code 0 when the requested range has no gaps, 1 when it has (so a scheduler can alert),
-2 on bad input. Reads only: nothing is written, not even a migration.
+Daily bars: exit code 0 when the requested range has no gaps, 1 when it has (so a scheduler can
+alert). ``--jsonl``: the scalp data's coverage per symbol and UTC day (minutes below 0.8) and
+the critical gaps per day, exit 1 when there is any. 2 on bad input. Reads only: nothing is
+written, not even a migration.
 """
 
 from __future__ import annotations
 
+import argparse
+import datetime as dt
 import json
 import os
 import sys
@@ -19,10 +24,11 @@ from tasks.core.calendar import MAX_DAYS, last_closed_session, sessions_back
 from tasks.core.db import default_pgdata, open_database, resolve_dsn
 from tasks.core.errors import BadInput
 from tasks.core.tickers import parse_ticker_list
+from tasks.jsonl.coverage import LOW_COVERAGE, Coverage, range_coverage
 from tasks.prices.coverage_report import coverage_report, format_table, plot_heatmap
-from tasks.prices.store import ETF_TABLE, STOCK_TABLE
+from tasks.prices.store import BENCHMARK_TABLE, ETF_TABLE, STOCK_TABLE
 
-TABLES = {"etf": [ETF_TABLE], "stock": [STOCK_TABLE], "all": [ETF_TABLE, STOCK_TABLE]}
+TABLES = {"etf": [ETF_TABLE], "stock": [STOCK_TABLE], "benchmark": [BENCHMARK_TABLE], "all": [ETF_TABLE, STOCK_TABLE, BENCHMARK_TABLE]}
 
 
 def build_parser() -> ArgumentParser:
@@ -34,6 +40,9 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--table", choices=sorted(TABLES), default="all", help="etf, stock or all (default: %(default)s)")
     p.add_argument("--tickers", help="comma-separated tickers (default: every ticker stored); a ticker never stored shows as all gaps")
     p.add_argument("--json", action="store_true", help="print the report as JSON (one object) instead of a table")
+    p.add_argument("--jsonl", action="store_true", help=f"instead: the JSONL scalp data's coverage per symbol and UTC day from "
+                   f"--start-date (default: --days before the end) to --end-date (default: today): minutes below {LOW_COVERAGE}, "
+                   "and critical gaps (>= 60 s) per day")
     p.add_argument("--plot", type=Path, metavar="FILE.png", help="also draw a coverage heatmap (tickers x sessions) to this PNG")
     return p
 
@@ -43,6 +52,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def body() -> int:
         ns = build_parser().parse_args(args)
+        if ns.jsonl:
+            return jsonl_report(ns)
         end = ns.end_date or last_closed_session()
         start = ns.start_date or sessions_back(ns.days, end)[0]
         if start > end:
@@ -68,6 +79,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_SOME_FAILED if report.has_gaps else EXIT_OK
 
     return run_cli(body)
+
+
+def jsonl_report(ns: argparse.Namespace) -> int:
+    end = ns.end_date or dt.datetime.now(dt.UTC).date()
+    start = ns.start_date or end - dt.timedelta(days=ns.days - 1)
+    if start > end:
+        raise BadInput(f"--start-date {start} is after the end date {end}")
+    dsn = resolve_dsn(os.environ.get("DATABASE_URL"), default_pgdata())
+    conn = open_database(dsn, default_pgdata(), dry_run=True)
+    try:
+        coverage = range_coverage(conn, start, end)
+    finally:
+        conn.rollback()
+        conn.close()
+    if ns.json:
+        print(json.dumps({"start": start.isoformat(), "end": end.isoformat(), **coverage.as_dict()}, indent=2))
+    else:
+        print("\n".join(format_jsonl(coverage, start, end)))
+    return EXIT_SOME_FAILED if coverage.alarming else EXIT_OK
+
+
+def format_jsonl(coverage: Coverage, start: dt.date, end: dt.date) -> list[str]:
+    out = [f"JSONL scalp coverage {start} .. {end} (UTC days; minutes below {LOW_COVERAGE} of 120 ticks a minute)",
+           f"{'symbol':<12} {'day':<10} {'minutes':>8} {'low':>6} {'lowest':>7}"]
+    out += [f"{d.symbol:<12} {d.day.isoformat():<10} {d.minutes:>8,} {d.low:>6,} {d.lowest:>7.3f}" for d in coverage.days]
+    out += coverage.lines(limit=1000)
+    return out
 
 
 if __name__ == "__main__":

@@ -54,7 +54,8 @@ SCHEDULES: list[tuple[Any, str, str, dict[str, Any]]] = [
     (staggered_sector_backfill, "weekly-saturday-0600-utc", "0 6 * * 6",
      defaults(staggered_flow.PARAMS, skip_existing=True, args=["--skip-existing"])),
     (event_valuation, "daily-2230-utc", "30 22 * * *", defaults(valuation_flow.PARAMS)),
-    (jsonl_ingest, "every-10-minutes", "*/10 * * * *", defaults(jsonl_flow.PARAMS)),
+    (jsonl_ingest, "every-10-minutes", "*/10 * * * *",  # the source document's layout
+     defaults(jsonl_flow.PARAMS, swing="config/observer/swing", scalp="config/observer/scalp", gaps="logs/system/gap_*.jsonl")),
 ]
 
 

@@ -1,8 +1,9 @@
 """Bulk JSONL ingestion: swing bars, scalp ticks and gaps into PostgreSQL, plus 1-minute bars.
 
-    python -m flows.jsonl_ingest --root DIR          (console script: jsonl-ingest)
+    jsonl-ingest --root DIR                                   (DIR/swing, DIR/scalp, DIR/system)
+    jsonl-ingest --swing config/observer/swing --scalp config/observer/scalp --gaps 'logs/system/gap_*.jsonl'
 
-Steps (``tasks/jsonl/ingest.py``): find the files under the root → plan each against its
+Steps (``tasks/jsonl/ingest.py``): find the files (``tasks/jsonl/files.py``) → plan each against its
 checkpoint (skip, new, append, reload) → load the file groups over ``--concurrency`` worker
 processes (``load-files`` Prefect tasks on a bounded thread pool when orchestrated), each file in
 batches that commit with its checkpoint → the summary (rejects, reloads, failures).
@@ -19,14 +20,22 @@ from flows.cli import ArgumentParser, int_in, program_name, run_cli, use_prefect
 from flows.params import DRY_RUN, ORCHESTRATE, Param, add_flags, flow_function, flow_values, path_text
 from tasks.core.commands import command_line
 from tasks.core.errors import Outcome
-from tasks.jsonl.files import FilePlan
+from tasks.jsonl.files import FilePlan, Sources
 from tasks.jsonl.ingest import IngestOptions, load_group, run_ingest
 from tasks.jsonl.load import FileResult
 
 FLOW_NAME = "jsonl-ingest"
 MODULE = "flows.jsonl_ingest"
 PARAMS = [
-    Param("root", "config/observer", "the folder holding swing/, scalp/ and system/", type=path_text, metavar="DIR", required=True),
+    Param("root", None, "a folder holding swing/, scalp/ and system/ (searched recursively)", annotation=str | None, type=path_text,
+          metavar="DIR"),
+    Param("swing", None, "swing files: a folder (searched recursively) or a glob; replaces ROOT/swing", annotation=str | None,
+          type=path_text, metavar="PATH"),
+    Param("scalp", None, "scalp files: a folder or a glob; replaces ROOT/scalp", annotation=str | None, type=path_text, metavar="PATH"),
+    Param("gaps", None, "gap logs: a folder or a glob such as 'logs/system/gap_*.jsonl'; replaces ROOT/system", annotation=str | None,
+          type=path_text, metavar="PATH"),
+    Param("fail_on_low_coverage", False, "exit 1 when what the run loaded has minutes below 0.8 coverage or critical gaps "
+          "(>= 60 s)", annotation=bool, action="store_true"),
     Param("concurrency", 4, "file groups loaded at once", annotation=int, type=int_in(1, 64)),
     Param("batch_size", 10_000, "lines per COPY batch and transaction", annotation=int, type=int_in(100, 1_000_000)),
     Param("cache_dir", ".cache", "accepted as by every command; ingestion downloads nothing", type=path_text, flow=False),
@@ -35,18 +44,19 @@ PARAMS = [
 
 
 def options(values: dict[str, Any]) -> IngestOptions:
-    return IngestOptions(Path(values["root"]), concurrency=int(values["concurrency"]), batch_size=int(values["batch_size"]),
-                         dry_run=bool(values.get("dry_run", False)))
+    sources = Sources(Path(values["root"]) if values.get("root") else None, values.get("swing"), values.get("scalp"), values.get("gaps"))
+    return IngestOptions(sources, concurrency=int(values["concurrency"]), batch_size=int(values["batch_size"]),
+                         dry_run=bool(values.get("dry_run", False)), fail_on_low_coverage=bool(values.get("fail_on_low_coverage")))
 
 
-def prefect_mapper(groups: list[list[FilePlan]], dsn: str, root: Path, opts: IngestOptions) -> Iterator[FileResult | tuple[str, str]]:
+def prefect_mapper(groups: list[list[FilePlan]], dsn: str, opts: IngestOptions) -> Iterator[FileResult | tuple[str, str]]:
     """The file groups as ``load-files`` Prefect tasks."""
     from prefect import task, unmapped
     from prefect.cache_policies import NO_CACHE
     from prefect.futures import as_completed
 
     load_task = task(name="load-files", cache_policy=NO_CACHE, persist_result=False)(load_group)
-    futures = load_task.map(unmapped(dsn), unmapped(root), groups, unmapped(opts.batch_size))
+    futures = load_task.map(unmapped(dsn), groups, unmapped(opts.batch_size))
     for future in as_completed(list(futures)):
         yield from future.result()
 
@@ -68,7 +78,8 @@ def build_flow(concurrency: int) -> Any:
 
 
 def build_parser() -> ArgumentParser:
-    parser = ArgumentParser(prog="jsonl-ingest", description="Load swing/, scalp/ and system/gap_*.jsonl files into PostgreSQL.")
+    parser = ArgumentParser(prog="jsonl-ingest", description="Load swing, scalp and gap JSONL files into PostgreSQL: from --root "
+                                                           "DIR, or from --swing/--scalp/--gaps (folders or globs).")
     add_flags(parser, PARAMS)
     return parser
 

@@ -104,7 +104,8 @@ def test_every_deployment_in_prefect_yaml_starts_and_finishes_through_a_worker(d
                                                                "delay_minutes": 0.001, "cache_dir": cache},
         "event-valuation/daily-2230-utc": {"import_csv": str(events), "as_of": "2025-06-30", "delay": 0.0, "cache_dir": cache,
                                            "fundamentals": "none"},
-        "jsonl-ingest/every-10-minutes": {"root": str(tree.root)},
+        "jsonl-ingest/every-10-minutes": {"swing": str(tree.root / "swing"), "scalp": str(tree.root / "scalp"),
+                                          "gaps": str(tree.root / "system" / "gap_*.jsonl")},
     }
     spec = yaml.safe_load((ROOT / "prefect.yaml").read_text(encoding="utf-8"))
     assert {f"{d['entrypoint'].split(':')[1].replace('_', '-')}/{d['name']}" for d in spec["deployments"]} == set(runs)

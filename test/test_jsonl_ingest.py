@@ -54,6 +54,94 @@ def ts(text: str) -> dt.datetime:
     return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
+def test_the_documents_layout_loads_in_one_run_as_a_flat_root_does(run_cli: CliRunner, dsn: str, pg_server_dsn: str,
+                                                                    tmp_path: Path) -> None:
+    """config/observer/{swing,scalp} (files in dated sub-folders) and logs/system/gap_*.jsonl, named by
+    --swing/--scalp/--gaps, load the same rows, with the same provenance keys, as a flat --root."""
+    import shutil
+
+    tree = make_tree(tmp_path / "flat")
+    doc = tmp_path / "doc"
+    for kind in ("swing", "scalp"):
+        for path in sorted((tree.root / kind).iterdir()):
+            nested = doc / "config" / "observer" / kind / path.name[:8] / path.name  # e.g. scalp/20260122/20260122_0930.jsonl
+            nested.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(path, nested)
+    (doc / "logs" / "system").mkdir(parents=True)
+    for path in (tree.root / "system").iterdir():
+        shutil.copy(path, doc / "logs" / "system" / path.name)
+    (doc / "logs" / "system" / "app.log").write_text("not a gap file\n", encoding="utf-8")
+    observer = doc / "config" / "observer"
+    result = run_cli(ING, "--swing", str(observer / "swing"), "--scalp", str(observer / "scalp"),
+                     "--gaps", str(doc / "logs" / "system" / "gap_*.jsonl"))
+    assert result.code == 0, result.stdout + result.stderr
+    nested = snapshot(dsn)
+    assert {r[12].split("/")[1] for r in nested["ticks"]} == {p.name[:8] for p in (tree.root / "scalp").iterdir()}  # keys keep sub-folders
+    with fresh_database(pg_server_dsn) as flat_dsn:
+        assert run_cli(ING, "--root", str(tree.root), env={"DATABASE_URL": flat_dsn}).code == 0
+        flat = snapshot(flat_dsn)
+    def unnest(rows: list[tuple[Any, ...]], at: int) -> list[tuple[Any, ...]]:
+        return sorted((*r[:at], "/".join(p for i, p in enumerate(r[at].split("/")) if i != 1 or not p.isdigit()), *r[at + 1:])
+                      for r in rows)
+    assert unnest(nested["ticks"], 12) == sorted(flat["ticks"]) and unnest(nested["swing"], 10) == sorted(flat["swing"])
+    assert nested["gaps"] == flat["gaps"] and nested["bars"] == flat["bars"] and nested["rejects"] == []
+    assert len(nested["ticks"]) == len(tree.all_ticks()) and len(nested["gaps"]) == 4
+
+    for bad, message in ((["--swing", str(doc / "nope")], "--swing"), ([], "say where the files are")):
+        refused = run_cli(ING, *bad)
+        assert refused.code == 2 and message in refused.stderr + refused.stdout
+
+
+def hand_coverage(ticks: list[dict], skip_newest: bool) -> tuple[int, int, dict[tuple[str, str], int]]:
+    """(minutes judged, minutes below 0.8, low minutes per (symbol, day)) counted from the records."""
+    per: dict[tuple[str, dt.datetime], int] = {}
+    for t in ticks:
+        when = ts(t["event_time"]).replace(second=0, microsecond=0)
+        per[(t["symbol"], when)] = per.get((t["symbol"], when), 0) + 1
+    newest = {s: max(m for (sym, m) in per if sym == s) for s, _ in per}
+    judged = {k: n for k, n in per.items() if not (skip_newest and k[1] == newest[k[0]])}
+    low: dict[tuple[str, str], int] = {}
+    for (sym, minute), n in judged.items():
+        if n / 120 < 0.8:
+            low[(sym, minute.date().isoformat())] = low.get((sym, minute.date().isoformat()), 0) + 1
+    return len(judged), sum(low.values()), low
+
+
+def test_the_summary_and_the_coverage_report_count_low_minutes_and_critical_gaps(run_cli: CliRunner, dsn: str, tmp_path: Path) -> None:
+    tree = make_tree(tmp_path / "data", files=1, minutes_per_file=4)
+    thin = [tick("005930", START + dt.timedelta(minutes=4, seconds=k), k) for k in range(0, 120, 2)]  # 60 ticks: 0.5
+    thin += [tick("005930", START + dt.timedelta(minutes=5, seconds=k / 2), k) for k in range(100)]  # 100 ticks, but the newest
+    write(tree.root / "scalp" / "20260122_0034.jsonl", thin)
+    ticks = tree.all_ticks() + thin
+    minutes, low, per_day = hand_coverage(ticks, skip_newest=True)
+    assert low == 1  # the thin minute; make_tree's own minutes lack one tick in 7 (0.86)
+
+    result = run_cli(ING, "--root", str(tree.root))
+    assert result.code == 0, result.stdout + result.stderr  # warned, not failed
+    assert f"Coverage: {low:,} of {minutes:,} minutes below 0.8" in result.stdout
+    assert "005930 2026-01-22: " + str(per_day[("005930", "2026-01-22")]) in result.stdout
+    # the tree's gaps: 90 s (scalp) and 120 s (swing) on the 22nd, 61 s (scalp) 30 hours later; 5 s is not critical
+    assert "2026-01-22 scalp: 1 (longest 90 s, 90 s in all); 2026-01-22 swing: 1 (longest 120 s" in result.stdout
+    assert "2026-01-23 scalp: 1 (longest 61 s" in result.stdout
+
+    more = [tick("000660", START + dt.timedelta(minutes=m, seconds=k), k) for m in (9, 10) for k in range(0, 60, 3)]
+    write(tree.root / "scalp" / "20260122_0039.jsonl", more)
+    strict = run_cli(ING, "--root", str(tree.root), "--fail-on-low-coverage")
+    assert strict.code == 1, strict.stdout + strict.stderr  # only the new file is judged: minute 9 (minute 10 is the newest)
+    assert "Coverage: 1 of 1 minutes below 0.8 (000660 2026-01-22: 1)" in strict.stdout
+    assert "Critical gaps (>= 60 s): none" in strict.stdout
+    assert run_cli(ING, "--root", str(tree.root), "--fail-on-low-coverage").code == 0  # nothing new, nothing judged
+
+    report = run_cli("flows.backfill_status", "--jsonl", "--start-date", "2026-01-22", "--end-date", "2026-01-23", "--json")
+    assert report.code == 1, report.stdout + report.stderr
+    data = json.loads(report.stdout)
+    r_minutes, r_low, r_per_day = hand_coverage(ticks + more, skip_newest=False)
+    assert (data["minutes"], data["low_minutes"]) == (r_minutes, r_low)
+    assert {(d["symbol"], d["day"]): d["low_minutes"] for d in data["by_symbol_day"] if d["low_minutes"]} == r_per_day
+    assert [(g["day"], g["scope"], g["count"]) for g in data["critical_gaps"]] == [("2026-01-22", "scalp", 1), ("2026-01-22", "swing", 1),
+                                                                                  ("2026-01-23", "scalp", 1)]
+
+
 def test_loads_every_table_with_the_file_values(run_cli: CliRunner, dsn: str, tmp_path: Path) -> None:
     tree = make_tree(tmp_path / "data")
     result = run_cli(ING, "--root", str(tree.root))

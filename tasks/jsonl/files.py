@@ -1,6 +1,13 @@
-"""Finding the JSONL files under a root, and deciding per file what a load must do.
+"""Finding the JSONL files, and deciding per file what a load must do.
 
-Layout: ``swing/YYYYMMDD_HHMM.jsonl``, ``scalp/YYYYMMDD_HHMM.jsonl``, ``system/gap_YYYYMMDD.jsonl``.
+Where they are: under one ``--root`` (``swing/``, ``scalp/``, ``system/``), or each kind on its own
+(``--swing``, ``--scalp``, ``--gaps``: a folder, or a glob such as ``logs/system/gap_*.jsonl``), as
+the source document keeps them (``config/observer/swing/``, ``config/observer/scalp/``,
+``logs/system/``). Folders are searched recursively; names follow ``YYYYMMDD_HHMM.jsonl`` (swing,
+scalp) and ``gap_YYYYMMDD.jsonl`` (a glob may name other ``.jsonl`` files). Links are never
+followed, and only regular files are read. A file's key (its provenance in every table and its
+checkpoint) is ``<swing|scalp|system>/<path under its folder>``, the same whichever way it was found.
+
 A file's checkpoint holds how many bytes (whole lines) are loaded and the SHA-256 of that
 prefix, so a rerun can tell: finished (skip), grown (load from the checkpoint), rewritten
 (reload from the start, after removing what the old content loaded).
@@ -8,9 +15,12 @@ prefix, so a rerun can tell: finished (skip), grown (load from the checkpoint), 
 
 from __future__ import annotations
 
+import glob
 import hashlib
+import os
 import re
 import stat
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -31,11 +41,36 @@ _CHUNK = 1 << 20
 
 @dataclass(frozen=True)
 class JsonlFile:
-    """One data file: its path relative to the root (the provenance key), kind and size now."""
+    """One data file: its key (``<folder>/<path under it>``, the provenance), kind, size now and path."""
 
     rel: str
     kind: Kind
     size: int
+    path: Path
+
+
+@dataclass(frozen=True)
+class Sources:
+    """Where the files are: a root with the three folders, and/or a folder or glob per kind (which wins)."""
+
+    root: Path | None = None
+    swing: str | None = None
+    scalp: str | None = None
+    gaps: str | None = None
+
+    def specs(self) -> list[tuple[Kind, str, str, str]]:
+        """(kind, folder key, flag, folder or glob) for each kind that has a place."""
+        out: list[tuple[Kind, str, str, str]] = []
+        for kind, folder, _ in _PATTERNS:
+            own = {"swing": self.swing, "scalp": self.scalp, "gap": self.gaps}[kind]
+            if own:
+                out.append((kind, folder, f"--{'gaps' if kind == 'gap' else kind}", own))
+            elif self.root is not None:
+                out.append((kind, folder, "--root", str(self.root / folder)))
+        return out
+
+    def describe(self) -> str:
+        return ", ".join(f"{flag} {place}" for _, _, flag, place in self.specs())
 
 
 @dataclass(frozen=True)
@@ -50,35 +85,73 @@ class FilePlan:
         return 0 if self.action == "skip" else self.file.size - self.start_byte
 
 
-def discover(root: Path) -> list[JsonlFile]:
-    """Every data file under ``root`` in load order (by kind, then name: names sort by time).
+def _walk(base: Path) -> Iterator[Path]:
+    """Every entry under ``base``, recursively, never through a link; unreadable folders are skipped."""
+    for folder, dirs, names in os.walk(base, followlinks=False):
+        dirs.sort()
+        for name in sorted(names):
+            yield Path(folder) / name
+
+
+def _regular_size(path: Path) -> int | None:
+    try:
+        info = path.lstat()
+    except OSError:
+        return None
+    return info.st_size if stat.S_ISREG(info.st_mode) else None  # regular files only: no links, FIFOs or devices
+
+
+def _glob_base(pattern: str) -> Path:
+    """The folder a glob starts from: its longest leading part without wildcards."""
+    parts = Path(pattern).parts
+    fixed = [p for p in parts[: next((i for i, p in enumerate(parts) if glob.has_magic(p)), len(parts))]]
+    return Path(*fixed) if fixed else Path(".")
+
+
+def discover(sources: Sources) -> list[JsonlFile]:
+    """Every data file the sources name, in load order (by kind, then key: names sort by time).
 
     Raises:
-        BadInput: ``root`` is not a directory, or holds none of the expected folders.
+        BadInput: no source given; ``--root`` is not a directory or holds none of the folders; a
+            ``--swing``/``--scalp``/``--gaps`` place is neither a folder nor a glob that matches.
     """
-    if not root.is_dir():
-        raise BadInput(f"--root {root} is not a directory")
+    if sources.root is None and not (sources.swing or sources.scalp or sources.gaps):
+        raise BadInput("say where the files are: --root DIR, or --swing/--scalp/--gaps (a folder or a glob)")
+    if sources.root is not None and not sources.root.is_dir():
+        raise BadInput(f"--root {sources.root} is not a directory")
     found: list[JsonlFile] = []
-    for kind, folder, pattern in _PATTERNS:
-        base = root / folder
-        if base.is_symlink() or not base.is_dir():  # links are never followed: they could lead out of the root
-            continue
-        try:
-            entries = sorted(base.iterdir())
-        except OSError:  # an unreadable folder holds nothing we can load
-            continue
-        for path in entries:
-            if not pattern.match(path.name):
+    seen: set[str] = set()
+    any_place = False
+    for kind, folder, flag, place in sources.specs():
+        pattern = next(p for k, _, p in _PATTERNS if k == kind)
+        path = Path(place)
+        if path.is_dir() and not path.is_symlink():
+            any_place = True
+            base, candidates, named = path, _walk(path), True
+        elif glob.has_magic(place):
+            any_place = True
+            base, named = _glob_base(place), False
+            candidates = iter(sorted(Path(p) for p in glob.glob(place, recursive=True)))
+        elif flag == "--root":
+            continue  # a root without this kind's folder: nothing of this kind
+        else:
+            raise BadInput(f"{flag} {place}: not a folder, and not a glob (like logs/system/gap_*.jsonl)")
+        for candidate in candidates:
+            if not (pattern.match(candidate.name) if named else candidate.name.endswith(".jsonl")):
                 continue
-            try:
-                info = path.lstat()
-            except OSError:
+            if not named and not candidate.resolve().is_relative_to(base.resolve()):
+                continue  # a glob through a linked folder that leads elsewhere: not followed
+            size = _regular_size(candidate)
+            if size is None:
                 continue
-            if stat.S_ISREG(info.st_mode):  # regular files only: no links, FIFOs or devices
-                found.append(JsonlFile(f"{folder}/{path.name}", kind, info.st_size))
-    if not found and not any((root / folder).is_dir() for _, folder, _ in _PATTERNS):
-        raise BadInput(f"--root {root} has no swing/, scalp/ or system/ folder")
-    return found
+            rel = f"{folder}/{candidate.relative_to(base).as_posix()}"
+            if rel not in seen:
+                seen.add(rel)
+                found.append(JsonlFile(rel, kind, size, candidate.resolve()))
+    if not found and not any_place:
+        raise BadInput(f"--root {sources.root} has no swing/, scalp/ or system/ folder")
+    order = {kind: i for i, (kind, _, _) in enumerate(_PATTERNS)}
+    return sorted(found, key=lambda f: (order[f.kind], f.rel))
 
 
 def prefix_sha256(path: Path, length: int) -> str:
@@ -95,7 +168,7 @@ def prefix_sha256(path: Path, length: int) -> str:
     return digest.hexdigest()
 
 
-def plan_files(conn: psycopg.Connection[Any], root: Path, files: list[JsonlFile]) -> list[FilePlan]:
+def plan_files(conn: psycopg.Connection[Any], files: list[JsonlFile]) -> list[FilePlan]:
     """Decide per file: new, append (from the checkpoint), reload (earlier content changed) or skip."""
     rows = conn.execute(
         "SELECT source_file, bytes_loaded, lines_loaded, prefix_sha256 FROM jsonl_file_checkpoints WHERE source_file = ANY(%s)",
@@ -109,7 +182,7 @@ def plan_files(conn: psycopg.Connection[Any], root: Path, files: list[JsonlFile]
             plans.append(FilePlan(f, "new"))
             continue
         loaded, lines, sha = cp
-        if f.size < loaded or prefix_sha256(root / f.rel, loaded) != sha:
+        if f.size < loaded or prefix_sha256(f.path, loaded) != sha:
             plans.append(FilePlan(f, "reload"))
         elif f.size == loaded:
             plans.append(FilePlan(f, "skip", loaded, lines))

@@ -11,23 +11,24 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from tasks.core.db import connect, default_pgdata, open_database, resolve_dsn
+from tasks.core.db import connect, database_errors, default_pgdata, open_database, resolve_dsn
 from tasks.core.display import Reporter, format_eta
 from tasks.core.errors import Outcome, PipelineError
 from tasks.core.processes import die_with_parent, start_method
-from tasks.jsonl.files import FilePlan, count_lines, discover, plan_files
+from tasks.jsonl.coverage import Coverage, run_coverage
+from tasks.jsonl.files import FilePlan, Sources, count_lines, discover, plan_files
 from tasks.jsonl.load import FileResult, load_file
 
 
 @dataclass(frozen=True)
 class IngestOptions:
-    root: Path
+    sources: Sources
     concurrency: int = 4
     batch_size: int = 10_000
     dry_run: bool = False
+    fail_on_low_coverage: bool = False
 
 
 def group_plans(plans: list[FilePlan], groups: int) -> list[list[FilePlan]]:
@@ -42,13 +43,13 @@ def group_plans(plans: list[FilePlan], groups: int) -> list[list[FilePlan]]:
     return [b for b in buckets if b]
 
 
-def load_group(dsn: str, root: Path, plans: list[FilePlan], batch_size: int) -> list[FileResult | tuple[str, str]]:
+def load_group(dsn: str, plans: list[FilePlan], batch_size: int) -> list[FileResult | tuple[str, str]]:
     """Load a group's files one after another on one connection; a failing file doesn't stop the rest."""
     out: list[FileResult | tuple[str, str]] = []
     with connect(dsn, autocommit=True) as conn:
         for plan in plans:
             try:
-                out.append(load_file(conn, root, plan, batch_size=batch_size))
+                out.append(load_file(conn, plan, batch_size=batch_size))
             except PipelineError as exc:
                 out.append((plan.file.rel, str(exc)))
     return out
@@ -75,6 +76,15 @@ class IngestTotals:
     @property
     def to_load(self) -> list[FilePlan]:
         return [p for p in self.plans if p.action != "skip"]
+
+    def coverage(self, dsn: str) -> Coverage:
+        """Coverage of what this run loaded (each file from the first line it added)."""
+        start = {p.file.rel: (p.start_line if p.action == "append" else 0) for p in self.plans}
+        loaded = [(r.kind, r.rel, start.get(r.rel, 0) + 1) for r in self.results if r.lines]
+        if not loaded:
+            return Coverage()
+        with connect(dsn, autocommit=True) as conn, database_errors("the coverage check failed (what loaded is kept)"):
+            return run_coverage(conn, loaded)
 
     def lines(self) -> list[str]:
         count = {a: sum(1 for p in self.plans if p.action == a) for a in ("new", "append", "reload", "skip")}
@@ -105,14 +115,14 @@ def _worker_init() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def pool_mapper(groups: list[list[FilePlan]], dsn: str, root: Path, opts: IngestOptions) -> Iterator[FileResult | tuple[str, str]]:
+def pool_mapper(groups: list[list[FilePlan]], dsn: str, opts: IngestOptions) -> Iterator[FileResult | tuple[str, str]]:
     """Worker processes (parsing JSON is CPU work: threads would share one core); forked where the
     platform allows, else spawned. An interrupt (Ctrl+C, SIGTERM to the run or to its whole process
     group) stops every worker at once instead of waiting for the files still queued."""
     context = mp.get_context(start_method())
     pool = cf.ProcessPoolExecutor(max_workers=opts.concurrency, mp_context=context, initializer=_worker_init)
     try:
-        futures = [pool.submit(load_group, dsn, root, g, opts.batch_size) for g in groups]
+        futures = [pool.submit(load_group, dsn, g, opts.batch_size) for g in groups]
         for future in cf.as_completed(futures):
             yield from future.result()
     except BrokenProcessPool:
@@ -142,7 +152,7 @@ def run_ingest(opts: IngestOptions, *, log: Callable[[str], Any] | None = None,
     """Plan, then load every file group; returns the exit code.
 
     Raises:
-        BadInput: a bad root (nothing written).
+        BadInput: bad sources (nothing written).
         StoreError: the database is unreachable.
     """
     def say(text: str) -> None:
@@ -150,17 +160,16 @@ def run_ingest(opts: IngestOptions, *, log: Callable[[str], Any] | None = None,
         if log is not None:
             log(text)
 
-    root = opts.root.resolve()
-    files = discover(root)
+    files = discover(opts.sources)
     dsn = resolve_dsn(os.environ.get("DATABASE_URL"), default_pgdata())
     conn = open_database(dsn, default_pgdata(), dry_run=opts.dry_run)
     try:
-        plans = plan_files(conn, root, files)
+        plans = plan_files(conn, files)
         if opts.dry_run:
             conn.rollback()
             total = 0
             for plan in plans:
-                lines = 0 if plan.action == "skip" else count_lines(root / plan.file.rel, plan.start_byte if plan.action == "append" else 0)
+                lines = 0 if plan.action == "skip" else count_lines(plan.file.path, plan.start_byte if plan.action == "append" else 0)
                 total += lines
                 say(f"  {plan.file.rel:<32} {plan.action:<7} {lines:>10,} lines to load")
             say(f"Would load {total:,} lines from {sum(p.action != 'skip' for p in plans)} of {len(plans)} files")
@@ -170,7 +179,7 @@ def run_ingest(opts: IngestOptions, *, log: Callable[[str], Any] | None = None,
     totals = IngestTotals(plans)
     groups = group_plans(plans, opts.concurrency * 4)
     reporter = Reporter(len(totals.to_load), log=log)
-    outcomes = mapper(groups, dsn, root, opts)
+    outcomes = mapper(groups, dsn, opts)
     try:
         for outcome in outcomes:
             if isinstance(outcome, tuple):
@@ -188,5 +197,8 @@ def run_ingest(opts: IngestOptions, *, log: Callable[[str], Any] | None = None,
         reporter.close()
     for line in totals.lines():
         say(line)
-    failed = totals.failed or any(r.rejected for r in totals.results)
+    coverage = totals.coverage(dsn)
+    for line in coverage.lines():
+        say(line)
+    failed = totals.failed or any(r.rejected for r in totals.results) or (opts.fail_on_low_coverage and coverage.alarming)
     return Outcome.SOME_FAILED if failed else Outcome.DONE

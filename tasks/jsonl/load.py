@@ -16,7 +16,6 @@ import hashlib
 import io
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, BinaryIO
 
 import orjson
@@ -52,7 +51,7 @@ class FileResult:
     rejects: list[tuple[int, str]] = field(default_factory=list)
 
 
-def load_file(conn: psycopg.Connection[Any], root: Path, plan: FilePlan, *, batch_size: int = 10_000) -> FileResult:
+def load_file(conn: psycopg.Connection[Any], plan: FilePlan, *, batch_size: int = 10_000) -> FileResult:
     """Load what ``plan`` says of one file (see module doc); ``conn`` must be in autocommit mode.
 
     Raises:
@@ -63,7 +62,7 @@ def load_file(conn: psycopg.Connection[Any], root: Path, plan: FilePlan, *, batc
     result = FileResult(f.rel, f.kind, plan.action)
     if plan.action == "skip":
         return result
-    path = root / f.rel
+    path = f.path
     got = conn.execute("SELECT pg_try_advisory_lock(%s)", (lock_key(f.rel),)).fetchone()
     if not got or not got[0]:
         result.action = "busy (another run is loading it)"
@@ -73,7 +72,7 @@ def load_file(conn: psycopg.Connection[Any], root: Path, plan: FilePlan, *, batc
         # again, under the lock, on its size now.
         try:
             f = dataclasses.replace(f, size=path.stat().st_size)
-            (plan,) = plan_files(conn, root, [f])
+            (plan,) = plan_files(conn, [f])
         except OSError as exc:  # that file fails; the run goes on with the others
             raise SourceError(f.rel, f"cannot read it: {exc.strerror}") from None
         result.action = plan.action
