@@ -36,6 +36,9 @@ PARAMS = [
           type=path_text, metavar="PATH"),
     Param("fail_on_low_coverage", False, "exit 1 when what the run loaded has minutes below 0.8 coverage or critical gaps "
           "(>= 60 s)", annotation=bool, action="store_true"),
+    Param("db_retries", 3, "retries of a file after a transient database failure (connection lost, server restart, "
+          "serialization failure), from its checkpoint, with exponential backoff (1 s, 2 s, 4 s, ...)", annotation=int,
+          type=int_in(0, 20)),
     Param("concurrency", 4, "file groups loaded at once", annotation=int, type=int_in(1, 64)),
     Param("batch_size", 10_000, "lines per COPY batch and transaction", annotation=int, type=int_in(100, 1_000_000)),
     Param("cache_dir", ".cache", "accepted as by every command; ingestion downloads nothing", type=path_text, flow=False),
@@ -46,7 +49,8 @@ PARAMS = [
 def options(values: dict[str, Any]) -> IngestOptions:
     sources = Sources(Path(values["root"]) if values.get("root") else None, values.get("swing"), values.get("scalp"), values.get("gaps"))
     return IngestOptions(sources, concurrency=int(values["concurrency"]), batch_size=int(values["batch_size"]),
-                         dry_run=bool(values.get("dry_run", False)), fail_on_low_coverage=bool(values.get("fail_on_low_coverage")))
+                         dry_run=bool(values.get("dry_run", False)), fail_on_low_coverage=bool(values.get("fail_on_low_coverage")),
+                         db_retries=int(values.get("db_retries", 3)))
 
 
 def prefect_mapper(groups: list[list[FilePlan]], dsn: str, opts: IngestOptions) -> Iterator[FileResult | tuple[str, str]]:
@@ -56,7 +60,7 @@ def prefect_mapper(groups: list[list[FilePlan]], dsn: str, opts: IngestOptions) 
     from prefect.futures import as_completed
 
     load_task = task(name="load-files", cache_policy=NO_CACHE, persist_result=False)(load_group)
-    futures = load_task.map(unmapped(dsn), groups, unmapped(opts.batch_size))
+    futures = load_task.map(unmapped(dsn), groups, unmapped(opts.batch_size), unmapped(opts.db_retries))
     for future in as_completed(list(futures)):
         yield from future.result()
 

@@ -275,6 +275,27 @@ def test_bad_root_is_a_clear_error(run_cli: CliRunner, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_loaders_whose_connections_are_killed_retry_from_their_checkpoints_and_end_as_a_clean_run(dsn: str, pg_server_dsn: str,
+                                                                                                  tmp_path: Path) -> None:
+    tree = make_tree(tmp_path / "data", files=4, minutes_per_file=40)  # ~33k lines in 100-line batches: seconds of loading
+    args = [sys.executable, "-m", ING, "--root", str(tree.root), "--batch-size", "100", "--concurrency", "2"]
+    proc = subprocess.Popen(args, cwd=ROOT, env=cli_env(None, dsn), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for_checkpoints(dsn, 1)
+    with psycopg.connect(dsn, autocommit=True) as conn:  # what a server restart or a DBA does to the loaders
+        killed = conn.execute("SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity"
+                              " WHERE datname = current_database() AND application_name = 'market-backfill'").fetchone()
+    out, err = proc.communicate(timeout=300)
+    assert killed and killed[0] >= 1
+    assert proc.returncode == 0, out + err
+    assert "database error, retrying from its checkpoint (attempt 2 of 4)" in out
+    assert "loaded after 1 database error(s), from its checkpoint" in out
+    with fresh_database(pg_server_dsn) as clean:
+        assert subprocess.run([sys.executable, "-m", ING, "--root", str(tree.root)], cwd=ROOT, env=cli_env(None, clean),
+                              capture_output=True, timeout=300).returncode == 0
+        assert snapshot(dsn) == snapshot(clean)
+
+
+@pytest.mark.slow
 @pytest.mark.reliability
 def test_kill_9_mid_file_then_rerun_equals_a_clean_run(fake_yahoo: Any, dsn: str, pg_server_dsn: str, tmp_path: Path,
                                                        run_cli: CliRunner) -> None:

@@ -137,6 +137,16 @@ def database_errors(what: str | Callable[[], str]) -> Iterator[None]:
         raise StoreError(f"{what() if callable(what) else what}: {first_line(exc)}") from exc
 
 
+def is_transient(exc: BaseException) -> bool:
+    """A database failure that a new connection, a moment later, may not meet: the connection lost
+    or shut down (a server restart), the server not accepting connections yet, a serialization
+    failure or a deadlock. ``exc`` may be a psycopg error or the ``StoreError`` made from one."""
+    err = exc if isinstance(exc, psycopg.Error) else exc.__cause__
+    if not isinstance(err, psycopg.Error):
+        return False
+    return isinstance(err, (psycopg.OperationalError, psycopg.InterfaceError)) or err.sqlstate in ("40001", "40P01")
+
+
 def resolve_dsn(database_url: str | None, pgdata: Path) -> str:
     """The DSN to use: the given URL, else the embedded server's."""
     return database_url if database_url else embedded_dsn(pgdata)

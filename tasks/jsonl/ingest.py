@@ -13,13 +13,18 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any
 
-from tasks.core.db import connect, database_errors, default_pgdata, open_database, resolve_dsn
+import psycopg
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+
+from tasks.core.db import connect, database_errors, default_pgdata, first_line, is_transient, open_database, resolve_dsn
 from tasks.core.display import Reporter, format_eta
 from tasks.core.errors import Outcome, PipelineError
 from tasks.core.processes import die_with_parent, start_method
 from tasks.jsonl.coverage import Coverage, run_coverage
 from tasks.jsonl.files import FilePlan, Sources, count_lines, discover, plan_files
 from tasks.jsonl.load import FileResult, load_file
+
+DB_RETRIES = 3  # the source document's "3 attempts, exponential backoff", after the first try
 
 
 @dataclass(frozen=True)
@@ -29,6 +34,7 @@ class IngestOptions:
     batch_size: int = 10_000
     dry_run: bool = False
     fail_on_low_coverage: bool = False
+    db_retries: int = 3
 
 
 def group_plans(plans: list[FilePlan], groups: int) -> list[list[FilePlan]]:
@@ -43,15 +49,48 @@ def group_plans(plans: list[FilePlan], groups: int) -> list[list[FilePlan]]:
     return [b for b in buckets if b]
 
 
-def load_group(dsn: str, plans: list[FilePlan], batch_size: int) -> list[FileResult | tuple[str, str]]:
-    """Load a group's files one after another on one connection; a failing file doesn't stop the rest."""
+def load_group(dsn: str, plans: list[FilePlan], batch_size: int, db_retries: int = DB_RETRIES) -> list[FileResult | tuple[str, str]]:
+    """Load a group's files one after another; a failing file doesn't stop the rest.
+
+    A transient database failure (connection lost, server restart, serialization failure) is
+    retried with exponential backoff on a new connection, from the file's last checkpoint; a
+    permanent one fails that file only.
+    """
     out: list[FileResult | tuple[str, str]] = []
-    with connect(dsn, autocommit=True) as conn:
+    conns: list[psycopg.Connection[Any]] = []
+
+    def connection() -> psycopg.Connection[Any]:
+        if conns and (conns[0].closed or conns[0].broken):
+            conns.pop().close()
+        if not conns:
+            conns.append(connect(dsn, autocommit=True))
+        return conns[0]
+
+    try:
         for plan in plans:
+            tries = [0]
+
+            def before_sleep(state: RetryCallState, rel: str = plan.file.rel, tries: list[int] = tries) -> None:
+                tries[0] += 1
+                exc = state.outcome.exception() if state.outcome else None
+                print(f"{rel}: database error, retrying from its checkpoint (attempt {state.attempt_number + 1} of {db_retries + 1}):"
+                      f" {str(exc).splitlines()[0] if exc else ''}", flush=True)
+                if conns:
+                    conns.pop().close()
+
+            retrying = Retrying(retry=retry_if_exception(is_transient), stop=stop_after_attempt(db_retries + 1),
+                                wait=wait_exponential_jitter(initial=1.0, max=8.0), before_sleep=before_sleep, reraise=True)
             try:
-                out.append(load_file(conn, plan, batch_size=batch_size))
+                result = retrying(lambda plan=plan: load_file(connection(), plan, batch_size=batch_size))  # type: ignore[misc]
+                result.retries = tries[0]
+                out.append(result)
             except PipelineError as exc:
                 out.append((plan.file.rel, str(exc)))
+            except psycopg.Error as exc:  # outside the loader's own boundary (the file lock): still this file only
+                out.append((plan.file.rel, f"database error: {first_line(exc)}"))
+    finally:
+        for conn in conns:
+            conn.close()
     return out
 
 
@@ -103,6 +142,9 @@ class IngestTotals:
                 out.append(f"Rejected {result.rel}:{line}: {reason}")
             if result.incomplete_tail:
                 out.append(f"{result.rel} ends in an incomplete line: left for the next run")
+        for result in self.results:
+            if result.retries:
+                out.append(f"{result.rel}: loaded after {result.retries} database error(s), from its checkpoint")
         for rel, error in self.failed:
             out.append(f"Failed {rel}: {error}")
         return out
@@ -122,7 +164,7 @@ def pool_mapper(groups: list[list[FilePlan]], dsn: str, opts: IngestOptions) -> 
     context = mp.get_context(start_method())
     pool = cf.ProcessPoolExecutor(max_workers=opts.concurrency, mp_context=context, initializer=_worker_init)
     try:
-        futures = [pool.submit(load_group, dsn, g, opts.batch_size) for g in groups]
+        futures = [pool.submit(load_group, dsn, g, opts.batch_size, opts.db_retries) for g in groups]
         for future in cf.as_completed(futures):
             yield from future.result()
     except BrokenProcessPool:

@@ -48,6 +48,7 @@ class FileResult:
     incomplete_tail: bool = False
     bytes_read: int = 0
     seconds: float = 0.0
+    retries: int = 0  # transient database failures this file was loaded through
     rejects: list[tuple[int, str]] = field(default_factory=list)
 
 
