@@ -180,7 +180,8 @@ def value_group(group: ValuationGroup, ctx: ValuationContext) -> GroupResult:
         if not spans:
             return result
         if fresh:
-            new_bars = [f.bars[["ticker", "trade_date", "close", "adj_close", "volume"]] for f in fresh]
+            new_bars = [f.bars[["ticker", "trade_date", "close", "adj_close", "volume"]].assign(
+                trade_date=lambda b: pd.to_datetime(b["trade_date"])) for f in fresh]  # as load_group_bars gives them
             bars = pd.concat([bars, *new_bars], ignore_index=True).drop_duplicates(["ticker", "trade_date"], keep="last")
         counts = write_valuations(conn, pending_chunks(conn, sorted(spans), overwrite=ctx.overwrite),
                                   lambda chunk: _metrics(chunk, bars, ctx.spy, failed))
@@ -245,6 +246,9 @@ def write_valuations(conn: psycopg.Connection[Any], chunks: Iterator[pd.DataFram
     counts: dict[str, int] = {}
     with database_errors(lambda: f"writing {sum(counts.values())} valuations failed"):
         with conn.transaction(), conn.cursor() as cur:
+            # Valuations are recomputed from stored bars: a commit lost to a crash only leaves those
+            # events pending for the next run, so no need to wait for each group's WAL flush.
+            cur.execute("SET LOCAL synchronous_commit = off")
             cur.execute(statement("stage_valuations"))  # type: ignore[arg-type]
             for chunk in chunks:
                 valued = value(chunk)

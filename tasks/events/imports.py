@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import psycopg
 from psycopg import sql
@@ -250,13 +251,21 @@ CHUNK_EVENTS = 20_000  # events held in memory at once per group
 
 def pending_chunks(conn: psycopg.Connection[Any], tickers: list[str], *, overwrite: bool,
                    size: int = CHUNK_EVENTS) -> Iterator[pd.DataFrame]:
-    """The pending events of ``tickers`` (event_id, ticker, event_time), ``size`` at a time,
-    through a server-side cursor: memory does not grow with the number of events.
-    Must run inside a transaction (the caller's write transaction)."""
+    """The pending events of ``tickers`` (event_id, ticker, event_time as datetime64 UTC), ``size`` at a
+    time, through a server-side cursor: memory does not grow with the number of events.
+    Must run inside a transaction (the caller's write transaction).
+
+    Rows come as three integers (id, the ticker's position in ``tickers``, microseconds since 1970),
+    turned into columns by numpy: building a frame from datetime objects cost a tenth of a revaluation.
+    """
     where = sql.SQL("TRUE") if overwrite else PENDING
-    query = sql.SQL("SELECT event_id, ticker, event_time FROM txn_events WHERE ticker = ANY(%s) AND {}").format(where)
+    query = sql.SQL("SELECT txn_events.event_id, t.i, (extract(epoch FROM txn_events.event_time) * 1000000)::int8 FROM txn_events"
+                    " JOIN unnest(%s::text[]) WITH ORDINALITY AS t(ticker, i) ON txn_events.ticker = t.ticker WHERE {}").format(where)
+    names = np.array(tickers, dtype=object)
     with conn.cursor(name=f"pending_{id(tickers)}") as cur:
         cur.itersize = size
         cur.execute(query, (tickers,))
         while rows := cur.fetchmany(size):
-            yield pd.DataFrame(rows, columns=["event_id", "ticker", "event_time"])
+            ints = np.array(rows, dtype=np.int64)
+            yield pd.DataFrame({"event_id": ints[:, 0], "ticker": names[ints[:, 1] - 1],
+                                "event_time": pd.to_datetime(ints[:, 2], unit="us", utc=True)})

@@ -5,9 +5,9 @@ fetch per ticker, stored back (with the fetched range) so reruns never refetch i
 from __future__ import annotations
 
 import datetime as dt
-import io
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import psycopg
 from psycopg import sql
@@ -55,31 +55,42 @@ def load_bars(conn: psycopg.Connection[Any], table: str, tickers: list[str], sta
     return {str(t): g.drop(columns="ticker").reset_index(drop=True) for t, g in frame.groupby("ticker", sort=False)}
 
 
+_BAR_ROW = np.dtype([("idx", ">i4"), ("day", ">i4"), ("close", ">f8"), ("adj_close", ">f8"), ("volume", ">f8")])
+_PG_EPOCH = np.datetime64("2000-01-01", "D")
+
+
 def load_group_bars(conn: psycopg.Connection[Any], table: str, requests: list[FetchRequest]) -> pd.DataFrame:
     """Stored bars of several tickers, each within its own request range.
 
-    The server joins the rows into one CSV text (one round trip, parsed by pandas in C): about
-    3x faster than fetching tens of thousands of rows one by one.
-    Returns ``ticker, trade_date, close, adj_close, volume`` (trade_date as datetime.date).
+    The server packs the rows into one binary value of fixed-width records (the request's number
+    for the ticker, the date as days since 2000, floats big-endian with NaN for NULL), read straight
+    into numpy: one round trip, no text formatting on the server and no parsing here.
+    Returns ``ticker, trade_date, close, adj_close, volume``, sorted by ticker and date, trade_date as
+    datetime64.
     """
     columns = ["ticker", "trade_date", "close", "adj_close", "volume"]
     if table not in BAR_TABLES:
         raise ValueError(table)
     if not requests:
         return pd.DataFrame(columns=columns)
+    ordered = sorted(requests, key=lambda r: r.symbol)
     query = sql.SQL(
-        "SELECT string_agg(concat_ws(',', b.ticker, b.trade_date, b.close, coalesce(b.adj_close::text, ''),"
-        " coalesce(b.volume::text, '')), E'\\n') FROM {} b"
-        " JOIN unnest(%s::text[], %s::date[], %s::date[]) AS r(ticker, s, e)"
+        "SELECT string_agg(int4send(r.i::int4) || date_send(b.trade_date) || float8send(b.close)"
+        " || float8send(coalesce(b.adj_close, 'NaN')) || float8send(coalesce(b.volume::float8, 'NaN')), ''::bytea"
+        " ORDER BY r.i, b.trade_date) FROM {} b"
+        " JOIN unnest(%s::text[], %s::date[], %s::date[]) WITH ORDINALITY AS r(ticker, s, e, i)"
         " ON b.ticker = r.ticker AND b.trade_date BETWEEN r.s AND r.e"
     ).format(sql.Identifier(table))
-    row = conn.execute(query, ([r.symbol for r in requests], [r.start for r in requests], [r.end for r in requests])).fetchone()
+    row = conn.execute(query, ([r.symbol for r in ordered], [r.start for r in ordered], [r.end for r in ordered]), binary=True).fetchone()
     if row is None or not row[0]:
         return pd.DataFrame(columns=columns)
-    frame = pd.read_csv(io.StringIO(row[0]), names=columns, dtype={"ticker": str, "close": float, "adj_close": float, "volume": float},
-                        keep_default_na=False, na_values=[""])
-    frame["trade_date"] = pd.to_datetime(frame["trade_date"]).dt.date
-    return frame
+    rows = np.frombuffer(row[0], dtype=_BAR_ROW)
+    names = np.array([r.symbol for r in ordered], dtype=object)
+    return pd.DataFrame({
+        "ticker": names[rows["idx"] - 1],
+        "trade_date": (_PG_EPOCH + rows["day"].astype("timedelta64[D]")).astype("datetime64[ns]"),
+        "close": rows["close"].astype(float), "adj_close": rows["adj_close"].astype(float), "volume": rows["volume"].astype(float),
+    })
 
 
 def covered_tickers(conn: psycopg.Connection[Any], table: str, requests: list[FetchRequest], stored: dict[str, int]) -> set[str]:
