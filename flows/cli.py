@@ -155,6 +155,11 @@ def run_cli(body: Callable[[], Outcome | int]) -> int:
     """Run a CLI body, mapping its outcome, or our error, to the documented exit code (an error: one stderr line)."""
     install_signal_handlers()
     quiet_libraries()
+    from flows import early_stop
+
+    if early_stop:  # stopped while starting: nothing was done
+        print("interrupted before the run started; nothing was done", file=sys.stderr)
+        return EXIT_INTERRUPTED
     try:
         result = body()
         return EXIT_CODES[result] if isinstance(result, Outcome) else int(result)

@@ -2,6 +2,7 @@
 
     jsonl-ingest --root DIR                                   (DIR/swing, DIR/scalp, DIR/system)
     jsonl-ingest --swing config/observer/swing --scalp config/observer/scalp --gaps 'logs/system/gap_*.jsonl'
+    jsonl-ingest --root DIR --follow --poll 2                 (live, beside the writer, until Ctrl+C)
 
 Steps (``tasks/jsonl/ingest.py``): find the files (``tasks/jsonl/files.py``) → plan each against its
 checkpoint (skip, new, append, reload) → load the file groups over ``--concurrency`` worker
@@ -11,12 +12,13 @@ batches that commit with its checkpoint → the summary (rejects, reloads, failu
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from flows.cli import ArgumentParser, int_in, program_name, run_cli, use_prefect
+from flows.cli import ArgumentParser, int_in, positive_float, program_name, run_cli, use_prefect
 from flows.params import DRY_RUN, ORCHESTRATE, Param, add_flags, flow_function, flow_values, path_text
 from tasks.core.commands import command_line
 from tasks.core.errors import Outcome
@@ -25,6 +27,14 @@ from tasks.jsonl.ingest import IngestOptions, load_group, run_ingest
 from tasks.jsonl.load import FileResult
 
 FLOW_NAME = "jsonl-ingest"
+
+
+def poll_seconds(text: str) -> float:
+    value = positive_float(text)
+    if not 0.05 <= value <= 86_400:
+        raise argparse.ArgumentTypeError(f"--poll must be between 0.05 and 86400 seconds: {text!r}")
+    return value
+
 MODULE = "flows.jsonl_ingest"
 PARAMS = [
     Param("root", None, "a folder holding swing/, scalp/ and system/ (searched recursively)", annotation=str | None, type=path_text,
@@ -34,6 +44,9 @@ PARAMS = [
     Param("scalp", None, "scalp files: a folder or a glob; replaces ROOT/scalp", annotation=str | None, type=path_text, metavar="PATH"),
     Param("gaps", None, "gap logs: a folder or a glob such as 'logs/system/gap_*.jsonl'; replaces ROOT/system", annotation=str | None,
           type=path_text, metavar="PATH"),
+    Param("follow", False, "keep running: every --poll seconds load what the files grew by and any new file; Ctrl+C or SIGTERM "
+          "stops (exit 0; what is committed stays)", annotation=bool, action="store_true"),
+    Param("poll", 5.0, "seconds between two passes with --follow", annotation=float, type=poll_seconds, metavar="SECONDS"),
     Param("fail_on_low_coverage", False, "exit 1 when what the run loaded has minutes below 0.8 coverage or critical gaps "
           "(>= 60 s)", annotation=bool, action="store_true"),
     Param("db_retries", 3, "retries of a file after a transient database failure (connection lost, server restart, "
@@ -50,7 +63,8 @@ def options(values: dict[str, Any]) -> IngestOptions:
     sources = Sources(Path(values["root"]) if values.get("root") else None, values.get("swing"), values.get("scalp"), values.get("gaps"))
     return IngestOptions(sources, concurrency=int(values["concurrency"]), batch_size=int(values["batch_size"]),
                          dry_run=bool(values.get("dry_run", False)), fail_on_low_coverage=bool(values.get("fail_on_low_coverage")),
-                         db_retries=int(values.get("db_retries", 3)))
+                         db_retries=int(values.get("db_retries", 3)), follow=bool(values.get("follow")),
+                         poll=float(values.get("poll", 5.0)))
 
 
 def prefect_mapper(groups: list[list[FilePlan]], dsn: str, opts: IngestOptions) -> Iterator[FileResult | tuple[str, str]]:

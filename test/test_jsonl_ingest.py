@@ -274,6 +274,57 @@ def test_bad_root_is_a_clear_error(run_cli: CliRunner, tmp_path: Path) -> None:
     assert result.code == 2 and "is not a directory" in result.stderr
 
 
+def count_rows(dsn: str, table: str = "scalp_ticks") -> int:
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()  # type: ignore[arg-type]  # noqa: S608
+    return int(row[0]) if row else 0
+
+
+def wait_until(check: Any, timeout: float = 60) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.slow
+def test_follow_loads_what_files_grow_by_and_new_files_waits_for_a_partial_line_and_stops_on_sigterm(dsn: str, pg_server_dsn: str,
+                                                                                                      tmp_path: Path) -> None:
+    import signal
+
+    tree = make_tree(tmp_path / "data", files=1, minutes_per_file=1)
+    first = len(tree.all_ticks())
+    args = [sys.executable, "-m", ING, "--root", str(tree.root), "--follow", "--poll", "0.2"]
+    proc = subprocess.Popen(args, cwd=ROOT, env=cli_env(None, dsn), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert wait_until(lambda: count_rows(dsn) == first)
+        (name,) = tree.ticks
+        extra = [tick("005930", START + dt.timedelta(minutes=1, seconds=k), 900 + k) for k in range(3)]
+        with (tree.root / name).open("a", encoding="utf-8") as fh:  # two whole lines and half of the third
+            fh.write(json.dumps(extra[0]) + "\n" + json.dumps(extra[1]) + "\n" + json.dumps(extra[2])[:25])
+        assert wait_until(lambda: count_rows(dsn) == first + 2)
+        time.sleep(0.6)  # three more passes: the half line is still not loaded
+        assert count_rows(dsn) == first + 2
+        with (tree.root / name).open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(extra[2])[25:] + "\n")
+        later = [tick("000660", START + dt.timedelta(minutes=2, seconds=k), 950 + k) for k in range(5)]
+        write(tree.root / "scalp" / "20260122_0032.jsonl", later)  # a new file
+        assert wait_until(lambda: count_rows(dsn) == first + 3 + 5)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out + err
+    assert "Following --root" in out and "Stopped following after" in out and f"{first + 8:,} rows loaded" in out
+    with fresh_database(pg_server_dsn) as clean:  # the same tables as one run over the final files
+        assert subprocess.run([sys.executable, "-m", ING, "--root", str(tree.root)], cwd=ROOT, env=cli_env(None, clean),
+                              capture_output=True, timeout=300).returncode == 0
+        assert snapshot(dsn) == snapshot(clean)
+
+
 @pytest.mark.slow
 def test_loaders_whose_connections_are_killed_retry_from_their_checkpoints_and_end_as_a_clean_run(dsn: str, pg_server_dsn: str,
                                                                                                   tmp_path: Path) -> None:

@@ -215,3 +215,23 @@ def test_metrics_of_a_scripted_group_match_a_hand_computation() -> None:
     assert row["trend"] == "up"  # +22% over 20 sessions, beyond +-5%
     unknown = out.iloc[1]
     assert unknown["base_date"] is None or pd.isna(unknown["base_date"])
+
+
+def test_a_stop_signal_while_a_command_starts_ends_it_with_exit_130_before_anything_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    import flows
+    from flows.cli import run_cli
+
+    for argv0, ours in (("/venv/bin/etf-backfill", True), ("C:\\venv\\Scripts\\jsonl-ingest.exe", True), ("-m", True),
+                        ("/venv/bin/prefect", False), ("/venv/lib/prefect/engine.py", False), ("", False)):
+        monkeypatch.setattr("sys.argv", [argv0])
+        assert flows._started_as_a_command() is ours, argv0
+    import signal
+
+    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}  # run_cli installs its own: put these back
+    ran: list[bool] = []
+    monkeypatch.setattr(flows, "early_stop", [15])
+    assert run_cli(lambda: ran.append(True) or 0) == 130 and ran == []
+    monkeypatch.setattr(flows, "early_stop", [])
+    assert run_cli(lambda: ran.append(True) or 0) == 0 and ran == [True]
+    for signum, handler in saved.items():
+        signal.signal(signum, handler)

@@ -35,6 +35,8 @@ class IngestOptions:
     dry_run: bool = False
     fail_on_low_coverage: bool = False
     db_retries: int = 3
+    follow: bool = False
+    poll: float = 5.0
 
 
 def group_plans(plans: list[FilePlan], groups: int) -> list[list[FilePlan]]:
@@ -191,7 +193,8 @@ def _stop_workers(pool: cf.ProcessPoolExecutor) -> None:
 
 def run_ingest(opts: IngestOptions, *, log: Callable[[str], Any] | None = None,
                mapper: Callable[..., Iterator[FileResult | tuple[str, str]]] = pool_mapper) -> Outcome:
-    """Plan, then load every file group; returns the exit code.
+    """Plan, then load every file group; returns the exit code. With ``opts.follow``, again every
+    ``opts.poll`` seconds until interrupted (``follow.py``).
 
     Raises:
         BadInput: bad sources (nothing written).
@@ -202,6 +205,28 @@ def run_ingest(opts: IngestOptions, *, log: Callable[[str], Any] | None = None,
         if log is not None:
             log(text)
 
+    if opts.follow and not opts.dry_run:
+        from tasks.jsonl.follow import follow
+
+        return follow(opts, say=say, load=lambda: ingest_once(opts, say=say, log=log, mapper=mapper))
+    outcome = ingest_once(opts, say=say, log=log, mapper=mapper)
+    if outcome is None:  # a dry run: said what it would do
+        return Outcome.DONE
+    totals, coverage = outcome
+    for line in totals.lines() + coverage.lines():
+        say(line)
+    return judge(opts, totals, coverage)
+
+
+def judge(opts: IngestOptions, totals: IngestTotals, coverage: Coverage) -> Outcome:
+    """Exit 1 when a file failed, a line was rejected, or (when asked) coverage is low."""
+    failed = totals.failed or any(r.rejected for r in totals.results) or (opts.fail_on_low_coverage and coverage.alarming)
+    return Outcome.SOME_FAILED if failed else Outcome.DONE
+
+
+def ingest_once(opts: IngestOptions, *, say: Callable[[str], None], log: Callable[[str], Any] | None,
+                mapper: Callable[..., Iterator[FileResult | tuple[str, str]]]) -> tuple[IngestTotals, Coverage] | None:
+    """One pass: find, plan and load the files; their totals and the coverage of what loaded (None for a dry run)."""
     files = discover(opts.sources)
     dsn = resolve_dsn(os.environ.get("DATABASE_URL"), default_pgdata())
     conn = open_database(dsn, default_pgdata(), dry_run=opts.dry_run)
@@ -215,10 +240,12 @@ def run_ingest(opts: IngestOptions, *, log: Callable[[str], Any] | None = None,
                 total += lines
                 say(f"  {plan.file.rel:<32} {plan.action:<7} {lines:>10,} lines to load")
             say(f"Would load {total:,} lines from {sum(p.action != 'skip' for p in plans)} of {len(plans)} files")
-            return Outcome.DONE
+            return None
     finally:
         conn.close()
     totals = IngestTotals(plans)
+    if not totals.to_load:
+        return totals, Coverage()
     groups = group_plans(plans, opts.concurrency * 4)
     reporter = Reporter(len(totals.to_load), log=log)
     outcomes = mapper(groups, dsn, opts)
@@ -237,10 +264,4 @@ def run_ingest(opts: IngestOptions, *, log: Callable[[str], Any] | None = None,
         # dropped: until then the pool would go on loading every queued file.
         getattr(outcomes, "close", lambda: None)()
         reporter.close()
-    for line in totals.lines():
-        say(line)
-    coverage = totals.coverage(dsn)
-    for line in coverage.lines():
-        say(line)
-    failed = totals.failed or any(r.rejected for r in totals.results) or (opts.fail_on_low_coverage and coverage.alarming)
-    return Outcome.SOME_FAILED if failed else Outcome.DONE
+    return totals, totals.coverage(dsn)

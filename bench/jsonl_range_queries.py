@@ -1,0 +1,153 @@
+"""The JSONL source document's range queries on 10 million scalp ticks, with and without the three
+indexes it recommends (measured in the same run, on the same data, warm cache).
+
+Data: 40 symbols at 2 Hz over ~35 hours, one session per UTC day; the 1-minute bars built from
+them by the project's own statement. Queries, each 40 times at random windows (the median and the
+95th percentile reported): one symbol's ticks over an hour (``get_ticks_in_range``), one session's
+ticks over an hour (``idx_scalp_ticks_session_time``), one session's 1-minute bars over a day,
+the newest 100 ticks of all symbols (``idx_scalp_ticks_time``), and one session's 10-minute swing
+bars over a day (``idx_swing_10m_session_time``). The document expects 5-10 ms for a day's range.
+
+    uv run python -m bench.jsonl_range_queries [--ticks 10000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import random
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from bench.common import fresh_database, start_server, write_section
+from tasks.core.db import migrate
+from tasks.core.sql_files import statement
+
+START = dt.datetime(2026, 1, 22, 0, 0, tzinfo=dt.UTC)
+SYMBOLS = 40
+RECOMMENDED = {
+    "idx_scalp_ticks_time": "CREATE INDEX idx_scalp_ticks_time ON scalp_ticks (event_time DESC)",
+    "idx_scalp_ticks_session_time": "CREATE INDEX idx_scalp_ticks_session_time ON scalp_ticks (session_id, event_time)",
+    "idx_swing_10m_session_time": "CREATE INDEX idx_swing_10m_session_time ON swing_bars_10m (session_id, bar_time)",
+}
+
+
+def fill(conn: psycopg.Connection[Any], ticks: int) -> dt.datetime:
+    """``ticks`` ticks (40 symbols, 2 Hz), their 1-minute bars and 10-minute swing bars; returns the last tick's time."""
+    halves = ticks // SYMBOLS
+    conn.execute(
+        "INSERT INTO scalp_ticks (symbol, event_time, ts, bid_price, ask_price, bid_size, ask_size, last_price, volume, session_id,"
+        " source_file, source_line)"
+        " SELECT lpad(s::text, 6, '0'), t, t, 70000 - 5 + (h % 500), 70000 + 5 + (h % 500), 100, 50, 70000 + (h % 500), 1 + h % 10,"
+        "        'track_b_' || to_char(t AT TIME ZONE 'UTC', 'YYYYMMDD'),"
+        "        'scalp/' || to_char(date_trunc('hour', t) AT TIME ZONE 'UTC', 'YYYYMMDD_HH24MI') || '.jsonl', h * %(symbols)s + s"
+        " FROM generate_series(0, %(halves)s - 1) AS h, generate_series(1, %(symbols)s) AS s,"
+        " LATERAL (SELECT %(start)s::timestamptz + h * interval '500 milliseconds') AS x(t)",
+        {"halves": halves, "symbols": SYMBOLS, "start": START})
+    conn.execute("CREATE TEMP TABLE minutes_to_refresh AS SELECT DISTINCT symbol, date_trunc('minute', event_time) AS bar_time"
+                 " FROM scalp_ticks")
+    conn.execute(statement("refresh_1m_bars"))  # type: ignore[arg-type]
+    conn.execute(
+        "INSERT INTO swing_bars_10m (symbol, bar_time, open, high, low, close, volume, session_id, source_file, source_line)"
+        " SELECT symbol, date_trunc('hour', bar_time) + floor(extract(minute FROM bar_time) / 10) * interval '10 minutes', min(open),"
+        " max(high), min(low), max(close), sum(volume), min(session_id), 'swing/all.jsonl', row_number() OVER ()"
+        " FROM scalp_1m_bars GROUP BY 1, 2")
+    conn.execute("VACUUM ANALYZE scalp_ticks")
+    conn.execute("VACUUM ANALYZE scalp_1m_bars")
+    conn.execute("VACUUM ANALYZE swing_bars_10m")
+    return START + dt.timedelta(seconds=(halves - 1) / 2)
+
+
+def timed(conn: psycopg.Connection[Any], query: str, params: Callable[[random.Random], dict[str, Any]], runs: int = 40) -> tuple[float,
+                                                                                                                                     float,
+                                                                                                                                     int]:
+    """(median ms, p95 ms, rows of the last run) over ``runs`` random windows, after 5 warm-up runs."""
+    rng = random.Random(7)
+    for _ in range(5):
+        conn.execute(query, params(rng)).fetchall()  # type: ignore[arg-type]
+    times, rows = [], 0
+    for _ in range(runs):
+        p = params(rng)
+        started = time.perf_counter()
+        rows = len(conn.execute(query, p).fetchall())  # type: ignore[arg-type]
+        times.append((time.perf_counter() - started) * 1000)
+    times.sort()
+    return statistics.median(times), times[int(len(times) * 0.95) - 1], rows
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--ticks", type=int, default=10_000_000)
+    args = p.parse_args(argv)
+    work = Path(tempfile.mkdtemp(prefix="bench-rq-"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        server = start_server(work)
+    try:
+        dsn = fresh_database(server.get_uri())
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            migrate(conn)
+            started = time.perf_counter()
+            last = fill(conn, args.ticks)
+            count = conn.execute("SELECT count(*) FROM scalp_ticks").fetchone()[0]  # type: ignore[index]
+            bars = conn.execute("SELECT count(*) FROM scalp_1m_bars").fetchone()[0]  # type: ignore[index]
+            print(f"filled {count:,} ticks, {bars:,} 1-minute bars in {time.perf_counter() - started:.0f} s", flush=True)
+            span = (last - START).total_seconds()
+            days = sorted({(START + dt.timedelta(seconds=s)).date() for s in range(0, int(span), 3600)})
+
+            def hour(rng: random.Random) -> dt.datetime:
+                return START + dt.timedelta(seconds=rng.uniform(0, span - 3600))
+
+            def day_session(rng: random.Random) -> dict[str, Any]:
+                day = rng.choice(days)
+                start = dt.datetime.combine(day, dt.time(), dt.UTC)
+                return {"session": f"track_b_{day:%Y%m%d}", "start": start, "end": start + dt.timedelta(days=1)}
+
+            queries: list[tuple[str, str, Callable[[random.Random], dict[str, Any]]]] = [
+                ("one symbol's ticks over an hour",
+                 "SELECT * FROM scalp_ticks WHERE symbol = %(symbol)s AND event_time >= %(start)s AND event_time < %(end)s"
+                 " ORDER BY event_time, id",
+                 lambda r: (lambda s: {"symbol": f"{r.randint(1, SYMBOLS):06d}", "start": s, "end": s + dt.timedelta(hours=1)})(hour(r))),
+                ("one session's ticks over an hour",
+                 "SELECT * FROM scalp_ticks WHERE session_id = %(session)s AND event_time >= %(start)s AND event_time < %(end)s",
+                 lambda r: (lambda s: {"session": f"track_b_{s:%Y%m%d}", "start": s, "end": s + dt.timedelta(hours=1)})(hour(r))),
+                ("one session's 1-minute bars over a day",
+                 "SELECT * FROM scalp_1m_bars WHERE session_id = %(session)s AND bar_time >= %(start)s AND bar_time < %(end)s"
+                 " ORDER BY symbol, bar_time", day_session),
+                ("the newest 100 ticks",
+                 "SELECT * FROM scalp_ticks WHERE event_time <= %(end)s ORDER BY event_time DESC LIMIT 100",
+                 lambda r: {"end": hour(r)}),
+                ("one session's 10-minute swing bars over a day",
+                 "SELECT * FROM swing_bars_10m WHERE session_id = %(session)s AND bar_time >= %(start)s AND bar_time < %(end)s"
+                 " ORDER BY bar_time", day_session),
+            ]
+            with_indexes = {name: timed(conn, q, params) for name, q, params in queries}
+            for index in RECOMMENDED:
+                conn.execute(f"DROP INDEX {index}")  # noqa: S608 (constant names)
+            conn.execute("ANALYZE scalp_ticks")
+            conn.execute("ANALYZE swing_bars_10m")
+            without = {name: timed(conn, q, params) for name, q, params in queries}
+    finally:
+        server.cleanup()
+    lines = [f"{args.ticks:,} scalp ticks (40 symbols, 2 Hz, one session per UTC day), their {bars:,} 1-minute bars and the 10-minute "
+             "swing bars; each query 40 times at random windows after 5 warm-up runs, from Python (psycopg, rows fetched).",
+             "Baseline: the same queries on the same data in the same run without the document's three recommended indexes.", "",
+             "| query | rows | with the indexes: median / p95 | without: median / p95 | speed-up (median) |", "|---|---:|---:|---:|---:|"]
+    for name, _, _ in queries:
+        (m1, p1, rows), (m0, p0, _) = with_indexes[name], without[name]
+        lines.append(f"| {name} | {rows:,} | {m1:.1f} / {p1:.1f} ms | {m0:.1f} / {p0:.1f} ms | {m0 / m1:.1f}x |")
+        print(lines[-1], flush=True)
+    write_section("JSONL range queries", "\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,47 @@
+"""Following the files while their writer appends: every ``poll`` seconds, load what each file grew
+by (from its checkpoint) and pick up new files; a last line without its newline waits for it.
+Ctrl+C or SIGTERM stops the run: what was committed stays, a batch in flight rolls back and is
+loaded by the next run, and the exit code is 0.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from tasks.core.errors import Outcome
+
+if TYPE_CHECKING:
+    from tasks.jsonl.coverage import Coverage
+    from tasks.jsonl.ingest import IngestOptions, IngestTotals
+
+
+def follow(opts: IngestOptions, *, say: Callable[[str], None],
+           load: Callable[[], tuple[IngestTotals, Coverage] | None]) -> Outcome:
+    """``load()`` every ``opts.poll`` seconds until interrupted; one line per pass that loaded something."""
+    say(f"Following {opts.sources.describe()} every {opts.poll:g} s; Ctrl+C or SIGTERM stops (what is committed stays)")
+    passes = rows = rejected = 0
+    files: set[str] = set()
+    try:
+        while True:
+            outcome = load()
+            passes += 1
+            if outcome is not None:
+                totals, coverage = outcome
+                loaded = sum(r.loaded for r in totals.results)
+                rows += loaded
+                rejected += sum(r.rejected for r in totals.results)
+                files.update(r.rel for r in totals.results if r.lines)
+                if totals.results or totals.failed:
+                    now = dt.datetime.now().strftime("%H:%M:%S")
+                    grown = sum(1 for r in totals.results if r.lines)
+                    say(f"{now} {loaded:,} rows from {grown} file(s)" + "".join(f"; failed {rel}: {err}" for rel, err in totals.failed))
+                    for line in (totals.lines()[1:] + coverage.lines()) if (coverage.alarming or totals.failed) else totals.lines()[1:]:
+                        say(f"  {line}")
+            time.sleep(opts.poll)
+    except KeyboardInterrupt:
+        say(f"Stopped following after {passes} pass(es): {rows:,} rows loaded from {len(files)} file(s), {rejected:,} lines rejected; "
+            "committed batches are kept")
+        return Outcome.DONE
