@@ -70,7 +70,8 @@ class Sources:
         return out
 
     def describe(self) -> str:
-        return ", ".join(f"{flag} {place}" for _, _, flag, place in self.specs())
+        own = [f"{flag} {place}" for _, _, flag, place in self.specs() if flag != "--root"]
+        return ", ".join(([f"--root {self.root}"] if self.root is not None and len(own) < 3 else []) + own)
 
 
 @dataclass(frozen=True)
