@@ -46,7 +46,7 @@ def fill(conn: psycopg.Connection[Any], ticks: int) -> dt.datetime:
     conn.execute(
         "INSERT INTO scalp_ticks (symbol, event_time, ts, bid_price, ask_price, bid_size, ask_size, last_price, volume, session_id,"
         " source_file, source_line)"
-        " SELECT lpad(s::text, 6, '0'), t, t, 70000 - 5 + (h % 500), 70000 + 5 + (h % 500), 100, 50, 70000 + (h % 500), 1 + h % 10,"
+        " SELECT lpad(s::text, 6, '0'), t, t, 70000 - 5 + (h %% 500), 70000 + 5 + (h %% 500), 100, 50, 70000 + (h %% 500), 1 + h %% 10,"
         "        'track_b_' || to_char(t AT TIME ZONE 'UTC', 'YYYYMMDD'),"
         "        'scalp/' || to_char(date_trunc('hour', t) AT TIME ZONE 'UTC', 'YYYYMMDD_HH24MI') || '.jsonl', h * %(symbols)s + s"
         " FROM generate_series(0, %(halves)s - 1) AS h, generate_series(1, %(symbols)s) AS s,"

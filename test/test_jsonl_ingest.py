@@ -16,7 +16,7 @@ import pytest
 from tasks.jsonl import queries as q
 from test.fix_db import fresh_database
 from test.fix_yahoo import ROOT, CliRunner, cli_env, kill_9_leaving_no_orphans
-from test.jsonl_tree import START, expected_1m_bars, make_tree, tick, write
+from test.jsonl_tree import START, expected_1m_bars, make_tree, swing, tick, write
 
 ING = "flows.jsonl_ingest"
 
@@ -140,6 +140,60 @@ def test_the_summary_and_the_coverage_report_count_low_minutes_and_critical_gaps
     assert {(d["symbol"], d["day"]): d["low_minutes"] for d in data["by_symbol_day"] if d["low_minutes"]} == r_per_day
     assert [(g["day"], g["scope"], g["count"]) for g in data["critical_gaps"]] == [("2026-01-22", "scalp", 1), ("2026-01-22", "swing", 1),
                                                                                   ("2026-01-23", "scalp", 1)]
+
+
+def test_a_rewritten_swing_file_gives_back_the_bars_another_file_provides(run_cli: CliRunner, dsn: str, pg_server_dsn: str,
+                                                                          tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    bar = swing("005930", START, 1)
+    write(root / "swing" / "20260122_0000.jsonl", [bar | {"price": {"open": 1, "high": 1, "low": 1, "close": 1}}])
+    write(root / "swing" / "20260122_0010.jsonl", [bar | {"price": {"open": 2, "high": 2, "low": 2, "close": 2}}])
+    assert run_cli(ING, "--root", str(root)).code == 0
+    assert [(r[1], float(r[5]), r[10]) for r in snapshot(dsn)["swing"]] == [(START, 2.0, "swing/20260122_0010.jsonl")]  # later file wins
+    later = swing("005930", START + dt.timedelta(minutes=20), 2)
+    write(root / "swing" / "20260122_0010.jsonl", [later])  # rewritten without the 00:00 bar
+    result = run_cli(ING, "--root", str(root))
+    assert result.code == 0 and "Reloaded (earlier content changed): swing/20260122_0010.jsonl" in result.stdout
+    got = snapshot(dsn)["swing"]
+    assert [(r[1], float(r[5]), r[10]) for r in got] == [(START, 1.0, "swing/20260122_0000.jsonl"),
+                                                          (START + dt.timedelta(minutes=20), float(later["price"]["close"]),
+                                                           "swing/20260122_0010.jsonl")]
+    with fresh_database(pg_server_dsn) as clean:
+        assert run_cli(ING, "--root", str(root), env={"DATABASE_URL": clean}).code == 0
+        assert snapshot(clean)["swing"] == got
+
+
+def test_the_same_ticks_in_two_files_are_stored_once_and_survive_either_files_rewrite(run_cli: CliRunner, dsn: str, pg_server_dsn: str,
+                                                                                       tmp_path: Path) -> None:
+    import shutil
+
+    tree = make_tree(tmp_path / "data", files=2, minutes_per_file=2)
+    first, second = sorted(tree.ticks)
+    rotated = tree.root / "scalp" / "20260122_0100.jsonl"  # log rotation: the first file again under another name
+    shutil.copy(tree.root / first, rotated)
+    overlap = tree.ticks[second][:50]  # and a file that repeats part of the second one
+    write(tree.root / "scalp" / "20260122_0101.jsonl", overlap)
+    result = run_cli(ING, "--root", str(tree.root))
+    assert result.code == 0, result.stdout + result.stderr
+    assert f"{len(tree.ticks[first]) + 50:,} ticks were already stored from other files" in result.stdout
+    got = snapshot(dsn)
+    assert len(got["ticks"]) == len(tree.all_ticks())  # once each
+    bars = {(r[0], r[1]): (r[6], r[7], r[8]) for r in got["bars"]}
+    expected = expected_1m_bars(tree.all_ticks())
+    assert {k: (v["volume"], v["tick_count"], pytest.approx(v["coverage_ratio"])) for k, v in expected.items()} == bars
+    again = run_cli(ING, "--root", str(tree.root))  # nothing new
+    assert again.code == 0 and snapshot(dsn) == got
+
+    write(tree.root / first, tree.ticks[first][:10])  # the file that brought the ticks is cut short
+    shutil.copy(tree.root / second, tree.root / "scalp" / "20260122_0102.jsonl")  # and another copy appears
+    assert run_cli(ING, "--root", str(tree.root)).code == 0
+    now = snapshot(dsn)
+    assert len(now["ticks"]) == len(tree.all_ticks())  # the rotated copy still carries every tick of the first file
+    assert {(r[0], r[1]): (r[6], r[7], r[8]) for r in now["bars"]} == bars
+    with fresh_database(pg_server_dsn) as clean:
+        assert run_cli(ING, "--root", str(tree.root), env={"DATABASE_URL": clean}).code == 0
+        fresh = snapshot(clean)
+    assert sorted(r[:12] for r in now["ticks"]) == sorted(r[:12] for r in fresh["ticks"]) and now["bars"] == fresh["bars"]
 
 
 def test_loads_every_table_with_the_file_values(run_cli: CliRunner, dsn: str, tmp_path: Path) -> None:

@@ -80,7 +80,8 @@ def load_group(dsn: str, plans: list[FilePlan], batch_size: int, db_retries: int
                 if conns:
                     conns.pop().close()
 
-            retrying = Retrying(retry=retry_if_exception(is_transient), stop=stop_after_attempt(db_retries + 1),
+            retrying = Retrying(retry=retry_if_exception(lambda e: is_transient(e) or _same_tick_race(e)),
+                                stop=stop_after_attempt(db_retries + 1),
                                 wait=wait_exponential_jitter(initial=1.0, max=8.0), before_sleep=before_sleep, reraise=True)
             try:
                 result = retrying(lambda plan=plan: load_file(connection(), plan, batch_size=batch_size))  # type: ignore[misc]
@@ -94,6 +95,13 @@ def load_group(dsn: str, plans: list[FilePlan], batch_size: int, db_retries: int
         for conn in conns:
             conn.close()
     return out
+
+
+def _same_tick_race(exc: BaseException) -> bool:
+    """Two loaders stored the same new tick at once (copies of one file loaded side by side): the
+    batch that lost rolls back and, retried, finds the tick stored and keeps its line as a copy."""
+    err = exc if isinstance(exc, psycopg.Error) else exc.__cause__
+    return isinstance(err, psycopg.errors.UniqueViolation) and getattr(err.diag, "constraint_name", None) == "scalp_ticks_tick_key"
 
 
 @dataclass
@@ -136,6 +144,9 @@ class IngestTotals:
         out = [f"JSONL: {len(self.plans)} files ({count['new']} new, {count['append']} grown, {count['reload']} reloaded, "
                f"{count['skip']} unchanged); {loaded:,} rows loaded, {rejected:,} lines rejected, {len(self.failed)} files failed; "
                f"{rows / max(elapsed, 1e-9):,.0f} lines/s"]
+        copies = sum(r.copies for r in self.results)
+        if copies:
+            out.append(f"{copies:,} ticks were already stored from other files (copies or renamed files): stored once, kept as copies")
         for plan in self.plans:
             if plan.action == "reload":
                 out.append(f"Reloaded (earlier content changed): {plan.file.rel}")

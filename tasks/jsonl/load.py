@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import datetime as dt
 import hashlib
 import io
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -33,7 +35,7 @@ _MAX_LINE = 1 << 20
 # it never interleaves with a merge into the same minute.
 BARS_LOCK = 0x4A534D42
 SCALP_COLUMNS = ("symbol, event_time, ts, bid_price, ask_price, bid_size, ask_size, last_price, volume, session_id, "
-                 "mitigation_level, quality_flag, source_line, source_file")
+                 "mitigation_level, quality_flag, source_line, source_file, tick_key")
 _ROW_TABLES: dict[Kind, str] = {"swing": "swing_bars_10m", "scalp": "scalp_ticks", "gap": "scalp_gaps"}
 
 
@@ -49,6 +51,7 @@ class FileResult:
     bytes_read: int = 0
     seconds: float = 0.0
     retries: int = 0  # transient database failures this file was loaded through
+    copies: int = 0  # ticks already stored from another file (or earlier in this one): kept as copies
     rejects: list[tuple[int, str]] = field(default_factory=list)
 
 
@@ -165,9 +168,7 @@ def _flush(conn: psycopg.Connection[Any], rel: str, kind: Kind, batch: list[tupl
     """One batch: check and type the lines, COPY the rows, insert them and the rejects, refresh
     1-minute bars, move the checkpoint; one transaction."""
     build = ROW_BUILDERS[kind]
-    good = io.StringIO()
-    rows = csv.writer(good, lineterminator="\n")
-    tail: tuple[Any, ...] = (rel,) if kind == "scalp" else ()
+    built: list[tuple[Any, ...]] = []
     rejects: list[tuple[int, str, str]] = []
     for n, raw in batch:
         body = raw.rstrip(b"\r\n")
@@ -182,25 +183,38 @@ def _flush(conn: psycopg.Connection[Any], rel: str, kind: Kind, batch: list[tupl
                 raise Reject("not UTF-8 text" if not _is_utf8(body) else "invalid JSON") from None
             if not isinstance(record, dict):
                 raise Reject("not a JSON object")
-            rows.writerow((*build(record), n, *tail))
+            built.append((*build(record), n))
         except Reject as why:
             rejects.append((n, str(why), _shown(body, str(why))))
     first = batch[0][0] if batch else line_no
     loaded = 0
+    copies: list[tuple[int, str]] = []
     with conn.transaction(), conn.cursor() as cur:
         # The checkpoint commits with the rows, so a commit lost to a crash is simply loaded again:
         # no need to wait for each batch's WAL flush.
         cur.execute("SET LOCAL synchronous_commit = off")
-        if good.tell() and kind == "scalp":
-            # Straight into the table: the checkpoint commits with these rows, so a line is never
-            # sent twice (and the unique (source_file, source_line) key would refuse it if it were).
-            with cur.copy(f"COPY scalp_ticks ({SCALP_COLUMNS}) FROM STDIN (FORMAT csv)") as copy:  # type: ignore[arg-type]
-                copy.write(good.getvalue())
-            loaded = cur.rowcount
-        elif good.tell():  # swing rows upsert on (symbol, bar_time); gaps are few
+        if built and kind == "scalp":
+            fresh, copies = _new_ticks(cur, built)
+            if fresh:
+                # Straight into the table: the checkpoint commits with these rows, so a line is never
+                # sent twice (and the unique (source_file, source_line) key would refuse it if it were).
+                good = io.StringIO()
+                csv.writer(good, lineterminator="\n").writerows((*row, rel, key) for row, key in fresh)
+                with cur.copy(f"COPY scalp_ticks ({SCALP_COLUMNS}) FROM STDIN (FORMAT csv)") as copy:  # type: ignore[arg-type]
+                    copy.write(good.getvalue())
+                loaded = cur.rowcount
+            if copies:
+                cur.executemany("INSERT INTO scalp_tick_copies (source_file, source_line, tick_key) VALUES (%s, %s, %s)"
+                                " ON CONFLICT (source_file, source_line) DO UPDATE SET tick_key = EXCLUDED.tick_key",
+                                [(rel, n, key) for n, key in copies])
+        elif built:  # swing rows upsert on (symbol, bar_time); gaps are few
+            good = io.StringIO()
+            csv.writer(good, lineterminator="\n").writerows(built)
             cur.execute(statement(f"stage_{kind}"))  # type: ignore[arg-type]
             with cur.copy(f"COPY stage_{kind} FROM STDIN (FORMAT csv)") as copy:  # type: ignore[arg-type]
                 copy.write(good.getvalue())
+            if kind == "swing":
+                cur.execute(statement("version_swing"), {"file": rel})  # type: ignore[arg-type]
             cur.execute(statement(f"load_{kind}"), {"file": rel})  # type: ignore[arg-type]
             loaded = cur.rowcount
             cur.execute(f"DROP TABLE stage_{kind}")  # type: ignore[arg-type]
@@ -223,8 +237,35 @@ def _flush(conn: psycopg.Connection[Any], rel: str, kind: Kind, batch: list[tupl
         )
     result.lines += len(batch)
     result.loaded += loaded
+    result.copies += len(copies)
     result.rejected += len(rejects)
     result.rejects.extend((n, reason) for n, reason, _ in rejects[: max(0, 50 - len(result.rejects))])
+
+
+def tick_key(row: tuple[Any, ...]) -> str:
+    """A tick's identity: 128 bits of BLAKE2b over its values (times as UTC instants, numbers as
+    floats), so the same tick written twice, or with another offset, has one key."""
+    symbol, event_time, ts, *numbers, session, level, flag = row
+    times = [dt.datetime.fromisoformat(t).astimezone(dt.UTC).isoformat() if t else "" for t in (event_time, ts)]
+    text = repr((symbol, *times, *[None if v is None else float(v) for v in numbers], session, int(level), flag))
+    return str(uuid.UUID(bytes=hashlib.blake2b(text.encode(), digest_size=16).digest()))
+
+
+def _new_ticks(cur: psycopg.Cursor[Any], built: list[tuple[Any, ...]]) -> tuple[list[tuple[tuple[Any, ...], str]], list[tuple[int, str]]]:
+    """Split a batch's ticks (row values + line number) into new ones (row, key) and copies of ticks
+    already stored, by this batch or before (line, key)."""
+    keyed = [(row, tick_key(row[:-1])) for row in built]
+    cur.execute("SELECT tick_key::text FROM scalp_ticks WHERE tick_key = ANY(%s::uuid[])", ([k for _, k in keyed],))
+    stored = {r[0] for r in cur.fetchall()}
+    fresh: list[tuple[tuple[Any, ...], str]] = []
+    copies: list[tuple[int, str]] = []
+    for row, key in keyed:
+        if key in stored:
+            copies.append((row[-1], key))
+        else:
+            stored.add(key)
+            fresh.append((row, key))
+    return fresh, copies
 
 
 def _is_utf8(body: bytes) -> bool:
@@ -256,7 +297,12 @@ def forget_file(conn: psycopg.Connection[Any], rel: str, kind: Kind) -> None:
                 (rel,),
             )
         table = _ROW_TABLES[kind]
+        if kind == "scalp":  # the ticks another file also carries stay, under that file's line
+            cur.execute(statement("forget_scalp_copies"), {"file": rel})  # type: ignore[arg-type]
+            cur.execute("DELETE FROM scalp_tick_copies WHERE source_file = %s", (rel,))
         cur.execute(f"DELETE FROM {table} WHERE source_file = %s", (rel,))  # type: ignore[arg-type]  # noqa: S608 (fixed names)
+        if kind == "swing":  # the bars this file won: back to the best version another file provides
+            cur.execute(statement("forget_swing"), {"file": rel})  # type: ignore[arg-type]
         cur.execute("DELETE FROM jsonl_rejects WHERE source_file = %s", (rel,))
         cur.execute("DELETE FROM jsonl_file_checkpoints WHERE source_file = %s", (rel,))
         if kind == "scalp":

@@ -1,0 +1,15 @@
+-- After a swing file's rows left swing_bars_10m: forget its versions, and give each bar it had won
+-- the best version another file still provides (the latest file, then line), as a load would have.
+WITH gone AS (
+    DELETE FROM swing_bar_versions WHERE source_file = %(file)s RETURNING symbol, bar_time
+)
+INSERT INTO swing_bars_10m (symbol, bar_time, open, high, low, close, volume, bid_price, ask_price, session_id, dataset, market,
+                            source, source_file, source_line)
+SELECT DISTINCT ON (v.symbol, v.bar_time)
+       v.symbol, v.bar_time, v.open, v.high, v.low, v.close, v.volume, v.bid_price, v.ask_price, v.session_id, v.dataset, v.market,
+       v.source, v.source_file, v.source_line
+FROM swing_bar_versions v
+JOIN (SELECT DISTINCT symbol, bar_time FROM gone) g ON g.symbol = v.symbol AND g.bar_time = v.bar_time
+WHERE v.source_file <> %(file)s
+ORDER BY v.symbol, v.bar_time, v.source_file DESC, v.source_line DESC
+ON CONFLICT (symbol, bar_time) DO NOTHING
