@@ -219,3 +219,22 @@ def test_stage_four_dry_run_counts_the_requests_for_the_whole_universe(run_cli: 
 def test_bad_stage_is_exit_2(run_cli: CliRunner) -> None:
     result = run_cli(PIPE, "--stages", "2,9")
     assert result.code == 2 and "unknown stage '9'" in result.stderr
+
+
+def test_a_garbled_cached_holdings_file_is_fetched_again_and_a_fresh_one_is_used(fake_yahoo: FakeYahoo, tmp_path: Any,
+                                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from tasks.sources.ssga import SsgaHoldings, parse_holdings_file
+
+    for name, value in fake_yahoo.env().items():  # the real default URL, through the fake's tunnel
+        monkeypatch.setenv(name, value)
+    source = SsgaHoldings(tmp_path, budget=None, backoff_initial=0.01)
+    path = tmp_path / "holdings" / "xlk.xlsx"
+    path.parent.mkdir()
+    path.write_bytes(b"<html>half a page</html>")
+    assert source.cached("XLK") is None and path.exists()  # a dry run's peek touches nothing
+    got = source.holdings("XLK")
+    assert source.requests == 1 and not got.from_cache
+    assert list(got.holdings["sponsor_symbol"]) == [s for s, *_ in constituents_for("XLK")]
+    assert parse_holdings_file(path.read_bytes(), "XLK").as_of == fake_yahoo.sponsor_as_of  # the good file replaced it
+    again = source.holdings("XLK")
+    assert again.from_cache and source.requests == 1

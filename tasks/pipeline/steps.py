@@ -109,7 +109,7 @@ def etf_holdings(opts: PipelineOptions, dsn: str, wrap: Callable[..., Any]) -> S
         dsn, BUDGET_NAME, per_min=opts.holdings_rate, cooldown_s=opts.source.rate_limit_sleep), max_retries=opts.source.max_retries,
         backoff_initial=opts.source.retry_wait, timeout=max(opts.source.timeout, 20.0))
     if opts.dry_run:
-        fresh = [etf for etf in SECTOR_ETFS if sponsor._cached(sponsor.dir / f"{etf.lower()}.xlsx", etf) is not None]
+        fresh = [etf for etf in SECTOR_ETFS if sponsor.cached(etf) is not None]
         with _database(opts, dsn) as conn:
             budget = peek_budget(conn, BUDGET_NAME, opts.holdings_rate)
         out.lines.append(f"would read the sponsor's holdings files of {len(SECTOR_ETFS)} sector funds: {len(fresh)} fresh in the cache, "

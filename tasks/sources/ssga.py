@@ -196,7 +196,11 @@ class SsgaHoldings:
         os.replace(tmp, path)
         return parsed
 
-    def _cached(self, path: Path, fund: str) -> FundHoldings | None:
+    def cached(self, fund: str) -> FundHoldings | None:
+        """The fund's holdings from a fresh cached file, or None; touches nothing (for dry runs)."""
+        return self._cached(self.dir / f"{fund.lower()}.xlsx", fund, repair=False)
+
+    def _cached(self, path: Path, fund: str, *, repair: bool = True) -> FundHoldings | None:
         try:
             if not path.is_file() or path.is_symlink():
                 return None
@@ -205,7 +209,8 @@ class SsgaHoldings:
                 return None
             parsed = parse_holdings_file(path.read_bytes(), fund)
         except MalformedHoldingsFile:
-            path.unlink(missing_ok=True)  # garbled on disk: fetch it again
+            if repair:
+                path.unlink(missing_ok=True)  # garbled on disk: fetch it again
             return None
         except OSError:
             return None
