@@ -1,6 +1,13 @@
 """Fixtures come from plugin modules: the database (fix_db), the fake Yahoo (fix_yahoo), Prefect's server (fix_prefect)."""
 
+import os
+
 pytest_plugins = ["test.fix_db", "test.fix_yahoo", "test.fix_prefect"]
+
+# The commands under test run as subprocesses, as a user runs them, and like a user's Python they keep
+# compiled bytecode: where the environment says not to (this sandbox does), every one of the ~200
+# processes would compile pandas, yfinance and Prefect again (about a second each).
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
 
 def pytest_configure(config):  # type: ignore[no-untyped-def]

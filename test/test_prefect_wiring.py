@@ -46,7 +46,7 @@ def test_jsonl_ingest_as_a_prefect_flow(run_cli: CliRunner, dsn: str, tmp_path: 
 
 def test_daily_pipeline_stages_run_as_subflows(run_cli: CliRunner, dsn: str) -> None:
     result = run_cli("flows.daily_pipeline", "--stages", "1,2,3", "--as-of", "2025-06-30", "--days", "21", "--delay", "0",
-                     "--rate", "100000/min", "--orchestrate", "prefect", timeout=240)
+                     "--rate", "100000/min", "--holdings-rate", "100000/min", "--orchestrate", "prefect", timeout=240)
     assert result.code == 0, result.stderr[-3000:]
     for subflow in ("pipeline-etf-ohlc", "pipeline-etf-holdings", "pipeline-trending"):
         assert subflow in result.stderr
