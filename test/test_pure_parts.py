@@ -235,3 +235,30 @@ def test_a_stop_signal_while_a_command_starts_ends_it_with_exit_130_before_anyth
     assert run_cli(lambda: ran.append(True) or 0) == 0 and ran == [True]
     for signum, handler in saved.items():
         signal.signal(signum, handler)
+
+
+def test_every_broken_field_of_a_record_is_a_reject_never_another_exception() -> None:
+    """Each field of a tick, a swing bar and a gap, broken in each way (or missing): a row or a Reject,
+    never an exception that would fail the whole file (NaN in mitigation_level once did)."""
+    from tasks.jsonl.records import ROW_BUILDERS, Reject
+    from test.jsonl_tree import START, swing, tick
+
+    odd_values: list[object] = [None, True, False, -1, 0, 1, 1.0, 1.5, float("nan"), float("inf"), -float("inf"), 1e11, 1e400,
+                                99999999999.99995, 10**14, 10**30, "1", "", "x" * 60, "a\x00b", "2026-01-22T09:31:05.120Z",
+                                "2026-01-22T09:31:05.120+09:00", "2026-01-22 09:31:05+00:00", "2026-02-30T09:31:05Z",
+                                "2026-01-22T09:31:05+16:00", "2026-01-22T09:31:05", [], {}, {"open": "x"}]
+    gap = {"timestamp": "2026-01-22T00:31:00.000Z", "gap_start_ts": "2026-01-22T00:31:00.000Z", "gap_end_ts": "2026-01-22T00:31:05.000Z",
+           "gap_seconds": 5, "scope": "scalp", "reason": "ws_disconnect", "session_id": "track_b_session"}
+    tried = 0
+    for kind, good in (("scalp", tick("005930", START, 3)), ("swing", swing("005930", START, 1)), ("gap", gap)):
+        build = ROW_BUILDERS[kind]
+        assert build(good)  # the good record is a row
+        broken = [good | {field: value} for field in good for value in odd_values]
+        broken += [{k: v for k, v in good.items() if k != field} for field in good]
+        for rec in broken:
+            tried += 1
+            try:
+                build(rec)
+            except Reject:
+                pass
+    assert tried > 600

@@ -79,7 +79,8 @@ def scalp_row(rec: dict[str, Any]) -> tuple[Any, ...]:
     bid_size, ask_size, volume = _count(rec, "bid_size"), _count(rec, "ask_size"), _count(rec, "volume")
     session = _text(rec, "session_id", 50)
     level = rec.get("mitigation_level", 0)
-    if isinstance(level, bool) or not isinstance(level, (int, float)) or level != int(level) or abs(level) >= 1_000_000:
+    if (isinstance(level, bool) or not isinstance(level, (int, float)) or not math.isfinite(level) or level != int(level)
+            or abs(level) >= 1_000_000):  # NaN and infinity: a reject, never an exception that fails the file
         raise Reject("mitigation_level: not an integer")
     flag = _text(rec, "quality_flag", 20, default="normal")
     return symbol, event_time, ts, bid, ask, bid_size, ask_size, last, volume, session, int(level), flag
