@@ -37,7 +37,7 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--days", type=int_in(1, MAX_DAYS), default=60, help="NYSE sessions back from --end-date (default: %(default)s)")
     p.add_argument("--start-date", type=iso_date, default=None, help="first session of the range, YYYY-MM-DD (overrides --days)")
     p.add_argument("--end-date", type=iso_date, default=None, help="last session of the range (default: the last closed NYSE session)")
-    p.add_argument("--table", choices=sorted(TABLES), default="all", help="etf, stock or all (default: %(default)s)")
+    p.add_argument("--table", choices=sorted(TABLES), default="all", help="etf, stock, benchmark or all (default: %(default)s)")
     p.add_argument("--tickers", help="comma-separated tickers (default: every ticker stored); a ticker never stored shows as all gaps")
     p.add_argument("--json", action="store_true", help="print the report as JSON (one object) instead of a table")
     p.add_argument("--jsonl", action="store_true", help=f"instead: the JSONL scalp data's coverage per symbol and UTC day from "

@@ -23,7 +23,7 @@ from flows.params import DRY_RUN, ORCHESTRATE, Param, add_flags, flow_function, 
 from tasks.core.commands import command_line
 from tasks.core.errors import Outcome
 from tasks.jsonl.files import FilePlan, Sources
-from tasks.jsonl.ingest import IngestOptions, load_group, run_ingest
+from tasks.jsonl.ingest import DB_RETRIES, IngestOptions, load_group, run_ingest
 from tasks.jsonl.load import FileResult
 
 FLOW_NAME = "jsonl-ingest"
@@ -49,7 +49,7 @@ PARAMS = [
     Param("poll", 5.0, "seconds between two passes with --follow", annotation=float, type=poll_seconds, metavar="SECONDS"),
     Param("fail_on_low_coverage", False, "exit 1 when what the run loaded has minutes below 0.8 coverage or critical gaps "
           "(>= 60 s)", annotation=bool, action="store_true"),
-    Param("db_retries", 3, "retries of a file after a transient database failure (connection lost, server restart, "
+    Param("db_retries", DB_RETRIES, "retries of a file after a transient database failure (connection lost, server restart, "
           "serialization failure), from its checkpoint, with exponential backoff (1 s, 2 s, 4 s, ...)", annotation=int,
           type=int_in(0, 20)),
     Param("concurrency", 4, "file groups loaded at once", annotation=int, type=int_in(1, 64)),
@@ -63,7 +63,7 @@ def options(values: dict[str, Any]) -> IngestOptions:
     sources = Sources(Path(values["root"]) if values.get("root") else None, values.get("swing"), values.get("scalp"), values.get("gaps"))
     return IngestOptions(sources, concurrency=int(values["concurrency"]), batch_size=int(values["batch_size"]),
                          dry_run=bool(values.get("dry_run", False)), fail_on_low_coverage=bool(values.get("fail_on_low_coverage")),
-                         db_retries=int(values.get("db_retries", 3)), follow=bool(values.get("follow")),
+                         db_retries=int(values.get("db_retries", DB_RETRIES)), follow=bool(values.get("follow")),
                          poll=float(values.get("poll", 5.0)))
 
 

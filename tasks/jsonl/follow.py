@@ -38,7 +38,8 @@ def follow(opts: IngestOptions, *, say: Callable[[str], None],
                     now = dt.datetime.now().strftime("%H:%M:%S")
                     grown = sum(1 for r in totals.results if r.lines)
                     say(f"{now} {loaded:,} rows from {grown} file(s)" + "".join(f"; failed {rel}: {err}" for rel, err in totals.failed))
-                    for line in (totals.lines()[1:] + coverage.lines()) if (coverage.alarming or totals.failed) else totals.lines()[1:]:
+                    details = totals.lines()[1:] + (coverage.lines() if coverage.alarming or totals.failed else [])
+                    for line in details:
                         say(f"  {line}")
             time.sleep(opts.poll)
     except KeyboardInterrupt:

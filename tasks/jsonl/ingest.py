@@ -34,7 +34,7 @@ class IngestOptions:
     batch_size: int = 10_000
     dry_run: bool = False
     fail_on_low_coverage: bool = False
-    db_retries: int = 3
+    db_retries: int = DB_RETRIES
     follow: bool = False
     poll: float = 5.0
 
@@ -70,22 +70,18 @@ def load_group(dsn: str, plans: list[FilePlan], batch_size: int, db_retries: int
 
     try:
         for plan in plans:
-            tries = [0]
-
-            def before_sleep(state: RetryCallState, rel: str = plan.file.rel, tries: list[int] = tries) -> None:
-                tries[0] += 1
+            def before_sleep(state: RetryCallState, rel: str = plan.file.rel) -> None:
                 exc = state.outcome.exception() if state.outcome else None
                 print(f"{rel}: database error, retrying from its checkpoint (attempt {state.attempt_number + 1} of {db_retries + 1}):"
                       f" {str(exc).splitlines()[0] if exc else ''}", flush=True)
                 if conns:
                     conns.pop().close()
 
-            retrying = Retrying(retry=retry_if_exception(lambda e: is_transient(e) or _same_tick_race(e)),
-                                stop=stop_after_attempt(db_retries + 1),
+            retrying = Retrying(retry=retry_if_exception(is_transient), stop=stop_after_attempt(db_retries + 1),
                                 wait=wait_exponential_jitter(initial=1.0, max=8.0), before_sleep=before_sleep, reraise=True)
             try:
                 result = retrying(lambda plan=plan: load_file(connection(), plan, batch_size=batch_size))  # type: ignore[misc]
-                result.retries = tries[0]
+                result.retries = retrying.statistics["attempt_number"] - 1
                 out.append(result)
             except PipelineError as exc:
                 out.append((plan.file.rel, str(exc)))
@@ -95,13 +91,6 @@ def load_group(dsn: str, plans: list[FilePlan], batch_size: int, db_retries: int
         for conn in conns:
             conn.close()
     return out
-
-
-def _same_tick_race(exc: BaseException) -> bool:
-    """Two loaders stored the same new tick at once (copies of one file loaded side by side): the
-    batch that lost rolls back and, retried, finds the tick stored and keeps its line as a copy."""
-    err = exc if isinstance(exc, psycopg.Error) else exc.__cause__
-    return isinstance(err, psycopg.errors.UniqueViolation) and getattr(err.diag, "constraint_name", None) == "scalp_ticks_tick_key"
 
 
 @dataclass

@@ -248,35 +248,36 @@ def _store_ticks(cur: psycopg.Cursor[Any], rel: str, built: list[tuple[Any, ...]
     """COPY a batch's ticks (row values + line number) into ``scalp_ticks``; returns the rows stored and
     the copies (line, key) of ticks already stored, by this batch or before, which are not.
 
-    Optimistic: the batch goes in whole under a savepoint; only when the unique ``tick_key`` refuses
-    it (a copy: rare) are the stored keys looked up and the batch split.
+    Optimistic: the new ticks go in under a savepoint; only when the unique ``tick_key`` refuses them
+    (a copy of a stored tick: rare; or another loader storing the same tick at this moment, whose
+    commit the refusal waited for) are the stored keys looked up and the batch split again.
     """
     keyed = [(row, tick_key(row[:-1])) for row in built]
-
-    def copy_in(rows: list[tuple[tuple[Any, ...], str]]) -> int:
+    stored: set[str] = set()
+    while True:
+        fresh: list[tuple[tuple[Any, ...], str]] = []
+        copies: list[tuple[int, str]] = []
+        seen = set(stored)
+        for row, key in keyed:
+            if key in seen:
+                copies.append((row[-1], key))
+            else:
+                seen.add(key)
+                fresh.append((row, key))
+        if not fresh:
+            return 0, copies
         text = io.StringIO()
-        csv.writer(text, lineterminator="\n").writerows((*row, rel, key) for row, key in rows)
-        with cur.copy(f"COPY scalp_ticks ({SCALP_COLUMNS}) FROM STDIN (FORMAT csv)") as copy:  # type: ignore[arg-type]
-            copy.write(text.getvalue())
-        return cur.rowcount
-
-    try:
-        with cur.connection.transaction():  # a savepoint inside the batch's transaction
-            return copy_in(keyed), []
-    except psycopg.errors.UniqueViolation as exc:
-        if exc.diag.constraint_name != "scalp_ticks_tick_key":
-            raise
-    cur.execute("SELECT tick_key::text FROM scalp_ticks WHERE tick_key = ANY(%s::uuid[])", ([k for _, k in keyed],))
-    stored = {r[0].replace("-", "") for r in cur.fetchall()}
-    fresh: list[tuple[tuple[Any, ...], str]] = []
-    copies: list[tuple[int, str]] = []
-    for row, key in keyed:
-        if key in stored:
-            copies.append((row[-1], key))
-        else:
-            stored.add(key)
-            fresh.append((row, key))
-    return (copy_in(fresh) if fresh else 0), copies
+        csv.writer(text, lineterminator="\n").writerows((*row, rel, key) for row, key in fresh)
+        try:
+            with cur.connection.transaction():  # a savepoint inside the batch's transaction
+                with cur.copy(f"COPY scalp_ticks ({SCALP_COLUMNS}) FROM STDIN (FORMAT csv)") as copy:  # type: ignore[arg-type]
+                    copy.write(text.getvalue())
+                return cur.rowcount, copies
+        except psycopg.errors.UniqueViolation as exc:
+            if exc.diag.constraint_name != "scalp_ticks_tick_key":
+                raise
+        cur.execute("SELECT tick_key FROM scalp_ticks WHERE tick_key = ANY(%s::uuid[])", ([k for _, k in fresh],))
+        stored |= {r[0].hex for r in cur.fetchall()}
 
 
 def _is_utf8(body: bytes) -> bool:

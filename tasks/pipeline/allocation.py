@@ -18,7 +18,7 @@ from psycopg import sql
 
 from tasks.core.db import database_errors
 from tasks.core.errors import MissingInputs
-from tasks.pipeline.holdings import Snapshot, latest_holdings
+from tasks.pipeline.holdings import Snapshot, first_fund, latest_holdings
 from tasks.pipeline.trending import top_sectors
 from tasks.prices.store import STOCK_TABLE
 
@@ -46,12 +46,7 @@ def selected_stocks(conn: psycopg.Connection[Any], as_of: dt.date, sectors: int)
         MissingInputs: no ranking (stage 3) or no holdings (stage 2) for those sectors.
     """
     chosen = top_sectors(conn, as_of, sectors)
-    snapshots = sector_members(conn, chosen, as_of)
-    out: dict[str, str] = {}
-    for etf in chosen:
-        for stock, _ in snapshots[etf].holdings:
-            out.setdefault(stock, etf)
-    return list(out.items())
+    return list(first_fund(sector_members(conn, chosen, as_of), chosen).items())
 
 
 def cap_weights(caps: dict[str, float]) -> dict[str, float]:

@@ -72,6 +72,16 @@ def latest_holdings(conn: psycopg.Connection[Any], etfs: list[str] | tuple[str, 
     return {etf: Snapshot(etf, day, source, items) for etf, (day, source, items) in grouped.items()}
 
 
+def first_fund(snapshots: dict[str, Snapshot], funds: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """Each stock held by ``funds`` (in that order) → the first of them that holds it: a stock held
+    by two funds counts once."""
+    out: dict[str, str] = {}
+    for etf in funds:
+        for stock, _ in snapshots[etf].holdings if etf in snapshots else []:
+            out.setdefault(stock, etf)
+    return out
+
+
 def later_snapshots(snapshots: dict[str, Snapshot], as_of: dt.date) -> str | None:
     """A note when some snapshot postdates ``as_of`` (holdings known only later), else None."""
     late = sorted(f"{s.etf} {s.as_of}" for s in snapshots.values() if s.as_of > as_of)

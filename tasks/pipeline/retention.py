@@ -116,7 +116,7 @@ def apply_retention(conn: psycopg.Connection[Any], windows: RetentionWindows, *,
             if rule.table not in present:
                 continue
             cutoff: Any = limits[rule.kind]
-            if rule.column in ("trade_date",):
+            if rule.column == "trade_date":  # a date column: compare with the cutoff's date
                 cutoff = cutoff.date()
             params = {"cutoff": cutoff, "batch": batch_rows}
             table = sql.Identifier(rule.table)

@@ -26,12 +26,12 @@ from tasks.pipeline.allocation import (
     store_allocation,
     store_shares,
 )
-from tasks.pipeline.holdings import FALLBACK, SPONSOR, later_snapshots, latest_holdings, store_holdings
+from tasks.pipeline.holdings import FALLBACK, SPONSOR, first_fund, later_snapshots, latest_holdings, store_holdings
 from tasks.pipeline.options import BENCHMARKS, PipelineOptions, StageOutcome
 from tasks.pipeline.retention import apply_retention
 from tasks.pipeline.trending import WINDOWS, compute_trending, compute_trending_stocks, leaders, relative_returns, sector_prices
 from tasks.prices.backfill_run import BackfillOptions, run_backfill
-from tasks.prices.store import BENCHMARK_TABLE, STOCK_TABLE
+from tasks.prices.store import BENCHMARK_TABLE, ETF_TABLE, STOCK_TABLE
 from tasks.sources.budget import RateBudget, describe_budget, peek_budget
 from tasks.sources.ssga import BUDGET_NAME, SsgaHoldings
 from tasks.sources.yahoo import YahooSource
@@ -90,12 +90,18 @@ def _shown(items: Sequence[str], limit: int = 8) -> str:
     return ", ".join(items[:limit]) + (f", ... (+{len(items) - limit})" if len(items) > limit else "")
 
 
+def _best(ranked: Any, count: int = 3) -> str:
+    """The first ``count`` rows of a ranking as "XLK +1.23%, ..."."""
+    top = ranked.head(count)
+    return ", ".join(f"{t} {r:+.2%}" for t, r in zip(top["ticker"], top["relative_return"], strict=True))
+
+
 # -- 1 ---------------------------------------------------------------------------------------
 def etf_ohlc(opts: PipelineOptions, dsn: str, wrap: Callable[..., Any]) -> StageOutcome:
     """SPY and the sector funds into the ETF table, then the benchmarks (SPY, QQQ) into their own
     table: SPY's bars come from the cache the first backfill just filled."""
     out = StageOutcome("etf-ohlc")
-    if not _backfill(out, opts, dsn, wrap, ETF_UNIVERSE, table="collected_daily_etf_ohlc", run_name="etf-backfill"):
+    if not _backfill(out, opts, dsn, wrap, ETF_UNIVERSE, table=ETF_TABLE, run_name="etf-backfill"):
         _backfill(out, opts, dsn, wrap, BENCHMARKS, table=BENCHMARK_TABLE, run_name="benchmark-backfill")
     return out
 
@@ -156,11 +162,9 @@ def trending(opts: PipelineOptions, dsn: str, wrap: Callable[..., Any]) -> Stage
         chosen = leaders(ranked, opts.top_sectors)
         snapshots = sector_members(conn, chosen, as_of)
     for w in WINDOWS:
-        best = ranked[ranked["window"] == w].head(3)
-        shown = ", ".join(f"{t} {r:+.2%}" for t, r in zip(best["ticker"], best["relative_return"], strict=True))
-        out.lines.append(f"sectors, {w:>2} sessions to {as_of}: {shown}")
+        out.lines.append(f"sectors, {w:>2} sessions to {as_of}: {_best(ranked[ranked['window'] == w])}")
     members = {etf: [s for s, _ in snapshots[etf].holdings] for etf in chosen}
-    stocks = list(dict.fromkeys(s for etf in chosen for s in members[etf]))
+    stocks = list(first_fund(snapshots, chosen))
     out.lines.append(f"top {len(chosen)} sectors {', '.join(chosen)}: {len(stocks)} stocks")
     if _backfill(out, opts, dsn, wrap, stocks, table=STOCK_TABLE, run_name="trending-stocks") or opts.dry_run:
         return out
@@ -168,9 +172,8 @@ def trending(opts: PipelineOptions, dsn: str, wrap: Callable[..., Any]) -> Stage
         ranked_stocks, lacking = wrap(compute_trending_stocks, "rank-stocks")(conn, as_of, members)
     window = max(WINDOWS)
     for etf in chosen:
-        best = ranked_stocks[(ranked_stocks["window"] == window) & (ranked_stocks["sector_etf"] == etf)].head(3)
-        shown = ", ".join(f"{t} {r:+.2%}" for t, r in zip(best["ticker"], best["relative_return"], strict=True))
-        out.lines.append(f"{etf} stocks, {window} sessions: {shown or 'none ranked'}")
+        best = _best(ranked_stocks[(ranked_stocks["window"] == window) & (ranked_stocks["sector_etf"] == etf)])
+        out.lines.append(f"{etf} stocks, {window} sessions: {best or 'none ranked'}")
     if lacking:
         out.code = max(out.code, Outcome.SOME_FAILED)
         out.lines.append(f"not ranked (bars missing in the {window + 1} sessions): {_shown(lacking)}")
@@ -186,7 +189,7 @@ def stock_history(opts: PipelineOptions, dsn: str, wrap: Callable[..., Any]) -> 
         snapshots = latest_holdings(conn, SECTOR_ETFS, as_of)
     if not snapshots:
         raise MissingInputs("no holdings stored: run stage 2 (etf-holdings) first")
-    stocks = list(dict.fromkeys(s for etf in SECTOR_ETFS if etf in snapshots for s, _ in snapshots[etf].holdings))
+    stocks = list(first_fund(snapshots, SECTOR_ETFS))
     missing = [etf for etf in SECTOR_ETFS if etf not in snapshots]
     lacking = f" (no holdings for {', '.join(missing)})" if missing else ""
     out.lines.append(f"{len(stocks)} stocks in {len(snapshots)} sector funds{lacking}")
