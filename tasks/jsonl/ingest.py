@@ -154,9 +154,12 @@ class IngestTotals:
 
 def _worker_init() -> None:
     """A loader process: dies with its parent, and leaves Ctrl+C to the parent, which stops it (the
-    batch in flight rolls back; committed batches and their checkpoints stay)."""
+    batch in flight rolls back; committed batches and their checkpoints stay). SIGTERM ends it at
+    once and quietly: forked, it would inherit the command's handler and print a KeyboardInterrupt
+    traceback from wherever it was (seen when the whole process group got SIGTERM)."""
     die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def pool_mapper(groups: list[list[FilePlan]], dsn: str, opts: IngestOptions) -> Iterator[FileResult | tuple[str, str]]:
