@@ -1,10 +1,11 @@
-"""JSONL ingestion throughput: ~5 million scalp ticks over many files, flow vs row-at-a-time baseline.
+"""JSONL ingestion throughput: ~5 million scalp ticks over many files and ~1 million in one 300 MB file,
+this loader beside the previous one (a checkout of its commit) and a row-at-a-time baseline.
 
 The baseline is what the source document sketches: parse each line in Python and
 ``executemany`` one INSERT per row (psycopg 3 pipelines these: a fair, not a strawman, baseline),
 measured on a sample in the same run.
 
-    uv run python -m bench.jsonl_ingest [--ticks 5000000] [--files 50] [--sample 100000]
+    uv run python -m bench.jsonl_ingest [--ticks 5000000] [--files 50] [--big-ticks 1080000] [--previous COMMIT]
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ import argparse
 import datetime as dt
 import json
 import os
+import re
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -23,10 +26,11 @@ from pathlib import Path
 
 import psycopg
 
-from bench.common import fresh_database, run_module, start_server, write_section
+from bench.common import ROOT, fresh_database, run_module, start_server, write_section
 
 START = dt.datetime(2026, 1, 22, 0, 0, tzinfo=dt.UTC)
 SYMBOLS = [f"{i:06d}" for i in range(1, 41)]
+PREVIOUS = "5325d3f"  # the loader before msgspec checks, pieces of big files and the tuned embedded server
 
 
 def generate(root: Path, ticks: int, files: int) -> int:
@@ -75,52 +79,94 @@ def baseline(dsn: str, path: Path, sample: int) -> float:
     return len(rows) / (time.perf_counter() - started)
 
 
+def previous_checkout(commit: str, into: Path) -> Path | None:
+    """The project at ``commit`` (a git worktree), to time the loader as it was beside this one; None
+    when there is no such commit here (a shallow clone)."""
+    made = subprocess.run(["git", "worktree", "add", "--detach", str(into), commit], cwd=ROOT, capture_output=True, text=True)
+    if made.returncode != 0:
+        print(f"no baseline: {made.stderr.strip()}", file=sys.stderr)
+        return None
+    return into
+
+
+def timed_load(server_uri: str, root: Path, args: list[str], env: dict[str, str], code_root: Path = ROOT) -> tuple[float, int, int, str]:
+    """One ingestion command on a fresh database: (seconds, ticks stored, 1-minute bars, how the big file was loaded)."""
+    dsn = fresh_database(server_uri)
+    started = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "flows.jsonl_ingest", "--root", str(root), *args], cwd=code_root,
+                          env={**env, "DATABASE_URL": dsn}, capture_output=True, text=True, timeout=3600)
+    seconds = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise SystemExit(f"ingestion failed ({code_root}):\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+    with psycopg.connect(dsn) as conn:
+        loaded = conn.execute("SELECT count(*) FROM scalp_ticks").fetchone()[0]  # type: ignore[index]
+        bars = conn.execute("SELECT count(*) FROM scalp_1m_bars").fetchone()[0]  # type: ignore[index]
+    print(f"{code_root.name} {' '.join(args)} {root.name}: {loaded:,} ticks in {seconds:.1f} s = {loaded / seconds:,.0f}/s", flush=True)
+    pieces = re.search(r" in (\d+) pieces:", proc.stdout)
+    return seconds, loaded, bars, f"{pieces[1]} pieces at once" if pieces else "one process"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--ticks", type=int, default=5_000_000)
     p.add_argument("--files", type=int, default=50)
+    p.add_argument("--big-ticks", type=int, default=1_080_000, help="ticks in the one big file (default: %(default)s, ~300 MB)")
     p.add_argument("--sample", type=int, default=100_000, help="ticks for the executemany baseline (default: %(default)s)")
     p.add_argument("--concurrency", type=int, default=4)
+    p.add_argument("--previous", default=PREVIOUS, help="commit of the loader to time beside this one (default: %(default)s)")
     args = p.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="bench-jsonl-"))
     t0 = time.perf_counter()
-    size = generate(work / "data", args.ticks, args.files)
-    print(f"generated {args.ticks:,} ticks in {args.files} files ({size / 1e6:,.0f} MB) in {time.perf_counter() - t0:.1f} s", flush=True)
+    size = generate(work / "many", args.ticks, args.files)
+    big = generate(work / "one", args.big_ticks, 1)
+    print(f"generated {args.ticks:,} ticks in {args.files} files ({size / 1e6:,.0f} MB) and {args.big_ticks:,} in one file"
+          f" ({big / 1e6:,.0f} MB) in {time.perf_counter() - t0:.1f} s", flush=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         server = start_server(work)
-    if os.environ.get("BENCH_PG_TUNE"):
-        with psycopg.connect(server.get_uri(), autocommit=True) as conn:
-            for setting in os.environ["BENCH_PG_TUNE"].split(";"):
-                conn.execute(setting)  # type: ignore[arg-type]
-            conn.execute("SELECT pg_reload_conf()")
-    dsn = fresh_database(server.get_uri())
-    env = {**os.environ, "DATABASE_URL": dsn, "PYTHONWARNINGS": "ignore", "BACKFILL_ORCHESTRATE": "plain"}
-    flow = run_module("flows.jsonl_ingest", ["--root", str(work / "data"), "--concurrency", str(args.concurrency)], env)
-    if flow.code != 0:
-        print(flow.stdout[-2000:], flow.stderr[-2000:], file=sys.stderr)
-        return 1
-    with psycopg.connect(dsn) as conn:
-        loaded = conn.execute("SELECT count(*) FROM scalp_ticks").fetchone()[0]  # type: ignore[index]
-        bars = conn.execute("SELECT count(*) FROM scalp_1m_bars").fetchone()[0]  # type: ignore[index]
-    rate = loaded / flow.seconds
-    print(f"flow: {loaded:,} ticks in {flow.seconds:.1f} s = {rate:,.0f} ticks/s ({bars:,} 1-minute bars)", flush=True)
-    rerun = run_module("flows.jsonl_ingest", ["--root", str(work / "data")], env)
-    base_rate = baseline(dsn, sorted((work / "data" / "scalp").iterdir())[0], args.sample)
-    print(f"baseline executemany: {base_rate:,.0f} ticks/s", flush=True)
-    server.cleanup()
-    shutil.rmtree(work, ignore_errors=True)
-    megabytes = size / 1e6
-    body = f"""{args.ticks:,} scalp ticks (2 Hz, 40 symbols) in {args.files} files, {megabytes:,.0f} MB, `--concurrency {args.concurrency}`,
-`--batch-size 10000`. Wall time of the whole command (process start, checkpoints and 1-minute bars included).
+    uri = server.get_uri()
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "BACKFILL_ORCHESTRATE": "plain"}
+    conc = ["--concurrency", str(args.concurrency)]
+    previous = previous_checkout(args.previous, work / "previous")
+    try:
+        many = timed_load(uri, work / "many", conc, env)
+        one = timed_load(uri, work / "one", conc, env)
+        one_process = timed_load(uri, work / "one", [*conc, "--split-mb", "0"], env)
+        old_many = timed_load(uri, work / "many", conc, env, previous) if previous else None
+        old_one = timed_load(uri, work / "one", conc, env, previous) if previous else None
+        dsn = fresh_database(uri)
+        run_module("flows.jsonl_ingest", ["--root", str(work / "many"), *conc], {**env, "DATABASE_URL": dsn})
+        rerun = run_module("flows.jsonl_ingest", ["--root", str(work / "many"), *conc], {**env, "DATABASE_URL": dsn})
+        base_rate = baseline(dsn, sorted((work / "many" / "scalp").iterdir())[0], args.sample)
+        print(f"baseline executemany: {base_rate:,.0f} ticks/s", flush=True)
+    finally:
+        server.cleanup()
+        if previous:
+            subprocess.run(["git", "worktree", "remove", "--force", str(previous)], cwd=ROOT, capture_output=True)
+        shutil.rmtree(work, ignore_errors=True)
+
+    def row(label: str, measured: tuple[float, int, int, str] | None, target: str = "") -> str:
+        if measured is None:
+            return f"| {label} | (no checkout of {args.previous}) | {target} |"
+        seconds, loaded, bars, _ = measured
+        return f"| {label} | {seconds:.1f} s = **{loaded / seconds:,.0f} ticks/s** ({loaded:,} ticks, {bars:,} 1-minute bars) | {target} |"
+
+    body = f"""{args.ticks:,} scalp ticks (2 Hz, 40 symbols) in {args.files} files ({size / 1e6:,.0f} MB), and {args.big_ticks:,}
+in one file ({big / 1e6:,.0f} MB); `--concurrency {args.concurrency}`, `--batch-size 10000`, embedded PostgreSQL as the project sets it up.
+Wall time of the whole command on a fresh database (process start, checkpoints and 1-minute bars included). "Previous" is
+the loader at `{args.previous}` (the code the throughput issue was measured on), run from a checkout of that commit on the
+same server in the same run.
 
 | measure | result | target |
 |---|---:|---|
-| flow, all files | {flow.seconds:.1f} s = **{rate:,.0f} ticks/s** ({loaded:,} ticks, {bars:,} 1-minute bars) | >= 100,000 ticks/s |
-| rerun (every file unchanged) | {rerun.seconds:.1f} s | |
+{row("many files, this loader", many, ">= 150,000 ticks/s")}
+{row("many files, previous loader", old_many)}
+{row(f"one big file, this loader ({one[3]})", one, ">= 100,000 ticks/s")}
+{row("one big file, this loader in one process (`--split-mb 0`)", one_process)}
+{row("one big file, previous loader", old_one)}
+| rerun of the many files (every file unchanged) | {rerun.seconds:.1f} s | |
 | baseline: `json.loads` + row-at-a-time `executemany` INSERT, {args.sample:,}-tick sample | {base_rate:,.0f} ticks/s | |
-| flow / baseline | **{rate / base_rate:.1f}x** | |
 """
     print(body)
     write_section("JSONL ingestion: 5M scalp ticks", body)

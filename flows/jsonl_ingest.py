@@ -25,6 +25,7 @@ from tasks.core.errors import Outcome
 from tasks.jsonl.files import FilePlan, Sources
 from tasks.jsonl.ingest import DB_RETRIES, IngestOptions, load_group, run_ingest
 from tasks.jsonl.load import FileResult
+from tasks.jsonl.split import SPLIT_MB
 
 FLOW_NAME = "jsonl-ingest"
 
@@ -52,7 +53,10 @@ PARAMS = [
     Param("db_retries", DB_RETRIES, "retries of a file after a transient database failure (connection lost, server restart, "
           "serialization failure), from its checkpoint, with exponential backoff (1 s, 2 s, 4 s, ...)", annotation=int,
           type=int_in(0, 20)),
-    Param("concurrency", 4, "file groups loaded at once", annotation=int, type=int_in(1, 64)),
+    Param("concurrency", 4, "loader processes (file groups, or pieces of a big file, loaded at once)", annotation=int,
+          type=int_in(1, 64)),
+    Param("split_mb", SPLIT_MB, "a scalp file with more than this many MB to load is cut into --concurrency pieces loaded at "
+          "once (0: never)", annotation=float, type=positive_float, metavar="MB"),
     Param("batch_size", 10_000, "lines per COPY batch and transaction", annotation=int, type=int_in(100, 1_000_000)),
     Param("cache_dir", ".cache", "accepted as by every command; ingestion downloads nothing", type=path_text, flow=False),
     DRY_RUN, ORCHESTRATE,
@@ -64,7 +68,7 @@ def options(values: dict[str, Any]) -> IngestOptions:
     return IngestOptions(sources, concurrency=int(values["concurrency"]), batch_size=int(values["batch_size"]),
                          dry_run=bool(values.get("dry_run", False)), fail_on_low_coverage=bool(values.get("fail_on_low_coverage")),
                          db_retries=int(values.get("db_retries", DB_RETRIES)), follow=bool(values.get("follow")),
-                         poll=float(values.get("poll", 5.0)))
+                         poll=float(values.get("poll", 5.0)), split_mb=float(values.get("split_mb", SPLIT_MB)))
 
 
 def prefect_mapper(groups: list[list[FilePlan]], dsn: str, opts: IngestOptions) -> Iterator[FileResult | tuple[str, str]]:

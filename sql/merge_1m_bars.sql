@@ -1,20 +1,18 @@
--- Fold one batch's ticks (a line range of one file) into the 1-minute bars. Each (symbol, minute)
--- is aggregated over the batch, then merged with the stored bar: counts and volume add, high and
+-- Fold one batch's 1-minute bars (aggregated by the loader from the ticks it just stored, one file's
+-- line range: tasks/jsonl/ticks.minute_bars) into the stored bars: counts and volume add, high and
 -- low widen, open/close go to the earliest/latest tick by (event_time, source_file, source_line).
 -- ON CONFLICT locks the bar row, so concurrent loaders merge without losing each other's ticks.
 INSERT INTO scalp_1m_bars AS b (symbol, bar_time, open, high, low, close, volume, tick_count, coverage_ratio, session_id,
                                 mitigation_level, quality_flag, open_time, open_file, open_line, close_time, close_file, close_line)
-SELECT symbol, date_trunc('minute', event_time),
-       (array_agg(last_price ORDER BY event_time, source_line))[1], max(last_price), min(last_price),
-       (array_agg(last_price ORDER BY event_time DESC, source_line DESC))[1],
-       sum(volume), count(*), count(*) / 120.0,
-       (array_agg(session_id ORDER BY event_time DESC, source_line DESC))[1], max(mitigation_level),
-       coalesce(max(quality_flag) FILTER (WHERE quality_flag <> 'normal'), 'normal'),
-       min(event_time), %(file)s, (array_agg(source_line ORDER BY event_time, source_line))[1],
-       max(event_time), %(file)s, (array_agg(source_line ORDER BY event_time DESC, source_line DESC))[1]
-FROM scalp_ticks
-WHERE source_file = %(file)s AND source_line BETWEEN %(first)s AND %(last)s
-GROUP BY symbol, date_trunc('minute', event_time)
+SELECT s.symbol, s.bar_time, s.open, s.high, s.low, s.close, s.volume, s.tick_count, s.tick_count / 120.0, s.session_id,
+       s.mitigation_level, coalesce((SELECT max(f) FROM jsonb_array_elements_text(s.flags) f), 'normal'),
+       s.open_time, %(file)s, s.open_line, s.close_time, %(file)s, s.close_line
+FROM unnest(%(symbol)s::text[], %(bar_time)s::timestamptz[], %(open)s::text[]::numeric[], %(high)s::text[]::numeric[],
+            %(low)s::text[]::numeric[], %(close)s::text[]::numeric[], %(volume)s::bigint[], %(ticks)s::int[], %(session)s::text[],
+            %(level)s::int[], %(flags)s::text[]::jsonb[], %(open_time)s::text[]::timestamptz[], %(open_line)s::int[],
+            %(close_time)s::text[]::timestamptz[], %(close_line)s::int[])
+     AS s(symbol, bar_time, open, high, low, close, volume, tick_count, session_id, mitigation_level, flags, open_time, open_line,
+          close_time, close_line)
 ORDER BY 1, 2  -- every loader locks bar rows in the same order: no deadlocks between them
 ON CONFLICT (symbol, bar_time) DO UPDATE SET
     open = CASE WHEN (EXCLUDED.open_time, EXCLUDED.open_file, EXCLUDED.open_line) < (b.open_time, b.open_file, b.open_line)

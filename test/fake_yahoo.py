@@ -20,10 +20,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import random
+import shutil
 import ssl
 import tempfile
 import threading
 import time
+import weakref
 import zlib
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -192,6 +194,7 @@ class FakeYahoo:
         self._chart_served = 0
         self._random = random.Random(20251122)
         self._dir = Path(tempfile.mkdtemp(prefix="fake-yahoo-"))
+        weakref.finalize(self, shutil.rmtree, self._dir, True)  # its CA file: gone with the fake
         self.ca = trustme.CA()
         cert = self.ca.issue_cert("*.yahoo.com", "yahoo.com", "fc.yahoo.com", "query1.finance.yahoo.com", "query2.finance.yahoo.com",
                                   "www.ssga.com")

@@ -592,3 +592,143 @@ def test_two_runs_at_once_both_succeed_and_store_each_line_once(dsn: str, pg_ser
                               capture_output=True, text=True, timeout=180)
         assert done.returncode == 0, done.stderr
         assert snapshot(dsn) == snapshot(clean)
+
+
+def checkpoint(dsn: str, rel: str) -> tuple[int, int, str] | None:
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute("SELECT bytes_loaded, lines_loaded, prefix_sha256 FROM jsonl_file_checkpoints WHERE source_file = %s",
+                           (rel,)).fetchone()
+    return None if row is None else (int(row[0]), int(row[1]), row[2])
+
+
+def test_a_big_file_loads_in_pieces_as_one_process_loads_it(run_cli: CliRunner, dsn: str, pg_server_dsn: str, tmp_path: Path) -> None:
+    import hashlib
+
+    tree = make_tree(tmp_path / "data", files=1, minutes_per_file=40)
+    (name,) = tree.ticks
+    path = tree.root / name
+    with path.open("ab") as fh:  # a reject near the end, then a line its writer is still writing
+        fh.write(b'{"symbol": "005930"}\n')
+    complete = path.read_bytes()
+    with path.open("ab") as fh:
+        fh.write(b'{"ts": "2026-01-22T')
+    pieced = ["--root", str(tree.root), "--concurrency", "4", "--split-mb", "0.4", "--batch-size", "500"]
+    result = run_cli(ING, *pieced)
+    assert result.code == 1, result.stdout + result.stderr  # the rejected line
+    assert f"{name} new in 4 pieces: {len(tree.ticks[name]):,} rows, 1 rejected" in result.stdout
+    assert f"Rejected {name}:{len(tree.ticks[name]) + 1}: event_time: missing or not an ISO-8601 time with offset" in result.stdout
+    assert f"{name} ends in an incomplete line: left for the next run" in result.stdout
+    assert checkpoint(dsn, name) == (len(complete), len(tree.ticks[name]) + 1, hashlib.sha256(complete).hexdigest())
+    got = snapshot(dsn)
+    expected = expected_1m_bars(tree.all_ticks())
+    assert {(r[0], r[1]): (r[2], r[5], r[6], r[7]) for r in got["bars"]} == {
+        k: (v["open"], v["close"], v["volume"], v["tick_count"]) for k, v in expected.items()}
+    with fresh_database(pg_server_dsn) as one:
+        assert run_cli(ING, "--root", str(tree.root), "--split-mb", "0", env={"DATABASE_URL": one}).code == 1
+        assert snapshot(one) == got
+
+    assert run_cli(ING, *pieced).code == 0 and snapshot(dsn) == got  # the partial line still waits; nothing else to do
+    more = [tick("005930", START + dt.timedelta(hours=2, seconds=i), i) for i in range(30)]
+    with path.open("ab") as fh:
+        fh.write(b'00:30:00.000Z", "event_time": "2026-01-22T00:30:00.250Z", "symbol": "000660", "bid_price": 1, "ask_price": 2,'
+                 b' "bid_size": 1, "ask_size": 1, "last_price": 1.5, "volume": 1, "session_id": "s"}\n')
+        fh.write("".join(json.dumps(t) + "\n" for t in more).encode())
+    grown = run_cli(ING, *pieced)
+    assert grown.code == 0 and "31 rows loaded" in grown.stdout
+    assert len(snapshot(dsn)["ticks"]) == len(tree.ticks[name]) + 31
+
+
+@pytest.mark.slow
+@pytest.mark.reliability
+def test_kill_9_while_pieces_of_a_file_load_then_rerun_equals_a_one_process_load(dsn: str, pg_server_dsn: str, tmp_path: Path,
+                                                                                  run_cli: CliRunner) -> None:
+    tree = make_tree(tmp_path / "data", files=1, minutes_per_file=150)
+    (name,) = tree.ticks
+    args = ["--root", str(tree.root), "--concurrency", "4", "--split-mb", "1", "--batch-size", "200"]
+    proc = subprocess.Popen([sys.executable, "-m", ING, *args], cwd=ROOT, env=cli_env(None, dsn), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+
+    def rows_past_the_checkpoint() -> bool:
+        try:
+            with psycopg.connect(dsn) as conn:
+                row = conn.execute("SELECT count(*) FROM scalp_ticks WHERE source_line > coalesce((SELECT lines_loaded FROM"
+                                   " jsonl_file_checkpoints WHERE source_file = %s), 0)", (name,)).fetchone()
+            return bool(row and row[0] > 400)
+        except psycopg.Error:
+            return False
+
+    assert wait_until(rows_past_the_checkpoint), "the pieces after the first never committed anything"
+    kill_9_leaving_no_orphans(proc)
+    partial = snapshot(dsn)
+    assert 0 < len(partial["ticks"]) < len(tree.all_ticks())
+    again = run_cli(ING, *args)
+    assert again.code == 0, again.stdout + again.stderr
+    with fresh_database(pg_server_dsn) as one:
+        assert run_cli(ING, "--root", str(tree.root), "--split-mb", "0", env={"DATABASE_URL": one}).code == 0
+        assert snapshot(dsn) == snapshot(one)
+        assert checkpoint(dsn, name) == checkpoint(one, name)
+
+
+def test_a_tick_s_key_is_what_the_database_computes_and_one_tick_spelled_two_ways_is_stored_once(run_cli: CliRunner, dsn: str,
+                                                                                                  tmp_path: Path) -> None:
+    base = tick("005930", START, 1)
+    odd = [base | {"bid_price": 1.00005, "ask_price": 0.00005, "last_price": 2.675, "ts": None},
+           base | {"symbol": "tab\tand\\slash", "event_time": "2026-01-22T09:30:00.5+09:00", "quality_flag": "stale"},
+           base | {"symbol": "삼성전자", "last_price": 98765432109.8765, "event_time": "2026-01-22T00:30:00.123456-05:30"},
+           base | {"event_time": "2026-01-22 00:30:00Z", "mitigation_level": -3, "volume": 0}]
+    same = json.dumps(base).replace('"last_price": ' + str(base["last_price"]), '"last_price": ' + f'{base["last_price"]}.0')
+    same = same.replace('"event_time": "2026-01-22T00:30:00.000Z"', '"event_time": "2026-01-22T00:30:00+00:00"')
+    assert same != json.dumps(base)
+    write(tmp_path / "data" / "scalp" / "20260122_0030.jsonl", [base, *odd])
+    (tmp_path / "data" / "scalp" / "20260122_0031.jsonl").write_text('{"extra": [1], ' + same[1:] + "\n", encoding="utf-8")
+    result = run_cli(ING, "--root", str(tmp_path / "data"))
+    assert result.code == 0, result.stdout + result.stderr
+    assert "1 ticks were already stored from other files" in result.stdout
+    with psycopg.connect(dsn) as conn:
+        keys = conn.execute("SELECT symbol, tick_key = scalp_tick_key(symbol, event_time, ts, bid_price, ask_price, bid_size, ask_size,"
+                            " last_price, volume, session_id, mitigation_level, quality_flag) FROM scalp_ticks").fetchall()
+        copies = conn.execute("SELECT source_file, source_line FROM scalp_tick_copies").fetchall()
+        prices = conn.execute("SELECT bid_price, ask_price, last_price FROM scalp_ticks WHERE ts IS NULL").fetchone()
+    assert sorted(keys) == sorted((t["symbol"], True) for t in [base, *odd])  # the tab and backslash arrive as written
+    assert copies == [("scalp/20260122_0031.jsonl", 1)]
+    from decimal import Decimal
+    assert prices == (Decimal("1.0001"), Decimal("0.0001"), Decimal("2.6750"))  # numeric rounds half away from zero
+
+
+def test_migration_013_keys_every_stored_tick_again_and_a_tick_stored_twice_becomes_a_copy(pg_server_dsn: str) -> None:
+    import uuid
+
+    from tasks.core.db import migrate
+    from tasks.core.sql_files import migrations
+
+    insert = ("INSERT INTO scalp_ticks (symbol, event_time, ts, bid_price, ask_price, bid_size, ask_size, last_price, volume, session_id,"
+              " source_file, source_line, tick_key) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)")
+    first = ("005930", "2026-01-22T00:30:00Z", None, 100, 101, 1, 2, 100.5, 7, "s")
+    second = ("005930", "2026-01-22T00:30:00.5Z", "2026-01-22T00:30:00.6Z", 100, 101, 1, 2, 99.25, 3, "s")
+    old_key = uuid.uuid4()
+    with fresh_database(pg_server_dsn) as url, psycopg.connect(url, autocommit=True) as conn:
+        with conn.transaction():  # the schema as it was before 013, with ticks loaded then
+            conn.execute("CREATE TABLE schema_migrations (version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())")
+            for version, text in migrations():
+                if version.startswith("013"):
+                    break
+                conn.execute(text)  # type: ignore[arg-type]
+                conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
+            conn.execute(insert, (*first, "scalp/a.jsonl", 1, None))  # no key: loaded before 011
+            conn.execute(insert, (*first, "scalp/b.jsonl", 1, None))  # the same tick again
+            conn.execute(insert, (*second, "scalp/a.jsonl", 2, old_key))  # keyed as 011 did
+            conn.execute("INSERT INTO scalp_tick_copies VALUES ('scalp/c.jsonl', 5, %s)", (old_key,))
+            conn.execute("INSERT INTO scalp_1m_bars (symbol, bar_time, open, high, low, close, volume, tick_count, coverage_ratio,"
+                         " session_id, open_time, open_file, open_line, close_time, close_file, close_line) VALUES ('005930',"
+                         " '2026-01-22T00:30Z', 100.5, 100.5, 99.25, 99.25, 17, 3, 0.025, 's', '2026-01-22T00:30Z', 'scalp/a.jsonl', 1,"
+                         " '2026-01-22T00:30:00.5Z', 'scalp/a.jsonl', 2)")
+        assert [v for v in migrate(conn) if v.startswith("013")]
+        ticks = conn.execute("SELECT source_file, source_line, tick_key = scalp_tick_key(symbol, event_time, ts, bid_price, ask_price,"
+                             " bid_size, ask_size, last_price, volume, session_id, mitigation_level, quality_flag), tick_key"
+                             " FROM scalp_ticks ORDER BY 1, 2").fetchall()
+        copies = dict(((f, n), k) for f, n, k in conn.execute("SELECT * FROM scalp_tick_copies"))
+        bar = conn.execute("SELECT open, high, low, close, volume, tick_count FROM scalp_1m_bars").fetchall()
+    assert [t[:3] for t in ticks] == [("scalp/a.jsonl", 1, True), ("scalp/a.jsonl", 2, True)]
+    assert copies == {("scalp/b.jsonl", 1): ticks[0][3], ("scalp/c.jsonl", 5): ticks[1][3]}
+    from decimal import Decimal
+    assert bar == [(Decimal("100.5000"), Decimal("100.5000"), Decimal("99.2500"), Decimal("99.2500"), 10, 2)]

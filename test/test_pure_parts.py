@@ -262,3 +262,71 @@ def test_every_broken_field_of_a_record_is_a_reject_never_another_exception() ->
             except Reject:
                 pass
     assert tried > 600
+
+
+def test_the_fast_tick_path_gives_the_row_path_s_row_and_key_or_leaves_the_line_to_it() -> None:
+    """A line the C-checked fast path accepts must give exactly the row (and the identity) the
+    Python row path gives; everything else it must leave to that path (None), never accept."""
+    import json
+
+    import orjson
+
+    from tasks.jsonl.records import Reject, scalp_row
+    from tasks.jsonl.ticks import fast_scalp_row, keyed_copy_lines
+    from test.jsonl_tree import START, tick
+
+    good = tick("005930", START, 3) | {"last_price": 70000.12345, "bid_price": 0.00005, "ask_price": 1.00005}
+    odd_values: list[object] = [None, True, -1, 0, 1.0, 1.5, 2.0000000001, float("nan"), float("inf"), 1e11, 99999999999.99995,
+                                98765432109.87654, 10**14, 10**30, "1", "", "x" * 21, "a\x00b", "tab\there", "back\\slash", "é" * 20,
+                                "2026-01-22T09:31:05.120+09:00", "2026-01-22 09:31:05+00:00", "2026-02-30T09:31:05Z",
+                                "2026-01-22T09:31:05+16:00", "2026-01-22T09:31:05.1234567Z", "2026-01-22T09:31:05", [], {}]
+    records = [good | {field: value} for field in good for value in odd_values]
+    records += [{k: v for k, v in good.items() if k != field} for field in good] + [good | {"extra": {"nested": [1, 2]}}]
+    lines = [json.dumps(r, ensure_ascii=False).encode() for r in records]  # NaN and Infinity: not JSON, both paths refuse
+    body = json.dumps(good)[1:-1]
+    lines += [f"{{{body}, \"bid_price\": 3}}".encode(), f" {{{body}}} ".encode(), f"{{{body}}}{{}}".encode(),
+              json.dumps(good).replace('"bid_size": 102', '"bid_size": 1.02e2').encode(), b"[1, 2]", b"", b"{}"]
+    accepted = 0
+    for n, line in enumerate(lines, 1):
+        fast = fast_scalp_row(line)
+        try:
+            slow: tuple[object, ...] | None = scalp_row(orjson.loads(line))
+        except (Reject, orjson.JSONDecodeError, AttributeError, TypeError):
+            slow = None
+        if fast is None:
+            continue
+        accepted += 1
+        assert slow is not None and fast == slow, line
+        (fast_key, fast_copy), (slow_key, _) = keyed_copy_lines([(*fast, n), (*slow, n)], "scalp/x.jsonl")
+        assert fast_key == slow_key, line
+        assert fast_copy.split("\t")[0] == fast[0].replace("\\", "\\\\").replace("\t", "\\t")  # COPY text escaping
+    assert accepted >= 40  # the fast path does take the common lines
+    assert fast_scalp_row(json.dumps(good).encode()) is not None
+
+
+@pytest.mark.parametrize("read_size", [7, 100, 8 << 20])
+def test_pieces_of_a_file_start_after_a_newline_and_count_their_lines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                       read_size: int) -> None:
+    import random
+
+    from tasks.jsonl import files
+
+    monkeypatch.setattr(files, "_SPLIT_READ", read_size)  # cuts found across read boundaries too
+    rng = random.Random(7)
+    data = b"".join(b"x" * rng.randint(0, 300) + b"\n" for _ in range(400)) + b"tail without newline"
+    path = tmp_path / "f.jsonl"
+    path.write_bytes(data)
+    last_newline = data.rfind(b"\n") + 1
+    for start in (0, data.index(b"\n", 5000) + 1):
+        for parts, min_bytes in ((4, 1000), (3, 20_000), (8, 100), (4, 10**9)):
+            pieces, end, end_lines = files.split_points(path, start, data[:start].count(b"\n"), parts, min_bytes)
+            assert (end, end_lines) == (last_newline, data.count(b"\n"))
+            assert pieces[0].start == start and pieces[-1].end == end and pieces[0].first and not any(p.first for p in pieces[1:])
+            assert all(a.end == b.start for a, b in zip(pieces, pieces[1:], strict=False))
+            assert all(data[p.start - 1:p.start] == b"\n" for p in pieces if p.start)
+            assert all(p.lines_before == data[:p.start].count(b"\n") and p.last_line == data[:p.end].count(b"\n") for p in pieces)
+            assert len(pieces) <= parts and (len(pieces) == 1 or all(p.end - p.start >= min_bytes // 2 for p in pieces))
+            if min_bytes == 10**9:
+                assert len(pieces) == 1
+            if (parts, min_bytes) == (4, 1000):
+                assert len(pieces) == 4

@@ -233,3 +233,21 @@ def test_dsn_descriptions_never_show_passwords() -> None:
     dsn = "postgresql://bob:hunter2@db.example:6543/prices"
     assert describe_dsn(dsn) == "db.example:6543/prices"
     assert "hunter2" not in scrub(f"failed for {dsn} password hunter2", dsn)
+
+
+def test_the_readme_s_command_for_a_psql_dsn_prints_one_that_connects(pg_server: tuple[str, Path | None]) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from test.fix_yahoo import ROOT
+
+    if pg_server[1] is None:
+        pytest.skip("the tests use TEST_DATABASE_URL, not the embedded server")
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    (code,) = re.findall(r'With the embedded server: `uv run python -c "([^"]+)"`', readme)
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"} | {"BACKFILL_PGDATA": str(pg_server[1])}
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    with psycopg.connect(out.stdout.strip()) as conn:
+        assert conn.execute("SELECT current_database()").fetchone() == ("market_data",)

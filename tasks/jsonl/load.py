@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import datetime as dt
 import hashlib
 import io
 import time
@@ -25,8 +24,9 @@ import psycopg
 from tasks.core.db import database_errors
 from tasks.core.errors import SourceError
 from tasks.core.sql_files import statement
-from tasks.jsonl.files import FilePlan, Kind, plan_files
+from tasks.jsonl.files import FilePlan, JsonlFile, Kind, Piece, plan_files
 from tasks.jsonl.records import ROW_BUILDERS, Reject
+from tasks.jsonl.ticks import Row, fast_scalp_row, keyed_copy_lines, minute_bars
 
 _MAX_LINE = 1 << 20
 # Batches merge into the 1-minute bars under this lock in shared mode (side by side: the row lock
@@ -51,80 +51,138 @@ class FileResult:
     seconds: float = 0.0
     retries: int = 0  # transient database failures this file was loaded through
     copies: int = 0  # ticks already stored from another file (or earlier in this one): kept as copies
+    pieces: int = 1  # loaded by this many processes at once (a big file)
     rejects: list[tuple[int, str]] = field(default_factory=list)
 
 
 def load_file(conn: psycopg.Connection[Any], plan: FilePlan, *, batch_size: int = 10_000) -> FileResult:
-    """Load what ``plan`` says of one file (see module doc); ``conn`` must be in autocommit mode.
+    """Load what ``plan`` says of one file (see module doc), or of one piece of it; ``conn`` must be
+    in autocommit mode.
 
     Raises:
         StoreError: PostgreSQL refused a batch (earlier batches stay committed with their checkpoint).
     """
+    if plan.piece is not None:
+        return _load_piece(conn, plan, batch_size)
     started = time.perf_counter()
     f = plan.file
     result = FileResult(f.rel, f.kind, plan.action)
     if plan.action == "skip":
         return result
-    path = f.path
-    got = conn.execute("SELECT pg_try_advisory_lock(%s)", (lock_key(f.rel),)).fetchone()
-    if not got or not got[0]:
+    if not take_file_lock(conn, f.rel):
         result.action = "busy (another run is loading it)"
         return result
     try:
-        # Planned before the lock: another run may have loaded the file since (or it grew). Decide
-        # again, under the lock, on its size now.
-        try:
-            f = dataclasses.replace(f, size=path.stat().st_size)
-            (plan,) = plan_files(conn, [f])
-        except OSError as exc:  # that file fails; the run goes on with the others
-            raise SourceError(f.rel, f"cannot read it: {exc.strerror}") from None
+        plan = prepare_file(conn, plan)
         result.action = plan.action
         if plan.action == "skip":
             return result
         start_byte, line_no = (plan.start_byte, plan.start_line) if plan.action == "append" else (0, 0)
         with database_errors(f"loading {f.rel} failed"):
-            if plan.action == "reload":
-                forget_file(conn, f.rel, f.kind)
-            digest = hashlib.sha256()
-            batch: list[tuple[int, bytes]] = []
-            consumed = start_byte
-            try:
-                fh = path.open("rb")
-            except OSError as exc:  # that file fails; the run goes on with the others
-                raise SourceError(f.rel, f"cannot read it: {exc.strerror}") from None
-            with fh:
-                left = start_byte
-                while left > 0:  # the hash of the loaded prefix continues from here
-                    chunk = fh.read(min(1 << 20, left))
-                    digest.update(chunk)
-                    left -= len(chunk)
-                for raw in iter(lambda: fh.readline(_MAX_LINE + 1), b""):  # never more than a line's limit in memory
-                    length = len(raw)
-                    if not raw.endswith(b"\n"):
-                        if length <= _MAX_LINE:  # its writer may still be writing it: the next run loads it
-                            result.incomplete_tail = True
-                            break
-                        skipped = _skip_rest_of_line(fh, digest, raw)  # too long: keep its head (rejected), hash it all
-                        if skipped is None:
-                            result.incomplete_tail = True
-                            break
-                        digest, length = skipped[0], length + skipped[1]
-                    else:
-                        digest.update(raw)
-                    line_no += 1
-                    consumed += length
-                    batch.append((line_no, raw))
-                    if len(batch) >= batch_size:
-                        _flush(conn, f.rel, f.kind, batch, consumed, line_no, digest, f.size, result)
-                        batch = []
-                if batch or plan.action != "append":
-                    _flush(conn, f.rel, f.kind, batch, consumed, line_no, digest, f.size, result)
-            result.bytes_read = consumed - start_byte
+            _read_and_store(conn, plan.file, start_byte, line_no, None, batch_size, result, always_flush=plan.action != "append")
     finally:
-        if not conn.closed and not conn.broken:
-            conn.execute("SELECT pg_advisory_unlock(%s)", (lock_key(f.rel),))
+        release_file_lock(conn, f.rel)
     result.seconds = time.perf_counter() - started
     return result
+
+
+def take_file_lock(conn: psycopg.Connection[Any], rel: str) -> bool:
+    """The file's session lock, so two runs never load one file at once; False when another run has it."""
+    got = conn.execute("SELECT pg_try_advisory_lock(%s)", (lock_key(rel),)).fetchone()
+    return bool(got and got[0])
+
+
+def release_file_lock(conn: psycopg.Connection[Any], rel: str) -> None:
+    if not conn.closed and not conn.broken:
+        conn.execute("SELECT pg_advisory_unlock(%s)", (lock_key(rel),))
+
+
+def prepare_file(conn: psycopg.Connection[Any], plan: FilePlan) -> FilePlan:
+    """Under the file's lock: plan it again on its size now (another run may have loaded it since, or
+    it grew), and clear what a changed file or an interrupted run left: a rewritten file's rows, or
+    rows past the checkpoint (the pieces of a big file an interrupted run had loaded)."""
+    f = plan.file
+    try:
+        f = dataclasses.replace(f, size=f.path.stat().st_size)
+        (plan,) = plan_files(conn, [f])
+    except OSError as exc:  # that file fails; the run goes on with the others
+        raise SourceError(f.rel, f"cannot read it: {exc.strerror}") from None
+    with database_errors(f"loading {f.rel} failed"):
+        if plan.action == "reload":
+            forget_file(conn, f.rel, f.kind)
+        elif plan.action != "skip" and f.kind == "scalp":
+            forget_lines(conn, f.rel, after=plan.start_line if plan.action == "append" else 0)
+    return plan
+
+
+def _load_piece(conn: psycopg.Connection[Any], plan: FilePlan, batch_size: int) -> FileResult:
+    """One piece of a big file (its run holds the file's lock). Tried again after a failure, it
+    first removes what its earlier attempt stored: the first piece from the checkpoint its
+    batches moved, the others from their start."""
+    started = time.perf_counter()
+    piece, f = plan.piece, plan.file
+    assert piece is not None
+    result = FileResult(f.rel, f.kind, plan.action)
+    start, lines_before = piece.start, piece.lines_before
+    with database_errors(f"loading {f.rel} failed"):
+        if piece.first:
+            row = conn.execute("SELECT bytes_loaded, lines_loaded FROM jsonl_file_checkpoints WHERE source_file = %s",
+                               (f.rel,)).fetchone()
+            if row is not None and piece.start <= row[0] <= piece.end:
+                start, lines_before = int(row[0]), int(row[1])
+        forget_lines(conn, f.rel, after=lines_before, upto=piece.last_line)
+        _read_and_store(conn, f, start, lines_before, piece, batch_size, result, always_flush=False)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _read_and_store(conn: psycopg.Connection[Any], f: JsonlFile, start_byte: int, line_no: int, piece: Piece | None, batch_size: int,
+                    result: FileResult, *, always_flush: bool) -> None:
+    """Read whole lines from ``start_byte`` (to the piece's end, or the file's last complete line)
+    and store them batch by batch, each batch committed with the checkpoint (unless this is a
+    piece other than the first)."""
+    checkpoint = piece is None or piece.first
+    digest: Any = hashlib.sha256() if checkpoint else None
+    batch: list[tuple[int, bytes]] = []
+    consumed = start_byte
+    stop = piece.end if piece is not None else None
+    try:
+        fh = f.path.open("rb")
+    except OSError as exc:  # that file fails; the run goes on with the others
+        raise SourceError(f.rel, f"cannot read it: {exc.strerror}") from None
+    with fh:
+        if digest is not None:
+            left = start_byte
+            while left > 0:  # the hash of the loaded prefix continues from here
+                chunk = fh.read(min(1 << 20, left))
+                digest.update(chunk)
+                left -= len(chunk)
+        else:
+            fh.seek(start_byte)
+        for raw in iter(lambda: fh.readline(_MAX_LINE + 1), b""):  # never more than a line's limit in memory
+            length = len(raw)
+            if not raw.endswith(b"\n"):
+                if length <= _MAX_LINE:  # its writer may still be writing it: the next run loads it
+                    result.incomplete_tail = True
+                    break
+                skipped = _skip_rest_of_line(fh, digest, raw)  # too long: keep its head (rejected), hash it all
+                if skipped is None:
+                    result.incomplete_tail = True
+                    break
+                digest, length = skipped[0], length + skipped[1]
+            elif digest is not None:
+                digest.update(raw)
+            line_no += 1
+            consumed += length
+            batch.append((line_no, raw))
+            if len(batch) >= batch_size:
+                _flush(conn, f.rel, f.kind, batch, consumed, line_no, digest, f.size, result)
+                batch = []
+            if stop is not None and consumed >= stop:
+                break
+        if batch or always_flush:
+            _flush(conn, f.rel, f.kind, batch, consumed, line_no, digest, f.size, result)
+    result.bytes_read = consumed - start_byte
 
 
 def _skip_rest_of_line(fh: BinaryIO, digest: Any, head: bytes) -> tuple[Any, int] | None:
@@ -132,11 +190,13 @@ def _skip_rest_of_line(fh: BinaryIO, digest: Any, head: bytes) -> tuple[Any, int
     bounded chunks. Returns a new digest with the whole line added (``digest`` is left as it was)
     and how many bytes followed ``head``, or None when the file ends first (the line is incomplete:
     nothing of it counts yet, and the caller's digest still ends before it)."""
-    pending = digest.copy()
-    pending.update(head)
+    pending = digest.copy() if digest is not None else None
+    if pending is not None:
+        pending.update(head)
     more = 0
     while chunk := fh.readline(1 << 20):
-        pending.update(chunk)
+        if pending is not None:
+            pending.update(chunk)
         more += len(chunk)
         if chunk.endswith(b"\n"):
             return pending, more
@@ -169,8 +229,12 @@ def _flush(conn: psycopg.Connection[Any], rel: str, kind: Kind, batch: list[tupl
     build = ROW_BUILDERS[kind]
     built: list[tuple[Any, ...]] = []
     rejects: list[tuple[int, str, str]] = []
+    fast = fast_scalp_row if kind == "scalp" else None
     for n, raw in batch:
         body = raw.rstrip(b"\r\n")
+        if fast is not None and len(body) <= _MAX_LINE and (row := fast(body)) is not None:
+            built.append((*row, n))
+            continue
         if not body.strip():
             continue  # blank line: nothing to load, nothing wrong
         try:
@@ -185,7 +249,6 @@ def _flush(conn: psycopg.Connection[Any], rel: str, kind: Kind, batch: list[tupl
             built.append((*build(record), n))
         except Reject as why:
             rejects.append((n, str(why), _shown(body, str(why))))
-    first = batch[0][0] if batch else line_no
     loaded = 0
     copies: list[tuple[int, str]] = []
     with conn.transaction(), conn.cursor() as cur:
@@ -195,7 +258,8 @@ def _flush(conn: psycopg.Connection[Any], rel: str, kind: Kind, batch: list[tupl
         if built and kind == "scalp":
             # Straight into the table: the checkpoint commits with these rows, so a line is never
             # sent twice (and the unique (source_file, source_line) key would refuse it if it were).
-            loaded, copies = _store_ticks(cur, rel, built)
+            stored, copies = _store_ticks(cur, rel, built)
+            loaded = len(stored)
             if copies:
                 cur.executemany("INSERT INTO scalp_tick_copies (source_file, source_line, tick_key) VALUES (%s, %s, %s)"
                                 " ON CONFLICT (source_file, source_line) DO UPDATE SET tick_key = EXCLUDED.tick_key",
@@ -220,14 +284,9 @@ def _flush(conn: psycopg.Connection[Any], rel: str, kind: Kind, batch: list[tupl
             )
         if kind == "scalp" and loaded:
             cur.execute("SELECT pg_advisory_xact_lock_shared(%s)", (BARS_LOCK,))  # merges run side by side
-            cur.execute(statement("merge_1m_bars"), {"file": rel, "first": first, "last": line_no})  # type: ignore[arg-type]
-        cur.execute(
-            "INSERT INTO jsonl_file_checkpoints (source_file, kind, bytes_loaded, lines_loaded, prefix_sha256, file_size)"
-            " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (source_file) DO UPDATE SET bytes_loaded = EXCLUDED.bytes_loaded,"
-            " lines_loaded = EXCLUDED.lines_loaded, prefix_sha256 = EXCLUDED.prefix_sha256, file_size = EXCLUDED.file_size,"
-            " updated_at = now()",
-            (rel, kind, consumed, line_no, digest.copy().hexdigest(), size),
-        )
+            cur.execute(statement("merge_1m_bars"), _bar_params(rel, minute_bars(stored)))  # type: ignore[arg-type]
+        if digest is not None:  # None: a piece past the first, whose rows the checkpoint covers once every piece is in
+            write_checkpoint(cur, rel, kind, consumed, line_no, digest.copy().hexdigest(), size)
     result.lines += len(batch)
     result.loaded += loaded
     result.copies += len(copies)
@@ -235,16 +294,17 @@ def _flush(conn: psycopg.Connection[Any], rel: str, kind: Kind, batch: list[tupl
     result.rejects.extend((n, reason) for n, reason, _ in rejects[: max(0, 50 - len(result.rejects))])
 
 
-def tick_key(row: tuple[Any, ...]) -> str:
-    """A tick's identity, as 32 hex digits PostgreSQL reads as a uuid: its event time in milliseconds
-    (48 bits, so keys arrive in about the order the unique index is kept in: inserting them costs
-    next to nothing, where random keys cost a fifth of the load) and 80 bits of BLAKE2b over its
-    checked values. Copies of a line, in any file, have one key."""
-    millis = int(dt.datetime.fromisoformat(row[1]).timestamp() * 1000)
-    return (millis % (1 << 48)).to_bytes(6, "big").hex() + hashlib.blake2b(repr(row).encode(), digest_size=10).hexdigest()
+def write_checkpoint(cur: psycopg.Cursor[Any], rel: str, kind: Kind, bytes_loaded: int, lines: int, sha256: str, size: int) -> None:
+    cur.execute(
+        "INSERT INTO jsonl_file_checkpoints (source_file, kind, bytes_loaded, lines_loaded, prefix_sha256, file_size)"
+        " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (source_file) DO UPDATE SET bytes_loaded = EXCLUDED.bytes_loaded,"
+        " lines_loaded = EXCLUDED.lines_loaded, prefix_sha256 = EXCLUDED.prefix_sha256, file_size = EXCLUDED.file_size,"
+        " updated_at = now()",
+        (rel, kind, bytes_loaded, lines, sha256, size),
+    )
 
 
-def _store_ticks(cur: psycopg.Cursor[Any], rel: str, built: list[tuple[Any, ...]]) -> tuple[int, list[tuple[int, str]]]:
+def _store_ticks(cur: psycopg.Cursor[Any], rel: str, built: list[Row]) -> tuple[list[Row], list[tuple[int, str]]]:
     """COPY a batch's ticks (row values + line number) into ``scalp_ticks``; returns the rows stored and
     the copies (line, key) of ticks already stored, by this batch or before, which are not.
 
@@ -252,32 +312,40 @@ def _store_ticks(cur: psycopg.Cursor[Any], rel: str, built: list[tuple[Any, ...]
     (a copy of a stored tick: rare; or another loader storing the same tick at this moment, whose
     commit the refusal waited for) are the stored keys looked up and the batch split again.
     """
-    keyed = [(row, tick_key(row[:-1])) for row in built]
+    keyed = keyed_copy_lines(built, rel)
     stored: set[str] = set()
     while True:
-        fresh: list[tuple[tuple[Any, ...], str]] = []
+        fresh: list[int] = []  # indexes into built
         copies: list[tuple[int, str]] = []
         seen = set(stored)
-        for row, key in keyed:
+        for i, (key, _) in enumerate(keyed):
             if key in seen:
-                copies.append((row[-1], key))
+                copies.append((built[i][-1], key))
             else:
                 seen.add(key)
-                fresh.append((row, key))
+                fresh.append(i)
         if not fresh:
-            return 0, copies
-        text = io.StringIO()
-        csv.writer(text, lineterminator="\n").writerows((*row, rel, key) for row, key in fresh)
+            return [], copies
         try:
             with cur.connection.transaction():  # a savepoint inside the batch's transaction
-                with cur.copy(f"COPY scalp_ticks ({SCALP_COLUMNS}) FROM STDIN (FORMAT csv)") as copy:  # type: ignore[arg-type]
-                    copy.write(text.getvalue())
-                return cur.rowcount, copies
+                with cur.copy(f"COPY scalp_ticks ({SCALP_COLUMNS}) FROM STDIN") as copy:  # type: ignore[arg-type]
+                    copy.write("".join([keyed[i][1] for i in fresh]))
+                return [built[i] for i in fresh], copies
         except psycopg.errors.UniqueViolation as exc:
             if exc.diag.constraint_name != "scalp_ticks_tick_key":
                 raise
-        cur.execute("SELECT tick_key FROM scalp_ticks WHERE tick_key = ANY(%s::uuid[])", ([k for _, k in fresh],))
+        cur.execute("SELECT tick_key FROM scalp_ticks WHERE tick_key = ANY(%s::uuid[])", ([keyed[i][0] for i in fresh],))
         stored |= {r[0].hex for r in cur.fetchall()}
+
+
+def _bar_params(rel: str, bars: list[tuple[Any, ...]]) -> dict[str, Any]:
+    """``sql/merge_1m_bars.sql``'s arrays from ``minute_bars``; prices spelled as the ticks were sent."""
+    columns = list(zip(*bars, strict=True))
+    return {"file": rel, "symbol": list(columns[0]), "bar_time": list(columns[1]), "open": [repr(v) for v in columns[2]],
+            "high": [repr(v) for v in columns[3]], "low": [repr(v) for v in columns[4]], "close": [repr(v) for v in columns[5]],
+            "volume": list(columns[6]), "ticks": list(columns[7]), "session": list(columns[8]), "level": list(columns[9]),
+            "flags": [orjson.dumps(f).decode() if f else None for f in columns[10]], "open_time": list(columns[11]),
+            "open_line": list(columns[12]), "close_time": list(columns[13]), "close_line": list(columns[14])}
 
 
 def _is_utf8(body: bytes) -> bool:
@@ -298,24 +366,45 @@ def _refresh_bars(cur: psycopg.Cursor[Any]) -> None:
     cur.execute(statement("refresh_1m_bars"))  # type: ignore[arg-type]
 
 
+_ALL_LINES = 2**31 - 1
+
+
 def forget_file(conn: psycopg.Connection[Any], rel: str, kind: Kind) -> None:
     """Remove everything an earlier version of a file loaded (rows, rejects, checkpoint), in one transaction."""
     with conn.transaction(), conn.cursor() as cur:
-        if kind == "scalp":
-            cur.execute("SELECT pg_advisory_xact_lock(%s)", (BARS_LOCK,))
-            cur.execute(
-                "CREATE TEMP TABLE minutes_to_refresh ON COMMIT DROP AS SELECT DISTINCT symbol, date_trunc('minute', event_time)"
-                " AS bar_time FROM scalp_ticks WHERE source_file = %s",
-                (rel,),
-            )
-        table = _ROW_TABLES[kind]
         if kind == "scalp":  # the ticks another file also carries stay, under that file's line
-            cur.execute(statement("forget_scalp_copies"), {"file": rel})  # type: ignore[arg-type]
-            cur.execute("DELETE FROM scalp_tick_copies WHERE source_file = %s", (rel,))
-        cur.execute(f"DELETE FROM {table} WHERE source_file = %s", (rel,))  # type: ignore[arg-type]  # noqa: S608 (fixed names)
+            _forget_ticks(cur, rel, 0, _ALL_LINES)
+        else:
+            cur.execute(f"DELETE FROM {_ROW_TABLES[kind]} WHERE source_file = %s", (rel,))  # type: ignore[arg-type]  # noqa: S608
         if kind == "swing":  # the bars this file won: back to the best version another file provides
             cur.execute(statement("forget_swing"), {"file": rel})  # type: ignore[arg-type]
         cur.execute("DELETE FROM jsonl_rejects WHERE source_file = %s", (rel,))
         cur.execute("DELETE FROM jsonl_file_checkpoints WHERE source_file = %s", (rel,))
-        if kind == "scalp":
-            _refresh_bars(cur)
+
+
+def forget_lines(conn: psycopg.Connection[Any], rel: str, *, after: int, upto: int = _ALL_LINES) -> None:
+    """Remove what lines ``after + 1`` to ``upto`` of a scalp file stored (ticks, copies, rejects; their
+    minutes' bars recomputed), in one transaction. Usually there is nothing: three index probes."""
+    lines = {"file": rel, "after": after, "upto": upto}
+    within = "source_file = %(file)s AND source_line > %(after)s AND source_line <= %(upto)s"
+    found = conn.execute(f"SELECT EXISTS (SELECT 1 FROM scalp_ticks WHERE {within}) OR EXISTS (SELECT 1 FROM scalp_tick_copies"  # type: ignore[arg-type]  # noqa: S608
+                         f" WHERE {within}) OR EXISTS (SELECT 1 FROM jsonl_rejects WHERE {within})", lines).fetchone()
+    if not found or not found[0]:
+        return
+    with conn.transaction(), conn.cursor() as cur:
+        _forget_ticks(cur, rel, after, upto)
+        cur.execute(f"DELETE FROM jsonl_rejects WHERE {within}", lines)  # type: ignore[arg-type]  # noqa: S608
+
+
+def _forget_ticks(cur: psycopg.Cursor[Any], rel: str, after: int, upto: int) -> None:
+    """Delete a scalp file's ticks and copies on lines ``after + 1`` to ``upto`` (a tick another line also
+    carries passes to it) and recompute their minutes' bars, under the exclusive bars lock."""
+    lines = {"file": rel, "after": after, "upto": upto}
+    within = "source_file = %(file)s AND source_line > %(after)s AND source_line <= %(upto)s"
+    cur.execute("SELECT pg_advisory_xact_lock(%s)", (BARS_LOCK,))
+    cur.execute("CREATE TEMP TABLE minutes_to_refresh ON COMMIT DROP AS SELECT DISTINCT symbol, date_trunc('minute', event_time)"  # type: ignore[arg-type]  # noqa: S608
+                f" AS bar_time FROM scalp_ticks WHERE {within}", lines)
+    cur.execute(statement("forget_scalp_copies"), lines)  # type: ignore[arg-type]
+    cur.execute(f"DELETE FROM scalp_tick_copies WHERE {within}", lines)  # type: ignore[arg-type]  # noqa: S608
+    cur.execute(f"DELETE FROM scalp_ticks WHERE {within}", lines)  # type: ignore[arg-type]  # noqa: S608
+    _refresh_bars(cur)

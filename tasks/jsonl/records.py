@@ -9,6 +9,7 @@ the stage tables in ``sql/stage_<kind>.sql``.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 import re
 from collections.abc import Callable
@@ -25,23 +26,38 @@ class Reject(Exception):
     """A record that cannot be loaded; the message is the reason stored in ``jsonl_rejects``."""
 
 
+_BAD_TIME = "missing or not an ISO-8601 time with offset"
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_MICROSECOND = dt.timedelta(microseconds=1)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def parse_time(value: str) -> tuple[str, int] | str:
+    """An ISO-8601 time with offset: (its text for PostgreSQL, microseconds since 1970) or the reason
+    it is refused. Cached: a file's ticks share each timestamp across its symbols."""
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        return _BAD_TIME
+    offset = parsed.utcoffset()
+    if offset is None:
+        return _BAD_TIME
+    if abs(offset) >= MAX_OFFSET:
+        return "UTC offset beyond +-15:59"
+    # The common exact form goes to PostgreSQL as written; anything else in Python's own spelling.
+    return (value if _PLAIN_TIME.match(value) else parsed.isoformat()), (parsed - EPOCH) // _MICROSECOND
+
+
 def _time(rec: dict[str, Any], key: str, *, required: bool = True) -> str | None:
     value = rec.get(key)
     if value is None and not required:
         return None
     if not isinstance(value, str):
-        raise Reject(f"{key}: missing or not an ISO-8601 time with offset")
-    try:
-        parsed = dt.datetime.fromisoformat(value)
-    except ValueError:
-        raise Reject(f"{key}: missing or not an ISO-8601 time with offset") from None
-    offset = parsed.utcoffset()
-    if offset is None:
-        raise Reject(f"{key}: missing or not an ISO-8601 time with offset")
-    if abs(offset) >= MAX_OFFSET:
-        raise Reject(f"{key}: UTC offset beyond +-15:59")
-    # The common exact form goes to PostgreSQL as written; anything else in Python's own spelling.
-    return value if _PLAIN_TIME.match(value) else parsed.isoformat()
+        raise Reject(f"{key}: {_BAD_TIME}")
+    checked = parse_time(value)
+    if isinstance(checked, str):
+        raise Reject(f"{key}: {checked}")
+    return checked[0]
 
 
 def _price(rec: dict[str, Any], key: str, *, required: bool = True, label: str | None = None) -> float | int | None:
