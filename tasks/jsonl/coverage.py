@@ -10,7 +10,7 @@ wolf each time); the coverage report judges every minute of its days.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,7 +78,8 @@ class Coverage:
 
 
 _LOW = """
-WITH newest AS (SELECT symbol, max(bar_time) AS last FROM scalp_1m_bars GROUP BY symbol)
+WITH newest AS (SELECT s.symbol, (SELECT max(x.bar_time) FROM scalp_1m_bars x WHERE x.symbol = s.symbol) AS last
+                FROM (SELECT DISTINCT unnest(%(symbols)s::text[]) AS symbol) s)
 SELECT b.symbol, (b.bar_time AT TIME ZONE 'UTC')::date, count(*) FILTER (WHERE b.coverage_ratio < %(threshold)s), count(*),
        min(b.coverage_ratio)
 FROM scalp_1m_bars b {newest}
@@ -93,7 +94,7 @@ GROUP BY 1, 2 ORDER BY 1, 2
 
 
 def _collect(conn: psycopg.Connection[Any], low_where: str, gap_where: str, params: dict[str, Any], *, skip_newest: bool) -> Coverage:
-    params = {**params, "threshold": LOW_COVERAGE, "critical": CRITICAL_GAP_SECONDS}
+    params = {"symbols": [], **params, "threshold": LOW_COVERAGE, "critical": CRITICAL_GAP_SECONDS}
     newest = "JOIN newest n ON n.symbol = b.symbol AND b.bar_time < n.last" if skip_newest else ""
     days = [LowMinutes(s, d, int(n), int(m), float(lo)) for s, d, n, m, lo in
             conn.execute(_LOW.format(where=low_where, newest=newest), params)]  # type: ignore[arg-type]  # constant SQL
@@ -102,17 +103,14 @@ def _collect(conn: psycopg.Connection[Any], low_where: str, gap_where: str, para
     return Coverage(days, gaps)
 
 
-def run_coverage(conn: psycopg.Connection[Any], loaded: Sequence[tuple[str, str, int]]) -> Coverage:
-    """What a run loaded: ``loaded`` holds (kind, file key, first line loaded by this run) per file."""
-    scalp = [(rel, first) for kind, rel, first in loaded if kind == "scalp"]
-    gaps = [(rel, first) for kind, rel, first in loaded if kind == "gap"]
-    touched = ("(b.symbol, b.bar_time) IN (SELECT DISTINCT t.symbol, date_trunc('minute', t.event_time) FROM scalp_ticks t"
-               " JOIN unnest(%(files)s::text[], %(firsts)s::int[]) AS f(file, first)"
-               " ON t.source_file = f.file AND t.source_line >= f.first)")
+def run_coverage(conn: psycopg.Connection[Any], minutes: Collection[tuple[str, dt.datetime]], gaps: Sequence[tuple[str, int]]) -> Coverage:
+    """What a run loaded: the (symbol, minute) pairs it stored ticks in (the loaders count them), and
+    per gap file the first line this run loaded."""
+    touched = "(b.symbol, b.bar_time) IN (SELECT * FROM unnest(%(symbols)s::text[], %(minutes)s::timestamptz[]))"
     mine = ("(source_file, source_line) IN (SELECT g.source_file, g.source_line FROM scalp_gaps g"
             " JOIN unnest(%(gap_files)s::text[], %(gap_firsts)s::int[]) AS f(file, first)"
             " ON g.source_file = f.file AND g.source_line >= f.first)")
-    return _collect(conn, touched, mine, {"files": [r for r, _ in scalp], "firsts": [f for _, f in scalp],
+    return _collect(conn, touched, mine, {"symbols": [s for s, _ in minutes], "minutes": [m for _, m in minutes],
                                           "gap_files": [r for r, _ in gaps], "gap_firsts": [f for _, f in gaps]}, skip_newest=True)
 
 

@@ -120,11 +120,12 @@ class IngestTotals:
     def coverage(self, dsn: str) -> Coverage:
         """Coverage of what this run loaded (each file from the first line it added)."""
         start = {p.file.rel: (p.start_line if p.action == "append" else 0) for p in self.plans}
-        loaded = [(r.kind, r.rel, start.get(r.rel, 0) + 1) for r in self.results if r.lines]
-        if not loaded:
+        minutes = {m for r in self.results for m in r.minutes}
+        gaps = [(r.rel, start.get(r.rel, 0) + 1) for r in self.results if r.lines and r.kind == "gap"]
+        if not minutes and not gaps:
             return Coverage()
         with connect(dsn, autocommit=True) as conn, database_errors("the coverage check failed (what loaded is kept)"):
-            return run_coverage(conn, loaded)
+            return run_coverage(conn, sorted(minutes), gaps)
 
     def lines(self) -> list[str]:
         count = {a: sum(1 for p in self.plans if p.action == a) for a in ("new", "append", "reload", "skip")}

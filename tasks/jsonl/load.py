@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import datetime as dt
 import hashlib
 import io
 import time
@@ -52,6 +53,7 @@ class FileResult:
     retries: int = 0  # transient database failures this file was loaded through
     copies: int = 0  # ticks already stored from another file (or earlier in this one): kept as copies
     pieces: int = 1  # loaded by this many processes at once (a big file)
+    minutes: set[tuple[str, dt.datetime]] = field(default_factory=set)  # (symbol, minute) of the ticks stored: the coverage to judge
     rejects: list[tuple[int, str]] = field(default_factory=list)
 
 
@@ -284,7 +286,9 @@ def _flush(conn: psycopg.Connection[Any], rel: str, kind: Kind, batch: list[tupl
             )
         if kind == "scalp" and loaded:
             cur.execute("SELECT pg_advisory_xact_lock_shared(%s)", (BARS_LOCK,))  # merges run side by side
-            cur.execute(statement("merge_1m_bars"), _bar_params(rel, minute_bars(stored)))  # type: ignore[arg-type]
+            bars = minute_bars(stored)
+            cur.execute(statement("merge_1m_bars"), _bar_params(rel, bars))  # type: ignore[arg-type]
+            result.minutes.update((bar[0], bar[1]) for bar in bars)
         if digest is not None:  # None: a piece past the first, whose rows the checkpoint covers once every piece is in
             write_checkpoint(cur, rel, kind, consumed, line_no, digest.copy().hexdigest(), size)
     result.lines += len(batch)

@@ -125,3 +125,4 @@ def _add(total: FileResult, piece: FileResult) -> None:
     total.bytes_read += piece.bytes_read
     total.retries += piece.retries
     total.rejects.extend(piece.rejects)
+    total.minutes |= piece.minutes
