@@ -92,6 +92,8 @@ def previous_checkout(commit: str, into: Path) -> Path | None:
 def timed_load(server_uri: str, root: Path, args: list[str], env: dict[str, str], code_root: Path = ROOT) -> tuple[float, int, int, str]:
     """One ingestion command on a fresh database: (seconds, ticks stored, 1-minute bars, how the big file was loaded)."""
     dsn = fresh_database(server_uri)
+    with psycopg.connect(server_uri, autocommit=True) as conn:
+        conn.execute("CHECKPOINT")  # every measured run starts on a server with nothing left to write from the one before
     started = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "flows.jsonl_ingest", "--root", str(root), *args], cwd=code_root,
                           env={**env, "DATABASE_URL": dsn}, capture_output=True, text=True, timeout=3600)

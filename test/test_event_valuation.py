@@ -335,6 +335,43 @@ def test_kill_midway_then_rerun_equals_a_clean_run(fake_yahoo: FakeYahoo, dsn: s
         conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(clean_name)))
 
 
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT"])
+def test_a_signal_to_the_whole_process_group_stops_the_run_quietly_and_the_rerun_completes(fake_yahoo: FakeYahoo, dsn: str,
+                                                                                            tmp_path: Path, signame: str) -> None:
+    """Ctrl+C in a terminal, or a supervisor's SIGTERM, reaches every process of the run: the worker
+    processes must end without a traceback of their own, and what committed stays."""
+    import os
+    import signal
+
+    tickers = [f"S{i:03d}" for i in range(60)]
+    csv = write_csv(tmp_path / "e.csv", [(t, f"2025-0{m}-1{m} 15:00:00+00:00", "s") for t in tickers for m in (2, 3, 4)])
+    fake_yahoo.latency = 0.05
+    args = [sys.executable, "-m", VAL, "--import-csv", str(csv), *FAST, "--group-size", "2", "--concurrency", "2",
+            "--as-of", "2025-06-30", "--cache-dir", str(tmp_path / "cache")]
+    proc = subprocess.Popen(args, cwd=ROOT, env=cli_env(fake_yahoo, dsn), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        with psycopg.connect(dsn) as conn:
+            exists = conn.execute("SELECT to_regclass('txn_events')").fetchone()
+            done = conn.execute("SELECT count(*) FROM txn_events WHERE valuation_status IS NOT NULL").fetchone() \
+                if exists and exists[0] else (0,)
+        if done and done[0] >= 12:
+            break
+        time.sleep(0.05)
+    os.killpg(proc.pid, getattr(signal, signame))
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out + err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    with psycopg.connect(dsn) as conn:
+        partial = conn.execute("SELECT count(*) FROM txn_events WHERE valuation_status IS NOT NULL").fetchone()
+    assert partial is not None and 0 < partial[0] < 180
+    rerun = subprocess.run(args, cwd=ROOT, env=cli_env(fake_yahoo, dsn), capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT count(*) FROM txn_events WHERE valuation_status IS NOT NULL").fetchone() == (180,)
+
+
 @pytest.mark.parametrize("target, message", [("/dev/zero", "not a regular file"), ("long", "longer than")])
 def test_an_endless_or_huge_line_csv_is_refused_quickly_in_bounded_memory(run_cli: CliRunner, tmp_path: Path, target: str,
                                                                           message: str) -> None:

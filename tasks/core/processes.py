@@ -40,3 +40,12 @@ def die_with_parent() -> None:
         os._exit(1)
 
     threading.Thread(target=watch, name="die-with-parent", daemon=True).start()
+
+
+def leave_signals_to_the_parent() -> None:
+    """Worker initializer: Ctrl+C is the parent's to handle (it stops its workers: a unit of work in
+    flight rolls back, committed ones stay), and SIGTERM ends the worker at once and quietly. Forked,
+    a worker would otherwise inherit the command's handler and print a KeyboardInterrupt traceback
+    from wherever it was when the whole process group got the signal."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)

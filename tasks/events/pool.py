@@ -23,7 +23,7 @@ from dataclasses import replace
 from typing import Any
 
 from tasks.core.errors import PipelineError, StoreError
-from tasks.core.processes import die_with_parent, start_method
+from tasks.core.processes import die_with_parent, leave_signals_to_the_parent, start_method
 from tasks.events.groups import GroupResult, ValuationContext, ValuationGroup, value_group
 
 GroupOutcome = GroupResult | tuple[int, str]  # a result, or (group index, error) for a failed group
@@ -51,6 +51,7 @@ def _worker(todo: Any, results: Any, stop: Any, ctx: ValuationContext, threads: 
     import warnings
 
     die_with_parent()
+    leave_signals_to_the_parent()
     warnings.simplefilter("ignore")
 
     def loop() -> None:

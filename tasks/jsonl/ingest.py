@@ -6,7 +6,6 @@ from __future__ import annotations
 import concurrent.futures as cf
 import multiprocessing as mp
 import os
-import signal
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures.process import BrokenProcessPool
@@ -19,7 +18,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_at
 from tasks.core.db import connect, database_errors, default_pgdata, first_line, is_transient, open_database, resolve_dsn
 from tasks.core.display import Reporter, format_eta
 from tasks.core.errors import Outcome, PipelineError
-from tasks.core.processes import die_with_parent, start_method
+from tasks.core.processes import die_with_parent, leave_signals_to_the_parent, start_method
 from tasks.jsonl.coverage import Coverage, run_coverage
 from tasks.jsonl.files import FilePlan, Sources, count_lines, discover, plan_files
 from tasks.jsonl.load import FileResult, load_file
@@ -156,13 +155,9 @@ class IngestTotals:
 
 
 def _worker_init() -> None:
-    """A loader process: dies with its parent, and leaves Ctrl+C to the parent, which stops it (the
-    batch in flight rolls back; committed batches and their checkpoints stay). SIGTERM ends it at
-    once and quietly: forked, it would inherit the command's handler and print a KeyboardInterrupt
-    traceback from wherever it was (seen when the whole process group got SIGTERM)."""
+    """A loader process: dies with its parent, which handles the signals (``leave_signals_to_the_parent``)."""
     die_with_parent()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    leave_signals_to_the_parent()
 
 
 def pool_mapper(groups: list[list[FilePlan]], dsn: str, opts: IngestOptions) -> Iterator[FileResult | tuple[str, str]]:
