@@ -37,7 +37,7 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--days", type=int_in(1, MAX_DAYS), default=60, help="NYSE sessions back from --end-date (default: %(default)s)")
     p.add_argument("--start-date", type=iso_date, default=None, help="first session of the range, YYYY-MM-DD (overrides --days)")
     p.add_argument("--end-date", type=iso_date, default=None, help="last session of the range (default: the last closed NYSE session)")
-    p.add_argument("--table", choices=sorted(TABLES), default="all", help="etf, stock, benchmark or all (default: %(default)s)")
+    p.add_argument("--table", choices=sorted(TABLES), default=None, help="etf, stock, benchmark or all (default: all)")
     p.add_argument("--tickers", help="comma-separated tickers (default: every ticker stored); a ticker never stored shows as all gaps")
     p.add_argument("--json", action="store_true", help="print the report as JSON (one object) instead of a table")
     p.add_argument("--jsonl", action="store_true", help=f"instead: the JSONL scalp data's coverage per symbol and UTC day from "
@@ -64,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         dsn = resolve_dsn(os.environ.get("DATABASE_URL"), default_pgdata())
         conn = open_database(dsn, default_pgdata(), dry_run=True)
         try:
-            report = coverage_report(conn, TABLES[ns.table], start, end, tickers)
+            report = coverage_report(conn, TABLES[ns.table or "all"], start, end, tickers)
         finally:
             conn.rollback()
             conn.close()
@@ -82,6 +82,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def jsonl_report(ns: argparse.Namespace) -> int:
+    given = [flag for flag, value in (("--table", ns.table), ("--tickers", ns.tickers), ("--plot", ns.plot)) if value is not None]
+    if given:
+        raise BadInput(f"--jsonl reports every symbol of the scalp data; {', '.join(given)} apply to the price tables only")
     end = ns.end_date or dt.datetime.now(dt.UTC).date()
     start = ns.start_date or end - dt.timedelta(days=ns.days - 1)
     if start > end:

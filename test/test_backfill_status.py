@@ -96,3 +96,13 @@ def test_a_plot_that_cannot_be_written_is_one_line_exit_2(run_cli: CliRunner, ds
     result = run_cli(STATUS, *RANGE, "--plot", "/proc/x.png")
     assert result.code == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("error: --plot /proc/x.png: cannot write it")
+
+
+def test_the_jsonl_report_refuses_the_price_table_flags_instead_of_ignoring_them(run_cli: CliRunner, dsn: str) -> None:
+    for flags in (["--table", "etf"], ["--tickers", "SPY"], ["--plot", "x.png"], ["--tickers", "SPY", "--table", "all"]):
+        result = run_cli("flows.backfill_status", "--jsonl", *flags)
+        assert result.code == 2, result.stdout + result.stderr
+        named = [f for f in flags if f.startswith("--")]
+        assert f"--jsonl reports every symbol of the scalp data; {', '.join(sorted(named, key=['--table', '--tickers', '--plot'].index))}" \
+               " apply to the price tables only" in result.stderr + result.stdout
+    assert run_cli("flows.backfill_status", "--jsonl", "--start-date", "2026-01-22", "--end-date", "2026-01-23").code == 0
