@@ -214,6 +214,10 @@ def test_stage_four_dry_run_counts_the_requests_for_the_whole_universe(run_cli: 
     # batched: one request per distinct range after cookie and crumb; at 60/min, (3 - 1) seconds at least
     assert "Rate budget 'yahoo': 60/min; 3 request(s) need at least 2 s" in result.stdout
     assert fake_yahoo.log == []
+    # 65 tickers: one line per (action, reason, range), naming its tickers, not a line per ticker
+    grouped = [line for line in result.stdout.splitlines() if " ticker(s): " in line]
+    assert 1 <= len(grouped) <= 3 and sum(int(line.split(" ticker(s): ")[0].rsplit(" ", 1)[1]) for line in grouped) == 65
+    assert len(result.stdout.splitlines()) < 40
 
 
 def test_bad_stage_is_exit_2(run_cli: CliRunner) -> None:

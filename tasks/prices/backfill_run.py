@@ -50,13 +50,24 @@ class BackfillOptions:
     source: SourceSettings = field(default_factory=SourceSettings)
 
 
+_LISTED = 40  # up to this many tickers a line each; beyond, one line per (action, reason, range) with its tickers
+
+
 def describe_plan(plan: BackfillPlan, out: Callable[[str], Any]) -> None:
-    """The dry-run listing: per ticker its action and why, then the totals."""
+    """The dry-run listing: per ticker its action and why (for a universe of hundreds, the tickers
+    sharing an action, reason and range on one line), then the totals."""
     first, last = plan.sessions[0], plan.sessions[-1]
     out(f"Plan for {len(plan.sessions)} NYSE sessions {first} .. {last} into {plan.table}:")
+    groups: dict[tuple[str, str, str], list[str]] = {}
     for item in plan.items:
         span = f" [{item.request.start} .. {item.request.end}]" if item.request else ""
-        out(f"  {item.ticker:<6} {item.action:<5} {item.reason}{span}")
+        if len(plan.items) <= _LISTED:
+            out(f"  {item.ticker:<6} {item.action:<5} {item.reason}{span}")
+        groups.setdefault((item.action, item.reason, span), []).append(item.ticker)
+    if len(plan.items) > _LISTED:
+        for (action, reason, span), tickers in groups.items():
+            shown = ", ".join(tickers[:12]) + (f" and {len(tickers) - 12} more" if len(tickers) > 12 else "")
+            out(f"  {action:<5} {reason}{span}: {len(tickers)} ticker(s): {shown}")
     out(f"Network: {plan.count('fetch')} ticker(s); cache: {plan.count('cache')}; skipped: {plan.count('skip')}")
 
 
