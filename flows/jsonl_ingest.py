@@ -55,8 +55,8 @@ PARAMS = [
           type=int_in(0, 20)),
     Param("concurrency", 4, "loader processes (file groups, or pieces of a big file, loaded at once)", annotation=int,
           type=int_in(1, 64)),
-    Param("split_mb", SPLIT_MB, "a scalp file with more than this many MB to load is cut into --concurrency pieces loaded at "
-          "once (0: never)", annotation=float, type=positive_float, metavar="MB"),
+    Param("split_mb", SPLIT_MB, "a scalp file with more than this many MB to load is cut into pieces loaded at once, as many "
+          "as --concurrency and the CPU cores allow (0: never)", annotation=float, type=positive_float, metavar="MB"),
     Param("batch_size", 10_000, "lines per COPY batch and transaction", annotation=int, type=int_in(100, 1_000_000)),
     Param("cache_dir", ".cache", "accepted as by every command; ingestion downloads nothing", type=path_text, flow=False),
     DRY_RUN, ORCHESTRATE,

@@ -46,6 +46,8 @@ SELECT source_file, source_line, tick_key FROM repeated_ticks
 ON CONFLICT (source_file, source_line) DO UPDATE SET tick_key = EXCLUDED.tick_key;
 DELETE FROM scalp_ticks t USING repeated_ticks r WHERE t.id = r.id;
 
+-- Their minutes' bars, recomputed from the ticks (written out, not read from sql/refresh_1m_bars.sql:
+-- a migration must do the same whenever a database reaches it, whatever that file becomes).
 CREATE TEMP TABLE repeated_minutes ON COMMIT DROP AS
 SELECT DISTINCT symbol, date_trunc('minute', event_time) AS bar_time FROM repeated_ticks;
 DELETE FROM scalp_1m_bars b USING repeated_minutes m WHERE b.symbol = m.symbol AND b.bar_time = m.bar_time;

@@ -247,7 +247,9 @@ def ingest_once(opts: IngestOptions, *, say: Callable[[str], None], log: Callabl
     totals = IngestTotals(plans)
     if not totals.to_load:
         return totals, Coverage()
-    splitter = Splitter(dsn, opts.concurrency, opts.split_mb)
+    # One piece per CPU core at most: the loaders share the cores with the server's backends, and
+    # four pieces on two cores spent a third more CPU per tick than two (bench/NOTES.md).
+    splitter = Splitter(dsn, min(opts.concurrency, max(2, os.cpu_count() or 1)), opts.split_mb)
     try:
         units = [unit for plan in plans for unit in (splitter.split(plan) if splitter.wants(plan) else [plan])]
     except BaseException:
