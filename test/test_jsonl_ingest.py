@@ -692,7 +692,8 @@ def test_a_tick_s_key_is_what_the_database_computes_and_one_tick_spelled_two_way
         copies = conn.execute("SELECT source_file, source_line FROM scalp_tick_copies").fetchall()
         prices = conn.execute("SELECT bid_price, ask_price, last_price FROM scalp_ticks WHERE ts IS NULL").fetchone()
     assert sorted(keys) == sorted((t["symbol"], True) for t in [base, *odd])  # the tab and backslash arrive as written
-    assert copies == [("scalp/20260122_0031.jsonl", 1)]
+    # one of the two lines holds the tick, the other is its copy: which, depends on which file loaded first
+    assert len(copies) == 1 and copies[0] in {("scalp/20260122_0030.jsonl", 1), ("scalp/20260122_0031.jsonl", 1)}
     from decimal import Decimal
     assert prices == (Decimal("1.0001"), Decimal("0.0001"), Decimal("2.6750"))  # numeric rounds half away from zero
 
