@@ -249,33 +249,29 @@ def ingest_once(opts: IngestOptions, *, say: Callable[[str], None], log: Callabl
         return totals, Coverage()
     # One piece per CPU core at most: the loaders share the cores with the server's backends, and
     # four pieces on two cores spent a third more CPU per tick than two (bench/NOTES.md).
-    splitter = Splitter(dsn, min(opts.concurrency, max(2, os.cpu_count() or 1)), opts.split_mb)
-    try:
+    with Splitter(dsn, min(opts.concurrency, max(2, os.cpu_count() or 1)), opts.split_mb) as splitter:
         units = [unit for plan in plans for unit in (splitter.split(plan) if splitter.wants(plan) else [plan])]
-    except BaseException:
-        splitter.close()
-        raise
-    groups = group_plans(units, opts.concurrency * 4)
-    reporter = Reporter(len(totals.to_load), log=log)
-    outcomes = mapper(groups, dsn, opts)
-    try:
-        for piece_or_file in outcomes:
-            outcome = splitter.arrived(piece_or_file)
-            if outcome is None:  # a piece of a file still loading
-                continue
-            if isinstance(outcome, tuple):
-                totals.failed.append(outcome)
-                reporter.item(f"{outcome[0]} failed: {outcome[1]}")
-                continue
-            totals.results.append(outcome)
-            text, eta = totals.progress()
-            reporter.status(text, eta)
-            pieces = f" in {outcome.pieces} pieces" if outcome.pieces > 1 else ""
-            reporter.item(f"{outcome.rel} {outcome.action}{pieces}: {outcome.loaded:,} rows, {outcome.rejected:,} rejected ({text})")
-    finally:
-        # On an interrupt, close the mapper now (it stops its workers), not when the traceback is
-        # dropped: until then the pool would go on loading every queued file.
-        getattr(outcomes, "close", lambda: None)()
-        splitter.close()
-        reporter.close()
+        groups = group_plans(units, opts.concurrency * 4)
+        reporter = Reporter(len(totals.to_load), log=log)
+        outcomes = mapper(groups, dsn, opts)
+        try:
+            for piece_or_file in outcomes:
+                outcome = splitter.arrived(piece_or_file)
+                if outcome is None:  # a piece of a file still loading
+                    continue
+                if isinstance(outcome, tuple):
+                    totals.failed.append(outcome)
+                    reporter.item(f"{outcome[0]} failed: {outcome[1]}")
+                    continue
+                totals.results.append(outcome)
+                text, eta = totals.progress()
+                reporter.status(text, eta)
+                pieces = f" in {outcome.pieces} pieces" if outcome.pieces > 1 else ""
+                reporter.item(f"{outcome.rel} {outcome.action}{pieces}: {outcome.loaded:,} rows, {outcome.rejected:,} rejected ({text})")
+        finally:
+            # On an interrupt, close the mapper now (it stops its workers), not when the traceback is
+            # dropped: until then the pool would go on loading every queued file. (The splitter's
+            # locks go after it, as the with block ends.)
+            getattr(outcomes, "close", lambda: None)()
+            reporter.close()
     return totals, totals.coverage(dsn)

@@ -371,6 +371,7 @@ def _refresh_bars(cur: psycopg.Cursor[Any]) -> None:
 
 
 _ALL_LINES = 2**31 - 1
+_WITHIN = "source_file = %(file)s AND source_line > %(after)s AND source_line <= %(upto)s"  # a file's lines after+1..upto
 
 
 def forget_file(conn: psycopg.Connection[Any], rel: str, kind: Kind) -> None:
@@ -390,25 +391,23 @@ def forget_lines(conn: psycopg.Connection[Any], rel: str, *, after: int, upto: i
     """Remove what lines ``after + 1`` to ``upto`` of a scalp file stored (ticks, copies, rejects; their
     minutes' bars recomputed), in one transaction. Usually there is nothing: three index probes."""
     lines = {"file": rel, "after": after, "upto": upto}
-    within = "source_file = %(file)s AND source_line > %(after)s AND source_line <= %(upto)s"
-    found = conn.execute(f"SELECT EXISTS (SELECT 1 FROM scalp_ticks WHERE {within}) OR EXISTS (SELECT 1 FROM scalp_tick_copies"  # type: ignore[arg-type]  # noqa: S608
-                         f" WHERE {within}) OR EXISTS (SELECT 1 FROM jsonl_rejects WHERE {within})", lines).fetchone()
+    found = conn.execute(f"SELECT EXISTS (SELECT 1 FROM scalp_ticks WHERE {_WITHIN}) OR EXISTS (SELECT 1 FROM scalp_tick_copies"  # type: ignore[arg-type]  # noqa: S608
+                         f" WHERE {_WITHIN}) OR EXISTS (SELECT 1 FROM jsonl_rejects WHERE {_WITHIN})", lines).fetchone()
     if not found or not found[0]:
         return
     with conn.transaction(), conn.cursor() as cur:
         _forget_ticks(cur, rel, after, upto)
-        cur.execute(f"DELETE FROM jsonl_rejects WHERE {within}", lines)  # type: ignore[arg-type]  # noqa: S608
+        cur.execute(f"DELETE FROM jsonl_rejects WHERE {_WITHIN}", lines)  # type: ignore[arg-type]  # noqa: S608
 
 
 def _forget_ticks(cur: psycopg.Cursor[Any], rel: str, after: int, upto: int) -> None:
     """Delete a scalp file's ticks and copies on lines ``after + 1`` to ``upto`` (a tick another line also
     carries passes to it) and recompute their minutes' bars, under the exclusive bars lock."""
     lines = {"file": rel, "after": after, "upto": upto}
-    within = "source_file = %(file)s AND source_line > %(after)s AND source_line <= %(upto)s"
     cur.execute("SELECT pg_advisory_xact_lock(%s)", (BARS_LOCK,))
     cur.execute("CREATE TEMP TABLE minutes_to_refresh ON COMMIT DROP AS SELECT DISTINCT symbol, date_trunc('minute', event_time)"  # type: ignore[arg-type]  # noqa: S608
-                f" AS bar_time FROM scalp_ticks WHERE {within}", lines)
+                f" AS bar_time FROM scalp_ticks WHERE {_WITHIN}", lines)
     cur.execute(statement("forget_scalp_copies"), lines)  # type: ignore[arg-type]
-    cur.execute(f"DELETE FROM scalp_tick_copies WHERE {within}", lines)  # type: ignore[arg-type]  # noqa: S608
-    cur.execute(f"DELETE FROM scalp_ticks WHERE {within}", lines)  # type: ignore[arg-type]  # noqa: S608
+    cur.execute(f"DELETE FROM scalp_tick_copies WHERE {_WITHIN}", lines)  # type: ignore[arg-type]  # noqa: S608
+    cur.execute(f"DELETE FROM scalp_ticks WHERE {_WITHIN}", lines)  # type: ignore[arg-type]  # noqa: S608
     _refresh_bars(cur)

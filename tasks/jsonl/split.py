@@ -58,23 +58,23 @@ class Splitter:
         rel = plan.file.rel
         if not take_file_lock(conn, rel):
             return [plan]
+        kept = False  # the lock stays with the run only when the file is cut
         try:
             plan = prepare_file(conn, plan)
             start, lines = (plan.start_byte, plan.start_line) if plan.action == "append" else (0, 0)
             pieces, end, end_lines = split_points(plan.file.path, start, lines, self.parts, self.min_bytes // 2)
+            if plan.action == "skip" or len(pieces) < 2:
+                return [plan]
+            self._files[rel] = _Split(plan, len(pieces), end, end_lines, self._hasher.submit(prefix_sha256, plan.file.path, end),
+                                      FileResult(rel, plan.file.kind, plan.action, incomplete_tail=end < plan.file.size,
+                                                 pieces=len(pieces)))
+            kept = True
+            return [dataclasses.replace(plan, piece=p) for p in pieces]
         except (PipelineError, OSError):  # the file's own loader meets it again and reports it for that file
-            release_file_lock(conn, rel)
             return [plan]
-        except BaseException:
-            release_file_lock(conn, rel)
-            raise
-        if plan.action == "skip" or len(pieces) < 2:
-            release_file_lock(conn, rel)
-            return [plan]
-        self._files[rel] = _Split(plan, len(pieces), end, end_lines, self._hasher.submit(prefix_sha256, plan.file.path, end),
-                                  FileResult(rel, plan.file.kind, plan.action, incomplete_tail=end < plan.file.size,
-                                             pieces=len(pieces)))
-        return [dataclasses.replace(plan, piece=p) for p in pieces]
+        finally:
+            if not kept:
+                release_file_lock(conn, rel)
 
     def arrived(self, outcome: FileResult | tuple[str, str]) -> FileResult | tuple[str, str] | None:
         """A loader's outcome: passed on as it is for a whole file; for a piece, None until the file's
@@ -104,6 +104,12 @@ class Splitter:
             return split.result
         finally:
             release_file_lock(conn, rel)
+
+    def __enter__(self) -> Splitter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def close(self) -> None:
         """Release every lock still held (an interrupted pass) and the connection."""

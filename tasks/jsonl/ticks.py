@@ -80,14 +80,16 @@ class _Memo(dict[Any, Any]):
         return value
 
 
+_times = _Memo(parse_time)
+
+
 def _checked_micros(text: str) -> int:
-    parsed = parse_time(text)
+    parsed = _times[text]
     assert not isinstance(parsed, str)  # only a checked row's times get here
     return parsed[1]
 
 
-_micros = _Memo(_checked_micros)
-_times = _Memo(parse_time)
+_micros = _Memo(_checked_micros)  # a plain lookup for the per-tick loops, from the one parse above
 _price = _Memo(lambda v: (repr(v), str(scaled_price(v))))  # (COPY text, canonical text)
 copy_text = _Memo(lambda v: v.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r"))
 _NULL = "\\N"
