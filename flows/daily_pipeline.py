@@ -89,8 +89,8 @@ def options(values: dict[str, Any]) -> PipelineOptions:
 def build_flow() -> Any:
     """The Prefect flow: one subflow per stage (built on demand so plain runs never import Prefect)."""
     from prefect import flow, get_run_logger
-    from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
 
+    from flows.prefect_artifacts import RunArtifacts
     from flows.prefect_glue import final_state, prefect_task
 
     def stage_flow(name: str) -> Any:
@@ -104,8 +104,9 @@ def build_flow() -> Any:
                 logger.info(text)
 
             outcome = run_stage(name, options(params), dsn=dsn, say=say, wrap=prefect_task)
-            create_markdown_artifact(key=f"pipeline-{name}", markdown=markdown([outcome], outcome.code),
-                                     description=f"Daily pipeline stage {name}")
+            artifacts = RunArtifacts(logger)
+            artifacts.markdown(f"pipeline-{name}", markdown([outcome], outcome.code), f"Daily pipeline stage {name}")
+            artifacts.finish()
             return outcome
 
         return stage
@@ -120,20 +121,21 @@ def build_flow() -> Any:
             lines.append(text)
             logger.info(text)
 
-        progress = create_progress_artifact(progress=0.0, key="daily-pipeline-progress", description="stages done, %")
+        artifacts = RunArtifacts(logger)
+        artifacts.start_progress("daily-pipeline-progress", "stages done, %")
         done: list[str] = []
 
         def one(name: str) -> StageOutcome:
             outcome: StageOutcome = stage_flows[name](params=values)
             done.append(name)
-            if progress is not None:
-                update_progress_artifact(artifact_id=progress, progress=100.0 * len(done) / len(opts.stages))  # type: ignore[arg-type]
+            artifacts.progress(len(done), len(opts.stages))
             return outcome
 
         code, outcomes = run_pipeline(opts, prog="daily-pipeline", args=[], say=say, stage=one)
         rest = [o.stage for o in outcomes if o.code == Outcome.RATE_LIMITED]
         resume = f"daily-pipeline --stages {','.join(opts.stages[opts.stages.index(rest[0]):])} --as-of {opts.session()}" if rest else None
-        create_markdown_artifact(key="daily-pipeline-summary", markdown=markdown(outcomes, code, resume), description="Daily pipeline")
+        artifacts.markdown("daily-pipeline-summary", markdown(outcomes, code, resume), "Daily pipeline")
+        artifacts.finish()
         return final_state(code, lines)
 
     return flow(name=FLOW_NAME, validate_parameters=False, log_prints=False)(flow_function(FLOW_NAME, PARAMS, body, __doc__))

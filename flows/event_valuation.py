@@ -122,10 +122,10 @@ def prefect_mapper(concurrency: int) -> Callable[..., Iterator[GroupOutcome]]:
 
 def build_flow(concurrency: int) -> Any:
     """The Prefect flow, its groups on a ``ThreadPoolTaskRunner(max_workers=concurrency)``."""
-    from prefect import flow
-    from prefect.artifacts import create_markdown_artifact
+    from prefect import flow, get_run_logger
     from prefect.task_runners import ThreadPoolTaskRunner
 
+    from flows.prefect_artifacts import RunArtifacts
     from flows.prefect_glue import run_in_flow
 
     def body(values: dict[str, Any]) -> Any:
@@ -133,9 +133,10 @@ def build_flow(concurrency: int) -> Any:
         state = run_in_flow(FLOW_NAME, "Event valuation", lambda log: run_valuation(opts, command=values["command"], log=log,
                                                                                     mapper=prefect_mapper(opts.concurrency)))
         if not state.is_cancelled():  # the study of every valued event, as `event-report` prints it
-            create_markdown_artifact(key="event-study", markdown=study_markdown(resolve_dsn(os.environ.get("DATABASE_URL"),
-                                                                                            default_pgdata())),
-                                     description="Event study: excess returns and CAAR per event source")
+            artifacts = RunArtifacts(get_run_logger())
+            artifacts.markdown("event-study", study_markdown(resolve_dsn(os.environ.get("DATABASE_URL"), default_pgdata())),
+                               "Event study: excess returns and CAAR per event source")
+            artifacts.finish()
         return state
 
     runner: Any = ThreadPoolTaskRunner(max_workers=concurrency)

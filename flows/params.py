@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from flows.cli import budget_name, int_in, iso_date, positive_float, rate_per_min
-from tasks.core.errors import BadInput
+from tasks.core.errors import BadInput, Outcome
 from tasks.core.tickers import parse_ticker_list
 from tasks.sources.budget import DEFAULT_DAILY_QUOTA, DEFAULT_NAME, DEFAULT_RATE, parse_rate, rate_param
 from tasks.sources.cache import check_cache_dir
@@ -99,7 +99,14 @@ def flow_function(name: str, params: Sequence[Param], body: Callable[[dict[str, 
     """A function taking the flow parameters as keywords (its signature built from ``params``, so
     Prefect's parameter schema and UI show them) that calls ``body(values)``."""
     def fn(**values: Any) -> Any:
-        return body({**defaults(params), **values})
+        merged = {**defaults(params), **values}
+        try:
+            check_values(params, merged)
+        except BadInput as exc:
+            from flows.prefect_glue import final_state
+
+            return final_state(Outcome.BAD_INPUT, [f"error: {exc}"])
+        return body(merged)
 
     fn.__name__ = fn.__qualname__ = name.replace("-", "_")
     fn.__doc__ = doc
@@ -107,6 +114,32 @@ def flow_function(name: str, params: Sequence[Param], body: Callable[[dict[str, 
         [inspect.Parameter(p.name, inspect.Parameter.KEYWORD_ONLY, default=p.default, annotation=p.annotation) for p in params if p.flow])
     fn.__annotations__ = {p.name: p.annotation for p in params if p.flow}
     return fn
+
+
+def check_values(params: Iterable[Param], values: dict[str, Any]) -> None:
+    """Check flow parameter values (a deployment run's) with the very types and choices the CLI's
+    flags use, so a run refuses what the command refuses before it writes anything.
+
+    Raises:
+        BadInput: naming the parameter and what is wrong with its value.
+    """
+    for p in params:
+        value = values.get(p.name)
+        if not p.flow or value is None or value is _UNSET:
+            continue
+        if p.action in ("store_true", "store_false"):
+            if not isinstance(value, bool):
+                raise BadInput(f"parameter {p.name}: not true or false: {value!r}")
+            continue
+        text = ",".join(str(v) for v in value) if isinstance(value, list) else str(value)
+        if isinstance(value, bool) or (p.annotation in (int, float) and not isinstance(value, (int, float))):
+            raise BadInput(f"parameter {p.name}: not a number: {value!r}")
+        try:
+            checked = p.type(text) if p.type is not None else text
+        except (argparse.ArgumentTypeError, ValueError, TypeError) as exc:
+            raise BadInput(f"parameter {p.name}: {exc}") from None
+        if p.choices and checked not in p.choices:
+            raise BadInput(f"parameter {p.name}: must be one of {', '.join(p.choices)}: {value!r}")
 
 
 # -- flag types that return JSON values ---------------------------------------------------------

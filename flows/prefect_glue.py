@@ -8,9 +8,12 @@ a user sees in the UI says what happened, and its data is the run's ``Outcome`` 
     BAD_INPUT     bad input                 Failed "BadInput"
     RATE_LIMITED  rate limit / daily quota  Cancelled "RateLimited" (message: the resume time); in a
                                        deployment run a continuation is scheduled at that time,
-                                       at most one pending per deployment; after
+                                       at most one pending per deployment
+                                       and parameter set (shard); after
                                        MAX_CONSECUTIVE_STOPS stops in a row (env
                                        BACKFILL_MAX_CONSECUTIVE_STOPS): Failed "RateLimited"
+    (busy)        another run holds the DB  Cancelled "Busy": a continuation BUSY_RETRY_S later, not
+                                       counted as a stop
     INTERRUPTED   interrupted / cancelled   Cancelled
 
 Imported only where Prefect runs: plain runs never import Prefect.
@@ -24,11 +27,13 @@ import os
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
+from flows.prefect_artifacts import RunArtifacts
 from tasks.core.commands import parse_resume_at
-from tasks.core.errors import Outcome
+from tasks.core.errors import BadInput, Busy, Outcome
 
 F = TypeVar("F", bound=Callable[..., Any])
 MAX_CONSECUTIVE_STOPS = 5  # stops in a row after which a deployment stops rescheduling itself (env below)
+BUSY_RETRY_S = 60.0  # a run that found another holding the database tries again this much later
 CONTINUATION_TAG = "continuation"
 STOP_TAG = "rate-limit-stop-"  # + how many stops in a row led to this run
 
@@ -54,20 +59,14 @@ def prefect_task(fn: F, name: str, **options: Any) -> F:
 
 
 @contextlib.contextmanager
-def prefect_progress(key: str, description: str) -> Iterator[None]:
+def prefect_progress(artifacts: RunArtifacts, key: str, description: str) -> Iterator[None]:
     """Inside a Prefect flow run: a progress artifact (percent of items done) that every Reporter
-    of the run updates as items finish; a long run shows how far it got in the UI."""
-    from prefect.artifacts import create_progress_artifact, update_progress_artifact
-
+    of the run updates as items finish; a long run shows how far it got in the UI. Written in the
+    background (``prefect_artifacts.py``): an API that is down never holds up the data."""
     from tasks.core.display import progress_sink
 
-    artifact = create_progress_artifact(progress=0.0, key=key, description=description)
-
-    def update(done: int, total: int) -> None:
-        if artifact is not None and total:
-            update_progress_artifact(artifact_id=artifact, progress=100.0 * done / total)  # type: ignore[arg-type]
-
-    token = progress_sink.set(update)
+    artifacts.start_progress(key, description)
+    token = progress_sink.set(artifacts.progress)
     try:
         yield
     finally:
@@ -85,29 +84,38 @@ def run_in_flow(name: str, title: str, body: Callable[[Callable[[str], None]], O
     (``markdown(result, code)`` when given and ``body`` returned ``(code, result)``, else the run's
     closing lines); return the run's final state (see module doc)."""
     from prefect import get_run_logger
-    from prefect.artifacts import create_markdown_artifact
 
     logger = get_run_logger()
+    artifacts = RunArtifacts(logger)
     lines: list[str] = []
 
     def log(text: str) -> None:
         lines.append(text)
         logger.info(text)
 
-    code, result = Outcome.INTERRUPTED, None
+    code, result, retry_at = Outcome.INTERRUPTED, None, None
     try:
-        with prefect_progress(f"{name}-progress", "items done, %"):
+        with prefect_progress(artifacts, f"{name}-progress", "items done, %"):
             answer = body(log)
         code, result = answer if isinstance(answer, tuple) else (answer, None)
     except KeyboardInterrupt:
         code = Outcome.INTERRUPTED
+    except BadInput as exc:  # a parameter the checks of its flag would have refused, found deeper
+        code = Outcome.BAD_INPUT
+        log(f"error: {exc}")
+    except Busy as exc:  # another run holds the database: try again soon, as the CLI's exit 75 says
+        code, retry_at = Outcome.RATE_LIMITED, dt.datetime.now(dt.UTC) + dt.timedelta(seconds=BUSY_RETRY_S)
+        log(f"{exc}")
     finally:
         if markdown is not None and result is not None:
             text = markdown(result, code)
         else:
             shown = "\n".join(f"    {line}" for line in "\n".join(closing_lines(lines)).splitlines())
             text = f"## {title} ({code.words})\n\n{shown or '    (no output)'}\n"
-        create_markdown_artifact(key=f"{name}-summary", markdown=text, description=f"{title}: what happened, and how to resume")
+        artifacts.markdown(f"{name}-summary", text, f"{title}: what happened, and how to resume")
+        artifacts.finish()
+    if retry_at is not None:
+        return final_state(code, lines, resume_at=retry_at, busy=True)
     return final_state(code, lines)
 
 
@@ -120,23 +128,25 @@ def run_flow(flow: Any, values: dict[str, Any]) -> Outcome:
     return code
 
 
-def final_state(code: Outcome, lines: list[str]) -> Any:
-    """The Prefect state for a run that ended with exit ``code`` and printed ``lines``."""
+def final_state(code: Outcome, lines: list[str], *, resume_at: dt.datetime | None = None, busy: bool = False) -> Any:
+    """The Prefect state for a run that ended with exit ``code`` and printed ``lines`` (``busy``:
+    stopped because another run held the database; its continuation does not count as a stop)."""
     from prefect.states import Cancelled, Completed, Failed
 
     summary = "\n".join(closing_lines(lines, 6)) or "(no output)"
     if code == Outcome.DONE:
         return Completed(message=summary, data=code)
     if code == Outcome.RATE_LIMITED:
-        resume_at = parse_resume_at(lines)
-        scheduled = continue_at(resume_at) if resume_at is not None else "no resume time was given"
+        resume_at = resume_at or parse_resume_at(lines)
+        scheduled = continue_at(resume_at, count_stop=not busy) if resume_at is not None else "no resume time was given"
         if scheduled is None:
             message = (f"Stopped by a rate limit {max_consecutive_stops()} times in a row: not rescheduled again, "
                        f"look at the source's limits.\n{summary}")
             return Failed(name="RateLimited", message=message, data=RunEnded(code, message))
         at = resume_at.strftime("%Y-%m-%d %H:%M:%S UTC") if resume_at else "later"
-        message = f"Stopped by a rate limit; resume after {at} ({scheduled}).\n{summary}"
-        return Cancelled(name="RateLimited", message=message, data=RunEnded(code, message))
+        why = "another run holds the database" if busy else "a rate limit"
+        message = f"Stopped by {why}; resume after {at} ({scheduled}).\n{summary}"
+        return Cancelled(name="Busy" if busy else "RateLimited", message=message, data=RunEnded(code, message))
     if code == Outcome.SOME_FAILED:
         return Failed(message=summary, data=RunEnded(code, summary))
     if code == Outcome.BAD_INPUT:
@@ -145,20 +155,21 @@ def final_state(code: Outcome, lines: list[str]) -> Any:
     return Cancelled(message=message, data=RunEnded(code, message))
 
 
-def continue_at(when: dt.datetime) -> str | None:
+def continue_at(when: dt.datetime, *, count_stop: bool = True) -> str | None:
     """In a deployment run: schedule the same deployment with the same parameters at ``when``.
 
     Returns what was done (for the state message), or None when this run is the
     ``MAX_CONSECUTIVE_STOPS``-th stop in a row (nothing scheduled: the run should fail loudly).
+    ``count_stop=False`` (the database was busy, the source said nothing) keeps the count.
     """
     from prefect.runtime import deployment, flow_run
 
     if not deployment.id:
         return "not a deployment run: rerun the command then"
-    stops = 1 + max((int(t.removeprefix(STOP_TAG)) for t in flow_run.tags if t.startswith(STOP_TAG)), default=0)
-    if stops >= max_consecutive_stops():
+    stops = (1 if count_stop else 0) + max((int(t.removeprefix(STOP_TAG)) for t in flow_run.tags if t.startswith(STOP_TAG)), default=0)
+    if count_stop and stops >= max_consecutive_stops():
         return None
-    pending = pending_continuation(deployment.id)
+    pending = pending_continuation(deployment.id, dict(flow_run.parameters))
     if pending is not None:
         return f"continuation {pending} is already scheduled"
     from prefect.deployments import run_deployment
@@ -177,8 +188,9 @@ def max_consecutive_stops() -> int:
         return MAX_CONSECUTIVE_STOPS
 
 
-def pending_continuation(deployment_id: str) -> str | None:
-    """The name of a continuation of this deployment still waiting to run, if any."""
+def pending_continuation(deployment_id: str, parameters: dict[str, Any]) -> str | None:
+    """The name of a continuation of this deployment with these parameters (one shard's) still
+    waiting to run, if any: another shard's continuation does not resume this one's tickers."""
     from uuid import UUID
 
     from prefect.client.orchestration import get_client
@@ -198,8 +210,8 @@ def pending_continuation(deployment_id: str) -> str | None:
             flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[CONTINUATION_TAG]),
                                           state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED,
                                                                                                      StateType.PENDING]))),
-            limit=1)
-    return runs[0].name if runs else None
+            limit=200)
+    return next((r.name for r in runs if dict(r.parameters) == parameters), None)
 
 
 def exit_code(state: Any) -> Outcome:

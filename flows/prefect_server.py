@@ -77,22 +77,52 @@ def read_info(home: Path) -> ServerInfo | None:
     return info if psutil.pid_exists(info.pid) else None
 
 
-def healthy(info: ServerInfo, timeout: float = 2.0) -> bool:
+def healthy(info: ServerInfo, home: Path, timeout: float = 2.0) -> bool:
+    """The server at ``info`` answers, and it is the one whose home is ``home``.
+
+    Two homes can race for one port (two checkouts, parallel test runs): the loser's health check
+    would be answered by the winner, and its runs would land on another server.
+    """
     import httpx
 
     try:
-        return httpx.get(f"{info.api_url}/health", timeout=timeout).status_code == 200
-    except httpx.HTTPError:
+        if httpx.get(f"{info.api_url}/health", timeout=timeout).status_code != 200:
+            return False
+        served = httpx.get(f"{info.api_url}/admin/settings", timeout=timeout).json().get("home")
+    except (httpx.HTTPError, ValueError, AttributeError):
         return False
+    return served is not None and Path(served).resolve() == home.resolve()
 
 
 def port_is_free(port: int) -> bool:
+    """Whether the server could bind ``port`` now (SO_REUSEADDR as uvicorn binds: a port in
+    TIME_WAIT after a stop is free, so a restart keeps the port every worker was given)."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
             return False
         return True
+
+
+def preferred_port(home: Path) -> int:
+    """Prefect's own ``PREFECT_SERVER_API_PORT`` when set; else the port this home's server had last
+    (a restart comes back where every worker was pointed); else DEFAULT_PORT."""
+    for text in (os.environ.get("PREFECT_SERVER_API_PORT"), _read_text(home / "last-port")):
+        try:
+            if text:
+                return int(text)
+        except ValueError:
+            continue
+    return DEFAULT_PORT
+
+
+def _read_text(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
 
 
 def pick_port(preferred: int) -> int:
@@ -135,35 +165,59 @@ def start_lock(home: Path, timeout: float = START_TIMEOUT_S) -> Iterator[None]:
 def start_server(home: Path, *, port: int | None = None) -> tuple[ServerInfo, bool]:
     """Start the server in the background unless it runs; returns it and whether it was started now.
 
+    Without ``port``: the preferred one (``preferred_port``) if free, else a free one; a port
+    another home's server took at the same moment is given up for another.
+
     Raises:
         StoreError: its database could not be prepared, or it did not answer within the timeout.
     """
     home.mkdir(parents=True, exist_ok=True)
     with start_lock(home):
         info = read_info(home)
-        if info is not None and healthy(info):
+        if info is not None and healthy(info, home):
             return info, False
-        chosen = port if port is not None else pick_port(DEFAULT_PORT)
-        env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_API_DATABASE_CONNECTION_URL": database_url(),
-               "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
-        env.pop("PREFECT_API_URL", None)
-        detach: dict[str, object] = {"start_new_session": True}
-        if sys.platform == "win32":
-            detach = {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.DETACHED_PROCESS}  # type: ignore[attr-defined]
-        log = (home / "server.log").open("ab")
-        proc = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(chosen)],
-                                env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, **detach)  # type: ignore[call-overload]
-        log.close()
-        info = ServerInfo(pid=proc.pid, port=chosen)
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not healthy(info):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                stop_process(proc.pid)
-                tail = (home / "server.log").read_text(errors="replace").strip().splitlines()[-1:] or ["(no output)"]
-                raise StoreError(f"the Prefect server did not start (log: {home / 'server.log'}): {tail[0][:300]}")
-            time.sleep(0.3)
-        (home / "server.json").write_text(json.dumps({"pid": info.pid, "port": info.port}), encoding="utf-8")
-        return info, True
+        for _ in range(3):
+            info = launch(home, port if port is not None else pick_port(preferred_port(home)))
+            if info is not None:
+                (home / "server.json").write_text(json.dumps({"pid": info.pid, "port": info.port}), encoding="utf-8")
+                (home / "last-port").write_text(str(info.port), encoding="utf-8")
+                return info, True
+            if port is not None:
+                break
+        raise StoreError(f"the Prefect server did not start: port {port or DEFAULT_PORT} is taken by another server")
+
+
+def launch(home: Path, port: int) -> ServerInfo | None:
+    """``prefect server start`` on ``port``, detached; the server once it answers, or None when
+    another server holds the port.
+
+    Raises:
+        StoreError: it exited or did not answer in time (the log's last line said).
+    """
+    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_API_DATABASE_CONNECTION_URL": database_url(),
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env.pop("PREFECT_API_URL", None)
+    detach: dict[str, object] = {"start_new_session": True}
+    if sys.platform == "win32":
+        detach = {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.DETACHED_PROCESS}  # type: ignore[attr-defined]
+    log = (home / "server.log").open("ab")
+    offset = log.tell()  # this start's lines begin here
+    proc = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                            env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, **detach)  # type: ignore[call-overload]
+    log.close()
+    info = ServerInfo(pid=proc.pid, port=port)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not healthy(info, home):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            stop_process(proc.pid)
+            with (home / "server.log").open("rb") as f:
+                f.seek(offset)
+                tail = f.read().decode(errors="replace").strip().splitlines() or ["(no output)"]
+            if any("already in use" in line for line in tail):
+                return None  # another server bound it first
+            raise StoreError(f"the Prefect server did not start (log: {home / 'server.log'}): {tail[-1][:300]}")
+        time.sleep(0.3)
+    return info
 
 
 def stop_process(pid: int) -> None:
@@ -209,6 +263,19 @@ def ensure_api_url() -> str:
     return info.api_url
 
 
+def tcp_port(text: str) -> int:
+    """argparse type: a TCP port number, 1-65535."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 1-65535, got {value}")
+    return value
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     import argparse
 
@@ -216,7 +283,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="prefect-local", allow_abbrev=False,
                                      description="Prefect's server on the project's PostgreSQL, in the background.")
     parser.add_argument("action", choices=["start", "status", "stop"])
-    parser.add_argument("--port", type=int, default=None, help=f"port for start (default: {DEFAULT_PORT}, or a free one if taken)")
+    parser.add_argument("--port", type=tcp_port, default=None,
+                        help=f"port for start (default: $PREFECT_SERVER_API_PORT, else the last one, else {DEFAULT_PORT}; "
+                             "a free one if taken)")
     try:
         ns = parser.parse_args(args)
     except SystemExit as exc:
@@ -233,7 +302,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     if ns.action == "status":
         found = read_info(home)
-        if found is None or not healthy(found):
+        if found is None or not healthy(found, home):
             print("not running", file=sys.stderr)
             return EXIT_SOME_FAILED
         print(f"running (pid {found.pid}): export PREFECT_API_URL={found.api_url}")

@@ -9,22 +9,23 @@ import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from test.fix_yahoo import ROOT
 
 
-def local_prefect_env(home: Path, pg_server: tuple[str, Path | None]) -> dict[str, str]:
+def local_prefect_env(home: Path, pg_server: tuple[str, Path | None], *, own_database: bool = False) -> dict[str, str]:
     """Where ``prefect-local`` keeps its state and its database for this test process.
 
-    The embedded test cluster is used the way a user's is (``BACKFILL_PGDATA``); a server given by
-    ``TEST_DATABASE_URL`` gets a database of its own per test process.
+    The embedded test cluster is used the way a user's is (``BACKFILL_PGDATA``, database
+    ``prefect``); a server given by ``TEST_DATABASE_URL``, or ``own_database``, gets a database of
+    its own (a second Prefect server beside the session's must not share its tables).
     """
     env = {"BACKFILL_PREFECT_HOME": str(home), "PREFECT_UI_ENABLED": "false", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     dsn, pgdata = pg_server
-    if pgdata is not None:
+    if pgdata is not None and not own_database:
         env["BACKFILL_PGDATA"] = str(pgdata)
         return env
     import psycopg
@@ -33,24 +34,28 @@ def local_prefect_env(home: Path, pg_server: tuple[str, Path | None]) -> dict[st
     name = f"prefect_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    params = conninfo_to_dict(dsn)
-    params["dbname"] = name
-    env["PREFECT_API_DATABASE_CONNECTION_URL"] = "postgresql+asyncpg://" + make_conninfo(**params).split("://", 1)[-1]
+    parts = urlsplit(dsn)  # a URI (the embedded server's, or TEST_DATABASE_URL): same server, that database
+    env["PREFECT_API_DATABASE_CONNECTION_URL"] = urlunsplit(("postgresql+asyncpg", parts.netloc, f"/{name}", parts.query, ""))
     return env
 
 
-def prefect_local(action: str, env: dict[str, str], timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    """``prefect-local ACTION``, as a user types it."""
+def prefect_local(action: str, env: dict[str, str], *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    """``prefect-local ACTION ARGS``, as a user types it."""
     full = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API_URL")}
     full.update(env)
-    return subprocess.run([sys.executable, "-m", "flows.prefect_server", action], cwd=ROOT, env=full, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "flows.prefect_server", action, *args], cwd=ROOT, env=full, capture_output=True,
                           text=True, timeout=timeout)
 
 
 @pytest.fixture(scope="session")
 def prefect_env(tmp_path_factory: pytest.TempPathFactory, pg_server: tuple[str, Path | None]) -> Iterator[dict[str, str]]:
-    """Env for a process that uses this test process's local Prefect server (started on first use)."""
-    env = local_prefect_env(tmp_path_factory.mktemp("prefect-local"), pg_server)
+    """Env for a process that uses this test process's local Prefect server (started on first use).
+
+    Its scheduler is off: these tests start runs by hand, and a cron that comes due mid-test would
+    hand the worker a run nobody asked for. test_schedules.py watches a scheduler of its own.
+    """
+    env = {**local_prefect_env(tmp_path_factory.mktemp("prefect-local"), pg_server),
+           "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false"}
     yield env
     prefect_local("stop", env)
 
@@ -62,3 +67,18 @@ def prefect_api(prefect_env: dict[str, str]) -> dict[str, str]:
     assert done.returncode == 0, done.stdout + done.stderr
     line = next(x for x in done.stdout.splitlines() if x.startswith("export PREFECT_API_URL="))
     return {**prefect_env, "PREFECT_API_URL": line.split("=", 1)[1]}
+
+
+@pytest.fixture
+def own_prefect_server(tmp_path: Path, pg_server: tuple[str, Path | None]) -> Iterator[dict[str, str]]:
+    """A ``prefect-local`` server of this test's own (own home, own database; its scheduler on, with
+    a 1 s loop); env with ``PREFECT_API_URL`` set as ``prefect-local start`` prints it."""
+    env = {**local_prefect_env(tmp_path / "prefect-home", pg_server, own_database=True),
+           "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "1"}
+    started = prefect_local("start", env)
+    assert started.returncode == 0, started.stdout + started.stderr
+    url = next(x for x in started.stdout.splitlines() if x.startswith("export PREFECT_API_URL=")).split("=", 1)[1]
+    try:
+        yield {**env, "PREFECT_API_URL": url}
+    finally:
+        prefect_local("stop", env)

@@ -8,15 +8,11 @@ once the source recovers, and a deployment that keeps being stopped gives up lou
 from __future__ import annotations
 
 import datetime as dt
-import re
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psycopg
 import pytest
 import yaml
@@ -25,52 +21,16 @@ from test.fake_yahoo import FakeYahoo
 from test.fix_db import table_rows
 from test.fix_yahoo import ROOT, cli_env
 from test.jsonl_tree import make_tree
+from test.prefect_cli import POOL, filter_runs, prefect, read_run, run_deployment, run_until_finished, work_once
 from test.test_etf_backfill import expected_rows
 
 pytestmark = pytest.mark.slow
-POOL = "market-data"  # the pool prefect.yaml names
 END = "2025-07-08"
 
 
-def prefect(*args: str, env: dict[str, str], timeout: float = 180) -> str:
-    done = subprocess.run([sys.executable, "-m", "prefect", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
-    assert done.returncode == 0, f"prefect {' '.join(args)}:\n{done.stdout}\n{done.stderr}"
-    return done.stdout + done.stderr
-
-
-def run_deployment(name: str, params: dict[str, Any], env: dict[str, str]) -> str:
-    """``prefect deployment run NAME -p key=value ...``; returns the new flow run's id."""
-    import json
-
-    argv = ["deployment", "run", name]
-    for key, value in params.items():
-        argv += ["-p", f"{key}={json.dumps(value)}"]
-    out = prefect(*argv, env=env)
-    found = re.search(r"UUID:\s*([0-9a-f-]{36})", out)
-    assert found, out
-    return found.group(1)
-
-
-def read_run(api: str, run_id: str) -> dict[str, Any]:
-    answer = httpx.get(f"{api}/flow_runs/{run_id}", timeout=10)
-    answer.raise_for_status()
-    return dict(answer.json())
-
-
-def work_once(env: dict[str, str], log: Path) -> None:
-    """``prefect worker start --pool market-data --run-once``: takes the runs that are due, runs them, exits."""
-    with log.open("a") as out:
-        done = subprocess.run([sys.executable, "-m", "prefect", "worker", "start", "--pool", POOL, "--run-once"], cwd=ROOT, env=env,
-                              stdout=out, stderr=subprocess.STDOUT, text=True, timeout=400)
-    assert done.returncode == 0, log.read_text()[-4000:]
-
-
 def continuations(api: str, deployment_id: str) -> list[dict[str, Any]]:
-    answer = httpx.post(f"{api}/flow_runs/filter", timeout=10, json={
-        "deployments": {"id": {"any_": [deployment_id]}}, "flow_runs": {"tags": {"all_": ["continuation"]}},
-        "sort": "EXPECTED_START_TIME_ASC"})
-    answer.raise_for_status()
-    return list(answer.json())
+    return filter_runs(api, deployments={"id": {"any_": [deployment_id]}}, flow_runs={"tags": {"all_": ["continuation"]}},
+                       sort="EXPECTED_START_TIME_ASC")
 
 
 @pytest.fixture
@@ -106,6 +66,7 @@ def test_every_deployment_in_prefect_yaml_starts_and_finishes_through_a_worker(d
                                            "fundamentals": "none"},
         "jsonl-ingest/every-10-minutes": {"swing": str(tree.root / "swing"), "scalp": str(tree.root / "scalp"),
                                           "gaps": str(tree.root / "system" / "gap_*.jsonl")},
+        "etf-backfill/shards": {"tickers": ["SPY"], "days": 5, "end_date": END, "delay": 0.0, "cache_dir": cache},
     }
     spec = yaml.safe_load((ROOT / "prefect.yaml").read_text(encoding="utf-8"))
     assert {f"{d['entrypoint'].split(':')[1].replace('_', '-')}/{d['name']}" for d in spec["deployments"]} == set(runs)
@@ -147,19 +108,37 @@ def test_a_rate_limited_deployment_run_schedules_its_continuation_until_the_sour
     # A second stop while the continuation waits (the shared budget is cooling down for 40 s: long
     # enough that this run never meets the continuation in one worker poll) adds no second one.
     again = run_deployment(name, params, env)
-    _run_until(env, log, api, again)
+    run_until_finished(env, log, api, again)
     assert read_run(api, again)["state"]["name"] == "RateLimited"
     assert len([r for r in continuations(api, deployment_id) if r["state"]["type"] == "SCHEDULED"]) == 1
 
-    # The source recovers: the continuation runs at its time and finishes the work.
+    # Another shard (other tickers) stopped meanwhile gets a continuation of its own.
+    shard = run_deployment(name, {**params, "tickers": ["XLV"]}, env)
+    run_until_finished(env, log, api, shard)
+    assert read_run(api, shard)["state"]["name"] == "RateLimited"
+    waiting = [r for r in continuations(api, deployment_id) if r["state"]["type"] == "SCHEDULED"]
+    assert sorted(tuple(r["parameters"]["tickers"]) for r in waiting) == [("XLK",), ("XLV",)]
+
+    # The source recovers: each continuation runs at its time and finishes its shard's work. Both
+    # come due together and the staggered runner takes one at a time: the one that finds the
+    # database busy is continued a minute later ("Busy", not counted as a rate-limit stop).
     fake_yahoo.blocked_until = None
-    _run_until(env, log, api, pending["id"])
-    done = read_run(api, pending["id"])["state"]
-    assert done["type"] == "COMPLETED", (done, log.read_text()[-4000:])
-    assert dt.datetime.fromisoformat(read_run(api, pending["id"])["start_time"]) >= resume_at
-    assert table_rows(dsn, "collected_daily_etf_ohlc") == expected_rows(["XLK"], [dt.date(2025, 7, 1), dt.date(2025, 7, 2),
-                                                                                   dt.date(2025, 7, 3), dt.date(2025, 7, 7),
-                                                                                   dt.date(2025, 7, 8)])
+    busy = 0
+    for tickers in (["XLK"], ["XLV"]):
+        run_id = next(r["id"] for r in waiting if r["parameters"]["tickers"] == tickers)
+        ended = run_until_finished(env, log, api, run_id)
+        assert dt.datetime.fromisoformat(read_run(api, run_id)["start_time"]) >= resume_at
+        if ended["name"] == "Busy":
+            busy += 1
+            assert ended["type"] == "CANCELLED" and "another run holds the database" in ended["message"], ended
+            (run_id,) = [r["id"] for r in continuations(api, deployment_id)
+                         if r["state"]["type"] == "SCHEDULED" and r["parameters"]["tickers"] == tickers]
+            ended = run_until_finished(env, log, api, run_id, timeout=180)
+        assert ended["type"] == "COMPLETED", (tickers, ended, log.read_text()[-3000:])
+    assert busy <= 1
+    assert table_rows(dsn, "collected_daily_etf_ohlc") == expected_rows(["XLK", "XLV"], [dt.date(2025, 7, 1), dt.date(2025, 7, 2),
+                                                                                          dt.date(2025, 7, 3), dt.date(2025, 7, 7),
+                                                                                          dt.date(2025, 7, 8)])
     assert not [r for r in continuations(api, deployment_id) if r["state"]["type"] == "SCHEDULED"]
 
 
@@ -174,7 +153,7 @@ def test_a_deployment_stopped_again_and_again_gives_up_loudly(deployed: dict[str
     run_id = run_deployment(name, params, env)
     deployment_id = ""
     for _ in range(3):  # the first run, then continuations 1 and 2 (BACKFILL_MAX_CONSECUTIVE_STOPS=3)
-        _run_until(env, log, api, run_id)
+        run_until_finished(env, log, api, run_id)
         run = read_run(api, run_id)
         deployment_id = run["deployment_id"]
         waiting = [r for r in continuations(api, deployment_id) if r["state"]["type"] == "SCHEDULED"]
@@ -187,12 +166,26 @@ def test_a_deployment_stopped_again_and_again_gives_up_loudly(deployed: dict[str
     assert not [r for r in continuations(api, deployment_id) if r["state"]["type"] == "SCHEDULED"]
 
 
-def _run_until(env: dict[str, str], log: Path, api: str, run_id: str, timeout: float = 120) -> None:
-    """Poll with ``--run-once`` workers until ``run_id`` has finished (it may be scheduled a few seconds ahead)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if read_run(api, run_id)["state"]["type"] in ("COMPLETED", "FAILED", "CANCELLED", "CRASHED"):
-            return
-        work_once(env, log)
-        time.sleep(0.5)
-    raise AssertionError(f"flow run {run_id} did not finish: {read_run(api, run_id)['state']}\n{log.read_text()[-3000:]}")
+BAD_PARAMETERS = {"timeout": 0, "max_retries": -1, "retry_wait": -1, "rate_limit_sleep": -10, "delay_minutes": -3,
+                  "tickers": ["XLK", "no good"]}  # a wrong JSON type (skip_existing="yes") the server's schema refuses itself
+
+
+def test_a_deployment_run_refuses_what_the_cli_refuses_before_writing_anything(deployed: dict[str, str], fake_yahoo: FakeYahoo,
+                                                                                dsn: str, tmp_path: Path, run_cli: Any) -> None:
+    env, api = deployed, deployed["PREFECT_API_URL"]
+    name = "staggered-sector-backfill/weekly-saturday-0600-utc"
+    for key, value in BAD_PARAMETERS.items():  # the command refuses each (exit 2)
+        flag = "--" + key.replace("_", "-")
+        text = ",".join(value) if isinstance(value, list) else str(value)
+        assert run_cli("flows.staggered_sector_backfill", flag, text, "--dry-run").code == 2, key
+    ids = {key: run_deployment(name, {"tickers": ["XLK"], "days": 5, "end_date": END, key: value}, env)
+           for key, value in BAD_PARAMETERS.items()}
+    work_once(env, tmp_path / "worker.log")
+    for key, run_id in ids.items():
+        state = read_run(api, run_id)["state"]
+        assert (state["type"], state["name"]) == ("FAILED", "BadInput"), (key, state)
+        assert f"parameter {key}:" in state["message"] and "Traceback" not in state["message"], state["message"]
+    assert fake_yahoo.log == []
+    with psycopg.connect(dsn) as conn:
+        exists = conn.execute("SELECT to_regclass('backfill_runs')").fetchone()
+        assert exists is None or exists[0] is None or conn.execute("SELECT count(*) FROM backfill_runs").fetchone() == (0,)

@@ -87,9 +87,18 @@ def test_the_documents_layout_loads_in_one_run_as_a_flat_root_does(run_cli: CliR
     assert nested["gaps"] == flat["gaps"] and nested["bars"] == flat["bars"] and nested["rejects"] == []
     assert len(nested["ticks"]) == len(tree.all_ticks()) and len(nested["gaps"]) == 4
 
-    for bad, message in ((["--swing", str(doc / "nope")], "--swing"), ([], "say where the files are")):
+    a_file = tmp_path / "not-a-folder.txt"
+    a_file.write_text("x", encoding="utf-8")
+    for bad, message in ((["--swing", str(a_file)], "--swing"), ([], "say where the files are")):
         refused = run_cli(ING, *bad)
         assert refused.code == 2 and message in refused.stderr + refused.stdout
+
+    # A folder that is not there (yet: an observer that has not written on this machine) is nothing
+    # to load, said once; the other sources still load.
+    absent = run_cli(ING, "--swing", str(doc / "nope"), "--scalp", str(doc / "nope2"), "--gaps", str(tmp_path / "none" / "gap_*.jsonl"))
+    assert absent.code == 0, absent.stderr
+    assert absent.stdout.count(f"Nothing to load from --swing {doc / 'nope'}: it does not exist (yet)") == 1
+    assert absent.stdout.count(f"Nothing to load from --scalp {doc / 'nope2'}") == 1
 
 
 def hand_coverage(ticks: list[dict], skip_newest: bool) -> tuple[int, int, dict[tuple[str, str], int]]:

@@ -158,12 +158,19 @@ def _glob_base(pattern: str) -> Path:
     return Path(*fixed) if fixed else Path(".")
 
 
+def absent_places(sources: Sources) -> list[str]:
+    """The ``--swing``/``--scalp``/``--gaps`` folders that do not exist: nothing to load from them
+    (a scheduled run on a machine whose observer has not written yet), said once, not an error."""
+    return [f"{flag} {place}" for _, _, flag, place in sources.specs()
+            if flag != "--root" and not glob.has_magic(place) and not os.path.lexists(place)]
+
+
 def discover(sources: Sources) -> list[JsonlFile]:
     """Every data file the sources name, in load order (by kind, then key: names sort by time).
 
     Raises:
         BadInput: no source given; ``--root`` is not a directory or holds none of the folders; a
-            ``--swing``/``--scalp``/``--gaps`` place is neither a folder nor a glob that matches.
+            ``--swing``/``--scalp``/``--gaps`` place exists but is neither a folder nor a glob.
     """
     if sources.root is None and not (sources.swing or sources.scalp or sources.gaps):
         raise BadInput("say where the files are: --root DIR, or --swing/--scalp/--gaps (a folder or a glob)")
@@ -182,8 +189,8 @@ def discover(sources: Sources) -> list[JsonlFile]:
             any_place = True
             base, named = _glob_base(place), False
             candidates = iter(sorted(Path(p) for p in glob.glob(place, recursive=True)))
-        elif flag == "--root":
-            continue  # a root without this kind's folder: nothing of this kind
+        elif flag == "--root" or not os.path.lexists(place):
+            continue  # a root without this kind's folder, or a folder not there (yet): nothing of this kind (absent_places)
         else:
             raise BadInput(f"{flag} {place}: not a folder, and not a glob (like logs/system/gap_*.jsonl)")
         for candidate in candidates:

@@ -20,7 +20,7 @@ from tasks.core.display import Reporter, format_eta
 from tasks.core.errors import Outcome, PipelineError
 from tasks.core.processes import die_with_parent, leave_signals_to_the_parent, start_method
 from tasks.jsonl.coverage import Coverage, run_coverage
-from tasks.jsonl.files import FilePlan, Sources, count_lines, discover, plan_files
+from tasks.jsonl.files import FilePlan, Sources, absent_places, count_lines, discover, plan_files
 from tasks.jsonl.load import FileResult, load_file
 from tasks.jsonl.split import SPLIT_MB, Splitter
 
@@ -206,6 +206,8 @@ def run_ingest(opts: IngestOptions, *, log: Callable[[str], Any] | None = None,
         if log is not None:
             log(text)
 
+    for place in absent_places(opts.sources):
+        say(f"Nothing to load from {place}: it does not exist (yet)")
     if opts.follow and not opts.dry_run:
         from tasks.jsonl.follow import follow
 

@@ -1,0 +1,69 @@
+"""Prefect's own CLI and REST API, as an operator uses them, for the deployment tests."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from test.fix_yahoo import ROOT
+
+POOL = "market-data"  # the pool prefect.yaml names
+FINISHED = ("COMPLETED", "FAILED", "CANCELLED", "CRASHED")
+
+
+def prefect(*args: str, env: dict[str, str], timeout: float = 180) -> str:
+    """``prefect ARGS`` in the checkout; its output (it must succeed)."""
+    done = subprocess.run([sys.executable, "-m", "prefect", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, f"prefect {' '.join(args)}:\n{done.stdout}\n{done.stderr}"
+    return done.stdout + done.stderr
+
+
+def run_deployment(name: str, params: dict[str, Any], env: dict[str, str]) -> str:
+    """``prefect deployment run NAME -p key=value ...``; returns the new flow run's id."""
+    argv = ["deployment", "run", name]
+    for key, value in params.items():
+        argv += ["-p", f"{key}={json.dumps(value)}"]
+    out = prefect(*argv, env=env)
+    found = re.search(r"UUID:\s*([0-9a-f-]{36})", out)
+    assert found, out
+    return found.group(1)
+
+
+def read_run(api: str, run_id: str) -> dict[str, Any]:
+    answer = httpx.get(f"{api}/flow_runs/{run_id}", timeout=10)
+    answer.raise_for_status()
+    return dict(answer.json())
+
+
+def filter_runs(api: str, **body: Any) -> list[dict[str, Any]]:
+    """``POST /flow_runs/filter`` with ``body`` (Prefect's filter schema)."""
+    answer = httpx.post(f"{api}/flow_runs/filter", timeout=10, json=body)
+    answer.raise_for_status()
+    return list(answer.json())
+
+
+def work_once(env: dict[str, str], log: Path, pool: str = POOL) -> None:
+    """``prefect worker start --pool POOL --run-once``: takes the runs that are due, runs them, exits."""
+    with log.open("a") as out:
+        done = subprocess.run([sys.executable, "-m", "prefect", "worker", "start", "--pool", pool, "--run-once"], cwd=ROOT, env=env,
+                              stdout=out, stderr=subprocess.STDOUT, text=True, timeout=400)
+    assert done.returncode == 0, log.read_text()[-4000:]
+
+
+def run_until_finished(env: dict[str, str], log: Path, api: str, run_id: str, timeout: float = 120) -> dict[str, Any]:
+    """Poll with ``--run-once`` workers until ``run_id`` has finished (it may be due a few seconds ahead); its state."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = read_run(api, run_id)["state"]
+        if state["type"] in FINISHED:
+            return dict(state)
+        work_once(env, log)
+        time.sleep(0.5)
+    raise AssertionError(f"flow run {run_id} did not finish: {read_run(api, run_id)['state']}\n{log.read_text()[-3000:]}")
