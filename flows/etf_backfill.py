@@ -21,6 +21,7 @@ from flows.params import (
     add_flags,
     as_date,
     as_tickers,
+    command_for,
     date_text,
     flow_function,
     flow_values,
@@ -61,7 +62,8 @@ def build_flow() -> Any:
     from flows.prefect_glue import prefect_task, run_in_flow
 
     def body(values: dict[str, Any]) -> Any:
-        opts, command = options(values), values["command"]
+        opts = options(values)
+        command = values["command"] if values["command"] != FLOW_NAME else command_for(FLOW_NAME, PARAMS, values)  # a deployment run
         return run_in_flow(FLOW_NAME, "ETF backfill", lambda log: run_backfill(opts, command=command, wrap=prefect_task, log=log),
                            markdown=lambda summary, code: summary_markdown(summary, code, command))
 

@@ -24,6 +24,7 @@ from flows.params import (
     Param,
     add_flags,
     as_date,
+    command_for,
     date_text,
     flow_function,
     flow_values,
@@ -130,7 +131,8 @@ def build_flow(concurrency: int) -> Any:
 
     def body(values: dict[str, Any]) -> Any:
         opts = options(values)
-        state = run_in_flow(FLOW_NAME, "Event valuation", lambda log: run_valuation(opts, command=values["command"], log=log,
+        command = values["command"] if values["command"] != FLOW_NAME else command_for(FLOW_NAME, PARAMS, values)  # a deployment run
+        state = run_in_flow(FLOW_NAME, "Event valuation", lambda log: run_valuation(opts, command=command, log=log,
                                                                                     mapper=prefect_mapper(opts.concurrency)))
         if not state.is_cancelled():  # the study of every valued event, as `event-report` prints it
             artifacts = RunArtifacts(get_run_logger())

@@ -19,10 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flows.cli import budget_name, int_in, iso_date, positive_float, rate_per_min
+from flows.cli import budget_name, int_in, iso_date, positive_float
+from tasks.core.commands import command_line
 from tasks.core.errors import BadInput, Outcome
 from tasks.core.tickers import parse_ticker_list
-from tasks.sources.budget import DEFAULT_DAILY_QUOTA, DEFAULT_NAME, DEFAULT_RATE, parse_rate, rate_param
+from tasks.sources.budget import DEFAULT_DAILY_QUOTA, DEFAULT_NAME, DEFAULT_RATE, normalize_rate, parse_rate
 from tasks.sources.cache import check_cache_dir
 from tasks.sources.settings import SourceSettings
 
@@ -116,6 +117,21 @@ def flow_function(name: str, params: Sequence[Param], body: Callable[[dict[str, 
     return fn
 
 
+def command_for(prog: str, params: Iterable[Param], values: dict[str, Any]) -> str:
+    """The command line that does what a flow run with ``values`` does (its flags for every value
+    that is not the default): the resume hint of a deployment run, one shard's tickers included."""
+    args: list[str] = []
+    for p in params:
+        value = values.get(p.name, p.default)
+        if not (p.cli and p.flow) or value == p.default or value is None:
+            continue
+        if p.action in ("store_true", "store_false"):
+            args.append(p.option)
+        else:
+            args += [p.option, ",".join(str(v) for v in value) if isinstance(value, list) else str(value)]
+    return command_line(prog, args)
+
+
 def check_values(params: Iterable[Param], values: dict[str, Any]) -> None:
     """Check flow parameter values (a deployment run's) with the very types and choices the CLI's
     flags use, so a run refuses what the command refuses before it writes anything.
@@ -155,7 +171,11 @@ def date_text(text: str) -> str:
 
 
 def rate_text(text: str) -> str:
-    return rate_param(rate_per_min(text))
+    """A rate flag (``60/min``, ``60/min,2000/h``), checked and normalized."""
+    try:
+        return normalize_rate(text)
+    except BadInput as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def path_text(text: str) -> str:
@@ -188,12 +208,12 @@ def as_tickers(value: Any, default: Sequence[str]) -> tuple[str, ...]:
 def source_params(*, delay: float | None, delay_help: str = "minimum seconds between two requests of this run to Yahoo",
                   refresh: bool = True) -> list[Param]:
     """The parameters of ``SourceSettings`` (``delay=None``: the flow spaces its requests its own way)."""
-    env_rate = os.environ.get("YAHOO_RATE", DEFAULT_RATE)
     out = [
         Param("cache_dir", ".cache", "download cache directory", type=path_text),
-        Param("rate", DEFAULT_RATE, "request budget for Yahoo shared by every run on this database, e.g. 60/min, 2/s, 1000/h; "
-              "lowered after a 429 and learned across runs; $YAHOO_RATE sets the flag's default", type=rate_text,
-              metavar="N/UNIT", cli_default=env_rate),
+        Param("rate", None, "request budget for Yahoo shared by every run on this database: one N/UNIT or a list, every "
+              "window kept (requests spaced at the slowest), e.g. 60/min,2000/h; lowered after a 429 and learned across runs "
+              f"(default: $YAHOO_RATE, else {DEFAULT_RATE}: the source document's limits)", annotation=str | None, type=rate_text,
+              metavar="N/UNIT[,N/UNIT]"),
         Param("rate_budget", DEFAULT_NAME, "name of the shared budget; runs with the same name share it", type=budget_name,
               metavar="NAME"),
         Param("daily_quota", DEFAULT_DAILY_QUOTA, "requests the shared budget grants per UTC day (Yahoo's published limit: "
@@ -214,6 +234,24 @@ def source_params(*, delay: float | None, delay_help: str = "minimum seconds bet
     return out
 
 
+def yahoo_rate(given: str | None) -> str:
+    """The Yahoo budget's rate: the flag or parameter, else ``$YAHOO_RATE`` (the environment of the
+    machine the run starts on: a worker's, for a deployment run left at ``rate: null``), else DEFAULT_RATE.
+
+    Raises:
+        BadInput: ``$YAHOO_RATE`` is not a rate.
+    """
+    if given:
+        return str(given)
+    env = os.environ.get("YAHOO_RATE")
+    if env:
+        try:
+            return normalize_rate(env)
+        except BadInput as exc:
+            raise BadInput(f"YAHOO_RATE: {exc}") from None
+    return DEFAULT_RATE
+
+
 def positive_float_nonzero(text: str) -> float:
     value = positive_float(text)
     if value <= 0:
@@ -231,7 +269,7 @@ def source_settings(values: dict[str, Any], *, delay: float | None = None) -> So
     try:
         return SourceSettings(
             cache_dir=Path(values["cache_dir"]), refresh=bool(values.get("refresh", False)),
-            delay=float(values["delay"] if delay is None else delay), rate_per_min=parse_rate(str(values["rate"])),
+            delay=float(values["delay"] if delay is None else delay), rate_per_min=parse_rate(yahoo_rate(values.get("rate"))),
             rate_budget=str(values["rate_budget"]), daily_quota=int(values.get("daily_quota", DEFAULT_DAILY_QUOTA)) or None,
             rate_limit_sleep=float(values["rate_limit_sleep"]),
             max_retries=int(values["max_retries"]), retry_wait=float(values["retry_wait"]), timeout=float(values["timeout"]),

@@ -24,12 +24,13 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
+import re
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from flows.prefect_artifacts import RunArtifacts
 from tasks.core.commands import parse_resume_at
-from tasks.core.errors import BadInput, Busy, Outcome
+from tasks.core.errors import BadInput, Busy, Outcome, PipelineError
 
 F = TypeVar("F", bound=Callable[..., Any])
 MAX_CONSECUTIVE_STOPS = 5  # stops in a row after which a deployment stops rescheduling itself (env below)
@@ -73,9 +74,12 @@ def prefect_progress(artifacts: RunArtifacts, key: str, description: str) -> Ite
         progress_sink.reset(token)
 
 
+PROGRESS_LINE = re.compile(r"^\[|: fetching \(|\(ETA ")  # an item's progress line: "[3/12] ...", "XLK: fetching (...) (ETA ...)"
+
+
 def closing_lines(lines: list[str], count: int = 12) -> list[str]:
     """The run's closing lines (summary, failures, resume command), not every item's progress line."""
-    return [line for line in lines if not line.startswith("[")][-count:]
+    return [line for line in lines if not PROGRESS_LINE.search(line)][-count:]
 
 
 def run_in_flow(name: str, title: str, body: Callable[[Callable[[str], None]], Outcome | tuple[Outcome, Any]],
@@ -106,6 +110,9 @@ def run_in_flow(name: str, title: str, body: Callable[[Callable[[str], None]], O
     except Busy as exc:  # another run holds the database: try again soon, as the CLI's exit 75 says
         code, retry_at = Outcome.RATE_LIMITED, dt.datetime.now(dt.UTC) + dt.timedelta(seconds=BUSY_RETRY_S)
         log(f"{exc}")
+    except PipelineError as exc:  # the database went away, ...: the summary and the state say so
+        code = Outcome.SOME_FAILED
+        log(f"error: {exc}")
     finally:
         if markdown is not None and result is not None:
             text = markdown(result, code)

@@ -31,7 +31,7 @@ import psutil
 
 from flows.cli import EXIT_BAD_INPUT, EXIT_OK, EXIT_SOME_FAILED
 from tasks.core.db import PREFECT_DBNAME, default_pgdata, embedded_server_uri
-from tasks.core.errors import StoreError
+from tasks.core.errors import BadInput, StoreError
 
 DEFAULT_PORT = 4200
 START_TIMEOUT_S = 120.0
@@ -263,6 +263,72 @@ def ensure_api_url() -> str:
     return info.api_url
 
 
+def install_automations(api_url: str) -> None:
+    """The project's automations (``flows/automations.py``) on the server at ``api_url``; what changed is said.
+
+    Raises:
+        StoreError: the server refused them, or a setting is unusable.
+    """
+    os.environ["PREFECT_API_URL"] = api_url
+    from flows.automations import ensure_automations
+
+    try:
+        changed = ensure_automations()
+    except BadInput as exc:
+        raise StoreError(str(exc)) from None
+    except Exception as exc:  # the API's errors, whatever client raised them
+        raise StoreError(f"could not create the automations on {api_url}: {exc}") from exc
+    for name in changed:
+        print(f"Automation created: {name}", file=sys.stderr)
+
+
+def run_now(run_id: str | None) -> int:
+    """Move the scheduled flow run ``run_id`` to now on ``$PREFECT_API_URL`` (else the local server).
+
+    A worker of its pool then takes it exactly once, where ``prefect flow-run execute`` would run it
+    a second time beside the worker that takes it at its scheduled time.
+    """
+    import uuid
+
+    import httpx
+
+    if not run_id:
+        print("error: run-now needs the flow run id (prefect flow-run ls, or the continuation named in the state message)",
+              file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        uuid.UUID(run_id)
+    except ValueError:
+        print(f"error: not a flow run id: {run_id!r}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    api = os.environ.get("PREFECT_API_URL")
+    if not api:
+        found = read_info(default_home())
+        if found is None:
+            print("error: no Prefect server: set PREFECT_API_URL or `prefect-local start`", file=sys.stderr)
+            return EXIT_SOME_FAILED
+        api = found.api_url
+    try:
+        run = httpx.get(f"{api}/flow_runs/{run_id}", timeout=10)
+        if run.status_code == 404:
+            print(f"error: no flow run {run_id} on {api}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        run.raise_for_status()
+        state = run.json().get("state") or {}
+        if state.get("type") != "SCHEDULED":
+            print(f"error: flow run {run_id} is {state.get('name', 'in no state')}, not scheduled: nothing to move", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        answer = httpx.post(f"{api}/flow_runs/{run_id}/set_state", timeout=10, json={
+            "state": {"type": "SCHEDULED", "name": state.get("name") or "Scheduled", "state_details": {"scheduled_time": now}}})
+        answer.raise_for_status()
+    except httpx.HTTPError as exc:
+        print(f"error: the Prefect API at {api} failed: {exc}", file=sys.stderr)
+        return EXIT_SOME_FAILED
+    print(f"Flow run {run_id} is due now: a worker of its pool takes it once.", file=sys.stderr)
+    return EXIT_OK
+
+
 def tcp_port(text: str) -> int:
     """argparse type: a TCP port number, 1-65535."""
     import argparse
@@ -282,7 +348,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="prefect-local", allow_abbrev=False,
                                      description="Prefect's server on the project's PostgreSQL, in the background.")
-    parser.add_argument("action", choices=["start", "status", "stop"])
+    parser.add_argument("action", choices=["start", "status", "stop", "automations", "run-now"],
+                        help="automations: create the crash-detection automation on $PREFECT_API_URL (start does it too); "
+                             "run-now RUN_ID: move a scheduled run (a continuation) to now, for the pool's workers to take once")
+    parser.add_argument("run_id", nargs="?", help="the flow run id, for run-now")
     parser.add_argument("--port", type=tcp_port, default=None,
                         help=f"port for start (default: $PREFECT_SERVER_API_PORT, else the last one, else {DEFAULT_PORT}; "
                              "a free one if taken)")
@@ -290,15 +359,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         ns = parser.parse_args(args)
     except SystemExit as exc:
         return EXIT_BAD_INPUT if exc.code else EXIT_OK
+    if ns.run_id and ns.action != "run-now":
+        print(f"error: {ns.action} takes no run id: {ns.run_id!r}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     home = default_home()
     if ns.action == "start":
         try:
             info, started = start_server(home, port=ns.port)
+            install_automations(info.api_url)
         except StoreError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_SOME_FAILED
         print(f"{'Started' if started else 'Already running'} (pid {info.pid}, log {home / 'server.log'}). Use it with:", file=sys.stderr)
         print(f"export PREFECT_API_URL={info.api_url}")
+        return EXIT_OK
+    if ns.action == "run-now":
+        return run_now(ns.run_id)
+    if ns.action == "automations":
+        url = os.environ.get("PREFECT_API_URL")
+        if not url:
+            print("error: set PREFECT_API_URL to the server that should get the automations", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        install_automations(url)
         return EXIT_OK
     if ns.action == "status":
         found = read_info(home)

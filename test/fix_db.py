@@ -37,6 +37,16 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, P
     shutil.rmtree(work, ignore_errors=True)
 
 
+@pytest.fixture
+def cluster_dir() -> Iterator[Path]:
+    """A folder for a test's own PostgreSQL cluster, outside pytest's temp root: another pytest run
+    on the machine resets that root to mode 0700, and the server (another system user) would lose it."""
+    work = Path(tempfile.mkdtemp(prefix="market-backfill-test-cluster-"))
+    work.chmod(0o755)
+    yield work
+    shutil.rmtree(work, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def pg_server_dsn(pg_server: tuple[str, Path | None]) -> str:
     return pg_server[0]

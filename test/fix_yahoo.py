@@ -15,6 +15,7 @@ import pytest
 from test.fake_yahoo import FakeYahoo
 
 ROOT = Path(__file__).resolve().parent.parent
+TEST_RATE = "300/min"
 NO_CACHE_DIR = {"flows.backfill_status", "flows.event_report"}  # commands that download nothing
 
 
@@ -44,6 +45,9 @@ def cli_env(fake: FakeYahoo | None, dsn: str | None, **extra: str) -> dict[str, 
         env["DATABASE_URL"] = dsn
     env["PYTHONWARNINGS"] = "ignore"
     env["BACKFILL_ORCHESTRATE"] = "plain"
+    # The fake Yahoo is on loopback: tests pace it at 300/min, as a user who knows their source may
+    # (YAHOO_RATE); the tests of the default budget (the source document's limits) drop it.
+    env["YAHOO_RATE"] = TEST_RATE
     env.update(extra)
     return env
 

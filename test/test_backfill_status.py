@@ -55,12 +55,12 @@ def test_report_finds_punched_gaps_and_exits_1(run_cli: CliRunner, dsn: str, fak
 
 def test_never_stored_ticker_and_errors_are_reported(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo) -> None:
     fake_yahoo.unknown = {"XLE"}
-    assert run_cli(ETF, "--days", "5", "--end-date", "2025-06-30", "--delay", "0", "--tickers", "XLK,XLE").code == 1
+    assert run_cli(ETF, "--days", "5", "--end-date", "2025-06-30", "--delay", "0", "--tickers", "XLK,XLE").code == 0  # no data: no failure
     result = run_cli(STATUS, "--days", "5", "--end-date", "2025-06-30", "--tickers", "XLK,XLE", "--table", "etf", "--json")
     assert result.code == 1
     report = {r["ticker"]: r for r in json.loads(result.stdout)["tickers"]}
     assert report["XLE"]["stored"] == 0 and len(report["XLE"]["gaps"]) == 5 and report["XLE"]["due"] is True
-    assert "unknown or delisted" in report["XLE"]["last_error"]
+    assert report["XLE"]["last_error"].startswith("no data: ") and "unknown or delisted" in report["XLE"]["last_error"]
     assert report["XLK"]["gaps"] == [] and report["XLK"]["last_error"] is None
 
 

@@ -8,6 +8,10 @@ once the source recovers, and a deployment that keeps being stopped gives up lou
 from __future__ import annotations
 
 import datetime as dt
+import json
+import re
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +30,7 @@ from test.test_etf_backfill import expected_rows
 
 pytestmark = pytest.mark.slow
 END = "2025-07-08"
+WORKER_RATE = "600/min,20000/h"  # the worker's environment: deployments leave `rate` null
 
 
 def continuations(api: str, deployment_id: str) -> list[dict[str, Any]]:
@@ -37,7 +42,7 @@ def continuations(api: str, deployment_id: str) -> list[dict[str, Any]]:
 def deployed(fake_yahoo: FakeYahoo, dsn: str, prefect_api: dict[str, str], tmp_path: Path) -> Iterator[dict[str, str]]:
     """``prefect work-pool create`` + ``prefect deploy --all`` from prefect.yaml; env for the worker."""
     env = {**cli_env(fake_yahoo, dsn), **prefect_api, "MARKET_BACKFILL_HOME": str(ROOT), "PREFECT_WORKER_QUERY_SECONDS": "1",
-           "PREFECT_WORKER_PREFETCH_SECONDS": "1", "BACKFILL_MAX_CONSECUTIVE_STOPS": "3"}
+           "PREFECT_WORKER_PREFETCH_SECONDS": "1", "BACKFILL_MAX_CONSECUTIVE_STOPS": "3", "YAHOO_RATE": WORKER_RATE}
     prefect("work-pool", "create", POOL, "--type", "process", "--overwrite", env=env)
     out = prefect("deploy", "--all", "--no-prompt", env=env)
     spec = yaml.safe_load((ROOT / "prefect.yaml").read_text(encoding="utf-8"))
@@ -58,7 +63,7 @@ def test_every_deployment_in_prefect_yaml_starts_and_finishes_through_a_worker(d
     tree = make_tree(tmp_path / "observer", files=1, minutes_per_file=1)
     runs = {
         "daily-pipeline/weekdays-0900-utc": {"stages": ["etf-ohlc", "etf-holdings", "trending"], "as_of": "2025-06-30", "days": 21,
-                                             "delay": 0.0, "rate": "100000/min", "holdings_rate": "100000/min", "cache_dir": cache},
+                                             "delay": 0.0, "holdings_rate": "100000/min", "cache_dir": cache},
         "daily-pipeline/retention-daily-0600-utc": {"keep_realtime_days": 99_999, "keep_daily_days": 99_999},  # keeps the others' rows
         "staggered-sector-backfill/weekly-saturday-0600-utc": {"tickers": ["XLK", "XLV"], "days": 5, "end_date": END,
                                                                "delay_minutes": 0.001, "cache_dir": cache},
@@ -76,6 +81,9 @@ def test_every_deployment_in_prefect_yaml_starts_and_finishes_through_a_worker(d
     assert {n: s["type"] for n, s in states.items()} == dict.fromkeys(runs, "COMPLETED"), (states,
                                                                                            (tmp_path / "worker.log").read_text()[-4000:])
     with psycopg.connect(dsn) as conn:
+        # The runs took the worker's YAHOO_RATE (the deployments say rate: null): its binding window, 20000/h.
+        (ceiling,) = conn.execute("SELECT ceiling_per_min FROM rate_budgets WHERE name = 'yahoo'").fetchone() or (None,)
+        assert ceiling == pytest.approx(20000 / 60)
         assert conn.execute("SELECT count(*) FROM analytics_trending_sectors").fetchone() == (33,)
         assert conn.execute("SELECT count(DISTINCT ticker) FROM analytics_trending_stocks").fetchone() == (3 * 6,)
         assert conn.execute("SELECT valuation_status FROM txn_events").fetchall() == [("ok",)]
@@ -189,3 +197,27 @@ def test_a_deployment_run_refuses_what_the_cli_refuses_before_writing_anything(d
     with psycopg.connect(dsn) as conn:
         exists = conn.execute("SELECT to_regclass('backfill_runs')").fetchone()
         assert exists is None or exists[0] is None or conn.execute("SELECT count(*) FROM backfill_runs").fetchone() == (0,)
+
+
+def test_a_continuation_run_early_with_prefect_local_run_now_runs_once(deployed: dict[str, str], dsn: str, tmp_path: Path) -> None:
+    env, api = deployed, deployed["PREFECT_API_URL"]
+    name = "staggered-sector-backfill/weekly-saturday-0600-utc"
+    params = {"tickers": ["XLK"], "days": 5, "end_date": END, "delay_minutes": 0.001, "cache_dir": str(tmp_path / "cache")}
+    flags = [x for k, v in params.items() for x in ("-p", f"{k}={json.dumps(v)}")]
+    out = prefect("deployment", "run", name, "--start-in", "1 hour", *flags, env=env)
+    run_id = re.search(r"UUID:\s*([0-9a-f-]{36})", out).group(1)  # type: ignore[union-attr]
+    work_once(env, tmp_path / "worker.log")  # not due: the worker leaves it
+    assert read_run(api, run_id)["state"]["type"] == "SCHEDULED"
+    moved = prefect_local_cli("run-now", run_id, env=env)
+    assert moved.returncode == 0, moved.stderr
+    assert run_until_finished(env, tmp_path / "worker.log", api, run_id)["type"] == "COMPLETED"
+    work_once(env, tmp_path / "worker.log")  # a second pass finds nothing more to run
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT status FROM backfill_runs").fetchall() == [("done",)]
+    again = prefect_local_cli("run-now", run_id, env=env)
+    assert again.returncode == 2 and "not scheduled" in again.stderr
+
+
+def prefect_local_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "flows.prefect_server", *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=60)

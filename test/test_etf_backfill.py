@@ -157,15 +157,28 @@ def test_transient_errors_beyond_max_retries_fail_only_that_ticker(run_cli: CliR
     assert table_rows(dsn, "collected_daily_etf_ohlc") == expected_rows(others, FIVE_SESSIONS)
 
 
-def test_unknown_ticker_is_reported_and_others_finish(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo) -> None:
+def test_a_ticker_without_data_is_reported_not_a_failure(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo) -> None:
     fake_yahoo.unknown.add("ZZZZ")
     result = run_cli(ETF, *BASE, "--tickers", "SPY,ZZZZ,XLK", "--no-batch")
-    assert result.code == 1
-    assert re.search(r"Prices: 10 new, 0 updated, 0 skipped, 1 error \(ZZZZ: no data", result.stdout)
+    assert result.code == 0, result.stdout + result.stderr
+    assert "Prices: 10 new, 0 updated, 0 skipped, 0 errors, 1 no data (ZZZZ)" in result.stdout
     assert table_rows(dsn, "collected_daily_etf_ohlc") == expected_rows(["SPY", "XLK"], FIVE_SESSIONS)
     with psycopg.connect(dsn) as conn:
         item = conn.execute("SELECT status, detail FROM backfill_run_items WHERE ticker = 'ZZZZ'").fetchone()
-    assert item is not None and item[0] == "failed" and "no data" in item[1]
+        run = conn.execute("SELECT status FROM backfill_runs").fetchone()
+    assert item is not None and item[0] == "no_data" and "unknown or delisted" in item[1]
+    assert run == ("done",)
+
+    # A ticker whose history is stored and that now answers nothing: possibly delisted, still no failure.
+    fake_yahoo.unknown.add("XLK")
+    gone = run_cli(ETF, "--days", "5", "--end-date", "2025-07-15", "--delay", "0", "--retry-wait", "0.01", "--tickers", "SPY,XLK",
+                   "--no-batch")
+    assert gone.code == 0, gone.stdout + gone.stderr
+    assert "1 no data (XLK possibly delisted)" in gone.stdout
+
+    # Every requested ticker without data: a mistyped --tickers stays loud.
+    typo = run_cli(ETF, *BASE, "--tickers", "ZZZZ", "--no-batch")
+    assert typo.code == 1 and "no data for any requested ticker" in typo.stdout
 
 
 def test_corrupt_cache_file_is_refetched_not_a_crash(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo, tmp_path: Path) -> None:
@@ -281,3 +294,13 @@ def test_an_end_date_in_the_future_is_moved_back_and_said(run_cli: CliRunner, ds
     assert f"{note}{before}" in result.stdout or f"{note}{after}" in result.stdout, result.stdout
     weekend = run_cli(ETF, "--days", "2", "--end-date", "2025-07-05", "--tickers", "SPY", "--delay", "0", "--dry-run")
     assert "Note:" not in weekend.stdout  # a past weekend is simply the session before it
+
+
+def test_default_flags_pace_yahoo_at_the_source_documents_limits(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo) -> None:
+    result = run_cli(ETF, "--tickers", "SPY,XLK,XLV", "--no-batch", "--days", "5", "--end-date", END, "--delay", "0",
+                     env={"YAHOO_RATE": ""})
+    assert result.code == 0, result.stderr
+    times = sorted(c.at for c in fake_yahoo.chart_requests())
+    assert len(times) == 3
+    # 60/min,2000/h: evenly spaced at the binding 2,000 an hour, one request every 1.8 s (never faster than 1/s).
+    assert min(b - a for a, b in zip(times, times[1:], strict=False)) >= 1.8 - 0.05

@@ -55,13 +55,20 @@ def test_daily_pipeline_stages_run_as_subflows(run_cli: CliRunner, dsn: str) -> 
 
 
 def test_run_states_say_what_happened(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo) -> None:
-    """Failed tickers: a Failed state naming them; a rate limit: RateLimited with the resume time (exit codes unchanged)."""
+    """No-data tickers: Completed, its message naming them; failed tickers: a Failed state naming them; a
+    rate limit: RateLimited with the resume time (exit codes unchanged)."""
     fake_yahoo.unknown.add("ZZZZ")
-    failed = run_cli("flows.etf_backfill", "--days", "5", "--end-date", END, "--delay", "0", "--no-batch", "--tickers", "SPY,ZZZZ",
-                     "--orchestrate", "prefect", timeout=180)
+    fake_yahoo.scripted["XLV"] = [500] * 20
+    empty = run_cli("flows.etf_backfill", "--days", "5", "--end-date", END, "--delay", "0", "--no-batch", "--tickers", "SPY,ZZZZ",
+                    "--orchestrate", "prefect", timeout=180)
+    assert empty.code == 0, empty.stderr[-3000:]
+    final = [line for line in empty.stderr.splitlines() if "Finished in state" in line and "Flow run" in line]
+    assert final and "Finished in state Completed(" in final[-1] and "1 no data (ZZZZ)" in final[-1], final
+    failed = run_cli("flows.etf_backfill", "--days", "5", "--end-date", END, "--delay", "0", "--no-batch", "--tickers", "SPY,XLV",
+                     "--orchestrate", "prefect", "--max-retries", "0", timeout=180)
     assert failed.code == 1, failed.stderr[-3000:]
     final = [line for line in failed.stderr.splitlines() if "Finished in state" in line and "Flow run" in line]
-    assert final and "Finished in state Failed(" in final[-1] and "ZZZZ" in final[-1], final
+    assert final and "Finished in state Failed(" in final[-1] and "XLV: HTTP 500" in final[-1], final
     fake_yahoo.blocked_until = float("inf")
     limited = run_cli("flows.etf_backfill", "--days", "5", "--end-date", END, "--delay", "0", "--tickers", "XLK", "--refresh",
                       "--orchestrate", "prefect", timeout=180)

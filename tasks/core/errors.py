@@ -5,6 +5,7 @@
     ├── BadInput          the caller's fault (flag, ticker, file); never retried      → exit 2
     │   └── MissingInputs a pipeline stage's inputs are missing: run the named stage first
     ├── SourceError       the source gave nothing usable for one symbol (.symbol)     → that item fails
+    │   ├── NoData        no data for the symbol (unknown, delisted, empty range)     → "no data", not a failure
     │   ├── TransientSourceError  timeout, 5xx, reset: worth retrying (tenacity)
     │   └── RateLimited   HTTP 429 (.retry_after seconds, may be None)              → stop, exit 75
     ├── StoreError        PostgreSQL unreachable or refused a batch                   → exit 1
@@ -41,6 +42,11 @@ class SourceError(PipelineError):
 
     def __reduce__(self) -> tuple[object, ...]:  # keep attributes across process boundaries
         return (type(self), (self.symbol, self.reason))
+
+
+class NoData(SourceError):
+    """The source has no data for the symbol: unknown, delisted, or nothing in the range. Normal for
+    a few of hundreds of holdings (seed 001): reported as "no data", never a failed run by itself."""
 
 
 class TransientSourceError(SourceError):

@@ -14,7 +14,9 @@ import psycopg
 
 from tasks.core.db import database_errors
 
-RUN_STATUSES = ("running", "done", "failed", "rate_limited", "interrupted")
+RUN_STATUSES = ("running", "done", "failed", "rate_limited", "interrupted", "crashed")
+# The session that runs a backfill (migration 014): gone from pg_stat_activity = the run's process died.
+CRASHED_SUMMARY = "crashed: the process running it ended without finishing (killed, or its machine went down)"
 
 
 @dataclass(frozen=True)
@@ -33,9 +35,11 @@ def start_run(conn: psycopg.Connection[Any], flow: str, command: str, params: di
         StoreError: the insert failed.
     """
     with database_errors("recording the run failed"):
+        mark_crashed_runs(conn)
         with conn.transaction():
             row = conn.execute(
-                "INSERT INTO backfill_runs (flow, command, params) VALUES (%s, %s, %s) RETURNING run_id",
+                "INSERT INTO backfill_runs (flow, command, params, backend_pid, backend_start) VALUES (%s, %s, %s, pg_backend_pid(),"
+                " (SELECT backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid())) RETURNING run_id",
                 (flow, command, json.dumps(params)),
             ).fetchone()
             assert row is not None
@@ -74,13 +78,33 @@ def finish_run(conn: psycopg.Connection[Any], run_id: int, status: str, summary:
 
 
 def reopen_run(conn: psycopg.Connection[Any], run_id: int) -> None:
-    """Mark an interrupted run as running again (``--resume`` continues the same record)."""
+    """Mark an interrupted run as running again (``--resume`` continues the same record), owned by this session."""
     with conn.transaction():
-        conn.execute("UPDATE backfill_runs SET status = 'running', finished_at = NULL WHERE run_id = %s", (run_id,))
+        conn.execute("UPDATE backfill_runs SET status = 'running', finished_at = NULL, backend_pid = pg_backend_pid(),"
+                     " backend_start = (SELECT backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid()) WHERE run_id = %s",
+                     (run_id,))
+
+
+def mark_crashed_runs(conn: psycopg.Connection[Any]) -> int:
+    """Mark 'running' runs whose database session is gone as 'crashed'; how many.
+
+    A run holds its session from start to end, so a session that no longer exists means its
+    process died without finishing. Rows from before migration 014 (no session) are left alone.
+    """
+    with conn.transaction():
+        cur = conn.execute(
+            "UPDATE backfill_runs r SET status = 'crashed', finished_at = now(), summary = %s"
+            " WHERE r.status = 'running' AND r.backend_pid IS NOT NULL AND NOT EXISTS ("
+            "   SELECT 1 FROM pg_stat_activity a WHERE a.pid = r.backend_pid"
+            "   AND (r.backend_start IS NULL OR a.backend_start IS NULL OR a.backend_start = r.backend_start))",
+            (CRASHED_SUMMARY,),
+        )
+    return cur.rowcount
 
 
 def last_unfinished_run(conn: psycopg.Connection[Any], flow: str) -> RunRecord | None:
     """The newest run of ``flow`` that did not finish (interrupted, rate limited, crashed)."""
+    mark_crashed_runs(conn)
     row = conn.execute(
         "SELECT run_id, flow, command, params, status FROM backfill_runs"
         " WHERE flow = %s ORDER BY run_id DESC LIMIT 1",

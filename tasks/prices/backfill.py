@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import psycopg
+from psycopg import sql
 
 from tasks.core.calendar import sessions_back, sessions_between
-from tasks.core.errors import RateLimited, SourceError
+from tasks.core.errors import NoData, RateLimited, SourceError
 from tasks.core.runs import record_item
 from tasks.core.types import FetchRequest, FetchResult, StoreCounts
 from tasks.prices.adjustments import with_restated_history
@@ -112,7 +113,7 @@ class ItemOutcome:
     """One ticker's result, as reported and summed."""
 
     ticker: str
-    status: Literal["done", "failed", "skipped"]
+    status: Literal["done", "failed", "skipped", "no_data"]
     counts: StoreCounts = field(default_factory=StoreCounts)
     rows: int = 0
     from_cache: bool = False
@@ -123,6 +124,8 @@ class ItemOutcome:
             return f"{self.ticker} skipped (already stored)"
         if self.status == "failed":
             return f"{self.ticker} failed: {self.error.reason if self.error else 'unknown error'}"
+        if self.status == "no_data":
+            return f"{self.ticker}: {self.error.reason if self.error else 'no data'}"
         how = "from cache" if self.from_cache else "fetched"
         return f"{self.ticker} {how} ({self.rows} rows: {self.counts.new} new, {self.counts.updated} updated)"
 
@@ -163,16 +166,32 @@ def keep_result(conn: psycopg.Connection[Any], table: str, result: FetchResult, 
     except RateLimited:
         raise
     except SourceError as exc:
-        return record_failure(conn, result.request.symbol, exc, run_id=run_id)
+        return record_failure(conn, result.request.symbol, exc, run_id=run_id, table=table)
     return store_result(conn, table, result, run_id=run_id, sessions=sessions)
 
 
-def record_failure(conn: psycopg.Connection[Any], ticker: str, error: SourceError, *, run_id: int | None) -> ItemOutcome:
-    """Record a failed ticker (a rate limit leaves it pending: it was not tried to the end)."""
+def record_failure(conn: psycopg.Connection[Any], ticker: str, error: SourceError, *, run_id: int | None,
+                   table: str | None = None) -> ItemOutcome:
+    """Record a failed ticker (a rate limit leaves it pending: it was not tried to the end), or one
+    the source has no data for: "no data", flagged "possibly delisted" when ``table`` holds its history."""
+    if isinstance(error, NoData):
+        if table is not None and has_history(conn, table, ticker):
+            error = NoData(ticker, f"{error.reason}; possibly delisted (its history is stored)")
+        if run_id is not None:
+            with conn.transaction():
+                record_item(conn, run_id, ticker, "no_data", error.reason)
+        return ItemOutcome(ticker, "no_data", error=error)
     if run_id is not None and not isinstance(error, RateLimited):
         with conn.transaction():
             record_item(conn, run_id, ticker, "failed", error.reason)
     return ItemOutcome(ticker, "failed", error=error)
+
+
+def has_history(conn: psycopg.Connection[Any], table: str, ticker: str) -> bool:
+    """Whether ``table`` holds any bar of ``ticker``."""
+    query = sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE ticker = %s)").format(sql.Identifier(table))
+    row = conn.execute(query, (ticker,)).fetchone()
+    return bool(row and row[0])
 
 
 def record_skip(conn: psycopg.Connection[Any], item: PlanItem, *, run_id: int | None) -> ItemOutcome:
@@ -203,8 +222,17 @@ class Summary:
     def failures(self) -> list[ItemOutcome]:
         return [o for o in self.outcomes if o.status == "failed" and not isinstance(o.error, RateLimited)]
 
+    @property
+    def no_data(self) -> list[ItemOutcome]:
+        return [o for o in self.outcomes if o.status == "no_data"]
+
+    @property
+    def only_no_data(self) -> bool:
+        """Every ticker the run tried has no data: a mistyped ``--tickers`` stays loud (exit 1)."""
+        return bool(self.outcomes) and all(o.status == "no_data" for o in self.outcomes)
+
     def done_tickers(self) -> set[str]:
-        return {o.ticker for o in self.outcomes if o.status in ("done", "skipped")}
+        return {o.ticker for o in self.outcomes if o.status in ("done", "skipped", "no_data")}
 
     def line(self) -> str:
         c = self.counts
@@ -214,4 +242,9 @@ class Summary:
             shown = ", ".join(f"{o.ticker}: {o.error.reason if o.error else '?'}" for o in fails[:10])
             more = f", +{len(fails) - 10} more" if len(fails) > 10 else ""
             errors += f" ({shown}{more})"
+        empty = self.no_data
+        if empty:
+            shown = ", ".join(o.ticker + (" possibly delisted" if o.error and "delisted (its" in o.error.reason else "")
+                              for o in empty[:10])
+            errors += f", {len(empty)} no data ({shown}{f', +{len(empty) - 10} more' if len(empty) > 10 else ''})"
         return f"Prices: {c.new} new, {c.updated} updated, {c.unchanged} skipped, {errors}"

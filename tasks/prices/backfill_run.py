@@ -128,7 +128,7 @@ def run_backfill(
             with database_errors("the database failed mid-run (what committed is kept)"):
                 execute(plan, opts, conn=conn, cache=cache, run_id=run_id, summary=summary, reporter=reporter, wrap=wrap,
                         budget=budget)
-            status = "rate_limited" if summary.rate_limited else ("failed" if summary.failures else "done")
+            status = "rate_limited" if summary.rate_limited else ("failed" if summary.failures or summary.only_no_data else "done")
         except Exception:
             status = "failed"
             raise
@@ -140,7 +140,9 @@ def run_backfill(
         if summary.rate_limited is not None:
             say(resume_hint(summary.rate_limited, settings.rate_limit_sleep, command))
             return Outcome.RATE_LIMITED, summary
-        return (Outcome.SOME_FAILED if summary.failures else Outcome.DONE), summary
+        if summary.only_no_data:
+            say("The source has no data for any requested ticker: check --tickers.")
+        return (Outcome.SOME_FAILED if summary.failures or summary.only_no_data else Outcome.DONE), summary
     finally:
         conn.close()
 
@@ -161,7 +163,7 @@ def execute(plan: BackfillPlan, opts: BackfillOptions, *, conn: Any, cache: Down
         try:
             outcome = store(conn, plan.table, result, cache=cache, source=source, run_id=run_id, sessions=wanted)
         except RateLimited as exc:
-            return fail_item(exc, item, conn, run_id, summary, reporter)
+            return fail_item(exc, item, conn, run_id, summary, reporter, table=opts.table)
         summary.add(outcome)
         reporter.item(outcome.describe())
         return False
@@ -195,7 +197,7 @@ def execute(plan: BackfillPlan, opts: BackfillOptions, *, conn: Any, cache: Down
             if keep(item, got):
                 return
         for item, error in sorted(failed, key=lambda f: isinstance(f[1], RateLimited)):
-            if fail_item(error, item, conn, run_id, summary, reporter):
+            if fail_item(error, item, conn, run_id, summary, reporter, table=opts.table):
                 return
         return
     fetch = wrap(obtain, "fetch-bars")
@@ -204,20 +206,21 @@ def execute(plan: BackfillPlan, opts: BackfillOptions, *, conn: Any, cache: Down
         try:
             result = fetch(item, cache=cache, source=source(), use_cache=not opts.source.refresh)
         except SourceError as exc:
-            if fail_item(exc, item, conn, run_id, summary, reporter):
+            if fail_item(exc, item, conn, run_id, summary, reporter, table=opts.table):
                 return
             continue
         if keep(item, result):
             return
 
 
-def fail_item(error: SourceError, item: PlanItem, conn: Any, run_id: int, summary: Summary, reporter: Reporter) -> bool:
+def fail_item(error: SourceError, item: PlanItem, conn: Any, run_id: int, summary: Summary, reporter: Reporter, *,
+              table: str) -> bool:
     """Record a failed ticker; True when the run must stop (rate limit)."""
     if isinstance(error, RateLimited):
         summary.rate_limited = error
         reporter.line(f"{item.ticker}: rate limited by the source; stopping now")
         return True
-    outcome = record_failure(conn, item.ticker, error, run_id=run_id)
+    outcome = record_failure(conn, item.ticker, error, run_id=run_id, table=table)
     summary.add(outcome)
     reporter.item(outcome.describe())
     return False

@@ -103,9 +103,10 @@ def _last_errors(conn: psycopg.Connection[Any]) -> dict[str, str]:
     """Each ticker's latest error, unless a later run stored it successfully."""
     rows = conn.execute(
         "SELECT DISTINCT ON (ticker) ticker, status, detail FROM backfill_run_items"
-        " WHERE status IN ('done', 'failed') ORDER BY ticker, updated_at DESC"
+        " WHERE status IN ('done', 'failed', 'no_data') ORDER BY ticker, updated_at DESC"
     )
-    return {t: detail or "failed" for t, status, detail in rows if status == "failed"}
+    return {t: (detail or "failed") if status == "failed" else f"no data: {detail or 'none'}"
+            for t, status, detail in rows if status in ("failed", "no_data")}
 
 
 def format_table(report: CoverageReport) -> list[str]:

@@ -140,7 +140,7 @@ def fetch_and_store(
     except RateLimited:
         raise
     except SourceError as exc:
-        return record_failure(conn, item.ticker, exc, run_id=run_id)
+        return record_failure(conn, item.ticker, exc, run_id=run_id, table=table)
     return keep_result(conn, table, result, cache=cache, source=lambda: source, run_id=run_id, sessions=sessions)
 
 

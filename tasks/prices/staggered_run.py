@@ -134,7 +134,8 @@ def run_stagger(
                     make_source=lambda: settings.source(budget, delay=0.0),
                     step=wrap(fetch_and_store, "backfill-ticker"),
                 )
-            status = "rate_limited" if state.summary.rate_limited else ("failed" if state.summary.failures else "done")
+            status = ("rate_limited" if state.summary.rate_limited
+                      else "failed" if state.summary.failures or state.summary.only_no_data else "done")
         except Exception:
             status = "failed"  # not an interrupt: no "--start-from" hint for it
             raise
@@ -149,6 +150,9 @@ def run_stagger(
             first = first_not_done(list(opts.tickers), state.summary)
             say(resume_hint(state.summary.rate_limited, settings.rate_limit_sleep, command_line(prog, [*base_args, "--start-from", first])))
             return Outcome.RATE_LIMITED
+        if state.summary.only_no_data:
+            say("The source has no data for any requested ticker: check --tickers.")
+            return Outcome.SOME_FAILED
         if state.summary.failures:
             failed = [o.ticker for o in state.summary.failures]
             say("Failed: " + "; ".join(o.describe() for o in state.summary.failures))
@@ -189,7 +193,7 @@ def resumed_options(conn: psycopg.Connection[Any], opts: StaggerOptions, args: S
         delay_minutes=opts.delay_minutes if "--delay-minutes" in " ".join(args) else float(p["delay_minutes"]),
     )
     reopen_run(conn, record.run_id)
-    print(f"Resuming run {record.run_id}: {len(statuses) - len(todo)} of {len(statuses)} tickers already done; "
+    print(f"Resuming run {record.run_id} ({record.status}): {len(statuses) - len(todo)} of {len(statuses)} tickers already done; "
           f"continuing with {', '.join(todo) or 'nothing'}", flush=True)
     return resumed, list(p.get("args", [])), record.run_id
 

@@ -30,30 +30,68 @@ from tasks.core.errors import BadInput, RateLimited, StoreError
 from tasks.core.sql_files import statement
 
 DEFAULT_NAME = "yahoo"
-DEFAULT_RATE = "300/min"
+# Seed 001's API limits: wait at least 1 s between requests, 2,000 an hour, 48,000 a day (the
+# daily quota, below). Every window of a list is kept: requests are spaced evenly at the binding
+# (slowest) one, which never bursts, so no window of any length sees more than its share.
+DEFAULT_RATE = "60/min,2000/h"
 DEFAULT_DAILY_QUOTA = 48_000  # Yahoo's published daily limit (the pipeline's source document)
 CLIMB_AFTER = 50  # requests granted without a 429 before the rate climbs
 CLIMB_FACTOR = 1.1
 BACKOFF_FACTOR = 0.5
 FLOOR_PER_MIN = 1.0
 MAX_COOLDOWN_S = 6 * 3600.0
-_UNITS = {"s": 60.0, "sec": 60.0, "second": 60.0, "m": 1.0, "min": 1.0, "minute": 1.0, "h": 1 / 60, "hour": 1 / 60}
+_UNITS = {"s": 60.0, "sec": 60.0, "second": 60.0, "m": 1.0, "min": 1.0, "minute": 1.0, "h": 1 / 60, "hour": 1 / 60,
+          "d": 1 / 1440, "day": 1 / 1440}
 _RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*([a-z]+)\s*$")
 
 
+@dataclass(frozen=True)
+class RateWindow:
+    """One ``N/UNIT`` of a rate: ``text`` as given (normalized), ``per_min`` its requests per minute."""
+
+    text: str
+    per_min: float
+
+
+def rate_windows(text: str) -> list[RateWindow]:
+    """The windows of ``"60/min,2000/h"`` (any list of N/UNIT; units s, min, h, day).
+
+    Raises:
+        BadInput: a part not of that form, or not a positive finite rate.
+    """
+    windows = []
+    for part in text.split(","):
+        match = _RATE.match(part.lower())
+        if not match or match.group(2) not in _UNITS:
+            raise BadInput(f"not a rate (like 60/min, 2/s, 2000/h, or a list: 60/min,2000/h): {text!r}")
+        per_min = float(match.group(1)) * _UNITS[match.group(2)]
+        if not 0 < per_min < 1e9:
+            raise BadInput(f"rate must be above zero: {text!r}")
+        windows.append(RateWindow(f"{match.group(1)}/{match.group(2)}", per_min))
+    return windows
+
+
+def binding_window(text: str) -> RateWindow:
+    """The window of ``text`` that allows the fewest requests per minute: the one that sets the pace."""
+    return min(rate_windows(text), key=lambda w: w.per_min)
+
+
 def parse_rate(text: str) -> float:
-    """Requests per minute from ``"60/min"``, ``"2/s"``, ``"1000/h"``.
+    """Requests per minute at the binding window of ``"60/min"``, ``"2/s"``, ``"60/min,2000/h"``.
 
     Raises:
         BadInput: not of that form, or not a positive finite rate.
     """
-    match = _RATE.match(text.lower())
-    if not match or match.group(2) not in _UNITS:
-        raise BadInput(f"not a rate (like 60/min, 2/s or 1000/h): {text!r}")
-    per_min = float(match.group(1)) * _UNITS[match.group(2)]
-    if not 0 < per_min < 1e9:
-        raise BadInput(f"rate must be above zero: {text!r}")
-    return per_min
+    return binding_window(text).per_min
+
+
+def normalize_rate(text: str) -> str:
+    """``text`` checked and written back the way ``rate_windows`` reads it (``" 60 / MIN"`` → ``"60/min"``).
+
+    Raises:
+        BadInput: see ``rate_windows``.
+    """
+    return ",".join(w.text for w in rate_windows(text))
 
 
 def rate_param(per_min: float) -> str:
@@ -65,7 +103,25 @@ def rate_param(per_min: float) -> str:
 
 
 def format_rate(per_min: float) -> str:
+    """A rate in the unit that reads best: ``60/min``, ``2000/h``, ``0.50/h``."""
+    per_hour = per_min * 60
+    if abs(per_min - round(per_min)) > 1e-6 and abs(per_hour - round(per_hour)) < 1e-6:
+        return f"{per_hour:.0f}/h"  # 2000/h, not 33/min
     return f"{per_min:.0f}/min" if per_min >= 10 else f"{per_min:.2f}/min"
+
+
+def format_duration(seconds: float) -> str:
+    """``2 h 30 min``, ``3 min 20 s``, ``45 s``."""
+    total = int(round(seconds))
+    if total >= 3600:
+        total = int(round(total / 60)) * 60  # hours: to the nearest minute
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    if minutes:
+        return f"{minutes} min {secs} s" if secs else f"{minutes} min"
+    return f"{secs} s"
 
 
 @dataclass(frozen=True)
@@ -226,4 +282,4 @@ def describe_budget(state: BudgetState, *, requests: int, delay: float = 0.0) ->
     learned = "" if effective >= state.ceiling_per_min else f", lowered from {format_rate(state.ceiling_per_min)} after 429s"
     cool = f"; cooling down for {state.cooldown_left_s:.0f} s more" if state.cooldown_left_s > 0 else ""
     return (f"Rate budget {state.name!r}: {format_rate(effective)}{learned}{cool}; "
-            f"{requests} request(s) need at least {eta_seconds(state, requests, delay=delay):.0f} s")
+            f"{requests} request(s) need at least {format_duration(eta_seconds(state, requests, delay=delay))}")

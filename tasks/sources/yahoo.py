@@ -27,7 +27,7 @@ from curl_cffi import requests as curl_requests
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
 from tasks.core.calendar import NY_TZ, next_day
-from tasks.core.errors import RateLimited, SourceError, StoreError, TransientSourceError
+from tasks.core.errors import NoData, RateLimited, SourceError, StoreError, TransientSourceError
 from tasks.core.types import FetchRequest, FetchResult
 from tasks.sources.budget import RateBudget
 from tasks.sources.normalize import ImplausibleBars, normalize_history
@@ -373,7 +373,7 @@ class YahooSource:
         keep = (bars["trade_date"] >= request.start) & (bars["trade_date"] <= request.end)
         bars = bars[keep].reset_index(drop=True)
         if bars.empty:
-            raise SourceError(request.symbol, "no data for the requested sessions")
+            raise NoData(request.symbol, "no data for the requested sessions")
         return FetchResult(request, bars, from_cache=False, actions=actions)
 
     def _classify(self, symbol: str, exc: BaseException | None) -> SourceError:
@@ -388,18 +388,18 @@ class YahooSource:
         if status is not None and status >= 500:
             return TransientSourceError(symbol, f"HTTP {status} from source")
         if status == 404:
-            return SourceError(symbol, "no data (unknown or delisted symbol)")
+            return NoData(symbol, "no data (unknown or delisted symbol)")
         if exc is None:
             if status is not None and status >= 400:
                 return SourceError(symbol, f"HTTP {status} from source")
-            return SourceError(symbol, "no data")
+            return NoData(symbol, "no data")
         if isinstance(exc, (OSError, TimeoutError, curl_requests.exceptions.RequestException)):
             return TransientSourceError(symbol, f"network error: {type(exc).__name__}")
         if isinstance(exc, ValueError):  # JSON decode errors: truncated or garbage bodies
             return TransientSourceError(symbol, "malformed response from source")
         name = type(exc).__name__
         if name in {"YFPricesMissingError", "YFTzMissingError", "YFInvalidPeriodError"}:
-            return SourceError(symbol, "no data (unknown or delisted symbol)")
+            return NoData(symbol, "no data (unknown or delisted symbol)")
         if status is not None and status >= 400:
             return SourceError(symbol, f"HTTP {status} from source")
         return TransientSourceError(symbol, f"{name}: {str(exc)[:200]}")

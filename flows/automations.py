@@ -1,0 +1,84 @@
+"""The Prefect automations an unattended installation needs, created once per server
+(``prefect-local start`` does it; ``prefect-local automations`` does it for a managed server).
+
+- **Crashed runs are noticed.** Every flow run of a deployment sends a heartbeat event
+  (``PREFECT_FLOWS_HEARTBEAT_FREQUENCY``, 180 s by default in Prefect 3.9). When a run stops sending
+  them without reaching a final state (its worker or machine was killed), the automation sets it
+  ``Crashed`` after ``BACKFILL_CRASH_AFTER_S`` seconds (default 540: three missed heartbeats), so a
+  pool's concurrency slot is freed and the operator sees what happened. Prefect's own recipe
+  ("detect zombie flows"), made idempotent: an automation of the same name is replaced only when
+  its settings changed.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from typing import Any
+
+from tasks.core.errors import BadInput
+
+CRASH_AUTOMATION = "market-backfill: crash runs that stopped sending heartbeats"
+CRASH_AFTER_S = 540.0
+
+
+def crash_after_s() -> float:
+    """``BACKFILL_CRASH_AFTER_S`` (seconds, at least 35), else CRASH_AFTER_S.
+
+    Raises:
+        BadInput: not a number, or too short to outlast one heartbeat.
+    """
+    text = os.environ.get("BACKFILL_CRASH_AFTER_S")
+    if not text:
+        return CRASH_AFTER_S
+    try:
+        value = float(text)
+    except ValueError:
+        raise BadInput(f"BACKFILL_CRASH_AFTER_S must be a number of seconds: {text!r}") from None
+    if not 35 <= value <= 86_400:
+        raise BadInput(f"BACKFILL_CRASH_AFTER_S must be between 35 and 86400 seconds (heartbeats come every 30 s at the most): {text!r}")
+    return value
+
+
+def crash_automation(within_s: float) -> Any:
+    """Prefect's zombie-run automation: no flow-run event within ``within_s`` after a heartbeat → Crashed."""
+    from prefect.automations import Automation
+    from prefect.client.schemas.objects import StateType
+    from prefect.events.actions import ChangeFlowRunState
+    from prefect.events.schemas.automations import EventTrigger, Posture
+    from prefect.events.schemas.events import ResourceSpecification
+
+    return Automation(
+        name=CRASH_AUTOMATION,
+        description="Marks a flow run Crashed when its heartbeats stop before it ends (its process or machine died).",
+        trigger=EventTrigger(after={"prefect.flow-run.heartbeat"}, expect={"prefect.flow-run.*"},
+                             match=ResourceSpecification({"prefect.resource.id": ["prefect.flow-run.*"]}),
+                             for_each={"prefect.resource.id"}, posture=Posture.Proactive, threshold=1,
+                             within=timedelta(seconds=within_s)),
+        actions=[ChangeFlowRunState(state=StateType.CRASHED, name="Crashed", force=False,
+                                    message=f"Crashed: no heartbeat for {within_s:.0f} s (its process or machine died). "
+                                            "Its committed work is kept; the next run resumes it.")],
+    )
+
+
+def ensure_automations() -> list[str]:
+    """Create (or bring up to date) the automations on the server ``PREFECT_API_URL`` names; what changed.
+
+    Raises:
+        BadInput: a setting is unusable.
+    """
+    from prefect.client.orchestration import get_client
+
+    wanted = [crash_automation(crash_after_s())]
+    changed = []
+    with get_client(sync_client=True) as client:
+        for automation in wanted:
+            existing = client.read_automations_by_name(name=automation.name)
+            same = [a for a in existing if a.trigger == automation.trigger and a.actions == automation.actions and a.enabled]
+            if same and len(existing) == 1:
+                continue
+            for old in existing:
+                client.delete_automation(old.id)
+            automation.create()
+            changed.append(automation.name)
+    return changed

@@ -1,0 +1,76 @@
+"""Crashed runs are noticed: a deployment run whose worker and flow process are killed (kill -9)
+turns Crashed through the server's automation that ``prefect-local`` installs, its
+``backfill_runs`` row says 'crashed', and ``--resume`` continues it."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import psycopg
+import pytest
+
+from test.fake_yahoo import FakeYahoo
+from test.fix_db import table_rows
+from test.fix_prefect import prefect_local
+from test.fix_yahoo import ROOT, cli_env
+from test.prefect_cli import POOL, prefect, read_run, run_deployment
+from test.test_etf_backfill import END, FIVE_SESSIONS, expected_rows
+
+pytestmark = pytest.mark.slow
+STAGGERED = "staggered-sector-backfill/weekly-saturday-0600-utc"
+
+
+def wait_for(check: object, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.5)
+
+
+def kill_tree(pid: int) -> None:
+    procs = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+    for p in procs:
+        p.send_signal(signal.SIGKILL)
+    psutil.wait_procs(procs, timeout=20)
+
+
+def test_a_killed_deployment_run_turns_crashed_and_resumes(own_prefect_server: dict[str, str], fake_yahoo: FakeYahoo, dsn: str,
+                                                           tmp_path: Path) -> None:
+    env = {**cli_env(fake_yahoo, dsn), **own_prefect_server, "MARKET_BACKFILL_HOME": str(ROOT), "PREFECT_WORKER_QUERY_SECONDS": "1",
+           "PREFECT_WORKER_PREFETCH_SECONDS": "1", "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30", "BACKFILL_CRASH_AFTER_S": "40"}
+    api = env["PREFECT_API_URL"]
+    installed = prefect_local("automations", env)  # the one-time command for a managed server: 40 s instead of 540
+    assert installed.returncode == 0 and "Automation created" in installed.stderr, installed.stderr
+    prefect("work-pool", "create", POOL, "--type", "process", "--overwrite", env=env)
+    prefect("deploy", "--all", "--no-prompt", env=env)
+    run_id = run_deployment(STAGGERED, {"tickers": ["XLK", "XLV"], "days": 5, "end_date": END, "delay_minutes": 30.0,
+                                        "cache_dir": str(tmp_path / "cache")}, env)
+    log = tmp_path / "worker.log"
+    worker = subprocess.Popen([sys.executable, "-m", "prefect", "worker", "start", "--pool", POOL], cwd=ROOT, env=env,
+                              stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        # XLK stored, the run now waits 30 minutes before XLV: kill the worker and the flow run's process.
+        wait_for(lambda: len(table_rows(dsn, "collected_daily_etf_ohlc")) == 5, 120, "XLK's rows")
+        assert read_run(api, run_id)["state"]["type"] == "RUNNING"
+    finally:
+        kill_tree(worker.pid)
+    killed_at = time.monotonic()
+    wait_for(lambda: read_run(api, run_id)["state"]["type"] == "CRASHED", 150, "the run to be marked Crashed")
+    state = read_run(api, run_id)["state"]
+    assert "no heartbeat" in state["message"], state
+    print(f"marked Crashed {time.monotonic() - killed_at:.0f} s after the kill")
+
+    resumed = subprocess.run([sys.executable, "-m", "flows.staggered_sector_backfill", "--resume", "--cache-dir", str(tmp_path / "cache")],
+                             cwd=ROOT, env={k: v for k, v in env.items() if k != "PREFECT_API_URL"}, capture_output=True, text=True,
+                             timeout=120)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "(crashed): 1 of 2 tickers already done; continuing with XLV" in resumed.stdout
+    assert table_rows(dsn, "collected_daily_etf_ohlc") == expected_rows(["XLK", "XLV"], FIVE_SESSIONS)
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT status FROM backfill_runs").fetchall() == [("done",)]
