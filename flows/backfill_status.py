@@ -20,9 +20,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from flows.cli import EXIT_OK, EXIT_SOME_FAILED, ArgumentParser, int_in, iso_date, run_cli
-from tasks.core.calendar import MAX_DAYS, last_closed_session, sessions_back
+from tasks.core.calendar import MAX_DAYS, future_end_note, last_closed_session, sessions_back
 from tasks.core.db import default_pgdata, open_database, resolve_dsn
 from tasks.core.errors import BadInput
+from tasks.core.plots import check_plot_path
 from tasks.core.tickers import parse_ticker_list
 from tasks.jsonl.coverage import LOW_COVERAGE, Coverage, range_coverage
 from tasks.prices.coverage_report import coverage_report, format_table, plot_heatmap
@@ -55,11 +56,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if ns.jsonl:
             return jsonl_report(ns)
         end = ns.end_date or last_closed_session()
+        note = future_end_note(end, last_closed_session())
+        if note:  # a future end has nothing stored yet: the report ends where the sessions do
+            print(note, file=sys.stderr)
+            end = last_closed_session()
         start = ns.start_date or sessions_back(ns.days, end)[0]
         if start > end:
             raise BadInput(f"--start-date {start} is after the end date {end}")
-        if ns.plot is not None and ns.plot.suffix.lower() != ".png":
-            raise BadInput(f"--plot must name a .png file: {ns.plot}")
+        if ns.plot is not None:
+            check_plot_path(ns.plot)
         tickers = parse_ticker_list(ns.tickers) if ns.tickers else None
         dsn = resolve_dsn(os.environ.get("DATABASE_URL"), default_pgdata())
         conn = open_database(dsn, default_pgdata(), dry_run=True)

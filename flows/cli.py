@@ -21,6 +21,7 @@ import os
 import re
 import signal
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -118,18 +119,30 @@ def program_name(module: str, script: str) -> str:
     return script
 
 
+DUPLICATE_STOP_S = 2.0  # a second stop signal this soon after the first is the same stop, delivered twice
+
+
 def install_signal_handlers() -> None:
     """SIGINT and SIGTERM both stop a run the same way (KeyboardInterrupt: its cleanup and resume hint).
 
     SIGINT is set explicitly: a shell without job control starts background commands with SIGINT
-    ignored, and Python then leaves it ignored, so ``kill -INT`` would do nothing.
+    ignored, and Python then leaves it ignored, so ``kill -INT`` would do nothing. A stop that
+    arrives twice within DUPLICATE_STOP_S (``uv run`` forwards the signal that systemd or docker
+    already sent the whole process group) is one stop: the second would break into the cleanup the
+    first started and change the exit code. A later one interrupts again.
     """
+    last: list[float] = []
+
     def handler(signum: int, frame: Any) -> None:
+        now = time.monotonic()
+        if last and now - last[0] < DUPLICATE_STOP_S:
+            return
+        last[:] = [now]
         raise KeyboardInterrupt
 
     try:
         signal.signal(signal.SIGTERM, handler)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGINT, handler)
     except ValueError:  # not the main thread (e.g. inside a test harness)
         pass
 
@@ -175,3 +188,17 @@ def run_cli(body: Callable[[], Outcome | int]) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    finally:
+        ignore_late_stops()
+
+
+def ignore_late_stops() -> None:
+    """The run has ended and its exit code is decided: a stop signal from now on (the copy that
+    ``uv run`` forwards, arriving late) must not change it. Ignored, not handled: at interpreter
+    exit Python puts back the default action for signals that had a Python handler, and SIGTERM's
+    default would end the process with 143 after a clean run."""
+    try:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread
+        pass

@@ -29,6 +29,7 @@ from flows.params import (
     add_flags,
     as_date,
     date_text,
+    flags_for,
     flow_function,
     flow_values,
     rate_text,
@@ -36,7 +37,7 @@ from flows.params import (
     source_settings,
 )
 from tasks.core.calendar import MAX_DAYS
-from tasks.core.commands import command_line
+from tasks.core.commands import ResumePoint, command_line, resume_sink
 from tasks.core.db import default_pgdata, resolve_dsn
 from tasks.core.errors import BadInput, Outcome
 from tasks.core.tickers import SECTOR_ETFS
@@ -131,12 +132,16 @@ def build_flow() -> Any:
             artifacts.progress(len(done), len(opts.stages))
             return outcome
 
-        code, outcomes = run_pipeline(opts, prog="daily-pipeline", args=[], say=say, stage=one)
-        rest = [o.stage for o in outcomes if o.code == Outcome.RATE_LIMITED]
-        resume = f"daily-pipeline --stages {','.join(opts.stages[opts.stages.index(rest[0]):])} --as-of {opts.session()}" if rest else None
+        points: list[ResumePoint] = []
+        token = resume_sink.set(points)
+        try:
+            code, outcomes = run_pipeline(opts, prog="daily-pipeline", args=flags_for(PARAMS, values), say=say, stage=one)
+        finally:
+            resume_sink.reset(token)
+        resume = points[-1].command if points else None  # the stages left, with the run's own flags
         artifacts.markdown("daily-pipeline-summary", markdown(outcomes, code, resume), "Daily pipeline")
         artifacts.finish()
-        return final_state(code, lines)
+        return final_state(code, lines, resume_at=points[-1].at if points else None)
 
     return flow(name=FLOW_NAME, validate_parameters=False, log_prints=False)(flow_function(FLOW_NAME, PARAMS, body, __doc__))
 

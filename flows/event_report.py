@@ -19,6 +19,7 @@ from pathlib import Path
 from flows.cli import ArgumentParser, iso_date, run_cli
 from tasks.core.db import default_pgdata, open_database, resolve_dsn
 from tasks.core.errors import BadInput, Outcome
+from tasks.core.plots import check_plot_path
 from tasks.events.report import format_table, plot, run_study
 
 
@@ -40,8 +41,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ns = build_parser().parse_args(args)
         if ns.start and ns.end and ns.start > ns.end:
             raise BadInput(f"--from {ns.start} is after --to {ns.end}")
-        if ns.plot is not None and ns.plot.suffix.lower() != ".png":
-            raise BadInput(f"--plot must name a .png file: {ns.plot}")
+        if ns.plot is not None:
+            check_plot_path(ns.plot)
         sources = [s.strip() for s in ns.source.split(",") if s.strip()] if ns.source else None
         conn = open_database(resolve_dsn(os.environ.get("DATABASE_URL"), default_pgdata()), default_pgdata(), dry_run=True)
         try:

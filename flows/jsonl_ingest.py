@@ -21,7 +21,7 @@ from typing import Any
 from flows.cli import ArgumentParser, int_in, positive_float, program_name, run_cli, use_prefect
 from flows.params import DRY_RUN, ORCHESTRATE, Param, add_flags, flow_function, flow_values, path_text
 from tasks.core.commands import command_line
-from tasks.core.errors import Outcome
+from tasks.core.errors import BadInput, Outcome
 from tasks.jsonl.files import FilePlan, Sources
 from tasks.jsonl.ingest import DB_RETRIES, IngestOptions, load_group, run_ingest
 from tasks.jsonl.load import FileResult
@@ -112,6 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def body() -> Outcome:
         ns = build_parser().parse_args(args)
+        if not ns.follow and any(a == "--poll" or a.startswith("--poll=") for a in args):
+            raise BadInput("--poll sets the seconds between passes of --follow; without --follow there is one pass")
         values = flow_values(ns, PARAMS)
         try:
             if use_prefect(ns.orchestrate, dry_run=ns.dry_run):

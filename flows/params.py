@@ -120,6 +120,11 @@ def flow_function(name: str, params: Sequence[Param], body: Callable[[dict[str, 
 def command_for(prog: str, params: Iterable[Param], values: dict[str, Any]) -> str:
     """The command line that does what a flow run with ``values`` does (its flags for every value
     that is not the default): the resume hint of a deployment run, one shard's tickers included."""
+    return command_line(prog, flags_for(params, values))
+
+
+def flags_for(params: Iterable[Param], values: dict[str, Any]) -> list[str]:
+    """The CLI flags that give ``values`` (see ``command_for``)."""
     args: list[str] = []
     for p in params:
         value = values.get(p.name, p.default)
@@ -129,7 +134,7 @@ def command_for(prog: str, params: Iterable[Param], values: dict[str, Any]) -> s
             args.append(p.option)
         else:
             args += [p.option, ",".join(str(v) for v in value) if isinstance(value, list) else str(value)]
-    return command_line(prog, args)
+    return args
 
 
 def check_values(params: Iterable[Param], values: dict[str, Any]) -> None:

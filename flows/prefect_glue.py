@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from flows.prefect_artifacts import RunArtifacts
-from tasks.core.commands import parse_resume_at
+from tasks.core.commands import ResumePoint, resume_sink
 from tasks.core.errors import BadInput, Busy, Outcome, PipelineError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -98,6 +98,8 @@ def run_in_flow(name: str, title: str, body: Callable[[Callable[[str], None]], O
         logger.info(text)
 
     code, result, retry_at = Outcome.INTERRUPTED, None, None
+    points: list[ResumePoint] = []
+    token = resume_sink.set(points)
     try:
         with prefect_progress(artifacts, f"{name}-progress", "items done, %"):
             answer = body(log)
@@ -114,6 +116,7 @@ def run_in_flow(name: str, title: str, body: Callable[[Callable[[str], None]], O
         code = Outcome.SOME_FAILED
         log(f"error: {exc}")
     finally:
+        resume_sink.reset(token)
         if markdown is not None and result is not None:
             text = markdown(result, code)
         else:
@@ -123,7 +126,7 @@ def run_in_flow(name: str, title: str, body: Callable[[Callable[[str], None]], O
         artifacts.finish()
     if retry_at is not None:
         return final_state(code, lines, resume_at=retry_at, busy=True)
-    return final_state(code, lines)
+    return final_state(code, lines, resume_at=points[-1].at if points else None)
 
 
 def run_flow(flow: Any, values: dict[str, Any]) -> Outcome:
@@ -144,7 +147,6 @@ def final_state(code: Outcome, lines: list[str], *, resume_at: dt.datetime | Non
     if code == Outcome.DONE:
         return Completed(message=summary, data=code)
     if code == Outcome.RATE_LIMITED:
-        resume_at = resume_at or parse_resume_at(lines)
         scheduled = continue_at(resume_at, count_stop=not busy) if resume_at is not None else "no resume time was given"
         if scheduled is None:
             message = (f"Stopped by a rate limit {max_consecutive_stops()} times in a row: not rescheduled again, "

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 from test.fix_yahoo import ROOT
+from test.prefect_server import free_port
 
 
 def local_prefect_env(home: Path, pg_server: tuple[str, Path | None], *, own_database: bool = False) -> dict[str, str]:
@@ -75,7 +76,9 @@ def own_prefect_server(tmp_path: Path, pg_server: tuple[str, Path | None]) -> It
     a 1 s loop); env with ``PREFECT_API_URL`` set as ``prefect-local start`` prints it."""
     env = {**local_prefect_env(tmp_path / "prefect-home", pg_server, own_database=True),
            "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "1"}
-    started = prefect_local("start", env)
+    # A port of its own: 4200 is whichever test server came first, and may be taken while this one
+    # is down (a restart then comes back on the port this home had last: prefect-local's last-port).
+    started = prefect_local("start", env, "--port", str(free_port()))
     assert started.returncode == 0, started.stdout + started.stderr
     url = next(x for x in started.stdout.splitlines() if x.startswith("export PREFECT_API_URL=")).split("=", 1)[1]
     try:

@@ -65,9 +65,22 @@ def test_never_stored_ticker_and_errors_are_reported(run_cli: CliRunner, dsn: st
 
 
 def test_bad_flags_exit_2(run_cli: CliRunner) -> None:
-    for args in (("--plot", "x.jpg"), ("--start-date", "2025-07-01", "--end-date", "2025-06-01"), ("--table", "nope")):
+    for args in (("--plot", "x.jpg"), ("--start-date", "2025-07-01", "--end-date", "2025-06-01"), ("--table", "nope"),
+                 ("--start-date", "1800-01-01")):
         result = run_cli(STATUS, *args)
         assert result.code == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert "Traceback" not in result.stderr
+    early = run_cli(STATUS, "--start-date", "1800-01-01")
+    assert "before the NYSE calendar starts" in early.stderr
+
+
+def test_a_future_end_date_reports_up_to_the_last_closed_session(run_cli: CliRunner, dsn: str) -> None:
+    from tasks.core.calendar import last_closed_session
+
+    result = run_cli(STATUS, "--end-date", "2099-12-31", "--days", "3", "--json")
+    assert result.code in (0, 1) and "Traceback" not in result.stderr, result.stderr
+    assert "has not closed yet" in result.stderr
+    assert json.loads(result.stdout)["end"] == last_closed_session().isoformat()
 
 
 def test_a_read_only_user_can_report_and_dry_run(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo, tmp_path: Path) -> None:

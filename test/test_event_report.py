@@ -101,3 +101,22 @@ def test_filters_the_table_and_the_plot(run_cli: CliRunner, stored: psycopg.Conn
     assert head[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">II", head[16:24])[0] >= 1000  # wide enough to read
     bad = run_cli(REPORT, "--from", "2025-06-01", "--to", "2025-01-01")
     assert bad.code == 2 and "after" in bad.stderr
+
+
+def test_a_plot_that_cannot_be_written_is_refused_before_the_report(run_cli: CliRunner, stored: psycopg.Connection[Any],
+                                                                     tmp_path: Path) -> None:
+    target = tmp_path / "kept.txt"
+    target.write_text("not to be overwritten", encoding="utf-8")
+    (tmp_path / "link.png").symlink_to(target)
+    for path, why in ((tmp_path / "nonexistent" / "x.png", "no such folder"), (tmp_path / "link.png", "symbolic link")):
+        refused = run_cli(REPORT, "--plot", str(path))
+        assert refused.code == 2 and why in refused.stderr and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+        assert refused.stdout == ""  # said before the report, not after it
+    assert target.read_text(encoding="utf-8") == "not to be overwritten"
+
+
+def test_an_empty_report_still_draws_its_plot_quietly(run_cli: CliRunner, dsn: str, tmp_path: Path) -> None:
+    empty = run_cli(REPORT, "--plot", str(tmp_path / "empty.png"))
+    assert empty.code == 0 and "No valued events" in empty.stdout
+    assert (tmp_path / "empty.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "Warning" not in empty.stderr and "legend" not in empty.stderr, empty.stderr

@@ -211,7 +211,8 @@ def test_import_rejects_bad_file_whole_listing_every_bad_line(run_cli: CliRunner
     (b"", "empty"),
     # an unterminated quote used to swallow the rows after it ("Imported 1", exit 0)
     (b'ticker,event_time,source\nAAPL,2025-01-02T15:00:00Z,"news\nMSFT,2025-01-02T15:00:00Z,a\nAMZN,2025-01-02T15:00:00Z,b\n',
-     "malformed CSV"),
+     "malformed CSV at line 2:"),
+    (b'ticker,event_time,source\nAAPL,2025-01-02T15:00:00Z,news\nMSFT,2025-01-02T15:00:00Z,"ne"ws\n', "malformed CSV at line 3:"),
     (b"ticker,event_time,source,source\nAAPL,2025-01-02T15:00:00Z,a,b\n", "appear more than once"),
 ])
 def test_import_rejects_unusable_files(run_cli: CliRunner, tmp_path: Path, content: bytes, message: str) -> None:

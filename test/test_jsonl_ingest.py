@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import subprocess
 import sys
 import time
@@ -335,6 +336,8 @@ def test_dry_run_lists_files_and_lines_and_writes_nothing(run_cli: CliRunner, ds
 def test_bad_root_is_a_clear_error(run_cli: CliRunner, tmp_path: Path) -> None:
     result = run_cli(ING, "--root", str(tmp_path / "nope"))
     assert result.code == 2 and "is not a directory" in result.stderr
+    polled = run_cli(ING, "--root", str(tmp_path), "--poll", "2")  # --poll means nothing without --follow: said, not ignored
+    assert polled.code == 2 and "--poll" in polled.stderr and "--follow" in polled.stderr
 
 
 def count_rows(dsn: str, table: str = "scalp_ticks") -> int:
@@ -389,6 +392,64 @@ def test_follow_loads_what_files_grow_by_and_new_files_waits_for_a_partial_line_
         assert subprocess.run([sys.executable, "-m", ING, "--root", str(tree.root)], cwd=ROOT, env=cli_env(None, clean),
                               capture_output=True, timeout=300).returncode == 0
         assert snapshot(dsn) == snapshot(clean)
+
+
+@pytest.mark.slow
+def test_a_follower_waits_for_a_root_that_goes_away_for_a_moment(dsn: str, tmp_path: Path) -> None:
+    import signal
+
+    tree = make_tree(tmp_path / "data", files=1, minutes_per_file=1)
+    first = len(tree.all_ticks())
+    proc = subprocess.Popen([sys.executable, "-m", ING, "--root", str(tree.root), "--follow", "--poll", "0.2"], cwd=ROOT,
+                            env=cli_env(None, dsn), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert wait_until(lambda: count_rows(dsn) == first)
+        moved = tmp_path / "moved"
+        tree.root.rename(moved)  # renamed away (a rotation, a remount) ...
+        time.sleep(1.0)
+        moved.rename(tree.root)  # ... and back, with a new file
+        write(tree.root / "scalp" / "20260122_0032.jsonl", [tick("000660", START + dt.timedelta(minutes=2, seconds=k), 950 + k)
+                                                           for k in range(5)])
+        assert wait_until(lambda: count_rows(dsn) == first + 5)
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out + err
+    assert out.count("is gone; waiting for it to come back") == 1 and "is back" in out
+
+
+@pytest.mark.slow
+def test_a_stop_sent_to_the_process_group_of_uv_run_ends_follow_mode_with_exit_0_every_time(dsn: str, tmp_path: Path) -> None:
+    """systemd and docker signal the whole group; `uv run` forwards the signal too, so the command
+    gets SIGTERM twice: the second must not change the outcome (exit 0 in follow mode)."""
+    import shutil
+    import signal
+
+    uv = shutil.which("uv")
+    if uv is None:
+        pytest.skip("uv is not on PATH (CI installs it)")
+    tree = make_tree(tmp_path / "data", files=1, minutes_per_file=1)
+    codes, errors = [], []
+    for _ in range(4):
+        proc = subprocess.Popen([uv, "run", "--no-sync", "jsonl-ingest", "--root", str(tree.root), "--follow", "--poll", "0.3"],
+                                cwd=ROOT, env=cli_env(None, dsn), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True)
+        try:
+            assert proc.stdout is not None
+            while "Following" not in proc.stdout.readline():
+                assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            os.killpg(proc.pid, signal.SIGTERM)
+            _, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+        codes.append(proc.returncode)
+        errors.append(err)
+    assert codes == [0, 0, 0, 0], (codes, errors)
+    assert not [e for e in errors if "Traceback" in e or "Exception ignored" in e], errors
 
 
 @pytest.mark.slow
@@ -487,8 +548,11 @@ def test_lines_postgresql_would_refuse_are_rejected_one_by_one_and_the_rest_load
     rounding_up = dict(ticks[0], last_price=99999999999.99995)  # rounds to 1e11 at numeric(15,4): out of range
     far_offset = dict(ticks[0], event_time="2026-01-22T09:31:05.000+23:59")
     huge_volume = dict(ticks[0], volume=9 * 10**17)  # a minute's sum of a few of these overflows bigint
+    # Outside Python's datetime once in UTC (year 10000, year 0), or outside the project's 1900..2199:
+    out_of_range = [dict(ticks[0], event_time=t) for t in ("9999-12-31T23:59:59.999999-01:00", "0001-01-01T00:30:00+01:00",
+                                                           "1899-12-31T23:59:59Z", "2200-01-01T00:00:00Z")]
     lines = [json.dumps(r) for r in ticks[:5]] + [json.dumps(rounding_up), json.dumps(far_offset)] \
-        + [json.dumps(huge_volume)] * 12 + [json.dumps(r) for r in ticks[5:]]
+        + [json.dumps(huge_volume)] * 12 + [json.dumps(r) for r in out_of_range] + [json.dumps(r) for r in ticks[5:]]
     (tree.root / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
     result = run_cli(ING, "--root", str(tree.root))
     assert result.code == 1, result.stdout + result.stderr  # rejects, not a failed file
@@ -497,6 +561,8 @@ def test_lines_postgresql_would_refuse_are_rejected_one_by_one_and_the_rest_load
     assert rejects[6] == "last_price: missing, not a number, negative or too large"
     assert rejects[7] == "event_time: UTC offset beyond +-15:59"
     assert all(rejects[n] == "volume: missing or not a non-negative integer" for n in range(8, 20))
+    assert [rejects[n] for n in range(20, 24)] == ["event_time: out of range (1900..2199 in UTC)"] * 4
+    assert "Traceback" not in result.stderr
     with psycopg.connect(dsn) as conn:
         assert conn.execute("SELECT count(*) FROM scalp_ticks").fetchone() == (len(ticks),)
 

@@ -347,3 +347,33 @@ def test_a_connection_killed_mid_run_is_one_line_not_an_interrupt_and_the_rerun_
     rerun = run_cli(module, *base, "--tickers", ",".join(tickers), *args)
     assert rerun.code == 0, rerun.stdout + rerun.stderr
     assert table_rows(dsn, "collected_daily_etf_ohlc") == expected(fake_yahoo, tickers)
+
+
+@pytest.fixture
+def full_disk(cluster_dir: Path) -> Any:
+    """A 300 KB tmpfs, filled up: every write there fails with ENOSPC (needs root to mount)."""
+    where = cluster_dir / "small"
+    where.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=300k", "tmpfs", str(where)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here (root needed): {mounted.stderr.strip()}")
+    try:
+        with (where / "filler").open("wb") as fh:
+            try:
+                while True:
+                    fh.write(b"\0" * 65536)
+                    fh.flush()
+            except OSError:
+                pass
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], capture_output=True)
+
+
+def test_a_full_cache_dir_loses_no_download(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo, full_disk: Path) -> None:
+    result = run_cli(ETF, "--days", "5", "--end-date", END, "--delay", "0", "--no-batch", "--tickers", "SPY,XLK,XLV",
+                     cache_dir=full_disk)
+    assert result.code == 0, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert table_rows(dsn, "collected_daily_etf_ohlc") == expected(fake_yahoo, ["SPY", "XLK", "XLV"])
+    assert result.stderr.count("cannot write") == 1, result.stderr  # said once

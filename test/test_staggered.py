@@ -271,3 +271,12 @@ def test_sigint_stops_a_run_started_with_sigint_ignored(fake_yahoo: FakeYahoo, d
             proc.kill()
     assert proc.returncode == 130, err
     assert "To resume, run with: --start-from XLV" in out
+
+
+def test_a_dry_run_states_one_eta(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo) -> None:
+    result = run_cli(STAG, "--dry-run", "--days", "3", "--delay-minutes", "5")
+    assert result.code == 0, result.stderr
+    # 11 network fetches: 10 waits of 5 min (slower than the budget's spacing) + 11 x 3 s per fetch = 50 min 33 s.
+    assert "need at least" not in result.stdout and result.stdout.count("ETA") == 1
+    assert "(in 50m33s)" in result.stdout
+    assert fake_yahoo.log == []

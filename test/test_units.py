@@ -64,7 +64,7 @@ def test_sessions_back_rejects_absurd_days(days: int) -> None:
         sessions_back(days)
 
 
-@pytest.mark.parametrize("raw", ["", "DROP TABLE", "x;--", "A" * 16, "XL K", "ÄPFEL"])
+@pytest.mark.parametrize("raw", ["", "DROP TABLE", "x;--", "A" * 16, "XL K", "ÄPFEL", ".", "..", "^", "-=-"])
 def test_validate_ticker_rejects_bad_symbols(raw: str) -> None:
     with pytest.raises(BadInput):
         validate_ticker(raw)

@@ -83,10 +83,19 @@ def future_end_note(end: dt.date | None, last: dt.date) -> str | None:
 
 
 def sessions_between(first: dt.date, last: dt.date) -> list[dt.date]:
-    """NYSE sessions from ``first`` to ``last`` inclusive."""
+    """NYSE sessions from ``first`` to ``last`` inclusive.
+
+    Raises:
+        BadInput: the range reaches outside the exchange calendar's years.
+    """
     if last < first:
         return []
-    return [ts.date() for ts in nyse().sessions_in_range(pd.Timestamp(first), pd.Timestamp(last))]
+    cal = nyse()
+    if pd.Timestamp(first) < cal.first_session:
+        raise BadInput(f"start date {first} is before the NYSE calendar starts ({cal.first_session.date()})")
+    if pd.Timestamp(last) > cal.last_session:
+        raise BadInput(f"end date {last} is after the NYSE calendar ends ({cal.last_session.date()})")
+    return [ts.date() for ts in cal.sessions_in_range(pd.Timestamp(first), pd.Timestamp(last))]
 
 
 def session_count(first: dt.date, last: dt.date) -> int:

@@ -1,12 +1,13 @@
-"""The commands a run prints so the user can continue it: command lines, resume hints and the
-resume time they carry (read back by the Prefect glue to schedule a continuation)."""
+"""The commands a run prints so the user can continue it: command lines, resume hints, and the
+resume point they carry as a value (``resume_sink``: the Prefect glue schedules a continuation at it)."""
 
 from __future__ import annotations
 
 import datetime as dt
-import re
 import shlex
 from collections.abc import Callable, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from tasks.core.errors import RateLimited
@@ -40,20 +41,29 @@ def without_flags(args: Sequence[str], flags: dict[str, int]) -> list[str]:
     return out
 
 
-RESUME_AT = re.compile(r"Resume after (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) UTC")
+@dataclass(frozen=True)
+class ResumePoint:
+    """When and how a run stopped by a rate limit continues, as values (``resume_hint`` prints it)."""
+
+    at: dt.datetime
+    reason: str
+    command: str
 
 
-def parse_resume_at(lines: Sequence[str]) -> dt.datetime | None:
-    """The resume time a run printed with ``resume_hint`` (the last one), if any."""
-    found = [m.group(1) for line in lines for m in RESUME_AT.finditer(line)]
-    return dt.datetime.strptime(found[-1], "%Y-%m-%d %H:%M:%S").replace(tzinfo=dt.UTC) if found else None
+# Where the resume points of a run go (a list an orchestrator sets for the run it wraps, e.g. to
+# schedule a continuation at ``at``); the printed hint is for people, this is for programs.
+resume_sink: ContextVar[list[ResumePoint] | None] = ContextVar("resume_sink", default=None)
 
 
 def resume_hint(error: RateLimited, sleep_s: float, command: str, *, now: dt.datetime | None = None) -> str:
     """The lines printed when a rate limit stops a run: when to resume, and how."""
     wait = error.retry_after if error.from_budget and error.retry_after is not None else max(sleep_s, error.retry_after or 0.0)
     now = now or dt.datetime.now(dt.UTC)
-    at = (now + dt.timedelta(seconds=wait)).strftime("%Y-%m-%d %H:%M:%S UTC")
+    when = (now + dt.timedelta(seconds=wait)).replace(microsecond=0)
+    sink = resume_sink.get()
+    if sink is not None:
+        sink.append(ResumePoint(when, f"{error.reason} ({error.symbol})", command))
+    at = when.strftime("%Y-%m-%d %H:%M:%S UTC")
     return (
         f"Rate limited: {error.reason} ({error.symbol}). Everything fetched so far is committed.\n"
         f"Resume after {at} (in {wait:.0f} s) with:\n  {command}"

@@ -29,7 +29,14 @@ class BadInput(PipelineError):
 
 
 class MissingInputs(BadInput):
-    """A pipeline stage's stored inputs are not there; the message says which stage makes them."""
+    """A pipeline stage's stored inputs are not there; ``stage`` makes them (the message says so too)."""
+
+    def __init__(self, message: str, stage: str) -> None:
+        super().__init__(message)
+        self.stage = stage
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (str(self), self.stage))
 
 
 class SourceError(PipelineError):

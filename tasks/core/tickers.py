@@ -13,7 +13,8 @@ SECTOR_ETFS: tuple[str, ...] = ("XLK", "XLV", "XLF", "XLY", "XLC", "XLI", "XLP",
 # SPY first, then the sectors in the order the backfill guide lists them.
 ETF_UNIVERSE: tuple[str, ...] = (BENCHMARK, "XLK", "XLV", "XLF", "XLE", "XLY", "XLP", "XLI", "XLB", "XLU", "XLRE", "XLC")
 
-_TICKER = re.compile(r"^[A-Z0-9.^=-]{1,15}$")
+# At least one letter or digit: "." and ".." would make the request path /v8/finance/chart/ (or its parent).
+_TICKER = re.compile(r"^(?=.*[A-Z0-9])[A-Z0-9.^=-]{1,15}$")
 
 
 def validate_ticker(raw: str) -> str:
@@ -25,7 +26,7 @@ def validate_ticker(raw: str) -> str:
     ticker = raw.strip().upper()
     if not _TICKER.fullmatch(ticker):
         shown = raw if len(raw) <= 40 else raw[:37] + "..."
-        raise BadInput(f"invalid ticker {shown!r}: expected 1-15 of A-Z 0-9 . ^ = -")
+        raise BadInput(f"invalid ticker {shown!r}: expected 1-15 of A-Z 0-9 . ^ = -, at least one of them a letter or digit")
     return ticker
 
 
@@ -49,7 +50,8 @@ def parse_ticker_list(text: str | Iterable[str]) -> list[str]:
         if ticker not in tickers:
             tickers.append(ticker)
     if bad:
-        raise BadInput("invalid ticker(s): " + ", ".join(repr(b[:40]) for b in bad) + " (allowed: 1-15 of A-Z 0-9 . ^ = -)")
+        raise BadInput("invalid ticker(s): " + ", ".join(repr(b[:40]) for b in bad)
+                       + " (allowed: 1-15 of A-Z 0-9 . ^ = -, at least one a letter or digit)")
     if not tickers:
         raise BadInput("no tickers given")
     return tickers

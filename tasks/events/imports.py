@@ -25,12 +25,11 @@ from psycopg import sql
 from tasks.core.db import database_errors
 from tasks.core.errors import BadInput
 from tasks.core.tickers import validate_ticker
+from tasks.core.time_bounds import EARLIEST_TIME, LATEST_TIME
 
 REQUIRED_COLUMNS = ("ticker", "event_time", "source")
-# Event times this project can value: pandas' nanosecond timestamps and the calendar tables end
-# within these bounds; a time outside them is a typo, not an event.
-EARLIEST_EVENT = dt.datetime(1900, 1, 1, tzinfo=dt.UTC)
-LATEST_EVENT = dt.datetime(2200, 1, 1, tzinfo=dt.UTC)
+# Event times this project can value (tasks/core/types.py says why these bounds).
+EARLIEST_EVENT, LATEST_EVENT = EARLIEST_TIME, LATEST_TIME
 MAX_SHOWN_BAD = 50
 MAX_SOURCE_LEN = 200
 MAX_LINE_CHARS = 1 << 16
@@ -127,7 +126,7 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
         except UnicodeDecodeError as exc:
             raise BadInput(f"{path} is not UTF-8 text (after line {reader.line_num})") from exc
         except csv.Error as exc:
-            raise BadInput(f"{path}: malformed CSV at line {reader.line_num}: {exc}") from exc
+            raise BadInput(f"{path}: malformed CSV at line {reader.line_num + 1}: {exc}") from exc  # the row that failed is not counted yet
     finally:
         fh.close()
 

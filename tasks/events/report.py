@@ -23,7 +23,7 @@ from psycopg import sql
 
 from tasks.core.calendar import nyse
 from tasks.core.db import connect, database_errors
-from tasks.core.errors import BadInput
+from tasks.core.plots import save_png
 from tasks.core.tickers import BENCHMARK
 from tasks.prices.store import ETF_TABLE, STOCK_TABLE
 
@@ -200,11 +200,10 @@ def plot(studies: list[SourceStudy], path: Path) -> None:
     ax.set_xlabel("sessions from the base session (k)")
     ax.set_ylabel("CAAR vs SPY, %")
     ax.set_title("Cumulative average abnormal return around events, with 95% bands")
-    ax.legend(fontsize=8)
+    if studies:  # an empty report draws empty axes, without matplotlib's "no artists" warning
+        ax.legend(fontsize=8)
     fig.tight_layout()
     try:
-        fig.savefig(path)
-    except OSError as exc:
-        raise BadInput(f"--plot {path}: cannot write it ({exc.strerror or exc})") from None
+        save_png(fig, path)
     finally:
         plt.close(fig)

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from tasks.core.errors import Outcome
+from tasks.core.errors import BadInput, Outcome
 
 if TYPE_CHECKING:
     from tasks.jsonl.coverage import Coverage
@@ -24,9 +24,24 @@ def follow(opts: IngestOptions, *, say: Callable[[str], None],
     say(f"Following {opts.sources.describe()} every {opts.poll:g} s; Ctrl+C or SIGTERM stops (what is committed stays)")
     passes = rows = rejected = 0
     files: set[str] = set()
+    root, away = opts.sources.root, False
     try:
         while True:
-            outcome = load()
+            if passes and root is not None and not root.is_dir():  # renamed or remounted under us: wait for it
+                if not away:
+                    say(f"{dt.datetime.now():%H:%M:%S} --root {root} is gone; waiting for it to come back")
+                away = True
+                time.sleep(opts.poll)
+                continue
+            if away:
+                say(f"{dt.datetime.now():%H:%M:%S} --root {root} is back")
+                away = False
+            try:
+                outcome = load()
+            except BadInput:
+                if passes and root is not None and not root.is_dir():
+                    continue  # it went away during this pass: the check above says so and waits
+                raise
             passes += 1
             if outcome is not None:
                 totals, coverage = outcome

@@ -15,6 +15,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from tasks.core.time_bounds import EARLIEST_TIME, LATEST_TIME
+
 _PLAIN_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?(Z|[+-]\d\d:\d\d)$")
 MAX_PRICE = 1e11  # numeric(15,4): the value as rounded to 4 places must stay below this
 # bigint, with room for a minute's sum in scalp_1m_bars (92,000 ticks of the largest volume)
@@ -29,6 +31,8 @@ class Reject(Exception):
 _BAD_TIME = "missing or not an ISO-8601 time with offset"
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _MICROSECOND = dt.timedelta(microseconds=1)
+_EARLIEST_MICROS = (EARLIEST_TIME - EPOCH) // _MICROSECOND
+_LATEST_MICROS = (LATEST_TIME - EPOCH) // _MICROSECOND
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -44,8 +48,11 @@ def parse_time(value: str) -> tuple[str, int] | str:
         return _BAD_TIME
     if abs(offset) >= MAX_OFFSET:
         return "UTC offset beyond +-15:59"
+    micros = (parsed - EPOCH) // _MICROSECOND
+    if not _EARLIEST_MICROS <= micros < _LATEST_MICROS:
+        return f"out of range ({EARLIEST_TIME.year}..{LATEST_TIME.year - 1} in UTC)"
     # The common exact form goes to PostgreSQL as written; anything else in Python's own spelling.
-    return (value if _PLAIN_TIME.match(value) else parsed.isoformat()), (parsed - EPOCH) // _MICROSECOND
+    return (value if _PLAIN_TIME.match(value) else parsed.isoformat()), micros
 
 
 def _time(rec: dict[str, Any], key: str, *, required: bool = True) -> str | None:

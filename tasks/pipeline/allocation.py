@@ -35,7 +35,7 @@ def sector_members(conn: psycopg.Connection[Any], sectors: list[str], as_of: dt.
     snapshots = latest_holdings(conn, sectors, as_of)
     lacking = [etf for etf in sectors if etf not in snapshots or not snapshots[etf].holdings]
     if lacking:
-        raise MissingInputs(f"no holdings stored for {', '.join(lacking)}: run stage 2 (etf-holdings) first")
+        raise MissingInputs(f"no holdings stored for {', '.join(lacking)}: run stage 2 (etf-holdings) first", "etf-holdings")
     return snapshots
 
 
@@ -67,7 +67,7 @@ def require_history(conn: psycopg.Connection[Any], stocks: list[str], as_of: dt.
     lacking = [s for s in stocks if s not in have]
     if lacking:
         shown = ", ".join(lacking[:10]) + (f" (+{len(lacking) - 10} more)" if len(lacking) > 10 else "")
-        raise MissingInputs(f"no stock history up to {as_of} for {shown}: run stage 4 (stock-history) first")
+        raise MissingInputs(f"no stock history up to {as_of} for {shown}: run stage 4 (stock-history) first", "stock-history")
 
 
 def closes_on(conn: psycopg.Connection[Any], stocks: list[str], as_of: dt.date) -> dict[str, tuple[dt.date, float]]:

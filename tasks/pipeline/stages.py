@@ -8,7 +8,8 @@
 5. ``allocation``     point-in-time market-cap weights           → analytics_portfolio_allocation
    ``retention``      deletes rows outside their windows (only when named; its own deployment)
 
-A stage whose stored inputs are missing says which stage to run first (exit 2); a rate limit stops
+A stage whose stored inputs are missing says which stage to run first (exit 2), unless it is a dry
+run in which an earlier stage of the same run makes them (it says what it would do); a rate limit stops
 the run and prints the command that resumes from that stage (exit 75). Stages write whole as-of
 dates in one transaction, so rerunning a stage gives the same rows. The bodies are in ``steps.py``.
 """
@@ -22,6 +23,7 @@ from typing import Any
 from tasks.core.commands import command_line, plain, resume_hint, without_flags
 from tasks.core.db import default_pgdata, resolve_dsn
 from tasks.core.errors import MissingInputs, Outcome
+from tasks.core.tickers import SECTOR_ETFS
 from tasks.pipeline import steps
 from tasks.pipeline.options import PipelineOptions, StageOutcome
 
@@ -31,12 +33,31 @@ RUNNERS: dict[str, Callable[..., StageOutcome]] = {
 }
 
 
-def run_stage(name: str, opts: PipelineOptions, *, dsn: str, say: Callable[[str], None], wrap: Callable[..., Any] = plain) -> StageOutcome:
-    """One stage; missing inputs become an outcome (exit 2) that names the stage to run first."""
+def planned_work(name: str, opts: PipelineOptions) -> str:
+    """What a stage would do with the inputs an earlier stage of the same run stores (for dry runs)."""
+    funds = f"the {len(SECTOR_ETFS)} sector funds"
+    return {
+        "trending": f"rank {funds} against SPY over 5/10/20 sessions on the bars stage 1 (etf-ohlc) stores, then backfill and "
+                    f"rank the stocks of the top {opts.top_sectors} sectors (from the holdings stage 2 fetches)",
+        "stock-history": f"backfill {opts.days} sessions of daily bars for every constituent of {funds}' holdings (fetched in "
+                         "stage 2, etf-holdings)",
+        "allocation": f"weight the top {opts.top_sectors} sectors' stocks by point-in-time market cap (from the ranking of stage 3 "
+                      "and the history of stage 4)",
+    }.get(name, "run")
+
+
+def run_stage(name: str, opts: PipelineOptions, *, dsn: str, say: Callable[[str], None], wrap: Callable[..., Any] = plain,
+              earlier: Sequence[str] = ()) -> StageOutcome:
+    """One stage; missing inputs become an outcome (exit 2) that names the stage to run first, except
+    in a dry run whose ``earlier`` stages make them: then it says what it would do with them."""
     try:
         outcome = RUNNERS[name](opts, dsn, wrap)
     except MissingInputs as exc:
-        outcome = StageOutcome(name, Outcome.BAD_INPUT, [f"cannot run: {exc}"])
+        if opts.dry_run and exc.stage in earlier:
+            outcome = StageOutcome(name, Outcome.DONE, [f"would {planned_work(name, opts)}; its inputs come from stage "
+                                                        f"{exc.stage} of this run (not stored yet: {exc})"])
+        else:
+            outcome = StageOutcome(name, Outcome.BAD_INPUT, [f"cannot run: {exc}"])
     for line in outcome.lines:
         say(f"[{name}] {line}")
     return outcome
@@ -49,7 +70,7 @@ def run_pipeline(opts: PipelineOptions, *, prog: str, args: Sequence[str], say: 
     ``stage(name)`` runs one stage (a Prefect subflow in the flow; ``run_stage`` by default).
     """
     dsn = dsn or resolve_dsn(os.environ.get("DATABASE_URL"), default_pgdata())
-    run = stage or (lambda name: run_stage(name, opts, dsn=dsn, say=say))
+    run = stage or (lambda name: run_stage(name, opts, dsn=dsn, say=say, earlier=opts.stages[:opts.stages.index(name)]))
     as_of = opts.session()
     say(f"Daily pipeline as of {as_of}: {', '.join(opts.stages)}" + (" (dry run)" if opts.dry_run else ""))
     outcomes: list[StageOutcome] = []

@@ -188,7 +188,7 @@ def stock_history(opts: PipelineOptions, dsn: str, wrap: Callable[..., Any]) -> 
     with _database(opts, dsn) as conn:
         snapshots = latest_holdings(conn, SECTOR_ETFS, as_of)
     if not snapshots:
-        raise MissingInputs("no holdings stored: run stage 2 (etf-holdings) first")
+        raise MissingInputs("no holdings stored: run stage 2 (etf-holdings) first", "etf-holdings")
     stocks = list(first_fund(snapshots, SECTOR_ETFS))
     missing = [etf for etf in SECTOR_ETFS if etf not in snapshots]
     lacking = f" (no holdings for {', '.join(missing)})" if missing else ""

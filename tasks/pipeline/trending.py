@@ -71,7 +71,7 @@ def sector_prices(conn: psycopg.Connection[Any], as_of: dt.date) -> pd.DataFrame
     if missing:
         shown = ", ".join(f"{t} ({n})" for t, n in sorted(missing.items()))
         raise MissingInputs(f"ETF bars missing for the {sessions} sessions {frame.index[0]} .. {frame.index[-1]}: {shown}; "
-                            f"run stage 1 (etf-ohlc) with --days {sessions} or more first")
+                            f"run stage 1 (etf-ohlc) with --days {sessions} or more first", "etf-ohlc")
     return frame
 
 
@@ -113,7 +113,7 @@ def top_sectors(conn: psycopg.Connection[Any], as_of: dt.date, count: int, windo
     rows = conn.execute('SELECT ticker FROM analytics_trending_sectors WHERE as_of_date = %s AND "window" = %s ORDER BY rank LIMIT %s',
                         (as_of, window, count)).fetchall()
     if not rows:
-        raise MissingInputs(f"no sector ranking for {as_of}: run stage 3 (trending) first")
+        raise MissingInputs(f"no sector ranking for {as_of}: run stage 3 (trending) first", "trending")
     return [r[0] for r in rows]
 
 
@@ -130,7 +130,7 @@ def compute_trending_stocks(conn: psycopg.Connection[Any], as_of: dt.date, secto
     sessions = max(WINDOWS) + 1
     spy = load_adjusted(conn, ETF_TABLE, as_of, [BENCHMARK], sessions)
     if spy[BENCHMARK].isna().any():
-        raise MissingInputs(f"SPY bars missing for the {sessions} sessions to {as_of}: run stage 1 (etf-ohlc) first")
+        raise MissingInputs(f"SPY bars missing for the {sessions} sessions to {as_of}: run stage 1 (etf-ohlc) first", "etf-ohlc")
     stocks = sorted({s for members in sectors.values() for s in members if s != BENCHMARK})
     prices = load_adjusted(conn, STOCK_TABLE, as_of, stocks, sessions)
     lacking = sorted(t for t in stocks if prices[t].isna().any())

@@ -18,7 +18,7 @@ from psycopg import sql
 
 from tasks.core.calendar import sessions_between
 from tasks.core.db import database_errors
-from tasks.core.errors import BadInput
+from tasks.core.plots import save_png
 from tasks.prices.store import BAR_TABLES
 
 
@@ -162,9 +162,7 @@ def plot_heatmap(report: CoverageReport, path: Path, *, width_px: int = 1200) ->
     ax.set_title(f"Stored daily bars {report.start} .. {report.end}: green stored, red missing")
     fig.tight_layout()
     try:
-        fig.savefig(path, dpi=dpi)
-    except OSError as exc:
-        raise BadInput(f"--plot {path}: cannot write it ({exc.strerror or exc})") from None
+        save_png(fig, path, dpi=dpi)
     finally:
         plt.close(fig)
     return width_px, height_px

@@ -71,7 +71,7 @@ def describe_plan(plan: BackfillPlan, delay_s: float, say: Callable[[str], Any],
         say(f"  {item.ticker:<6} {action:<6} {item.reason}{wait}")
     first_wait = 0.0
     if budget is not None:
-        say(describe_budget(budget, requests=fetches + 2 if fetches else 0, delay=delay_s))
+        say(describe_budget(budget, requests=None))  # the ETA below spaces the fetches at the slower of it and the delay
         delay_s, first_wait = max(delay_s, budget.seconds_per_request), budget.cooldown_left_s
     seconds = eta_seconds([i.action for i in plan.items], delay_s=delay_s, fetch_s=3.0, first_wait=first_wait)
     say(f"Network fetches: {fetches}; waits: {max(0, fetches - 1)} x {delay_s / 60:g} min; {format_eta(seconds)}")

@@ -276,10 +276,13 @@ def eta_seconds(state: BudgetState, requests: int, *, delay: float = 0.0) -> flo
     return state.cooldown_left_s + (requests - 1) * max(delay, state.seconds_per_request)
 
 
-def describe_budget(state: BudgetState, *, requests: int, delay: float = 0.0) -> str:
-    """One dry-run line: the budget's learned rate, any cool-down, and what ``requests`` cost at it."""
+def describe_budget(state: BudgetState, *, requests: int | None, delay: float = 0.0) -> str:
+    """One dry-run line: the budget's learned rate, any cool-down, and what ``requests`` cost at it
+    (``None``: the caller states its own ETA, which the budget's rate feeds)."""
     effective = min(state.rate_per_min, state.ceiling_per_min)
     learned = "" if effective >= state.ceiling_per_min else f", lowered from {format_rate(state.ceiling_per_min)} after 429s"
     cool = f"; cooling down for {state.cooldown_left_s:.0f} s more" if state.cooldown_left_s > 0 else ""
-    return (f"Rate budget {state.name!r}: {format_rate(effective)}{learned}{cool}; "
-            f"{requests} request(s) need at least {format_duration(eta_seconds(state, requests, delay=delay))}")
+    line = f"Rate budget {state.name!r}: {format_rate(effective)}{learned}{cool}"
+    if requests is None:
+        return line
+    return f"{line}; {requests} request(s) need at least {format_duration(eta_seconds(state, requests, delay=delay))}"

@@ -9,6 +9,7 @@ costs one refetch, never a crash or a hang.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import stat
 import tempfile
@@ -66,6 +67,7 @@ class DownloadCache:
         self.dir = Path(root) / "prices"
         self.ttl = ttl
         self._now = clock
+        self._warned = False
 
     def _files(self, symbol: str) -> list[Path]:
         if not self.dir.is_dir():
@@ -114,8 +116,20 @@ class DownloadCache:
         keep = (bars["trade_date"] >= request.start) & (bars["trade_date"] <= request.end)
         return FetchResult(request, bars[keep].reset_index(drop=True), from_cache=True, actions=actions)
 
-    def put(self, result: FetchResult) -> Path:
-        """Write ``result`` atomically (temp file + rename) and return its path."""
+    def put(self, result: FetchResult) -> Path | None:
+        """Write ``result`` atomically (temp file + rename) and return its path; None when it could
+        not be written (a full disk, a folder gone): the cache is an optimisation, the data it was
+        given is stored all the same, and the first such failure of a run is said once."""
+        try:
+            return self._write(result)
+        except OSError as exc:
+            if not self._warned:
+                self._warned = True
+                logging.getLogger("backfill").warning(f"download cache {self.dir}: cannot write ({exc.strerror or exc}); "
+                                                      "downloads are stored in the database, just not cached")
+            return None
+
+    def _write(self, result: FetchResult) -> Path:
         req = result.request
         self.dir.mkdir(parents=True, exist_ok=True)
         payload = {
@@ -129,9 +143,12 @@ class DownloadCache:
         }
         path = self.dir / f"{req.symbol}__{req.start.isoformat()}__{req.end.isoformat()}.json"
         fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".tmp-", suffix=".json")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(orjson.dumps(payload).decode("utf-8"))
-        os.replace(tmp, path)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(orjson.dumps(payload).decode("utf-8"))
+            os.replace(tmp, path)
+        finally:
+            Path(tmp).unlink(missing_ok=True)  # gone once renamed; a half-written one must not stay
         return path
 
     def _read(self, path: Path) -> dict | None:

@@ -14,7 +14,9 @@ from __future__ import annotations
 import datetime as dt
 import email.utils
 import logging
+import os
 import re
+import tempfile
 import threading
 import time
 import warnings
@@ -128,7 +130,7 @@ def configure_yfinance(cache_dir: Path) -> None:
         target = Path(cache_dir) / "yfinance"
         if _configured_dir == target:
             return
-        target.mkdir(parents=True, exist_ok=True)
+        unusable = _unwritable(target)
         # Process-wide, once: warnings.catch_warnings() is not thread-safe, so fetch threads must not use it.
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         warnings.filterwarnings("ignore", category=FutureWarning)
@@ -143,9 +145,31 @@ def configure_yfinance(cache_dir: Path) -> None:
                 for attr in ("_tz_cache", "_Cookie_cache", "_isin_cache"):
                     if hasattr(cls, attr):
                         setattr(cls, attr, None)
+        if unusable is not None:  # a full disk must cost the caches, never the downloads
+            yf_cache._TzCacheManager._tz_cache = yf_cache._TzCacheDummy()
+            yf_cache._CookieCacheManager._Cookie_cache = yf_cache._CookieCacheDummy()
+            yf_cache._ISINCacheManager._isin_cache = yf_cache._ISINCacheDummy()
+            logging.getLogger("backfill").warning(f"yfinance's cookie and timezone caches are off: {target} {unusable}")
         yf.config.debug.hide_exceptions = False
         logging.getLogger("yfinance").setLevel(logging.CRITICAL)
         _configured_dir = target
+
+
+def _unwritable(folder: Path) -> str | None:
+    """Why yfinance's SQLite caches could not live in ``folder`` (a full disk, no permission), or None.
+
+    Probed with a file of a few SQLite pages: SQLite itself would fail later, mid-request, as
+    "database or disk is full", which reads like a failure of the download.
+    """
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".probe-") as probe:
+            probe.write(b"\0" * 65536)
+            probe.flush()
+            os.fsync(probe.fileno())
+    except OSError as exc:
+        return f"cannot be written ({exc.strerror or exc})"
+    return None
 
 
 def _forget_yfinance_responses() -> None:
