@@ -14,14 +14,14 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from flows.cli import EXIT_OK, EXIT_SOME_FAILED, ArgumentParser, int_in, iso_date, run_cli
+from flows.settings import data_dsn
 from tasks.core.calendar import MAX_DAYS, future_end_note, last_closed_session, sessions_back
-from tasks.core.db import default_pgdata, open_database, resolve_dsn
+from tasks.core.db import open_database
 from tasks.core.errors import BadInput
 from tasks.core.plots import check_plot_path
 from tasks.core.tickers import parse_ticker_list
@@ -66,8 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if ns.plot is not None:
             check_plot_path(ns.plot)
         tickers = parse_ticker_list(ns.tickers) if ns.tickers else None
-        dsn = resolve_dsn(os.environ.get("DATABASE_URL"), default_pgdata())
-        conn = open_database(dsn, default_pgdata(), dry_run=True)
+        conn = open_database(data_dsn(), dry_run=True)
         try:
             report = coverage_report(conn, TABLES[ns.table or "all"], start, end, tickers)
         finally:
@@ -94,8 +93,7 @@ def jsonl_report(ns: argparse.Namespace) -> int:
     start = ns.start_date or end - dt.timedelta(days=ns.days - 1)
     if start > end:
         raise BadInput(f"--start-date {start} is after the end date {end}")
-    dsn = resolve_dsn(os.environ.get("DATABASE_URL"), default_pgdata())
-    conn = open_database(dsn, default_pgdata(), dry_run=True)
+    conn = open_database(data_dsn(), dry_run=True)
     try:
         coverage = range_coverage(conn, start, end)
     finally:

@@ -35,7 +35,7 @@ EXIT_CODES = {Outcome.DONE: EXIT_OK, Outcome.SOME_FAILED: EXIT_SOME_FAILED, Outc
 MODES = ("auto", "prefect", "plain")
 
 
-def use_prefect(mode: str, *, dry_run: bool = False) -> bool:
+def use_prefect(mode: str | None, *, dry_run: bool = False) -> bool:
     """Whether to run through Prefect for ``mode`` (see module doc); dry runs never do.
 
     When it does and ``PREFECT_API_URL`` is unset, the local Prefect server on PostgreSQL is started
@@ -45,6 +45,7 @@ def use_prefect(mode: str, *, dry_run: bool = False) -> bool:
         BadInput: an unknown mode (e.g. from ``BACKFILL_ORCHESTRATE``).
         StoreError: the local Prefect server could not be started.
     """
+    mode = mode or os.environ.get("BACKFILL_ORCHESTRATE") or "auto"  # read when the run starts, not at import
     if mode not in MODES:
         raise BadInput(f"--orchestrate / BACKFILL_ORCHESTRATE must be one of {', '.join(MODES)}: {mode!r}")
     wanted = bool(os.environ.get("PREFECT_API_URL")) if mode == "auto" else mode == "prefect"

@@ -16,7 +16,6 @@ from that stage.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -36,9 +35,9 @@ from flows.params import (
     source_params,
     source_settings,
 )
+from flows.settings import data_dsn, holdings_url
 from tasks.core.calendar import MAX_DAYS
 from tasks.core.commands import ResumePoint, command_line, resume_sink
-from tasks.core.db import default_pgdata, resolve_dsn
 from tasks.core.errors import BadInput, Outcome
 from tasks.core.tickers import SECTOR_ETFS
 from tasks.pipeline.options import ALL_STAGES, STAGES, PipelineOptions, StageOutcome, parse_stages
@@ -81,7 +80,7 @@ def options(values: dict[str, Any]) -> PipelineOptions:
     """The run's options from flags or flow parameters (one path for both)."""
     return PipelineOptions(stages=parse_stages(",".join(values["stages"] or STAGES)), as_of=as_date(values["as_of"], "as_of"),
                            days=int(values["days"]), top_sectors=int(values["top_sectors"]), dry_run=bool(values.get("dry_run", False)),
-                           holdings_rate=parse_rate(str(values["holdings_rate"])),
+                           holdings_rate=parse_rate(str(values["holdings_rate"])), holdings_url=holdings_url(),
                            retention=RetentionWindows(int(values["keep_realtime_days"]), int(values["keep_daily_days"]),
                                                       int(values["keep_log_days"])),
                            source=source_settings(values))
@@ -98,7 +97,7 @@ def build_flow() -> Any:
         @flow(name=f"pipeline-{name}", validate_parameters=False, log_prints=False)
         def stage(params: dict[str, Any]) -> StageOutcome:
             logger = get_run_logger()
-            dsn = resolve_dsn(os.environ.get("DATABASE_URL"), default_pgdata())  # never a parameter: runs record those
+            dsn = data_dsn()  # never a parameter: runs record those
 
             def say(text: str) -> None:
                 print(text, flush=True)
@@ -135,7 +134,8 @@ def build_flow() -> Any:
         points: list[ResumePoint] = []
         token = resume_sink.set(points)
         try:
-            code, outcomes = run_pipeline(opts, prog="daily-pipeline", args=flags_for(PARAMS, values), say=say, stage=one)
+            code, outcomes = run_pipeline(opts, prog="daily-pipeline", args=flags_for(PARAMS, values), say=say, stage=one,
+                                          dsn=data_dsn())
         finally:
             resume_sink.reset(token)
         resume = points[-1].command if points else None  # the stages left, with the run's own flags
@@ -165,7 +165,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 from flows.prefect_glue import run_flow
 
                 return run_flow(build_flow(), values)
-            return run_pipeline(options({**values, "dry_run": ns.dry_run}), prog=prog, args=args, say=lambda t: print(t, flush=True))[0]
+            return run_pipeline(options({**values, "dry_run": ns.dry_run}), prog=prog, args=args, say=lambda t: print(t, flush=True),
+                                dsn=data_dsn())[0]
         except KeyboardInterrupt:
             print(f"Interrupted: finished stages are kept. Rerun the unfinished stages with:\n  {command_line(prog, args)}", flush=True)
             return Outcome.INTERRUPTED

@@ -29,6 +29,7 @@ from flows.params import (
     source_settings,
     ticker_list,
 )
+from flows.settings import data_dsn
 from tasks.core.calendar import MAX_DAYS
 from tasks.core.commands import command_line
 from tasks.core.tickers import ETF_UNIVERSE
@@ -64,7 +65,8 @@ def build_flow() -> Any:
     def body(values: dict[str, Any]) -> Any:
         opts = options(values)
         command = values["command"] if values["command"] != FLOW_NAME else command_for(FLOW_NAME, PARAMS, values)  # a deployment run
-        return run_in_flow(FLOW_NAME, "ETF backfill", lambda log: run_backfill(opts, command=command, wrap=prefect_task, log=log),
+        return run_in_flow(FLOW_NAME, "ETF backfill", lambda log: run_backfill(opts, dsn=data_dsn(), command=command, wrap=prefect_task,
+                                                                                         log=log),
                            markdown=lambda summary, code: summary_markdown(summary, code, command))
 
     return flow(name=FLOW_NAME, log_prints=False, validate_parameters=False)(flow_function(FLOW_NAME, PARAMS, body, __doc__))
@@ -87,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from flows.prefect_glue import run_flow
 
             return run_flow(build_flow(), values)
-        return run_backfill(options({**values, "dry_run": ns.dry_run}), command=command)[0]
+        return run_backfill(options({**values, "dry_run": ns.dry_run}), dsn=data_dsn(), command=command)[0]
 
     return run_cli(body)
 

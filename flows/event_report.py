@@ -11,13 +11,13 @@ JSON, or a picture. Exit code 0, or 2 on bad input. Reads only.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from flows.cli import ArgumentParser, iso_date, run_cli
-from tasks.core.db import default_pgdata, open_database, resolve_dsn
+from flows.settings import data_dsn
+from tasks.core.db import open_database
 from tasks.core.errors import BadInput, Outcome
 from tasks.core.plots import check_plot_path
 from tasks.events.report import format_table, plot, run_study
@@ -44,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if ns.plot is not None:
             check_plot_path(ns.plot)
         sources = [s.strip() for s in ns.source.split(",") if s.strip()] if ns.source else None
-        conn = open_database(resolve_dsn(os.environ.get("DATABASE_URL"), default_pgdata()), default_pgdata(), dry_run=True)
+        conn = open_database(data_dsn(), dry_run=True)
         try:
             studies = run_study(conn, sources=sources, start=ns.start, end=ns.end)
         finally:

@@ -10,7 +10,6 @@ database, cache, network; metrics in bulk; one COPY + one UPDATE) in worker proc
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
@@ -34,8 +33,8 @@ from flows.params import (
     source_settings,
     ticker_list,
 )
+from flows.settings import data_dsn, fmp_base_url, fmp_key
 from tasks.core.commands import command_line
-from tasks.core.db import default_pgdata, resolve_dsn
 from tasks.core.errors import BadInput, Outcome, PipelineError, StoreError
 from tasks.core.tickers import parse_ticker_list
 from tasks.events.fundamentals_run import MODES as FUNDAMENTAL_MODES
@@ -44,7 +43,7 @@ from tasks.events.groups import ValuationContext, ValuationGroup, value_group
 from tasks.events.pool import GroupOutcome
 from tasks.events.report import study_markdown
 from tasks.events.run import PROCESS_THRESHOLD, ValuationOptions, run_valuation
-from tasks.sources.fmp import FREE_DAILY_LIMIT
+from tasks.sources.fmp import DEFAULT_BASE_URL, FREE_DAILY_LIMIT
 
 FLOW_NAME = "event-valuation"
 MODULE = "flows.event_valuation"
@@ -87,7 +86,8 @@ def options(values: dict[str, Any]) -> ValuationOptions:
         dry_run=bool(values.get("dry_run", False)), concurrency=int(values["concurrency"]), processes=values.get("processes"),
         group_size=values["group_size"], as_of=as_date(values["as_of"], "as_of"), source=source,
         fundamentals=FundamentalsOptions(mode=values["fundamentals"], daily_limit=int(values["fmp_daily_limit"]),
-                                         rate_per_min=rate_per_min(str(values["fmp_rate"])), cooldown_s=source.rate_limit_sleep),
+                                         rate_per_min=rate_per_min(str(values["fmp_rate"])), cooldown_s=source.rate_limit_sleep,
+                                         key=fmp_key(), base_url=fmp_base_url() or DEFAULT_BASE_URL),
     )
 
 
@@ -132,11 +132,11 @@ def build_flow(concurrency: int) -> Any:
     def body(values: dict[str, Any]) -> Any:
         opts = options(values)
         command = values["command"] if values["command"] != FLOW_NAME else command_for(FLOW_NAME, PARAMS, values)  # a deployment run
-        state = run_in_flow(FLOW_NAME, "Event valuation", lambda log: run_valuation(opts, command=command, log=log,
+        state = run_in_flow(FLOW_NAME, "Event valuation", lambda log: run_valuation(opts, dsn=data_dsn(), command=command, log=log,
                                                                                     mapper=prefect_mapper(opts.concurrency)))
         if not state.is_cancelled():  # the study of every valued event, as `event-report` prints it
             artifacts = RunArtifacts(get_run_logger())
-            artifacts.markdown("event-study", study_markdown(resolve_dsn(os.environ.get("DATABASE_URL"), default_pgdata())),
+            artifacts.markdown("event-study", study_markdown(data_dsn()),
                                "Event study: excess returns and CAAR per event source")
             artifacts.finish()
         return state
@@ -166,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 from flows.prefect_glue import run_flow
 
                 return run_flow(build_flow(opts.concurrency), values)
-            return run_valuation(opts, command=command)
+            return run_valuation(opts, dsn=data_dsn(), command=command)
         except KeyboardInterrupt:
             print(f"Interrupted: groups already written are kept. Run the same command again to value the rest:\n  {command}", flush=True)
             return Outcome.INTERRUPTED

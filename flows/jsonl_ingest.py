@@ -20,6 +20,7 @@ from typing import Any
 
 from flows.cli import ArgumentParser, int_in, positive_float, program_name, run_cli, use_prefect
 from flows.params import DRY_RUN, ORCHESTRATE, Param, add_flags, flow_function, flow_values, path_text
+from flows.settings import data_dsn
 from tasks.core.commands import command_line
 from tasks.core.errors import BadInput, Outcome
 from tasks.jsonl.files import FilePlan, Sources
@@ -92,7 +93,7 @@ def build_flow(concurrency: int) -> Any:
 
     def body(values: dict[str, Any]) -> Any:
         opts = options(values)
-        return run_in_flow(FLOW_NAME, "JSONL ingestion", lambda log: run_ingest(opts, log=log, mapper=prefect_mapper))
+        return run_in_flow(FLOW_NAME, "JSONL ingestion", lambda log: run_ingest(opts, dsn=data_dsn(), log=log, mapper=prefect_mapper))
 
     runner: Any = ThreadPoolTaskRunner(max_workers=concurrency)
     return flow(name=FLOW_NAME, task_runner=runner, validate_parameters=False, log_prints=False)(
@@ -120,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 from flows.prefect_glue import run_flow
 
                 return run_flow(build_flow(int(values["concurrency"])), values)
-            return run_ingest(options({**values, "dry_run": ns.dry_run}))
+            return run_ingest(options({**values, "dry_run": ns.dry_run}), dsn=data_dsn())
         except KeyboardInterrupt:
             print(f"Interrupted: committed batches are kept. Run the same command to continue:\n  {command}", flush=True)
             return Outcome.INTERRUPTED

@@ -71,7 +71,8 @@ def add_flags(parser: argparse.ArgumentParser, params: Iterable[Param]) -> None:
             kwargs["action"] = p.action
             kwargs["help"] = p.help
         else:
-            kwargs.update(type=p.type, help=p.help if p.required else f"{p.help} (default: %(default)s)")
+            says_default = p.required or "default:" in p.help  # the help explains its default itself: no second one
+            kwargs.update(type=p.type, help=p.help if says_default else f"{p.help} (default: %(default)s)")
             if p.choices:
                 kwargs["choices"] = p.choices
             if p.metavar:
@@ -283,7 +284,7 @@ def source_settings(values: dict[str, Any], *, delay: float | None = None) -> So
         raise BadInput(f"bad source parameter: {exc}") from None
 
 
-ORCHESTRATE = Param("orchestrate", "auto", "prefect: run as a Prefect flow; plain: the same code without Prefect; auto: prefect "
-                    "when PREFECT_API_URL is set; $BACKFILL_ORCHESTRATE sets the default", choices=("auto", "prefect", "plain"),
-                    flow=False, cli_default=os.environ.get("BACKFILL_ORCHESTRATE", "auto"))
+ORCHESTRATE = Param("orchestrate", None, "prefect: run as a Prefect flow; plain: the same code without Prefect; auto: prefect "
+                    "when PREFECT_API_URL is set (default: $BACKFILL_ORCHESTRATE, else auto)", choices=("auto", "prefect", "plain"),
+                    flow=False)
 DRY_RUN = Param("dry_run", False, "say what a run would do; touch nothing", annotation=bool, action="store_true", flow=False)

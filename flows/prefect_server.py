@@ -30,7 +30,8 @@ from pathlib import Path
 import psutil
 
 from flows.cli import EXIT_BAD_INPUT, EXIT_OK, EXIT_SOME_FAILED
-from tasks.core.db import PREFECT_DBNAME, default_pgdata, embedded_server_uri
+from flows.settings import pgdata
+from tasks.core.db import PREFECT_DBNAME, embedded_server_uri
 from tasks.core.errors import BadInput, StoreError
 
 DEFAULT_PORT = 4200
@@ -63,7 +64,7 @@ def database_url() -> str:
     configured = os.environ.get("PREFECT_API_DATABASE_CONNECTION_URL")
     if configured:
         return configured
-    uri = embedded_server_uri(default_pgdata(), PREFECT_DBNAME)
+    uri = embedded_server_uri(pgdata(), PREFECT_DBNAME)
     return "postgresql+asyncpg://" + uri.split("://", 1)[1]
 
 

@@ -30,6 +30,7 @@ from flows.params import (
     source_settings,
     ticker_list,
 )
+from flows.settings import data_dsn
 from tasks.core.calendar import MAX_DAYS
 from tasks.core.errors import Outcome
 from tasks.core.tickers import SECTOR_ETFS
@@ -65,7 +66,8 @@ def options(values: dict[str, Any]) -> StaggerOptions:
 
 
 def run(values: dict[str, Any], **wiring: Any) -> Outcome:
-    return run_stagger(options(values), args=values["args"] or [], prog=values["prog"], resume=bool(values["resume"]), **wiring)
+    return run_stagger(options(values), dsn=data_dsn(), args=values["args"] or [], prog=values["prog"], resume=bool(values["resume"]),
+                       **wiring)
 
 
 def build_flow() -> Any:

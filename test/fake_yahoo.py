@@ -17,6 +17,7 @@ truncated JSON, HTML), latency, and hanging responses. Every request is logged.
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import json
 import random
@@ -181,6 +182,7 @@ class FakeYahoo:
     hang_seconds: float = 30.0
     error_rate: float = 0.0  # this share of chart requests answered 502 (seeded: the same run gives the same answers)
     blocked_until: float | None = None  # wall-clock time until which every request gets 429 (a block)
+    max_per_second: float | None = None  # a request that makes more than this many in the last second (any host) gets 429
     revisions: dict[tuple[str, dt.date], float] = field(default_factory=dict)  # (symbol, day) → factor on that bar's prices
     holdings: dict[str, list[tuple[str, str, float]]] = field(default_factory=dict)  # fund → holdings (default: holdings_for)
     sponsor_as_of: dt.date = dt.date(2025, 6, 30)  # the date the sponsor files say
@@ -192,6 +194,7 @@ class FakeYahoo:
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
         self._chart_served = 0
+        self._recent: collections.deque[float] = collections.deque()  # arrival times within the last second
         self._random = random.Random(20251122)
         self._dir = Path(tempfile.mkdtemp(prefix="fake-yahoo-"))
         weakref.finalize(self, shutil.rmtree, self._dir, True)  # its CA file: gone with the fake
@@ -275,6 +278,8 @@ class FakeYahoo:
             time.sleep(self.latency)
         if self.blocked_until is not None and time.time() < self.blocked_until:
             return self._too_many()
+        if self.max_per_second is not None and self._over_the_rate():
+            return self._too_many()
         if path.startswith("/v8/finance/chart/"):
             return self._chart(path.rsplit("/", 1)[-1], query)
         if host == "www.ssga.com":
@@ -353,6 +358,15 @@ class FakeYahoo:
             data = {"quoteType": {"quoteType": "EQUITY", "symbol": symbol}, "summaryDetail": {"marketCap": market_cap_for(symbol)},
                     "financialData": {}, "defaultKeyStatistics": {}, "assetProfile": {}}
         return 200, {"Content-Type": "application/json"}, json.dumps({"quoteSummary": {"result": [data], "error": None}}).encode()
+
+    def _over_the_rate(self) -> bool:
+        """Whether this request makes more than ``max_per_second`` in the last second (attempts count, as at a real limiter)."""
+        now = time.monotonic()
+        with self._lock:
+            while self._recent and now - self._recent[0] >= 1.0:
+                self._recent.popleft()
+            self._recent.append(now)
+            return self.max_per_second is not None and len(self._recent) > self.max_per_second
 
     def _chart(self, symbol: str, query: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
         with self._lock:

@@ -333,6 +333,18 @@ def test_dry_run_lists_files_and_lines_and_writes_nothing(run_cli: CliRunner, ds
         assert conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").fetchone() == (0,)
 
 
+def test_files_with_other_names_are_said_to_be_left_out(run_cli: CliRunner, dsn: str, tmp_path: Path) -> None:
+    tree = make_tree(tmp_path / "data", files=1, minutes_per_file=1)
+    live = tree.root / "scalp" / "live.jsonl"
+    write(live, [tick("005930", START, 1)])
+    (tree.root / "scalp" / "notes.txt").write_text("not data", encoding="utf-8")  # not .jsonl at all: not worth a word
+    result = run_cli(ING, "--root", str(tree.root))
+    assert result.code == 0, result.stdout + result.stderr
+    assert result.stdout.count(f"Left out {live}: not named like a scalp file (YYYYMMDD_HHMM.jsonl)") == 1
+    assert "notes.txt" not in result.stdout
+    assert count_rows(dsn) == len(tree.all_ticks())
+
+
 def test_bad_root_is_a_clear_error(run_cli: CliRunner, tmp_path: Path) -> None:
     result = run_cli(ING, "--root", str(tmp_path / "nope"))
     assert result.code == 2 and "is not a directory" in result.stderr

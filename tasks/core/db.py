@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import re
 import subprocess
 import urllib.parse
@@ -152,8 +151,13 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(err, (psycopg.OperationalError, psycopg.InterfaceError)) or err.sqlstate in ("40001", "40P01")
 
 
-def resolve_dsn(database_url: str | None, pgdata: Path) -> str:
-    """The DSN to use: the given URL, else the embedded server's."""
+def dsn_or_start_embedded(database_url: str | None, pgdata: Path) -> str:
+    """The data database's DSN: ``database_url`` when given, else the embedded server's in
+    ``pgdata``, which is started now if it is not running (it keeps running for the next run).
+
+    Raises:
+        StoreError: the embedded server could not be started.
+    """
     return database_url if database_url else embedded_dsn(pgdata)
 
 
@@ -204,17 +208,16 @@ def migrate(conn: psycopg.Connection[Any]) -> list[str]:
     return applied_now
 
 
-def open_database(database_url: str | None, pgdata: Path, *, dry_run: bool = False) -> psycopg.Connection[Any]:
-    """Connect (embedded server if no URL) and migrate: what every CLI does first.
+def open_database(dsn: str, *, dry_run: bool = False) -> psycopg.Connection[Any]:
+    """Connect to the data database and migrate: what every command does first.
 
     Returns an autocommit connection (callers open explicit transactions). With ``dry_run``
     the connection stays inside one transaction that the caller must roll back: the schema
     is there to plan against, and nothing, not even a migration, is committed.
 
     Raises:
-        StoreError: unreachable server, failed start or failed migration.
+        StoreError: unreachable server or failed migration.
     """
-    dsn = resolve_dsn(database_url, pgdata)
     conn = connect(dsn, autocommit=not dry_run)
     if dry_run:
         conn.execute("SELECT 1")  # open the outer transaction; migrate() nests in a savepoint
@@ -222,6 +225,4 @@ def open_database(database_url: str | None, pgdata: Path, *, dry_run: bool = Fal
     return conn
 
 
-def default_pgdata() -> Path:
-    """Where the embedded server keeps its data: ``BACKFILL_PGDATA`` or ``./.pgdata`` (not in .cache/)."""
-    return Path(os.environ.get("BACKFILL_PGDATA", ".pgdata"))
+DEFAULT_PGDATA = Path(".pgdata")  # where the embedded server keeps its data (not in .cache/); env BACKFILL_PGDATA at the edge

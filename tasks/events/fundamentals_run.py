@@ -7,13 +7,12 @@ only, never a flag (flags end up in shell history and in our run records).
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from tasks.core.commands import resume_hint
-from tasks.core.db import connect, default_pgdata, open_database
+from tasks.core.db import connect, open_database
 from tasks.core.errors import BadInput, Outcome
 from tasks.events.fundamentals import due_tickers, requests_needed, value_fundamentals
 from tasks.sources.budget import RateBudget, format_rate, parse_rate, peek_budget
@@ -25,11 +24,12 @@ MODES = ("auto", "fmp", "none")
 
 @dataclass(frozen=True)
 class FundamentalsOptions:
-    mode: str = "auto"  # auto: FMP when FMP_API_KEY is set
+    mode: str = "auto"  # auto: FMP when an API key is given
     daily_limit: int = FREE_DAILY_LIMIT
     rate_per_min: float = parse_rate("60/min")
-    base_url: str = os.environ.get("FMP_BASE_URL", DEFAULT_BASE_URL)
+    base_url: str = DEFAULT_BASE_URL
     cooldown_s: float = 900.0
+    key: str | None = None  # FMP_API_KEY, read at the edge (flows/settings.py)
 
 
 def api_key(opts: FundamentalsOptions) -> str | None:
@@ -38,7 +38,7 @@ def api_key(opts: FundamentalsOptions) -> str | None:
     Raises:
         BadInput: ``--fundamentals fmp`` without ``FMP_API_KEY``.
     """
-    key = os.environ.get("FMP_API_KEY", "").strip() or None
+    key = opts.key
     if opts.mode == "none":
         return None
     if opts.mode == "fmp" and key is None:
@@ -67,7 +67,7 @@ def run_fundamentals(opts: FundamentalsOptions, *, dsn: str, source: SourceSetti
                      retry_wait=source.retry_wait)
     try:
         if dry_run:
-            conn = open_database(dsn, default_pgdata(), dry_run=True)
+            conn = open_database(dsn, dry_run=True)
             try:
                 work = due_tickers(conn, overwrite=overwrite, tickers=tickers)
                 state = peek_budget(conn, BUDGET_NAME, opts.rate_per_min)

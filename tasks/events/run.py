@@ -16,7 +16,7 @@ import pandas as pd
 
 from tasks.core.calendar import last_closed_session, nyse
 from tasks.core.commands import resume_hint
-from tasks.core.db import default_pgdata, open_database, resolve_dsn
+from tasks.core.db import open_database
 from tasks.core.display import Reporter, format_eta
 from tasks.core.errors import Outcome, RateLimited, SourceError
 from tasks.core.processes import start_method
@@ -119,7 +119,7 @@ def plan_fetches(conn: Any, work: list[TickerWork], table: str, cache: DownloadC
     return network, cached
 
 
-def run_valuation(opts: ValuationOptions, *, command: str, log: Callable[[str], Any] | None = None,
+def run_valuation(opts: ValuationOptions, *, dsn: str, command: str, log: Callable[[str], Any] | None = None,
                   mapper: Callable[..., Iterator[GroupOutcome]] | None = None) -> Outcome:
     """Price metrics for every pending event, then (with an FMP key) their valuation multiples."""
     def say(text: str) -> None:
@@ -128,16 +128,15 @@ def run_valuation(opts: ValuationOptions, *, command: str, log: Callable[[str], 
             log(text)
 
     api_key(opts.fundamentals)  # a missing key is a usage error before anything runs
-    code = value_prices(opts, command=command, log=log, mapper=mapper)
+    code = value_prices(opts, dsn=dsn, command=command, log=log, mapper=mapper)
     if code in (Outcome.RATE_LIMITED, Outcome.BAD_INPUT) or opts.import_only:
         return code
-    dsn = resolve_dsn(os.environ.get("DATABASE_URL"), default_pgdata())
     phase = run_fundamentals(opts.fundamentals, dsn=dsn, source=opts.source, overwrite=opts.overwrite,
                              tickers=list(opts.tickers) if opts.tickers else None, dry_run=opts.dry_run, command=command, say=say)
     return max(code, phase)
 
 
-def value_prices(opts: ValuationOptions, *, command: str, log: Callable[[str], Any] | None = None,
+def value_prices(opts: ValuationOptions, *, dsn: str, command: str, log: Callable[[str], Any] | None = None,
                  mapper: Callable[..., Iterator[GroupOutcome]] | None = None) -> Outcome:
     """Import (optional), plan, then value every group; returns the exit code.
 
@@ -154,8 +153,7 @@ def value_prices(opts: ValuationOptions, *, command: str, log: Callable[[str], A
             log(text)
 
     checked = check_csv(opts.import_csv, skip_bad_rows=opts.skip_bad_rows) if opts.import_csv is not None else None
-    dsn = resolve_dsn(os.environ.get("DATABASE_URL"), default_pgdata())
-    conn = open_database(dsn, default_pgdata(), dry_run=opts.dry_run)
+    conn = open_database(dsn, dry_run=opts.dry_run)
     code = Outcome.DONE
     try:
         if opts.import_csv is not None:  # in a dry run this happens inside the transaction that is rolled back

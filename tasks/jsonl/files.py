@@ -36,6 +36,7 @@ _PATTERNS: tuple[tuple[Kind, str, re.Pattern[str]], ...] = (
     ("scalp", "scalp", re.compile(r"^\d{8}_\d{4}\.jsonl$")),
     ("gap", "system", re.compile(r"^gap_\d{8}\.jsonl$")),
 )
+_NAMES = {"swing": "YYYYMMDD_HHMM.jsonl", "scalp": "YYYYMMDD_HHMM.jsonl", "gap": "gap_YYYYMMDD.jsonl"}
 _CHUNK = 1 << 20
 _SPLIT_READ = 8 << 20  # bytes read at a time while cutting a file into pieces
 
@@ -165,8 +166,9 @@ def absent_places(sources: Sources) -> list[str]:
             if flag != "--root" and not glob.has_magic(place) and not os.path.lexists(place)]
 
 
-def discover(sources: Sources) -> list[JsonlFile]:
+def discover(sources: Sources, left_out: dict[str, str] | None = None) -> list[JsonlFile]:
     """Every data file the sources name, in load order (by kind, then key: names sort by time).
+    Files in their folders that are not data files by name go into ``left_out`` (path → why).
 
     Raises:
         BadInput: no source given; ``--root`` is not a directory or holds none of the folders; a
@@ -195,6 +197,8 @@ def discover(sources: Sources) -> list[JsonlFile]:
             raise BadInput(f"{flag} {place}: not a folder, and not a glob (like logs/system/gap_*.jsonl)")
         for candidate in candidates:
             if not (pattern.match(candidate.name) if named else candidate.name.endswith(".jsonl")):
+                if left_out is not None and named and candidate.name.endswith(".jsonl"):
+                    left_out[str(candidate)] = f"not named like a {kind} file ({_NAMES[kind]})"
                 continue
             if not named and not candidate.resolve().is_relative_to(base.resolve()):
                 continue  # a glob through a linked folder that leads elsewhere: not followed

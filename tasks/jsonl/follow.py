@@ -21,11 +21,11 @@ if TYPE_CHECKING:
 def follow(opts: IngestOptions, *, say: Callable[[str], None],
            load: Callable[[], tuple[IngestTotals, Coverage] | None]) -> Outcome:
     """``load()`` every ``opts.poll`` seconds until interrupted; one line per pass that loaded something."""
-    say(f"Following {opts.sources.describe()} every {opts.poll:g} s; Ctrl+C or SIGTERM stops (what is committed stays)")
     passes = rows = rejected = 0
     files: set[str] = set()
     root, away = opts.sources.root, False
-    try:
+    try:  # from the announcement on, a stop ends the follower the documented way (exit 0)
+        say(f"Following {opts.sources.describe()} every {opts.poll:g} s; Ctrl+C or SIGTERM stops (what is committed stays)")
         while True:
             if passes and root is not None and not root.is_dir():  # renamed or remounted under us: wait for it
                 if not away:

@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
-from tasks.core.db import connect, database_errors, default_pgdata, first_line, is_transient, open_database, resolve_dsn
+from tasks.core.db import connect, database_errors, first_line, is_transient, open_database
 from tasks.core.display import Reporter, format_eta
 from tasks.core.errors import Outcome, PipelineError
 from tasks.core.processes import die_with_parent, leave_signals_to_the_parent, start_method
@@ -192,7 +192,7 @@ def _stop_workers(pool: cf.ProcessPoolExecutor) -> None:
         proc.join(timeout=5)
 
 
-def run_ingest(opts: IngestOptions, *, log: Callable[[str], Any] | None = None,
+def run_ingest(opts: IngestOptions, *, dsn: str, log: Callable[[str], Any] | None = None,
                mapper: Callable[..., Iterator[FileResult | tuple[str, str]]] = pool_mapper) -> Outcome:
     """Plan, then load every file group; returns the exit code. With ``opts.follow``, again every
     ``opts.poll`` seconds until interrupted (``follow.py``).
@@ -208,11 +208,12 @@ def run_ingest(opts: IngestOptions, *, log: Callable[[str], Any] | None = None,
 
     for place in absent_places(opts.sources):
         say(f"Nothing to load from {place}: it does not exist (yet)")
+    said: set[str] = set()  # files left out, each said once (a follower sees them every pass)
     if opts.follow and not opts.dry_run:
         from tasks.jsonl.follow import follow
 
-        return follow(opts, say=say, load=lambda: ingest_once(opts, say=say, log=log, mapper=mapper))
-    outcome = ingest_once(opts, say=say, log=log, mapper=mapper)
+        return follow(opts, say=say, load=lambda: ingest_once(opts, dsn=dsn, say=say, log=log, mapper=mapper, said=said))
+    outcome = ingest_once(opts, dsn=dsn, say=say, log=log, mapper=mapper, said=said)
     if outcome is None:  # a dry run: said what it would do
         return Outcome.DONE
     totals, coverage = outcome
@@ -227,12 +228,19 @@ def judge(opts: IngestOptions, totals: IngestTotals, coverage: Coverage) -> Outc
     return Outcome.SOME_FAILED if failed else Outcome.DONE
 
 
-def ingest_once(opts: IngestOptions, *, say: Callable[[str], None], log: Callable[[str], Any] | None,
-                mapper: Callable[..., Iterator[FileResult | tuple[str, str]]]) -> tuple[IngestTotals, Coverage] | None:
-    """One pass: find, plan and load the files; their totals and the coverage of what loaded (None for a dry run)."""
-    files = discover(opts.sources)
-    dsn = resolve_dsn(os.environ.get("DATABASE_URL"), default_pgdata())
-    conn = open_database(dsn, default_pgdata(), dry_run=opts.dry_run)
+def ingest_once(opts: IngestOptions, *, dsn: str, say: Callable[[str], None], log: Callable[[str], Any] | None,
+                mapper: Callable[..., Iterator[FileResult | tuple[str, str]]],
+                said: set[str] | None = None) -> tuple[IngestTotals, Coverage] | None:
+    """One pass: find, plan and load the files; their totals and the coverage of what loaded (None for a dry run).
+    Files left out by name are said once (``said`` remembers them across passes)."""
+    left_out: dict[str, str] = {}
+    files = discover(opts.sources, left_out)
+    said = set() if said is None else said
+    for path, why in sorted(left_out.items()):
+        if path not in said:
+            said.add(path)
+            say(f"Left out {path}: {why}")
+    conn = open_database(dsn, dry_run=opts.dry_run)
     try:
         plans = plan_files(conn, files)
         if opts.dry_run:

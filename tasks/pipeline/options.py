@@ -24,6 +24,7 @@ class PipelineOptions:
     top_sectors: int = 3
     dry_run: bool = False
     holdings_rate: float = 20.0  # requests/min to the sponsor's site (the ``ssga`` budget)
+    holdings_url: str | None = None  # the sponsor files' address template (None: State Street's own)
     retention: RetentionWindows = field(default_factory=RetentionWindows)
     source: SourceSettings = field(default_factory=lambda: SourceSettings(delay=1.0))
 

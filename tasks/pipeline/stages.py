@@ -16,12 +16,10 @@ dates in one transaction, so rerunning a stage gives the same rows. The bodies a
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from tasks.core.commands import command_line, plain, resume_hint, without_flags
-from tasks.core.db import default_pgdata, resolve_dsn
 from tasks.core.errors import MissingInputs, Outcome
 from tasks.core.tickers import SECTOR_ETFS
 from tasks.pipeline import steps
@@ -64,12 +62,11 @@ def run_stage(name: str, opts: PipelineOptions, *, dsn: str, say: Callable[[str]
 
 
 def run_pipeline(opts: PipelineOptions, *, prog: str, args: Sequence[str], say: Callable[[str], None],
-                 stage: Callable[[str], StageOutcome] | None = None, dsn: str | None = None) -> tuple[Outcome, list[StageOutcome]]:
+                 dsn: str, stage: Callable[[str], StageOutcome] | None = None) -> tuple[Outcome, list[StageOutcome]]:
     """Run the chosen stages in order; stop at a rate limit, missing inputs or an interrupt.
 
     ``stage(name)`` runs one stage (a Prefect subflow in the flow; ``run_stage`` by default).
     """
-    dsn = dsn or resolve_dsn(os.environ.get("DATABASE_URL"), default_pgdata())
     run = stage or (lambda name: run_stage(name, opts, dsn=dsn, say=say, earlier=opts.stages[:opts.stages.index(name)]))
     as_of = opts.session()
     say(f"Daily pipeline as of {as_of}: {', '.join(opts.stages)}" + (" (dry run)" if opts.dry_run else ""))

@@ -12,7 +12,7 @@ import datetime as dt
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from tasks.core.db import default_pgdata, open_database
+from tasks.core.db import open_database
 from tasks.core.errors import MissingInputs, Outcome, RateLimited, SourceError
 from tasks.core.tickers import ETF_UNIVERSE, SECTOR_ETFS
 from tasks.pipeline.allocation import (
@@ -44,7 +44,7 @@ def _source(opts: PipelineOptions, dsn: str) -> YahooSource:
 @contextlib.contextmanager
 def _database(opts: PipelineOptions, dsn: str) -> Iterator[Any]:
     """A connection for one stage; in a dry run everything it did is rolled back."""
-    conn = open_database(dsn, default_pgdata(), dry_run=opts.dry_run)
+    conn = open_database(dsn, dry_run=opts.dry_run)
     try:
         yield conn
     finally:
@@ -58,8 +58,8 @@ def _backfill(out: StageOutcome, opts: PipelineOptions, dsn: str, wrap: Callable
     """Backfill ``tickers`` into ``table`` as one step of ``out``'s stage; True when the stage must stop (rate limit)."""
     backfill = BackfillOptions(tickers=tuple(tickers), days=opts.days, end_date=opts.session(), dry_run=opts.dry_run,
                                source=opts.source, table=table, run_name=run_name)
-    code, summary = run_backfill(backfill, command=f"daily-pipeline --stages {out.stage} --as-of {opts.session()}", wrap=wrap,
-                                 database_url=dsn)
+    code, summary = run_backfill(backfill, dsn=dsn, command=f"daily-pipeline --stages {out.stage} --as-of {opts.session()}",
+                                 wrap=wrap)
     out.code = max(out.code, code)
     if summary is not None:
         out.lines.append(f"{table}: {summary.line()}")
@@ -111,7 +111,7 @@ def etf_holdings(opts: PipelineOptions, dsn: str, wrap: Callable[..., Any]) -> S
     """Every constituent of each sector fund from the sponsor's file; Yahoo's top holdings where that fails."""
     out = StageOutcome("etf-holdings")
     as_of = opts.session()
-    sponsor = SsgaHoldings(opts.source.cache_dir, budget=None if opts.dry_run else RateBudget(
+    sponsor = SsgaHoldings(opts.source.cache_dir, url=opts.holdings_url, budget=None if opts.dry_run else RateBudget(
         dsn, BUDGET_NAME, per_min=opts.holdings_rate, cooldown_s=opts.source.rate_limit_sleep), max_retries=opts.source.max_retries,
         backoff_initial=opts.source.retry_wait, timeout=max(opts.source.timeout, 20.0))
     if opts.dry_run:
@@ -137,7 +137,7 @@ def etf_holdings(opts: PipelineOptions, dsn: str, wrap: Callable[..., Any]) -> S
             top = yahoo[0].fund_holdings(etf)
             return as_of, FALLBACK, top, f"Yahoo's top {len(top)} holdings only: the sponsor's file failed ({exc.reason})"
 
-    conn = open_database(dsn, default_pgdata())
+    conn = open_database(dsn)
     try:
         for etf, (day, source, frame, how) in _fetch_each(SECTOR_ETFS, wrap(one, "fetch-holdings"), out):
             stored = store_holdings(conn, etf, day, frame, source)

@@ -5,7 +5,6 @@ pipeline's two history stages are too."""
 from __future__ import annotations
 
 import datetime as dt
-import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -13,7 +12,7 @@ from typing import Any
 
 from tasks.core.calendar import planned_sessions
 from tasks.core.commands import plain, resume_hint
-from tasks.core.db import database_errors, default_pgdata, open_database, resolve_dsn
+from tasks.core.db import database_errors, open_database
 from tasks.core.display import Reporter
 from tasks.core.errors import Outcome, RateLimited, SourceError
 from tasks.core.runs import finish_run, start_run
@@ -83,11 +82,10 @@ def requests_needed(plan: BackfillPlan, opts: BackfillOptions) -> int:
 def run_backfill(
     opts: BackfillOptions,
     *,
+    dsn: str,
     command: str,
     wrap: Callable[..., Any] = plain,
     log: Callable[[str], Any] | None = None,
-    database_url: str | None = None,
-    pgdata: Path | None = None,
 ) -> tuple[Outcome, Summary | None]:
     """The backfill itself, identical with or without Prefect (``wrap`` turns steps into tasks).
 
@@ -106,8 +104,7 @@ def run_backfill(
     settings = opts.source
     sessions = planned_sessions(opts.days, opts.end_date, say)
     cache = settings.cache()
-    dsn = resolve_dsn(database_url if database_url is not None else os.environ.get("DATABASE_URL"), pgdata or default_pgdata())
-    conn = open_database(dsn, pgdata or default_pgdata(), dry_run=opts.dry_run)
+    conn = open_database(dsn, dry_run=opts.dry_run)
     try:
         plan: BackfillPlan = wrap(plan_backfill, "plan")(conn, opts.table, list(opts.tickers), sessions,
                                                          cache=None if settings.refresh else cache)

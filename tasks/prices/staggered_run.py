@@ -5,7 +5,6 @@ continue (interrupt, rate limit, failed tickers)."""
 from __future__ import annotations
 
 import datetime as dt
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -14,7 +13,7 @@ import psycopg
 
 from tasks.core.calendar import planned_sessions
 from tasks.core.commands import command_line, plain, resume_hint, without_flags
-from tasks.core.db import database_errors, default_pgdata, open_database, resolve_dsn
+from tasks.core.db import database_errors, open_database
 from tasks.core.display import Reporter, format_eta
 from tasks.core.errors import BadInput, Busy, Outcome
 from tasks.core.runs import finish_run, item_statuses, last_unfinished_run, reopen_run, start_run
@@ -80,6 +79,7 @@ def describe_plan(plan: BackfillPlan, delay_s: float, say: Callable[[str], Any],
 def run_stagger(
     opts: StaggerOptions,
     *,
+    dsn: str,
     args: Sequence[str],
     prog: str,
     resume: bool = False,
@@ -98,8 +98,7 @@ def run_stagger(
         if log is not None:
             log(text)
 
-    dsn = resolve_dsn(os.environ.get("DATABASE_URL"), default_pgdata())
-    conn = open_database(dsn, default_pgdata(), dry_run=opts.dry_run)
+    conn = open_database(dsn, dry_run=opts.dry_run)
     try:
         if not opts.dry_run:
             lock_runner(conn)

@@ -160,7 +160,7 @@ class SsgaHoldings:
     Args:
         cache_dir: the download cache root (files under ``holdings/``).
         budget: the ``ssga`` budget (None: no pacing).
-        url: the address template (default: ``SSGA_HOLDINGS_URL`` or State Street's own).
+        url: the address template (default: State Street's own; ``SSGA_HOLDINGS_URL`` at the edge).
     """
 
     def __init__(self, cache_dir: Path, *, budget: RateBudget | None, url: str | None = None, timeout: float = 20.0,
@@ -168,7 +168,7 @@ class SsgaHoldings:
                  sleep: Callable[[float], None] = time.sleep) -> None:
         self.dir = Path(cache_dir) / "holdings"
         self.budget = budget
-        self.url = url or os.environ.get("SSGA_HOLDINGS_URL") or DEFAULT_URL
+        self.url = url or DEFAULT_URL
         self.timeout = timeout
         self.max_retries = max_retries
         self.backoff_initial = backoff_initial

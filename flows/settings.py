@@ -1,0 +1,42 @@
+"""What a run takes from the environment, read once where the run starts (a command's ``main`` or a
+flow's entry) and passed down as values: no module under ``tasks/`` reads ``os.environ``.
+
+- ``DATABASE_URL``: the data database; without it, the embedded PostgreSQL in ``BACKFILL_PGDATA``
+  (default ``.pgdata``), started if it is not running.
+- ``YAHOO_RATE``: the Yahoo budget's rate when no flag or parameter sets it (``flows/params.py``).
+- ``FMP_API_KEY``, ``FMP_BASE_URL``: Financial Modeling Prep, for valuation multiples.
+- ``SSGA_HOLDINGS_URL``: where State Street's daily holdings files are (a mirror, a test fake).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from tasks.core.db import DEFAULT_PGDATA, dsn_or_start_embedded
+
+
+def pgdata() -> Path:
+    """The embedded server's data directory: ``BACKFILL_PGDATA`` or ``.pgdata``."""
+    return Path(os.environ.get("BACKFILL_PGDATA") or DEFAULT_PGDATA)
+
+
+def data_dsn() -> str:
+    """The data database: ``DATABASE_URL``, else the embedded server's (started now if needed).
+
+    Raises:
+        StoreError: the embedded server could not be started.
+    """
+    return dsn_or_start_embedded(os.environ.get("DATABASE_URL") or None, pgdata())
+
+
+def fmp_key() -> str | None:
+    return os.environ.get("FMP_API_KEY", "").strip() or None
+
+
+def fmp_base_url() -> str | None:
+    return os.environ.get("FMP_BASE_URL") or None
+
+
+def holdings_url() -> str | None:
+    return os.environ.get("SSGA_HOLDINGS_URL") or None
