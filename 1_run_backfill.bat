@@ -2,8 +2,14 @@
 REM ETF benchmark backfill (SPY + 11 sector SPDRs), 20 NYSE sessions.
 REM First use creates the environment with uv (installed with pip if missing); later runs reuse it.
 REM Extra arguments are passed through, e.g.:  1_run_backfill.bat --days 60 --tickers "XLK,XLV"
+REM Exit codes: those of the command (0, 1, 2, 75, 130); 3 when setup failed.
 setlocal
-cd /d "%~dp0"
-call "%~dp0_setup.bat" || exit /b 2
-uv run etf-backfill --days 20 %*
+REM The user's working directory stays theirs (relative paths they type mean what they mean); the
+REM data stays with the checkout: its database, Prefect home and download cache, unless already set.
+if not defined BACKFILL_PGDATA set "BACKFILL_PGDATA=%~dp0.pgdata"
+if not defined BACKFILL_PREFECT_HOME set "BACKFILL_PREFECT_HOME=%~dp0.prefect"
+if not defined BACKFILL_CACHE_DIR set "BACKFILL_CACHE_DIR=%~dp0.cache"
+call "%~dp0_setup.bat"
+if errorlevel 1 exit /b 3
+uv run --project "%~dp0." etf-backfill --days 20 %*
 exit /b %errorlevel%

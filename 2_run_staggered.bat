@@ -2,8 +2,21 @@
 REM Staggered sector backfill: the 11 sector ETFs one at a time, 5 minutes apart, 20 NYSE sessions,
 REM skipping tickers already stored. Ctrl+C is safe: it prints the command that resumes.
 REM Extra arguments pass through, e.g.:  2_run_staggered.bat --start-from XLV
+REM With --resume the interrupted run's own flags are used (no defaults added): 2_run_staggered.bat --resume
+REM Exit codes: those of the command (0, 1, 2, 75, 130); 3 when setup failed.
 setlocal
-cd /d "%~dp0"
-call "%~dp0_setup.bat" || exit /b 2
-uv run staggered-backfill --days 20 --delay-minutes 5.0 --skip-existing %*
+REM The user's working directory stays theirs (relative paths they type mean what they mean); the
+REM data stays with the checkout: its database, Prefect home and download cache, unless already set.
+if not defined BACKFILL_PGDATA set "BACKFILL_PGDATA=%~dp0.pgdata"
+if not defined BACKFILL_PREFECT_HOME set "BACKFILL_PREFECT_HOME=%~dp0.prefect"
+if not defined BACKFILL_CACHE_DIR set "BACKFILL_CACHE_DIR=%~dp0.cache"
+call "%~dp0_setup.bat"
+if errorlevel 1 exit /b 3
+set "RESUME="
+for %%a in (%*) do if /i "%%~a"=="--resume" set "RESUME=1"
+if defined RESUME goto :resume
+uv run --project "%~dp0." staggered-backfill --days 20 --delay-minutes 5.0 --skip-existing %*
+exit /b %errorlevel%
+:resume
+uv run --project "%~dp0." staggered-backfill %*
 exit /b %errorlevel%

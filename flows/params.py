@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from flows.cli import budget_name, int_in, iso_date, positive_float
+from flows.settings import default_cache_dir
 from tasks.core.commands import command_line
 from tasks.core.errors import BadInput, Outcome
 from tasks.core.tickers import parse_ticker_list
@@ -215,7 +216,8 @@ def source_params(*, delay: float | None, delay_help: str = "minimum seconds bet
                   refresh: bool = True) -> list[Param]:
     """The parameters of ``SourceSettings`` (``delay=None``: the flow spaces its requests its own way)."""
     out = [
-        Param("cache_dir", ".cache", "download cache directory", type=path_text),
+        Param("cache_dir", None, "download cache directory (default: $BACKFILL_CACHE_DIR, else .cache)", annotation=str | None,
+              type=path_text),
         Param("rate", None, "request budget for Yahoo shared by every run on this database: one N/UNIT or a list, every "
               "window kept (requests spaced at the slowest), e.g. 60/min,2000/h; lowered after a 429 and learned across runs "
               f"(default: $YAHOO_RATE, else {DEFAULT_RATE}: the source document's limits)", annotation=str | None, type=rate_text,
@@ -271,10 +273,11 @@ def source_settings(values: dict[str, Any], *, delay: float | None = None) -> So
     Raises:
         BadInput: a value a deployment run was given is unusable, or the cache directory is.
     """
-    check_cache_dir(Path(values["cache_dir"]), create=not values.get("dry_run", False))
+    cache_dir = Path(values.get("cache_dir") or default_cache_dir())
+    check_cache_dir(cache_dir, create=not values.get("dry_run", False))
     try:
         return SourceSettings(
-            cache_dir=Path(values["cache_dir"]), refresh=bool(values.get("refresh", False)),
+            cache_dir=cache_dir, refresh=bool(values.get("refresh", False)),
             delay=float(values["delay"] if delay is None else delay), rate_per_min=parse_rate(yahoo_rate(values.get("rate"))),
             rate_budget=str(values["rate_budget"]), daily_quota=int(values.get("daily_quota", DEFAULT_DAILY_QUOTA)) or None,
             rate_limit_sleep=float(values["rate_limit_sleep"]),

@@ -6,6 +6,8 @@ flow's entry) and passed down as values: no module under ``tasks/`` reads ``os.e
 - ``YAHOO_RATE``: the Yahoo budget's rate when no flag or parameter sets it (``flows/params.py``).
 - ``FMP_API_KEY``, ``FMP_BASE_URL``: Financial Modeling Prep, for valuation multiples.
 - ``SSGA_HOLDINGS_URL``: where State Street's daily holdings files are (a mirror, a test fake).
+- ``BACKFILL_CACHE_DIR``: the download cache when ``--cache-dir`` is not given (the Windows
+  ``.bat`` files point it at the checkout's ``.cache``).
 """
 
 from __future__ import annotations
@@ -28,6 +30,11 @@ def data_dsn() -> str:
         StoreError: the embedded server could not be started.
     """
     return dsn_or_start_embedded(os.environ.get("DATABASE_URL") or None, pgdata())
+
+
+def default_cache_dir() -> Path:
+    """The download cache when no flag or parameter names one: ``BACKFILL_CACHE_DIR`` or ``.cache``."""
+    return Path(os.environ.get("BACKFILL_CACHE_DIR") or ".cache")
 
 
 def fmp_key() -> str | None:

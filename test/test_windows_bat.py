@@ -1,0 +1,130 @@
+"""The numbered .bat files, run by a real cmd (wine's) as a Windows user runs them, with stand-ins for
+uv.exe and python.exe (test/windows/stub.c, cross-compiled with mingw-w64) that record how they were
+called and exit with the code the test chooses.
+
+Needs Debian's wine64 and gcc-mingw-w64-x86-64 (``.ci/run`` installs them); skipped, with the
+reason, where they are missing. Run them alone with ``uv run pytest test/test_windows_bat.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from test.fix_yahoo import ROOT
+
+pytestmark = pytest.mark.slow
+WINE = next((w for w in ("/usr/lib/wine/wine64", shutil.which("wine64") or "", shutil.which("wine") or "") if w and os.path.exists(w)),
+            None)
+MINGW = shutil.which("x86_64-w64-mingw32-gcc")
+BATS = ["1_run_backfill.bat", "2_run_staggered.bat", "3_run_daily_pipeline.bat", "4_backfill_status.bat"]
+
+
+@pytest.fixture(scope="module")
+def wine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
+    """A wine prefix, a copy of the checkout's .bat files, and the stubs: bin/uv.exe on PATH, and
+    python.exe / py.exe each in a folder of its own for the bootstrap tests."""
+    if WINE is None or MINGW is None:
+        pytest.skip("wine64 and mingw-w64 are not installed (apt-get install wine64 gcc-mingw-w64-x86-64; .ci/run does)")
+    work = tmp_path_factory.mktemp("wine")
+    checkout, stubs = work / "checkout", work / "stubs"
+    checkout.mkdir()
+    for name in [*BATS, "_setup.bat"]:
+        shutil.copy(ROOT / name, checkout / name)
+    for folder, exe in (("bin", "uv.exe"), ("python", "python.exe"), ("py", "py.exe"), ("scripts", "uv.exe")):
+        (stubs / folder).mkdir(parents=True, exist_ok=True)
+        built = subprocess.run([MINGW, "-municode", "-O2", "-o", str(stubs / folder / exe), str(ROOT / "test" / "windows" / "stub.c")],
+                               capture_output=True, text=True)
+        assert built.returncode == 0, built.stderr
+    env = {"WINEPREFIX": str(work / "prefix"), "WINEDEBUG": "-all", "HOME": str(work), "PATH": os.environ.get("PATH", ""),
+           "DISPLAY": ""}
+    first = subprocess.run([WINE, "cmd", "/c", "exit 0"], env=env, capture_output=True, timeout=300)  # creates the prefix
+    assert first.returncode == 0, first.stderr[-2000:]
+    yield {"work": work, "checkout": checkout, "stubs": stubs}
+
+
+def run_bat(wine: dict[str, Path], bat: str, args: str, *, path: list[str], cwd: Path | None = None,
+            extra: dict[str, str] | None = None) -> tuple[int, list[list[str]], str]:
+    """``cmd /c <checkout>\\BAT ARGS`` with ``path`` (stub folders) as the Windows PATH; (exit code,
+    the stubs' calls: [name, cwd, BACKFILL_PGDATA, arg, ...], output)."""
+    log = wine["work"] / "calls.log"
+    log.unlink(missing_ok=True)
+    windows_path = ";".join([*(f"Z:{str(wine['stubs'] / p).replace('/', chr(92))}" for p in path), "C:\\windows\\system32",
+                             "C:\\windows"])
+    env = {"WINEPREFIX": str(wine["work"] / "prefix"), "WINEDEBUG": "-all", "HOME": str(wine["work"]), "DISPLAY": "",
+           "PATH": os.environ.get("PATH", ""), "WINEPATH": windows_path,
+           "STUB_LOG": "Z:" + str(log).replace("/", "\\"), "STUB_SCRIPTS": "Z:" + str(wine["stubs"] / "scripts").replace("/", "\\"),
+           **(extra or {})}
+    target = "Z:" + str(wine["checkout"] / bat).replace("/", "\\")
+    done = subprocess.run(f'{WINE} cmd /c "{target}" {args}', shell=True, env=env, cwd=cwd or wine["work"], capture_output=True,
+                          text=True, errors="replace", timeout=120)
+    calls = [line.rstrip("\r\n").lstrip("\ufeff").split("\t") for line in log.read_text(encoding="utf-8", errors="replace").splitlines()
+             ] if log.exists() else []
+    return done.returncode, calls, done.stdout + done.stderr
+
+
+def uv_runs(calls: list[list[str]]) -> list[list[str]]:
+    return [c[3:] for c in calls if c[0].lower() == "uv.exe" and c[3:4] == ["run"]]
+
+
+def test_arguments_reach_uv_unchanged(wine: dict[str, Path]) -> None:
+    # Quotes, commas, spaces, parentheses, & ^ ! inside quotes. (A lone % is not among them: wine's cmd drops it from
+    # a batch file's parameters, where Windows' keeps it; see README, Windows.)
+    code, calls, out = run_bat(wine, "1_run_backfill.bat", '--tickers "XLK,XLV" --plot "my dir (2)\\cov & co ^!.png" --days 60',
+                               path=["bin"])
+    assert code == 0, out
+    checkout = "Z:" + str(wine["checkout"]).replace("/", "\\")
+    assert [c[3:] for c in calls if c[3:4] == ["sync"]] == [["sync", "--locked", "--project", checkout + "\\."]]
+    assert uv_runs(calls) == [["run", "--project", checkout + "\\.", "etf-backfill", "--days", "20", "--tickers", "XLK,XLV", "--plot",
+                               "my dir (2)\\cov & co ^!.png", "--days", "60"]]
+
+
+def test_relative_paths_stay_the_users_and_the_data_stays_with_the_checkout(wine: dict[str, Path], tmp_path: Path) -> None:
+    code, calls, out = run_bat(wine, "4_backfill_status.bat", "--plot coverage.png", path=["bin"], cwd=tmp_path)
+    assert code == 0, out
+    (run,) = [c for c in calls if c[3:4] == ["run"]]
+    assert run[1].rstrip("\\").lower() == ("Z:" + str(tmp_path).replace("/", "\\")).lower()  # uv starts in the user's folder
+    assert run[2] == "Z:" + str(wine["checkout"]).replace("/", "\\") + "\\.pgdata"  # the checkout's database, wherever the user is
+
+
+@pytest.mark.parametrize("exit_code", [0, 1, 2, 75, 130])
+def test_every_exit_code_of_the_command_comes_back(wine: dict[str, Path], exit_code: int) -> None:
+    code, calls, out = run_bat(wine, "3_run_daily_pipeline.bat", "--stages trending", path=["bin"], extra={"STUB_EXIT": str(exit_code)})
+    assert code == exit_code, out
+    assert uv_runs(calls)[0][-2:] == ["--stages", "trending"]
+
+
+def test_a_setup_failure_has_a_code_of_its_own(wine: dict[str, Path]) -> None:
+    code, calls, out = run_bat(wine, "1_run_backfill.bat", "", path=["bin"], extra={"STUB_UV_SYNC_EXIT": "1"})
+    assert code == 3, out
+    assert uv_runs(calls) == []  # the command never ran
+    assert "Setup failed" in out
+
+
+def test_resume_runs_the_staggered_command_without_the_default_flags(wine: dict[str, Path]) -> None:
+    code, calls, out = run_bat(wine, "2_run_staggered.bat", "--resume", path=["bin"])
+    assert code == 0, out
+    assert uv_runs(calls)[0][3:] == ["staggered-backfill", "--resume"]
+    code, calls, out = run_bat(wine, "2_run_staggered.bat", "--start-from XLV", path=["bin"])
+    assert uv_runs(calls)[0][3:] == ["staggered-backfill", "--days", "20", "--delay-minutes", "5.0", "--skip-existing", "--start-from",
+                                     "XLV"]
+
+
+@pytest.mark.parametrize("python", ["python", "py"])
+def test_without_uv_the_bootstrap_installs_it_with_python_or_the_py_launcher(wine: dict[str, Path], python: str) -> None:
+    code, calls, out = run_bat(wine, "1_run_backfill.bat", "--days 5", path=[python])
+    assert code == 0, out
+    names = [c[0].lower() for c in calls]
+    assert names[:2] == [f"{python}.exe", f"{python}.exe"] and names[2:] == ["uv.exe", "uv.exe"], calls
+    assert calls[0][3:] == ["-m", "pip", "install", "--user", "uv"]
+    assert uv_runs(calls)[0][-2:] == ["--days", "5"]
+
+
+def test_without_uv_or_python_setup_says_what_to_install(wine: dict[str, Path]) -> None:
+    code, calls, out = run_bat(wine, "1_run_backfill.bat", "", path=[])
+    assert code == 3 and calls == [] and "Install Python" in out, out
