@@ -8,6 +8,10 @@
   pool's concurrency slot is freed and the operator sees what happened. Prefect's own recipe
   ("detect zombie flows"), made idempotent: an automation of the same name is replaced only when
   its settings changed.
+- **Alerts** (when ``BACKFILL_ALERT_URL`` is set): a deployment run that ends Failed (a failure, bad
+  input, or rate-limited with its continuations used up) or Crashed posts one message to that URL
+  (a webhook: Slack, Teams, a relay to mail; the Webhook block ``market-backfill-alert`` holds it):
+  the deployment, the run, its state and its state message (which carries the resume command).
 """
 
 from __future__ import annotations
@@ -61,6 +65,42 @@ def crash_automation(within_s: float) -> Any:
     )
 
 
+ALERT_AUTOMATION = "market-backfill: alert when a deployment run fails or crashes"
+ALERT_BLOCK = "market-backfill-alert"
+ALERT_PAYLOAD = (
+    "Prefect: deployment {{ deployment.name }}, run {{ flow_run.name }} ended {{ flow_run.state.name }}.\n"
+    "{{ flow_run.state.message }}\n"
+)
+
+
+def alert_automation(block_id: Any) -> Any:
+    """Failed (any name: BadInput, RateLimited with its continuations used up) or Crashed, of a
+    deployment's run → one POST of ``ALERT_PAYLOAD`` through the webhook block ``block_id``."""
+    from prefect.automations import Automation
+    from prefect.events.actions import CallWebhook
+    from prefect.events.schemas.automations import EventTrigger, Posture
+    from prefect.events.schemas.events import ResourceSpecification
+
+    return Automation(
+        name=ALERT_AUTOMATION,
+        description="Posts the run's state and message to BACKFILL_ALERT_URL.",
+        trigger=EventTrigger(expect={"prefect.flow-run.*"},
+                             match=ResourceSpecification({"prefect.resource.id": "prefect.flow-run.*",
+                                                          "prefect.state-type": ["FAILED", "CRASHED"]}),
+                             match_related=ResourceSpecification({"prefect.resource.role": "deployment"}),
+                             posture=Posture.Reactive, threshold=1, within=timedelta(0)),
+        actions=[CallWebhook(block_document_id=block_id, payload=ALERT_PAYLOAD)],
+    )
+
+
+def alert_block(url: str) -> Any:
+    """The Webhook block that holds ``url`` (saved, overwriting an older one): its id."""
+    from prefect.blocks.webhook import Webhook
+
+    block = Webhook.model_validate({"method": "POST", "url": url, "headers": {"Content-Type": "text/plain; charset=utf-8"}})
+    return block.save(ALERT_BLOCK, overwrite=True)
+
+
 def ensure_automations() -> list[str]:
     """Create (or bring up to date) the automations on the server ``PREFECT_API_URL`` names; what changed.
 
@@ -70,6 +110,9 @@ def ensure_automations() -> list[str]:
     from prefect.client.orchestration import get_client
 
     wanted = [crash_automation(crash_after_s())]
+    url = os.environ.get("BACKFILL_ALERT_URL")
+    if url:
+        wanted.append(alert_automation(alert_block(url)))
     changed = []
     with get_client(sync_client=True) as client:
         for automation in wanted:

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tasks.core.errors import BadInput, Busy, Outcome, PipelineError, RateLimited
+from tasks.core.errors import BadInput, Busy, Outcome, PipelineError, RateLimited, StoreError
 
 # The exit codes (README "Exit codes"): only this module knows them.
 EXIT_OK, EXIT_SOME_FAILED, EXIT_BAD_INPUT, EXIT_RATE_LIMITED, EXIT_INTERRUPTED = 0, 1, 2, 75, 130
@@ -43,7 +43,7 @@ def use_prefect(mode: str | None, *, dry_run: bool = False) -> bool:
 
     Raises:
         BadInput: an unknown mode (e.g. from ``BACKFILL_ORCHESTRATE``).
-        StoreError: the local Prefect server could not be started.
+        StoreError: the local Prefect server could not be started, or the API does not answer.
     """
     mode = mode or os.environ.get("BACKFILL_ORCHESTRATE") or "auto"  # read when the run starts, not at import
     if mode not in MODES:
@@ -52,8 +52,24 @@ def use_prefect(mode: str | None, *, dry_run: bool = False) -> bool:
     if wanted and not dry_run:
         from flows.prefect_server import ensure_api_url
 
-        ensure_api_url()
+        check_prefect_api(ensure_api_url())
     return wanted and not dry_run
+
+
+def check_prefect_api(url: str) -> None:
+    """One line instead of Prefect's long traceback when its API cannot be reached.
+
+    Raises:
+        StoreError: naming the URL, what failed and how to run without Prefect.
+    """
+    import httpx
+
+    try:
+        answer = httpx.get(url.rstrip("/") + "/health", timeout=10)
+        answer.raise_for_status()
+    except (httpx.HTTPError, ValueError) as exc:
+        raise StoreError(f"Prefect's API at {url} cannot be reached ({type(exc).__name__}: {str(exc)[:120]}): start it "
+                         "(prefect-local start), correct PREFECT_API_URL, or run without Prefect: --orchestrate plain") from None
 
 
 class ArgumentParser(argparse.ArgumentParser):

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import psutil
 
-from flows.cli import EXIT_BAD_INPUT, EXIT_OK, EXIT_SOME_FAILED
+from flows.cli import EXIT_BAD_INPUT, EXIT_OK, EXIT_SOME_FAILED, int_in
 from flows.settings import pgdata
 from tasks.core.db import PREFECT_DBNAME, embedded_server_uri
 from tasks.core.errors import BadInput, StoreError
@@ -330,19 +330,6 @@ def run_now(run_id: str | None) -> int:
     return EXIT_OK
 
 
-def tcp_port(text: str) -> int:
-    """argparse type: a TCP port number, 1-65535."""
-    import argparse
-
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"a port is 1-65535, got {value}")
-    return value
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     import argparse
 
@@ -353,7 +340,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="automations: create the crash-detection automation on $PREFECT_API_URL (start does it too); "
                              "run-now RUN_ID: move a scheduled run (a continuation) to now, for the pool's workers to take once")
     parser.add_argument("run_id", nargs="?", help="the flow run id, for run-now")
-    parser.add_argument("--port", type=tcp_port, default=None,
+    parser.add_argument("--port", type=int_in(1, 65535), default=None,
                         help=f"port for start (default: $PREFECT_SERVER_API_PORT, else the last one, else {DEFAULT_PORT}; "
                              "a free one if taken)")
     try:

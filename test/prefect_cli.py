@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -67,3 +68,12 @@ def run_until_finished(env: dict[str, str], log: Path, api: str, run_id: str, ti
         work_once(env, log)
         time.sleep(0.5)
     raise AssertionError(f"flow run {run_id} did not finish: {read_run(api, run_id)['state']}\n{log.read_text()[-3000:]}")
+
+
+def wait_for(check: Callable[[], object], timeout: float, what: str) -> None:
+    """Poll ``check`` until it is true; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)

@@ -18,19 +18,11 @@ from test.fake_yahoo import FakeYahoo
 from test.fix_db import table_rows
 from test.fix_prefect import prefect_local
 from test.fix_yahoo import ROOT, cli_env
-from test.prefect_cli import POOL, prefect, read_run, run_deployment
+from test.prefect_cli import POOL, prefect, read_run, run_deployment, wait_for
 from test.test_etf_backfill import END, FIVE_SESSIONS, expected_rows
 
 pytestmark = pytest.mark.slow
 STAGGERED = "staggered-sector-backfill/weekly-saturday-0600-utc"
-
-
-def wait_for(check: object, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.5)
 
 
 def kill_tree(pid: int) -> None:

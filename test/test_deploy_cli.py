@@ -221,3 +221,20 @@ def test_a_continuation_run_early_with_prefect_local_run_now_runs_once(deployed:
 def prefect_local_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "flows.prefect_server", *args], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=60)
+
+
+def test_one_http_post_starts_event_valuation_through_a_worker(deployed: dict[str, str], dsn: str, tmp_path: Path) -> None:
+    """Seed 000's `POST /backfillEventsTable`: Prefect's REST API, as the README shows it (an HTTP client, no Prefect code)."""
+    import httpx
+
+    env, api = deployed, deployed["PREFECT_API_URL"]
+    events = tmp_path / "events.csv"
+    events.write_text("ticker,event_time,source\nAAA,2025-03-05 15:00:00+00:00,news\n", encoding="utf-8")
+    deployment = httpx.get(f"{api}/deployments/name/event-valuation/daily-2230-utc", timeout=10).json()
+    answer = httpx.post(f"{api}/deployments/{deployment['id']}/create_flow_run", timeout=10, json={"parameters": {
+        "import_csv": str(events), "as_of": "2025-06-30", "delay": 0.0, "cache_dir": str(tmp_path / "cache"), "fundamentals": "none"}})
+    assert answer.status_code == 201, answer.text
+    state = run_until_finished(env, tmp_path / "worker.log", api, answer.json()["id"])
+    assert state["type"] == "COMPLETED", (state, (tmp_path / "worker.log").read_text()[-3000:])
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT ticker, valuation_status FROM txn_events").fetchall() == [("AAA", "ok")]

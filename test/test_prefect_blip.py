@@ -15,19 +15,11 @@ from test.fake_yahoo import FakeYahoo
 from test.fix_db import table_rows
 from test.fix_prefect import prefect_local
 from test.fix_yahoo import ROOT, cli_env
-from test.prefect_cli import filter_runs
+from test.prefect_cli import filter_runs, wait_for
 from test.test_etf_backfill import END, FIVE_SESSIONS, expected_rows
 
 pytestmark = pytest.mark.slow
 TICKERS = ["SPY", "XLK", "XLV", "XLF", "XLE", "XLY", "XLP", "XLI", "XLB", "XLU", "XLRE", "XLC"]
-
-
-def wait_for(check: object, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 def test_a_run_outlives_a_prefect_server_restart_and_ends_completed(own_prefect_server: dict[str, str], fake_yahoo: FakeYahoo,

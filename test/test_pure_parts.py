@@ -85,7 +85,7 @@ def test_every_bat_file_sets_up_through_one_script_and_runs_a_console_script() -
     for bat in bats:
         text = bat.read_text(encoding="utf-8")
         assert 'call "%~dp0_setup.bat"' in text and "pip install" not in text, bat.name
-        ran = re.search(r"^uv run ([\w-]+)", text, re.M)
+        ran = re.search(r'^uv run --project "%~dp0\." ([\w-]+)', text, re.M)
         assert ran and ran.group(1) in scripts, bat.name
 
 

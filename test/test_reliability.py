@@ -377,3 +377,49 @@ def test_a_full_cache_dir_loses_no_download(run_cli: CliRunner, dsn: str, fake_y
     assert "Traceback" not in result.stderr
     assert table_rows(dsn, "collected_daily_etf_ohlc") == expected(fake_yahoo, ["SPY", "XLK", "XLV"])
     assert result.stderr.count("cannot write") == 1, result.stderr  # said once
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:9/api", "not-a-url"])
+def test_an_unreachable_prefect_api_is_one_line_saying_how_to_run_without_it(run_cli: CliRunner, dsn: str, tmp_path: Path,
+                                                                            url: str) -> None:
+    for module, args in (("flows.jsonl_ingest", ["--root", str(tmp_path)]), ("flows.daily_pipeline", ["--stages", "retention"])):
+        result = run_cli(module, *args, "--orchestrate", "prefect", env={"PREFECT_API_URL": url}, timeout=60)
+        assert result.code == 1, result.stderr[-2000:]
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and url in lines[0] and "--orchestrate plain" in lines[0], result.stderr[-2000:]
+
+
+@pytest.fixture
+def unreadable(cluster_dir: Path) -> Any:
+    """Make a path whose reads fail with EIO (a bind mount of this process's /proc/<pid>/mem; root only)."""
+    made: list[Path] = []
+
+    def make(path: Path) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
+        done = subprocess.run(["mount", "--bind", f"/proc/{os.getpid()}/mem", str(path)], capture_output=True, text=True)
+        if done.returncode != 0:
+            pytest.skip(f"cannot bind-mount a failing file here (root needed): {done.stderr.strip()}")
+        made.append(path)
+        return path
+
+    yield make
+    for path in made:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+def test_a_read_error_fails_that_file_only(run_cli: CliRunner, dsn: str, tmp_path: Path, unreadable: Any) -> None:
+    from test.jsonl_tree import make_tree
+
+    tree = make_tree(tmp_path / "data", files=2, minutes_per_file=1)
+    broken = unreadable(tree.root / "scalp" / "20260122_2359.jsonl")
+    result = run_cli("flows.jsonl_ingest", "--root", str(tree.root))
+    assert result.code == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr and "Input/output error" in result.stdout
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT count(*) FROM scalp_ticks").fetchone() == (len(tree.all_ticks()),)  # the others loaded
+    events = unreadable(tmp_path / "events.csv")
+    imported = run_cli(VAL, "--import-csv", str(events), "--import-only")
+    assert imported.code == 2 and len(imported.stderr.strip().splitlines()) == 1, imported.stderr
+    assert str(events) in imported.stderr and "Input/output error" in imported.stderr
+    assert broken.exists()

@@ -110,6 +110,8 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
             header = reader.fieldnames
         except UnicodeDecodeError as exc:
             raise BadInput(f"{path} is not UTF-8 text (byte {exc.start} of the header)") from exc
+        except OSError as exc:
+            raise BadInput(f"cannot read {path}: {exc.strerror or exc}") from exc
         if not header:
             raise BadInput(f"{path} is empty: expected a header line {','.join(REQUIRED_COLUMNS)}")
         names = [h.strip().lower() for h in header]
@@ -125,8 +127,10 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
                 yield reader.line_num, row
         except UnicodeDecodeError as exc:
             raise BadInput(f"{path} is not UTF-8 text (after line {reader.line_num})") from exc
-        except csv.Error as exc:
-            raise BadInput(f"{path}: malformed CSV at line {reader.line_num + 1}: {exc}") from exc  # the row that failed is not counted yet
+        except csv.Error as exc:  # the row that failed is not counted in line_num yet
+            raise BadInput(f"{path}: malformed CSV at line {reader.line_num + 1}: {exc}") from exc
+        except OSError as exc:  # a read error mid-file (a failing disk): nothing of the file is imported
+            raise BadInput(f"cannot read {path} after line {reader.line_num}: {exc.strerror or exc}") from exc
     finally:
         fh.close()
 

@@ -88,6 +88,8 @@ def load_group(dsn: str, plans: list[FilePlan], batch_size: int, db_retries: int
                 out.append((plan.file.rel, str(exc)))
             except psycopg.Error as exc:  # outside the loader's own boundary (the file lock): still this file only
                 out.append((plan.file.rel, f"database error: {first_line(exc)}"))
+            except OSError as exc:  # the disk or the file system failed under this file: it fails, the others load
+                out.append((plan.file.rel, f"read error: {exc.strerror or exc}"))
     finally:
         for conn in conns:
             conn.close()

@@ -1,0 +1,68 @@
+"""Alerts through Prefect's own automations: with ``BACKFILL_ALERT_URL`` set, ``prefect-local
+automations`` installs one that posts to it when a deployment run fails or crashes. A failing run
+produces exactly one alert, naming the deployment and saying why; a completed run none."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from test.fake_yahoo import FakeYahoo
+from test.fix_prefect import prefect_local
+from test.fix_yahoo import ROOT, cli_env
+from test.prefect_cli import POOL, prefect, read_run, run_deployment, work_once
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def receiver() -> Iterator[tuple[str, list[str]]]:
+    """A webhook receiver on loopback: (its URL, the bodies it was posted)."""
+    bodies: list[str] = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            bodies.append(self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode("utf-8", "replace"))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/hook", bodies
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_failing_deployment_run_alerts_once_and_a_completed_one_not_at_all(
+        own_prefect_server: dict[str, str], receiver: tuple[str, list[str]], fake_yahoo: FakeYahoo, dsn: str, tmp_path: Path) -> None:
+    url, bodies = receiver
+    env = {**cli_env(fake_yahoo, dsn), **own_prefect_server, "MARKET_BACKFILL_HOME": str(ROOT), "BACKFILL_ALERT_URL": url,
+           "PREFECT_WORKER_QUERY_SECONDS": "1", "PREFECT_WORKER_PREFETCH_SECONDS": "1"}
+    installed = prefect_local("automations", env)
+    assert installed.returncode == 0 and "alert when a deployment run fails" in installed.stderr, installed.stderr
+    prefect("work-pool", "create", POOL, "--type", "process", "--overwrite", env=env)
+    prefect("deploy", "--all", "--no-prompt", env=env)
+    api = env["PREFECT_API_URL"]
+    done = run_deployment("daily-pipeline/retention-daily-0600-utc", {}, env)
+    failed = run_deployment("staggered-sector-backfill/weekly-saturday-0600-utc", {"delay_minutes": -3}, env)
+    work_once(env, tmp_path / "worker.log")
+    assert read_run(api, done)["state"]["type"] == "COMPLETED"
+    assert (read_run(api, failed)["state"]["type"], read_run(api, failed)["state"]["name"]) == ("FAILED", "BadInput")
+    deadline = time.monotonic() + 90
+    while not bodies and time.monotonic() < deadline:
+        time.sleep(0.5)
+    time.sleep(5)  # room for a second alert, which must not come
+    assert len(bodies) == 1, bodies
+    (alert,) = bodies
+    assert "weekly-saturday-0600-utc" in alert and "BadInput" in alert and "parameter delay_minutes" in alert, alert
+    assert read_run(api, failed)["name"] in alert
