@@ -409,28 +409,34 @@ def test_follow_loads_what_files_grow_by_and_new_files_waits_for_a_partial_line_
 @pytest.mark.slow
 def test_a_follower_waits_for_a_root_that_goes_away_for_a_moment(dsn: str, tmp_path: Path) -> None:
     import signal
+    import threading
 
     tree = make_tree(tmp_path / "data", files=1, minutes_per_file=1)
     first = len(tree.all_ticks())
     proc = subprocess.Popen([sys.executable, "-m", ING, "--root", str(tree.root), "--follow", "--poll", "0.2"], cwd=ROOT,
-                            env=cli_env(None, dsn), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            env=cli_env(None, dsn), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    lines: list[str] = []
+    assert proc.stdout is not None
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)  # type: ignore[union-attr]
+    reader.start()
     try:
-        assert wait_until(lambda: count_rows(dsn) == first)
+        assert wait_until(lambda: count_rows(dsn) == first, timeout=60)
         moved = tmp_path / "moved"
         tree.root.rename(moved)  # renamed away (a rotation, a remount) ...
-        time.sleep(1.0)
+        assert wait_until(lambda: any("is gone; waiting for it to come back" in line for line in lines), timeout=60), lines
+        assert proc.poll() is None
         moved.rename(tree.root)  # ... and back, with a new file
         write(tree.root / "scalp" / "20260122_0032.jsonl", [tick("000660", START + dt.timedelta(minutes=2, seconds=k), 950 + k)
                                                            for k in range(5)])
-        assert wait_until(lambda: count_rows(dsn) == first + 5)
-        assert proc.poll() is None
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=30)
+        assert wait_until(lambda: count_rows(dsn) == first + 5 and any("is back" in line for line in lines), timeout=60), lines
+        os.killpg(proc.pid, signal.SIGTERM)  # as systemd and docker stop it: the whole group
+        _, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 0, out + err
-    assert out.count("is gone; waiting for it to come back") == 1 and "is back" in out
+            os.killpg(proc.pid, signal.SIGKILL)
+    reader.join(timeout=10)
+    assert proc.returncode == 0, "".join(lines) + err
+    assert sum("is gone; waiting for it to come back" in line for line in lines) == 1, lines
 
 
 @pytest.mark.slow
