@@ -37,7 +37,7 @@ from flows.params import (
 )
 from flows.settings import data_dsn, holdings_url
 from tasks.core.calendar import MAX_DAYS
-from tasks.core.commands import ResumePoint, command_line, resume_sink
+from tasks.core.commands import collected_resume_points, command_line
 from tasks.core.errors import BadInput, Outcome
 from tasks.core.tickers import SECTOR_ETFS
 from tasks.pipeline.options import ALL_STAGES, STAGES, PipelineOptions, StageOutcome, parse_stages
@@ -131,13 +131,9 @@ def build_flow() -> Any:
             artifacts.progress(len(done), len(opts.stages))
             return outcome
 
-        points: list[ResumePoint] = []
-        token = resume_sink.set(points)
-        try:
+        with collected_resume_points() as points:
             code, outcomes = run_pipeline(opts, prog="daily-pipeline", args=flags_for(PARAMS, values), say=say, stage=one,
                                           dsn=data_dsn())
-        finally:
-            resume_sink.reset(token)
         resume = points[-1].command if points else None  # the stages left, with the run's own flags
         artifacts.markdown("daily-pipeline-summary", markdown(outcomes, code, resume), "Daily pipeline")
         artifacts.finish()

@@ -21,10 +21,10 @@ from flows.params import (
     add_flags,
     as_date,
     as_tickers,
-    command_for,
     date_text,
     flow_function,
     flow_values,
+    run_command,
     source_params,
     source_settings,
     ticker_list,
@@ -64,7 +64,7 @@ def build_flow() -> Any:
 
     def body(values: dict[str, Any]) -> Any:
         opts = options(values)
-        command = values["command"] if values["command"] != FLOW_NAME else command_for(FLOW_NAME, PARAMS, values)  # a deployment run
+        command = run_command(FLOW_NAME, PARAMS, values)
         return run_in_flow(FLOW_NAME, "ETF backfill", lambda log: run_backfill(opts, dsn=data_dsn(), command=command, wrap=prefect_task,
                                                                                          log=log),
                            markdown=lambda summary, code: summary_markdown(summary, code, command))

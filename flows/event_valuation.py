@@ -23,12 +23,12 @@ from flows.params import (
     Param,
     add_flags,
     as_date,
-    command_for,
     date_text,
     flow_function,
     flow_values,
     path_text,
     rate_text,
+    run_command,
     source_params,
     source_settings,
     ticker_list,
@@ -131,12 +131,12 @@ def build_flow(concurrency: int) -> Any:
 
     def body(values: dict[str, Any]) -> Any:
         opts = options(values)
-        command = values["command"] if values["command"] != FLOW_NAME else command_for(FLOW_NAME, PARAMS, values)  # a deployment run
-        state = run_in_flow(FLOW_NAME, "Event valuation", lambda log: run_valuation(opts, dsn=data_dsn(), command=command, log=log,
+        command, dsn = run_command(FLOW_NAME, PARAMS, values), data_dsn()  # the data database, resolved once for the run
+        state = run_in_flow(FLOW_NAME, "Event valuation", lambda log: run_valuation(opts, dsn=dsn, command=command, log=log,
                                                                                     mapper=prefect_mapper(opts.concurrency)))
         if not state.is_cancelled():  # the study of every valued event, as `event-report` prints it
             artifacts = RunArtifacts(get_run_logger())
-            artifacts.markdown("event-study", study_markdown(data_dsn()),
+            artifacts.markdown("event-study", study_markdown(dsn),
                                "Event study: excess returns and CAAR per event source")
             artifacts.finish()
         return state

@@ -119,14 +119,22 @@ def flow_function(name: str, params: Sequence[Param], body: Callable[[dict[str, 
     return fn
 
 
-def command_for(prog: str, params: Iterable[Param], values: dict[str, Any]) -> str:
-    """The command line that does what a flow run with ``values`` does (its flags for every value
-    that is not the default): the resume hint of a deployment run, one shard's tickers included."""
+def run_command(prog: str, params: Iterable[Param], values: dict[str, Any]) -> str:
+    """The command a run's resume hints repeat: the command line the CLI passed as ``command``, or,
+    for a deployment run (``command`` left at the bare ``prog``), the command with the flags of
+    every value that is not the default, one shard's tickers included."""
+    if values["command"] != prog:
+        return str(values["command"])
     return command_line(prog, flags_for(params, values))
 
 
+def flag_text(value: Any) -> str:
+    """A parameter value as its flag's text: a list comma-separated."""
+    return ",".join(str(v) for v in value) if isinstance(value, list) else str(value)
+
+
 def flags_for(params: Iterable[Param], values: dict[str, Any]) -> list[str]:
-    """The CLI flags that give ``values`` (see ``command_for``)."""
+    """The CLI flags that give ``values`` (see ``run_command``)."""
     args: list[str] = []
     for p in params:
         value = values.get(p.name, p.default)
@@ -135,7 +143,7 @@ def flags_for(params: Iterable[Param], values: dict[str, Any]) -> list[str]:
         if p.action in ("store_true", "store_false"):
             args.append(p.option)
         else:
-            args += [p.option, ",".join(str(v) for v in value) if isinstance(value, list) else str(value)]
+            args += [p.option, flag_text(value)]
     return args
 
 
@@ -154,7 +162,7 @@ def check_values(params: Iterable[Param], values: dict[str, Any]) -> None:
             if not isinstance(value, bool):
                 raise BadInput(f"parameter {p.name}: not true or false: {value!r}")
             continue
-        text = ",".join(str(v) for v in value) if isinstance(value, list) else str(value)
+        text = flag_text(value)
         if isinstance(value, bool) or (p.annotation in (int, float) and not isinstance(value, (int, float))):
             raise BadInput(f"parameter {p.name}: not a number: {value!r}")
         try:

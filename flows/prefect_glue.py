@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from flows.prefect_artifacts import RunArtifacts
-from tasks.core.commands import ResumePoint, resume_sink
+from tasks.core.commands import ResumePoint, collected_resume_points
 from tasks.core.errors import BadInput, Busy, Outcome, PipelineError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -99,9 +99,8 @@ def run_in_flow(name: str, title: str, body: Callable[[Callable[[str], None]], O
 
     code, result, retry_at = Outcome.INTERRUPTED, None, None
     points: list[ResumePoint] = []
-    token = resume_sink.set(points)
     try:
-        with prefect_progress(artifacts, f"{name}-progress", "items done, %"):
+        with collected_resume_points() as points, prefect_progress(artifacts, f"{name}-progress", "items done, %"):
             answer = body(log)
         code, result = answer if isinstance(answer, tuple) else (answer, None)
     except KeyboardInterrupt:
@@ -116,7 +115,6 @@ def run_in_flow(name: str, title: str, body: Callable[[Callable[[str], None]], O
         code = Outcome.SOME_FAILED
         log(f"error: {exc}")
     finally:
-        resume_sink.reset(token)
         if markdown is not None and result is not None:
             text = markdown(result, code)
         else:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 import shlex
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -53,6 +54,17 @@ class ResumePoint:
 # Where the resume points of a run go (a list an orchestrator sets for the run it wraps, e.g. to
 # schedule a continuation at ``at``); the printed hint is for people, this is for programs.
 resume_sink: ContextVar[list[ResumePoint] | None] = ContextVar("resume_sink", default=None)
+
+
+@contextmanager
+def collected_resume_points() -> Iterator[list[ResumePoint]]:
+    """The resume points ``resume_hint`` gives inside the block, as a list (for an orchestrator)."""
+    points: list[ResumePoint] = []
+    token = resume_sink.set(points)
+    try:
+        yield points
+    finally:
+        resume_sink.reset(token)
 
 
 def resume_hint(error: RateLimited, sleep_s: float, command: str, *, now: dt.datetime | None = None) -> str:
