@@ -37,6 +37,7 @@ MAX_CONSECUTIVE_STOPS = 5  # stops in a row after which a deployment stops resch
 BUSY_RETRY_S = 60.0  # a run that found another holding the database tries again this much later
 CONTINUATION_TAG = "continuation"
 STOP_TAG = "rate-limit-stop-"  # + how many stops in a row led to this run
+MAX_EARLY_WAIT_S = 600.0  # a worker's prefetch (PREFECT_WORKER_PREFETCH_SECONDS, 10 by default) is far below this
 
 
 class RunEnded(Exception):
@@ -100,6 +101,7 @@ def run_in_flow(name: str, title: str, body: Callable[[Callable[[str], None]], O
     code, result, retry_at = Outcome.INTERRUPTED, None, None
     points: list[ResumePoint] = []
     try:
+        wait_for_scheduled_time(log)
         with collected_resume_points() as points, prefect_progress(artifacts, f"{name}-progress", "items done, %"):
             answer = body(log)
         code, result = answer if isinstance(answer, tuple) else (answer, None)
@@ -125,6 +127,40 @@ def run_in_flow(name: str, title: str, body: Callable[[Callable[[str], None]], O
     if retry_at is not None:
         return final_state(code, lines, resume_at=retry_at, busy=True)
     return final_state(code, lines, resume_at=points[-1].at if points else None)
+
+
+def wait_for_scheduled_time(log: Callable[[str], None]) -> None:
+    """Sleep until this run's scheduled time. A worker starts runs up to its prefetch ahead of
+    their time: a continuation scheduled for the end of a cool-down would otherwise ask the budget
+    a few seconds early, find it still cooling down and stop again (counted as a stop)."""
+    import time
+
+    from prefect.runtime import flow_run
+
+    if (flow_run.scheduled_start_time - dt.datetime.now(dt.UTC)).total_seconds() <= 0:
+        return
+    when = last_scheduled_time(flow_run.id)  # a run moved to now (prefect-local run-now) keeps its first expected time
+    left = (when - dt.datetime.now(dt.UTC)).total_seconds() if when is not None else 0.0
+    if left > 0:
+        log(f"Started {left:.1f} s before its scheduled time (the worker's prefetch): waiting for it")
+        time.sleep(min(left, MAX_EARLY_WAIT_S))
+
+
+def last_scheduled_time(run_id: str) -> dt.datetime | None:
+    """The time the run's last Scheduled state named (None if the API cannot say)."""
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.objects import StateType
+
+    try:
+        with get_client(sync_client=True) as client:
+            states = client.read_flow_run_states(UUID(run_id))
+    except Exception:  # the API's errors, whatever client raised them: start now rather than fail
+        return None
+    scheduled = sorted((s for s in states if s.type == StateType.SCHEDULED and s.state_details.scheduled_time),
+                       key=lambda s: s.timestamp)
+    return scheduled[-1].state_details.scheduled_time if scheduled else None
 
 
 def run_flow(flow: Any, values: dict[str, Any]) -> Outcome:

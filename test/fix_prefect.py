@@ -53,9 +53,10 @@ def prefect_env(tmp_path_factory: pytest.TempPathFactory, pg_server: tuple[str, 
     """Env for a process that uses this test process's local Prefect server (started on first use).
 
     Its scheduler is off: these tests start runs by hand, and a cron that comes due mid-test would
-    hand the worker a run nobody asked for. test_schedules.py watches a scheduler of its own.
+    hand the worker a run nobody asked for. test_schedules.py watches a scheduler of its own. Its
+    database is its own: the test processes' servers must not see each other's runs.
     """
-    env = {**local_prefect_env(tmp_path_factory.mktemp("prefect-local"), pg_server),
+    env = {**local_prefect_env(tmp_path_factory.mktemp("prefect-local"), pg_server, own_database=True),
            "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false"}
     yield env
     prefect_local("stop", env)

@@ -50,6 +50,14 @@ def filter_runs(api: str, **body: Any) -> list[dict[str, Any]]:
     return list(answer.json())
 
 
+def delete_waiting_runs(api: str) -> None:
+    """Delete every run still waiting (scheduled or pending): a test's continuations would otherwise
+    come due in the next test that polls the same pool."""
+    waiting = filter_runs(api, flow_runs={"state": {"type": {"any_": ["SCHEDULED", "PENDING"]}}}, limit=200)
+    for run in waiting:
+        httpx.delete(f"{api}/flow_runs/{run['id']}", timeout=10).raise_for_status()
+
+
 def work_once(env: dict[str, str], log: Path, pool: str = POOL) -> None:
     """``prefect worker start --pool POOL --run-once``: takes the runs that are due, runs them, exits."""
     with log.open("a") as out:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -21,11 +22,22 @@ import psycopg
 import pytest
 import yaml
 
+from flows.prefect_glue import BUSY_RETRY_S, STOP_TAG
 from test.fake_yahoo import FakeYahoo
 from test.fix_db import table_rows
 from test.fix_yahoo import ROOT, cli_env
 from test.jsonl_tree import make_tree
-from test.prefect_cli import POOL, filter_runs, prefect, read_run, run_deployment, run_until_finished, work_once
+from test.prefect_cli import (
+    POOL,
+    delete_waiting_runs,
+    filter_runs,
+    prefect,
+    read_run,
+    run_deployment,
+    run_until_finished,
+    wait_for,
+    work_once,
+)
 from test.test_etf_backfill import expected_rows
 
 pytestmark = pytest.mark.slow
@@ -34,24 +46,36 @@ WORKER_RATE = "600/min,20000/h"  # the worker's environment: deployments leave `
 
 
 def continuations(api: str, deployment_id: str) -> list[dict[str, Any]]:
-    return filter_runs(api, deployments={"id": {"any_": [deployment_id]}}, flow_runs={"tags": {"all_": ["continuation"]}},
+    """The deployment's continuations still waiting to run (finished ones are earlier tests')."""
+    return filter_runs(api, deployments={"id": {"any_": [deployment_id]}},
+                       flow_runs={"tags": {"all_": ["continuation"]}, "state": {"type": {"any_": ["SCHEDULED"]}}},
                        sort="EXPECTED_START_TIME_ASC")
 
 
-@pytest.fixture
-def deployed(fake_yahoo: FakeYahoo, dsn: str, prefect_api: dict[str, str], tmp_path: Path) -> Iterator[dict[str, str]]:
-    """``prefect work-pool create`` + ``prefect deploy --all`` from prefect.yaml; env for the worker."""
-    env = {**cli_env(fake_yahoo, dsn), **prefect_api, "MARKET_BACKFILL_HOME": str(ROOT), "PREFECT_WORKER_QUERY_SECONDS": "1",
-           "PREFECT_WORKER_PREFETCH_SECONDS": "1", "BACKFILL_MAX_CONSECUTIVE_STOPS": "3", "YAHOO_RATE": WORKER_RATE}
+@pytest.fixture(scope="module")
+def deployments(prefect_api: dict[str, str]) -> Iterator[dict[str, str]]:
+    """``prefect work-pool create`` + ``prefect deploy --all`` from prefect.yaml, once per test process;
+    the Prefect part of a worker's environment."""
+    env = {**cli_env(None, None), **prefect_api, "MARKET_BACKFILL_HOME": str(ROOT)}
     prefect("work-pool", "create", POOL, "--type", "process", "--overwrite", env=env)
     out = prefect("deploy", "--all", "--no-prompt", env=env)
     spec = yaml.safe_load((ROOT / "prefect.yaml").read_text(encoding="utf-8"))
     for d in spec["deployments"]:
         assert d["name"] in out, out
-    # Schedules would start real runs while the test works: pause them (manual runs still go).
+    # Schedules would start real runs while the tests work: pause them (manual runs still go).
     prefect("deployment", "schedule", "pause", "--all", "--no-prompt", env=env)
-    yield env
+    yield {**prefect_api, "MARKET_BACKFILL_HOME": str(ROOT)}
     prefect("deployment", "schedule", "resume", "--all", "--no-prompt", env=env)
+
+
+@pytest.fixture
+def deployed(deployments: dict[str, str], fake_yahoo: FakeYahoo, dsn: str) -> Iterator[dict[str, str]]:
+    """The worker's environment for this test (its fake Yahoo, its database); no run left waiting."""
+    env = {**cli_env(fake_yahoo, dsn), **deployments, "PREFECT_WORKER_QUERY_SECONDS": "1", "PREFECT_WORKER_PREFETCH_SECONDS": "1",
+           "BACKFILL_MAX_CONSECUTIVE_STOPS": "3", "YAHOO_RATE": WORKER_RATE}
+    delete_waiting_runs(env["PREFECT_API_URL"])
+    yield env
+    delete_waiting_runs(env["PREFECT_API_URL"])  # this test's continuations are not the next one's
 
 
 def test_every_deployment_in_prefect_yaml_starts_and_finishes_through_a_worker(deployed: dict[str, str], dsn: str,
@@ -93,14 +117,15 @@ def test_every_deployment_in_prefect_yaml_starts_and_finishes_through_a_worker(d
                                                        dt.date(2025, 7, 7), dt.date(2025, 7, 8)])
 
 
-def test_a_rate_limited_deployment_run_schedules_its_continuation_until_the_source_recovers(
-        deployed: dict[str, str], fake_yahoo: FakeYahoo, dsn: str, tmp_path: Path) -> None:
+def test_a_rate_limited_deployment_run_schedules_one_continuation_per_shard(deployed: dict[str, str], fake_yahoo: FakeYahoo,
+                                                                             tmp_path: Path) -> None:
     env, api = deployed, deployed["PREFECT_API_URL"]
     name = "staggered-sector-backfill/weekly-saturday-0600-utc"
-    params = {"tickers": ["XLK"], "days": 5, "end_date": END, "delay_minutes": 0.001, "rate_limit_sleep": 40.0,
+    # An hour's cool-down: nothing this test schedules comes due while it looks, however slow the machine.
+    params = {"tickers": ["XLK"], "days": 5, "end_date": END, "delay_minutes": 0.001, "rate_limit_sleep": 3600.0,
               "cache_dir": str(tmp_path / "cache")}
     log = tmp_path / "worker.log"
-    fake_yahoo.blocked_until = time.time() + 3600  # every request gets 429 until further notice
+    fake_yahoo.blocked_until = time.time() + 7200  # every request gets 429 until further notice
 
     first = run_deployment(name, params, env)
     work_once(env, log)
@@ -109,45 +134,86 @@ def test_a_rate_limited_deployment_run_schedules_its_continuation_until_the_sour
     assert "resume after 20" in state["message"] and "continuation" in state["message"]
     deployment_id = read_run(api, first)["deployment_id"]
     (pending,) = continuations(api, deployment_id)
-    assert pending["state"]["type"] == "SCHEDULED" and pending["parameters"] == read_run(api, first)["parameters"]
+    assert pending["parameters"] == read_run(api, first)["parameters"]
+    assert f"{STOP_TAG}1" in pending["tags"]
     resume_at = dt.datetime.fromisoformat(state["message"].split("resume after ")[1][:19]).replace(tzinfo=dt.UTC)
     assert abs(dt.datetime.fromisoformat(pending["expected_start_time"]) - resume_at) <= dt.timedelta(seconds=1)
+    assert dt.timedelta(minutes=59) < resume_at - dt.datetime.now(dt.UTC) <= dt.timedelta(hours=1)
+    asked = len(fake_yahoo.log)
 
-    # A second stop while the continuation waits (the shared budget is cooling down for 40 s: long
-    # enough that this run never meets the continuation in one worker poll) adds no second one.
+    # A second stop of the same shard while its continuation waits adds none: it finds the shared
+    # budget cooling down and stops before asking Yahoo anything.
     again = run_deployment(name, params, env)
     run_until_finished(env, log, api, again)
     assert read_run(api, again)["state"]["name"] == "RateLimited"
-    assert len([r for r in continuations(api, deployment_id) if r["state"]["type"] == "SCHEDULED"]) == 1
+    assert "already scheduled" in read_run(api, again)["state"]["message"]
+    assert [r["id"] for r in continuations(api, deployment_id)] == [pending["id"]]
 
     # Another shard (other tickers) stopped meanwhile gets a continuation of its own.
     shard = run_deployment(name, {**params, "tickers": ["XLV"]}, env)
     run_until_finished(env, log, api, shard)
     assert read_run(api, shard)["state"]["name"] == "RateLimited"
-    waiting = [r for r in continuations(api, deployment_id) if r["state"]["type"] == "SCHEDULED"]
+    waiting = continuations(api, deployment_id)
     assert sorted(tuple(r["parameters"]["tickers"]) for r in waiting) == [("XLK",), ("XLV",)]
+    assert len(fake_yahoo.log) == asked
+    work_once(env, log)  # not due: a worker leaves both
+    assert sorted(r["id"] for r in continuations(api, deployment_id)) == sorted(r["id"] for r in waiting)
 
-    # The source recovers: each continuation runs at its time and finishes its shard's work. Both
-    # come due together and the staggered runner takes one at a time: the one that finds the
-    # database busy is continued a minute later ("Busy", not counted as a rate-limit stop).
-    fake_yahoo.blocked_until = None
-    busy = 0
-    for tickers in (["XLK"], ["XLV"]):
-        run_id = next(r["id"] for r in waiting if r["parameters"]["tickers"] == tickers)
-        ended = run_until_finished(env, log, api, run_id)
-        assert dt.datetime.fromisoformat(read_run(api, run_id)["start_time"]) >= resume_at
-        if ended["name"] == "Busy":
-            busy += 1
-            assert ended["type"] == "CANCELLED" and "another run holds the database" in ended["message"], ended
-            (run_id,) = [r["id"] for r in continuations(api, deployment_id)
-                         if r["state"]["type"] == "SCHEDULED" and r["parameters"]["tickers"] == tickers]
-            ended = run_until_finished(env, log, api, run_id, timeout=180)
-        assert ended["type"] == "COMPLETED", (tickers, ended, log.read_text()[-3000:])
-    assert busy <= 1
-    assert table_rows(dsn, "collected_daily_etf_ohlc") == expected_rows(["XLK", "XLV"], [dt.date(2025, 7, 1), dt.date(2025, 7, 2),
-                                                                                          dt.date(2025, 7, 3), dt.date(2025, 7, 7),
-                                                                                          dt.date(2025, 7, 8)])
-    assert not [r for r in continuations(api, deployment_id) if r["state"]["type"] == "SCHEDULED"]
+
+def test_a_continuation_taken_early_by_a_worker_waits_for_its_time_and_finishes_the_work(deployed: dict[str, str],
+                                                                                         fake_yahoo: FakeYahoo, dsn: str,
+                                                                                         tmp_path: Path) -> None:
+    """A worker takes runs its prefetch ahead of their time (10 s by default): the continuation must
+    not ask the budget before the cool-down it was scheduled after has ended."""
+    env, api = deployed, deployed["PREFECT_API_URL"]
+    name = "staggered-sector-backfill/weekly-saturday-0600-utc"
+    params = {"tickers": ["XLK"], "days": 5, "end_date": END, "delay_minutes": 0.001, "rate_limit_sleep": 12.0,
+              "cache_dir": str(tmp_path / "cache")}
+    log = tmp_path / "worker.log"
+    fake_yahoo.blocked_until = time.time() + 3600
+    first = run_deployment(name, params, env)
+    work_once(env, log)
+    state = read_run(api, first)["state"]
+    assert (state["type"], state["name"]) == ("CANCELLED", "RateLimited"), state
+    (pending,) = continuations(api, read_run(api, first)["deployment_id"])
+    due = dt.datetime.fromisoformat(pending["expected_start_time"]).timestamp()
+
+    fake_yahoo.blocked_until = None  # the source recovers
+    early = {**env, "PREFECT_WORKER_PREFETCH_SECONDS": "60"}  # takes the continuation at once
+    work_once(early, log)
+    ended = read_run(api, pending["id"])["state"]
+    assert ended["type"] == "COMPLETED", (ended, log.read_text()[-3000:])
+    after = [entry for entry in fake_yahoo.log if entry.status == 200 and "/chart/" in entry.path and entry.at > due - 30]
+    assert after and min(entry.at for entry in after) >= due
+    assert table_rows(dsn, "collected_daily_etf_ohlc") == expected_rows(["XLK"], [dt.date(2025, 7, 1), dt.date(2025, 7, 2),
+                                                                                   dt.date(2025, 7, 3), dt.date(2025, 7, 7),
+                                                                                   dt.date(2025, 7, 8)])
+    assert not continuations(api, pending["deployment_id"])
+
+
+def test_a_deployment_run_that_finds_the_database_busy_is_continued_without_counting_a_stop(
+        deployed: dict[str, str], fake_yahoo: FakeYahoo, dsn: str, tmp_path: Path) -> None:
+    env, api = deployed, deployed["PREFECT_API_URL"]
+    name = "staggered-sector-backfill/weekly-saturday-0600-utc"
+    # Another staggered run (a terminal's) holds the database: it waits a minute between its fetches.
+    holder = subprocess.Popen([sys.executable, "-m", "flows.staggered_sector_backfill", "--tickers", "XLK,XLV", "--days", "5",
+                               "--end-date", END, "--delay-minutes", "1", "--cache-dir", str(tmp_path / "cli-cache")],
+                              cwd=ROOT, env=cli_env(fake_yahoo, dsn), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for(lambda: any("/chart/XLK" in entry.path for entry in fake_yahoo.log), 60, "the terminal's run to fetch XLK")
+        run_id = run_deployment(name, {"tickers": ["XLV"], "days": 5, "end_date": END, "delay_minutes": 0.001,
+                                       "cache_dir": str(tmp_path / "cache")}, env)
+        before = dt.datetime.now(dt.UTC)
+        ended = run_until_finished(env, tmp_path / "worker.log", api, run_id)
+    finally:
+        holder.send_signal(signal.SIGINT)
+        holder.communicate(timeout=60)
+    assert (ended["type"], ended["name"]) == ("CANCELLED", "Busy"), ended
+    assert "another run holds the database" in ended["message"]
+    (pending,) = continuations(api, read_run(api, run_id)["deployment_id"])
+    assert f"{STOP_TAG}0" in pending["tags"]  # not a rate-limit stop: the count stays at none
+    waits = dt.datetime.fromisoformat(pending["expected_start_time"]) - before
+    assert dt.timedelta(seconds=BUSY_RETRY_S - 5) < waits <= dt.timedelta(seconds=BUSY_RETRY_S + 60)
 
 
 def test_a_deployment_stopped_again_and_again_gives_up_loudly(deployed: dict[str, str], fake_yahoo: FakeYahoo,
@@ -164,14 +230,14 @@ def test_a_deployment_stopped_again_and_again_gives_up_loudly(deployed: dict[str
         run_until_finished(env, log, api, run_id)
         run = read_run(api, run_id)
         deployment_id = run["deployment_id"]
-        waiting = [r for r in continuations(api, deployment_id) if r["state"]["type"] == "SCHEDULED"]
+        waiting = continuations(api, deployment_id)
         if not waiting:
             break
         run_id = waiting[0]["id"]
     state = read_run(api, run_id)["state"]
     assert (state["type"], state["name"]) == ("FAILED", "RateLimited"), state
     assert "3 times in a row" in state["message"]
-    assert not [r for r in continuations(api, deployment_id) if r["state"]["type"] == "SCHEDULED"]
+    assert not continuations(api, deployment_id)
 
 
 BAD_PARAMETERS = {"timeout": 0, "max_retries": -1, "retry_wait": -1, "rate_limit_sleep": -10, "delay_minutes": -3,
