@@ -57,9 +57,11 @@ def run_cli(fake_yahoo: FakeYahoo, dsn: str, tmp_path: Path, prefect_env: dict[s
     """``run_cli("flows.etf_backfill", "--days", "5", ...)`` → CliResult; cache in tmp, DB = this test's."""
     cache = tmp_path / "cache"
 
-    def run(module: str, *args: str, env: dict[str, str] | None = None, timeout: float = 120, cache_dir: Path | None = None) -> CliResult:
+    def run(module: str, *args: str, env: dict[str, str | None] | None = None, timeout: float = 120,
+            cache_dir: Path | None = None) -> CliResult:
         full_env = cli_env(fake_yahoo, dsn, **prefect_env)
-        full_env.update(env or {})
+        for key, value in (env or {}).items():  # None: not set at all
+            full_env.pop(key, None) if value is None else full_env.__setitem__(key, value)
         argv = [sys.executable, "-m", module, *args]
         if "--cache-dir" not in args and module not in NO_CACHE_DIR:
             argv += ["--cache-dir", str(cache_dir or cache)]

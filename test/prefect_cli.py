@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,46 @@ def run_deployment(name: str, params: dict[str, Any], env: dict[str, str]) -> st
     found = re.search(r"UUID:\s*([0-9a-f-]{36})", out)
     assert found, out
     return found.group(1)
+
+
+def create_run(api: str, name: str, params: dict[str, Any]) -> str:
+    """``POST /deployments/{id}/create_flow_run`` for deployment ``FLOW/NAME`` (what ``prefect deployment
+    run`` does, without a CLI process); the new flow run's id."""
+    deployment = httpx.get(f"{api}/deployments/name/{name}", timeout=10)
+    deployment.raise_for_status()
+    answer = httpx.post(f"{api}/deployments/{deployment.json()['id']}/create_flow_run", json={"parameters": params}, timeout=10)
+    answer.raise_for_status()
+    return str(answer.json()["id"])
+
+
+def wait_finished(api: str, run_id: str, timeout: float = 180) -> dict[str, Any]:
+    """Poll the API until flow run ``run_id`` has finished (a live worker takes it); its final state."""
+    deadline = time.monotonic() + timeout
+    while True:
+        state = dict(read_run(api, run_id)["state"])
+        if state["type"] in FINISHED:
+            return state
+        if time.monotonic() > deadline:
+            raise AssertionError(f"flow run {run_id} did not finish in {timeout:.0f} s: {state}")
+        time.sleep(0.5)
+
+
+@contextlib.contextmanager
+def live_worker(env: dict[str, str], log: Path, pool: str = POOL) -> Iterator[subprocess.Popen[bytes]]:
+    """``prefect worker start --pool POOL`` running for the block, as an operator leaves one running;
+    stopped with Ctrl+C after it."""
+    with log.open("ab") as out:
+        worker = subprocess.Popen([sys.executable, "-m", "prefect", "worker", "start", "--pool", pool], cwd=ROOT, env=env,
+                                  stdout=out, stderr=subprocess.STDOUT)
+    try:
+        yield worker
+    finally:
+        worker.send_signal(signal.SIGINT)
+        try:
+            worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
 
 
 def read_run(api: str, run_id: str) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import pytest
 from test.fake_yahoo import FakeYahoo
 from test.fix_prefect import prefect_local
 from test.fix_yahoo import ROOT, cli_env
-from test.prefect_cli import POOL, prefect, read_run, run_deployment, work_once
+from test.prefect_cli import POOL, create_run, prefect, read_run, work_once
 
 pytestmark = pytest.mark.slow
 
@@ -53,8 +53,8 @@ def test_a_failing_deployment_run_alerts_once_and_a_completed_one_not_at_all(
     prefect("work-pool", "create", POOL, "--type", "process", "--overwrite", env=env)
     prefect("deploy", "--all", "--no-prompt", env=env)
     api = env["PREFECT_API_URL"]
-    done = run_deployment("daily-pipeline/retention-daily-0600-utc", {}, env)
-    failed = run_deployment("staggered-sector-backfill/weekly-saturday-0600-utc", {"delay_minutes": -3}, env)
+    done = create_run(api, "daily-pipeline/retention-daily-0600-utc", {})
+    failed = create_run(api, "staggered-sector-backfill/weekly-saturday-0600-utc", {"delay_minutes": -3})
     work_once(env, tmp_path / "worker.log")
     assert read_run(api, done)["state"]["type"] == "COMPLETED"
     assert (read_run(api, failed)["state"]["type"], read_run(api, failed)["state"]["name"]) == ("FAILED", "BadInput")

@@ -18,7 +18,7 @@ from test.fake_yahoo import FakeYahoo
 from test.fix_db import table_rows
 from test.fix_prefect import prefect_local
 from test.fix_yahoo import ROOT, cli_env
-from test.prefect_cli import POOL, prefect, read_run, run_deployment, wait_for
+from test.prefect_cli import POOL, create_run, prefect, read_run, wait_for
 from test.test_etf_backfill import END, FIVE_SESSIONS, expected_rows
 
 pytestmark = pytest.mark.slow
@@ -41,8 +41,8 @@ def test_a_killed_deployment_run_turns_crashed_and_resumes(own_prefect_server: d
     assert installed.returncode == 0 and "Automation created" in installed.stderr, installed.stderr
     prefect("work-pool", "create", POOL, "--type", "process", "--overwrite", env=env)
     prefect("deploy", "--all", "--no-prompt", env=env)
-    run_id = run_deployment(STAGGERED, {"tickers": ["XLK", "XLV"], "days": 5, "end_date": END, "delay_minutes": 30.0,
-                                        "cache_dir": str(tmp_path / "cache")}, env)
+    run_id = create_run(api, STAGGERED, {"tickers": ["XLK", "XLV"], "days": 5, "end_date": END, "delay_minutes": 30.0,
+                                         "cache_dir": str(tmp_path / "cache")})
     log = tmp_path / "worker.log"
     worker = subprocess.Popen([sys.executable, "-m", "prefect", "worker", "start", "--pool", POOL], cwd=ROOT, env=env,
                               stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)

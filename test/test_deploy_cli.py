@@ -29,20 +29,27 @@ from test.fix_yahoo import ROOT, cli_env
 from test.jsonl_tree import make_tree
 from test.prefect_cli import (
     POOL,
+    create_run,
     delete_waiting_runs,
     filter_runs,
+    live_worker,
     prefect,
     read_run,
     run_deployment,
-    run_until_finished,
+    wait_finished,
     wait_for,
-    work_once,
 )
 from test.test_etf_backfill import expected_rows
 
 pytestmark = pytest.mark.slow
 END = "2025-07-08"
 WORKER_RATE = "600/min,20000/h"  # the worker's environment: deployments leave `rate` null
+
+
+def runs_of(api: str, deployment_id: str, since: dt.datetime) -> list[dict[str, Any]]:
+    """The deployment's runs created since ``since`` (this test's), oldest first."""
+    return filter_runs(api, deployments={"id": {"any_": [deployment_id]}}, sort="START_TIME_ASC",
+                       flow_runs={"start_time": {"after_": since.isoformat()}})
 
 
 def continuations(api: str, deployment_id: str) -> list[dict[str, Any]]:
@@ -53,29 +60,34 @@ def continuations(api: str, deployment_id: str) -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def deployments(prefect_api: dict[str, str]) -> Iterator[dict[str, str]]:
-    """``prefect work-pool create`` + ``prefect deploy --all`` from prefect.yaml, once per test process;
-    the Prefect part of a worker's environment."""
+def deployments(prefect_api: dict[str, str]) -> dict[str, str]:
+    """``prefect work-pool create`` + ``prefect deploy --all`` from prefect.yaml, once per test process
+    (the server's scheduler is off: no schedule starts a run here); the Prefect part of a worker's
+    environment."""
     env = {**cli_env(None, None), **prefect_api, "MARKET_BACKFILL_HOME": str(ROOT)}
     prefect("work-pool", "create", POOL, "--type", "process", "--overwrite", env=env)
     out = prefect("deploy", "--all", "--no-prompt", env=env)
     spec = yaml.safe_load((ROOT / "prefect.yaml").read_text(encoding="utf-8"))
     for d in spec["deployments"]:
         assert d["name"] in out, out
-    # Schedules would start real runs while the tests work: pause them (manual runs still go).
-    prefect("deployment", "schedule", "pause", "--all", "--no-prompt", env=env)
-    yield {**prefect_api, "MARKET_BACKFILL_HOME": str(ROOT)}
-    prefect("deployment", "schedule", "resume", "--all", "--no-prompt", env=env)
+    return {**prefect_api, "MARKET_BACKFILL_HOME": str(ROOT)}
 
 
 @pytest.fixture
-def deployed(deployments: dict[str, str], fake_yahoo: FakeYahoo, dsn: str) -> Iterator[dict[str, str]]:
-    """The worker's environment for this test (its fake Yahoo, its database); no run left waiting."""
-    env = {**cli_env(fake_yahoo, dsn), **deployments, "PREFECT_WORKER_QUERY_SECONDS": "1", "PREFECT_WORKER_PREFETCH_SECONDS": "1",
-           "BACKFILL_MAX_CONSECUTIVE_STOPS": "3", "YAHOO_RATE": WORKER_RATE}
+def deployed(deployments: dict[str, str], fake_yahoo: FakeYahoo, dsn: str, tmp_path: Path) -> Iterator[dict[str, str]]:
+    """A worker of the pool running through the test, as an operator leaves one (Prefect's default
+    prefetch: it takes runs up to 10 s before their time), with this test's fake Yahoo and database;
+    the worker's environment. No run of an earlier test is left waiting for it."""
+    env = {**cli_env(fake_yahoo, dsn), **deployments, "PREFECT_WORKER_QUERY_SECONDS": "1", "BACKFILL_MAX_CONSECUTIVE_STOPS": "3",
+           "YAHOO_RATE": WORKER_RATE}
     delete_waiting_runs(env["PREFECT_API_URL"])
-    yield env
+    with live_worker(env, tmp_path / "worker.log"):
+        yield env
     delete_waiting_runs(env["PREFECT_API_URL"])  # this test's continuations are not the next one's
+
+
+def worker_log(tmp_path: Path) -> str:
+    return (tmp_path / "worker.log").read_text(errors="replace")[-4000:]
 
 
 def test_every_deployment_in_prefect_yaml_starts_and_finishes_through_a_worker(deployed: dict[str, str], dsn: str,
@@ -85,7 +97,7 @@ def test_every_deployment_in_prefect_yaml_starts_and_finishes_through_a_worker(d
     events = tmp_path / "events.csv"
     events.write_text("ticker,event_time,source\nAAA,2025-03-05 15:00:00+00:00,news\n", encoding="utf-8")
     tree = make_tree(tmp_path / "observer", files=1, minutes_per_file=1)
-    runs = {
+    runs: dict[str, dict[str, Any]] = {
         "daily-pipeline/weekdays-0900-utc": {"stages": ["etf-ohlc", "etf-holdings", "trending"], "as_of": "2025-06-30", "days": 21,
                                              "delay": 0.0, "holdings_rate": "100000/min", "cache_dir": cache},
         "daily-pipeline/retention-daily-0600-utc": {"keep_realtime_days": 99_999, "keep_daily_days": 99_999},  # keeps the others' rows
@@ -99,11 +111,9 @@ def test_every_deployment_in_prefect_yaml_starts_and_finishes_through_a_worker(d
     }
     spec = yaml.safe_load((ROOT / "prefect.yaml").read_text(encoding="utf-8"))
     assert {f"{d['entrypoint'].split(':')[1].replace('_', '-')}/{d['name']}" for d in spec["deployments"]} == set(runs)
-    ids = {name: run_deployment(name, params, env) for name, params in runs.items()}
-    work_once(env, tmp_path / "worker.log")
-    states = {name: read_run(api, run_id)["state"] for name, run_id in ids.items()}
-    assert {n: s["type"] for n, s in states.items()} == dict.fromkeys(runs, "COMPLETED"), (states,
-                                                                                           (tmp_path / "worker.log").read_text()[-4000:])
+    ids = {name: run_deployment(name, params, env) for name, params in runs.items()}  # as the README types it
+    states = {name: wait_finished(api, run_id, timeout=300) for name, run_id in ids.items()}
+    assert {n: s["type"] for n, s in states.items()} == dict.fromkeys(runs, "COMPLETED"), (states, worker_log(tmp_path))
     with psycopg.connect(dsn) as conn:
         # The runs took the worker's YAHOO_RATE (the deployments say rate: null): its binding window, 20000/h.
         (ceiling,) = conn.execute("SELECT ceiling_per_min FROM rate_budgets WHERE name = 'yahoo'").fetchone() or (None,)
@@ -117,20 +127,21 @@ def test_every_deployment_in_prefect_yaml_starts_and_finishes_through_a_worker(d
                                                        dt.date(2025, 7, 7), dt.date(2025, 7, 8)])
 
 
+STAGGERED = "staggered-sector-backfill/weekly-saturday-0600-utc"
+FIVE_SESSIONS = [dt.date(2025, 7, 1), dt.date(2025, 7, 2), dt.date(2025, 7, 3), dt.date(2025, 7, 7), dt.date(2025, 7, 8)]
+
+
 def test_a_rate_limited_deployment_run_schedules_one_continuation_per_shard(deployed: dict[str, str], fake_yahoo: FakeYahoo,
                                                                              tmp_path: Path) -> None:
-    env, api = deployed, deployed["PREFECT_API_URL"]
-    name = "staggered-sector-backfill/weekly-saturday-0600-utc"
+    api = deployed["PREFECT_API_URL"]
     # An hour's cool-down: nothing this test schedules comes due while it looks, however slow the machine.
     params = {"tickers": ["XLK"], "days": 5, "end_date": END, "delay_minutes": 0.001, "rate_limit_sleep": 3600.0,
               "cache_dir": str(tmp_path / "cache")}
-    log = tmp_path / "worker.log"
     fake_yahoo.blocked_until = time.time() + 7200  # every request gets 429 until further notice
 
-    first = run_deployment(name, params, env)
-    work_once(env, log)
-    state = read_run(api, first)["state"]
-    assert (state["type"], state["name"]) == ("CANCELLED", "RateLimited"), state
+    first = create_run(api, STAGGERED, params)
+    state = wait_finished(api, first)
+    assert (state["type"], state["name"]) == ("CANCELLED", "RateLimited"), (state, worker_log(tmp_path))
     assert "resume after 20" in state["message"] and "continuation" in state["message"]
     deployment_id = read_run(api, first)["deployment_id"]
     (pending,) = continuations(api, deployment_id)
@@ -143,100 +154,88 @@ def test_a_rate_limited_deployment_run_schedules_one_continuation_per_shard(depl
 
     # A second stop of the same shard while its continuation waits adds none: it finds the shared
     # budget cooling down and stops before asking Yahoo anything.
-    again = run_deployment(name, params, env)
-    run_until_finished(env, log, api, again)
-    assert read_run(api, again)["state"]["name"] == "RateLimited"
-    assert "already scheduled" in read_run(api, again)["state"]["message"]
+    again = create_run(api, STAGGERED, params)
+    state = wait_finished(api, again)
+    assert state["name"] == "RateLimited" and "already scheduled" in state["message"], state
     assert [r["id"] for r in continuations(api, deployment_id)] == [pending["id"]]
 
     # Another shard (other tickers) stopped meanwhile gets a continuation of its own.
-    shard = run_deployment(name, {**params, "tickers": ["XLV"]}, env)
-    run_until_finished(env, log, api, shard)
-    assert read_run(api, shard)["state"]["name"] == "RateLimited"
+    shard = create_run(api, STAGGERED, {**params, "tickers": ["XLV"]})
+    assert wait_finished(api, shard)["name"] == "RateLimited"
     waiting = continuations(api, deployment_id)
     assert sorted(tuple(r["parameters"]["tickers"]) for r in waiting) == [("XLK",), ("XLV",)]
     assert len(fake_yahoo.log) == asked
-    work_once(env, log)  # not due: a worker leaves both
-    assert sorted(r["id"] for r in continuations(api, deployment_id)) == sorted(r["id"] for r in waiting)
+    assert all(r["state"]["type"] == "SCHEDULED" for r in waiting)  # the live worker leaves them: not due
 
 
 def test_a_continuation_taken_early_by_a_worker_waits_for_its_time_and_finishes_the_work(deployed: dict[str, str],
                                                                                          fake_yahoo: FakeYahoo, dsn: str,
                                                                                          tmp_path: Path) -> None:
-    """A worker takes runs its prefetch ahead of their time (10 s by default): the continuation must
-    not ask the budget before the cool-down it was scheduled after has ended."""
-    env, api = deployed, deployed["PREFECT_API_URL"]
-    name = "staggered-sector-backfill/weekly-saturday-0600-utc"
-    params = {"tickers": ["XLK"], "days": 5, "end_date": END, "delay_minutes": 0.001, "rate_limit_sleep": 12.0,
+    """The worker takes runs its prefetch (10 s) ahead of their time: the continuation must not ask
+    the budget before the cool-down it was scheduled after has ended."""
+    api = deployed["PREFECT_API_URL"]
+    params = {"tickers": ["XLK"], "days": 5, "end_date": END, "delay_minutes": 0.001, "rate_limit_sleep": 15.0,
               "cache_dir": str(tmp_path / "cache")}
-    log = tmp_path / "worker.log"
     fake_yahoo.blocked_until = time.time() + 3600
-    first = run_deployment(name, params, env)
-    work_once(env, log)
-    state = read_run(api, first)["state"]
+    first = create_run(api, STAGGERED, params)
+    state = wait_finished(api, first)
     assert (state["type"], state["name"]) == ("CANCELLED", "RateLimited"), state
     (pending,) = continuations(api, read_run(api, first)["deployment_id"])
     due = dt.datetime.fromisoformat(pending["expected_start_time"]).timestamp()
-
     fake_yahoo.blocked_until = None  # the source recovers
-    early = {**env, "PREFECT_WORKER_PREFETCH_SECONDS": "60"}  # takes the continuation at once
-    work_once(early, log)
-    ended = read_run(api, pending["id"])["state"]
-    assert ended["type"] == "COMPLETED", (ended, log.read_text()[-3000:])
-    after = [entry for entry in fake_yahoo.log if entry.status == 200 and "/chart/" in entry.path and entry.at > due - 30]
-    assert after and min(entry.at for entry in after) >= due
-    assert table_rows(dsn, "collected_daily_etf_ohlc") == expected_rows(["XLK"], [dt.date(2025, 7, 1), dt.date(2025, 7, 2),
-                                                                                   dt.date(2025, 7, 3), dt.date(2025, 7, 7),
-                                                                                   dt.date(2025, 7, 8)])
+
+    ended = wait_finished(api, pending["id"])
+    assert ended["type"] == "COMPLETED", (ended, worker_log(tmp_path))
+    started = dt.datetime.fromisoformat(read_run(api, pending["id"])["start_time"]).timestamp()
+    after = [entry.at for entry in fake_yahoo.log if entry.status == 200 and "/chart/" in entry.path]
+    assert after and min(after) >= due, (min(after) - due, started - due)
+    assert table_rows(dsn, "collected_daily_etf_ohlc") == expected_rows(["XLK"], FIVE_SESSIONS)
     assert not continuations(api, pending["deployment_id"])
 
 
 def test_a_deployment_run_that_finds_the_database_busy_is_continued_without_counting_a_stop(
         deployed: dict[str, str], fake_yahoo: FakeYahoo, dsn: str, tmp_path: Path) -> None:
-    env, api = deployed, deployed["PREFECT_API_URL"]
-    name = "staggered-sector-backfill/weekly-saturday-0600-utc"
+    api = deployed["PREFECT_API_URL"]
     # Another staggered run (a terminal's) holds the database: it waits a minute between its fetches.
     holder = subprocess.Popen([sys.executable, "-m", "flows.staggered_sector_backfill", "--tickers", "XLK,XLV", "--days", "5",
                                "--end-date", END, "--delay-minutes", "1", "--cache-dir", str(tmp_path / "cli-cache")],
                               cwd=ROOT, env=cli_env(fake_yahoo, dsn), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         wait_for(lambda: any("/chart/XLK" in entry.path for entry in fake_yahoo.log), 60, "the terminal's run to fetch XLK")
-        run_id = run_deployment(name, {"tickers": ["XLV"], "days": 5, "end_date": END, "delay_minutes": 0.001,
-                                       "cache_dir": str(tmp_path / "cache")}, env)
         before = dt.datetime.now(dt.UTC)
-        ended = run_until_finished(env, tmp_path / "worker.log", api, run_id)
+        run_id = create_run(api, STAGGERED, {"tickers": ["XLV"], "days": 5, "end_date": END, "delay_minutes": 0.001,
+                                             "cache_dir": str(tmp_path / "cache")})
+        ended = wait_finished(api, run_id)
     finally:
         holder.send_signal(signal.SIGINT)
         holder.communicate(timeout=60)
-    assert (ended["type"], ended["name"]) == ("CANCELLED", "Busy"), ended
+    assert (ended["type"], ended["name"]) == ("CANCELLED", "Busy"), (ended, worker_log(tmp_path))
     assert "another run holds the database" in ended["message"]
     (pending,) = continuations(api, read_run(api, run_id)["deployment_id"])
     assert f"{STOP_TAG}0" in pending["tags"]  # not a rate-limit stop: the count stays at none
     waits = dt.datetime.fromisoformat(pending["expected_start_time"]) - before
-    assert dt.timedelta(seconds=BUSY_RETRY_S - 5) < waits <= dt.timedelta(seconds=BUSY_RETRY_S + 60)
+    assert dt.timedelta(seconds=BUSY_RETRY_S) < waits <= dt.timedelta(seconds=BUSY_RETRY_S + 60)
 
 
 def test_a_deployment_stopped_again_and_again_gives_up_loudly(deployed: dict[str, str], fake_yahoo: FakeYahoo,
                                                              tmp_path: Path) -> None:
-    env, api = deployed, deployed["PREFECT_API_URL"]
-    name = "staggered-sector-backfill/weekly-saturday-0600-utc"
+    api = deployed["PREFECT_API_URL"]
     params = {"tickers": ["XLV"], "days": 5, "end_date": END, "delay_minutes": 0.001, "rate_limit_sleep": 1.0,
               "cache_dir": str(tmp_path / "cache")}
-    log = tmp_path / "worker.log"
     fake_yahoo.blocked_until = time.time() + 3600
-    run_id = run_deployment(name, params, env)
-    deployment_id = ""
-    for _ in range(3):  # the first run, then continuations 1 and 2 (BACKFILL_MAX_CONSECUTIVE_STOPS=3)
-        run_until_finished(env, log, api, run_id)
-        run = read_run(api, run_id)
-        deployment_id = run["deployment_id"]
-        waiting = continuations(api, deployment_id)
-        if not waiting:
-            break
-        run_id = waiting[0]["id"]
-    state = read_run(api, run_id)["state"]
-    assert (state["type"], state["name"]) == ("FAILED", "RateLimited"), state
-    assert "3 times in a row" in state["message"]
+    since = dt.datetime.now(dt.UTC)
+    first = create_run(api, STAGGERED, params)
+    deployment_id = read_run(api, first)["deployment_id"]
+
+    def gave_up() -> bool:
+        return any(r["state"]["type"] == "FAILED" for r in runs_of(api, deployment_id, since))
+
+    # The first run, then continuations 1 and 2 (BACKFILL_MAX_CONSECUTIVE_STOPS=3), each taken by the worker at its time.
+    wait_for(gave_up, 180, f"the third stop in a row\n{worker_log(tmp_path)}")
+    chain = runs_of(api, deployment_id, since)
+    assert [(r["state"]["type"], r["state"]["name"]) for r in chain] == [("CANCELLED", "RateLimited")] * 2 + [("FAILED", "RateLimited")]
+    assert "3 times in a row" in chain[-1]["state"]["message"]
+    assert all(r["parameters"] == chain[0]["parameters"] for r in chain)
     assert not continuations(api, deployment_id)
 
 
@@ -246,17 +245,15 @@ BAD_PARAMETERS = {"timeout": 0, "max_retries": -1, "retry_wait": -1, "rate_limit
 
 def test_a_deployment_run_refuses_what_the_cli_refuses_before_writing_anything(deployed: dict[str, str], fake_yahoo: FakeYahoo,
                                                                                 dsn: str, tmp_path: Path, run_cli: Any) -> None:
-    env, api = deployed, deployed["PREFECT_API_URL"]
-    name = "staggered-sector-backfill/weekly-saturday-0600-utc"
+    api = deployed["PREFECT_API_URL"]
     for key, value in BAD_PARAMETERS.items():  # the command refuses each (exit 2)
         flag = "--" + key.replace("_", "-")
         text = ",".join(value) if isinstance(value, list) else str(value)
         assert run_cli("flows.staggered_sector_backfill", flag, text, "--dry-run").code == 2, key
-    ids = {key: run_deployment(name, {"tickers": ["XLK"], "days": 5, "end_date": END, key: value}, env)
+    ids = {key: create_run(api, STAGGERED, {"tickers": ["XLK"], "days": 5, "end_date": END, key: value})
            for key, value in BAD_PARAMETERS.items()}
-    work_once(env, tmp_path / "worker.log")
     for key, run_id in ids.items():
-        state = read_run(api, run_id)["state"]
+        state = wait_finished(api, run_id)
         assert (state["type"], state["name"]) == ("FAILED", "BadInput"), (key, state)
         assert f"parameter {key}:" in state["message"] and "Traceback" not in state["message"], state["message"]
     assert fake_yahoo.log == []
@@ -267,19 +264,17 @@ def test_a_deployment_run_refuses_what_the_cli_refuses_before_writing_anything(d
 
 def test_a_continuation_run_early_with_prefect_local_run_now_runs_once(deployed: dict[str, str], dsn: str, tmp_path: Path) -> None:
     env, api = deployed, deployed["PREFECT_API_URL"]
-    name = "staggered-sector-backfill/weekly-saturday-0600-utc"
     params = {"tickers": ["XLK"], "days": 5, "end_date": END, "delay_minutes": 0.001, "cache_dir": str(tmp_path / "cache")}
     flags = [x for k, v in params.items() for x in ("-p", f"{k}={json.dumps(v)}")]
-    out = prefect("deployment", "run", name, "--start-in", "1 hour", *flags, env=env)
+    out = prefect("deployment", "run", STAGGERED, "--start-in", "1 hour", *flags, env=env)
     run_id = re.search(r"UUID:\s*([0-9a-f-]{36})", out).group(1)  # type: ignore[union-attr]
-    work_once(env, tmp_path / "worker.log")  # not due: the worker leaves it
-    assert read_run(api, run_id)["state"]["type"] == "SCHEDULED"
+    assert read_run(api, run_id)["state"]["type"] == "SCHEDULED"  # an hour ahead: the live worker leaves it
     moved = prefect_local_cli("run-now", run_id, env=env)
     assert moved.returncode == 0, moved.stderr
-    assert run_until_finished(env, tmp_path / "worker.log", api, run_id)["type"] == "COMPLETED"
-    work_once(env, tmp_path / "worker.log")  # a second pass finds nothing more to run
+    assert wait_finished(api, run_id)["type"] == "COMPLETED", worker_log(tmp_path)
     with psycopg.connect(dsn) as conn:
         assert conn.execute("SELECT status FROM backfill_runs").fetchall() == [("done",)]
+    assert read_run(api, run_id)["run_count"] == 1
     again = prefect_local_cli("run-now", run_id, env=env)
     assert again.returncode == 2 and "not scheduled" in again.stderr
 
@@ -293,14 +288,14 @@ def test_one_http_post_starts_event_valuation_through_a_worker(deployed: dict[st
     """Seed 000's `POST /backfillEventsTable`: Prefect's REST API, as the README shows it (an HTTP client, no Prefect code)."""
     import httpx
 
-    env, api = deployed, deployed["PREFECT_API_URL"]
+    api = deployed["PREFECT_API_URL"]
     events = tmp_path / "events.csv"
     events.write_text("ticker,event_time,source\nAAA,2025-03-05 15:00:00+00:00,news\n", encoding="utf-8")
     deployment = httpx.get(f"{api}/deployments/name/event-valuation/daily-2230-utc", timeout=10).json()
     answer = httpx.post(f"{api}/deployments/{deployment['id']}/create_flow_run", timeout=10, json={"parameters": {
         "import_csv": str(events), "as_of": "2025-06-30", "delay": 0.0, "cache_dir": str(tmp_path / "cache"), "fundamentals": "none"}})
     assert answer.status_code == 201, answer.text
-    state = run_until_finished(env, tmp_path / "worker.log", api, answer.json()["id"])
-    assert state["type"] == "COMPLETED", (state, (tmp_path / "worker.log").read_text()[-3000:])
+    state = wait_finished(api, answer.json()["id"])
+    assert state["type"] == "COMPLETED", (state, worker_log(tmp_path))
     with psycopg.connect(dsn) as conn:
         assert conn.execute("SELECT ticker, valuation_status FROM txn_events").fetchall() == [("AAA", "ok")]

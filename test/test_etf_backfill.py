@@ -246,14 +246,15 @@ def test_unreachable_database_fails_fast_naming_host_not_password(run_cli: CliRu
 def test_prefect_run_without_a_configured_server_starts_the_local_server_on_postgres_and_reuses_it(
         run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo, tmp_path: Path, pg_server: tuple[str, Path | None]) -> None:
     env = local_prefect_env(tmp_path / "home", pg_server)
+    cli: dict[str, str | None] = {"PREFECT_API_DATABASE_CONNECTION_URL": None, **env}  # not the session server's database
     try:
-        first = run_cli(ETF, *BASE, "--tickers", "SPY,XLK", "--orchestrate", "prefect", env=env, timeout=240)
+        first = run_cli(ETF, *BASE, "--tickers", "SPY,XLK", "--orchestrate", "prefect", env=cli, timeout=240)
         assert first.code == 0, first.stderr[-3000:]
         assert "Started the local Prefect server" in first.stderr
         assert "Flow run" in first.stderr and "[2/2]" in first.stderr  # progress lines reach the Prefect run log
         assert "Finished in state Completed" in first.stderr
         pid = json.loads((tmp_path / "home" / "server.json").read_text())["pid"]
-        again = run_cli(ETF, *BASE, "--tickers", "SPY,XLK", "--orchestrate", "prefect", env=env, timeout=240)
+        again = run_cli(ETF, *BASE, "--tickers", "SPY,XLK", "--orchestrate", "prefect", env=cli, timeout=240)
         assert again.code == 0, again.stderr[-3000:]
         assert "Started the local Prefect server" not in again.stderr  # found running, not started again
         assert json.loads((tmp_path / "home" / "server.json").read_text())["pid"] == pid
