@@ -33,7 +33,7 @@ from flows.params import (
     source_settings,
     ticker_list,
 )
-from flows.settings import data_dsn, fmp_base_url, fmp_key
+from flows.settings import data_dsn, fmp_base_url, fmp_key, start_method
 from tasks.core.commands import command_line
 from tasks.core.errors import BadInput, Outcome, PipelineError, StoreError
 from tasks.core.tickers import parse_ticker_list
@@ -84,7 +84,7 @@ def options(values: dict[str, Any]) -> ValuationOptions:
         import_only=bool(values["import_only"]), overwrite=bool(values["overwrite"]),
         tickers=tuple(parse_ticker_list(values["tickers"])) if values["tickers"] is not None else None,
         dry_run=bool(values.get("dry_run", False)), concurrency=int(values["concurrency"]), processes=values.get("processes"),
-        group_size=values["group_size"], as_of=as_date(values["as_of"], "as_of"), source=source,
+        start_method=start_method(), group_size=values["group_size"], as_of=as_date(values["as_of"], "as_of"), source=source,
         fundamentals=FundamentalsOptions(mode=values["fundamentals"], daily_limit=int(values["fmp_daily_limit"]),
                                          rate_per_min=rate_per_min(str(values["fmp_rate"])), cooldown_s=source.rate_limit_sleep,
                                          key=fmp_key(), base_url=fmp_base_url() or DEFAULT_BASE_URL),

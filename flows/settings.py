@@ -8,6 +8,9 @@ flow's entry) and passed down as values: no module under ``tasks/`` reads ``os.e
 - ``SSGA_HOLDINGS_URL``: where State Street's daily holdings files are (a mirror, a test fake).
 - ``BACKFILL_CACHE_DIR``: the download cache when ``--cache-dir`` is not given (the Windows
   ``.bat`` files point it at the checkout's ``.cache``).
+- ``BACKFILL_START_METHOD``: how the valuation and JSONL worker processes start (``fork``,
+  ``spawn``, ``forkserver``); default ``fork`` where the platform has it, else ``spawn`` (Windows).
+  ``spawn`` on Linux runs the Windows path.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import os
 from pathlib import Path
 
 from tasks.core.db import DEFAULT_PGDATA, dsn_or_start_embedded
+from tasks.core.processes import check_start_method, platform_start_method
 
 
 def pgdata() -> Path:
@@ -47,3 +51,13 @@ def fmp_base_url() -> str | None:
 
 def holdings_url() -> str | None:
     return os.environ.get("SSGA_HOLDINGS_URL") or None
+
+
+def start_method() -> str:
+    """How worker processes start: ``BACKFILL_START_METHOD`` or the platform's default.
+
+    Raises:
+        BadInput: a method this platform does not have.
+    """
+    chosen = os.environ.get("BACKFILL_START_METHOD", "").strip()
+    return check_start_method(chosen) if chosen else platform_start_method()

@@ -41,7 +41,7 @@ from test.prefect_cli import (
 )
 from test.test_etf_backfill import expected_rows
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("deployments")]  # deployed once, on one test worker
 END = "2025-07-08"
 WORKER_RATE = "600/min,20000/h"  # the worker's environment: deployments leave `rate` null
 

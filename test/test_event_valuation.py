@@ -117,6 +117,24 @@ def test_metrics_match_an_independent_computation_and_fill_in_later(run_cli: Cli
         assert_matches(rows[("KNWN", utc(text))], expected("KNWN", utc(text), dt.date(2025, 9, 30)))
 
 
+def test_spawned_worker_processes_value_as_the_independent_computation_does(run_cli: CliRunner, dsn: str, tmp_path: Path) -> None:
+    """``spawn`` (Windows' only start method) on Linux: the workers import everything again and get
+    their context pickled; what they store is what the forked ones store (the test above)."""
+    tickers = [f"SPW{i}" for i in range(6)]
+    csv = write_csv(tmp_path / "e.csv", [(t, text, "s") for t in tickers for text in list(EVENTS.values())[:3]])
+    spawned = run_cli(VAL, "--import-csv", str(csv), *FAST, "--as-of", "2025-07-31", "--processes", "2", "--concurrency", "2",
+                      "--group-size", "1", env={"BACKFILL_START_METHOD": "spawn"})
+    assert spawned.code == 0, spawned.stdout + spawned.stderr
+    assert "in 2 worker processes (spawn)" in spawned.stdout
+    rows = stored(dsn)
+    assert len(rows) == len(tickers) * 3
+    for ticker in tickers:
+        for text in list(EVENTS.values())[:3]:
+            assert_matches(rows[(ticker, utc(text))], expected(ticker, utc(text), dt.date(2025, 7, 31)))
+    bad = run_cli(VAL, *FAST, env={"BACKFILL_START_METHOD": "thread"})
+    assert bad.code == 2 and "start method 'thread' is not available here" in bad.stderr, bad.stderr
+
+
 def test_events_are_revalued_when_stored_prices_change(run_cli: CliRunner, dsn: str, tmp_path: Path, fake_yahoo: FakeYahoo) -> None:
     when = "2025-03-05 15:00:00+00:00"
     csv = write_csv(tmp_path / "e.csv", [("RVAL", when, "s")])
@@ -336,21 +354,23 @@ def test_kill_midway_then_rerun_equals_a_clean_run(fake_yahoo: FakeYahoo, dsn: s
         conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(clean_name)))
 
 
-@pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("signame, method", [("SIGTERM", "fork"), ("SIGINT", "fork"), ("SIGINT", "spawn")])
 def test_a_signal_to_the_whole_process_group_stops_the_run_quietly_and_the_rerun_completes(fake_yahoo: FakeYahoo, dsn: str,
-                                                                                            tmp_path: Path, signame: str) -> None:
+                                                                                            tmp_path: Path, signame: str,
+                                                                                            method: str) -> None:
     """Ctrl+C in a terminal, or a supervisor's SIGTERM, reaches every process of the run: the worker
-    processes must end without a traceback of their own, and what committed stays."""
+    processes must end without a traceback of their own, and what committed stays. Spawned workers
+    (Windows' way) too."""
     import os
     import signal
 
     tickers = [f"S{i:03d}" for i in range(60)]
     csv = write_csv(tmp_path / "e.csv", [(t, f"2025-0{m}-1{m} 15:00:00+00:00", "s") for t in tickers for m in (2, 3, 4)])
     fake_yahoo.latency = 0.05
-    args = [sys.executable, "-m", VAL, "--import-csv", str(csv), *FAST, "--group-size", "2", "--concurrency", "2",
+    args = [sys.executable, "-m", VAL, "--import-csv", str(csv), *FAST, "--group-size", "2", "--concurrency", "2", "--processes", "2",
             "--as-of", "2025-06-30", "--cache-dir", str(tmp_path / "cache")]
-    proc = subprocess.Popen(args, cwd=ROOT, env=cli_env(fake_yahoo, dsn), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    env = cli_env(fake_yahoo, dsn, BACKFILL_START_METHOD=method)
+    proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         with psycopg.connect(dsn) as conn:
@@ -364,10 +384,11 @@ def test_a_signal_to_the_whole_process_group_stops_the_run_quietly_and_the_rerun
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, out + err
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert f"worker processes ({method})" in out, out
     with psycopg.connect(dsn) as conn:
         partial = conn.execute("SELECT count(*) FROM txn_events WHERE valuation_status IS NOT NULL").fetchone()
     assert partial is not None and 0 < partial[0] < 180
-    rerun = subprocess.run(args, cwd=ROOT, env=cli_env(fake_yahoo, dsn), capture_output=True, text=True, timeout=300)
+    rerun = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     with psycopg.connect(dsn) as conn:
         assert conn.execute("SELECT count(*) FROM txn_events WHERE valuation_status IS NOT NULL").fetchone() == (180,)

@@ -643,16 +643,18 @@ def test_a_non_json_line_is_kept_as_its_length_and_a_short_head(run_cli: CliRunn
 
 @pytest.mark.slow
 @pytest.mark.reliability
-@pytest.mark.parametrize("target", ["group", "main"])
+@pytest.mark.parametrize("target, method", [("group", "fork"), ("main", "fork"), ("group", "spawn")])
 def test_sigterm_stops_within_seconds_keeps_what_committed_and_the_rerun_completes(dsn: str, tmp_path: Path, run_cli: CliRunner,
-                                                                                 target: str) -> None:
+                                                                                 target: str, method: str) -> None:
+    """Stopped with its process group (a supervisor's way) or alone; loader processes forked or
+    spawned (Windows' way)."""
     import os
     import signal
 
     tree = make_tree(tmp_path / "data", files=12, minutes_per_file=40)  # ~100k ticks in 1,000 batches: several seconds
     args = [sys.executable, "-m", ING, "--root", str(tree.root), "--batch-size", "100", "--concurrency", "2"]
-    proc = subprocess.Popen(args, cwd=ROOT, env=cli_env(None, dsn), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen(args, cwd=ROOT, env=cli_env(None, dsn, BACKFILL_START_METHOD=method), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
     wait_for_checkpoints(dsn, 1)  # stop it once it has committed something
     stopped_at = time.monotonic()
     if target == "group":
@@ -664,6 +666,7 @@ def test_sigterm_stops_within_seconds_keeps_what_committed_and_the_rerun_complet
     assert took < 10, f"took {took:.1f} s to stop"
     assert proc.returncode == 130, out + err
     assert "Traceback" not in err and "Run the same command to continue" in out, out + err
+    assert f"loader processes ({method})" in out
     partial = snapshot(dsn)
     assert 0 < len(partial["ticks"]) < len(tree.all_ticks())  # it stopped, and what committed stayed
     assert run_cli(ING, "--root", str(tree.root)).code == 0
@@ -721,6 +724,10 @@ def test_a_big_file_loads_in_pieces_as_one_process_loads_it(run_cli: CliRunner, 
     with fresh_database(pg_server_dsn) as one:
         assert run_cli(ING, "--root", str(tree.root), "--split-mb", "0", env={"DATABASE_URL": one}).code == 1
         assert snapshot(one) == got
+    with fresh_database(pg_server_dsn) as spawned:  # Windows' way: the pieces' loaders spawned, not forked
+        result = run_cli(ING, *pieced, env={"DATABASE_URL": spawned, "BACKFILL_START_METHOD": "spawn"})
+        assert result.code == 1 and "loader processes (spawn)" in result.stdout, result.stdout + result.stderr
+        assert snapshot(spawned) == got
 
     assert run_cli(ING, *pieced).code == 0 and snapshot(dsn) == got  # the partial line still waits; nothing else to do
     more = [tick("005930", START + dt.timedelta(hours=2, seconds=i), i) for i in range(30)]

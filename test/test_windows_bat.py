@@ -18,7 +18,7 @@ import pytest
 
 from test.fix_yahoo import ROOT
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("wine")]  # one wine prefix, booted once on one test worker
 WINE = next((w for w in ("/usr/lib/wine/wine64", shutil.which("wine64") or "", shutil.which("wine") or "") if w and os.path.exists(w)),
             None)
 MINGW = shutil.which("x86_64-w64-mingw32-gcc")

@@ -9,11 +9,24 @@ import sys
 import threading
 import time
 
+from tasks.core.errors import BadInput
 
-def start_method() -> str:
+
+def platform_start_method() -> str:
     """``fork`` where the platform has it (workers start in milliseconds with everything imported),
     else ``spawn`` (Windows, macOS: each worker imports the libraries again, ~2-3 s)."""
     return "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+
+
+def check_start_method(name: str) -> str:
+    """``name`` if this platform can start processes that way.
+
+    Raises:
+        BadInput: not a start method, or not one this platform has.
+    """
+    if name not in mp.get_all_start_methods():
+        raise BadInput(f"start method {name!r} is not available here: choose one of {', '.join(mp.get_all_start_methods())}")
+    return name
 
 
 def die_with_parent() -> None:

@@ -23,7 +23,7 @@ from dataclasses import replace
 from typing import Any
 
 from tasks.core.errors import PipelineError, StoreError
-from tasks.core.processes import die_with_parent, leave_signals_to_the_parent, start_method
+from tasks.core.processes import die_with_parent, leave_signals_to_the_parent, platform_start_method
 from tasks.events.groups import GroupResult, ValuationContext, ValuationGroup, value_group
 
 GroupOutcome = GroupResult | tuple[int, str]  # a result, or (group index, error) for a failed group
@@ -82,14 +82,19 @@ def _warm_up() -> None:
     close_table()
 
 
+def worker_processes(processes: int | None, concurrency: int, groups: int) -> int:
+    """How many processes a run of ``groups`` groups starts: never more than its threads or groups."""
+    return max(1, min(processes or os.cpu_count() or 1, concurrency, groups))
+
+
 def process_mapper(groups: list[ValuationGroup], ctx: ValuationContext, concurrency: int,
-                   processes: int | None = None) -> Iterator[GroupOutcome]:
+                   processes: int | None = None, start_method: str | None = None) -> Iterator[GroupOutcome]:
     """Yield each group's outcome as it finishes (see module doc)."""
-    procs = max(1, min(processes or os.cpu_count() or 1, concurrency, len(groups)))
+    procs = worker_processes(processes, concurrency, len(groups))
     if procs == 1:
         yield from thread_mapper(groups, ctx, concurrency)
         return
-    spawn: Any = mp.get_context(start_method())
+    spawn: Any = mp.get_context(start_method or platform_start_method())
     if spawn.get_start_method() == "fork":
         _warm_up()  # children inherit the built calendar tables instead of building their own
     todo, results, stop = spawn.Queue(), spawn.Queue(), spawn.Event()

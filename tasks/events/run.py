@@ -19,12 +19,12 @@ from tasks.core.commands import resume_hint
 from tasks.core.db import open_database
 from tasks.core.display import Reporter, format_eta
 from tasks.core.errors import Outcome, RateLimited, SourceError
-from tasks.core.processes import start_method
+from tasks.core.processes import platform_start_method
 from tasks.core.tickers import BENCHMARK
 from tasks.events.fundamentals_run import FundamentalsOptions, api_key, run_fundamentals
 from tasks.events.groups import GroupResult, ValuationContext, default_group_size, ensure_bars, make_groups, spy_series
 from tasks.events.imports import ImportResult, TickerWork, check_csv, describe_bad, import_csv, pending_by_ticker
-from tasks.events.pool import GroupOutcome, process_mapper
+from tasks.events.pool import GroupOutcome, process_mapper, worker_processes
 from tasks.prices.obtain import covered_tickers, price_request, stored_counts
 from tasks.prices.store import ETF_TABLE, STOCK_TABLE
 from tasks.sources.budget import describe_budget, peek_budget
@@ -46,6 +46,7 @@ class ValuationOptions:
     dry_run: bool = False
     concurrency: int = 10
     processes: int | None = None
+    start_method: str = field(default_factory=platform_start_method)  # how worker processes start (spawn: as on Windows)
     group_size: int | None = None
     as_of: dt.date | None = None
     source: SourceSettings = field(default_factory=lambda: SourceSettings(delay=0.1))
@@ -176,7 +177,7 @@ def value_prices(opts: ValuationOptions, *, dsn: str, command: str, log: Callabl
         groups = make_groups([(w.ticker, w.events) for w in work], group_size)
         settings = opts.source
         cache = settings.cache()
-        cheap_start = start_method() == "fork"
+        cheap_start = opts.start_method == "fork"
         # The fetch count only decides whether processes pay off where they are slow to start.
         network, cached = plan_fetches(conn, work, STOCK_TABLE, cache,
                                        as_of_session(opts.as_of)) if opts.dry_run or not cheap_start else (0, 0)
@@ -206,10 +207,12 @@ def value_prices(opts: ValuationOptions, *, dsn: str, command: str, log: Callabl
             ctx.spy = spy_series(conn, ETF_TABLE, spy_request.start, spy_request.end)
         conn.close()
         reporter = Reporter(len(groups), log=log)
-        say(f"Valuing {events:,} events of {len(work):,} tickers in {len(groups)} groups, {opts.concurrency} at a time")
+        processes = worker_processes(opts.processes or ((os.cpu_count() or 1) if cheap_start or network >= PROCESS_THRESHOLD else 1),
+                                     opts.concurrency, len(groups))
+        how = f" in {processes} worker processes ({opts.start_method})" if mapper is None and processes > 1 else ""
+        say(f"Valuing {events:,} events of {len(work):,} tickers in {len(groups)} groups, {opts.concurrency} at a time{how}")
         try:
-            processes = opts.processes or ((os.cpu_count() or 1) if cheap_start or network >= PROCESS_THRESHOLD else 1)
-            run = mapper or partial(process_mapper, processes=processes)
+            run = mapper or partial(process_mapper, processes=processes, start_method=opts.start_method)
             for outcome in run(groups, ctx, opts.concurrency):
                 if isinstance(outcome, tuple):
                     index, error = outcome

@@ -18,7 +18,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_at
 from tasks.core.db import connect, database_errors, first_line, is_transient, open_database
 from tasks.core.display import Reporter, format_eta
 from tasks.core.errors import Outcome, PipelineError
-from tasks.core.processes import die_with_parent, leave_signals_to_the_parent, start_method
+from tasks.core.processes import die_with_parent, leave_signals_to_the_parent, platform_start_method
 from tasks.jsonl.coverage import Coverage, run_coverage
 from tasks.jsonl.files import FilePlan, Sources, absent_places, count_lines, discover, plan_files
 from tasks.jsonl.load import FileResult, load_file
@@ -38,6 +38,7 @@ class IngestOptions:
     follow: bool = False
     poll: float = 5.0
     split_mb: float = SPLIT_MB
+    start_method: str = field(default_factory=platform_start_method)  # how loader processes start (spawn: as on Windows)
 
 
 def group_plans(plans: list[FilePlan], groups: int) -> list[list[FilePlan]]:
@@ -163,10 +164,10 @@ def _worker_init() -> None:
 
 
 def pool_mapper(groups: list[list[FilePlan]], dsn: str, opts: IngestOptions) -> Iterator[FileResult | tuple[str, str]]:
-    """Worker processes (parsing JSON is CPU work: threads would share one core); forked where the
-    platform allows, else spawned. An interrupt (Ctrl+C, SIGTERM to the run or to its whole process
+    """Worker processes (parsing JSON is CPU work: threads would share one core), started the
+    options' way (forked where the platform allows, else spawned). An interrupt (Ctrl+C, SIGTERM to the run or to its whole process
     group) stops every worker at once instead of waiting for the files still queued."""
-    context = mp.get_context(start_method())
+    context = mp.get_context(opts.start_method)
     pool = cf.ProcessPoolExecutor(max_workers=opts.concurrency, mp_context=context, initializer=_worker_init)
     try:
         futures = [pool.submit(load_group, dsn, g, opts.batch_size, opts.db_retries) for g in groups]
@@ -264,6 +265,9 @@ def ingest_once(opts: IngestOptions, *, dsn: str, say: Callable[[str], None], lo
     with Splitter(dsn, min(opts.concurrency, max(2, os.cpu_count() or 1)), opts.split_mb) as splitter:
         units = [unit for plan in plans for unit in (splitter.split(plan) if splitter.wants(plan) else [plan])]
         groups = group_plans(units, opts.concurrency * 4)
+        if mapper is pool_mapper and not opts.follow:
+            say(f"Loading {len(totals.to_load)} files in up to {min(opts.concurrency, len(groups))} loader processes "
+                f"({opts.start_method})")
         reporter = Reporter(len(totals.to_load), log=log)
         outcomes = mapper(groups, dsn, opts)
         try:
