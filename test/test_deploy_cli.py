@@ -59,7 +59,7 @@ def continuations(api: str, deployment_id: str) -> list[dict[str, Any]]:
                        sort="EXPECTED_START_TIME_ASC")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # this module's tests share one test worker (xdist_group): deployed once
 def deployments(prefect_api: dict[str, str]) -> dict[str, str]:
     """``prefect work-pool create`` + ``prefect deploy --all`` from prefect.yaml, once per test process
     (the server's scheduler is off: no schedule starts a run here); the Prefect part of a worker's

@@ -135,6 +135,30 @@ def test_spawned_worker_processes_value_as_the_independent_computation_does(run_
     assert bad.code == 2 and "start method 'thread' is not available here" in bad.stderr, bad.stderr
 
 
+def test_an_event_after_the_last_usable_session_waits_for_its_base_bar(run_cli: CliRunner, dsn: str, tmp_path: Path) -> None:
+    """Data up to Thursday 2025-07-31: an event after Thursday's close has Thursday as its base; one
+    after Friday's close (or in 2199) has a base session no bar exists for yet: it waits, unvalued,
+    instead of being valued against the last bar and flipping later."""
+    events = {"after thursday's close": "2025-07-31 20:30:00+00:00", "after friday's close": "2025-08-01 20:30:00+00:00",
+              "far future": "2199-12-30 15:00:00+00:00"}
+    csv = write_csv(tmp_path / "e.csv", [("KNWN", t, label) for label, t in events.items()])
+    for _ in range(2):  # a second run changes nothing
+        run = run_cli(VAL, "--import-csv", str(csv), *FAST, "--as-of", "2025-07-31")
+        assert run.code == 0, run.stdout + run.stderr
+        assert "2 event(s) at or after 2025-08-01 20:00 UTC wait: their base session comes after 2025-07-31" in run.stdout
+        rows = stored(dsn)
+        thursday = rows[("KNWN", utc(events["after thursday's close"]))]
+        assert thursday["base_date"] == dt.date(2025, 7, 31)
+        assert_matches(thursday, expected("KNWN", utc(events["after thursday's close"]), dt.date(2025, 7, 31)))
+        for label in ("after friday's close", "far future"):
+            assert rows[("KNWN", utc(events[label]))]["valuation_status"] is None, label
+            assert rows[("KNWN", utc(events[label]))]["base_date"] is None, label
+    later = run_cli(VAL, *FAST, "--as-of", "2025-08-29")  # Friday's bar exists now: that event is valued
+    assert later.code == 0, later.stderr
+    friday = stored(dsn)[("KNWN", utc(events["after friday's close"]))]
+    assert_matches(friday, expected("KNWN", utc(events["after friday's close"]), dt.date(2025, 8, 29)))
+
+
 def test_events_are_revalued_when_stored_prices_change(run_cli: CliRunner, dsn: str, tmp_path: Path, fake_yahoo: FakeYahoo) -> None:
     when = "2025-03-05 15:00:00+00:00"
     csv = write_csv(tmp_path / "e.csv", [("RVAL", when, "s")])

@@ -249,6 +249,22 @@ class _Exploit:
         return (os.system, (f"touch {self.marker}",))
 
 
+def test_another_applications_tables_of_the_same_names_are_named_and_left_alone(run_cli: CliRunner, dsn: str,
+                                                                                fake_yahoo: FakeYahoo) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:  # someone else's tables, of two of our names
+        conn.execute("CREATE TABLE scalp_ticks (id int PRIMARY KEY, note text)")
+        conn.execute("CREATE TABLE txn_events (id int)")
+        conn.execute("INSERT INTO scalp_ticks VALUES (1, 'theirs')")
+    result = run_cli(ETF, *BASE, "--tickers", "SPY")
+    assert result.code == 1, result.stdout + result.stderr
+    assert "already holds tables of this project's names that it did not create: scalp_ticks, txn_events" in result.stderr
+    assert "does not exist" not in result.stderr and "Traceback" not in result.stderr
+    assert fake_yahoo.log == []
+    with psycopg.connect(dsn) as conn:  # nothing created beside them, nothing of theirs touched
+        assert conn.execute("SELECT to_regclass('collected_daily_etf_ohlc')").fetchone() == (None,)
+        assert conn.execute("SELECT * FROM scalp_ticks").fetchall() == [(1, "theirs")]
+
+
 def test_a_planted_pickle_in_the_cache_is_never_loaded(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo, tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     marker = tmp_path / "pwned"

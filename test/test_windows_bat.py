@@ -25,7 +25,7 @@ MINGW = shutil.which("x86_64-w64-mingw32-gcc")
 BATS = ["1_run_backfill.bat", "2_run_staggered.bat", "3_run_daily_pipeline.bat", "4_backfill_status.bat"]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # this module's tests share one test worker (xdist_group): one prefix
 def wine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
     """A wine prefix, a copy of the checkout's .bat files, and the stubs: bin/uv.exe on PATH, and
     python.exe / py.exe each in a folder of its own for the bootstrap tests."""

@@ -23,7 +23,7 @@ SHARDS = [["SPY", "XLK", "XLV"], ["XLF", "XLE", "XLY"], ["XLP", "XLI", "XLB"], [
 DEPLOY = """
 from prefect import flow
 flow.from_source(source={root!r}, entrypoint="flows/deployments.py:etf_backfill").to_deployment(
-    name="shards", work_pool_name={pool!r}).apply()
+    name="two-workers", work_pool_name={pool!r}).apply()
 """
 
 
@@ -57,7 +57,7 @@ def test_two_workers_of_one_pool_share_the_runs_and_the_rate_budget(fake_yahoo: 
         for shard in SHARDS:
             params = {"tickers": shard, "days": 5, "end_date": "2025-07-08", "delay": 0.0, "rate": "120/min",
                       "cache_dir": str(tmp_path / "cache"), "command": f"etf-backfill --tickers {','.join(shard)}"}
-            prefect("deployment", "run", "etf-backfill/shards", "--params", json.dumps(params), env=env)
+            prefect("deployment", "run", "etf-backfill/two-workers", "--params", json.dumps(params), env=env)
         for i, log in enumerate(logs, start=1):
             procs.append(subprocess.Popen([sys.executable, "-m", "prefect", "worker", "start", "--pool", pool, "--limit", "1",
                                            "--name", f"w{i}"], cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,

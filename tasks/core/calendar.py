@@ -40,6 +40,13 @@ def last_closed_session(now: dt.datetime | None = None) -> dt.date:
     return session.date()
 
 
+def next_close(session: dt.date) -> dt.datetime:
+    """The close (UTC) of the NYSE session after ``session``: an event at or after it has its base bar
+    in a session after ``session``, which a run whose data ends at ``session`` cannot know yet."""
+    cal = nyse()
+    return cal.session_close(cal.next_session(pd.Timestamp(session))).to_pydatetime()
+
+
 def sessions_back(days: int, end: dt.date | None = None, *, now: dt.datetime | None = None) -> list[dt.date]:
     """The last ``days`` NYSE sessions up to ``end`` (default: the last closed session), oldest first.
 

@@ -199,6 +199,8 @@ def migrate(conn: psycopg.Connection[Any]) -> list[str]:
                 " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
             )
             done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+            if not done & {version for version, _ in migrations()}:
+                refuse_foreign_tables(conn)
             for version, sql in migrations():
                 if version in done:
                     continue
@@ -206,6 +208,26 @@ def migrate(conn: psycopg.Connection[Any]) -> list[str]:
                 conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
                 applied_now.append(version)
     return applied_now
+
+
+_CREATED_TABLE = re.compile(r"CREATE TABLE IF NOT EXISTS (\w+)", re.IGNORECASE)
+
+
+def refuse_foreign_tables(conn: psycopg.Connection[Any]) -> None:
+    """Before the first migration: the tables it would create must not exist already. ``CREATE TABLE
+    IF NOT EXISTS`` would keep another application's table of the same name, and a later statement
+    would fail on a column it lacks, without saying which table is not ours.
+
+    Raises:
+        StoreError: naming the tables that are in the way.
+    """
+    ours = sorted({name for _, text in migrations() for name in _CREATED_TABLE.findall(text)})
+    found = conn.execute("SELECT c.relname FROM pg_class c WHERE c.relname = ANY(%s) AND pg_table_is_visible(c.oid) ORDER BY 1",
+                         (ours,)).fetchall()
+    if found:
+        raise StoreError(f"database {conn.info.dbname!r} already holds tables of this project's names that it did not create: "
+                         f"{', '.join(r[0] for r in found)}; use an empty database, or another schema "
+                         "(options=-csearch_path=NAME in DATABASE_URL)")
 
 
 def open_database(dsn: str, *, dry_run: bool = False) -> psycopg.Connection[Any]:

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import psycopg
 
+from tasks.core.calendar import next_close
 from tasks.core.db import connect, database_errors
 from tasks.core.errors import RateLimited, SourceError, TransientSourceError
 from tasks.core.sql_files import statement
@@ -148,7 +149,8 @@ def value_group(group: ValuationGroup, ctx: ValuationContext) -> GroupResult:
     started = time.perf_counter()
     result = GroupResult(group.index, tickers=len(group.tickers))
     with connect(ctx.dsn, autocommit=True) as conn:
-        spans = {w.ticker: (w.first, w.last) for w in pending_by_ticker(conn, overwrite=ctx.overwrite, tickers=list(group.tickers))}
+        spans = {w.ticker: (w.first, w.last) for w in pending_by_ticker(conn, overwrite=ctx.overwrite, tickers=list(group.tickers),
+                                                                        before=next_close(ctx.last_closed))}
         if not spans:
             return result
         requests = {t: price_request(t, lo, hi, ctx.last_closed) for t, (lo, hi) in spans.items()}
@@ -183,7 +185,7 @@ def value_group(group: ValuationGroup, ctx: ValuationContext) -> GroupResult:
             new_bars = [f.bars[["ticker", "trade_date", "close", "adj_close", "volume"]].assign(
                 trade_date=lambda b: pd.to_datetime(b["trade_date"])) for f in fresh]  # as load_group_bars gives them
             bars = pd.concat([bars, *new_bars], ignore_index=True).drop_duplicates(["ticker", "trade_date"], keep="last")
-        counts = write_valuations(conn, pending_chunks(conn, sorted(spans), overwrite=ctx.overwrite),
+        counts = write_valuations(conn, pending_chunks(conn, sorted(spans), overwrite=ctx.overwrite, before=next_close(ctx.last_closed)),
                                   lambda chunk: _metrics(chunk, bars, ctx.spy, failed))
         result.ok, result.no_data, result.error = (counts.get(k, 0) for k in ("ok", "no_data", "error"))
         result.failed = {t: reason for t, (_, reason) in failed.items()}

@@ -237,22 +237,34 @@ class TickerWork:
     last: dt.datetime
 
 
-def pending_by_ticker(conn: psycopg.Connection[Any], *, overwrite: bool, tickers: list[str] | None) -> list[TickerWork]:
-    """Per ticker, the events this run must value (all of them with ``overwrite``)."""
+def pending_by_ticker(conn: psycopg.Connection[Any], *, overwrite: bool, tickers: list[str] | None,
+                      before: dt.datetime | None = None) -> list[TickerWork]:
+    """Per ticker, the events this run must value (all of them with ``overwrite``), of those before
+    ``before`` (later ones wait for their base session: ``next_close``)."""
     where: sql.Composable = sql.SQL("TRUE") if overwrite else PENDING
     if tickers:
         where = sql.SQL("{} AND ticker = ANY(%(tickers)s)").format(where)
+    if before is not None:
+        where = sql.SQL("{} AND event_time < %(before)s").format(where)
     query = sql.SQL(
         "SELECT ticker, count(*), min(event_time), max(event_time) FROM txn_events WHERE {} GROUP BY ticker ORDER BY ticker"
     ).format(where)
-    rows = conn.execute(query, {"tickers": tickers}).fetchall()
+    rows = conn.execute(query, {"tickers": tickers, "before": before}).fetchall()
     return [TickerWork(t, int(n), a, b) for t, n, a, b in rows]
+
+
+def waiting_for_their_session(conn: psycopg.Connection[Any], before: dt.datetime, tickers: list[str] | None) -> int:
+    """How many unvalued events lie at or after ``before``: their base session has not closed yet."""
+    found = conn.execute("SELECT count(*) FROM txn_events WHERE event_time >= %(before)s AND valuation_status IS NULL"
+                         " AND (%(tickers)s::text[] IS NULL OR ticker = ANY(%(tickers)s))",
+                         {"before": before, "tickers": tickers}).fetchone()
+    return int(found[0]) if found else 0
 
 
 CHUNK_EVENTS = 20_000  # events held in memory at once per group
 
 
-def pending_chunks(conn: psycopg.Connection[Any], tickers: list[str], *, overwrite: bool,
+def pending_chunks(conn: psycopg.Connection[Any], tickers: list[str], *, overwrite: bool, before: dt.datetime | None = None,
                    size: int = CHUNK_EVENTS) -> Iterator[pd.DataFrame]:
     """The pending events of ``tickers`` (event_id, ticker, event_time as datetime64 UTC), ``size`` at a
     time, through a server-side cursor: memory does not grow with the number of events.
@@ -261,13 +273,16 @@ def pending_chunks(conn: psycopg.Connection[Any], tickers: list[str], *, overwri
     Rows come as three integers (id, the ticker's position in ``tickers``, microseconds since 1970),
     turned into columns by numpy: building a frame from datetime objects cost a tenth of a revaluation.
     """
-    where = sql.SQL("TRUE") if overwrite else PENDING
+    where: sql.Composable = sql.SQL("TRUE") if overwrite else PENDING
+    if before is not None:
+        where = sql.SQL("{} AND txn_events.event_time < %(before)s").format(where)
     query = sql.SQL("SELECT txn_events.event_id, t.i, (extract(epoch FROM txn_events.event_time) * 1000000)::int8 FROM txn_events"
-                    " JOIN unnest(%s::text[]) WITH ORDINALITY AS t(ticker, i) ON txn_events.ticker = t.ticker WHERE {}").format(where)
+                    " JOIN unnest(%(tickers)s::text[]) WITH ORDINALITY AS t(ticker, i) ON txn_events.ticker = t.ticker"
+                    " WHERE {}").format(where)
     names = np.array(tickers, dtype=object)
     with conn.cursor(name=f"pending_{id(tickers)}") as cur:
         cur.itersize = size
-        cur.execute(query, (tickers,))
+        cur.execute(query, {"tickers": tickers, "before": before})
         while rows := cur.fetchmany(size):
             ints = np.array(rows, dtype=np.int64)
             yield pd.DataFrame({"event_id": ints[:, 0], "ticker": names[ints[:, 1] - 1],

@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from tasks.core.calendar import last_closed_session, nyse
+from tasks.core.calendar import last_closed_session, next_close, nyse
 from tasks.core.commands import resume_hint
 from tasks.core.db import open_database
 from tasks.core.display import Reporter, format_eta
@@ -23,7 +23,15 @@ from tasks.core.processes import platform_start_method
 from tasks.core.tickers import BENCHMARK
 from tasks.events.fundamentals_run import FundamentalsOptions, api_key, run_fundamentals
 from tasks.events.groups import GroupResult, ValuationContext, default_group_size, ensure_bars, make_groups, spy_series
-from tasks.events.imports import ImportResult, TickerWork, check_csv, describe_bad, import_csv, pending_by_ticker
+from tasks.events.imports import (
+    ImportResult,
+    TickerWork,
+    check_csv,
+    describe_bad,
+    import_csv,
+    pending_by_ticker,
+    waiting_for_their_session,
+)
 from tasks.events.pool import GroupOutcome, process_mapper, worker_processes
 from tasks.prices.obtain import covered_tickers, price_request, stored_counts
 from tasks.prices.store import ETF_TABLE, STOCK_TABLE
@@ -168,8 +176,14 @@ def value_prices(opts: ValuationOptions, *, dsn: str, command: str, log: Callabl
             if opts.dry_run:
                 conn.rollback()
             return code
-        work = pending_by_ticker(conn, overwrite=opts.overwrite, tickers=list(opts.tickers) if opts.tickers else None)
+        last_closed = as_of_session(opts.as_of)
+        tickers = list(opts.tickers) if opts.tickers else None
+        work = pending_by_ticker(conn, overwrite=opts.overwrite, tickers=tickers, before=next_close(last_closed))
         events = sum(w.events for w in work)
+        later = waiting_for_their_session(conn, next_close(last_closed), tickers)
+        if later:
+            say(f"{later:,} event(s) at or after {next_close(last_closed):%Y-%m-%d %H:%M} UTC wait: their base session comes "
+                f"after {last_closed}, the last one this run may use")
         if not work:
             say("Nothing to value: every event is valued (use --overwrite to revalue).")
             return code
@@ -188,7 +202,6 @@ def value_prices(opts: ValuationOptions, *, dsn: str, command: str, log: Callabl
                 f"({opts.concurrency} at a time); network fetches: {network:,} (+ SPY if not stored), from cache: {cached:,}")
             say(describe_budget(budget_state, requests=network + 2 if network else 0))
             return code
-        last_closed = as_of_session(opts.as_of)
         ctx = ValuationContext(
             dsn=dsn, table=STOCK_TABLE, cache=cache, spy=pd.Series(dtype=float), last_closed=last_closed, overwrite=opts.overwrite,
             refresh=settings.refresh, source_settings=settings, budget=settings.budget(dsn),
