@@ -10,6 +10,12 @@ pytest_plugins = ["test.fix_db", "test.fix_yahoo", "test.fix_prefect"]
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
 
+def pytest_collection_modifyitems(items):  # type: ignore[no-untyped-def]
+    """Slow tests first (stable order otherwise): the test workers then finish on short tests
+    instead of one of them starting a minute-long one while the others are done."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 def pytest_configure(config):  # type: ignore[no-untyped-def]
     config.addinivalue_line("markers", "slow: starts Prefect or runs many subprocesses")
     config.addinivalue_line("markers", "reliability: failure-injection tests (run alone with -m reliability)")

@@ -41,7 +41,7 @@ from test.prefect_cli import (
 )
 from test.test_etf_backfill import expected_rows
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("deployments")]  # deployed once, on one test worker
+pytestmark = pytest.mark.slow
 END = "2025-07-08"
 WORKER_RATE = "600/min,20000/h"  # the worker's environment: deployments leave `rate` null
 
@@ -59,7 +59,7 @@ def continuations(api: str, deployment_id: str) -> list[dict[str, Any]]:
                        sort="EXPECTED_START_TIME_ASC")
 
 
-@pytest.fixture(scope="session")  # this module's tests share one test worker (xdist_group): deployed once
+@pytest.fixture(scope="session")  # once per test worker, however its tests interleave with other modules'
 def deployments(prefect_api: dict[str, str]) -> dict[str, str]:
     """``prefect work-pool create`` + ``prefect deploy --all`` from prefect.yaml, once per test process
     (the server's scheduler is off: no schedule starts a run here); the Prefect part of a worker's

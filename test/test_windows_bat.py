@@ -18,14 +18,14 @@ import pytest
 
 from test.fix_yahoo import ROOT
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("wine")]  # one wine prefix, booted once on one test worker
+pytestmark = pytest.mark.slow
 WINE = next((w for w in ("/usr/lib/wine/wine64", shutil.which("wine64") or "", shutil.which("wine") or "") if w and os.path.exists(w)),
             None)
 MINGW = shutil.which("x86_64-w64-mingw32-gcc")
 BATS = ["1_run_backfill.bat", "2_run_staggered.bat", "3_run_daily_pipeline.bat", "4_backfill_status.bat"]
 
 
-@pytest.fixture(scope="session")  # this module's tests share one test worker (xdist_group): one prefix
+@pytest.fixture(scope="session")  # one prefix per test worker, however its tests interleave with other modules'
 def wine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
     """A wine prefix, a copy of the checkout's .bat files, and the stubs: bin/uv.exe on PATH, and
     python.exe / py.exe each in a folder of its own for the bootstrap tests."""
