@@ -148,9 +148,10 @@ def value_group(group: ValuationGroup, ctx: ValuationContext) -> GroupResult:
     """
     started = time.perf_counter()
     result = GroupResult(group.index, tickers=len(group.tickers))
+    cutoff = next_close(ctx.last_closed)  # later events wait for their base session (as in the run's plan)
     with connect(ctx.dsn, autocommit=True) as conn:
-        spans = {w.ticker: (w.first, w.last) for w in pending_by_ticker(conn, overwrite=ctx.overwrite, tickers=list(group.tickers),
-                                                                        before=next_close(ctx.last_closed))}
+        spans = {w.ticker: (w.first, w.last)
+                 for w in pending_by_ticker(conn, overwrite=ctx.overwrite, tickers=list(group.tickers), before=cutoff)}
         if not spans:
             return result
         requests = {t: price_request(t, lo, hi, ctx.last_closed) for t, (lo, hi) in spans.items()}
@@ -185,7 +186,7 @@ def value_group(group: ValuationGroup, ctx: ValuationContext) -> GroupResult:
             new_bars = [f.bars[["ticker", "trade_date", "close", "adj_close", "volume"]].assign(
                 trade_date=lambda b: pd.to_datetime(b["trade_date"])) for f in fresh]  # as load_group_bars gives them
             bars = pd.concat([bars, *new_bars], ignore_index=True).drop_duplicates(["ticker", "trade_date"], keep="last")
-        counts = write_valuations(conn, pending_chunks(conn, sorted(spans), overwrite=ctx.overwrite, before=next_close(ctx.last_closed)),
+        counts = write_valuations(conn, pending_chunks(conn, sorted(spans), overwrite=ctx.overwrite, before=cutoff),
                                   lambda chunk: _metrics(chunk, bars, ctx.spy, failed))
         result.ok, result.no_data, result.error = (counts.get(k, 0) for k in ("ok", "no_data", "error"))
         result.failed = {t: reason for t, (_, reason) in failed.items()}

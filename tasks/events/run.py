@@ -178,11 +178,12 @@ def value_prices(opts: ValuationOptions, *, dsn: str, command: str, log: Callabl
             return code
         last_closed = as_of_session(opts.as_of)
         tickers = list(opts.tickers) if opts.tickers else None
-        work = pending_by_ticker(conn, overwrite=opts.overwrite, tickers=tickers, before=next_close(last_closed))
+        cutoff = next_close(last_closed)  # events from here on have their base bar in a later session
+        work = pending_by_ticker(conn, overwrite=opts.overwrite, tickers=tickers, before=cutoff)
         events = sum(w.events for w in work)
-        later = waiting_for_their_session(conn, next_close(last_closed), tickers)
+        later = waiting_for_their_session(conn, cutoff, tickers)
         if later:
-            say(f"{later:,} event(s) at or after {next_close(last_closed):%Y-%m-%d %H:%M} UTC wait: their base session comes "
+            say(f"{later:,} event(s) at or after {cutoff:%Y-%m-%d %H:%M} UTC wait: their base session comes "
                 f"after {last_closed}, the last one this run may use")
         if not work:
             say("Nothing to value: every event is valued (use --overwrite to revalue).")
@@ -193,8 +194,7 @@ def value_prices(opts: ValuationOptions, *, dsn: str, command: str, log: Callabl
         cache = settings.cache()
         cheap_start = opts.start_method == "fork"
         # The fetch count only decides whether processes pay off where they are slow to start.
-        network, cached = plan_fetches(conn, work, STOCK_TABLE, cache,
-                                       as_of_session(opts.as_of)) if opts.dry_run or not cheap_start else (0, 0)
+        network, cached = plan_fetches(conn, work, STOCK_TABLE, cache, last_closed) if opts.dry_run or not cheap_start else (0, 0)
         if opts.dry_run:
             budget_state = peek_budget(conn, settings.rate_budget, settings.rate_per_min)
             conn.rollback()
