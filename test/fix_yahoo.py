@@ -60,8 +60,11 @@ def run_cli(fake_yahoo: FakeYahoo, dsn: str, tmp_path: Path, prefect_env: dict[s
     def run(module: str, *args: str, env: dict[str, str | None] | None = None, timeout: float = 120,
             cache_dir: Path | None = None) -> CliResult:
         full_env = cli_env(fake_yahoo, dsn, **prefect_env)
-        for key, value in (env or {}).items():  # None: not set at all
-            full_env.pop(key, None) if value is None else full_env.__setitem__(key, value)
+        for key, value in (env or {}).items():
+            if value is None:  # not set at all
+                full_env.pop(key, None)
+            else:
+                full_env[key] = value
         argv = [sys.executable, "-m", module, *args]
         if "--cache-dir" not in args and module not in NO_CACHE_DIR:
             argv += ["--cache-dir", str(cache_dir or cache)]

@@ -263,6 +263,13 @@ def test_another_applications_tables_of_the_same_names_are_named_and_left_alone(
     with psycopg.connect(dsn) as conn:  # nothing created beside them, nothing of theirs touched
         assert conn.execute("SELECT to_regclass('collected_daily_etf_ohlc')").fetchone() == (None,)
         assert conn.execute("SELECT * FROM scalp_ticks").fetchall() == [(1, "theirs")]
+        conn.execute("CREATE SCHEMA market")
+    # The way out the error names: a schema of our own, first on the search path.
+    in_schema = run_cli(ETF, *BASE, "--tickers", "SPY", env={"DATABASE_URL": f"{dsn} options='-csearch_path=market'"})
+    assert in_schema.code == 0, in_schema.stdout + in_schema.stderr
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT count(*) FROM market.collected_daily_etf_ohlc").fetchone() == (5,)
+        assert conn.execute("SELECT * FROM public.scalp_ticks").fetchall() == [(1, "theirs")]
 
 
 def test_a_planted_pickle_in_the_cache_is_never_loaded(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo, tmp_path: Path) -> None:
