@@ -20,7 +20,7 @@ from typing import Any
 
 from flows.cli import ArgumentParser, int_in, positive_float, program_name, run_cli, use_prefect
 from flows.params import DRY_RUN, ORCHESTRATE, Param, add_flags, flow_function, flow_values, path_text
-from flows.settings import data_dsn, start_method
+from flows.settings import data_dsn, host_name, start_method
 from tasks.core.commands import command_line
 from tasks.core.errors import BadInput, Outcome
 from tasks.jsonl.files import FilePlan, Sources
@@ -70,7 +70,7 @@ def options(values: dict[str, Any]) -> IngestOptions:
                          dry_run=bool(values.get("dry_run", False)), fail_on_low_coverage=bool(values.get("fail_on_low_coverage")),
                          db_retries=int(values.get("db_retries", DB_RETRIES)), follow=bool(values.get("follow")),
                          poll=float(values.get("poll", 5.0)), split_mb=float(values.get("split_mb", SPLIT_MB)),
-                         start_method=start_method())
+                         start_method=start_method(), host=host_name())
 
 
 def prefect_mapper(groups: list[list[FilePlan]], dsn: str, opts: IngestOptions) -> Iterator[FileResult | tuple[str, str]]:

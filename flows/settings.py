@@ -16,6 +16,7 @@ flow's entry) and passed down as values: no module under ``tasks/`` reads ``os.e
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 from tasks.core.db import DEFAULT_PGDATA, dsn_or_start_embedded
@@ -61,3 +62,9 @@ def start_method() -> str:
     """
     chosen = os.environ.get("BACKFILL_START_METHOD", "").strip()
     return check_start_method(chosen) if chosen else platform_start_method()
+
+
+def host_name() -> str:
+    """The name JSONL files' origins record for this machine: ``BACKFILL_HOST`` (for a container,
+    whose own name changes with each one) or the host's name."""
+    return os.environ.get("BACKFILL_HOST", "").strip() or socket.gethostname()

@@ -1,5 +1,6 @@
 -- After a swing file's rows left swing_bars_10m: forget its versions, and give each bar it had won
--- the best version another file still provides (the latest file, then line), as a load would have.
+-- the best version another file still provides (by load_swing's rule: the latest time in the file's
+-- name, then line, then key), as a load would have.
 WITH gone AS (
     DELETE FROM swing_bar_versions WHERE source_file = %(file)s RETURNING symbol, bar_time
 )
@@ -10,6 +11,7 @@ SELECT DISTINCT ON (v.symbol, v.bar_time)
        v.source, v.source_file, v.source_line
 FROM swing_bar_versions v
 JOIN (SELECT DISTINCT symbol, bar_time FROM gone) g ON g.symbol = v.symbol AND g.bar_time = v.bar_time
+LEFT JOIN jsonl_file_checkpoints c ON c.source_file = v.source_file
 WHERE v.source_file <> %(file)s
-ORDER BY v.symbol, v.bar_time, v.source_file DESC, v.source_line DESC
+ORDER BY v.symbol, v.bar_time, COALESCE(c.file_time, '-infinity') DESC, v.source_line DESC, v.source_file DESC
 ON CONFLICT (symbol, bar_time) DO NOTHING

@@ -9,6 +9,9 @@ ON CONFLICT (symbol, bar_time) DO UPDATE SET
     bid_price = EXCLUDED.bid_price, ask_price = EXCLUDED.ask_price, session_id = EXCLUDED.session_id,
     dataset = EXCLUDED.dataset, market = EXCLUDED.market, source = EXCLUDED.source,
     source_file = EXCLUDED.source_file, source_line = EXCLUDED.source_line
--- The same bar in several files: the latest file (names sort by time), then the latest line, wins,
--- whatever order concurrent loaders commit in.
-WHERE (EXCLUDED.source_file, EXCLUDED.source_line) > (swing_bars_10m.source_file, swing_bars_10m.source_line)
+-- The same bar in several files: the file whose name has the latest time wins (a file without one
+-- loses to every dated file), then the latest line, then the key, whatever order the files load
+-- in and concurrent loaders commit in; where the files sit does not count.
+WHERE (COALESCE(%(file_time)s::timestamp, '-infinity'), EXCLUDED.source_line, EXCLUDED.source_file)
+    > (COALESCE((SELECT c.file_time FROM jsonl_file_checkpoints c WHERE c.source_file = swing_bars_10m.source_file), '-infinity'),
+       swing_bars_10m.source_line, swing_bars_10m.source_file)

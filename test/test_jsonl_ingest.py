@@ -43,7 +43,7 @@ def wait_for_checkpoints(dsn: str, at_least: int, timeout: float = 60) -> None:
     while time.monotonic() < deadline:
         try:
             with psycopg.connect(dsn) as conn:
-                row = conn.execute("SELECT count(*) FROM jsonl_file_checkpoints").fetchone()
+                row = conn.execute("SELECT count(*) FROM jsonl_file_checkpoints WHERE bytes_loaded > 0").fetchone()
             if row and row[0] >= at_least:
                 return
         except psycopg.Error:

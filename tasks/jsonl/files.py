@@ -6,7 +6,8 @@ the source document keeps them (``config/observer/swing/``, ``config/observer/sc
 ``logs/system/``). Folders are searched recursively; names follow ``YYYYMMDD_HHMM.jsonl`` (swing,
 scalp) and ``gap_YYYYMMDD.jsonl`` (a glob may name other ``.jsonl`` files). Links are never
 followed, and only regular files are read. A file's key (its provenance in every table and its
-checkpoint) is ``<swing|scalp|system>/<path under its folder>``, the same whichever way it was found.
+checkpoint) is ``<swing|scalp|system>/<path under its folder>``, the same whichever way it was found,
+qualified by its origin when another root's file of that path was loaded first (``origins.py``).
 
 A file's checkpoint holds how many bytes (whole lines) are loaded and the SHA-256 of that
 prefix, so a rerun can tell: finished (skip), grown (load from the checkpoint), rewritten
@@ -43,12 +44,16 @@ _SPLIT_READ = 8 << 20  # bytes read at a time while cutting a file into pieces
 
 @dataclass(frozen=True)
 class JsonlFile:
-    """One data file: its key (``<folder>/<path under it>``, the provenance), kind, size now and path."""
+    """One data file: its name in messages (``<folder>/<path under it>``), kind, size now, path, the
+    folder it was found in, and its origin and key in the database (``origins.keyed_files``)."""
 
     rel: str
     kind: Kind
     size: int
     path: Path
+    base: Path
+    key: str
+    origin: int | None = None
 
 
 @dataclass(frozen=True)
@@ -98,6 +103,7 @@ class FilePlan:
     start_byte: int = 0
     start_line: int = 0
     piece: Piece | None = None
+    why: str = ""  # for a reload: what made it one
 
     @property
     def bytes_to_load(self) -> int:
@@ -208,7 +214,7 @@ def discover(sources: Sources, left_out: dict[str, str] | None = None) -> list[J
             rel = f"{folder}/{candidate.relative_to(base).as_posix()}"
             if rel not in seen:
                 seen.add(rel)
-                found.append(JsonlFile(rel, kind, size, candidate.resolve()))
+                found.append(JsonlFile(rel, kind, size, candidate.resolve(), base.resolve(), key=rel))
     if not found and not any_place:
         raise BadInput(f"--root {sources.root} has no swing/, scalp/ or system/ folder")
     order = {kind: i for i, (kind, _, _) in enumerate(_PATTERNS)}
@@ -230,21 +236,25 @@ def prefix_sha256(path: Path, length: int) -> str:
 
 
 def plan_files(conn: psycopg.Connection[Any], files: list[JsonlFile]) -> list[FilePlan]:
-    """Decide per file: new, append (from the checkpoint), reload (earlier content changed) or skip."""
+    """Decide per file: new, append (from the checkpoint), reload (earlier content changed, or an
+    upgrade asked for it) or skip. A checkpoint at byte 0 (a claimed key, ``origins.py``) is new."""
     rows = conn.execute(
-        "SELECT source_file, bytes_loaded, lines_loaded, prefix_sha256 FROM jsonl_file_checkpoints WHERE source_file = ANY(%s)",
-        ([f.rel for f in files],),
+        "SELECT source_file, bytes_loaded, lines_loaded, prefix_sha256, must_reload FROM jsonl_file_checkpoints"
+        " WHERE source_file = ANY(%s)",
+        ([f.key for f in files],),
     ).fetchall()
-    checkpoints = {r[0]: (int(r[1]), int(r[2]), r[3]) for r in rows}
+    checkpoints = {r[0]: (int(r[1]), int(r[2]), r[3], r[4]) for r in rows}
     plans = []
     for f in files:
-        cp = checkpoints.get(f.rel)
-        if cp is None:
+        cp = checkpoints.get(f.key)
+        if cp is None or (cp[0] == 0 and not cp[3]):
             plans.append(FilePlan(f, "new"))
             continue
-        loaded, lines, sha = cp
-        if f.size < loaded or prefix_sha256(f.path, loaded) != sha:
-            plans.append(FilePlan(f, "reload"))
+        loaded, lines, sha, must_reload = cp
+        if must_reload:
+            plans.append(FilePlan(f, "reload", why=must_reload))
+        elif f.size < loaded or prefix_sha256(f.path, loaded) != sha:
+            plans.append(FilePlan(f, "reload", why="earlier content changed"))
         elif f.size == loaded:
             plans.append(FilePlan(f, "skip", loaded, lines))
         else:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import multiprocessing as mp
 import os
+import socket
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures.process import BrokenProcessPool
@@ -22,6 +23,7 @@ from tasks.core.processes import die_with_parent, leave_signals_to_the_parent, p
 from tasks.jsonl.coverage import Coverage, run_coverage
 from tasks.jsonl.files import FilePlan, Sources, absent_places, count_lines, discover, plan_files
 from tasks.jsonl.load import FileResult, load_file
+from tasks.jsonl.origins import keyed_files
 from tasks.jsonl.split import SPLIT_MB, Splitter
 
 DB_RETRIES = 3  # the source document's "3 attempts, exponential backoff", after the first try
@@ -39,6 +41,7 @@ class IngestOptions:
     poll: float = 5.0
     split_mb: float = SPLIT_MB
     start_method: str = field(default_factory=platform_start_method)  # how loader processes start (spawn: as on Windows)
+    host: str = field(default_factory=socket.gethostname)  # the files' host, part of their origin (origins.py)
 
 
 def group_plans(plans: list[FilePlan], groups: int) -> list[list[FilePlan]]:
@@ -122,8 +125,9 @@ class IngestTotals:
     def coverage(self, dsn: str) -> Coverage:
         """Coverage of what this run loaded (each file from the first line it added)."""
         start = {p.file.rel: (p.start_line if p.action == "append" else 0) for p in self.plans}
+        keys = {p.file.rel: p.file.key for p in self.plans}
         minutes = {m for r in self.results for m in r.minutes}
-        gaps = [(r.rel, start.get(r.rel, 0) + 1) for r in self.results if r.lines and r.kind == "gap"]
+        gaps = [(keys[r.rel], start.get(r.rel, 0) + 1) for r in self.results if r.lines and r.kind == "gap"]
         if not minutes and not gaps:
             return Coverage()
         with connect(dsn, autocommit=True) as conn, database_errors("the coverage check failed (what loaded is kept)"):
@@ -143,7 +147,7 @@ class IngestTotals:
             out.append(f"{copies:,} ticks were already stored from other files (copies or renamed files): stored once, kept as copies")
         for plan in self.plans:
             if plan.action == "reload":
-                out.append(f"Reloaded (earlier content changed): {plan.file.rel}")
+                out.append(f"Reloaded ({plan.why}): {plan.file.rel}")
         for result in self.results:
             for line, reason in result.rejects[:10]:
                 out.append(f"Rejected {result.rel}:{line}: {reason}")
@@ -245,6 +249,8 @@ def ingest_once(opts: IngestOptions, *, dsn: str, say: Callable[[str], None], lo
             say(f"Left out {path}: {why}")
     conn = open_database(dsn, dry_run=opts.dry_run)
     try:
+        with database_errors("recording the files' origins failed"):
+            files = keyed_files(conn, files, opts.host, claim=not opts.dry_run, say=say)
         plans = plan_files(conn, files)
         if opts.dry_run:
             conn.rollback()

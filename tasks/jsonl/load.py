@@ -26,6 +26,7 @@ from tasks.core.db import database_errors
 from tasks.core.errors import SourceError
 from tasks.core.sql_files import statement
 from tasks.jsonl.files import FilePlan, JsonlFile, Kind, Piece, plan_files
+from tasks.jsonl.origins import EMPTY_SHA256, file_time
 from tasks.jsonl.records import ROW_BUILDERS, Reject
 from tasks.jsonl.ticks import Row, fast_scalp_row, keyed_copy_lines, minute_bars
 
@@ -71,7 +72,7 @@ def load_file(conn: psycopg.Connection[Any], plan: FilePlan, *, batch_size: int 
     result = FileResult(f.rel, f.kind, plan.action)
     if plan.action == "skip":
         return result
-    if not take_file_lock(conn, f.rel):
+    if not take_file_lock(conn, f.key):
         result.action = "busy (another run is loading it)"
         return result
     try:
@@ -83,20 +84,20 @@ def load_file(conn: psycopg.Connection[Any], plan: FilePlan, *, batch_size: int 
         with database_errors(f"loading {f.rel} failed"):
             _read_and_store(conn, plan.file, start_byte, line_no, None, batch_size, result, always_flush=plan.action != "append")
     finally:
-        release_file_lock(conn, f.rel)
+        release_file_lock(conn, f.key)
     result.seconds = time.perf_counter() - started
     return result
 
 
-def take_file_lock(conn: psycopg.Connection[Any], rel: str) -> bool:
+def take_file_lock(conn: psycopg.Connection[Any], key: str) -> bool:
     """The file's session lock, so two runs never load one file at once; False when another run has it."""
-    got = conn.execute("SELECT pg_try_advisory_lock(%s)", (lock_key(rel),)).fetchone()
+    got = conn.execute("SELECT pg_try_advisory_lock(%s)", (lock_key(key),)).fetchone()
     return bool(got and got[0])
 
 
-def release_file_lock(conn: psycopg.Connection[Any], rel: str) -> None:
+def release_file_lock(conn: psycopg.Connection[Any], key: str) -> None:
     if not conn.closed and not conn.broken:
-        conn.execute("SELECT pg_advisory_unlock(%s)", (lock_key(rel),))
+        conn.execute("SELECT pg_advisory_unlock(%s)", (lock_key(key),))
 
 
 def prepare_file(conn: psycopg.Connection[Any], plan: FilePlan) -> FilePlan:
@@ -111,9 +112,9 @@ def prepare_file(conn: psycopg.Connection[Any], plan: FilePlan) -> FilePlan:
         raise SourceError(f.rel, f"cannot read it: {exc.strerror}") from None
     with database_errors(f"loading {f.rel} failed"):
         if plan.action == "reload":
-            forget_file(conn, f.rel, f.kind)
+            forget_file(conn, f.key, f.kind)
         elif plan.action != "skip" and f.kind == "scalp":
-            forget_lines(conn, f.rel, after=plan.start_line if plan.action == "append" else 0)
+            forget_lines(conn, f.key, after=plan.start_line if plan.action == "append" else 0)
     return plan
 
 
@@ -129,10 +130,10 @@ def _load_piece(conn: psycopg.Connection[Any], plan: FilePlan, batch_size: int) 
     with database_errors(f"loading {f.rel} failed"):
         if piece.first:
             row = conn.execute("SELECT bytes_loaded, lines_loaded FROM jsonl_file_checkpoints WHERE source_file = %s",
-                               (f.rel,)).fetchone()
+                               (f.key,)).fetchone()
             if row is not None and piece.start <= row[0] <= piece.end:
                 start, lines_before = int(row[0]), int(row[1])
-        forget_lines(conn, f.rel, after=lines_before, upto=piece.last_line)
+        forget_lines(conn, f.key, after=lines_before, upto=piece.last_line)
         _read_and_store(conn, f, start, lines_before, piece, batch_size, result, always_flush=False)
     result.seconds = time.perf_counter() - started
     return result
@@ -178,12 +179,12 @@ def _read_and_store(conn: psycopg.Connection[Any], f: JsonlFile, start_byte: int
             consumed += length
             batch.append((line_no, raw))
             if len(batch) >= batch_size:
-                _flush(conn, f.rel, f.kind, batch, consumed, line_no, digest, f.size, result)
+                _flush(conn, f, batch, consumed, line_no, digest, result)
                 batch = []
             if stop is not None and consumed >= stop:
                 break
         if batch or always_flush:
-            _flush(conn, f.rel, f.kind, batch, consumed, line_no, digest, f.size, result)
+            _flush(conn, f, batch, consumed, line_no, digest, result)
     result.bytes_read = consumed - start_byte
 
 
@@ -218,16 +219,17 @@ def _shown(body: bytes, reason: str) -> str:
     return body[:2000].decode("utf-8", "replace").replace("\x00", "")
 
 
-def lock_key(rel: str) -> int:
+def lock_key(key: str) -> int:
     """The advisory-lock key of a file: 64 bits of BLAKE2b (PostgreSQL's 32-bit ``hashtext`` made two
     real file names share a lock, and one of them was skipped as "busy")."""
-    return int.from_bytes(hashlib.blake2b(f"jsonl:{rel}".encode(), digest_size=8).digest(), "big", signed=True)
+    return int.from_bytes(hashlib.blake2b(f"jsonl:{key}".encode(), digest_size=8).digest(), "big", signed=True)
 
 
-def _flush(conn: psycopg.Connection[Any], rel: str, kind: Kind, batch: list[tuple[int, bytes]], consumed: int, line_no: int,
-           digest: Any, size: int, result: FileResult) -> None:
+def _flush(conn: psycopg.Connection[Any], f: JsonlFile, batch: list[tuple[int, bytes]], consumed: int, line_no: int,
+           digest: Any, result: FileResult) -> None:
     """One batch: check and type the lines, COPY the rows, insert them and the rejects, refresh
     1-minute bars, move the checkpoint; one transaction."""
+    file_key, kind = f.key, f.kind
     build = ROW_BUILDERS[kind]
     built: list[tuple[Any, ...]] = []
     rejects: list[tuple[int, str, str]] = []
@@ -260,12 +262,12 @@ def _flush(conn: psycopg.Connection[Any], rel: str, kind: Kind, batch: list[tupl
         if built and kind == "scalp":
             # Straight into the table: the checkpoint commits with these rows, so a line is never
             # sent twice (and the unique (source_file, source_line) key would refuse it if it were).
-            stored, copies = _store_ticks(cur, rel, built)
+            stored, copies = _store_ticks(cur, file_key, built)
             loaded = len(stored)
             if copies:
                 cur.executemany("INSERT INTO scalp_tick_copies (source_file, source_line, tick_key) VALUES (%s, %s, %s)"
                                 " ON CONFLICT (source_file, source_line) DO UPDATE SET tick_key = EXCLUDED.tick_key",
-                                [(rel, n, key) for n, key in copies])
+                                [(file_key, n, key) for n, key in copies])
         elif built:  # swing rows upsert on (symbol, bar_time); gaps are few
             good = io.StringIO()
             csv.writer(good, lineterminator="\n").writerows(built)
@@ -273,8 +275,8 @@ def _flush(conn: psycopg.Connection[Any], rel: str, kind: Kind, batch: list[tupl
             with cur.copy(f"COPY stage_{kind} FROM STDIN (FORMAT csv)") as copy:  # type: ignore[arg-type]
                 copy.write(good.getvalue())
             if kind == "swing":
-                cur.execute(statement("version_swing"), {"file": rel})  # type: ignore[arg-type]
-            cur.execute(statement(f"load_{kind}"), {"file": rel})  # type: ignore[arg-type]
+                cur.execute(statement("version_swing"), {"file": file_key})  # type: ignore[arg-type]
+            cur.execute(statement(f"load_{kind}"), {"file": file_key, "file_time": file_time(f.rel)})  # type: ignore[arg-type]
             loaded = cur.rowcount
             cur.execute(f"DROP TABLE stage_{kind}")  # type: ignore[arg-type]
         if rejects:
@@ -282,15 +284,15 @@ def _flush(conn: psycopg.Connection[Any], rel: str, kind: Kind, batch: list[tupl
                 "INSERT INTO jsonl_rejects (source_file, source_line, reason, raw) VALUES (%s, %s, %s, %s)"
                 " ON CONFLICT (source_file, source_line) DO UPDATE SET reason = EXCLUDED.reason, raw = EXCLUDED.raw,"
                 " rejected_at = now()",
-                [(rel, n, reason, raw) for n, reason, raw in rejects],
+                [(file_key, n, reason, raw) for n, reason, raw in rejects],
             )
         if kind == "scalp" and loaded:
             cur.execute("SELECT pg_advisory_xact_lock_shared(%s)", (BARS_LOCK,))  # merges run side by side
             bars = minute_bars(stored)
-            cur.execute(statement("merge_1m_bars"), _bar_params(rel, bars))  # type: ignore[arg-type]
+            cur.execute(statement("merge_1m_bars"), _bar_params(file_key, bars))  # type: ignore[arg-type]
             result.minutes.update((bar[0], bar[1]) for bar in bars)
         if digest is not None:  # None: a piece past the first, whose rows the checkpoint covers once every piece is in
-            write_checkpoint(cur, rel, kind, consumed, line_no, digest.copy().hexdigest(), size)
+            write_checkpoint(cur, f, consumed, line_no, digest.copy().hexdigest())
     result.lines += len(batch)
     result.loaded += loaded
     result.copies += len(copies)
@@ -298,13 +300,14 @@ def _flush(conn: psycopg.Connection[Any], rel: str, kind: Kind, batch: list[tupl
     result.rejects.extend((n, reason) for n, reason, _ in rejects[: max(0, 50 - len(result.rejects))])
 
 
-def write_checkpoint(cur: psycopg.Cursor[Any], rel: str, kind: Kind, bytes_loaded: int, lines: int, sha256: str, size: int) -> None:
+def write_checkpoint(cur: psycopg.Cursor[Any], f: JsonlFile, bytes_loaded: int, lines: int, sha256: str) -> None:
     cur.execute(
-        "INSERT INTO jsonl_file_checkpoints (source_file, kind, bytes_loaded, lines_loaded, prefix_sha256, file_size)"
-        " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (source_file) DO UPDATE SET bytes_loaded = EXCLUDED.bytes_loaded,"
-        " lines_loaded = EXCLUDED.lines_loaded, prefix_sha256 = EXCLUDED.prefix_sha256, file_size = EXCLUDED.file_size,"
-        " updated_at = now()",
-        (rel, kind, bytes_loaded, lines, sha256, size),
+        "INSERT INTO jsonl_file_checkpoints (source_file, kind, bytes_loaded, lines_loaded, prefix_sha256, file_size, origin_id, rel,"
+        " file_time) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (source_file) DO UPDATE SET"
+        " bytes_loaded = EXCLUDED.bytes_loaded, lines_loaded = EXCLUDED.lines_loaded, prefix_sha256 = EXCLUDED.prefix_sha256,"
+        " file_size = EXCLUDED.file_size, origin_id = COALESCE(EXCLUDED.origin_id, jsonl_file_checkpoints.origin_id),"
+        " rel = EXCLUDED.rel, file_time = EXCLUDED.file_time, must_reload = NULL, updated_at = now()",
+        (f.key, f.kind, bytes_loaded, lines, sha256, f.size, f.origin, f.rel, file_time(f.rel)),
     )
 
 
@@ -374,36 +377,39 @@ _ALL_LINES = 2**31 - 1
 _WITHIN = "source_file = %(file)s AND source_line > %(after)s AND source_line <= %(upto)s"  # a file's lines after+1..upto
 
 
-def forget_file(conn: psycopg.Connection[Any], rel: str, kind: Kind) -> None:
-    """Remove everything an earlier version of a file loaded (rows, rejects, checkpoint), in one transaction."""
+def forget_file(conn: psycopg.Connection[Any], key: str, kind: Kind) -> None:
+    """Remove everything an earlier version of a file loaded (rows, rejects; its checkpoint back to
+    byte 0), in one transaction."""
     with conn.transaction(), conn.cursor() as cur:
         if kind == "scalp":  # the ticks another file also carries stay, under that file's line
-            _forget_ticks(cur, rel, 0, _ALL_LINES)
+            _forget_ticks(cur, key, 0, _ALL_LINES)
         else:
-            cur.execute(f"DELETE FROM {_ROW_TABLES[kind]} WHERE source_file = %s", (rel,))  # type: ignore[arg-type]  # noqa: S608
+            cur.execute(f"DELETE FROM {_ROW_TABLES[kind]} WHERE source_file = %s", (key,))  # type: ignore[arg-type]  # noqa: S608
         if kind == "swing":  # the bars this file won: back to the best version another file provides
-            cur.execute(statement("forget_swing"), {"file": rel})  # type: ignore[arg-type]
-        cur.execute("DELETE FROM jsonl_rejects WHERE source_file = %s", (rel,))
-        cur.execute("DELETE FROM jsonl_file_checkpoints WHERE source_file = %s", (rel,))
+            cur.execute(statement("forget_swing"), {"file": key})  # type: ignore[arg-type]
+        cur.execute("DELETE FROM jsonl_rejects WHERE source_file = %s", (key,))
+        # Back to nothing loaded; the row stays: it holds the key for this file (origins.py).
+        cur.execute("UPDATE jsonl_file_checkpoints SET bytes_loaded = 0, lines_loaded = 0, prefix_sha256 = %s, must_reload = NULL,"
+                    " updated_at = now() WHERE source_file = %s", (EMPTY_SHA256, key))
 
 
-def forget_lines(conn: psycopg.Connection[Any], rel: str, *, after: int, upto: int = _ALL_LINES) -> None:
+def forget_lines(conn: psycopg.Connection[Any], key: str, *, after: int, upto: int = _ALL_LINES) -> None:
     """Remove what lines ``after + 1`` to ``upto`` of a scalp file stored (ticks, copies, rejects; their
     minutes' bars recomputed), in one transaction. Usually there is nothing: three index probes."""
-    lines = {"file": rel, "after": after, "upto": upto}
+    lines = {"file": key, "after": after, "upto": upto}
     found = conn.execute(f"SELECT EXISTS (SELECT 1 FROM scalp_ticks WHERE {_WITHIN}) OR EXISTS (SELECT 1 FROM scalp_tick_copies"  # type: ignore[arg-type]  # noqa: S608
                          f" WHERE {_WITHIN}) OR EXISTS (SELECT 1 FROM jsonl_rejects WHERE {_WITHIN})", lines).fetchone()
     if not found or not found[0]:
         return
     with conn.transaction(), conn.cursor() as cur:
-        _forget_ticks(cur, rel, after, upto)
+        _forget_ticks(cur, key, after, upto)
         cur.execute(f"DELETE FROM jsonl_rejects WHERE {_WITHIN}", lines)  # type: ignore[arg-type]  # noqa: S608
 
 
-def _forget_ticks(cur: psycopg.Cursor[Any], rel: str, after: int, upto: int) -> None:
+def _forget_ticks(cur: psycopg.Cursor[Any], key: str, after: int, upto: int) -> None:
     """Delete a scalp file's ticks and copies on lines ``after + 1`` to ``upto`` (a tick another line also
     carries passes to it) and recompute their minutes' bars, under the exclusive bars lock."""
-    lines = {"file": rel, "after": after, "upto": upto}
+    lines = {"file": key, "after": after, "upto": upto}
     cur.execute("SELECT pg_advisory_xact_lock(%s)", (BARS_LOCK,))
     cur.execute("CREATE TEMP TABLE minutes_to_refresh ON COMMIT DROP AS SELECT DISTINCT symbol, date_trunc('minute', event_time)"  # type: ignore[arg-type]  # noqa: S608
                 f" AS bar_time FROM scalp_ticks WHERE {_WITHIN}", lines)

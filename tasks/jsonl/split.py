@@ -56,7 +56,7 @@ class Splitter:
         it is not worth cutting after all."""
         conn = self._connection()
         rel = plan.file.rel
-        if not take_file_lock(conn, rel):
+        if not take_file_lock(conn, plan.file.key):
             return [plan]
         kept = False  # the lock stays with the run only when the file is cut
         try:
@@ -74,7 +74,7 @@ class Splitter:
             return [plan]
         finally:
             if not kept:
-                release_file_lock(conn, rel)
+                release_file_lock(conn, plan.file.key)
 
     def arrived(self, outcome: FileResult | tuple[str, str]) -> FileResult | tuple[str, str] | None:
         """A loader's outcome: passed on as it is for a whole file; for a piece, None until the file's
@@ -98,12 +98,12 @@ class Splitter:
             f = split.plan.file
             with database_errors(f"finishing {rel} failed (its pieces are stored; the next run checks and completes it)"):
                 with conn.transaction(), conn.cursor() as cur:
-                    write_checkpoint(cur, rel, f.kind, split.end, split.end_lines, split.digest.result(), f.size)
+                    write_checkpoint(cur, f, split.end, split.end_lines, split.digest.result())
             split.result.rejects = sorted(split.result.rejects)[:50]
             split.result.seconds = time.perf_counter() - split.started
             return split.result
         finally:
-            release_file_lock(conn, rel)
+            release_file_lock(conn, split.plan.file.key)
 
     def __enter__(self) -> Splitter:
         return self
