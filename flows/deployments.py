@@ -47,8 +47,8 @@ from tasks.core.errors import BadInput, Outcome
 # Module-level flows: the entrypoints that prefect.yaml names (flows/deployments.py:<name>).
 daily_pipeline = pipeline_flow.build_flow()
 staggered_sector_backfill = staggered_flow.build_flow()
-event_valuation = valuation_flow.build_flow(concurrency=10)
-jsonl_ingest = jsonl_flow.build_flow(concurrency=4)
+event_valuation = valuation_flow.build_flow()
+jsonl_ingest = jsonl_flow.build_flow()
 etf_backfill = etf_flow.build_flow()  # no schedule of its own (stage 1 of the pipeline): for sharded runs on a pool
 
 # (flow, deployment name, cron, parameters: every one spelled out so the UI shows them all; the

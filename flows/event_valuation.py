@@ -29,6 +29,7 @@ from flows.params import (
     path_text,
     rate_text,
     run_command,
+    shard_text,
     source_params,
     source_settings,
     ticker_list,
@@ -36,7 +37,7 @@ from flows.params import (
 from flows.settings import data_dsn, fmp_base_url, fmp_key, start_method
 from tasks.core.commands import command_line
 from tasks.core.errors import BadInput, Outcome, PipelineError, StoreError
-from tasks.core.tickers import parse_ticker_list
+from tasks.core.tickers import parse_shard, parse_ticker_list
 from tasks.events.fundamentals_run import MODES as FUNDAMENTAL_MODES
 from tasks.events.fundamentals_run import FundamentalsOptions
 from tasks.events.groups import ValuationContext, ValuationGroup, value_group
@@ -56,6 +57,11 @@ PARAMS = [
     Param("overwrite", False, "revalue every event, not only pending ones", annotation=bool, action="store_true"),
     Param("tickers", None, "comma-separated tickers to value (default: all with pending events)", annotation=list[str] | None,
           type=ticker_list),
+    Param("shard", None, "value only this share of the tickers with events, K/N (a stable hash of the name: the N shards "
+          "never overlap and hold every ticker; one per machine, or what a fan-out gives each run)", annotation=str | None,
+          type=shard_text, metavar="K/N"),
+    Param("shards", 1, "in a deployment run: submit N runs of this deployment to the work pool, shard 1/N to N/N, wait for "
+          "them and sum them up (after any import, which this run does)", annotation=int, type=int_in(1, 64), cli=False),
     Param("concurrency", 10, "ticker groups in flight at once", annotation=int, type=int_in(1, 64)),
     Param("processes", None, "worker processes sharing the --concurrency threads (default: one per core; on platforms without "
           f"fork, only when at least {PROCESS_THRESHOLD} tickers need the network)", annotation=int | None, type=int_in(1, 64),
@@ -83,6 +89,7 @@ def options(values: dict[str, Any]) -> ValuationOptions:
         import_csv=Path(values["import_csv"]) if values["import_csv"] else None, skip_bad_rows=bool(values["skip_bad_rows"]),
         import_only=bool(values["import_only"]), overwrite=bool(values["overwrite"]),
         tickers=tuple(parse_ticker_list(values["tickers"])) if values["tickers"] is not None else None,
+        shard=parse_shard(values["shard"]) if values.get("shard") else None,
         dry_run=bool(values.get("dry_run", False)), concurrency=int(values["concurrency"]), processes=values.get("processes"),
         start_method=start_method(), group_size=values["group_size"], as_of=as_date(values["as_of"], "as_of"), source=source,
         fundamentals=FundamentalsOptions(mode=values["fundamentals"], daily_limit=int(values["fmp_daily_limit"]),
@@ -92,10 +99,12 @@ def options(values: dict[str, Any]) -> ValuationOptions:
 
 
 def prefect_mapper(concurrency: int) -> Callable[..., Iterator[GroupOutcome]]:
-    """Map groups as ``value-group`` Prefect tasks (retried twice on database errors) on a bounded thread pool."""
+    """Map groups as ``value-group`` Prefect tasks (retried twice on database errors) on a thread
+    pool of this run's ``concurrency`` (made per run: a deployment's parameter is what it uses)."""
     from prefect import task
     from prefect.cache_policies import NO_CACHE
     from prefect.futures import as_completed
+    from prefect.task_runners import ThreadPoolTaskRunner
 
     def only_store_errors(_task: Any, _run: Any, state: Any) -> bool:
         try:
@@ -111,20 +120,21 @@ def prefect_mapper(concurrency: int) -> Callable[..., Iterator[GroupOutcome]]:
 
     def mapper(groups: list[ValuationGroup], ctx: ValuationContext, _: int) -> Iterator[GroupOutcome]:
         ctx = replace(ctx, fetch_threads=concurrency)
-        futures = {value_task.submit(g, ctx): g for g in groups}
-        for future in as_completed(list(futures)):
-            try:
-                yield future.result()
-            except PipelineError as exc:
-                yield futures[future].index, str(exc)
+        runner: Any = ThreadPoolTaskRunner(max_workers=concurrency)
+        with runner:
+            futures: dict[Any, ValuationGroup] = {runner.submit(value_task, {"group": g, "ctx": ctx}): g for g in groups}
+            for future in as_completed(list(futures)):
+                try:
+                    yield future.result()
+                except PipelineError as exc:
+                    yield futures[future].index, str(exc)
 
     return mapper
 
 
-def build_flow(concurrency: int) -> Any:
-    """The Prefect flow, its groups on a ``ThreadPoolTaskRunner(max_workers=concurrency)``."""
+def build_flow() -> Any:
+    """The Prefect flow; with ``shards`` > 1 (a deployment run) it fans out over the work pool (``fan_out.py``)."""
     from prefect import flow, get_run_logger
-    from prefect.task_runners import ThreadPoolTaskRunner
 
     from flows.prefect_artifacts import RunArtifacts
     from flows.prefect_glue import run_in_flow
@@ -132,18 +142,30 @@ def build_flow(concurrency: int) -> Any:
     def body(values: dict[str, Any]) -> Any:
         opts = options(values)
         command, dsn = run_command(FLOW_NAME, PARAMS, values), data_dsn()  # the data database, resolved once for the run
-        state = run_in_flow(FLOW_NAME, "Event valuation", lambda log: run_valuation(opts, dsn=dsn, command=command, log=log,
-                                                                                    mapper=prefect_mapper(opts.concurrency)))
-        if not state.is_cancelled():  # the study of every valued event, as `event-report` prints it
+        if int(values.get("shards") or 1) > 1:
+            state = run_in_flow(FLOW_NAME, "Event valuation over shards", lambda log: fan_out_after_import(opts, values, dsn, command, log))
+        else:
+            state = run_in_flow(FLOW_NAME, "Event valuation", lambda log: run_valuation(opts, dsn=dsn, command=command, log=log,
+                                                                                        mapper=prefect_mapper(opts.concurrency)))
+        if not state.is_cancelled() and opts.shard is None:  # the study of every valued event, as `event-report` prints it
             artifacts = RunArtifacts(get_run_logger())
             artifacts.markdown("event-study", study_markdown(dsn),
                                "Event study: excess returns and CAAR per event source")
             artifacts.finish()
         return state
 
-    runner: Any = ThreadPoolTaskRunner(max_workers=concurrency)
-    return flow(name=FLOW_NAME, task_runner=runner, validate_parameters=False, log_prints=False)(
-        flow_function(FLOW_NAME, PARAMS, body, __doc__))
+    return flow(name=FLOW_NAME, validate_parameters=False, log_prints=False)(flow_function(FLOW_NAME, PARAMS, body, __doc__))
+
+
+def fan_out_after_import(opts: ValuationOptions, values: dict[str, Any], dsn: str, command: str, log: Callable[[str], None]) -> Outcome:
+    """The parent of a fan-out: import the events file (if any) once, then the shards value them."""
+    from flows.fan_out import fan_out
+
+    if opts.import_csv is not None:
+        code = run_valuation(replace(opts, import_only=True), dsn=dsn, command=command, log=log)
+        if code != Outcome.DONE:
+            return code
+    return fan_out(values, log)
 
 
 def build_parser() -> ArgumentParser:
@@ -165,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if use_prefect(ns.orchestrate, dry_run=ns.dry_run):
                 from flows.prefect_glue import run_flow
 
-                return run_flow(build_flow(opts.concurrency), values)
+                return run_flow(build_flow(), values)
             return run_valuation(opts, dsn=data_dsn(), command=command)
         except KeyboardInterrupt:
             print(f"Interrupted: groups already written are kept. Run the same command again to value the rest:\n  {command}", flush=True)

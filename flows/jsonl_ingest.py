@@ -6,7 +6,7 @@
 
 Steps (``tasks/jsonl/ingest.py``): find the files (``tasks/jsonl/files.py``) → plan each against its
 checkpoint (skip, new, append, reload) → load the file groups over ``--concurrency`` worker
-processes (``load-files`` Prefect tasks on a bounded thread pool when orchestrated), each file in
+processes (orchestrated too), each file in
 batches that commit with its checkpoint → the summary (rejects, reloads, failures).
 """
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +23,8 @@ from flows.params import DRY_RUN, ORCHESTRATE, Param, add_flags, flow_function, 
 from flows.settings import data_dsn, host_name, start_method
 from tasks.core.commands import command_line
 from tasks.core.errors import BadInput, Outcome
-from tasks.jsonl.files import FilePlan, Sources
-from tasks.jsonl.ingest import DB_RETRIES, IngestOptions, load_group, run_ingest
-from tasks.jsonl.load import FileResult
+from tasks.jsonl.files import Sources
+from tasks.jsonl.ingest import DB_RETRIES, IngestOptions, run_ingest
 from tasks.jsonl.split import SPLIT_MB
 
 FLOW_NAME = "jsonl-ingest"
@@ -73,32 +72,19 @@ def options(values: dict[str, Any]) -> IngestOptions:
                          start_method=start_method(), host=host_name())
 
 
-def prefect_mapper(groups: list[list[FilePlan]], dsn: str, opts: IngestOptions) -> Iterator[FileResult | tuple[str, str]]:
-    """The file groups as ``load-files`` Prefect tasks."""
-    from prefect import task, unmapped
-    from prefect.cache_policies import NO_CACHE
-    from prefect.futures import as_completed
-
-    load_task = task(name="load-files", cache_policy=NO_CACHE, persist_result=False)(load_group)
-    futures = load_task.map(unmapped(dsn), groups, unmapped(opts.batch_size), unmapped(opts.db_retries))
-    for future in as_completed(list(futures)):
-        yield from future.result()
-
-
-def build_flow(concurrency: int) -> Any:
-    """The Prefect flow, its file groups on a ``ThreadPoolTaskRunner(max_workers=concurrency)``."""
+def build_flow() -> Any:
+    """The Prefect flow. It loads in worker processes as a plain run does (``--concurrency`` of them,
+    as the run's parameter says): parsing JSON is CPU work, and threads in one process would share
+    one core."""
     from prefect import flow
-    from prefect.task_runners import ThreadPoolTaskRunner
 
     from flows.prefect_glue import run_in_flow
 
     def body(values: dict[str, Any]) -> Any:
         opts = options(values)
-        return run_in_flow(FLOW_NAME, "JSONL ingestion", lambda log: run_ingest(opts, dsn=data_dsn(), log=log, mapper=prefect_mapper))
+        return run_in_flow(FLOW_NAME, "JSONL ingestion", lambda log: run_ingest(opts, dsn=data_dsn(), log=log))
 
-    runner: Any = ThreadPoolTaskRunner(max_workers=concurrency)
-    return flow(name=FLOW_NAME, task_runner=runner, validate_parameters=False, log_prints=False)(
-        flow_function(FLOW_NAME, PARAMS, body, __doc__))
+    return flow(name=FLOW_NAME, validate_parameters=False, log_prints=False)(flow_function(FLOW_NAME, PARAMS, body, __doc__))
 
 
 def build_parser() -> ArgumentParser:
@@ -121,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if use_prefect(ns.orchestrate, dry_run=ns.dry_run):
                 from flows.prefect_glue import run_flow
 
-                return run_flow(build_flow(int(values["concurrency"])), values)
+                return run_flow(build_flow(), values)
             return run_ingest(options({**values, "dry_run": ns.dry_run}), dsn=data_dsn())
         except KeyboardInterrupt:
             print(f"Interrupted: committed batches are kept. Run the same command to continue:\n  {command}", flush=True)

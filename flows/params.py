@@ -23,7 +23,7 @@ from flows.cli import budget_name, int_in, iso_date, positive_float
 from flows.settings import default_cache_dir
 from tasks.core.commands import command_line
 from tasks.core.errors import BadInput, Outcome
-from tasks.core.tickers import parse_ticker_list
+from tasks.core.tickers import parse_shard, parse_ticker_list
 from tasks.sources.budget import DEFAULT_DAILY_QUOTA, DEFAULT_NAME, DEFAULT_RATE, normalize_rate, parse_rate
 from tasks.sources.cache import check_cache_dir
 from tasks.sources.settings import SourceSettings
@@ -177,6 +177,14 @@ def check_values(params: Iterable[Param], values: dict[str, Any]) -> None:
 def ticker_list(text: str) -> list[str]:
     try:
         return parse_ticker_list(text)
+    except BadInput as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def shard_text(text: str) -> str:
+    """A shard, ``K/N`` (``tasks.core.tickers.Shard``), checked and normalized."""
+    try:
+        return str(parse_shard(text))
     except BadInput as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 

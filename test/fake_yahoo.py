@@ -194,6 +194,8 @@ class FakeYahoo:
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
         self._chart_served = 0
+        self._answering = 0
+        self.peak_answering = 0  # most requests in their latency at once (with ``latency``): the client's concurrency
         self._recent: collections.deque[float] = collections.deque()  # arrival times within the last second
         self._random = random.Random(20251122)
         self._dir = Path(tempfile.mkdtemp(prefix="fake-yahoo-"))
@@ -275,7 +277,14 @@ class FakeYahoo:
     # -- answers ---------------------------------------------------------------------------
     def respond(self, host: str, path: str, query: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
         if self.latency:
-            time.sleep(self.latency)
+            with self._lock:
+                self._answering += 1
+                self.peak_answering = max(self.peak_answering, self._answering)
+            try:
+                time.sleep(self.latency)
+            finally:
+                with self._lock:
+                    self._answering -= 1
         if self.blocked_until is not None and time.time() < self.blocked_until:
             return self._too_many()
         if self.max_per_second is not None and self._over_the_rate():

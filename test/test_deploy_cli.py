@@ -299,3 +299,65 @@ def test_one_http_post_starts_event_valuation_through_a_worker(deployed: dict[st
     assert state["type"] == "COMPLETED", (state, worker_log(tmp_path))
     with psycopg.connect(dsn) as conn:
         assert conn.execute("SELECT ticker, valuation_status FROM txn_events").fetchall() == [("AAA", "ok")]
+
+
+def test_a_deployment_run_takes_as_many_groups_at_once_as_its_concurrency_parameter_says(deployed: dict[str, str], dsn: str,
+                                                                                         fake_yahoo: FakeYahoo, tmp_path: Path) -> None:
+    api = deployed["PREFECT_API_URL"]
+    events = tmp_path / "events.csv"
+    events.write_text("ticker,event_time,source\n" + "".join(f"{t},2025-03-05 15:00:00+00:00,news\n" for t in "ABCDEF"),
+                      encoding="utf-8")
+    fake_yahoo.latency = 1.5  # long enough that groups started together overlap, however slow the machine
+    run = create_run(api, "event-valuation/daily-2230-utc", {"import_csv": str(events), "as_of": "2025-06-30", "delay": 0.0,
+                                                             "group_size": 1, "concurrency": 2, "fundamentals": "none",
+                                                             "cache_dir": str(tmp_path / "cache")})
+    state = wait_finished(api, run, timeout=300)
+    assert state["type"] == "COMPLETED", (state, worker_log(tmp_path))
+    assert fake_yahoo.peak_answering == 2  # the run's parameter, not the 10 its flow was built with before
+
+
+def test_a_fanned_out_valuation_gives_each_shard_to_the_pool_and_a_restarted_parent_submits_none_twice(
+        deployed: dict[str, str], dsn: str, fake_yahoo: FakeYahoo, tmp_path: Path) -> None:
+    import zlib
+
+    import httpx
+
+    api = deployed["PREFECT_API_URL"]
+    tickers = ["AAA", "BBB", "CCC", "DDD", "EEE", "FFF", "GGG", "HHH"]
+    events = tmp_path / "events.csv"
+    events.write_text("ticker,event_time,source\n" + "".join(f"{t},2025-03-05 15:00:00+00:00,news\n" for t in tickers),
+                      encoding="utf-8")
+    params = {"import_csv": str(events), "as_of": "2025-06-30", "delay": 0.0, "cache_dir": str(tmp_path / "cache"),
+              "fundamentals": "none", "shards": 2}
+    parent = create_run(api, "event-valuation/daily-2230-utc", params)
+    state = wait_finished(api, parent, timeout=300)
+    assert state["type"] == "COMPLETED", (state, worker_log(tmp_path))
+    assert "All 2 shards completed" in state["message"]
+
+    def shards() -> list[dict[str, Any]]:
+        return filter_runs(api, flow_runs={"tags": {"all_": [f"fan-out-{parent}"]}}, sort="EXPECTED_START_TIME_ASC")
+
+    children = shards()
+    assert sorted(r["parameters"]["shard"] for r in children) == ["1/2", "2/2"]
+    assert all(r["state"]["type"] == "COMPLETED" and r["parameters"]["shards"] == 1 and r["parameters"]["import_csv"] is None
+               for r in children)
+    assert all(r["parent_task_run_id"] for r in children)  # subflows of the parent in the UI
+    # Each ticker was fetched once, by the shard its name's CRC-32 gives it (an independent split).
+    by_shard = {r["parameters"]["shard"]: r["id"] for r in children}
+    fetched = [e.symbol for e in fake_yahoo.chart_requests() if e.symbol != "SPY"]
+    assert sorted(fetched) == tickers
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT ticker, valuation_status FROM txn_events ORDER BY 1").fetchall() == [(t, "ok") for t in tickers]
+    logs = httpx.post(f"{api}/logs/filter", json={"logs": {"flow_run_id": {"any_": list(by_shard.values())}}, "limit": 200},
+                      timeout=10).json()
+    for shard, run_id in by_shard.items():
+        mine = [t for t in tickers if zlib.crc32(t.encode()) % 2 == int(shard[0]) - 1]
+        said = " ".join(entry["message"] for entry in logs if entry["flow_run_id"] == run_id)
+        assert f"Shard {shard}: {len(mine)} of the tickers with events" in said, said
+
+    # The parent run again (a restart: the same flow run): it finds its shards, submits none again.
+    httpx.post(f"{api}/flow_runs/{parent}/set_state", json={"state": {"type": "SCHEDULED"}, "force": True},
+               timeout=10).raise_for_status()
+    again = wait_finished(api, parent, timeout=300)
+    assert again["type"] == "COMPLETED", (again, worker_log(tmp_path))
+    assert sorted(r["id"] for r in shards()) == sorted(r["id"] for r in children)

@@ -37,9 +37,10 @@ def test_event_valuation_maps_groups_as_prefect_tasks(run_cli: CliRunner, dsn: s
 
 def test_jsonl_ingest_as_a_prefect_flow(run_cli: CliRunner, dsn: str, tmp_path: Path) -> None:
     tree = make_tree(tmp_path / "data", files=1, minutes_per_file=1)
-    result = run_cli("flows.jsonl_ingest", "--root", str(tree.root), "--orchestrate", "prefect", timeout=180)
+    result = run_cli("flows.jsonl_ingest", "--root", str(tree.root), "--orchestrate", "prefect", "--concurrency", "2", timeout=180)
     assert result.code == 0, result.stderr[-3000:]
-    assert "load-files" in result.stderr
+    # In loader processes as a plain run (threads would share one core), as many as the run's parameter says.
+    assert "Loading 3 files in up to 2 loader processes" in result.stdout and "jsonl-ingest" in result.stderr
     with psycopg.connect(dsn) as conn:
         assert conn.execute("SELECT count(*) FROM scalp_ticks").fetchone() == (len(tree.all_ticks()),)
 

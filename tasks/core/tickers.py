@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+import zlib
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from tasks.core.errors import BadInput
 
@@ -55,3 +57,31 @@ def parse_ticker_list(text: str | Iterable[str]) -> list[str]:
     if not tickers:
         raise BadInput("no tickers given")
     return tickers
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Share ``number`` of ``count`` of a set of tickers, chosen by a stable hash of each name
+    (CRC-32: the same on every run, machine and Python), so the shards of one run never overlap
+    and together hold every ticker, however the set grows between runs."""
+
+    number: int
+    count: int
+
+    def takes(self, ticker: str) -> bool:
+        return zlib.crc32(ticker.encode()) % self.count == self.number - 1
+
+    def __str__(self) -> str:
+        return f"{self.number}/{self.count}"
+
+
+def parse_shard(text: str) -> Shard:
+    """``"2/4"`` → Shard(2, 4).
+
+    Raises:
+        BadInput: not K/N with 1 <= K <= N <= 1000.
+    """
+    found = re.fullmatch(r"\s*(\d{1,4})\s*/\s*(\d{1,4})\s*", str(text))
+    if not found or not 1 <= int(found[1]) <= int(found[2]) <= 1000:
+        raise BadInput(f"shard {text!r}: expected K/N with 1 <= K <= N <= 1000, e.g. 2/4")
+    return Shard(int(found[1]), int(found[2]))

@@ -24,7 +24,7 @@ from psycopg import sql
 
 from tasks.core.db import database_errors
 from tasks.core.errors import BadInput
-from tasks.core.tickers import validate_ticker
+from tasks.core.tickers import Shard, validate_ticker
 from tasks.core.time_bounds import EARLIEST_TIME, LATEST_TIME
 
 REQUIRED_COLUMNS = ("ticker", "event_time", "source")
@@ -287,3 +287,12 @@ def pending_chunks(conn: psycopg.Connection[Any], tickers: list[str], *, overwri
             ints = np.array(rows, dtype=np.int64)
             yield pd.DataFrame({"event_id": ints[:, 0], "ticker": names[ints[:, 1] - 1],
                                 "event_time": pd.to_datetime(ints[:, 2], unit="us", utc=True)})
+
+
+def shard_tickers(conn: psycopg.Connection[Any], shard: Shard | None, tickers: list[str] | None) -> list[str] | None:
+    """The tickers a run may value: ``tickers`` (None: all), narrowed to ``shard``'s share of the
+    tickers that have events (a list, perhaps empty, whenever a shard is given)."""
+    if shard is None:
+        return tickers
+    names = tickers if tickers is not None else [r[0] for r in conn.execute("SELECT DISTINCT ticker FROM txn_events")]
+    return sorted(t for t in names if shard.takes(t))

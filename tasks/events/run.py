@@ -16,11 +16,11 @@ import pandas as pd
 
 from tasks.core.calendar import last_closed_session, next_close, nyse
 from tasks.core.commands import resume_hint
-from tasks.core.db import open_database
+from tasks.core.db import connect, database_errors, open_database
 from tasks.core.display import Reporter, format_eta
 from tasks.core.errors import Outcome, RateLimited, SourceError
 from tasks.core.processes import platform_start_method
-from tasks.core.tickers import BENCHMARK
+from tasks.core.tickers import BENCHMARK, Shard
 from tasks.events.fundamentals_run import FundamentalsOptions, api_key, run_fundamentals
 from tasks.events.groups import GroupResult, ValuationContext, default_group_size, ensure_bars, make_groups, spy_series
 from tasks.events.imports import (
@@ -30,6 +30,7 @@ from tasks.events.imports import (
     describe_bad,
     import_csv,
     pending_by_ticker,
+    shard_tickers,
     waiting_for_their_session,
 )
 from tasks.events.pool import GroupOutcome, process_mapper, worker_processes
@@ -51,6 +52,7 @@ class ValuationOptions:
     import_only: bool = False
     overwrite: bool = False
     tickers: tuple[str, ...] | None = None
+    shard: Shard | None = None  # only this share of the tickers (one run of a fan-out, or a machine's own share)
     dry_run: bool = False
     concurrency: int = 10
     processes: int | None = None
@@ -140,8 +142,14 @@ def run_valuation(opts: ValuationOptions, *, dsn: str, command: str, log: Callab
     code = value_prices(opts, dsn=dsn, command=command, log=log, mapper=mapper)
     if code in (Outcome.RATE_LIMITED, Outcome.BAD_INPUT) or opts.import_only:
         return code
+    tickers = list(opts.tickers) if opts.tickers else None
+    if opts.shard is not None:
+        with connect(dsn, autocommit=True) as conn, database_errors("reading the shard's tickers failed"):
+            tickers = shard_tickers(conn, opts.shard, tickers)
+        if not tickers:
+            return code
     phase = run_fundamentals(opts.fundamentals, dsn=dsn, source=opts.source, overwrite=opts.overwrite,
-                             tickers=list(opts.tickers) if opts.tickers else None, dry_run=opts.dry_run, command=command, say=say)
+                             tickers=tickers, dry_run=opts.dry_run, command=command, say=say)
     return max(code, phase)
 
 
@@ -177,7 +185,12 @@ def value_prices(opts: ValuationOptions, *, dsn: str, command: str, log: Callabl
                 conn.rollback()
             return code
         last_closed = as_of_session(opts.as_of)
-        tickers = list(opts.tickers) if opts.tickers else None
+        tickers = shard_tickers(conn, opts.shard, list(opts.tickers) if opts.tickers else None)
+        if tickers is not None and not tickers:
+            say(f"Nothing to value: no ticker with events falls in shard {opts.shard}.")
+            return code
+        if opts.shard is not None:
+            say(f"Shard {opts.shard}: {len(tickers or []):,} of the tickers with events")
         cutoff = next_close(last_closed)  # events from here on have their base bar in a later session
         work = pending_by_ticker(conn, overwrite=opts.overwrite, tickers=tickers, before=cutoff)
         events = sum(w.events for w in work)
