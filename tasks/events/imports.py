@@ -26,6 +26,7 @@ from tasks.core.db import database_errors
 from tasks.core.errors import BadInput
 from tasks.core.tickers import Shard, validate_ticker
 from tasks.core.time_bounds import EARLIEST_TIME, LATEST_TIME
+from tasks.prices.changes import change_reaches
 
 REQUIRED_COLUMNS = ("ticker", "event_time", "source")
 # Event times this project can value (tasks/core/types.py says why these bounds).
@@ -37,14 +38,11 @@ MAX_LINE_CHARS = 1 << 16
 # Pending: never valued, failed, valued before its forward prices existed, or valued before a
 # change to the stored bars (its own or SPY's) within 45 days of it (the metrics' whole window:
 # 21 bars back, 20 ahead): a restated adj_close history or a revised recent bar.
+_REACHED = change_reaches("c", "txn_events")
 PENDING = sql.SQL(
-    "(valuation_status IS NULL OR valuation_status = 'error' OR (valuation_status = 'ok' AND "
+    "(valuation_status IS NULL OR valuation_status = 'error' OR (valuation_status = 'ok' AND "  # noqa: S608 (constant text)
     "(ret_20d IS NULL OR excess_ret_20d IS NULL OR volume_ratio IS NULL))"
-    " OR EXISTS (SELECT 1 FROM price_changes c WHERE c.changed_at > txn_events.valued_at"
-    " AND ((c.table_name = 'collected_daily_stock_history' AND c.ticker = txn_events.ticker)"
-    " OR (c.table_name = 'collected_daily_etf_ohlc' AND c.ticker = 'SPY'))"
-    " AND c.first_date <= (txn_events.event_time AT TIME ZONE 'America/New_York')::date + 45"
-    " AND c.last_date >= (txn_events.event_time AT TIME ZONE 'America/New_York')::date - 45))"
+    " OR EXISTS (SELECT 1 FROM price_changes c WHERE " + _REACHED + "))"
 )
 
 

@@ -1,10 +1,19 @@
 """Retention: delete rows older than their table's window, in small batches, never a row inside it.
 
-Windows (the source document's, configurable): real-time data — ticks, 1-minute and 10-minute
-bars, gaps — 30 days; daily history 2 years; run logs, JSONL rejects and price-change logs 7
-days (a price change the event valuation has not yet acted on stays). Analysis results
-(rankings, portfolios), fund holdings snapshots and shares-outstanding history are kept: they are
-small, and a past as-of date is recomputed from them.
+Windows (the source document's, configurable), counted in whole UTC days (a window of N days
+keeps everything from midnight UTC N days before today's; ticks and their bars share that
+boundary): real-time data — ticks and the copies of ticks other files carry, 1-minute bars,
+10-minute bars and every file's version of them, gaps — 30 days; daily history 2 years; run logs,
+JSONL rejects and price-change logs 7 days. Analysis results (rankings, portfolios), fund holdings
+snapshots and shares-outstanding history are kept: they are small, and a past as-of date is
+recomputed from them.
+
+Retention is consistent with what reads what it deletes: a price change stays while it still
+makes some valued event pending (its ticker's change, or SPY's for every event, within the event's
+45-day window; ``imports.change_reaches``); the fetched-range records (``price_fetch_coverage``)
+lose the dates whose bars went, so a valuation that needs them again fetches them instead of
+finding "no bar"; swing versions and tick copies go with their bars and ticks, so no later
+rewrite of a file brings back a row retention removed.
 
 Daily bars that a pending event valuation still needs are kept whatever their age: the bars of
 each ticker with an event not yet valued from 60 days (the 30 sessions the metrics look back,
@@ -25,6 +34,7 @@ import psycopg
 from psycopg import sql
 
 from tasks.core.db import database_errors
+from tasks.prices.changes import change_reaches
 
 BATCH_ROWS = 5_000
 PENDING_EVENT_MARGIN_DAYS = 60
@@ -46,32 +56,43 @@ class Rule:
     kind: str  # realtime | daily | logs
     extra: str = ""  # one more SQL condition (constant text) that a deleted row must meet
     protects_pending: bool = False  # daily bars: keep what pending event valuations need
+    key_time: bool = False  # ``column`` is a tick key, whose leading 48 bits are the tick's time in ms
 
 
 RULES: tuple[Rule, ...] = (
     Rule("scalp_ticks", "event_time", "realtime"),
     Rule("scalp_1m_bars", "bar_time", "realtime"),
     Rule("swing_bars_10m", "bar_time", "realtime"),
+    Rule("swing_bar_versions", "bar_time", "realtime"),
+    Rule("scalp_tick_copies", "tick_key", "realtime", key_time=True),
     Rule("scalp_gaps", "gap_start_ts", "realtime"),
     Rule("collected_daily_etf_ohlc", "trade_date", "daily", protects_pending=True),
     Rule("collected_daily_benchmark_ohlc", "trade_date", "daily", protects_pending=True),
     Rule("collected_daily_stock_history", "trade_date", "daily", protects_pending=True),
     Rule("backfill_runs", "started_at", "logs", extra="status <> 'running'"),
     Rule("jsonl_rejects", "rejected_at", "logs"),
-    # a change the event valuation has not yet acted on (an event of the ticker valued before it) stays
-    Rule("price_changes", "changed_at", "logs",
-         extra="NOT EXISTS (SELECT 1 FROM txn_events e WHERE e.ticker = t.ticker AND e.valued_at < t.changed_at)"),
+    # a change the event valuation has not yet acted on (an event it makes pending again) stays
+    Rule("price_changes", "changed_at", "logs", extra="NOT EXISTS (SELECT 1 FROM txn_events e WHERE " + change_reaches("t", "e") + ")"),  # noqa: S608 (constant text)
 )
+DAILY_TABLES = ("collected_daily_etf_ohlc", "collected_daily_benchmark_ohlc", "collected_daily_stock_history")
 
 
 def cutoffs(windows: RetentionWindows, now: dt.datetime) -> dict[str, dt.datetime]:
-    """The oldest moment each kind keeps (rows strictly older go)."""
+    """The oldest moment each kind keeps (rows strictly older go): midnight UTC, N days before today's."""
     days = {"realtime": windows.realtime_days, "daily": windows.daily_days, "logs": windows.log_days}
-    return {kind: now - dt.timedelta(days=n) for kind, n in days.items()}
+    today = now.astimezone(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return {kind: today - dt.timedelta(days=n) for kind, n in days.items()}
+
+
+def key_at(moment: dt.datetime) -> str:
+    """The smallest tick key of a tick at ``moment`` (``tasks/jsonl/ticks.py``: milliseconds first)."""
+    millis = (moment - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(milliseconds=1)
+    return f"{millis % (1 << 48):012x}" + "0" * 20
 
 
 def _condition(rule: Rule) -> sql.Composable:
-    parts: list[sql.Composable] = [sql.SQL("t.{} < %(cutoff)s").format(sql.Identifier(rule.column))]
+    bound = sql.SQL("%(cutoff)s::uuid" if rule.key_time else "%(cutoff)s")
+    parts: list[sql.Composable] = [sql.SQL("t.{} < {}").format(sql.Identifier(rule.column), bound)]
     if rule.extra:
         parts.append(sql.SQL(rule.extra))  # constant text from RULES, never user input
     if rule.protects_pending:
@@ -118,6 +139,8 @@ def apply_retention(conn: psycopg.Connection[Any], windows: RetentionWindows, *,
             cutoff: Any = limits[rule.kind]
             if rule.column == "trade_date":  # a date column: compare with the cutoff's date
                 cutoff = cutoff.date()
+            elif rule.key_time:
+                cutoff = key_at(cutoff)
             params = {"cutoff": cutoff, "batch": batch_rows}
             table = sql.Identifier(rule.table)
             if dry_run:
@@ -135,4 +158,24 @@ def apply_retention(conn: psycopg.Connection[Any], windows: RetentionWindows, *,
                 if deleted < batch_rows:
                     break
             counts[rule.table] = total
+            if rule.table in DAILY_TABLES:
+                _forget_fetched_ranges(conn, rule.table, cutoff)
     return counts
+
+
+def _forget_fetched_ranges(conn: psycopg.Connection[Any], table: str, cutoff: dt.date) -> None:
+    """Trim ``table``'s fetched-range records to the dates whose bars retention keeps (from the
+    cutoff, or from where a pending valuation's protection starts): a later run that needs older
+    bars fetches them, as on a database that never held them. Also mends records left by
+    retention before it did this."""
+    conn.execute(
+        "WITH keep AS (SELECT c.ctid AS row_id, least(%(cutoff)s, coalesce(p.keep_from, %(cutoff)s)) AS keep_from"
+        "  FROM price_fetch_coverage c LEFT JOIN retention_pending p ON p.ticker = c.ticker"
+        "  WHERE c.table_name = %(table)s),"
+        " gone AS (DELETE FROM price_fetch_coverage c USING keep k WHERE c.ctid = k.row_id AND c.start_date < k.keep_from"
+        "  RETURNING c.table_name, c.ticker, k.keep_from, c.end_date, c.fetched_at)"
+        " INSERT INTO price_fetch_coverage (table_name, ticker, start_date, end_date, fetched_at)"
+        " SELECT table_name, ticker, keep_from, end_date, fetched_at FROM gone WHERE end_date >= keep_from"
+        " ON CONFLICT (table_name, ticker, start_date, end_date) DO NOTHING",
+        {"cutoff": cutoff, "table": table},
+    )
