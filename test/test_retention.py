@@ -121,3 +121,93 @@ def test_retention_deletes_in_batches_and_honours_configured_windows_in_whole_ut
     assert counts["scalp_ticks"] == 7  # 3 days: from midnight UTC three days ago, so 11:00 that day stays; ages 4..10 go
     assert seen == [("scalp_ticks", 3), ("scalp_ticks", 6), ("scalp_ticks", 7)]
     assert [r[0] for r in db.execute("SELECT source_line FROM scalp_ticks ORDER BY 1")] == [1, 2, 3]
+
+
+METRICS = ("SELECT event_time, valuation_status, price_at_event, ret_1d, ret_5d, ret_20d, excess_ret_1d, excess_ret_20d, momentum_20d,"
+           " volatility_20d, volume_ratio FROM txn_events ORDER BY event_time")
+
+
+def test_after_retention_a_valuation_fetches_again_the_bars_it_removed_and_values_as_a_database_that_never_held_them(
+        run_cli: CliRunner, dsn: str, pg_server_dsn: str, tmp_path: Any) -> None:
+    from test.fix_db import fresh_database
+
+    val = ("flows.event_valuation", "--delay", "0", "--fundamentals", "none", "--as-of", "2026-11-30")
+    events = tmp_path / "events.csv"
+    events.write_text("ticker,event_time,source\nTTT,2024-06-03 15:00:00+00:00,news\nTTT,2024-07-01 15:00:00+00:00,news\n"
+                      "TTT,2026-06-01 15:00:00+00:00,news\n", encoding="utf-8")
+    assert run_cli(*val, "--import-csv", str(events)).code == 0
+    with psycopg.connect(dsn) as conn:
+        valued = conn.execute(METRICS).fetchall()
+    assert [r[1] for r in valued] == ["ok"] * 3
+    swept = run_cli("flows.daily_pipeline", "--stages", "retention")  # daily bars older than 730 days go: 2024's
+    assert swept.code == 0 and "from collected_daily_stock_history" in swept.stdout, swept.stdout
+
+    again = run_cli(*val, "--overwrite")  # obtained again (here from the download cache): what was fetched lost those dates too
+    assert again.code == 0, again.stdout + again.stderr
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute(METRICS).fetchall() == valued  # not "no_data: no bar closed at or before the event"
+    later = tmp_path / "later.csv"
+    later.write_text("ticker,event_time,source\nTTT,2024-08-01 15:00:00+00:00,news\n", encoding="utf-8")
+    assert run_cli(*val, "--import-csv", str(later)).code == 0
+    with psycopg.connect(dsn) as conn:
+        after = conn.execute(METRICS).fetchall()
+    with fresh_database(pg_server_dsn) as clean:  # the same events on a database that never held the removed bars
+        assert run_cli(*val, "--import-csv", str(events), env={"DATABASE_URL": clean}).code == 0
+        assert run_cli(*val, "--import-csv", str(later), env={"DATABASE_URL": clean}).code == 0
+        with psycopg.connect(clean) as conn:
+            assert after == conn.execute(METRICS).fetchall()
+    assert [r[1] for r in after] == ["ok"] * 4 and [r for r in after if r[0].year != 2024 or r[0].month != 8] == valued
+
+
+def _jsonl_content(dsn: str) -> dict[str, Any]:
+    """The JSONL tables without line numbers (a file cut to its kept lines numbers them differently)."""
+    queries = {
+        "ticks": "SELECT symbol, event_time, last_price, source_file FROM scalp_ticks",
+        "bars": "SELECT symbol, bar_time, open, high, low, close, volume, tick_count FROM scalp_1m_bars",
+        "swing": "SELECT symbol, bar_time, close, source_file FROM swing_bars_10m",
+        "versions": "SELECT symbol, bar_time, close, source_file FROM swing_bar_versions",
+        "copies": "SELECT source_file, count(*) FROM scalp_tick_copies GROUP BY 1",
+        "gaps": "SELECT gap_start_ts, gap_seconds, source_file FROM scalp_gaps",
+    }
+    with psycopg.connect(dsn) as conn:
+        return {k: sorted(conn.execute(q)) for k, q in queries.items()}  # type: ignore[arg-type]
+
+
+def test_jsonl_tables_after_retention_equal_a_load_of_only_the_kept_days(run_cli: CliRunner, dsn: str, pg_server_dsn: str,
+                                                                         tmp_path: Any) -> None:
+    from test.fix_db import fresh_database
+    from test.jsonl_tree import iso, swing, tick, write
+
+    one_loader = ("--concurrency", "1")  # files in name order: which of two files holds a tick, and which its copy, is the same
+    midnight = dt.datetime(2026, 1, 23, tzinfo=dt.UTC)  # the boundary: a 1-day window seen from January 24
+    ticks = [tick("005930", midnight + dt.timedelta(minutes=-2, milliseconds=500 * i), i) for i in range(480)]  # 23:58 .. 00:02
+    later = [tick("005930", midnight + dt.timedelta(hours=1, milliseconds=500 * i), 1000 + i) for i in range(120)]
+    bars = [swing("005930", midnight + dt.timedelta(minutes=10 * k), k) for k in range(-3, 2)]  # 23:30 .. 00:10
+    newer = [b | {"price": {"open": 9, "high": 9, "low": 9, "close": 9}} for b in bars]
+    gaps = [{"timestamp": iso(t), "gap_start_ts": iso(t), "gap_end_ts": iso(t + dt.timedelta(seconds=70)), "gap_seconds": 70,
+             "scope": "scalp", "reason": "ws_disconnect", "session_id": "s"} for t in (midnight - dt.timedelta(hours=1),
+                                                                                     midnight + dt.timedelta(minutes=30))]
+    files = {"scalp/20260122_2358.jsonl": ticks, "scalp/20260123_0100.jsonl": later, "scalp/20260123_0200.jsonl": ticks,  # a copy
+             "swing/20260122_2350.jsonl": bars, "swing/20260123_0010.jsonl": newer, "system/gap_20260122.jsonl": gaps}
+
+    def kept(record: dict) -> bool:
+        when = record.get("event_time") or record.get("gap_start_ts") or record["ts"]
+        return dt.datetime.fromisoformat(when.replace("Z", "+00:00")) >= midnight
+
+    for name, records in files.items():
+        write(tmp_path / "all" / name, records)
+        write(tmp_path / "kept" / name, [r for r in records if kept(r)])
+    assert run_cli("flows.jsonl_ingest", "--root", str(tmp_path / "all"), *one_loader).code == 0
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        counts = apply_retention(conn, RetentionWindows(realtime_days=1, daily_days=99_999, log_days=99_999), dry_run=False,
+                                 now=dt.datetime(2026, 1, 24, 9, tzinfo=dt.UTC))
+    assert counts["scalp_ticks"] == 240 and counts["scalp_tick_copies"] == 240 and counts["swing_bar_versions"] == 6
+    with fresh_database(pg_server_dsn) as clean:
+        assert run_cli("flows.jsonl_ingest", "--root", str(tmp_path / "kept"), *one_loader, env={"DATABASE_URL": clean}).code == 0
+        assert _jsonl_content(dsn) == _jsonl_content(clean)
+        # The winning swing file rewritten without its older bars: the versions retention removed stay removed.
+        for root in ("all", "kept"):
+            write(tmp_path / root / "swing/20260123_0010.jsonl", [b for b in newer if kept(b)][1:])
+        assert run_cli("flows.jsonl_ingest", "--root", str(tmp_path / "all"), *one_loader).code == 0
+        assert run_cli("flows.jsonl_ingest", "--root", str(tmp_path / "kept"), *one_loader, env={"DATABASE_URL": clean}).code == 0
+        assert _jsonl_content(dsn) == _jsonl_content(clean)
