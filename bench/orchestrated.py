@@ -20,7 +20,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ import psycopg
 from bench.common import ROOT, fresh_database, start_server, write_section
 from bench.jsonl_ingest import generate
 from test.fake_yahoo import FakeYahoo
+from test.prefect_cli import live_worker
 from test.rate_helpers import most_in_window
 
 POOL = "bench-pool"
@@ -67,19 +68,11 @@ def prefect_server(work: Path, pgdata: Path) -> Iterator[dict[str, str]]:
 
 @contextmanager
 def workers(count: int, env: dict[str, str], logs: Path) -> Iterator[None]:
-    procs = [subprocess.Popen([sys.executable, "-m", "prefect", "worker", "start", "--pool", POOL, "--name", f"w{i}"], cwd=ROOT, env=env,
-                              stdout=(logs / f"worker{count}-{i}.log").open("w"), stderr=subprocess.STDOUT)
-             for i in range(1, count + 1)]
-    try:
+    """``count`` workers of the pool for the block (``prefect worker start``, stopped with Ctrl+C after it)."""
+    with ExitStack() as stack:
+        for i in range(1, count + 1):
+            stack.enter_context(live_worker(env, logs / f"worker{count}-{i}.log", POOL))
         yield
-    finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
 
 
 def finished(api: str, run_id: str, timeout: float = 3600) -> dict[str, Any]:

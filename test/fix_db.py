@@ -121,3 +121,9 @@ def end_cooldown(dsn: str, budget: str = "yahoo") -> None:
     """End a rate budget's cool-down now, as if its advised wait had passed."""
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("UPDATE rate_budgets SET cooldown_until = now() - interval '1 second' WHERE name = %s", (budget,))
+
+
+def query_rows(dsn: str, queries: dict[str, str]) -> dict[str, list[tuple[Any, ...]]]:
+    """Each query's rows, sorted (for comparing two databases whatever order rows were stored in)."""
+    with psycopg.connect(dsn) as conn:
+        return {name: sorted(conn.execute(query)) for name, query in queries.items()}  # type: ignore[arg-type]

@@ -39,6 +39,7 @@ from test.prefect_cli import (
     wait_finished,
     wait_for,
 )
+from test.rate_helpers import most_in_window
 from test.test_etf_backfill import expected_rows
 
 pytestmark = pytest.mark.slow
@@ -301,21 +302,6 @@ def test_one_http_post_starts_event_valuation_through_a_worker(deployed: dict[st
         assert conn.execute("SELECT ticker, valuation_status FROM txn_events").fetchall() == [("AAA", "ok")]
 
 
-def test_a_deployment_run_takes_as_many_groups_at_once_as_its_concurrency_parameter_says(deployed: dict[str, str], dsn: str,
-                                                                                         fake_yahoo: FakeYahoo, tmp_path: Path) -> None:
-    api = deployed["PREFECT_API_URL"]
-    events = tmp_path / "events.csv"
-    events.write_text("ticker,event_time,source\n" + "".join(f"{t},2025-03-05 15:00:00+00:00,news\n" for t in "ABCDEF"),
-                      encoding="utf-8")
-    fake_yahoo.latency = 1.5  # long enough that groups started together overlap, however slow the machine
-    run = create_run(api, "event-valuation/daily-2230-utc", {"import_csv": str(events), "as_of": "2025-06-30", "delay": 0.0,
-                                                             "group_size": 1, "concurrency": 2, "fundamentals": "none",
-                                                             "cache_dir": str(tmp_path / "cache")})
-    state = wait_finished(api, run, timeout=300)
-    assert state["type"] == "COMPLETED", (state, worker_log(tmp_path))
-    assert fake_yahoo.peak_answering == 2  # the run's parameter, not the 10 its flow was built with before
-
-
 def test_a_fanned_out_valuation_gives_each_shard_to_the_pool_and_a_restarted_parent_submits_none_twice(
         deployed: dict[str, str], dsn: str, fake_yahoo: FakeYahoo, tmp_path: Path) -> None:
     import zlib
@@ -328,7 +314,8 @@ def test_a_fanned_out_valuation_gives_each_shard_to_the_pool_and_a_restarted_par
     events.write_text("ticker,event_time,source\n" + "".join(f"{t},2025-03-05 15:00:00+00:00,news\n" for t in tickers),
                       encoding="utf-8")
     params = {"import_csv": str(events), "as_of": "2025-06-30", "delay": 0.0, "cache_dir": str(tmp_path / "cache"),
-              "fundamentals": "none", "shards": 2}
+              "fundamentals": "none", "shards": 2, "concurrency": 2, "group_size": 1}
+    fake_yahoo.latency = 1.5  # long enough that groups started together overlap, however slow the machine
     parent = create_run(api, "event-valuation/daily-2230-utc", params)
     state = wait_finished(api, parent, timeout=300)
     assert state["type"] == "COMPLETED", (state, worker_log(tmp_path))
@@ -348,6 +335,10 @@ def test_a_fanned_out_valuation_gives_each_shard_to_the_pool_and_a_restarted_par
     assert sorted(fetched) == tickers
     with psycopg.connect(dsn) as conn:
         assert conn.execute("SELECT ticker, valuation_status FROM txn_events ORDER BY 1").fetchall() == [(t, "ok") for t in tickers]
+    # Each shard run took 2 groups at a time, as its `concurrency` said (its flow was built with 10 before).
+    arrivals = {shard: [e.at for e in fake_yahoo.chart_requests() if e.symbol in tickers
+                        and zlib.crc32(str(e.symbol).encode()) % 2 == int(shard[0]) - 1] for shard in by_shard}
+    assert max(most_in_window(times, 1.5) for times in arrivals.values()) == 2, arrivals
     logs = httpx.post(f"{api}/logs/filter", json={"logs": {"flow_run_id": {"any_": list(by_shard.values())}}, "limit": 200},
                       timeout=10).json()
     for shard, run_id in by_shard.items():

@@ -10,7 +10,7 @@ from typing import Any
 
 import psycopg
 
-from test.fix_db import fresh_database
+from test.fix_db import fresh_database, query_rows
 from test.fix_yahoo import CliRunner
 from test.jsonl_tree import START, iso, make_tree, swing, write
 
@@ -19,14 +19,12 @@ ING = "flows.jsonl_ingest"
 
 def content(dsn: str) -> dict[str, set[tuple[Any, ...]]]:
     """What the tables hold, without provenance (keys differ with the order roots are loaded in)."""
-    queries = {
+    return {name: set(rows) for name, rows in query_rows(dsn, {
         "ticks": "SELECT symbol, event_time, last_price, volume FROM scalp_ticks",
         "bars": "SELECT symbol, bar_time, open, high, low, close, volume, tick_count FROM scalp_1m_bars",
         "swing": "SELECT symbol, bar_time, close FROM swing_bars_10m",
         "gaps": "SELECT gap_start_ts, gap_seconds, scope, source_line FROM scalp_gaps",
-    }
-    with psycopg.connect(dsn) as conn:
-        return {k: set(conn.execute(v)) for k, v in queries.items()}  # type: ignore[arg-type]
+    }).items()}
 
 
 def test_two_roots_holding_files_of_the_same_names_keep_each_others_rows(run_cli: CliRunner, dsn: str, pg_server_dsn: str,

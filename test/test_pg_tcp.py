@@ -33,9 +33,12 @@ def _port(pgdata: Path) -> int:
     return int((pgdata / "postmaster.pid").read_text(encoding="utf-8").splitlines()[3])
 
 
-def test_tcp_mode_listens_on_loopback_only_and_asks_a_password_it_never_prints(run_cli: CliRunner, cluster_dir: Path,
-                                                                                tmp_path: Path) -> None:
-    pgdata = cluster_dir / "pgdata"
+def test_tcp_mode_listens_on_loopback_only_asks_a_password_it_never_prints_and_keeps_a_port_per_checkout(
+        run_cli: CliRunner, cluster_dir: Path, tmp_path: Path) -> None:
+    from tasks.core.db import embedded_dsn
+
+    pgdata = first = cluster_dir / "pgdata"
+    second = cluster_dir / "second"
     tree = make_tree(tmp_path / "data", files=2, minutes_per_file=1)
     env: dict[str, str | None] = {"DATABASE_URL": None, "BACKFILL_PGDATA": str(pgdata), "BACKFILL_PG_LISTEN": "tcp"}
     try:
@@ -61,15 +64,8 @@ def test_tcp_mode_listens_on_loopback_only_and_asks_a_password_it_never_prints(r
             assert conn.execute("SELECT count(*) FROM scalp_ticks").fetchone() == (len(tree.all_ticks()),)
         bad = run_cli("flows.jsonl_ingest", "--root", str(tree.root), env=env | {"BACKFILL_PG_LISTEN": "pipe"})
         assert bad.code == 2 and "BACKFILL_PG_LISTEN='pipe': use socket or tcp" in bad.stderr
-    finally:
-        _stop(pgdata)
 
-
-def test_a_second_checkout_gets_its_own_port_and_a_socket_cluster_gets_a_password_over_tcp(cluster_dir: Path) -> None:
-    from tasks.core.db import embedded_dsn
-
-    first, second = cluster_dir / "first", cluster_dir / "second"
-    try:
+        # A second checkout on the machine: made on a Unix socket before, run over TCP now.
         with psycopg.connect(embedded_dsn(second), autocommit=True) as conn:  # made on a Unix socket, without a password
             conn.execute("CREATE TABLE kept (x int)")
             conn.execute("INSERT INTO kept VALUES (7)")
@@ -78,8 +74,8 @@ def test_a_second_checkout_gets_its_own_port_and_a_socket_cluster_gets_a_passwor
         _stop(second)
         tcp_first, tcp_second = embedded_dsn(first, "tcp"), embedded_dsn(second, "tcp")
         assert _port(first) != _port(second)
-        for dsn, pgdata in ((tcp_first, first), (tcp_second, second)):
-            assert _password(pgdata) not in dsn
+        for dsn, cluster in ((tcp_first, first), (tcp_second, second)):
+            assert _password(cluster) not in dsn
             with psycopg.connect(dsn) as conn:
                 assert conn.execute("SELECT inet_server_addr()::text").fetchone() == ("127.0.0.1/32",)
         with psycopg.connect(tcp_second) as conn:
@@ -101,6 +97,6 @@ def test_a_second_checkout_gets_its_own_port_and_a_socket_cluster_gets_a_passwor
             with psycopg.connect(again) as conn:
                 assert conn.execute("SELECT x FROM kept").fetchone() == (7,)
     finally:
-        for pgdata in (first, second):
-            if (pgdata / "postmaster.pid").exists():
-                _stop(pgdata)
+        for cluster in (first, second):
+            if (cluster / "postmaster.pid").exists():
+                _stop(cluster)

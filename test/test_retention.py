@@ -11,6 +11,7 @@ from psycopg import sql
 
 from tasks.events.imports import PENDING
 from tasks.pipeline.retention import RetentionWindows, apply_retention, key_at
+from test.fix_db import query_rows
 from test.fix_yahoo import CliRunner
 
 TODAY = dt.datetime.now(dt.UTC).date()
@@ -161,16 +162,14 @@ def test_after_retention_a_valuation_fetches_again_the_bars_it_removed_and_value
 
 def _jsonl_content(dsn: str) -> dict[str, Any]:
     """The JSONL tables without line numbers (a file cut to its kept lines numbers them differently)."""
-    queries = {
+    return query_rows(dsn, {
         "ticks": "SELECT symbol, event_time, last_price, source_file FROM scalp_ticks",
         "bars": "SELECT symbol, bar_time, open, high, low, close, volume, tick_count FROM scalp_1m_bars",
         "swing": "SELECT symbol, bar_time, close, source_file FROM swing_bars_10m",
         "versions": "SELECT symbol, bar_time, close, source_file FROM swing_bar_versions",
         "copies": "SELECT source_file, count(*) FROM scalp_tick_copies GROUP BY 1",
         "gaps": "SELECT gap_start_ts, gap_seconds, source_file FROM scalp_gaps",
-    }
-    with psycopg.connect(dsn) as conn:
-        return {k: sorted(conn.execute(q)) for k, q in queries.items()}  # type: ignore[arg-type]
+    })
 
 
 def test_jsonl_tables_after_retention_equal_a_load_of_only_the_kept_days(run_cli: CliRunner, dsn: str, pg_server_dsn: str,
