@@ -427,3 +427,34 @@ def test_an_endless_or_huge_line_csv_is_refused_quickly_in_bounded_memory(run_cl
         path.write_text("ticker,event_time,source\n" + "A" * (8 << 20), encoding="utf-8")
     result = run_cli(VAL, "--import-csv", str(path), "--import-only", timeout=60)
     assert result.code == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_migration_016_forgets_valuations_made_before_an_event_had_its_base_bar(pg_server_dsn: str) -> None:
+    from tasks.core.db import migrate
+    from tasks.core.sql_files import migrations
+    from test.fix_db import fresh_database
+
+    insert = ("INSERT INTO txn_events (ticker, event_time, source, base_date, price_at_event, ret_1d, valuation_status, valued_at)"
+              " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)")
+    rows = [("AAA", "2199-12-30 15:00+00", "far future, valued on today's bar", "2025-07-31", 10.0, 0.01, "ok", "2025-08-01 00:00+00"),
+            ("AAA", "2199-12-31 15:00+00", "far future, then no_data", None, None, None, "no_data", "2025-08-02 00:00+00"),
+            ("AAA", "2025-07-28 14:00+00", "Monday: base the Friday before", "2025-07-25", 10.0, 0.01, "ok", "2025-08-01 00:00+00"),
+            ("AAA", "2025-07-07 14:00+00", "after the 4th of July weekend: base Thursday", "2025-07-03", 9.0, 0.02, "ok",
+             "2025-08-01 00:00+00"),
+            ("BBB", "2025-03-05 15:00+00", "no data at the source", None, None, None, "no_data", "2025-08-01 00:00+00")]
+    with fresh_database(pg_server_dsn) as url, psycopg.connect(url, autocommit=True) as conn:
+        with conn.transaction():  # the schema before 016, with those valuations
+            conn.execute("CREATE TABLE schema_migrations (version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())")
+            for version, text in migrations():
+                if version.startswith("016"):
+                    break
+                conn.execute(text)  # type: ignore[arg-type]
+                conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
+            for row in rows:
+                conn.execute(insert, row)
+        assert [v for v in migrate(conn) if v.startswith("016")]
+        after = dict(conn.execute("SELECT source, valuation_status FROM txn_events").fetchall())
+        forgotten = conn.execute("SELECT count(*) FROM txn_events WHERE valuation_status IS NULL AND base_date IS NULL"
+                                 " AND price_at_event IS NULL AND ret_1d IS NULL AND valued_at IS NULL").fetchone()
+    assert after == {rows[0][2]: None, rows[1][2]: None, rows[2][2]: "ok", rows[3][2]: "ok", rows[4][2]: "no_data"}
+    assert forgotten == (2,)
