@@ -1,7 +1,8 @@
 """Event valuation at full scale: 136,954 skewed events over 5,000 tickers, fake Yahoo at 50 ms.
 
 Reports, in one run: (a) the valuation from an empty price table; (b) yfinance alone fetching
-the same tickers and ranges at the same concurrency (the network floor); (c) an ``--overwrite``
+the same tickers and ranges at the same concurrency (the network floor), in two consecutive pairs
+after the fake was warmed; (c) an ``--overwrite``
 rerun with every price stored (no network), in events/s; (d) the old way (one fetch + one
 UPDATE per event, sequential) on a 1,000-event sample, extrapolated; and peak RSS at 137k and
 1.37M events. Writes its section of bench/RESULTS.md.
@@ -23,6 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
+import psycopg
 
 from bench.common import fresh_database, run_module, start_server, write_section
 from bench.gen_events import generate
@@ -67,12 +69,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         imported = run_module(*_cli(val, "--import-csv", str(csv), "--import-only"), env=env)
         print(f"import: {imported.seconds:.1f} s", flush=True)
 
-        fake.reset_log()
-        cold = run_module("bench.rss", ["--", sys.executable, "-m", *val], env)
-        cold_requests = len(fake.chart_requests())
-        _check(cold, "cold valuation")
-        print(f"(a) cold valuation: {cold.seconds:.1f} s, {cold_requests} chart requests, peak {_peak(cold.stderr):.0f} MB", flush=True)
-
         events = pd.read_csv(csv)
         events["t"] = pd.to_datetime(events["event_time"], utc=True)
         spans = events.groupby("ticker")["t"].agg(["min", "max"])
@@ -84,10 +80,31 @@ def main(argv: Sequence[str] | None = None) -> int:
                     fh.write(f"{ticker},{req.start},{req.end}\n")
         # The floor runs in as many processes as our run does (one per core by default; see tasks/events/pool.py).
         processes = os.cpu_count() or 1
-        floor = run_module("bench.yf_floor", ["--ranges", str(ranges), "--concurrency", str(args.concurrency),
-                                              "--processes", str(processes)], env)
-        _check(floor, "yfinance floor")
-        print(f"(b) yfinance alone: {floor.seconds:.1f} s", flush=True)
+        floor_args = ["--ranges", str(ranges), "--concurrency", str(args.concurrency), "--processes", str(processes)]
+        warm = work / "warm.csv"  # the fake (its TLS, its threads) warmed before anything is timed
+        warm.write_text("".join(ranges.read_text().splitlines(keepends=True)[:50]))
+        _check(run_module("bench.yf_floor", ["--ranges", str(warm), "--concurrency", str(args.concurrency)], env), "warm-up")
+
+        pairs: list[tuple[float, float, int]] = []
+        cold_stderr = ""
+        for attempt in (1, 2):  # two consecutive pairs: cold valuation (a fresh price table), then the floor
+            if attempt == 2:
+                with psycopg.connect(dsn, autocommit=True) as conn:
+                    conn.execute("TRUNCATE collected_daily_stock_history, collected_daily_etf_ohlc, price_fetch_coverage,"
+                                 " corporate_actions, price_changes")
+                    conn.execute("UPDATE txn_events SET valuation_status = NULL, valued_at = NULL")
+                shutil.rmtree(work / "cache", ignore_errors=True)
+            fake.reset_log()
+            cold = run_module("bench.rss", ["--", sys.executable, "-m", *val], env)
+            _check(cold, "cold valuation")
+            cold_stderr = cold_stderr or cold.stderr
+            requests = len(fake.chart_requests())
+            floor = run_module("bench.yf_floor", floor_args, env)
+            _check(floor, "yfinance floor")
+            pairs.append((cold.seconds, floor.seconds, requests))
+            print(f"pair {attempt}: (a) cold valuation {cold.seconds:.1f} s ({requests} chart requests, peak {_peak(cold.stderr):.0f} MB),"
+                  f" (b) yfinance alone {floor.seconds:.1f} s: {cold.seconds / floor.seconds:.2f}x", flush=True)
+        cold_requests = pairs[0][2]
 
         fake.reset_log()
         over = run_module("bench.rss", ["--", sys.executable, "-m", *val, "--overwrite"], env)
@@ -121,7 +138,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     server.cleanup()
     shutil.rmtree(work, ignore_errors=True)
 
-    a, b, c = cold.seconds, floor.seconds, over.seconds
+    (a, b, _), (a2, b2, _) = pairs
+    c = over.seconds
     most, latency_ms = max(counts.values()), args.latency * 1000
     body = f"""{args.events:,} events over {args.tickers:,} tickers (max {most} per ticker), fake Yahoo latency {latency_ms:.0f} ms,
 `--concurrency {args.concurrency}`, `--delay 0`, `--as-of {AS_OF}`. Wall times of whole commands (process start included),
@@ -130,16 +148,17 @@ with Python's bytecode cache on for every command, ours and the floor's, as on a
 | measure | result | target |
 |---|---:|---|
 | import CSV ({args.events:,} rows) | {imported.seconds:.1f} s | |
-| (a) valuation from an empty price table, {processes} processes | **{a:.1f} s** ({cold_requests:,} chart requests) \
-| <= 1.5 x (b) = {1.5 * b:.0f} s |
-| (b) yfinance alone, same tickers and ranges, same concurrency, {processes} processes like (a) | {b:.1f} s | the floor |
-| (a) / (b) | **{a / b:.2f}x** | aim < 1.0x |
+| (a) valuation from an empty price table, {processes} processes | **{a:.1f} s**, then {a2:.1f} s ({cold_requests:,} chart requests) \
+| <= 1.3 x (b) |
+| (b) yfinance alone, same tickers and ranges, same concurrency, {processes} processes like (a), yfinance imported once before \
+the fork | {b:.1f} s, then {b2:.1f} s | the floor |
+| (a) / (b), two consecutive pairs | **{a / b:.2f}x**, **{a2 / b2:.2f}x** | <= 1.3x |
 | (c) `--overwrite` rerun, all prices stored | {c:.1f} s = **{args.events / c:,.0f} events/s**, {over_requests} requests \
 | >= 25,000 events/s |
 | (d) old way, {args.sample:,}-event sample | {per_event * 1000:.1f} ms/event -> {old_total:,.0f} s ({old_total / 3600:.1f} h) for all | |
 | speed-up over the old way, from empty tables | **{old_total / a:,.0f}x** | >= 25x |
 | speed-up over the old way, revaluation | **{old_total / c:,.0f}x** | >= 1,000x |
-| peak RSS (largest process), 137k events, cold | {_peak(cold.stderr):.0f} MB | |
+| peak RSS (largest process), 137k events, cold | {_peak(cold_stderr):.0f} MB | |
 | peak RSS (largest process), 137k events, overwrite | {_peak(over.stderr):.0f} MB | |
 | peak RSS (largest process), 1.37M events, overwrite | {big_rss:.0f} MB ({big_seconds:.1f} s) | flat in the number of events |
 """

@@ -109,6 +109,70 @@ def timed_load(server_uri: str, root: Path, args: list[str], env: dict[str, str]
     return seconds, loaded, bars, f"{pieces[1]} pieces at once" if pieces else "one process"
 
 
+def copy_text(path: Path, key: str) -> str:
+    """The COPY text the loader sends for a scalp file's ticks (rendered before anything is timed)."""
+    from tasks.jsonl.ticks import fast_scalp_row, keyed_copy_lines
+
+    rows = []
+    with path.open("rb") as fh:
+        for n, line in enumerate(fh, 1):
+            row = fast_scalp_row(line.rstrip(b"\n"))
+            assert row is not None
+            rows.append((*row, n))
+    return "".join(text for _, text in keyed_copy_lines(rows, key))
+
+
+def _copy_files(dsn: str, texts: list[str]) -> None:
+    from tasks.jsonl.load import SCALP_COLUMNS
+
+    with psycopg.connect(dsn) as conn:
+        for text in texts:
+            with conn.transaction(), conn.cursor() as cur:
+                cur.execute("SET LOCAL synchronous_commit = off")
+                with cur.copy(f"COPY scalp_ticks ({SCALP_COLUMNS}) FROM STDIN") as copy:  # type: ignore[arg-type]
+                    copy.write(text)
+
+
+def bare_copy(server_uri: str, root: Path, processes: int) -> tuple[float, int]:
+    """The physical floor: the same rows COPYed into the same table (same indexes) of a fresh database
+    by ``processes`` processes (as many as the loader it judges uses), 10,000 rows a transaction; (seconds, ticks)."""
+    import multiprocessing as mp
+
+    from tasks.core.db import open_database
+
+    dsn = fresh_database(server_uri)
+    open_database(dsn).close()  # the schema, as the loader finds it
+    files = sorted((root / "scalp").iterdir())
+    texts = []  # 10,000 rows a transaction, as the loader's batches
+    for f in files:
+        lines = copy_text(f, f"scalp/{f.name}").splitlines(keepends=True)
+        texts += ["".join(lines[i:i + 10_000]) for i in range(0, len(lines), 10_000)]
+    per = -(-len(texts) // processes)  # each process a run of consecutive batches, as a loader's piece of a file
+    shares = [texts[i * per:(i + 1) * per] for i in range(processes)]
+    with psycopg.connect(server_uri, autocommit=True) as conn:
+        conn.execute("CHECKPOINT")
+    os.sync()
+    started = time.perf_counter()
+    with mp.get_context("fork").Pool(processes) as pool:
+        pool.starmap(_copy_files, [(dsn, share) for share in shares if share])
+    seconds = time.perf_counter() - started
+    ticks = sum(t.count("\n") for t in texts)
+    print(f"bare COPY {root.name} in {processes} processes: {ticks:,} ticks in {seconds:.1f} s = {ticks / seconds:,.0f}/s", flush=True)
+    return seconds, ticks
+
+
+def first_load(work: Path, root: Path, args: list[str], env: dict[str, str]) -> tuple[float, int, int, str]:
+    """A load as a user meets it the first time: a brand-new cluster, no warm-up."""
+    (work / "first").mkdir(exist_ok=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fresh = start_server(work / "first")
+    try:
+        return timed_load(fresh.get_uri(), root, args, env)
+    finally:
+        fresh.cleanup()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--ticks", type=int, default=5_000_000)
@@ -133,12 +197,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     conc = ["--concurrency", str(args.concurrency)]
     previous = previous_checkout(args.previous, work / "previous")
     try:
+        first_one = first_load(work, work / "one", conc, env)  # before anything else has run on this machine's caches
         # Not timed: a long-lived server recycles its WAL files, a new one creates and zero-fills
         # gigabytes of them during its first big load; every measured run finds them there.
         timed_load(uri, work / "many", conc, env)
         many = timed_load(uri, work / "many", conc, env)
         one = timed_load(uri, work / "one", conc, env)
         one_process = timed_load(uri, work / "one", [*conc, "--split-mb", "0"], env)
+        copy_many = bare_copy(uri, work / "many", args.concurrency)
+        copy_one = bare_copy(uri, work / "one", min(args.concurrency, os.cpu_count() or 1))
         old_many = timed_load(uri, work / "many", conc, env, previous) if previous else None
         old_one = timed_load(uri, work / "one", conc, env, previous) if previous else None
         dsn = fresh_database(uri)
@@ -172,6 +239,13 @@ same server in the same run.
 {row(f"one big file, this loader ({one[3]})", one, ">= 100,000 ticks/s")}
 {row("one big file, this loader in one process (`--split-mb 0`)", one_process)}
 {row("one big file, previous loader", old_one)}
+{row(f"one big file, first load into a brand-new cluster, no warm-up ({first_one[3]})", first_one, ">= 100,000 ticks/s")}
+| floor: bare COPY of the many files' rows (same table, same indexes, {args.concurrency} processes, pre-rendered) \
+| {copy_many[0]:.1f} s = **{copy_many[1] / copy_many[0]:,.0f} ticks/s**; this loader: \
+**{(many[1] / many[0]) / (copy_many[1] / copy_many[0]):.2f}x** of it | loader >= 0.8x |
+| floor: bare COPY of the big file's rows ({min(args.concurrency, os.cpu_count() or 1)} processes) \
+| {copy_one[0]:.1f} s = **{copy_one[1] / copy_one[0]:,.0f} ticks/s**; this loader: \
+**{(one[1] / one[0]) / (copy_one[1] / copy_one[0]):.2f}x** of it | |
 | rerun of the many files (every file unchanged) | {rerun.seconds:.1f} s | |
 | baseline: `json.loads` + row-at-a-time `executemany` INSERT, {args.sample:,}-tick sample | {base_rate:,.0f} ticks/s | |
 """
