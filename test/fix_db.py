@@ -127,3 +127,16 @@ def query_rows(dsn: str, queries: dict[str, str]) -> dict[str, list[tuple[Any, .
     """Each query's rows, sorted (for comparing two databases whatever order rows were stored in)."""
     with psycopg.connect(dsn) as conn:
         return {name: sorted(conn.execute(query)) for name, query in queries.items()}  # type: ignore[arg-type]
+
+
+def migrate_before(conn: psycopg.Connection[Any], version: str) -> None:
+    """The schema as it was before migration ``version`` (e.g. "013"): the earlier ones applied and
+    recorded, in the caller's transaction (to set up data that an upgrade then meets)."""
+    from tasks.core.sql_files import migrations
+
+    conn.execute("CREATE TABLE schema_migrations (version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())")
+    for name, text in migrations():
+        if name.startswith(version):
+            break
+        conn.execute(text)  # type: ignore[arg-type]
+        conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (name,))

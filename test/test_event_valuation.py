@@ -431,8 +431,7 @@ def test_an_endless_or_huge_line_csv_is_refused_quickly_in_bounded_memory(run_cl
 
 def test_migration_016_forgets_valuations_made_before_an_event_had_its_base_bar(pg_server_dsn: str) -> None:
     from tasks.core.db import migrate
-    from tasks.core.sql_files import migrations
-    from test.fix_db import fresh_database
+    from test.fix_db import fresh_database, migrate_before
 
     insert = ("INSERT INTO txn_events (ticker, event_time, source, base_date, price_at_event, ret_1d, valuation_status, valued_at)"
               " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)")
@@ -444,12 +443,7 @@ def test_migration_016_forgets_valuations_made_before_an_event_had_its_base_bar(
             ("BBB", "2025-03-05 15:00+00", "no data at the source", None, None, None, "no_data", "2025-08-01 00:00+00")]
     with fresh_database(pg_server_dsn) as url, psycopg.connect(url, autocommit=True) as conn:
         with conn.transaction():  # the schema before 016, with those valuations
-            conn.execute("CREATE TABLE schema_migrations (version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())")
-            for version, text in migrations():
-                if version.startswith("016"):
-                    break
-                conn.execute(text)  # type: ignore[arg-type]
-                conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
+            migrate_before(conn, "016")
             for row in rows:
                 conn.execute(insert, row)
         assert [v for v in migrate(conn) if v.startswith("016")]

@@ -802,7 +802,7 @@ def test_migration_013_keys_every_stored_tick_again_and_a_tick_stored_twice_beco
     import uuid
 
     from tasks.core.db import migrate
-    from tasks.core.sql_files import migrations
+    from test.fix_db import migrate_before
 
     insert = ("INSERT INTO scalp_ticks (symbol, event_time, ts, bid_price, ask_price, bid_size, ask_size, last_price, volume, session_id,"
               " source_file, source_line, tick_key) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)")
@@ -811,12 +811,7 @@ def test_migration_013_keys_every_stored_tick_again_and_a_tick_stored_twice_beco
     old_key = uuid.uuid4()
     with fresh_database(pg_server_dsn) as url, psycopg.connect(url, autocommit=True) as conn:
         with conn.transaction():  # the schema as it was before 013, with ticks loaded then
-            conn.execute("CREATE TABLE schema_migrations (version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())")
-            for version, text in migrations():
-                if version.startswith("013"):
-                    break
-                conn.execute(text)  # type: ignore[arg-type]
-                conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
+            migrate_before(conn, "013")
             conn.execute(insert, (*first, "scalp/a.jsonl", 1, None))  # no key: loaded before 011
             conn.execute(insert, (*first, "scalp/b.jsonl", 1, None))  # the same tick again
             conn.execute(insert, (*second, "scalp/a.jsonl", 2, old_key))  # keyed as 011 did
