@@ -8,7 +8,7 @@ import multiprocessing as mp
 import os
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any
@@ -167,7 +167,7 @@ def _worker_init() -> None:
     leave_signals_to_the_parent()
 
 
-def pool_mapper(groups: list[list[FilePlan]], dsn: str, opts: IngestOptions) -> Iterator[FileResult | tuple[str, str]]:
+def pool_mapper(groups: list[list[FilePlan]], dsn: str, opts: IngestOptions) -> Generator[FileResult | tuple[str, str], None, None]:
     """Worker processes (parsing JSON is CPU work: threads would share one core), started the
     options' way (forked where the platform allows, else spawned). An interrupt (Ctrl+C, SIGTERM to the run or to its whole process
     group) stops every worker at once instead of waiting for the files still queued."""
@@ -199,8 +199,7 @@ def _stop_workers(pool: cf.ProcessPoolExecutor) -> None:
         proc.join(timeout=5)
 
 
-def run_ingest(opts: IngestOptions, *, dsn: str, log: Callable[[str], Any] | None = None,
-               mapper: Callable[..., Iterator[FileResult | tuple[str, str]]] = pool_mapper) -> Outcome:
+def run_ingest(opts: IngestOptions, *, dsn: str, log: Callable[[str], Any] | None = None) -> Outcome:
     """Plan, then load every file group; returns the exit code. With ``opts.follow``, again every
     ``opts.poll`` seconds until interrupted (``follow.py``).
 
@@ -219,8 +218,8 @@ def run_ingest(opts: IngestOptions, *, dsn: str, log: Callable[[str], Any] | Non
     if opts.follow and not opts.dry_run:
         from tasks.jsonl.follow import follow
 
-        return follow(opts, say=say, load=lambda: ingest_once(opts, dsn=dsn, say=say, log=log, mapper=mapper, said=said))
-    outcome = ingest_once(opts, dsn=dsn, say=say, log=log, mapper=mapper, said=said)
+        return follow(opts, say=say, load=lambda: ingest_once(opts, dsn=dsn, say=say, log=log, said=said))
+    outcome = ingest_once(opts, dsn=dsn, say=say, log=log, said=said)
     if outcome is None:  # a dry run: said what it would do
         return Outcome.DONE
     totals, coverage = outcome
@@ -236,7 +235,6 @@ def judge(opts: IngestOptions, totals: IngestTotals, coverage: Coverage) -> Outc
 
 
 def ingest_once(opts: IngestOptions, *, dsn: str, say: Callable[[str], None], log: Callable[[str], Any] | None,
-                mapper: Callable[..., Iterator[FileResult | tuple[str, str]]],
                 said: set[str] | None = None) -> tuple[IngestTotals, Coverage] | None:
     """One pass: find, plan and load the files; their totals and the coverage of what loaded (None for a dry run).
     Files left out by name are said once (``said`` remembers them across passes)."""
@@ -271,11 +269,11 @@ def ingest_once(opts: IngestOptions, *, dsn: str, say: Callable[[str], None], lo
     with Splitter(dsn, min(opts.concurrency, max(2, os.cpu_count() or 1)), opts.split_mb) as splitter:
         units = [unit for plan in plans for unit in (splitter.split(plan) if splitter.wants(plan) else [plan])]
         groups = group_plans(units, opts.concurrency * 4)
-        if mapper is pool_mapper and not opts.follow:
+        if not opts.follow:
             say(f"Loading {len(totals.to_load)} files in up to {min(opts.concurrency, len(groups))} loader processes "
                 f"({opts.start_method})")
         reporter = Reporter(len(totals.to_load), log=log)
-        outcomes = mapper(groups, dsn, opts)
+        outcomes = pool_mapper(groups, dsn, opts)
         try:
             for piece_or_file in outcomes:
                 outcome = splitter.arrived(piece_or_file)
@@ -291,9 +289,9 @@ def ingest_once(opts: IngestOptions, *, dsn: str, say: Callable[[str], None], lo
                 pieces = f" in {outcome.pieces} pieces" if outcome.pieces > 1 else ""
                 reporter.item(f"{outcome.rel} {outcome.action}{pieces}: {outcome.loaded:,} rows, {outcome.rejected:,} rejected ({text})")
         finally:
-            # On an interrupt, close the mapper now (it stops its workers), not when the traceback is
-            # dropped: until then the pool would go on loading every queued file. (The splitter's
-            # locks go after it, as the with block ends.)
-            getattr(outcomes, "close", lambda: None)()
+            # On an interrupt, close the pool's generator now (it stops its workers), not when the
+            # traceback is dropped: until then the pool would go on loading every queued file. (The
+            # splitter's locks go after it, as the with block ends.)
+            outcomes.close()
             reporter.close()
     return totals, totals.coverage(dsn)

@@ -40,7 +40,8 @@ def file_time(rel: str) -> dt.datetime | None:
 def keyed_files(conn: psycopg.Connection[Any], files: list[JsonlFile], host: str, *, claim: bool,
                 say: Callable[[str], None]) -> list[JsonlFile]:
     """``files`` with their origin and key. With ``claim`` (not a dry run), new origins are recorded
-    (and said), and each new file's key is claimed by an empty checkpoint, in this one transaction."""
+    (and said), and each new file's key is claimed by an empty checkpoint (``conn`` in autocommit:
+    each claim is seen by other runs at once)."""
     folders = sorted({str(f.base) for f in files})
     if not folders:
         return files
@@ -77,10 +78,11 @@ def _claim(conn: psycopg.Connection[Any], f: JsonlFile, origin: int | None, take
     if not claim:
         return plain if plain not in taken or taken[plain] is None else own
     for key in (plain, own):
-        if key == plain and plain in taken and taken[plain] is not None:
-            continue
-        conn.execute("UPDATE jsonl_file_checkpoints SET origin_id = %s WHERE source_file = %s AND origin_id IS NULL",
-                     (origin, key))
+        if key == plain:
+            if plain in taken and taken[plain] is not None:
+                continue  # another origin's
+            conn.execute("UPDATE jsonl_file_checkpoints SET origin_id = %s WHERE source_file = %s AND origin_id IS NULL",
+                         (origin, plain))  # loaded before origins: taken over
         conn.execute("INSERT INTO jsonl_file_checkpoints (source_file, kind, bytes_loaded, lines_loaded, prefix_sha256,"
                      " file_size, origin_id, rel, file_time) VALUES (%s, %s, 0, 0, %s, 0, %s, %s, %s)"
                      " ON CONFLICT (source_file) DO NOTHING",
