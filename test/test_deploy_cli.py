@@ -316,7 +316,7 @@ def test_a_fanned_out_valuation_gives_each_shard_to_the_pool_and_a_restarted_par
     params = {"import_csv": str(events), "as_of": "2025-06-30", "delay": 0.0, "cache_dir": str(tmp_path / "cache"),
               "fundamentals": "none", "shards": 2, "concurrency": 2, "group_size": 1}
     fake_yahoo.latency = 1.5  # long enough that groups started together overlap, however slow the machine
-    parent = create_run(api, "event-valuation/daily-2230-utc", params)
+    parent = run_deployment("event-valuation/daily-2230-utc", params, deployed)  # `prefect deployment run ... -p shards=2`
     state = wait_finished(api, parent, timeout=300)
     assert state["type"] == "COMPLETED", (state, worker_log(tmp_path))
     assert "All 2 shards completed" in state["message"]

@@ -452,3 +452,20 @@ def test_migration_016_forgets_valuations_made_before_an_event_had_its_base_bar(
                                  " AND price_at_event IS NULL AND ret_1d IS NULL AND valued_at IS NULL").fetchone()
     assert after == {rows[0][2]: None, rows[1][2]: None, rows[2][2]: "ok", rows[3][2]: "ok", rows[4][2]: "no_data"}
     assert forgotten == (2,)
+
+
+def test_a_shard_values_only_its_share_of_the_tickers_and_a_bad_shard_is_refused(run_cli: CliRunner, dsn: str, tmp_path: Path,
+                                                                                 fake_yahoo: FakeYahoo) -> None:
+    import zlib
+
+    tickers = ["AAA", "BBB", "CCC", "DDD", "EEE"]
+    csv = write_csv(tmp_path / "e.csv", [(t, "2025-03-05 15:00:00+00:00", "s") for t in tickers])
+    bad = run_cli(VAL, "--import-csv", str(csv), *FAST, "--shard", "3/2")
+    assert bad.code == 2 and "shard '3/2': expected K/N" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+    run = run_cli(VAL, "--import-csv", str(csv), *FAST, "--as-of", "2025-06-30", "--shard", "2/2")
+    assert run.code == 0, run.stdout + run.stderr
+    mine = sorted(t for t in tickers if zlib.crc32(t.encode()) % 2 == 1)  # share 2 of 2, computed here
+    assert f"Shard 2/2: {len(mine)} of the tickers with events" in run.stdout
+    assert sorted(t for t, _ in stored(dsn, "valuation_status = 'ok'")) == mine
+    assert sorted({e.symbol for e in fake_yahoo.chart_requests()} - {"SPY"}) == mine
+

@@ -50,6 +50,8 @@ def test_two_roots_holding_files_of_the_same_names_keep_each_others_rows(run_cli
     assert again.code == 0 and "0 new, 0 grown, 0 reloaded, 5 unchanged" in again.stdout, again.stdout
     kinds = run_cli(ING, "--swing", str(a.root / "swing"), "--scalp", str(a.root / "scalp"), "--gaps", str(a.root / "system"))
     assert kinds.code == 0 and "5 unchanged" in kinds.stdout, kinds.stdout
+    elsewhere = run_cli(ING, "--root", str(a.root), "--dry-run", env={"BACKFILL_HOST": "another-machine"})  # another host's folder
+    assert elsewhere.code == 0 and "from 5 of 5 files" in elsewhere.stdout, elsewhere.stdout
     assert content(dsn) == got
     with fresh_database(pg_server_dsn) as clean:  # the other order, on a database that never saw either
         assert run_cli(ING, "--root", str(b.root), env={"DATABASE_URL": clean}).code == 0
