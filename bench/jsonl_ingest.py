@@ -33,13 +33,14 @@ SYMBOLS = [f"{i:06d}" for i in range(1, 41)]
 PREVIOUS = "5325d3f"  # the loader before msgspec checks, pieces of big files and the tuned embedded server
 
 
-def generate(root: Path, ticks: int, files: int) -> int:
-    """Scalp files of 2 Hz ticks for 40 symbols; returns the bytes written."""
+def generate(root: Path, ticks: int, files: int, *, start: dt.datetime = START) -> int:
+    """Scalp files of 2 Hz ticks for 40 symbols from ``start``; returns the bytes written."""
     per_file = ticks // files
     written = 0
     n = 0
+    first = start
     for f in range(files):
-        start = START + dt.timedelta(minutes=f * 10)
+        start = first + dt.timedelta(minutes=f * 10)
         path = root / "scalp" / f"{start:%Y%m%d_%H%M}.jsonl"
         path.parent.mkdir(parents=True, exist_ok=True)
         lines = []
@@ -139,9 +140,11 @@ def bare_copy(server_uri: str, root: Path, processes: int) -> tuple[float, int]:
     import multiprocessing as mp
 
     from tasks.core.db import open_database
+    from tasks.jsonl.partitions import ensure_days
 
     dsn = fresh_database(server_uri)
-    open_database(dsn).close()  # the schema, as the loader finds it
+    with open_database(dsn) as conn:  # the schema, as the loader finds it, and the days' partitions, which the loader makes too
+        ensure_days(conn, {START.date() + dt.timedelta(days=k) for k in range(3)})
     files = sorted((root / "scalp").iterdir())
     texts = []  # 10,000 rows a transaction, as the loader's batches
     for f in files:

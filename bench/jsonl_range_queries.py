@@ -30,6 +30,7 @@ import psycopg
 from bench.common import fresh_database, start_server, write_section
 from tasks.core.db import migrate
 from tasks.core.sql_files import statement
+from tasks.jsonl.partitions import ensure_days
 
 START = dt.datetime(2026, 1, 22, 0, 0, tzinfo=dt.UTC)
 SYMBOLS = 40
@@ -43,6 +44,7 @@ RECOMMENDED = {
 def fill(conn: psycopg.Connection[Any], ticks: int) -> dt.datetime:
     """``ticks`` ticks (40 symbols, 2 Hz), their 1-minute bars and 10-minute swing bars; returns the last tick's time."""
     halves = ticks // SYMBOLS
+    ensure_days(conn, {(START + dt.timedelta(seconds=k * 3600)).date() for k in range(halves // 7200 + 2)})  # their day partitions
     conn.execute(
         "INSERT INTO scalp_ticks (symbol, event_time, ts, bid_price, ask_price, bid_size, ask_size, last_price, volume, session_id,"
         " source_file, source_line)"
@@ -88,6 +90,37 @@ def timed(conn: psycopg.Connection[Any], query: str, params: Callable[[random.Ra
     return statistics.median(times), times[int(len(times) * 0.95) - 1], statistics.median(server), rows
 
 
+def range_queries(start: dt.datetime, span: float, days: list[dt.date]) -> list[tuple[str, str, Callable[[random.Random], dict[str, Any]]]]:
+    """The document's range queries (name, SQL, random parameters) over ticks from ``start`` for ``span`` seconds."""
+    def hour(rng: random.Random) -> dt.datetime:
+        return start + dt.timedelta(seconds=rng.uniform(0, span - 3600))
+
+    def day_session(rng: random.Random) -> dict[str, Any]:
+        day = rng.choice(days)
+        begin = dt.datetime.combine(day, dt.time(), dt.UTC)
+        return {"session": f"track_b_{day:%Y%m%d}", "start": begin, "end": begin + dt.timedelta(days=1)}
+
+    queries: list[tuple[str, str, Callable[[random.Random], dict[str, Any]]]] = [
+        ("one symbol's ticks over an hour",
+         "SELECT * FROM scalp_ticks WHERE symbol = %(symbol)s AND event_time >= %(start)s AND event_time < %(end)s"
+         " ORDER BY event_time, id",
+         lambda r: (lambda s: {"symbol": f"{r.randint(1, SYMBOLS):06d}", "start": s, "end": s + dt.timedelta(hours=1)})(hour(r))),
+        ("one session's ticks over an hour",
+         "SELECT * FROM scalp_ticks WHERE session_id = %(session)s AND event_time >= %(start)s AND event_time < %(end)s",
+         lambda r: (lambda s: {"session": f"track_b_{s:%Y%m%d}", "start": s, "end": s + dt.timedelta(hours=1)})(hour(r))),
+        ("one session's 1-minute bars over a day",
+         "SELECT * FROM scalp_1m_bars WHERE session_id = %(session)s AND bar_time >= %(start)s AND bar_time < %(end)s"
+         " ORDER BY symbol, bar_time", day_session),
+        ("the newest 100 ticks",
+         "SELECT * FROM scalp_ticks WHERE event_time <= %(end)s ORDER BY event_time DESC LIMIT 100",
+         lambda r: {"end": hour(r)}),
+        ("one session's 10-minute swing bars over a day",
+         "SELECT * FROM swing_bars_10m WHERE session_id = %(session)s AND bar_time >= %(start)s AND bar_time < %(end)s"
+         " ORDER BY bar_time", day_session),
+    ]
+    return queries
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--ticks", type=int, default=10_000_000)
@@ -108,32 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             span = (last - START).total_seconds()
             days = sorted({(START + dt.timedelta(seconds=s)).date() for s in range(0, int(span), 3600)})
 
-            def hour(rng: random.Random) -> dt.datetime:
-                return START + dt.timedelta(seconds=rng.uniform(0, span - 3600))
-
-            def day_session(rng: random.Random) -> dict[str, Any]:
-                day = rng.choice(days)
-                start = dt.datetime.combine(day, dt.time(), dt.UTC)
-                return {"session": f"track_b_{day:%Y%m%d}", "start": start, "end": start + dt.timedelta(days=1)}
-
-            queries: list[tuple[str, str, Callable[[random.Random], dict[str, Any]]]] = [
-                ("one symbol's ticks over an hour",
-                 "SELECT * FROM scalp_ticks WHERE symbol = %(symbol)s AND event_time >= %(start)s AND event_time < %(end)s"
-                 " ORDER BY event_time, id",
-                 lambda r: (lambda s: {"symbol": f"{r.randint(1, SYMBOLS):06d}", "start": s, "end": s + dt.timedelta(hours=1)})(hour(r))),
-                ("one session's ticks over an hour",
-                 "SELECT * FROM scalp_ticks WHERE session_id = %(session)s AND event_time >= %(start)s AND event_time < %(end)s",
-                 lambda r: (lambda s: {"session": f"track_b_{s:%Y%m%d}", "start": s, "end": s + dt.timedelta(hours=1)})(hour(r))),
-                ("one session's 1-minute bars over a day",
-                 "SELECT * FROM scalp_1m_bars WHERE session_id = %(session)s AND bar_time >= %(start)s AND bar_time < %(end)s"
-                 " ORDER BY symbol, bar_time", day_session),
-                ("the newest 100 ticks",
-                 "SELECT * FROM scalp_ticks WHERE event_time <= %(end)s ORDER BY event_time DESC LIMIT 100",
-                 lambda r: {"end": hour(r)}),
-                ("one session's 10-minute swing bars over a day",
-                 "SELECT * FROM swing_bars_10m WHERE session_id = %(session)s AND bar_time >= %(start)s AND bar_time < %(end)s"
-                 " ORDER BY bar_time", day_session),
-            ]
+            queries = range_queries(START, span, days)
             with_indexes = {name: timed(conn, q, params) for name, q, params in queries}
             for index in RECOMMENDED:
                 conn.execute(f"DROP INDEX {index}")  # noqa: S608 (constant names)

@@ -802,6 +802,7 @@ def test_migration_013_keys_every_stored_tick_again_and_a_tick_stored_twice_beco
     import uuid
 
     from tasks.core.db import migrate
+    from tasks.jsonl.upgrade import finish_moves
     from test.fix_db import migrate_before
 
     insert = ("INSERT INTO scalp_ticks (symbol, event_time, ts, bid_price, ask_price, bid_size, ask_size, last_price, volume, session_id,"
@@ -821,6 +822,7 @@ def test_migration_013_keys_every_stored_tick_again_and_a_tick_stored_twice_beco
                          " '2026-01-22T00:30Z', 100.5, 100.5, 99.25, 99.25, 17, 3, 0.025, 's', '2026-01-22T00:30Z', 'scalp/a.jsonl', 1,"
                          " '2026-01-22T00:30:00.5Z', 'scalp/a.jsonl', 2)")
         assert [v for v in migrate(conn) if v.startswith("013")]
+        finish_moves(conn, lambda _: None)  # and into day partitions (017), as the first command that reads ticks does
         ticks = conn.execute("SELECT source_file, source_line, tick_key = scalp_tick_key(symbol, event_time, ts, bid_price, ask_price,"
                              " bid_size, ask_size, last_price, volume, session_id, mitigation_level, quality_flag), tick_key"
                              " FROM scalp_ticks ORDER BY 1, 2").fetchall()

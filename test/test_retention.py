@@ -10,6 +10,7 @@ import psycopg
 from psycopg import sql
 
 from tasks.events.imports import PENDING
+from tasks.jsonl.partitions import ensure_days
 from tasks.pipeline.retention import RetentionWindows, apply_retention, key_at
 from test.fix_db import query_rows
 from test.fix_yahoo import CliRunner
@@ -36,6 +37,7 @@ def fill(conn: psycopg.Connection[Any]) -> None:
     conn.execute("INSERT INTO txn_events (ticker, event_time) VALUES ('PEND', %s)", (NOW - dt.timedelta(days=760),))
     conn.execute("INSERT INTO txn_events (ticker, event_time, valued_at) VALUES ('DONE', %s, %s)",
                  (NOW - dt.timedelta(days=760), NOW - dt.timedelta(days=20)))
+    ensure_days(conn, [(NOW - dt.timedelta(days=age)).date() for age in (29, 31, 45)])  # as the loader does before its ticks
     for age in (29, 31, 45):
         conn.execute("INSERT INTO scalp_ticks (symbol, event_time, session_id, source_file, source_line) VALUES ('X', %s, 's', 'f', %s)",
                      (NOW - dt.timedelta(days=age), age))
@@ -111,17 +113,30 @@ def test_retention_dry_run_counts_then_the_stage_deletes_exactly_what_is_outside
     assert again.code == 0 and "deleted 0 rows" in again.stdout
 
 
-def test_retention_deletes_in_batches_and_honours_configured_windows_in_whole_utc_days(db: psycopg.Connection[Any]) -> None:
+def test_retention_drops_whole_utc_days_of_ticks_deletes_other_rows_in_batches_and_honours_configured_windows(
+        db: psycopg.Connection[Any]) -> None:
     noon = dt.datetime.combine(TODAY, dt.time(12), tzinfo=dt.UTC)
+    ensure_days(db, [(noon - dt.timedelta(days=age, hours=1)).date() for age in range(1, 11)])
     for age in range(1, 11):
         db.execute("INSERT INTO scalp_ticks (symbol, event_time, session_id, source_file, source_line) VALUES ('X', %s, 's', 'f', %s)",
+                   (noon - dt.timedelta(days=age, hours=1), age))
+        db.execute("INSERT INTO swing_bars_10m (symbol, bar_time, session_id, source_file, source_line) VALUES ('X', %s, 's', 'f', %s)",
                    (noon - dt.timedelta(days=age, hours=1), age))
     seen: list[tuple[str, int]] = []
     counts = apply_retention(db, RetentionWindows(realtime_days=3), dry_run=False, batch_rows=3, now=noon,
                              progress=lambda table, total: seen.append((table, total)))
-    assert counts["scalp_ticks"] == 7  # 3 days: from midnight UTC three days ago, so 11:00 that day stays; ages 4..10 go
-    assert seen == [("scalp_ticks", 3), ("scalp_ticks", 6), ("scalp_ticks", 7)]
+    # 3 days: from midnight UTC three days ago, so 11:00 that day stays; ages 4..10 go
+    assert counts["scalp_ticks"] == counts["swing_bars_10m"] == 7
     assert [r[0] for r in db.execute("SELECT source_line FROM scalp_ticks ORDER BY 1")] == [1, 2, 3]
+    assert [r[0] for r in db.execute("SELECT source_line FROM swing_bars_10m ORDER BY 1")] == [1, 2, 3]
+    # ticks: one whole day at a time (the partitions of 10..4 days ago are gone); swing bars: batches of 3
+    assert [s for s in seen if s[0] == "scalp_ticks"] == [("scalp_ticks", n) for n in range(1, 8)]
+    assert [s for s in seen if s[0] == "swing_bars_10m"] == [("swing_bars_10m", 3), ("swing_bars_10m", 6), ("swing_bars_10m", 7)]
+    left = {r[0] for r in db.execute("SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+                                     " WHERE i.inhparent = 'scalp_ticks'::regclass")}
+    assert left == {f"scalp_ticks_p{noon.date() - dt.timedelta(days=age):%Y%m%d}" for age in range(0, 4)}
+    assert not db.execute("SELECT 1 FROM pg_class WHERE relname = %s",
+                          (f"scalp_ticks_p{noon.date() - dt.timedelta(days=4):%Y%m%d}",)).fetchall()  # dropped, not detached
 
 
 METRICS = ("SELECT event_time, valuation_status, price_at_event, ret_1d, ret_5d, ret_20d, excess_ret_1d, excess_ret_20d, momentum_20d,"

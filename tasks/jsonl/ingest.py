@@ -25,6 +25,7 @@ from tasks.jsonl.files import FilePlan, Sources, absent_places, count_lines, dis
 from tasks.jsonl.load import FileResult, load_file
 from tasks.jsonl.origins import keyed_files
 from tasks.jsonl.split import SPLIT_MB, Splitter
+from tasks.jsonl.upgrade import finish_moves, pending_moves
 
 DB_RETRIES = 3  # the source document's "3 attempts, exponential backoff", after the first try
 
@@ -247,6 +248,12 @@ def ingest_once(opts: IngestOptions, *, dsn: str, say: Callable[[str], None], lo
             say(f"Left out {path}: {why}")
     conn = open_database(dsn, dry_run=opts.dry_run)
     try:
+        with database_errors("moving the stored ticks into day partitions failed (batches done stay done)"):
+            if opts.dry_run:
+                for move in pending_moves(conn):
+                    say(f"First, an upgrade is {move.describe()}")
+            else:
+                finish_moves(conn, say)
         with database_errors("recording the files' origins failed"):
             files = keyed_files(conn, files, opts.host, claim=not opts.dry_run, say=say)
         plans = plan_files(conn, files)

@@ -27,6 +27,7 @@ from tasks.core.errors import SourceError
 from tasks.core.sql_files import statement
 from tasks.jsonl.files import FilePlan, JsonlFile, Kind, Piece, plan_files
 from tasks.jsonl.origins import EMPTY_SHA256, file_time
+from tasks.jsonl.partitions import days_of_keys, ensure_days, is_tick_key_violation
 from tasks.jsonl.records import ROW_BUILDERS, Reject
 from tasks.jsonl.ticks import Row, fast_scalp_row, keyed_copy_lines, minute_bars
 
@@ -255,6 +256,9 @@ def _flush(conn: psycopg.Connection[Any], f: JsonlFile, batch: list[tuple[int, b
             rejects.append((n, str(why), _shown(body, str(why))))
     loaded = 0
     copies: list[tuple[int, str]] = []
+    keyed = keyed_copy_lines(built, file_key) if built and kind == "scalp" else []
+    if keyed:  # the days' partitions, each made in its own short transaction before the batch's
+        ensure_days(conn, days_of_keys(key for key, _ in keyed))
     with conn.transaction(), conn.cursor() as cur:
         # The checkpoint commits with the rows, so a commit lost to a crash is simply loaded again:
         # no need to wait for each batch's WAL flush.
@@ -262,7 +266,7 @@ def _flush(conn: psycopg.Connection[Any], f: JsonlFile, batch: list[tuple[int, b
         if built and kind == "scalp":
             # Straight into the table: the checkpoint commits with these rows, so a line is never
             # sent twice (and the unique (source_file, source_line) key would refuse it if it were).
-            stored, copies = _store_ticks(cur, file_key, built)
+            stored, copies = _store_ticks(cur, built, keyed)
             loaded = len(stored)
             if copies:
                 cur.executemany("INSERT INTO scalp_tick_copies (source_file, source_line, tick_key) VALUES (%s, %s, %s)"
@@ -311,15 +315,15 @@ def write_checkpoint(cur: psycopg.Cursor[Any], f: JsonlFile, bytes_loaded: int, 
     )
 
 
-def _store_ticks(cur: psycopg.Cursor[Any], rel: str, built: list[Row]) -> tuple[list[Row], list[tuple[int, str]]]:
-    """COPY a batch's ticks (row values + line number) into ``scalp_ticks``; returns the rows stored and
-    the copies (line, key) of ticks already stored, by this batch or before, which are not.
+def _store_ticks(cur: psycopg.Cursor[Any], built: list[Row], keyed: list[tuple[str, str]]) -> tuple[list[Row], list[tuple[int, str]]]:
+    """COPY a batch's ticks (row values + line number; ``keyed``: their keys and COPY lines) into
+    ``scalp_ticks``; returns the rows stored and the copies (line, key) of ticks already stored, by
+    this batch or before, which are not.
 
     Optimistic: the new ticks go in under a savepoint; only when the unique ``tick_key`` refuses them
     (a copy of a stored tick: rare; or another loader storing the same tick at this moment, whose
     commit the refusal waited for) are the stored keys looked up and the batch split again.
     """
-    keyed = keyed_copy_lines(built, rel)
     stored: set[str] = set()
     while True:
         fresh: list[int] = []  # indexes into built
@@ -339,7 +343,7 @@ def _store_ticks(cur: psycopg.Cursor[Any], rel: str, built: list[Row]) -> tuple[
                     copy.write("".join([keyed[i][1] for i in fresh]))
                 return [built[i] for i in fresh], copies
         except psycopg.errors.UniqueViolation as exc:
-            if exc.diag.constraint_name != "scalp_ticks_tick_key":
+            if not is_tick_key_violation(exc):
                 raise
         cur.execute("SELECT tick_key FROM scalp_ticks WHERE tick_key = ANY(%s::uuid[])", ([keyed[i][0] for i in fresh],))
         stored |= {r[0].hex for r in cur.fetchall()}

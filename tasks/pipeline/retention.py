@@ -19,8 +19,13 @@ Daily bars that a pending event valuation still needs are kept whatever their ag
 each ticker with an event not yet valued from 60 days (the 30 sessions the metrics look back,
 with room) before its earliest such event, and SPY's from before the earliest of them all.
 
-Each batch is its own short transaction (``DELETE ... WHERE ctid = ANY(ARRAY(SELECT ... LIMIT n))``),
-so no lock is held for long and a run stopped half-way leaves a consistent, smaller table.
+Ticks and 1-minute bars are kept in one partition per UTC day (``tasks/jsonl/partitions.py``): their
+old days are dropped whole (``DETACH PARTITION ... CONCURRENTLY``, then ``DROP TABLE``: no row is
+deleted one by one, nothing is left to vacuum, and loaders writing today's partition never wait).
+Every other table loses its old rows in batches, each its own short transaction
+(``DELETE ... WHERE ctid = ANY(ARRAY(SELECT ... LIMIT n))``), so no lock is held for long and a run
+stopped half-way leaves a consistent, smaller table. A move into partitions left by an upgrade
+(migration 017) is finished first.
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ import psycopg
 from psycopg import sql
 
 from tasks.core.db import database_errors
+from tasks.jsonl.partitions import DAY_TABLES, day_partitions, is_partitioned
+from tasks.jsonl.upgrade import finish_moves, pending_moves
 from tasks.prices.changes import change_reaches
 
 BATCH_ROWS = 5_000
@@ -120,8 +127,10 @@ def _existing(conn: psycopg.Connection[Any]) -> set[str]:
 
 
 def apply_retention(conn: psycopg.Connection[Any], windows: RetentionWindows, *, dry_run: bool, now: dt.datetime | None = None,
-                    batch_rows: int = BATCH_ROWS, progress: Callable[[str, int], None] | None = None) -> dict[str, int]:
-    """Rows deleted per table (in a dry run: rows that would be), each table in batches of ``batch_rows``.
+                    batch_rows: int = BATCH_ROWS, progress: Callable[[str, int], None] | None = None,
+                    say: Callable[[str], None] = print) -> dict[str, int]:
+    """Rows deleted per table (in a dry run: rows that would be), each table in batches of ``batch_rows``
+    or, for ticks and 1-minute bars, by whole days.
 
     ``conn`` must be in autocommit mode: each batch commits on its own.
 
@@ -131,10 +140,15 @@ def apply_retention(conn: psycopg.Connection[Any], windows: RetentionWindows, *,
     limits = cutoffs(windows, now or dt.datetime.now(dt.UTC))
     counts: dict[str, int] = {}
     with database_errors("retention failed (batches already deleted stay deleted)"):
+        if not dry_run:
+            finish_moves(conn, say)
         _prepare_pending(conn)
         present = _existing(conn)
         for rule in RULES:
             if rule.table not in present:
+                continue
+            if rule.table in DAY_TABLES and is_partitioned(conn, rule.table):
+                counts[rule.table] = _drop_old_days(conn, rule.table, limits[rule.kind], dry_run=dry_run, progress=progress)
                 continue
             cutoff: Any = limits[rule.kind]
             if rule.column == "trade_date":  # a date column: compare with the cutoff's date
@@ -179,3 +193,49 @@ def _forget_fetched_ranges(conn: psycopg.Connection[Any], table: str, cutoff: dt
         " ON CONFLICT (table_name, ticker, start_date, end_date) DO NOTHING",
         {"cutoff": cutoff, "table": table},
     )
+
+
+def _drop_old_days(conn: psycopg.Connection[Any], table: str, cutoff: dt.datetime, *, dry_run: bool,
+                   progress: Callable[[str, int], None] | None) -> int:
+    """Drop ``table``'s day partitions before ``cutoff`` (midnight UTC); their rows (a dry run counts
+    them, and the rows of a move into partitions not yet finished). A partition left detached by a
+    run killed half-way is finished and dropped too."""
+    column = sql.Identifier(DAY_TABLES[table])
+    total = 0
+    if dry_run:
+        for move in pending_moves(conn):
+            if move.table == table:
+                query = sql.SQL("SELECT count(*) FROM {} WHERE {} < %s").format(sql.Identifier(move.source), column)
+                total += _count(conn, query, (cutoff,))
+    attached = day_partitions(conn, table)
+    for day, name in sorted(_leftover_days(conn, table).items()):
+        if day >= cutoff.date():
+            continue
+        total += _count(conn, sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(name)), ())
+        if not dry_run:
+            conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(name)))
+    for day, name in sorted(attached.items()):
+        if day >= cutoff.date():
+            continue
+        total += _count(conn, sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(name)), ())
+        if not dry_run:
+            pending = conn.execute("SELECT inhdetachpending FROM pg_inherits WHERE inhrelid = to_regclass(%s)", (name,)).fetchone()
+            how = "FINALIZE" if pending and pending[0] else "CONCURRENTLY"  # FINALIZE: a detach a killed run began
+            conn.execute(sql.SQL("ALTER TABLE {} DETACH PARTITION {} " + how).format(sql.Identifier(table), sql.Identifier(name)))
+            conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(name)))
+        if progress is not None:
+            progress(table, total)
+    return total
+
+
+def _leftover_days(conn: psycopg.Connection[Any], table: str) -> dict[dt.date, str]:
+    """Tables named as ``table``'s day partitions that are not attached (a run killed between detach and drop)."""
+    rows = conn.execute("SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+                        " WHERE n.nspname = current_schema() AND c.relkind = 'r' AND c.relname ~ %s AND NOT c.relispartition",
+                        (f"^{table}_p[0-9]{{8}}$",)).fetchall()
+    return {dt.datetime.strptime(name[-8:], "%Y%m%d").date(): name for (name,) in rows}  # noqa: DTZ007 (a date)
+
+
+def _count(conn: psycopg.Connection[Any], query: sql.Composed, params: tuple[Any, ...]) -> int:
+    row = conn.execute(query, params).fetchone()
+    return int(row[0]) if row else 0

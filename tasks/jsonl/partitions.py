@@ -1,0 +1,102 @@
+"""Ticks and their 1-minute bars live in one partition per UTC day (``scalp_ticks_p20260122``).
+
+Retention drops a whole day (``DROP TABLE``, no row-by-row delete, no vacuum), and a range query
+scans only the days it names. A day's partition is made before the first row of that day is
+written (and the next day's with it): a table made with the parent's columns, then attached,
+which takes only a SHARE UPDATE EXCLUSIVE lock on the parent, so loaders writing other days go on.
+
+The unique keys of a partitioned table must hold its partition column: the tick key is unique
+with its event time (the key's leading 48 bits are that time, so this is the same rule), and a
+file's line with its event time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+# The day-partitioned tables and their partition column.
+DAY_TABLES: dict[str, str] = {"scalp_ticks": "event_time", "scalp_1m_bars": "bar_time"}
+# What PostgreSQL names a partition's part of the unique tick key (``scalp_ticks_tick_key``).
+TICK_KEY_INDEX_SUFFIX = "_tick_key_event_time_key"
+_CREATE_LOCK = 0x4A53504B  # one process at a time makes partitions (two would race on a name)
+_MS_PER_DAY = 86_400_000
+
+
+def partition_name(table: str, day: dt.date) -> str:
+    return f"{table}_p{day:%Y%m%d}"
+
+
+def day_of_key(key: str) -> dt.date:
+    """The UTC day of a tick from its key's leading 48 bits (milliseconds since 1970, modulo 2**48:
+    a time before 1970 wrapped round; ticks are 1900 to 2200, far from either end)."""
+    millis = int(key[:12], 16)
+    if millis >= 1 << 47:
+        millis -= 1 << 48
+    return dt.date(1970, 1, 1) + dt.timedelta(days=millis // _MS_PER_DAY)
+
+
+def days_of_keys(keys: Iterable[str]) -> set[dt.date]:
+    return {day_of_key(key) for key in {key[:12] for key in keys}}
+
+
+def is_tick_key_violation(exc: psycopg.errors.UniqueViolation) -> bool:
+    """A tick already stored (in any day's partition, or the table before partitions)."""
+    name = exc.diag.constraint_name or ""
+    return name == "scalp_ticks_tick_key" or (name.startswith("scalp_ticks_p") and name.endswith(TICK_KEY_INDEX_SUFFIX))
+
+
+def ensure_days(conn: psycopg.Connection[Any], days: Iterable[dt.date], tables: Iterable[str] = tuple(DAY_TABLES)) -> list[str]:
+    """Make the partitions of ``days`` and of the day after the last, of ``tables`` (ticks and
+    their bars), where missing; returns the names made. ``conn`` must be in autocommit mode (each
+    is made and attached in its own short transaction, never inside a caller's batch)."""
+    wanted = set(days)
+    if not wanted:
+        return []
+    wanted.add(max(wanted) + dt.timedelta(days=1))  # ahead of the data: tomorrow is ready today
+    names = {partition_name(table, day): (table, day) for table in tables for day in wanted}
+    missing = [r[0] for r in conn.execute("SELECT n FROM unnest(%s::text[]) n WHERE to_regclass(n) IS NULL", (list(names),))]
+    made: list[str] = []
+    if not missing:
+        return made
+    # A session lock, taken before each transaction: a transaction's start is where this backend
+    # catches up with tables other sessions made (a name looked up after a lock taken inside the
+    # transaction can still miss one made a moment ago).
+    conn.execute("SELECT pg_advisory_lock(%s)", (_CREATE_LOCK,))
+    try:
+        for name in sorted(missing):
+            table, day = names[name]
+            with conn.transaction():
+                if conn.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone() == (True,):
+                    continue  # another process made it a moment ago
+                start = dt.datetime.combine(day, dt.time(), dt.UTC)
+                conn.execute(sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS INCLUDING STORAGE)").format(
+                    sql.Identifier(name), sql.Identifier(table)))
+                conn.execute(sql.SQL("ALTER TABLE {} ATTACH PARTITION {} FOR VALUES FROM ({}) TO ({})").format(
+                    sql.Identifier(table), sql.Identifier(name), sql.Literal(start), sql.Literal(start + dt.timedelta(days=1))))
+            made.append(name)
+    finally:
+        if not conn.closed and not conn.broken:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (_CREATE_LOCK,))
+    return made
+
+
+def day_partitions(conn: psycopg.Connection[Any], table: str) -> dict[dt.date, str]:
+    """The day partitions attached to ``table`` now, by day."""
+    rows = conn.execute("SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+                        " WHERE i.inhparent = to_regclass(%s)", (table,)).fetchall()
+    found: dict[dt.date, str] = {}
+    prefix = f"{table}_p"
+    for (name,) in rows:
+        if name.startswith(prefix) and len(name) == len(prefix) + 8 and name[len(prefix):].isdigit():
+            found[dt.datetime.strptime(name[len(prefix):], "%Y%m%d").date()] = name  # noqa: DTZ007 (a date)
+    return found
+
+
+def is_partitioned(conn: psycopg.Connection[Any], table: str) -> bool:
+    row = conn.execute("SELECT relkind = 'p' FROM pg_class WHERE oid = to_regclass(%s)", (table,)).fetchone()
+    return bool(row and row[0])
