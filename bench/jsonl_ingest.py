@@ -130,7 +130,7 @@ def _copy_files(dsn: str, texts: list[str]) -> None:
         for text in texts:
             with conn.transaction(), conn.cursor() as cur:
                 cur.execute("SET LOCAL synchronous_commit = off")
-                with cur.copy(f"COPY scalp_ticks ({SCALP_COLUMNS}) FROM STDIN") as copy:  # type: ignore[arg-type]
+                with cur.copy(f"COPY scalp_ticks ({SCALP_COLUMNS}) FROM STDIN") as copy:
                     copy.write(text)
 
 

@@ -56,7 +56,7 @@ def fill(conn: psycopg.Connection[Any], ticks: int) -> dt.datetime:
         {"halves": halves, "symbols": SYMBOLS, "start": START})
     conn.execute("CREATE TEMP TABLE minutes_to_refresh AS SELECT DISTINCT symbol, date_trunc('minute', event_time) AS bar_time"
                  " FROM scalp_ticks")
-    conn.execute(statement("refresh_1m_bars"))  # type: ignore[arg-type]
+    conn.execute(statement("refresh_1m_bars"))
     conn.execute(
         "INSERT INTO swing_bars_10m (symbol, bar_time, open, high, low, close, volume, session_id, source_file, source_line)"
         " SELECT symbol, date_trunc('hour', bar_time) + floor(extract(minute FROM bar_time) / 10) * interval '10 minutes', min(open),"
@@ -76,15 +76,15 @@ def timed(conn: psycopg.Connection[Any], query: str, params: Callable[[random.Ra
     rows of the last run) over ``runs`` random windows, after 5 warm-up runs."""
     rng = random.Random(7)
     for _ in range(5):
-        conn.execute(query, params(rng)).fetchall()  # type: ignore[arg-type]
+        conn.execute(query, params(rng)).fetchall()
     times, server, rows = [], [], 0
     explain = "EXPLAIN (ANALYZE, TIMING OFF, FORMAT JSON) " + query
     for _ in range(runs):
         p = params(rng)
         started = time.perf_counter()
-        rows = len(conn.execute(query, p).fetchall())  # type: ignore[arg-type]
+        rows = len(conn.execute(query, p).fetchall())
         times.append((time.perf_counter() - started) * 1000)
-        plan = conn.execute(explain, p).fetchone()[0]  # type: ignore[arg-type, index]
+        plan = conn.execute(explain, p).fetchone()[0]  # type: ignore[index]
         server.append(float(plan[0]["Execution Time"]))
     times.sort()
     return statistics.median(times), times[int(len(times) * 0.95) - 1], statistics.median(server), rows

@@ -55,7 +55,7 @@ def prefect_server(work: Path, pgdata: Path) -> Iterator[dict[str, str]]:
     env = {**os.environ, "BACKFILL_PREFECT_HOME": str(work / "prefect"), "BACKFILL_PGDATA": str(pgdata), "PREFECT_UI_ENABLED": "false",
            "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false", "PYTHONWARNINGS": "ignore"}
     env.pop("PREFECT_API_URL", None)
-    started = subprocess.run([sys.executable, "-m", "flows.prefect_server", "start"], cwd=ROOT, env=env, capture_output=True,
+    started = subprocess.run([sys.executable, "-m", "flows.prefect_local", "start"], cwd=ROOT, env=env, capture_output=True,
                              text=True, timeout=300)
     if started.returncode != 0:
         raise SystemExit(f"prefect-local start failed:\n{started.stdout}\n{started.stderr}")
@@ -63,7 +63,7 @@ def prefect_server(work: Path, pgdata: Path) -> Iterator[dict[str, str]]:
     try:
         yield {**env, "PREFECT_API_URL": url}
     finally:
-        subprocess.run([sys.executable, "-m", "flows.prefect_server", "stop"], cwd=ROOT, env=env, capture_output=True, timeout=120)
+        subprocess.run([sys.executable, "-m", "flows.prefect_local", "stop"], cwd=ROOT, env=env, capture_output=True, timeout=120)
 
 
 @contextmanager

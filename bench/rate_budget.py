@@ -26,7 +26,7 @@ from pathlib import Path
 from bench.common import fresh_database, run_module, start_server, write_section
 from tasks.core.db import migrate
 from tasks.sources.budget import RateBudget
-from tasks.sources.spacing import RateLimiter
+from tasks.sources.spacing import MinIntervalGate
 from test.rate_helpers import grab, most_in_window
 
 
@@ -64,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for _ in range(args.reservations):
         unbound.acquire()
     per_slot_ms = (time.perf_counter() - started) / args.reservations * 1000
-    local = RateLimiter(0.0)
+    local = MinIntervalGate(0.0)
     started = time.perf_counter()
     for _ in range(args.reservations):
         local.acquire()

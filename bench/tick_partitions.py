@@ -50,7 +50,7 @@ def single_table_schema(conn: psycopg.Connection[Any]) -> None:
     for name, text in migrations():
         if name >= "017":
             break
-        conn.execute(text)  # type: ignore[arg-type]  # our own files
+        conn.execute(text)  # our own files
         conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (name,))
 
 
@@ -72,7 +72,7 @@ def fill(conn: psycopg.Connection[Any], ticks: int, *, partitioned: bool) -> Non
         {"per": per_symbol, "symbols": SYMBOLS, "start": START, "step": DAYS * 86400 / per_symbol})
     conn.execute("CREATE TEMP TABLE minutes_to_refresh AS SELECT DISTINCT symbol, date_trunc('minute', event_time) AS bar_time"
                  " FROM scalp_ticks")
-    conn.execute(statement("refresh_1m_bars"))  # type: ignore[arg-type]
+    conn.execute(statement("refresh_1m_bars"))
     conn.execute("DROP TABLE minutes_to_refresh")
     conn.execute("VACUUM ANALYZE scalp_ticks")
     conn.execute("VACUUM ANALYZE scalp_1m_bars")

@@ -38,6 +38,7 @@ from flows.params import (
 from flows.settings import data_dsn, holdings_url
 from tasks.core.calendar import MAX_DAYS
 from tasks.core.commands import collected_resume_points, command_line
+from tasks.core.display import printer
 from tasks.core.errors import BadInput, Outcome
 from tasks.core.tickers import SECTOR_ETFS
 from tasks.pipeline.options import ALL_STAGES, STAGES, PipelineOptions, StageOutcome, parse_stages
@@ -99,10 +100,7 @@ def build_flow() -> Any:
             logger = get_run_logger()
             dsn = data_dsn()  # never a parameter: runs record those
 
-            def say(text: str) -> None:
-                print(text, flush=True)
-                logger.info(text)
-
+            say = printer(logger.info)
             outcome = run_stage(name, options(params), dsn=dsn, say=say, wrap=prefect_task)
             artifacts = RunArtifacts(logger)
             artifacts.markdown(f"pipeline-{name}", markdown([outcome], outcome.code), f"Daily pipeline stage {name}")

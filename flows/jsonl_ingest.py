@@ -18,20 +18,21 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from flows.cli import ArgumentParser, int_in, positive_float, program_name, run_cli, use_prefect
+from flows.cli import ArgumentParser, int_in, non_negative_float, program_name, run_cli, use_prefect
 from flows.params import DRY_RUN, ORCHESTRATE, Param, add_flags, flow_function, flow_values, path_text
 from flows.settings import data_dsn, host_name, start_method
 from tasks.core.commands import command_line
 from tasks.core.errors import BadInput, Outcome
 from tasks.jsonl.files import Sources
-from tasks.jsonl.ingest import DB_RETRIES, IngestOptions, run_ingest
+from tasks.jsonl.ingest import run_ingest
+from tasks.jsonl.options import DB_RETRIES, IngestOptions
 from tasks.jsonl.split import SPLIT_MB
 
 FLOW_NAME = "jsonl-ingest"
 
 
 def poll_seconds(text: str) -> float:
-    value = positive_float(text)
+    value = non_negative_float(text)
     if not 0.05 <= value <= 86_400:
         raise argparse.ArgumentTypeError(f"--poll must be between 0.05 and 86400 seconds: {text!r}")
     return value
@@ -56,9 +57,8 @@ PARAMS = [
     Param("concurrency", 4, "loader processes (file groups, or pieces of a big file, loaded at once)", annotation=int,
           type=int_in(1, 64)),
     Param("split_mb", SPLIT_MB, "a scalp file with more than this many MB to load is cut into pieces loaded at once, as many "
-          "as --concurrency and the CPU cores allow (0: never)", annotation=float, type=positive_float, metavar="MB"),
+          "as --concurrency and the CPU cores allow (0: never)", annotation=float, type=non_negative_float, metavar="MB"),
     Param("batch_size", 10_000, "lines per COPY batch and transaction", annotation=int, type=int_in(100, 1_000_000)),
-    Param("cache_dir", ".cache", "accepted as by every command; ingestion downloads nothing", type=path_text, flow=False),
     DRY_RUN, ORCHESTRATE,
 ]
 

@@ -1,8 +1,5 @@
-"""Prefect's server with its database in PostgreSQL, in the background, found again by every run.
-
-    prefect-local start      # prints: export PREFECT_API_URL=http://127.0.0.1:4200/api
-    prefect-local status
-    prefect-local stop
+"""Prefect's server with its database in PostgreSQL, in the background, found again by every run
+(its command, ``prefect-local``, is ``flows/prefect_local.py``).
 
 Prefect's temporary server (what runs when ``PREFECT_API_URL`` is unset) keeps its state in
 SQLite: it refused writes under our load ("database is locked") and costs 10-20 s per run. This
@@ -23,13 +20,12 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
 
-from flows.cli import EXIT_BAD_INPUT, EXIT_OK, EXIT_SOME_FAILED, int_in
 from flows.settings import pg_listen, pgdata
 from tasks.core.db import PREFECT_DBNAME, embedded_server_uri
 from tasks.core.errors import BadInput, StoreError
@@ -281,105 +277,3 @@ def install_automations(api_url: str) -> None:
         raise StoreError(f"could not create the automations on {api_url}: {exc}") from exc
     for name in changed:
         print(f"Automation created: {name}", file=sys.stderr)
-
-
-def run_now(run_id: str | None) -> int:
-    """Move the scheduled flow run ``run_id`` to now on ``$PREFECT_API_URL`` (else the local server).
-
-    A worker of its pool then takes it exactly once, where ``prefect flow-run execute`` would run it
-    a second time beside the worker that takes it at its scheduled time.
-    """
-    import uuid
-
-    import httpx
-
-    if not run_id:
-        print("error: run-now needs the flow run id (prefect flow-run ls, or the continuation named in the state message)",
-              file=sys.stderr)
-        return EXIT_BAD_INPUT
-    try:
-        uuid.UUID(run_id)
-    except ValueError:
-        print(f"error: not a flow run id: {run_id!r}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    api = os.environ.get("PREFECT_API_URL")
-    if not api:
-        found = read_info(default_home())
-        if found is None:
-            print("error: no Prefect server: set PREFECT_API_URL or `prefect-local start`", file=sys.stderr)
-            return EXIT_SOME_FAILED
-        api = found.api_url
-    try:
-        run = httpx.get(f"{api}/flow_runs/{run_id}", timeout=10)
-        if run.status_code == 404:
-            print(f"error: no flow run {run_id} on {api}", file=sys.stderr)
-            return EXIT_BAD_INPUT
-        run.raise_for_status()
-        state = run.json().get("state") or {}
-        if state.get("type") != "SCHEDULED":
-            print(f"error: flow run {run_id} is {state.get('name', 'in no state')}, not scheduled: nothing to move", file=sys.stderr)
-            return EXIT_BAD_INPUT
-        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        answer = httpx.post(f"{api}/flow_runs/{run_id}/set_state", timeout=10, json={
-            "state": {"type": "SCHEDULED", "name": state.get("name") or "Scheduled", "state_details": {"scheduled_time": now}}})
-        answer.raise_for_status()
-    except httpx.HTTPError as exc:
-        print(f"error: the Prefect API at {api} failed: {exc}", file=sys.stderr)
-        return EXIT_SOME_FAILED
-    print(f"Flow run {run_id} is due now: a worker of its pool takes it once.", file=sys.stderr)
-    return EXIT_OK
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    import argparse
-
-    args = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(prog="prefect-local", allow_abbrev=False,
-                                     description="Prefect's server on the project's PostgreSQL, in the background.")
-    parser.add_argument("action", choices=["start", "status", "stop", "automations", "run-now"],
-                        help="automations: create the crash-detection automation on $PREFECT_API_URL (start does it too); "
-                             "run-now RUN_ID: move a scheduled run (a continuation) to now, for the pool's workers to take once")
-    parser.add_argument("run_id", nargs="?", help="the flow run id, for run-now")
-    parser.add_argument("--port", type=int_in(1, 65535), default=None,
-                        help=f"port for start (default: $PREFECT_SERVER_API_PORT, else the last one, else {DEFAULT_PORT}; "
-                             "a free one if taken)")
-    try:
-        ns = parser.parse_args(args)
-    except SystemExit as exc:
-        return EXIT_BAD_INPUT if exc.code else EXIT_OK
-    if ns.run_id and ns.action != "run-now":
-        print(f"error: {ns.action} takes no run id: {ns.run_id!r}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    home = default_home()
-    if ns.action == "start":
-        try:
-            info, started = start_server(home, port=ns.port)
-            install_automations(info.api_url)
-        except StoreError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return EXIT_SOME_FAILED
-        print(f"{'Started' if started else 'Already running'} (pid {info.pid}, log {home / 'server.log'}). Use it with:", file=sys.stderr)
-        print(f"export PREFECT_API_URL={info.api_url}")
-        return EXIT_OK
-    if ns.action == "run-now":
-        return run_now(ns.run_id)
-    if ns.action == "automations":
-        url = os.environ.get("PREFECT_API_URL")
-        if not url:
-            print("error: set PREFECT_API_URL to the server that should get the automations", file=sys.stderr)
-            return EXIT_BAD_INPUT
-        install_automations(url)
-        return EXIT_OK
-    if ns.action == "status":
-        found = read_info(home)
-        if found is None or not healthy(found, home):
-            print("not running", file=sys.stderr)
-            return EXIT_SOME_FAILED
-        print(f"running (pid {found.pid}): export PREFECT_API_URL={found.api_url}")
-        return EXIT_OK
-    print("stopped" if stop_server(home) else "not running", file=sys.stderr)
-    return EXIT_OK
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from flows.cli import ArgumentParser, int_in, positive_float, program_name, run_cli, use_prefect
+from flows.cli import ArgumentParser, int_in, non_negative_float, program_name, run_cli, use_prefect
 from flows.params import (
     DRY_RUN,
     ORCHESTRATE,
@@ -34,7 +34,7 @@ from flows.settings import data_dsn
 from tasks.core.calendar import MAX_DAYS
 from tasks.core.errors import Outcome
 from tasks.core.tickers import SECTOR_ETFS
-from tasks.prices.staggered_run import StaggerOptions, run_order, run_stagger
+from tasks.prices.staggered_run import StaggerOptions, run_order, run_staggered_backfill
 
 FLOW_NAME = "staggered-sector-backfill"
 MODULE = "flows.staggered_sector_backfill"
@@ -46,7 +46,7 @@ PARAMS = [
     Param("days", 20, "NYSE trading sessions back from the end date", annotation=int, type=int_in(1, MAX_DAYS)),
     Param("end_date", None, "last session to include, YYYY-MM-DD (default: the last closed NYSE session)", annotation=str | None,
           type=date_text),
-    Param("delay_minutes", 5.0, "minutes between two network fetches; fractions allowed", annotation=float, type=positive_float),
+    Param("delay_minutes", 5.0, "minutes between two network fetches; fractions allowed", annotation=float, type=non_negative_float),
     Param("skip_existing", False, "skip tickers whose stored rows already cover the last N NYSE sessions", annotation=bool,
           action="store_true"),
     *source_params(delay=None),
@@ -66,8 +66,8 @@ def options(values: dict[str, Any]) -> StaggerOptions:
 
 
 def run(values: dict[str, Any], **wiring: Any) -> Outcome:
-    return run_stagger(options(values), dsn=data_dsn(), args=values["args"] or [], prog=values["prog"], resume=bool(values["resume"]),
-                       **wiring)
+    return run_staggered_backfill(options(values), dsn=data_dsn(), args=values["args"] or [], prog=values["prog"],
+                                  resume=bool(values["resume"]), **wiring)
 
 
 def build_flow() -> Any:

@@ -1,5 +1,6 @@
 -- Reserve the next request slot of a budget, unless it is cooling down after a 429 or its daily
 -- quota is spent (then no row comes back). Every SET expression sees the row as it was.
+-- Returns the seconds until the slot and the slot's time (the database's clock, seconds since 1970).
 UPDATE rate_budgets AS b SET
     last_slot = greatest(b.next_slot, clock_timestamp()),
     next_slot = greatest(b.next_slot, clock_timestamp()) + make_interval(secs => 60.0 / least(b.rate_per_min, %(ceiling)s)),
@@ -14,4 +15,5 @@ WHERE b.name = %(name)s
   AND (b.cooldown_until IS NULL OR b.cooldown_until <= clock_timestamp())
   AND (%(daily_cap)s::bigint IS NULL OR b.day IS DISTINCT FROM (clock_timestamp() AT TIME ZONE 'UTC')::date
        OR b.day_count < %(daily_cap)s::bigint)
-RETURNING greatest(0, extract(epoch FROM b.last_slot - clock_timestamp()))::double precision
+RETURNING greatest(0, extract(epoch FROM b.last_slot - clock_timestamp()))::double precision,
+          extract(epoch FROM b.last_slot)::double precision

@@ -44,7 +44,7 @@ def prefect_local(action: str, env: dict[str, str], *args: str, timeout: float =
     """``prefect-local ACTION ARGS``, as a user types it."""
     full = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API_URL")}
     full.update(env)
-    return subprocess.run([sys.executable, "-m", "flows.prefect_server", action, *args], cwd=ROOT, env=full, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "flows.prefect_local", action, *args], cwd=ROOT, env=full, capture_output=True,
                           text=True, timeout=timeout)
 
 

@@ -16,7 +16,7 @@ from test.fake_yahoo import FakeYahoo
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_RATE = "300/min"
-NO_CACHE_DIR = {"flows.backfill_status", "flows.event_report"}  # commands that download nothing
+NO_CACHE_DIR = {"flows.backfill_status", "flows.event_report", "flows.jsonl_ingest"}  # commands that download nothing
 
 
 @pytest.fixture

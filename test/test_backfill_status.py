@@ -9,10 +9,10 @@ from pathlib import Path
 
 import psycopg
 
-from tasks.core.calendar import sessions_between
 from test.fake_yahoo import FakeYahoo
 from test.fix_db import table_rows
 from test.fix_yahoo import CliRunner
+from test.nyse_days import trading_days
 
 ETF = "flows.etf_backfill"
 STATUS = "flows.backfill_status"
@@ -38,7 +38,7 @@ def test_report_finds_punched_gaps_and_exits_1(run_cli: CliRunner, dsn: str, fak
     result = run_cli(STATUS, *RANGE, "--json")
     assert result.code == 1
     report = {r["ticker"]: r for r in json.loads(result.stdout)["tickers"]}
-    sessions = sessions_between(dt.date(2025, 6, 2), dt.date(2025, 6, 30))
+    sessions = trading_days(dt.date(2025, 6, 2), dt.date(2025, 6, 30))
     assert report["XLK"]["gaps"] == [d.isoformat() for d in holes]
     assert report["XLK"]["stored"] == len(sessions) - 2 and report["XLK"]["expected"] == len(sessions)
     assert report["XLK"]["due"] is False

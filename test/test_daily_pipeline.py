@@ -8,11 +8,11 @@ from typing import Any
 import psycopg
 import pytest
 
-from tasks.core.calendar import sessions_back
 from tasks.core.tickers import ETF_UNIVERSE, SECTOR_ETFS
 from test.fake_yahoo import FakeYahoo, constituents_for, holdings_for, shares_known_on
 from test.fix_db import table_rows
 from test.fix_yahoo import CliRunner
+from test.nyse_days import last_trading_days
 
 PIPE = "flows.daily_pipeline"
 AS_OF = dt.date(2025, 6, 30)
@@ -49,7 +49,7 @@ def universe() -> dict[str, list[str]]:
 
 def hand_ranked(fake: FakeYahoo, names: list[str], as_of: dt.date) -> dict[int, list[tuple[str, float, float, float]]]:
     """(ticker, own return, SPY return, relative return) per window, best first, from the fake's prices."""
-    days = sessions_back(21, as_of)
+    days = last_trading_days(21, as_of)
     out = {}
     for w in (5, 10, 20):
         def ret(t: str, w: int = w) -> float:
@@ -67,7 +67,7 @@ def test_full_pipeline_fills_every_table_as_the_document_checks_it(run_cli: CliR
     result = run_cli(PIPE, *FAST, "--as-of", AS_OF.isoformat(), "--top-sectors", "2")
     assert result.code == 0, result.stdout + result.stderr
     assert "5 of 5 stage(s) ok" in result.stdout
-    sessions = sessions_back(25, AS_OF)
+    sessions = last_trading_days(25, AS_OF)
     members = universe()
     every_stock = sorted({s for m in members.values() for s in m})
     assert len(every_stock) == 11 * 6 - 1  # GOOGL is in two funds
@@ -97,7 +97,7 @@ def test_full_pipeline_fills_every_table_as_the_document_checks_it(run_cli: CliR
     sectors = hand_ranked(fake_yahoo, list(SECTOR_ETFS), AS_OF)
     stored = rows(dsn, 'SELECT "window", ticker, start_date, start_adj_close, own_return, benchmark_return, relative_return, rank'
                        " FROM analytics_trending_sectors WHERE as_of_date = %s ORDER BY 1, rank", (AS_OF,))
-    days = sessions_back(21, AS_OF)
+    days = last_trading_days(21, AS_OF)
     for w, ranked in sectors.items():
         got = [r[1:] for r in stored if r[0] == w]
         assert [(t, k) for t, *_, k in got] == [(t, k + 1) for k, (t, *_) in enumerate(ranked)]

@@ -281,7 +281,7 @@ def test_a_continuation_run_early_with_prefect_local_run_now_runs_once(deployed:
 
 
 def prefect_local_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "flows.prefect_server", *args], cwd=ROOT, env=env, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "flows.prefect_local", *args], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=60)
 
 

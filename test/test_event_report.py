@@ -12,11 +12,11 @@ from typing import Any
 import psycopg
 import pytest
 
-from tasks.core.calendar import sessions_between
 from test.fix_yahoo import CliRunner
+from test.nyse_days import trading_days
 
 REPORT = "flows.event_report"
-DAYS = sessions_between(dt.date(2025, 1, 2), dt.date(2025, 6, 30))
+DAYS = trading_days(dt.date(2025, 1, 2), dt.date(2025, 6, 30))
 MISSING = ("BBB", DAYS[33])  # one stored bar missing: the events that need it leave it out
 
 

@@ -377,8 +377,13 @@ def test_follow_loads_what_files_grow_by_and_new_files_waits_for_a_partial_line_
 
     tree = make_tree(tmp_path / "data", files=1, minutes_per_file=1)
     first = len(tree.all_ticks())
+    import threading
+
     args = [sys.executable, "-m", ING, "--root", str(tree.root), "--follow", "--poll", "0.2"]
     proc = subprocess.Popen(args, cwd=ROOT, env=cli_env(None, dsn), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)  # type: ignore[union-attr]
+    reader.start()
     try:
         assert wait_until(lambda: count_rows(dsn) == first)
         (name,) = tree.ticks
@@ -386,7 +391,10 @@ def test_follow_loads_what_files_grow_by_and_new_files_waits_for_a_partial_line_
         with (tree.root / name).open("a", encoding="utf-8") as fh:  # two whole lines and half of the third
             fh.write(json.dumps(extra[0]) + "\n" + json.dumps(extra[1]) + "\n" + json.dumps(extra[2])[:25])
         assert wait_until(lambda: count_rows(dsn) == first + 2)
-        time.sleep(0.6)  # three more passes: the half line is still not loaded
+        # Each pass that reads the half line says so: three of them (the one that loaded the two whole
+        # lines and two more), and the half line is still not loaded.
+        waiting = f"{name} ends in an incomplete line: left for the next run"
+        assert wait_until(lambda: sum(waiting in line for line in list(lines)) >= 3, timeout=60)
         assert count_rows(dsn) == first + 2
         with (tree.root / name).open("a", encoding="utf-8") as fh:
             fh.write(json.dumps(extra[2])[25:] + "\n")
@@ -394,10 +402,13 @@ def test_follow_loads_what_files_grow_by_and_new_files_waits_for_a_partial_line_
         write(tree.root / "scalp" / "20260122_0032.jsonl", later)  # a new file
         assert wait_until(lambda: count_rows(dsn) == first + 3 + 5)
         proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=30)
+        proc.wait(timeout=30)
+        reader.join(timeout=10)
+        err = proc.stderr.read()  # type: ignore[union-attr]
     finally:
         if proc.poll() is None:
             proc.kill()
+    out = "".join(lines)
     assert proc.returncode == 0, out + err
     assert f"Following --root {tree.root} every 0.2 s" in out and "Stopped following after" in out
     with fresh_database(pg_server_dsn) as clean:  # the same tables as one run over the final files

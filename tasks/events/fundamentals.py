@@ -145,7 +145,7 @@ def value_fundamentals(conn: psycopg.Connection[Any], client: FmpClient, *, over
     return summary
 
 
-def requests_needed(client: FmpClient, work: list[tuple[str, int, dt.datetime, dt.datetime]]) -> tuple[int, int]:
+def fmp_requests_needed(client: FmpClient, work: list[tuple[str, int, dt.datetime, dt.datetime]]) -> tuple[int, int]:
     """(network requests, cached answers) a run over ``work`` would make: for dry runs."""
     network = cached = 0
     for ticker, _, first, last in work:

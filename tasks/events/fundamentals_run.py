@@ -14,7 +14,7 @@ from pathlib import Path
 from tasks.core.commands import resume_hint
 from tasks.core.db import connect, open_database
 from tasks.core.errors import BadInput, Outcome
-from tasks.events.fundamentals import due_tickers, requests_needed, value_fundamentals
+from tasks.events.fundamentals import due_tickers, fmp_requests_needed, value_fundamentals
 from tasks.sources.budget import RateBudget, format_rate, parse_rate, peek_budget
 from tasks.sources.fmp import BUDGET_NAME, DEFAULT_BASE_URL, FREE_DAILY_LIMIT, FmpClient
 from tasks.sources.settings import SourceSettings
@@ -74,7 +74,7 @@ def run_fundamentals(opts: FundamentalsOptions, *, dsn: str, source: SourceSetti
             finally:
                 conn.rollback()
                 conn.close()
-            network, cached = requests_needed(client, work)
+            network, cached = fmp_requests_needed(client, work)
             left_today = max(0, opts.daily_limit - state.day_count)
             days = 0 if network == 0 else (1 if network <= left_today else 1 + math.ceil((network - left_today) / opts.daily_limit))
             say(f"Fundamentals (FMP): {len(work):,} tickers need {network:,} request(s) ({cached:,} more from the 24 h cache); "

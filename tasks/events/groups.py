@@ -252,7 +252,7 @@ def write_valuations(conn: psycopg.Connection[Any], chunks: Iterator[pd.DataFram
             # Valuations are recomputed from stored bars: a commit lost to a crash only leaves those
             # events pending for the next run, so no need to wait for each group's WAL flush.
             cur.execute("SET LOCAL synchronous_commit = off")
-            cur.execute(statement("stage_valuations"))  # type: ignore[arg-type]
+            cur.execute(statement("stage_valuations"))
             for chunk in chunks:
                 valued = value(chunk)
                 for status, n in valued["valuation_status"].value_counts().items():
@@ -261,7 +261,7 @@ def write_valuations(conn: psycopg.Connection[Any], chunks: Iterator[pd.DataFram
             # Without statistics the planner guesses the stage is big and scans all of txn_events
             # for every group; analyzed, it joins through the primary key instead.
             cur.execute("ANALYZE stage_valuations")
-            cur.execute(statement("update_valuations"))  # type: ignore[arg-type]
+            cur.execute(statement("update_valuations"))
             cur.execute("DROP TABLE stage_valuations")
     return counts
 

@@ -17,7 +17,7 @@ import pandas as pd
 from tasks.core.calendar import last_closed_session, next_close, nyse
 from tasks.core.commands import resume_hint
 from tasks.core.db import connect, database_errors, open_database
-from tasks.core.display import Reporter, format_eta
+from tasks.core.display import Reporter, format_eta, printer
 from tasks.core.errors import Outcome, RateLimited, SourceError
 from tasks.core.processes import platform_start_method
 from tasks.core.tickers import BENCHMARK, Shard
@@ -133,10 +133,7 @@ def plan_fetches(conn: Any, work: list[TickerWork], table: str, cache: DownloadC
 def run_valuation(opts: ValuationOptions, *, dsn: str, command: str, log: Callable[[str], Any] | None = None,
                   mapper: Callable[..., Iterator[GroupOutcome]] | None = None) -> Outcome:
     """Price metrics for every pending event, then (with an FMP key) their valuation multiples."""
-    def say(text: str) -> None:
-        print(text, flush=True)
-        if log is not None:
-            log(text)
+    say = printer(log)
 
     api_key(opts.fundamentals)  # a missing key is a usage error before anything runs
     code = value_prices(opts, dsn=dsn, command=command, log=log, mapper=mapper)
@@ -164,10 +161,7 @@ def value_prices(opts: ValuationOptions, *, dsn: str, command: str, log: Callabl
         BadInput: bad file or flags (nothing written).
         StoreError: the database is unreachable.
     """
-    def say(text: str) -> None:
-        print(text, flush=True)
-        if log is not None:
-            log(text)
+    say = printer(log)
 
     checked = check_csv(opts.import_csv, skip_bad_rows=opts.skip_bad_rows) if opts.import_csv is not None else None
     conn = open_database(dsn, dry_run=opts.dry_run)

@@ -97,9 +97,9 @@ def _collect(conn: psycopg.Connection[Any], low_where: str, gap_where: str, para
     params = {"symbols": [], **params, "threshold": LOW_COVERAGE, "critical": CRITICAL_GAP_SECONDS}
     newest = "JOIN newest n ON n.symbol = b.symbol AND b.bar_time < n.last" if skip_newest else ""
     days = [LowMinutes(s, d, int(n), int(m), float(lo)) for s, d, n, m, lo in
-            conn.execute(_LOW.format(where=low_where, newest=newest), params)]  # type: ignore[arg-type]  # constant SQL
+            conn.execute(_LOW.format(where=low_where, newest=newest), params)]  # constant SQL
     gaps = [CriticalGaps(d, s, int(n), float(hi), float(total)) for d, s, n, hi, total in
-            conn.execute(_GAPS.format(where=gap_where), params)]  # type: ignore[arg-type]
+            conn.execute(_GAPS.format(where=gap_where), params)]
     return Coverage(days, gaps)
 
 

@@ -15,7 +15,8 @@ from tasks.core.errors import BadInput, Outcome
 
 if TYPE_CHECKING:
     from tasks.jsonl.coverage import Coverage
-    from tasks.jsonl.ingest import IngestOptions, IngestTotals
+    from tasks.jsonl.options import IngestOptions
+    from tasks.jsonl.totals import IngestTotals
 
 
 def follow(opts: IngestOptions, *, say: Callable[[str], None],

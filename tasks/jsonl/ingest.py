@@ -6,43 +6,26 @@ from __future__ import annotations
 import concurrent.futures as cf
 import multiprocessing as mp
 import os
-import socket
 import time
 from collections.abc import Callable, Generator
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from tasks.core.db import connect, database_errors, first_line, is_transient, open_database
-from tasks.core.display import Reporter, format_eta
+from tasks.core.display import Reporter, printer
 from tasks.core.errors import Outcome, PipelineError
-from tasks.core.processes import die_with_parent, leave_signals_to_the_parent, platform_start_method
-from tasks.jsonl.coverage import Coverage, run_coverage
-from tasks.jsonl.files import FilePlan, Sources, absent_places, count_lines, discover, plan_files
+from tasks.core.processes import die_with_parent, leave_signals_to_the_parent
+from tasks.jsonl.coverage import Coverage
+from tasks.jsonl.files import FilePlan, absent_places, count_lines, discover, plan_files
 from tasks.jsonl.load import FileResult, load_file
+from tasks.jsonl.options import DB_RETRIES, IngestOptions
 from tasks.jsonl.origins import keyed_files
-from tasks.jsonl.split import SPLIT_MB, Splitter
+from tasks.jsonl.split import Splitter
+from tasks.jsonl.totals import IngestTotals
 from tasks.jsonl.upgrade import finish_moves, pending_moves
-
-DB_RETRIES = 3  # the source document's "3 attempts, exponential backoff", after the first try
-
-
-@dataclass(frozen=True)
-class IngestOptions:
-    sources: Sources
-    concurrency: int = 4
-    batch_size: int = 10_000
-    dry_run: bool = False
-    fail_on_low_coverage: bool = False
-    db_retries: int = DB_RETRIES
-    follow: bool = False
-    poll: float = 5.0
-    split_mb: float = SPLIT_MB
-    start_method: str = field(default_factory=platform_start_method)  # how loader processes start (spawn: as on Windows)
-    host: str = field(default_factory=socket.gethostname)  # the files' host, part of their origin (origins.py)
 
 
 def group_plans(plans: list[FilePlan], groups: int) -> list[list[FilePlan]]:
@@ -86,7 +69,7 @@ def load_group(dsn: str, plans: list[FilePlan], batch_size: int, db_retries: int
             retrying = Retrying(retry=retry_if_exception(is_transient), stop=stop_after_attempt(db_retries + 1),
                                 wait=wait_exponential_jitter(initial=1.0, max=8.0), before_sleep=before_sleep, reraise=True)
             try:
-                result = retrying(lambda plan=plan: load_file(connection(), plan, batch_size=batch_size))  # type: ignore[misc]
+                result = retrying(lambda plan=plan: load_file(connection(), plan, batch_size=batch_size))
                 result.retries = retrying.statistics["attempt_number"] - 1
                 out.append(result)
             except PipelineError as exc:
@@ -99,67 +82,6 @@ def load_group(dsn: str, plans: list[FilePlan], batch_size: int, db_retries: int
         for conn in conns:
             conn.close()
     return out
-
-
-@dataclass
-class IngestTotals:
-    plans: list[FilePlan]
-    results: list[FileResult] = field(default_factory=list)
-    failed: list[tuple[str, str]] = field(default_factory=list)
-    started: float = field(default_factory=time.perf_counter)
-
-    @property
-    def bytes_total(self) -> int:
-        return sum(p.bytes_to_load for p in self.plans)
-
-    def progress(self) -> tuple[str, str]:
-        done = sum(r.bytes_read for r in self.results)
-        lines = sum(r.lines for r in self.results)
-        elapsed = max(time.perf_counter() - self.started, 1e-9)
-        eta = format_eta((self.bytes_total - done) / (done / elapsed)) if done and done < self.bytes_total else ""
-        return f"{len(self.results)}/{len(self.to_load)} files, {lines:,} lines, {lines / elapsed:,.0f} lines/s", eta
-
-    @property
-    def to_load(self) -> list[FilePlan]:
-        return [p for p in self.plans if p.action != "skip"]
-
-    def coverage(self, dsn: str) -> Coverage:
-        """Coverage of what this run loaded (each file from the first line it added)."""
-        start = {p.file.rel: (p.start_line if p.action == "append" else 0) for p in self.plans}
-        keys = {p.file.rel: p.file.key for p in self.plans}
-        minutes = {m for r in self.results for m in r.minutes}
-        gaps = [(keys[r.rel], start.get(r.rel, 0) + 1) for r in self.results if r.lines and r.kind == "gap"]
-        if not minutes and not gaps:
-            return Coverage()
-        with connect(dsn, autocommit=True) as conn, database_errors("the coverage check failed (what loaded is kept)"):
-            return run_coverage(conn, sorted(minutes), gaps)
-
-    def lines(self) -> list[str]:
-        count = {a: sum(1 for p in self.plans if p.action == a) for a in ("new", "append", "reload", "skip")}
-        loaded = sum(r.loaded for r in self.results)
-        rejected = sum(r.rejected for r in self.results)
-        elapsed = time.perf_counter() - self.started
-        rows = sum(r.lines for r in self.results)
-        out = [f"JSONL: {len(self.plans)} files ({count['new']} new, {count['append']} grown, {count['reload']} reloaded, "
-               f"{count['skip']} unchanged); {loaded:,} rows loaded, {rejected:,} lines rejected, {len(self.failed)} files failed; "
-               f"{rows / max(elapsed, 1e-9):,.0f} lines/s"]
-        copies = sum(r.copies for r in self.results)
-        if copies:
-            out.append(f"{copies:,} ticks were already stored from other files (copies or renamed files): stored once, kept as copies")
-        for plan in self.plans:
-            if plan.action == "reload":
-                out.append(f"Reloaded ({plan.why}): {plan.file.rel}")
-        for result in self.results:
-            for line, reason in result.rejects[:10]:
-                out.append(f"Rejected {result.rel}:{line}: {reason}")
-            if result.incomplete_tail:
-                out.append(f"{result.rel} ends in an incomplete line: left for the next run")
-        for result in self.results:
-            if result.retries:
-                out.append(f"{result.rel}: loaded after {result.retries} database error(s), from its checkpoint")
-        for rel, error in self.failed:
-            out.append(f"Failed {rel}: {error}")
-        return out
 
 
 def _worker_init() -> None:
@@ -208,10 +130,7 @@ def run_ingest(opts: IngestOptions, *, dsn: str, log: Callable[[str], Any] | Non
         BadInput: bad sources (nothing written).
         StoreError: the database is unreachable.
     """
-    def say(text: str) -> None:
-        print(text, flush=True)
-        if log is not None:
-            log(text)
+    say = printer(log)
 
     for place in absent_places(opts.sources):
         say(f"Nothing to load from {place}: it does not exist (yet)")

@@ -275,14 +275,14 @@ def _flush(conn: psycopg.Connection[Any], f: JsonlFile, batch: list[tuple[int, b
         elif built:  # swing rows upsert on (symbol, bar_time); gaps are few
             good = io.StringIO()
             csv.writer(good, lineterminator="\n").writerows(built)
-            cur.execute(statement(f"stage_{kind}"))  # type: ignore[arg-type]
-            with cur.copy(f"COPY stage_{kind} FROM STDIN (FORMAT csv)") as copy:  # type: ignore[arg-type]
+            cur.execute(statement(f"stage_{kind}"))
+            with cur.copy(f"COPY stage_{kind} FROM STDIN (FORMAT csv)") as copy:
                 copy.write(good.getvalue())
             if kind == "swing":
-                cur.execute(statement("version_swing"), {"file": file_key})  # type: ignore[arg-type]
-            cur.execute(statement(f"load_{kind}"), {"file": file_key, "file_time": file_time(f.rel)})  # type: ignore[arg-type]
+                cur.execute(statement("version_swing"), {"file": file_key})
+            cur.execute(statement(f"load_{kind}"), {"file": file_key, "file_time": file_time(f.rel)})
             loaded = cur.rowcount
-            cur.execute(f"DROP TABLE stage_{kind}")  # type: ignore[arg-type]
+            cur.execute(f"DROP TABLE stage_{kind}")
         if rejects:
             cur.executemany(
                 "INSERT INTO jsonl_rejects (source_file, source_line, reason, raw) VALUES (%s, %s, %s, %s)"
@@ -293,7 +293,7 @@ def _flush(conn: psycopg.Connection[Any], f: JsonlFile, batch: list[tuple[int, b
         if kind == "scalp" and loaded:
             cur.execute("SELECT pg_advisory_xact_lock_shared(%s)", (BARS_LOCK,))  # merges run side by side
             bars = minute_bars(stored)
-            cur.execute(statement("merge_1m_bars"), _bar_params(file_key, bars))  # type: ignore[arg-type]
+            cur.execute(statement("merge_1m_bars"), _bar_params(file_key, bars))
             result.minutes.update((bar[0], bar[1]) for bar in bars)
         if digest is not None:  # None: a piece past the first, whose rows the checkpoint covers once every piece is in
             write_checkpoint(cur, f, consumed, line_no, digest.copy().hexdigest())
@@ -339,7 +339,7 @@ def _store_ticks(cur: psycopg.Cursor[Any], built: list[Row], keyed: list[tuple[s
             return [], copies
         try:
             with cur.connection.transaction():  # a savepoint inside the batch's transaction
-                with cur.copy(f"COPY scalp_ticks ({SCALP_COLUMNS}) FROM STDIN") as copy:  # type: ignore[arg-type]
+                with cur.copy(f"COPY scalp_ticks ({SCALP_COLUMNS}) FROM STDIN") as copy:
                     copy.write("".join([keyed[i][1] for i in fresh]))
                 return [built[i] for i in fresh], copies
         except psycopg.errors.UniqueViolation as exc:
@@ -374,7 +374,7 @@ def _refresh_bars(cur: psycopg.Cursor[Any]) -> None:
         "DELETE FROM scalp_1m_bars b USING (SELECT DISTINCT symbol, bar_time FROM minutes_to_refresh) m"
         " WHERE b.symbol = m.symbol AND b.bar_time = m.bar_time"
     )
-    cur.execute(statement("refresh_1m_bars"))  # type: ignore[arg-type]
+    cur.execute(statement("refresh_1m_bars"))
 
 
 _ALL_LINES = 2**31 - 1
@@ -388,9 +388,9 @@ def forget_file(conn: psycopg.Connection[Any], key: str, kind: Kind) -> None:
         if kind == "scalp":  # the ticks another file also carries stay, under that file's line
             _forget_ticks(cur, key, 0, _ALL_LINES)
         else:
-            cur.execute(f"DELETE FROM {_ROW_TABLES[kind]} WHERE source_file = %s", (key,))  # type: ignore[arg-type]  # noqa: S608
+            cur.execute(f"DELETE FROM {_ROW_TABLES[kind]} WHERE source_file = %s", (key,))  # noqa: S608
         if kind == "swing":  # the bars this file won: back to the best version another file provides
-            cur.execute(statement("forget_swing"), {"file": key})  # type: ignore[arg-type]
+            cur.execute(statement("forget_swing"), {"file": key})
         cur.execute("DELETE FROM jsonl_rejects WHERE source_file = %s", (key,))
         # Back to nothing loaded; the row stays: it holds the key for this file (origins.py).
         cur.execute("UPDATE jsonl_file_checkpoints SET bytes_loaded = 0, lines_loaded = 0, prefix_sha256 = %s, must_reload = NULL,"
@@ -401,13 +401,13 @@ def forget_lines(conn: psycopg.Connection[Any], key: str, *, after: int, upto: i
     """Remove what lines ``after + 1`` to ``upto`` of a scalp file stored (ticks, copies, rejects; their
     minutes' bars recomputed), in one transaction. Usually there is nothing: three index probes."""
     lines = {"file": key, "after": after, "upto": upto}
-    found = conn.execute(f"SELECT EXISTS (SELECT 1 FROM scalp_ticks WHERE {_WITHIN}) OR EXISTS (SELECT 1 FROM scalp_tick_copies"  # type: ignore[arg-type]  # noqa: S608
+    found = conn.execute(f"SELECT EXISTS (SELECT 1 FROM scalp_ticks WHERE {_WITHIN}) OR EXISTS (SELECT 1 FROM scalp_tick_copies"  # noqa: S608
                          f" WHERE {_WITHIN}) OR EXISTS (SELECT 1 FROM jsonl_rejects WHERE {_WITHIN})", lines).fetchone()
     if not found or not found[0]:
         return
     with conn.transaction(), conn.cursor() as cur:
         _forget_ticks(cur, key, after, upto)
-        cur.execute(f"DELETE FROM jsonl_rejects WHERE {_WITHIN}", lines)  # type: ignore[arg-type]  # noqa: S608
+        cur.execute(f"DELETE FROM jsonl_rejects WHERE {_WITHIN}", lines)  # noqa: S608
 
 
 def _forget_ticks(cur: psycopg.Cursor[Any], key: str, after: int, upto: int) -> None:
@@ -415,9 +415,9 @@ def _forget_ticks(cur: psycopg.Cursor[Any], key: str, after: int, upto: int) -> 
     carries passes to it) and recompute their minutes' bars, under the exclusive bars lock."""
     lines = {"file": key, "after": after, "upto": upto}
     cur.execute("SELECT pg_advisory_xact_lock(%s)", (BARS_LOCK,))
-    cur.execute("CREATE TEMP TABLE minutes_to_refresh ON COMMIT DROP AS SELECT DISTINCT symbol, date_trunc('minute', event_time)"  # type: ignore[arg-type]  # noqa: S608
+    cur.execute("CREATE TEMP TABLE minutes_to_refresh ON COMMIT DROP AS SELECT DISTINCT symbol, date_trunc('minute', event_time)"  # noqa: S608
                 f" AS bar_time FROM scalp_ticks WHERE {_WITHIN}", lines)
-    cur.execute(statement("forget_scalp_copies"), lines)  # type: ignore[arg-type]
-    cur.execute(f"DELETE FROM scalp_tick_copies WHERE {_WITHIN}", lines)  # type: ignore[arg-type]  # noqa: S608
-    cur.execute(f"DELETE FROM scalp_ticks WHERE {_WITHIN}", lines)  # type: ignore[arg-type]  # noqa: S608
+    cur.execute(statement("forget_scalp_copies"), lines)
+    cur.execute(f"DELETE FROM scalp_tick_copies WHERE {_WITHIN}", lines)  # noqa: S608
+    cur.execute(f"DELETE FROM scalp_ticks WHERE {_WITHIN}", lines)  # noqa: S608
     _refresh_bars(cur)

@@ -21,7 +21,7 @@ CRITICAL_GAP_SECONDS = 60.0
 
 def _rows(conn: psycopg.Connection[Any], query: str, params: tuple[Any, ...]) -> list[dict[str, Any]]:
     with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(query, params)  # type: ignore[arg-type]  # module constants only
+        cur.execute(query, params)  # module constants only
         return list(cur.fetchall())
 
 

@@ -13,7 +13,7 @@ from typing import Any
 from tasks.core.calendar import planned_sessions
 from tasks.core.commands import plain, resume_hint
 from tasks.core.db import database_errors, open_database
-from tasks.core.display import Reporter
+from tasks.core.display import Reporter, printer
 from tasks.core.errors import Outcome, RateLimited, SourceError
 from tasks.core.runs import finish_run, start_run
 from tasks.core.tickers import ETF_UNIVERSE
@@ -52,7 +52,7 @@ class BackfillOptions:
 _LISTED = 40  # up to this many tickers a line each; beyond, one line per (action, reason, range) with its tickers
 
 
-def describe_plan(plan: BackfillPlan, out: Callable[[str], Any]) -> None:
+def describe_backfill_plan(plan: BackfillPlan, out: Callable[[str], Any]) -> None:
     """The dry-run listing: per ticker its action and why (for a universe of hundreds, the tickers
     sharing an action, reason and range on one line), then the totals."""
     first, last = plan.sessions[0], plan.sessions[-1]
@@ -70,7 +70,7 @@ def describe_plan(plan: BackfillPlan, out: Callable[[str], Any]) -> None:
     out(f"Network: {plan.count('fetch')} ticker(s); cache: {plan.count('cache')}; skipped: {plan.count('skip')}")
 
 
-def requests_needed(plan: BackfillPlan, opts: BackfillOptions) -> int:
+def yahoo_requests_needed(plan: BackfillPlan, opts: BackfillOptions) -> int:
     """HTTP requests a run would make: cookie and crumb once, then one per distinct range (batched) or ticker."""
     fetch = [i.request for i in plan.items if i.action == "fetch" and i.request is not None]
     if not fetch:
@@ -96,10 +96,7 @@ def run_backfill(
         StoreError: the database is unreachable or refused a write.
         KeyboardInterrupt: Ctrl+C/SIGTERM (the ticker in flight is rolled back).
     """
-    def say(text: str) -> None:  # results always reach stdout; the Prefect log gets them too
-        print(text, flush=True)
-        if log is not None:
-            log(text)
+    say = printer(log)
 
     settings = opts.source
     sessions = planned_sessions(opts.days, opts.end_date, say)
@@ -111,8 +108,8 @@ def run_backfill(
         if opts.dry_run:
             budget_state = peek_budget(conn, settings.rate_budget, settings.rate_per_min)
             conn.rollback()
-            describe_plan(plan, say)
-            say(describe_budget(budget_state, requests=requests_needed(plan, opts), delay=settings.delay))
+            describe_backfill_plan(plan, say)
+            say(describe_budget(budget_state, requests=yahoo_requests_needed(plan, opts), delay=settings.delay))
             return Outcome.DONE, None
         flat = {**{k: v for k, v in asdict(opts).items() if k != "source"}, **asdict(settings)}
         params = {k: (str(v) if isinstance(v, (Path, dt.date)) else v) for k, v in flat.items()}
@@ -155,8 +152,9 @@ def execute(plan: BackfillPlan, opts: BackfillOptions, *, conn: Any, cache: Down
             sources.append(opts.source.source(budget))
         return sources[0]
 
-    def keep(item: PlanItem, result: FetchResult) -> bool:
-        """Store one ticker (its whole history restated first if a new split/dividend calls for it); True to stop."""
+    def stored_or_stop(item: PlanItem, result: FetchResult) -> bool:
+        """Store one ticker (its whole history restated first if a new split/dividend calls for it);
+        True when the run must stop (the source rate-limited the restatement)."""
         try:
             outcome = store(conn, plan.table, result, cache=cache, source=source, run_id=run_id, sessions=wanted)
         except RateLimited as exc:
@@ -176,7 +174,7 @@ def execute(plan: BackfillPlan, opts: BackfillOptions, *, conn: Any, cache: Down
         except SourceError:  # expired between plan and now: fetch it instead
             to_fetch.append(item)
             continue
-        if keep(item, result):
+        if stored_or_stop(item, result):
             return
     to_fetch += [i for i in plan.items if i.action == "fetch"]
     if not to_fetch:
@@ -191,7 +189,7 @@ def execute(plan: BackfillPlan, opts: BackfillOptions, *, conn: Any, cache: Down
                 failed.append((item, got))
                 continue
             cache.put(got)
-            if keep(item, got):
+            if stored_or_stop(item, got):
                 return
         for item, error in sorted(failed, key=lambda f: isinstance(f[1], RateLimited)):
             if fail_item(error, item, conn, run_id, summary, reporter, table=opts.table):
@@ -206,7 +204,7 @@ def execute(plan: BackfillPlan, opts: BackfillOptions, *, conn: Any, cache: Down
             if fail_item(exc, item, conn, run_id, summary, reporter, table=opts.table):
                 return
             continue
-        if keep(item, result):
+        if stored_or_stop(item, result):
             return
 
 

@@ -19,13 +19,13 @@ from tasks.core.display import Reporter, format_duration, format_eta
 from tasks.core.errors import RateLimited, SourceError
 from tasks.prices.backfill import BackfillPlan, ItemOutcome, PlanItem, Summary, keep_result, obtain, record_failure, record_skip
 from tasks.sources.cache import DownloadCache
-from tasks.sources.spacing import RateLimiter
+from tasks.sources.spacing import MinIntervalGate
 from tasks.sources.yahoo import YahooSource
 
 DEFAULT_FETCH_ESTIMATE_S = 3.0
 
 
-def eta_seconds(actions: list[str], *, delay_s: float, fetch_s: float, first_wait: float = 0.0) -> float:
+def stagger_eta_seconds(actions: list[str], *, delay_s: float, fetch_s: float, first_wait: float = 0.0) -> float:
     """Seconds until ``actions`` (plan actions still to do, in order) are done.
 
     The first network fetch costs ``first_wait`` (what is left of the current wait) plus
@@ -51,7 +51,7 @@ class StaggerState:
         return self.fetch_seconds / self.fetched if self.fetched else DEFAULT_FETCH_ESTIMATE_S
 
 
-def run_staggered(
+def stagger_fetches(
     conn: psycopg.Connection[Any],
     plan: BackfillPlan,
     state: StaggerState,
@@ -59,7 +59,7 @@ def run_staggered(
     run_id: int,
     cache: DownloadCache,
     make_source: Callable[[], YahooSource],
-    spacing: RateLimiter,
+    spacing: MinIntervalGate,
     reporter: Reporter,
     refresh: bool = False,
     step: Callable[..., ItemOutcome] | None = None,
@@ -103,7 +103,7 @@ def run_staggered(
                 _report(reporter, state, outcome)
                 continue
         wait = spacing.remaining()
-        eta = format_eta(eta_seconds(["fetch", *left[1:]], delay_s=spacing.min_interval, fetch_s=state.avg_fetch, first_wait=wait))
+        eta = format_eta(stagger_eta_seconds(["fetch", *left[1:]], delay_s=spacing.min_interval, fetch_s=state.avg_fetch, first_wait=wait))
         done = len(state.summary.outcomes)
         if wait > 0:
             reporter.status(f"{item.ticker}: waiting {format_duration(wait)} ({done} done, {len(items) - done} left)", eta, plain=True)

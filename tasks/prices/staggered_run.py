@@ -14,16 +14,16 @@ import psycopg
 from tasks.core.calendar import planned_sessions
 from tasks.core.commands import command_line, plain, resume_hint, without_flags
 from tasks.core.db import database_errors, open_database
-from tasks.core.display import Reporter, format_eta
+from tasks.core.display import Reporter, format_eta, printer
 from tasks.core.errors import BadInput, Busy, Outcome
 from tasks.core.runs import finish_run, item_statuses, last_unfinished_run, reopen_run, start_run
 from tasks.core.tickers import SECTOR_ETFS, validate_ticker
 from tasks.prices.backfill import BackfillPlan, Summary, plan_backfill
-from tasks.prices.staggered import StaggerState, eta_seconds, fetch_and_store, run_staggered
+from tasks.prices.staggered import StaggerState, fetch_and_store, stagger_eta_seconds, stagger_fetches
 from tasks.prices.store import ETF_TABLE
 from tasks.sources.budget import BudgetState, describe_budget, peek_budget
 from tasks.sources.settings import SourceSettings
-from tasks.sources.spacing import RateLimiter
+from tasks.sources.spacing import MinIntervalGate
 
 RUN_NAME = "staggered-sector-backfill"  # how runs are recorded in backfill_runs (and found by --resume)
 _LOCK_KEY = 0x53544752  # "STGR": one staggered run per database
@@ -56,7 +56,7 @@ def run_order(tickers: Sequence[str], start_from: str | None) -> list[str]:
     return order[order.index(ticker):]
 
 
-def describe_plan(plan: BackfillPlan, delay_s: float, say: Callable[[str], Any], budget: BudgetState | None = None) -> None:
+def describe_stagger_plan(plan: BackfillPlan, delay_s: float, say: Callable[[str], Any], budget: BudgetState | None = None) -> None:
     """Dry-run output: each ticker's action and why, the waits, and the ETA in UTC (at the budget's current rate)."""
     say(f"Plan: {len(plan.items)} tickers, {len(plan.sessions)} NYSE sessions {plan.sessions[0]} .. {plan.sessions[-1]}, "
         f"{delay_s / 60:g} min between network fetches")
@@ -72,11 +72,11 @@ def describe_plan(plan: BackfillPlan, delay_s: float, say: Callable[[str], Any],
     if budget is not None:
         say(describe_budget(budget, requests=None))  # the ETA below spaces the fetches at the slower of it and the delay
         delay_s, first_wait = max(delay_s, budget.seconds_per_request), budget.cooldown_left_s
-    seconds = eta_seconds([i.action for i in plan.items], delay_s=delay_s, fetch_s=3.0, first_wait=first_wait)
+    seconds = stagger_eta_seconds([i.action for i in plan.items], delay_s=delay_s, fetch_s=3.0, first_wait=first_wait)
     say(f"Network fetches: {fetches}; waits: {max(0, fetches - 1)} x {delay_s / 60:g} min; {format_eta(seconds)}")
 
 
-def run_stagger(
+def run_staggered_backfill(
     opts: StaggerOptions,
     *,
     dsn: str,
@@ -93,10 +93,7 @@ def run_stagger(
         Busy: another staggered run holds this database's lock.
         StoreError: the database failed (the ticker in flight is rolled back).
     """
-    def say(text: str) -> None:
-        print(text, flush=True)
-        if log is not None:
-            log(text)
+    say = printer(log)
 
     conn = open_database(dsn, dry_run=opts.dry_run)
     try:
@@ -113,7 +110,7 @@ def run_stagger(
         if opts.dry_run:
             budget_state = peek_budget(conn, settings.rate_budget, settings.rate_per_min)
             conn.rollback()
-            describe_plan(plan, opts.delay_minutes * 60, say, budget_state)
+            describe_stagger_plan(plan, opts.delay_minutes * 60, say, budget_state)
             return Outcome.DONE
         base_args = without_flags(args, {"--start-from": 1, "--resume": 0, "--dry-run": 0})
         if run_id is None:
@@ -127,9 +124,9 @@ def run_stagger(
         budget = settings.budget(dsn)
         try:
             with database_errors("the database failed mid-run (what committed is kept)"):
-                run_staggered(
+                stagger_fetches(
                     conn, plan, state, run_id=run_id, cache=cache, refresh=settings.refresh, reporter=reporter,
-                    spacing=RateLimiter(opts.delay_minutes * 60),
+                    spacing=MinIntervalGate(opts.delay_minutes * 60),
                     make_source=lambda: settings.source(budget, delay=0.0),
                     step=wrap(fetch_and_store, "backfill-ticker"),
                 )

@@ -111,10 +111,10 @@ def store_bars(conn: psycopg.Connection[Any], table: str, bars: pd.DataFrame, *,
     if bars.empty:
         return StoreCounts()
     frame = bars[list(BAR_COLUMNS)]
-    upsert = sql.SQL(statement("upsert_bars")).format(table=_table(table))  # type: ignore[arg-type]
+    upsert = sql.SQL(statement("upsert_bars")).format(table=_table(table))
     with database_errors(f"writing {len(frame)} rows to {table} failed"):
         with conn.transaction(), conn.cursor() as cur:
-            cur.execute(statement("stage_bars"))  # type: ignore[arg-type]
+            cur.execute(statement("stage_bars"))
             copy_frame(cur, "stage_bars", BAR_TYPES, frame)
             cur.execute(upsert, {"source": source, "table_name": table})
             row = cur.fetchone()
@@ -136,7 +136,7 @@ def store_actions(conn: psycopg.Connection[Any], actions: pd.DataFrame) -> int:
         with conn.transaction():
             for ticker, group in actions.groupby("ticker"):
                 rows = conn.execute(
-                    statement("upsert_actions"),  # type: ignore[arg-type]
+                    statement("upsert_actions"),
                     {"ticker": ticker, "ex_dates": list(group["ex_date"]), "kinds": list(group["kind"]),
                      "values": [float(v) for v in group["value"]]},
                 ).fetchall()

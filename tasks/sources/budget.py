@@ -160,7 +160,6 @@ class RateBudget:
         self.per_min = per_min
         self.cooldown_s = cooldown_s
         self.daily_cap = daily_cap
-        self.waited = 0.0
         self._sleep = sleep
         self._conn: psycopg.Connection[Any] | None = None
         self._pid = os.getpid()
@@ -198,7 +197,7 @@ class RateBudget:
         with self._lock:
             for attempt in (1, 2):
                 try:
-                    return self._connection().execute(statement(query), params).fetchone()  # type: ignore[arg-type]
+                    return self._connection().execute(statement(query), params).fetchone()
                 except psycopg.OperationalError as exc:
                     if self._conn is not None:
                         self._conn.close()
@@ -226,10 +225,21 @@ class RateBudget:
             RateLimited: the budget is cooling down, or today's quota is spent.
             StoreError: the database is unreachable.
         """
+        return self._reserve()[0]
+
+    def take_slot(self) -> float:
+        """``acquire``, returning when the slot began by the database's clock (seconds since 1970):
+        what a measurement of the shared rate counts, whenever this thread happened to wake."""
+        wait, slot = self._reserve()
+        if wait > 0:
+            self._sleep(wait)
+        return slot
+
+    def _reserve(self) -> tuple[float, float]:
         row = self._run("budget_reserve", {"name": self.name, "ceiling": self.per_min, "climb_after": CLIMB_AFTER,
                                            "climb_factor": CLIMB_FACTOR, "daily_cap": self.daily_cap})
         if row is not None:
-            return float(row[0])
+            return float(row[0]), float(row[1])
         state = self.state()
         if state.cooldown_left_s > 0:
             raise RateLimited(self.name, f"budget {self.name!r} cooling down after HTTP 429", retry_after=state.cooldown_left_s,
@@ -244,7 +254,6 @@ class RateBudget:
         wait = self.reserve()
         if wait > 0:
             self._sleep(wait)
-            self.waited += wait
         return wait
 
     def penalize(self, retry_after: float | None = None) -> float:
@@ -263,13 +272,13 @@ class RateBudget:
 
 def peek_budget(conn: psycopg.Connection[Any], name: str, per_min: float) -> BudgetState:
     """The budget as it stands, read on an existing connection without changing it (for dry runs)."""
-    row = conn.execute(statement("budget_state"), {"name": name}).fetchone()  # type: ignore[arg-type]
+    row = conn.execute(statement("budget_state"), {"name": name}).fetchone()
     if row is None:
         return BudgetState(name, per_min, per_min, 0.0, 0, 0, 0)
     return BudgetState(name, min(float(row[0]), per_min), per_min, float(row[2]), int(row[3]), int(row[4]), int(row[5]))
 
 
-def eta_seconds(state: BudgetState, requests: int, *, delay: float = 0.0) -> float:
+def budget_eta_seconds(state: BudgetState, requests: int, *, delay: float = 0.0) -> float:
     """Least time ``requests`` take at the budget's current rate (and ``delay`` spacing), cool-down included."""
     if requests <= 0:
         return 0.0
@@ -285,4 +294,4 @@ def describe_budget(state: BudgetState, *, requests: int | None, delay: float = 
     line = f"Rate budget {state.name!r}: {format_rate(effective)}{learned}{cool}"
     if requests is None:
         return line
-    return f"{line}; {requests} request(s) need at least {format_duration(eta_seconds(state, requests, delay=delay))}"
+    return f"{line}; {requests} request(s) need at least {format_duration(budget_eta_seconds(state, requests, delay=delay))}"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tasks.sources.budget import DEFAULT_DAILY_QUOTA, DEFAULT_NAME, DEFAULT_RATE, RateBudget, parse_rate, rate_param
 from tasks.sources.cache import DownloadCache
-from tasks.sources.spacing import RateLimiter
+from tasks.sources.spacing import MinIntervalGate
 from tasks.sources.yahoo import YahooSource
 
 
@@ -47,7 +47,7 @@ class SourceSettings:
 
     def source(self, budget: RateBudget | None, *, delay: float | None = None) -> YahooSource:
         """A Yahoo source paced by ``delay`` (default: ``self.delay``) and the shared ``budget``."""
-        return YahooSource(self.cache_dir, limiter=RateLimiter(self.delay if delay is None else delay), budget=budget,
+        return YahooSource(self.cache_dir, limiter=MinIntervalGate(self.delay if delay is None else delay), budget=budget,
                            max_retries=self.max_retries, timeout=self.timeout, backoff_initial=self.retry_wait)
 
     def cache(self) -> DownloadCache:

@@ -10,8 +10,9 @@ import time
 from collections.abc import Callable
 
 
-class RateLimiter:
-    """Lets one caller through at a time, at least ``min_interval`` seconds after the previous one.
+class MinIntervalGate:
+    """Lets one caller through at a time, at least ``min_interval`` seconds after the previous one
+    (a floor between requests in this process; the rate limit shared by processes is ``budget.RateBudget``).
 
     Args:
         min_interval: seconds between two acquisitions (0 disables the wait).
@@ -33,7 +34,6 @@ class RateLimiter:
         self._sleep = sleep
         self._lock = threading.Lock()
         self._last: float | None = None
-        self.waited = 0.0
 
     def acquire(self) -> float:
         """Block until the next request may go; return how long this call waited."""
@@ -44,7 +44,6 @@ class RateLimiter:
                 wait = self._last + self.min_interval - now
             if wait > 0:
                 self._sleep(wait)
-                self.waited += wait
                 now = self._clock()
             else:
                 wait = 0.0

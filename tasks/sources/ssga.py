@@ -103,7 +103,7 @@ def parse_holdings_file(data: bytes, fund: str) -> FundHoldings:
     except Exception as exc:  # zipfile, XML and openpyxl errors alike: the bytes are not a workbook
         raise MalformedHoldingsFile(f"not a spreadsheet ({type(exc).__name__})") from exc
     try:
-        rows = [tuple(row) for _, row in zip(range(MAX_ROWS), book.active.iter_rows(values_only=True), strict=False)]  # type: ignore[union-attr]
+        rows = [tuple(row) for _, row in zip(range(MAX_ROWS), book.active.iter_rows(values_only=True), strict=False)]
     finally:
         book.close()
     as_of: dt.date | None = None

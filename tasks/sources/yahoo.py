@@ -33,7 +33,7 @@ from tasks.core.errors import NoData, RateLimited, SourceError, StoreError, Tran
 from tasks.core.types import FetchRequest, FetchResult
 from tasks.sources.budget import RateBudget
 from tasks.sources.normalize import ImplausibleBars, normalize_history
-from tasks.sources.spacing import RateLimiter
+from tasks.sources.spacing import MinIntervalGate
 
 log = logging.getLogger("backfill.source")
 
@@ -62,12 +62,12 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
-class YahooSession(curl_requests.Session):  # type: ignore[misc]
+class YahooSession(curl_requests.Session):
     """curl_cffi session that paces, counts and classifies every request (see module doc)."""
 
-    def __init__(self, limiter: RateLimiter | None = None, budget: RateBudget | None = None, **kwargs: Any) -> None:
+    def __init__(self, limiter: MinIntervalGate | None = None, budget: RateBudget | None = None, **kwargs: Any) -> None:
         super().__init__(impersonate="chrome", **kwargs)
-        self.limiter = limiter or RateLimiter(0.0)
+        self.limiter = limiter or MinIntervalGate(0.0)
         self.budget = budget
         self.request_count = 0
         self.tripped: RateLimited | None = None
@@ -199,7 +199,7 @@ class YahooSource:
         self,
         cache_dir: Path,
         *,
-        limiter: RateLimiter | None = None,
+        limiter: MinIntervalGate | None = None,
         budget: RateBudget | None = None,
         max_retries: int = 3,
         timeout: float = 10.0,
@@ -212,7 +212,7 @@ class YahooSource:
 
         self.session = YahooSession(limiter, budget)
         # yfinance keeps one process-wide YfData; start it afresh on our session.
-        YfData._instances.pop(YfData, None)  # type: ignore[attr-defined]
+        YfData._instances.pop(YfData, None)
         YfData(session=self.session)
         self.max_retries = max_retries
         self.timeout = timeout
