@@ -75,7 +75,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     stop = _start_server(args.backend, work)
     try:
         per_second = args.rate / 60
-        limit = str(max(1, int(per_second)))
+        # Like for like with our budget, which grants one slot every 60/rate seconds and never a
+        # burst: one slot, freed at the rate (a limit of per_second slots would allow a one-second
+        # burst, which the count of grants in any second then holds against it).
+        limit = "1"
         subprocess.run([sys.executable, "-m", "prefect", "global-concurrency-limit", "create", NAME, "--limit", limit,
                         "--slot-decay-per-second", str(per_second)], check=True, capture_output=True)
         ctx = multiprocessing.get_context("spawn")

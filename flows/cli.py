@@ -5,8 +5,8 @@ hints a run prints are written by ``tasks/core/commands.py``.
 Execution modes (``--orchestrate``, env ``BACKFILL_ORCHESTRATE``):
 - ``prefect``: run as a Prefect flow. With ``PREFECT_API_URL`` unset, the project's local Prefect
   server (database in PostgreSQL, ``flows/prefect_server.py``) is started once in the background and
-  reused; Prefect's own temporary server (SQLite, 10-20 s per run, "database is locked" under load)
-  is never used.
+  reused; Prefect's own temporary server (started per run, SQLite: "database is locked" under our
+  load) is never used.
 - ``plain``: run the very same task code without Prefect (no server, no API calls).
 - ``auto`` (default): ``prefect`` when ``PREFECT_API_URL`` is set, else ``plain`` — so a
   warm rerun on a laptop takes seconds, and a scheduled run on a server is orchestrated.

@@ -2,7 +2,7 @@
 (its command, ``prefect-local``, is ``flows/prefect_local.py``).
 
 Prefect's temporary server (what runs when ``PREFECT_API_URL`` is unset) keeps its state in
-SQLite: it refused writes under our load ("database is locked") and costs 10-20 s per run. This
+SQLite: it refused writes under our load ("database is locked"), and it starts for every run. This
 server keeps its database in the project's embedded PostgreSQL cluster (a database of its own,
 ``prefect``; ``PREFECT_API_DATABASE_CONNECTION_URL`` selects another, e.g. a managed server),
 runs in the background and is reused: ``--orchestrate prefect`` without ``PREFECT_API_URL`` starts
