@@ -18,11 +18,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from flows.cli import EXIT_OK, EXIT_SOME_FAILED, ArgumentParser, int_in, iso_date, run_cli
+from flows.cli import ArgumentParser, int_in, iso_date, run_cli
 from flows.settings import data_dsn
 from tasks.core.calendar import MAX_DAYS, future_end_note, last_closed_session, sessions_back
 from tasks.core.db import open_database
-from tasks.core.errors import BadInput
+from tasks.core.errors import BadInput, Outcome
 from tasks.core.plots import check_plot_path
 from tasks.core.tickers import parse_ticker_list
 from tasks.jsonl.coverage import LOW_COVERAGE, Coverage, range_coverage
@@ -51,7 +51,7 @@ def build_parser() -> ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
 
-    def body() -> int:
+    def body() -> Outcome:
         ns = build_parser().parse_args(args)
         if ns.jsonl:
             return jsonl_report(ns)
@@ -80,12 +80,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if ns.plot is not None:
             width, height = plot_heatmap(report, ns.plot)
             print(f"Heatmap written to {ns.plot} ({width}x{height})", file=sys.stderr if ns.json else sys.stdout)
-        return EXIT_SOME_FAILED if report.has_gaps else EXIT_OK
+        return Outcome.SOME_FAILED if report.has_gaps else Outcome.DONE
 
     return run_cli(body)
 
 
-def jsonl_report(ns: argparse.Namespace) -> int:
+def jsonl_report(ns: argparse.Namespace) -> Outcome:
     given = [flag for flag, value in (("--table", ns.table), ("--tickers", ns.tickers), ("--plot", ns.plot)) if value is not None]
     if given:
         raise BadInput(f"--jsonl reports every symbol of the scalp data; {', '.join(given)} apply to the price tables only")
@@ -103,7 +103,7 @@ def jsonl_report(ns: argparse.Namespace) -> int:
         print(json.dumps({"start": start.isoformat(), "end": end.isoformat(), **coverage.as_dict()}, indent=2))
     else:
         print("\n".join(format_jsonl(coverage, start, end)))
-    return EXIT_SOME_FAILED if coverage.alarming else EXIT_OK
+    return Outcome.SOME_FAILED if coverage.alarming else Outcome.DONE
 
 
 def format_jsonl(coverage: Coverage, start: dt.date, end: dt.date) -> list[str]:

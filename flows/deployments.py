@@ -57,7 +57,7 @@ SCHEDULES: list[tuple[Any, str, str | None, dict[str, Any]]] = [
     (daily_pipeline, "weekdays-0900-utc", "0 9 * * 1-5", defaults(pipeline_flow.PARAMS)),
     (daily_pipeline, "retention-daily-0600-utc", "0 6 * * *", defaults(pipeline_flow.PARAMS, stages=["retention"])),
     (staggered_sector_backfill, "weekly-saturday-0600-utc", "0 6 * * 6",
-     defaults(staggered_flow.PARAMS, skip_existing=True, args=["--skip-existing"])),
+     defaults(staggered_flow.PARAMS, skip_existing=True)),
     (event_valuation, "daily-2230-utc", "30 22 * * *", defaults(valuation_flow.PARAMS)),
     (jsonl_ingest, "every-10-minutes", "*/10 * * * *",  # the source document's layout
      defaults(jsonl_flow.PARAMS, swing="config/observer/swing", scalp="config/observer/scalp", gaps="logs/system/gap_*.jsonl")),

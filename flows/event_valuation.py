@@ -183,17 +183,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         ns = build_parser().parse_args(args)
         values = flow_values(ns, PARAMS, command=command)
         opts = options({**values, "dry_run": ns.dry_run, "processes": ns.processes})
-        try:
-            if use_prefect(ns.orchestrate, dry_run=ns.dry_run):
-                from flows.prefect_glue import run_flow
+        if use_prefect(ns.orchestrate, dry_run=ns.dry_run):
+            from flows.prefect_glue import run_flow
 
-                return run_flow(build_flow(), values)
-            return run_valuation(opts, dsn=data_dsn(), command=command)
-        except KeyboardInterrupt:
-            print(f"Interrupted: groups already written are kept. Run the same command again to value the rest:\n  {command}", flush=True)
-            return Outcome.INTERRUPTED
+            return run_flow(build_flow(), values)
+        return run_valuation(opts, dsn=data_dsn(), command=command)
 
-    return run_cli(body)
+    return run_cli(body, interrupted="Interrupted: groups already written are kept. Run the same command again to value the rest:\n"
+                                     f"  {command}")
 
 
 if __name__ == "__main__":

@@ -103,17 +103,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not ns.follow and any(a == "--poll" or a.startswith("--poll=") for a in args):
             raise BadInput("--poll sets the seconds between passes of --follow; without --follow there is one pass")
         values = flow_values(ns, PARAMS)
-        try:
-            if use_prefect(ns.orchestrate, dry_run=ns.dry_run):
-                from flows.prefect_glue import run_flow
+        if use_prefect(ns.orchestrate, dry_run=ns.dry_run):
+            from flows.prefect_glue import run_flow
 
-                return run_flow(build_flow(), values)
-            return run_ingest(options({**values, "dry_run": ns.dry_run}), dsn=data_dsn())
-        except KeyboardInterrupt:
-            print(f"Interrupted: committed batches are kept. Run the same command to continue:\n  {command}", flush=True)
-            return Outcome.INTERRUPTED
+            return run_flow(build_flow(), values)
+        return run_ingest(options({**values, "dry_run": ns.dry_run}), dsn=data_dsn())
 
-    return run_cli(body)
+    return run_cli(body, interrupted=f"Interrupted: committed batches are kept. Run the same command to continue:\n  {command}")
 
 
 if __name__ == "__main__":

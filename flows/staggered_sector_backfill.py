@@ -24,6 +24,7 @@ from flows.params import (
     as_date,
     as_tickers,
     date_text,
+    flags_for,
     flow_function,
     flow_values,
     source_params,
@@ -66,7 +67,10 @@ def options(values: dict[str, Any]) -> StaggerOptions:
 
 
 def run(values: dict[str, Any], **wiring: Any) -> Outcome:
-    return run_staggered_backfill(options(values), dsn=data_dsn(), args=values["args"] or [], prog=values["prog"],
+    # The command line given (CLI), or for a deployment run the flags of its parameter values, so
+    # resume hints repeat what the run was asked (a deployment never spells out argv itself).
+    args = values["args"] if values["args"] is not None else flags_for(PARAMS, values)
+    return run_staggered_backfill(options(values), dsn=data_dsn(), args=args, prog=values["prog"],
                                   resume=bool(values["resume"]), **wiring)
 
 
@@ -95,16 +99,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     def body() -> Outcome:
         ns = build_parser().parse_args(args)
         values = flow_values(ns, PARAMS, args=args, prog=program_name(MODULE, "staggered-backfill"))
-        try:
-            if use_prefect(ns.orchestrate, dry_run=ns.dry_run):
-                from flows.prefect_glue import run_flow
+        if use_prefect(ns.orchestrate, dry_run=ns.dry_run):
+            from flows.prefect_glue import run_flow
 
-                return run_flow(build_flow(), values)
-            return run({**values, "dry_run": ns.dry_run})
-        except KeyboardInterrupt:
-            return Outcome.INTERRUPTED
+            return run_flow(build_flow(), values)
+        return run({**values, "dry_run": ns.dry_run})
 
-    return run_cli(body)
+    return run_cli(body, interrupted="")  # the runner says what is kept and prints the command that resumes
 
 
 if __name__ == "__main__":

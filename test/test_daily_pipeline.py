@@ -252,3 +252,32 @@ def test_a_garbled_cached_holdings_file_is_fetched_again_and_a_fresh_one_is_used
     assert parse_holdings_file(path.read_bytes(), "XLK").as_of == fake_yahoo.sponsor_as_of  # the good file replaced it
     again = source.holdings("XLK")
     assert again.from_cache and source.requests == 1
+
+
+def test_an_interrupted_pipeline_names_the_unfinished_stages_with_the_users_own_flags(dsn: str, fake_yahoo: FakeYahoo,
+                                                                                       tmp_path: Any) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from test.fix_yahoo import ROOT, cli_env
+
+    fake_yahoo.latency = 3.0  # the first stage is still fetching when the stop comes
+    argv = [sys.executable, "-m", PIPE, *FAST, "--as-of", AS_OF.isoformat(), "--stages", "etf-ohlc,trending",
+            "--cache-dir", str(tmp_path / "cache")]
+    proc = subprocess.Popen(argv, cwd=ROOT, env=cli_env(fake_yahoo, dsn), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not fake_yahoo.chart_requests() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert fake_yahoo.chart_requests(), "the first stage never asked Yahoo"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, out + err
+    said = out.split("Run the unfinished stages with:\n  ", 1)[1].splitlines()[0]
+    assert said.endswith(" --days 25 --delay 0 --retry-wait 0.01 --rate 100000/min --holdings-rate 100000/min "
+                         f"--cache-dir {tmp_path / 'cache'} --stages etf-ohlc,trending --as-of {AS_OF.isoformat()}"), said

@@ -16,6 +16,7 @@ dates in one transaction, so rerunning a stage gives the same rows. The bodies a
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -61,23 +62,33 @@ def run_stage(name: str, opts: PipelineOptions, *, dsn: str, say: Callable[[str]
     return outcome
 
 
+def rest_command(prog: str, args: Sequence[str], rest: Sequence[str], as_of: dt.date) -> str:
+    """The command that runs the stages ``rest`` as of ``as_of``, with the run's other flags."""
+    again = [*without_flags(args, {"--stages": 1, "--as-of": 1}), "--stages", ",".join(rest), "--as-of", as_of.isoformat()]
+    return command_line(prog, again)
+
+
 def run_pipeline(opts: PipelineOptions, *, prog: str, args: Sequence[str], say: Callable[[str], None],
-                 dsn: str, stage: Callable[[str], StageOutcome] | None = None) -> tuple[Outcome, list[StageOutcome]]:
+                 dsn: str, stage: Callable[[str], StageOutcome] | None = None,
+                 unfinished: list[str] | None = None) -> tuple[Outcome, list[StageOutcome]]:
     """Run the chosen stages in order; stop at a rate limit, missing inputs or an interrupt.
 
     ``stage(name)`` runs one stage (a Prefect subflow in the flow; ``run_stage`` by default).
+    ``unfinished`` (when given) always holds the stages not yet done, for the caller to name if
+    the run is interrupted.
     """
     run = stage or (lambda name: run_stage(name, opts, dsn=dsn, say=say, earlier=opts.stages[:opts.stages.index(name)]))
     as_of = opts.session()
     say(f"Daily pipeline as of {as_of}: {', '.join(opts.stages)}" + (" (dry run)" if opts.dry_run else ""))
     outcomes: list[StageOutcome] = []
     for name in opts.stages:
+        if unfinished is not None:
+            unfinished[:] = opts.stages[opts.stages.index(name):]
         outcome = run(name)
         outcomes.append(outcome)
         if outcome.code == Outcome.RATE_LIMITED and outcome.rate_limited is not None:
             rest = opts.stages[opts.stages.index(name):]
-            again = [*without_flags(args, {"--stages": 1, "--as-of": 1}), "--stages", ",".join(rest), "--as-of", as_of.isoformat()]
-            say(resume_hint(outcome.rate_limited, opts.source.rate_limit_sleep, command_line(prog, again)))
+            say(resume_hint(outcome.rate_limited, opts.source.rate_limit_sleep, rest_command(prog, args, rest, as_of)))
             return Outcome.RATE_LIMITED, outcomes
         if outcome.code == Outcome.BAD_INPUT and not opts.dry_run:
             return Outcome.BAD_INPUT, outcomes

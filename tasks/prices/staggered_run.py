@@ -186,7 +186,7 @@ def resumed_options(conn: psycopg.Connection[Any], opts: StaggerOptions, args: S
     resumed = replace(
         opts, tickers=tuple(todo), days=int(p["days"]), end_date=dt.date.fromisoformat(p["end_date"]) if p.get("end_date") else None,
         skip_existing=bool(p["skip_existing"]), source=replace(opts.source, refresh=bool(p.get("refresh", False))),
-        delay_minutes=opts.delay_minutes if "--delay-minutes" in " ".join(args) else float(p["delay_minutes"]),
+        delay_minutes=opts.delay_minutes if "--delay-minutes" in {a.split("=", 1)[0] for a in args} else float(p["delay_minutes"]),
     )
     reopen_run(conn, record.run_id)
     print(f"Resuming run {record.run_id} ({record.status}): {len(statuses) - len(todo)} of {len(statuses)} tickers already done; "
