@@ -312,14 +312,7 @@ def _flush(conn: psycopg.Connection[Any], f: JsonlFile, batch: list[tuple[int, b
 
 
 def write_checkpoint(cur: psycopg.Cursor[Any], f: JsonlFile, bytes_loaded: int, lines: int, sha256: str) -> None:
-    cur.execute(
-        "INSERT INTO jsonl_file_checkpoints (source_file, kind, bytes_loaded, lines_loaded, prefix_sha256, file_size, origin_id, rel,"
-        " file_time) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (source_file) DO UPDATE SET"
-        " bytes_loaded = EXCLUDED.bytes_loaded, lines_loaded = EXCLUDED.lines_loaded, prefix_sha256 = EXCLUDED.prefix_sha256,"
-        " file_size = EXCLUDED.file_size, origin_id = COALESCE(EXCLUDED.origin_id, jsonl_file_checkpoints.origin_id),"
-        " rel = EXCLUDED.rel, file_time = EXCLUDED.file_time, must_reload = NULL, updated_at = now()",
-        (f.key, f.kind, bytes_loaded, lines, sha256, f.size, f.origin, f.rel, file_time(f.rel)),
-    )
+    cur.execute(statement("write_checkpoint"), (f.key, f.kind, bytes_loaded, lines, sha256, f.size, f.origin, f.rel, file_time(f.rel)))
 
 
 def _store_ticks(cur: psycopg.Cursor[Any], built: list[Row], keyed: list[tuple[str, str]]) -> tuple[list[Row], list[tuple[int, str]]]:

@@ -39,6 +39,7 @@ import psycopg
 from psycopg import sql
 
 from tasks.core.db import database_errors
+from tasks.core.sql_files import statement
 from tasks.jsonl.partitions import DAY_TABLES, day_partitions, is_partitioned
 from tasks.jsonl.upgrade import finish_moves, pending_moves
 from tasks.prices.changes import change_reaches
@@ -182,17 +183,7 @@ def _forget_fetched_ranges(conn: psycopg.Connection[Any], table: str, cutoff: dt
     cutoff, or from where a pending valuation's protection starts): a later run that needs older
     bars fetches them, as on a database that never held them. Also mends records left by
     retention before it did this."""
-    conn.execute(
-        "WITH keep AS (SELECT c.ctid AS row_id, least(%(cutoff)s, coalesce(p.keep_from, %(cutoff)s)) AS keep_from"
-        "  FROM price_fetch_coverage c LEFT JOIN retention_pending p ON p.ticker = c.ticker"
-        "  WHERE c.table_name = %(table)s),"
-        " gone AS (DELETE FROM price_fetch_coverage c USING keep k WHERE c.ctid = k.row_id AND c.start_date < k.keep_from"
-        "  RETURNING c.table_name, c.ticker, k.keep_from, c.end_date, c.fetched_at)"
-        " INSERT INTO price_fetch_coverage (table_name, ticker, start_date, end_date, fetched_at)"
-        " SELECT table_name, ticker, keep_from, end_date, fetched_at FROM gone WHERE end_date >= keep_from"
-        " ON CONFLICT (table_name, ticker, start_date, end_date) DO NOTHING",
-        {"cutoff": cutoff, "table": table},
-    )
+    conn.execute(statement("trim_fetched_ranges"), {"cutoff": cutoff, "table": table})
 
 
 def _drop_old_days(conn: psycopg.Connection[Any], table: str, cutoff: dt.datetime, *, dry_run: bool,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,32 +97,40 @@ def stagger_fetches(
                 try:
                     outcome = keep_result(conn, plan.table, result, cache=cache, source=lazy_source, run_id=run_id, sessions=wanted)
                 except RateLimited as exc:
-                    state.summary.rate_limited = exc
-                    reporter.line(f"{item.ticker}: rate limited by the source; stopping now")
+                    _stop(state, reporter, item.ticker, exc)
                     return
                 _report(reporter, state, outcome)
                 continue
-        wait = spacing.remaining()
-        eta = format_eta(stagger_eta_seconds(["fetch", *left[1:]], delay_s=spacing.min_interval, fetch_s=state.avg_fetch, first_wait=wait))
-        done = len(state.summary.outcomes)
-        if wait > 0:
-            reporter.status(f"{item.ticker}: waiting {format_duration(wait)} ({done} done, {len(items) - done} left)", eta, plain=True)
-        spacing.acquire()
-        reporter.status(f"{item.ticker}: fetching ({done} done, {len(items) - done} left)", eta, plain=True)
+        _wait_turn(item.ticker, left, len(items), spacing, state, reporter)
         if source is None:
             source = make_source()
         started = clock()
         try:
             outcome = run(conn, plan.table, item, cache=cache, source=source, run_id=run_id, sessions=wanted, use_cache=not refresh)
         except RateLimited as exc:
-            state.summary.rate_limited = exc
-            reporter.line(f"{item.ticker}: rate limited by the source; stopping now")
+            _stop(state, reporter, item.ticker, exc)
             return
         finally:
             spacing.mark()
             state.fetched += 1
             state.fetch_seconds += clock() - started
         _report(reporter, state, outcome)
+
+
+def _wait_turn(ticker: str, left: Sequence[str], total: int, spacing: MinIntervalGate, state: StaggerState, reporter: Reporter) -> None:
+    """Wait out the spacing since the last fetch, showing which ticker is next and when the run should end."""
+    wait = spacing.remaining()
+    eta = format_eta(stagger_eta_seconds(["fetch", *left[1:]], delay_s=spacing.min_interval, fetch_s=state.avg_fetch, first_wait=wait))
+    done = len(state.summary.outcomes)
+    if wait > 0:
+        reporter.status(f"{ticker}: waiting {format_duration(wait)} ({done} done, {total - done} left)", eta, plain=True)
+    spacing.acquire()
+    reporter.status(f"{ticker}: fetching ({done} done, {total - done} left)", eta, plain=True)
+
+
+def _stop(state: StaggerState, reporter: Reporter, ticker: str, exc: RateLimited) -> None:
+    state.summary.rate_limited = exc
+    reporter.line(f"{ticker}: rate limited by the source; stopping now")
 
 
 def fetch_and_store(

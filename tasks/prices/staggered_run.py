@@ -114,10 +114,7 @@ def run_staggered_backfill(
             return Outcome.DONE
         base_args = without_flags(args, {"--start-from": 1, "--resume": 0, "--dry-run": 0})
         if run_id is None:
-            params = {"tickers": list(opts.tickers), "days": opts.days, "end_date": opts.end_date.isoformat() if opts.end_date else None,
-                      "delay_minutes": opts.delay_minutes, "skip_existing": opts.skip_existing, "refresh": settings.refresh,
-                      "args": base_args}
-            run_id = start_run(conn, RUN_NAME, command_line(prog, args), params, list(opts.tickers))
+            run_id = start_run(conn, RUN_NAME, command_line(prog, args), run_params(opts, base_args), list(opts.tickers))
         state = StaggerState(Summary())
         reporter = Reporter(len(plan.items), log=log)
         status = "interrupted"
@@ -142,22 +139,36 @@ def run_staggered_backfill(
             if status == "interrupted":
                 print_resume(say, list(opts.tickers), state.summary, prog, base_args)
         say(state.summary.line())
-        if state.summary.rate_limited is not None:
-            first = first_not_done(list(opts.tickers), state.summary)
-            say(resume_hint(state.summary.rate_limited, settings.rate_limit_sleep, command_line(prog, [*base_args, "--start-from", first])))
-            return Outcome.RATE_LIMITED
-        if state.summary.only_no_data:
-            say("The source has no data for any requested ticker: check --tickers.")
-            return Outcome.SOME_FAILED
-        if state.summary.failures:
-            failed = [o.ticker for o in state.summary.failures]
-            say("Failed: " + "; ".join(o.describe() for o in state.summary.failures))
-            retry = without_flags(base_args, {"--tickers": 1})
-            say(f"Retry only the failed tickers with:\n  {command_line(prog, [*retry, '--tickers', ','.join(failed)])}")
-            return Outcome.SOME_FAILED
-        return Outcome.DONE
+        return judge_stagger(state.summary, list(opts.tickers), prog, base_args, settings.rate_limit_sleep, say)
     finally:
         conn.close()
+
+
+def run_params(opts: StaggerOptions, base_args: list[str]) -> dict[str, Any]:
+    """What ``--resume`` needs to continue this run as it was asked (``resumed_options`` reads it back)."""
+    return {"tickers": list(opts.tickers), "days": opts.days, "end_date": opts.end_date.isoformat() if opts.end_date else None,
+            "delay_minutes": opts.delay_minutes, "skip_existing": opts.skip_existing, "refresh": opts.source.refresh,
+            "args": base_args}
+
+
+def judge_stagger(summary: Summary, tickers: list[str], prog: str, base_args: list[str], sleep_s: float,
+                  say: Callable[[str], None]) -> Outcome:
+    """The run's outcome from its summary, with the command that continues (a rate limit) or
+    retries only the failed tickers."""
+    if summary.rate_limited is not None:
+        first = first_not_done(tickers, summary)
+        say(resume_hint(summary.rate_limited, sleep_s, command_line(prog, [*base_args, "--start-from", first])))
+        return Outcome.RATE_LIMITED
+    if summary.only_no_data:
+        say("The source has no data for any requested ticker: check --tickers.")
+        return Outcome.SOME_FAILED
+    if summary.failures:
+        failed = [o.ticker for o in summary.failures]
+        say("Failed: " + "; ".join(o.describe() for o in summary.failures))
+        retry = without_flags(base_args, {"--tickers": 1})
+        say(f"Retry only the failed tickers with:\n  {command_line(prog, [*retry, '--tickers', ','.join(failed)])}")
+        return Outcome.SOME_FAILED
+    return Outcome.DONE
 
 
 def lock_runner(conn: psycopg.Connection[Any]) -> None:
