@@ -174,19 +174,20 @@ def check_values(params: Iterable[Param], values: dict[str, Any]) -> None:
 
 
 # -- flag types that return JSON values ---------------------------------------------------------
-def ticker_list(text: str) -> list[str]:
-    try:
-        return parse_ticker_list(text)
-    except BadInput as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+def flag_type(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """An argparse type from a parser of ours: its BadInput becomes argparse's one-line error (exit 2)."""
+    def convert(text: str) -> Any:
+        try:
+            return parse(text)
+        except BadInput as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = getattr(parse, "__name__", "value")
+    return convert
 
 
-def shard_text(text: str) -> str:
-    """A shard, ``K/N`` (``tasks.core.tickers.Shard``), checked and normalized."""
-    try:
-        return str(parse_shard(text))
-    except BadInput as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+ticker_list = flag_type(parse_ticker_list)
+shard_text = flag_type(lambda text: str(parse_shard(text)))  # a shard, K/N (tasks.core.tickers.Shard), normalized
 
 
 def date_text(text: str) -> str:

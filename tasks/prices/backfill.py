@@ -97,7 +97,7 @@ def plan_backfill(
     return BackfillPlan(table, tuple(sessions), tuple(items))
 
 
-def obtain(item: PlanItem, *, cache: DownloadCache, source: YahooSource | None, use_cache: bool = True) -> FetchResult:
+def fetch_item(item: PlanItem, *, cache: DownloadCache, source: YahooSource | None, use_cache: bool = True) -> FetchResult:
     """Bars for a planned item: from the cache if fresh, else from the source (then cached).
 
     Raises:

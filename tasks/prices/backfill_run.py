@@ -22,8 +22,8 @@ from tasks.prices.backfill import (
     BackfillPlan,
     PlanItem,
     Summary,
+    fetch_item,
     keep_result,
-    obtain,
     plan_backfill,
     record_failure,
     record_skip,
@@ -170,7 +170,7 @@ def execute(plan: BackfillPlan, opts: BackfillOptions, *, conn: Any, cache: Down
     to_fetch: list[PlanItem] = []
     for item in (i for i in plan.items if i.action == "cache"):
         try:
-            result = wrap(obtain, f"cache-{item.ticker}")(item, cache=cache, source=None)
+            result = wrap(fetch_item, f"cache-{item.ticker}")(item, cache=cache, source=None)
         except SourceError:  # expired between plan and now: fetch it instead
             to_fetch.append(item)
             continue
@@ -195,7 +195,7 @@ def execute(plan: BackfillPlan, opts: BackfillOptions, *, conn: Any, cache: Down
             if fail_item(error, item, conn, run_id, summary, reporter, table=opts.table):
                 return
         return
-    fetch = wrap(obtain, "fetch-bars")
+    fetch = wrap(fetch_item, "fetch-bars")
     for item in to_fetch:
         reporter.status(f"fetching {item.ticker}")
         try:

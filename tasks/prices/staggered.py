@@ -17,7 +17,7 @@ import psycopg
 
 from tasks.core.display import Reporter, format_duration, format_eta
 from tasks.core.errors import RateLimited, SourceError
-from tasks.prices.backfill import BackfillPlan, ItemOutcome, PlanItem, Summary, keep_result, obtain, record_failure, record_skip
+from tasks.prices.backfill import BackfillPlan, ItemOutcome, PlanItem, Summary, fetch_item, keep_result, record_failure, record_skip
 from tasks.sources.cache import DownloadCache
 from tasks.sources.spacing import MinIntervalGate
 from tasks.sources.yahoo import YahooSource
@@ -86,7 +86,7 @@ def stagger_fetches(
             continue
         if item.action == "cache" and not refresh:
             try:
-                result = obtain(item, cache=cache, source=None)
+                result = fetch_item(item, cache=cache, source=None)
             except SourceError:  # expired since planning: fetch it instead
                 pass
             else:
@@ -144,7 +144,7 @@ def fetch_and_store(
         StoreError: the write failed (nothing of the ticker is committed).
     """
     try:
-        result = obtain(item, cache=cache, source=source, use_cache=use_cache)
+        result = fetch_item(item, cache=cache, source=source, use_cache=use_cache)
     except RateLimited:
         raise
     except SourceError as exc:
