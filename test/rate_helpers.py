@@ -13,21 +13,11 @@ from tasks.sources.budget import RateBudget
 
 def grant_times(take: Callable[[], Any], count: int, threads: int) -> list[float]:
     """``threads`` threads call ``take()`` ``count`` times each; returns when each call returned."""
-    times: list[float] = []
-    lock = threading.Lock()
+    def timed() -> float:
+        take()
+        return time.time()
 
-    def work() -> None:
-        for _ in range(count):
-            take()
-            with lock:
-                times.append(time.time())
-
-    pool = [threading.Thread(target=work) for _ in range(threads)]
-    for t in pool:
-        t.start()
-    for t in pool:
-        t.join()
-    return times
+    return slot_times(timed, count, threads)
 
 
 def slot_times(take: Callable[[], float], count: int, threads: int) -> list[float]:
