@@ -272,7 +272,7 @@ def test_the_fast_tick_path_gives_the_row_path_s_row_and_key_or_leaves_the_line_
     Python row path gives; everything else it must leave to that path (None), never accept."""
     import json
 
-    import orjson
+    import msgspec
 
     from tasks.jsonl.records import Reject, scalp_row
     from tasks.jsonl.ticks import fast_scalp_row, keyed_copy_lines
@@ -293,8 +293,8 @@ def test_the_fast_tick_path_gives_the_row_path_s_row_and_key_or_leaves_the_line_
     for n, line in enumerate(lines, 1):
         fast = fast_scalp_row(line)
         try:
-            slow: tuple[object, ...] | None = scalp_row(orjson.loads(line))
-        except (Reject, orjson.JSONDecodeError, AttributeError, TypeError):
+            slow: tuple[object, ...] | None = scalp_row(msgspec.json.decode(line))
+        except (Reject, msgspec.DecodeError, AttributeError, TypeError):
             slow = None
         if fast is None:
             continue

@@ -1,6 +1,6 @@
 """Loading one JSONL file into PostgreSQL, in batches that each commit with the file's checkpoint.
 
-Python parses each line (orjson, in C) and checks it (``jsonl_records``); the good rows go to a
+Python parses each line (msgspec, in C) and checks it (``jsonl_records``); the good rows go to a
 temp table with one COPY and into the target with one ``INSERT ... ON CONFLICT`` per batch
 (``sql/load_<kind>.sql``), the bad ones to ``jsonl_rejects`` with their reason. Only complete lines are loaded:
 a last line without its newline is
@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
-import orjson
+import msgspec
 import psycopg
 
 from tasks.core.db import database_errors
@@ -32,6 +32,7 @@ from tasks.jsonl.records import ROW_BUILDERS, Reject
 from tasks.jsonl.ticks import Row, fast_scalp_row, keyed_copy_lines, minute_bars
 
 _MAX_LINE = 1 << 20
+_decode = msgspec.json.Decoder().decode  # any JSON value; records.py checks what it must be
 # Batches merge into the 1-minute bars under this lock in shared mode (side by side: the row lock
 # of ON CONFLICT keeps each merge whole); recomputing bars after a reload takes it exclusively, so
 # it never interleaves with a merge into the same minute.
@@ -244,8 +245,8 @@ def _parse_lines(batch: list[tuple[int, bytes]], kind: Kind) -> tuple[list[tuple
             if len(body) > _MAX_LINE:
                 raise Reject("line longer than 1 MiB")
             try:
-                record = orjson.loads(body)
-            except orjson.JSONDecodeError:
+                record = _decode(body)
+            except msgspec.DecodeError:
                 raise Reject("not UTF-8 text" if not _is_utf8(body) else "invalid JSON") from None
             if not isinstance(record, dict):
                 raise Reject("not a JSON object")
@@ -355,7 +356,7 @@ def _bar_params(rel: str, bars: list[tuple[Any, ...]]) -> dict[str, Any]:
     return {"file": rel, "symbol": list(columns[0]), "bar_time": list(columns[1]), "open": [repr(v) for v in columns[2]],
             "high": [repr(v) for v in columns[3]], "low": [repr(v) for v in columns[4]], "close": [repr(v) for v in columns[5]],
             "volume": list(columns[6]), "ticks": list(columns[7]), "session": list(columns[8]), "level": list(columns[9]),
-            "flags": [orjson.dumps(f).decode() if f else None for f in columns[10]], "open_time": list(columns[11]),
+            "flags": [msgspec.json.encode(f).decode() if f else None for f in columns[10]], "open_time": list(columns[11]),
             "open_line": list(columns[12]), "close_time": list(columns[13]), "close_line": list(columns[14])}
 
 

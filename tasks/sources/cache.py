@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import orjson
+import msgspec
 import pandas as pd
 
 from tasks.core.bar_checks import implausible
@@ -145,7 +145,7 @@ class DownloadCache:
         fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".tmp-", suffix=".json")
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(orjson.dumps(payload).decode("utf-8"))
+                fh.write(msgspec.json.encode(payload).decode("utf-8"))
             os.replace(tmp, path)
         finally:
             Path(tmp).unlink(missing_ok=True)  # gone once renamed; a half-written one must not stay
@@ -156,7 +156,7 @@ class DownloadCache:
             info = path.lstat()
             if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_FILE_BYTES:
                 raise ValueError("not a regular cache file")  # a FIFO would block the read forever
-            data = orjson.loads(path.read_bytes())
+            data = msgspec.json.decode(path.read_bytes())
             if not isinstance(data, dict) or data.get("version") != FORMAT_VERSION:
                 raise ValueError("unknown cache format")
             for key in ("start", "end", "fetched_at", "bars", "actions"):
@@ -169,11 +169,11 @@ class DownloadCache:
             if len(lengths) != 1 or -1 in lengths or any(not isinstance(actions.get(c), list) for c in _ACTION_COLUMNS):
                 raise ValueError("malformed columns")
             return data
-        except (OSError, ValueError, TypeError, orjson.JSONDecodeError):
+        except (OSError, ValueError, TypeError, msgspec.DecodeError):
             path.unlink(missing_ok=True)
             return None
 
 
 def _columns(frame: pd.DataFrame, names: tuple[str, ...] | list[str]) -> dict[str, list[object]]:
-    """Column-wise plain lists; orjson writes dates as ISO strings and NaN as null."""
+    """Column-wise plain lists; msgspec writes dates as ISO strings and NaN as null."""
     return {name: frame[name].tolist() if name in frame.columns else [None] * len(frame) for name in names}
