@@ -251,8 +251,17 @@ def test_a_deployment_run_refuses_what_the_cli_refuses_before_writing_anything(d
         flag = "--" + key.replace("_", "-")
         text = ",".join(value) if isinstance(value, list) else str(value)
         assert run_cli("flows.staggered_sector_backfill", flag, text, "--dry-run").code == 2, key
-    ids = {key: create_run(api, STAGGERED, {"tickers": ["XLK"], "days": 5, "end_date": END, key: value})
-           for key, value in BAD_PARAMETERS.items()}
+    # Every parameter goes through the one check a flow run makes first (check_values, in process);
+    # two of them also through whole deployment runs on the worker, a number and a list.
+    from flows import staggered_sector_backfill as staggered
+    from flows.params import check_values, defaults
+    from tasks.core.errors import BadInput
+
+    for key, value in BAD_PARAMETERS.items():
+        with pytest.raises(BadInput, match=f"^parameter {key}:"):
+            check_values(staggered.PARAMS, {**defaults(staggered.PARAMS), key: value})
+    ids = {key: create_run(api, STAGGERED, {"tickers": ["XLK"], "days": 5, "end_date": END, key: BAD_PARAMETERS[key]})
+           for key in ("timeout", "tickers")}
     for key, run_id in ids.items():
         state = wait_finished(api, run_id)
         assert (state["type"], state["name"]) == ("FAILED", "BadInput"), (key, state)

@@ -259,3 +259,19 @@ def test_the_nyse_calendar_has_exactly_the_trading_days_of_the_exchanges_publish
 
     first, last = dt.date(2024, 1, 1), dt.date(2026, 12, 31)
     assert sessions_between(first, last) == trading_days(first, last)  # 2025-01-09 (a day of mourning) included
+
+
+def test_the_time_to_resume_after_a_rate_limit_is_never_before_the_cool_down_ends() -> None:
+    from tasks.core.commands import collected_resume_points, resume_hint
+    from tasks.core.errors import RateLimited
+
+    now = dt.datetime(2026, 12, 3, 16, 43, 8, 730_000, tzinfo=dt.UTC)
+    cooling = RateLimited("XLK", "budget 'yahoo' cooling down after HTTP 429", retry_after=15.0, from_budget=True)
+    with collected_resume_points() as points:
+        text = resume_hint(cooling, 900.0, "staggered-backfill --start-from XLK", now=now)
+        resume_hint(cooling, 900.0, "x", now=now.replace(microsecond=0))  # a whole second stays as it is
+    # The cool-down ends at 16:43:23.73: the next whole second, not the one before it (a continuation
+    # scheduled at 16:43:23 found 0.73 s of cool-down left and stopped again).
+    assert [p.at for p in points] == [dt.datetime(2026, 12, 3, 16, 43, 24, tzinfo=dt.UTC),
+                                      dt.datetime(2026, 12, 3, 16, 43, 23, tzinfo=dt.UTC)]
+    assert "Resume after 2026-12-03 16:43:24 UTC" in text

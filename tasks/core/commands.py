@@ -71,7 +71,10 @@ def resume_hint(error: RateLimited, sleep_s: float, command: str, *, now: dt.dat
     """The lines printed when a rate limit stops a run: when to resume, and how."""
     wait = error.retry_after if error.from_budget and error.retry_after is not None else max(sleep_s, error.retry_after or 0.0)
     now = now or dt.datetime.now(dt.UTC)
-    when = (now + dt.timedelta(seconds=wait)).replace(microsecond=0)
+    exact = now + dt.timedelta(seconds=wait)
+    # Up to the next whole second, never down: a continuation (or a person) starting at the time
+    # said must find the cool-down over, not a fraction of a second left of it.
+    when = exact.replace(microsecond=0) + (dt.timedelta(seconds=1) if exact.microsecond else dt.timedelta())
     sink = resume_sink.get()
     if sink is not None:
         sink.append(ResumePoint(when, f"{error.reason} ({error.symbol})", command))
