@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from flows.cli import ArgumentParser, int_in, program_name, run_cli, use_prefect
@@ -38,8 +38,8 @@ from flows.params import (
 )
 from flows.settings import data_dsn, holdings_url
 from tasks.core.calendar import MAX_DAYS
-from tasks.core.commands import collected_resume_points, command_line
-from tasks.core.display import printer
+from tasks.core.commands import command_line, resume_sink
+from tasks.core.display import printer, progress_sink
 from tasks.core.errors import BadInput, Outcome
 from tasks.core.tickers import SECTOR_ETFS
 from tasks.pipeline.options import ALL_STAGES, STAGES, PipelineOptions, StageOutcome, parse_stages
@@ -93,7 +93,7 @@ def build_flow() -> Any:
     from prefect import flow, get_run_logger
 
     from flows.prefect_artifacts import RunArtifacts
-    from flows.prefect_glue import final_state, prefect_task
+    from flows.prefect_glue import prefect_task, run_in_flow
 
     def stage_flow(name: str) -> Any:
         @flow(name=f"pipeline-{name}", validate_parameters=False, log_prints=False)
@@ -113,30 +113,30 @@ def build_flow() -> Any:
     stage_flows = {name: stage_flow(name) for name in ALL_STAGES}
 
     def body(values: dict[str, Any]) -> Any:
-        opts, logger, lines = options(values), get_run_logger(), list[str]()
+        opts = options(values)
 
-        def say(text: str) -> None:
-            print(text, flush=True)
-            lines.append(text)
-            logger.info(text)
+        def pipeline(log: Callable[[str], None]) -> tuple[Outcome, tuple[list[StageOutcome], str | None]]:
+            report = progress_sink.get()  # the run's progress artifact counts stages, not each stage's items
+            done: list[str] = []
 
-        artifacts = RunArtifacts(logger)
-        artifacts.start_progress("daily-pipeline-progress", "stages done, %")
-        done: list[str] = []
+            def one(name: str) -> StageOutcome:
+                token = progress_sink.set(None)
+                try:
+                    outcome: StageOutcome = stage_flows[name](params=values)
+                finally:
+                    progress_sink.reset(token)
+                done.append(name)
+                if report is not None:
+                    report(len(done), len(opts.stages))
+                return outcome
 
-        def one(name: str) -> StageOutcome:
-            outcome: StageOutcome = stage_flows[name](params=values)
-            done.append(name)
-            artifacts.progress(len(done), len(opts.stages))
-            return outcome
+            code, outcomes = run_pipeline(opts, prog="daily-pipeline", args=flags_for(PARAMS, values), say=printer(log),
+                                          stage=one, dsn=data_dsn())
+            points = resume_sink.get() or []  # run_in_flow collects them (and schedules the continuation at the last)
+            return code, (outcomes, points[-1].command if points else None)  # the stages left, with the run's own flags
 
-        with collected_resume_points() as points:
-            code, outcomes = run_pipeline(opts, prog="daily-pipeline", args=flags_for(PARAMS, values), say=say, stage=one,
-                                          dsn=data_dsn())
-        resume = points[-1].command if points else None  # the stages left, with the run's own flags
-        artifacts.markdown("daily-pipeline-summary", markdown(outcomes, code, resume), "Daily pipeline")
-        artifacts.finish()
-        return final_state(code, lines, resume_at=points[-1].at if points else None)
+        return run_in_flow(FLOW_NAME, "Daily pipeline", pipeline, lambda result, code: markdown(result[0], code, result[1]),
+                           unit="stages")
 
     return flow(name=FLOW_NAME, validate_parameters=False, log_prints=False)(flow_function(FLOW_NAME, PARAMS, body, __doc__))
 

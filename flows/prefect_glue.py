@@ -84,7 +84,7 @@ def closing_lines(lines: list[str], count: int = 12) -> list[str]:
 
 
 def run_in_flow(name: str, title: str, body: Callable[[Callable[[str], None]], Outcome | tuple[Outcome, Any]],
-                markdown: Callable[[Any, Outcome], str] | None = None) -> Any:
+                markdown: Callable[[Any, Outcome], str] | None = None, *, unit: str = "items") -> Any:
     """Run ``body(log)`` in a Prefect flow run with a progress artifact; leave a markdown artifact
     (``markdown(result, code)`` when given and ``body`` returned ``(code, result)``, else the run's
     closing lines); return the run's final state (see module doc)."""
@@ -102,7 +102,7 @@ def run_in_flow(name: str, title: str, body: Callable[[Callable[[str], None]], O
     points: list[ResumePoint] = []
     try:
         wait_for_scheduled_time(log)
-        with collected_resume_points() as points, prefect_progress(artifacts, f"{name}-progress", "items done, %"):
+        with collected_resume_points() as points, prefect_progress(artifacts, f"{name}-progress", f"{unit} done, %"):
             answer = body(log)
         code, result = answer if isinstance(answer, tuple) else (answer, None)
     except KeyboardInterrupt:

@@ -45,7 +45,9 @@ def test_jsonl_ingest_as_a_prefect_flow(run_cli: CliRunner, dsn: str, tmp_path: 
         assert conn.execute("SELECT count(*) FROM scalp_ticks").fetchone() == (len(tree.all_ticks()),)
 
 
-def test_daily_pipeline_stages_run_as_subflows(run_cli: CliRunner, dsn: str) -> None:
+def test_daily_pipeline_stages_run_as_subflows(run_cli: CliRunner, dsn: str, prefect_api: dict[str, str]) -> None:
+    import httpx
+
     result = run_cli("flows.daily_pipeline", "--stages", "1,2,3", "--as-of", "2025-06-30", "--days", "21", "--delay", "0",
                      "--rate", "100000/min", "--holdings-rate", "100000/min", "--orchestrate", "prefect", timeout=240)
     assert result.code == 0, result.stderr[-3000:]
@@ -53,6 +55,16 @@ def test_daily_pipeline_stages_run_as_subflows(run_cli: CliRunner, dsn: str) -> 
         assert subflow in result.stderr
     with psycopg.connect(dsn) as conn:
         assert conn.execute("SELECT count(*) FROM analytics_trending_sectors").fetchone() == (33,)
+    # The run's own artifacts: progress counted in stages (all three done) and the summary table.
+    latest = {}
+    for key in ("daily-pipeline-progress", "daily-pipeline-summary"):
+        found = httpx.post(f"{prefect_api['PREFECT_API_URL']}/artifacts/filter", timeout=10,
+                           json={"artifacts": {"key": {"any_": [key]}}, "sort": "CREATED_DESC", "limit": 1}).json()
+        latest[key] = found[0]
+    assert latest["daily-pipeline-progress"]["type"] == "progress" and float(latest["daily-pipeline-progress"]["data"]) == 100.0
+    assert latest["daily-pipeline-progress"]["description"] == "stages done, %"
+    summary = latest["daily-pipeline-summary"]["data"]
+    assert summary.startswith("## Daily pipeline (") and all(f"| {s} | " in summary for s in ("etf-ohlc", "etf-holdings", "trending"))
 
 
 def test_run_states_say_what_happened(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo) -> None:
