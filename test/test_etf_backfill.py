@@ -303,5 +303,9 @@ def test_default_flags_pace_yahoo_at_the_source_documents_limits(run_cli: CliRun
     assert result.code == 0, result.stderr
     times = sorted(c.at for c in fake_yahoo.chart_requests())
     assert len(times) == 3
-    # 60/min,2000/h: evenly spaced at the binding 2,000 an hour, one request every 1.8 s (never faster than 1/s).
-    assert min(b - a for a, b in zip(times, times[1:], strict=False)) >= 1.8 - 0.05
+    # 60/min,2000/h: the budget grants a slot every 1.8 s (the binding 2,000 an hour), where 60/min
+    # alone would allow one a second. These are arrival times at the server: each request reaches
+    # it some milliseconds after its slot, more on a loaded machine (1.725 s apart was seen), so
+    # the gap is judged against the midpoint of the two paces, not against 1.8 s exactly.
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    assert min(gaps) >= 1.4, gaps
