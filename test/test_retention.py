@@ -225,3 +225,15 @@ def test_jsonl_tables_after_retention_equal_a_load_of_only_the_kept_days(run_cli
         assert run_cli("flows.jsonl_ingest", "--root", str(tmp_path / "all"), *one_loader).code == 0
         assert run_cli("flows.jsonl_ingest", "--root", str(tmp_path / "kept"), *one_loader, env={"DATABASE_URL": clean}).code == 0
         assert _jsonl_content(dsn) == _jsonl_content(clean)
+
+
+def test_a_day_partition_left_detached_by_a_killed_run_is_dropped_and_counted_by_the_next(db: psycopg.Connection[Any]) -> None:
+    noon = dt.datetime.combine(TODAY, dt.time(12), tzinfo=dt.UTC)
+    old = noon - dt.timedelta(days=10)
+    ensure_days(db, [old.date()])
+    db.execute("INSERT INTO scalp_ticks (symbol, event_time, session_id, source_file, source_line) VALUES ('X', %s, 's', 'f', 1)", (old,))
+    name = f"scalp_ticks_p{old.date():%Y%m%d}"
+    db.execute(f"ALTER TABLE scalp_ticks DETACH PARTITION {name}")  # noqa: S608 (a name made above): killed before its DROP
+    assert apply_retention(db, RetentionWindows(realtime_days=3), dry_run=True, now=noon)["scalp_ticks"] == 1
+    assert apply_retention(db, RetentionWindows(realtime_days=3), dry_run=False, now=noon)["scalp_ticks"] == 1
+    assert db.execute("SELECT to_regclass(%s)", (name,)).fetchone() == (None,)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -85,16 +86,25 @@ def ensure_days(conn: psycopg.Connection[Any], days: Iterable[dt.date], tables: 
     return made
 
 
-def day_partitions(conn: psycopg.Connection[Any], table: str) -> dict[dt.date, str]:
-    """The day partitions attached to ``table`` now, by day."""
-    rows = conn.execute("SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
-                        " WHERE i.inhparent = to_regclass(%s)", (table,)).fetchall()
-    found: dict[dt.date, str] = {}
-    prefix = f"{table}_p"
-    for (name,) in rows:
-        if name.startswith(prefix) and len(name) == len(prefix) + 8 and name[len(prefix):].isdigit():
-            found[dt.datetime.strptime(name[len(prefix):], "%Y%m%d").date()] = name  # noqa: DTZ007 (a date)
-    return found
+@dataclass(frozen=True)
+class DayPartition:
+    name: str
+    attached: bool  # False: left detached by a retention run killed between detach and drop
+    detach_pending: bool  # a DETACH ... CONCURRENTLY that a killed run began (FINALIZE ends it)
+
+
+def day_partitions(conn: psycopg.Connection[Any], table: str) -> dict[dt.date, DayPartition]:
+    """The tables named as ``table``'s day partitions in this schema, by day: those attached to it,
+    and any that a killed retention run left detached."""
+    rows = conn.execute(
+        "SELECT c.relname, i.inhrelid IS NOT NULL, coalesce(i.inhdetachpending, false)"
+        " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " LEFT JOIN pg_inherits i ON i.inhrelid = c.oid AND i.inhparent = to_regclass(%s)"
+        " WHERE n.nspname = current_schema() AND c.relkind = 'r' AND c.relname ~ %s"
+        " AND (i.inhrelid IS NOT NULL OR NOT c.relispartition)",  # never another table's partition
+        (table, f"^{table}_p[0-9]{{8}}$")).fetchall()
+    return {dt.datetime.strptime(name[-8:], "%Y%m%d").date(): DayPartition(name, attached, pending)  # noqa: DTZ007 (a date)
+            for name, attached, pending in rows}
 
 
 def is_partitioned(conn: psycopg.Connection[Any], table: str) -> bool:

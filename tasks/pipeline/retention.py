@@ -198,33 +198,19 @@ def _drop_old_days(conn: psycopg.Connection[Any], table: str, cutoff: dt.datetim
             if move.table == table:
                 query = sql.SQL("SELECT count(*) FROM {} WHERE {} < %s").format(sql.Identifier(move.source), column)
                 total += _count(conn, query, (cutoff,))
-    attached = day_partitions(conn, table)
-    for day, name in sorted(_leftover_days(conn, table).items()):
+    for day, part in sorted(day_partitions(conn, table).items()):
         if day >= cutoff.date():
             continue
-        total += _count(conn, sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(name)), ())
+        name = sql.Identifier(part.name)
+        total += _count(conn, sql.SQL("SELECT count(*) FROM {}").format(name), ())
         if not dry_run:
-            conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(name)))
-    for day, name in sorted(attached.items()):
-        if day >= cutoff.date():
-            continue
-        total += _count(conn, sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(name)), ())
-        if not dry_run:
-            pending = conn.execute("SELECT inhdetachpending FROM pg_inherits WHERE inhrelid = to_regclass(%s)", (name,)).fetchone()
-            how = "FINALIZE" if pending and pending[0] else "CONCURRENTLY"  # FINALIZE: a detach a killed run began
-            conn.execute(sql.SQL("ALTER TABLE {} DETACH PARTITION {} " + how).format(sql.Identifier(table), sql.Identifier(name)))
-            conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(name)))
+            if part.attached:  # FINALIZE: a detach a killed run began
+                how = sql.SQL("FINALIZE" if part.detach_pending else "CONCURRENTLY")
+                conn.execute(sql.SQL("ALTER TABLE {} DETACH PARTITION {} {}").format(sql.Identifier(table), name, how))
+            conn.execute(sql.SQL("DROP TABLE {}").format(name))
         if progress is not None:
             progress(table, total)
     return total
-
-
-def _leftover_days(conn: psycopg.Connection[Any], table: str) -> dict[dt.date, str]:
-    """Tables named as ``table``'s day partitions that are not attached (a run killed between detach and drop)."""
-    rows = conn.execute("SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-                        " WHERE n.nspname = current_schema() AND c.relkind = 'r' AND c.relname ~ %s AND NOT c.relispartition",
-                        (f"^{table}_p[0-9]{{8}}$",)).fetchall()
-    return {dt.datetime.strptime(name[-8:], "%Y%m%d").date(): name for (name,) in rows}  # noqa: DTZ007 (a date)
 
 
 def _count(conn: psycopg.Connection[Any], query: sql.Composed, params: tuple[Any, ...]) -> int:
