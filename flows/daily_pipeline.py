@@ -16,7 +16,6 @@ from that stage.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -44,7 +43,7 @@ from tasks.core.errors import BadInput, Outcome
 from tasks.core.tickers import SECTOR_ETFS
 from tasks.pipeline.options import ALL_STAGES, STAGES, PipelineOptions, StageOutcome, parse_stages
 from tasks.pipeline.retention import RetentionWindows
-from tasks.pipeline.stages import markdown, rest_command, run_pipeline, run_stage
+from tasks.pipeline.stages import markdown, run_pipeline, run_stage
 from tasks.sources.budget import parse_rate
 
 FLOW_NAME = "daily-pipeline"
@@ -151,8 +150,7 @@ def build_parser() -> ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     prog = program_name(MODULE, "daily-pipeline")
-    unfinished: list[str] = []  # the stages not done yet, kept up to date by the run
-    as_of: list[dt.date] = []
+    resume: list[str] = []  # the command that runs the stages not done yet, kept up to date by the run
 
     def body() -> Outcome:
         ns = build_parser().parse_args(args)
@@ -162,11 +160,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return run_flow(build_flow(), values)
         opts = options({**values, "dry_run": ns.dry_run})
-        as_of.append(opts.session())
-        return run_pipeline(opts, prog=prog, args=args, say=printer(), dsn=data_dsn(), unfinished=unfinished)[0]
+        return run_pipeline(opts, prog=prog, args=args, say=printer(), dsn=data_dsn(), resume=resume)[0]
 
     def stopped() -> str:
-        again = rest_command(prog, args, unfinished, as_of[0]) if unfinished and as_of else command_line(prog, args)
+        again = resume[0] if resume else command_line(prog, args)  # stopped before the first stage: the whole command
         return f"Interrupted: finished stages are kept. Run the unfinished stages with:\n  {again}"
 
     return run_cli(body, interrupted=stopped)

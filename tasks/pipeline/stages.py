@@ -70,20 +70,20 @@ def rest_command(prog: str, args: Sequence[str], rest: Sequence[str], as_of: dt.
 
 def run_pipeline(opts: PipelineOptions, *, prog: str, args: Sequence[str], say: Callable[[str], None],
                  dsn: str, stage: Callable[[str], StageOutcome] | None = None,
-                 unfinished: list[str] | None = None) -> tuple[Outcome, list[StageOutcome]]:
+                 resume: list[str] | None = None) -> tuple[Outcome, list[StageOutcome]]:
     """Run the chosen stages in order; stop at a rate limit, missing inputs or an interrupt.
 
     ``stage(name)`` runs one stage (a Prefect subflow in the flow; ``run_stage`` by default).
-    ``unfinished`` (when given) always holds the stages not yet done, for the caller to name if
-    the run is interrupted.
+    ``resume`` (when given) always holds the command that runs the stages not yet done, for the
+    caller to print if the run is interrupted.
     """
     run = stage or (lambda name: run_stage(name, opts, dsn=dsn, say=say, earlier=opts.stages[:opts.stages.index(name)]))
     as_of = opts.session()
     say(f"Daily pipeline as of {as_of}: {', '.join(opts.stages)}" + (" (dry run)" if opts.dry_run else ""))
     outcomes: list[StageOutcome] = []
     for name in opts.stages:
-        if unfinished is not None:
-            unfinished[:] = opts.stages[opts.stages.index(name):]
+        if resume is not None:
+            resume[:] = [rest_command(prog, args, opts.stages[opts.stages.index(name):], as_of)]
         outcome = run(name)
         outcomes.append(outcome)
         if outcome.code == Outcome.RATE_LIMITED and outcome.rate_limited is not None:
