@@ -33,25 +33,15 @@ from bench.common import ROOT, fresh_database, start_server, write_section
 from bench.jsonl_ingest import generate, previous_checkout
 from bench.jsonl_range_queries import range_queries, timed
 from tasks.core.db import migrate
-from tasks.core.sql_files import migrations
 from tasks.jsonl.partitions import ensure_days
 from tasks.pipeline.retention import RetentionWindows, apply_retention
+from test.fix_db import migrate_before
 
 PREVIOUS = "bcd783e"  # the last commit before day partitions
 START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 DAYS = 30
 SYMBOLS = 40
 KEEP_DAYS = 20  # retention with "now" at the end of the 30 days: the 10 oldest go
-
-
-def single_table_schema(conn: psycopg.Connection[Any]) -> None:
-    """The schema before migration 017, recorded as applied (the previous code finds it current)."""
-    conn.execute("CREATE TABLE schema_migrations (version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())")
-    for name, text in migrations():
-        if name >= "017":
-            break
-        conn.execute(text)  # our own files
-        conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (name,))
 
 
 def fill(conn: psycopg.Connection[Any], ticks: int, *, partitioned: bool) -> None:
@@ -142,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         dsns = {"single table": fresh_database(server.get_uri()), "day partitions": fresh_database(server.get_uri())}
         code = {"single table": previous, "day partitions": ROOT}
         conns = {name: psycopg.connect(dsn, autocommit=True) for name, dsn in dsns.items()}
-        single_table_schema(conns["single table"])
+        migrate_before(conns["single table"], "017")  # the schema before day partitions, recorded as current
         migrate(conns["day partitions"])
         for name, conn in conns.items():
             started = time.perf_counter()

@@ -77,7 +77,8 @@ def _move(conn: psycopg.Connection[Any], move: Move, say: Callable[[str], None],
     within = sql.SQL("ctid >= %(lo)s::tid AND ctid < %(hi)s::tid")  # a range of whole pages: a TID range scan
     days_query = sql.SQL("SELECT DISTINCT ({} AT TIME ZONE 'UTC')::date FROM {} WHERE {}").format(sql.Identifier(column), source, within)
     copy = sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} WHERE {}").format(target, columns, columns, source, within)
-    say(move.describe()[0].upper() + move.describe()[1:])
+    said = move.describe()
+    say(said[:1].upper() + said[1:])
     page, rows, said_at, moved = move.next_page, move.rows_moved, time.monotonic(), 0
     while page < move.pages:
         bounds = {"lo": f"({page},0)", "hi": f"({page + batch_pages},0)"}
