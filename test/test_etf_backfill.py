@@ -183,9 +183,9 @@ def test_a_ticker_without_data_is_reported_not_a_failure(run_cli: CliRunner, dsn
 
 def test_corrupt_cache_file_is_refetched_not_a_crash(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo, tmp_path: Path) -> None:
     assert run_cli(ETF, *BASE).code == 0
-    (victim,) = (tmp_path / "cache" / "prices").glob("XLF__*.json")
+    (victim,) = (tmp_path / "cache" / "prices").glob("*/XLF__*.json")
     victim.write_text(victim.read_text()[:40])
-    (other,) = (tmp_path / "cache" / "prices").glob("XLE__*.json")
+    (other,) = (tmp_path / "cache" / "prices").glob("*/XLE__*.json")
     other.write_bytes(b"\x80\x04\x95pickle?")
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("TRUNCATE collected_daily_etf_ohlc")

@@ -114,6 +114,35 @@ def test_cache_round_trips_and_serves_sub_ranges(tmp_path: Path) -> None:
     assert cache.get(FetchRequest("XLV", days[0], days[-1])) is None
 
 
+def test_cache_keeps_one_file_per_covering_fetch_in_its_symbols_folder(tmp_path: Path) -> None:
+    cache = DownloadCache(tmp_path)
+    days = [dt.date(2025, 7, d) for d in range(1, 5)]
+    narrow = cache.put(FetchResult(FetchRequest("XLK", days[1], days[2]), _bars("XLK", days[1:3]), from_cache=False))
+    other = cache.put(FetchResult(FetchRequest("XLK", days[2], days[3]), _bars("XLK", days[2:]), from_cache=False))
+    assert narrow is not None and other is not None and narrow.parent == other.parent != tmp_path / "prices"
+    assert cache.get(FetchRequest("XLK", days[0], days[2])) is None  # no file covers it
+    wide = cache.put(FetchResult(FetchRequest("XLK", days[0], days[2]), _bars("XLK", days[:3]), from_cache=False))
+    assert wide is not None and not narrow.exists() and other.exists()  # the wider fetch answers all the narrow one did
+    got = cache.get(FetchRequest("XLK", days[1], days[2]))
+    assert got is not None and list(got.bars["trade_date"]) == days[1:3]
+    # 40 symbols' files spread over many folders, none of them the top one
+    for i in range(40):
+        cache.put(FetchResult(FetchRequest(f"S{i}", days[0], days[0]), _bars(f"S{i}", days[:1]), from_cache=False))
+    folders = {p.parent for p in (tmp_path / "prices").rglob("*.json")}
+    assert len(folders) > 20 and tmp_path / "prices" not in folders
+
+
+def test_cache_files_of_the_single_folder_layout_are_moved_and_still_served(tmp_path: Path) -> None:
+    days = [dt.date(2025, 7, 1), dt.date(2025, 7, 2)]
+    written = DownloadCache(tmp_path).put(FetchResult(FetchRequest("XLK", *days), _bars("XLK", days), from_cache=False))
+    assert written is not None
+    flat = tmp_path / "prices" / written.name  # where the previous layout kept it
+    written.rename(flat)
+    got = DownloadCache(tmp_path).get(FetchRequest("XLK", *days))
+    assert got is not None and list(got.bars["trade_date"]) == days
+    assert not flat.exists() and written.exists()
+
+
 def test_cache_expires_after_ttl(tmp_path: Path) -> None:
     clock = FakeClock(1_700_000_000)
     cache = DownloadCache(tmp_path, clock=clock.time)
@@ -132,7 +161,7 @@ def test_cache_deletes_unreadable_files_and_misses(tmp_path: Path, content: byte
     cache = DownloadCache(tmp_path)
     req = FetchRequest("SPY", dt.date(2025, 7, 1), dt.date(2025, 7, 1))
     cache.put(FetchResult(req, _bars("SPY", [dt.date(2025, 7, 1)]), from_cache=False))
-    (path,) = (tmp_path / "prices").glob("SPY__*.json")
+    (path,) = (tmp_path / "prices").glob("*/SPY__*.json")
     path.write_bytes(content)
     assert cache.get(req) is None
     assert not path.exists()

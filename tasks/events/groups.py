@@ -183,15 +183,26 @@ def value_group(group: ValuationGroup, ctx: ValuationContext) -> GroupResult:
         if not spans:
             return result
         if fresh:
-            new_bars = [f.bars[["ticker", "trade_date", "close", "adj_close", "volume"]].assign(
-                trade_date=lambda b: pd.to_datetime(b["trade_date"])) for f in fresh]  # as load_group_bars gives them
-            bars = pd.concat([bars, *new_bars], ignore_index=True).drop_duplicates(["ticker", "trade_date"], keep="last")
+            fetched = as_loaded([f.bars for f in fresh])
+            # One fetch per ticker: only bars stored before can repeat a fetched day.
+            bars = fetched if bars.empty else pd.concat([bars, fetched], ignore_index=True).drop_duplicates(["ticker", "trade_date"],
+                                                                                                            keep="last")
         counts = write_valuations(conn, pending_chunks(conn, sorted(spans), overwrite=ctx.overwrite, before=cutoff),
                                   lambda chunk: _metrics(chunk, bars, ctx.spy, failed))
         result.ok, result.no_data, result.error = (counts.get(k, 0) for k in ("ok", "no_data", "error"))
         result.failed = {t: reason for t, (_, reason) in failed.items()}
     result.seconds = time.perf_counter() - started
     return result
+
+
+def as_loaded(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """Fetched bars (``BAR_COLUMNS``) as one frame shaped as ``load_group_bars`` gives stored ones."""
+    def joined(column: str, dtype: Any) -> np.ndarray:
+        return np.concatenate([f[column].to_numpy(dtype=dtype) for f in frames])
+
+    days = np.concatenate([f["trade_date"].to_numpy().astype("datetime64[D]") for f in frames])
+    return pd.DataFrame({"ticker": joined("ticker", object), "trade_date": days.astype("datetime64[ns]"), "close": joined("close", float),
+                         "adj_close": joined("adj_close", float), "volume": joined("volume", float)})
 
 
 def _obtain_all(requests: list[FetchRequest], ctx: ValuationContext) -> Iterator[tuple[FetchRequest, FetchResult | SourceError]]:

@@ -1,7 +1,11 @@
 """The 24 h download cache: normalized bars as JSON files, one per fetch (never pickle).
 
 A file holds the request it answered and when; a lookup takes any fresh file of the symbol
-whose range covers the request. Any bad file (unreadable, truncated, wrong types, impossible
+whose range covers the request. Files live in 256 folders by a hash of the symbol
+(``prices/3f/SPY__2025-07-01__2025-07-08.json``): a lookup lists one small folder, where a
+single folder of 5,000 tickers' files made each lookup scan them all. A file that a newer,
+wider fetch covers is removed when that one is written; files of the earlier single-folder
+layout are moved into their folders the first time a cache is used. Any bad file (unreadable, truncated, wrong types, impossible
 values, a FIFO, a fetch time in the future) is deleted and treated as a miss, so a corrupt cache
 costs one refetch, never a crash or a hang.
 """
@@ -9,6 +13,7 @@ costs one refetch, never a crash or a hang.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 import os
 import stat
@@ -68,11 +73,43 @@ class DownloadCache:
         self.ttl = ttl
         self._now = clock
         self._warned = False
+        self._layout_checked = False
 
-    def _files(self, symbol: str) -> list[Path]:
-        if not self.dir.is_dir():
+    def path(self, request: FetchRequest) -> Path:
+        """Where the download answering ``request`` is kept."""
+        return _folder(self.dir, request.symbol) / f"{request.symbol}__{request.start.isoformat()}__{request.end.isoformat()}.json"
+
+    def _files(self, request: FetchRequest, *, within: bool = False) -> list[Path]:
+        """The symbol's files whose named range covers ``request`` (``within``: that ``request`` covers)."""
+        self._move_flat_files()
+        try:
+            names = os.listdir(_folder(self.dir, request.symbol))
+        except OSError:  # no folder yet (or not readable): nothing cached
             return []
-        return sorted(self.dir.glob(f"{symbol}__*.json"))
+        found = []
+        for name in sorted(names):
+            named = _named_request(name)
+            if named is not None and named.symbol == request.symbol and (request.covers(named) if within else named.covers(request)):
+                found.append(_folder(self.dir, request.symbol) / name)
+        return found
+
+    def _move_flat_files(self) -> None:
+        """Once per cache: files of the single-folder layout into their folders (another process may
+        be moving the same ones: a file already gone is skipped)."""
+        if self._layout_checked:
+            return
+        self._layout_checked = True
+        try:
+            entries = [e for e in os.scandir(self.dir) if _named_request(e.name) is not None and not e.is_dir(follow_symlinks=False)]
+        except OSError:
+            return
+        for entry in entries:
+            target = _folder(self.dir, entry.name.split("__", 1)[0])
+            try:
+                target.mkdir(exist_ok=True)
+                os.replace(entry.path, target / entry.name)
+            except OSError:
+                continue
 
     def get(self, request: FetchRequest) -> FetchResult | None:
         """A fresh cached download covering ``request`` (bars cut to its range), or None.
@@ -81,7 +118,7 @@ class DownloadCache:
         fetch time in the future, or holds implausible bars (``core/bar_checks.py``) is deleted
         and counts as a miss: the caller fetches again.
         """
-        for path in self._files(request.symbol):
+        for path in self._files(request):
             found = self._load(path, request)
             if found is not None:
                 return found
@@ -119,7 +156,8 @@ class DownloadCache:
     def put(self, result: FetchResult) -> Path | None:
         """Write ``result`` atomically (temp file + rename) and return its path; None when it could
         not be written (a full disk, a folder gone): the cache is an optimisation, the data it was
-        given is stored all the same, and the first such failure of a run is said once."""
+        given is stored all the same, and the first such failure of a run is said once. The
+        symbol's files whose range this one covers are removed: this one answers all they did."""
         try:
             return self._write(result)
         except OSError as exc:
@@ -131,7 +169,9 @@ class DownloadCache:
 
     def _write(self, result: FetchResult) -> Path:
         req = result.request
-        self.dir.mkdir(parents=True, exist_ok=True)
+        path = self.path(req)
+        superseded = [p for p in self._files(req, within=True) if p != path]
+        path.parent.mkdir(parents=True, exist_ok=True)
         payload = {
             "version": FORMAT_VERSION,
             "symbol": req.symbol,
@@ -141,14 +181,18 @@ class DownloadCache:
             "bars": _columns(result.bars, BAR_COLUMNS),
             "actions": _columns(result.actions, _ACTION_COLUMNS),
         }
-        path = self.dir / f"{req.symbol}__{req.start.isoformat()}__{req.end.isoformat()}.json"
-        fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".tmp-", suffix=".json")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(msgspec.json.encode(payload).decode("utf-8"))
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(msgspec.json.encode(payload))
             os.replace(tmp, path)
         finally:
             Path(tmp).unlink(missing_ok=True)  # gone once renamed; a half-written one must not stay
+        for old in superseded:
+            try:
+                old.unlink()
+            except OSError:  # gone already, or open elsewhere (Windows): it expires unread
+                pass
         return path
 
     def _read(self, path: Path) -> dict | None:
@@ -172,6 +216,23 @@ class DownloadCache:
         except (OSError, ValueError, TypeError, msgspec.DecodeError):
             path.unlink(missing_ok=True)
             return None
+
+
+def _folder(prices: Path, symbol: str) -> Path:
+    return prices / hashlib.blake2b(symbol.encode(), digest_size=1).hexdigest()
+
+
+def _named_request(name: str) -> FetchRequest | None:
+    """The request a cache file's name says it answers (``SYMBOL__START__END.json``), or None."""
+    if not name.endswith(".json") or name.startswith("."):
+        return None
+    parts = name[:-5].rsplit("__", 2)
+    if len(parts) != 3 or not parts[0]:
+        return None
+    try:
+        return FetchRequest(parts[0], dt.date.fromisoformat(parts[1]), dt.date.fromisoformat(parts[2]))
+    except ValueError:
+        return None
 
 
 def _columns(frame: pd.DataFrame, names: tuple[str, ...] | list[str]) -> dict[str, list[object]]:

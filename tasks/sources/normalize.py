@@ -1,14 +1,18 @@
 """yfinance frames → our one bar shape (``types.BAR_COLUMNS``) plus corporate actions.
 
-The raw yfinance frame goes no further than this module.
+The raw yfinance frame goes no further than this module. It works on the frame's numpy arrays:
+a valuation normalizes one frame per ticker, thousands a run, and pandas' per-call overhead
+(building, filtering and sorting small frames) cost more than yfinance's own parsing of them.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+
 import numpy as np
 import pandas as pd
 
-from tasks.core.bar_checks import implausible
+from tasks.core.bar_checks import implausible_values
 from tasks.core.types import BAR_COLUMNS
 
 
@@ -16,13 +20,17 @@ class ImplausibleBars(Exception):
     """The source answered with values no market produces (negative, 1e300, a wrapped volume)."""
 
 _RENAME = {"Open": "open", "High": "high", "Low": "low", "Close": "close", "Adj Close": "adj_close", "Volume": "volume"}
+_ACTION_COLUMNS = ["ticker", "ex_date", "kind", "value"]
 
 
-def normalize_history(symbol: str, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Turn a yfinance ``history``/``download`` frame into (bars, actions).
+def normalize_history(symbol: str, frame: pd.DataFrame, within: tuple[dt.date, dt.date] | None = None) -> tuple[pd.DataFrame,
+                                                                                                                  pd.DataFrame]:
+    """Turn a yfinance ``history``/``download`` frame into (bars, actions); bars only of the
+    sessions ``within`` (first, last) when given.
 
-    Rows without a close are dropped (Yahoo sends null rows for halted days); volume becomes
-    an integer; ``adj_close`` falls back to close when the source omits it.
+    Rows without a close are dropped (Yahoo sends null rows for halted days); a session given
+    twice keeps its last row; bars come in date order; volume becomes an integer; ``adj_close``
+    falls back to close when the source omits it.
 
     Raises:
         KeyError: a price column is missing (the caller treats this as malformed data).
@@ -30,35 +38,48 @@ def normalize_history(symbol: str, frame: pd.DataFrame) -> tuple[pd.DataFrame, p
     """
     index = pd.DatetimeIndex(frame.index)
     if index.tz is not None:
-        index = index.tz_convert("America/New_York")
-    dates = index.date
-    bars = pd.DataFrame({"ticker": symbol, "trade_date": dates})
+        index = index.tz_convert("America/New_York").tz_localize(None)
+    days = index.to_numpy().astype("datetime64[D]")  # the session's date where it trades
+    values: dict[str, np.ndarray] = {}
     for source, target in _RENAME.items():
-        if source in frame.columns:
-            bars[target] = pd.to_numeric(frame[source], errors="coerce").to_numpy()
-        elif source == "Adj Close":
-            bars[target] = pd.to_numeric(frame["Close"], errors="coerce").to_numpy()
-        else:
+        if source not in frame.columns and source != "Adj Close":
             raise KeyError(f"column {source!r} missing")
-    bars = bars[bars["close"].notna() & np.isfinite(bars["close"])]
-    bars["volume"] = bars["volume"].fillna(0).round()
-    why = implausible(bars)
+        values[target] = _floats(frame[source if source in frame.columns else "Close"])
+    actions = _actions(symbol, frame, days)
+    keep = np.isfinite(values["close"])
+    if within is not None:
+        keep &= (days >= np.datetime64(within[0], "D")) & (days <= np.datetime64(within[1], "D"))
+    days = days[keep]
+    values = {name: column[keep] for name, column in values.items()}
+    volume = values["volume"]
+    values["volume"] = np.where(np.isnan(volume), 0.0, volume).round()
+    why = implausible_values(values, days)
     if why is not None:  # before the cast: a float volume of 1.5e30 would wrap around to a negative int64
         raise ImplausibleBars(why)
-    bars["volume"] = bars["volume"].astype("int64")
-    bars = bars.drop_duplicates(subset=["trade_date"], keep="last").sort_values("trade_date")
-    actions = _actions(symbol, frame, index)
-    return bars[list(BAR_COLUMNS)].reset_index(drop=True), actions
+    if len(days) > 1 and not (days[1:] > days[:-1]).all():  # a session twice, or out of order: its last row, by date
+        last_of_day = len(days) - 1 - np.unique(days[::-1], return_index=True)[1]
+        days = days[last_of_day]
+        values = {name: column[last_of_day] for name, column in values.items()}
+    bars = pd.DataFrame({"ticker": symbol, "trade_date": days.astype(object),
+                         **{name: values[name] for name in BAR_COLUMNS[2:-1]}, "volume": values["volume"].astype("int64")})
+    return bars, actions
 
 
-def _actions(symbol: str, frame: pd.DataFrame, index: pd.DatetimeIndex) -> pd.DataFrame:
+def _floats(column: pd.Series) -> np.ndarray:
+    """A column as floats, NaN where it holds nothing or no number."""
+    if pd.api.types.is_float_dtype(column.dtype) or pd.api.types.is_integer_dtype(column.dtype):
+        return column.to_numpy(dtype=float, na_value=np.nan)
+    return pd.to_numeric(column, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+
+
+def _actions(symbol: str, frame: pd.DataFrame, days: np.ndarray) -> pd.DataFrame:
     parts = []
     for column, kind in (("Dividends", "dividend"), ("Stock Splits", "split")):
         if column in frame.columns:
-            values = pd.to_numeric(frame[column], errors="coerce").to_numpy()
+            values = _floats(frame[column])
             mask = np.nan_to_num(values) != 0
             if mask.any():
-                parts.append(pd.DataFrame({"ticker": symbol, "ex_date": index.date[mask], "kind": kind, "value": values[mask]}))
+                parts.append(pd.DataFrame({"ticker": symbol, "ex_date": days[mask].astype(object), "kind": kind, "value": values[mask]}))
     if not parts:
-        return pd.DataFrame(columns=["ticker", "ex_date", "kind", "value"])
+        return pd.DataFrame(columns=_ACTION_COLUMNS)
     return pd.concat(parts, ignore_index=True)

@@ -389,13 +389,11 @@ class YahooSource:
 
     def _to_result(self, request: FetchRequest, frame: pd.DataFrame) -> FetchResult:
         try:
-            bars, actions = normalize_history(request.symbol, frame)
+            bars, actions = normalize_history(request.symbol, frame, within=(request.start, request.end))
         except ImplausibleBars as exc:  # a failed ticker, not retried: the source would say the same again
             raise SourceError(request.symbol, f"implausible data from source: {exc}") from exc
         except (KeyError, ValueError, TypeError) as exc:
             raise TransientSourceError(request.symbol, f"malformed data from source: {exc}") from exc
-        keep = (bars["trade_date"] >= request.start) & (bars["trade_date"] <= request.end)
-        bars = bars[keep].reset_index(drop=True)
         if bars.empty:
             raise NoData(request.symbol, "no data for the requested sessions")
         return FetchResult(request, bars, from_cache=False, actions=actions)
