@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import psycopg
 
+from tasks.core.binary_copy import copy_frame
 from tasks.core.calendar import next_close
 from tasks.core.db import connect, database_errors
 from tasks.core.errors import RateLimited, SourceError, TransientSourceError
@@ -40,7 +41,6 @@ from tasks.prices.obtain import (
     record_coverage,
     store_fetched,
 )
-from tasks.prices.store import copy_frame
 from tasks.sources.budget import RateBudget
 from tasks.sources.cache import DownloadCache
 from tasks.sources.settings import SourceSettings
@@ -200,8 +200,9 @@ def as_loaded(frames: list[pd.DataFrame]) -> pd.DataFrame:
     def joined(column: str, dtype: Any) -> np.ndarray:
         return np.concatenate([f[column].to_numpy(dtype=dtype) for f in frames])
 
-    days = np.concatenate([f["trade_date"].to_numpy().astype("datetime64[D]") for f in frames])
-    return pd.DataFrame({"ticker": joined("ticker", object), "trade_date": days.astype("datetime64[ns]"), "close": joined("close", float),
+    # (numpy's own cast of date objects takes ~0.7 us each; pandas parses them 20 times faster)
+    days = pd.DatetimeIndex(np.concatenate([f["trade_date"].to_numpy(dtype=object) for f in frames])).as_unit("ns")
+    return pd.DataFrame({"ticker": joined("ticker", object), "trade_date": days.to_numpy(), "close": joined("close", float),
                          "adj_close": joined("adj_close", float), "volume": joined("volume", float)})
 
 

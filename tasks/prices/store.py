@@ -10,11 +10,11 @@ import datetime as dt
 from functools import cache
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import psycopg
 from psycopg import sql
 
+from tasks.core.binary_copy import copy_frame
 from tasks.core.db import database_errors
 from tasks.core.sql_files import statement
 from tasks.core.types import BAR_COLUMNS, StoreCounts
@@ -62,40 +62,6 @@ def _dates(conn: psycopg.Connection[Any], table: str, tickers: list[str], condit
         for ticker, day in conn.execute(query, (tickers, *params)):
             out[ticker].add(day)
     return out
-
-
-def _column(values: pd.Series, kind: str) -> list[Any]:
-    """One column as Python values for a binary COPY: NaN, NaT, None and +-inf become NULL."""
-    if kind == "float8":
-        arr = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-        out: list[Any] = arr.tolist()
-        for i in np.flatnonzero(~np.isfinite(arr)):
-            out[i] = None
-        return out
-    if kind == "int8":
-        if not values.isna().any():
-            return values.astype("int64").tolist()
-        return [None if pd.isna(v) else int(v) for v in values.tolist()]
-    if kind == "date":
-        return [None if v is None or v is pd.NaT or (isinstance(v, float) and v != v) else (v.date() if isinstance(v, pd.Timestamp) else v)
-                for v in values.tolist()]
-    return [None if v is None or (isinstance(v, float) and v != v) else str(v) for v in values.tolist()]
-
-
-def copy_frame(cur: psycopg.Cursor[Any], table: str, columns: dict[str, str], frame: pd.DataFrame) -> None:
-    """COPY ``frame`` into ``table`` in PostgreSQL's binary format (``columns``: name → type).
-
-    Binary COPY fed row tuples needs no text rendering at all; rendering CSV with pandas was the
-    larger cost (one-off observation, 2026-11-22, not re-measured by a bench: 0.33 s against 3.4 s
-    for 600,000 bars; see bench/NOTES.md).
-    """
-    lists = [_column(frame[name], kind) for name, kind in columns.items()]
-    query = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary)").format(
-        sql.Identifier(table), sql.SQL(", ").join(sql.Identifier(c) for c in columns))
-    with cur.copy(query) as copy:
-        copy.set_types(list(columns.values()))
-        for row in zip(*lists, strict=True):
-            copy.write_row(row)
 
 
 BAR_TYPES = {"ticker": "text", "trade_date": "date", "open": "float8", "high": "float8", "low": "float8", "close": "float8",

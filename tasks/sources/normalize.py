@@ -73,13 +73,17 @@ def _floats(column: pd.Series) -> np.ndarray:
 
 
 def _actions(symbol: str, frame: pd.DataFrame, days: np.ndarray) -> pd.DataFrame:
-    parts = []
+    dates: list[np.ndarray] = []
+    kinds: list[str] = []
+    amounts: list[np.ndarray] = []
     for column, kind in (("Dividends", "dividend"), ("Stock Splits", "split")):
         if column in frame.columns:
             values = _floats(frame[column])
             mask = np.nan_to_num(values) != 0
-            if mask.any():
-                parts.append(pd.DataFrame({"ticker": symbol, "ex_date": days[mask].astype(object), "kind": kind, "value": values[mask]}))
-    if not parts:
+            dates.append(days[mask])
+            kinds += [kind] * int(mask.sum())
+            amounts.append(values[mask])
+    if not kinds:
         return pd.DataFrame(columns=_ACTION_COLUMNS)
-    return pd.concat(parts, ignore_index=True)
+    return pd.DataFrame({"ticker": symbol, "ex_date": np.concatenate(dates).astype(object), "kind": kinds,
+                         "value": np.concatenate(amounts)})
