@@ -105,18 +105,33 @@ def keyed_copy_lines(rows: list[Row], source_file: str) -> list[tuple[str, str]]
     ``scalp_tick_key()`` (migration 013) computes the same from a stored row.
     """
     rel = copy_text[source_file]
+    sha256 = hashlib.sha256
     out = []
     for symbol, event_time, ts, bid, ask, bid_size, ask_size, last, volume, session, level, flag, line in rows:
-        micros = _micros[event_time]
+        # The parts a file's ticks share (their symbol; session, level and flag) are spelled once each.
+        key_head, copy_head = _heads[symbol]
+        key_tail, copy_tail = _tails[session, level, flag]
+        micros, key_time = _time_keys[event_time]
         bid_text, bid_canon = _price[bid]
         ask_text, ask_canon = _price[ask]
         last_text, last_canon = _price[last]
-        canonical = (f"{symbol}\x00{micros}\x00{'' if ts is None else _micros[ts]}\x00{bid_canon}\x00{ask_canon}\x00{bid_size}\x00"
-                     f"{ask_size}\x00{last_canon}\x00{volume}\x00{session}\x00{level}\x00{flag}")
-        key = ((micros // 1000) % (1 << 48)).to_bytes(6, "big").hex() + hashlib.sha256(canonical.encode()).hexdigest()[:20]
-        out.append((key, f"{copy_text[symbol]}\t{event_time}\t{_NULL if ts is None else ts}\t{bid_text}\t{ask_text}\t{bid_size}\t"
-                         f"{ask_size}\t{last_text}\t{volume}\t{copy_text[session]}\t{level}\t{copy_text[flag]}\t{line}\t{rel}\t{key}\n"))
+        canonical = (f"{key_head}{micros}\x00{'' if ts is None else _time_keys[ts][0]}\x00{bid_canon}\x00{ask_canon}\x00{bid_size}\x00"
+                     f"{ask_size}\x00{last_canon}\x00{volume}{key_tail}")
+        key = key_time + sha256(canonical.encode()).hexdigest()[:20]
+        out.append((key, f"{copy_head}{event_time}\t{_NULL if ts is None else ts}\t{bid_text}\t{ask_text}\t{bid_size}\t"
+                         f"{ask_size}\t{last_text}\t{volume}{copy_tail}{line}\t{rel}\t{key}\n"))
     return out
+
+
+def _time_key(text: str) -> tuple[int, str]:
+    """A checked time's microseconds and the key's first 12 hex digits (its milliseconds, 48 bits)."""
+    micros = _micros[text]
+    return micros, ((micros // 1000) % (1 << 48)).to_bytes(6, "big").hex()
+
+
+_heads = _Memo(lambda symbol: (f"{symbol}\x00", f"{copy_text[symbol]}\t"))
+_tails = _Memo(lambda t: (f"\x00{t[0]}\x00{t[1]}\x00{t[2]}", f"\t{copy_text[t[0]]}\t{t[1]}\t{copy_text[t[2]]}\t"))
+_time_keys = _Memo(_time_key)
 
 
 def minute_bars(rows: list[Row]) -> list[tuple[Any, ...]]:
