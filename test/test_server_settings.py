@@ -1,0 +1,95 @@
+"""An embedded cluster made before the bulk-load settings existed gets them once, said, without
+cutting off anybody connected; a value someone chose is kept."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from tasks.core.db import start_embedded_server
+from tasks.core.server_settings import STOCK, bulk_load_settings, restart_server
+
+
+@pytest.fixture
+def older_cluster(tmp_path: Path) -> Iterator[tuple[Any, Path]]:
+    """A cluster at initdb's stock settings, as one made before they were raised, left running."""
+    pgdata = tmp_path / "pg"
+    server = start_embedded_server(pgdata, cleanup_mode="delete")
+    with psycopg.connect(server.get_uri(), autocommit=True) as conn:
+        conn.execute("ALTER SYSTEM RESET ALL")
+    restart_server(server)
+    try:
+        yield server, pgdata
+    finally:
+        server.cleanup()
+
+
+class _Said(logging.Handler):
+    """What ``backfill.db`` says, caught on that logger itself (the CLI's setup stops it propagating)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+@pytest.fixture
+def said() -> Iterator[_Said]:
+    logger = logging.getLogger("backfill.db")
+    handler, level = _Said(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+def _shown(uri: str) -> dict[str, str]:
+    with psycopg.connect(uri) as conn:
+        return {name: str(conn.execute(f"SHOW {name}").fetchone()[0]) for name in STOCK}  # type: ignore[index]
+
+
+def _gb(text: str) -> str:
+    return text if not text.endswith("MB") or int(text[:-2]) % 1024 else f"{int(text[:-2]) // 1024}GB"
+
+
+def test_stock_settings_are_raised_with_one_restart_and_said(older_cluster: tuple[Any, Path], said: _Said) -> None:
+    server, pgdata = older_cluster
+    assert _shown(server.get_uri()) == STOCK
+    again = start_embedded_server(pgdata)  # what every command does first
+    wanted = bulk_load_settings()
+    assert _shown(again.get_uri()) == {name: _gb(value) for name, value in wanted.items()}
+    assert said.lines == [f"embedded PostgreSQL tuned for bulk loads (shared_buffers 128MB -> {wanted['shared_buffers']}, max_wal_size 1GB"
+                    " -> 4GB) and restarted once to apply it (no other client was connected)"]
+    said.lines.clear()
+    start_embedded_server(pgdata)
+    assert said.lines == []  # once only
+
+
+def test_a_connected_client_is_not_cut_off(older_cluster: tuple[Any, Path], said: _Said) -> None:
+    server, pgdata = older_cluster
+    with psycopg.connect(server.get_uri(), autocommit=True) as other:
+        pid = other.info.backend_pid
+        start_embedded_server(pgdata)
+        assert other.execute("SELECT pg_backend_pid()").fetchone() == (pid,)  # the same session, still there
+        assert _shown(server.get_uri()) == {"shared_buffers": STOCK["shared_buffers"], "max_wal_size": "4GB"}  # the reload's part
+    (line,) = said.lines
+    assert "shared_buffers takes effect when the server next starts (1 other client(s) connected now" in line
+
+
+def test_a_chosen_value_is_kept(older_cluster: tuple[Any, Path]) -> None:
+    server, pgdata = older_cluster
+    with psycopg.connect(server.get_uri(), autocommit=True) as conn:
+        conn.execute("ALTER SYSTEM SET shared_buffers = '160MB'")
+    restart_server(server)
+    again = start_embedded_server(pgdata)
+    assert _shown(again.get_uri()) == {"shared_buffers": "160MB", "max_wal_size": "4GB"}
