@@ -2,7 +2,7 @@
 
 A file holds the request it answered and when; a lookup takes any fresh file of the symbol
 whose range covers the request. Files live in 256 folders by a hash of the symbol
-(``prices/3f/SPY__2025-07-01__2025-07-08.json``): a lookup lists one small folder, where a
+(``prices/d0/SPY__2025-07-01__2025-07-08.json``): a lookup lists one small folder, where a
 single folder of 5,000 tickers' files made each lookup scan them all. A file that a newer,
 wider fetch covers is removed when that one is written; files of the earlier single-folder
 layout are moved into their folders the first time a cache is used. Any bad file (unreadable, truncated, wrong types, impossible
