@@ -15,18 +15,24 @@ from tasks.core.db import start_embedded_server
 from tasks.core.server_settings import STOCK, bulk_load_settings, restart_server
 
 
-@pytest.fixture
-def older_cluster(tmp_path: Path) -> Iterator[tuple[Any, Path]]:
-    """A cluster at initdb's stock settings, as one made before they were raised, left running."""
-    pgdata = tmp_path / "pg"
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Path]]:
+    pgdata = tmp_path_factory.mktemp("older") / "pg"
     server = start_embedded_server(pgdata, cleanup_mode="delete")
-    with psycopg.connect(server.get_uri(), autocommit=True) as conn:
-        conn.execute("ALTER SYSTEM RESET ALL")
-    restart_server(server)
     try:
         yield server, pgdata
     finally:
         server.cleanup()
+
+
+@pytest.fixture
+def older_cluster(cluster: tuple[Any, Path]) -> tuple[Any, Path]:
+    """A cluster at initdb's stock settings, as one made before they were raised, left running."""
+    server, _ = cluster
+    with psycopg.connect(server.get_uri(), autocommit=True) as conn:
+        conn.execute("ALTER SYSTEM RESET ALL")
+    restart_server(server)
+    return cluster
 
 
 class _Said(logging.Handler):
