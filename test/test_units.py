@@ -132,13 +132,14 @@ def test_cache_keeps_one_file_per_covering_fetch_in_its_symbols_folder(tmp_path:
     assert len(folders) > 20 and tmp_path / "prices" not in folders
 
 
-def test_cache_files_of_the_single_folder_layout_are_moved_and_still_served(tmp_path: Path) -> None:
+@pytest.mark.parametrize("symbol", ["XLK", "ODD__NAME"])
+def test_cache_files_of_the_single_folder_layout_are_moved_and_still_served(tmp_path: Path, symbol: str) -> None:
     days = [dt.date(2025, 7, 1), dt.date(2025, 7, 2)]
-    written = DownloadCache(tmp_path).put(FetchResult(FetchRequest("XLK", *days), _bars("XLK", days), from_cache=False))
+    written = DownloadCache(tmp_path).put(FetchResult(FetchRequest(symbol, *days), _bars(symbol, days), from_cache=False))
     assert written is not None
     flat = tmp_path / "prices" / written.name  # where the previous layout kept it
     written.rename(flat)
-    got = DownloadCache(tmp_path).get(FetchRequest("XLK", *days))
+    got = DownloadCache(tmp_path).get(FetchRequest(symbol, *days))
     assert got is not None and list(got.bars["trade_date"]) == days
     assert not flat.exists() and written.exists()
 

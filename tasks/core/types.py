@@ -9,6 +9,8 @@ import pandas as pd
 
 # The one shape of daily bars after normalize.py, in COPY column order.
 BAR_COLUMNS: tuple[str, ...] = ("ticker", "trade_date", "open", "high", "low", "close", "adj_close", "volume")
+# Splits and dividends found beside them.
+ACTION_COLUMNS: tuple[str, ...] = ("ticker", "ex_date", "kind", "value")
 
 
 @dataclass(frozen=True, order=True)
@@ -33,7 +35,7 @@ class FetchResult:
     request: FetchRequest
     bars: pd.DataFrame
     from_cache: bool
-    actions: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["ticker", "ex_date", "kind", "value"]))
+    actions: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(ACTION_COLUMNS)))
 
 
 @dataclass(frozen=True)

@@ -1,13 +1,14 @@
 """The 24 h download cache: normalized bars as JSON files, one per fetch (never pickle).
 
 A file holds the request it answered and when; a lookup takes any fresh file of the symbol
-whose range covers the request. Files live in 256 folders by a hash of the symbol
-(``prices/d0/SPY__2025-07-01__2025-07-08.json``): a lookup lists one small folder, where a
-single folder of 5,000 tickers' files made each lookup scan them all. A file that a newer,
-wider fetch covers is removed when that one is written; files of the earlier single-folder
-layout are moved into their folders the first time a cache is used. Any bad file (unreadable, truncated, wrong types, impossible
+whose range covers the request. Any bad file (unreadable, truncated, wrong types, impossible
 values, a FIFO, a fetch time in the future) is deleted and treated as a miss, so a corrupt cache
 costs one refetch, never a crash or a hang.
+
+Files live in 256 folders by a hash of the symbol (``prices/d0/SPY__2025-07-01__2025-07-08.json``):
+a lookup lists one small folder, where a single folder of 5,000 tickers' files made each lookup
+scan them all. A file that a newer, wider fetch covers is removed when that one is written; files
+of the earlier single-folder layout are moved into their folders the first time a cache is used.
 """
 
 from __future__ import annotations
@@ -27,13 +28,12 @@ import pandas as pd
 
 from tasks.core.bar_checks import implausible
 from tasks.core.errors import BadInput
-from tasks.core.types import BAR_COLUMNS, FetchRequest, FetchResult
+from tasks.core.types import ACTION_COLUMNS, BAR_COLUMNS, FetchRequest, FetchResult
 
 FORMAT_VERSION = 2
 DEFAULT_TTL = 24 * 3600.0
 CLOCK_SKEW_S = 300.0  # a file "fetched" further in the future than this is not trusted (it would never expire)
 MAX_FILE_BYTES = 256 * 1024 * 1024  # decades of daily bars are a few MB
-_ACTION_COLUMNS = ("ticker", "ex_date", "kind", "value")
 
 
 def check_cache_dir(root: Path, *, create: bool) -> None:
@@ -82,15 +82,16 @@ class DownloadCache:
     def _files(self, request: FetchRequest, *, within: bool = False) -> list[Path]:
         """The symbol's files whose named range covers ``request`` (``within``: that ``request`` covers)."""
         self._move_flat_files()
+        folder = _folder(self.dir, request.symbol)
         try:
-            names = os.listdir(_folder(self.dir, request.symbol))
+            names = os.listdir(folder)
         except OSError:  # no folder yet (or not readable): nothing cached
             return []
         found = []
         for name in sorted(names):
             named = _named_request(name)
-            if named is not None and named.symbol == request.symbol and (request.covers(named) if within else named.covers(request)):
-                found.append(_folder(self.dir, request.symbol) / name)
+            if named is not None and (request.covers(named) if within else named.covers(request)):  # covers: same symbol too
+                found.append(folder / name)
         return found
 
     def _move_flat_files(self) -> None:
@@ -100,11 +101,12 @@ class DownloadCache:
             return
         self._layout_checked = True
         try:
-            entries = [e for e in os.scandir(self.dir) if _named_request(e.name) is not None and not e.is_dir(follow_symlinks=False)]
+            entries = [(e, named) for e in os.scandir(self.dir)
+                       if (named := _named_request(e.name)) is not None and not e.is_dir(follow_symlinks=False)]
         except OSError:
             return
-        for entry in entries:
-            target = _folder(self.dir, entry.name.split("__", 1)[0])
+        for entry, named in entries:
+            target = _folder(self.dir, named.symbol)
             try:
                 target.mkdir(exist_ok=True)
                 os.replace(entry.path, target / entry.name)
@@ -143,7 +145,7 @@ class DownloadCache:
             if why is not None:
                 raise ValueError(why)
             bars["volume"] = bars["volume"].astype("int64")
-            actions = pd.DataFrame({c: data["actions"][c] for c in _ACTION_COLUMNS})
+            actions = pd.DataFrame({c: data["actions"][c] for c in ACTION_COLUMNS})
             if not actions.empty:
                 actions["ex_date"] = pd.to_datetime(actions["ex_date"], format="ISO8601").dt.date
                 actions["value"] = actions["value"].astype(float)
@@ -179,7 +181,7 @@ class DownloadCache:
             "end": req.end.isoformat(),
             "fetched_at": self._now(),
             "bars": _columns(result.bars, BAR_COLUMNS),
-            "actions": _columns(result.actions, _ACTION_COLUMNS),
+            "actions": _columns(result.actions, ACTION_COLUMNS),
         }
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
         try:
@@ -210,7 +212,7 @@ class DownloadCache:
             if not isinstance(bars, dict) or not isinstance(actions, dict):
                 raise ValueError("malformed columns")
             lengths = {len(bars.get(c) or []) if isinstance(bars.get(c), list) else -1 for c in BAR_COLUMNS}
-            if len(lengths) != 1 or -1 in lengths or any(not isinstance(actions.get(c), list) for c in _ACTION_COLUMNS):
+            if len(lengths) != 1 or -1 in lengths or any(not isinstance(actions.get(c), list) for c in ACTION_COLUMNS):
                 raise ValueError("malformed columns")
             return data
         except (OSError, ValueError, TypeError, msgspec.DecodeError):

@@ -13,14 +13,13 @@ import numpy as np
 import pandas as pd
 
 from tasks.core.bar_checks import implausible_values
-from tasks.core.types import BAR_COLUMNS
+from tasks.core.types import ACTION_COLUMNS, BAR_COLUMNS
 
 
 class ImplausibleBars(Exception):
     """The source answered with values no market produces (negative, 1e300, a wrapped volume)."""
 
 _RENAME = {"Open": "open", "High": "high", "Low": "low", "Close": "close", "Adj Close": "adj_close", "Volume": "volume"}
-_ACTION_COLUMNS = ["ticker", "ex_date", "kind", "value"]
 
 
 def normalize_history(symbol: str, frame: pd.DataFrame, within: tuple[dt.date, dt.date] | None = None) -> tuple[pd.DataFrame,
@@ -84,6 +83,6 @@ def _actions(symbol: str, frame: pd.DataFrame, days: np.ndarray) -> pd.DataFrame
             kinds += [kind] * int(mask.sum())
             amounts.append(values[mask])
     if not kinds:
-        return pd.DataFrame(columns=_ACTION_COLUMNS)
+        return pd.DataFrame(columns=list(ACTION_COLUMNS))
     return pd.DataFrame({"ticker": symbol, "ex_date": np.concatenate(dates).astype(object), "kind": kinds,
                          "value": np.concatenate(amounts)})
