@@ -115,18 +115,15 @@ def _column(values: pd.Series, kind: str) -> tuple[Any, np.ndarray]:
 
 
 def _python_values(values: pd.Series, kind: str) -> list[Any]:
-    """One column as Python values for ``write_row``: NaN, NaT, None and ±inf become NULL."""
-    if kind == "float8":
-        arr = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-        out: list[Any] = arr.tolist()
-        for i in np.flatnonzero(~np.isfinite(arr)):
-            out[i] = None
-        return out
-    if kind == "int8":
-        if not values.isna().any():
-            return values.astype("int64").tolist()
-        return [None if pd.isna(v) else int(v) for v in values.tolist()]
-    if kind == "date":
-        return [None if v is None or v is pd.NaT or (isinstance(v, float) and v != v) else (v.date() if isinstance(v, pd.Timestamp) else v)
-                for v in values.tolist()]
-    return [None if v is None or (isinstance(v, float) and v != v) else str(v) for v in values.tolist()]
+    """One column as Python values for ``write_row``, read the same way as for ``binary_payload``."""
+    data, null = _column(values, kind)
+    if kind == "text":
+        codes, uniques = data
+        out: list[Any] = [str(uniques[c]) for c in codes]
+    elif kind == "date":
+        out = (_PG_EPOCH + data.astype("timedelta64[D]")).astype(object).tolist()
+    else:
+        out = data.tolist()
+    for i in np.flatnonzero(null):
+        out[i] = None
+    return out

@@ -41,8 +41,7 @@ def tune_older_cluster(server: Any) -> str | None:
     was done, for the caller to say; None when nothing was due (the usual case: one query)."""
     wanted = bulk_load_settings()
     with psycopg.connect(server.get_uri(), autocommit=True) as conn:
-        due = {name: value for name, value in wanted.items() if _is_stock(conn, name)
-               and _bytes(conn, value) > _bytes(conn, STOCK[name])}
+        due = {name: wanted[name] for name in _raisable(conn, wanted)}
         if not due:
             return None
         _persist(conn, due)
@@ -59,17 +58,18 @@ def tune_older_cluster(server: Any) -> str | None:
     return f"embedded PostgreSQL tuned for bulk loads ({said}) and restarted once to apply it (no other client was connected)"
 
 
-def _is_stock(conn: psycopg.Connection[Any], name: str) -> bool:
-    """``name`` still holds initdb's value, set nowhere but ``postgresql.conf`` (or nowhere)."""
-    row = conn.execute("SELECT source, coalesce(sourcefile, ''), pg_size_bytes(current_setting(name)) = pg_size_bytes(%s)"
-                       " FROM pg_settings WHERE name = %s", (STOCK[name], name)).fetchone()
-    return bool(row and row[2] and (row[0] == "default" or (row[0] == "configuration file"
-                                                            and row[1].endswith("postgresql.conf"))))
-
-
-def _bytes(conn: psycopg.Connection[Any], size: str) -> int:
-    row = conn.execute("SELECT pg_size_bytes(%s)", (size,)).fetchone()
-    return int(row[0]) if row else 0
+def _raisable(conn: psycopg.Connection[Any], wanted: dict[str, str]) -> list[str]:
+    """The settings of ``wanted`` that still hold initdb's value (set nowhere but ``postgresql.conf``,
+    or nowhere) and that ``wanted`` raises, in one query."""
+    names = list(wanted)
+    rows = conn.execute(
+        "SELECT s.name FROM pg_settings s JOIN unnest(%s::text[], %s::text[], %s::text[]) AS w(name, stock, wanted)"
+        " ON w.name = s.name WHERE pg_size_bytes(current_setting(s.name)) = pg_size_bytes(w.stock)"
+        " AND pg_size_bytes(w.wanted) > pg_size_bytes(w.stock)"
+        " AND (s.source = 'default' OR (s.source = 'configuration file' AND s.sourcefile LIKE '%%postgresql.conf'))",
+        (names, [STOCK[n] for n in names], [wanted[n] for n in names])).fetchall()
+    raisable = {name for (name,) in rows}
+    return [name for name in names if name in raisable]
 
 
 def _persist(conn: psycopg.Connection[Any], settings: dict[str, str]) -> None:
