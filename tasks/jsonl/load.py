@@ -148,7 +148,8 @@ def _read_and_store(conn: psycopg.Connection[Any], f: JsonlFile, start_byte: int
     piece other than the first)."""
     checkpoint = piece is None or piece.first
     digest: Any = hashlib.sha256() if checkpoint else None
-    batch: list[tuple[int, bytes]] = []
+    batch: list[bytes] = []  # lines line_no - len(batch) + 1 .. line_no
+    unhashed: list[bytes] = []  # lines not yet added to the digest: one update a batch, not one a line
     consumed = start_byte
     stop = piece.end if piece is not None else None
     try:
@@ -164,30 +165,40 @@ def _read_and_store(conn: psycopg.Connection[Any], f: JsonlFile, start_byte: int
                 left -= len(chunk)
         else:
             fh.seek(start_byte)
-        for raw in iter(lambda: fh.readline(_MAX_LINE + 1), b""):  # never more than a line's limit in memory
+        readline = fh.readline
+        while raw := readline(_MAX_LINE + 1):  # never more than a line's limit in memory
             length = len(raw)
-            if not raw.endswith(b"\n"):
+            if raw[-1] != 10:  # no newline
                 if length <= _MAX_LINE:  # its writer may still be writing it: the next run loads it
                     result.incomplete_tail = True
                     break
+                digest = _hashed(digest, unhashed)
                 skipped = _skip_rest_of_line(fh, digest, raw)  # too long: keep its head (rejected), hash it all
                 if skipped is None:
                     result.incomplete_tail = True
                     break
                 digest, length = skipped[0], length + skipped[1]
-            elif digest is not None:
-                digest.update(raw)
+            else:
+                unhashed.append(raw)
             line_no += 1
             consumed += length
-            batch.append((line_no, raw))
+            batch.append(raw)
             if len(batch) >= batch_size:
-                _flush(conn, f, batch, consumed, line_no, digest, result)
+                _flush(conn, f, batch, consumed, line_no, _hashed(digest, unhashed), result)
                 batch = []
             if stop is not None and consumed >= stop:
                 break
         if batch or always_flush:
-            _flush(conn, f, batch, consumed, line_no, digest, result)
+            _flush(conn, f, batch, consumed, line_no, _hashed(digest, unhashed), result)
     result.bytes_read = consumed - start_byte
+
+
+def _hashed(digest: Any, unhashed: list[bytes]) -> Any:
+    """``digest`` with the lines in ``unhashed`` added (and that list emptied); None stays None."""
+    if digest is not None and unhashed:
+        digest.update(b"".join(unhashed))
+    unhashed.clear()
+    return digest
 
 
 def _skip_rest_of_line(fh: BinaryIO, digest: Any, head: bytes) -> tuple[Any, int] | None:
@@ -227,18 +238,21 @@ def lock_key(key: str) -> int:
     return int.from_bytes(hashlib.blake2b(f"jsonl:{key}".encode(), digest_size=8).digest(), "big", signed=True)
 
 
-def _parse_lines(batch: list[tuple[int, bytes]], kind: Kind) -> tuple[list[tuple[Any, ...]], list[tuple[int, str, str]]]:
-    """A batch's lines checked and typed: the rows (values, then the line number) and the rejects
-    (line, reason, what ``jsonl_rejects.raw`` keeps). Blank lines are neither."""
+def _parse_lines(batch: list[bytes], first_line: int, kind: Kind) -> tuple[list[tuple[Any, ...]], list[tuple[int, str, str]]]:
+    """A batch's lines (numbered from ``first_line``) checked and typed: the rows (values, then the
+    line number) and the rejects (line, reason, what ``jsonl_rejects.raw`` keeps). Blank lines are
+    neither."""
     build = ROW_BUILDERS[kind]
     built: list[tuple[Any, ...]] = []
     rejects: list[tuple[int, str, str]] = []
     fast = fast_scalp_row if kind == "scalp" else None
-    for n, raw in batch:
-        body = raw.rstrip(b"\r\n")
-        if fast is not None and len(body) <= _MAX_LINE and (row := fast(body)) is not None:
+    for n, raw in enumerate(batch, first_line):
+        # A whole line ends with its newline (JSON whitespace, as a CR before it); the head of an
+        # over-long line does not, and is never read as a record.
+        if fast is not None and raw[-1] == 10 and (row := fast(raw)) is not None:
             built.append((*row, n))
             continue
+        body = raw.rstrip(b"\r\n")
         if not body.strip():
             continue  # blank line: nothing to load, nothing wrong
         try:
@@ -256,12 +270,12 @@ def _parse_lines(batch: list[tuple[int, bytes]], kind: Kind) -> tuple[list[tuple
     return built, rejects
 
 
-def _flush(conn: psycopg.Connection[Any], f: JsonlFile, batch: list[tuple[int, bytes]], consumed: int, line_no: int,
+def _flush(conn: psycopg.Connection[Any], f: JsonlFile, batch: list[bytes], consumed: int, line_no: int,
            digest: Any, result: FileResult) -> None:
     """One batch: check and type the lines, COPY the rows, insert them and the rejects, refresh
     1-minute bars, move the checkpoint; one transaction."""
     file_key, kind = f.key, f.kind
-    built, rejects = _parse_lines(batch, kind)
+    built, rejects = _parse_lines(batch, line_no - len(batch) + 1, kind)
     loaded = 0
     copies: list[tuple[int, str]] = []
     keyed = keyed_copy_lines(built, file_key) if built and kind == "scalp" else []
@@ -327,27 +341,39 @@ def _store_ticks(cur: psycopg.Cursor[Any], built: list[Row], keyed: list[tuple[s
     """
     stored: set[str] = set()
     while True:
-        fresh: list[int] = []  # indexes into built
-        copies: list[tuple[int, str]] = []
-        seen = set(stored)
-        for i, (key, _) in enumerate(keyed):
-            if key in seen:
-                copies.append((built[i][-1], key))
-            else:
-                seen.add(key)
-                fresh.append(i)
+        fresh, copies = _fresh_ticks(built, keyed, stored)
         if not fresh:
             return [], copies
         try:
             with cur.connection.transaction():  # a savepoint inside the batch's transaction
                 with cur.copy(f"COPY scalp_ticks ({SCALP_COLUMNS}) FROM STDIN") as copy:
-                    copy.write("".join([keyed[i][1] for i in fresh]))
-                return [built[i] for i in fresh], copies
+                    if len(fresh) == len(keyed):
+                        copy.write("".join([line for _, line in keyed]))
+                    else:
+                        copy.write("".join([keyed[i][1] for i in fresh]))
+                return ([built[i] for i in fresh] if len(fresh) < len(built) else built), copies
         except psycopg.errors.UniqueViolation as exc:
             if not is_tick_key_violation(exc):
                 raise
         cur.execute("SELECT tick_key FROM scalp_ticks WHERE tick_key = ANY(%s::uuid[])", ([keyed[i][0] for i in fresh],))
         stored |= {r[0].hex for r in cur.fetchall()}
+
+
+def _fresh_ticks(built: list[Row], keyed: list[tuple[str, str]], stored: set[str]) -> tuple[list[int], list[tuple[int, str]]]:
+    """The indexes of the ticks to store (each key's first, unless ``stored`` holds it) and the
+    copies (line, key) of the others."""
+    if not stored and len({key for key, _ in keyed}) == len(keyed):  # the usual batch: every tick new
+        return list(range(len(keyed))), []
+    fresh: list[int] = []
+    copies: list[tuple[int, str]] = []
+    seen = set(stored)
+    for i, (key, _) in enumerate(keyed):
+        if key in seen:
+            copies.append((built[i][-1], key))
+        else:
+            seen.add(key)
+            fresh.append(i)
+    return fresh, copies
 
 
 def _bar_params(rel: str, bars: list[tuple[Any, ...]]) -> dict[str, Any]:

@@ -23,7 +23,9 @@ _Price = Annotated[float, msgspec.Meta(ge=0, lt=99_999_999_999.0)]  # inside sca
 _Count = Annotated[int, msgspec.Meta(ge=0, lt=MAX_COUNT)]
 
 
-class _Tick(msgspec.Struct, kw_only=True):  # fields in the row's order (kw_only lets defaults sit anywhere)
+# Fields in the row's order (kw_only lets defaults sit anywhere); gc=False: only strings and numbers,
+# never a cycle, so the collector need not track the millions made.
+class _Tick(msgspec.Struct, kw_only=True, gc=False):
     symbol: Annotated[str, msgspec.Meta(min_length=1, max_length=20)]
     event_time: str
     ts: str | None = None
@@ -106,20 +108,19 @@ def keyed_copy_lines(rows: list[Row], source_file: str) -> list[tuple[str, str]]
     """
     rel = copy_text[source_file]
     sha256 = hashlib.sha256
-    out = []
+    heads, tails, times, prices = _heads, _tails, _times_pair, _prices
+    out: list[tuple[str, str]] = []
+    append = out.append
     for symbol, event_time, ts, bid, ask, bid_size, ask_size, last, volume, session, level, flag, line in rows:
-        # The parts a file's ticks share (their symbol; session, level and flag) are spelled once each.
-        key_head, copy_head = _heads[symbol]
-        key_tail, copy_tail = _tails[session, level, flag]
-        micros, key_time = _time_keys[event_time]
-        bid_text, bid_canon = _price[bid]
-        ask_text, ask_canon = _price[ask]
-        last_text, last_canon = _price[last]
-        canonical = (f"{key_head}{micros}\x00{'' if ts is None else _time_keys[ts][0]}\x00{bid_canon}\x00{ask_canon}\x00{bid_size}\x00"
-                     f"{ask_size}\x00{last_canon}\x00{volume}{key_tail}")
+        # The parts ticks share (their symbol; session, level and flag; times; prices) are spelled once each.
+        key_head, copy_head = heads[symbol]
+        key_tail, copy_tail = tails[session, level, flag]
+        key_times, key_time, copy_times = times[event_time, ts]
+        key_bid_ask, key_last, copy_bid_ask, copy_last = prices[bid, ask, last]
+        canonical = f"{key_head}{key_times}{key_bid_ask}{bid_size}\x00{ask_size}\x00{key_last}\x00{volume}{key_tail}"
         key = key_time + sha256(canonical.encode()).hexdigest()[:20]
-        out.append((key, f"{copy_head}{event_time}\t{_NULL if ts is None else ts}\t{bid_text}\t{ask_text}\t{bid_size}\t"
-                         f"{ask_size}\t{last_text}\t{volume}{copy_tail}{line}\t{rel}\t{key}\n"))
+        append((key, f"{copy_head}{copy_times}{copy_bid_ask}{bid_size}\t{ask_size}\t{copy_last}\t{volume}{copy_tail}"
+                     f"{line}\t{rel}\t{key}\n"))
     return out
 
 
@@ -132,6 +133,23 @@ def _time_key(text: str) -> tuple[int, str]:
 _heads = _Memo(lambda symbol: (f"{symbol}\x00", f"{copy_text[symbol]}\t"))
 _tails = _Memo(lambda t: (f"\x00{t[0]}\x00{t[1]}\x00{t[2]}", f"\t{copy_text[t[0]]}\t{t[1]}\t{copy_text[t[2]]}\t"))
 _time_keys = _Memo(_time_key)
+
+
+def _time_pair(times: tuple[str, str | None]) -> tuple[str, str, str]:
+    """(event time, ts): their part of the key's input, the key's first 12 hex digits, their COPY text."""
+    event_time, ts = times
+    micros, key_time = _time_keys[event_time]
+    return f"{micros}\x00{'' if ts is None else _time_keys[ts][0]}\x00", key_time, f"{event_time}\t{_NULL if ts is None else ts}\t"
+
+
+def _price_triple(prices: tuple[float, float, float]) -> tuple[str, str, str, str]:
+    """(bid, ask, last): bid and ask's part of the key's input, last's, then the same for COPY."""
+    (bid_text, bid_canon), (ask_text, ask_canon), (last_text, last_canon) = (_price[v] for v in prices)
+    return f"{bid_canon}\x00{ask_canon}\x00", last_canon, f"{bid_text}\t{ask_text}\t", last_text
+
+
+_times_pair = _Memo(_time_pair)
+_prices = _Memo(_price_triple)
 
 
 def minute_bars(rows: list[Row]) -> list[tuple[Any, ...]]:
