@@ -1,10 +1,6 @@
 """Fixtures come from plugin modules: the database (fix_db), the fake Yahoo (fix_yahoo), Prefect's server (fix_prefect)."""
 
 import os
-import signal
-from collections.abc import Iterator
-
-import pytest
 
 pytest_plugins = ["test.fix_db", "test.fix_yahoo", "test.fix_prefect"]
 
@@ -23,18 +19,3 @@ def pytest_collection_modifyitems(items):  # type: ignore[no-untyped-def]
 def pytest_configure(config):  # type: ignore[no-untyped-def]
     config.addinivalue_line("markers", "slow: starts Prefect or runs many subprocesses")
     config.addinivalue_line("markers", "reliability: failure-injection tests (run alone with -m reliability)")
-
-
-@pytest.fixture(autouse=True)
-def stop_signals_as_found() -> Iterator[None]:
-    """Each test leaves Ctrl+C and SIGTERM as it found them. A command run inside this process
-    (``main()``) ignores both once it has ended (``run_cli``: a late signal must not change its exit
-    code), and an ignored signal is inherited: every process a later test started (a Prefect worker
-    stopped with Ctrl+C, a run sent SIGTERM) would shrug it off, and the test would depend on
-    which tests its worker ran before it."""
-    stops = (signal.SIGINT, signal.SIGTERM)
-    found = {stop: signal.getsignal(stop) for stop in stops}
-    yield
-    for stop, handler in found.items():
-        if handler is not None:  # None: set outside Python; nothing of ours to put back
-            signal.signal(stop, handler)
