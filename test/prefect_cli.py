@@ -71,13 +71,6 @@ def live_worker(env: dict[str, str], log: Path, pool: str = POOL) -> Iterator[su
     try:
         yield worker
     finally:
-        # As an operator stops an idle worker: once the flow-run processes it started have ended.
-        # Ctrl+C while one was still ending left Prefect's worker waiting on it past 30 s, in full
-        # runs of the suite only (9 teardowns of 30 s in a run).
-        import psutil
-
-        with contextlib.suppress(psutil.Error):
-            psutil.wait_procs(psutil.Process(worker.pid).children(recursive=True), timeout=30)
         worker.send_signal(signal.SIGINT)
         try:
             worker.wait(timeout=30)
