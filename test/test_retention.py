@@ -4,9 +4,11 @@ valuations need, stay. Ages are set relative to now, so the expected survivors f
 from __future__ import annotations
 
 import datetime as dt
+import time
 from typing import Any
 
 import psycopg
+import pytest
 from psycopg import sql
 
 from tasks.events.imports import PENDING
@@ -17,6 +19,21 @@ from test.fix_yahoo import CliRunner
 
 TODAY = dt.datetime.now(dt.UTC).date()
 NOW = dt.datetime.now(dt.UTC)
+
+
+@pytest.fixture(autouse=True)
+def clock() -> None:
+    """Each test's now and today, taken as it starts and never within two minutes of midnight UTC
+    (it waits until after it): retention's windows are whole UTC days, and a test that filled its
+    rows before midnight and ran retention after it would see every row a day older (it did, once,
+    with the dates taken when the module was imported)."""
+    global TODAY, NOW
+    now = dt.datetime.now(dt.UTC)
+    to_midnight = (dt.datetime.combine(now.date() + dt.timedelta(days=1), dt.time(), dt.UTC) - now).total_seconds()
+    if to_midnight < 120:
+        time.sleep(to_midnight + 1)
+    NOW = dt.datetime.now(dt.UTC)
+    TODAY = NOW.date()
 
 
 def day(age: int) -> dt.date:
