@@ -344,14 +344,12 @@ def _store_ticks(cur: psycopg.Cursor[Any], built: list[Row], keyed: list[tuple[s
         fresh, copies = _fresh_ticks(built, keyed, stored)
         if not fresh:
             return [], copies
+        every = len(fresh) == len(keyed)  # the usual batch: no list of the chosen ones to build
         try:
             with cur.connection.transaction():  # a savepoint inside the batch's transaction
                 with cur.copy(f"COPY scalp_ticks ({SCALP_COLUMNS}) FROM STDIN") as copy:
-                    if len(fresh) == len(keyed):
-                        copy.write("".join([line for _, line in keyed]))
-                    else:
-                        copy.write("".join([keyed[i][1] for i in fresh]))
-                return ([built[i] for i in fresh] if len(fresh) < len(built) else built), copies
+                    copy.write("".join([line for _, line in keyed] if every else [keyed[i][1] for i in fresh]))
+                return (built if every else [built[i] for i in fresh]), copies
         except psycopg.errors.UniqueViolation as exc:
             if not is_tick_key_violation(exc):
                 raise
