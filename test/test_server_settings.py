@@ -1,5 +1,5 @@
-"""An embedded cluster made before the bulk-load settings existed gets them once, said, without
-cutting off anybody connected; a value someone chose is kept."""
+"""A new embedded cluster is made with the bulk-load settings; one made before they existed gets
+them once, said, without cutting off anybody connected; a value someone chose is kept."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import psycopg
 import pytest
 
@@ -68,6 +69,19 @@ def _gb(text: str) -> str:
     return text if not text.endswith("MB") or int(text[:-2]) % 1024 else f"{int(text[:-2]) // 1024}GB"
 
 
+def _quarter_of_memory() -> str:
+    megabytes = psutil.virtual_memory().total // 4 // 2**20
+    return _gb(f"{min(1024, max(128, megabytes))}MB")
+
+
+def test_a_new_cluster_is_made_for_bulk_loads(tmp_path: Path) -> None:
+    server = start_embedded_server(tmp_path / "pg", cleanup_mode="delete")
+    try:
+        assert _shown(server.get_uri()) == {"shared_buffers": _quarter_of_memory(), "max_wal_size": "4GB", "wal_init_zero": "off"}
+    finally:
+        server.cleanup()
+
+
 def test_stock_settings_are_raised_with_one_restart_and_said(older_cluster: tuple[Any, Path], said: _Said) -> None:
     server, pgdata = older_cluster
     assert _shown(server.get_uri()) == STOCK
@@ -75,7 +89,7 @@ def test_stock_settings_are_raised_with_one_restart_and_said(older_cluster: tupl
     wanted = bulk_load_settings()
     assert _shown(again.get_uri()) == {name: _gb(value) for name, value in wanted.items()}
     assert said.lines == [f"embedded PostgreSQL tuned for bulk loads (shared_buffers 128MB -> {wanted['shared_buffers']}, max_wal_size 1GB"
-                    " -> 4GB) and restarted once to apply it (no other client was connected)"]
+                    " -> 4GB, wal_init_zero on -> off) and restarted once to apply it (no other client was connected)"]
     said.lines.clear()
     start_embedded_server(pgdata)
     assert said.lines == []  # once only
@@ -87,7 +101,8 @@ def test_a_connected_client_is_not_cut_off(older_cluster: tuple[Any, Path], said
         pid = other.info.backend_pid
         start_embedded_server(pgdata)
         assert other.execute("SELECT pg_backend_pid()").fetchone() == (pid,)  # the same session, still there
-        assert _shown(server.get_uri()) == {"shared_buffers": STOCK["shared_buffers"], "max_wal_size": "4GB"}  # the reload's part
+        # the reload's part
+        assert _shown(server.get_uri()) == {"shared_buffers": STOCK["shared_buffers"], "max_wal_size": "4GB", "wal_init_zero": "off"}
     (line,) = said.lines
     assert "shared_buffers takes effect when the server next starts (1 other client(s) connected now" in line
 
@@ -96,6 +111,7 @@ def test_a_chosen_value_is_kept(older_cluster: tuple[Any, Path]) -> None:
     server, pgdata = older_cluster
     with psycopg.connect(server.get_uri(), autocommit=True) as conn:
         conn.execute("ALTER SYSTEM SET shared_buffers = '160MB'")
+        conn.execute("ALTER SYSTEM SET wal_init_zero = on")  # PostgreSQL's default, but chosen
     restart_server(server)
     again = start_embedded_server(pgdata)
-    assert _shown(again.get_uri()) == {"shared_buffers": "160MB", "max_wal_size": "4GB"}
+    assert _shown(again.get_uri()) == {"shared_buffers": "160MB", "max_wal_size": "4GB", "wal_init_zero": "on"}
