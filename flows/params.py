@@ -17,7 +17,7 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flows.cli import budget_name, int_in, iso_date, non_negative_float
 from flows.settings import default_cache_dir
@@ -25,8 +25,9 @@ from tasks.core.commands import command_line
 from tasks.core.errors import BadInput, Outcome
 from tasks.core.tickers import parse_shard, parse_ticker_list
 from tasks.sources.budget import DEFAULT_DAILY_QUOTA, DEFAULT_NAME, DEFAULT_RATE, normalize_rate, parse_rate
-from tasks.sources.cache import check_cache_dir
-from tasks.sources.settings import SourceSettings
+
+if TYPE_CHECKING:
+    from tasks.sources.settings import SourceSettings
 
 _UNSET: Any = object()
 
@@ -290,6 +291,10 @@ def source_settings(values: dict[str, Any], *, delay: float | None = None) -> So
     Raises:
         BadInput: a value a deployment run was given is unusable, or the cache directory is.
     """
+    # Imported here, by the flows that fetch: the others (JSONL) start without pandas and curl (~0.3 s).
+    from tasks.sources.cache import check_cache_dir
+    from tasks.sources.settings import SourceSettings
+
     cache_dir = Path(values.get("cache_dir") or default_cache_dir())
     check_cache_dir(cache_dir, create=not values.get("dry_run", False))
     try:

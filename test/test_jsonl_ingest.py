@@ -352,6 +352,14 @@ def test_bad_root_is_a_clear_error(run_cli: CliRunner, tmp_path: Path) -> None:
     assert polled.code == 2 and "--poll" in polled.stderr and "--follow" in polled.stderr
 
 
+def test_the_command_starts_without_the_fetching_libraries() -> None:
+    # pandas, curl and yfinance cost each JSONL command (and each spawned loader process) ~0.3 s of
+    # imports it never uses.
+    code = "import sys, flows.jsonl_ingest; print(sorted({'pandas', 'curl_cffi', 'yfinance', 'prefect'} & set(sys.modules)))"
+    shown = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert (shown.returncode, shown.stdout.strip()) == (0, "[]"), shown.stderr
+
+
 def count_rows(dsn: str, table: str = "scalp_ticks") -> int:
     """Rows in ``table`` now (0 before the run has created it)."""
     with psycopg.connect(dsn) as conn:
