@@ -7,8 +7,10 @@ a 300 MB scalp file loaded at about 75k ticks/s with them and 95-105k with these
 file is first written full of zeros and synced (16 MB at a time, under the WAL write lock): a first
 load into a new cluster creates ~0.8 GB of them. ``wal_init_zero = off`` creates them by writing
 their last byte (measured: the server's CPU for such a load 8.6-9.3 s against 10.4-12.5 s, the load
-117-123k ticks/s against 92-106k). A full disk then fails a WAL write rather than the file's
-creation: either way PostgreSQL stops the write and recovers from its WAL; nothing is corrupted.
+117-123k ticks/s against 92-106k). The trade: the first use of a new file costs a durable commit
+a file-system metadata flush as well (a file reused by ``wal_recycle`` never does), which a bulk
+load's few commits do not feel. A full disk then fails a WAL write rather than the file's creation;
+either way PostgreSQL stops (a PANIC, as when zero-filling fails) and recovers from its WAL.
 
 A server given by ``DATABASE_URL`` is never touched: its settings are its owner's. On the embedded
 cluster a value someone chose (``ALTER SYSTEM``, or an edited ``postgresql.conf``) is kept: only
