@@ -31,6 +31,7 @@ import psutil
 import psycopg
 
 from bench.common import ROOT, fresh_database, run_module, start_server, write_section
+from tasks.jsonl.split import max_pieces
 
 START = dt.datetime(2026, 1, 22, 0, 0, tzinfo=dt.UTC)
 SYMBOLS = [f"{i:06d}" for i in range(1, 41)]
@@ -276,13 +277,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "BACKFILL_ORCHESTRATE": "plain"}
     env.pop("PYTHONDONTWRITEBYTECODE", None)  # bytecode kept, as on a user's machine (this sandbox turns it off)
     conc = ["--concurrency", str(args.concurrency)]
-    processes = min(args.concurrency, os.cpu_count() or 1)  # a big file is cut into one piece per core at most
+    processes = max_pieces(args.concurrency)  # the floor of a big file: as many processes as its loader's pieces
     previous = previous_checkout(args.previous, work / "previous")
     try:
         first_one = first_load(work, work / "one", conc, env)  # before anything else has run on this machine's caches
         first_copy = first_bare_copy(work, work / "one", processes)
-        # Not timed: a long-lived server recycles its WAL files, a new one creates and zero-fills
-        # gigabytes of them during its first big load; every measured run finds them there.
+        # Not timed: a long-lived server recycles its WAL files, a new one creates gigabytes of
+        # them during its first big load; every measured run finds them there.
         timed_load(server, work / "many", conc, env)
         many = timed_load(server, work / "many", conc, env)
         one = timed_load(server, work / "one", conc, env)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import multiprocessing as mp
-import os
 import time
 from collections.abc import Callable, Generator
 from concurrent.futures.process import BrokenProcessPool
@@ -23,7 +22,7 @@ from tasks.jsonl.files import FilePlan, absent_places, count_lines, discover, pl
 from tasks.jsonl.load import FileResult, load_file
 from tasks.jsonl.options import DB_RETRIES, IngestOptions
 from tasks.jsonl.origins import keyed_files
-from tasks.jsonl.split import Splitter
+from tasks.jsonl.split import Splitter, max_pieces
 from tasks.jsonl.totals import IngestTotals
 from tasks.jsonl.upgrade import finish_moves, pending_moves
 
@@ -200,9 +199,7 @@ def ingest_once(opts: IngestOptions, *, dsn: str, say: Callable[[str], None], lo
     totals = IngestTotals(plans)
     if not totals.to_load:
         return totals, Coverage()
-    # One piece per CPU core at most: the loaders share the cores with the server's backends, and
-    # four pieces on two cores spent a third more CPU per tick than two (bench/NOTES.md).
-    with Splitter(dsn, min(opts.concurrency, max(2, os.cpu_count() or 1)), opts.split_mb) as splitter:
+    with Splitter(dsn, max_pieces(opts.concurrency), opts.split_mb) as splitter:
         units = [unit for plan in plans for unit in (splitter.split(plan) if splitter.wants(plan) else [plan])]
         groups = group_plans(units, opts.concurrency * 4)
         if not opts.follow:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import dataclasses
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,13 @@ from tasks.jsonl.files import FilePlan, prefix_sha256, split_points
 from tasks.jsonl.load import FileResult, prepare_file, release_file_lock, take_file_lock, write_checkpoint
 
 SPLIT_MB = 32.0  # the default of --split-mb: below this a file loads faster in one process than in pieces
+
+
+def max_pieces(concurrency: int) -> int:
+    """How many pieces a big file is cut into at most: one per CPU core (at least two), within the
+    run's loader processes. The loaders share the cores with the server's backends, and four pieces
+    on two cores spent a third more CPU per tick than two (bench/NOTES.md)."""
+    return min(concurrency, max(2, os.cpu_count() or 1))
 
 
 @dataclass
