@@ -256,6 +256,10 @@ def test_import_rejects_bad_file_whole_listing_every_bad_line(run_cli: CliRunner
      "malformed CSV at line 2:"),
     (b'ticker,event_time,source\nAAPL,2025-01-02T15:00:00Z,news\nMSFT,2025-01-02T15:00:00Z,"ne"ws\n', "malformed CSV at line 3:"),
     (b"ticker,event_time,source,source\nAAPL,2025-01-02T15:00:00Z,a,b\n", "appear more than once"),
+    # any readable file (a password file, say): its first line is never shown, only counted
+    (b"root:$6$s3cr3thash:19000:0:99999:7:::\n", "missing column(s) ticker, event_time, source in its first line: found none"
+                                                 " of them and 1 other column(s), not shown"),
+    (b"ticker,token=s3cr3thash\n", "missing column(s) event_time, source in its first line: found ticker and 1 other"),
 ])
 def test_import_rejects_unusable_files(run_cli: CliRunner, tmp_path: Path, content: bytes, message: str) -> None:
     path = tmp_path / "f.csv"
@@ -263,6 +267,7 @@ def test_import_rejects_unusable_files(run_cli: CliRunner, tmp_path: Path, conte
     result = run_cli(VAL, "--import-csv", str(path))
     assert result.code == 2
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert "s3cr3t" not in result.stderr.lower()
 
 
 @pytest.mark.parametrize("time, reason", [

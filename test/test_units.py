@@ -265,6 +265,27 @@ def test_dsn_descriptions_never_show_passwords() -> None:
     assert "hunter2" not in scrub(f"failed for {dsn} password hunter2", dsn)
 
 
+@pytest.mark.parametrize("dsn, secrets, kept", [
+    # an unencoded / or @ in a URI's password used to spill into the host or database described
+    ("postgresql://u:S3CR/ETPW@127.0.0.1:1/db", ["S3CR", "ETPW"], "127.0.0.1:1/db"),
+    ("postgresql://u:S3@CRET@127.0.0.1:1/db", ["S3@", "CRET"], "127.0.0.1:1/db"),
+    # a bare token is not a DSN: libpq would quote it back whole
+    ("sometokenABCDEF", ["sometoken", "ABCDEF"], "neither a URI"),
+    # the password in the query: the word after it ("port") used to be masked instead
+    ("postgresql://127.0.0.1:1/db?password=hunter22&port=x", ["hunter22", "unter"], 'connection option "port"'),
+    ("host=127.0.0.1 port=1 password='a b c'", ["a b c"], "failed: connection to server at"),
+])
+def test_a_connection_error_shows_no_part_of_the_password(dsn: str, secrets: list[str], kept: str) -> None:
+    from tasks.core.db import connect
+    from tasks.core.errors import StoreError
+
+    with pytest.raises(StoreError) as caught:
+        connect(dsn)
+    message = str(caught.value)
+    assert message.startswith("cannot connect to PostgreSQL") and kept in message, message
+    assert not [s for s in secrets if s in message], message
+
+
 def test_the_readme_s_command_for_a_psql_dsn_prints_one_that_connects(pg_server: tuple[str, Path | None]) -> None:
     import os
     import subprocess

@@ -33,10 +33,25 @@ CONNECT_TIMEOUT_S = 5
 _MIGRATION_LOCK = 0x6D6B7464  # advisory lock key: "mktd"
 
 
+_URI = re.compile(r"postgres(?:ql)?://", re.IGNORECASE)
+
+
+def _split_uri(dsn: str) -> tuple[str, str] | None:
+    """A URI's user part (before its last ``@``: a password may hold ``@`` or ``/`` unencoded) and the
+    rest (host, port, database, query); None for a ``key=value`` string."""
+    scheme = _URI.match(dsn)
+    if scheme is None:
+        return None
+    userinfo, at, rest = dsn[scheme.end():].rpartition("@")
+    return (userinfo, rest) if at else ("", dsn[scheme.end():])
+
+
 def describe_dsn(dsn: str) -> str:
-    """``host:port/dbname`` of a DSN, for messages: never the user's password."""
+    """``host:port/dbname`` of a DSN, for messages: never the user's password (nor anything of the
+    user part, which an unencoded ``/`` or ``@`` in a password would spill into host or database)."""
+    parts = _split_uri(dsn)
     try:
-        params = conninfo_to_dict(dsn)
+        params = conninfo_to_dict(f"postgresql://{parts[1]}" if parts is not None else dsn)
     except psycopg.ProgrammingError:
         return "<unparsable DATABASE_URL>"
     host = str(params.get("host") or params.get("hostaddr") or "localhost")
@@ -44,19 +59,29 @@ def describe_dsn(dsn: str) -> str:
     return f"{host}:{port}/{params.get('dbname') or params.get('user') or ''}"
 
 
+def _passwords(dsn: str) -> set[str]:
+    """Every spelling of the password ``dsn`` may carry: parsed, raw and decoded from a URI's user
+    part, and from a URI's ``?password=`` or a ``password=`` setting."""
+    found: set[str] = set()
+    try:
+        found.add(str(conninfo_to_dict(dsn).get("password") or ""))
+    except psycopg.ProgrammingError:
+        pass
+    parts = _split_uri(dsn)
+    if parts is not None:
+        secret = parts[0].partition(":")[2]
+        found |= {secret, urllib.parse.unquote(secret)}
+        for value in urllib.parse.parse_qs(parts[1].partition("?")[2]).get("password", []):
+            found.add(value)
+    else:
+        found |= {m.group(1) or m.group(2) for m in re.finditer(r"password\s*=\s*(?:'((?:[^'\\]|\\.)*)'|([^'\s]+))", dsn)}
+    return {p for p in found if p}
+
+
 def scrub(text: str, dsn: str) -> str:
     """Remove the password of ``dsn`` from ``text`` (driver messages may echo parts of it), also
     when the DSN cannot be parsed (a bad percent-encoding is echoed back raw)."""
-    candidates = set()
-    try:
-        candidates.add(str(conninfo_to_dict(dsn).get("password") or ""))
-    except psycopg.ProgrammingError:
-        pass
-    raw = re.match(r"postgres(?:ql)?://[^:/@\s]*:([^@\s]*)@", dsn)
-    if raw:
-        candidates.update({raw.group(1), urllib.parse.unquote(raw.group(1))})
-    candidates.update(m.group(1) for m in re.finditer(r"password\s*=\s*'?([^'\s]+)", dsn))
-    for password in sorted((c for c in candidates if c), key=len, reverse=True):
+    for password in sorted(_passwords(dsn), key=len, reverse=True):
         text = text.replace(password, "***")
         if len(password) >= 4:  # a message may quote a fragment of it (e.g. the bad %-token)
             text = re.sub("|".join(re.escape(password[i:i + 4]) for i in range(len(password) - 3)), "***", text)
@@ -190,9 +215,17 @@ def connect(dsn: str, **kwargs: Any) -> psycopg.Connection[Any]:
         StoreError: the server is unreachable or refused us.
     """
     try:
+        conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:  # libpq's message would quote it, and it may be a bare password or token
+        raise StoreError("cannot connect to PostgreSQL: DATABASE_URL is neither a URI (postgresql://user@host:port/dbname) nor"
+                         " key=value settings (not shown: it may hold a password)") from None
+    try:
         return psycopg.connect(dsn, connect_timeout=CONNECT_TIMEOUT_S, application_name="market-backfill", **kwargs)
     except psycopg.Error as exc:
         first = scrub(first_line(exc), dsn)
+        parts = _split_uri(dsn)
+        if parts is not None and any(c in parts[0].partition(":")[2] for c in "/@?#"):
+            first += " (in a URI, a password's / @ ? # must be percent-encoded: %2F %40 %3F %23)"
         raise StoreError(f"cannot connect to PostgreSQL at {describe_dsn(dsn)}: {first}") from exc
 
 

@@ -113,12 +113,15 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
         if not header:
             raise BadInput(f"{path} is empty: expected a header line {','.join(REQUIRED_COLUMNS)}")
         names = [h.strip().lower() for h in header]
-        twice = sorted({n for n in names if names.count(n) > 1 and n})
+        # Only the columns we know are ever named back: the file may be anything readable (a
+        # password file, say), and the message may end in a Prefect state anyone can read.
+        twice = sorted({n for n in names if names.count(n) > 1 and n in REQUIRED_COLUMNS})
         if twice:
             raise BadInput(f"{path}: column(s) {', '.join(twice)} appear more than once in the header")
         missing = [c for c in REQUIRED_COLUMNS if c not in names]
         if missing:
-            raise BadInput(f"{path}: missing column(s) {', '.join(missing)} (header has: {', '.join(names)})")
+            raise BadInput(f"{path}: missing column(s) {', '.join(missing)} in its first line: {_header_found(names)}; "
+                           f"an events file starts with the header {','.join(REQUIRED_COLUMNS)}")
         reader.fieldnames = names
         try:
             for row in reader:
@@ -131,6 +134,14 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
             raise BadInput(f"cannot read {path} after line {reader.line_num}: {exc.strerror or exc}") from exc
     finally:
         fh.close()
+
+
+def _header_found(names: list[str]) -> str:
+    """What a header holds, naming only the columns we know (the rest counted, never shown)."""
+    known = [n for n in names if n in REQUIRED_COLUMNS]
+    others = len(names) - len(known)
+    shown = [f"found {', '.join(known)}"] if known else ["found none of them"]
+    return " ".join(shown + ([f"and {others} other column(s), not shown"] if others else []))
 
 
 def _bounded_lines(fh: Any, path: Path) -> Iterator[str]:
