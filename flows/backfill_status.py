@@ -18,7 +18,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from flows.cli import ArgumentParser, int_in, iso_date, run_cli
+from flows.cli import ArgumentParser, int_in, run_cli, session_date
 from flows.settings import data_dsn
 from tasks.core.calendar import MAX_DAYS, future_end_note, last_closed_session, sessions_back
 from tasks.core.db import open_database
@@ -36,8 +36,8 @@ def build_parser() -> ArgumentParser:
     p = ArgumentParser(prog="backfill-status", description="Per ticker and table: first/last date, stored vs expected NYSE sessions, "
                                                            "gaps, last fetch, last error, and whether it is due.")
     p.add_argument("--days", type=int_in(1, MAX_DAYS), default=60, help="NYSE sessions back from --end-date (default: %(default)s)")
-    p.add_argument("--start-date", type=iso_date, default=None, help="first session of the range, YYYY-MM-DD (overrides --days)")
-    p.add_argument("--end-date", type=iso_date, default=None, help="last session of the range (default: the last closed NYSE session)")
+    p.add_argument("--start-date", type=session_date, default=None, help="first session of the range, YYYY-MM-DD (overrides --days)")
+    p.add_argument("--end-date", type=session_date, default=None, help="last session of the range (default: the last closed NYSE session)")
     p.add_argument("--table", choices=sorted(TABLES), default=None, help="etf, stock, benchmark or all (default: all)")
     p.add_argument("--tickers", help="comma-separated tickers (default: every ticker stored); a ticker never stored shows as all gaps")
     p.add_argument("--json", action="store_true", help="print the report as JSON (one object) instead of a table")

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks.core.errors import BadInput, Busy, Outcome, PipelineError, RateLimited, StoreError
+from tasks.core.time_bounds import CALENDAR_FIRST_DAY, LATEST_TIME
 
 # The exit codes (README "Exit codes"): only this module knows them.
 EXIT_OK, EXIT_SOME_FAILED, EXIT_BAD_INPUT, EXIT_RATE_LIMITED, EXIT_INTERRUPTED = 0, 1, 2, 75, 130
@@ -99,14 +100,19 @@ def budget_name(text: str) -> str:
     return text
 
 
-def non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0: {text!r}")
-    return value
+def float_in(low: float, high: float, unit: str = "seconds", *, above_low: bool = False) -> Callable[[str], float]:
+    """A flag's number in [low, high] (or (low, high]): anything past ``high`` is refused at parse
+    time, where a huge delay or timeout would otherwise overflow or hang a run much later."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not (value > low if above_low else value >= low) or not value <= high:
+            side = "greater than" if above_low else "from"
+            raise argparse.ArgumentTypeError(f"must be {side} {low:g} to {high:g} {unit}: {text!r}")
+        return value
+    return parse
 
 
 def int_in(low: int, high: int) -> Callable[[str], int]:
@@ -126,6 +132,16 @@ def iso_date(text: str) -> dt.date:
         return dt.date.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+
+
+def session_date(text: str) -> dt.date:
+    """A date of the NYSE calendar's range: checked where it is typed, before an import or a
+    migration writes anything (the calendar would fail on it later, mid-run)."""
+    day = iso_date(text)
+    last = LATEST_TIME.date() - dt.timedelta(days=1)
+    if not CALENDAR_FIRST_DAY <= day <= last:
+        raise argparse.ArgumentTypeError(f"must be a date from {CALENDAR_FIRST_DAY} (the NYSE calendar's first session) to {last}: {text!r}")
+    return day
 
 
 def program_name(module: str, script: str) -> str:

@@ -12,13 +12,12 @@ batches that commit with its checkpoint → the summary (rejects, reloads, failu
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from flows.cli import ArgumentParser, int_in, non_negative_float, program_name, run_cli, use_prefect
+from flows.cli import ArgumentParser, float_in, int_in, program_name, run_cli, use_prefect
 from flows.params import DRY_RUN, ORCHESTRATE, Param, add_flags, flow_function, flow_values, path_text
 from flows.settings import data_dsn, host_name, start_method
 from tasks.core.commands import command_line
@@ -31,12 +30,6 @@ from tasks.jsonl.split import SPLIT_MB
 FLOW_NAME = "jsonl-ingest"
 
 
-def poll_seconds(text: str) -> float:
-    value = non_negative_float(text)
-    if not 0.05 <= value <= 86_400:
-        raise argparse.ArgumentTypeError(f"--poll must be between 0.05 and 86400 seconds: {text!r}")
-    return value
-
 MODULE = "flows.jsonl_ingest"
 PARAMS = [
     Param("root", None, "a folder holding swing/, scalp/ and system/ (searched recursively)", annotation=str | None, type=path_text,
@@ -48,7 +41,7 @@ PARAMS = [
           type=path_text, metavar="PATH"),
     Param("follow", False, "keep running: every --poll seconds load what the files grew by and any new file; Ctrl+C or SIGTERM "
           "stops (exit 0; what is committed stays)", annotation=bool, action="store_true"),
-    Param("poll", 5.0, "seconds between two passes with --follow", annotation=float, type=poll_seconds, metavar="SECONDS"),
+    Param("poll", 5.0, "seconds between two passes with --follow", annotation=float, type=float_in(0.05, 86_400), metavar="SECONDS"),
     Param("fail_on_low_coverage", False, "exit 1 when what the run loaded has minutes below 0.8 coverage or critical gaps "
           "(>= 60 s)", annotation=bool, action="store_true"),
     Param("db_retries", DB_RETRIES, "retries of a file after a transient database failure (connection lost, server restart, "
@@ -57,7 +50,7 @@ PARAMS = [
     Param("concurrency", 4, "loader processes (file groups, or pieces of a big file, loaded at once)", annotation=int,
           type=int_in(1, 64)),
     Param("split_mb", SPLIT_MB, "a scalp file with more than this many MB to load is cut into pieces loaded at once, as many "
-          "as --concurrency and the CPU cores allow (0: never)", annotation=float, type=non_negative_float, metavar="MB"),
+          "as --concurrency and the CPU cores allow (0: never)", annotation=float, type=float_in(0, 1 << 20, "MB"), metavar="MB"),
     Param("batch_size", 10_000, "lines per COPY batch and transaction", annotation=int, type=int_in(100, 1_000_000)),
     DRY_RUN, ORCHESTRATE,
 ]

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from flows.cli import budget_name, int_in, iso_date, non_negative_float
+from flows.cli import budget_name, float_in, int_in, session_date
 from flows.settings import default_cache_dir
 from tasks.core.commands import command_line
 from tasks.core.errors import BadInput, Outcome
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from tasks.sources.settings import SourceSettings
 
 _UNSET: Any = object()
+MAX_COOL_DOWN_S = 7 * 86_400  # a 429's cool-down: Yahoo's blocks last minutes to hours, never a week
 
 
 @dataclass(frozen=True)
@@ -192,7 +193,7 @@ shard_text = flag_type(lambda text: str(parse_shard(text)))  # a shard, K/N (tas
 
 
 def date_text(text: str) -> str:
-    return iso_date(text).isoformat()
+    return session_date(text).isoformat()
 
 
 def rate_text(text: str) -> str:
@@ -245,18 +246,18 @@ def source_params(*, delay: float | None, delay_help: str = "minimum seconds bet
         Param("daily_quota", DEFAULT_DAILY_QUOTA, "requests the shared budget grants per UTC day (Yahoo's published limit: "
               "48,000); at the quota the run stops with the time to resume; 0 = none", annotation=int, type=int_in(0, 10**9)),
         Param("rate_limit_sleep", 900.0, "on HTTP 429: cool the shared budget down this many seconds (doubling while the "
-              "block lasts), stop, and advise when to resume", annotation=float, type=non_negative_float),
+              "block lasts), stop, and advise when to resume", annotation=float, type=float_in(0, MAX_COOL_DOWN_S)),
         Param("max_retries", 3, "retries for transient failures only: timeouts, 5xx, resets; never 429", annotation=int,
               type=int_in(0, 20)),
         Param("retry_wait", 1.0, "first backoff in seconds before a retry; doubles each time, with jitter", annotation=float,
-              type=non_negative_float),
-        Param("timeout", 10.0, "seconds per HTTP request", annotation=float, type=positive_float),
+              type=float_in(0, 600)),
+        Param("timeout", 10.0, "seconds per HTTP request", annotation=float, type=float_in(0, 3600, above_low=True)),
     ]
     if refresh:
         out.append(Param("refresh", False, "ignore the download cache (the database is still checked first)", annotation=bool,
                          action="store_true"))
     if delay is not None:
-        out.append(Param("delay", delay, delay_help, annotation=float, type=non_negative_float))
+        out.append(Param("delay", delay, delay_help, annotation=float, type=float_in(0, 3600)))
     return out
 
 
@@ -276,13 +277,6 @@ def yahoo_rate(given: str | None) -> str:
         except BadInput as exc:
             raise BadInput(f"YAHOO_RATE: {exc}") from None
     return DEFAULT_RATE
-
-
-def positive_float(text: str) -> float:
-    value = non_negative_float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be greater than 0: {text!r}")
-    return value
 
 
 def source_settings(values: dict[str, Any], *, delay: float | None = None) -> SourceSettings:

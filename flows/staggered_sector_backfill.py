@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from flows.cli import ArgumentParser, int_in, non_negative_float, program_name, run_cli, use_prefect
+from flows.cli import ArgumentParser, float_in, int_in, program_name, run_cli, use_prefect
 from flows.params import (
     DRY_RUN,
     ORCHESTRATE,
@@ -47,7 +47,8 @@ PARAMS = [
     Param("days", 20, "NYSE trading sessions back from the end date", annotation=int, type=int_in(1, MAX_DAYS)),
     Param("end_date", None, "last session to include, YYYY-MM-DD (default: the last closed NYSE session)", annotation=str | None,
           type=date_text),
-    Param("delay_minutes", 5.0, "minutes between two network fetches; fractions allowed", annotation=float, type=non_negative_float),
+    Param("delay_minutes", 5.0, "minutes between two network fetches; fractions allowed", annotation=float,
+          type=float_in(0, 1440, "minutes")),
     Param("skip_existing", False, "skip tickers whose stored rows already cover the last N NYSE sessions", annotation=bool,
           action="store_true"),
     *source_params(delay=None),

@@ -215,6 +215,7 @@ def test_dry_run_touches_nothing(run_cli: CliRunner, dsn: str, fake_yahoo: FakeY
         (("--days", "abc"), "--days"),
         (("--days", "99999999"), "--days"),
         (("--delay", "-1"), "--delay"),
+        (("--timeout", "99999999999999999999"), "--timeout: must be greater than 0 to 3600 seconds"),
         (("--end-date", "2025-13-01"), "--end-date"),
         (("--bogus",), "unrecognized arguments"),
     ],

@@ -270,6 +270,18 @@ def test_import_rejects_unusable_files(run_cli: CliRunner, tmp_path: Path, conte
     assert "s3cr3t" not in result.stderr.lower()
 
 
+@pytest.mark.parametrize("as_of", ["1979-12-31", "0001-01-01", "2200-01-01"])
+def test_an_as_of_date_outside_the_calendar_is_refused_before_the_import_writes(run_cli: CliRunner, dsn: str, tmp_path: Path,
+                                                                                as_of: str) -> None:
+    csv = write_csv(tmp_path / "ev.csv", [("AAPL", "2025-01-02 15:00:00+00:00", "news")])
+    result = run_cli(VAL, "--as-of", as_of, "--import-csv", str(csv))
+    assert result.code == 2
+    assert result.stderr.strip() == (f"error: argument --as-of: must be a date from 1980-01-02 (the NYSE calendar's first session)"
+                                     f" to 2199-12-31: '{as_of}'")
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT to_regclass('txn_events')").fetchone() == (None,)
+
+
 @pytest.mark.parametrize("time, reason", [
     ("0001-01-01T00:00:00+14:00", "out of range"), ("9999-12-31T23:59:59-14:00", "out of range"),
     ("1850-06-01T00:00:00+00:00", "out of range"), ("2025-01-02T15:00:00+16:00", "offset"),

@@ -78,6 +78,28 @@ def test_no_flag_accepts_an_abbreviation(module: str) -> None:
             parser.parse_args([flag[:-2], "1"])  # a prefix of a real flag is no flag
 
 
+@pytest.mark.parametrize("module, flag, value", [
+    ("flows.etf_backfill", "--timeout", "99999999999999999999"), ("flows.etf_backfill", "--timeout", "0"),
+    ("flows.etf_backfill", "--retry-wait", "1e20"), ("flows.etf_backfill", "--delay", "1e20"),
+    ("flows.etf_backfill", "--rate-limit-sleep", "99999999999999999999"), ("flows.etf_backfill", "--delay", "nan"),
+    ("flows.staggered_sector_backfill", "--delay-minutes", "1e20"), ("flows.event_valuation", "--timeout", "inf"),
+    ("flows.daily_pipeline", "--rate-limit-sleep", "1e9"), ("flows.jsonl_ingest", "--poll", "1e20"),
+    ("flows.jsonl_ingest", "--split-mb", "1e300"),
+])
+def test_a_number_past_its_range_is_refused_at_parse_time_naming_the_range(module: str, flag: str, value: str) -> None:
+    import importlib
+
+    parser = importlib.import_module(module).build_parser()
+    with pytest.raises(BadInput, match=rf"^argument {flag}: must be (from|greater than) [\d.]+ to [\d.e+]+ \w+: '{re.escape(value)}'$"):
+        parser.parse_args([flag, value])
+    for p in getattr(importlib.import_module(module), "PARAMS", []):  # a deployment run's parameter is checked the same way
+        if p.option == flag and p.flow:
+            from flows.params import check_values
+
+            with pytest.raises(BadInput, match=f"parameter {p.name}: must be"):
+                check_values([p], {p.name: float(value)})
+
+
 def test_every_bat_file_sets_up_through_one_script_and_runs_a_console_script() -> None:
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["scripts"]
     bats = sorted(ROOT.glob("[0-9]_*.bat"))

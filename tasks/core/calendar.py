@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from tasks.core.errors import BadInput
+from tasks.core.time_bounds import CALENDAR_START
 
 if TYPE_CHECKING:
     from exchange_calendars import ExchangeCalendar
 
 NY_TZ = "America/New_York"
 MAX_DAYS = 10_000  # ~40 years of sessions; more than any source serves daily bars for
-_EARLIEST = "1980-01-01"
 
 
 @lru_cache(maxsize=1)
@@ -24,7 +24,7 @@ def nyse() -> ExchangeCalendar:
     """The NYSE calendar, built once per process (it covers 1980 to a year ahead)."""
     import exchange_calendars as xcals
 
-    return xcals.get_calendar("XNYS", start=_EARLIEST)
+    return xcals.get_calendar("XNYS", start=CALENDAR_START.isoformat())
 
 
 def last_closed_session(now: dt.datetime | None = None) -> dt.date:

@@ -9,3 +9,8 @@ import datetime as dt
 
 EARLIEST_TIME = dt.datetime(1900, 1, 1, tzinfo=dt.UTC)
 LATEST_TIME = dt.datetime(2200, 1, 1, tzinfo=dt.UTC)
+# The NYSE calendar the project builds starts on CALENDAR_START (tasks/core/calendar.py), whose
+# first session is the next day: a session date before that is refused where it is typed, before
+# anything is written.
+CALENDAR_START = dt.date(1980, 1, 1)
+CALENDAR_FIRST_DAY = dt.date(1980, 1, 2)
