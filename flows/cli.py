@@ -140,7 +140,8 @@ def session_date(text: str) -> dt.date:
     day = iso_date(text)
     last = LATEST_TIME.date() - dt.timedelta(days=1)
     if not CALENDAR_FIRST_DAY <= day <= last:
-        raise argparse.ArgumentTypeError(f"must be a date from {CALENDAR_FIRST_DAY} (the NYSE calendar's first session) to {last}: {text!r}")
+        raise argparse.ArgumentTypeError(f"must be a date from {CALENDAR_FIRST_DAY} (the NYSE calendar's first session)"
+                                         f" to {last}: {text!r}")
     return day
 
 
