@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import os
+import urllib.parse
 from datetime import timedelta
 from typing import Any
 
@@ -93,12 +94,38 @@ def alert_automation(block_id: Any) -> Any:
     )
 
 
-def alert_block(url: str) -> Any:
-    """The Webhook block that holds ``url`` (saved, overwriting an older one): its id."""
+def alert_url() -> str | None:
+    """``BACKFILL_ALERT_URL``, checked: an http(s) URL with a host, or None when unset.
+
+    Raises:
+        BadInput: anything else (never quoted: a webhook's URL usually holds its token).
+    """
+    text = (os.environ.get("BACKFILL_ALERT_URL") or "").strip()
+    if not text:
+        return None
+    try:
+        parts = urllib.parse.urlsplit(text)
+        host = parts.hostname
+        parts.port  # noqa: B018 (a bad port raises here)
+    except ValueError:
+        host = None
+    if parts.scheme not in ("http", "https") or not host or any(c.isspace() for c in text):
+        raise BadInput("BACKFILL_ALERT_URL must be an http:// or https:// URL with a host (a webhook: Slack, Teams, a relay"
+                       " to mail); the value set is not one (not shown: a webhook's URL usually holds its token)")
+    return text
+
+
+def alert_block(url: str) -> tuple[Any, bool]:
+    """The Webhook block that holds ``url`` (saved, overwriting an older one): its id, and whether
+    the URL it held before was another one (or there was none)."""
     from prefect.blocks.webhook import Webhook
 
+    try:
+        before = Webhook.load(ALERT_BLOCK, _sync=True).url.get_secret_value()  # type: ignore[union-attr,call-arg]
+    except ValueError:  # no such block yet
+        before = None
     block = Webhook.model_validate({"method": "POST", "url": url, "headers": {"Content-Type": "text/plain; charset=utf-8"}})
-    return block.save(ALERT_BLOCK, overwrite=True)
+    return block.save(ALERT_BLOCK, overwrite=True), before != url
 
 
 def ensure_automations() -> list[str]:
@@ -110,10 +137,14 @@ def ensure_automations() -> list[str]:
     from prefect.client.orchestration import get_client
 
     wanted = [crash_automation(crash_after_s())]
-    url = os.environ.get("BACKFILL_ALERT_URL")
-    if url:
-        wanted.append(alert_automation(alert_block(url)))
+    url = alert_url()
     changed = []
+    if url:
+        block_id, new_url = alert_block(url)
+        wanted.append(alert_automation(block_id))
+        if new_url:
+            host = urllib.parse.urlsplit(url).hostname
+            changed.append(f"{ALERT_BLOCK} (alerts now go to a webhook at {host}; its URL is kept in that block, not shown)")
     with get_client(sync_client=True) as client:
         for automation in wanted:
             existing = client.read_automations_by_name(name=automation.name)

@@ -18,9 +18,22 @@ import sys
 import time
 import uuid
 from collections.abc import Sequence
+from pathlib import Path
 
 from flows.cli import int_in, run_cli
-from flows.prefect_server import DEFAULT_PORT, default_home, healthy, install_automations, read_info, start_server, stop_server
+from flows.prefect_server import (
+    DEFAULT_PORT,
+    ServerInfo,
+    auth_export_line,
+    basic_auth,
+    default_home,
+    find_local_api,
+    healthy,
+    install_automations,
+    read_info,
+    start_server,
+    stop_server,
+)
 from tasks.core.errors import BadInput, Outcome, StoreError
 
 
@@ -42,14 +55,14 @@ def run_now(run_id: str | None) -> Outcome:
         uuid.UUID(run_id)
     except ValueError:
         raise BadInput(f"not a flow run id: {run_id!r}") from None
-    api = os.environ.get("PREFECT_API_URL")
+    api = find_local_api(os.environ.get("PREFECT_API_URL"))
     if not api:
-        found = read_info(default_home())
-        if found is None:
-            raise StoreError("no Prefect server: set PREFECT_API_URL or `prefect-local start`")
-        api = found.api_url
+        raise StoreError("no Prefect server: set PREFECT_API_URL or `prefect-local start`")
+    auth = basic_auth(os.environ.get("PREFECT_API_AUTH_STRING"))
     try:
-        run = httpx.get(f"{api}/flow_runs/{run_id}", timeout=10)
+        run = httpx.get(f"{api}/flow_runs/{run_id}", timeout=10, auth=auth)
+        if run.status_code == 401:
+            raise StoreError(f"the Prefect API at {api} refused our credentials: set PREFECT_API_AUTH_STRING to its user:password")
         if run.status_code == 404:
             raise BadInput(f"no flow run {run_id} on {api}")
         run.raise_for_status()
@@ -57,13 +70,23 @@ def run_now(run_id: str | None) -> Outcome:
         if state.get("type") != "SCHEDULED":
             raise BadInput(f"flow run {run_id} is {state.get('name', 'in no state')}, not scheduled: nothing to move")
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        answer = httpx.post(f"{api}/flow_runs/{run_id}/set_state", timeout=10, json={
+        answer = httpx.post(f"{api}/flow_runs/{run_id}/set_state", timeout=10, auth=auth, json={
             "state": {"type": "SCHEDULED", "name": state.get("name") or "Scheduled", "state_details": {"scheduled_time": now}}})
         answer.raise_for_status()
     except httpx.HTTPError as exc:
         raise StoreError(f"the Prefect API at {api} failed: {exc}") from None
     print(f"Flow run {run_id} is due now: a worker of its pool takes it once.", file=sys.stderr)
     return Outcome.DONE
+
+
+def print_exports(info: ServerInfo, home: Path) -> None:
+    """The lines that point a shell (and the workers it starts) at the server: its URL and, read
+    from its owner-only file, never printed, its secret."""
+    if sys.platform == "win32":
+        print(f"set PREFECT_API_URL={info.api_url}")
+    else:
+        print(f"export PREFECT_API_URL={info.api_url}")
+    print(auth_export_line(home))
 
 
 def act(ns: argparse.Namespace) -> Outcome:
@@ -76,11 +99,15 @@ def act(ns: argparse.Namespace) -> Outcome:
     if ns.run_id and ns.action != "run-now":
         raise BadInput(f"{ns.action} takes no run id: {ns.run_id!r}")
     home = default_home()
+    if ns.action in ("start", "automations"):
+        from flows.automations import alert_url, crash_after_s
+
+        crash_after_s(), alert_url()  # their settings checked before a server starts
     if ns.action == "start":
         info, started = start_server(home, port=ns.port)
         install_automations(info.api_url)
         print(f"{'Started' if started else 'Already running'} (pid {info.pid}, log {home / 'server.log'}). Use it with:", file=sys.stderr)
-        print(f"export PREFECT_API_URL={info.api_url}")
+        print_exports(info, home)
     elif ns.action == "run-now":
         return run_now(ns.run_id)
     elif ns.action == "automations":
@@ -93,7 +120,8 @@ def act(ns: argparse.Namespace) -> Outcome:
         if found is None or not healthy(found, home):
             print("not running", file=sys.stderr)
             return Outcome.SOME_FAILED
-        print(f"running (pid {found.pid}): export PREFECT_API_URL={found.api_url}")
+        print(f"running (pid {found.pid}):", file=sys.stderr)
+        print_exports(found, home)
     else:
         print("stopped" if stop_server(home) else "not running", file=sys.stderr)
     return Outcome.DONE

@@ -8,7 +8,13 @@ server keeps its database in the project's embedded PostgreSQL cluster (a databa
 runs in the background and is reused: ``--orchestrate prefect`` without ``PREFECT_API_URL`` starts
 it on first use and every later run finds it through ``<home>/server.json``.
 
-Home: ``BACKFILL_PREFECT_HOME`` or ``./.prefect`` (the server's log, its Prefect home, the state file).
+Home: ``BACKFILL_PREFECT_HOME`` or ``./.prefect`` (the server's log, its Prefect home, the state file,
+and ``api-auth``: the ``user:secret`` every caller of its API must send, made once and owner-only).
+
+Only callers that send that secret are let in (Prefect's basic authentication: the server reads
+``PREFECT_SERVER_API_AUTH_STRING``, clients send ``PREFECT_API_AUTH_STRING``). The project's own
+commands read it from the home when they use this server; a worker is given it as
+``prefect-local start`` prints (``export PREFECT_API_AUTH_STRING="$(cat .../api-auth)"``).
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
+import shlex
 import socket
 import subprocess
 import sys
@@ -33,6 +41,9 @@ from tasks.core.errors import BadInput, StoreError
 DEFAULT_PORT = 4200
 START_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 20.0
+AUTH_FILE = "api-auth"
+AUTH_USER = "market-backfill"
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 @dataclass(frozen=True)
@@ -64,6 +75,79 @@ def database_url() -> str:
     return "postgresql+asyncpg://" + uri.split("://", 1)[1]
 
 
+def auth_string(home: Path) -> str | None:
+    """The local server's ``user:secret`` from ``<home>/api-auth``, None when there is none yet."""
+    try:
+        return (home / AUTH_FILE).read_text(encoding="utf-8").strip() or None
+    except OSError:
+        return None
+
+
+def make_auth_string(home: Path) -> str:
+    """The home's ``user:secret``, made now (random, 256 bits) if missing: written owner-only (0600)
+    before it holds anything, and moved into place whole, so no reader ever sees a part of it."""
+    found = auth_string(home)
+    if found:
+        return found
+    text = f"{AUTH_USER}:{secrets.token_urlsafe(32)}"
+    partial = home / f".{AUTH_FILE}.{os.getpid()}"
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text + "\n")
+    os.replace(partial, home / AUTH_FILE)
+    return text
+
+
+def auth_export_line(home: Path) -> str:
+    """The shell line that gives a worker or a shell the secret without printing it."""
+    path = home / AUTH_FILE
+    if sys.platform == "win32":
+        return f'set /p PREFECT_API_AUTH_STRING=<"{path}"'
+    return f'export PREFECT_API_AUTH_STRING="$(cat {shlex.quote(str(path))})"'
+
+
+def use_local_server(info: ServerInfo, home: Path) -> None:
+    """Point this process's Prefect client at the local server: its URL, its secret, and no proxy
+    for loopback (behind a corporate proxy Prefect's websocket would go to it)."""
+    os.environ["PREFECT_API_URL"] = info.api_url
+    secret = auth_string(home)
+    if secret:  # this server's own, whatever another server's may be set for
+        os.environ["PREFECT_API_AUTH_STRING"] = secret
+    os.environ.update(no_proxy_env(os.environ))
+
+
+def no_proxy_env(env: dict[str, str] | os._Environ[str]) -> dict[str, str]:
+    """``NO_PROXY``/``no_proxy`` with the loopback addresses added (what was there is kept)."""
+    out = {}
+    for key in ("NO_PROXY", "no_proxy"):
+        have = [h.strip() for h in (env.get(key) or "").split(",") if h.strip()]
+        out[key] = ",".join(have + [h for h in LOOPBACK if h not in have])
+    return out
+
+
+def _auth(home: Path) -> tuple[str, str] | None:
+    return basic_auth(auth_string(home))
+
+
+def basic_auth(secret: str | None) -> tuple[str, str] | None:
+    """``user:password`` as httpx's ``auth`` pair (None: send none)."""
+    if not secret:
+        return None
+    user, _, password = secret.partition(":")
+    return user, password
+
+
+def find_local_api(url: str | None) -> str | None:
+    """``url``, or the local server's when it is unset; a local server's secret is put in this
+    process's environment (the user need not export it). None: no URL and no local server."""
+    home = default_home()
+    local = read_info(home)
+    if local is not None and (not url or url.rstrip("/") == local.api_url):
+        use_local_server(local, home)
+        return local.api_url
+    return url or None
+
+
 def read_info(home: Path) -> ServerInfo | None:
     """The recorded server if its process is still alive, else None."""
     try:
@@ -85,7 +169,7 @@ def healthy(info: ServerInfo, home: Path, timeout: float = 2.0) -> bool:
     try:
         if httpx.get(f"{info.api_url}/health", timeout=timeout).status_code != 200:
             return False
-        served = httpx.get(f"{info.api_url}/admin/settings", timeout=timeout).json().get("home")
+        served = httpx.get(f"{info.api_url}/admin/settings", timeout=timeout, auth=_auth(home)).json().get("home")
     except (httpx.HTTPError, ValueError, AttributeError):
         return False
     return served is not None and Path(served).resolve() == home.resolve()
@@ -172,7 +256,11 @@ def start_server(home: Path, *, port: int | None = None) -> tuple[ServerInfo, bo
     with start_lock(home):
         info = read_info(home)
         if info is not None and healthy(info, home):
+            if not requires_auth(info):
+                print(f"The Prefect server in {home} (pid {info.pid}) was started without authentication: any local user can"
+                      " use its API. Restart it to close that: prefect-local stop, then prefect-local start.", file=sys.stderr)
             return info, False
+        make_auth_string(home)
         for _ in range(3):
             info = launch(home, port if port is not None else pick_port(preferred_port(home)))
             if info is not None:
@@ -192,7 +280,9 @@ def launch(home: Path, port: int) -> ServerInfo | None:
         StoreError: it exited or did not answer in time (the log's last line said).
     """
     env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_API_DATABASE_CONNECTION_URL": database_url(),
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_SERVER_API_AUTH_STRING": make_auth_string(home),
+           # the UI calls the API where this server listens (by default it would call port 4200: maybe another server)
+           "PREFECT_UI_API_URL": f"http://127.0.0.1:{port}/api", **no_proxy_env(os.environ)}
     env.pop("PREFECT_API_URL", None)
     detach: dict[str, object] = {"start_new_session": True}
     if sys.platform == "win32":
@@ -215,6 +305,16 @@ def launch(home: Path, port: int) -> ServerInfo | None:
             raise StoreError(f"the Prefect server did not start (log: {home / 'server.log'}): {tail[-1][:300]}")
         time.sleep(0.3)
     return info
+
+
+def requires_auth(info: ServerInfo) -> bool:
+    """Whether the server refuses a caller without the secret (one started by an older version did not)."""
+    import httpx
+
+    try:
+        return httpx.get(f"{info.api_url}/admin/version", timeout=5).status_code == 401
+    except httpx.HTTPError:
+        return True  # not answering: nothing to warn about here
 
 
 def stop_process(pid: int) -> None:
@@ -250,13 +350,13 @@ def ensure_api_url() -> str:
     """
     url = os.environ.get("PREFECT_API_URL")
     if url:
-        return url
+        return find_local_api(url) or url  # the local server exported by hand: its secret found too
     home = default_home()
     info, started = start_server(home)
     if started:
         print(f"Started the local Prefect server ({info.api_url}, database in PostgreSQL); "
               "it keeps running for the next run: `prefect-local stop` ends it.", file=sys.stderr, flush=True)
-    os.environ["PREFECT_API_URL"] = info.api_url
+    use_local_server(info, home)
     return info.api_url
 
 
@@ -264,16 +364,21 @@ def install_automations(api_url: str) -> None:
     """The project's automations (``flows/automations.py``) on the server at ``api_url``; what changed is said.
 
     Raises:
-        StoreError: the server refused them, or a setting is unusable.
+        BadInput: a setting is unusable.
+        StoreError: the server refused them.
     """
     os.environ["PREFECT_API_URL"] = api_url
+    find_local_api(api_url)
     from flows.automations import ensure_automations
 
     try:
         changed = ensure_automations()
-    except BadInput as exc:
-        raise StoreError(str(exc)) from None
+    except BadInput:
+        raise
     except Exception as exc:  # the API's errors, whatever client raised them
         raise StoreError(f"could not create the automations on {api_url}: {exc}") from exc
     for name in changed:
-        print(f"Automation created: {name}", file=sys.stderr)
+        print(f"Automation created: {name}" if name.startswith("market-backfill:") else f"Updated: {name}", file=sys.stderr)
+    if not changed:
+        alerts = "on" if os.environ.get("BACKFILL_ALERT_URL") else "off (BACKFILL_ALERT_URL is not set)"
+        print(f"Automations on {api_url} are up to date: crash detection on, alerts {alerts}.", file=sys.stderr)

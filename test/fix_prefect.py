@@ -14,6 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 from test.fix_yahoo import ROOT
+from test.prefect_http import exported
 from test.prefect_server import free_port
 
 
@@ -42,7 +43,7 @@ def local_prefect_env(home: Path, pg_server: tuple[str, Path | None], *, own_dat
 
 def prefect_local(action: str, env: dict[str, str], *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
     """``prefect-local ACTION ARGS``, as a user types it."""
-    full = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API_URL")}
+    full = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_API_URL", "PREFECT_API_AUTH_STRING"))}
     full.update(env)
     return subprocess.run([sys.executable, "-m", "flows.prefect_local", action, *args], cwd=ROOT, env=full, capture_output=True,
                           text=True, timeout=timeout)
@@ -64,25 +65,24 @@ def prefect_env(tmp_path_factory: pytest.TempPathFactory, pg_server: tuple[str, 
 
 @pytest.fixture(scope="session")
 def prefect_api(prefect_env: dict[str, str]) -> dict[str, str]:
-    """The same server, started now; env with ``PREFECT_API_URL`` set as `prefect-local start` prints it."""
+    """The same server, started now; env with ``PREFECT_API_URL`` and ``PREFECT_API_AUTH_STRING`` set as
+    `prefect-local start` prints them."""
     done = prefect_local("start", prefect_env)
     assert done.returncode == 0, done.stdout + done.stderr
-    line = next(x for x in done.stdout.splitlines() if x.startswith("export PREFECT_API_URL="))
-    return {**prefect_env, "PREFECT_API_URL": line.split("=", 1)[1]}
+    return {**prefect_env, **exported(done.stdout)}
 
 
 @pytest.fixture
 def own_prefect_server(tmp_path: Path, pg_server: tuple[str, Path | None]) -> Iterator[dict[str, str]]:
     """A ``prefect-local`` server of this test's own (own home, own database; its scheduler on, with
-    a 1 s loop); env with ``PREFECT_API_URL`` set as ``prefect-local start`` prints it."""
+    a 1 s loop); env with ``PREFECT_API_URL`` and its secret set as ``prefect-local start`` prints them."""
     env = {**local_prefect_env(tmp_path / "prefect-home", pg_server, own_database=True),
            "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "1"}
     # A port of its own: 4200 is whichever test server came first, and may be taken while this one
     # is down (a restart then comes back on the port this home had last: prefect-local's last-port).
     started = prefect_local("start", env, "--port", str(free_port()))
     assert started.returncode == 0, started.stdout + started.stderr
-    url = next(x for x in started.stdout.splitlines() if x.startswith("export PREFECT_API_URL=")).split("=", 1)[1]
     try:
-        yield {**env, "PREFECT_API_URL": url}
+        yield {**env, **exported(started.stdout)}
     finally:
         prefect_local("stop", env)

@@ -13,8 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
-
+from test import prefect_http
 from test.fix_yahoo import ROOT
 
 POOL = "market-data"  # the pool prefect.yaml names
@@ -42,9 +41,9 @@ def run_deployment(name: str, params: dict[str, Any], env: dict[str, str]) -> st
 def create_run(api: str, name: str, params: dict[str, Any]) -> str:
     """``POST /deployments/{id}/create_flow_run`` for deployment ``FLOW/NAME`` (what ``prefect deployment
     run`` does, without a CLI process); the new flow run's id."""
-    deployment = httpx.get(f"{api}/deployments/name/{name}", timeout=10)
+    deployment = prefect_http.get(f"{api}/deployments/name/{name}", timeout=10)
     deployment.raise_for_status()
-    answer = httpx.post(f"{api}/deployments/{deployment.json()['id']}/create_flow_run", json={"parameters": params}, timeout=10)
+    answer = prefect_http.post(f"{api}/deployments/{deployment.json()['id']}/create_flow_run", json={"parameters": params}, timeout=10)
     answer.raise_for_status()
     return str(answer.json()["id"])
 
@@ -80,14 +79,14 @@ def live_worker(env: dict[str, str], log: Path, pool: str = POOL) -> Iterator[su
 
 
 def read_run(api: str, run_id: str) -> dict[str, Any]:
-    answer = httpx.get(f"{api}/flow_runs/{run_id}", timeout=10)
+    answer = prefect_http.get(f"{api}/flow_runs/{run_id}", timeout=10)
     answer.raise_for_status()
     return dict(answer.json())
 
 
 def filter_runs(api: str, **body: Any) -> list[dict[str, Any]]:
     """``POST /flow_runs/filter`` with ``body`` (Prefect's filter schema)."""
-    answer = httpx.post(f"{api}/flow_runs/filter", timeout=10, json=body)
+    answer = prefect_http.post(f"{api}/flow_runs/filter", timeout=10, json=body)
     answer.raise_for_status()
     return list(answer.json())
 
@@ -97,7 +96,7 @@ def delete_waiting_runs(api: str) -> None:
     come due in the next test that polls the same pool."""
     waiting = filter_runs(api, flow_runs={"state": {"type": {"any_": ["SCHEDULED", "PENDING"]}}}, limit=200)
     for run in waiting:
-        httpx.delete(f"{api}/flow_runs/{run['id']}", timeout=10).raise_for_status()
+        prefect_http.delete(f"{api}/flow_runs/{run['id']}", timeout=10).raise_for_status()
 
 
 def work_once(env: dict[str, str], log: Path, pool: str = POOL) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from test.fake_yahoo import FakeYahoo
-from test.fix_prefect import prefect_local
+from test.fix_prefect import local_prefect_env, prefect_local
 from test.fix_yahoo import ROOT, cli_env
 from test.prefect_cli import POOL, create_run, prefect, read_run, work_once
 
@@ -50,6 +50,13 @@ def test_a_failing_deployment_run_alerts_once_and_a_completed_one_not_at_all(
            "PREFECT_WORKER_QUERY_SECONDS": "1", "PREFECT_WORKER_PREFETCH_SECONDS": "1"}
     installed = prefect_local("automations", env)
     assert installed.returncode == 0 and "alert when a deployment run fails" in installed.stderr, installed.stderr
+    moved = prefect_local("automations", {**env, "BACKFILL_ALERT_URL": url + "?token=elsewhere"})  # a changed URL is said
+    assert moved.returncode == 0 and "Updated: market-backfill-alert (alerts now go to a webhook at 127.0.0.1" in moved.stderr
+    assert "token" not in moved.stderr
+    back = prefect_local("automations", env)
+    assert back.returncode == 0 and "Updated: market-backfill-alert" in back.stderr
+    same = prefect_local("automations", env)
+    assert same.returncode == 0 and "are up to date: crash detection on, alerts on." in same.stderr, same.stderr
     prefect("work-pool", "create", POOL, "--type", "process", "--overwrite", env=env)
     prefect("deploy", "--all", "--no-prompt", env=env)
     api = env["PREFECT_API_URL"]
@@ -66,3 +73,15 @@ def test_a_failing_deployment_run_alerts_once_and_a_completed_one_not_at_all(
     (alert,) = bodies
     assert "weekly-saturday-0600-utc" in alert and "BadInput" in alert and "parameter delay_minutes" in alert, alert
     assert read_run(api, failed)["name"] in alert
+
+
+@pytest.mark.parametrize("url", ["not a url", "ftp://hooks.example/x?token=s3cr3t", "http://", "https:///path", "http://h:99999/"])
+@pytest.mark.parametrize("action", ["start", "automations"])
+def test_an_alert_url_that_is_no_http_url_is_refused_before_anything_starts(tmp_path: Path, pg_server: tuple[str, Path | None],
+                                                                           url: str, action: str) -> None:
+    env = {**local_prefect_env(tmp_path / "home", pg_server), "BACKFILL_ALERT_URL": url, "PREFECT_API_URL": "http://127.0.0.1:9/api"}
+    done = prefect_local(action, env)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip() == ("error: BACKFILL_ALERT_URL must be an http:// or https:// URL with a host (a webhook: Slack, Teams,"
+                                   " a relay to mail); the value set is not one (not shown: a webhook's URL usually holds its token)")
+    assert not (tmp_path / "home" / "server.json").exists()

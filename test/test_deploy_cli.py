@@ -297,13 +297,13 @@ def prefect_local_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedPr
 
 def test_one_http_post_starts_event_valuation_through_a_worker(deployed: dict[str, str], dsn: str, tmp_path: Path) -> None:
     """Seed 000's `POST /backfillEventsTable`: Prefect's REST API, as the README shows it (an HTTP client, no Prefect code)."""
-    import httpx
+    from test import prefect_http
 
     api = deployed["PREFECT_API_URL"]
     events = tmp_path / "events.csv"
     events.write_text("ticker,event_time,source\nAAA,2025-03-05 15:00:00+00:00,news\n", encoding="utf-8")
-    deployment = httpx.get(f"{api}/deployments/name/event-valuation/daily-2230-utc", timeout=10).json()
-    answer = httpx.post(f"{api}/deployments/{deployment['id']}/create_flow_run", timeout=10, json={"parameters": {
+    deployment = prefect_http.get(f"{api}/deployments/name/event-valuation/daily-2230-utc", timeout=10).json()
+    answer = prefect_http.post(f"{api}/deployments/{deployment['id']}/create_flow_run", timeout=10, json={"parameters": {
         "import_csv": str(events), "as_of": "2025-06-30", "delay": 0.0, "cache_dir": str(tmp_path / "cache"), "fundamentals": "none"}})
     assert answer.status_code == 201, answer.text
     state = wait_finished(api, answer.json()["id"])
@@ -316,7 +316,7 @@ def test_a_fanned_out_valuation_gives_each_shard_to_the_pool_and_a_restarted_par
         deployed: dict[str, str], dsn: str, fake_yahoo: FakeYahoo, tmp_path: Path) -> None:
     import zlib
 
-    import httpx
+    from test import prefect_http
 
     api = deployed["PREFECT_API_URL"]
     tickers = ["AAA", "BBB", "CCC", "DDD", "EEE", "FFF", "GGG", "HHH"]
@@ -349,7 +349,7 @@ def test_a_fanned_out_valuation_gives_each_shard_to_the_pool_and_a_restarted_par
     arrivals = {shard: [e.at for e in fake_yahoo.chart_requests() if e.symbol in tickers
                         and zlib.crc32(str(e.symbol).encode()) % 2 == int(shard[0]) - 1] for shard in by_shard}
     assert max(most_in_window(times, 1.5) for times in arrivals.values()) == 2, arrivals
-    logs = httpx.post(f"{api}/logs/filter", json={"logs": {"flow_run_id": {"any_": list(by_shard.values())}}, "limit": 200},
+    logs = prefect_http.post(f"{api}/logs/filter", json={"logs": {"flow_run_id": {"any_": list(by_shard.values())}}, "limit": 200},
                       timeout=10).json()
     for shard, run_id in by_shard.items():
         mine = [t for t in tickers if zlib.crc32(t.encode()) % 2 == int(shard[0]) - 1]
@@ -357,7 +357,7 @@ def test_a_fanned_out_valuation_gives_each_shard_to_the_pool_and_a_restarted_par
         assert f"Shard {shard}: {len(mine)} of the tickers with events" in said, said
 
     # The parent run again (a restart: the same flow run): it finds its shards, submits none again.
-    httpx.post(f"{api}/flow_runs/{parent}/set_state", json={"state": {"type": "SCHEDULED"}, "force": True},
+    prefect_http.post(f"{api}/flow_runs/{parent}/set_state", json={"state": {"type": "SCHEDULED"}, "force": True},
                timeout=10).raise_for_status()
     again = wait_finished(api, parent, timeout=300)
     assert again["type"] == "COMPLETED", (again, worker_log(tmp_path))

@@ -18,6 +18,7 @@ from test.fake_yahoo import FakeYahoo, bar_for
 from test.fix_db import end_cooldown, table_rows
 from test.fix_prefect import local_prefect_env, prefect_local
 from test.fix_yahoo import CliRunner
+from test.prefect_http import exported
 
 ETF = "flows.etf_backfill"
 END = "2025-07-08"
@@ -260,7 +261,8 @@ def test_prefect_run_without_a_configured_server_starts_the_local_server_on_post
         assert "Started the local Prefect server" not in again.stderr  # found running, not started again
         assert json.loads((tmp_path / "home" / "server.json").read_text())["pid"] == pid
         status = prefect_local("status", env)
-        assert status.returncode == 0 and f"running (pid {pid})" in status.stdout and "PREFECT_API_URL=http://127.0.0.1:" in status.stdout
+        assert status.returncode == 0 and f"running (pid {pid})" in status.stderr
+        assert exported(status.stdout)["PREFECT_API_URL"].startswith("http://127.0.0.1:")
     finally:
         stopped = prefect_local("stop", env)
         assert stopped.returncode == 0 and "stopped" in stopped.stderr

@@ -8,9 +8,9 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 
+from test import prefect_http
 from test.fake_yahoo import FakeYahoo
 from test.fix_db import table_rows
 from test.fix_prefect import prefect_local
@@ -49,5 +49,5 @@ def test_a_run_outlives_a_prefect_server_restart_and_ends_completed(own_prefect_
     assert table_rows(dsn, "collected_daily_etf_ohlc") == expected_rows(TICKERS, FIVE_SESSIONS)
     (flow_run,) = [r for r in filter_runs(api, flows={"name": {"any_": ["etf-backfill"]}}) if r["state"]]
     assert flow_run["state"]["type"] == "COMPLETED", (flow_run["state"], log[-3000:])
-    summary = httpx.post(f"{api}/artifacts/filter", json={"artifacts": {"key": {"any_": ["etf-backfill-summary"]}}}, timeout=10).json()
+    summary = prefect_http.post(f"{api}/artifacts/filter", json={"artifacts": {"key": {"any_": ["etf-backfill-summary"]}}}).json()
     assert [a["flow_run_id"] for a in summary] == [flow_run["id"]]

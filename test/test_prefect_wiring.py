@@ -46,7 +46,7 @@ def test_jsonl_ingest_as_a_prefect_flow(run_cli: CliRunner, dsn: str, tmp_path: 
 
 
 def test_daily_pipeline_stages_run_as_subflows(run_cli: CliRunner, dsn: str, prefect_api: dict[str, str]) -> None:
-    import httpx
+    from test import prefect_http
 
     result = run_cli("flows.daily_pipeline", "--stages", "1,2,3", "--as-of", "2025-06-30", "--days", "21", "--delay", "0",
                      "--rate", "100000/min", "--holdings-rate", "100000/min", "--orchestrate", "prefect", timeout=240)
@@ -58,7 +58,7 @@ def test_daily_pipeline_stages_run_as_subflows(run_cli: CliRunner, dsn: str, pre
     # The run's own artifacts: progress counted in stages (all three done) and the summary table.
     latest = {}
     for key in ("daily-pipeline-progress", "daily-pipeline-summary"):
-        found = httpx.post(f"{prefect_api['PREFECT_API_URL']}/artifacts/filter", timeout=10,
+        found = prefect_http.post(f"{prefect_api['PREFECT_API_URL']}/artifacts/filter", timeout=10,
                            json={"artifacts": {"key": {"any_": [key]}}, "sort": "CREATED_DESC", "limit": 1}).json()
         latest[key] = found[0]
     assert latest["daily-pipeline-progress"]["type"] == "progress" and float(latest["daily-pipeline-progress"]["data"]) == 100.0

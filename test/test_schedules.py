@@ -33,9 +33,9 @@ def scheduled_runs(api: str, deployment_id: str) -> list[dict[str, Any]]:
 
 
 def deployment_id(api: str, flow_name: str, name: str) -> str:
-    import httpx
+    from test import prefect_http
 
-    answer = httpx.get(f"{api}/deployments/name/{flow_name}/{name}", timeout=10)
+    answer = prefect_http.get(f"{api}/deployments/name/{flow_name}/{name}", timeout=10)
     answer.raise_for_status()
     return str(answer.json()["id"])
 

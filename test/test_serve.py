@@ -10,9 +10,9 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 
+from test import prefect_http
 from test.fake_yahoo import FakeYahoo
 from test.fix_yahoo import ROOT, cli_env
 from test.prefect_cli import FINISHED, POOL, prefect, read_run, run_deployment
@@ -22,7 +22,7 @@ RETENTION = "daily-pipeline/retention-daily-0600-utc"
 
 
 def read_deployment(api: str, name: str) -> dict[str, object] | None:
-    answer = httpx.get(f"{api}/deployments/name/{name}", timeout=10)
+    answer = prefect_http.get(f"{api}/deployments/name/{name}", timeout=10)
     return None if answer.status_code == 404 else dict(answer.json())
 
 

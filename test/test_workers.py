@@ -11,10 +11,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psycopg
 import pytest
 
+from test import prefect_http
 from test.fake_yahoo import FakeYahoo
 from test.fix_yahoo import ROOT, cli_env
 from test.rate_helpers import most_in_window
@@ -35,7 +35,7 @@ def prefect(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]
 
 def flow_runs(api: str, pool: str) -> list[dict[str, Any]]:
     """The flow runs of deployments on ``pool`` (the server is shared with other tests)."""
-    answer = httpx.post(f"{api}/flow_runs/filter", json={"limit": 50, "work_pools": {"name": {"any_": [pool]}}}, timeout=10)
+    answer = prefect_http.post(f"{api}/flow_runs/filter", json={"limit": 50, "work_pools": {"name": {"any_": [pool]}}}, timeout=10)
     answer.raise_for_status()
     return [r for r in answer.json() if r.get("deployment_id")]
 
@@ -70,7 +70,7 @@ def test_two_workers_of_one_pool_share_the_runs_and_the_rate_budget(fake_yahoo: 
                 break
             time.sleep(1)
         assert [r["state_type"] for r in runs] == ["COMPLETED"] * 4, [(r["name"], r["state_type"]) for r in runs]
-        answer = httpx.post(f"{api}/artifacts/filter", json={"limit": 100, "flow_runs": {"id": {"any_": [r["id"] for r in runs]}}},
+        answer = prefect_http.post(f"{api}/artifacts/filter", json={"limit": 100, "flow_runs": {"id": {"any_": [r["id"] for r in runs]}}},
                             timeout=10)
         answer.raise_for_status()
         artifacts = answer.json()
