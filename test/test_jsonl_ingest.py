@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -163,7 +164,8 @@ def test_a_rewritten_swing_file_gives_back_the_bars_another_file_provides(run_cl
     later = swing("005930", START + dt.timedelta(minutes=20), 2)
     write(root / "swing" / "20260122_0010.jsonl", [later])  # rewritten without the 00:00 bar
     result = run_cli(ING, "--root", str(root))
-    assert result.code == 0 and "Reloaded (earlier content changed): swing/20260122_0010.jsonl" in result.stdout
+    assert result.code == 0 and "Reloaded (earlier content changed: its first " in result.stdout
+    assert "the 1 bar versions its earlier content stored are kept, as swing/20260122_0010.jsonl@" in result.stdout
     got = snapshot(dsn)["swing"]
     assert [(r[1], float(r[5]), r[10]) for r in got] == [(START, 1.0, "swing/20260122_0000.jsonl"),
                                                           (START + dt.timedelta(minutes=20), float(later["price"]["close"]),
@@ -267,26 +269,37 @@ def test_rerun_adds_nothing_and_appended_lines_load_alone(run_cli: CliRunner, ds
     assert row[7] == bars[("005930", minute)]["tick_count"]
 
 
-def test_rewritten_file_is_reloaded_and_reported(run_cli: CliRunner, dsn: str, tmp_path: Path, pg_server_dsn: str) -> None:
+def content(snap: dict[str, list[tuple[Any, ...]]]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """The ticks (without their provenance) and the 1-minute bars: what the files say happened."""
+    return sorted(r[:12] for r in snap["ticks"]), snap["bars"]
+
+
+def test_a_rewritten_file_is_reloaded_keeping_every_tick_its_earlier_content_stored(run_cli: CliRunner, dsn: str, tmp_path: Path,
+                                                                                    pg_server_dsn: str) -> None:
     tree = make_tree(tmp_path / "data")
     assert run_cli(ING, "--root", str(tree.root)).code == 0
     name = sorted(tree.ticks)[0]
+    before = len(tree.ticks[name])
     changed = tree.ticks[name][:50]
-    changed[0] = dict(changed[0], last_price=1.5)
+    changed[0] = dict(changed[0], last_price=1.5)  # one new tick; 49 repeat stored ones
     write(tree.root / name, changed)
     result = run_cli(ING, "--root", str(tree.root))
     assert result.code == 0, result.stderr
-    assert f"Reloaded (earlier content changed): {name}" in result.stdout
-    tree.ticks[name] = changed
-    with fresh_database(pg_server_dsn) as clean:  # the same tree loaded once into an empty database
+    assert f"Reloaded (earlier content changed: it is {(tree.root / name).stat().st_size:,} bytes, shorter than the" in result.stdout
+    kept = re.search(rf"the {before:,} ticks its earlier content stored are kept, as ({re.escape(name)}@\S+);", result.stdout)
+    assert kept, result.stdout
+    assert "1 rows loaded" in result.stdout and "49 ticks were already stored" in result.stdout
+    with fresh_database(pg_server_dsn) as clean:  # a clean load of every content the file ever had, as two files
+        write(tree.root / "scalp" / "20260122_0059.jsonl", tree.ticks[name])
         assert run_cli(ING, "--root", str(tree.root), env={"DATABASE_URL": clean}).code == 0
-        assert snapshot(dsn) == snapshot(clean)
+        assert content(snapshot(dsn)) == content(snapshot(clean))
     with psycopg.connect(dsn) as conn:
-        rows = conn.execute("SELECT count(*) FROM scalp_ticks WHERE source_file = %s", (name,)).fetchone()
+        rows = conn.execute("SELECT source_file, count(*) FROM scalp_ticks WHERE source_file LIKE %s GROUP BY 1 ORDER BY 1",
+                            (name + "%",)).fetchall()
         first = conn.execute("SELECT last_price FROM scalp_ticks WHERE source_file = %s AND source_line = 1", (name,)).fetchone()
-    assert rows == (50,) and first is not None and float(first[0]) == 1.5
-    bars = {(r[0], r[1]): r for r in snapshot(dsn)["bars"]}
-    assert {k: v[7] for k, v in bars.items()} == {k: v["tick_count"] for k, v in expected_1m_bars(tree.all_ticks()).items()}
+    assert rows == [(name, 1), (kept.group(1), before)] and first is not None and float(first[0]) == 1.5
+    again = run_cli(ING, "--root", str(tree.root / "scalp" / ".." ))  # nothing changed since: nothing moves
+    assert again.code == 0 and "Reloaded" not in again.stdout
 
 
 def test_bad_lines_go_to_rejects_with_their_line_numbers(run_cli: CliRunner, dsn: str, tmp_path: Path) -> None:

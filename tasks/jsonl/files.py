@@ -10,8 +10,10 @@ checkpoint) is ``<swing|scalp|system>/<path under its folder>``, the same whiche
 qualified by its origin when another root's file of that path was loaded first (``origins.py``).
 
 A file's checkpoint holds how many bytes (whole lines) are loaded and the SHA-256 of that
-prefix, so a rerun can tell: finished (skip), grown (load from the checkpoint), rewritten
-(reload from the start, after removing what the old content loaded).
+prefix, so a rerun can tell: finished (skip), grown (load from the checkpoint), or changed: cut
+short, rotated (``copytruncate``, or moved away and a new file made under its name) or rewritten.
+A changed file is loaded again from its start, and what its earlier content stored is kept: ticks
+and bars are things that happened, not a copy of the file (``load.keep_earlier_content``).
 """
 
 from __future__ import annotations
@@ -104,6 +106,8 @@ class FilePlan:
     start_line: int = 0
     piece: Piece | None = None
     why: str = ""  # for a reload: what made it one
+    changed: bool = False  # a reload because the file's loaded content changed (not one an upgrade asked for)
+    kept: tuple[int, str] | None = None  # once prepared: rows its earlier content stored, kept, and their provenance now
 
     @property
     def bytes_to_load(self) -> int:
@@ -253,8 +257,12 @@ def plan_files(conn: psycopg.Connection[Any], files: list[JsonlFile]) -> list[Fi
         loaded, lines, sha, must_reload = cp
         if must_reload:
             plans.append(FilePlan(f, "reload", why=must_reload))
-        elif f.size < loaded or prefix_sha256(f.path, loaded) != sha:
-            plans.append(FilePlan(f, "reload", why="earlier content changed"))
+        elif f.size < loaded:
+            plans.append(FilePlan(f, "reload", changed=True, why=f"earlier content changed: it is {f.size:,} bytes, shorter than the "
+                                  f"{loaded:,} loaded from it (truncated or rotated)"))
+        elif prefix_sha256(f.path, loaded) != sha:
+            plans.append(FilePlan(f, "reload", changed=True, why=f"earlier content changed: its first {loaded:,} bytes are not the ones"
+                                  " loaded (rewritten, or replaced by another file of its name)"))
         elif f.size == loaded:
             plans.append(FilePlan(f, "skip", loaded, lines))
         else:

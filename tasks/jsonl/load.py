@@ -57,6 +57,7 @@ class FileResult:
     copies: int = 0  # ticks already stored from another file (or earlier in this one): kept as copies
     pieces: int = 1  # loaded by this many processes at once (a big file)
     minutes: set[tuple[str, dt.datetime]] = field(default_factory=set)  # (symbol, minute) of the ticks stored: the coverage to judge
+    kept: tuple[int, str] | None = None  # a changed file: what its earlier content stored, kept (rows, provenance now)
     rejects: list[tuple[int, str]] = field(default_factory=list)
 
 
@@ -79,7 +80,7 @@ def load_file(conn: psycopg.Connection[Any], plan: FilePlan, *, batch_size: int 
         return result
     try:
         plan = prepare_file(conn, plan)
-        result.action = plan.action
+        result.action, result.kept = plan.action, plan.kept
         if plan.action == "skip":
             return result
         start_byte, line_no = (plan.start_byte, plan.start_line) if plan.action == "append" else (0, 0)
@@ -104,8 +105,10 @@ def release_file_lock(conn: psycopg.Connection[Any], key: str) -> None:
 
 def prepare_file(conn: psycopg.Connection[Any], plan: FilePlan) -> FilePlan:
     """Under the file's lock: plan it again on its size now (another run may have loaded it since, or
-    it grew), and clear what a changed file or an interrupted run left: a rewritten file's rows, or
-    rows past the checkpoint (the pieces of a big file an interrupted run had loaded)."""
+    it grew), and clear what an interrupted run left past the checkpoint (the pieces of a big file).
+    A file whose loaded content changed keeps what that content stored (``keep_earlier_content``);
+    a gap log is loaded afresh (its rows have no identity of their own that a reload could match),
+    and so is a file an upgrade asked to reload (the same content, read by newer rules)."""
     f = plan.file
     try:
         f = dataclasses.replace(f, size=f.path.stat().st_size)
@@ -113,7 +116,9 @@ def prepare_file(conn: psycopg.Connection[Any], plan: FilePlan) -> FilePlan:
     except OSError as exc:  # that file fails; the run goes on with the others
         raise SourceError(f.rel, f"cannot read it: {exc.strerror}") from None
     with database_errors(f"loading {f.rel} failed"):
-        if plan.action == "reload":
+        if plan.action == "reload" and plan.changed and f.kind != "gap":
+            plan = dataclasses.replace(plan, kept=keep_earlier_content(conn, f))
+        elif plan.action == "reload":
             forget_file(conn, f.key, f.kind)
         elif plan.action != "skip" and f.kind == "scalp":
             forget_lines(conn, f.key, after=plan.start_line if plan.action == "append" else 0)
@@ -420,6 +425,33 @@ def forget_file(conn: psycopg.Connection[Any], key: str, kind: Kind) -> None:
         # Back to nothing loaded; the row stays: it holds the key for this file (origins.py).
         cur.execute("UPDATE jsonl_file_checkpoints SET bytes_loaded = 0, lines_loaded = 0, prefix_sha256 = %s, must_reload = NULL,"
                     " updated_at = now() WHERE source_file = %s", (EMPTY_SHA256, key))
+
+
+def keep_earlier_content(conn: psycopg.Connection[Any], f: JsonlFile) -> tuple[int, str]:
+    """Before a changed file is loaded again: what its earlier content stored stays, under a
+    provenance of its own (``<key>@<UTC time now>``), in one transaction; the file's checkpoint goes
+    back to byte 0. Ticks are keyed by content, so the file's new lines that repeat a kept tick are
+    copies of it, never a second row; a swing bar the earlier content had won is decided again
+    among every version (a file's current content and other dated files win over kept content).
+    Returns the rows kept (ticks or bar versions) and their provenance now."""
+    kept_as = f"{f.key}@{dt.datetime.now(dt.UTC):%Y-%m-%dT%H:%M:%S.%fZ}"
+    moved = {"file": f.key, "kept_as": kept_as}
+    with conn.transaction(), conn.cursor() as cur:
+        if f.kind == "scalp":
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (BARS_LOCK,))
+            cur.execute("UPDATE scalp_ticks SET source_file = %(kept_as)s WHERE source_file = %(file)s", moved)
+            rows = cur.rowcount
+            cur.execute("UPDATE scalp_tick_copies SET source_file = %(kept_as)s WHERE source_file = %(file)s", moved)
+            cur.execute("UPDATE scalp_1m_bars SET open_file = %(kept_as)s WHERE open_file = %(file)s", moved)
+            cur.execute("UPDATE scalp_1m_bars SET close_file = %(kept_as)s WHERE close_file = %(file)s", moved)
+        else:
+            cur.execute(statement("keep_swing"), moved)
+            cur.execute("SELECT count(*) FROM swing_bar_versions WHERE source_file = %(kept_as)s", moved)
+            rows = int(cur.fetchone()[0])  # type: ignore[index]
+        cur.execute("UPDATE jsonl_rejects SET source_file = %(kept_as)s WHERE source_file = %(file)s", moved)
+        cur.execute("UPDATE jsonl_file_checkpoints SET bytes_loaded = 0, lines_loaded = 0, prefix_sha256 = %s, must_reload = NULL,"
+                    " updated_at = now() WHERE source_file = %s", (EMPTY_SHA256, f.key))
+    return rows, kept_as
 
 
 def forget_lines(conn: psycopg.Connection[Any], key: str, *, after: int, upto: int = _ALL_LINES) -> None:

@@ -75,7 +75,7 @@ class Splitter:
                 return [plan]
             self._files[rel] = _Split(plan, len(pieces), end, end_lines, self._hasher.submit(prefix_sha256, plan.file.path, end),
                                       FileResult(rel, plan.file.kind, plan.action, incomplete_tail=end < plan.file.size,
-                                                 pieces=len(pieces)))
+                                                 pieces=len(pieces), kept=plan.kept))
             kept = True
             return [dataclasses.replace(plan, piece=p) for p in pieces]
         except (PipelineError, OSError):  # the file's own loader meets it again and reports it for that file

@@ -57,9 +57,16 @@ class IngestTotals:
         copies = sum(r.copies for r in self.results)
         if copies:
             out.append(f"{copies:,} ticks were already stored from other files (copies or renamed files): stored once, kept as copies")
+        kept = {r.rel: r.kept for r in self.results if r.kept is not None}
         for plan in self.plans:
             if plan.action == "reload":
                 out.append(f"Reloaded ({plan.why}): {plan.file.rel}")
+                if plan.file.rel in kept:
+                    rows, kept_as = kept[plan.file.rel]
+                    what, then = (("ticks", "a line that repeats a kept tick is a copy, not a second row") if plan.file.kind == "scalp"
+                                  else ("bar versions", "a bar its lines carry now wins over the kept version"))
+                    out.append(f"  the {rows:,} {what} its earlier content stored are kept, as {kept_as}; its lines now load from "
+                               f"the start ({then})")
         for result in self.results:
             for line, reason in result.rejects[:10]:
                 out.append(f"Rejected {result.rel}:{line}: {reason}")
