@@ -5,6 +5,7 @@ partition dropped or detached by hand, the old table rewritten during an interru
 from __future__ import annotations
 
 import datetime as dt
+import json
 import shutil
 import signal
 import subprocess
@@ -69,3 +70,60 @@ def test_a_followed_file_rotated_by_copytruncate_and_by_rename_keeps_every_tick_
         assert subprocess.run([sys.executable, "-m", ING, "--root", str(other.parent)], cwd=ROOT, env=cli_env(None, clean),
                               capture_output=True, timeout=300).returncode == 0
         assert content(snapshot(dsn)) == content(snapshot(clean))
+
+
+def run_ingest(dsn: str, root: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", ING, "--root", str(root)], cwd=ROOT, env=cli_env(None, dsn), capture_output=True,
+                          text=True, timeout=300)
+
+
+def two_days(root: Path) -> None:
+    """Ticks on the 22nd and the 23rd (UTC) in one file, and on the 23rd in another."""
+    night = dt.datetime(2026, 1, 22, 23, 59, tzinfo=dt.UTC)
+    write(root / "scalp" / "20260122_2359.jsonl", [tick("005930", night + dt.timedelta(milliseconds=500 * k), k) for k in range(240)])
+    write(root / "scalp" / "20260123_0100.jsonl", [tick("005930", night + dt.timedelta(hours=1, seconds=k), 5000 + k) for k in range(100)])
+
+
+def test_a_day_partition_dropped_by_hand_is_loaded_again_and_its_bars_count_only_what_is_stored(dsn: str, pg_server_dsn: str,
+                                                                                                tmp_path: Path) -> None:
+    import psycopg
+
+    root = tmp_path / "data"
+    two_days(root)
+    assert run_ingest(dsn, root).returncode == 0
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("DROP TABLE scalp_ticks_p20260122")  # an operator's hand
+        assert conn.execute("SELECT count(*) FROM scalp_ticks").fetchone() == (220,)  # the 23rd's
+    again = run_ingest(dsn, root)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert ("The ticks of 2026-01-22 are missing: scalp_ticks_p20260122 was dropped, not by retention. Its 1-minute bars are"
+            " emptied and the 1 file(s) that held them load again: scalp/20260122_2359.jsonl") in again.stdout
+    assert "Reloaded (its ticks of 2026-01-22 were removed by hand" in again.stdout
+    with fresh_database(pg_server_dsn) as clean:
+        assert run_ingest(clean, root).returncode == 0
+        assert snapshot(dsn) == snapshot(clean)
+        status = [subprocess.run([sys.executable, "-m", "flows.backfill_status", "--jsonl", "--start-date", "2026-01-22",
+                                  "--end-date", "2026-01-23", "--json"], cwd=ROOT, env=cli_env(None, db), capture_output=True,
+                                 text=True, timeout=120).stdout for db in (dsn, clean)]
+        assert status[0] == status[1] and '"minutes"' in status[0]
+    assert "missing" not in run_ingest(dsn, root).stdout  # mended once
+
+
+def test_a_day_partition_detached_by_hand_is_attached_again_and_its_day_loads(dsn: str, pg_server_dsn: str, tmp_path: Path) -> None:
+    import psycopg
+
+    root = tmp_path / "data"
+    two_days(root)
+    assert run_ingest(dsn, root).returncode == 0
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("ALTER TABLE scalp_ticks DETACH PARTITION scalp_ticks_p20260123")
+    on_23rd = dt.datetime(2026, 1, 23, 3, tzinfo=dt.UTC)
+    more = [tick("005930", on_23rd + dt.timedelta(seconds=k), 6000 + k) for k in range(20)]  # "no partition of relation" before
+    with (root / "scalp" / "20260123_0100.jsonl").open("a") as fh:
+        fh.writelines(json.dumps(r, separators=(",", ":")) + "\n" for r in more)
+    again = run_ingest(dsn, root)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "Attached scalp_ticks_p20260123 again: it had been detached by hand" in again.stdout
+    with fresh_database(pg_server_dsn) as clean:
+        assert run_ingest(clean, root).returncode == 0
+        assert snapshot(dsn) == snapshot(clean)

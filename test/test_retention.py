@@ -12,7 +12,7 @@ import pytest
 from psycopg import sql
 
 from tasks.events.imports import PENDING
-from tasks.jsonl.partitions import ensure_days
+from tasks.jsonl.partitions import RETENTION_MARK, ensure_days
 from tasks.pipeline.retention import RetentionWindows, apply_retention, key_at
 from test.fix_db import query_rows
 from test.fix_yahoo import CliRunner
@@ -193,12 +193,13 @@ def test_after_retention_a_valuation_fetches_again_the_bars_it_removed_and_value
 
 
 def _jsonl_content(dsn: str) -> dict[str, Any]:
-    """The JSONL tables without line numbers (a file cut to its kept lines numbers them differently)."""
+    """The JSONL tables without line numbers (a file cut to its kept lines numbers them differently),
+    and a changed file's kept content named without the time it was kept at."""
     return query_rows(dsn, {
         "ticks": "SELECT symbol, event_time, last_price, source_file FROM scalp_ticks",
         "bars": "SELECT symbol, bar_time, open, high, low, close, volume, tick_count FROM scalp_1m_bars",
-        "swing": "SELECT symbol, bar_time, close, source_file FROM swing_bars_10m",
-        "versions": "SELECT symbol, bar_time, close, source_file FROM swing_bar_versions",
+        "swing": "SELECT symbol, bar_time, close, regexp_replace(source_file, '@.*', '@kept') FROM swing_bars_10m",
+        "versions": "SELECT symbol, bar_time, close, regexp_replace(source_file, '@.*', '@kept') FROM swing_bar_versions",
         "copies": "SELECT source_file, count(*) FROM scalp_tick_copies GROUP BY 1",
         "gaps": "SELECT gap_start_ts, gap_seconds, source_file FROM scalp_gaps",
     })
@@ -250,7 +251,21 @@ def test_a_day_partition_left_detached_by_a_killed_run_is_dropped_and_counted_by
     ensure_days(db, [old.date()])
     db.execute("INSERT INTO scalp_ticks (symbol, event_time, session_id, source_file, source_line) VALUES ('X', %s, 's', 'f', 1)", (old,))
     name = f"scalp_ticks_p{old.date():%Y%m%d}"
+    db.execute(f"COMMENT ON TABLE {name} IS '{RETENTION_MARK}'")  # noqa: S608 (as retention marks it, then detaches it)
     db.execute(f"ALTER TABLE scalp_ticks DETACH PARTITION {name}")  # noqa: S608 (a name made above): killed before its DROP
     assert apply_retention(db, RetentionWindows(realtime_days=3), dry_run=True, now=noon)["scalp_ticks"] == 1
     assert apply_retention(db, RetentionWindows(realtime_days=3), dry_run=False, now=noon)["scalp_ticks"] == 1
     assert db.execute("SELECT to_regclass(%s)", (name,)).fetchone() == (None,)
+
+
+def test_a_day_partition_an_operator_detached_is_left_alone_by_retention_and_said(db: psycopg.Connection[Any]) -> None:
+    noon = dt.datetime.combine(TODAY, dt.time(12), tzinfo=dt.UTC)
+    old = noon - dt.timedelta(days=10)
+    ensure_days(db, [old.date()])
+    db.execute("INSERT INTO scalp_ticks (symbol, event_time, session_id, source_file, source_line) VALUES ('X', %s, 's', 'f', 1)", (old,))
+    name = f"scalp_ticks_p{old.date():%Y%m%d}"
+    db.execute(f"ALTER TABLE scalp_ticks DETACH PARTITION {name}")  # noqa: S608 (detached on purpose, to keep it apart)
+    said: list[str] = []
+    assert apply_retention(db, RetentionWindows(realtime_days=3), dry_run=False, now=noon, say=said.append)["scalp_ticks"] == 0
+    assert db.execute(f"SELECT count(*) FROM {name}").fetchone() == (1,)  # noqa: S608
+    assert f"Retention leaves {name} alone: it was detached from scalp_ticks, not by retention" in "\n".join(said)

@@ -19,6 +19,7 @@ from tasks.core.errors import Outcome, PipelineError
 from tasks.core.processes import die_with_parent, leave_signals_to_the_parent
 from tasks.jsonl.coverage import Coverage
 from tasks.jsonl.files import FilePlan, absent_places, count_lines, discover, plan_files
+from tasks.jsonl.lost_days import mend_lost_days
 from tasks.jsonl.load import FileResult, load_file
 from tasks.jsonl.options import DB_RETRIES, IngestOptions
 from tasks.jsonl.origins import keyed_files
@@ -187,6 +188,8 @@ def ingest_once(opts: IngestOptions, *, dsn: str, say: Callable[[str], None], lo
     conn = open_database(dsn, dry_run=opts.dry_run)
     try:
         finish_upgrade(conn, dry_run=opts.dry_run, say=say)
+        with database_errors("restoring the ticks of days removed by hand failed"):
+            mend_lost_days(conn, say, dry_run=opts.dry_run)
         with database_errors("recording the files' origins failed"):
             files = keyed_files(conn, files, opts.host, claim=not opts.dry_run, say=say)
         plans = plan_files(conn, files)

@@ -16,6 +16,7 @@ import datetime as dt
 import hashlib
 import io
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -58,6 +59,7 @@ class FileResult:
     pieces: int = 1  # loaded by this many processes at once (a big file)
     minutes: set[tuple[str, dt.datetime]] = field(default_factory=set)  # (symbol, minute) of the ticks stored: the coverage to judge
     kept: tuple[int, str] | None = None  # a changed file: what its earlier content stored, kept (rows, provenance now)
+    days: set[dt.date] = field(default_factory=set)  # UTC days of the ticks its lines carry
     rejects: list[tuple[int, str]] = field(default_factory=list)
 
 
@@ -284,8 +286,10 @@ def _flush(conn: psycopg.Connection[Any], f: JsonlFile, batch: list[bytes], cons
     loaded = 0
     copies: list[tuple[int, str]] = []
     keyed = keyed_copy_lines(built, file_key) if built and kind == "scalp" else []
-    if keyed:  # the days' partitions, each made in its own short transaction before the batch's
-        ensure_days(conn, days_of_keys(key for key, _ in keyed))
+    days = days_of_keys(key for key, _ in keyed)
+    if days:  # the days' partitions, each made in its own short transaction before the batch's
+        ensure_days(conn, days)
+    result.days |= days
     with conn.transaction(), conn.cursor() as cur:
         # The checkpoint commits with the rows, so a commit lost to a crash is simply loaded again:
         # no need to wait for each batch's WAL flush.
@@ -323,7 +327,7 @@ def _flush(conn: psycopg.Connection[Any], f: JsonlFile, batch: list[bytes], cons
             cur.execute(statement("merge_1m_bars"), _bar_params(file_key, bars))
             result.minutes.update((bar[0], bar[1]) for bar in bars)
         if digest is not None:  # None: a piece past the first, whose rows the checkpoint covers once every piece is in
-            write_checkpoint(cur, f, consumed, line_no, digest.copy().hexdigest())
+            write_checkpoint(cur, f, consumed, line_no, digest.copy().hexdigest(), days)
     result.lines += len(batch)
     result.loaded += loaded
     result.copies += len(copies)
@@ -331,8 +335,12 @@ def _flush(conn: psycopg.Connection[Any], f: JsonlFile, batch: list[bytes], cons
     result.rejects.extend((n, reason) for n, reason, _ in rejects[: max(0, 50 - len(result.rejects))])
 
 
-def write_checkpoint(cur: psycopg.Cursor[Any], f: JsonlFile, bytes_loaded: int, lines: int, sha256: str) -> None:
-    cur.execute(statement("write_checkpoint"), (f.key, f.kind, bytes_loaded, lines, sha256, f.size, f.origin, f.rel, file_time(f.rel)))
+def write_checkpoint(cur: psycopg.Cursor[Any], f: JsonlFile, bytes_loaded: int, lines: int, sha256: str,
+                     days: Iterable[dt.date] = ()) -> None:
+    """Move a file's checkpoint, adding ``days`` to the UTC days its ticks are on (``lost_days.py``)."""
+    cur.execute(statement("write_checkpoint"), {"file": f.key, "kind": f.kind, "bytes": bytes_loaded, "lines": lines, "sha": sha256,
+                                                "size": f.size, "origin": f.origin, "rel": f.rel, "file_time": file_time(f.rel),
+                                                "days": sorted(days)})
 
 
 def _store_ticks(cur: psycopg.Cursor[Any], built: list[Row], keyed: list[tuple[str, str]]) -> tuple[list[Row], list[tuple[int, str]]]:
@@ -424,7 +432,7 @@ def forget_file(conn: psycopg.Connection[Any], key: str, kind: Kind) -> None:
         cur.execute("DELETE FROM jsonl_rejects WHERE source_file = %s", (key,))
         # Back to nothing loaded; the row stays: it holds the key for this file (origins.py).
         cur.execute("UPDATE jsonl_file_checkpoints SET bytes_loaded = 0, lines_loaded = 0, prefix_sha256 = %s, must_reload = NULL,"
-                    " updated_at = now() WHERE source_file = %s", (EMPTY_SHA256, key))
+                    " tick_days = NULL, updated_at = now() WHERE source_file = %s", (EMPTY_SHA256, key))
 
 
 def keep_earlier_content(conn: psycopg.Connection[Any], f: JsonlFile) -> tuple[int, str]:
@@ -450,7 +458,7 @@ def keep_earlier_content(conn: psycopg.Connection[Any], f: JsonlFile) -> tuple[i
             rows = int(cur.fetchone()[0])  # type: ignore[index]
         cur.execute("UPDATE jsonl_rejects SET source_file = %(kept_as)s WHERE source_file = %(file)s", moved)
         cur.execute("UPDATE jsonl_file_checkpoints SET bytes_loaded = 0, lines_loaded = 0, prefix_sha256 = %s, must_reload = NULL,"
-                    " updated_at = now() WHERE source_file = %s", (EMPTY_SHA256, f.key))
+                    " tick_days = NULL, updated_at = now() WHERE source_file = %s", (EMPTY_SHA256, f.key))
     return rows, kept_as
 
 

@@ -60,7 +60,11 @@ def ensure_days(conn: psycopg.Connection[Any], days: Iterable[dt.date], tables: 
         return []
     wanted.add(max(wanted) + dt.timedelta(days=1))  # ahead of the data: tomorrow is ready today
     names = {partition_name(table, day): (table, day) for table in tables for day in wanted}
-    missing = [r[0] for r in conn.execute("SELECT n FROM unnest(%s::text[]) n WHERE to_regclass(n) IS NULL", (list(names),))]
+    # Missing: no such table, or one not (or no longer wholly) attached: detached by hand, or by a
+    # retention run killed before its drop. Such a table is attached again, its rows with it.
+    missing = [r[0] for r in conn.execute(
+        "SELECT n FROM unnest(%s::text[]) n WHERE NOT EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = to_regclass(n)"
+        " AND NOT i.inhdetachpending)", (list(names),))]
     made: list[str] = []
     if not missing:
         return made
@@ -71,40 +75,62 @@ def ensure_days(conn: psycopg.Connection[Any], days: Iterable[dt.date], tables: 
     try:
         for name in sorted(missing):
             table, day = names[name]
-            with conn.transaction():
-                if conn.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone() == (True,):
-                    continue  # another process made it a moment ago
-                start = dt.datetime.combine(day, dt.time(), dt.UTC)
-                conn.execute(sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS INCLUDING STORAGE)").format(
-                    sql.Identifier(name), sql.Identifier(table)))
-                conn.execute(sql.SQL("ALTER TABLE {} ATTACH PARTITION {} FOR VALUES FROM ({}) TO ({})").format(
-                    sql.Identifier(table), sql.Identifier(name), sql.Literal(start), sql.Literal(start + dt.timedelta(days=1))))
-            made.append(name)
+            if attach_day(conn, table, day):
+                made.append(name)
     finally:
         if not conn.closed and not conn.broken:
             conn.execute("SELECT pg_advisory_unlock(%s)", (_CREATE_LOCK,))
     return made
 
 
+RETENTION_MARK = "market-backfill retention: detached to be dropped"
+
+
+def attach_day(conn: psycopg.Connection[Any], table: str, day: dt.date) -> bool:
+    """Make ``table``'s partition of ``day`` where it is missing, or attach again the table of its
+    name that is detached (its rows come back with it; a detach a killed run began is finished
+    first); False when another process did it a moment ago. Under the caller's creation lock."""
+    name = partition_name(table, day)
+    state = conn.execute("SELECT (SELECT NOT i.inhdetachpending FROM pg_inherits i WHERE i.inhrelid = to_regclass(%s)"
+                         " AND i.inhparent = to_regclass(%s)), to_regclass(%s) IS NOT NULL", (name, table, name)).fetchone()
+    attached, exists = state if state else (None, False)
+    if attached:
+        return False  # another process made it a moment ago
+    target, part = sql.Identifier(table), sql.Identifier(name)
+    if attached is False:  # DETACH ... CONCURRENTLY begun by a run that was killed
+        conn.execute(sql.SQL("ALTER TABLE {} DETACH PARTITION {} FINALIZE").format(target, part))
+    start = dt.datetime.combine(day, dt.time(), dt.UTC)
+    with conn.transaction():
+        if not exists:
+            conn.execute(sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS INCLUDING STORAGE)").format(part, target))
+        else:
+            conn.execute(sql.SQL("COMMENT ON TABLE {} IS NULL").format(part))  # no longer retention's to drop
+        conn.execute(sql.SQL("ALTER TABLE {} ATTACH PARTITION {} FOR VALUES FROM ({}) TO ({})").format(
+            target, part, sql.Literal(start), sql.Literal(start + dt.timedelta(days=1))))
+    return True
+
+
 @dataclass(frozen=True)
 class DayPartition:
     name: str
-    attached: bool  # False: left detached by a retention run killed between detach and drop
+    attached: bool  # False: detached (by a retention run killed between detach and drop, or by hand)
     detach_pending: bool  # a DETACH ... CONCURRENTLY that a killed run began (FINALIZE ends it)
+    retired: bool = False  # retention marked it to be dropped: a detached one that is not, it leaves alone
 
 
 def day_partitions(conn: psycopg.Connection[Any], table: str) -> dict[dt.date, DayPartition]:
     """The tables named as ``table``'s day partitions in this schema, by day: those attached to it,
     and any that a killed retention run left detached."""
     rows = conn.execute(
-        "SELECT c.relname, i.inhrelid IS NOT NULL, coalesce(i.inhdetachpending, false)"
+        "SELECT c.relname, i.inhrelid IS NOT NULL, coalesce(i.inhdetachpending, false),"
+        " coalesce(obj_description(c.oid, 'pg_class') = %s, false)"
         " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
         " LEFT JOIN pg_inherits i ON i.inhrelid = c.oid AND i.inhparent = to_regclass(%s)"
         " WHERE n.nspname = current_schema() AND c.relkind = 'r' AND c.relname ~ %s"
         " AND (i.inhrelid IS NOT NULL OR NOT c.relispartition)",  # never another table's partition
-        (table, f"^{table}_p[0-9]{{8}}$")).fetchall()
-    return {dt.datetime.strptime(name[-8:], "%Y%m%d").date(): DayPartition(name, attached, pending)  # noqa: DTZ007 (a date)
-            for name, attached, pending in rows}
+        (RETENTION_MARK, table, f"^{table}_p[0-9]{{8}}$")).fetchall()
+    return {dt.datetime.strptime(name[-8:], "%Y%m%d").date(): DayPartition(name, attached, pending, retired)  # noqa: DTZ007
+            for name, attached, pending, retired in rows}
 
 
 def is_partitioned(conn: psycopg.Connection[Any], table: str) -> bool:

@@ -106,7 +106,7 @@ class Splitter:
             f = split.plan.file
             with database_errors(f"finishing {rel} failed (its pieces are stored; the next run checks and completes it)"):
                 with conn.transaction(), conn.cursor() as cur:
-                    write_checkpoint(cur, f, split.end, split.end_lines, split.digest.result())
+                    write_checkpoint(cur, f, split.end, split.end_lines, split.digest.result(), split.result.days)
             split.result.rejects = sorted(split.result.rejects)[:50]
             split.result.seconds = time.perf_counter() - split.started
             return split.result
@@ -140,3 +140,4 @@ def _add(total: FileResult, piece: FileResult) -> None:
     total.retries += piece.retries
     total.rejects.extend(piece.rejects)
     total.minutes |= piece.minutes
+    total.days |= piece.days

@@ -40,7 +40,7 @@ from psycopg import sql
 
 from tasks.core.db import database_errors
 from tasks.core.sql_files import statement
-from tasks.jsonl.partitions import DAY_TABLES, day_partitions, is_partitioned
+from tasks.jsonl.partitions import DAY_TABLES, RETENTION_MARK, day_partitions, is_partitioned
 from tasks.jsonl.upgrade import finish_moves, pending_moves
 from tasks.prices.changes import change_reaches
 
@@ -149,7 +149,8 @@ def apply_retention(conn: psycopg.Connection[Any], windows: RetentionWindows, *,
             if rule.table not in present:
                 continue
             if rule.table in DAY_TABLES and is_partitioned(conn, rule.table):
-                counts[rule.table] = _drop_old_days(conn, rule.table, limits[rule.kind], dry_run=dry_run, progress=progress)
+                counts[rule.table] = _drop_old_days(conn, rule.table, limits[rule.kind], dry_run=dry_run, progress=progress,
+                                                    say=say)
                 continue
             cutoff: Any = limits[rule.kind]
             if rule.column == "trade_date":  # a date column: compare with the cutoff's date
@@ -187,10 +188,13 @@ def _forget_fetched_ranges(conn: psycopg.Connection[Any], table: str, cutoff: dt
 
 
 def _drop_old_days(conn: psycopg.Connection[Any], table: str, cutoff: dt.datetime, *, dry_run: bool,
-                   progress: Callable[[str, int], None] | None) -> int:
+                   progress: Callable[[str, int], None] | None, say: Callable[[str], None] = print) -> int:
     """Drop ``table``'s day partitions before ``cutoff`` (midnight UTC); their rows (a dry run counts
-    them, and the rows of a move into partitions not yet finished). A partition left detached by a
-    run killed half-way is finished and dropped too."""
+    them, and the rows of a move into partitions not yet finished). Each is marked as retention's
+    before it is detached, and its day taken out of the files' records (so the loader does not
+    take it for a day dropped by hand and load it again); a partition a run killed half-way left
+    detached is finished and dropped too. A table of a partition's name that someone else
+    detached is left alone, said."""
     column = sql.Identifier(DAY_TABLES[table])
     total = 0
     if dry_run:
@@ -202,8 +206,16 @@ def _drop_old_days(conn: psycopg.Connection[Any], table: str, cutoff: dt.datetim
         if day >= cutoff.date():
             continue
         name = sql.Identifier(part.name)
+        if not part.attached and not part.retired:
+            say(f"Retention leaves {part.name} alone: it was detached from {table}, not by retention (drop it yourself if it"
+                " is not wanted)")
+            continue
         total += _count(conn, sql.SQL("SELECT count(*) FROM {}").format(name), ())
         if not dry_run:
+            if table == "scalp_ticks":
+                conn.execute("UPDATE jsonl_file_checkpoints SET tick_days = NULLIF(array_remove(tick_days, %s), '{}')"
+                             " WHERE tick_days @> ARRAY[%s::date]", (day, day))
+            conn.execute(sql.SQL("COMMENT ON TABLE {} IS {}").format(name, sql.Literal(RETENTION_MARK)))
             if part.attached:  # FINALIZE: a detach a killed run began
                 how = sql.SQL("FINALIZE" if part.detach_pending else "CONCURRENTLY")
                 conn.execute(sql.SQL("ALTER TABLE {} DETACH PARTITION {} {}").format(sql.Identifier(table), name, how))
