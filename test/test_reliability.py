@@ -327,10 +327,11 @@ def test_environment_defaults_are_checked_and_a_flag_overrides_them(run_cli: Cli
     assert fake_yahoo.log == []
 
 
-def test_an_absurd_delay_in_a_dry_run_is_an_eta_not_a_traceback(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo) -> None:
+def test_an_absurd_delay_is_refused_at_parse_time_not_an_eta_of_practically_never(run_cli: CliRunner, dsn: str,
+                                                                                  fake_yahoo: FakeYahoo) -> None:
     result = run_cli(STAG, "--dry-run", "--days", "3", "--delay-minutes", "1e300")
-    assert result.code == 0 and "Traceback" not in result.stderr, result.stderr
-    assert "ETA" in result.stdout
+    assert result.code == 2 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.strip() == "error: argument --delay-minutes: must be from 0 to 1440 minutes: '1e300'"
 
 
 @pytest.mark.parametrize("factor", [-1.0, 1e300], ids=["negative", "huge"])
