@@ -71,7 +71,7 @@ def test_bad_flags_exit_2(run_cli: CliRunner) -> None:
         assert result.code == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
         assert "Traceback" not in result.stderr
     early = run_cli(STATUS, "--start-date", "1800-01-01")
-    assert "before the NYSE calendar starts" in early.stderr
+    assert "must be a date from 1980-01-02 (the NYSE calendar's first session)" in early.stderr
 
 
 def test_a_future_end_date_reports_up_to_the_last_closed_session(run_cli: CliRunner, dsn: str) -> None:

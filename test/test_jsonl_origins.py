@@ -83,7 +83,10 @@ def test_the_swing_bar_of_the_latest_file_by_its_name_wins_wherever_the_file_sit
     assert _stored_close(dsn)[0] == Decimal(400)  # the older file's version comes back
     write(newer, [_bar(200)])
     assert run_cli(ING, "--root", str(root)).code == 0
-    assert _stored_close(dsn) == [Decimal(200)]
+    with psycopg.connect(dsn) as conn:  # the bar the rewritten content alone had is kept, under its own provenance
+        stored = conn.execute("SELECT close, source_file FROM swing_bars_10m ORDER BY bar_time").fetchall()
+    assert [r[0] for r in stored] == [Decimal(200), Decimal(swing("005930", START + dt.timedelta(minutes=10), 2)["price"]["close"])]
+    assert stored[1][1].startswith("swing/20260123/20260123_0900.jsonl@")
 
     with fresh_database(pg_server_dsn) as clean:  # the newer file loaded first, the older one appearing later
         newer.rename(tmp_path / "aside.jsonl")

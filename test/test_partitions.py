@@ -94,8 +94,9 @@ def relations(plan: Any) -> list[str]:
     return []
 
 
-def test_an_upgrade_moves_stored_ticks_into_day_partitions_outside_the_schema_lock_and_a_kill_at_any_moment_loses_nothing(
-        run_cli: CliRunner, dsn: str, pg_server_dsn: str, tmp_path: Path) -> None:
+def loaded_before_partitions(run_cli: CliRunner, dsn: str, pg_server_dsn: str, tmp_path: Path) -> dict[str, list[tuple[Any, ...]]]:
+    """``dsn`` made a database loaded before day partitions (schema before 017) holding what a load
+    of ``observer_files`` into a new database gives; returns that (``TABLES``)."""
     observer_files(tmp_path)
     with fresh_database(pg_server_dsn) as clean:  # what a load into a new database gives
         assert run_cli(ING, "--root", str(tmp_path), env={"DATABASE_URL": clean}).code == 0
@@ -104,12 +105,21 @@ def test_an_upgrade_moves_stored_ticks_into_day_partitions_outside_the_schema_lo
             migrate_before(old, "017")  # a database loaded before day partitions, holding the same
             for table in COPIED:
                 order = " ORDER BY event_time" if table == "scalp_ticks" else ""  # stored in time order: the first day's pages first
-                with source.cursor().copy(f"COPY (SELECT * FROM {table}{order}) TO STDOUT") as out, \
-                        old.cursor().copy(f"COPY {table} FROM STDIN") as into:  # noqa: S608 (test constants)
+                columns = ", ".join(r[0] for r in old.execute(  # the old schema's (later ones added some)
+                    "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+                    (table,)))
+                with source.cursor().copy(f"COPY (SELECT {columns} FROM {table}{order}) TO STDOUT") as out, \
+                        old.cursor().copy(f"COPY {table} ({columns}) FROM STDIN") as into:  # noqa: S608 (test constants)
                     for chunk in out:
                         into.write(chunk)
             old.execute("SELECT setval('scalp_ticks_id_seq', (SELECT max(id) FROM scalp_ticks))")
     assert len(expected["ticks"]) == 4800 and len(expected["copies"]) == 1
+    return expected
+
+
+def test_an_upgrade_moves_stored_ticks_into_day_partitions_outside_the_schema_lock_and_a_kill_at_any_moment_loses_nothing(
+        run_cli: CliRunner, dsn: str, pg_server_dsn: str, tmp_path: Path) -> None:
+    expected = loaded_before_partitions(run_cli, dsn, pg_server_dsn, tmp_path)
 
     first = run_cli(*VALUE)  # the first command after the upgrade migrates: a rename, nothing moved
     assert first.code == 0 and "Nothing to value" in first.stdout, first.stdout + first.stderr
@@ -169,3 +179,30 @@ def test_an_upgrade_moves_stored_ticks_into_day_partitions_outside_the_schema_lo
     more.write_text(more.read_text() + json.dumps(tick("005930", dt.datetime(2026, 1, 26, 3, tzinfo=dt.UTC), 1)) + "\n")
     last = run_cli(ING, "--root", str(tmp_path))
     assert last.code == 0 and "1 rows loaded" in last.stdout, last.stdout
+
+
+def test_a_move_interrupted_then_the_old_table_rewritten_by_vacuum_full_moves_every_row_once(
+        run_cli: CliRunner, dsn: str, pg_server_dsn: str, tmp_path: Path) -> None:
+    expected = loaded_before_partitions(run_cli, dsn, pg_server_dsn, tmp_path)
+    assert run_cli(*VALUE).code == 0  # the upgrade's rename
+    with psycopg.connect(dsn, autocommit=True) as gate:  # killed part-way, as in the test above
+        ensure_days(gate, DAYS, tables=("scalp_1m_bars",))
+        ensure_days(gate, DAYS[:1], tables=("scalp_ticks",))
+        gate.execute("SELECT pg_advisory_lock(x'4A53504B'::int)")
+        mover, backend = start_mover(dsn)
+        wait_for(gate, "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE pid = %s AND locktype = 'advisory' AND NOT granted)", (backend,))
+        mover.send_signal(signal.SIGKILL)
+        mover.wait(timeout=10)
+        gate.execute("SELECT pg_advisory_unlock(x'4A53504B'::int)")
+        wait_for(gate, "SELECT NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = %s)", (backend,))
+        moved, next_page = gate.execute("SELECT rows_moved, next_page FROM partition_moves WHERE table_name = 'scalp_ticks'").fetchone()  # type: ignore[misc]
+        assert 0 < moved < 4800 and next_page > 0
+        gate.execute("VACUUM FULL scalp_ticks_unpartitioned")  # the rows left are packed into the pages already passed
+        left = gate.execute("SELECT count(*), pg_relation_size('scalp_ticks_unpartitioned') / 8192"
+                            " FROM scalp_ticks_unpartitioned").fetchone()
+        assert left is not None and left[0] == 4800 - moved and left[1] <= next_page  # all before where the move stood
+    again = run_cli(ING, "--root", str(tmp_path))
+    assert again.code == 0, again.stdout + again.stderr
+    assert "scalp_ticks_unpartitioned was rewritten while the move was interrupted (VACUUM FULL or CLUSTER): going over it" in again.stdout
+    assert "Moved 4,800 rows of scalp_ticks into day partitions" in again.stdout, again.stdout
+    assert query_rows(dsn, TABLES) == expected

@@ -19,8 +19,8 @@ from tasks.core.errors import Outcome, PipelineError
 from tasks.core.processes import die_with_parent, leave_signals_to_the_parent
 from tasks.jsonl.coverage import Coverage
 from tasks.jsonl.files import FilePlan, absent_places, count_lines, discover, plan_files
-from tasks.jsonl.lost_days import mend_lost_days
 from tasks.jsonl.load import FileResult, load_file
+from tasks.jsonl.lost_days import mend_lost_days
 from tasks.jsonl.options import DB_RETRIES, IngestOptions
 from tasks.jsonl.origins import keyed_files
 from tasks.jsonl.split import Splitter, max_pieces

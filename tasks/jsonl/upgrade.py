@@ -1,8 +1,12 @@
 """The move of ticks and 1-minute bars stored before day partitions into them (migration 017).
 
-The migration only renamed the old tables; this copies them into the day partitions in batches
-of pages, each batch one transaction that also records how far it got (``partition_moves``), so
-a kill loses at most the batch in flight and the next command goes on from there. The schema lock
+The migration only renamed the old tables; this moves their rows into the day partitions in
+batches of pages, each batch one transaction that deletes the rows it copies from the old table
+and records how far it got (``partition_moves``), so a kill loses at most the batch in flight and
+the next command goes on from there. What is left to move is what the old table still holds, not
+a page number: a rewrite of the old table meanwhile (``VACUUM FULL``, ``CLUSTER``) packs its rows
+into pages already passed, and the move goes over the table again from its start, saying so; no
+row is skipped or moved twice. The schema lock
 is not held: commands that do not read ticks or bars never wait. Commands that do (JSONL
 ingestion, retention) call ``finish_moves`` first and show how far it is; a second one waits for
 the first, saying so.
@@ -36,8 +40,9 @@ class Move:
 
     def describe(self) -> str:
         share = min(self.next_page / self.pages, 1.0) if self.pages else 1.0
-        return (f"moving {self.table} into day partitions (upgrade 017): {share:.0%} done, "
-                f"{self.rows_moved:,} of about {max(self.rows_guess, self.rows_moved):,} rows")
+        # A table never analyzed has no row estimate (PostgreSQL's -1, stored as 0): then only what is done is said.
+        of = f" of about {max(self.rows_guess, self.rows_moved):,}" if self.rows_guess > 0 else ""
+        return f"moving {self.table} into day partitions (upgrade 017): {share:.0%} done, {self.rows_moved:,}{of} rows"
 
 
 def pending_moves(conn: psycopg.Connection[Any]) -> list[Move]:
@@ -76,21 +81,32 @@ def _move(conn: psycopg.Connection[Any], move: Move, say: Callable[[str], None],
     source, target = sql.Identifier(move.source), sql.Identifier(move.table)
     within = sql.SQL("ctid >= %(lo)s::tid AND ctid < %(hi)s::tid")  # a range of whole pages: a TID range scan
     days_query = sql.SQL("SELECT DISTINCT ({} AT TIME ZONE 'UTC')::date FROM {} WHERE {}").format(sql.Identifier(column), source, within)
-    copy = sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} WHERE {}").format(target, columns, columns, source, within)
+    copy = sql.SQL("WITH moved AS (DELETE FROM {} WHERE {} RETURNING {}) INSERT INTO {} ({}) SELECT {} FROM moved").format(
+        source, within, columns, target, columns, columns)
+    left = sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(source)
     said = move.describe()
     say(said[:1].upper() + said[1:])
-    page, rows, said_at, moved = move.next_page, move.rows_moved, time.monotonic(), 0
-    while page < move.pages:
-        bounds = {"lo": f"({page},0)", "hi": f"({page + batch_pages},0)"}
-        ensure_days(conn, [r[0] for r in conn.execute(days_query, bounds)], tables=(move.table,))
-        with conn.transaction():
-            done = conn.execute(copy, bounds).rowcount
-            conn.execute("UPDATE partition_moves SET next_page = %s, rows_moved = rows_moved + %s WHERE table_name = %s",
-                         (page + batch_pages, done, move.table))
-        page, rows, moved = page + batch_pages, rows + done, moved + done
-        if time.monotonic() - said_at >= _SAY_EVERY_S and page < move.pages:
-            say("  " + Move(move.table, move.source, page, move.pages, rows, move.rows_guess).describe())
-            said_at = time.monotonic()
+    page, pages, rows, said_at, moved = move.next_page, move.pages, move.rows_moved, time.monotonic(), 0
+    while True:
+        while page < pages:
+            bounds = {"lo": f"({page},0)", "hi": f"({page + batch_pages},0)"}
+            ensure_days(conn, [r[0] for r in conn.execute(days_query, bounds)], tables=(move.table,))
+            with conn.transaction():
+                done = conn.execute(copy, bounds).rowcount
+                conn.execute("UPDATE partition_moves SET next_page = %s, rows_moved = rows_moved + %s WHERE table_name = %s",
+                             (page + batch_pages, done, move.table))
+            page, rows, moved = page + batch_pages, rows + done, moved + done
+            if time.monotonic() - said_at >= _SAY_EVERY_S and page < pages:
+                say("  " + Move(move.table, move.source, page, pages, rows, move.rows_guess).describe())
+                said_at = time.monotonic()
+        if conn.execute(left).fetchone() == (False,):
+            break
+        # Rows in pages already passed: the old table was rewritten (VACUUM FULL, CLUSTER) since the move began.
+        size = conn.execute("SELECT pg_relation_size(%s) / current_setting('block_size')::bigint", (move.source,)).fetchone()
+        page, pages = 0, int(size[0]) if size else 0
+        conn.execute("UPDATE partition_moves SET next_page = 0, pages = %s WHERE table_name = %s", (pages, move.table))
+        say(f"  {move.source} was rewritten while the move was interrupted (VACUUM FULL or CLUSTER): going over it again from its"
+            f" start ({pages:,} pages); {rows:,} rows are moved so far")
     with conn.transaction():
         conn.execute(sql.SQL("DROP TABLE {}").format(source))
         conn.execute("UPDATE partition_moves SET finished_at = now() WHERE table_name = %s", (move.table,))
