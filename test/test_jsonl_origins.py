@@ -107,7 +107,7 @@ def _as_before_migration_010(dsn: str) -> None:
                      " WHERE b.source_file = v.source_file AND b.source_line = v.source_line)")
         conn.execute("UPDATE jsonl_file_checkpoints SET origin_id = NULL, file_time = NULL, must_reload = NULL, rel = NULL")
         conn.execute("DELETE FROM jsonl_origins")
-        conn.execute("DELETE FROM schema_migrations WHERE version LIKE '015%'")
+        conn.execute("DELETE FROM market_backfill_migrations WHERE version LIKE '015%'")
 
 
 def test_an_upgrade_from_before_migration_010_ends_where_a_fresh_load_ends(run_cli: CliRunner, dsn: str, pg_server_dsn: str,

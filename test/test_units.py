@@ -15,6 +15,7 @@ import pytest
 from tasks.core.calendar import last_closed_session, sessions_back
 from tasks.core.db import describe_dsn, migrate, scrub
 from tasks.core.errors import BadInput
+from tasks.core.sql_files import migrations
 from tasks.core.tickers import parse_ticker_list, validate_ticker
 from tasks.core.types import FetchRequest, FetchResult
 from tasks.prices.store import store_bars
@@ -254,9 +255,37 @@ def test_store_bars_rejects_whole_batch_on_bad_row(db: psycopg.Connection[Any]) 
 
 def test_migrations_apply_once(db: psycopg.Connection[Any]) -> None:
     assert migrate(db) == []
-    recorded = [r[0] for r in db.execute("SELECT version FROM schema_migrations ORDER BY applied_at, version")]
+    recorded = [r[0] for r in db.execute("SELECT version FROM market_backfill_migrations ORDER BY applied_at, version")]
     on_disk = sorted(p.stem for p in (Path(__file__).resolve().parent.parent / "sql").iterdir() if re.fullmatch(r"\d{3}_\w+\.sql", p.name))
     assert len(on_disk) >= 6 and recorded == on_disk
+
+
+@pytest.mark.parametrize("theirs, rows", [
+    ("CREATE TABLE schema_migrations (version varchar PRIMARY KEY)", ["20240101000000", "20240202000000"]),  # Rails
+    ("CREATE TABLE schema_migrations (version bigint PRIMARY KEY, dirty boolean NOT NULL DEFAULT false)", ["7"]),  # golang-migrate
+    ("CREATE TABLE schema_migrations (version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())", ["001_create_users"]),
+])
+def test_another_tools_schema_migrations_is_never_written_or_read_as_ours(dsn: str, theirs: str, rows: list[str]) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(theirs)  # type: ignore[arg-type]
+        for row in rows:
+            conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (row,))
+        before = sorted(conn.execute("SELECT * FROM schema_migrations").fetchall())
+        applied = migrate(conn)
+        assert applied == [version for version, _ in migrations()] and migrate(conn) == []
+        assert sorted(conn.execute("SELECT * FROM schema_migrations").fetchall()) == before
+        assert conn.execute("SELECT count(*) FROM market_backfill_migrations").fetchone() == (len(applied),)
+
+
+def test_an_older_checkouts_schema_migrations_is_renamed_to_ours_and_nothing_is_applied_twice(dsn: str) -> None:
+    from test.fix_db import migrate_before
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        with conn.transaction():
+            migrate_before(conn, "017")  # recorded in schema_migrations, as checkouts before the rename did
+        assert migrate(conn) == [version for version, _ in migrations() if version >= "017"]
+        assert conn.execute("SELECT to_regclass('schema_migrations')").fetchone() == (None,)
+        assert conn.execute("SELECT count(*) FROM market_backfill_migrations").fetchone() == (len(migrations()),)
 
 
 def test_dsn_descriptions_never_show_passwords() -> None:

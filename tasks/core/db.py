@@ -1,7 +1,9 @@
 """PostgreSQL connections: ``DATABASE_URL`` when set, else an embedded server we start and reuse.
 
 Also applies the ``sql/NNN_*.sql`` migrations in order, once each, recorded in
-``schema_migrations`` (serialized by an advisory lock so concurrent first runs are safe).
+``market_backfill_migrations`` (serialized by an advisory lock so concurrent first runs are safe).
+Versions before this name were recorded in ``schema_migrations``; that table is renamed when it is
+ours, and left alone when it is another tool's (Rails and golang-migrate use the name).
 """
 
 from __future__ import annotations
@@ -229,10 +231,29 @@ def connect(dsn: str, **kwargs: Any) -> psycopg.Connection[Any]:
         raise StoreError(f"cannot connect to PostgreSQL at {describe_dsn(dsn)}: {first}") from exc
 
 
+MIGRATIONS_TABLE = "market_backfill_migrations"
+_OLD_MIGRATIONS_TABLE = "schema_migrations"
+
+
+def _recorded(conn: psycopg.Connection[Any]) -> set[str] | None:
+    """The versions recorded: in our table, else in an older checkout's ``schema_migrations`` (only
+    when it has our shape and our first version: another tool's table of that name is not ours).
+    None when there is no record at all."""
+    for table in (MIGRATIONS_TABLE, _OLD_MIGRATIONS_TABLE):
+        shape = conn.execute(
+            "SELECT array_agg(attname::text ORDER BY attnum) FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attnum > 0"
+            " AND NOT attisdropped", (table,)).fetchone()
+        if not shape or shape[0] != ["version", "applied_at"]:
+            continue
+        done = {r[0] for r in conn.execute(sql.SQL("SELECT version::text FROM {}").format(sql.Identifier(table)))}
+        if table == MIGRATIONS_TABLE or migrations()[0][0] in done:
+            return done
+    return None
+
+
 def pending_migrations(conn: psycopg.Connection[Any]) -> list[str]:
     """Versions of the migration files not yet recorded (read only: no lock, no DDL)."""
-    found = conn.execute("SELECT to_regclass('schema_migrations')").fetchone()
-    done = {r[0] for r in conn.execute("SELECT version FROM schema_migrations")} if found and found[0] else set()
+    done = _recorded(conn) or set()
     return [version for version, _ in migrations() if version not in done]
 
 
@@ -249,18 +270,19 @@ def migrate(conn: psycopg.Connection[Any]) -> list[str]:
     with database_errors("schema migration failed"):
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
-            conn.execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations ("
-                " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
-            )
-            done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+            if conn.execute("SELECT to_regclass(%s)", (MIGRATIONS_TABLE,)).fetchone() == (None,) and _recorded(conn):
+                conn.execute(sql.SQL("ALTER TABLE {} RENAME TO {}").format(sql.Identifier(_OLD_MIGRATIONS_TABLE),
+                                                                           sql.Identifier(MIGRATIONS_TABLE)))
+            conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} (version text PRIMARY KEY, applied_at timestamptz NOT NULL"
+                                 " DEFAULT now())").format(sql.Identifier(MIGRATIONS_TABLE)))
+            done = _recorded(conn) or set()
             if not done & {version for version, _ in migrations()}:
                 refuse_foreign_tables(conn)
-            for version, sql in migrations():
+            for version, text in migrations():
                 if version in done:
                     continue
-                conn.execute(sql)  # our own files, no parameters
-                conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
+                conn.execute(text)  # our own files, no parameters
+                conn.execute(sql.SQL("INSERT INTO {} (version) VALUES (%s)").format(sql.Identifier(MIGRATIONS_TABLE)), (version,))
                 applied_now.append(version)
     return applied_now
 
