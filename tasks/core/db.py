@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import re
 import subprocess
 import urllib.parse
@@ -115,6 +116,7 @@ def start_embedded_server(pgdata: Path, *, cleanup_mode: str | None = None, list
                     tune_new_cluster(server)
                 else:
                     _tune_older(server)
+                restrict_socket(server, Path(pgdata))
                 return server
             except subprocess.CalledProcessError as exc:
                 if list(exc.cmd)[:1] == ["useradd"] and attempt < 2:
@@ -125,6 +127,37 @@ def start_embedded_server(pgdata: Path, *, cleanup_mode: str | None = None, list
             except Exception as exc:  # subprocess/psutil/OS errors from the wheel
                 raise StoreError(f"could not start the embedded PostgreSQL in {pgdata}: {exc}") from exc
     raise AssertionError("unreachable")
+
+
+def restrict_socket(server: Any, pgdata: Path) -> None:
+    """The server's Unix socket and its folder usable by the server's owner alone (0700), wherever
+    the wheel put them. Its ``local all all trust`` lets in whoever reaches the socket, as the
+    superuser; the socket sits in the data folder (0700) unless that path is too long for a socket
+    (about 107 bytes), when the wheel puts it in a runtime folder it makes 0777 (run as root) or
+    0755, and the socket itself is 0777. Done on every start (the wheel opens the folder again
+    before it starts the server), and ``unix_socket_permissions`` keeps the socket 0700 across a
+    restart (``server_settings.py``).
+
+    Raises:
+        StoreError: the socket could not be made private (nothing is let in through it then).
+    """
+    info = server.get_postmaster_info()
+    folder = getattr(info, "socket_dir", None)
+    if folder is None:  # TCP (Windows, BACKFILL_PG_LISTEN=tcp): a password guards it
+        return
+    folder = Path(folder)
+    try:
+        owner = pgdata.stat()
+        if folder.resolve() != pgdata.resolve():
+            if hasattr(os, "geteuid") and os.geteuid() == 0:
+                os.chown(folder, owner.st_uid, owner.st_gid)  # the server's own user (the wheel's, when run as root)
+            os.chmod(folder, 0o700)
+        for path in folder.glob(".s.PGSQL.*"):
+            os.chmod(path, 0o600 if path.suffix == ".lock" else 0o700)
+    except OSError as exc:
+        server_user = "the server's user"
+        raise StoreError(f"could not make the embedded PostgreSQL's socket folder {folder} private to {server_user}: {exc.strerror};"
+                         " a shorter BACKFILL_PGDATA keeps the socket in the data folder") from exc
 
 
 def _tune_older(server: Any) -> None:

@@ -29,6 +29,12 @@ from psycopg import sql
 STOCK = {"shared_buffers": "128MB", "max_wal_size": "1GB", "wal_init_zero": "on"}
 
 
+# The Unix socket for the server's owner alone: the cluster's "local all all trust" lets in whoever
+# reaches it, as the superuser (PostgreSQL's default is 0777; db.restrict_socket also sets it on
+# the socket of a running server, and its folder).
+PRIVATE_SOCKET = {"unix_socket_permissions": "0700"}
+
+
 def bulk_load_settings() -> dict[str, str]:
     """A quarter of the memory for shared buffers, at most 1 GB; up to 4 GB of WAL between
     checkpoints; new WAL files not zero-filled first."""
@@ -40,7 +46,7 @@ def tune_new_cluster(server: Any) -> None:
     """Persist the settings (ALTER SYSTEM) and restart the server so shared buffers take effect: only
     ever on a cluster created a moment ago, which nobody else uses yet."""
     with psycopg.connect(server.get_uri(), autocommit=True) as conn:
-        _persist(conn, bulk_load_settings())
+        _persist(conn, bulk_load_settings() | PRIVATE_SOCKET)
     restart_server(server)
 
 
@@ -51,6 +57,9 @@ def tune_older_cluster(server: Any) -> str | None:
     was done, for the caller to say; None when nothing was due (the usual case: one query)."""
     wanted = bulk_load_settings()
     with psycopg.connect(server.get_uri(), autocommit=True) as conn:
+        if conn.execute("SELECT setting::int = 511 AND source = 'default' FROM pg_settings WHERE name = 'unix_socket_permissions'"
+                        ).fetchone() == (True,):
+            _persist(conn, PRIVATE_SOCKET)  # from the next start on; until then db.restrict_socket sees to it
         due = {name: wanted[name] for name in _still_stock(conn, wanted)}
         if not due:
             return None
