@@ -127,3 +127,28 @@ def test_a_day_partition_detached_by_hand_is_attached_again_and_its_day_loads(ds
     with fresh_database(pg_server_dsn) as clean:
         assert run_ingest(clean, root).returncode == 0
         assert snapshot(dsn) == snapshot(clean)
+
+
+@pytest.mark.slow
+def test_a_follower_waits_for_its_only_folder_renamed_for_a_moment(dsn: str, tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    write(root / "scalp" / "20260122_0100.jsonl", ticks(0, 20, 0))  # scalp/ alone, as the probe had it
+    proc = subprocess.Popen([sys.executable, "-m", ING, "--root", str(root), "--follow", "--poll", "0.2"], cwd=ROOT,
+                            env=cli_env(None, dsn), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)  # type: ignore[union-attr]
+    reader.start()
+    try:
+        assert wait_until(lambda: count_rows(dsn) == 20)
+        (root / "scalp").rename(root / "scalp.old")
+        assert wait_until(lambda: any("holds no swing/, scalp/ or system/ folder now; waiting" in line for line in lines)), lines
+        assert proc.poll() is None  # it used to exit 2 here
+        (root / "scalp.old").rename(root / "scalp")
+        write(root / "scalp" / "20260122_0105.jsonl", ticks(500, 10, 5))
+        assert wait_until(lambda: count_rows(dsn) == 30 and any("is back" in line for line in lines)), lines
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0

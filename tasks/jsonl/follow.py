@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tasks.core.errors import BadInput, Outcome
@@ -28,9 +29,10 @@ def follow(opts: IngestOptions, *, say: Callable[[str], None],
     try:  # from the announcement on, a stop ends the follower the documented way (exit 0)
         say(f"Following {opts.sources.describe()} every {opts.poll:g} s; Ctrl+C or SIGTERM stops (what is committed stays)")
         while True:
-            if passes and root is not None and not root.is_dir():  # renamed or remounted under us: wait for it
+            if passes and root is not None and not _usable(root):  # renamed or remounted under us: wait for it
                 if not away:
-                    say(f"{dt.datetime.now():%H:%M:%S} --root {root} is gone; waiting for it to come back")
+                    gone = "is gone" if not root.is_dir() else "holds no swing/, scalp/ or system/ folder now"
+                    say(f"{dt.datetime.now():%H:%M:%S} --root {root} {gone}; waiting for it to come back")
                 away = True
                 time.sleep(opts.poll)
                 continue
@@ -40,7 +42,7 @@ def follow(opts: IngestOptions, *, say: Callable[[str], None],
             try:
                 outcome = load()
             except BadInput:
-                if passes and root is not None and not root.is_dir():
+                if passes and root is not None and not _usable(root):
                     continue  # it went away during this pass: the check above says so and waits
                 raise
             passes += 1
@@ -62,3 +64,9 @@ def follow(opts: IngestOptions, *, say: Callable[[str], None],
         say(f"Stopped following after {passes} pass(es): {rows:,} rows loaded from {len(files)} file(s), {rejected:,} lines rejected; "
             "committed batches are kept")
         return Outcome.DONE
+
+
+def _usable(root: Path) -> bool:
+    """``--root`` is there with at least one of its folders (a folder renamed for a moment, as a
+    rotation script may, is waited for like a root that went away)."""
+    return root.is_dir() and any((root / folder).is_dir() for folder in ("swing", "scalp", "system"))
