@@ -355,3 +355,16 @@ def test_the_time_to_resume_after_a_rate_limit_is_never_before_the_cool_down_end
     assert [p.at for p in points] == [dt.datetime(2026, 12, 3, 16, 43, 24, tzinfo=dt.UTC),
                                       dt.datetime(2026, 12, 3, 16, 43, 23, tzinfo=dt.UTC)]
     assert "Resume after 2026-12-03 16:43:24 UTC" in text
+
+
+@pytest.mark.parametrize("text", ["2026-12-02T23:59:59.9999999Z", "2026-12-02T23:59:59.1234565Z", "2026-12-02T23:59:59.1234575Z",
+                                  "2026-12-02T23:59:59.12345651+09:00", "2026-12-02T23:59:59.999999499Z", "2026-12-02T23:59:59.5Z"])
+def test_a_time_finer_than_microseconds_is_rounded_as_postgresql_rounds_it(db: psycopg.Connection[Any], text: str) -> None:
+    from tasks.jsonl.records import EPOCH, parse_time
+
+    checked = parse_time(text)
+    assert not isinstance(checked, str)
+    sent, micros = checked
+    stored = db.execute("SELECT %s::text::timestamptz, %s::text::timestamptz", (text, sent)).fetchone()
+    assert stored is not None and stored[0] == stored[1]  # what psql shows for the file's text is what the loader stores
+    assert micros == (stored[0] - EPOCH) // dt.timedelta(microseconds=1)  # and the key's time (its day: the partition) agrees

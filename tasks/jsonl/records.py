@@ -18,6 +18,7 @@ from typing import Any
 from tasks.core.time_bounds import EARLIEST_TIME, LATEST_TIME
 
 _PLAIN_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?(Z|[+-]\d\d:\d\d)$")
+_FINER = re.compile(r"\d\d:\d\d:\d\d\.(\d{7,})")  # a fraction of a second finer than microseconds
 MAX_PRICE = 1e11  # numeric(15,4): the value as rounded to 4 places must stay below this
 # bigint, with room for a minute's sum in scalp_1m_bars (92,000 ticks of the largest volume)
 MAX_COUNT = 10**14
@@ -43,6 +44,9 @@ def parse_time(value: str) -> tuple[str, int] | str:
         parsed = dt.datetime.fromisoformat(value)
     except ValueError:
         return _BAD_TIME
+    finer = _FINER.search(value)
+    if finer:  # PostgreSQL rounds past microseconds (rint of the fraction as a double); Python truncates: round as it does
+        parsed = parsed.replace(microsecond=0) + dt.timedelta(microseconds=round(float("0." + finer.group(1)) * 1_000_000))
     offset = parsed.utcoffset()
     if offset is None:
         return _BAD_TIME
