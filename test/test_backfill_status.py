@@ -8,6 +8,7 @@ import struct
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from test.fake_yahoo import FakeYahoo
 from test.fix_db import table_rows
@@ -119,3 +120,11 @@ def test_the_jsonl_report_refuses_the_price_table_flags_instead_of_ignoring_them
         assert f"--jsonl reports every symbol of the scalp data; {', '.join(sorted(named, key=['--table', '--tickers', '--plot'].index))}" \
                " apply to the price tables only" in result.stderr + result.stdout
     assert run_cli("flows.backfill_status", "--jsonl", "--start-date", "2026-01-22", "--end-date", "2026-01-23").code == 0
+
+
+@pytest.mark.parametrize("url, secret", [("postgresql://u:S3CR/ETPW@127.0.0.1:1/db", "ETPW"),
+                                         ("postgresql://u:S3@CRET@127.0.0.1:1/db", "CRET"), ("sometokenS3CRETPW", "S3CRETPW")])
+def test_a_database_url_with_a_password_is_never_echoed(run_cli: CliRunner, url: str, secret: str) -> None:
+    result = run_cli(STATUS, env={"DATABASE_URL": url})
+    assert result.code == 1 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert secret not in result.stdout + result.stderr and "S3" not in result.stderr
