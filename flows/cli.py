@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks.core.errors import BadInput, Busy, Outcome, PipelineError, RateLimited, StoreError
-from tasks.core.time_bounds import CALENDAR_FIRST_DAY, LATEST_TIME
+from tasks.core.time_bounds import CALENDAR_FIRST_DAY
 
 # The exit codes (README "Exit codes"): only this module knows them.
 EXIT_OK, EXIT_SOME_FAILED, EXIT_BAD_INPUT, EXIT_RATE_LIMITED, EXIT_INTERRUPTED = 0, 1, 2, 75, 130
@@ -145,10 +145,8 @@ def session_date(text: str) -> dt.date:
     """A date of the NYSE calendar's range: checked where it is typed, before an import or a
     migration writes anything (the calendar would fail on it later, mid-run)."""
     day = iso_date(text)
-    last = LATEST_TIME.date() - dt.timedelta(days=1)
-    if not CALENDAR_FIRST_DAY <= day <= last:
-        raise argparse.ArgumentTypeError(f"must be a date from {CALENDAR_FIRST_DAY} (the NYSE calendar's first session)"
-                                         f" to {last}: {text!r}")
+    if day < CALENDAR_FIRST_DAY:  # a date after the last closed session is moved back to it, said, where it is used
+        raise argparse.ArgumentTypeError(f"must be a date from {CALENDAR_FIRST_DAY} (the NYSE calendar's first session) on: {text!r}")
     return day
 
 

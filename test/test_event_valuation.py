@@ -270,14 +270,14 @@ def test_import_rejects_unusable_files(run_cli: CliRunner, tmp_path: Path, conte
     assert "s3cr3t" not in result.stderr.lower()
 
 
-@pytest.mark.parametrize("as_of", ["1979-12-31", "0001-01-01", "2200-01-01"])
+@pytest.mark.parametrize("as_of", ["1979-12-31", "0001-01-01"])
 def test_an_as_of_date_outside_the_calendar_is_refused_before_the_import_writes(run_cli: CliRunner, dsn: str, tmp_path: Path,
                                                                                 as_of: str) -> None:
     csv = write_csv(tmp_path / "ev.csv", [("AAPL", "2025-01-02 15:00:00+00:00", "news")])
     result = run_cli(VAL, "--as-of", as_of, "--import-csv", str(csv))
     assert result.code == 2
-    assert result.stderr.strip() == (f"error: argument --as-of: must be a date from 1980-01-02 (the NYSE calendar's first session)"
-                                     f" to 2199-12-31: '{as_of}'")
+    said = f"error: argument --as-of: must be a date from 1980-01-02 (the NYSE calendar's first session) on: '{as_of}'"
+    assert result.stderr.strip() == said
     with psycopg.connect(dsn) as conn:
         assert conn.execute("SELECT to_regclass('txn_events')").fetchone() == (None,)
 
