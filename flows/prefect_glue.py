@@ -126,7 +126,8 @@ def run_in_flow(name: str, title: str, body: Callable[[Callable[[str], None]], O
         artifacts.finish()
     if retry_at is not None:
         return final_state(code, lines, resume_at=retry_at, busy=True)
-    return final_state(code, lines, resume_at=points[-1].at if points else None)
+    refused = bool(points) and all(p.refused for p in points)  # our budget said no: the source was not asked
+    return final_state(code, lines, resume_at=points[-1].at if points else None, refused=refused)
 
 
 def wait_for_scheduled_time(log: Callable[[str], None]) -> None:
@@ -172,24 +173,33 @@ def run_flow(flow: Any, values: dict[str, Any]) -> Outcome:
     return code
 
 
-def final_state(code: Outcome, lines: list[str], *, resume_at: dt.datetime | None = None, busy: bool = False) -> Any:
-    """The Prefect state for a run that ended with exit ``code`` and printed ``lines`` (``busy``:
-    stopped because another run held the database; its continuation does not count as a stop)."""
+def final_state(code: Outcome, lines: list[str], *, resume_at: dt.datetime | None = None, busy: bool = False,
+                refused: bool = False) -> Any:
+    """The Prefect state for a run that ended with exit ``code`` and printed ``lines``. Its
+    continuation counts as a rate-limit stop only when the source answered 429: not when ``busy``
+    (another run held the database) nor when ``refused`` (our own budget was still cooling down
+    from an earlier 429, or its daily quota was spent: no request was sent)."""
     from prefect.states import Cancelled, Completed, Failed
 
     summary = "\n".join(closing_lines(lines, 6)) or "(no output)"
     if code == Outcome.DONE:
         return Completed(message=summary, data=code)
     if code == Outcome.RATE_LIMITED:
-        scheduled = continue_at(resume_at, count_stop=not busy) if resume_at is not None else "no resume time was given"
+        scheduled = (continue_at(resume_at, count_stop=not (busy or refused)) if resume_at is not None
+                     else "no resume time was given")
         if scheduled is None:
             message = (f"Stopped by a rate limit {max_consecutive_stops()} times in a row: not rescheduled again, "
                        f"look at the source's limits.\n{summary}")
             return Failed(name="RateLimited", message=message, data=RunEnded(code, message))
         at = resume_at.strftime("%Y-%m-%d %H:%M:%S UTC") if resume_at else "later"
-        why = "another run holds the database" if busy else "a rate limit"
-        message = f"Stopped by {why}; resume after {at} ({scheduled}).\n{summary}"
-        return Cancelled(name="Busy" if busy else "RateLimited", message=message, data=RunEnded(code, message))
+        if busy:
+            name, said = "Busy", f"Stopped: another run holds the database; resume after {at}"
+        elif refused:
+            name, said = "CoolingDown", f"Waiting for the budget's cool-down until {at} (no request was sent; not a rate-limit stop)"
+        else:
+            name, said = "RateLimited", f"Stopped by a rate limit (HTTP 429); resume after {at}"
+        message = f"{said} ({scheduled}).\n{summary}"
+        return Cancelled(name=name, message=message, data=RunEnded(code, message))
     if code == Outcome.SOME_FAILED:
         return Failed(message=summary, data=RunEnded(code, summary))
     if code == Outcome.BAD_INPUT:
@@ -219,8 +229,12 @@ def continue_at(when: dt.datetime, *, count_stop: bool = True) -> str | None:
 
     tags = [t for t in flow_run.tags if t != CONTINUATION_TAG and not t.startswith(STOP_TAG)]
     run = run_deployment(name=deployment.id, parameters=dict(flow_run.parameters), scheduled_time=when, timeout=0,
-                         as_subflow=False, tags=[*tags, CONTINUATION_TAG, f"{STOP_TAG}{stops}"])
-    return f"continuation {getattr(run, 'name', '?')} scheduled after stop {stops} in a row (gives up at {max_consecutive_stops()})"
+                         as_subflow=False, tags=[*tags, CONTINUATION_TAG, *([f"{STOP_TAG}{stops}"] if stops else [])])
+    counted = (f"after rate-limit stop {stops} in a row (gives up at {max_consecutive_stops()})" if count_stop
+               else f"not a rate-limit stop ({stops} in a row before it)")
+    run_id = getattr(run, "id", "?")
+    return (f"continuation {getattr(run, 'name', '?')} scheduled {counted}; its id {run_id}: to start it at once, "
+            f"uv run prefect-local run-now {run_id}")
 
 
 def max_consecutive_stops() -> int:

@@ -35,7 +35,7 @@ from flows.settings import data_dsn
 from tasks.core.calendar import MAX_DAYS
 from tasks.core.errors import Outcome
 from tasks.core.tickers import SECTOR_ETFS
-from tasks.prices.staggered_run import StaggerOptions, run_order, run_staggered_backfill
+from tasks.prices.staggered_run import RUN_SHAPING, StaggerOptions, run_order, run_staggered_backfill
 
 FLOW_NAME = "staggered-sector-backfill"
 MODULE = "flows.staggered_sector_backfill"
@@ -70,9 +70,13 @@ def options(values: dict[str, Any]) -> StaggerOptions:
 def run(values: dict[str, Any], **wiring: Any) -> Outcome:
     # The command line given (CLI), or for a deployment run the flags of its parameter values, so
     # resume hints repeat what the run was asked (a deployment never spells out argv itself).
+    resume = bool(values["resume"])
+    if values["args"] is None and resume:
+        # A deployment run given resume=true: the interrupted run's own parameters are used, whatever
+        # the deployment's (its skip_existing=true, say) would have been.
+        values = {**values, **{p.name: p.default for p in PARAMS if p.option in RUN_SHAPING}}
     args = values["args"] if values["args"] is not None else flags_for(PARAMS, values)
-    return run_staggered_backfill(options(values), dsn=data_dsn(), args=args, prog=values["prog"],
-                                  resume=bool(values["resume"]), **wiring)
+    return run_staggered_backfill(options(values), dsn=data_dsn(), args=args, prog=values["prog"], resume=resume, **wiring)
 
 
 def build_flow() -> Any:

@@ -158,12 +158,19 @@ def test_a_rate_limited_deployment_run_schedules_one_continuation_per_shard(depl
     # budget cooling down and stops before asking Yahoo anything.
     again = create_run(api, STAGGERED, params)
     state = wait_finished(api, again)
-    assert state["name"] == "RateLimited" and "already scheduled" in state["message"], state
+    # Our budget said no (no request sent): not a rate-limit stop, said as what it is.
+    assert state["name"] == "CoolingDown" and "already scheduled" in state["message"], state
+    assert "Waiting for the budget's cool-down until 20" in state["message"] and "not a rate-limit stop" in state["message"]
     assert [r["id"] for r in continuations(api, deployment_id)] == [pending["id"]]
 
     # Another shard (other tickers) stopped meanwhile gets a continuation of its own.
     shard = create_run(api, STAGGERED, {**params, "tickers": ["XLV"]})
-    assert wait_finished(api, shard)["name"] == "RateLimited"
+    stopped = wait_finished(api, shard)
+    assert stopped["name"] == "CoolingDown", stopped
+    (other,) = [r for r in continuations(api, deployment_id) if r["parameters"]["tickers"] == ["XLV"]]
+    # the continuation's id, as run-now takes it
+    assert f"to start it at once, uv run prefect-local run-now {other['id']}" in stopped["message"]
+    assert not any(t.startswith(STOP_TAG) for t in other["tags"])  # no stop counted for a run the source never saw
     waiting = continuations(api, deployment_id)
     assert sorted(tuple(r["parameters"]["tickers"]) for r in waiting) == [("XLK",), ("XLV",)]
     assert len(fake_yahoo.log) == asked
@@ -214,7 +221,8 @@ def test_a_deployment_run_that_finds_the_database_busy_is_continued_without_coun
     assert (ended["type"], ended["name"]) == ("CANCELLED", "Busy"), (ended, worker_log(tmp_path))
     assert "another run holds the database" in ended["message"]
     (pending,) = continuations(api, read_run(api, run_id)["deployment_id"])
-    assert f"{STOP_TAG}0" in pending["tags"]  # not a rate-limit stop: the count stays at none
+    assert not any(t.startswith(STOP_TAG) for t in pending["tags"])  # not a rate-limit stop: the count stays at none
+    assert ended["message"].startswith("Stopped: another run holds the database; resume after 20")
     waits = dt.datetime.fromisoformat(pending["expected_start_time"]) - before
     assert dt.timedelta(seconds=BUSY_RETRY_S) < waits <= dt.timedelta(seconds=BUSY_RETRY_S + 60)
 
@@ -362,3 +370,25 @@ def test_a_fanned_out_valuation_gives_each_shard_to_the_pool_and_a_restarted_par
     again = wait_finished(api, parent, timeout=300)
     assert again["type"] == "COMPLETED", (again, worker_log(tmp_path))
     assert sorted(r["id"] for r in shards()) == sorted(r["id"] for r in children)
+
+
+def test_resume_through_the_deployment_works_as_typed_with_resume_true_alone(deployed: dict[str, str], fake_yahoo: FakeYahoo,
+                                                                             dsn: str, tmp_path: Path) -> None:
+    """``prefect deployment run staggered-sector-backfill/weekly-saturday-0600-utc -p resume=true``
+    continues the run a terminal's Ctrl+C interrupted, with that run's own flags: the deployment's
+    skip_existing=true no longer makes it a BadInput naming a CLI flag."""
+    api = deployed["PREFECT_API_URL"]
+    cut = subprocess.Popen([sys.executable, "-m", "flows.staggered_sector_backfill", "--tickers", "XLK,XLV,XLF", "--days", "5",
+                            "--end-date", END, "--delay-minutes", "1", "--cache-dir", str(tmp_path / "cli-cache")],
+                           cwd=ROOT, env=cli_env(fake_yahoo, dsn), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    wait_for(lambda: any("/chart/XLK" in entry.path for entry in fake_yahoo.log), 60, "the terminal's run to fetch XLK")
+    wait_for(lambda: len(table_rows(dsn, "collected_daily_etf_ohlc")) == 5, 60, "XLK stored")
+    cut.send_signal(signal.SIGINT)
+    said = cut.communicate(timeout=60)[0]
+    assert cut.returncode == 130 and "--resume" in said, said
+    # (the README's "may be combined with --delay-minutes": a shorter wait, and a cache of the worker's own)
+    run_id = run_deployment(STAGGERED, {"resume": True, "delay_minutes": 0.001, "cache_dir": str(tmp_path / "cache")}, deployed)
+    state = wait_finished(api, run_id)
+    assert state["type"] == "COMPLETED", (state, worker_log(tmp_path))
+    assert table_rows(dsn, "collected_daily_etf_ohlc") == expected_rows(["XLF", "XLK", "XLV"], FIVE_SESSIONS)  # the run's own tickers
+    assert not [e for e in fake_yahoo.log if "/chart/XLK" in e.path][1:]  # XLK, done before the cut, not fetched again

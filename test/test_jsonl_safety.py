@@ -50,6 +50,8 @@ def test_a_followed_file_rotated_by_copytruncate_and_by_rename_keeps_every_tick_
         name.rename(scalp / "20260122_0100.jsonl.2")  # a rename rotation: moved away, a new file of the name
         write(name, after_move)
         assert wait_until(lambda: count_rows(dsn) == 280), count_rows(dsn)
+        # the pass that stored them has said so (a stop in the middle of a pass would end it unsaid)
+        assert wait_until(lambda: any("the 50 ticks its earlier content stored are kept" in x for x in list(lines))), lines
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
         reader.join(timeout=10)

@@ -49,6 +49,7 @@ class ResumePoint:
     at: dt.datetime
     reason: str
     command: str
+    refused: bool = False  # our budget said no before any request (see ``RateLimited.refused``)
 
 
 # Where the resume points of a run go (a list an orchestrator sets for the run it wraps, e.g. to
@@ -77,9 +78,8 @@ def resume_hint(error: RateLimited, sleep_s: float, command: str, *, now: dt.dat
     when = exact.replace(microsecond=0) + (dt.timedelta(seconds=1) if exact.microsecond else dt.timedelta())
     sink = resume_sink.get()
     if sink is not None:
-        sink.append(ResumePoint(when, f"{error.reason} ({error.symbol})", command))
+        sink.append(ResumePoint(when, f"{error.reason} ({error.symbol})", command, refused=error.refused))
     at = when.strftime("%Y-%m-%d %H:%M:%S UTC")
-    return (
-        f"Rate limited: {error.reason} ({error.symbol}). Everything fetched so far is committed.\n"
-        f"Resume after {at} (in {wait:.0f} s) with:\n  {command}"
-    )
+    said = (f"Waiting for the budget's cool-down until {at}: {error.reason}; no request was sent."
+            if error.refused else f"Rate limited: {error.reason} ({error.symbol}).")
+    return f"{said} Everything fetched so far is committed.\nResume after {at} (in {wait:.0f} s) with:\n  {command}"

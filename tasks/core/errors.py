@@ -65,16 +65,25 @@ class RateLimited(SourceError):
 
     ``from_budget``: ``retry_after`` is the shared budget's cool-down, exact; otherwise it is the
     source's Retry-After hint (if any), and callers wait at least their own configured time.
+    ``refused``: our own budget said no before any request was sent (a cool-down an earlier 429
+    began, or the daily quota): the source was not asked, so this is no new rate-limit stop.
     """
 
     def __init__(self, symbol: str, reason: str = "rate limited (HTTP 429)", retry_after: float | None = None,
-                 from_budget: bool = False) -> None:
+                 from_budget: bool = False, refused: bool = False) -> None:
         super().__init__(symbol, reason)
         self.retry_after = retry_after
         self.from_budget = from_budget
+        self.refused = refused
 
     def __reduce__(self) -> tuple[object, ...]:
-        return (type(self), (self.symbol, self.reason, self.retry_after, self.from_budget))
+        return (type(self), (self.symbol, self.reason, self.retry_after, self.from_budget, self.refused))
+
+    def stopping(self, item: str) -> str:
+        """The line a run prints for the item it stopped at."""
+        if self.refused:
+            return f"{item}: not asked: {self.reason}; stopping now"
+        return f"{item}: rate limited by the source; stopping now"
 
 
 class StoreError(PipelineError):

@@ -213,7 +213,7 @@ def fail_item(error: SourceError, item: PlanItem, conn: Any, run_id: int, summar
     """Record a failed ticker; True when the run must stop (rate limit)."""
     if isinstance(error, RateLimited):
         summary.rate_limited = error
-        reporter.line(f"{item.ticker}: rate limited by the source; stopping now")
+        reporter.line(error.stopping(item.ticker))
         return True
     outcome = record_failure(conn, item.ticker, error, run_id=run_id, table=table)
     summary.add(outcome)

@@ -130,7 +130,7 @@ def _wait_turn(ticker: str, left: Sequence[str], total: int, spacing: MinInterva
 
 def _stop(state: StaggerState, reporter: Reporter, ticker: str, exc: RateLimited) -> None:
     state.summary.rate_limited = exc
-    reporter.line(f"{ticker}: rate limited by the source; stopping now")
+    reporter.line(exc.stopping(ticker))
 
 
 def fetch_and_store(

@@ -27,7 +27,8 @@ from tasks.sources.spacing import MinIntervalGate
 
 RUN_NAME = "staggered-sector-backfill"  # how runs are recorded in backfill_runs (and found by --resume)
 _LOCK_KEY = 0x53544752  # "STGR": one staggered run per database
-_RUN_SHAPING = {"--tickers": 1, "--start-from": 1, "--days": 1, "--end-date": 1, "--skip-existing": 0, "--refresh": 0}
+# The flags that shape a run: --resume takes the interrupted run's own (RUN_SHAPING: flag → values it takes).
+RUN_SHAPING = {"--tickers": 1, "--start-from": 1, "--days": 1, "--end-date": 1, "--skip-existing": 0, "--refresh": 0}
 
 
 @dataclass(frozen=True)
@@ -185,7 +186,7 @@ def lock_runner(conn: psycopg.Connection[Any]) -> None:
 
 def resumed_options(conn: psycopg.Connection[Any], opts: StaggerOptions, args: Sequence[str]) -> tuple[StaggerOptions, list[str], int]:
     """Options, original args and run id of the run to continue; its done tickers are left out."""
-    shaped = [a for a in args if a.split("=", 1)[0] in _RUN_SHAPING]
+    shaped = [a for a in args if a.split("=", 1)[0] in RUN_SHAPING]
     if shaped:
         raise BadInput(f"--resume uses the interrupted run's own flags; drop {' '.join(shaped)}")
     record = last_unfinished_run(conn, RUN_NAME)

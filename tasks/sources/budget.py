@@ -9,7 +9,10 @@ rate limit (a fixed slot decay) cannot express. ``bench/rate_budget.py`` measure
 Protocol: ``acquire()`` reserves the next slot (GCRA: ``next_slot`` moves ``60/rate`` s per
 request) and sleeps until it; ``penalize()`` reports a 429. While the budget cools down, or when
 its daily quota is spent, ``acquire()`` raises ``RateLimited`` at once with the seconds left, so
-every process stops instead of piling onto a blocked source.
+every process stops instead of piling onto a blocked source. A caller that slept until its slot
+looks again just before it sends: a cool-down that began while it slept (another thread's,
+process's or machine's 429) stops it too, so after a 429 only the requests already in flight
+reach the source, never the ones still waiting for their slots.
 """
 
 from __future__ import annotations
@@ -233,6 +236,7 @@ class RateBudget:
         wait, slot = self._reserve()
         if wait > 0:
             self._sleep(wait)
+            self._still_open()
         return slot
 
     def _reserve(self) -> tuple[float, float]:
@@ -243,18 +247,30 @@ class RateBudget:
         state = self.state()
         if state.cooldown_left_s > 0:
             raise RateLimited(self.name, f"budget {self.name!r} cooling down after HTTP 429", retry_after=state.cooldown_left_s,
-                              from_budget=True)
+                              from_budget=True, refused=True)
         now = dt.datetime.now(dt.UTC)
         midnight = dt.datetime.combine(now.date() + dt.timedelta(days=1), dt.time(), dt.UTC)
         raise RateLimited(self.name, f"daily quota of {self.daily_cap} requests for {self.name!r} used up",
-                          retry_after=(midnight - now).total_seconds(), from_budget=True)
+                          retry_after=(midnight - now).total_seconds(), from_budget=True, refused=True)
 
     def acquire(self) -> float:
         """Wait for this caller's slot; return the seconds waited (see ``reserve`` for errors)."""
         wait = self.reserve()
         if wait > 0:
             self._sleep(wait)
+            self._still_open()
         return wait
+
+    def _still_open(self) -> None:
+        """After sleeping until a slot: stop if a cool-down began meanwhile (see module doc).
+
+        Raises:
+            RateLimited: the budget is cooling down now.
+        """
+        left = self.state().cooldown_left_s
+        if left > 0:
+            raise RateLimited(self.name, f"budget {self.name!r} cooling down after HTTP 429", retry_after=left, from_budget=True,
+                              refused=True)
 
     def penalize(self, retry_after: float | None = None) -> float:
         """Report a 429: cool down (for every sharer) and lower the rate. Returns the seconds left."""
