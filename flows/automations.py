@@ -5,9 +5,11 @@
   (``PREFECT_FLOWS_HEARTBEAT_FREQUENCY``, 180 s by default in Prefect 3.9). When a run stops sending
   them without reaching a final state (its worker or machine was killed), the automation sets it
   ``Crashed`` after ``BACKFILL_CRASH_AFTER_S`` seconds (default 540: three missed heartbeats), so a
-  pool's concurrency slot is freed and the operator sees what happened. Prefect's own recipe
-  ("detect zombie flows"), made idempotent: an automation of the same name is replaced only when
-  its settings changed.
+  pool's concurrency slot is freed and the operator sees what happened. A window shorter than three
+  heartbeats would mark live runs Crashed: it is refused, naming both settings (the heartbeat of
+  this environment; give every worker the same). Prefect's own recipe ("detect zombie flows"), made
+  idempotent: an automation of the same name is replaced only when told (``BACKFILL_CRASH_AFTER_S``
+  set) and its settings changed; a plain ``prefect-local start`` keeps the window that was set.
 - **Alerts** (when ``BACKFILL_ALERT_URL`` is set): a deployment run that ends Failed (a failure, bad
   input, or rate-limited with its continuations used up) or Crashed posts one message to that URL
   (a webhook: Slack, Teams, a relay to mail; the Webhook block ``market-backfill-alert`` holds it):
@@ -25,23 +27,44 @@ from tasks.core.errors import BadInput
 
 CRASH_AUTOMATION = "market-backfill: crash runs that stopped sending heartbeats"
 CRASH_AFTER_S = 540.0
+HEARTBEAT_S = 180  # Prefect's default PREFECT_FLOWS_HEARTBEAT_FREQUENCY (its least: 30)
+
+
+def heartbeat_s() -> int:
+    """``PREFECT_FLOWS_HEARTBEAT_FREQUENCY`` in this environment, else Prefect's default.
+
+    Raises:
+        BadInput: not a whole number of seconds of at least 30 (what Prefect accepts).
+    """
+    text = os.environ.get("PREFECT_FLOWS_HEARTBEAT_FREQUENCY") or str(HEARTBEAT_S)
+    if not text.isdigit() or int(text) < 30:
+        raise BadInput(f"PREFECT_FLOWS_HEARTBEAT_FREQUENCY must be a whole number of seconds, at least 30: {text!r}")
+    return int(text)
 
 
 def crash_after_s() -> float:
-    """``BACKFILL_CRASH_AFTER_S`` (seconds, at least 35), else CRASH_AFTER_S.
+    """``BACKFILL_CRASH_AFTER_S``, else CRASH_AFTER_S: at least three heartbeats.
 
     Raises:
-        BadInput: not a number, or too short to outlast one heartbeat.
+        BadInput: not a number, over a day, or shorter than three heartbeats (a live run, between
+            two of its heartbeats, would be marked Crashed).
     """
     text = os.environ.get("BACKFILL_CRASH_AFTER_S")
+    beat = heartbeat_s()
     if not text:
-        return CRASH_AFTER_S
-    try:
-        value = float(text)
-    except ValueError:
-        raise BadInput(f"BACKFILL_CRASH_AFTER_S must be a number of seconds: {text!r}") from None
-    if not 35 <= value <= 86_400:
-        raise BadInput(f"BACKFILL_CRASH_AFTER_S must be between 35 and 86400 seconds (heartbeats come every 30 s at the most): {text!r}")
+        value = CRASH_AFTER_S
+    else:
+        try:
+            value = float(text)
+        except ValueError:
+            raise BadInput(f"BACKFILL_CRASH_AFTER_S must be a number of seconds: {text!r}") from None
+        if not 0 < value <= 86_400:
+            raise BadInput(f"BACKFILL_CRASH_AFTER_S must be a number of seconds up to 86400: {text!r}")
+    if value < 3 * beat:
+        raise BadInput(f"BACKFILL_CRASH_AFTER_S={value:g} is shorter than three heartbeats (PREFECT_FLOWS_HEARTBEAT_FREQUENCY="
+                       f"{beat} s{'' if os.environ.get('PREFECT_FLOWS_HEARTBEAT_FREQUENCY') else ', Prefect default'}): live runs"
+                       f" would be marked Crashed. Set BACKFILL_CRASH_AFTER_S to at least {3 * beat}, or"
+                       f" PREFECT_FLOWS_HEARTBEAT_FREQUENCY to at most {max(30, int(value // 3))} here and on every worker")
     return value
 
 
@@ -136,7 +159,9 @@ def ensure_automations() -> list[str]:
     """
     from prefect.client.orchestration import get_client
 
-    wanted = [crash_automation(crash_after_s())]
+    window = crash_after_s()
+    told = bool(os.environ.get("BACKFILL_CRASH_AFTER_S"))  # without it, a window set before is kept
+    wanted = [crash_automation(window)]
     url = alert_url()
     changed = []
     if url:
@@ -151,6 +176,8 @@ def ensure_automations() -> list[str]:
             same = [a for a in existing if a.trigger == automation.trigger and a.actions == automation.actions and a.enabled]
             if same and len(existing) == 1:
                 continue
+            if automation.name == CRASH_AUTOMATION and existing and not told:
+                continue  # a window set before (BACKFILL_CRASH_AFTER_S then) stays until it is set again
             for old in existing:
                 client.delete_automation(old.id)
             automation.create()

@@ -75,6 +75,22 @@ def test_a_failing_deployment_run_alerts_once_and_a_completed_one_not_at_all(
     assert read_run(api, failed)["name"] in alert
 
 
+@pytest.mark.parametrize("window, beat, named", [
+    ("100", None, "BACKFILL_CRASH_AFTER_S=100 is shorter than three heartbeats (PREFECT_FLOWS_HEARTBEAT_FREQUENCY=180 s, Prefect"
+                  " default): live runs would be marked Crashed. Set BACKFILL_CRASH_AFTER_S to at least 540, or"
+                  " PREFECT_FLOWS_HEARTBEAT_FREQUENCY to at most 33 here and on every worker"),
+    (None, "200", "BACKFILL_CRASH_AFTER_S=540 is shorter than three heartbeats (PREFECT_FLOWS_HEARTBEAT_FREQUENCY=200 s)"),
+    ("89", "30", "Set BACKFILL_CRASH_AFTER_S to at least 90"),
+])
+def test_a_crash_window_shorter_than_three_heartbeats_is_refused_naming_both(tmp_path: Path, pg_server: tuple[str, Path | None],
+                                                                            window: str | None, beat: str | None, named: str) -> None:
+    env = local_prefect_env(tmp_path / "home", pg_server)
+    env |= {k: v for k, v in (("BACKFILL_CRASH_AFTER_S", window), ("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", beat)) if v is not None}
+    done = prefect_local("start", env)
+    assert done.returncode == 2 and named in done.stderr, done.stderr
+    assert not (tmp_path / "home" / "server.json").exists()
+
+
 @pytest.mark.parametrize("url", ["not a url", "ftp://hooks.example/x?token=s3cr3t", "http://", "https:///path", "http://h:99999/"])
 @pytest.mark.parametrize("action", ["start", "automations"])
 def test_an_alert_url_that_is_no_http_url_is_refused_before_anything_starts(tmp_path: Path, pg_server: tuple[str, Path | None],

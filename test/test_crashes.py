@@ -14,6 +14,7 @@ import psutil
 import psycopg
 import pytest
 
+from test import prefect_http
 from test.fake_yahoo import FakeYahoo
 from test.fix_db import table_rows
 from test.fix_prefect import prefect_local
@@ -35,10 +36,15 @@ def kill_tree(pid: int) -> None:
 def test_a_killed_deployment_run_turns_crashed_and_resumes(own_prefect_server: dict[str, str], fake_yahoo: FakeYahoo, dsn: str,
                                                            tmp_path: Path) -> None:
     env = {**cli_env(fake_yahoo, dsn), **own_prefect_server, "MARKET_BACKFILL_HOME": str(ROOT), "PREFECT_WORKER_QUERY_SECONDS": "1",
-           "PREFECT_WORKER_PREFETCH_SECONDS": "1", "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30", "BACKFILL_CRASH_AFTER_S": "40"}
+           "PREFECT_WORKER_PREFETCH_SECONDS": "1", "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30", "BACKFILL_CRASH_AFTER_S": "90"}
     api = env["PREFECT_API_URL"]
-    installed = prefect_local("automations", env)  # the one-time command for a managed server: 40 s instead of 540
+    installed = prefect_local("automations", env)  # the one-time command for a managed server: 90 s instead of 540
     assert installed.returncode == 0 and "Automation created" in installed.stderr, installed.stderr
+    plain = {k: v for k, v in env.items() if k not in ("BACKFILL_CRASH_AFTER_S", "PREFECT_API_URL", "PREFECT_API_AUTH_STRING")}
+    again = prefect_local("start", plain)  # only to print the URL: the window set stays (it used to go back to 540 s)
+    assert again.returncode == 0 and "Automation created" not in again.stderr, again.stderr
+    (crash,) = [a for a in prefect_http.post(f"{api}/automations/filter", json={}).json() if "heartbeats" in a["name"]]
+    assert crash["trigger"]["within"] == 90.0, crash["trigger"]
     prefect("work-pool", "create", POOL, "--type", "process", "--overwrite", env=env)
     prefect("deploy", "--all", "--no-prompt", env=env)
     run_id = create_run(api, STAGGERED, {"tickers": ["XLK", "XLV"], "days": 5, "end_date": END, "delay_minutes": 30.0,
@@ -53,7 +59,7 @@ def test_a_killed_deployment_run_turns_crashed_and_resumes(own_prefect_server: d
     finally:
         kill_tree(worker.pid)
     killed_at = time.monotonic()
-    wait_for(lambda: read_run(api, run_id)["state"]["type"] == "CRASHED", 150, "the run to be marked Crashed")
+    wait_for(lambda: read_run(api, run_id)["state"]["type"] == "CRASHED", 200, "the run to be marked Crashed")
     state = read_run(api, run_id)["state"]
     assert "no heartbeat" in state["message"], state
     print(f"marked Crashed {time.monotonic() - killed_at:.0f} s after the kill")
