@@ -14,6 +14,8 @@
   input, or rate-limited with its continuations used up) or Crashed posts one message to that URL
   (a webhook: Slack, Teams, a relay to mail; the Webhook block ``market-backfill-alert`` holds it):
   the deployment, the run, its state and its state message (which carries the resume command).
+- **Nothing runs** (alerts on): a run that stays ``Late`` (due, and no worker took it: every worker
+  of its pool is down) for ``BACKFILL_LATE_ALERT_S`` seconds (default 900) posts one message there too.
 """
 
 from __future__ import annotations
@@ -92,9 +94,50 @@ def crash_automation(within_s: float) -> Any:
 ALERT_AUTOMATION = "market-backfill: alert when a deployment run fails or crashes"
 ALERT_BLOCK = "market-backfill-alert"
 ALERT_PAYLOAD = (
-    "Prefect: deployment {{ deployment.name }}, run {{ flow_run.name }} ended {{ flow_run.state.name }}.\n"
+    "Prefect: deployment {{ flow.name }}/{{ deployment.name }}, run {{ flow_run.name }} ended {{ flow_run.state.name }}.\n"
     "{{ flow_run.state.message }}\n"
 )
+LATE_AUTOMATION = "market-backfill: alert when a due run stays Late (no worker took it)"
+LATE_AFTER_S = 900.0
+
+
+def late_after_s() -> float:
+    """``BACKFILL_LATE_ALERT_S`` (seconds a run may stay Late before the alert), else LATE_AFTER_S.
+
+    Raises:
+        BadInput: not a number of seconds from 10 to 86400.
+    """
+    text = os.environ.get("BACKFILL_LATE_ALERT_S")
+    if not text:
+        return LATE_AFTER_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 10 <= value <= 86_400:
+        raise BadInput(f"BACKFILL_LATE_ALERT_S must be a number of seconds from 10 to 86400: {text!r}")
+    return value
+
+
+def late_automation(block_id: Any, within_s: float) -> Any:
+    """A run that turned Late and has no other state within ``within_s`` (no worker took it) → one
+    POST through the webhook block ``block_id``."""
+    from prefect.automations import Automation
+    from prefect.events.actions import CallWebhook
+    from prefect.events.schemas.automations import EventTrigger, Posture
+    from prefect.events.schemas.events import ResourceSpecification
+
+    payload = ("Prefect: run {{ flow_run.name }} of deployment {{ flow.name }}/{{ deployment.name }} has been Late for "
+               f"{within_s:.0f} s: no worker took it. Is a worker of its pool running (prefect worker start --pool ...)?\n")
+    return Automation(
+        name=LATE_AUTOMATION,
+        description="Posts to BACKFILL_ALERT_URL when a due run stays Late: no worker runs for its pool.",
+        trigger=EventTrigger(after={"prefect.flow-run.Late"}, expect={"prefect.flow-run.*"},
+                             match=ResourceSpecification({"prefect.resource.id": ["prefect.flow-run.*"]}),
+                             for_each={"prefect.resource.id"}, posture=Posture.Proactive, threshold=1,
+                             within=timedelta(seconds=within_s)),
+        actions=[CallWebhook(block_document_id=block_id, payload=payload)],
+    )
 
 
 def alert_automation(block_id: Any) -> Any:
@@ -165,8 +208,9 @@ def ensure_automations() -> list[str]:
     url = alert_url()
     changed = []
     if url:
+        late = late_after_s()
         block_id, new_url = alert_block(url)
-        wanted.append(alert_automation(block_id))
+        wanted += [alert_automation(block_id), late_automation(block_id, late)]
         if new_url:
             host = urllib.parse.urlsplit(url).hostname
             changed.append(f"{ALERT_BLOCK} (alerts now go to a webhook at {host}; its URL is kept in that block, not shown)")

@@ -100,9 +100,9 @@ def act(ns: argparse.Namespace) -> Outcome:
         raise BadInput(f"{ns.action} takes no run id: {ns.run_id!r}")
     home = default_home()
     if ns.action in ("start", "automations"):
-        from flows.automations import alert_url, crash_after_s
+        from flows.automations import alert_url, crash_after_s, late_after_s
 
-        crash_after_s(), alert_url()  # their settings checked before a server starts
+        crash_after_s(), alert_url(), late_after_s()  # their settings checked before a server starts
     if ns.action == "start":
         info, started = start_server(home, port=ns.port)
         install_automations(info.api_url)

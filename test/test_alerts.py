@@ -47,7 +47,7 @@ def test_a_failing_deployment_run_alerts_once_and_a_completed_one_not_at_all(
         own_prefect_server: dict[str, str], receiver: tuple[str, list[str]], fake_yahoo: FakeYahoo, dsn: str, tmp_path: Path) -> None:
     url, bodies = receiver
     env = {**cli_env(fake_yahoo, dsn), **own_prefect_server, "MARKET_BACKFILL_HOME": str(ROOT), "BACKFILL_ALERT_URL": url,
-           "PREFECT_WORKER_QUERY_SECONDS": "1", "PREFECT_WORKER_PREFETCH_SECONDS": "1"}
+           "PREFECT_WORKER_QUERY_SECONDS": "1", "PREFECT_WORKER_PREFETCH_SECONDS": "1", "BACKFILL_LATE_ALERT_S": "10"}
     installed = prefect_local("automations", env)
     assert installed.returncode == 0 and "alert when a deployment run fails" in installed.stderr, installed.stderr
     moved = prefect_local("automations", {**env, "BACKFILL_ALERT_URL": url + "?token=elsewhere"})  # a changed URL is said
@@ -68,11 +68,18 @@ def test_a_failing_deployment_run_alerts_once_and_a_completed_one_not_at_all(
     deadline = time.monotonic() + 90
     while not bodies and time.monotonic() < deadline:
         time.sleep(0.5)
-    time.sleep(5)  # room for a second alert, which must not come
-    assert len(bodies) == 1, bodies
-    (alert,) = bodies
-    assert "weekly-saturday-0600-utc" in alert and "BadInput" in alert and "parameter delay_minutes" in alert, alert
+    # Then no worker runs: a due run turns Late (Prefect: after 15 s) and stays Late for 10 s: alerted.
+    late = create_run(api, "etf-backfill/shards", {"tickers": ["SPY"], "days": 5})
+    deadline = time.monotonic() + 120
+    while len(bodies) < 2 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert len(bodies) == 2, bodies  # the failure's alert once (none again meanwhile), then the Late one
+    alert, idle = bodies
+    assert "deployment staggered-sector-backfill/weekly-saturday-0600-utc" in alert, alert  # the flow named too
+    assert "BadInput" in alert and "parameter delay_minutes" in alert, alert
     assert read_run(api, failed)["name"] in alert
+    assert f"run {read_run(api, late)['name']} of deployment etf-backfill/shards has been Late for 10 s: no worker took it" in idle
+    assert read_run(api, late)["state"]["name"] == "Late"
 
 
 @pytest.mark.parametrize("window, beat, named", [
