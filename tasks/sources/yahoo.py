@@ -405,7 +405,8 @@ class YahooSource:
             tripped = self.session.tripped
             if tripped is None:
                 return RateLimited(symbol)
-            return RateLimited(symbol, tripped.reason, retry_after=tripped.retry_after, from_budget=tripped.from_budget)
+            return RateLimited(symbol, tripped.reason, retry_after=tripped.retry_after, from_budget=tripped.from_budget,
+                               refused=tripped.refused)
         status = self.session.last_status(symbol)
         if status is not None and status >= 500:
             return TransientSourceError(symbol, f"HTTP {status} from source")
