@@ -53,6 +53,8 @@ etf_backfill = etf_flow.build_flow()  # no schedule of its own (stage 1 of the p
 
 # (flow, deployment name, cron, parameters: every one spelled out so the UI shows them all; the
 # defaults come from each flow's one parameter list, so a new parameter appears here by itself)
+# The deployments that run one at a time (see prefect.yaml: the same, for a work pool).
+ONE_AT_A_TIME = {"weekdays-0900-utc", "retention-daily-0600-utc", "weekly-saturday-0600-utc", "every-10-minutes"}
 SCHEDULES: list[tuple[Any, str, str | None, dict[str, Any]]] = [
     (daily_pipeline, "weekdays-0900-utc", "0 9 * * 1-5", defaults(pipeline_flow.PARAMS)),
     (daily_pipeline, "retention-daily-0600-utc", "0 6 * * *", defaults(pipeline_flow.PARAMS, stages=["retention"])),
@@ -71,6 +73,7 @@ def deployments(work_pool: str | None = None) -> list[Any]:
     Their entrypoint is this module (where ``prefect.yaml`` points too): Prefect would otherwise
     record ``flows/params.py``, where ``flow_function`` builds the functions, and no run could load it.
     """
+    from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
     from prefect.schedules import Cron
 
     entry = Path(__file__).resolve()
@@ -81,8 +84,11 @@ def deployments(work_pool: str | None = None) -> list[Any]:
     out = []
     for flow, name, cron, params in SCHEDULES:
         summary = (flow.description or "").strip().splitlines()[0] if flow.description else None
+        limit = (ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE) if name in ONE_AT_A_TIME
+                 else None)
         deployment = flow.to_deployment(name=name, schedules=[Cron(cron, timezone="UTC")] if cron else [], parameters=params,
-                                        work_pool_name=work_pool, tags=["market-backfill"], description=summary)
+                                        work_pool_name=work_pool, tags=["market-backfill"], description=summary,
+                                        concurrency_limit=limit)
         deployment.entrypoint = f"{entry.as_posix()}:{flow.fn.__name__}"
         out.append(deployment)
     return out

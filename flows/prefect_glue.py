@@ -98,6 +98,14 @@ def run_in_flow(name: str, title: str, body: Callable[[Callable[[str], None]], O
         lines.append(text)
         logger.info(text)
 
+    later = later_due_run()
+    if later is not None:  # runs of a schedule that piled up while no worker ran: the latest does the work
+        from prefect.states import Cancelled
+
+        message = (f"Skipped: a later run of this schedule, {later}, is due too (they piled up while no worker ran); "
+                   "it does the work, once")
+        logger.info(message)
+        return Cancelled(name="Superseded", message=message)
     code, result, retry_at = Outcome.INTERRUPTED, None, None
     points: list[ResumePoint] = []
     try:
@@ -128,6 +136,59 @@ def run_in_flow(name: str, title: str, body: Callable[[Callable[[str], None]], O
         return final_state(code, lines, resume_at=retry_at, busy=True)
     refused = bool(points) and all(p.refused for p in points)  # our budget said no: the source was not asked
     return final_state(code, lines, resume_at=points[-1].at if points else None, refused=refused)
+
+
+SCHEDULED_TAG = "auto-scheduled"  # what Prefect's scheduler tags the runs it creates from a cron
+
+
+def later_due_run() -> str | None:
+    """In a run the scheduler created: the name of a later run of the same deployment and schedule
+    that is due as well (waiting, Late or for the deployment's concurrency slot, running, or done
+    already: the worker may start them in any order), else None. A worker back after a pause would
+    otherwise run every piled-up run in turn against the source."""
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        DeploymentFilter,
+        DeploymentFilterId,
+        FlowRunFilter,
+        FlowRunFilterExpectedStartTime,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+        FlowRunFilterTags,
+    )
+    from prefect.client.schemas.objects import StateType
+    from prefect.runtime import deployment, flow_run
+
+    if not deployment.id or SCHEDULED_TAG not in flow_run.tags:
+        return None
+    try:
+        with get_client(sync_client=True) as client:
+            mine = client.read_flow_run(UUID(flow_run.id))
+            if mine.expected_start_time is None:
+                return None
+            waiting = client.read_flow_runs(
+                deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[UUID(str(deployment.id))])),
+                flow_run_filter=FlowRunFilter(
+                    tags=FlowRunFilterTags(all_=[SCHEDULED_TAG]),
+                    state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED, StateType.PENDING,
+                                                                               StateType.RUNNING, StateType.COMPLETED])),
+                    expected_start_time=FlowRunFilterExpectedStartTime(after_=mine.expected_start_time,
+                                                                       before_=dt.datetime.now(dt.UTC))),  # type: ignore[arg-type]
+                limit=50)
+    except Exception as exc:  # the API's errors, whatever client raised them: do the work rather than skip it
+        from prefect import get_run_logger
+
+        get_run_logger().warning(f"Could not look for later due runs of this schedule ({type(exc).__name__}: {exc}); running")
+        return None
+    later = sorted((r.expected_start_time, r.name) for r in waiting if str(r.id) != str(flow_run.id)
+                   and r.expected_start_time is not None and r.expected_start_time > mine.expected_start_time
+                   and dict(r.parameters) == dict(mine.parameters))
+    if not later:
+        return None
+    due, name = later[-1]
+    return f"{name} (due {due:%Y-%m-%d %H:%M:%S} UTC)"
 
 
 def wait_for_scheduled_time(log: Callable[[str], None]) -> None:

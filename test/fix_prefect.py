@@ -25,7 +25,9 @@ def local_prefect_env(home: Path, pg_server: tuple[str, Path | None], *, own_dat
     ``prefect``); a server given by ``TEST_DATABASE_URL``, or ``own_database``, gets a database of
     its own (a second Prefect server beside the session's must not share its tables).
     """
-    env = {"BACKFILL_PREFECT_HOME": str(home), "PREFECT_UI_ENABLED": "false", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    # A run waiting for its deployment's concurrency slot is tried again after 1 s, not Prefect's 30.
+    env = {"BACKFILL_PREFECT_HOME": str(home), "PREFECT_UI_ENABLED": "false", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+           "PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS": "1"}
     dsn, pgdata = pg_server
     if pgdata is not None and not own_database:
         env["BACKFILL_PGDATA"] = str(pgdata)

@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from flows.prefect_glue import BUSY_RETRY_S, STOP_TAG
+from test import prefect_http
 from test.fake_yahoo import FakeYahoo
 from test.fix_db import table_rows
 from test.fix_yahoo import ROOT, cli_env
@@ -392,3 +393,33 @@ def test_resume_through_the_deployment_works_as_typed_with_resume_true_alone(dep
     assert state["type"] == "COMPLETED", (state, worker_log(tmp_path))
     assert table_rows(dsn, "collected_daily_etf_ohlc") == expected_rows(["XLF", "XLK", "XLV"], FIVE_SESSIONS)  # the run's own tickers
     assert not [e for e in fake_yahoo.log if "/chart/XLK" in e.path][1:]  # XLK, done before the cut, not fetched again
+
+
+def test_runs_of_a_schedule_piled_up_while_no_worker_ran_collapse_into_the_latest(deployments: dict[str, str], fake_yahoo: FakeYahoo,
+                                                                                 dsn: str, tmp_path: Path) -> None:
+    """Three runs of the every-10-minutes schedule came due while every worker was down (as the
+    scheduler makes them: tagged auto-scheduled). When a worker returns, the two earlier ones end
+    Superseded, naming the latest, which does the work once; before, each ran in turn."""
+    env = {**cli_env(fake_yahoo, dsn), **deployments, "PREFECT_WORKER_QUERY_SECONDS": "1"}
+    api = env["PREFECT_API_URL"]
+    delete_waiting_runs(api)
+    tree = make_tree(tmp_path / "observer", files=1, minutes_per_file=1)
+    params = {"swing": str(tree.root / "swing"), "scalp": str(tree.root / "scalp"), "gaps": str(tree.root / "system" / "gap_*.jsonl")}
+    deployment = prefect_http.get(f"{api}/deployments/name/jsonl-ingest/every-10-minutes").json()
+    assert deployment["global_concurrency_limit"]["limit"] == 1 and deployment["concurrency_options"]["collision_strategy"] == "ENQUEUE"
+    now = dt.datetime.now(dt.UTC)
+    piled = []
+    for minutes in (30, 20, 10):  # due 30, 20 and 10 minutes ago
+        due = (now - dt.timedelta(minutes=minutes)).isoformat()
+        answer = prefect_http.post(f"{api}/deployments/{deployment['id']}/create_flow_run", json={
+            "parameters": params, "tags": ["auto-scheduled"], "state": {"type": "SCHEDULED", "state_details": {"scheduled_time": due}}})
+        answer.raise_for_status()
+        piled.append(answer.json()["id"])
+    with live_worker(env, tmp_path / "worker.log"):
+        states = [wait_finished(api, run_id) for run_id in piled]
+    latest = read_run(api, piled[-1])
+    assert [(s["type"], s["name"]) for s in states] == [("CANCELLED", "Superseded")] * 2 + [("COMPLETED", "Completed")], (
+        states, worker_log(tmp_path))
+    assert all(f"a later run of this schedule, {latest['name']} (due " in s["message"] for s in states[:2])
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT count(*) FROM scalp_ticks").fetchone() == (len(tree.all_ticks()),)

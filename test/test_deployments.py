@@ -51,3 +51,8 @@ def test_runner_deployments_match_prefect_yaml(spec: dict[str, Any]) -> None:
         assert [(s.schedule.cron, s.schedule.timezone) for s in deployment.schedules] == ([(cron, "UTC")] if cron else [])
         assert deployment.entrypoint == f"flows/deployments.py:{flow_name.replace('-', '_')}"
         assert deployment.parameters == by_name[name]["parameters"]
+        limit = by_name[name].get("concurrency_limit")  # the same concurrency both ways: one run at a time, the next waits
+        assert (limit == {"limit": 1, "collision_strategy": "ENQUEUE"}) == (cron is not None and flow_name != "event-valuation")
+        options = deployment.concurrency_options
+        got = None if deployment.concurrency_limit is None else (deployment.concurrency_limit, options and options.collision_strategy)
+        assert got == ((1, "ENQUEUE") if limit else None)
