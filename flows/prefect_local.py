@@ -30,6 +30,7 @@ from flows.prefect_server import (
     find_local_api,
     healthy,
     install_automations,
+    no_proxy_env,
     read_info,
     start_server,
     stop_server,
@@ -138,6 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help=f"port for start (default: $PREFECT_SERVER_API_PORT, else the last one, else {DEFAULT_PORT}; "
                              "a free one if taken)")
     ns = parser.parse_args(argv)  # a bad flag: argparse's message and exit 2, as every command
+    os.environ.update(no_proxy_env(os.environ))  # its server is on loopback: never through a proxy
     return run_cli(lambda: act(ns))
 
 

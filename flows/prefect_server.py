@@ -348,6 +348,7 @@ def ensure_api_url() -> str:
 
     Called before Prefect is imported, so Prefect's settings see it.
     """
+    os.environ.update(no_proxy_env(os.environ))  # before the first call to a server on loopback
     url = os.environ.get("PREFECT_API_URL")
     if url:
         return find_local_api(url) or url  # the local server exported by hand: its secret found too

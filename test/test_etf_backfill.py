@@ -256,7 +256,11 @@ def test_prefect_run_without_a_configured_server_starts_the_local_server_on_post
         assert "Flow run" in first.stderr and "[2/2]" in first.stderr  # progress lines reach the Prefect run log
         assert "Finished in state Completed" in first.stderr
         pid = json.loads((tmp_path / "home" / "server.json").read_text())["pid"]
-        again = run_cli(ETF, *BASE, "--tickers", "SPY,XLK", "--orchestrate", "prefect", env=cli, timeout=240)
+        # Behind a proxy (HTTPS_PROXY set, no NO_PROXY: a corporate network), Prefect's websocket to the local
+        # server went to the proxy and the run crashed; the command keeps loopback off the proxy itself.
+        proxy = fake_yahoo.proxy_url  # a proxy that serves Yahoo only, as a corporate one serves the internet only
+        behind_a_proxy: dict[str, str | None] = {**cli, "NO_PROXY": None, "no_proxy": None, "HTTP_PROXY": proxy, "http_proxy": proxy}
+        again = run_cli(ETF, *BASE, "--tickers", "SPY,XLK", "--orchestrate", "prefect", env=behind_a_proxy, timeout=240)
         assert again.code == 0, again.stderr[-3000:]
         assert "Started the local Prefect server" not in again.stderr  # found running, not started again
         assert json.loads((tmp_path / "home" / "server.json").read_text())["pid"] == pid
