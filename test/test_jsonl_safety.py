@@ -27,6 +27,16 @@ def ticks(first: int, count: int, minute: int) -> list[dict]:
     return [tick("005930", at + dt.timedelta(milliseconds=500 * k), first + k) for k in range(count)]
 
 
+def follower(root: Path, dsn: str) -> tuple[subprocess.Popen[str], list[str], threading.Thread]:
+    """``jsonl-ingest --root ROOT --follow --poll 0.2`` running, its output lines gathered as they come."""
+    proc = subprocess.Popen([sys.executable, "-m", ING, "--root", str(root), "--follow", "--poll", "0.2"], cwd=ROOT,
+                            env=cli_env(None, dsn), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)  # type: ignore[union-attr]
+    reader.start()
+    return proc, lines, reader
+
+
 @pytest.mark.slow
 def test_a_followed_file_rotated_by_copytruncate_and_by_rename_keeps_every_tick_loaded_from_it(dsn: str, pg_server_dsn: str,
                                                                                                 tmp_path: Path) -> None:
@@ -35,11 +45,7 @@ def test_a_followed_file_rotated_by_copytruncate_and_by_rename_keeps_every_tick_
     name = scalp / "20260122_0100.jsonl"
     first, after_copy, after_move = ticks(0, 200, 0), ticks(1000, 50, 5), ticks(2000, 30, 10)
     write(name, first)
-    proc = subprocess.Popen([sys.executable, "-m", ING, "--root", str(root), "--follow", "--poll", "0.2"], cwd=ROOT,
-                            env=cli_env(None, dsn), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)  # type: ignore[union-attr]
-    reader.start()
+    proc, lines, reader = follower(root, dsn)
     try:
         assert wait_until(lambda: count_rows(dsn) == 200)
         shutil.copy(name, scalp / "20260122_0100.jsonl.1")  # logrotate copytruncate: copy, truncate, the writer goes on
@@ -135,11 +141,7 @@ def test_a_day_partition_detached_by_hand_is_attached_again_and_its_day_loads(ds
 def test_a_follower_waits_for_its_only_folder_renamed_for_a_moment(dsn: str, tmp_path: Path) -> None:
     root = tmp_path / "data"
     write(root / "scalp" / "20260122_0100.jsonl", ticks(0, 20, 0))  # scalp/ alone, as the issue's probe had it
-    proc = subprocess.Popen([sys.executable, "-m", ING, "--root", str(root), "--follow", "--poll", "0.2"], cwd=ROOT,
-                            env=cli_env(None, dsn), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)  # type: ignore[union-attr]
-    reader.start()
+    proc, lines, reader = follower(root, dsn)
     try:
         assert wait_until(lambda: count_rows(dsn) == 20)
         (root / "scalp").rename(root / "scalp.old")

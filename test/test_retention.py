@@ -245,26 +245,29 @@ def test_jsonl_tables_after_retention_equal_a_load_of_only_the_kept_days(run_cli
         assert _jsonl_content(dsn) == _jsonl_content(clean)
 
 
-def test_a_day_partition_left_detached_by_a_killed_run_is_dropped_and_counted_by_the_next(db: psycopg.Connection[Any]) -> None:
+def _a_detached_old_day(db: psycopg.Connection[Any], *, by_retention: bool) -> tuple[dt.datetime, str]:
+    """A tick ten days old in its day partition, which is then detached: by a retention run that was
+    killed before its drop (it marks what it detaches), or by an operator; noon today and the name."""
     noon = dt.datetime.combine(TODAY, dt.time(12), tzinfo=dt.UTC)
     old = noon - dt.timedelta(days=10)
     ensure_days(db, [old.date()])
     db.execute("INSERT INTO scalp_ticks (symbol, event_time, session_id, source_file, source_line) VALUES ('X', %s, 's', 'f', 1)", (old,))
     name = f"scalp_ticks_p{old.date():%Y%m%d}"
-    db.execute(f"COMMENT ON TABLE {name} IS '{RETENTION_MARK}'")  # noqa: S608 (as retention marks it, then detaches it)
-    db.execute(f"ALTER TABLE scalp_ticks DETACH PARTITION {name}")  # noqa: S608 (a name made above): killed before its DROP
+    if by_retention:
+        db.execute(f"COMMENT ON TABLE {name} IS '{RETENTION_MARK}'")  # noqa: S608 (a name made above)
+    db.execute(f"ALTER TABLE scalp_ticks DETACH PARTITION {name}")  # noqa: S608 (a name made above)
+    return noon, name
+
+
+def test_a_day_partition_left_detached_by_a_killed_run_is_dropped_and_counted_by_the_next(db: psycopg.Connection[Any]) -> None:
+    noon, name = _a_detached_old_day(db, by_retention=True)
     assert apply_retention(db, RetentionWindows(realtime_days=3), dry_run=True, now=noon)["scalp_ticks"] == 1
     assert apply_retention(db, RetentionWindows(realtime_days=3), dry_run=False, now=noon)["scalp_ticks"] == 1
     assert db.execute("SELECT to_regclass(%s)", (name,)).fetchone() == (None,)
 
 
 def test_a_day_partition_an_operator_detached_is_left_alone_by_retention_and_said(db: psycopg.Connection[Any]) -> None:
-    noon = dt.datetime.combine(TODAY, dt.time(12), tzinfo=dt.UTC)
-    old = noon - dt.timedelta(days=10)
-    ensure_days(db, [old.date()])
-    db.execute("INSERT INTO scalp_ticks (symbol, event_time, session_id, source_file, source_line) VALUES ('X', %s, 's', 'f', 1)", (old,))
-    name = f"scalp_ticks_p{old.date():%Y%m%d}"
-    db.execute(f"ALTER TABLE scalp_ticks DETACH PARTITION {name}")  # noqa: S608 (detached on purpose, to keep it apart)
+    noon, name = _a_detached_old_day(db, by_retention=False)
     said: list[str] = []
     assert apply_retention(db, RetentionWindows(realtime_days=3), dry_run=False, now=noon, say=said.append)["scalp_ticks"] == 0
     assert db.execute(f"SELECT count(*) FROM {name}").fetchone() == (1,)  # noqa: S608
