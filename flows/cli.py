@@ -65,12 +65,13 @@ def check_prefect_api(url: str) -> None:
     """
     import httpx
 
+    from flows.prefect_server import basic_auth
+
     secret = os.environ.get("PREFECT_API_AUTH_STRING")
-    user, _, password = (secret or "").partition(":")
     try:
         answer = httpx.get(url.rstrip("/") + "/health", timeout=10)
         answer.raise_for_status()
-        version = httpx.get(url.rstrip("/") + "/admin/version", timeout=10, auth=(user, password) if secret else None)
+        version = httpx.get(url.rstrip("/") + "/admin/version", timeout=10, auth=basic_auth(secret))
     except (httpx.HTTPError, ValueError) as exc:
         raise StoreError(f"Prefect's API at {url} cannot be reached ({type(exc).__name__}: {str(exc)[:120]}): start it "
                          "(prefect-local start), correct PREFECT_API_URL, or run without Prefect: --orchestrate plain") from None

@@ -260,7 +260,6 @@ def start_server(home: Path, *, port: int | None = None) -> tuple[ServerInfo, bo
                 print(f"The Prefect server in {home} (pid {info.pid}) was started without authentication: any local user can"
                       " use its API. Restart it to close that: prefect-local stop, then prefect-local start.", file=sys.stderr)
             return info, False
-        make_auth_string(home)
         for _ in range(3):
             info = launch(home, port if port is not None else pick_port(preferred_port(home)))
             if info is not None:

@@ -174,9 +174,8 @@ def restrict_socket(server: Any, pgdata: Path) -> None:
         for path in folder.glob(".s.PGSQL.*"):
             os.chmod(path, 0o600 if path.suffix == ".lock" else 0o700)
     except OSError as exc:
-        server_user = "the server's user"
-        raise StoreError(f"could not make the embedded PostgreSQL's socket folder {folder} private to {server_user}: {exc.strerror};"
-                         " a shorter BACKFILL_PGDATA keeps the socket in the data folder") from exc
+        raise StoreError(f"could not make the embedded PostgreSQL's socket folder {folder} private to the server's user:"
+                         f" {exc.strerror}; a shorter BACKFILL_PGDATA keeps the socket in the data folder") from exc
 
 
 def _tune_older(server: Any) -> None:
