@@ -107,18 +107,6 @@ def work_once(env: dict[str, str], log: Path, pool: str = POOL) -> None:
     assert done.returncode == 0, log.read_text()[-4000:]
 
 
-def run_until_finished(env: dict[str, str], log: Path, api: str, run_id: str, timeout: float = 120) -> dict[str, Any]:
-    """Poll with ``--run-once`` workers until ``run_id`` has finished (it may be due a few seconds ahead); its state."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        state = read_run(api, run_id)["state"]
-        if state["type"] in FINISHED:
-            return dict(state)
-        work_once(env, log)
-        time.sleep(0.5)
-    raise AssertionError(f"flow run {run_id} did not finish: {read_run(api, run_id)['state']}\n{log.read_text()[-3000:]}")
-
-
 def wait_for(check: Callable[[], object], timeout: float, what: str) -> None:
     """Poll ``check`` until it is true; fail naming ``what`` after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
