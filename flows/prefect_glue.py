@@ -139,13 +139,16 @@ def run_in_flow(name: str, title: str, body: Callable[[Callable[[str], None]], O
 
 
 SCHEDULED_TAG = "auto-scheduled"  # what Prefect's scheduler tags the runs it creates from a cron
+PILED_UP_S = 15  # a run this long past due has piled up (Prefect calls a run Late after 15 s)
 
 
 def later_due_run() -> str | None:
     """In a run the scheduler created: the name of a later run of the same deployment and schedule
-    that is due as well (waiting, Late or for the deployment's concurrency slot, running, or done
-    already: the worker may start them in any order), else None. A worker back after a pause would
-    otherwise run every piled-up run in turn against the source."""
+    that has been due for PILED_UP_S already (waiting, Late or for the deployment's concurrency slot,
+    running, or done: the worker may start them in any order), else None. A worker back after a
+    pause would otherwise run every piled-up run in turn against the source. A later run due only a
+    moment ago is no pile-up: a schedule that fires faster than runs are picked up would otherwise
+    skip every run in turn, each finding the next one due."""
     from uuid import UUID
 
     from prefect.client.orchestration import get_client
@@ -174,8 +177,8 @@ def later_due_run() -> str | None:
                     tags=FlowRunFilterTags(all_=[SCHEDULED_TAG]),
                     state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED, StateType.PENDING,
                                                                                StateType.RUNNING, StateType.COMPLETED])),
-                    expected_start_time=FlowRunFilterExpectedStartTime(after_=mine.expected_start_time,
-                                                                       before_=dt.datetime.now(dt.UTC))),  # type: ignore[arg-type]
+                    expected_start_time=FlowRunFilterExpectedStartTime(
+                        after_=mine.expected_start_time, before_=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=PILED_UP_S))),  # type: ignore[arg-type]
                 limit=50)
     except Exception as exc:  # the API's errors, whatever client raised them: do the work rather than skip it
         from prefect import get_run_logger

@@ -1,9 +1,10 @@
-"""Fixtures come from plugin modules: the database (fix_db), the fake Yahoo (fix_yahoo), Prefect's server (fix_prefect)."""
+"""Fixtures come from plugin modules: the database (fix_db), the fake Yahoo (fix_yahoo), Prefect's
+server (fix_prefect), a webhook receiver (webhook)."""
 
 import os
 import signal
 
-pytest_plugins = ["test.fix_db", "test.fix_yahoo", "test.fix_prefect"]
+pytest_plugins = ["test.fix_db", "test.fix_yahoo", "test.fix_prefect", "test.webhook"]
 
 # The commands under test run as subprocesses, as a user runs them, and like a user's Python they keep
 # compiled bytecode: where the environment says not to (this sandbox does), every one of the ~200

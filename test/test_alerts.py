@@ -4,10 +4,7 @@ produces exactly one alert, naming the deployment and saying why; a completed ru
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -18,29 +15,6 @@ from test.fix_yahoo import ROOT, cli_env
 from test.prefect_cli import POOL, create_run, prefect, read_run, work_once
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def receiver() -> Iterator[tuple[str, list[str]]]:
-    """A webhook receiver on loopback: (its URL, the bodies it was posted)."""
-    bodies: list[str] = []
-
-    class Hook(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-            bodies.append(self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode("utf-8", "replace"))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/hook", bodies
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_a_failing_deployment_run_alerts_once_and_a_completed_one_not_at_all(

@@ -34,9 +34,11 @@ def kill_tree(pid: int) -> None:
 
 
 def test_a_killed_deployment_run_turns_crashed_and_resumes(own_prefect_server: dict[str, str], fake_yahoo: FakeYahoo, dsn: str,
-                                                           tmp_path: Path) -> None:
+                                                           tmp_path: Path, receiver: tuple[str, list[str]]) -> None:
+    url, bodies = receiver
     env = {**cli_env(fake_yahoo, dsn), **own_prefect_server, "MARKET_BACKFILL_HOME": str(ROOT), "PREFECT_WORKER_QUERY_SECONDS": "1",
-           "PREFECT_WORKER_PREFETCH_SECONDS": "1", "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30", "BACKFILL_CRASH_AFTER_S": "90"}
+           "PREFECT_WORKER_PREFETCH_SECONDS": "1", "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30", "BACKFILL_CRASH_AFTER_S": "90",
+           "BACKFILL_ALERT_URL": url}
     api = env["PREFECT_API_URL"]
     installed = prefect_local("automations", env)  # the one-time command for a managed server: 90 s instead of 540
     assert installed.returncode == 0 and "Automation created" in installed.stderr, installed.stderr
@@ -62,6 +64,10 @@ def test_a_killed_deployment_run_turns_crashed_and_resumes(own_prefect_server: d
     wait_for(lambda: read_run(api, run_id)["state"]["type"] == "CRASHED", 200, "the run to be marked Crashed")
     state = read_run(api, run_id)["state"]
     assert "no heartbeat" in state["message"], state
+    # The first crash after the server's start is alerted too (the operator once got none).
+    wait_for(lambda: any("ended Crashed" in b for b in bodies), 60, "the crash's alert")
+    (alert,) = [b for b in bodies if "ended Crashed" in b]
+    assert f"run {read_run(api, run_id)['name']} ended Crashed" in alert and "no heartbeat" in alert
     print(f"marked Crashed {time.monotonic() - killed_at:.0f} s after the kill")
 
     resumed = subprocess.run([sys.executable, "-m", "flows.staggered_sector_backfill", "--resume", "--cache-dir", str(tmp_path / "cache")],

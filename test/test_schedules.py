@@ -81,8 +81,8 @@ def test_the_server_creates_every_deployments_scheduled_runs_and_a_worker_runs_o
                if dt.datetime.fromisoformat(r["expected_start_time"]) <= now + dt.timedelta(seconds=5)]
         time.sleep(1)
     assert due, "the scheduler created no run for the 5-second schedule within a minute"
-    # Runs come due every 5 s, faster than a worker polls: of the runs due together, the latest does
-    # the work and the earlier ones end Superseded (naming it), as after a worker's pause.
+    # Runs come due every 5 s, about as fast as a worker takes them: each does the work, or ends
+    # Superseded when a later one has waited past Prefect's Late threshold (a pile-up).
     deadline = time.monotonic() + 180
     finished: list[dict[str, Any]] = []
     while time.monotonic() < deadline and not any(r["state"]["type"] == "COMPLETED" for r in finished):
