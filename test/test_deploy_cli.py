@@ -177,6 +177,16 @@ def test_a_rate_limited_deployment_run_schedules_one_continuation_per_shard(depl
     assert len(fake_yahoo.log) == asked
     assert all(r["state"]["type"] == "SCHEDULED" for r in waiting)  # the live worker leaves them: not due
 
+    # The operator runs the continuation at once during the cool-down, as its state message says:
+    # our budget refuses it before any request, and that spends none of the rescheduling allowance.
+    moved = prefect_local_cli("run-now", pending["id"], env=deployed)
+    assert moved.returncode == 0, moved.stderr
+    early = wait_finished(api, pending["id"])
+    assert early["name"] == "CoolingDown" and "Waiting for the budget's cool-down until 20" in early["message"], early
+    assert len(fake_yahoo.log) == asked  # Yahoo was not asked
+    (next_one,) = [r for r in continuations(api, deployment_id) if r["parameters"]["tickers"] == ["XLK"]]
+    assert f"{STOP_TAG}1" in next_one["tags"] and f"{STOP_TAG}2" not in next_one["tags"]  # still one stop in a row
+
 
 def test_a_continuation_taken_early_by_a_worker_waits_for_its_time_and_finishes_the_work(deployed: dict[str, str],
                                                                                          fake_yahoo: FakeYahoo, dsn: str,
