@@ -721,7 +721,7 @@ def test_two_runs_at_once_both_succeed_and_store_each_line_once(dsn: str, pg_ser
                               capture_output=True, text=True, timeout=180)
         assert done.returncode == 0, done.stderr
         got, want = snapshot(dsn), snapshot(clean)
-        # Failed once in a full run (2026-12-05) and in none of 70 runs alone or under load since:
+        # Failed once in a full run (2026-12-05) and in none of ~25 runs alone or under load since:
         # on a mismatch, say what differs (rows per table and per file) and what the two runs said.
         files = [collections.Counter(r[12] for r in snap["ticks"]) for snap in (got, want)]
         assert got == want, ({k: (len(got[k]), len(want[k])) for k in got}, files, outputs)
