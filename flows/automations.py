@@ -171,11 +171,11 @@ def alert_url() -> str | None:
         return None
     try:
         parts = urllib.parse.urlsplit(text)
-        host = parts.hostname
+        scheme, host = parts.scheme, parts.hostname
         parts.port  # noqa: B018 (a bad port raises here)
-    except ValueError:
-        host = None
-    if parts.scheme not in ("http", "https") or not host or any(c.isspace() for c in text):
+    except ValueError:  # a malformed URL (an unclosed "[", a bad port) raises as it is split or read
+        scheme, host = "", None
+    if scheme not in ("http", "https") or not host or any(c.isspace() for c in text):
         raise BadInput("BACKFILL_ALERT_URL must be an http:// or https:// URL with a host (a webhook: Slack, Teams, a relay"
                        " to mail); the value set is not one (not shown: a webhook's URL usually holds its token)")
     return text

@@ -72,7 +72,8 @@ def test_a_crash_window_shorter_than_three_heartbeats_is_refused_naming_both(tmp
     assert not (tmp_path / "home" / "server.json").exists()
 
 
-@pytest.mark.parametrize("url", ["not a url", "ftp://hooks.example/x?token=s3cr3t", "http://", "https:///path", "http://h:99999/"])
+@pytest.mark.parametrize("url", ["not a url", "ftp://hooks.example/x?token=s3cr3t", "http://", "https:///path", "http://h:99999/",
+                                 "http://[::1/hook"])
 @pytest.mark.parametrize("action", ["start", "automations"])
 def test_an_alert_url_that_is_no_http_url_is_refused_before_anything_starts(tmp_path: Path, pg_server: tuple[str, Path | None],
                                                                            url: str, action: str) -> None:
