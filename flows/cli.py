@@ -187,6 +187,19 @@ def install_signal_handlers() -> None:
         pass
 
 
+class StderrHandler(logging.StreamHandler):
+    """Writes to ``sys.stderr`` as it is when a record comes, not as it was when the handler was made
+    (a command run again in one process, under a redirected stderr, writes where that run's goes)."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
 def quiet_libraries() -> None:
     """Keep library warnings (yfinance/pandas deprecations) and chatter out of user output."""
     import warnings
@@ -196,7 +209,7 @@ def quiet_libraries() -> None:
     logging.getLogger("yfinance").setLevel(logging.CRITICAL)
     ours = logging.getLogger("backfill")
     if not ours.handlers:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = StderrHandler()
         handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
         ours.addHandler(handler)
         ours.setLevel(logging.INFO)

@@ -1,4 +1,6 @@
-"""The fake Yahoo for a test, and a helper that runs a CLI as a user would: a subprocess."""
+"""The fake Yahoo for a test, and a helper that runs a CLI as a user would: in this process with the
+environment, folder and argv a subprocess would have (``test/in_process.py``), or as a subprocess
+where the process itself is under test (``as_process=True``) or the run goes through Prefect."""
 
 from __future__ import annotations
 
@@ -13,9 +15,10 @@ from typing import Any
 import pytest
 
 from test.fake_yahoo import FakeYahoo
+from test.in_process import run_main
 
 ROOT = Path(__file__).resolve().parent.parent
-TEST_RATE = "300/min"
+TEST_RATE = "3000/min"
 NO_CACHE_DIR = {"flows.backfill_status", "flows.event_report", "flows.jsonl_ingest"}  # commands that download nothing
 
 
@@ -45,7 +48,7 @@ def cli_env(fake: FakeYahoo | None, dsn: str | None, **extra: str) -> dict[str, 
         env["DATABASE_URL"] = dsn
     env["PYTHONWARNINGS"] = "ignore"
     env["BACKFILL_ORCHESTRATE"] = "plain"
-    # The fake Yahoo is on loopback: tests pace it at 300/min, as a user who knows their source may
+    # The fake Yahoo is on loopback: tests pace it at 3000/min, as a user who knows their source may
     # (YAHOO_RATE); the tests of the default budget (the source document's limits) drop it.
     env["YAHOO_RATE"] = TEST_RATE
     env.update(extra)
@@ -58,20 +61,32 @@ def run_cli(fake_yahoo: FakeYahoo, dsn: str, tmp_path: Path, prefect_env: dict[s
     cache = tmp_path / "cache"
 
     def run(module: str, *args: str, env: dict[str, str | None] | None = None, timeout: float = 120,
-            cache_dir: Path | None = None) -> CliResult:
+            cache_dir: Path | None = None, as_process: bool = False) -> CliResult:
         full_env = cli_env(fake_yahoo, dsn, **prefect_env)
         for key, value in (env or {}).items():
             if value is None:  # not set at all
                 full_env.pop(key, None)
             else:
                 full_env[key] = value
-        argv = [sys.executable, "-m", module, *args]
+        argv = [*args]
         if "--cache-dir" not in args and module not in NO_CACHE_DIR:
             argv += ["--cache-dir", str(cache_dir or cache)]
+        if not (as_process or through_prefect(argv, full_env)):
+            return CliResult(*run_main(module, argv, full_env, ROOT))
+        argv = [sys.executable, "-m", module, *argv]
         proc = subprocess.run(argv, cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=timeout)
         return CliResult(proc.returncode, proc.stdout, proc.stderr)
 
     return run
+
+
+def through_prefect(args: list[str], env: dict[str, str]) -> bool:
+    """Whether a command line runs as a Prefect flow: those run as subprocesses (Prefect reads its
+    settings once per process, where this one has none)."""
+    flags = [a.split("=", 1)[1] for a in args if a.startswith("--orchestrate=")]
+    flags += [args[i + 1] for i, a in enumerate(args[:-1]) if a == "--orchestrate"]
+    mode = flags[-1] if flags else env.get("BACKFILL_ORCHESTRATE") or "auto"
+    return mode == "prefect" or (mode == "auto" and bool(env.get("PREFECT_API_URL")))
 
 
 def kill_9_leaving_no_orphans(proc: subprocess.Popen[Any]) -> None:

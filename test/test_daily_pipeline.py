@@ -64,7 +64,7 @@ def hand_weights(fake: FakeYahoo, stocks: list[str], as_of: dt.date) -> dict[str
 
 
 def test_full_pipeline_fills_every_table_as_the_document_checks_it(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo) -> None:
-    result = run_cli(PIPE, *FAST, "--as-of", AS_OF.isoformat(), "--top-sectors", "2")
+    result = run_cli(PIPE, *FAST, "--as-of", AS_OF.isoformat(), "--top-sectors", "2", as_process=True)  # own process, once
     assert result.code == 0, result.stdout + result.stderr
     assert "5 of 5 stage(s) ok" in result.stdout
     sessions = last_trading_days(25, AS_OF)

@@ -37,7 +37,7 @@ def expected_rows(tickers: list[str] | tuple[str, ...], days: list[dt.date]) -> 
 
 
 def test_cold_run_stores_every_etf_session_with_source_values(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo) -> None:
-    result = run_cli(ETF, *BASE)
+    result = run_cli(ETF, *BASE, as_process=True)  # the command as its own process, once
     assert result.code == 0, result.stderr
     assert table_rows(dsn, "collected_daily_etf_ohlc") == expected_rows(ETF_UNIVERSE, FIVE_SESSIONS)
     assert "Prices: 60 new, 0 updated, 0 skipped, 0 errors" in result.stdout

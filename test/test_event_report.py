@@ -70,7 +70,7 @@ def hand_study(source: str) -> dict[str, Any]:
 
 
 def test_the_study_matches_a_hand_computation(run_cli: CliRunner, stored: psycopg.Connection[Any]) -> None:
-    result = run_cli(REPORT, "--json")
+    result = run_cli(REPORT, "--json", as_process=True)  # the command as its own process, once
     assert result.code == 0, result.stderr
     report = {s["source"]: s for s in json.loads(result.stdout)["sources"]}
     assert sorted(report) == ["filing", "news"]

@@ -95,7 +95,7 @@ EVENTS = {
 def test_metrics_match_an_independent_computation_and_fill_in_later(run_cli: CliRunner, dsn: str, tmp_path: Path,
                                                                     fake_yahoo: FakeYahoo) -> None:
     csv = write_csv(tmp_path / "e.csv", [("KNWN", t, label) for label, t in EVENTS.items()])
-    first = run_cli(VAL, "--import-csv", str(csv), *FAST, "--as-of", "2025-07-31")
+    first = run_cli(VAL, "--import-csv", str(csv), *FAST, "--as-of", "2025-07-31", as_process=True)  # its own process, once
     assert first.code == 0, first.stdout + first.stderr
     rows = stored(dsn)
     for text in EVENTS.values():

@@ -76,7 +76,7 @@ def test_the_documents_layout_loads_in_one_run_as_a_flat_root_does(run_cli: CliR
     (doc / "logs" / "system" / "app.log").write_text("not a gap file\n", encoding="utf-8")
     observer = doc / "config" / "observer"
     result = run_cli(ING, "--swing", str(observer / "swing"), "--scalp", str(observer / "scalp"),
-                     "--gaps", str(doc / "logs" / "system" / "gap_*.jsonl"))
+                     "--gaps", str(doc / "logs" / "system" / "gap_*.jsonl"), as_process=True)  # its own process, once
     assert result.code == 0, result.stdout + result.stderr
     nested = snapshot(dsn)
     assert {r[12].split("/")[1] for r in nested["ticks"]} == {p.name[:8] for p in (tree.root / "scalp").iterdir()}  # keys keep sub-folders

@@ -19,9 +19,10 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from tasks.core.tickers import ETF_UNIVERSE
+from tasks.sources.budget import parse_rate
 from test.fake_yahoo import FakeYahoo
 from test.fix_db import end_cooldown, table_rows
-from test.fix_yahoo import ROOT, CliRunner, cli_env
+from test.fix_yahoo import ROOT, TEST_RATE, CliRunner, cli_env
 from test.rate_helpers import most_in_window
 
 pytestmark = pytest.mark.reliability
@@ -65,7 +66,7 @@ def test_429_storm_then_a_block_longer_than_the_cool_down(run_cli: CliRunner, ds
     assert table_rows(dsn, "collected_daily_etf_ohlc") == expected(fake_yahoo, ETF_UNIVERSE)
     with psycopg.connect(dsn) as conn:
         row = conn.execute("SELECT rate_per_min, limited FROM rate_budgets WHERE name = 'yahoo'").fetchone()
-    assert row is not None and row[1] == 2 and row[0] < 300  # lowered after the 429s, and remembered
+    assert row is not None and row[1] == 2 and row[0] < parse_rate(TEST_RATE)  # lowered after the 429s, and remembered
 
 
 def test_flaky_source_loses_and_doubles_nothing(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo) -> None:

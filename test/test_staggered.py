@@ -73,7 +73,7 @@ def stored_tickers(dsn: str) -> set[str]:
 
 
 def test_runs_sector_order_one_at_a_time(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo) -> None:
-    result = run_cli(STAG, *BASE, *FAST)
+    result = run_cli(STAG, *BASE, *FAST, as_process=True)  # the command as its own process, once
     assert result.code == 0, result.stderr
     assert chart_order(fake_yahoo) == list(SECTOR_ETFS)
     assert table_rows(dsn, "collected_daily_etf_ohlc") == expected_rows(SECTOR_ETFS, FIVE_SESSIONS)
