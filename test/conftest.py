@@ -4,7 +4,7 @@ server (fix_prefect), a webhook receiver (webhook)."""
 import os
 import signal
 
-pytest_plugins = ["test.fix_db", "test.fix_yahoo", "test.fix_prefect", "test.webhook"]
+pytest_plugins = ["test.fix_db", "test.fix_yahoo", "test.fix_prefect", "test.fix_deploy", "test.webhook"]
 
 # The commands under test run as subprocesses, as a user runs them, and like a user's Python they keep
 # compiled bytecode: where the environment says not to (this sandbox does), every one of the ~200
@@ -23,6 +23,27 @@ def pytest_collection_modifyitems(items):  # type: ignore[no-untyped-def]
     """Slow tests first (stable order otherwise): the test workers then finish on short tests
     instead of one of them starting a minute-long one while the others are done."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+# Files whose tests use the test process's own Prefect server (prefect_api: a server start and
+# `prefect deploy --all`, 20-35 s of CPU): each runs whole on one test process, instead of every
+# process starting a server for one or two of them. (xdist's own `--dist loadgroup` groups nothing
+# under pytest 9, whose nodes keep their id elsewhere.)
+ONE_PROCESS_FILES = ("test/test_deploy_cli.py", "test/test_continuations.py", "test/test_prefect_wiring.py")
+
+
+def pytest_xdist_make_scheduler(config, log):  # type: ignore[no-untyped-def]
+    """xdist's scope scheduling with those files as one unit each and every other test as its own:
+    the units go out biggest first, then the single tests in collection order (slow first), each to
+    the next test process that is free."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class Scheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return path if path in ONE_PROCESS_FILES else nodeid
+
+    return Scheduling(config, log)
 
 
 def pytest_configure(config):  # type: ignore[no-untyped-def]

@@ -75,13 +75,11 @@ def prefect_api(prefect_env: dict[str, str]) -> dict[str, str]:
 
 
 @pytest.fixture
-def own_prefect_server(request: pytest.FixtureRequest, tmp_path: Path, pg_server: tuple[str, Path | None]) -> Iterator[dict[str, str]]:
+def own_prefect_server(tmp_path: Path, pg_server: tuple[str, Path | None]) -> Iterator[dict[str, str]]:
     """A ``prefect-local`` server of this test's own (own home, own database; its scheduler on, with
-    a 1 s loop; more settings from a ``server_env(KEY=value)`` mark); env with ``PREFECT_API_URL``
-    and its secret set as ``prefect-local start`` prints them."""
-    mark = request.node.get_closest_marker("server_env")
+    a 1 s loop); env with ``PREFECT_API_URL`` and its secret set as ``prefect-local start`` prints them."""
     env = {**local_prefect_env(tmp_path / "prefect-home", pg_server, own_database=True),
-           "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "1", **(mark.kwargs if mark else {})}
+           "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "1"}
     # A port of its own: 4200 is whichever test server came first, and may be taken while this one
     # is down (a restart then comes back on the port this home had last: prefect-local's last-port).
     started = prefect_local("start", env, "--port", str(free_port()))
