@@ -14,6 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 from test.fix_yahoo import ROOT
+from test.in_process import run_main
 from test.prefect_http import exported
 from test.prefect_server import free_port
 
@@ -43,10 +44,15 @@ def local_prefect_env(home: Path, pg_server: tuple[str, Path | None], *, own_dat
     return env
 
 
-def prefect_local(action: str, env: dict[str, str], *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    """``prefect-local ACTION ARGS``, as a user types it."""
+def prefect_local(action: str, env: dict[str, str], *args: str, timeout: float = 180,
+                  in_process: bool = False) -> subprocess.CompletedProcess[str]:
+    """``prefect-local ACTION ARGS``, as a user types it (``in_process``: its ``main`` in this process,
+    for a refusal that starts nothing, ``test/in_process.py``)."""
     full = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_API_URL", "PREFECT_API_AUTH_STRING"))}
     full.update(env)
+    if in_process:
+        code, out, err = run_main("flows.prefect_local", [action, *args], full, ROOT)
+        return subprocess.CompletedProcess([action, *args], code, out, err)
     return subprocess.run([sys.executable, "-m", "flows.prefect_local", action, *args], cwd=ROOT, env=full, capture_output=True,
                           text=True, timeout=timeout)
 

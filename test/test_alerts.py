@@ -67,7 +67,7 @@ def test_a_crash_window_shorter_than_three_heartbeats_is_refused_naming_both(tmp
                                                                             window: str | None, beat: str | None, named: str) -> None:
     env = local_prefect_env(tmp_path / "home", pg_server)
     env |= {k: v for k, v in (("BACKFILL_CRASH_AFTER_S", window), ("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", beat)) if v is not None}
-    done = prefect_local("start", env)
+    done = prefect_local("start", env, in_process=True)
     assert done.returncode == 2 and named in done.stderr, done.stderr
     assert not (tmp_path / "home" / "server.json").exists()
 
@@ -78,7 +78,7 @@ def test_a_crash_window_shorter_than_three_heartbeats_is_refused_naming_both(tmp
 def test_an_alert_url_that_is_no_http_url_is_refused_before_anything_starts(tmp_path: Path, pg_server: tuple[str, Path | None],
                                                                            url: str, action: str) -> None:
     env = {**local_prefect_env(tmp_path / "home", pg_server), "BACKFILL_ALERT_URL": url, "PREFECT_API_URL": "http://127.0.0.1:9/api"}
-    done = prefect_local(action, env)
+    done = prefect_local(action, env, in_process=True)
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip() == ("error: BACKFILL_ALERT_URL must be an http:// or https:// URL with a host (a webhook: Slack, Teams,"
                                    " a relay to mail); the value set is not one (not shown: a webhook's URL usually holds its token)")
