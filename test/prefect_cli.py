@@ -38,12 +38,13 @@ def run_deployment(name: str, params: dict[str, Any], env: dict[str, str]) -> st
     return found.group(1)
 
 
-def create_run(api: str, name: str, params: dict[str, Any]) -> str:
+def create_run(api: str, name: str, params: dict[str, Any], state: dict[str, Any] | None = None) -> str:
     """``POST /deployments/{id}/create_flow_run`` for deployment ``FLOW/NAME`` (what ``prefect deployment
-    run`` does, without a CLI process); the new flow run's id."""
+    run`` does, without a CLI process; ``state``: created in that state); the new flow run's id."""
     deployment = prefect_http.get(f"{api}/deployments/name/{name}", timeout=10)
     deployment.raise_for_status()
-    answer = prefect_http.post(f"{api}/deployments/{deployment.json()['id']}/create_flow_run", json={"parameters": params}, timeout=10)
+    body = {"parameters": params, **({"state": state} if state else {})}
+    answer = prefect_http.post(f"{api}/deployments/{deployment.json()['id']}/create_flow_run", json=body, timeout=10)
     answer.raise_for_status()
     return str(answer.json()["id"])
 

@@ -1,13 +1,16 @@
 """Crashed runs are noticed: a deployment run whose worker and flow process are killed (kill -9)
 turns Crashed through the server's automation that ``prefect-local`` installs, its
-``backfill_runs`` row says 'crashed', and ``--resume`` continues it."""
+``backfill_runs`` row says 'crashed', and ``--resume`` continues it. A finished run whose last
+heartbeat arrives after its end is left as it ended."""
 
 from __future__ import annotations
 
+import datetime as dt
 import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import psutil
@@ -61,6 +64,13 @@ def test_a_killed_deployment_run_turns_crashed_and_resumes(own_prefect_server: d
     finally:
         kill_tree(worker.pid)
     killed_at = time.monotonic()
+    # A run that finished, whose last heartbeat reaches the server after its end (events travel apart
+    # from state changes): its window runs out with the killed run's, and it must stay Completed.
+    finished = create_run(api, "etf-backfill/shards", {"tickers": ["SPY"]}, state={"type": "COMPLETED", "name": "Completed"})
+    prefect_http.post(f"{api}/events", json=[{
+        "id": str(uuid.uuid4()), "occurred": dt.datetime.now(dt.UTC).isoformat(), "event": "prefect.flow-run.heartbeat",
+        "resource": {"prefect.resource.id": f"prefect.flow-run.{finished}", "prefect.resource.name": read_run(api, finished)["name"]},
+    }], timeout=10).raise_for_status()
     wait_for(lambda: read_run(api, run_id)["state"]["type"] == "CRASHED", 200, "the run to be marked Crashed")
     state = read_run(api, run_id)["state"]
     assert "no heartbeat" in state["message"], state
@@ -69,6 +79,9 @@ def test_a_killed_deployment_run_turns_crashed_and_resumes(own_prefect_server: d
     (alert,) = [b for b in bodies if "ended Crashed" in b]
     assert f"run {read_run(api, run_id)['name']} ended Crashed" in alert and "no heartbeat" in alert
     print(f"marked Crashed {time.monotonic() - killed_at:.0f} s after the kill")
+    time.sleep(max(0.0, killed_at + 90 + 15 - time.monotonic()))  # the finished run's window too, and a trigger pass
+    assert read_run(api, finished)["state"]["type"] == "COMPLETED"
+    assert not any(read_run(api, finished)["name"] in b for b in bodies), bodies
 
     resumed = subprocess.run([sys.executable, "-m", "flows.staggered_sector_backfill", "--resume", "--cache-dir", str(tmp_path / "cache")],
                              cwd=ROOT, env={k: v for k, v in env.items() if k != "PREFECT_API_URL"}, capture_output=True, text=True,
