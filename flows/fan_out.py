@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from flows.prefect_glue import CONTINUATION_TAG, STOP_TAG
+from flows.prefect_glue import CONTINUATION_TAG, STOP_TAG, own_job_variables
 from tasks.core.errors import BadInput, Outcome
 
 FAN_OUT_TAG = "fan-out-"  # + the parent's flow run id, on every run of its shards (continuations too)
@@ -36,8 +36,9 @@ def submit_shards(deployment_id: str, parent_id: str, parent_tags: list[str], va
     from prefect.deployments import run_deployment
 
     tags = [t for t in parent_tags if t != CONTINUATION_TAG and not t.startswith((STOP_TAG, FAN_OUT_TAG, SHARD_TAG))]
+    job_variables = own_job_variables()
     return [run_deployment(name=deployment_id, parameters=shard_parameters(values, k, count), timeout=0, as_subflow=True,
-                           idempotency_key=f"{parent_id}/shard-{k}-of-{count}",
+                           idempotency_key=f"{parent_id}/shard-{k}-of-{count}", job_variables=job_variables,
                            tags=[*tags, f"{FAN_OUT_TAG}{parent_id}", f"{SHARD_TAG}{k}-of-{count}"])
             for k in range(1, count + 1)]
 

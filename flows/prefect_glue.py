@@ -293,12 +293,28 @@ def continue_at(when: dt.datetime, *, count_stop: bool = True) -> str | None:
 
     tags = [t for t in flow_run.tags if t != CONTINUATION_TAG and not t.startswith(STOP_TAG)]
     run = run_deployment(name=deployment.id, parameters=dict(flow_run.parameters), scheduled_time=when, timeout=0,
-                         as_subflow=False, tags=[*tags, CONTINUATION_TAG, *([f"{STOP_TAG}{stops}"] if stops else [])])
+                         as_subflow=False, tags=[*tags, CONTINUATION_TAG, *([f"{STOP_TAG}{stops}"] if stops else [])],
+                         job_variables=own_job_variables())
     counted = (f"after rate-limit stop {stops} in a row (gives up at {max_consecutive_stops()})" if count_stop
                else f"not a rate-limit stop ({stops} in a row before it)")
     run_id = getattr(run, "id", "?")
     return (f"continuation {getattr(run, 'name', '?')} scheduled {counted}; its id {run_id}: to start it at once, "
             f"uv run prefect-local run-now {run_id}")
+
+
+def own_job_variables() -> dict[str, Any] | None:
+    """This flow run's job variables (what it was started with for the worker, e.g. an ``env`` naming
+    another DATABASE_URL), for the runs it starts in its place or under it: a continuation or a shard
+    must run where and as this run ran, not with the deployment's defaults."""
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+    from prefect.runtime import flow_run
+
+    if not flow_run.id:
+        return None
+    with get_client(sync_client=True) as client:
+        return client.read_flow_run(UUID(flow_run.id)).job_variables or None
 
 
 def max_consecutive_stops() -> int:

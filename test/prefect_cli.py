@@ -27,23 +27,26 @@ def prefect(*args: str, env: dict[str, str], timeout: float = 180) -> str:
     return done.stdout + done.stderr
 
 
-def run_deployment(name: str, params: dict[str, Any], env: dict[str, str]) -> str:
-    """``prefect deployment run NAME -p key=value ...``; returns the new flow run's id."""
+def run_deployment(name: str, params: dict[str, Any], env: dict[str, str], job_variables: dict[str, Any] | None = None) -> str:
+    """``prefect deployment run NAME -p key=value ... [-jv key=value ...]``; returns the new flow run's id."""
     argv = ["deployment", "run", name]
     for key, value in params.items():
         argv += ["-p", f"{key}={json.dumps(value)}"]
+    for key, value in (job_variables or {}).items():
+        argv += ["-jv", f"{key}={json.dumps(value)}"]
     out = prefect(*argv, env=env)
     found = re.search(r"UUID:\s*([0-9a-f-]{36})", out)
     assert found, out
     return found.group(1)
 
 
-def create_run(api: str, name: str, params: dict[str, Any], state: dict[str, Any] | None = None) -> str:
+def create_run(api: str, name: str, params: dict[str, Any], state: dict[str, Any] | None = None,
+               job_variables: dict[str, Any] | None = None) -> str:
     """``POST /deployments/{id}/create_flow_run`` for deployment ``FLOW/NAME`` (what ``prefect deployment
     run`` does, without a CLI process; ``state``: created in that state); the new flow run's id."""
     deployment = prefect_http.get(f"{api}/deployments/name/{name}", timeout=10)
     deployment.raise_for_status()
-    body = {"parameters": params, **({"state": state} if state else {})}
+    body = {"parameters": params, **({"state": state} if state else {}), **({"job_variables": job_variables} if job_variables else {})}
     answer = prefect_http.post(f"{api}/deployments/{deployment.json()['id']}/create_flow_run", json=body, timeout=10)
     answer.raise_for_status()
     return str(answer.json()["id"])

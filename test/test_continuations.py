@@ -94,10 +94,13 @@ def test_a_continuation_taken_early_by_a_worker_waits_for_its_time_and_finishes_
     params = {"tickers": ["XLK"], "days": 5, "end_date": END, "delay_minutes": 0.001, "rate_limit_sleep": 15.0,
               "cache_dir": str(tmp_path / "cache")}
     fake_yahoo.blocked_until = time.time() + 3600
-    first = create_run(api, STAGGERED, params)
+    # Started with a job variable for the worker (an env of its own): its continuation carries it.
+    overrides = {"env": {"BACKFILL_MAX_CONSECUTIVE_STOPS": "4"}}
+    first = create_run(api, STAGGERED, params, job_variables=overrides)
     state = wait_finished(api, first)
     assert (state["type"], state["name"]) == ("CANCELLED", "RateLimited"), state
     (pending,) = continuations(api, read_run(api, first)["deployment_id"])
+    assert pending["job_variables"] == overrides, pending["job_variables"]
     due = dt.datetime.fromisoformat(pending["expected_start_time"]).timestamp()
     fake_yahoo.blocked_until = None  # the source recovers
 

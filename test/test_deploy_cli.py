@@ -130,7 +130,8 @@ def test_a_fanned_out_valuation_gives_each_shard_to_the_pool_and_a_restarted_par
     params = {"import_csv": str(events), "as_of": "2025-06-30", "delay": 0.0, "cache_dir": str(tmp_path / "cache"),
               "fundamentals": "none", "shards": 2, "concurrency": 2, "group_size": 1}
     fake_yahoo.latency = 1.5  # long enough that groups started together overlap, however slow the machine
-    parent = run_deployment("event-valuation/daily-2230-utc", params, deployed)  # `prefect deployment run ... -p shards=2`
+    overrides = {"env": {"BACKFILL_MAX_CONSECUTIVE_STOPS": "4"}}  # for the worker: each shard runs with them too
+    parent = run_deployment("event-valuation/daily-2230-utc", params, deployed, overrides)  # `... -p shards=2 -jv env=...`
     state = wait_finished(api, parent, timeout=300)
     assert state["type"] == "COMPLETED", (state, worker_log(tmp_path))
     assert "All 2 shards completed" in state["message"]
@@ -143,6 +144,7 @@ def test_a_fanned_out_valuation_gives_each_shard_to_the_pool_and_a_restarted_par
     assert all(r["state"]["type"] == "COMPLETED" and r["parameters"]["shards"] == 1 and r["parameters"]["import_csv"] is None
                for r in children)
     assert all(r["parent_task_run_id"] for r in children)  # subflows of the parent in the UI
+    assert [r["job_variables"] for r in children] == [overrides, overrides]
     # Each ticker was fetched once, by the shard its name's CRC-32 gives it (an independent split).
     by_shard = {r["parameters"]["shard"]: r["id"] for r in children}
     fetched = [e.symbol for e in fake_yahoo.chart_requests() if e.symbol != "SPY"]
