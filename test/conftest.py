@@ -6,9 +6,9 @@ import signal
 
 pytest_plugins = ["test.fix_db", "test.fix_yahoo", "test.fix_prefect", "test.fix_deploy", "test.webhook"]
 
-# The commands under test run as subprocesses, as a user runs them, and like a user's Python they keep
-# compiled bytecode: where the environment says not to (this sandbox does), every one of the ~200
-# processes would compile pandas, yfinance and Prefect again (about a second each).
+# Commands that tests start as processes (signals, kill -9, Prefect runs, one run of each), like a
+# user's Python, keep compiled bytecode: where the environment says not to (this sandbox does), every
+# one of those processes would compile pandas, yfinance and Prefect again (about a second each).
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
 # Ctrl+C as a terminal gives it. A suite started in the background of a script (`pytest &`, a CI

@@ -1,4 +1,5 @@
-"""End to end: the ETF backfill CLI as a subprocess, real yfinance → fake Yahoo, real PostgreSQL."""
+"""End to end: the ETF backfill command (in the test process as its subprocess would run it, once as
+its own process), real yfinance → fake Yahoo, real PostgreSQL."""
 
 from __future__ import annotations
 

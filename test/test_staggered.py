@@ -1,4 +1,4 @@
-"""End to end: the staggered sector runner as a subprocess (signals, kill -9, resume, lock)."""
+"""End to end: the staggered sector runner (signals and kill -9 to its own process; resume; the lock)."""
 
 from __future__ import annotations
 
