@@ -152,11 +152,12 @@ def session_date(text: str) -> dt.date:
 
 
 def program_name(module: str, script: str) -> str:
-    """How the user started us: ``python -m flows.x`` or the console script name."""
+    """How the user started us, as a resume hint must repeat it: ``python -m flows.x`` or the console
+    script's name, after ``uv run`` when uv started us (``UV_RUN_RECURSION_DEPTH``, which ``uv run``
+    sets): the shell that typed ``uv run etf-backfill`` has no ``etf-backfill`` on its PATH."""
     argv0 = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
-    if argv0 in ("__main__.py", "-m", "-c", "") or argv0.endswith(".py"):
-        return f"python -m {module}"
-    return script
+    name = f"python -m {module}" if argv0 in ("__main__.py", "-m", "-c", "") or argv0.endswith(".py") else script
+    return f"uv run {name}" if os.environ.get("UV_RUN_RECURSION_DEPTH") else name
 
 
 DUPLICATE_STOP_S = 2.0  # a second stop signal this soon after the first is the same stop, delivered twice

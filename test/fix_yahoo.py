@@ -42,6 +42,7 @@ def cli_env(fake: FakeYahoo | None, dsn: str | None, **extra: str) -> dict[str, 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_API", "HTTP_PROXY", "HTTPS_PROXY", "http_proxy",
                                                                     "https_proxy"))}
     env.pop("DATABASE_URL", None)
+    env.pop("UV_RUN_RECURSION_DEPTH", None)  # hints name `uv run` only where a test starts the command with uv
     if fake is not None:
         env.update(fake.env())
     if dsn is not None:

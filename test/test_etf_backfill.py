@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import re
 import time
 from pathlib import Path
@@ -89,6 +90,32 @@ def test_partial_cache_fetches_only_missing_tickers(run_cli: CliRunner, dsn: str
     assert run_cli(ETF, *BASE).code == 0
     assert {e.symbol for e in fake_yahoo.chart_requests()} == set(ETF_UNIVERSE) - set(first)
     assert table_rows(dsn, "collected_daily_etf_ohlc") == expected_rows(ETF_UNIVERSE, FIVE_SESSIONS)
+
+
+def test_the_resume_hint_of_a_run_started_with_uv_run_works_when_typed_back(dsn: str, fake_yahoo: FakeYahoo, tmp_path: Path) -> None:
+    """A user's shell has the project's commands only through ``uv run``: the hint a stopped run
+    prints must be a command that shell finds (it used to say ``etf-backfill ...``: not found)."""
+    import shutil
+    import subprocess
+
+    from test.fix_yahoo import ROOT, cli_env
+
+    uv = shutil.which("uv")
+    assert uv, "uv is not on PATH (the README's commands need it)"
+    path = os.pathsep.join([str(Path(uv).parent), "/usr/bin", "/bin"])  # no .venv/bin: what a new shell has
+    env = {**cli_env(fake_yahoo, dsn), "PATH": path, "VIRTUAL_ENV": ""}
+    fake_yahoo.rate_limit_after = 1
+    args = [*BASE, "--tickers", "SPY,XLK", "--no-batch", "--cache-dir", str(tmp_path / "cache")]
+    stopped = subprocess.run([uv, "run", "--no-sync", "etf-backfill", *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                             timeout=120)
+    assert stopped.returncode == 75, stopped.stdout + stopped.stderr
+    hint = re.search(r"with:\n\s+(uv run etf-backfill .*)$", stopped.stdout, re.M)
+    assert hint, stopped.stdout
+    fake_yahoo.rate_limit_after = None
+    end_cooldown(dsn)
+    typed = subprocess.run(["bash", "-c", hint.group(1)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert typed.returncode == 0, typed.stdout + typed.stderr
+    assert table_rows(dsn, "collected_daily_etf_ohlc") == expected_rows(["SPY", "XLK"], FIVE_SESSIONS)
 
 
 def test_database_is_checked_before_network_for_missing_sessions(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo) -> None:
