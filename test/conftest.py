@@ -48,5 +48,4 @@ def pytest_xdist_make_scheduler(config, log):  # type: ignore[no-untyped-def]
 
 def pytest_configure(config):  # type: ignore[no-untyped-def]
     config.addinivalue_line("markers", "slow: starts Prefect or runs many subprocesses")
-    config.addinivalue_line("markers", "server_env(**settings): environment for the own_prefect_server fixture's server")
     config.addinivalue_line("markers", "reliability: failure-injection tests (run alone with -m reliability)")
