@@ -70,21 +70,27 @@ def crash_after_s() -> float:
     return value
 
 
+def silence_after(event: str, within_s: float) -> Any:
+    """A trigger that fires for a flow run that sent ``event`` and then no flow-run event at all for
+    ``within_s`` seconds (any later state or heartbeat of that run disarms it)."""
+    from prefect.events.schemas.automations import EventTrigger, Posture
+    from prefect.events.schemas.events import ResourceSpecification
+
+    return EventTrigger(after={event}, expect={"prefect.flow-run.*"},
+                        match=ResourceSpecification({"prefect.resource.id": ["prefect.flow-run.*"]}),
+                        for_each={"prefect.resource.id"}, posture=Posture.Proactive, threshold=1, within=timedelta(seconds=within_s))
+
+
 def crash_automation(within_s: float) -> Any:
     """Prefect's zombie-run automation: no flow-run event within ``within_s`` after a heartbeat → Crashed."""
     from prefect.automations import Automation
     from prefect.client.schemas.objects import StateType
     from prefect.events.actions import ChangeFlowRunState
-    from prefect.events.schemas.automations import EventTrigger, Posture
-    from prefect.events.schemas.events import ResourceSpecification
 
     return Automation(
         name=CRASH_AUTOMATION,
         description="Marks a flow run Crashed when its heartbeats stop before it ends (its process or machine died).",
-        trigger=EventTrigger(after={"prefect.flow-run.heartbeat"}, expect={"prefect.flow-run.*"},
-                             match=ResourceSpecification({"prefect.resource.id": ["prefect.flow-run.*"]}),
-                             for_each={"prefect.resource.id"}, posture=Posture.Proactive, threshold=1,
-                             within=timedelta(seconds=within_s)),
+        trigger=silence_after("prefect.flow-run.heartbeat", within_s),
         actions=[ChangeFlowRunState(state=StateType.CRASHED, name="Crashed", force=False,
                                     message=f"Crashed: no heartbeat for {within_s:.0f} s (its process or machine died). "
                                             "Its committed work is kept; the next run resumes it.")],
@@ -124,18 +130,13 @@ def late_automation(block_id: Any, within_s: float) -> Any:
     POST through the webhook block ``block_id``."""
     from prefect.automations import Automation
     from prefect.events.actions import CallWebhook
-    from prefect.events.schemas.automations import EventTrigger, Posture
-    from prefect.events.schemas.events import ResourceSpecification
 
     payload = ("Prefect: run {{ flow_run.name }} of deployment {{ flow.name }}/{{ deployment.name }} has been Late for "
                f"{within_s:.0f} s: no worker took it. Is a worker of its pool running (prefect worker start --pool ...)?\n")
     return Automation(
         name=LATE_AUTOMATION,
         description="Posts to BACKFILL_ALERT_URL when a due run stays Late: no worker runs for its pool.",
-        trigger=EventTrigger(after={"prefect.flow-run.Late"}, expect={"prefect.flow-run.*"},
-                             match=ResourceSpecification({"prefect.resource.id": ["prefect.flow-run.*"]}),
-                             for_each={"prefect.resource.id"}, posture=Posture.Proactive, threshold=1,
-                             within=timedelta(seconds=within_s)),
+        trigger=silence_after("prefect.flow-run.Late", within_s),
         actions=[CallWebhook(block_document_id=block_id, payload=payload)],
     )
 
