@@ -76,11 +76,13 @@ def _claim(conn: psycopg.Connection[Any], f: JsonlFile, origin: int | None, take
     checkpoint from before origins, taken over now), else ``<origin>:<path>``."""
     plain, own = f.rel, f"{origin if origin is not None else 'new'}:{f.rel}"
     if not claim:
-        return plain if plain not in taken or taken[plain] is None else own
+        return plain if taken.get(plain) in (None, origin) else own
     for key in (plain, own):
         if key == plain:
-            if plain in taken and taken[plain] is not None:
-                continue  # another origin's
+            # Another origin's path is not ours to take. Ours already (a run of this origin claimed it
+            # after this one read ``known``): the insert below does nothing and the path is the key.
+            if taken.get(plain) not in (None, origin):
+                continue
             conn.execute("UPDATE jsonl_file_checkpoints SET origin_id = %s WHERE source_file = %s AND origin_id IS NULL",
                          (origin, plain))  # loaded before origins: taken over
         conn.execute("INSERT INTO jsonl_file_checkpoints (source_file, kind, bytes_loaded, lines_loaded, prefix_sha256,"
