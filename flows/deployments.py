@@ -15,6 +15,9 @@
   the US close (16:00 New York is 20:00 or 21:00 UTC) and the evening's bars.
 - ``jsonl-ingest/every-10-minutes``: loads what the observer's JSONL files grew by since the last
   run (per-file checkpoints), every 10 minutes, as the source document's incremental mode does.
+- ``backfill/on-demand``: no schedule; the tickers or universe and the range a run names.
+- ``backfill/watchlist-weekdays-2215-utc``: ``watchlist.txt`` (in the checkout), Monday to Friday at
+  22:15 UTC, after the US close: the last 5 sessions, so a day a run missed fills itself.
 - ``etf-backfill/shards``: no schedule; one run per ticker list (``tickers=[...]``) shards a big
   backfill over the pool's workers, each shard with a continuation of its own.
 
@@ -35,6 +38,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from flows import backfill as backfill_flow
 from flows import daily_pipeline as pipeline_flow
 from flows import etf_backfill as etf_flow
 from flows import event_valuation as valuation_flow
@@ -49,12 +53,14 @@ daily_pipeline = pipeline_flow.build_flow()
 staggered_sector_backfill = staggered_flow.build_flow()
 event_valuation = valuation_flow.build_flow()
 jsonl_ingest = jsonl_flow.build_flow()
+backfill = backfill_flow.build_flow()
 etf_backfill = etf_flow.build_flow()  # no schedule of its own (stage 1 of the pipeline): for sharded runs on a pool
 
 # (flow, deployment name, cron, parameters: every one spelled out so the UI shows them all; the
 # defaults come from each flow's one parameter list, so a new parameter appears here by itself)
 # The deployments that run one at a time (see prefect.yaml: the same, for a work pool).
-ONE_AT_A_TIME = {"weekdays-0900-utc", "retention-daily-0600-utc", "weekly-saturday-0600-utc", "every-10-minutes"}
+ONE_AT_A_TIME = {"weekdays-0900-utc", "retention-daily-0600-utc", "weekly-saturday-0600-utc", "every-10-minutes",
+                 "watchlist-weekdays-2215-utc"}
 SCHEDULES: list[tuple[Any, str, str | None, dict[str, Any]]] = [
     (daily_pipeline, "weekdays-0900-utc", "0 9 * * 1-5", defaults(pipeline_flow.PARAMS)),
     (daily_pipeline, "retention-daily-0600-utc", "0 6 * * *", defaults(pipeline_flow.PARAMS, stages=["retention"])),
@@ -64,6 +70,8 @@ SCHEDULES: list[tuple[Any, str, str | None, dict[str, Any]]] = [
     (jsonl_ingest, "every-10-minutes", "*/10 * * * *",  # the source document's layout
      defaults(jsonl_flow.PARAMS, swing="config/observer/swing", scalp="config/observer/scalp", gaps="logs/system/gap_*.jsonl")),
     (etf_backfill, "shards", None, defaults(etf_flow.PARAMS)),  # no schedule: one run per ticker list
+    (backfill, "on-demand", None, defaults(backfill_flow.PARAMS)),
+    (backfill, "watchlist-weekdays-2215-utc", "15 22 * * 1-5", defaults(backfill_flow.PARAMS, universe="watchlist.txt", days=5)),
 ]
 
 

@@ -50,6 +50,8 @@ def test_every_deployment_in_prefect_yaml_starts_and_finishes_through_a_worker(d
         "jsonl-ingest/every-10-minutes": {"swing": str(tree.root / "swing"), "scalp": str(tree.root / "scalp"),
                                           "gaps": str(tree.root / "system" / "gap_*.jsonl")},
         "etf-backfill/shards": {"tickers": ["SPY"], "days": 5, "end_date": END, "delay": 0.0, "cache_dir": cache},
+        "backfill/on-demand": {"tickers": ["AAPL"], "start": "2025-07-07", "end": END, "delay": 0.0, "cache_dir": cache},
+        "backfill/watchlist-weekdays-2215-utc": {"days": 2, "end": END, "delay": 0.0, "cache_dir": cache},  # the checkout's watchlist.txt
     }
     spec = yaml.safe_load((ROOT / "prefect.yaml").read_text(encoding="utf-8"))
     assert {f"{d['entrypoint'].split(':')[1].replace('_', '-')}/{d['name']}" for d in spec["deployments"]} == set(runs)
@@ -64,6 +66,10 @@ def test_every_deployment_in_prefect_yaml_starts_and_finishes_through_a_worker(d
         assert conn.execute("SELECT count(DISTINCT ticker) FROM analytics_trending_stocks").fetchone() == (3 * 6,)
         assert conn.execute("SELECT valuation_status FROM txn_events").fetchall() == [("ok",)]
         assert conn.execute("SELECT count(*) FROM scalp_ticks").fetchone() == (len(tree.all_ticks()),)
+    stocks = {r[:2] for r in table_rows(dsn, "collected_daily_stock_history") if r[1] > dt.date(2025, 7, 3)}
+    lines = (ROOT / "watchlist.txt").read_text(encoding="utf-8").splitlines()
+    watchlist = [t.strip() for t in lines if t.strip() and not t.startswith("#")]
+    assert {(t, d) for t in {"AAPL", *watchlist} for d in (dt.date(2025, 7, 7), dt.date(2025, 7, 8))} <= stocks
     staggered = [r for r in table_rows(dsn, "collected_daily_etf_ohlc") if r[0] in ("XLK", "XLV") and r[1] > dt.date(2025, 6, 30)]
     assert staggered == expected_rows(["XLK", "XLV"], [dt.date(2025, 7, 1), dt.date(2025, 7, 2), dt.date(2025, 7, 3),
                                                        dt.date(2025, 7, 7), dt.date(2025, 7, 8)])

@@ -17,6 +17,8 @@ STATED = {  # deployment name → (flow name, cron): what the issue and README p
     "daily-2230-utc": ("event-valuation", "30 22 * * *"),
     "every-10-minutes": ("jsonl-ingest", "*/10 * * * *"),
     "shards": ("etf-backfill", None),
+    "on-demand": ("backfill", None),
+    "watchlist-weekdays-2215-utc": ("backfill", "15 22 * * 1-5"),
 }
 
 

@@ -103,7 +103,7 @@ def test_a_number_past_its_range_is_refused_at_parse_time_naming_the_range(modul
 def test_every_bat_file_sets_up_through_one_script_and_runs_a_console_script() -> None:
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["scripts"]
     bats = sorted(ROOT.glob("[0-9]_*.bat"))
-    assert len(bats) == 4
+    assert len(bats) == 5
     for bat in [*bats, ROOT / "_setup.bat"]:
         raw = bat.read_bytes()
         assert raw.count(b"\r\n") == raw.count(b"\n"), f"{bat.name}: cmd.exe wants CRLF line ends"

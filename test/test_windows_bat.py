@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 WINE = next((w for w in ("/usr/lib/wine/wine64", shutil.which("wine64") or "", shutil.which("wine") or "") if w and os.path.exists(w)),
             None)
 MINGW = shutil.which("x86_64-w64-mingw32-gcc")
-BATS = ["1_run_backfill.bat", "2_run_staggered.bat", "3_run_daily_pipeline.bat", "4_backfill_status.bat"]
+BATS = ["1_run_backfill.bat", "2_run_staggered.bat", "3_run_daily_pipeline.bat", "4_backfill_status.bat", "5_backfill.bat"]
 
 
 @pytest.fixture(scope="session")  # one prefix per test worker, however its tests interleave with other modules'
@@ -113,6 +113,16 @@ def test_resume_runs_the_staggered_command_without_the_default_flags(wine: dict[
     code, calls, out = run_bat(wine, "2_run_staggered.bat", "--start-from XLV", path=["bin"])
     assert uv_runs(calls)[0][3:] == ["staggered-backfill", "--days", "20", "--delay-minutes", "5.0", "--skip-existing", "--start-from",
                                      "XLV"]
+
+
+def test_the_backfill_bat_takes_the_watchlist_alone_and_the_users_arguments_otherwise(wine: dict[str, Path]) -> None:
+    checkout = "Z:" + str(wine["checkout"]).replace("/", "\\")
+    code, calls, out = run_bat(wine, "5_backfill.bat", "", path=["bin"])
+    assert code == 0, out
+    assert uv_runs(calls)[0][3:] == ["backfill", "--universe", checkout + "\\watchlist.txt", "--days", "5"]
+    code, calls, out = run_bat(wine, "5_backfill.bat", '--tickers "AAPL,MSFT" --start 2015-01-02 --cache-dir "my dir (2)"', path=["bin"])
+    assert code == 0, out
+    assert uv_runs(calls)[0][3:] == ["backfill", "--tickers", "AAPL,MSFT", "--start", "2015-01-02", "--cache-dir", "my dir (2)"]
 
 
 @pytest.mark.parametrize("python", ["python", "py"])

@@ -69,24 +69,36 @@ def sessions_back(days: int, end: dt.date | None = None, *, now: dt.datetime | N
     return [ts.date() for ts in cal.sessions[start : stop + 1]]
 
 
-def planned_sessions(days: int, end: dt.date | None, say: Callable[[str], object]) -> list[dt.date]:
-    """``sessions_back(days, end)``, saying so when ``end`` was moved back (it has not closed yet).
+def planned_sessions(days: int | None, end: dt.date | None, say: Callable[[str], object], *,
+                     start: dt.date | None = None, end_flag: str = "--end-date") -> list[dt.date]:
+    """The sessions from ``start``, or the last ``days`` of them, to ``end`` (default and at the latest:
+    the last closed session), saying so when ``end`` was moved back (it has not closed yet).
 
     Raises:
-        BadInput: as ``sessions_back``.
+        BadInput: as ``sessions_back``; neither or both of ``start`` and ``days``; no session in the range.
     """
-    sessions = sessions_back(days, end)
-    note = future_end_note(end, last_closed_session())
+    last = last_closed_session()
+    if (start is None) == (days is None):
+        raise BadInput("give the range as --start YYYY-MM-DD or --days N (one of them)")
+    if start is not None:
+        final = min(end or last, last)
+        sessions = sessions_between(start, final)
+        if not sessions:
+            raise BadInput(f"no NYSE session from {start} to {final}" + (" (the last closed one)" if final == last else ""))
+    else:
+        assert days is not None
+        sessions = sessions_back(days, end)
+    note = future_end_note(end, last, end_flag)
     if note:
         say(note)
     return sessions
 
 
-def future_end_note(end: dt.date | None, last: dt.date) -> str | None:
+def future_end_note(end: dt.date | None, last: dt.date, flag: str = "--end-date") -> str | None:
     """The line that says a requested end date was moved back to the last closed session (``last``)."""
     if end is None or end <= last:
         return None
-    return f"Note: --end-date {end} has not closed yet; using the last closed NYSE session, {last}"
+    return f"Note: {flag} {end} has not closed yet; using the last closed NYSE session, {last}"
 
 
 def sessions_between(first: dt.date, last: dt.date) -> list[dt.date]:

@@ -40,12 +40,15 @@ class BackfillOptions:
     """Everything a backfill run needs besides the database location (never a flow parameter)."""
 
     tickers: tuple[str, ...] = ETF_UNIVERSE
-    days: int = 20
+    days: int | None = 20  # the last N sessions to end_date, or
+    start_date: dt.date | None = None  # the sessions from this one (days None)
     end_date: dt.date | None = None
     batch: bool = True
     dry_run: bool = False
     table: str = ETF_TABLE
     run_name: str = "etf-backfill"  # how the run is recorded in backfill_runs
+    title: str = "ETF backfill"  # the summary artifact's heading
+    end_flag: str = "--end-date"  # the flag that sets end_date, in messages
     source: SourceSettings = field(default_factory=SourceSettings)
 
 
@@ -99,7 +102,7 @@ def run_backfill(
     say = printer(log)
 
     settings = opts.source
-    sessions = planned_sessions(opts.days, opts.end_date, say)
+    sessions = planned_sessions(opts.days, opts.end_date, say, start=opts.start_date, end_flag=opts.end_flag)
     cache = settings.cache()
     conn = open_database(dsn, dry_run=opts.dry_run)
     try:
@@ -221,11 +224,11 @@ def fail_item(error: SourceError, item: PlanItem, conn: Any, run_id: int, summar
     return False
 
 
-def summary_markdown(summary: Summary, code: Outcome, command: str) -> str:
+def summary_markdown(summary: Summary, code: Outcome, command: str, title: str = "ETF backfill") -> str:
     """The run's Prefect artifact: the summary line and a row per ticker."""
     rows = "\n".join(f"| {o.ticker} | {o.status} | {o.rows} | {o.counts.new} | {o.counts.updated} | {o.error.reason if o.error else ''} |"
                      for o in summary.outcomes)
-    text = f"## ETF backfill\n\n{summary.line()}\n\n| ticker | status | rows | new | updated | error |\n|---|---|---|---|---|---|\n{rows}\n"
+    text = f"## {title}\n\n{summary.line()}\n\n| ticker | status | rows | new | updated | error |\n|---|---|---|---|---|---|\n{rows}\n"
     if code == Outcome.RATE_LIMITED:
         text += f"\nStopped by a rate limit. Resume later with `{command}`.\n"
     return text

@@ -1,0 +1,20 @@
+@echo off
+REM Backfill the tickers you name, e.g.:  5_backfill.bat --tickers "AAPL,MSFT" --start 2015-01-01
+REM With no arguments: the watchlist (watchlist.txt next to this file), the last 5 NYSE sessions.
+REM First use creates the environment with uv (installed with pip if missing); later runs reuse it.
+REM Exit codes: those of the command (0, 1, 2, 75, 130); 3 when setup failed.
+setlocal
+REM The user's working directory stays theirs (relative paths they type mean what they mean); the
+REM data stays with the checkout: its database, Prefect home and download cache, unless already set.
+if not defined BACKFILL_PGDATA set "BACKFILL_PGDATA=%~dp0.pgdata"
+if not defined BACKFILL_PREFECT_HOME set "BACKFILL_PREFECT_HOME=%~dp0.prefect"
+if not defined BACKFILL_CACHE_DIR set "BACKFILL_CACHE_DIR=%~dp0.cache"
+call "%~dp0_setup.bat"
+if errorlevel 1 exit /b 3
+REM No block around %*: a ")" the user quotes would still end a block early in some cmd versions.
+if not "%~1"=="" goto given
+uv run --project "%~dp0." backfill --universe "%~dp0watchlist.txt" --days 5
+exit /b %errorlevel%
+:given
+uv run --project "%~dp0." backfill %*
+exit /b %errorlevel%

@@ -1,0 +1,145 @@
+"""Backfill what the user names: any tickers or universe, any range of NYSE sessions, daily bars.
+
+    backfill --tickers AAPL,MSFT --start 2015-01-01          (python -m flows.backfill)
+    backfill --universe watchlist.txt --days 20
+    backfill --universe spdr:XLK --start 2024-01-01 --end 2024-12-31
+    backfill --universe sp500 --days 250 --dry-run
+
+Daily bars go to ``collected_daily_stock_history`` (``--table etf``: ``collected_daily_etf_ohlc``)
+with the ETF backfill's rules and steps (``tasks/prices/backfill_run.py``): planned against what is
+stored and the NYSE calendar, so a rerun fetches only what is missing (and re-checks the last
+sessions for revisions); the 24 h cache; the one shared rate budget; a stop on 429 with the command
+that resumes. The universe is resolved first (``tasks/prices/universe.py``).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from flows.cli import ArgumentParser, int_in, program_name, run_cli, use_prefect
+from flows.params import (
+    DRY_RUN,
+    ORCHESTRATE,
+    Param,
+    add_flags,
+    as_date,
+    date_text,
+    flow_function,
+    flow_values,
+    run_command,
+    source_params,
+    source_settings,
+    ticker_list,
+)
+from flows.settings import data_dsn, holdings_url
+from tasks.core.calendar import MAX_DAYS
+from tasks.core.commands import command_line
+from tasks.core.errors import BadInput
+from tasks.prices.backfill_run import BackfillOptions, run_backfill, summary_markdown
+from tasks.prices.store import ETF_TABLE, STOCK_TABLE
+from tasks.prices.universe import funds_of, resolve_universe, sponsor_holdings, universe_kind
+from tasks.sources.budget import parse_rate
+
+FLOW_NAME = "backfill"
+TABLES = {"stock": STOCK_TABLE, "etf": ETF_TABLE}
+INTERVALS = ("1d",)
+HOLDINGS_RATE = "20/min"  # State Street's files, as the pipeline paces them
+
+
+def universe_text(text: str) -> str:
+    """``--universe``: checked where it is typed (a file is read when the run starts)."""
+    import argparse
+
+    try:
+        universe_kind(text)
+    except BadInput as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--universe").lstrip(": ")) from None
+    return text.strip()
+
+
+PARAMS = [
+    Param("tickers", None, 'the tickers, comma-separated, e.g. "AAPL,MSFT"', annotation=list[str] | None, type=ticker_list),
+    Param("universe", None, "instead of --tickers: a file (one ticker a line, or a CSV with a 'ticker' column), spdr:FUND "
+          "(a Select Sector SPDR fund's holdings, e.g. spdr:XLK) or sp500 (the 11 funds' holdings)", annotation=str | None,
+          type=universe_text, metavar="FILE|spdr:FUND|sp500"),
+    Param("start", None, "first day, YYYY-MM-DD (or --days)", annotation=str | None, type=date_text),
+    Param("end", None, "last day, YYYY-MM-DD (default: the last closed NYSE session)", annotation=str | None, type=date_text),
+    Param("days", None, "instead of --start: the last N NYSE sessions up to --end", annotation=int | None, type=int_in(1, MAX_DAYS)),
+    Param("interval", "1d", "bar size, Yahoo's names", choices=INTERVALS),
+    Param("table", "stock", f"where daily bars go: stock ({STOCK_TABLE}) or etf ({ETF_TABLE})", choices=tuple(TABLES)),
+    *source_params(delay=1.0, delay_help="seconds between network requests"),
+    Param("batch", True, "one request per ticker instead of a batched download", annotation=bool, flag="--no-batch",
+          action="store_false"),
+    Param("command", "backfill", "the command line that resume hints repeat", cli=False),
+    DRY_RUN, ORCHESTRATE,
+]
+
+
+def options(values: dict[str, Any]) -> BackfillOptions:
+    """The run's options from flags or flow parameters (one path for both); a universe is resolved
+    now (a SPDR fund's holdings file read from the cache or downloaded through its budget).
+
+    Raises:
+        BadInput: no tickers, both or neither of start and days, an unusable universe.
+        RateLimited: State Street answered 429 for a holdings file.
+    """
+    dry_run = bool(values.get("dry_run", False))
+    settings = source_settings(values)
+    start = as_date(values["start"], "start")
+    days = None if values["days"] is None else int(values["days"])
+    if (start is None) == (days is None):
+        raise BadInput("give the range as --start YYYY-MM-DD or --days N (one of them)")
+    tickers = None if values["tickers"] is None else list(values["tickers"])
+    universe = values["universe"]
+    if universe is not None and funds_of(universe):
+        with sponsor_holdings(settings, data_dsn(), url=holdings_url(), per_min=parse_rate(HOLDINGS_RATE), dry_run=dry_run) as funds:
+            chosen = resolve_universe(tickers, universe, fund_holdings=funds)
+    else:
+        chosen = resolve_universe(tickers, universe, fund_holdings=lambda fund: [])
+    return BackfillOptions(tickers=tuple(chosen), days=days, start_date=start, end_date=as_date(values["end"], "end"),
+                           batch=bool(values["batch"]), dry_run=dry_run, table=TABLES[str(values["table"])], source=settings,
+                           run_name=FLOW_NAME, title="Backfill", end_flag="--end")
+
+
+def build_flow() -> Any:
+    """The Prefect flow (built on demand so plain runs never import Prefect)."""
+    from prefect import flow
+
+    from flows.prefect_glue import prefect_task, run_in_flow
+
+    def body(values: dict[str, Any]) -> Any:
+        command = run_command(FLOW_NAME, PARAMS, values)
+        return run_in_flow(FLOW_NAME, "Backfill", lambda log: run_backfill(options(values), dsn=data_dsn(), command=command,
+                                                                           wrap=prefect_task, log=log),
+                           markdown=lambda summary, code: summary_markdown(summary, code, command, "Backfill"))
+
+    return flow(name=FLOW_NAME, log_prints=False, validate_parameters=False)(flow_function(FLOW_NAME, PARAMS, body, __doc__))
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="backfill", description="Backfill daily bars of the tickers you name (or a universe) over any range "
+                            "of NYSE sessions into PostgreSQL, paced by the shared rate budget; a rerun fetches only what is missing.")
+    add_flags(parser, PARAMS)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    command = command_line(program_name("flows.backfill", "backfill"), args)
+
+    def body() -> int:
+        ns = build_parser().parse_args(args)
+        values = flow_values(ns, PARAMS, command=command)
+        if use_prefect(ns.orchestrate, dry_run=ns.dry_run):
+            from flows.prefect_glue import run_flow
+
+            return run_flow(build_flow(), values)
+        return run_backfill(options({**values, "dry_run": ns.dry_run}), dsn=data_dsn(), command=command)[0]
+
+    return run_cli(body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,124 @@
+"""End to end: ``backfill``, the user's own tickers or universe over any range (in the test process as
+its subprocess would run it, once as its own process), real yfinance → fake Yahoo, real PostgreSQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tasks.sources.ssga import yahoo_symbol
+from test.fake_yahoo import SECTOR_FUNDS, FakeYahoo, bar_for, constituents_for
+from test.fix_db import table_rows
+from test.fix_yahoo import CliRunner
+from test.nyse_days import trading_days
+
+CMD = "flows.backfill"
+FAST = ("--delay", "0", "--retry-wait", "0.01")
+STOCK = "collected_daily_stock_history"
+ETF = "collected_daily_etf_ohlc"
+
+
+def expected(tickers: list[str], days: list[dt.date]) -> list[tuple[object, ...]]:
+    rows = []
+    for t in sorted(tickers):
+        for d in days:
+            b = bar_for(t, d)
+            rows.append((t, d, b["open"], b["high"], b["low"], b["close"], b["adj_close"], b["volume"]))
+    return rows
+
+
+def holdings(fund: str) -> list[str]:
+    """The fund's stocks as the fake sponsor file lists them, in Yahoo's spelling."""
+    return [yahoo_symbol(name) for name, *_ in constituents_for(fund)]
+
+
+def test_named_tickers_from_a_start_date_to_an_end_date_land_in_stock_history(run_cli: CliRunner, dsn: str,
+                                                                              fake_yahoo: FakeYahoo) -> None:
+    result = run_cli(CMD, "--tickers", "AAPL,msft", "--start", "2025-06-26", "--end", "2025-07-08", *FAST, as_process=True)
+    assert result.code == 0, result.stderr
+    days = trading_days(dt.date(2025, 6, 26), dt.date(2025, 7, 8))  # July 4th is not among them
+    assert table_rows(dsn, STOCK) == expected(["AAPL", "MSFT"], days)
+    assert table_rows(dsn, ETF) == []
+    assert f"Prices: {2 * len(days)} new, 0 updated, 0 skipped, 0 errors" in result.stdout
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT flow, status FROM backfill_runs").fetchall() == [("backfill", "done")]
+
+
+def test_a_wider_range_later_fetches_only_the_sessions_not_stored(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo) -> None:
+    assert run_cli(CMD, "--tickers", "AAPL", "--start", "2025-07-01", "--end", "2025-07-08", *FAST).code == 0
+    fake_yahoo.reset_log()
+    again = run_cli(CMD, "--tickers", "AAPL", "--start", "2025-06-23", "--end", "2025-07-08", "--refresh", *FAST)
+    assert again.code == 0, again.stderr
+    (request,) = fake_yahoo.chart_requests("AAPL")
+    asked = dt.datetime.fromtimestamp(int(request.query["period2"]), dt.UTC).date()
+    assert asked <= dt.date(2025, 7, 1)  # what was stored is not asked for again
+    assert table_rows(dsn, STOCK) == expected(["AAPL"], trading_days(dt.date(2025, 6, 23), dt.date(2025, 7, 8)))
+
+
+def test_days_counts_sessions_back_from_the_end_and_table_etf_writes_the_etf_table(run_cli: CliRunner, dsn: str) -> None:
+    result = run_cli(CMD, "--tickers", "XLK", "--days", "3", "--end", "2025-07-07", "--table", "etf", *FAST)
+    assert result.code == 0, result.stderr
+    assert table_rows(dsn, ETF) == expected(["XLK"], [dt.date(2025, 7, 2), dt.date(2025, 7, 3), dt.date(2025, 7, 7)])
+    assert table_rows(dsn, STOCK) == []
+
+
+def test_a_universe_file_of_lines_or_a_csv_with_a_ticker_column(run_cli: CliRunner, dsn: str, tmp_path: Path) -> None:
+    lines = tmp_path / "watchlist.txt"
+    lines.write_text("# my watchlist\nAAPL\n\nmsft  # software\nAAPL\n", encoding="utf-8")
+    table = tmp_path / "watchlist.csv"
+    table.write_text("name,Ticker,weight\nNvidia,NVDA,0.5\nAlphabet,GOOGL,0.5\n", encoding="utf-8")
+    days = trading_days(dt.date(2025, 7, 7), dt.date(2025, 7, 8))
+    for path in (lines, table):
+        result = run_cli(CMD, "--universe", str(path), "--start", "2025-07-07", "--end", "2025-07-08", *FAST)
+        assert result.code == 0, result.stderr
+    assert table_rows(dsn, STOCK) == expected(["AAPL", "MSFT", "NVDA", "GOOGL"], days)
+
+
+def test_spdr_and_sp500_universes_are_the_funds_holdings(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo) -> None:
+    result = run_cli(CMD, "--universe", "spdr:xlk", "--days", "2", "--end", "2025-07-08", *FAST)
+    assert result.code == 0, result.stderr
+    assert {r[0] for r in table_rows(dsn, STOCK)} == set(holdings("XLK"))
+    union = {t for fund in SECTOR_FUNDS for t in holdings(fund)}
+    plan = run_cli(CMD, "--universe", "sp500", "--days", "2", "--end", "2025-07-08", "--dry-run", *FAST)
+    assert plan.code == 0, plan.stderr
+    assert f"Network: {len(union - set(holdings('XLK')))} ticker(s); cache: 0; skipped: {len(holdings('XLK'))}" in plan.stdout
+    assert "BRK-B" in plan.stdout  # the sponsor's BRK.B, as Yahoo spells it
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (("--tickers", "AAPL", "--universe", "sp500", "--days", "2"), "one of them"),
+    (("--days", "2"), "--tickers A,B or --universe"),
+    (("--tickers", "AAPL"), "--start YYYY-MM-DD or --days N"),
+    (("--tickers", "AAPL", "--start", "2025-07-01", "--days", "2"), "--start YYYY-MM-DD or --days N"),
+    (("--tickers", "AAPL", "--start", "2025-07-05", "--end", "2025-07-06"), "no NYSE session from 2025-07-05 to 2025-07-06"),
+    (("--universe", "spdr:SPY", "--days", "2"), "not a Select Sector SPDR fund"),
+    (("--universe", "missing.txt", "--days", "2"), "missing.txt: no such file"),
+    (("--tickers", "AAPL", "--days", "2", "--interval", "7m"), "invalid choice: '7m'"),
+])
+def test_what_cannot_be_planned_is_refused_with_exit_2_and_nothing_written(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo,
+                                                                             args: tuple[str, ...], says: str) -> None:
+    result = run_cli(CMD, *args, *FAST)
+    assert result.code == 2, result.stdout + result.stderr
+    assert says in result.stderr
+    assert fake_yahoo.chart_requests() == []
+    assert table_rows(dsn, STOCK) == []
+
+
+def test_a_bad_line_in_a_universe_file_is_named(run_cli: CliRunner, dsn: str, tmp_path: Path) -> None:
+    path = tmp_path / "list.txt"
+    path.write_text("AAPL\nnot a ticker!\n", encoding="utf-8")
+    result = run_cli(CMD, "--universe", str(path), "--days", "2", *FAST)
+    assert result.code == 2
+    assert f"--universe {path}, line 2: invalid ticker 'not a ticker!'" in result.stderr
+
+
+def test_a_429_stops_with_exit_75_and_the_command_that_resumes(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo) -> None:
+    fake_yahoo.rate_limit_after = 1
+    args = ("--tickers", "AAPL,MSFT,NVDA", "--start", "2025-07-01", "--end", "2025-07-08", "--no-batch", *FAST)
+    result = run_cli(CMD, *args)
+    assert result.code == 75, result.stdout + result.stderr
+    assert "backfill --tickers AAPL,MSFT,NVDA --start 2025-07-01 --end 2025-07-08 --no-batch" in result.stdout
+    assert {r[0] for r in table_rows(dsn, STOCK)} == {"AAPL"}  # what arrived before the 429 is kept
