@@ -36,15 +36,18 @@ from flows.params import (
 from flows.settings import data_dsn, holdings_url
 from tasks.core.calendar import MAX_DAYS
 from tasks.core.commands import command_line
-from tasks.core.errors import BadInput
+from tasks.core.errors import BadInput, Outcome
+from tasks.prices.backfill import Summary
 from tasks.prices.backfill_run import BackfillOptions, run_backfill, summary_markdown
+from tasks.prices.intraday_plan import INTRADAY
+from tasks.prices.intraday_run import IntradayOptions, run_intraday
 from tasks.prices.store import ETF_TABLE, STOCK_TABLE
 from tasks.prices.universe import funds_of, resolve_universe, sponsor_holdings, universe_kind
 from tasks.sources.budget import parse_rate
 
 FLOW_NAME = "backfill"
 TABLES = {"stock": STOCK_TABLE, "etf": ETF_TABLE}
-INTERVALS = ("1d",)
+INTERVALS = ("1d", *INTRADAY)
 HOLDINGS_RATE = "20/min"  # State Street's files, as the pipeline paces them
 
 
@@ -67,7 +70,9 @@ PARAMS = [
     Param("start", None, "first day, YYYY-MM-DD (or --days)", annotation=str | None, type=date_text),
     Param("end", None, "last day, YYYY-MM-DD (default: the last closed NYSE session)", annotation=str | None, type=date_text),
     Param("days", None, "instead of --start: the last N NYSE sessions up to --end", annotation=int | None, type=int_in(1, MAX_DAYS)),
-    Param("interval", "1d", "bar size, Yahoo's names", choices=INTERVALS),
+    Param("interval", "1d", "bar size, Yahoo's names: 1d daily; 1h, 90m, 30m, 15m, 5m, 2m, 1m intraday (Yahoo serves 1h for "
+          "730 days back, 2m-90m for 60, 1m for 30)", choices=INTERVALS),
+    Param("prepost", False, "intraday: pre- and post-market bars too (default: regular hours)", annotation=bool, action="store_true"),
     Param("table", "stock", f"where daily bars go: stock ({STOCK_TABLE}) or etf ({ETF_TABLE})", choices=tuple(TABLES)),
     *source_params(delay=1.0, delay_help="seconds between network requests"),
     Param("batch", True, "one request per ticker instead of a batched download", annotation=bool, flag="--no-batch",
@@ -77,7 +82,7 @@ PARAMS = [
 ]
 
 
-def options(values: dict[str, Any]) -> BackfillOptions:
+def options(values: dict[str, Any]) -> BackfillOptions | IntradayOptions:
     """The run's options from flags or flow parameters (one path for both); a universe is resolved
     now (a SPDR fund's holdings file read from the cache or downloaded through its budget).
 
@@ -98,9 +103,22 @@ def options(values: dict[str, Any]) -> BackfillOptions:
             chosen = resolve_universe(tickers, universe, fund_holdings=funds)
     else:
         chosen = resolve_universe(tickers, universe, fund_holdings=lambda fund: [])
+    if values["interval"] in INTRADAY:
+        return IntradayOptions(tickers=tuple(chosen), interval=str(values["interval"]), start_date=start, days=days,
+                               end_date=as_date(values["end"], "end"), prepost=bool(values["prepost"]), dry_run=dry_run,
+                               run_name=FLOW_NAME, source=settings)
+    if values["prepost"]:
+        raise BadInput("--prepost is for intraday bars (--interval 1h .. 1m)")
     return BackfillOptions(tickers=tuple(chosen), days=days, start_date=start, end_date=as_date(values["end"], "end"),
                            batch=bool(values["batch"]), dry_run=dry_run, table=TABLES[str(values["table"])], source=settings,
                            run_name=FLOW_NAME, title="Backfill", end_flag="--end")
+
+
+def run(opts: BackfillOptions | IntradayOptions, *, command: str, **wiring: Any) -> tuple[Outcome, Summary | None]:
+    """Daily bars through the ETF backfill's steps, intraday bars through their own."""
+    if isinstance(opts, IntradayOptions):
+        return run_intraday(opts, dsn=data_dsn(), command=command, **wiring)
+    return run_backfill(opts, dsn=data_dsn(), command=command, **wiring)
 
 
 def build_flow() -> Any:
@@ -111,8 +129,7 @@ def build_flow() -> Any:
 
     def body(values: dict[str, Any]) -> Any:
         command = run_command(FLOW_NAME, PARAMS, values)
-        return run_in_flow(FLOW_NAME, "Backfill", lambda log: run_backfill(options(values), dsn=data_dsn(), command=command,
-                                                                           wrap=prefect_task, log=log),
+        return run_in_flow(FLOW_NAME, "Backfill", lambda log: run(options(values), command=command, wrap=prefect_task, log=log),
                            markdown=lambda summary, code: summary_markdown(summary, code, command, "Backfill"))
 
     return flow(name=FLOW_NAME, log_prints=False, validate_parameters=False)(flow_function(FLOW_NAME, PARAMS, body, __doc__))
@@ -136,7 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from flows.prefect_glue import run_flow
 
             return run_flow(build_flow(), values)
-        return run_backfill(options({**values, "dry_run": ns.dry_run}), dsn=data_dsn(), command=command)[0]
+        return run(options({**values, "dry_run": ns.dry_run}), command=command)[0]
 
     return run_cli(body)
 

@@ -145,6 +145,43 @@ def sessions_in(period1: int, period2: int) -> list[dt.date]:
     return [d for d in days if period1 <= _stamp(d) < period2]
 
 
+INTRADAY_MINUTES = {"1m": 1, "2m": 2, "5m": 5, "15m": 15, "30m": 30, "60m": 60, "1h": 60, "90m": 90}
+# Yahoo's windows: how many days back an interval is served, and the most days one request may span.
+LOOKBACK_DAYS = {1: 30, 60: 730}  # others: 60
+MAX_SPAN_DAYS = {1: 8}
+
+
+def intraday_bar_for(symbol: str, start: int, minutes: int) -> dict[str, float | int]:
+    """The bar the fake serves for ``symbol`` starting at ``start`` (epoch seconds), ``minutes`` long."""
+    seed = zlib.crc32(symbol.encode())
+    base = 20 + seed % 480
+    k = start // 60
+    wave = ((k * 7919 + seed * minutes) % 1000) / 1000.0
+    open_ = round(base * (1 + 0.02 * (wave - 0.5)), 4)
+    close = round(open_ * (1 + 0.002 * (((k + seed) % 9) - 4) / 4), 4)
+    high = round(max(open_, close) * 1.001, 4)
+    low = round(min(open_, close) * 0.999, 4)
+    return {"open": open_, "high": high, "low": low, "close": close, "volume": 1000 + (seed + k) % 5000 * minutes}
+
+
+def session_periods(period1: int, period2: int) -> list[tuple[int, int, int, int]]:
+    """(pre start, open, close, post end) in epoch seconds of the NYSE sessions whose local date lies
+    in [period1, period2]: pre-market from 04:00 New York, post-market 4 hours after the close."""
+    first = pd.Timestamp(period1, unit="s", tz="UTC").tz_convert(NY).normalize().tz_localize(None)
+    last = pd.Timestamp(period2, unit="s", tz="UTC").tz_convert(NY).normalize().tz_localize(None)
+    out = []
+    for day in _CAL.sessions_in_range(max(first, _CAL.first_session), min(last, _CAL.last_session)):
+        open_, close = _CAL.session_open(day), _CAL.session_close(day)
+        pre = pd.Timestamp(dt.datetime(day.year, day.month, day.day, 4, 0), tz=NY)
+        out.append((int(pre.timestamp()), int(open_.timestamp()), int(close.timestamp()), int(close.timestamp()) + 4 * 3600))
+    return out
+
+
+def _period(start: int, end: int) -> dict[str, Any]:
+    offset = int(pd.Timestamp(start, unit="s", tz="UTC").tz_convert(NY).utcoffset().total_seconds())
+    return {"timezone": "EDT" if offset == -14400 else "EST", "start": start, "end": end, "gmtoffset": offset}
+
+
 def _cookie_expiry() -> str:
     from email.utils import format_datetime
 
@@ -409,7 +446,61 @@ class FakeYahoo:
         if symbol in self.unknown:
             err = {"chart": {"result": None, "error": {"code": "Not Found", "description": "No data found, symbol may be delisted"}}}
             return 404, {"Content-Type": "application/json"}, json.dumps(err).encode()
+        interval = query.get("interval", "1d")
+        if interval in INTRADAY_MINUTES:
+            refusal = self._outside_window(interval, query)
+            if refusal:
+                err = {"chart": {"result": None, "error": {"code": "Unprocessable Entity", "description": refusal}}}
+                return 422, {"Content-Type": "application/json"}, json.dumps(err).encode()
+            return 200, {"Content-Type": "application/json"}, self._intraday_body(symbol, interval, query)
         return 200, {"Content-Type": "application/json"}, self._chart_body(symbol, query)
+
+    def _outside_window(self, interval: str, query: dict[str, str]) -> str | None:
+        """Yahoo's refusal of an intraday request outside its windows (its words), or None."""
+        minutes = INTRADAY_MINUTES[interval]
+        now = int(time.time())
+        p1, p2 = int(query.get("period1", now - 5 * 86400)), int(query.get("period2", now))
+        days = LOOKBACK_DAYS.get(minutes, 60)
+        if p1 < now - days * 86400:
+            return (f"{interval} data not available for startTime={p1} and endTime={p2}. "
+                    f"The requested range must be within the last {days} days.")
+        span = MAX_SPAN_DAYS.get(minutes)
+        if span is not None and p2 - p1 > span * 86400:
+            return (f"{interval} data not available for startTime={p1} and endTime={p2}. "
+                    f"Only {span} days worth of {interval} granularity data are allowed to be fetched per request.")
+        return None
+
+    def _intraday_body(self, symbol: str, interval: str, query: dict[str, str]) -> bytes:
+        """Intraday bars (bar starts) of the sessions in the range, regular hours only unless
+        ``includePrePost=true``; ``meta.tradingPeriods`` as Yahoo gives it for each."""
+        minutes = INTRADAY_MINUTES[interval]
+        now = int(time.time())
+        p1, p2 = int(query.get("period1", now - 5 * 86400)), int(query.get("period2", now))
+        prepost = query.get("includePrePost", "false").lower() == "true"
+        periods = session_periods(p1, p2)
+        stamps: list[int] = []
+        for pre, open_, close, post in periods:
+            t = pre if prepost else open_
+            while t < (post if prepost else close):
+                if p1 <= t < p2 and t + minutes * 60 <= now + minutes * 60:
+                    stamps.append(t)
+                t += minutes * 60
+        bars = [intraday_bar_for(symbol, t, minutes) for t in stamps]
+        if prepost:
+            trading: Any = {"pre": [[_period(a, b)] for a, b, _, _ in periods], "regular": [[_period(b, c)] for _, b, c, _ in periods],
+                            "post": [[_period(c, d)] for _, _, c, d in periods]}
+        else:
+            trading = [[_period(b, c)] for _, b, c, _ in periods]
+        meta = {
+            "currency": "USD", "symbol": symbol, "exchangeName": "NMS", "fullExchangeName": "NasdaqGS", "instrumentType": "EQUITY",
+            "firstTradeDate": 345479400, "regularMarketTime": stamps[-1] if stamps else now, "hasPrePostMarketData": True,
+            "gmtoffset": -18000, "timezone": "EST", "exchangeTimezoneName": NY, "priceHint": 2, "dataGranularity": interval,
+            "range": "", "tradingPeriods": trading,
+            "validRanges": ["1d", "5d", "1mo", "3mo", "6mo", "1y", "2y", "5y", "10y", "ytd", "max"],
+        }
+        result: dict[str, Any] = {"meta": meta, "timestamp": stamps,
+                                  "indicators": {"quote": [{k: [b[k] for b in bars] for k in ("open", "high", "low", "close", "volume")}]}}
+        return json.dumps({"chart": {"result": [result], "error": None}}).encode()
 
     def _chart_body(self, symbol: str, query: dict[str, str]) -> bytes:
         if "period1" in query:

@@ -4,6 +4,8 @@ them once, said, without cutting off anybody connected; a value someone chose is
 from __future__ import annotations
 
 import logging
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,13 +19,18 @@ from tasks.core.server_settings import STOCK, bulk_load_settings, restart_server
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Path]]:
-    pgdata = tmp_path_factory.mktemp("older") / "pg"
+def cluster() -> Iterator[tuple[Any, Path]]:
+    # Not under pytest's temp root: a second pytest session on the machine resets that root to mode
+    # 0700, and the server runs as another system user, which would then lose its data directory.
+    work = Path(tempfile.mkdtemp(prefix="market-backfill-test-older-"))
+    work.chmod(0o755)
+    pgdata = work / "pg"
     server = start_embedded_server(pgdata, cleanup_mode="delete")
     try:
         yield server, pgdata
     finally:
         server.cleanup()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 @pytest.fixture
@@ -74,8 +81,8 @@ def _quarter_of_memory() -> str:
     return _gb(f"{min(1024, max(128, megabytes))}MB")
 
 
-def test_a_new_cluster_is_made_for_bulk_loads(tmp_path: Path) -> None:
-    server = start_embedded_server(tmp_path / "pg", cleanup_mode="delete")
+def test_a_new_cluster_is_made_for_bulk_loads(cluster_dir: Path) -> None:
+    server = start_embedded_server(cluster_dir / "pg", cleanup_mode="delete")
     try:
         assert _shown(server.get_uri()) == {"shared_buffers": _quarter_of_memory(), "max_wal_size": "4GB", "wal_init_zero": "off"}
     finally:

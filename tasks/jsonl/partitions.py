@@ -18,13 +18,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from psycopg import sql
+
+from tasks.core.partitions import RETENTION_MARK, attach_partition, make_partitions
 
 # The day-partitioned tables and their partition column.
 DAY_TABLES: dict[str, str] = {"scalp_ticks": "event_time", "scalp_1m_bars": "bar_time"}
 # What PostgreSQL names a partition's part of the unique tick key (``scalp_ticks_tick_key``).
 TICK_KEY_INDEX_SUFFIX = "_tick_key_event_time_key"
-_CREATE_LOCK = 0x4A53504B  # one process at a time makes partitions (two would race on a name)
 _MS_PER_DAY = 86_400_000
 
 
@@ -59,55 +59,18 @@ def ensure_days(conn: psycopg.Connection[Any], days: Iterable[dt.date], tables: 
     if not wanted:
         return []
     wanted.add(max(wanted) + dt.timedelta(days=1))  # ahead of the data: tomorrow is ready today
-    names = {partition_name(table, day): (table, day) for table in tables for day in wanted}
-    # Missing: no such table, or one not (or no longer wholly) attached: detached by hand, or by a
-    # retention run killed before its drop. Such a table is attached again, its rows with it.
-    missing = [r[0] for r in conn.execute(
-        "SELECT n FROM unnest(%s::text[]) n WHERE NOT EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = to_regclass(n)"
-        " AND NOT i.inhdetachpending)", (list(names),))]
-    made: list[str] = []
-    if not missing:
-        return made
-    # A session lock, taken before each transaction: a transaction's start is where this backend
-    # catches up with tables other sessions made (a name looked up after a lock taken inside the
-    # transaction can still miss one made a moment ago).
-    conn.execute("SELECT pg_advisory_lock(%s)", (_CREATE_LOCK,))
-    try:
-        for name in sorted(missing):
-            table, day = names[name]
-            if attach_day(conn, table, day):
-                made.append(name)
-    finally:
-        if not conn.closed and not conn.broken:
-            conn.execute("SELECT pg_advisory_unlock(%s)", (_CREATE_LOCK,))
-    return made
-
-
-RETENTION_MARK = "market-backfill retention: detached to be dropped"
+    return make_partitions(conn, {partition_name(table, day): (table, *_bounds(day)) for table in tables for day in wanted})
 
 
 def attach_day(conn: psycopg.Connection[Any], table: str, day: dt.date) -> bool:
-    """Make ``table``'s partition of ``day`` where it is missing, or attach again the table of its
-    name that is detached (its rows come back with it; a detach a killed run began is finished
-    first); False when another process did it a moment ago. Under the caller's creation lock."""
-    name = partition_name(table, day)
-    state = conn.execute("SELECT (SELECT NOT i.inhdetachpending FROM pg_inherits i WHERE i.inhrelid = to_regclass(%s)"
-                         " AND i.inhparent = to_regclass(%s)), to_regclass(%s) IS NOT NULL", (name, table, name)).fetchone()
-    attached, exists = state if state else (None, False)
-    if attached:
-        return False  # another process made it a moment ago
-    target, part = sql.Identifier(table), sql.Identifier(name)
-    if attached is False:  # DETACH ... CONCURRENTLY begun by a run that was killed
-        conn.execute(sql.SQL("ALTER TABLE {} DETACH PARTITION {} FINALIZE").format(target, part))
+    """Make ``table``'s partition of ``day`` where missing, or attach again a detached one
+    (``tasks/core/partitions.attach_partition``); False when another process did it a moment ago."""
+    return attach_partition(conn, partition_name(table, day), table, *_bounds(day))
+
+
+def _bounds(day: dt.date) -> tuple[dt.datetime, dt.datetime]:
     start = dt.datetime.combine(day, dt.time(), dt.UTC)
-    with conn.transaction():
-        if not exists:
-            conn.execute(sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS INCLUDING STORAGE)").format(part, target))
-        else:
-            conn.execute(sql.SQL("COMMENT ON TABLE {} IS NULL").format(part))  # no longer retention's to drop
-        conn.execute(sql.SQL("ALTER TABLE {} ATTACH PARTITION {} FOR VALUES FROM ({}) TO ({})").format(
-            target, part, sql.Literal(start), sql.Literal(start + dt.timedelta(days=1))))
-    return True
+    return start, start + dt.timedelta(days=1)
 
 
 @dataclass(frozen=True)

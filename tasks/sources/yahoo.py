@@ -318,6 +318,37 @@ class YahooSource:
             raise self._classify(request.symbol, None)
         return self._to_result(request, frame)
 
+    def fetch_intraday(self, symbol: str, interval: str, start: dt.datetime, end: dt.datetime, *, prepost: bool) -> pd.DataFrame:
+        """Intraday bars in [start, end) (``bar_start`` UTC, ``open high low close volume``), as
+        Yahoo serves them (``prepost``: with pre- and post-market bars), retrying transient failures.
+
+        Raises:
+            RateLimited: the source answered 429 (no retry).
+            NoData: nothing in the range (unknown symbol, or no trade in it).
+            SourceError: anything else that outlasted the retries.
+        """
+        return self._retrying()(self._intraday_once, symbol, interval, start, end, prepost)
+
+    def _intraday_once(self, symbol: str, interval: str, start: dt.datetime, end: dt.datetime, prepost: bool) -> pd.DataFrame:
+        def history(ticker: Any) -> Any:
+            if _us_listed(symbol):
+                ticker._tz = NY_TZ  # skip yfinance's timezone probe, as for daily bars
+            return ticker.history(start=int(start.timestamp()), end=int(end.timestamp()), interval=interval, prepost=prepost,
+                                  auto_adjust=False, actions=False, repair=False, timeout=self.timeout)
+
+        frame = self._ask(symbol, history)
+        if frame is None or frame.empty:
+            raise self._classify(symbol, None)
+        try:
+            out = pd.DataFrame({"bar_start": pd.DatetimeIndex(frame.index).tz_convert("UTC"),
+                                **{c.lower(): frame[c].to_numpy() for c in ("Open", "High", "Low", "Close", "Volume")}})
+        except (KeyError, ValueError, TypeError) as exc:
+            raise TransientSourceError(symbol, f"malformed data from source: {exc}") from exc
+        out = out.dropna(subset=["open", "high", "low", "close"], how="all")
+        if out.empty:
+            raise NoData(symbol, "no data for the requested sessions")
+        return out.reset_index(drop=True)
+
     def fund_holdings(self, symbol: str) -> pd.DataFrame:
         """A fund's top holdings (``holding, name, weight``; weight as a fraction), retrying transient failures.
 
