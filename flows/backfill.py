@@ -39,7 +39,7 @@ from tasks.core.commands import command_line
 from tasks.core.errors import BadInput, Outcome
 from tasks.prices.backfill import Summary
 from tasks.prices.backfill_run import BackfillOptions, run_backfill, summary_markdown
-from tasks.prices.intraday_plan import INTRADAY
+from tasks.prices.intraday_plan import INTRADAY, us_listed
 from tasks.prices.intraday_run import IntradayOptions, run_intraday
 from tasks.prices.store import ETF_TABLE, STOCK_TABLE
 from tasks.prices.universe import funds_of, resolve_universe, sponsor_holdings, universe_kind
@@ -47,7 +47,7 @@ from tasks.sources.budget import parse_rate
 
 FLOW_NAME = "backfill"
 TABLES = {"stock": STOCK_TABLE, "etf": ETF_TABLE}
-INTERVALS = ("1d", *INTRADAY)
+INTERVALS = ("1d", "1h", "90m", "30m", "15m", "5m", "2m", "1m")  # Yahoo's names; all but 1d are INTRADAY
 HOLDINGS_RATE = "20/min"  # State Street's files, as the pipeline paces them
 
 
@@ -62,6 +62,31 @@ def universe_text(text: str) -> str:
     return text.strip()
 
 
+def parse_intervals(text: str) -> list[str]:
+    """``1d,1m``: the intervals a run collects, in that order, each once.
+
+    Raises:
+        BadInput: an interval Yahoo has not, or none.
+    """
+    out: list[str] = []
+    for item in (i.strip() for i in text.split(",")):
+        if item not in INTERVALS:
+            raise BadInput(f"--interval: not one of {', '.join(INTERVALS)}: {item!r}")
+        if item not in out:
+            out.append(item)
+    return out
+
+
+def interval_text(text: str) -> str:
+    """``--interval``: checked where it is typed; the normalized list."""
+    import argparse
+
+    try:
+        return ",".join(parse_intervals(text))
+    except BadInput as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--interval: ")) from None
+
+
 PARAMS = [
     Param("tickers", None, 'the tickers, comma-separated, e.g. "AAPL,MSFT"', annotation=list[str] | None, type=ticker_list),
     Param("universe", None, "instead of --tickers: a file (one ticker a line, or a CSV with a 'ticker' column), spdr:FUND "
@@ -71,7 +96,8 @@ PARAMS = [
     Param("end", None, "last day, YYYY-MM-DD (default: the last closed NYSE session)", annotation=str | None, type=date_text),
     Param("days", None, "instead of --start: the last N NYSE sessions up to --end", annotation=int | None, type=int_in(1, MAX_DAYS)),
     Param("interval", "1d", "bar size, Yahoo's names: 1d daily; 1h, 90m, 30m, 15m, 5m, 2m, 1m intraday (Yahoo serves 1h for "
-          "730 days back, 2m-90m for 60, 1m for 30)", choices=INTERVALS),
+          "730 days back, 2m-90m for 60, 1m for 30); several comma-separated, collected in turn, e.g. 1d,1m", type=interval_text,
+          metavar="1d|1h|90m|30m|15m|5m|2m|1m[,...]"),
     Param("prepost", False, "intraday: pre- and post-market bars too (default: regular hours)", annotation=bool, action="store_true"),
     Param("table", "stock", f"where daily bars go: stock ({STOCK_TABLE}) or etf ({ETF_TABLE})", choices=tuple(TABLES)),
     *source_params(delay=1.0, delay_help="seconds between network requests"),
@@ -82,7 +108,7 @@ PARAMS = [
 ]
 
 
-def options(values: dict[str, Any]) -> BackfillOptions | IntradayOptions:
+def options(values: dict[str, Any]) -> list[BackfillOptions | IntradayOptions]:
     """The run's options from flags or flow parameters (one path for both); a universe is resolved
     now (a SPDR fund's holdings file read from the cache or downloaded through its budget).
 
@@ -103,22 +129,44 @@ def options(values: dict[str, Any]) -> BackfillOptions | IntradayOptions:
             chosen = resolve_universe(tickers, universe, fund_holdings=funds)
     else:
         chosen = resolve_universe(tickers, universe, fund_holdings=lambda fund: [])
-    if values["interval"] in INTRADAY:
-        return IntradayOptions(tickers=tuple(chosen), interval=str(values["interval"]), start_date=start, days=days,
-                               end_date=as_date(values["end"], "end"), prepost=bool(values["prepost"]), dry_run=dry_run,
-                               run_name=FLOW_NAME, source=settings)
-    if values["prepost"]:
+    intervals = parse_intervals(str(values["interval"]))
+    if values["prepost"] and not set(intervals) & set(INTRADAY):
         raise BadInput("--prepost is for intraday bars (--interval 1h .. 1m)")
-    return BackfillOptions(tickers=tuple(chosen), days=days, start_date=start, end_date=as_date(values["end"], "end"),
-                           batch=bool(values["batch"]), dry_run=dry_run, table=TABLES[str(values["table"])], source=settings,
-                           run_name=FLOW_NAME, title="Backfill", end_flag="--end")
+    foreign = [t for t in chosen if not us_listed(t)]
+    if foreign and set(intervals) & set(INTRADAY):
+        raise BadInput(f"intraday bars are planned on NYSE sessions and hours, which are not those of {', '.join(foreign[:5])}"
+                       f"{' and more' if len(foreign) > 5 else ''}: use --interval 1d for listings outside the US")
+    end = as_date(values["end"], "end")
+    out: list[BackfillOptions | IntradayOptions] = []
+    for interval in intervals:
+        if interval in INTRADAY:
+            out.append(IntradayOptions(tickers=tuple(chosen), interval=interval, start_date=start, days=days, end_date=end,
+                                       prepost=bool(values["prepost"]), dry_run=dry_run, run_name=FLOW_NAME, source=settings))
+        else:
+            out.append(BackfillOptions(tickers=tuple(chosen), days=days, start_date=start, end_date=end, batch=bool(values["batch"]),
+                                       dry_run=dry_run, table=TABLES[str(values["table"])], source=settings, run_name=FLOW_NAME,
+                                       title="Backfill", end_flag="--end"))
+    return out
 
 
-def run(opts: BackfillOptions | IntradayOptions, *, command: str, **wiring: Any) -> tuple[Outcome, Summary | None]:
-    """Daily bars through the ETF backfill's steps, intraday bars through their own."""
-    if isinstance(opts, IntradayOptions):
-        return run_intraday(opts, dsn=data_dsn(), command=command, **wiring)
-    return run_backfill(opts, dsn=data_dsn(), command=command, **wiring)
+def run(plans: list[BackfillOptions | IntradayOptions], *, command: str, **wiring: Any) -> tuple[Outcome, Summary | None]:
+    """Each interval in turn: daily bars through the ETF backfill's steps, intraday bars through
+    their own. A rate limit stops the run (the resume command covers every interval: those done are
+    skipped as stored); the outcome is the worst of them, the summary all tickers' of all intervals."""
+    worst, merged = Outcome.DONE, Summary()
+    for opts in plans:
+        if isinstance(opts, IntradayOptions):
+            code, summary = run_intraday(opts, dsn=data_dsn(), command=command, **wiring)
+        else:
+            code, summary = run_backfill(opts, dsn=data_dsn(), command=command, **wiring)
+        if summary is not None:
+            merged.outcomes += summary.outcomes
+            merged.rate_limited = summary.rate_limited
+        if code != Outcome.DONE:
+            worst = code
+        if code == Outcome.RATE_LIMITED:
+            break
+    return worst, (None if plans and plans[0].dry_run else merged)
 
 
 def build_flow() -> Any:

@@ -17,7 +17,8 @@
   run (per-file checkpoints), every 10 minutes, as the source document's incremental mode does.
 - ``backfill/on-demand``: no schedule; the tickers or universe and the range a run names.
 - ``backfill/watchlist-weekdays-2215-utc``: ``watchlist.txt`` (in the checkout), Monday to Friday at
-  22:15 UTC, after the US close: the last 5 sessions, so a day a run missed fills itself.
+  22:15 UTC, after the US close: daily and 1-minute bars of the last 5 sessions, so a day a run
+  missed fills itself and the stored 1-minute history grows past the 30 days Yahoo keeps.
 - ``etf-backfill/shards``: no schedule; one run per ticker list (``tickers=[...]``) shards a big
   backfill over the pool's workers, each shard with a continuation of its own.
 
@@ -71,7 +72,8 @@ SCHEDULES: list[tuple[Any, str, str | None, dict[str, Any]]] = [
      defaults(jsonl_flow.PARAMS, swing="config/observer/swing", scalp="config/observer/scalp", gaps="logs/system/gap_*.jsonl")),
     (etf_backfill, "shards", None, defaults(etf_flow.PARAMS)),  # no schedule: one run per ticker list
     (backfill, "on-demand", None, defaults(backfill_flow.PARAMS)),
-    (backfill, "watchlist-weekdays-2215-utc", "15 22 * * 1-5", defaults(backfill_flow.PARAMS, universe="watchlist.txt", days=5)),
+    (backfill, "watchlist-weekdays-2215-utc", "15 22 * * 1-5", defaults(backfill_flow.PARAMS, universe="watchlist.txt", days=5,
+                                                                                 interval="1d,1m")),
 ]
 
 

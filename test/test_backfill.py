@@ -96,7 +96,7 @@ def test_spdr_and_sp500_universes_are_the_funds_holdings(run_cli: CliRunner, dsn
     (("--tickers", "AAPL", "--start", "2025-07-05", "--end", "2025-07-06"), "no NYSE session from 2025-07-05 to 2025-07-06"),
     (("--universe", "spdr:SPY", "--days", "2"), "not a Select Sector SPDR fund"),
     (("--universe", "missing.txt", "--days", "2"), "missing.txt: no such file"),
-    (("--tickers", "AAPL", "--days", "2", "--interval", "7m"), "invalid choice: '7m'"),
+    (("--tickers", "AAPL", "--days", "2", "--interval", "7m"), "not one of 1d, 1h, 90m"),
 ])
 def test_what_cannot_be_planned_is_refused_with_exit_2_and_nothing_written(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo,
                                                                              args: tuple[str, ...], says: str) -> None:

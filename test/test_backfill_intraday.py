@@ -165,8 +165,22 @@ def test_a_429_stops_with_the_resume_command_and_the_resumed_run_ends_as_a_clean
 
 @pytest.mark.parametrize(("args", "says"), [
     (("--interval", "1d", "--prepost"), "--prepost is for intraday bars"),
-    (("--interval", "7m"), "invalid choice: '7m'"),
+    (("--interval", "1d,7m"), "argument --interval: not one of 1d, "),
+    (("--interval", "5m", "--tickers", "AAPL,7203.T,SAP.DE"), "not those of 7203.T, SAP.DE: use --interval 1d"),
 ])
-def test_intraday_flags_that_make_no_sense_are_refused(run_cli: CliRunner, dsn: str, args: tuple[str, ...], says: str) -> None:
+def test_intraday_flags_that_make_no_sense_are_refused(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo, args: tuple[str, ...],
+                                                       says: str) -> None:
     result = run_cli(CMD, "--tickers", "AAPL", "--days", "2", *args, *FAST)
     assert result.code == 2 and says in result.stderr, result.stderr
+    assert fake_yahoo.chart_requests() == []
+
+
+def test_one_run_collects_daily_and_1m_bars_in_turn(run_cli: CliRunner, dsn: str) -> None:
+    days = closed_trading_days(2)
+    result = run_cli(CMD, "--tickers", "MSFT", "--interval", "1d,1m", "--days", "2", *FAST)
+    assert result.code == 0, result.stdout + result.stderr
+    with psycopg.connect(dsn) as conn:
+        daily = [r[0] for r in conn.execute("SELECT trade_date FROM collected_daily_stock_history ORDER BY 1")]
+    assert daily == days
+    assert stored(dsn) == expected("MSFT", "1m", 1, days)
+    assert "Prices: 2 new" in result.stdout and f"Bars (1m): {len(stored(dsn))} new" in result.stdout

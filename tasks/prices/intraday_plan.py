@@ -24,6 +24,12 @@ INTRADAY = tuple(INTERVAL_MINUTES)
 SETTLED_AFTER = dt.timedelta(minutes=30)  # a session fetched sooner after its close is fetched again (late prints, revisions)
 
 
+def us_listed(ticker: str) -> bool:
+    """Whether Yahoo's symbol is a US listing (no exchange suffix as in ``7203.T``, no ``=`` of a
+    currency or future): the only ones whose sessions and hours the plan knows."""
+    return "." not in ticker and "=" not in ticker
+
+
 @dataclass(frozen=True)
 class Window:
     """How far back Yahoo serves an interval, and the most calendar days one request may span."""
