@@ -26,10 +26,12 @@ from tasks.core.errors import BadInput, Outcome
 from tasks.core.plots import check_plot_path
 from tasks.core.tickers import parse_ticker_list
 from tasks.jsonl.coverage import LOW_COVERAGE, Coverage, range_coverage
-from tasks.prices.coverage_report import coverage_report, format_table, plot_heatmap
+from tasks.prices.coverage_report import coverage_report, format_table, intraday_coverage, plot_heatmap
+from tasks.prices.intraday_plan import INTRADAY
 from tasks.prices.store import BENCHMARK_TABLE, ETF_TABLE, STOCK_TABLE
 
-TABLES = {"etf": [ETF_TABLE], "stock": [STOCK_TABLE], "benchmark": [BENCHMARK_TABLE], "all": [ETF_TABLE, STOCK_TABLE, BENCHMARK_TABLE]}
+TABLES = {"etf": [ETF_TABLE], "stock": [STOCK_TABLE], "benchmark": [BENCHMARK_TABLE], "all": [ETF_TABLE, STOCK_TABLE, BENCHMARK_TABLE],
+          "intraday": []}
 
 
 def build_parser() -> ArgumentParser:
@@ -38,7 +40,9 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--days", type=int_in(1, MAX_DAYS), default=60, help="NYSE sessions back from --end-date (default: %(default)s)")
     p.add_argument("--start-date", type=session_date, default=None, help="first session of the range, YYYY-MM-DD (overrides --days)")
     p.add_argument("--end-date", type=session_date, default=None, help="last session of the range (default: the last closed NYSE session)")
-    p.add_argument("--table", choices=sorted(TABLES), default=None, help="etf, stock, benchmark or all (default: all)")
+    p.add_argument("--table", choices=sorted(TABLES), default=None, help="etf, stock, benchmark or all (default: all, the daily tables); "
+                   "intraday: the intraday bars, per ticker and interval, in sessions fetched whole")
+    p.add_argument("--interval", help="with --table intraday: only these intervals, comma-separated (default: every one stored)")
     p.add_argument("--tickers", help="comma-separated tickers (default: every ticker stored); a ticker never stored shows as all gaps")
     p.add_argument("--json", action="store_true", help="print the report as JSON (one object) instead of a table")
     p.add_argument("--jsonl", action="store_true", help=f"instead: the JSONL scalp data's coverage per symbol and UTC day from "
@@ -66,9 +70,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         if ns.plot is not None:
             check_plot_path(ns.plot)
         tickers = parse_ticker_list(ns.tickers) if ns.tickers else None
+        if ns.interval is not None and ns.table != "intraday":
+            raise BadInput("--interval applies to --table intraday only")
+        intervals = [i.strip() for i in ns.interval.split(",") if i.strip()] if ns.interval else None
+        unknown = sorted(set(intervals or []) - set(INTRADAY))
+        if unknown:
+            raise BadInput(f"--interval: not an intraday interval ({', '.join(INTRADAY)}): {', '.join(unknown)}")
         conn = open_database(data_dsn(), dry_run=True)
         try:
-            report = coverage_report(conn, TABLES[ns.table or "all"], start, end, tickers)
+            if ns.table == "intraday":
+                report = intraday_coverage(conn, start, end, tickers, intervals)
+            else:
+                report = coverage_report(conn, TABLES[ns.table or "all"], start, end, tickers)
         finally:
             conn.rollback()
             conn.close()

@@ -34,6 +34,7 @@ class TickerCoverage:
     last_fetch: dt.datetime | None = None
     last_error: str | None = None
     due: bool = False
+    before_first: int = 0  # sessions of the range before the first stored one (a later listing, or not backfilled that far)
 
     def as_json(self) -> dict[str, Any]:
         out = asdict(self)
@@ -85,7 +86,7 @@ def coverage_report(conn: psycopg.Connection[Any], tables: list[str], start: dt.
             gaps = [d for d in wanted if d not in have]
             last_fetch = max((t for t in (fetched, coverage.get(ticker)) if t is not None), default=None)
             rows.append(TickerCoverage(table, ticker, first, last, len(have), len(wanted), gaps, last_fetch,
-                                       errors.get(ticker), bool(wanted) and last < wanted[-1]))
+                                       errors.get(ticker), bool(wanted) and last < wanted[-1], len(sessions) - len(wanted)))
             stored_sets.append(have)
         for ticker in tickers or []:
             if ticker not in seen:  # asked for, never stored: the whole range is missing and due
@@ -120,6 +121,8 @@ def format_table(report: CoverageReport) -> list[str]:
                    f"{fetch:<17} {'yes' if r.due else 'no ':<4} {r.last_error or ''}")
         if r.gaps:
             out.append(f"{'':<40}missing: {shown}")
+        if r.before_first:
+            out.append(f"{'':<40}not stored before its first session: {r.before_first} session(s) of the range")
     holes = sum(len(r.gaps) for r in report.rows)
     out.append(f"{len(report.rows)} ticker(s); {sum(1 for r in report.rows if r.gaps)} with gaps ({holes} missing sessions); "
                f"{sum(1 for r in report.rows if r.due)} due")
@@ -166,3 +169,39 @@ def plot_heatmap(report: CoverageReport, path: Path, *, width_px: int = 1200) ->
     finally:
         plt.close(fig)
     return width_px, height_px
+
+
+def intraday_coverage(conn: psycopg.Connection[Any], start: dt.date, end: dt.date, tickers: list[str] | None = None,
+                      intervals: list[str] | None = None, *, now: dt.datetime | None = None) -> CoverageReport:
+    """Coverage of ``collected_intraday_bars`` per ticker and interval, as for daily bars, counted in
+    sessions fetched whole (``intraday_sessions_fetched``). A gap inside Yahoo's window for the
+    interval can still be fetched (the ticker is due); one before it cannot, and says so.
+
+    Raises:
+        StoreError: the database could not be read.
+    """
+    from tasks.prices.intraday_plan import first_served
+
+    moment = now or dt.datetime.now(dt.UTC)
+    sessions = sessions_between(start, end)
+    with database_errors("reading intraday_sessions_fetched failed"):
+        found = conn.execute(
+            "SELECT ticker, interval, min(session), max(session), max(fetched_at),"
+            " coalesce(array_agg(session ORDER BY session) FILTER (WHERE session BETWEEN %(s)s AND %(e)s), '{}')"
+            " FROM intraday_sessions_fetched WHERE (%(t)s::text[] IS NULL OR ticker = ANY(%(t)s))"
+            " AND (%(i)s::text[] IS NULL OR interval = ANY(%(i)s)) GROUP BY ticker, interval ORDER BY ticker, interval",
+            {"s": start, "e": end, "t": tickers, "i": intervals}).fetchall()
+    errors = _last_errors(conn)
+    rows: list[TickerCoverage] = []
+    stored_sets: list[set[dt.date]] = []
+    for ticker, interval, first, last, fetched, days in found:
+        have = set(days)
+        wanted = [d for d in sessions if d >= first]
+        gaps = [d for d in wanted if d not in have]
+        edge = first_served(interval, moment)
+        lost = sum(1 for d in gaps if d < edge)
+        note = f"{lost} missing session(s) before {edge}, beyond Yahoo's {interval} window" if lost else errors.get(ticker)
+        rows.append(TickerCoverage(f"collected_intraday_bars {interval}", ticker, first, last, len(have), len(wanted), gaps, fetched,
+                                   note, any(d >= edge for d in gaps), len(sessions) - len(wanted)))
+        stored_sets.append(have)
+    return CoverageReport(start, end, rows, stored_sets)
