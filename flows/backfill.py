@@ -29,6 +29,7 @@ from flows.params import (
     flow_function,
     flow_values,
     run_command,
+    shard_text,
     source_params,
     source_settings,
     ticker_list,
@@ -36,7 +37,9 @@ from flows.params import (
 from flows.settings import data_dsn, holdings_url
 from tasks.core.calendar import MAX_DAYS
 from tasks.core.commands import command_line
+from tasks.core.display import printer
 from tasks.core.errors import BadInput, Outcome
+from tasks.core.tickers import parse_shard
 from tasks.prices.backfill import Summary
 from tasks.prices.backfill_run import BackfillOptions, run_backfill, summary_markdown
 from tasks.prices.intraday_plan import INTRADAY, us_listed
@@ -99,6 +102,10 @@ PARAMS = [
           "730 days back, 2m-90m for 60, 1m for 30); several comma-separated, collected in turn, e.g. 1d,1m", type=interval_text,
           metavar="1d|1h|90m|30m|15m|5m|2m|1m[,...]"),
     Param("prepost", False, "intraday: pre- and post-market bars too (default: regular hours)", annotation=bool, action="store_true"),
+    Param("shard", None, "only this share of the tickers, K/N (a stable hash of the name: the N shards never overlap and hold "
+          "every ticker; one per machine, or what a fan-out gives each run)", annotation=str | None, type=shard_text, metavar="K/N"),
+    Param("shards", 1, "in a deployment run: submit N runs of this deployment to the work pool, shard 1/N to N/N, wait for "
+          "them and sum them up", annotation=int, type=int_in(1, 64), cli=False),
     Param("table", "stock", f"where daily bars go: stock ({STOCK_TABLE}) or etf ({ETF_TABLE})", choices=tuple(TABLES)),
     *source_params(delay=1.0, delay_help="seconds between network requests"),
     Param("batch", True, "one request per ticker instead of a batched download", annotation=bool, flag="--no-batch",
@@ -129,6 +136,9 @@ def options(values: dict[str, Any]) -> list[BackfillOptions | IntradayOptions]:
             chosen = resolve_universe(tickers, universe, fund_holdings=funds)
     else:
         chosen = resolve_universe(tickers, universe, fund_holdings=lambda fund: [])
+    if values.get("shard"):
+        share = parse_shard(str(values["shard"]))
+        chosen = [t for t in chosen if share.takes(t)]
     intervals = parse_intervals(str(values["interval"]))
     if values["prepost"] and not set(intervals) & set(INTRADAY):
         raise BadInput("--prepost is for intraday bars (--interval 1h .. 1m)")
@@ -154,6 +164,9 @@ def run(plans: list[BackfillOptions | IntradayOptions], *, command: str, **wirin
     their own. A rate limit stops the run (the resume command covers every interval: those done are
     skipped as stored); the outcome is the worst of them, the summary all tickers' of all intervals."""
     worst, merged = Outcome.DONE, Summary()
+    if plans and not plans[0].tickers:  # a shard whose share of a small universe is empty
+        printer(wiring.get("log"))("No ticker falls to this shard: nothing to do")
+        return Outcome.DONE, merged
     for opts in plans:
         if isinstance(opts, IntradayOptions):
             code, summary = run_intraday(opts, dsn=data_dsn(), command=command, **wiring)
@@ -177,6 +190,10 @@ def build_flow() -> Any:
 
     def body(values: dict[str, Any]) -> Any:
         command = run_command(FLOW_NAME, PARAMS, values)
+        if int(values.get("shards") or 1) > 1:  # each shard resolves the universe and plans its own share
+            from flows.fan_out import fan_out
+
+            return run_in_flow(FLOW_NAME, "Backfill over shards", lambda log: fan_out(values, log))
         return run_in_flow(FLOW_NAME, "Backfill", lambda log: run(options(values), command=command, wrap=prefect_task, log=log),
                            markdown=lambda summary, code: summary_markdown(summary, code, command, "Backfill"))
 

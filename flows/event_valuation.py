@@ -165,7 +165,7 @@ def fan_out_after_import(opts: ValuationOptions, values: dict[str, Any], dsn: st
         code = run_valuation(replace(opts, import_only=True), dsn=dsn, command=command, log=log)
         if code != Outcome.DONE:
             return code
-    return fan_out(values, log)
+    return fan_out(values, log, done={"import_csv": None, "import_only": False})  # the import is done
 
 
 def build_parser() -> ArgumentParser:

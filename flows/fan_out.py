@@ -26,18 +26,20 @@ POLL_S = 3.0
 _FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
 
-def shard_parameters(values: dict[str, Any], number: int, count: int) -> dict[str, Any]:
-    """A shard run's parameters: the parent's, for share ``number`` of ``count``; the parent did any import."""
-    return {**values, "shards": 1, "shard": f"{number}/{count}", "import_csv": None, "import_only": False}
+def shard_parameters(values: dict[str, Any], number: int, count: int, done: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A shard run's parameters: the parent's, for share ``number`` of ``count``, with ``done``: what
+    the parent did itself and the shards must not do again (event valuation's import)."""
+    return {**values, "shards": 1, "shard": f"{number}/{count}", **(done or {})}
 
 
-def submit_shards(deployment_id: str, parent_id: str, parent_tags: list[str], values: dict[str, Any], count: int) -> list[Any]:
+def submit_shards(deployment_id: str, parent_id: str, parent_tags: list[str], values: dict[str, Any], count: int,
+                  done: dict[str, Any] | None = None) -> list[Any]:
     """Create (or, for a parent run again, find) one run of the deployment per shard, as subflows of the parent."""
     from prefect.deployments import run_deployment
 
     tags = [t for t in parent_tags if t != CONTINUATION_TAG and not t.startswith((STOP_TAG, FAN_OUT_TAG, SHARD_TAG))]
     job_variables = own_job_variables()
-    return [run_deployment(name=deployment_id, parameters=shard_parameters(values, k, count), timeout=0, as_subflow=True,
+    return [run_deployment(name=deployment_id, parameters=shard_parameters(values, k, count, done), timeout=0, as_subflow=True,
                            idempotency_key=f"{parent_id}/shard-{k}-of-{count}", job_variables=job_variables,
                            tags=[*tags, f"{FAN_OUT_TAG}{parent_id}", f"{SHARD_TAG}{k}-of-{count}"])
             for k in range(1, count + 1)]
@@ -79,8 +81,9 @@ def wait_for_shards(parent_id: str, count: int, log: Callable[[str], None], poll
         time.sleep(poll)
 
 
-def fan_out(values: dict[str, Any], log: Callable[[str], None]) -> Outcome:
-    """In a deployment run with ``shards`` > 1: submit the shards, wait, sum up (module doc).
+def fan_out(values: dict[str, Any], log: Callable[[str], None], done: dict[str, Any] | None = None) -> Outcome:
+    """In a deployment run with ``shards`` > 1: submit the shards (their parameters ``done``: see
+    ``shard_parameters``), wait, sum up (module doc).
 
     Raises:
         BadInput: not a deployment run (nothing to submit shards of).
@@ -91,7 +94,7 @@ def fan_out(values: dict[str, Any], log: Callable[[str], None]) -> Outcome:
     if not deployment.id:
         raise BadInput(f"shards={count} fans a run out over a work pool: start it as a deployment run "
                        "(prefect deployment run ... -p shards=N), or give each machine its own --shard K/N")
-    runs = submit_shards(deployment.id, flow_run.id, list(flow_run.tags), values, count)
+    runs = submit_shards(deployment.id, flow_run.id, list(flow_run.tags), values, count, done)
     log(f"Submitted {count} shard runs of {flow_run.flow_name}/{deployment.name} to the work pool: "
         + ", ".join(str(r.name) for r in runs))
     last = wait_for_shards(flow_run.id, count, log)

@@ -122,3 +122,14 @@ def test_a_429_stops_with_exit_75_and_the_command_that_resumes(run_cli: CliRunne
     assert result.code == 75, result.stdout + result.stderr
     assert "backfill --tickers AAPL,MSFT,NVDA --start 2025-07-01 --end 2025-07-08 --no-batch" in result.stdout
     assert {r[0] for r in table_rows(dsn, STOCK)} == {"AAPL"}  # what arrived before the 429 is kept
+
+
+def test_a_shard_takes_its_share_of_the_tickers_by_a_stable_hash(run_cli: CliRunner, dsn: str) -> None:
+    import zlib
+
+    tickers = ["IBM", "ORCL", "CSCO", "INTC", "QCOM", "TXN"]
+    for k in (1, 2):
+        result = run_cli(CMD, "--tickers", ",".join(tickers), "--days", "2", "--end", "2025-07-08", "--shard", f"{k}/2", *FAST)
+        assert result.code == 0, result.stderr
+        mine = {t for t in tickers if zlib.crc32(t.encode()) % 2 == k - 1}  # an independent split
+        assert {r[0] for r in table_rows(dsn, STOCK)} == (mine if k == 1 else set(tickers))

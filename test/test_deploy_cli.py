@@ -32,7 +32,10 @@ from test.test_etf_backfill import expected_rows
 pytestmark = pytest.mark.slow
 
 
-def test_every_deployment_in_prefect_yaml_starts_and_finishes_through_a_worker(deployed: dict[str, str], dsn: str,
+ON_DEMAND = ["IBM", "ORCL", "CSCO", "INTC", "QCOM"]
+
+
+def test_every_deployment_in_prefect_yaml_starts_and_finishes_through_a_worker(deployed: dict[str, str], dsn: str, fake_yahoo: FakeYahoo,
                                                                                 tmp_path: Path) -> None:
     env, api = deployed, deployed["PREFECT_API_URL"]
     cache = str(tmp_path / "cache")
@@ -50,7 +53,8 @@ def test_every_deployment_in_prefect_yaml_starts_and_finishes_through_a_worker(d
         "jsonl-ingest/every-10-minutes": {"swing": str(tree.root / "swing"), "scalp": str(tree.root / "scalp"),
                                           "gaps": str(tree.root / "system" / "gap_*.jsonl")},
         "etf-backfill/shards": {"tickers": ["SPY"], "days": 5, "end_date": END, "delay": 0.0, "cache_dir": cache},
-        "backfill/on-demand": {"tickers": ["AAPL"], "start": "2025-07-07", "end": END, "delay": 0.0, "cache_dir": cache},
+        # fanned out: two shard runs of the deployment, each its share of the tickers
+        "backfill/on-demand": {"tickers": ON_DEMAND, "start": "2025-07-07", "end": END, "delay": 0.0, "cache_dir": cache, "shards": 2},
         "backfill/watchlist-weekdays-2215-utc": {"days": 2, "end": END, "delay": 0.0, "cache_dir": cache},  # the checkout's watchlist.txt
     }
     spec = yaml.safe_load((ROOT / "prefect.yaml").read_text(encoding="utf-8"))
@@ -69,7 +73,11 @@ def test_every_deployment_in_prefect_yaml_starts_and_finishes_through_a_worker(d
     stocks = {r[:2] for r in table_rows(dsn, "collected_daily_stock_history") if r[1] > dt.date(2025, 7, 3)}
     lines = (ROOT / "watchlist.txt").read_text(encoding="utf-8").splitlines()
     watchlist = [t.strip() for t in lines if t.strip() and not t.startswith("#")]
-    assert {(t, d) for t in {"AAPL", *watchlist} for d in (dt.date(2025, 7, 7), dt.date(2025, 7, 8))} <= stocks
+    assert {(t, d) for t in {*ON_DEMAND, *watchlist} for d in (dt.date(2025, 7, 7), dt.date(2025, 7, 8))} <= stocks
+    shards = filter_runs(api, flow_runs={"tags": {"all_": [f"fan-out-{ids['backfill/on-demand']}"]}})
+    assert sorted((r["parameters"]["shard"], r["state"]["type"]) for r in shards) == [("1/2", "COMPLETED"), ("2/2", "COMPLETED")]
+    fetched = [e.symbol for e in fake_yahoo.chart_requests() if e.symbol in ON_DEMAND]
+    assert sorted(fetched) == sorted(ON_DEMAND)  # each by one shard, once
     staggered = [r for r in table_rows(dsn, "collected_daily_etf_ohlc") if r[0] in ("XLK", "XLV") and r[1] > dt.date(2025, 6, 30)]
     assert staggered == expected_rows(["XLK", "XLV"], [dt.date(2025, 7, 1), dt.date(2025, 7, 2), dt.date(2025, 7, 3),
                                                        dt.date(2025, 7, 7), dt.date(2025, 7, 8)])
