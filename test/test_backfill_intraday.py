@@ -8,14 +8,19 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 
 from test.fake_yahoo import FakeYahoo, intraday_bar_for
-from test.fix_yahoo import CliRunner
+from test.fix_yahoo import ROOT, CliRunner, cli_env
 from test.nyse_days import NY, closed_trading_days, session_hours, trading_days
+from test.prefect_cli import wait_for
 
 CMD = "flows.backfill"
 FAST = ("--delay", "0", "--retry-wait", "0.01")
@@ -198,3 +203,25 @@ def test_the_coverage_report_shows_intraday_sessions_and_the_history_missing_fro
     text = run_cli("flows.backfill_status", "--table", "intraday", "--interval", "5m", "--start-date", str(days[0]))
     assert "not stored before its first session: 2 session(s) of the range" in text.stdout
     assert run_cli("flows.backfill_status", "--table", "stock", "--interval", "5m").code == 2
+
+
+def test_ctrl_c_mid_request_keeps_every_request_done_and_the_rerun_asks_only_for_the_rest(run_cli: CliRunner, dsn: str,
+                                                                                           fake_yahoo: FakeYahoo, tmp_path: Path) -> None:
+    days = closed_trading_days(10)
+    args = ["--tickers", "AAPL,MSFT", "--interval", "1m", "--start", str(days[0]), "--end", str(days[-1]), *FAST,
+            "--cache-dir", str(tmp_path / "cache")]
+    fake_yahoo.hang_seconds = 20
+    fake_yahoo.scripted["MSFT"] = [None, "hang"]  # its second request hangs: the first is stored by then
+    proc = subprocess.Popen([sys.executable, "-m", CMD, *args], cwd=ROOT, env=cli_env(fake_yahoo, dsn), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: "MSFT" in fake_yahoo.in_flight, 60, "MSFT's second request")
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, out + err
+    kept = stored(dsn)
+    assert {r[0] for r in kept} == {"AAPL", "MSFT"} and len({r[3] for r in kept if r[0] == "MSFT"}) < len(days)
+    fake_yahoo.reset_log()
+    again = run_cli(CMD, *args)
+    assert again.code == 0, again.stdout + again.stderr
+    assert {e.symbol for e in fake_yahoo.chart_requests()} == {"MSFT"}  # only what the stop left
+    assert stored(dsn) == expected("AAPL", "1m", 1, days) + expected("MSFT", "1m", 1, days)
