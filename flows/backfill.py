@@ -14,6 +14,7 @@ that resumes. The universe is resolved first (``tasks/prices/universe.py``).
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -110,6 +111,9 @@ PARAMS = [
     *source_params(delay=1.0, delay_help="seconds between network requests"),
     Param("batch", True, "one request per ticker instead of a batched download", annotation=bool, flag="--no-batch",
           action="store_false"),
+    Param("repair", False, "yfinance's price repair of what is fetched (100x unit mix-ups, missing dividend adjustments, bad "
+          "splits; its extra requests paced by the budget like the rest); a bar it changed has repaired = true", annotation=bool,
+          action="store_true"),
     Param("command", "backfill", "the command line that resume hints repeat", cli=False),
     DRY_RUN, ORCHESTRATE,
 ]
@@ -124,7 +128,7 @@ def options(values: dict[str, Any]) -> list[BackfillOptions | IntradayOptions]:
         RateLimited: State Street answered 429 for a holdings file.
     """
     dry_run = bool(values.get("dry_run", False))
-    settings = source_settings(values)
+    settings = dataclasses.replace(source_settings(values), repair=bool(values.get("repair", False)))
     start = as_date(values["start"], "start")
     days = None if values["days"] is None else int(values["days"])
     if (start is None) == (days is None):

@@ -5,15 +5,17 @@ WITH before AS (
     SELECT count(*) AS n FROM stage_intraday s
     JOIN collected_intraday_bars t ON t.ticker = s.ticker AND t.interval = %(interval)s AND t.bar_start = to_timestamp(s.bar_epoch)
 ), changed AS (
-    INSERT INTO collected_intraday_bars AS t (ticker, interval, bar_start, session, regular, open, high, low, close, volume, source,
-                                              fetched_at)
-    SELECT ticker, %(interval)s, to_timestamp(bar_epoch), session, regular = 1, open, high, low, close, volume, %(source)s, now()
+    INSERT INTO collected_intraday_bars AS t (ticker, interval, bar_start, session, regular, open, high, low, close, volume, repaired,
+                                              source, fetched_at)
+    SELECT ticker, %(interval)s, to_timestamp(bar_epoch), session, regular = 1, open, high, low, close, volume, coalesce(repaired, 0) = 1,
+           %(source)s, now()
     FROM stage_intraday
     ON CONFLICT (ticker, interval, bar_start) DO UPDATE SET
         session = EXCLUDED.session, regular = EXCLUDED.regular, open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low,
-        close = EXCLUDED.close, volume = EXCLUDED.volume, source = EXCLUDED.source, fetched_at = EXCLUDED.fetched_at
-    WHERE (t.open, t.high, t.low, t.close, t.volume, t.regular)
-          IS DISTINCT FROM (EXCLUDED.open, EXCLUDED.high, EXCLUDED.low, EXCLUDED.close, EXCLUDED.volume, EXCLUDED.regular)
+        close = EXCLUDED.close, volume = EXCLUDED.volume, repaired = EXCLUDED.repaired, source = EXCLUDED.source,
+        fetched_at = EXCLUDED.fetched_at
+    WHERE (t.open, t.high, t.low, t.close, t.volume, t.regular, t.repaired)
+          IS DISTINCT FROM (EXCLUDED.open, EXCLUDED.high, EXCLUDED.low, EXCLUDED.close, EXCLUDED.volume, EXCLUDED.regular, EXCLUDED.repaired)
     RETURNING 1
 )
 SELECT (SELECT n FROM before), (SELECT count(*) FROM changed)

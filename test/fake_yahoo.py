@@ -221,6 +221,7 @@ class FakeYahoo:
     blocked_until: float | None = None  # wall-clock time until which every request gets 429 (a block)
     max_per_second: float | None = None  # a request that makes more than this many in the last second (any host) gets 429
     revisions: dict[tuple[str, dt.date], float] = field(default_factory=dict)  # (symbol, day) → factor on that bar's prices
+    intraday_revisions: dict[tuple[str, int], float] = field(default_factory=dict)  # (symbol, bar start) → factor on its prices
     holdings: dict[str, list[tuple[str, str, float]]] = field(default_factory=dict)  # fund → holdings (default: holdings_for)
     sponsor_as_of: dt.date = dt.date(2025, 6, 30)  # the date the sponsor files say
     sponsor_files: dict[str, Any] = field(default_factory=dict)  # fund → bytes to serve, or an HTTP status
@@ -455,6 +456,12 @@ class FakeYahoo:
             return 200, {"Content-Type": "application/json"}, self._intraday_body(symbol, interval, query)
         return 200, {"Content-Type": "application/json"}, self._chart_body(symbol, query)
 
+    @staticmethod
+    def _revised(bar: dict[str, float | int], factor: float | None) -> dict[str, float | int]:
+        if factor is None:
+            return bar
+        return {k: (round(float(v) * factor, 4) if k != "volume" else v) for k, v in bar.items()}
+
     def _outside_window(self, interval: str, query: dict[str, str]) -> str | None:
         """Yahoo's refusal of an intraday request outside its windows (its words), or None."""
         minutes = INTRADAY_MINUTES[interval]
@@ -485,7 +492,7 @@ class FakeYahoo:
                 if p1 <= t < p2 and t + minutes * 60 <= now + minutes * 60:
                     stamps.append(t)
                 t += minutes * 60
-        bars = [intraday_bar_for(symbol, t, minutes) for t in stamps]
+        bars = [self._revised(intraday_bar_for(symbol, t, minutes), self.intraday_revisions.get((symbol, t))) for t in stamps]
         if prepost:
             trading: Any = {"pre": [[_period(a, b)] for a, b, _, _ in periods], "regular": [[_period(b, c)] for _, b, c, _ in periods],
                             "post": [[_period(c, d)] for _, _, c, d in periods]}

@@ -133,3 +133,18 @@ def test_a_shard_takes_its_share_of_the_tickers_by_a_stable_hash(run_cli: CliRun
         assert result.code == 0, result.stderr
         mine = {t for t in tickers if zlib.crc32(t.encode()) % 2 == k - 1}  # an independent split
         assert {r[0] for r in table_rows(dsn, STOCK)} == (mine if k == 1 else set(tickers))
+
+
+def test_repair_mends_a_100x_bar_and_marks_it(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo) -> None:
+    bad = dt.date(2025, 2, 3)
+    fake_yahoo.revisions[("AAPL", bad)] = 100.0  # a unit mix-up at the source: one session in cents
+    days = trading_days(dt.date(2025, 1, 2), dt.date(2025, 2, 28))
+    result = run_cli(CMD, "--tickers", "AAPL", "--start", "2025-01-02", "--end", "2025-02-28", "--repair", *FAST)
+    assert result.code == 0, result.stdout + result.stderr
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute("SELECT trade_date, close, repaired FROM collected_daily_stock_history ORDER BY 1").fetchall()
+    assert rows == [(d, pytest.approx(bar_for("AAPL", d)["close"], rel=1e-6), d == bad) for d in days]
+    plain = run_cli(CMD, "--tickers", "MSFT", "--start", "2025-01-02", "--end", "2025-01-10", *FAST)  # without: nothing marked
+    assert plain.code == 0
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT bool_or(repaired) FROM collected_daily_stock_history WHERE ticker = 'MSFT'").fetchone() == (False,)

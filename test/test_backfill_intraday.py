@@ -225,3 +225,16 @@ def test_ctrl_c_mid_request_keeps_every_request_done_and_the_rerun_asks_only_for
     assert again.code == 0, again.stdout + again.stderr
     assert {e.symbol for e in fake_yahoo.chart_requests()} == {"MSFT"}  # only what the stop left
     assert stored(dsn) == expected("AAPL", "1m", 1, days) + expected("MSFT", "1m", 1, days)
+
+
+def test_repair_mends_a_100x_intraday_bar_and_marks_it(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo) -> None:
+    days = closed_trading_days(2)
+    bad = regular_starts(days[1], 5)[30]
+    fake_yahoo.intraday_revisions[("AAPL", int(bad.timestamp()))] = 100.0
+    result = run_cli(CMD, "--tickers", "AAPL", "--interval", "5m", "--days", "2", "--repair", *FAST)
+    assert result.code == 0, result.stdout + result.stderr
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute("SELECT bar_start, close, repaired FROM collected_intraday_bars ORDER BY 1").fetchall()
+    want = [(r[2], r[8]) for r in expected("AAPL", "5m", 5, days)]
+    assert [(start, close) for start, close, _ in rows] == [(s, pytest.approx(c, rel=1e-6)) for s, c in want]
+    assert [start for start, _, repaired in rows if repaired] == [bad]

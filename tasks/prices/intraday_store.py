@@ -19,6 +19,7 @@ from tasks.core.types import StoreCounts
 TABLE = "collected_intraday_bars"
 STAGE_TYPES = {"ticker": "text", "bar_epoch": "int8", "session": "date", "regular": "int8", "open": "float8", "high": "float8",
                "low": "float8", "close": "float8", "volume": "int8"}
+REPAIRED = {"repaired": "int8"}  # with --repair: 1 where yfinance's repair changed the bar
 
 
 def month_partition(month: dt.date) -> tuple[str, tuple[str, dt.datetime, dt.datetime]]:
@@ -63,7 +64,8 @@ def store_intraday(conn: psycopg.Connection[Any], ticker: str, interval: str, ba
         with conn.transaction(), conn.cursor() as cur:
             if not bars.empty:
                 cur.execute(statement("stage_intraday"))
-                copy_frame(cur, "stage_intraday", STAGE_TYPES, bars.assign(ticker=ticker)[list(STAGE_TYPES)])
+                columns = {**STAGE_TYPES, **(REPAIRED if "repaired" in bars.columns else {})}
+                copy_frame(cur, "stage_intraday", columns, bars.assign(ticker=ticker)[list(columns)])
                 cur.execute(statement("upsert_intraday"), {"interval": interval, "source": "yahoo"})
                 row = cur.fetchone()
                 existed, changed = (int(row[0]), int(row[1])) if row else (0, 0)

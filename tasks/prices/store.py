@@ -17,7 +17,7 @@ from psycopg import sql
 from tasks.core.binary_copy import copy_frame
 from tasks.core.db import database_errors
 from tasks.core.sql_files import statement
-from tasks.core.types import BAR_COLUMNS, StoreCounts
+from tasks.core.types import StoreCounts
 
 ETF_TABLE = "collected_daily_etf_ohlc"
 STOCK_TABLE = "collected_daily_stock_history"
@@ -76,12 +76,13 @@ def store_bars(conn: psycopg.Connection[Any], table: str, bars: pd.DataFrame, *,
     """
     if bars.empty:
         return StoreCounts()
-    frame = bars[list(BAR_COLUMNS)]
+    columns = {**BAR_TYPES, **({"repaired": "int8"} if "repaired" in bars.columns else {})}  # fetched with --repair: marked
+    frame = bars[list(columns)]
     upsert = sql.SQL(statement("upsert_bars")).format(table=_table(table))
     with database_errors(f"writing {len(frame)} rows to {table} failed"):
         with conn.transaction(), conn.cursor() as cur:
             cur.execute(statement("stage_bars"))
-            copy_frame(cur, "stage_bars", BAR_TYPES, frame)
+            copy_frame(cur, "stage_bars", columns, frame)
             cur.execute(upsert, {"source": source, "table_name": table})
             row = cur.fetchone()
             cur.execute("DROP TABLE stage_bars")

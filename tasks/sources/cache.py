@@ -145,6 +145,8 @@ class DownloadCache:
             if why is not None:
                 raise ValueError(why)
             bars["volume"] = bars["volume"].astype("int64")
+            if "repaired" in data["bars"]:  # downloaded with --repair (kept in a cache of its own)
+                bars["repaired"] = pd.Series(data["bars"]["repaired"], dtype="int64")
             actions = pd.DataFrame({c: data["actions"][c] for c in ACTION_COLUMNS})
             if not actions.empty:
                 actions["ex_date"] = pd.to_datetime(actions["ex_date"], format="ISO8601").dt.date
@@ -180,7 +182,7 @@ class DownloadCache:
             "start": req.start.isoformat(),
             "end": req.end.isoformat(),
             "fetched_at": self._now(),
-            "bars": _columns(result.bars, BAR_COLUMNS),
+            "bars": _columns(result.bars, [*BAR_COLUMNS, *(["repaired"] if "repaired" in result.bars.columns else [])]),
             "actions": _columns(result.actions, ACTION_COLUMNS),
         }
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")

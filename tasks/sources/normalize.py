@@ -29,7 +29,8 @@ def normalize_history(symbol: str, frame: pd.DataFrame, within: tuple[dt.date, d
 
     Rows without a close are dropped (Yahoo sends null rows for halted days); a session given
     twice keeps its last row; bars come in date order; volume becomes an integer; ``adj_close``
-    falls back to close when the source omits it.
+    falls back to close when the source omits it. A frame yfinance repaired (``Repaired?``) gives
+    a ``repaired`` column (1: changed by the repair).
 
     Raises:
         KeyError: a price column is missing (the caller treats this as malformed data).
@@ -52,6 +53,7 @@ def normalize_history(symbol: str, frame: pd.DataFrame, within: tuple[dt.date, d
     values = {name: column[keep] for name, column in values.items()}
     volume = values["volume"]
     values["volume"] = np.where(np.isnan(volume), 0.0, volume).round()
+    repaired = frame["Repaired?"].to_numpy(dtype=bool)[keep] if "Repaired?" in frame.columns else None  # yfinance's repair ran
     why = implausible_values(values, days)
     if why is not None:  # before the cast: a float volume of 1.5e30 would wrap around to a negative int64
         raise ImplausibleBars(why)
@@ -59,8 +61,11 @@ def normalize_history(symbol: str, frame: pd.DataFrame, within: tuple[dt.date, d
         last_of_day = len(days) - 1 - np.unique(days[::-1], return_index=True)[1]
         days = days[last_of_day]
         values = {name: column[last_of_day] for name, column in values.items()}
+        repaired = repaired[last_of_day] if repaired is not None else None
     bars = pd.DataFrame({"ticker": symbol, "trade_date": days.astype(object),
                          **{name: values[name] for name in BAR_COLUMNS[2:-1]}, "volume": values["volume"].astype("int64")})
+    if repaired is not None:
+        bars["repaired"] = repaired.astype("int64")
     return bars, actions
 
 

@@ -28,6 +28,7 @@ class SourceSettings:
         max_retries: retries for transient failures only (timeouts, 5xx, resets), never a 429.
         retry_wait: first backoff before a retry, seconds (doubles, with jitter).
         timeout: seconds per HTTP request.
+        repair: downloads go through yfinance's price repair; the bars it changed are marked.
     """
 
     cache_dir: Path = Path(".cache")
@@ -40,6 +41,7 @@ class SourceSettings:
     max_retries: int = 3
     retry_wait: float = 1.0
     timeout: float = 10.0
+    repair: bool = False  # yfinance's price repair on every download (its extra requests paced like the rest)
 
     def budget(self, dsn: str) -> RateBudget:
         """The shared request budget every Yahoo request of this run takes a slot from."""
@@ -48,10 +50,12 @@ class SourceSettings:
     def source(self, budget: RateBudget | None, *, delay: float | None = None) -> YahooSource:
         """A Yahoo source paced by ``delay`` (default: ``self.delay``) and the shared ``budget``."""
         return YahooSource(self.cache_dir, limiter=MinIntervalGate(self.delay if delay is None else delay), budget=budget,
-                           max_retries=self.max_retries, timeout=self.timeout, backoff_initial=self.retry_wait)
+                           max_retries=self.max_retries, timeout=self.timeout, backoff_initial=self.retry_wait, repair=self.repair)
 
     def cache(self) -> DownloadCache:
-        return DownloadCache(self.cache_dir)
+        """The download cache; repaired downloads in one of their own (``repaired/``), so a run without
+        ``--repair`` never takes a repaired answer for Yahoo's, nor the other way round."""
+        return DownloadCache(self.cache_dir / "repaired" if self.repair else self.cache_dir)
 
     def spread_over(self, processes: int) -> SourceSettings:
         """The settings for one of ``processes`` workers: each spaces its requests ``processes`` times

@@ -193,6 +193,7 @@ class YahooSource:
         max_retries: extra attempts for transient failures only.
         timeout: seconds per HTTP request.
         sleep: how tenacity waits between attempts (injected for tests).
+        repair: yfinance's price repair on every download (``repaired`` column of the bars).
     """
 
     def __init__(
@@ -206,6 +207,7 @@ class YahooSource:
         sleep: Callable[[float], None] = time.sleep,
         backoff_initial: float = 1.0,
         backoff_max: float = 30.0,
+        repair: bool = False,
     ) -> None:
         configure_yfinance(cache_dir)
         from yfinance.data import YfData
@@ -218,6 +220,7 @@ class YahooSource:
         self.timeout = timeout
         self._sleep = sleep
         self._backoff = (backoff_initial, backoff_max)
+        self.repair = repair
 
     @property
     def request_count(self) -> int:
@@ -279,7 +282,7 @@ class YahooSource:
             frame = yf.download(
                 [r.symbol for r in group], start=start.isoformat(), end=next_day(end).isoformat(),
                 interval="1d", auto_adjust=False, actions=True, group_by="ticker", threads=False,
-                progress=False, timeout=self.timeout, multi_level_index=True, session=self.session,
+                progress=False, timeout=self.timeout, multi_level_index=True, session=self.session, repair=self.repair,
             )
             if self.session.budget_error is not None:
                 raise self.session.budget_error
@@ -310,7 +313,7 @@ class YahooSource:
                 ticker._tz = NY_TZ
             return ticker.history(
                 start=request.start.isoformat(), end=next_day(request.end).isoformat(), interval="1d",
-                auto_adjust=False, actions=True, repair=False, timeout=self.timeout,
+                auto_adjust=False, actions=True, repair=self.repair, timeout=self.timeout,
             )
 
         frame = self._ask(request.symbol, history)
@@ -334,7 +337,7 @@ class YahooSource:
             if _us_listed(symbol):
                 ticker._tz = NY_TZ  # skip yfinance's timezone probe, as for daily bars
             return ticker.history(start=int(start.timestamp()), end=int(end.timestamp()), interval=interval, prepost=prepost,
-                                  auto_adjust=False, actions=False, repair=False, timeout=self.timeout)
+                                  auto_adjust=False, actions=False, repair=self.repair, timeout=self.timeout)
 
         frame = self._ask(symbol, history)
         if frame is None or frame.empty:
@@ -342,6 +345,8 @@ class YahooSource:
         try:
             out = pd.DataFrame({"bar_start": pd.DatetimeIndex(frame.index).tz_convert("UTC"),
                                 **{c.lower(): frame[c].to_numpy() for c in ("Open", "High", "Low", "Close", "Volume")}})
+            if "Repaired?" in frame.columns:
+                out["repaired"] = frame["Repaired?"].to_numpy(dtype=bool).astype("int64")
         except (KeyError, ValueError, TypeError) as exc:
             raise TransientSourceError(symbol, f"malformed data from source: {exc}") from exc
         out = out.dropna(subset=["open", "high", "low", "close"], how="all")
