@@ -177,6 +177,10 @@ def session_periods(period1: int, period2: int) -> list[tuple[int, int, int, int
     return out
 
 
+def _open_of(day: dt.date) -> int:
+    return int(_CAL.session_open(pd.Timestamp(day)).timestamp())
+
+
 def _period(start: int, end: int) -> dict[str, Any]:
     offset = int(pd.Timestamp(start, unit="s", tz="UTC").tz_convert(NY).utcoffset().total_seconds())
     return {"timezone": "EDT" if offset == -14400 else "EST", "start": start, "end": end, "gmtoffset": offset}
@@ -456,6 +460,18 @@ class FakeYahoo:
             return 200, {"Content-Type": "application/json"}, self._intraday_body(symbol, interval, query)
         return 200, {"Content-Type": "application/json"}, self._chart_body(symbol, query)
 
+    def _split_adjusted(self, symbol: str, start: int, bar: dict[str, float | int]) -> dict[str, float | int]:
+        """An intraday bar as Yahoo serves it today: prices divided (volume multiplied) by every split
+        after its session."""
+        day = pd.Timestamp(start, unit="s", tz="UTC").tz_convert(NY).date()
+        ratio = 1.0
+        for ex_date, (num, den) in self.splits.get(symbol, {}).items():
+            if ex_date > day:
+                ratio *= num / den
+        if ratio == 1.0:
+            return bar
+        return {k: (round(float(v) / ratio, 4) if k != "volume" else int(round(int(v) * ratio))) for k, v in bar.items()}
+
     @staticmethod
     def _revised(bar: dict[str, float | int], factor: float | None) -> dict[str, float | int]:
         if factor is None:
@@ -492,7 +508,8 @@ class FakeYahoo:
                 if p1 <= t < p2 and t + minutes * 60 <= now + minutes * 60:
                     stamps.append(t)
                 t += minutes * 60
-        bars = [self._revised(intraday_bar_for(symbol, t, minutes), self.intraday_revisions.get((symbol, t))) for t in stamps]
+        revised = [self._revised(intraday_bar_for(symbol, t, minutes), self.intraday_revisions.get((symbol, t))) for t in stamps]
+        bars = [self._split_adjusted(symbol, t, bar) for t, bar in zip(stamps, revised, strict=True)]
         if prepost:
             trading: Any = {"pre": [[_period(a, b)] for a, b, _, _ in periods], "regular": [[_period(b, c)] for _, b, c, _ in periods],
                             "post": [[_period(c, d)] for _, _, c, d in periods]}
@@ -507,6 +524,11 @@ class FakeYahoo:
         }
         result: dict[str, Any] = {"meta": meta, "timestamp": stamps,
                                   "indicators": {"quote": [{k: [b[k] for b in bars] for k in ("open", "high", "low", "close", "volume")}]}}
+        days = {pd.Timestamp(t, unit="s", tz="UTC").tz_convert(NY).date() for t in stamps}
+        splits = {d: v for d, v in self.splits.get(symbol, {}).items() if d in days}
+        if splits:  # on the first bar of its session, as Yahoo stamps a split in an intraday answer
+            result["events"] = {"splits": {str(_open_of(d)): {"date": _open_of(d), "numerator": n, "denominator": m,
+                                                              "splitRatio": f"{n}:{m}"} for d, (n, m) in splits.items()}}
         return json.dumps({"chart": {"result": [result], "error": None}}).encode()
 
     def _chart_body(self, symbol: str, query: dict[str, str]) -> bytes:

@@ -238,3 +238,34 @@ def test_repair_mends_a_100x_intraday_bar_and_marks_it(run_cli: CliRunner, dsn: 
     want = [(r[2], r[8]) for r in expected("AAPL", "5m", 5, days)]
     assert [(start, close) for start, close, _ in rows] == [(s, pytest.approx(c, rel=1e-6)) for s, c in want]
     assert [start for start, _, repaired in rows if repaired] == [bad]
+
+
+def test_bars_stored_before_a_split_are_restated_as_yahoo_serves_them_after_it(run_cli: CliRunner, dsn: str, pg_server_dsn: str,
+                                                                                  fake_yahoo: FakeYahoo) -> None:
+    from test.fix_db import fresh_database
+
+    days = closed_trading_days(6)
+    split = days[3]
+    first = run_cli(CMD, "--tickers", "AAPL", "--interval", "1h", "--start", str(days[0]), "--end", str(days[2]), *FAST)
+    assert first.code == 0, first.stdout + first.stderr
+    with psycopg.connect(dsn, autocommit=True) as conn:  # that run was days ago, before the split
+        conn.execute("UPDATE collected_intraday_bars SET fetched_at = %s", (dt.datetime.combine(days[0], dt.time(20), NY),))
+    fake_yahoo.splits["AAPL"] = {split: (4, 1)}  # a 4-for-1 split: Yahoo now serves earlier bars divided by 4
+    args = ("--tickers", "AAPL", "--interval", "1h", "--start", str(days[0]), "--end", str(days[5]), *FAST)
+    fake_yahoo.reset_log()
+    result = run_cli(CMD, *args)
+    assert result.code == 0, result.stdout + result.stderr
+    assert len(fake_yahoo.chart_requests()) == 1  # only the sessions not stored were asked for
+    with fresh_database(pg_server_dsn) as clean:  # what one run after the split stores
+        assert run_cli(CMD, *args, env={"DATABASE_URL": clean}).code == 0
+        want = stored(clean)
+    got = stored(dsn)
+    assert [r[:5] for r in got] == [r[:5] for r in want]
+    assert [r[5:] for r in got] == [tuple(pytest.approx(v, rel=1e-6) for v in r[5:]) for r in want]
+    before = [r for r in got if r[3] < split]
+    assert before and all(r[8] == pytest.approx(intraday_bar_for("AAPL", int(r[2].timestamp()), 60)["close"] / 4, rel=1e-6)
+                          for r in before)
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT ex_date, ratio, bars FROM intraday_split_restatements").fetchall() == [(split, 4.0, len(before))]
+    again = run_cli(CMD, *args)  # applied once: a rerun restates nothing again
+    assert again.code == 0 and stored(dsn) == got

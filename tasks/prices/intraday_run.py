@@ -21,14 +21,15 @@ import pandas as pd
 from tasks.core.calendar import NY_TZ, last_closed_session
 from tasks.core.commands import plain, resume_hint
 from tasks.core.db import database_errors, open_database
-from tasks.core.display import Reporter, printer
+from tasks.core.display import Reporter, format_eta, printer
 from tasks.core.errors import BadInput, NoData, Outcome, RateLimited, SourceError
 from tasks.core.runs import finish_run, record_item, start_run
 from tasks.core.types import StoreCounts
 from tasks.prices.backfill import ItemOutcome, Summary
 from tasks.prices.intraday_plan import SETTLED_AFTER, RangePlan, Request, Session, plan_range, requests_for
-from tasks.prices.intraday_store import ensure_months, fetched_sessions, store_intraday
-from tasks.sources.budget import describe_budget, peek_budget
+from tasks.prices.intraday_store import ensure_months, fetched_sessions, restate_for_splits, store_intraday
+from tasks.prices.store import store_actions
+from tasks.sources.budget import budget_eta_seconds, describe_budget, peek_budget
 from tasks.sources.settings import SourceSettings
 from tasks.sources.yahoo import YahooSource
 
@@ -130,10 +131,15 @@ def run_intraday(opts: IntradayOptions, *, dsn: str, command: str, wrap: Callabl
         status = "interrupted"
         budget = settings.budget(dsn)
         sessions = {s.day: s for s in window.sessions}
+        pace = peek_budget(conn, settings.rate_budget, settings.rate_per_min)  # the ETA: the budget's rate as it stands
+
+        def eta(left: int) -> str:
+            return format_eta(budget_eta_seconds(pace, left, delay=settings.delay)) if left else ""
+
         try:
             with database_errors("the database failed mid-run (what committed is kept)"):
                 fetch_all(plans, opts, conn=conn, run_id=run_id, summary=summary, reporter=reporter, wrap=wrap,
-                          source=lambda: settings.source(budget), sessions=sessions)
+                          source=lambda: settings.source(budget), sessions=sessions, eta=eta)
             status = "rate_limited" if summary.rate_limited else ("failed" if summary.failures or summary.only_no_data else "done")
         except Exception:
             status = "failed"
@@ -157,9 +163,11 @@ def line(summary: Summary, interval: str) -> str:
 
 
 def fetch_all(plans: list[TickerPlan], opts: IntradayOptions, *, conn: Any, run_id: int, summary: Summary, reporter: Reporter,
-              wrap: Callable[..., Any], source: Callable[[], YahooSource], sessions: dict[dt.date, Session]) -> None:
-    """Each ticker's requests in turn; stops at the first 429."""
+              wrap: Callable[..., Any], source: Callable[[], YahooSource], sessions: dict[dt.date, Session],
+              eta: Callable[[int], str] = lambda left: "") -> None:
+    """Each ticker's requests in turn, the status saying the ETA of the requests left (``eta``); stops at the first 429."""
     made: list[YahooSource] = []
+    left = sum(len(p.requests) for p in plans)
     fetch = wrap(fetch_request, "fetch-bars")
     for plan in plans:
         if not plan.requests:
@@ -173,7 +181,8 @@ def fetch_all(plans: list[TickerPlan], opts: IntradayOptions, *, conn: Any, run_
         counts, rows = StoreCounts(), 0
         error: SourceError | None = None
         for k, request in enumerate(plan.requests, start=1):
-            reporter.status(f"{plan.ticker}: request {k}/{len(plan.requests)} ({request.first} .. {request.last})")
+            reporter.status(f"{plan.ticker}: request {k}/{len(plan.requests)} ({request.first} .. {request.last})", eta(left))
+            left -= 1
             try:
                 got, n = fetch(made[0], conn, plan.ticker, opts, request, sessions)
             except RateLimited as exc:
@@ -205,12 +214,17 @@ def fetch_request(source: YahooSource, conn: Any, ticker: str, opts: IntradayOpt
     Raises:
         RateLimited, SourceError: as ``YahooSource.fetch_intraday`` (nothing of the request stored).
     """
-    frame = source.fetch_intraday(ticker, opts.interval, request.start, request.end, prepost=opts.prepost)
+    frame, splits = source.fetch_intraday(ticker, opts.interval, request.start, request.end, prepost=opts.prepost)
     bars = bars_of(frame, [sessions[d] for d in request.sessions], prepost=opts.prepost)
     ensure_months(conn, bars["bar_start"].tolist() if not bars.empty else [])
     found = collections.Counter(bars["session"].tolist())
     counts = {d: found[d] for d in request.sessions}
-    return store_intraday(conn, ticker, opts.interval, bars, counts, prepost=opts.prepost), len(bars)
+    stored = store_intraday(conn, ticker, opts.interval, bars, counts, prepost=opts.prepost)
+    if splits:  # recorded with the daily runs' actions; the bars stored before them are restated
+        store_actions(conn, pd.DataFrame({"ticker": ticker, "ex_date": [d for d, _ in splits], "kind": "split",
+                                          "value": [r for _, r in splits]}))
+    restate_for_splits(conn, ticker)
+    return stored, len(bars)
 
 
 def bars_of(frame: pd.DataFrame, sessions: list[Session], *, prepost: bool) -> pd.DataFrame:

@@ -76,3 +76,30 @@ def store_intraday(conn: psycopg.Connection[Any], ticker: str, interval: str, ba
                 " ON CONFLICT (ticker, interval, session, prepost) DO UPDATE SET bars = EXCLUDED.bars, fetched_at = now()",
                 [(ticker, interval, day, prepost, count) for day, count in sessions.items()])
     return StoreCounts(new=new, updated=changed - new, unchanged=len(bars) - changed)
+
+
+def restate_for_splits(conn: psycopg.Connection[Any], ticker: str) -> int:
+    """Restate the ticker's stored intraday bars for each split known (``corporate_actions``) and not
+    yet applied (migration 021): bars of sessions before the ex-date that were fetched before it
+    (Yahoo had not adjusted them) get prices divided and volume multiplied by the ratio. One
+    transaction; returns the bars restated.
+
+    Raises:
+        StoreError: PostgreSQL refused it (nothing restated).
+    """
+    total = 0
+    with database_errors(f"restating the intraday bars of {ticker} for splits failed"):
+        with conn.transaction():
+            pending = conn.execute(
+                "SELECT a.ex_date, a.value FROM corporate_actions a WHERE a.ticker = %s AND a.kind = 'split' AND a.value > 0"
+                " AND NOT EXISTS (SELECT 1 FROM intraday_split_restatements r WHERE r.ticker = a.ticker AND r.ex_date = a.ex_date)"
+                " ORDER BY a.ex_date FOR UPDATE OF a", (ticker,)).fetchall()
+            for ex_date, ratio in pending:
+                done = conn.execute(
+                    "UPDATE collected_intraday_bars SET open = open / %(r)s, high = high / %(r)s, low = low / %(r)s, close = close / %(r)s,"
+                    " volume = round(volume * %(r)s) WHERE ticker = %(t)s AND session < %(d)s"
+                    " AND fetched_at < (%(d)s::timestamp AT TIME ZONE 'America/New_York')", {"r": ratio, "t": ticker, "d": ex_date})
+                conn.execute("INSERT INTO intraday_split_restatements (ticker, ex_date, ratio, bars) VALUES (%s, %s, %s, %s)",
+                             (ticker, ex_date, ratio, done.rowcount))
+                total += done.rowcount
+    return total

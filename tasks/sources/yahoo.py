@@ -321,9 +321,11 @@ class YahooSource:
             raise self._classify(request.symbol, None)
         return self._to_result(request, frame)
 
-    def fetch_intraday(self, symbol: str, interval: str, start: dt.datetime, end: dt.datetime, *, prepost: bool) -> pd.DataFrame:
+    def fetch_intraday(self, symbol: str, interval: str, start: dt.datetime, end: dt.datetime, *,
+                       prepost: bool) -> tuple[pd.DataFrame, list[tuple[dt.date, float]]]:
         """Intraday bars in [start, end) (``bar_start`` UTC, ``open high low close volume``), as
-        Yahoo serves them (``prepost``: with pre- and post-market bars), retrying transient failures.
+        Yahoo serves them (``prepost``: with pre- and post-market bars), retrying transient failures;
+        and the splits the answer names (ex-date, ratio).
 
         Raises:
             RateLimited: the source answered 429 (no retry).
@@ -332,12 +334,13 @@ class YahooSource:
         """
         return self._retrying()(self._intraday_once, symbol, interval, start, end, prepost)
 
-    def _intraday_once(self, symbol: str, interval: str, start: dt.datetime, end: dt.datetime, prepost: bool) -> pd.DataFrame:
+    def _intraday_once(self, symbol: str, interval: str, start: dt.datetime, end: dt.datetime,
+                       prepost: bool) -> tuple[pd.DataFrame, list[tuple[dt.date, float]]]:
         def history(ticker: Any) -> Any:
             if _us_listed(symbol):
                 ticker._tz = NY_TZ  # skip yfinance's timezone probe, as for daily bars
             return ticker.history(start=int(start.timestamp()), end=int(end.timestamp()), interval=interval, prepost=prepost,
-                                  auto_adjust=False, actions=False, repair=self.repair, timeout=self.timeout)
+                                  auto_adjust=False, actions=True, repair=self.repair, timeout=self.timeout)
 
         frame = self._ask(symbol, history)
         if frame is None or frame.empty:
@@ -347,12 +350,18 @@ class YahooSource:
                                 **{c.lower(): frame[c].to_numpy() for c in ("Open", "High", "Low", "Close", "Volume")}})
             if "Repaired?" in frame.columns:
                 out["repaired"] = frame["Repaired?"].to_numpy(dtype=bool).astype("int64")
+            # A split, on the first bar of its session (kept before rows without prices are dropped).
+            out["split"] = pd.to_numeric(frame["Stock Splits"], errors="coerce").fillna(0.0).to_numpy() \
+                if "Stock Splits" in frame.columns else 0.0
         except (KeyError, ValueError, TypeError) as exc:
             raise TransientSourceError(symbol, f"malformed data from source: {exc}") from exc
+        marked = out[out["split"] > 0]
+        splits = [(pd.Timestamp(t).tz_convert(NY_TZ).date(), float(r)) for t, r in zip(marked["bar_start"], marked["split"], strict=True)]
+        out = out.drop(columns="split")
         out = out.dropna(subset=["open", "high", "low", "close"], how="all")
         if out.empty:
             raise NoData(symbol, "no data for the requested sessions")
-        return out.reset_index(drop=True)
+        return out.reset_index(drop=True), splits
 
     def fund_holdings(self, symbol: str) -> pd.DataFrame:
         """A fund's top holdings (``holding, name, weight``; weight as a fraction), retrying transient failures.
