@@ -15,6 +15,7 @@ that resumes. The universe is resolved first (``tasks/prices/universe.py``).
 from __future__ import annotations
 
 import dataclasses
+import shlex
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -38,8 +39,10 @@ from flows.params import (
 from flows.settings import data_dsn, holdings_url
 from tasks.core.calendar import MAX_DAYS
 from tasks.core.commands import command_line
+from tasks.core.db import open_database
 from tasks.core.display import printer
 from tasks.core.errors import BadInput, Outcome
+from tasks.core.runs import last_unfinished_run
 from tasks.core.tickers import parse_shard
 from tasks.prices.backfill import Summary
 from tasks.prices.backfill_run import BackfillOptions, run_backfill, summary_markdown
@@ -51,7 +54,7 @@ from tasks.sources.budget import parse_rate
 
 FLOW_NAME = "backfill"
 TABLES = {"stock": STOCK_TABLE, "etf": ETF_TABLE}
-INTERVALS = ("1d", "1h", "90m", "30m", "15m", "5m", "2m", "1m")  # Yahoo's names; all but 1d are INTRADAY
+INTERVALS = ("1d", "1wk", "1mo", "1h", "90m", "30m", "15m", "5m", "2m", "1m")  # Yahoo's names; 1h .. 1m are INTRADAY
 HOLDINGS_RATE = "20/min"  # State Street's files, as the pipeline paces them
 
 
@@ -99,9 +102,9 @@ PARAMS = [
     Param("start", None, "first day, YYYY-MM-DD (or --days)", annotation=str | None, type=date_text),
     Param("end", None, "last day, YYYY-MM-DD (default: the last closed NYSE session)", annotation=str | None, type=date_text),
     Param("days", None, "instead of --start: the last N NYSE sessions up to --end", annotation=int | None, type=int_in(1, MAX_DAYS)),
-    Param("interval", "1d", "bar size, Yahoo's names: 1d daily; 1h, 90m, 30m, 15m, 5m, 2m, 1m intraday (Yahoo serves 1h for "
-          "730 days back, 2m-90m for 60, 1m for 30); several comma-separated, collected in turn, e.g. 1d,1m", type=interval_text,
-          metavar="1d|1h|90m|30m|15m|5m|2m|1m[,...]"),
+    Param("interval", "1d", "bar size, Yahoo's names: 1d daily (1wk, 1mo: the daily bars, weekly and monthly in views of them); "
+          "1h, 90m, 30m, 15m, 5m, 2m, 1m intraday (Yahoo serves 1h for 730 days back, 2m-90m for 60, 1m for 30); several "
+          "comma-separated, collected in turn, e.g. 1d,1m", type=interval_text, metavar="1d|1wk|1mo|1h|90m|30m|15m|5m|2m|1m[,...]"),
     Param("prepost", False, "intraday: pre- and post-market bars too (default: regular hours)", annotation=bool, action="store_true"),
     Param("shard", None, "only this share of the tickers, K/N (a stable hash of the name: the N shards never overlap and hold "
           "every ticker; one per machine, or what a fan-out gives each run)", annotation=str | None, type=shard_text, metavar="K/N"),
@@ -114,9 +117,44 @@ PARAMS = [
     Param("repair", False, "yfinance's price repair of what is fetched (100x unit mix-ups, missing dividend adjustments, bad "
           "splits; its extra requests paced by the budget like the rest); a bar it changed has repaired = true", annotation=bool,
           action="store_true"),
+    Param("resume", False, "continue the last backfill that did not finish (stopped, rate limited, crashed) with its own flags",
+          annotation=bool, action="store_true"),
     Param("command", "backfill", "the command line that resume hints repeat", cli=False),
     DRY_RUN, ORCHESTRATE,
 ]
+
+
+# What a run fetches: --resume takes these from the interrupted run and refuses them given again.
+RUN_SHAPING = {"tickers", "universe", "start", "end", "days", "interval", "prepost", "shard", "table", "batch", "repair"}
+
+
+def resumed(values: dict[str, Any]) -> dict[str, Any]:
+    """With ``resume``: the values of the last backfill that did not finish, read back from the
+    command it recorded (the flags after the program's name), its command kept for the hints; the
+    settings given now that do not shape what is fetched (cache, rate, delay, ...) apply.
+
+    Raises:
+        BadInput: other flags given with it, or nothing to resume.
+    """
+    if not values.get("resume"):
+        return values
+    shaped = [p.option for p in PARAMS if p.name in RUN_SHAPING and values.get(p.name, p.default) != p.default]
+    if shaped:
+        raise BadInput(f"--resume uses the interrupted run's own flags; drop {' '.join(shaped)}")
+    conn = open_database(data_dsn())
+    try:
+        record = last_unfinished_run(conn, FLOW_NAME)
+    finally:
+        conn.close()
+    if record is None:
+        raise BadInput("nothing to resume: the last backfill finished (or none has run); start a new one")
+    words = shlex.split(record.command)
+    flags = words[next((i for i, w in enumerate(words) if w.startswith("--")), len(words)):]
+    again = flow_values(build_parser().parse_args(flags), PARAMS, command=record.command)
+    here = {p.name: values[p.name] for p in PARAMS if p.flow and p.cli and p.name not in RUN_SHAPING and p.name != "resume"
+            and values.get(p.name, p.default) != p.default}  # this machine's settings (cache, rate, ...) given now
+    printer(None)(f"Resuming backfill run {record.run_id} ({record.status}): {record.command}")
+    return {**again, **here, "dry_run": values.get("dry_run", False)}
 
 
 def options(values: dict[str, Any]) -> list[BackfillOptions | IntradayOptions]:
@@ -156,7 +194,7 @@ def options(values: dict[str, Any]) -> list[BackfillOptions | IntradayOptions]:
         if interval in INTRADAY:
             out.append(IntradayOptions(tickers=tuple(chosen), interval=interval, start_date=start, days=days, end_date=end,
                                        prepost=bool(values["prepost"]), dry_run=dry_run, run_name=FLOW_NAME, source=settings))
-        else:
+        elif not any(isinstance(o, BackfillOptions) for o in out):  # 1d, 1wk, 1mo: the daily bars (weekly, monthly: views of them)
             out.append(BackfillOptions(tickers=tuple(chosen), days=days, start_date=start, end_date=end, batch=bool(values["batch"]),
                                        dry_run=dry_run, table=TABLES[str(values["table"])], source=settings, run_name=FLOW_NAME,
                                        title="Backfill", end_flag="--end"))
@@ -198,7 +236,11 @@ def build_flow() -> Any:
             from flows.fan_out import fan_out
 
             return run_in_flow(FLOW_NAME, "Backfill over shards", lambda log: fan_out(values, log))
-        return run_in_flow(FLOW_NAME, "Backfill", lambda log: run(options(values), command=command, wrap=prefect_task, log=log),
+        def backfill(log: Any) -> tuple[Outcome, Summary | None]:
+            given = resumed(values)
+            return run(options(given), command=run_command(FLOW_NAME, PARAMS, given), wrap=prefect_task, log=log)
+
+        return run_in_flow(FLOW_NAME, "Backfill", backfill,
                            markdown=lambda summary, code: summary_markdown(summary, code, command, "Backfill"))
 
     return flow(name=FLOW_NAME, log_prints=False, validate_parameters=False)(flow_function(FLOW_NAME, PARAMS, body, __doc__))
@@ -222,7 +264,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from flows.prefect_glue import run_flow
 
             return run_flow(build_flow(), values)
-        return run(options({**values, "dry_run": ns.dry_run}), command=command)[0]
+        given = resumed({**values, "dry_run": ns.dry_run})
+        return run(options(given), command=str(given["command"]))[0]
 
     return run_cli(body)
 

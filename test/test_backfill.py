@@ -148,3 +148,43 @@ def test_repair_mends_a_100x_bar_and_marks_it(run_cli: CliRunner, dsn: str, fake
     assert plain.code == 0
     with psycopg.connect(dsn) as conn:
         assert conn.execute("SELECT bool_or(repaired) FROM collected_daily_stock_history WHERE ticker = 'MSFT'").fetchone() == (False,)
+
+
+def test_resume_continues_the_stopped_run_with_its_own_flags(run_cli: CliRunner, dsn: str, pg_server_dsn: str,
+                                                             fake_yahoo: FakeYahoo) -> None:
+    from test.fix_db import fresh_database
+
+    args = ("--tickers", "AAPL,MSFT,NVDA", "--start", "2025-06-02", "--end", "2025-07-08", "--no-batch", *FAST)
+    fake_yahoo.rate_limit_after = 1
+    assert run_cli(CMD, *args, "--rate-limit-sleep", "0").code == 75
+    fake_yahoo.rate_limit_after = None
+    assert run_cli(CMD, "--resume", "--tickers", "AAPL").code == 2  # its own flags, not others
+    resumed = run_cli(CMD, "--resume")
+    assert resumed.code == 0, resumed.stdout + resumed.stderr
+    assert "Resuming backfill run 1 (rate_limited): " in resumed.stdout
+    with fresh_database(pg_server_dsn) as clean:
+        assert run_cli(CMD, *args, env={"DATABASE_URL": clean}).code == 0
+        assert table_rows(dsn, STOCK) == table_rows(clean, STOCK)
+    done = run_cli(CMD, "--resume")
+    assert done.code == 2 and "nothing to resume: the last backfill finished" in done.stderr
+
+
+def test_weekly_and_monthly_bars_are_views_of_the_daily_ones(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo) -> None:
+    result = run_cli(CMD, "--tickers", "AAPL", "--interval", "1wk,1mo", "--start", "2025-06-02", "--end", "2025-07-08", *FAST)
+    assert result.code == 0, result.stderr
+    assert len(fake_yahoo.chart_requests()) == 1  # one daily fetch serves both
+    days = trading_days(dt.date(2025, 6, 2), dt.date(2025, 7, 8))
+    for view, key in (("collected_weekly_stock_bars", lambda d: d - dt.timedelta(days=d.weekday())),
+                      ("collected_monthly_stock_bars", lambda d: d.replace(day=1))):
+        groups: dict[dt.date, list[dt.date]] = {}
+        for d in days:
+            groups.setdefault(key(d), []).append(d)
+        want = []
+        for start, members in sorted(groups.items()):
+            bars = [bar_for("AAPL", d) for d in members]
+            want.append(("AAPL", start, members[0], members[-1], bars[0]["open"], max(b["high"] for b in bars),
+                         min(b["low"] for b in bars), bars[-1]["close"], bars[-1]["adj_close"], sum(b["volume"] for b in bars),
+                         len(members)))
+        with psycopg.connect(dsn) as conn:
+            got = conn.execute(f"SELECT * FROM {view} ORDER BY 2").fetchall()  # noqa: S608 (our own view names)
+        assert got == want, view
