@@ -21,7 +21,7 @@ echo Installing uv with %PYTHON% ...
 if errorlevel 1 goto :fail
 for /f "delims=" %%i in ('%PYTHON% -c "import sysconfig,os;print(sysconfig.get_path('scripts', os.name + '_user'))"') do set "PATH=%%i;%PATH%"
 :sync
-uv sync --locked --project "%~dp0."
+uv sync --locked --compile-bytecode --project "%~dp0."
 if errorlevel 1 goto :fail
 exit /b 0
 :fail

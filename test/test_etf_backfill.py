@@ -115,6 +115,7 @@ def test_the_resume_hint_of_a_run_started_with_uv_run_works_when_typed_back(dsn:
     end_cooldown(dsn)
     typed = subprocess.run(["bash", "-c", hint.group(1)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert typed.returncode == 0, typed.stdout + typed.stderr
+    assert typed.stderr == ""  # no line that is not the command's own (uv said "Bytecode compiled ..." on every run)
     assert table_rows(dsn, "collected_daily_etf_ohlc") == expected_rows(["SPY", "XLK"], FIVE_SESSIONS)
 
 

@@ -79,7 +79,7 @@ def test_arguments_reach_uv_unchanged(wine: dict[str, Path]) -> None:
                                path=["bin"])
     assert code == 0, out
     checkout = "Z:" + str(wine["checkout"]).replace("/", "\\")
-    assert [c[3:] for c in calls if c[3:4] == ["sync"]] == [["sync", "--locked", "--project", checkout + "\\."]]
+    assert [c[3:] for c in calls if c[3:4] == ["sync"]] == [["sync", "--locked", "--compile-bytecode", "--project", checkout + "\\."]]
     assert uv_runs(calls) == [["run", "--project", checkout + "\\.", "etf-backfill", "--days", "20", "--tickers", "XLK,XLV", "--plot",
                                "my dir (2)\\cov & co ^!.png", "--days", "60"]]
 
