@@ -128,3 +128,20 @@ def test_a_database_url_with_a_password_is_never_echoed(run_cli: CliRunner, url:
     result = run_cli(STATUS, env={"DATABASE_URL": url})
     assert result.code == 1 and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert secret not in result.stdout + result.stderr and "S3" not in result.stderr
+
+
+def test_missing_history_before_the_first_bar_counts_and_tickers_select_rows(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo,
+                                                                              tmp_path: Path) -> None:
+    """A backfill that did not reach the asked start is not complete (it showed 5/5, 0 gaps), and
+    ``--tickers`` gives no row in a table that never held the ticker (it invented a benchmark row)."""
+    assert run_cli(ETF, "--days", "5", "--end-date", "2025-06-30", "--delay", "0", "--tickers", "XLK").code == 0
+    result = run_cli(STATUS, *RANGE, "--tickers", "XLK,XLF", "--json")
+    assert result.code == 1
+    rows = json.loads(result.stdout)["tickers"]
+    sessions = trading_days(dt.date(2025, 6, 2), dt.date(2025, 6, 30))
+    assert [(r["table"], r["ticker"]) for r in rows] == [("collected_daily_etf_ohlc", "XLK"), ("(in no table)", "XLF")]
+    assert rows[0]["gaps"] == [d.isoformat() for d in sessions[:-5]] and rows[0]["stored"] == 5
+    assert rows[0]["expected"] == len(sessions) and rows[0]["before_first"] == len(sessions) - 5
+    assert len(rows[1]["gaps"]) == len(sessions) and rows[1]["due"] is True
+    text = run_cli(STATUS, *RANGE, "--tickers", "XLK")
+    assert f"{len(sessions) - 5} of them before its first stored session (2025-06-24)" in text.stdout

@@ -1,9 +1,11 @@
 """Coverage of the stored daily bars: per ticker and table, what is there, what is missing, what is due.
 
-Expected sessions come from the NYSE calendar. A gap is an expected session in the requested range,
-on or after the ticker's first stored bar, with no stored bar (a hole, or sessions not fetched yet
-at the end: then the ticker is also *due*). Sessions before a ticker's first bar are not gaps (a
-later listing, or a shorter backfill).
+Expected sessions come from the NYSE calendar. A gap is any session of the requested range with no
+stored bar: a hole, sessions not fetched yet at the end (then the ticker is also *due*), or sessions
+before the ticker's first stored bar (a shorter or interrupted backfill, or a later listing: the
+report cannot tell them apart, so it counts them and says how many lie before the first bar).
+``--tickers`` selects rows: a ticker gets a row in each table that holds it, and one row of all gaps
+when no selected table does.
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ def coverage_report(conn: psycopg.Connection[Any], tables: list[str], start: dt.
     errors = _last_errors(conn)
     rows: list[TickerCoverage] = []
     stored_sets: list[set[dt.date]] = []
+    seen: set[str] = set()
     for table in tables:
         if table not in BAR_TABLES:
             raise ValueError(table)
@@ -78,20 +81,20 @@ def coverage_report(conn: psycopg.Connection[Any], tables: list[str], start: dt.
         coverage = _fetch_times(conn, table)
         with database_errors(f"reading {table} failed"):
             found = conn.execute(query, {"s": start, "e": end, "t": tickers}).fetchall()
-        seen = set()
         for ticker, first, last, fetched, days in found:
             seen.add(ticker)
             have = set(days)
-            wanted = [d for d in sessions if d >= first]
-            gaps = [d for d in wanted if d not in have]
+            gaps = [d for d in sessions if d not in have]
             last_fetch = max((t for t in (fetched, coverage.get(ticker)) if t is not None), default=None)
-            rows.append(TickerCoverage(table, ticker, first, last, len(have), len(wanted), gaps, last_fetch,
-                                       errors.get(ticker), bool(wanted) and last < wanted[-1], len(sessions) - len(wanted)))
+            rows.append(TickerCoverage(table, ticker, first, last, len(have), len(sessions), gaps, last_fetch,
+                                       errors.get(ticker), bool(sessions) and last < sessions[-1], sum(1 for d in sessions if d < first)))
             stored_sets.append(have)
-        for ticker in tickers or []:
-            if ticker not in seen:  # asked for, never stored: the whole range is missing and due
-                rows.append(TickerCoverage(table, ticker, None, None, 0, len(sessions), list(sessions), None, errors.get(ticker), True))
-                stored_sets.append(set())
+    for ticker in tickers or []:
+        if ticker not in seen:  # asked for, stored in none of the tables: the whole range is missing and due
+            where = tables[0] if len(tables) == 1 else "(in no table)"
+            rows.append(TickerCoverage(where, ticker, None, None, 0, len(sessions), list(sessions), None, errors.get(ticker), True,
+                                       len(sessions)))
+            stored_sets.append(set())
     return CoverageReport(start, end, rows, stored_sets)
 
 
@@ -121,12 +124,19 @@ def format_table(report: CoverageReport) -> list[str]:
                    f"{fetch:<17} {'yes' if r.due else 'no ':<4} {r.last_error or ''}")
         if r.gaps:
             out.append(f"{'':<40}missing: {shown}")
-        if r.before_first:
-            out.append(f"{'':<40}not stored before its first session: {r.before_first} session(s) of the range")
+        if r.before_first and r.first is not None:
+            out.append(f"{'':<40}{r.before_first} of them before its first stored session ({r.first}): a shorter backfill, or a later "
+                       "listing")
     holes = sum(len(r.gaps) for r in report.rows)
     out.append(f"{len(report.rows)} ticker(s); {sum(1 for r in report.rows if r.gaps)} with gaps ({holes} missing sessions); "
                f"{sum(1 for r in report.rows if r.due)} due")
     return out
+
+
+def short_name(table: str) -> str:
+    """A row's table as the heatmap labels it: etf, stock, benchmark, or the intraday interval."""
+    names = {"collected_daily_etf_ohlc": "etf", "collected_daily_stock_history": "stock", "collected_daily_benchmark_ohlc": "benchmark"}
+    return names.get(table, table.removeprefix("collected_intraday_bars ") or table)
 
 
 def _d(day: dt.date | None) -> str:
@@ -157,12 +167,11 @@ def plot_heatmap(report: CoverageReport, path: Path, *, width_px: int = 1200) ->
     height_px = 200 + 18 * len(report.rows)
     fig, ax = plt.subplots(figsize=(width_px / dpi, height_px / dpi), dpi=dpi)
     ax.imshow(grid, aspect="auto", interpolation="nearest", cmap=ListedColormap(["#ffffff", "#d62728", "#2ca02c"]), vmin=0, vmax=2)
-    ax.set_yticks(range(len(report.rows)), [f"{r.ticker} ({'ETF' if r.table.endswith('etf_ohlc') else 'stock'})" for r in report.rows],
-                  fontsize=7)
+    ax.set_yticks(range(len(report.rows)), [f"{r.ticker} ({short_name(r.table)})" for r in report.rows], fontsize=7)
     step = max(1, len(sessions) // 12)
     ax.set_xticks(range(0, len(sessions), step), [sessions[i].isoformat() for i in range(0, len(sessions), step)], rotation=45,
                   ha="right", fontsize=7)
-    ax.set_title(f"Stored daily bars {report.start} .. {report.end}: green stored, red missing")
+    ax.set_title(f"Stored bars {report.start} .. {report.end}, a column per NYSE session: green stored, red missing")
     fig.tight_layout()
     try:
         save_png(fig, path, dpi=dpi)
@@ -196,12 +205,11 @@ def intraday_coverage(conn: psycopg.Connection[Any], start: dt.date, end: dt.dat
     stored_sets: list[set[dt.date]] = []
     for ticker, interval, first, last, fetched, days in found:
         have = set(days)
-        wanted = [d for d in sessions if d >= first]
-        gaps = [d for d in wanted if d not in have]
+        gaps = [d for d in sessions if d not in have]
         edge = first_served(interval, moment)
         lost = sum(1 for d in gaps if d < edge)
         note = f"{lost} missing session(s) before {edge}, beyond Yahoo's {interval} window" if lost else errors.get(ticker)
-        rows.append(TickerCoverage(f"collected_intraday_bars {interval}", ticker, first, last, len(have), len(wanted), gaps, fetched,
-                                   note, any(d >= edge for d in gaps), len(sessions) - len(wanted)))
+        rows.append(TickerCoverage(f"collected_intraday_bars {interval}", ticker, first, last, len(have), len(sessions), gaps, fetched,
+                                   note, any(d >= edge for d in gaps), sum(1 for d in sessions if d < first)))
         stored_sets.append(have)
     return CoverageReport(start, end, rows, stored_sets)
