@@ -1,15 +1,19 @@
-"""Backfill what the user names: any tickers or universe, any range of NYSE sessions, daily bars.
+"""Backfill what the user names: any tickers or universe, any range of NYSE sessions, daily or intraday bars.
 
     backfill --tickers AAPL,MSFT --start 2015-01-01          (python -m flows.backfill)
     backfill --universe watchlist.txt --days 20
     backfill --universe spdr:XLK --start 2024-01-01 --end 2024-12-31
     backfill --universe sp500 --days 250 --dry-run
+    backfill --universe watchlist.txt --interval 1d,1m --days 5
 
 Daily bars go to ``collected_daily_stock_history`` (``--table etf``: ``collected_daily_etf_ohlc``)
 with the ETF backfill's rules and steps (``tasks/prices/backfill_run.py``): planned against what is
 stored and the NYSE calendar, so a rerun fetches only what is missing (and re-checks the last
 sessions for revisions); the 24 h cache; the one shared rate budget; a stop on 429 with the command
-that resumes. The universe is resolved first (``tasks/prices/universe.py``).
+that resumes. Intraday bars (``--interval 1h .. 1m``) go to ``collected_intraday_bars`` through
+``tasks/prices/intraday_run.py``: planned inside Yahoo's windows in the fewest requests. The
+universe is resolved first (``tasks/prices/universe.py``); with ``shards`` > 1 a deployment run fans
+out over the work pool (``flows/fan_out.py``).
 """
 
 from __future__ import annotations
@@ -247,8 +251,9 @@ def build_flow() -> Any:
 
 
 def build_parser() -> ArgumentParser:
-    parser = ArgumentParser(prog="backfill", description="Backfill daily bars of the tickers you name (or a universe) over any range "
-                            "of NYSE sessions into PostgreSQL, paced by the shared rate budget; a rerun fetches only what is missing.")
+    parser = ArgumentParser(prog="backfill", description="Backfill daily or intraday bars of the tickers you name (or a universe) over "
+                            "any range of NYSE sessions into PostgreSQL, paced by the shared rate budget; a rerun fetches only what is "
+                            "missing.")
     add_flags(parser, PARAMS)
     return parser
 

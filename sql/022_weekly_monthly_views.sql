@@ -2,30 +2,21 @@
 -- the daily bars): per ticker and ISO week (Monday) or calendar month, the first session's open,
 -- the highest high, the lowest low, the last session's close and adjusted close, the volume summed,
 -- and the sessions it holds (a week with a holiday has 4; the current week only those stored).
-CREATE OR REPLACE VIEW collected_weekly_stock_bars AS
-SELECT ticker, date_trunc('week', trade_date)::date AS week_start, min(trade_date) AS first_session, max(trade_date) AS last_session,
-       (array_agg(open ORDER BY trade_date))[1] AS open, max(high) AS high, min(low) AS low,
-       (array_agg(close ORDER BY trade_date DESC))[1] AS close, (array_agg(adj_close ORDER BY trade_date DESC))[1] AS adj_close,
-       sum(volume)::bigint AS volume, count(*) AS sessions
-FROM collected_daily_stock_history GROUP BY ticker, date_trunc('week', trade_date);
-
-CREATE OR REPLACE VIEW collected_monthly_stock_bars AS
-SELECT ticker, date_trunc('month', trade_date)::date AS month_start, min(trade_date) AS first_session, max(trade_date) AS last_session,
-       (array_agg(open ORDER BY trade_date))[1] AS open, max(high) AS high, min(low) AS low,
-       (array_agg(close ORDER BY trade_date DESC))[1] AS close, (array_agg(adj_close ORDER BY trade_date DESC))[1] AS adj_close,
-       sum(volume)::bigint AS volume, count(*) AS sessions
-FROM collected_daily_stock_history GROUP BY ticker, date_trunc('month', trade_date);
-
-CREATE OR REPLACE VIEW collected_weekly_etf_bars AS
-SELECT ticker, date_trunc('week', trade_date)::date AS week_start, min(trade_date) AS first_session, max(trade_date) AS last_session,
-       (array_agg(open ORDER BY trade_date))[1] AS open, max(high) AS high, min(low) AS low,
-       (array_agg(close ORDER BY trade_date DESC))[1] AS close, (array_agg(adj_close ORDER BY trade_date DESC))[1] AS adj_close,
-       sum(volume)::bigint AS volume, count(*) AS sessions
-FROM collected_daily_etf_ohlc GROUP BY ticker, date_trunc('week', trade_date);
-
-CREATE OR REPLACE VIEW collected_monthly_etf_bars AS
-SELECT ticker, date_trunc('month', trade_date)::date AS month_start, min(trade_date) AS first_session, max(trade_date) AS last_session,
-       (array_agg(open ORDER BY trade_date))[1] AS open, max(high) AS high, min(low) AS low,
-       (array_agg(close ORDER BY trade_date DESC))[1] AS close, (array_agg(adj_close ORDER BY trade_date DESC))[1] AS adj_close,
-       sum(volume)::bigint AS volume, count(*) AS sessions
-FROM collected_daily_etf_ohlc GROUP BY ticker, date_trunc('month', trade_date);
+-- collected_weekly_stock_bars, collected_monthly_stock_bars, collected_weekly_etf_bars, collected_monthly_etf_bars.
+DO $$
+DECLARE
+    source record;
+    unit text;
+BEGIN
+    FOR source IN SELECT * FROM (VALUES ('stock', 'collected_daily_stock_history'), ('etf', 'collected_daily_etf_ohlc')) s(kind, tab) LOOP
+        FOREACH unit IN ARRAY ARRAY['week', 'month'] LOOP
+            EXECUTE format(
+                'CREATE OR REPLACE VIEW %I AS SELECT ticker, date_trunc(%L, trade_date)::date AS %I, min(trade_date) AS first_session,'
+                ' max(trade_date) AS last_session, (array_agg(open ORDER BY trade_date))[1] AS open, max(high) AS high,'
+                ' min(low) AS low, (array_agg(close ORDER BY trade_date DESC))[1] AS close,'
+                ' (array_agg(adj_close ORDER BY trade_date DESC))[1] AS adj_close, sum(volume)::bigint AS volume,'
+                ' count(*) AS sessions FROM %I GROUP BY ticker, date_trunc(%L, trade_date)',
+                'collected_' || unit || 'ly_' || source.kind || '_bars', unit, unit || '_start', source.tab, unit);
+        END LOOP;
+    END LOOP;
+END $$;

@@ -14,6 +14,7 @@ from test.fake_yahoo import SECTOR_FUNDS, FakeYahoo, bar_for, constituents_for
 from test.fix_db import table_rows
 from test.fix_yahoo import CliRunner
 from test.nyse_days import trading_days
+from test.test_etf_backfill import expected_rows
 
 CMD = "flows.backfill"
 FAST = ("--delay", "0", "--retry-wait", "0.01")
@@ -22,12 +23,7 @@ ETF = "collected_daily_etf_ohlc"
 
 
 def expected(tickers: list[str], days: list[dt.date]) -> list[tuple[object, ...]]:
-    rows = []
-    for t in sorted(tickers):
-        for d in days:
-            b = bar_for(t, d)
-            rows.append((t, d, b["open"], b["high"], b["low"], b["close"], b["adj_close"], b["volume"]))
-    return rows
+    return expected_rows(tickers, days)
 
 
 def holdings(fund: str) -> list[str]:
@@ -96,7 +92,7 @@ def test_spdr_and_sp500_universes_are_the_funds_holdings(run_cli: CliRunner, dsn
     (("--tickers", "AAPL", "--start", "2025-07-05", "--end", "2025-07-06"), "no NYSE session from 2025-07-05 to 2025-07-06"),
     (("--universe", "spdr:SPY", "--days", "2"), "not a Select Sector SPDR fund"),
     (("--universe", "missing.txt", "--days", "2"), "missing.txt: no such file"),
-    (("--tickers", "AAPL", "--days", "2", "--interval", "7m"), "not one of 1d, 1h, 90m"),
+    (("--tickers", "AAPL", "--days", "2", "--interval", "7m"), "not one of 1d, 1wk, 1mo, 1h, 90m"),
 ])
 def test_what_cannot_be_planned_is_refused_with_exit_2_and_nothing_written(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo,
                                                                              args: tuple[str, ...], says: str) -> None:

@@ -119,29 +119,42 @@ def run_backfill(
         run_id = start_run(conn, opts.run_name, command, params, list(opts.tickers))
         summary = Summary()
         reporter = Reporter(len(plan.items), log=log)
-        status = "interrupted"
         budget = settings.budget(dsn)
-        try:
-            with database_errors("the database failed mid-run (what committed is kept)"):
-                execute(plan, opts, conn=conn, cache=cache, run_id=run_id, summary=summary, reporter=reporter, wrap=wrap,
-                        budget=budget)
-            status = "rate_limited" if summary.rate_limited else ("failed" if summary.failures or summary.only_no_data else "done")
-        except Exception:
-            status = "failed"
-            raise
-        finally:
-            budget.close()
-            reporter.close()
-            finish_run(conn, run_id, status, summary.line())
-        say(summary.line())
-        if summary.rate_limited is not None:
-            say(resume_hint(summary.rate_limited, settings.rate_limit_sleep, command))
-            return Outcome.RATE_LIMITED, summary
-        if summary.only_no_data:
-            say("The source has no data for any requested ticker: check --tickers.")
-        return (Outcome.SOME_FAILED if summary.failures or summary.only_no_data else Outcome.DONE), summary
+        recorded(conn, run_id, summary, summary.line, lambda: execute(plan, opts, conn=conn, cache=cache, run_id=run_id, summary=summary,
+                                                                     reporter=reporter, wrap=wrap, budget=budget),
+                 close=(budget.close, reporter.close))
+        return concluded(summary, summary.line(), settings, command, say), summary
     finally:
         conn.close()
+
+
+def recorded(conn: Any, run_id: int, summary: Summary, line: Callable[[], str], work: Callable[[], None], *,
+             close: tuple[Callable[[], None], ...]) -> None:
+    """Run ``work`` (the run's fetching and storing), then, however it ends, ``close`` its budget and
+    progress and record the run's final status and summary ``line`` (interrupted by a stop)."""
+    status = "interrupted"
+    try:
+        with database_errors("the database failed mid-run (what committed is kept)"):
+            work()
+        status = "rate_limited" if summary.rate_limited else ("failed" if summary.failures or summary.only_no_data else "done")
+    except Exception:
+        status = "failed"
+        raise
+    finally:
+        for done in close:
+            done()
+        finish_run(conn, run_id, status, line())
+
+
+def concluded(summary: Summary, line: str, settings: SourceSettings, command: str, say: Callable[[str], Any]) -> Outcome:
+    """Say the summary (and, after a 429, when and how to resume); the run's exit code."""
+    say(line)
+    if summary.rate_limited is not None:
+        say(resume_hint(summary.rate_limited, settings.rate_limit_sleep, command))
+        return Outcome.RATE_LIMITED
+    if summary.only_no_data:
+        say("The source has no data for any requested ticker: check --tickers.")
+    return Outcome.SOME_FAILED if summary.failures or summary.only_no_data else Outcome.DONE
 
 
 def execute(plan: BackfillPlan, opts: BackfillOptions, *, conn: Any, cache: DownloadCache, run_id: int,

@@ -19,13 +19,14 @@ from typing import Any
 import pandas as pd
 
 from tasks.core.calendar import NY_TZ, last_closed_session
-from tasks.core.commands import plain, resume_hint
-from tasks.core.db import database_errors, open_database
+from tasks.core.commands import plain
+from tasks.core.db import open_database
 from tasks.core.display import Reporter, format_eta, printer
 from tasks.core.errors import BadInput, NoData, Outcome, RateLimited, SourceError
-from tasks.core.runs import finish_run, record_item, start_run
+from tasks.core.runs import record_item, start_run
 from tasks.core.types import StoreCounts
 from tasks.prices.backfill import ItemOutcome, Summary
+from tasks.prices.backfill_run import concluded, recorded
 from tasks.prices.intraday_plan import SETTLED_AFTER, RangePlan, Request, Session, plan_range, requests_for
 from tasks.prices.intraday_store import ensure_months, fetched_sessions, restate_for_splits, store_intraday
 from tasks.prices.store import store_actions
@@ -128,7 +129,6 @@ def run_intraday(opts: IntradayOptions, *, dsn: str, command: str, wrap: Callabl
         run_id = start_run(conn, opts.run_name, command, params, list(opts.tickers))
         summary = Summary()
         reporter = Reporter(len(plans), log=log)
-        status = "interrupted"
         budget = settings.budget(dsn)
         sessions = {s.day: s for s in window.sessions}
         pace = peek_budget(conn, settings.rate_budget, settings.rate_per_min)  # the ETA: the budget's rate as it stands
@@ -136,23 +136,11 @@ def run_intraday(opts: IntradayOptions, *, dsn: str, command: str, wrap: Callabl
         def eta(left: int) -> str:
             return format_eta(budget_eta_seconds(pace, left, delay=settings.delay)) if left else ""
 
-        try:
-            with database_errors("the database failed mid-run (what committed is kept)"):
-                fetch_all(plans, opts, conn=conn, run_id=run_id, summary=summary, reporter=reporter, wrap=wrap,
-                          source=lambda: settings.source(budget), sessions=sessions, eta=eta)
-            status = "rate_limited" if summary.rate_limited else ("failed" if summary.failures or summary.only_no_data else "done")
-        except Exception:
-            status = "failed"
-            raise
-        finally:
-            budget.close()
-            reporter.close()
-            finish_run(conn, run_id, status, line(summary, opts.interval))
-        say(line(summary, opts.interval))
-        if summary.rate_limited is not None:
-            say(resume_hint(summary.rate_limited, settings.rate_limit_sleep, command))
-            return Outcome.RATE_LIMITED, summary
-        return (Outcome.SOME_FAILED if summary.failures or summary.only_no_data else Outcome.DONE), summary
+        recorded(conn, run_id, summary, lambda: line(summary, opts.interval),
+                 lambda: fetch_all(plans, opts, conn=conn, run_id=run_id, summary=summary, reporter=reporter, wrap=wrap,
+                                   source=lambda: settings.source(budget), sessions=sessions, eta=eta),
+                 close=(budget.close, reporter.close))
+        return concluded(summary, line(summary, opts.interval), settings, command, say), summary
     finally:
         conn.close()
 
