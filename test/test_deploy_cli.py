@@ -25,6 +25,7 @@ from test.fix_db import table_rows
 from test.fix_deploy import END, FIVE_SESSIONS, STAGGERED, worker_log
 from test.fix_yahoo import ROOT, cli_env
 from test.jsonl_tree import make_tree
+from test.nyse_days import closed_trading_days, session_hours
 from test.prefect_cli import create_run, filter_runs, run_deployment, wait_finished, wait_for
 from test.rate_helpers import most_in_window
 from test.test_etf_backfill import expected_rows
@@ -55,7 +56,8 @@ def test_every_deployment_in_prefect_yaml_starts_and_finishes_through_a_worker(d
         "etf-backfill/shards": {"tickers": ["SPY"], "days": 5, "end_date": END, "delay": 0.0, "cache_dir": cache},
         # fanned out: two shard runs of the deployment, each its share of the tickers
         "backfill/on-demand": {"tickers": ON_DEMAND, "start": "2025-07-07", "end": END, "delay": 0.0, "cache_dir": cache, "shards": 2},
-        "backfill/watchlist-weekdays-2215-utc": {"days": 2, "end": END, "delay": 0.0, "cache_dir": cache},  # the checkout's watchlist.txt
+        # the checkout's watchlist.txt: daily and 1-minute bars of the last 2 sessions (inside Yahoo's 1m window)
+        "backfill/watchlist-weekdays-2215-utc": {"days": 2, "delay": 0.0, "cache_dir": cache},
     }
     spec = yaml.safe_load((ROOT / "prefect.yaml").read_text(encoding="utf-8"))
     assert {f"{d['entrypoint'].split(':')[1].replace('_', '-')}/{d['name']}" for d in spec["deployments"]} == set(runs)
@@ -73,7 +75,13 @@ def test_every_deployment_in_prefect_yaml_starts_and_finishes_through_a_worker(d
     stocks = {r[:2] for r in table_rows(dsn, "collected_daily_stock_history") if r[1] > dt.date(2025, 7, 3)}
     lines = (ROOT / "watchlist.txt").read_text(encoding="utf-8").splitlines()
     watchlist = [t.strip() for t in lines if t.strip() and not t.startswith("#")]
-    assert {(t, d) for t in {*ON_DEMAND, *watchlist} for d in (dt.date(2025, 7, 7), dt.date(2025, 7, 8))} <= stocks
+    assert {(t, d) for t in ON_DEMAND for d in (dt.date(2025, 7, 7), dt.date(2025, 7, 8))} <= stocks
+    recent = closed_trading_days(2)
+    assert {(t, d) for t in watchlist for d in recent} <= {r[:2] for r in table_rows(dsn, "collected_daily_stock_history")}
+    minutes = sum(int((close - open_).total_seconds() // 60) for open_, close in map(session_hours, recent))
+    with psycopg.connect(dsn) as conn:
+        per_ticker = conn.execute("SELECT ticker, count(*) FROM collected_intraday_bars WHERE interval = '1m' GROUP BY 1").fetchall()
+    assert dict(per_ticker) == dict.fromkeys(watchlist, minutes)
     shards = filter_runs(api, flow_runs={"tags": {"all_": [f"fan-out-{ids['backfill/on-demand']}"]}})
     assert sorted((r["parameters"]["shard"], r["state"]["type"]) for r in shards) == [("1/2", "COMPLETED"), ("2/2", "COMPLETED")]
     fetched = [e.symbol for e in fake_yahoo.chart_requests() if e.symbol in ON_DEMAND]
