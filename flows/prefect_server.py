@@ -8,7 +8,7 @@ server keeps its database in the project's embedded PostgreSQL cluster (a databa
 runs in the background and is reused: ``--orchestrate prefect`` without ``PREFECT_API_URL`` starts
 it on first use and every later run finds it through ``<home>/server.json``.
 
-Home: ``BACKFILL_PREFECT_HOME`` or ``./.prefect`` (the server's log, its Prefect home, the state file,
+Home: ``BACKFILL_PREFECT_HOME`` or ``.prefect`` in the data home (the server's log, its Prefect home, the state file,
 and ``api-auth``: the ``user:secret`` every caller of its API must send, made once and owner-only).
 
 Only callers that send that secret are let in (Prefect's basic authentication: the server reads
@@ -59,7 +59,11 @@ class ServerInfo:
 
 
 def default_home() -> Path:
-    return Path(os.environ.get("BACKFILL_PREFECT_HOME", ".prefect")).expanduser().resolve()
+    """``BACKFILL_PREFECT_HOME``, else ``.prefect`` in the data home (``flows/settings.data_home``)."""
+    from flows.settings import data_home
+
+    given = os.environ.get("BACKFILL_PREFECT_HOME")
+    return Path(given).expanduser().resolve() if given else data_home() / ".prefect"
 
 
 def database_url() -> str:

@@ -1,13 +1,17 @@
 """What a run takes from the environment, read once where the run starts (a command's ``main`` or a
 flow's entry) and passed down as values: no module under ``tasks/`` reads ``os.environ``.
 
+- ``BACKFILL_HOME``: the data home, where the embedded database (``.pgdata``), the download cache
+  (``.cache``) and the local Prefect server's home (``.prefect``) live unless each is set on its own;
+  default: the checkout the commands run from (whatever the current folder), else the per-user data
+  folder (an installed package has no checkout).
 - ``DATABASE_URL``: the data database; without it, the embedded PostgreSQL in ``BACKFILL_PGDATA``
-  (default ``.pgdata``), started if it is not running.
+  (default ``.pgdata`` in the data home), started if it is not running.
 - ``YAHOO_RATE``: the Yahoo budget's rate when no flag or parameter sets it (``flows/params.py``).
 - ``FMP_API_KEY``, ``FMP_BASE_URL``: Financial Modeling Prep, for valuation multiples.
 - ``SSGA_HOLDINGS_URL``: where State Street's daily holdings files are (a mirror, a test fake).
-- ``BACKFILL_CACHE_DIR``: the download cache when ``--cache-dir`` is not given (the Windows
-  ``.bat`` files point it at the checkout's ``.cache``).
+- ``BACKFILL_CACHE_DIR``: the download cache when ``--cache-dir`` is not given (default ``.cache``
+  in the data home).
 - ``BACKFILL_START_METHOD``: how the valuation and JSONL worker processes start (``fork``,
   ``spawn``, ``forkserver``); default ``fork`` where the platform has it, else ``spawn`` (Windows).
   ``spawn`` on Linux runs the Windows path.
@@ -23,10 +27,29 @@ from tasks.core.db import DEFAULT_PGDATA, dsn_or_start_embedded
 from tasks.core.pg_tcp import check_listen, platform_listen
 from tasks.core.processes import check_start_method, platform_start_method
 
+CHECKOUT = Path(__file__).resolve().parent.parent
+
+
+def data_home() -> Path:
+    """Where the data lives when nothing else is said: ``BACKFILL_HOME``, else the checkout these
+    commands run from (so ``cd elsewhere && uv run --project ... backfill-status`` finds the same
+    database instead of making an empty one there), else, for an installed package, the per-user
+    data folder."""
+    given = os.environ.get("BACKFILL_HOME", "").strip()
+    if given:
+        return Path(given).expanduser().resolve()
+    if (CHECKOUT / "pyproject.toml").is_file():
+        return CHECKOUT
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("market-backfill", appauthor=False))
+
 
 def pgdata() -> Path:
-    """The embedded server's data directory: ``BACKFILL_PGDATA`` or ``.pgdata``."""
-    return Path(os.environ.get("BACKFILL_PGDATA") or DEFAULT_PGDATA)
+    """The embedded server's data directory: ``BACKFILL_PGDATA`` (relative: to the current folder),
+    else ``.pgdata`` in the data home."""
+    given = os.environ.get("BACKFILL_PGDATA")
+    return Path(given) if given else data_home() / DEFAULT_PGDATA
 
 
 def data_dsn() -> str:
@@ -39,8 +62,10 @@ def data_dsn() -> str:
 
 
 def default_cache_dir() -> Path:
-    """The download cache when no flag or parameter names one: ``BACKFILL_CACHE_DIR`` or ``.cache``."""
-    return Path(os.environ.get("BACKFILL_CACHE_DIR") or ".cache")
+    """The download cache when no flag or parameter names one: ``BACKFILL_CACHE_DIR``, else ``.cache``
+    in the data home."""
+    given = os.environ.get("BACKFILL_CACHE_DIR")
+    return Path(given) if given else data_home() / ".cache"
 
 
 def fmp_key() -> str | None:

