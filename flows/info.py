@@ -1,0 +1,139 @@
+"""``market-backfill info`` and ``market-backfill db status|start|stop``: where the data lives and
+what is in force, and the embedded PostgreSQL by hand (it otherwise starts with the first command
+that needs it and keeps running).
+
+``info`` reads only: it starts nothing and never shows a password (``describe_dsn``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from flows.cli import ArgumentParser, run_cli
+from flows.settings import data_home, default_cache_dir, pg_listen, pgdata
+from tasks.core.errors import Outcome
+
+# The settings the commands read from the environment (flows/settings.py, flows/params.py), and
+# what each is when it is not set.
+SETTINGS: dict[str, str] = {
+    "BACKFILL_HOME": "the checkout these commands come from",
+    "DATABASE_URL": "the embedded PostgreSQL in BACKFILL_PGDATA",
+    "BACKFILL_PGDATA": ".pgdata in the data home",
+    "BACKFILL_CACHE_DIR": ".cache in the data home",
+    "BACKFILL_PREFECT_HOME": ".prefect in the data home",
+    "BACKFILL_PG_LISTEN": "socket (tcp on Windows)",
+    "BACKFILL_ORCHESTRATE": "auto (prefect when PREFECT_API_URL is set)",
+    "BACKFILL_START_METHOD": "fork (spawn on Windows)",
+    "YAHOO_RATE": "60/min,2000/h (the source document's limits)",
+    "PREFECT_API_URL": "none: runs without Prefect, or prefect-local's server with --orchestrate prefect",
+    "FMP_API_KEY": "none: no valuation multiples",
+    "SSGA_HOLDINGS_URL": "State Street's own address",
+}
+SECRET = {"FMP_API_KEY", "PREFECT_API_AUTH_STRING"}
+
+
+def server_state(data: Path) -> dict[str, Any]:
+    """Whether the embedded PostgreSQL of ``data`` runs: its process id, and where it listens."""
+    import psutil
+
+    try:
+        lines = (data / "postmaster.pid").read_text(encoding="utf-8").splitlines()
+        pid = int(lines[0])
+    except (OSError, ValueError, IndexError):
+        return {"running": False}
+    if not psutil.pid_exists(pid):
+        return {"running": False, "note": "a postmaster.pid of a server that is gone"}
+    return {"running": True, "pid": pid, "port": lines[3] if len(lines) > 3 else None,
+            "socket_dir": lines[4] if len(lines) > 4 else None}
+
+
+def describe() -> dict[str, Any]:
+    """What ``info`` shows: nothing is started, no password is shown."""
+    from flows.prefect_server import default_home, read_info
+    from tasks.core.db import describe_dsn
+
+    url = os.environ.get("DATABASE_URL")
+    data = pgdata()
+    local = read_info(default_home())
+    return {
+        "data_home": str(data_home()),
+        "database": describe_dsn(url) if url else f"embedded PostgreSQL in {data.resolve()}",
+        "embedded_server": server_state(data) if not url else {"running": None, "note": "DATABASE_URL names another server"},
+        "cache": str(default_cache_dir().resolve()),
+        "prefect_api": os.environ.get("PREFECT_API_URL") or (f"{local.api_url} (prefect-local, running)" if local else "none"),
+        "settings": {name: {"value": ("(set)" if name in SECRET else describe_dsn(os.environ[name]) if name == "DATABASE_URL"
+                                      else os.environ[name]) if os.environ.get(name) else default,
+                            "from": "environment" if os.environ.get(name) else "default"}
+                     for name, default in SETTINGS.items()},
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``market-backfill info [--json]``."""
+    args = list(sys.argv[1:] if argv is None else argv)
+
+    def body() -> Outcome:
+        parser = ArgumentParser(prog="market-backfill info", description="Where the data lives, the database (never its password), "
+                                "whether the embedded server runs, the Prefect API, and every setting with where it came from.")
+        parser.add_argument("--json", action="store_true", help="one JSON object instead of lines")
+        ns = parser.parse_args(args)
+        shown = describe()
+        if ns.json:
+            print(json.dumps(shown, indent=2))
+            return Outcome.DONE
+        server = shown["embedded_server"]
+        running = ("running" + (f" (pid {server['pid']})" if server.get("pid") else "")) if server.get("running") else (
+            server.get("note") or "not running")
+        print(f"data home:       {shown['data_home']}")
+        print(f"database:        {shown['database']}")
+        print(f"embedded server: {running}")
+        print(f"download cache:  {shown['cache']}")
+        print(f"Prefect API:     {shown['prefect_api']}")
+        print("settings:")
+        width = max(len(n) for n in SETTINGS)
+        for name, setting in shown["settings"].items():
+            print(f"  {name:<{width}}  {setting['value']}  ({setting['from']})")
+        return Outcome.DONE
+
+    return run_cli(body)
+
+
+def db_main(argv: Sequence[str] | None = None) -> int:
+    """``market-backfill db status|start|stop``: the embedded PostgreSQL of the data home."""
+    args = list(sys.argv[1:] if argv is None else argv)
+
+    def body() -> Outcome:
+        parser = ArgumentParser(prog="market-backfill db", description="The embedded PostgreSQL (BACKFILL_PGDATA, else .pgdata in "
+                                "the data home): status, start it, or stop it (the next command that needs it starts it again).")
+        parser.add_argument("action", choices=("status", "start", "stop"))
+        ns = parser.parse_args(args)
+        data = pgdata()
+        state = server_state(data)
+        if ns.action == "start" and not state["running"]:
+            from tasks.core.db import embedded_dsn
+
+            embedded_dsn(data, pg_listen())
+            state = server_state(data)
+        elif ns.action == "stop" and state["running"]:
+            from tasks.core.db import stop_embedded_server
+
+            stop_embedded_server(data)
+            state = server_state(data)
+        where = f"{data.resolve()}"
+        if state["running"]:
+            print(f"embedded PostgreSQL in {where}: running (pid {state['pid']}"
+                  + (f", port {state['port']}" if state.get("port") and state["port"] != "5432" else "") + ")")
+        else:
+            print(f"embedded PostgreSQL in {where}: not running" + ("" if (data / "PG_VERSION").exists() else " (not made yet)"))
+        return Outcome.DONE
+
+    return run_cli(body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,77 @@
+"""``market-backfill``: one command with subcommands, ``info`` and ``db``, typed as a user types them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+from test.fix_yahoo import ROOT, CliRunner, cli_env
+from test.in_process import run_main
+from test.test_pg_tcp import _stop
+
+CMD = "flows.market_backfill"
+HEAVY = ("pandas", "prefect", "yfinance", "psycopg", "numpy", "matplotlib", "exchange_calendars")
+
+
+def market_backfill(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", CMD, *args], cwd=ROOT, env=env or cli_env(None, None), capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_help_and_version_answer_without_importing_any_heavy_library() -> None:
+    code = f"import sys, flows.market_backfill as m; m.main(['--version']); print([x for x in {HEAVY!r} if x in sys.modules])"
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.stdout.splitlines() == [f"market-backfill {metadata.version('market-backfill')}", "[]"], done.stderr
+    helped = market_backfill("--help")
+    assert helped.returncode == 0 and "example:" in helped.stdout and "Exit codes: 0 done" in helped.stdout
+    for name in ("backfill", "etf-backfill", "status", "info", "db", "jsonl-ingest", "prefect-local"):
+        assert f"\n  {name} " in helped.stdout
+
+
+def test_a_mistyped_command_is_refused_with_a_suggestion(run_cli: CliRunner) -> None:
+    result = run_cli(CMD, "backfil")
+    assert result.code == 2
+    assert "unknown command 'backfil'; did you mean 'backfill'?" in result.stderr and result.stderr.startswith("usage: market-backfill")
+
+
+def test_a_subcommand_is_the_command_of_that_job(run_cli: CliRunner, dsn: str) -> None:
+    direct = run_cli("flows.backfill_status", "--days", "3", "--end-date", "2025-06-30", "--json")
+    code, out, err = run_main(CMD, ["status", "--days", "3", "--end-date", "2025-06-30", "--json"], cli_env(None, dsn), ROOT)
+    assert (code, json.loads(out)) == (direct.code, json.loads(direct.stdout)), err
+    bad = run_cli(CMD, "backfill", "--tickers", "AAPL", "--days", "0")  # the subcommand's own refusal, exit 2
+    assert bad.code == 2 and "--days" in bad.stderr
+
+
+def test_info_says_where_the_data_is_and_never_a_password(tmp_path: Path) -> None:
+    env = {**cli_env(None, "postgresql://market:s3cr3t-pw@db.example:6543/prices"), "FMP_API_KEY": "fmp-s3cr3t",
+           "BACKFILL_HOME": str(tmp_path)}
+    code, out, err = run_main(CMD, ["info", "--json"], env, ROOT)
+    assert code == 0, err
+    shown = json.loads(out)
+    assert shown["data_home"] == str(tmp_path) and shown["database"] == "db.example:6543/prices"
+    assert shown["settings"]["BACKFILL_HOME"] == {"value": str(tmp_path), "from": "environment"}
+    assert shown["settings"]["YAHOO_RATE"]["from"] in ("default", "environment")
+    assert shown["settings"]["FMP_API_KEY"] == {"value": "(set)", "from": "environment"}
+    text = run_main(CMD, ["info"], env, ROOT)[1]
+    assert "s3cr3t" not in out + text and f"data home:       {tmp_path}" in text
+
+
+def test_db_start_status_and_stop_the_embedded_server(cluster_dir: Path) -> None:
+    pgdata = cluster_dir / "pg"
+    env = cli_env(None, None, BACKFILL_PGDATA=str(pgdata))
+    try:
+        before = market_backfill("db", "status", env=env)
+        assert before.returncode == 0 and before.stdout.strip().endswith("not running (not made yet)"), before.stderr
+        started = market_backfill("db", "start", env=env)
+        assert started.returncode == 0 and ": running (pid " in started.stdout, started.stdout + started.stderr
+        pid = int((pgdata / "postmaster.pid").read_text(encoding="utf-8").splitlines()[0])
+        assert f"running (pid {pid}" in market_backfill("db", "status", env=env).stdout
+        stopped = market_backfill("db", "stop", env=env)
+        assert stopped.returncode == 0 and stopped.stdout.strip().endswith(": not running"), stopped.stdout + stopped.stderr
+        assert not (pgdata / "postmaster.pid").exists()
+    finally:
+        if (pgdata / "postmaster.pid").exists():
+            _stop(pgdata)
