@@ -87,10 +87,35 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("allow_abbrev", False)
+        kwargs.setdefault("epilog", EXIT_CODES_HELP)
         super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> Any:
+        unknown = re.match(r"unrecognized arguments: (\S+)", message)
+        if unknown:  # a mistyped flag: the program, the closest flag it has, and where the list is
+            import difflib
+
+            flags = [o for action in self._actions for o in action.option_strings if o.startswith("--")]
+            close = difflib.get_close_matches(unknown[1].split("=", 1)[0], flags, n=1)
+            message = (f"{self.prog}: {message}" + (f"; did you mean {close[0]}?" if close else "")
+                       + f" ({self.prog} --help lists the flags)")
         raise BadInput(message)
+
+
+EXIT_CODES_HELP = ("exit codes: 0 done; 1 finished with some items failed; 2 bad usage or input, nothing written; "
+                   "75 stopped by a rate limit (resume later); 130 interrupted")
+
+
+class OnlyOnce(argparse.Action):
+    """A list flag given twice is refused, never silently replaced by the second (``--tickers XLK
+    --tickers XLV`` kept XLV alone)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        if getattr(namespace, f"_{self.dest}_given", False):
+            parser.error(f"argument {option_string}: given twice; give one comma-separated list")
+        setattr(namespace, f"_{self.dest}_given", True)
+        setattr(namespace, self.dest, values)
 
 
 def rate_per_min(text: str) -> float:

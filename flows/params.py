@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from flows.cli import budget_name, float_in, int_in, session_date
+from flows.cli import OnlyOnce, budget_name, float_in, int_in, session_date
 from flows.settings import default_cache_dir
 from tasks.core.commands import command_line
 from tasks.core.errors import BadInput, Outcome
@@ -74,8 +74,11 @@ def add_flags(parser: argparse.ArgumentParser, params: Iterable[Param]) -> None:
             kwargs["action"] = p.action
             kwargs["help"] = p.help
         else:
-            says_default = p.required or "default:" in p.help  # the help explains its default itself: no second one
+            # the help explains its default itself, or there is none to show ("default: None" says nothing)
+            says_default = p.required or "default:" in p.help or default is None
             kwargs.update(type=p.type, help=p.help if says_default else f"{p.help} (default: %(default)s)")
+            if "list[" in str(p.annotation):
+                kwargs["action"] = OnlyOnce
             if p.choices:
                 kwargs["choices"] = p.choices
             if p.metavar:

@@ -93,6 +93,8 @@ def test_spdr_and_sp500_universes_are_the_funds_holdings(run_cli: CliRunner, dsn
     (("--universe", "spdr:SPY", "--days", "2"), "not a Select Sector SPDR fund"),
     (("--universe", "missing.txt", "--days", "2"), "missing.txt: no such file"),
     (("--tickers", "AAPL", "--days", "2", "--interval", "7m"), "not one of 1d, 1wk, 1mo, 1h, 90m"),
+    (("--tickers", "AAPL", "--tickers", "MSFT", "--days", "2"), "argument --tickers: given twice; give one comma-separated list"),
+    (("--tickrs", "AAPL", "--days", "2"), "backfill: unrecognized arguments: --tickrs AAPL; did you mean --tickers? (backfill --help"),
 ])
 def test_what_cannot_be_planned_is_refused_with_exit_2_and_nothing_written(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo,
                                                                              args: tuple[str, ...], says: str) -> None:
