@@ -262,6 +262,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     command = command_line(program_name("flows.backfill", "backfill"), args)
 
+    typed = [command]  # what continues the run (a resumed run's own command)
+
     def body() -> int:
         ns = build_parser().parse_args(args)
         values = flow_values(ns, PARAMS, command=command)
@@ -270,9 +272,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return run_flow(build_flow(), values)
         given = resumed({**values, "dry_run": ns.dry_run})
-        return run(options(given), command=str(given["command"]))[0]
+        typed[0] = str(given["command"])
+        return run(options(given), command=typed[0])[0]
 
-    return run_cli(body)
+    return run_cli(body, interrupted=lambda: f"Interrupted: every ticker and request stored so far is kept. Continue with:\n  {typed[0]}")
 
 
 if __name__ == "__main__":

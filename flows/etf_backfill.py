@@ -91,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_flow(build_flow(), values)
         return run_backfill(options({**values, "dry_run": ns.dry_run}), dsn=data_dsn(), command=command)[0]
 
-    return run_cli(body)
+    return run_cli(body, interrupted=f"Interrupted: every ticker stored so far is kept. Continue with:\n  {command}")
 
 
 if __name__ == "__main__":

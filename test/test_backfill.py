@@ -186,3 +186,26 @@ def test_weekly_and_monthly_bars_are_views_of_the_daily_ones(run_cli: CliRunner,
         with psycopg.connect(dsn) as conn:
             got = conn.execute(f"SELECT * FROM {view} ORDER BY 2").fetchall()  # noqa: S608 (our own view names)
         assert got == want, view
+
+
+def test_ctrl_c_in_a_batched_download_keeps_the_chunks_stored_before_it(dsn: str, fake_yahoo: FakeYahoo, tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    from tasks.prices.backfill_run import BATCH_CHUNK
+    from test.fix_yahoo import ROOT, cli_env
+    from test.prefect_cli import wait_for
+
+    tickers = [f"T{chr(65 + k // 26)}{chr(65 + k % 26)}" for k in range(BATCH_CHUNK + 5)]
+    fake_yahoo.hang_seconds = 20
+    fake_yahoo.scripted[tickers[BATCH_CHUNK + 2]] = ["hang"]  # in the second chunk
+    args = ["--tickers", ",".join(tickers), "--days", "2", "--end", "2025-07-08", *FAST, "--cache-dir", str(tmp_path / "cache")]
+    proc = subprocess.Popen([sys.executable, "-m", CMD, *args], cwd=ROOT, env=cli_env(fake_yahoo, dsn), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: tickers[BATCH_CHUNK + 2] in fake_yahoo.in_flight, 60, "the hanging request")
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, out + err
+    assert {r[0] for r in table_rows(dsn, STOCK)} == set(tickers[:BATCH_CHUNK])  # the first chunk, stored before the stop
+    assert "Continue with:\n  python -m flows.backfill --tickers " in out

@@ -218,6 +218,7 @@ def test_ctrl_c_mid_request_keeps_every_request_done_and_the_rerun_asks_only_for
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, out + err
+    assert f"Continue with:\n  python -m {CMD} {' '.join(args)}" in out  # the command that continues it
     kept = stored(dsn)
     assert {r[0] for r in kept} == {"AAPL", "MSFT"} and len({r[3] for r in kept if r[0] == "MSFT"}) < len(days)
     fake_yahoo.reset_log()

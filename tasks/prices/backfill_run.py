@@ -52,6 +52,7 @@ class BackfillOptions:
     source: SourceSettings = field(default_factory=SourceSettings)
 
 
+BATCH_CHUNK = 20  # tickers a batched download asks for before their bars are stored
 _LISTED = 40  # up to this many tickers a line each; beyond, one line per (action, reason, range) with its tickers
 
 
@@ -196,20 +197,25 @@ def execute(plan: BackfillPlan, opts: BackfillOptions, *, conn: Any, cache: Down
     if not to_fetch:
         return
     if opts.batch and len(to_fetch) > 1:
-        reporter.status(f"downloading {len(to_fetch)} tickers")
-        results = wrap(source().fetch_batch, "fetch-batch", retries=0)([i.request for i in to_fetch])
-        failed: list[tuple[PlanItem, SourceError]] = []
-        for item in to_fetch:  # store every answer first: a 429 must not cost what arrived before it
-            got = results[item.request]
-            if isinstance(got, SourceError):
-                failed.append((item, got))
-                continue
-            cache.put(got)
-            if stored_or_stop(item, got):
-                return
-        for item, error in sorted(failed, key=lambda f: isinstance(f[1], RateLimited)):
-            if fail_item(error, item, conn, run_id, summary, reporter, table=opts.table):
-                return
+        batch = wrap(source().fetch_batch, "fetch-batch", retries=0)
+        # A chunk at a time (yfinance asks Yahoo once per ticker either way): a stop or a 429 keeps
+        # every chunk stored before it, where one download of all kept nothing until its end.
+        for first in range(0, len(to_fetch), BATCH_CHUNK):
+            chunk = to_fetch[first:first + BATCH_CHUNK]
+            reporter.status(f"downloading tickers {first + 1}-{first + len(chunk)} of {len(to_fetch)}", plain=True)
+            results = batch([i.request for i in chunk])
+            failed: list[tuple[PlanItem, SourceError]] = []
+            for item in chunk:  # store every answer first: a 429 must not cost what arrived before it
+                got = results[item.request]
+                if isinstance(got, SourceError):
+                    failed.append((item, got))
+                    continue
+                cache.put(got)
+                if stored_or_stop(item, got):
+                    return
+            for item, error in sorted(failed, key=lambda f: isinstance(f[1], RateLimited)):
+                if fail_item(error, item, conn, run_id, summary, reporter, table=opts.table):
+                    return
         return
     fetch = wrap(fetch_item, "fetch-bars")
     for item in to_fetch:

@@ -169,7 +169,8 @@ def fetch_all(plans: list[TickerPlan], opts: IntradayOptions, *, conn: Any, run_
         counts, rows = StoreCounts(), 0
         error: SourceError | None = None
         for k, request in enumerate(plan.requests, start=1):
-            reporter.status(f"{plan.ticker}: request {k}/{len(plan.requests)} ({request.first} .. {request.last})", eta(left))
+            reporter.status(f"{plan.ticker}: request {k}/{len(plan.requests)} ({request.first} .. {request.last})", eta(left),
+                            plain=k == 1)  # without a terminal: a line as each ticker starts
             left -= 1
             try:
                 got, n = fetch(made[0], conn, plan.ticker, opts, request, sessions)
