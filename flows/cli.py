@@ -46,7 +46,9 @@ def use_prefect(mode: str | None, *, dry_run: bool = False) -> bool:
         BadInput: an unknown mode (e.g. from ``BACKFILL_ORCHESTRATE``).
         StoreError: the local Prefect server could not be started, or the API does not answer.
     """
-    mode = mode or os.environ.get("BACKFILL_ORCHESTRATE") or "auto"  # read when the run starts, not at import
+    from flows.config import setting
+
+    mode = mode or setting("BACKFILL_ORCHESTRATE") or "auto"  # read when the run starts, not at import
     if mode not in MODES:
         raise BadInput(f"--orchestrate / BACKFILL_ORCHESTRATE must be one of {', '.join(MODES)}: {mode!r}")
     wanted = bool(os.environ.get("PREFECT_API_URL")) if mode == "auto" else mode == "prefect"

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from flows.cli import ArgumentParser, run_cli
+from flows.config import config_path, setting, source_of
 from flows.settings import data_home, default_cache_dir, pg_listen, pgdata
 from tasks.core.errors import Outcome
 
@@ -29,9 +30,11 @@ SETTINGS: dict[str, str] = {
     "BACKFILL_PG_LISTEN": "socket (tcp on Windows)",
     "BACKFILL_ORCHESTRATE": "auto (prefect when PREFECT_API_URL is set)",
     "BACKFILL_START_METHOD": "fork (spawn on Windows)",
+    "BACKFILL_HOST": "the host's name",
     "YAHOO_RATE": "60/min,2000/h (the source document's limits)",
     "PREFECT_API_URL": "none: runs without Prefect, or prefect-local's server with --orchestrate prefect",
     "FMP_API_KEY": "none: no valuation multiples",
+    "FMP_BASE_URL": "FMP's own address",
     "SSGA_HOLDINGS_URL": "State Street's own address",
 }
 SECRET = {"FMP_API_KEY", "PREFECT_API_AUTH_STRING"}
@@ -57,7 +60,7 @@ def describe() -> dict[str, Any]:
     from flows.prefect_server import default_home, read_info
     from tasks.core.db import describe_dsn
 
-    url = os.environ.get("DATABASE_URL")
+    url = setting("DATABASE_URL")
     data = pgdata()
     local = read_info(default_home())
     return {
@@ -66,11 +69,21 @@ def describe() -> dict[str, Any]:
         "embedded_server": server_state(data) if not url else {"running": None, "note": "DATABASE_URL names another server"},
         "cache": str(default_cache_dir().resolve()),
         "prefect_api": os.environ.get("PREFECT_API_URL") or (f"{local.api_url} (prefect-local, running)" if local else "none"),
-        "settings": {name: {"value": ("(set)" if name in SECRET else describe_dsn(os.environ[name]) if name == "DATABASE_URL"
-                                      else os.environ[name]) if os.environ.get(name) else default,
-                            "from": "environment" if os.environ.get(name) else "default"}
-                     for name, default in SETTINGS.items()},
+        "config_file": f"{config_path()}" + ("" if config_path().is_file() else " (none)"),
+        "settings": {name: {"value": shown_value(name, default), "from": source_of(name)} for name, default in SETTINGS.items()},
     }
+
+
+def shown_value(name: str, default: str) -> str:
+    """A setting as ``info`` shows it: never a secret, never a database password."""
+    from tasks.core.db import describe_dsn
+
+    value = setting(name)
+    if not value:
+        return default
+    if name in SECRET:
+        return "(set)"
+    return describe_dsn(value) if name == "DATABASE_URL" else value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -94,10 +107,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"embedded server: {running}")
         print(f"download cache:  {shown['cache']}")
         print(f"Prefect API:     {shown['prefect_api']}")
+        print(f"config file:     {shown['config_file']}")
         print("settings:")
         width = max(len(n) for n in SETTINGS)
-        for name, setting in shown["settings"].items():
-            print(f"  {name:<{width}}  {setting['value']}  ({setting['from']})")
+        for name, said in shown["settings"].items():
+            print(f"  {name:<{width}}  {said['value']}  ({said['from']})")
         return Outcome.DONE
 
     return run_cli(body)

@@ -13,13 +13,13 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import inspect
-import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flows.cli import OnlyOnce, budget_name, float_in, int_in, session_date
+from flows.config import setting
 from flows.settings import default_cache_dir
 from tasks.core.commands import command_line
 from tasks.core.errors import BadInput, Outcome
@@ -273,7 +273,7 @@ def yahoo_rate(given: str | None) -> str:
     """
     if given:
         return str(given)
-    env = os.environ.get("YAHOO_RATE")
+    env = setting("YAHOO_RATE")
     if env:
         try:
             return normalize_rate(env)

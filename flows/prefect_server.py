@@ -60,9 +60,9 @@ class ServerInfo:
 
 def default_home() -> Path:
     """``BACKFILL_PREFECT_HOME``, else ``.prefect`` in the data home (``flows/settings.data_home``)."""
-    from flows.settings import data_home
+    from flows.config import data_home, setting
 
-    given = os.environ.get("BACKFILL_PREFECT_HOME")
+    given = setting("BACKFILL_PREFECT_HOME")
     return Path(given).expanduser().resolve() if given else data_home() / ".prefect"
 
 

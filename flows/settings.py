@@ -1,5 +1,5 @@
-"""What a run takes from the environment, read once where the run starts (a command's ``main`` or a
-flow's entry) and passed down as values: no module under ``tasks/`` reads ``os.environ``.
+"""What a run takes from the environment (or the configuration file, ``flows/config.py``), read once
+where the run starts (a command's ``main`` or a flow's entry) and passed down as values: no module under ``tasks/`` reads ``os.environ``.
 
 - ``BACKFILL_HOME``: the data home, where the embedded database (``.pgdata``), the download cache
   (``.cache``) and the local Prefect server's home (``.prefect``) live unless each is set on its own;
@@ -19,36 +19,19 @@ flow's entry) and passed down as values: no module under ``tasks/`` reads ``os.e
 
 from __future__ import annotations
 
-import os
 import socket
 from pathlib import Path
 
+from flows.config import data_home, setting
 from tasks.core.db import DEFAULT_PGDATA, dsn_or_start_embedded
 from tasks.core.pg_tcp import check_listen, platform_listen
 from tasks.core.processes import check_start_method, platform_start_method
-
-CHECKOUT = Path(__file__).resolve().parent.parent
-
-
-def data_home() -> Path:
-    """Where the data lives when nothing else is said: ``BACKFILL_HOME``, else the checkout these
-    commands run from (so ``cd elsewhere && uv run --project ... backfill-status`` finds the same
-    database instead of making an empty one there), else, for an installed package, the per-user
-    data folder."""
-    given = os.environ.get("BACKFILL_HOME", "").strip()
-    if given:
-        return Path(given).expanduser().resolve()
-    if (CHECKOUT / "pyproject.toml").is_file():
-        return CHECKOUT
-    import platformdirs
-
-    return Path(platformdirs.user_data_dir("market-backfill", appauthor=False))
 
 
 def pgdata() -> Path:
     """The embedded server's data directory: ``BACKFILL_PGDATA`` (relative: to the current folder),
     else ``.pgdata`` in the data home."""
-    given = os.environ.get("BACKFILL_PGDATA")
+    given = setting("BACKFILL_PGDATA")
     return Path(given) if given else data_home() / DEFAULT_PGDATA
 
 
@@ -58,26 +41,26 @@ def data_dsn() -> str:
     Raises:
         StoreError: the embedded server could not be started.
     """
-    return dsn_or_start_embedded(os.environ.get("DATABASE_URL") or None, pgdata(), pg_listen())
+    return dsn_or_start_embedded(setting("DATABASE_URL") or None, pgdata(), pg_listen())
 
 
 def default_cache_dir() -> Path:
     """The download cache when no flag or parameter names one: ``BACKFILL_CACHE_DIR``, else ``.cache``
     in the data home."""
-    given = os.environ.get("BACKFILL_CACHE_DIR")
+    given = setting("BACKFILL_CACHE_DIR")
     return Path(given) if given else data_home() / ".cache"
 
 
 def fmp_key() -> str | None:
-    return os.environ.get("FMP_API_KEY", "").strip() or None
+    return (setting("FMP_API_KEY") or "").strip() or None
 
 
 def fmp_base_url() -> str | None:
-    return os.environ.get("FMP_BASE_URL") or None
+    return setting("FMP_BASE_URL") or None
 
 
 def holdings_url() -> str | None:
-    return os.environ.get("SSGA_HOLDINGS_URL") or None
+    return setting("SSGA_HOLDINGS_URL") or None
 
 
 def start_method() -> str:
@@ -86,14 +69,14 @@ def start_method() -> str:
     Raises:
         BadInput: a method this platform does not have.
     """
-    chosen = os.environ.get("BACKFILL_START_METHOD", "").strip()
+    chosen = (setting("BACKFILL_START_METHOD") or "").strip()
     return check_start_method(chosen) if chosen else platform_start_method()
 
 
 def host_name() -> str:
     """The name JSONL files' origins record for this machine: ``BACKFILL_HOST`` (for a container,
     whose own name changes with each one) or the host's name."""
-    return os.environ.get("BACKFILL_HOST", "").strip() or socket.gethostname()
+    return (setting("BACKFILL_HOST") or "").strip() or socket.gethostname()
 
 
 def pg_listen() -> str:
@@ -103,5 +86,5 @@ def pg_listen() -> str:
     Raises:
         BadInput: another value.
     """
-    chosen = os.environ.get("BACKFILL_PG_LISTEN", "").strip()
+    chosen = (setting("BACKFILL_PG_LISTEN") or "").strip()
     return check_listen(chosen) if chosen else platform_listen()

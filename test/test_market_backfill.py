@@ -8,6 +8,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
+from test.fake_yahoo import FakeYahoo
 from test.fix_yahoo import ROOT, CliRunner, cli_env
 from test.in_process import run_main
 from test.test_pg_tcp import _stop
@@ -75,3 +76,27 @@ def test_db_start_status_and_stop_the_embedded_server(cluster_dir: Path) -> None
     finally:
         if (pgdata / "postmaster.pid").exists():
             _stop(pgdata)
+
+
+def test_a_configuration_file_sets_what_the_environment_does_not(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo,
+                                                                tmp_path: Path) -> None:
+    config = tmp_path / "market-backfill.toml"
+    cache = tmp_path / "configured-cache"
+    config.write_text(f'[settings]\nYAHOO_RATE = "77/min"\nBACKFILL_CACHE_DIR = "{cache}"\nBACKFILL_ORCHESTRATE = "plain"\n',
+                      encoding="utf-8")
+    env = {**cli_env(fake_yahoo, dsn), "BACKFILL_HOME": str(tmp_path)}
+    env.pop("YAHOO_RATE", None)
+    code, out, err = run_main("flows.backfill", ["--tickers", "AAPL", "--days", "2", "--end", "2025-07-08", "--delay", "0", "--dry-run"],
+                              env, ROOT)
+    assert code == 0, err
+    assert "Rate budget 'yahoo': 77/min" in out  # from the file
+    code, out, err = run_main(CMD, ["info", "--json"], env, ROOT)
+    shown = json.loads(out)["settings"]
+    assert shown["YAHOO_RATE"] == {"value": "77/min", "from": f"configuration file {config}"}
+    assert shown["BACKFILL_CACHE_DIR"]["value"] == str(cache)
+    code, out, err = run_main(CMD, ["info", "--json"], {**env, "YAHOO_RATE": "99/min"}, ROOT)  # the environment wins
+    assert json.loads(out)["settings"]["YAHOO_RATE"] == {"value": "99/min", "from": "environment"}
+    bad = tmp_path / "elsewhere.toml"
+    bad.write_text("[settings\n", encoding="utf-8")
+    broken = run_main(CMD, ["info"], {**env, "BACKFILL_CONFIG": str(bad)}, ROOT)  # named by BACKFILL_CONFIG, not TOML: refused
+    assert broken[0] == 2 and f"configuration file {bad}:" in broken[2]

@@ -1,0 +1,95 @@
+"""The configuration file, and where each setting comes from: the environment, else the file, else
+the default (flags override all three where a command has one).
+
+The file is TOML, ``market-backfill.toml`` in the data home or the file ``BACKFILL_CONFIG`` names,
+with the settings under ``[settings]`` by their environment names, e.g.::
+
+    [settings]
+    YAHOO_RATE = "120/min,4000/h"
+    BACKFILL_CACHE_DIR = "/srv/market/cache"
+
+Read once per process, when a setting is first asked for. ``BACKFILL_HOME`` and ``BACKFILL_CONFIG``
+cannot be set in it (they say where it is).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import tomllib
+from pathlib import Path
+
+from tasks.core.errors import BadInput
+
+CHECKOUT = Path(__file__).resolve().parent.parent
+FILE_NAME = "market-backfill.toml"
+NOT_IN_FILE = {"BACKFILL_HOME", "BACKFILL_CONFIG"}
+
+
+def data_home() -> Path:
+    """Where the data lives when nothing else is said: ``BACKFILL_HOME``, else the checkout these
+    commands run from (so ``cd elsewhere && uv run --project ... backfill-status`` finds the same
+    database instead of making an empty one there), else, for an installed package, the per-user
+    data folder."""
+    given = os.environ.get("BACKFILL_HOME", "").strip()
+    if given:
+        return Path(given).expanduser().resolve()
+    if (CHECKOUT / "pyproject.toml").is_file():
+        return CHECKOUT
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("market-backfill", appauthor=False))
+
+
+def config_path() -> Path:
+    given = os.environ.get("BACKFILL_CONFIG", "").strip()
+    return Path(given).expanduser() if given else data_home() / FILE_NAME
+
+
+@functools.cache
+def _file_settings(path: Path) -> dict[str, str]:
+    """The ``[settings]`` of the configuration file at ``path`` (none when there is no file).
+
+    Raises:
+        BadInput: the file is not TOML, or a setting is not text, a number or true/false, or cannot be set there.
+    """
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        if os.environ.get("BACKFILL_CONFIG", "").strip():
+            raise BadInput(f"BACKFILL_CONFIG: no such file: {path}") from None
+        return {}
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise BadInput(f"configuration file {path}: {exc}") from None
+    table = data.get("settings", {})
+    if not isinstance(table, dict):
+        raise BadInput(f"configuration file {path}: [settings] must be a table")
+    out: dict[str, str] = {}
+    for key, value in table.items():
+        if key in NOT_IN_FILE:
+            raise BadInput(f"configuration file {path}: {key} cannot be set in the file it locates")
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        if not isinstance(value, (str, int, float)):
+            raise BadInput(f"configuration file {path}: {key} must be text, a number or true/false")
+        out[str(key)] = str(value)
+    return out
+
+
+def setting(name: str) -> str | None:
+    """A setting's value: the environment's, else the configuration file's, else None (the default)."""
+    value = os.environ.get(name)
+    if value is not None and value != "":
+        return value
+    if name in NOT_IN_FILE:
+        return None
+    return _file_settings(config_path()).get(name)
+
+
+def source_of(name: str) -> str:
+    """Where ``setting(name)`` comes from: environment, configuration file, or default."""
+    if os.environ.get(name):
+        return "environment"
+    if name not in NOT_IN_FILE and name in _file_settings(config_path()):
+        return f"configuration file {config_path()}"
+    return "default"
