@@ -169,13 +169,13 @@ def test_a_429_stops_with_the_resume_command_and_the_resumed_run_ends_as_a_clean
 
 
 @pytest.mark.parametrize(("args", "says"), [
-    (("--interval", "1d", "--prepost"), "--prepost is for intraday bars"),
-    (("--interval", "1d,7m"), "argument --interval: not one of 1d, "),
+    (("--tickers", "AAPL", "--interval", "1d", "--prepost"), "--prepost is for intraday bars"),
+    (("--tickers", "AAPL", "--interval", "1d,7m"), "argument --interval: not one of 1d, "),
     (("--interval", "5m", "--tickers", "AAPL,7203.T,SAP.DE"), "not those of 7203.T, SAP.DE: use --interval 1d"),
 ])
 def test_intraday_flags_that_make_no_sense_are_refused(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo, args: tuple[str, ...],
                                                        says: str) -> None:
-    result = run_cli(CMD, "--tickers", "AAPL", "--days", "2", *args, *FAST)
+    result = run_cli(CMD, "--days", "2", *args, *FAST)
     assert result.code == 2 and says in result.stderr, result.stderr
     assert fake_yahoo.chart_requests() == []
 
