@@ -221,8 +221,9 @@ def test_stage_four_dry_run_counts_the_requests_for_the_whole_universe(run_cli: 
     result = run_cli(PIPE, *FAST, "--as-of", AS_OF.isoformat(), "--stages", "stock-history", "--dry-run", "--rate", "60/min")
     assert result.code == 0, result.stdout + result.stderr
     assert "65 stocks in 11 sector funds" in result.stdout
-    # batched: one request per distinct range after cookie and crumb; at 60/min, (3 - 1) seconds at least
-    assert "Rate budget 'yahoo': 60/min; 3 request(s) need at least 2 s" in result.stdout
+    # cookie and crumb, then one request per ticker (batched or not: Yahoo's chart endpoint takes one
+    # symbol); at 60/min, (67 - 1) seconds at least
+    assert "Rate budget 'yahoo': 60/min; 67 request(s) need at least 1 min 6 s" in result.stdout
     assert fake_yahoo.log == []
     # 65 tickers: one line per (action, reason, range), naming its tickers, not a line per ticker
     grouped = [line for line in result.stdout.splitlines() if " ticker(s): " in line]

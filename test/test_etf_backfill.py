@@ -345,3 +345,13 @@ def test_default_flags_pace_yahoo_at_the_source_documents_limits(run_cli: CliRun
     # the gap is judged against the midpoint of the two paces, not against 1.8 s exactly.
     gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
     assert min(gaps) >= 1.4, gaps
+
+
+def test_a_dry_run_counts_the_requests_the_run_then_makes(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo) -> None:
+    """Batched, a download still asks Yahoo once per ticker: the estimate counted one request per
+    range (3 for 12 ETFs, "at least 10 s") where the run made 14 (in 61 s with the default delay)."""
+    plan = run_cli(ETF, *BASE, "--dry-run")
+    said = re.search(r"; (\d+) request\(s\) need at least", plan.stdout)
+    assert plan.code == 0 and said, plan.stdout
+    assert run_cli(ETF, *BASE).code == 0
+    assert int(said.group(1)) == len(fake_yahoo.log) == 2 + len(ETF_UNIVERSE)  # cookie, crumb, a chart request each

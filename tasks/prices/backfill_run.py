@@ -75,12 +75,10 @@ def describe_backfill_plan(plan: BackfillPlan, out: Callable[[str], Any]) -> Non
 
 
 def yahoo_requests_needed(plan: BackfillPlan, opts: BackfillOptions) -> int:
-    """HTTP requests a run would make: cookie and crumb once, then one per distinct range (batched) or ticker."""
-    fetch = [i.request for i in plan.items if i.action == "fetch" and i.request is not None]
-    if not fetch:
-        return 0
-    per = len({(r.start, r.end) for r in fetch}) if opts.batch and len(fetch) > 1 else len(fetch)
-    return 2 + per
+    """HTTP requests a run would make: cookie and crumb once, then one per ticker to fetch, batched
+    or not (``yf.download`` asks Yahoo's chart endpoint once per symbol: it takes one)."""
+    fetch = [i for i in plan.items if i.action == "fetch" and i.request is not None]
+    return 2 + len(fetch) if fetch else 0
 
 
 def run_backfill(
