@@ -101,7 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def jsonl_report(ns: argparse.Namespace) -> Outcome:
     given = [flag for flag, value in (("--table", ns.table), ("--tickers", ns.tickers), ("--plot", ns.plot)) if value is not None]
     if given:
-        raise BadInput(f"--jsonl reports every symbol of the scalp data; {', '.join(given)} apply to the price tables only")
+        verb = "applies" if len(given) == 1 else "apply"
+        raise BadInput(f"--jsonl reports every symbol of the scalp data; {', '.join(given)} {verb} to the price tables only")
     end = ns.end_date or dt.datetime.now(dt.UTC).date()
     start = ns.start_date or end - dt.timedelta(days=ns.days - 1)
     if start > end:

@@ -117,8 +117,9 @@ def test_the_jsonl_report_refuses_the_price_table_flags_instead_of_ignoring_them
         result = run_cli("flows.backfill_status", "--jsonl", *flags)
         assert result.code == 2, result.stdout + result.stderr
         named = [f for f in flags if f.startswith("--")]
+        verb = "applies" if len(named) == 1 else "apply"
         assert f"--jsonl reports every symbol of the scalp data; {', '.join(sorted(named, key=['--table', '--tickers', '--plot'].index))}" \
-               " apply to the price tables only" in result.stderr + result.stdout
+               f" {verb} to the price tables only" in result.stderr + result.stdout
     assert run_cli("flows.backfill_status", "--jsonl", "--start-date", "2026-01-22", "--end-date", "2026-01-23").code == 0
 
 
@@ -145,3 +146,16 @@ def test_missing_history_before_the_first_bar_counts_and_tickers_select_rows(run
     assert len(rows[1]["gaps"]) == len(sessions) and rows[1]["due"] is True
     text = run_cli(STATUS, *RANGE, "--tickers", "XLK")
     assert f"{len(sessions) - 5} of them before its first stored session (2025-06-24)" in text.stdout
+
+
+def test_a_heatmap_is_readable_by_others_as_any_new_file_is(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo,
+                                                             tmp_path: Path) -> None:
+    import os
+    import stat
+
+    assert run_cli(ETF, "--days", "5", "--end-date", "2025-06-30", "--delay", "0", "--tickers", "SPY").code == 0
+    plot = tmp_path / "coverage.png"
+    assert run_cli(STATUS, *RANGE, "--plot", str(plot)).code == 1
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(plot.stat().st_mode) == 0o666 & ~mask  # it was 0600 (the temporary file's)

@@ -315,7 +315,7 @@ def test_dry_run_counts_and_writes_nothing(run_cli: CliRunner, dsn: str, tmp_pat
     result = run_cli(VAL, "--import-csv", str(csv), "--dry-run", "--group-size", "2", "--as-of", "2025-06-30")
     assert result.code == 0, result.stderr
     assert "Would import 9 new event(s)" in result.stdout
-    assert "Would value 9 events of 3 tickers in 2 groups" in result.stdout and "network fetches: 3" in result.stdout
+    assert "Would value 9 events of 3 tickers in 2 group(s) of up to 2 tickers" in result.stdout and "network fetches: 3" in result.stdout
     assert fake_yahoo.log == []
     with psycopg.connect(dsn) as conn:
         assert conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").fetchone() == (0,)

@@ -43,8 +43,16 @@ def save_png(fig: Any, path: Path, **options: Any) -> None:
         os.close(fd)
         try:
             fig.savefig(tmp, format="png", **options)
+            os.chmod(tmp, 0o666 & ~_umask())  # a picture to share, as any new file is (mkstemp made it 0600)
             os.replace(tmp, path)
         finally:
             Path(tmp).unlink(missing_ok=True)
     except OSError as exc:
         raise BadInput(f"--plot {path}: cannot write it ({exc.strerror or exc})") from None
+
+
+def _umask() -> int:
+    """The process's umask (read by setting it and putting it back)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -189,7 +189,8 @@ def value_prices(opts: ValuationOptions, *, dsn: str, command: str, log: Callabl
         if opts.dry_run:
             budget_state = peek_budget(conn, settings.rate_budget, settings.rate_per_min)
             conn.rollback()
-            say(f"Would value {events:,} events of {len(work):,} tickers in {len(groups)} groups of up to {group_size} tickers "
+            per = f"{group_size} ticker{'s' if group_size != 1 else ''}"
+            say(f"Would value {events:,} events of {len(work):,} tickers in {len(groups)} group(s) of up to {per} "
                 f"({opts.concurrency} at a time); network fetches: {network:,} (+ SPY if not stored), from cache: {cached:,}")
             say(describe_budget(budget_state, requests=network + 2 if network else 0))
             return code
