@@ -172,10 +172,12 @@ def test_a_429_stops_with_the_resume_command_and_the_resumed_run_ends_as_a_clean
     (("--tickers", "AAPL", "--interval", "1d", "--prepost"), "--prepost is for intraday bars"),
     (("--tickers", "AAPL", "--interval", "1d,7m"), "argument --interval: not one of 1d, "),
     (("--interval", "5m", "--tickers", "AAPL,7203.T,SAP.DE"), "not those of 7203.T, SAP.DE: use --interval 1d"),
+    (("--tickers", "AAPL", "--interval", "1h", "--start", "2025-07-05", "--end", "2025-07-06"),
+     "no closed NYSE session from 2025-07-05 to 2025-07-06"),  # a weekend
 ])
 def test_intraday_flags_that_make_no_sense_are_refused(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo, args: tuple[str, ...],
                                                        says: str) -> None:
-    result = run_cli(CMD, "--days", "2", *args, *FAST)
+    result = run_cli(CMD, *args, *([] if "--start" in args else ["--days", "2"]), *FAST)
     assert result.code == 2 and says in result.stderr, result.stderr
     assert fake_yahoo.chart_requests() == []
 

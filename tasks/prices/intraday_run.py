@@ -73,6 +73,8 @@ def plan_intraday(conn: Any, opts: IntradayOptions, now: dt.datetime) -> tuple[R
     if first > last:
         raise BadInput(f"no closed NYSE session from {first} to {last}")
     window = plan_range(opts.interval, first, last, now)
+    if not window.sessions and not window.outside:
+        raise BadInput(f"no closed NYSE session from {first} to {last}")
     days = [s.day for s in window.sessions]
     settled = {s.day: s.close + SETTLED_AFTER for s in window.sessions}
     stored = fetched_sessions(conn, list(opts.tickers), opts.interval, first, last, prepost=opts.prepost, settled=settled) if days \
