@@ -50,11 +50,12 @@ from tasks.core.runs import last_unfinished_run
 from tasks.core.tickers import parse_shard
 from tasks.prices.backfill import Summary
 from tasks.prices.backfill_run import BackfillOptions, run_backfill, summary_markdown
-from tasks.prices.intraday_plan import INTRADAY, us_listed
+from tasks.prices.intraday_plan import INTRADAY
 from tasks.prices.intraday_run import IntradayOptions, run_intraday
 from tasks.prices.store import ETF_TABLE, STOCK_TABLE
 from tasks.prices.universe import funds_of, resolve_universe, sponsor_holdings, universe_kind
 from tasks.sources.budget import parse_rate
+from tasks.sources.yahoo import us_listed
 
 FLOW_NAME = "backfill"
 TABLES = {"stock": STOCK_TABLE, "etf": ETF_TABLE}

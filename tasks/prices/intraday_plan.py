@@ -24,12 +24,6 @@ INTRADAY = tuple(INTERVAL_MINUTES)
 SETTLED_AFTER = dt.timedelta(minutes=30)  # a session fetched sooner after its close is fetched again (late prints, revisions)
 
 
-def us_listed(ticker: str) -> bool:
-    """Whether Yahoo's symbol is a US listing (no exchange suffix as in ``7203.T``, no ``=`` of a
-    currency or future): the only ones whose sessions and hours the plan knows."""
-    return "." not in ticker and "=" not in ticker
-
-
 @dataclass(frozen=True)
 class Window:
     """How far back Yahoo serves an interval, and the most calendar days one request may span."""
@@ -46,12 +40,6 @@ class Session:
     day: dt.date
     open: dt.datetime  # UTC
     close: dt.datetime  # UTC (13:00 New York on an early close)
-
-    def slots(self, interval: str) -> int:
-        """How many regular-hours bars the session has at ``interval`` (bars start at the open; the
-        last may be short: a 90-minute bar at 15:30 covers the last half hour)."""
-        minutes = (self.close - self.open).total_seconds() / 60
-        return int(-(-minutes // INTERVAL_MINUTES[interval]))
 
 
 @dataclass(frozen=True)

@@ -179,7 +179,9 @@ def _forget_yfinance_responses() -> None:
     YfData.cache_get.cache_clear()
 
 
-def _us_listed(symbol: str) -> bool:
+def us_listed(symbol: str) -> bool:
+    """Whether Yahoo's symbol is a US listing (no exchange suffix as in ``7203.T``, no ``=`` of a
+    currency or future): New York's time zone and the NYSE's sessions and hours are its."""
     return "." not in symbol and "=" not in symbol
 
 
@@ -232,7 +234,7 @@ class YahooSource:
 
         tz_cache = yf_cache.get_tz_cache()
         for symbol in symbols:
-            if _us_listed(symbol) and tz_cache.lookup(symbol) is None:
+            if us_listed(symbol) and tz_cache.lookup(symbol) is None:
                 tz_cache.store(symbol, NY_TZ)
 
     def _retrying(self) -> Retrying:
@@ -307,7 +309,7 @@ class YahooSource:
 
     def _fetch_once(self, request: FetchRequest) -> FetchResult:
         def history(ticker: Any) -> Any:
-            if _us_listed(request.symbol):
+            if us_listed(request.symbol):
                 # US listings trade in New York: tell yfinance so it skips its timezone lookup
                 # (an SQLite query per ticker, shared by every thread and process) and probe request.
                 ticker._tz = NY_TZ
@@ -337,7 +339,7 @@ class YahooSource:
     def _intraday_once(self, symbol: str, interval: str, start: dt.datetime, end: dt.datetime,
                        prepost: bool) -> tuple[pd.DataFrame, list[tuple[dt.date, float]]]:
         def history(ticker: Any) -> Any:
-            if _us_listed(symbol):
+            if us_listed(symbol):
                 ticker._tz = NY_TZ  # skip yfinance's timezone probe, as for daily bars
             return ticker.history(start=int(start.timestamp()), end=int(end.timestamp()), interval=interval, prepost=prepost,
                                   auto_adjust=False, actions=True, repair=self.repair, timeout=self.timeout)
@@ -412,7 +414,7 @@ class YahooSource:
 
     def _shares_once(self, symbol: str, start: dt.date, end: dt.date) -> list[tuple[dt.date, float]]:
         def shares(ticker: Any) -> Any:
-            if _us_listed(symbol):
+            if us_listed(symbol):
                 ticker._tz = NY_TZ  # skip yfinance's timezone probe, as for history
             return ticker.get_shares_full(start=start.isoformat(), end=next_day(end).isoformat())
 
