@@ -187,10 +187,11 @@ def options(values: dict[str, Any]) -> list[BackfillOptions | IntradayOptions]:
         share = parse_shard(str(values["shard"]))
         chosen = [t for t in chosen if share.takes(t)]
     intervals = parse_intervals(str(values["interval"]))
-    if values["prepost"] and not set(intervals) & set(INTRADAY):
+    intraday = set(intervals) & set(INTRADAY)
+    if values["prepost"] and not intraday:
         raise BadInput("--prepost is for intraday bars (--interval 1h .. 1m)")
     foreign = [t for t in chosen if not us_listed(t)]
-    if foreign and set(intervals) & set(INTRADAY):
+    if foreign and intraday:
         raise BadInput(f"intraday bars are planned on NYSE sessions and hours, which are not those of {', '.join(foreign[:5])}"
                        f"{' and more' if len(foreign) > 5 else ''}: use --interval 1d for listings outside the US")
     end = as_date(values["end"], "end")
@@ -214,11 +215,12 @@ def run(plans: list[BackfillOptions | IntradayOptions], *, command: str, **wirin
     if plans and not plans[0].tickers:  # a shard whose share of a small universe is empty
         printer(wiring.get("log"))("No ticker falls to this shard: nothing to do")
         return Outcome.DONE, merged
+    dsn = data_dsn()  # resolved once for every interval (the embedded server is started at most once)
     for opts in plans:
         if isinstance(opts, IntradayOptions):
-            code, summary = run_intraday(opts, dsn=data_dsn(), command=command, **wiring)
+            code, summary = run_intraday(opts, dsn=dsn, command=command, **wiring)
         else:
-            code, summary = run_backfill(opts, dsn=data_dsn(), command=command, **wiring)
+            code, summary = run_backfill(opts, dsn=dsn, command=command, **wiring)
         if summary is not None:
             merged.outcomes += summary.outcomes
             merged.rate_limited = summary.rate_limited

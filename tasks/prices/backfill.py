@@ -234,7 +234,8 @@ class Summary:
     def done_tickers(self) -> set[str]:
         return {o.ticker for o in self.outcomes if o.status in ("done", "skipped", "no_data")}
 
-    def line(self) -> str:
+    def line(self, what: str = "Prices") -> str:
+        """``Prices: 240 new, 0 updated, 0 skipped, 1 error (...)``; ``what`` names the rows counted."""
         c = self.counts
         fails = self.failures
         errors = f"{len(fails)} error" + ("" if len(fails) == 1 else "s")
@@ -247,4 +248,4 @@ class Summary:
             shown = ", ".join(o.ticker + (" possibly delisted" if o.error and "delisted (its" in o.error.reason else "")
                               for o in empty[:10])
             errors += f", {len(empty)} no data ({shown}{f', +{len(empty) - 10} more' if len(empty) > 10 else ''})"
-        return f"Prices: {c.new} new, {c.updated} updated, {c.unchanged} skipped, {errors}"
+        return f"{what}: {c.new} new, {c.updated} updated, {c.unchanged} skipped, {errors}"

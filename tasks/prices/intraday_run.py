@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from tasks.core.calendar import NY_TZ, last_closed_session
+from tasks.core.calendar import NY_TZ, last_closed_session, sessions_back
 from tasks.core.commands import plain
 from tasks.core.db import open_database
 from tasks.core.display import Reporter, format_eta, printer
@@ -62,13 +62,12 @@ def plan_intraday(conn: Any, opts: IntradayOptions, now: dt.datetime) -> tuple[R
     Raises:
         BadInput: the range holds no session.
     """
-    last = min(opts.end_date or last_closed_session(now), last_closed_session(now))
+    closed = last_closed_session(now)
+    last = min(opts.end_date or closed, closed)
     if opts.start_date is not None:
         first = opts.start_date
     else:
         assert opts.days is not None
-        from tasks.core.calendar import sessions_back
-
         first = sessions_back(opts.days, last, now=now)[0]
     if first > last:
         raise BadInput(f"no closed NYSE session from {first} to {last}")
@@ -138,18 +137,14 @@ def run_intraday(opts: IntradayOptions, *, dsn: str, command: str, wrap: Callabl
         def eta(left: int) -> str:
             return format_eta(budget_eta_seconds(pace, left, delay=settings.delay)) if left else ""
 
-        recorded(conn, run_id, summary, lambda: line(summary, opts.interval),
+        counted = f"Bars ({opts.interval})"  # the summary line's name for what it counts
+        recorded(conn, run_id, summary, lambda: summary.line(counted),
                  lambda: fetch_all(plans, opts, conn=conn, run_id=run_id, summary=summary, reporter=reporter, wrap=wrap,
                                    source=lambda: settings.source(budget), sessions=sessions, eta=eta),
                  close=(budget.close, reporter.close))
-        return concluded(summary, line(summary, opts.interval), settings, command, say), summary
+        return concluded(summary, summary.line(counted), settings, command, say), summary
     finally:
         conn.close()
-
-
-def line(summary: Summary, interval: str) -> str:
-    """The run's summary line: the daily one, saying which bars."""
-    return summary.line().replace("Prices:", f"Bars ({interval}):", 1)
 
 
 def fetch_all(plans: list[TickerPlan], opts: IntradayOptions, *, conn: Any, run_id: int, summary: Summary, reporter: Reporter,
