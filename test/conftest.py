@@ -26,22 +26,24 @@ def pytest_collection_modifyitems(items):  # type: ignore[no-untyped-def]
 
 
 # Files whose tests use the test process's own Prefect server (prefect_api: a server start and
-# `prefect deploy --all`, 20-35 s of CPU): each runs whole on one test process, instead of every
-# process starting a server for one or two of them. (xdist's own `--dist loadgroup` groups nothing
-# under pytest 9, whose nodes keep their id elsewhere.)
-ONE_PROCESS_FILES = ("test/test_deploy_cli.py", "test/test_continuations.py", "test/test_prefect_wiring.py")
+# `prefect deploy --all`, 20-35 s of CPU) run as one unit on one test process, instead of every
+# process starting a server for one or two of them; the two-workers test (a pool of its own) shares
+# the wiring tests' server. The .bat tests too: each test process that ran one made a wine prefix of
+# its own (15-20 s each). (xdist's own `--dist loadgroup` groups nothing under pytest 9, whose nodes
+# keep their id elsewhere.)
+UNITS = {"test/test_deploy_cli.py": "deploy-cli", "test/test_continuations.py": "continuations",
+         "test/test_prefect_wiring.py": "wiring", "test/test_workers.py": "wiring", "test/test_windows_bat.py": "windows"}
 
 
 def pytest_xdist_make_scheduler(config, log):  # type: ignore[no-untyped-def]
-    """xdist's scope scheduling with those files as one unit each and every other test as its own:
-    the units go out biggest first, then the single tests in collection order (slow first), each to
-    the next test process that is free."""
+    """xdist's scope scheduling with those units and every other test as its own: the units go out
+    biggest first, then the single tests in collection order (slow first), each to the next test
+    process that is free."""
     from xdist.scheduler import LoadScopeScheduling
 
     class Scheduling(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            path = nodeid.split("::", 1)[0]
-            return path if path in ONE_PROCESS_FILES else nodeid
+            return UNITS.get(nodeid.split("::", 1)[0], nodeid)
 
     return Scheduling(config, log)
 

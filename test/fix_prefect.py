@@ -47,7 +47,8 @@ def local_prefect_env(home: Path, pg_server: tuple[str, Path | None], *, own_dat
 def prefect_local(action: str, env: dict[str, str], *args: str, timeout: float = 180,
                   in_process: bool = False) -> subprocess.CompletedProcess[str]:
     """``prefect-local ACTION ARGS``, as a user types it (``in_process``: its ``main`` in this process,
-    for a refusal that starts nothing, ``test/in_process.py``)."""
+    ``test/in_process.py``: for a refusal that starts nothing, and for the fixtures' ``stop``, whose
+    process behaviour test_prefect_local.py and the blip test keep testing as a process)."""
     full = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_API_URL", "PREFECT_API_AUTH_STRING"))}
     full.update(env)
     if in_process:
@@ -68,7 +69,7 @@ def prefect_env(tmp_path_factory: pytest.TempPathFactory, pg_server: tuple[str, 
     env = {**local_prefect_env(tmp_path_factory.mktemp("prefect-local"), pg_server, own_database=True),
            "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false"}
     yield env
-    prefect_local("stop", env)
+    prefect_local("stop", env, in_process=True)
 
 
 @pytest.fixture(scope="session")
@@ -93,4 +94,4 @@ def own_prefect_server(tmp_path: Path, pg_server: tuple[str, Path | None]) -> It
     try:
         yield {**env, **exported(started.stdout)}
     finally:
-        prefect_local("stop", env)
+        prefect_local("stop", env, in_process=True)
