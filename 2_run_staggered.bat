@@ -15,7 +15,7 @@ if errorlevel 1 exit /b 3
 set "RESUME="
 for %%a in (%*) do if /i "%%~a"=="--resume" set "RESUME=1"
 if defined RESUME goto :resume
-uv run --project "%~dp0." staggered-backfill --days 20 --delay-minutes 5.0 --skip-existing %*
+uv run --project "%~dp0." staggered-backfill --days 20 --delay 5m --skip-existing %*
 exit /b %errorlevel%
 :resume
 uv run --project "%~dp0." staggered-backfill %*

@@ -48,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                             str(work / "cache")], env)
             assert imported.code == 0, imported.stderr[-2000:]
             fake.reset_log()
-            run = run_module("flows.event_valuation", ["--as-of", AS_OF, "--cache-dir", str(work / "cache"), "--fundamentals", "none"],
+            run = run_module("flows.event_valuation", ["--end", AS_OF, "--cache-dir", str(work / "cache"), "--fundamentals", "none"],
                              env)
             log = list(fake.log)
     finally:

@@ -45,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with FakeYahoo(latency=args.latency) as fake:
         base_env = {**os.environ, **fake.env(), "PYTHONWARNINGS": "ignore"}
         base_env.pop("PREFECT_API_URL", None)
-        cli = ["--days", str(args.days), "--end-date", "2025-06-30", "--delay", "0", "--rate", "1000000/min"]
+        cli = ["--days", str(args.days), "--end", "2025-06-30", "--delay", "0", "--rate", "1000000/min"]
 
         def run(label: str, dsn: str, cache: Path, extra: list[str], env: dict[str, str] | None = None) -> float:
             fake.reset_log()

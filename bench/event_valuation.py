@@ -63,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # which made every process start (ours and the floor's) compile pandas & co. again, ~1 s each.
         # The import step below runs first and leaves the bytecode for the timed runs.
         env.pop("PYTHONDONTWRITEBYTECODE", None)
-        val = ["flows.event_valuation", "--delay", "0", "--rate", "1000000/min", "--concurrency", str(args.concurrency), "--as-of", AS_OF,
+        val = ["flows.event_valuation", "--delay", "0", "--rate", "1000000/min", "--concurrency", str(args.concurrency), "--end", AS_OF,
                "--cache-dir", str(work / "cache")]
 
         imported = run_module(*_cli(val, "--import-csv", str(csv), "--import-only"), env=env)
@@ -113,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"(c) overwrite: {over.seconds:.1f} s = {args.events / over.seconds:,.0f} events/s, {over_requests} requests", flush=True)
 
         fake.reset_log()
-        old = run_module("bench.old_way", ["--sample", str(args.sample), "--as-of", AS_OF], env)
+        old = run_module("bench.old_way", ["--sample", str(args.sample), "--end", AS_OF], env)
         _check(old, "old way")
         per_event = float(re.search(r"per_event=([\d.]+)", old.stdout).group(1))  # type: ignore[union-attr]
         old_total = per_event * args.events
@@ -142,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     c = over.seconds
     most, latency_ms = max(counts.values()), args.latency * 1000
     body = f"""{args.events:,} events over {args.tickers:,} tickers (max {most} per ticker), fake Yahoo latency {latency_ms:.0f} ms,
-`--concurrency {args.concurrency}`, `--delay 0`, `--as-of {AS_OF}`. Wall times of whole commands (process start included),
+`--concurrency {args.concurrency}`, `--delay 0`, `--end {AS_OF}`. Wall times of whole commands (process start included),
 with Python's bytecode cache on for every command, ours and the floor's, as on a user's machine.
 
 | measure | result | target |

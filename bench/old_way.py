@@ -4,7 +4,7 @@ Takes ``--sample`` pending events, and for each: fetches that event's bars with 
 sessions before to 25 after), computes its metrics with the same code, and runs one UPDATE
 (committed), like the 76-hour system did. Prints seconds per event.
 
-    uv run python -m bench.old_way --sample 1000 --as-of 2025-09-30
+    uv run python -m bench.old_way --sample 1000 --end 2025-09-30
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import psycopg
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--sample", type=int, default=1000)
-    p.add_argument("--as-of", type=dt.date.fromisoformat, required=True)
+    p.add_argument("--end", dest="as_of", type=dt.date.fromisoformat, required=True)
     args = p.parse_args(argv)
     warnings.simplefilter("ignore")
     import yfinance as yf

@@ -39,7 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for i, delay in enumerate(delays):
             env = {**os.environ, **fake.env(), "PYTHONWARNINGS": "ignore", "DATABASE_URL": fresh_database(server.get_uri()),
                    "BACKFILL_ORCHESTRATE": "plain"}
-            cli = ["--days", str(args.days), "--end-date", "2025-06-30", "--delay-minutes", str(delay), "--cache-dir",
+            cli = ["--days", str(args.days), "--end", "2025-06-30", "--delay", f"{delay}m", "--cache-dir",
                    str(work / f"cache{i}")]
             fake.reset_log()
             colds.append((delay, run_module("flows.staggered_sector_backfill", cli, env), len(fake.log)))

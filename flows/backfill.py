@@ -203,7 +203,7 @@ def options(values: dict[str, Any]) -> list[BackfillOptions | IntradayOptions]:
         elif not any(isinstance(o, BackfillOptions) for o in out):  # 1d, 1wk, 1mo: the daily bars (weekly, monthly: views of them)
             out.append(BackfillOptions(tickers=tuple(chosen), days=days, start_date=start, end_date=end, batch=bool(values["batch"]),
                                        dry_run=dry_run, table=TABLES[str(values["table"])], source=settings, run_name=FLOW_NAME,
-                                       title="Backfill", end_flag="--end"))
+                                       title="Backfill"))
     return out
 
 

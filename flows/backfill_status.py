@@ -1,7 +1,7 @@
 """Coverage report: what is stored, what is missing, what is due, per ticker and table.
 
     backfill-status [--days 60] [--table all] [--tickers SPY,XLK] [--json] [--plot coverage.png]
-    backfill-status --jsonl [--start-date D] [--end-date D] [--json]
+    backfill-status --jsonl [--start D] [--end D] [--json]
 
 Daily bars: exit code 0 when the requested range has no gaps, 1 when it has (so a scheduler can
 alert). ``--jsonl``: the scalp data's coverage per symbol and UTC day (minutes below 0.8) and
@@ -18,7 +18,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from flows.cli import ArgumentParser, int_in, run_cli, session_date
+from flows.cli import ArgumentParser, add_renamed, int_in, run_cli, session_date
 from flows.settings import data_dsn
 from tasks.core.calendar import MAX_DAYS, future_end_note, last_closed_session, sessions_back
 from tasks.core.db import open_database
@@ -37,16 +37,21 @@ TABLES = {"etf": [ETF_TABLE], "stock": [STOCK_TABLE], "benchmark": [BENCHMARK_TA
 def build_parser() -> ArgumentParser:
     p = ArgumentParser(prog="backfill-status", description="Per ticker and table: first/last date, stored vs expected NYSE sessions, "
                                                            "gaps, last fetch, last error, and whether it is due.")
-    p.add_argument("--days", type=int_in(1, MAX_DAYS), default=60, help="NYSE sessions back from --end-date (default: %(default)s)")
-    p.add_argument("--start-date", type=session_date, default=None, help="first session of the range, YYYY-MM-DD (overrides --days)")
-    p.add_argument("--end-date", type=session_date, default=None, help="last session of the range (default: the last closed NYSE session)")
+    p.add_argument("--days", type=int_in(1, MAX_DAYS), default=60, metavar="N", help="NYSE sessions back from --end (default: %(default)s)")
+    start = p.add_argument("--start", dest="start_date", type=session_date, default=None, metavar="YYYY-MM-DD",
+                           help="first session of the range (instead of --days)")
+    end = p.add_argument("--end", dest="end_date", type=session_date, default=None, metavar="YYYY-MM-DD",
+                         help="last session of the range (default: the last closed NYSE session)")
+    add_renamed(p, start, "--start-date")
+    add_renamed(p, end, "--end-date")
     p.add_argument("--table", choices=sorted(TABLES), default=None, help="etf, stock, benchmark or all (default: all, the daily tables); "
                    "intraday: the intraday bars, per ticker and interval, in sessions fetched whole")
     p.add_argument("--interval", help="with --table intraday: only these intervals, comma-separated (default: every one stored)")
-    p.add_argument("--tickers", help="comma-separated tickers (default: every ticker stored); a ticker never stored shows as all gaps")
+    p.add_argument("--tickers", metavar="A,B,...",
+                   help="comma-separated tickers (default: every ticker stored); a ticker never stored shows as all gaps")
     p.add_argument("--json", action="store_true", help="print the report as JSON (one object) instead of a table")
     p.add_argument("--jsonl", action="store_true", help=f"instead: the JSONL scalp data's coverage per symbol and UTC day from "
-                   f"--start-date (default: --days before the end) to --end-date (default: today): minutes below {LOW_COVERAGE}, "
+                   f"--start (default: --days before the end) to --end (default: today): minutes below {LOW_COVERAGE}, "
                    "and critical gaps (>= 60 s) per day")
     p.add_argument("--plot", type=Path, metavar="FILE.png", help="also draw a coverage heatmap (tickers x sessions) to this PNG")
     return p
@@ -66,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             end = last_closed_session()
         start = ns.start_date or sessions_back(ns.days, end)[0]
         if start > end:
-            raise BadInput(f"--start-date {start} is after the end date {end}")
+            raise BadInput(f"--start {start} is after the end date {end}")
         if ns.plot is not None:
             check_plot_path(ns.plot)
         tickers = parse_ticker_list(ns.tickers) if ns.tickers else None
@@ -106,7 +111,7 @@ def jsonl_report(ns: argparse.Namespace) -> Outcome:
     end = ns.end_date or dt.datetime.now(dt.UTC).date()
     start = ns.start_date or end - dt.timedelta(days=ns.days - 1)
     if start > end:
-        raise BadInput(f"--start-date {start} is after the end date {end}")
+        raise BadInput(f"--start {start} is after the end date {end}")
     conn = open_database(data_dsn(), dry_run=True)
     try:
         coverage = range_coverage(conn, start, end)

@@ -120,6 +120,51 @@ class OnlyOnce(argparse.Action):
         setattr(namespace, self.dest, values)
 
 
+class Renamed(argparse.Action):
+    """An old spelling of a flag, kept for one release: it sets what the new one sets and says so in
+    one line on stderr (hidden from --help, which shows the one vocabulary)."""
+
+    def __init__(self, option_strings: list[str], dest: str, new: argparse.Action | None = None,
+                 type: Callable[[str], Any] | None = None, **kwargs: Any) -> None:  # noqa: A002 (argparse's name)
+        assert new is not None
+        self.new = new
+        kwargs.update(help=argparse.SUPPRESS, type=type, choices=new.choices, nargs=new.nargs)
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        print(f"note: {option_string} is now {self.new.option_strings[0]}; the old spelling goes in the next release",
+              file=sys.stderr)
+        self.new(parser, namespace, values, self.new.option_strings[0])
+
+
+def add_renamed(parser: argparse.ArgumentParser, new: argparse.Action, *old: str,
+                type: Callable[[str], Any] | None = None) -> None:  # noqa: A002 (argparse's name)
+    """``old`` spellings of the flag ``new`` (see ``Renamed``; ``type``: how the old one reads its value)."""
+    extra: dict[str, Any] = {"new": new, "type": type or new.type, "default": argparse.SUPPRESS}
+    if new.nargs == 0:
+        extra["nargs"] = 0
+    for flag in old:
+        parser.add_argument(flag, dest=new.dest, action=Renamed, **extra)
+
+
+def duration_s(low: float, high: float) -> Callable[[str], float]:
+    """A duration flag in seconds: ``90``, ``90s``, ``5m``, ``1.5h`` (``--delay`` of every command)."""
+    units = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+    def parse(text: str) -> float:
+        found = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([smh]?)\s*", text.lower())
+        if not found:
+            raise argparse.ArgumentTypeError(f"not a duration (seconds, or with a unit: 90s, 5m, 1.5h): {text!r}")
+        seconds = float(found[1]) * units[found[2]]
+        if not low <= seconds <= high:
+            raise argparse.ArgumentTypeError(f"must be between {low:g} and {high:g} seconds: {text!r}")
+        return seconds
+
+    parse.__name__ = "duration"
+    return parse
+
+
 def rate_per_min(text: str) -> float:
     from tasks.sources.budget import parse_rate
 

@@ -1,7 +1,7 @@
 """The daily pipeline: five stages in order, each idempotent and each runnable alone, and retention.
 
     daily-pipeline                          (all five, as of the last closed NYSE session)
-    daily-pipeline --stages trending,allocation --as-of 2025-06-30
+    daily-pipeline --stages trending,allocation --end 2025-06-30
     daily-pipeline --stages retention [--dry-run]
 
 Steps (``tasks/pipeline/steps.py``): ``etf-ohlc`` (the ETF and benchmark backfills) →
@@ -61,7 +61,8 @@ PARAMS = [
     Param("stages", list(STAGES), f"stages to run, in order: names or numbers, e.g. 3,4 (default: all five: {', '.join(STAGES)}; "
           f"{', '.join(ALL_STAGES[len(STAGES):])} only when named)",
           annotation=list[str] | None, type=stage_list),
-    Param("as_of", None, "value date, YYYY-MM-DD (default: the last closed NYSE session)", annotation=str | None, type=date_text),
+    Param("as_of", None, "last session: the pipeline's value date (default: the last closed NYSE session)", annotation=str | None,
+          type=date_text, flag="--end", renamed_from=("--as-of",), metavar="YYYY-MM-DD"),
     Param("days", 30, "NYSE sessions of bars to keep current, at least 21", annotation=int, type=int_in(21, MAX_DAYS)),
     Param("top_sectors", 3, "sectors whose holdings form the portfolio", annotation=int, type=int_in(1, len(SECTOR_ETFS))),
     Param("holdings_rate", "20/min", "request budget for the sponsor's holdings files (its own budget, 'ssga')", type=rate_text,

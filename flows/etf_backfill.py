@@ -39,8 +39,8 @@ FLOW_NAME = "etf-backfill"
 PARAMS = [
     Param("tickers", None, 'comma-separated subset, e.g. "XLK,XLV" (default: all 12)', annotation=list[str] | None, type=ticker_list),
     Param("days", 20, "NYSE trading sessions back from the end date", annotation=int, type=int_in(1, MAX_DAYS)),
-    Param("end_date", None, "last session to include, YYYY-MM-DD (default: the last closed NYSE session)", annotation=str | None,
-          type=date_text),
+    Param("end_date", None, "last session to include (default: the last closed NYSE session)", annotation=str | None,
+          type=date_text, flag="--end", renamed_from=("--end-date",), metavar="YYYY-MM-DD"),
     *source_params(delay=5.0, delay_help="seconds between network requests"),
     Param("batch", True, "one request per ticker instead of a batched download", annotation=bool, flag="--no-batch",
           action="store_false"),

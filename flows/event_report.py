@@ -1,6 +1,6 @@
 """Event study: per event source, the excess returns after the events and the CAAR around them.
 
-    event-report [--source news,filings] [--from 2025-01-01] [--to 2025-06-30] [--json] [--plot caar.png]
+    event-report [--source news,filings] [--start 2025-01-01] [--end 2025-06-30] [--json] [--plot caar.png]
 
 Steps (``tasks/events/report.py``): the valued events the filters select → CAR(k), k = -5..+20,
 from stored bars (the ticker's and SPY's adjusted closes; nothing is fetched) → per source: counts,
@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from flows.cli import ArgumentParser, iso_date, run_cli
+from flows.cli import ArgumentParser, add_renamed, iso_date, run_cli
 from flows.settings import data_dsn
 from tasks.core.db import open_database
 from tasks.core.errors import BadInput, Outcome
@@ -27,8 +27,11 @@ def build_parser() -> ArgumentParser:
     p = ArgumentParser(prog="event-report", description="What the market did after each kind of event: excess returns and CAAR "
                                                         "from stored bars.")
     p.add_argument("--source", help="comma-separated event sources (default: every source)")
-    p.add_argument("--from", dest="start", type=iso_date, default=None, help="first event date, YYYY-MM-DD, New York (default: all)")
-    p.add_argument("--to", dest="end", type=iso_date, default=None, help="last event date, YYYY-MM-DD, New York (default: all)")
+    start = p.add_argument("--start", type=iso_date, default=None, metavar="YYYY-MM-DD",
+                           help="first event date, New York (default: all)")
+    end = p.add_argument("--end", type=iso_date, default=None, metavar="YYYY-MM-DD", help="last event date, New York (default: all)")
+    add_renamed(p, start, "--from")
+    add_renamed(p, end, "--to")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     p.add_argument("--plot", type=Path, metavar="FILE.png", help="also draw CAAR(k) per source with its 95%% band to this PNG")
     return p
@@ -40,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     def body() -> Outcome:
         ns = build_parser().parse_args(args)
         if ns.start and ns.end and ns.start > ns.end:
-            raise BadInput(f"--from {ns.start} is after --to {ns.end}")
+            raise BadInput(f"--start {ns.start} is after --end {ns.end}")
         if ns.plot is not None:
             check_plot_path(ns.plot)
         sources = [s.strip() for s in ns.source.split(",") if s.strip()] if ns.source else None

@@ -67,8 +67,8 @@ PARAMS = [
           f"fork, only when at least {PROCESS_THRESHOLD} tickers need the network)", annotation=int | None, type=int_in(1, 64),
           flow=False),
     Param("group_size", None, "tickers per group (default: about 40 groups per run)", annotation=int | None, type=int_in(1, 100_000)),
-    Param("as_of", None, "value with bars up to this date only, YYYY-MM-DD (default: the last closed NYSE session)",
-          annotation=str | None, type=date_text),
+    Param("as_of", None, "value with bars up to this session only (default: the last closed NYSE session)",
+          annotation=str | None, type=date_text, flag="--end", renamed_from=("--as-of",), metavar="YYYY-MM-DD"),
     *source_params(delay=0.1),
     Param("fundamentals", "auto", "fmp: also write market_cap, pe_ttm, ps_ttm from Financial Modeling Prep (needs FMP_API_KEY); "
           "auto: when FMP_API_KEY is set", choices=FUNDAMENTAL_MODES),

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from flows.cli import OnlyOnce, budget_name, float_in, int_in, session_date
+from flows.cli import OnlyOnce, add_renamed, budget_name, duration_s, float_in, int_in, session_date
 from flows.config import setting
 from flows.settings import default_cache_dir
 from tasks.core.commands import command_line
@@ -55,6 +55,9 @@ class Param:
     flow: bool = True
     cli_default: Any = _UNSET  # the flag's default when it differs (e.g. from an environment variable)
     required: bool = False  # the flag must be given (the flow parameter still has its default)
+    renamed_from: tuple[str, ...] = ()  # old spellings of the flag, kept working for one release with a note
+    renamed_type: Callable[[str], Any] | None = None  # how the old spelling reads its value, if not as the new one
+    as_flag: Callable[[Any], str] | None = None  # the value as the flag's text, if not str() (resume hints)
 
     @property
     def option(self) -> str:
@@ -81,9 +84,28 @@ def add_flags(parser: argparse.ArgumentParser, params: Iterable[Param]) -> None:
                 kwargs["action"] = OnlyOnce
             if p.choices:
                 kwargs["choices"] = p.choices
-            if p.metavar:
-                kwargs["metavar"] = p.metavar
-        parser.add_argument(p.option, **kwargs)
+            kwargs["metavar"] = p.metavar or default_metavar(p)
+        action = parser.add_argument(p.option, **kwargs)
+        if p.renamed_from:
+            add_renamed(parser, action, *p.renamed_from, type=p.renamed_type)
+
+
+def default_metavar(p: Param) -> str | None:
+    """What ``--help`` shows for a flag's value when the parameter names none: N, SECONDS, DIR
+    (argparse's default is the parameter's name in capitals: DAILY_QUOTA, RATE_LIMIT_SLEEP)."""
+    if p.choices:
+        return None  # argparse shows the choices
+    if p.type is date_text:
+        return "YYYY-MM-DD"
+    if p.type is ticker_list:
+        return "A,B,..."
+    if p.annotation in (int, int | None):
+        return "N"
+    if p.annotation in (float, float | None):
+        return "SECONDS" if "second" in p.help else "NUMBER"
+    if p.name.endswith("_dir"):
+        return "DIR"
+    return None
 
 
 def flow_values(ns: argparse.Namespace, params: Iterable[Param], **extra: Any) -> dict[str, Any]:
@@ -148,7 +170,7 @@ def flags_for(params: Iterable[Param], values: dict[str, Any]) -> list[str]:
         if p.action in ("store_true", "store_false"):
             args.append(p.option)
         else:
-            args += [p.option, flag_text(value)]
+            args += [p.option, p.as_flag(value) if p.as_flag else flag_text(value)]
     return args
 
 
@@ -167,7 +189,7 @@ def check_values(params: Iterable[Param], values: dict[str, Any]) -> None:
             if not isinstance(value, bool):
                 raise BadInput(f"parameter {p.name}: not true or false: {value!r}")
             continue
-        text = flag_text(value)
+        text = p.as_flag(value) if p.as_flag and isinstance(value, (int, float)) else flag_text(value)
         if isinstance(value, bool) or (p.annotation in (int, float) and not isinstance(value, (int, float))):
             raise BadInput(f"parameter {p.name}: not a number: {value!r}")
         try:
@@ -193,6 +215,11 @@ def flag_type(parse: Callable[[str], Any]) -> Callable[[str], Any]:
 
 ticker_list = flag_type(parse_ticker_list)
 shard_text = flag_type(lambda text: str(parse_shard(text)))  # a shard, K/N (tasks.core.tickers.Shard), normalized
+
+
+def minutes_of_duration(text: str) -> float:
+    """A duration flag (``5m``, ``300``: seconds) as minutes, for a parameter kept in minutes."""
+    return duration_s(0, 86_400)(text) / 60
 
 
 def date_text(text: str) -> str:
@@ -260,7 +287,8 @@ def source_params(*, delay: float | None, delay_help: str = "minimum seconds bet
         out.append(Param("refresh", False, "ignore the download cache (the database is still checked first)", annotation=bool,
                          action="store_true"))
     if delay is not None:
-        out.append(Param("delay", delay, delay_help, annotation=float, type=float_in(0, 3600)))
+        out.append(Param("delay", delay, f"{delay_help}: seconds, or with a unit (90s, 5m)", annotation=float,
+                         type=duration_s(0, 3600), metavar="DURATION"))
     return out
 
 

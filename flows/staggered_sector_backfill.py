@@ -1,6 +1,6 @@
 """Staggered sector runner: the 11 sector ETFs one at a time, minutes apart, resumable.
 
-    python -m flows.staggered_sector_backfill --days 20 --delay-minutes 5 --skip-existing
+    python -m flows.staggered_sector_backfill --days 20 --delay 5m --skip-existing
     (console script: staggered-backfill; Windows: 2_run_staggered.bat)
 
 Steps (``tasks/prices/staggered_run.py``): take the database's runner lock → with ``--resume``,
@@ -27,6 +27,7 @@ from flows.params import (
     flags_for,
     flow_function,
     flow_values,
+    minutes_of_duration,
     source_params,
     source_settings,
     ticker_list,
@@ -45,10 +46,11 @@ PARAMS = [
     Param("start_from", None, "start at this ticker of the run order (e.g. after an interruption)", annotation=str | None,
           metavar="TICKER"),
     Param("days", 20, "NYSE trading sessions back from the end date", annotation=int, type=int_in(1, MAX_DAYS)),
-    Param("end_date", None, "last session to include, YYYY-MM-DD (default: the last closed NYSE session)", annotation=str | None,
-          type=date_text),
-    Param("delay_minutes", 5.0, "minutes between two network fetches; fractions allowed", annotation=float,
-          type=float_in(0, 1440, "minutes")),
+    Param("end_date", None, "last session to include (default: the last closed NYSE session)", annotation=str | None,
+          type=date_text, flag="--end", renamed_from=("--end-date",), metavar="YYYY-MM-DD"),
+    Param("delay_minutes", 5.0, "time between two network fetches: seconds, or with a unit (90s, 5m, 1.5h) (default: 5m)",
+          annotation=float, type=minutes_of_duration, flag="--delay", metavar="DURATION", renamed_from=("--delay-minutes",),
+          renamed_type=float_in(0, 1440, "minutes"), as_flag=lambda minutes: f"{minutes:g}m"),
     Param("skip_existing", False, "skip tickers whose stored rows already cover the last N NYSE sessions", annotation=bool,
           action="store_true"),
     *source_params(delay=None),

@@ -196,13 +196,13 @@ def test_one_run_collects_daily_and_1m_bars_in_turn(run_cli: CliRunner, dsn: str
 def test_the_coverage_report_shows_intraday_sessions_and_the_history_missing_from_the_asked_start(run_cli: CliRunner, dsn: str) -> None:
     days = closed_trading_days(4)
     assert run_cli(CMD, "--tickers", "AAPL", "--interval", "5m", "--start", str(days[2]), "--end", str(days[3]), *FAST).code == 0
-    result = run_cli("flows.backfill_status", "--table", "intraday", "--start-date", str(days[0]), "--end-date", str(days[3]),
+    result = run_cli("flows.backfill_status", "--table", "intraday", "--start", str(days[0]), "--end", str(days[3]),
                      "--json")
     assert result.code == 1, result.stderr  # the range asked for is not all there
     (row,) = json.loads(result.stdout)["tickers"]
     assert (row["table"], row["ticker"], row["first"], row["stored"], row["expected"], row["gaps"], row["before_first"]) == (
         "collected_intraday_bars 5m", "AAPL", str(days[2]), 2, 4, [str(d) for d in days[:2]], 2)
-    text = run_cli("flows.backfill_status", "--table", "intraday", "--interval", "5m", "--start-date", str(days[0]))
+    text = run_cli("flows.backfill_status", "--table", "intraday", "--interval", "5m", "--start", str(days[0]))
     assert f"2 of them before its first stored session ({days[2]})" in text.stdout
     assert run_cli("flows.backfill_status", "--table", "stock", "--interval", "5m").code == 2
 

@@ -17,7 +17,7 @@ from test.nyse_days import trading_days
 
 ETF = "flows.etf_backfill"
 STATUS = "flows.backfill_status"
-RANGE = ("--start-date", "2025-06-02", "--end-date", "2025-06-30")
+RANGE = ("--start", "2025-06-02", "--end", "2025-06-30")
 
 
 def png_size(path: Path) -> tuple[int, int]:
@@ -28,7 +28,7 @@ def png_size(path: Path) -> tuple[int, int]:
 
 
 def test_report_finds_punched_gaps_and_exits_1(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo, tmp_path: Path) -> None:
-    assert run_cli(ETF, "--days", "20", "--end-date", "2025-06-30", "--delay", "0", "--tickers", "SPY,XLK,XLV").code == 0
+    assert run_cli(ETF, "--days", "20", "--end", "2025-06-30", "--delay", "0", "--tickers", "SPY,XLK,XLV").code == 0
     clean = run_cli(STATUS, *RANGE, "--json", as_process=True)  # the command as its own process, once
     assert clean.code == 0, clean.stdout + clean.stderr
     assert json.loads(clean.stdout)["has_gaps"] is False
@@ -56,8 +56,8 @@ def test_report_finds_punched_gaps_and_exits_1(run_cli: CliRunner, dsn: str, fak
 
 def test_never_stored_ticker_and_errors_are_reported(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo) -> None:
     fake_yahoo.unknown = {"XLE"}
-    assert run_cli(ETF, "--days", "5", "--end-date", "2025-06-30", "--delay", "0", "--tickers", "XLK,XLE").code == 0  # no data: no failure
-    result = run_cli(STATUS, "--days", "5", "--end-date", "2025-06-30", "--tickers", "XLK,XLE", "--table", "etf", "--json")
+    assert run_cli(ETF, "--days", "5", "--end", "2025-06-30", "--delay", "0", "--tickers", "XLK,XLE").code == 0  # no data: no failure
+    result = run_cli(STATUS, "--days", "5", "--end", "2025-06-30", "--tickers", "XLK,XLE", "--table", "etf", "--json")
     assert result.code == 1
     report = {r["ticker"]: r for r in json.loads(result.stdout)["tickers"]}
     assert report["XLE"]["stored"] == 0 and len(report["XLE"]["gaps"]) == 5 and report["XLE"]["due"] is True
@@ -66,19 +66,19 @@ def test_never_stored_ticker_and_errors_are_reported(run_cli: CliRunner, dsn: st
 
 
 def test_bad_flags_exit_2(run_cli: CliRunner) -> None:
-    for args in (("--plot", "x.jpg"), ("--start-date", "2025-07-01", "--end-date", "2025-06-01"), ("--table", "nope"),
-                 ("--start-date", "1800-01-01")):
+    for args in (("--plot", "x.jpg"), ("--start", "2025-07-01", "--end", "2025-06-01"), ("--table", "nope"),
+                 ("--start", "1800-01-01")):
         result = run_cli(STATUS, *args)
         assert result.code == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
         assert "Traceback" not in result.stderr
-    early = run_cli(STATUS, "--start-date", "1800-01-01")
+    early = run_cli(STATUS, "--start", "1800-01-01")
     assert "must be a date from 1980-01-02 (the NYSE calendar's first session)" in early.stderr
 
 
 def test_a_future_end_date_reports_up_to_the_last_closed_session(run_cli: CliRunner, dsn: str) -> None:
     from tasks.core.calendar import last_closed_session
 
-    result = run_cli(STATUS, "--end-date", "2099-12-31", "--days", "3", "--json")
+    result = run_cli(STATUS, "--end", "2099-12-31", "--days", "3", "--json")
     assert result.code in (0, 1) and "Traceback" not in result.stderr, result.stderr
     assert "has not closed yet" in result.stderr
     assert json.loads(result.stdout)["end"] == last_closed_session().isoformat()
@@ -88,7 +88,7 @@ def test_a_read_only_user_can_report_and_dry_run(run_cli: CliRunner, dsn: str, f
     from psycopg import sql
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-    assert run_cli(ETF, "--days", "5", "--end-date", "2025-06-30", "--delay", "0", "--tickers", "SPY").code == 0
+    assert run_cli(ETF, "--days", "5", "--end", "2025-06-30", "--delay", "0", "--tickers", "SPY").code == 0
     dbname = conninfo_to_dict(dsn)["dbname"]
     with psycopg.connect(dsn, autocommit=True) as admin:
         admin.execute("DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'reader')"
@@ -97,16 +97,16 @@ def test_a_read_only_user_can_report_and_dry_run(run_cli: CliRunner, dsn: str, f
         admin.execute("GRANT USAGE ON SCHEMA public TO reader")
         admin.execute("GRANT SELECT ON ALL TABLES IN SCHEMA public TO reader")
     reader = make_conninfo(dsn, user="reader")
-    report = run_cli(STATUS, "--start-date", "2025-06-24", "--end-date", "2025-06-30", "--json", env={"DATABASE_URL": reader})
+    report = run_cli(STATUS, "--start", "2025-06-24", "--end", "2025-06-30", "--json", env={"DATABASE_URL": reader})
     assert report.code == 0, report.stderr
     assert json.loads(report.stdout)["tickers"][0]["ticker"] == "SPY"
-    dry = run_cli(ETF, "--days", "5", "--end-date", "2025-06-30", "--tickers", "SPY,XLK", "--dry-run", env={"DATABASE_URL": reader})
+    dry = run_cli(ETF, "--days", "5", "--end", "2025-06-30", "--tickers", "SPY,XLK", "--dry-run", env={"DATABASE_URL": reader})
     assert dry.code == 0, dry.stderr
     assert "XLK" in dry.stdout and fake_yahoo.chart_requests("XLK") == []
 
 
 def test_a_plot_that_cannot_be_written_is_one_line_exit_2(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo) -> None:
-    assert run_cli(ETF, "--days", "5", "--end-date", "2025-06-30", "--delay", "0", "--tickers", "SPY").code == 0
+    assert run_cli(ETF, "--days", "5", "--end", "2025-06-30", "--delay", "0", "--tickers", "SPY").code == 0
     result = run_cli(STATUS, *RANGE, "--plot", "/proc/x.png")
     assert result.code == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("error: --plot /proc/x.png: cannot write it")
@@ -120,7 +120,7 @@ def test_the_jsonl_report_refuses_the_price_table_flags_instead_of_ignoring_them
         verb = "applies" if len(named) == 1 else "apply"
         assert f"--jsonl reports every symbol of the scalp data; {', '.join(sorted(named, key=['--table', '--tickers', '--plot'].index))}" \
                f" {verb} to the price tables only" in result.stderr + result.stdout
-    assert run_cli("flows.backfill_status", "--jsonl", "--start-date", "2026-01-22", "--end-date", "2026-01-23").code == 0
+    assert run_cli("flows.backfill_status", "--jsonl", "--start", "2026-01-22", "--end", "2026-01-23").code == 0
 
 
 @pytest.mark.parametrize("url, secret", [("postgresql://u:S3CR/ETPW@127.0.0.1:1/db", "ETPW"),
@@ -135,7 +135,7 @@ def test_missing_history_before_the_first_bar_counts_and_tickers_select_rows(run
                                                                               tmp_path: Path) -> None:
     """A backfill that did not reach the asked start is not complete (it showed 5/5, 0 gaps), and
     ``--tickers`` gives no row in a table that never held the ticker (it invented a benchmark row)."""
-    assert run_cli(ETF, "--days", "5", "--end-date", "2025-06-30", "--delay", "0", "--tickers", "XLK").code == 0
+    assert run_cli(ETF, "--days", "5", "--end", "2025-06-30", "--delay", "0", "--tickers", "XLK").code == 0
     result = run_cli(STATUS, *RANGE, "--tickers", "XLK,XLF", "--json")
     assert result.code == 1
     rows = json.loads(result.stdout)["tickers"]
@@ -153,7 +153,7 @@ def test_a_heatmap_is_readable_by_others_as_any_new_file_is(run_cli: CliRunner, 
     import os
     import stat
 
-    assert run_cli(ETF, "--days", "5", "--end-date", "2025-06-30", "--delay", "0", "--tickers", "SPY").code == 0
+    assert run_cli(ETF, "--days", "5", "--end", "2025-06-30", "--delay", "0", "--tickers", "SPY").code == 0
     plot = tmp_path / "coverage.png"
     assert run_cli(STATUS, *RANGE, "--plot", str(plot)).code == 1
     mask = os.umask(0)

@@ -118,7 +118,7 @@ def test_a_deployment_run_that_finds_the_database_busy_is_continued_without_coun
     api = deployed["PREFECT_API_URL"]
     # Another staggered run (a terminal's) holds the database: it waits a minute between its fetches.
     holder = subprocess.Popen([sys.executable, "-m", "flows.staggered_sector_backfill", "--tickers", "XLK,XLV", "--days", "5",
-                               "--end-date", END, "--delay-minutes", "1", "--cache-dir", str(tmp_path / "cli-cache")],
+                               "--end", END, "--delay", "1m", "--cache-dir", str(tmp_path / "cli-cache")],
                               cwd=ROOT, env=cli_env(fake_yahoo, dsn), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         wait_for(lambda: any("/chart/XLK" in entry.path for entry in fake_yahoo.log), 60, "the terminal's run to fetch XLK")

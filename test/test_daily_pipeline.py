@@ -64,7 +64,7 @@ def hand_weights(fake: FakeYahoo, stocks: list[str], as_of: dt.date) -> dict[str
 
 
 def test_full_pipeline_fills_every_table_as_the_document_checks_it(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo) -> None:
-    result = run_cli(PIPE, *FAST, "--as-of", AS_OF.isoformat(), "--top-sectors", "2", as_process=True)  # own process, once
+    result = run_cli(PIPE, *FAST, "--end", AS_OF.isoformat(), "--top-sectors", "2", as_process=True)  # own process, once
     assert result.code == 0, result.stdout + result.stderr
     assert "5 of 5 stage(s) ok" in result.stdout
     sessions = last_trading_days(25, AS_OF)
@@ -135,7 +135,7 @@ def test_full_pipeline_fills_every_table_as_the_document_checks_it(run_cli: CliR
     # Idempotent: the same rows again, and nothing fetched twice (prices, holdings files, share counts).
     before = {t: table_rows(dsn, t, "*") for t in ("collected_meta_etf", "analytics_portfolio_allocation", "analytics_trending_stocks")}
     fake_yahoo.reset_log()
-    again = run_cli(PIPE, *FAST, "--as-of", AS_OF.isoformat(), "--top-sectors", "2")
+    again = run_cli(PIPE, *FAST, "--end", AS_OF.isoformat(), "--top-sectors", "2")
     assert again.code == 0, again.stdout + again.stderr
     assert [e.path for e in fake_yahoo.log if "chart" in e.path or "timeseries" in e.path or e.host == "www.ssga.com"] == []
     for table, old in before.items():
@@ -143,7 +143,7 @@ def test_full_pipeline_fills_every_table_as_the_document_checks_it(run_cli: CliR
         assert [r[:width] for r in table_rows(dsn, table, "*")] == [r[:width] for r in old], table
 
     # A past as-of date: the share counts known then and that day's closes, never June's.
-    past = run_cli(PIPE, *FAST, "--as-of", PAST.isoformat(), "--top-sectors", "2")
+    past = run_cli(PIPE, *FAST, "--end", PAST.isoformat(), "--top-sectors", "2")
     assert past.code == 0, past.stdout + past.stderr
     assert f"no holdings snapshot on or before {PAST}" in past.stdout  # the only file is from June: said so
     past_top = [t for t, *_ in hand_ranked(fake_yahoo, list(SECTOR_ETFS), PAST)[20][:2]]
@@ -158,7 +158,7 @@ def test_full_pipeline_fills_every_table_as_the_document_checks_it(run_cli: CliR
 def test_a_fund_whose_sponsor_file_fails_falls_back_to_yahoo_and_says_so(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo) -> None:
     fake_yahoo.sponsor_files["XLK"] = 404
     fake_yahoo.sponsor_files["XLV"] = b"<html>Access denied</html>"  # served as the file: retried, then the fallback
-    result = run_cli(PIPE, *FAST, "--as-of", AS_OF.isoformat(), "--stages", "etf-holdings", "--max-retries", "1")
+    result = run_cli(PIPE, *FAST, "--end", AS_OF.isoformat(), "--stages", "etf-holdings", "--max-retries", "1")
     assert result.code == 1, result.stdout + result.stderr
     assert "XLK: 5 stocks, Yahoo's top 5 holdings only: the sponsor's file failed (holdings file: HTTP 404)" in result.stdout
     assert "XLV: 5 stocks, Yahoo's top 5 holdings only" in result.stdout
@@ -172,7 +172,7 @@ def test_a_fund_whose_sponsor_file_fails_falls_back_to_yahoo_and_says_so(run_cli
                                           ("allocation", "stage 3 (trending)")])
 def test_a_stage_without_its_inputs_names_the_stage_to_run_first(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo,
                                                                  stage: str, first: str) -> None:
-    result = run_cli(PIPE, *FAST, "--as-of", AS_OF.isoformat(), "--stages", stage)
+    result = run_cli(PIPE, *FAST, "--end", AS_OF.isoformat(), "--stages", stage)
     assert result.code == 2, result.stdout + result.stderr
     assert f"run {first}" in result.stdout
     assert fake_yahoo.log == []
@@ -180,15 +180,15 @@ def test_a_stage_without_its_inputs_names_the_stage_to_run_first(run_cli: CliRun
 
 def test_rate_limit_stops_and_prints_how_to_resume_from_that_stage(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo) -> None:
     fake_yahoo.rate_limit_after = 13  # the 12 ETF charts and QQQ's pass; the top sectors' stocks meet the 429
-    result = run_cli(PIPE, *FAST, "--as-of", AS_OF.isoformat(), "--stages", "all", "--rate-limit-sleep", "60")
+    result = run_cli(PIPE, *FAST, "--end", AS_OF.isoformat(), "--stages", "all", "--rate-limit-sleep", "60")
     assert result.code == 75, result.stdout + result.stderr
-    assert "--stages trending,stock-history,allocation --as-of 2025-06-30" in result.stdout
+    assert "--stages trending,stock-history,allocation --end 2025-06-30" in result.stdout
     assert rows(dsn, "SELECT count(*) FROM analytics_trending_stocks") == [(0,)]
     assert rows(dsn, "SELECT count(DISTINCT ticker) FROM collected_daily_benchmark_ohlc") == [(2,)]
 
 
 def test_the_daily_quota_stops_a_run_with_the_time_to_resume(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo) -> None:
-    result = run_cli(PIPE, *FAST, "--as-of", AS_OF.isoformat(), "--stages", "etf-ohlc", "--daily-quota", "3")
+    result = run_cli(PIPE, *FAST, "--end", AS_OF.isoformat(), "--stages", "etf-ohlc", "--daily-quota", "3")
     assert result.code == 75, result.stdout + result.stderr
     assert "daily quota of 3 requests for 'yahoo' used up" in result.stdout
     assert len(fake_yahoo.log) == 3  # cookie, crumb and one chart: then nothing
@@ -197,7 +197,7 @@ def test_the_daily_quota_stops_a_run_with_the_time_to_resume(run_cli: CliRunner,
 
 
 def test_dry_run_says_what_each_stage_would_do_and_writes_nothing(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo) -> None:
-    result = run_cli(PIPE, *FAST, "--as-of", AS_OF.isoformat(), "--dry-run")
+    result = run_cli(PIPE, *FAST, "--end", AS_OF.isoformat(), "--dry-run")
     # An empty database: stages 3-5 would run on what stages 1-4 of the same run store.
     assert result.code == 0, result.stdout + result.stderr
     assert "would read the sponsor's holdings files of 11 sector funds: 0 fresh in the cache, 11 to download" in result.stdout
@@ -211,14 +211,14 @@ def test_dry_run_says_what_each_stage_would_do_and_writes_nothing(run_cli: CliRu
     assert table_rows(dsn, "collected_daily_etf_ohlc") == []
 
     # A stage whose inputs no stage of this run makes still says which stage to run first.
-    alone = run_cli(PIPE, *FAST, "--as-of", AS_OF.isoformat(), "--stages", "trending", "--dry-run")
+    alone = run_cli(PIPE, *FAST, "--end", AS_OF.isoformat(), "--stages", "trending", "--dry-run")
     assert alone.code == 2 and "run stage 1 (etf-ohlc)" in alone.stdout
 
 
 def test_stage_four_dry_run_counts_the_requests_for_the_whole_universe(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo) -> None:
-    assert run_cli(PIPE, *FAST, "--as-of", AS_OF.isoformat(), "--stages", "etf-holdings").code == 0
+    assert run_cli(PIPE, *FAST, "--end", AS_OF.isoformat(), "--stages", "etf-holdings").code == 0
     fake_yahoo.reset_log()
-    result = run_cli(PIPE, *FAST, "--as-of", AS_OF.isoformat(), "--stages", "stock-history", "--dry-run", "--rate", "60/min")
+    result = run_cli(PIPE, *FAST, "--end", AS_OF.isoformat(), "--stages", "stock-history", "--dry-run", "--rate", "60/min")
     assert result.code == 0, result.stdout + result.stderr
     assert "65 stocks in 11 sector funds" in result.stdout
     # cookie and crumb, then one request per ticker (batched or not: Yahoo's chart endpoint takes one
@@ -265,7 +265,7 @@ def test_an_interrupted_pipeline_names_the_unfinished_stages_with_the_users_own_
     from test.fix_yahoo import ROOT, cli_env
 
     fake_yahoo.latency = 3.0  # the first stage is still fetching when the stop comes
-    argv = [sys.executable, "-m", PIPE, *FAST, "--as-of", AS_OF.isoformat(), "--stages", "etf-ohlc,trending",
+    argv = [sys.executable, "-m", PIPE, *FAST, "--end", AS_OF.isoformat(), "--stages", "etf-ohlc,trending",
             "--cache-dir", str(tmp_path / "cache")]
     proc = subprocess.Popen(argv, cwd=ROOT, env=cli_env(fake_yahoo, dsn), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -281,4 +281,4 @@ def test_an_interrupted_pipeline_names_the_unfinished_stages_with_the_users_own_
     assert proc.returncode == 130, out + err
     said = out.split("Run the unfinished stages with:\n  ", 1)[1].splitlines()[0]
     assert said.endswith(" --days 25 --delay 0 --retry-wait 0.01 --rate 100000/min --holdings-rate 100000/min "
-                         f"--cache-dir {tmp_path / 'cache'} --stages etf-ohlc,trending --as-of {AS_OF.isoformat()}"), said
+                         f"--cache-dir {tmp_path / 'cache'} --stages etf-ohlc,trending --end {AS_OF.isoformat()}"), said

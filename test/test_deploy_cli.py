@@ -207,7 +207,7 @@ def test_resume_through_the_deployment_works_as_typed_with_resume_true_alone(dep
     skip_existing=true no longer makes it a BadInput naming a CLI flag."""
     api = deployed["PREFECT_API_URL"]
     cut = subprocess.Popen([sys.executable, "-m", "flows.staggered_sector_backfill", "--tickers", "XLK,XLV,XLF", "--days", "5",
-                            "--end-date", END, "--delay-minutes", "1", "--cache-dir", str(tmp_path / "cli-cache")],
+                            "--end", END, "--delay", "1m", "--cache-dir", str(tmp_path / "cli-cache")],
                            cwd=ROOT, env=cli_env(fake_yahoo, dsn), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     wait_for(lambda: any("/chart/XLK" in entry.path for entry in fake_yahoo.log), 60, "the terminal's run to fetch XLK")
     wait_for(lambda: len(table_rows(dsn, "collected_daily_etf_ohlc")) == 5, 60, "XLK stored")

@@ -26,7 +26,7 @@ ETF = "flows.etf_backfill"
 END = "2025-07-08"
 # Hand-checked: the 5 NYSE sessions ending 2025-07-08; Friday 2025-07-04 is Independence Day.
 FIVE_SESSIONS = [dt.date(2025, 7, 1), dt.date(2025, 7, 2), dt.date(2025, 7, 3), dt.date(2025, 7, 7), dt.date(2025, 7, 8)]
-BASE = ("--days", "5", "--end-date", END, "--delay", "0", "--retry-wait", "0.01")
+BASE = ("--days", "5", "--end", END, "--delay", "0", "--retry-wait", "0.01")
 
 
 def expected_rows(tickers: list[str] | tuple[str, ...], days: list[dt.date]) -> list[tuple]:
@@ -53,7 +53,7 @@ def test_cold_run_stores_every_etf_session_with_source_values(run_cli: CliRunner
 
 
 def test_days_counts_nyse_sessions_not_weekdays(run_cli: CliRunner, dsn: str) -> None:
-    result = run_cli(ETF, "--tickers", "SPY", "--days", "3", "--end-date", "2025-07-07", "--delay", "0")
+    result = run_cli(ETF, "--tickers", "SPY", "--days", "3", "--end", "2025-07-07", "--delay", "0")
     assert result.code == 0, result.stderr
     dates = [r[1] for r in table_rows(dsn, "collected_daily_etf_ohlc")]
     assert dates == [dt.date(2025, 7, 2), dt.date(2025, 7, 3), dt.date(2025, 7, 7)]
@@ -122,7 +122,7 @@ def test_the_resume_hint_of_a_run_started_with_uv_run_works_when_typed_back(dsn:
 def test_database_is_checked_before_network_for_missing_sessions(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo) -> None:
     assert run_cli(ETF, *BASE, "--tickers", "SPY").code == 0
     fake_yahoo.reset_log()
-    result = run_cli(ETF, "--tickers", "SPY", "--days", "7", "--end-date", END, "--delay", "0", "--refresh")
+    result = run_cli(ETF, "--tickers", "SPY", "--days", "7", "--end", END, "--delay", "0", "--refresh")
     assert result.code == 0
     (req,) = fake_yahoo.chart_requests("SPY")
     first_day = dt.datetime.fromtimestamp(int(req.query["period1"]), dt.UTC).date()
@@ -145,7 +145,7 @@ def test_rate_limit_stops_at_once_keeps_rows_and_prints_resume(run_cli: CliRunne
     assert match, result.stdout
     resume_at = dt.datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S").replace(tzinfo=dt.UTC).timestamp()
     assert before + 590 <= resume_at <= time.time() + 610
-    assert "flows.etf_backfill --days 5 --end-date 2025-07-08" in result.stdout
+    assert "flows.etf_backfill --days 5 --end 2025-07-08" in result.stdout
     fake_yahoo.rate_limit_after = None
     fake_yahoo.reset_log()
     early = run_cli(ETF, *args)  # the shared budget is cooling down: refused without asking Yahoo
@@ -201,7 +201,7 @@ def test_a_ticker_without_data_is_reported_not_a_failure(run_cli: CliRunner, dsn
 
     # A ticker whose history is stored and that now answers nothing: possibly delisted, still no failure.
     fake_yahoo.unknown.add("XLK")
-    gone = run_cli(ETF, "--days", "5", "--end-date", "2025-07-15", "--delay", "0", "--retry-wait", "0.01", "--tickers", "SPY,XLK",
+    gone = run_cli(ETF, "--days", "5", "--end", "2025-07-15", "--delay", "0", "--retry-wait", "0.01", "--tickers", "SPY,XLK",
                    "--no-batch")
     assert gone.code == 0, gone.stdout + gone.stderr
     assert "1 no data (XLK possibly delisted)" in gone.stdout
@@ -246,7 +246,7 @@ def test_dry_run_touches_nothing(run_cli: CliRunner, dsn: str, fake_yahoo: FakeY
         (("--days", "99999999"), "--days"),
         (("--delay", "-1"), "--delay"),
         (("--timeout", "99999999999999999999"), "--timeout: must be greater than 0 to 3600 seconds"),
-        (("--end-date", "2025-13-01"), "--end-date"),
+        (("--end", "2025-13-01"), "--end"),
         (("--bogus",), "unrecognized arguments"),
     ],
 )
@@ -324,17 +324,17 @@ def test_an_end_date_in_the_future_is_moved_back_and_said(run_cli: CliRunner, ds
     from tasks.core.calendar import last_closed_session
 
     before = last_closed_session()
-    result = run_cli(ETF, "--days", "2", "--end-date", "2999-01-01", "--tickers", "SPY", "--delay", "0", "--dry-run")
+    result = run_cli(ETF, "--days", "2", "--end", "2999-01-01", "--tickers", "SPY", "--delay", "0", "--dry-run")
     after = last_closed_session()  # (a session may close while the command runs)
     assert result.code == 0, result.stderr
-    note = "Note: --end-date 2999-01-01 has not closed yet; using the last closed NYSE session, "
+    note = "Note: --end 2999-01-01 has not closed yet; using the last closed NYSE session, "
     assert f"{note}{before}" in result.stdout or f"{note}{after}" in result.stdout, result.stdout
-    weekend = run_cli(ETF, "--days", "2", "--end-date", "2025-07-05", "--tickers", "SPY", "--delay", "0", "--dry-run")
+    weekend = run_cli(ETF, "--days", "2", "--end", "2025-07-05", "--tickers", "SPY", "--delay", "0", "--dry-run")
     assert "Note:" not in weekend.stdout  # a past weekend is simply the session before it
 
 
 def test_default_flags_pace_yahoo_at_the_source_documents_limits(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo) -> None:
-    result = run_cli(ETF, "--tickers", "SPY,XLK,XLV", "--no-batch", "--days", "5", "--end-date", END, "--delay", "0",
+    result = run_cli(ETF, "--tickers", "SPY,XLK,XLV", "--no-batch", "--days", "5", "--end", END, "--delay", "0",
                      env={"YAHOO_RATE": ""})
     assert result.code == 0, result.stderr
     times = sorted(c.at for c in fake_yahoo.chart_requests())

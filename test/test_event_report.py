@@ -90,7 +90,7 @@ def test_the_study_matches_a_hand_computation(run_cli: CliRunner, stored: psycop
 
 
 def test_filters_the_table_and_the_plot(run_cli: CliRunner, stored: psycopg.Connection[Any], tmp_path: Path) -> None:
-    only = run_cli(REPORT, "--json", "--source", "filing", "--from", DAYS[61].isoformat(), "--to", DAYS[95].isoformat())
+    only = run_cli(REPORT, "--json", "--source", "filing", "--start", DAYS[61].isoformat(), "--end", DAYS[95].isoformat())
     assert only.code == 0, only.stderr
     (study,) = json.loads(only.stdout)["sources"]
     assert study["source"] == "filing" and study["events"] == 2  # the events of sessions 70 and 90
@@ -99,7 +99,7 @@ def test_filters_the_table_and_the_plot(run_cli: CliRunner, stored: psycopg.Conn
     assert "| news | 3 |" in table.stdout and "| filing | 3 |" in table.stdout
     head = (tmp_path / "caar.png").read_bytes()[:24]
     assert head[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">II", head[16:24])[0] >= 1000  # wide enough to read
-    bad = run_cli(REPORT, "--from", "2025-06-01", "--to", "2025-01-01")
+    bad = run_cli(REPORT, "--start", "2025-06-01", "--end", "2025-01-01")
     assert bad.code == 2 and "after" in bad.stderr
 
 

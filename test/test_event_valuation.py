@@ -95,7 +95,7 @@ EVENTS = {
 def test_metrics_match_an_independent_computation_and_fill_in_later(run_cli: CliRunner, dsn: str, tmp_path: Path,
                                                                     fake_yahoo: FakeYahoo) -> None:
     csv = write_csv(tmp_path / "e.csv", [("KNWN", t, label) for label, t in EVENTS.items()])
-    first = run_cli(VAL, "--import-csv", str(csv), *FAST, "--as-of", "2025-07-31", as_process=True)  # its own process, once
+    first = run_cli(VAL, "--import-csv", str(csv), *FAST, "--end", "2025-07-31", as_process=True)  # its own process, once
     assert first.code == 0, first.stdout + first.stderr
     rows = stored(dsn)
     for text in EVENTS.values():
@@ -107,7 +107,7 @@ def test_metrics_match_an_independent_computation_and_fill_in_later(run_cli: Cli
     assert rows[("KNWN", utc(EVENTS["after the early close"]))]["base_date"] == dt.date(2025, 7, 3)
 
     fake_yahoo.reset_log()
-    later = run_cli(VAL, *FAST, "--as-of", "2025-09-30")
+    later = run_cli(VAL, *FAST, "--end", "2025-09-30")
     assert later.code == 0, later.stderr
     incomplete = [t for t in EVENTS.values() if expected("KNWN", utc(t), dt.date(2025, 7, 31))["ret_20d"] is None]
     assert len(incomplete) == 4
@@ -122,7 +122,7 @@ def test_spawned_worker_processes_value_as_the_independent_computation_does(run_
     their context pickled; what they store is what the forked ones store (the test above)."""
     tickers = [f"SPW{i}" for i in range(6)]
     csv = write_csv(tmp_path / "e.csv", [(t, text, "s") for t in tickers for text in list(EVENTS.values())[:3]])
-    spawned = run_cli(VAL, "--import-csv", str(csv), *FAST, "--as-of", "2025-07-31", "--processes", "2", "--concurrency", "2",
+    spawned = run_cli(VAL, "--import-csv", str(csv), *FAST, "--end", "2025-07-31", "--processes", "2", "--concurrency", "2",
                       "--group-size", "1", env={"BACKFILL_START_METHOD": "spawn"})
     assert spawned.code == 0, spawned.stdout + spawned.stderr
     assert "in 2 worker processes (spawn)" in spawned.stdout
@@ -143,7 +143,7 @@ def test_an_event_after_the_last_usable_session_waits_for_its_base_bar(run_cli: 
               "far future": "2199-12-30 15:00:00+00:00"}
     csv = write_csv(tmp_path / "e.csv", [("KNWN", t, label) for label, t in events.items()])
     for _ in range(2):  # a second run changes nothing
-        run = run_cli(VAL, "--import-csv", str(csv), *FAST, "--as-of", "2025-07-31")
+        run = run_cli(VAL, "--import-csv", str(csv), *FAST, "--end", "2025-07-31")
         assert run.code == 0, run.stdout + run.stderr
         assert "2 event(s) at or after 2025-08-01 20:00 UTC wait: their base session comes after 2025-07-31" in run.stdout
         rows = stored(dsn)
@@ -153,7 +153,7 @@ def test_an_event_after_the_last_usable_session_waits_for_its_base_bar(run_cli: 
         for label in ("after friday's close", "far future"):
             assert rows[("KNWN", utc(events[label]))]["valuation_status"] is None, label
             assert rows[("KNWN", utc(events[label]))]["base_date"] is None, label
-    later = run_cli(VAL, *FAST, "--as-of", "2025-08-29")  # Friday's bar exists now: that event is valued
+    later = run_cli(VAL, *FAST, "--end", "2025-08-29")  # Friday's bar exists now: that event is valued
     assert later.code == 0, later.stderr
     friday = stored(dsn)[("KNWN", utc(events["after friday's close"]))]
     assert_matches(friday, expected("KNWN", utc(events["after friday's close"]), dt.date(2025, 8, 29)))
@@ -162,18 +162,18 @@ def test_an_event_after_the_last_usable_session_waits_for_its_base_bar(run_cli: 
 def test_events_are_revalued_when_stored_prices_change(run_cli: CliRunner, dsn: str, tmp_path: Path, fake_yahoo: FakeYahoo) -> None:
     when = "2025-03-05 15:00:00+00:00"
     csv = write_csv(tmp_path / "e.csv", [("RVAL", when, "s")])
-    assert run_cli(VAL, "--import-csv", str(csv), *FAST, "--as-of", "2025-06-30").code == 0
+    assert run_cli(VAL, "--import-csv", str(csv), *FAST, "--end", "2025-06-30").code == 0
     before = stored(dsn)[("RVAL", utc(when))]
     assert_matches(before, expected("RVAL", utc(when), dt.date(2025, 6, 30)))
-    again = run_cli(VAL, *FAST, "--as-of", "2025-06-30")
+    again = run_cli(VAL, *FAST, "--end", "2025-06-30")
     assert "Nothing to value" in again.stdout  # unchanged prices: nothing pending
     # SPY pays a dividend inside the event's 20-session window; a later SPY backfill sees it and
     # restates SPY's stored adjusted history, which changes the event's excess returns.
     fake_yahoo.dividends["SPY"] = {dt.date(2025, 3, 20): 2.5}
-    stag = run_cli("flows.staggered_sector_backfill", "--tickers", "SPY", "--days", "5", "--end-date", "2025-03-21",
-                   "--delay-minutes", "0", cache_dir=tmp_path / "a-day-later")
+    stag = run_cli("flows.staggered_sector_backfill", "--tickers", "SPY", "--days", "5", "--end", "2025-03-21",
+                   "--delay", "0m", cache_dir=tmp_path / "a-day-later")
     assert stag.code == 0, stag.stdout + stag.stderr
-    revalue = run_cli(VAL, *FAST, "--as-of", "2025-06-30")
+    revalue = run_cli(VAL, *FAST, "--end", "2025-06-30")
     assert revalue.code == 0 and "Valuing 1 events" in revalue.stdout, revalue.stdout
     after = stored(dsn)[("RVAL", utc(when))]
     assert after["excess_ret_20d"] != pytest.approx(before["excess_ret_20d"])
@@ -184,7 +184,7 @@ def test_one_fetch_per_ticker_whatever_its_event_count(run_cli: CliRunner, dsn: 
     times = [f"2025-{m:02d}-{d:02d} 15:00:00+00:00" for m in (2, 3, 4) for d in (3, 10, 17, 24)]
     rows = [("MANY", t, f"s{i}") for i, t in enumerate(times)] + [("ONE", "2025-03-05 15:00:00+00:00", "x")]
     csv = write_csv(tmp_path / "e.csv", rows)
-    result = run_cli(VAL, "--import-csv", str(csv), *FAST, "--as-of", "2025-06-30", "--group-size", "1", "--concurrency", "2")
+    result = run_cli(VAL, "--import-csv", str(csv), *FAST, "--end", "2025-06-30", "--group-size", "1", "--concurrency", "2")
     assert result.code == 0, result.stderr
     assert len(fake_yahoo.chart_requests("MANY")) == 1
     assert len(fake_yahoo.chart_requests("ONE")) == 1
@@ -196,16 +196,16 @@ def test_rerun_and_overwrite_need_no_network(run_cli: CliRunner, dsn: str, tmp_p
     fake_yahoo.unknown.add("GONE")
     csv = write_csv(tmp_path / "e.csv", [("AAA", "2025-03-05 15:00:00+00:00", "a"), ("BBB", "2025-04-07 15:00:00+00:00", "b"),
                                          ("GONE", "2025-04-07 15:00:00+00:00", "c")])
-    assert run_cli(VAL, "--import-csv", str(csv), *FAST, "--as-of", "2025-06-30").code == 0
+    assert run_cli(VAL, "--import-csv", str(csv), *FAST, "--end", "2025-06-30").code == 0
     before = stored(dsn)
     fake_yahoo.reset_log()
-    again = run_cli(VAL, *FAST, "--as-of", "2025-06-30")
+    again = run_cli(VAL, *FAST, "--end", "2025-06-30")
     assert again.code == 0 and "Nothing to value" in again.stdout
     with psycopg.connect(dsn, autocommit=True) as conn:
         # base is 03-04
         conn.execute("UPDATE collected_daily_stock_history SET adj_close = adj_close * 2"
                      " WHERE ticker = 'AAA' AND trade_date >= '2025-03-05'")
-    over = run_cli(VAL, "--overwrite", *FAST, "--as-of", "2025-06-30")
+    over = run_cli(VAL, "--overwrite", *FAST, "--end", "2025-06-30")
     assert over.code == 0, over.stderr
     assert fake_yahoo.log == []
     after = stored(dsn)
@@ -274,9 +274,9 @@ def test_import_rejects_unusable_files(run_cli: CliRunner, tmp_path: Path, conte
 def test_an_as_of_date_outside_the_calendar_is_refused_before_the_import_writes(run_cli: CliRunner, dsn: str, tmp_path: Path,
                                                                                 as_of: str) -> None:
     csv = write_csv(tmp_path / "ev.csv", [("AAPL", "2025-01-02 15:00:00+00:00", "news")])
-    result = run_cli(VAL, "--as-of", as_of, "--import-csv", str(csv))
+    result = run_cli(VAL, "--end", as_of, "--import-csv", str(csv))
     assert result.code == 2
-    said = f"error: argument --as-of: must be a date from 1980-01-02 (the NYSE calendar's first session) on: '{as_of}'"
+    said = f"error: argument --end: must be a date from 1980-01-02 (the NYSE calendar's first session) on: '{as_of}'"
     assert result.stderr.strip() == said
     with psycopg.connect(dsn) as conn:
         assert conn.execute("SELECT to_regclass('txn_events')").fetchone() == (None,)
@@ -293,7 +293,7 @@ def test_impossible_event_times_are_refused_at_import_with_their_line(run_cli: C
     assert result.code == 2 and "line 3" in result.stderr and reason in result.stderr, result.stderr
     skipped = run_cli(VAL, "--import-csv", str(csv), "--import-only", "--skip-bad-rows")
     assert skipped.code == 1 and "Imported 1 new event(s)" in skipped.stdout
-    assert run_cli(VAL, "--dry-run", "--as-of", "2025-06-30").code == 0  # later runs are not blocked
+    assert run_cli(VAL, "--dry-run", "--end", "2025-06-30").code == 0  # later runs are not blocked
 
 
 def test_excel_bom_and_nul_bytes_in_the_events_csv(run_cli: CliRunner, dsn: str, tmp_path: Path) -> None:
@@ -312,7 +312,7 @@ def test_excel_bom_and_nul_bytes_in_the_events_csv(run_cli: CliRunner, dsn: str,
 def test_dry_run_counts_and_writes_nothing(run_cli: CliRunner, dsn: str, tmp_path: Path, fake_yahoo: FakeYahoo) -> None:
     rows = [(t, f"2025-03-{d:02d} 15:00:00+00:00", "s") for t in ("AAA", "BBB", "CCC") for d in (3, 4, 5)]
     csv = write_csv(tmp_path / "e.csv", rows)
-    result = run_cli(VAL, "--import-csv", str(csv), "--dry-run", "--group-size", "2", "--as-of", "2025-06-30")
+    result = run_cli(VAL, "--import-csv", str(csv), "--dry-run", "--group-size", "2", "--end", "2025-06-30")
     assert result.code == 0, result.stderr
     assert "Would import 9 new event(s)" in result.stdout
     assert "Would value 9 events of 3 tickers in 2 group(s) of up to 2 tickers" in result.stdout and "network fetches: 3" in result.stdout
@@ -331,7 +331,7 @@ def test_failing_ticker_and_failing_group_are_isolated(run_cli: CliRunner, dsn: 
         conn.execute("""CREATE FUNCTION refuse_boom() RETURNS trigger LANGUAGE plpgsql AS $$
                         BEGIN IF NEW.ticker = 'BOOM' THEN RAISE EXCEPTION 'disk says no'; END IF; RETURN NEW; END $$""")
         conn.execute("CREATE TRIGGER refuse_boom BEFORE UPDATE ON txn_events FOR EACH ROW EXECUTE FUNCTION refuse_boom()")
-    result = run_cli(VAL, *FAST, "--max-retries", "1", "--group-size", "1", "--as-of", "2025-06-30")
+    result = run_cli(VAL, *FAST, "--max-retries", "1", "--group-size", "1", "--end", "2025-06-30")
     assert result.code == 1, result.stdout + result.stderr
     status = {t: r["valuation_status"] for (t, _), r in stored(dsn).items()}
     assert status == {"AAA": "ok", "ZED": "ok", "NOPE": "no_data", "FLAKY": "error", "BOOM": None}
@@ -344,14 +344,14 @@ def test_rate_limit_stops_keeps_valued_groups_and_rerun_finishes(run_cli: CliRun
     tickers = [f"T{i:02d}" for i in range(8)]
     csv = write_csv(tmp_path / "e.csv", [(t, "2025-03-05 15:00:00+00:00", "s") for t in tickers])
     fake_yahoo.rate_limit_after = 4  # SPY + 3 tickers
-    result = run_cli(VAL, "--import-csv", str(csv), *FAST, "--group-size", "1", "--concurrency", "1", "--as-of", "2025-06-30")
+    result = run_cli(VAL, "--import-csv", str(csv), *FAST, "--group-size", "1", "--concurrency", "1", "--end", "2025-06-30")
     assert result.code == 75, result.stdout + result.stderr
     assert "Resume after" in result.stdout
     valued = {t for (t, _), r in stored(dsn).items() if r["valuation_status"] == "ok"}
     assert len(valued) == 3
     fake_yahoo.rate_limit_after = None
     end_cooldown(dsn)  # as if the advised wait had passed
-    assert run_cli(VAL, *FAST, "--as-of", "2025-06-30").code == 0
+    assert run_cli(VAL, *FAST, "--end", "2025-06-30").code == 0
     assert {r["valuation_status"] for r in stored(dsn).values()} == {"ok"}
 
 
@@ -362,7 +362,7 @@ def test_kill_midway_then_rerun_equals_a_clean_run(fake_yahoo: FakeYahoo, dsn: s
     csv = write_csv(tmp_path / "e.csv", [(t, f"2025-0{m}-1{m} 15:00:00+00:00", "s") for t in tickers for m in (2, 3, 4)])
     fake_yahoo.latency = 0.05
     args = [sys.executable, "-m", VAL, "--import-csv", str(csv), *FAST, "--group-size", "2", "--concurrency", "2",
-            "--as-of", "2025-06-30", "--cache-dir", str(tmp_path / "cache-a")]
+            "--end", "2025-06-30", "--cache-dir", str(tmp_path / "cache-a")]
     proc = subprocess.Popen(args, cwd=ROOT, env=cli_env(fake_yahoo, dsn), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -409,7 +409,7 @@ def test_a_signal_to_the_whole_process_group_stops_the_run_quietly_and_the_rerun
     csv = write_csv(tmp_path / "e.csv", [(t, f"2025-0{m}-1{m} 15:00:00+00:00", "s") for t in tickers for m in (2, 3, 4)])
     fake_yahoo.latency = 0.05
     args = [sys.executable, "-m", VAL, "--import-csv", str(csv), *FAST, "--group-size", "2", "--concurrency", "2", "--processes", "2",
-            "--as-of", "2025-06-30", "--cache-dir", str(tmp_path / "cache")]
+            "--end", "2025-06-30", "--cache-dir", str(tmp_path / "cache")]
     env = cli_env(fake_yahoo, dsn, BACKFILL_START_METHOD=method)
     proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.monotonic() + 120
@@ -479,7 +479,7 @@ def test_a_shard_values_only_its_share_of_the_tickers_and_a_bad_shard_is_refused
     csv = write_csv(tmp_path / "e.csv", [(t, "2025-03-05 15:00:00+00:00", "s") for t in tickers])
     bad = run_cli(VAL, "--import-csv", str(csv), *FAST, "--shard", "3/2")
     assert bad.code == 2 and "shard '3/2': expected K/N" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
-    run = run_cli(VAL, "--import-csv", str(csv), *FAST, "--as-of", "2025-06-30", "--shard", "2/2")
+    run = run_cli(VAL, "--import-csv", str(csv), *FAST, "--end", "2025-06-30", "--shard", "2/2")
     assert run.code == 0, run.stdout + run.stderr
     mine = sorted(t for t in tickers if zlib.crc32(t.encode()) % 2 == 1)  # share 2 of 2, computed here
     assert f"Shard 2/2: {len(mine)} of the tickers with events" in run.stdout
@@ -498,7 +498,7 @@ def test_after_a_429_under_concurrency_no_request_waiting_for_its_slot_reaches_t
     csv = write_csv(tmp_path / "e.csv", [(t, "2025-03-05 15:00:00+00:00", "s") for t in tickers])
     fake_yahoo.max_per_second = 3  # the session's cookie, crumb and the benchmark's chart pass; the groups' pace does not
     result = run_cli(VAL, "--import-csv", str(csv), "--delay", "0", "--retry-wait", "0.01", "--group-size", "1", "--concurrency", "10",
-                     "--as-of", "2025-06-30", "--rate-limit-sleep", "60", env={"YAHOO_RATE": "300/min"})
+                     "--end", "2025-06-30", "--rate-limit-sleep", "60", env={"YAHOO_RATE": "300/min"})
     assert result.code == 75, result.stdout + result.stderr
     first = min(r.at for r in fake_yahoo.log if r.status == 429)
     late = [(round(r.at - first, 2), r.path, r.status) for r in fake_yahoo.log if r.at > first + 1.0]

@@ -18,7 +18,7 @@ from test.fix_yahoo import CliRunner
 
 VAL = "flows.event_valuation"
 KEY = "fmp-secret-key-7f3a9c"
-FAST = ("--delay", "0", "--retry-wait", "0.01", "--as-of", "2025-06-30")
+FAST = ("--delay", "0", "--retry-wait", "0.01", "--end", "2025-06-30")
 EVENT_1 = "2025-04-21 15:00:00+00:00"  # after the Dec-2024 quarter was filed, before the Mar-2025 one
 EVENT_2 = "2025-05-12 15:00:00+00:00"  # after it
 

@@ -144,7 +144,7 @@ def test_the_summary_and_the_coverage_report_count_low_minutes_and_critical_gaps
     assert "Critical gaps (>= 60 s): none" in strict.stdout
     assert run_cli(ING, "--root", str(tree.root), "--fail-on-low-coverage").code == 0  # nothing new, nothing judged
 
-    report = run_cli("flows.backfill_status", "--jsonl", "--start-date", "2026-01-22", "--end-date", "2026-01-23", "--json")
+    report = run_cli("flows.backfill_status", "--jsonl", "--start", "2026-01-22", "--end", "2026-01-23", "--json")
     assert report.code == 1, report.stdout + report.stderr
     data = json.loads(report.stdout)
     r_minutes, r_low, r_per_day = hand_coverage(ticks + more, skip_newest=False)

@@ -110,8 +110,8 @@ def test_a_day_partition_dropped_by_hand_is_loaded_again_and_its_bars_count_only
     with fresh_database(pg_server_dsn) as clean:
         assert run_ingest(clean, root).returncode == 0
         assert snapshot(dsn) == snapshot(clean)
-        status = [subprocess.run([sys.executable, "-m", "flows.backfill_status", "--jsonl", "--start-date", "2026-01-22",
-                                  "--end-date", "2026-01-23", "--json"], cwd=ROOT, env=cli_env(None, db), capture_output=True,
+        status = [subprocess.run([sys.executable, "-m", "flows.backfill_status", "--jsonl", "--start", "2026-01-22",
+                                  "--end", "2026-01-23", "--json"], cwd=ROOT, env=cli_env(None, db), capture_output=True,
                                  text=True, timeout=120).stdout for db in (dsn, clean)]
         assert status[0] == status[1] and '"minutes"' in status[0]
     assert "missing" not in run_ingest(dsn, root).stdout  # mended once

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from importlib import metadata
@@ -39,8 +40,8 @@ def test_a_mistyped_command_is_refused_with_a_suggestion(run_cli: CliRunner) -> 
 
 
 def test_a_subcommand_is_the_command_of_that_job(run_cli: CliRunner, dsn: str) -> None:
-    direct = run_cli("flows.backfill_status", "--days", "3", "--end-date", "2025-06-30", "--json")
-    code, out, err = run_main(CMD, ["status", "--days", "3", "--end-date", "2025-06-30", "--json"], cli_env(None, dsn), ROOT)
+    direct = run_cli("flows.backfill_status", "--days", "3", "--end", "2025-06-30", "--json")
+    code, out, err = run_main(CMD, ["status", "--days", "3", "--end", "2025-06-30", "--json"], cli_env(None, dsn), ROOT)
     assert (code, json.loads(out)) == (direct.code, json.loads(direct.stdout)), err
     bad = run_cli(CMD, "backfill", "--tickers", "AAPL", "--days", "0")  # the subcommand's own refusal, exit 2
     assert bad.code == 2 and "--days" in bad.stderr
@@ -100,3 +101,63 @@ def test_a_configuration_file_sets_what_the_environment_does_not(run_cli: CliRun
     bad.write_text("[settings\n", encoding="utf-8")
     broken = run_main(CMD, ["info"], {**env, "BACKFILL_CONFIG": str(bad)}, ROOT)  # named by BACKFILL_CONFIG, not TOML: refused
     assert broken[0] == 2 and f"configuration file {bad}:" in broken[2]
+
+
+RANGE_COMMANDS = {"flows.etf_backfill": ("--days", "--end"), "flows.staggered_sector_backfill": ("--days", "--end"),
+                  "flows.daily_pipeline": ("--days", "--end"), "flows.event_valuation": ("--end",),
+                  "flows.backfill": ("--start", "--end", "--days"), "flows.backfill_status": ("--start", "--end", "--days"),
+                  "flows.event_report": ("--start", "--end")}
+OLD_SPELLINGS = ("--end-date", "--start-date", "--as-of", "--from", "--to", "--delay-minutes")
+
+
+def test_every_command_names_dates_and_delays_alike_and_help_shows_no_old_spelling(run_cli: CliRunner) -> None:
+    for module, flags in RANGE_COMMANDS.items():
+        helped = run_cli(module, "--help")
+        shown = {word.strip("[],") for word in helped.stdout.split() if word.startswith(("--", "[--"))}
+        assert set(flags) <= shown, (module, shown)
+        assert not shown & set(OLD_SPELLINGS), (module, shown & set(OLD_SPELLINGS))
+        if "--delay" in shown:
+            assert "--delay DURATION" in helped.stdout, module
+
+
+def test_old_spellings_still_work_for_one_release_and_say_the_new_one(run_cli: CliRunner, dsn: str) -> None:
+    note = "note: {} is now {}; the old spelling goes in the next release"
+    pairs = [  # (command, old flags, the same with the new flags)
+        ("flows.etf_backfill", ["--tickers", "XLK", "--days", "5", "--end-date", "2025-07-08", "--dry-run"],
+         ["--tickers", "XLK", "--days", "5", "--end", "2025-07-08", "--dry-run"]),
+        ("flows.staggered_sector_backfill", ["--tickers", "XLK,XLV", "--days", "5", "--end-date", "2025-07-08", "--delay-minutes", "1.5",
+                                             "--dry-run"],
+         ["--tickers", "XLK,XLV", "--days", "5", "--end", "2025-07-08", "--delay", "90s", "--dry-run"]),
+        ("flows.backfill_status", ["--start-date", "2025-06-02", "--end-date", "2025-06-30", "--json"],
+         ["--start", "2025-06-02", "--end", "2025-06-30", "--json"]),
+        ("flows.event_report", ["--from", "2025-01-01", "--to", "2025-06-30", "--json"],
+         ["--start", "2025-01-01", "--end", "2025-06-30", "--json"]),
+        ("flows.daily_pipeline", ["--stages", "trending", "--as-of", "2025-06-30", "--dry-run"],
+         ["--stages", "trending", "--end", "2025-06-30", "--dry-run"]),
+    ]
+    for module, old, new in pairs:
+        before, after = run_cli(module, *old), run_cli(module, *new)
+        assert (before.code, without_clock(before.stdout)) == (after.code, without_clock(after.stdout)), (module, before, after)
+        renamed = [(o, n) for o, n in zip(old, new, strict=True) if o != n and o.startswith("--")]
+        assert renamed, module
+        for o, n in renamed:
+            assert note.format(o, n) in before.stderr.splitlines(), (module, before.stderr)
+        assert "note:" not in after.stderr, after.stderr
+    # a bare number is seconds: 90 is the 1.5 minutes above
+    assert "1.5 min between network fetches" in run_cli("flows.staggered_sector_backfill", "--tickers", "XLK,XLV", "--days", "5",
+                                                        "--end", "2025-07-08", "--delay", "90", "--dry-run").stdout
+
+
+def without_clock(text: str) -> str:
+    """A dry run's text without its ETA's clock time (two runs a second apart differ there only)."""
+    return re.sub(r"ETA \S+ UTC \(in [^)]*\)", "ETA", text)
+
+
+def test_a_delay_is_a_duration_with_a_unit_or_seconds_and_anything_else_is_refused(run_cli: CliRunner, dsn: str) -> None:
+    from flows.cli import duration_s
+
+    parse = duration_s(0, 86_400)
+    assert [parse(t) for t in ("90", "90s", "1.5m", "2h", " 5M ", ".5")] == [90.0, 90.0, 90.0, 7200.0, 300.0, 0.5]
+    for text in ("5x", "-1", "m", "1e3", "nan", "inf", "25h"):
+        bad = run_cli("flows.etf_backfill", "--tickers", "XLK", "--days", "5", "--delay", text, "--dry-run")
+        assert bad.code == 2 and "--delay" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1, (text, bad.stderr)

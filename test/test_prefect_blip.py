@@ -28,7 +28,7 @@ def test_a_run_outlives_a_prefect_server_restart_and_ends_completed(own_prefect_
     api = env["PREFECT_API_URL"]
     out = tmp_path / "run.log"
     run = subprocess.Popen([sys.executable, "-m", "flows.etf_backfill", "--orchestrate", "prefect", "--no-batch", "--days", "5",
-                            "--end-date", END, "--delay", "0.8", "--cache-dir", str(tmp_path / "cache")],
+                            "--end", END, "--delay", "0.8", "--cache-dir", str(tmp_path / "cache")],
                            cwd=ROOT, env=env, stdout=out.open("w"), stderr=subprocess.STDOUT)
     try:
         wait_for(lambda: len(fake_yahoo.chart_requests()) >= 2, 120, "the first fetches")

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_staggered_runner_as_a_prefect_flow(run_cli: CliRunner, dsn: str) -> None:
-    result = run_cli("flows.staggered_sector_backfill", "--days", "5", "--end-date", END, "--delay-minutes", "0.001",
+    result = run_cli("flows.staggered_sector_backfill", "--days", "5", "--end", END, "--delay", "0.001m",
                      "--tickers", "XLK,XLV", "--orchestrate", "prefect", timeout=180)
     assert result.code == 0, result.stderr[-3000:]
     assert "Finished in state Completed" in result.stderr and "backfill-ticker" in result.stderr
@@ -27,7 +27,7 @@ def test_staggered_runner_as_a_prefect_flow(run_cli: CliRunner, dsn: str) -> Non
 def test_event_valuation_maps_groups_as_prefect_tasks(run_cli: CliRunner, dsn: str, tmp_path: Path) -> None:
     csv = tmp_path / "e.csv"
     csv.write_text("ticker,event_time,source\nAAA,2025-03-05 15:00:00+00:00,a\nBBB,2025-04-07 15:00:00+00:00,b\n", encoding="utf-8")
-    result = run_cli("flows.event_valuation", "--import-csv", str(csv), "--delay", "0", "--as-of", "2025-06-30",
+    result = run_cli("flows.event_valuation", "--import-csv", str(csv), "--delay", "0", "--end", "2025-06-30",
                      "--group-size", "1", "--orchestrate", "prefect", timeout=180)
     assert result.code == 0, result.stderr[-3000:]
     assert result.stderr.count("value-group") >= 2
@@ -48,7 +48,7 @@ def test_jsonl_ingest_as_a_prefect_flow(run_cli: CliRunner, dsn: str, tmp_path: 
 def test_daily_pipeline_stages_run_as_subflows(run_cli: CliRunner, dsn: str, prefect_api: dict[str, str]) -> None:
     from test import prefect_http
 
-    result = run_cli("flows.daily_pipeline", "--stages", "1,2,3", "--as-of", "2025-06-30", "--days", "21", "--delay", "0",
+    result = run_cli("flows.daily_pipeline", "--stages", "1,2,3", "--end", "2025-06-30", "--days", "21", "--delay", "0",
                      "--rate", "100000/min", "--holdings-rate", "100000/min", "--orchestrate", "prefect", timeout=240)
     assert result.code == 0, result.stderr[-3000:]
     for subflow in ("pipeline-etf-ohlc", "pipeline-etf-holdings", "pipeline-trending"):
@@ -72,18 +72,18 @@ def test_run_states_say_what_happened(run_cli: CliRunner, dsn: str, fake_yahoo: 
     rate limit: RateLimited with the resume time (exit codes unchanged)."""
     fake_yahoo.unknown.add("ZZZZ")
     fake_yahoo.scripted["XLV"] = [500] * 20
-    empty = run_cli("flows.etf_backfill", "--days", "5", "--end-date", END, "--delay", "0", "--no-batch", "--tickers", "SPY,ZZZZ",
+    empty = run_cli("flows.etf_backfill", "--days", "5", "--end", END, "--delay", "0", "--no-batch", "--tickers", "SPY,ZZZZ",
                     "--orchestrate", "prefect", timeout=180)
     assert empty.code == 0, empty.stderr[-3000:]
     final = [line for line in empty.stderr.splitlines() if "Finished in state" in line and "Flow run" in line]
     assert final and "Finished in state Completed(" in final[-1] and "1 no data (ZZZZ)" in final[-1], final
-    failed = run_cli("flows.etf_backfill", "--days", "5", "--end-date", END, "--delay", "0", "--no-batch", "--tickers", "SPY,XLV",
+    failed = run_cli("flows.etf_backfill", "--days", "5", "--end", END, "--delay", "0", "--no-batch", "--tickers", "SPY,XLV",
                      "--orchestrate", "prefect", "--max-retries", "0", timeout=180)
     assert failed.code == 1, failed.stderr[-3000:]
     final = [line for line in failed.stderr.splitlines() if "Finished in state" in line and "Flow run" in line]
     assert final and "Finished in state Failed(" in final[-1] and "XLV: HTTP 500" in final[-1], final
     fake_yahoo.blocked_until = float("inf")
-    limited = run_cli("flows.etf_backfill", "--days", "5", "--end-date", END, "--delay", "0", "--tickers", "XLK", "--refresh",
+    limited = run_cli("flows.etf_backfill", "--days", "5", "--end", END, "--delay", "0", "--tickers", "XLK", "--refresh",
                       "--orchestrate", "prefect", timeout=180)
     assert limited.code == 75, limited.stderr[-3000:]
     final = [line for line in limited.stderr.splitlines() if "Finished in state" in line and "Flow run" in line]

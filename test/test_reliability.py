@@ -31,7 +31,7 @@ ETF = "flows.etf_backfill"
 STAG = "flows.staggered_sector_backfill"
 VAL = "flows.event_valuation"
 END = "2025-07-08"
-BASE = ("--days", "5", "--end-date", END, "--delay", "0", "--retry-wait", "0.01")
+BASE = ("--days", "5", "--end", END, "--delay", "0", "--retry-wait", "0.01")
 SESSIONS = [dt.date(2025, 7, d) for d in (1, 2, 3, 7, 8)]
 
 
@@ -92,7 +92,7 @@ def test_two_flows_at_once_on_a_fresh_database_share_the_budget(fake_yahoo: Fake
     rate = ("--rate", "240/min")  # 4 per second, for both together
     commands = [
         [sys.executable, "-m", ETF, *BASE, "--no-batch", *rate, "--cache-dir", str(tmp_path / "c1")],
-        [sys.executable, "-m", VAL, "--import-csv", str(events), "--as-of", END, "--delay", "0", "--group-size", "1", "--concurrency", "3",
+        [sys.executable, "-m", VAL, "--import-csv", str(events), "--end", END, "--delay", "0", "--group-size", "1", "--concurrency", "3",
          *rate, "--cache-dir", str(tmp_path / "c2")],
     ]
     procs = [subprocess.Popen(c, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for c in commands]
@@ -136,12 +136,12 @@ def test_bars_revised_by_the_source_update_rows_after_the_cache_expired(run_cli:
 
 
 def test_new_dividend_restates_the_stored_adjusted_history(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo, tmp_path: Path) -> None:
-    early = ("--days", "5", "--end-date", "2025-06-20", "--delay", "0", "--tickers", "XLU")
+    early = ("--days", "5", "--end", "2025-06-20", "--delay", "0", "--tickers", "XLU")
     assert run_cli(ETF, *early).code == 0
     ex_date = dt.date(2025, 7, 2)
     fake_yahoo.dividends["XLU"] = {ex_date: 1.25}  # announced later: Yahoo now restates every earlier adj_close
     fake_yahoo.reset_log()
-    later = run_cli(ETF, "--days", "5", "--end-date", END, "--delay", "0", "--tickers", "XLU")
+    later = run_cli(ETF, "--days", "5", "--end", END, "--delay", "0", "--tickers", "XLU")
     assert later.code == 0, later.stdout + later.stderr
     assert len(fake_yahoo.chart_requests("XLU")) == 2  # the new sessions, then one refetch of the whole history
     from test.nyse_days import trading_days
@@ -154,7 +154,7 @@ def test_new_dividend_restates_the_stored_adjusted_history(run_cli: CliRunner, d
         actions = conn.execute("SELECT ticker, ex_date, kind, value FROM corporate_actions").fetchall()
     assert actions == [("XLU", ex_date, "dividend", 1.25)]
     fake_yahoo.reset_log()
-    assert run_cli(ETF, "--days", "5", "--end-date", END, "--delay", "0", "--tickers", "XLU").code == 0
+    assert run_cli(ETF, "--days", "5", "--end", END, "--delay", "0", "--tickers", "XLU").code == 0
     assert fake_yahoo.chart_requests() == []  # known now: no second restatement
 
 
@@ -166,7 +166,7 @@ def test_database_stopped_and_restarted_mid_run(fake_yahoo: FakeYahoo, tmp_path:
     try:
         dsn = server.get_uri()
         env = cli_env(fake_yahoo, dsn)
-        args = [sys.executable, "-m", STAG, "--days", "5", "--end-date", END, "--retry-wait", "0.01", "--delay-minutes", "0.05",
+        args = [sys.executable, "-m", STAG, "--days", "5", "--end", END, "--retry-wait", "0.01", "--delay", "0.05m",
                 "--tickers", "XLK,XLV,XLF,XLE", "--cache-dir", str(tmp_path / "cache")]
         proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 60
@@ -347,12 +347,12 @@ def test_impossible_values_from_the_source_fail_that_ticker_and_store_nothing_of
         assert table_rows(dsn, "collected_daily_etf_ohlc") == expected(fake_yahoo, ["SPY"])
 
 
-@pytest.mark.parametrize("module, args", [(ETF, ("--no-batch", "--delay", "1")), (STAG, ("--delay-minutes", "0.02"))],
+@pytest.mark.parametrize("module, args", [(ETF, ("--no-batch", "--delay", "1")), (STAG, ("--delay", "0.02m"))],
                          ids=["etf", "staggered"])
 def test_a_connection_killed_mid_run_is_one_line_not_an_interrupt_and_the_rerun_completes(
         fake_yahoo: FakeYahoo, dsn: str, tmp_path: Path, run_cli: CliRunner, module: str, args: tuple[str, ...]) -> None:
     tickers = ["XLK", "XLV", "XLF", "XLE"]
-    base = ("--days", "5", "--end-date", END, "--retry-wait", "0.01")
+    base = ("--days", "5", "--end", END, "--retry-wait", "0.01")
     argv = [sys.executable, "-m", module, *base, "--tickers", ",".join(tickers), *args, "--cache-dir", str(tmp_path / "cache")]
     proc = subprocess.Popen(argv, cwd=ROOT, env=cli_env(fake_yahoo, dsn), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -396,7 +396,7 @@ def full_disk(cluster_dir: Path) -> Any:
 
 
 def test_a_full_cache_dir_loses_no_download(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo, full_disk: Path) -> None:
-    result = run_cli(ETF, "--days", "5", "--end-date", END, "--delay", "0", "--no-batch", "--tickers", "SPY,XLK,XLV",
+    result = run_cli(ETF, "--days", "5", "--end", END, "--delay", "0", "--no-batch", "--tickers", "SPY,XLK,XLV",
                      cache_dir=full_disk)
     assert result.code == 0, result.stdout + result.stderr
     assert "Traceback" not in result.stderr

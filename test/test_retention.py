@@ -164,7 +164,7 @@ def test_after_retention_a_valuation_fetches_again_the_bars_it_removed_and_value
         run_cli: CliRunner, dsn: str, pg_server_dsn: str, tmp_path: Any) -> None:
     from test.fix_db import fresh_database
 
-    val = ("flows.event_valuation", "--delay", "0", "--fundamentals", "none", "--as-of", "2026-11-30")
+    val = ("flows.event_valuation", "--delay", "0", "--fundamentals", "none", "--end", "2026-11-30")
     events = tmp_path / "events.csv"
     events.write_text("ticker,event_time,source\nTTT,2024-06-03 15:00:00+00:00,news\nTTT,2024-07-01 15:00:00+00:00,news\n"
                       "TTT,2026-06-01 15:00:00+00:00,news\n", encoding="utf-8")

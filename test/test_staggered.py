@@ -22,8 +22,8 @@ from test.fix_yahoo import ROOT, CliRunner, cli_env
 from test.test_etf_backfill import END, FIVE_SESSIONS, expected_rows
 
 STAG = "flows.staggered_sector_backfill"
-BASE = ("--days", "5", "--end-date", END, "--retry-wait", "0.01")
-FAST = ("--delay-minutes", "0.001")
+BASE = ("--days", "5", "--end", END, "--retry-wait", "0.01")
+FAST = ("--delay", "0.001m")
 
 
 def chart_order(fake: FakeYahoo) -> list[str]:
@@ -102,7 +102,7 @@ def test_start_from_unknown_ticker_lists_valid_ones(run_cli: CliRunner, dsn: str
 def test_skip_existing_rerun_makes_zero_requests(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo) -> None:
     assert run_cli(STAG, *BASE, *FAST).code == 0
     fake_yahoo.reset_log()
-    again = run_cli(STAG, *BASE, "--skip-existing", "--delay-minutes", "10")
+    again = run_cli(STAG, *BASE, "--skip-existing", "--delay", "10m")
     assert again.code == 0
     assert fake_yahoo.log == []
     assert again.stdout.count("skipped (already stored)") == 11
@@ -114,7 +114,7 @@ def test_cache_hits_cost_no_wait(run_cli: CliRunner, dsn: str, fake_yahoo: FakeY
         conn.execute("TRUNCATE collected_daily_etf_ohlc")
     fake_yahoo.reset_log()
     # Ten minutes between fetches: the test would time out if a cache hit waited.
-    again = run_cli(STAG, *BASE, "--tickers", "XLK,XLV,XLF", "--delay-minutes", "10", timeout=60)
+    again = run_cli(STAG, *BASE, "--tickers", "XLK,XLV,XLF", "--delay", "10m", timeout=60)
     assert again.code == 0
     assert fake_yahoo.log == []
     assert again.stdout.count("from cache") == 3
@@ -125,7 +125,7 @@ def test_dry_run_writes_nothing_and_prints_eta(run_cli: CliRunner, dsn: str, fak
     assert run_cli(STAG, *BASE, *FAST, "--tickers", "XLK").code == 0
     fake_yahoo.reset_log()
     before = dt.datetime.now(dt.UTC)
-    result = run_cli(STAG, *BASE, "--skip-existing", "--delay-minutes", "2", "--tickers", "XLK,XLV,XLF,XLY", "--dry-run")
+    result = run_cli(STAG, *BASE, "--skip-existing", "--delay", "2m", "--tickers", "XLK,XLV,XLF,XLY", "--dry-run")
     assert result.code == 0, result.stderr
     assert re.search(r"XLK\s+skip", result.stdout) and re.search(r"XLV\s+fetch", result.stdout)
     assert "Network fetches: 3; waits: 2 x 2 min" in result.stdout
@@ -171,7 +171,7 @@ def test_rate_limit_stops_and_prints_resume_from_first_not_done(run_cli: CliRunn
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_signal_during_wait_then_resume_gives_clean_rows(spawn: Callable[..., subprocess.Popen[str]], run_cli: CliRunner, dsn: str,
                                                          sig: int) -> None:
-    proc = spawn(*BASE, "--tickers", "XLK,XLV,XLF", "--delay-minutes", "5")
+    proc = spawn(*BASE, "--tickers", "XLK,XLV,XLF", "--delay", "5m")
     wait_for(lambda: stored_tickers(dsn) == {"XLK"})
     time.sleep(0.5)  # now waiting the 5 minutes before XLV
     proc.send_signal(sig)
@@ -205,7 +205,7 @@ def test_sigint_during_fetch_commits_nothing_of_that_ticker(spawn: Callable[...,
 
 @pytest.mark.reliability
 def test_kill_9_then_resume_gives_clean_rows(spawn: Callable[..., subprocess.Popen[str]], run_cli: CliRunner, dsn: str) -> None:
-    proc = spawn(*BASE, "--tickers", "XLK,XLV,XLF", "--delay-minutes", "5")
+    proc = spawn(*BASE, "--tickers", "XLK,XLV,XLF", "--delay", "5m")
     wait_for(lambda: stored_tickers(dsn) == {"XLK"})
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(30)
@@ -218,7 +218,7 @@ def test_kill_9_then_resume_gives_clean_rows(spawn: Callable[..., subprocess.Pop
 @pytest.mark.reliability
 def test_kill_9_then_skip_existing_rerun_fetches_only_the_rest(spawn: Callable[..., subprocess.Popen[str]], run_cli: CliRunner,
                                                                dsn: str, fake_yahoo: FakeYahoo) -> None:
-    proc = spawn(*BASE, "--tickers", "XLK,XLV,XLF", "--delay-minutes", "5")
+    proc = spawn(*BASE, "--tickers", "XLK,XLV,XLF", "--delay", "5m")
     wait_for(lambda: stored_tickers(dsn) == {"XLK"})
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(30)
@@ -231,7 +231,7 @@ def test_kill_9_then_skip_existing_rerun_fetches_only_the_rest(spawn: Callable[.
 
 def test_second_concurrent_run_is_refused(spawn: Callable[..., subprocess.Popen[str]], run_cli: CliRunner, dsn: str,
                                           fake_yahoo: FakeYahoo) -> None:
-    first = spawn(*BASE, "--tickers", "XLK,XLV", "--delay-minutes", "5")
+    first = spawn(*BASE, "--tickers", "XLK,XLV", "--delay", "5m")
     wait_for(lambda: stored_tickers(dsn) == {"XLK"})
     requests_before = len(fake_yahoo.log)
     second = run_cli(STAG, *BASE, *FAST, "--tickers", "XLF")
@@ -250,7 +250,7 @@ def test_resume_with_nothing_to_resume_is_a_clear_error(run_cli: CliRunner, dsn:
 
 
 def test_progress_shows_current_ticker_counts_and_eta(run_cli: CliRunner, dsn: str) -> None:
-    result = run_cli(STAG, *BASE, "--delay-minutes", "0.005", "--tickers", "XLK,XLV")
+    result = run_cli(STAG, *BASE, "--delay", "0.005m", "--tickers", "XLK,XLV")
     assert result.code == 0
     assert re.search(r"XLV: waiting \d+s \(1 done, 1 left\) \(ETA \d\d:\d\d:\d\d UTC \(in \d+s\)\)", result.stdout), result.stdout
     assert "XLK: fetching (0 done, 2 left)" in result.stdout
@@ -258,7 +258,7 @@ def test_progress_shows_current_ticker_counts_and_eta(run_cli: CliRunner, dsn: s
 
 def test_sigint_stops_a_run_started_with_sigint_ignored(fake_yahoo: FakeYahoo, dsn: str, tmp_path: Path) -> None:
     """As a shell without job control starts `staggered-backfill &`: SIGINT ignored. kill -INT still stops it."""
-    argv = [sys.executable, "-m", STAG, *BASE, "--tickers", "XLK,XLV", "--delay-minutes", "5", "--cache-dir", str(tmp_path / "cache")]
+    argv = [sys.executable, "-m", STAG, *BASE, "--tickers", "XLK,XLV", "--delay", "5m", "--cache-dir", str(tmp_path / "cache")]
     proc = subprocess.Popen(argv, cwd=ROOT, env=cli_env(fake_yahoo, dsn), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     try:
@@ -274,7 +274,7 @@ def test_sigint_stops_a_run_started_with_sigint_ignored(fake_yahoo: FakeYahoo, d
 
 
 def test_a_dry_run_states_one_eta(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo) -> None:
-    result = run_cli(STAG, "--dry-run", "--days", "3", "--delay-minutes", "5")
+    result = run_cli(STAG, "--dry-run", "--days", "3", "--delay", "5m")
     assert result.code == 0, result.stderr
     # 11 network fetches: 10 waits of 5 min (slower than the budget's spacing) + 11 x 3 s per fetch = 50 min 33 s.
     assert "need at least" not in result.stdout and result.stdout.count("ETA") == 1

@@ -111,7 +111,7 @@ def test_resume_runs_the_staggered_command_without_the_default_flags(wine: dict[
     assert code == 0, out
     assert uv_runs(calls)[0][3:] == ["staggered-backfill", "--resume"]
     code, calls, out = run_bat(wine, "2_run_staggered.bat", "--start-from XLV", path=["bin"])
-    assert uv_runs(calls)[0][3:] == ["staggered-backfill", "--days", "20", "--delay-minutes", "5.0", "--skip-existing", "--start-from",
+    assert uv_runs(calls)[0][3:] == ["staggered-backfill", "--days", "20", "--delay", "5m", "--skip-existing", "--start-from",
                                      "XLV"]
 
 

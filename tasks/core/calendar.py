@@ -70,7 +70,7 @@ def sessions_back(days: int, end: dt.date | None = None, *, now: dt.datetime | N
 
 
 def planned_sessions(days: int | None, end: dt.date | None, say: Callable[[str], object], *,
-                     start: dt.date | None = None, end_flag: str = "--end-date") -> list[dt.date]:
+                     start: dt.date | None = None) -> list[dt.date]:
     """The sessions from ``start``, or the last ``days`` of them, to ``end`` (default and at the latest:
     the last closed session), saying so when ``end`` was moved back (it has not closed yet).
 
@@ -88,17 +88,17 @@ def planned_sessions(days: int | None, end: dt.date | None, say: Callable[[str],
     else:
         assert days is not None
         sessions = sessions_back(days, end)
-    note = future_end_note(end, last, end_flag)
+    note = future_end_note(end, last)
     if note:
         say(note)
     return sessions
 
 
-def future_end_note(end: dt.date | None, last: dt.date, flag: str = "--end-date") -> str | None:
+def future_end_note(end: dt.date | None, last: dt.date) -> str | None:
     """The line that says a requested end date was moved back to the last closed session (``last``)."""
     if end is None or end <= last:
         return None
-    return f"Note: {flag} {end} has not closed yet; using the last closed NYSE session, {last}"
+    return f"Note: --end {end} has not closed yet; using the last closed NYSE session, {last}"
 
 
 def sessions_between(first: dt.date, last: dt.date) -> list[dt.date]:

@@ -107,7 +107,7 @@ class RunTotals:
 
 
 def as_of_session(as_of: dt.date | None) -> dt.date:
-    """The last session whose bars a run may use: ``--as-of`` (or before it), else the last closed one."""
+    """The last session whose bars a run may use: ``--end`` (or before it), else the last closed one."""
     last = last_closed_session()
     if as_of is None or as_of >= last:
         return last

@@ -120,6 +120,12 @@ def _stop_workers(pool: cf.ProcessPoolExecutor) -> None:
     pool.shutdown(wait=False, cancel_futures=True)
     for proc in procs:
         proc.join(timeout=5)
+    # The pool's manager thread closes its wake-up pipe once it sees the workers gone; at exit,
+    # Python 3.11's concurrent.futures writes to that pipe unlocked and, when the two cross, prints
+    # an "OSError: Bad file descriptor" traceback (fixed in 3.12 with a lock): let it finish first.
+    manager = getattr(pool, "_executor_manager_thread", None)
+    if manager is not None:
+        manager.join(timeout=5)
 
 
 def run_ingest(opts: IngestOptions, *, dsn: str, log: Callable[[str], Any] | None = None) -> Outcome:

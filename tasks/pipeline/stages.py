@@ -64,7 +64,7 @@ def run_stage(name: str, opts: PipelineOptions, *, dsn: str, say: Callable[[str]
 
 def rest_command(prog: str, args: Sequence[str], rest: Sequence[str], as_of: dt.date) -> str:
     """The command that runs the stages ``rest`` as of ``as_of``, with the run's other flags."""
-    again = [*without_flags(args, {"--stages": 1, "--as-of": 1}), "--stages", ",".join(rest), "--as-of", as_of.isoformat()]
+    again = [*without_flags(args, {"--stages": 1, "--end": 1, "--as-of": 1}), "--stages", ",".join(rest), "--end", as_of.isoformat()]
     return command_line(prog, again)
 
 

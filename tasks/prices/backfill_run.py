@@ -48,7 +48,6 @@ class BackfillOptions:
     table: str = ETF_TABLE
     run_name: str = "etf-backfill"  # how the run is recorded in backfill_runs
     title: str = "ETF backfill"  # the summary artifact's heading
-    end_flag: str = "--end-date"  # the flag that sets end_date, in messages
     source: SourceSettings = field(default_factory=SourceSettings)
 
 
@@ -101,7 +100,7 @@ def run_backfill(
     say = printer(log)
 
     settings = opts.source
-    sessions = planned_sessions(opts.days, opts.end_date, say, start=opts.start_date, end_flag=opts.end_flag)
+    sessions = planned_sessions(opts.days, opts.end_date, say, start=opts.start_date)
     cache = settings.cache()
     conn = open_database(dsn, dry_run=opts.dry_run)
     try:

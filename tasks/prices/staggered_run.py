@@ -28,7 +28,7 @@ from tasks.sources.spacing import MinIntervalGate
 RUN_NAME = "staggered-sector-backfill"  # how runs are recorded in backfill_runs (and found by --resume)
 _LOCK_KEY = 0x53544752  # "STGR": one staggered run per database
 # The flags that shape a run: --resume takes the interrupted run's own (RUN_SHAPING: flag → values it takes).
-RUN_SHAPING = {"--tickers": 1, "--start-from": 1, "--days": 1, "--end-date": 1, "--skip-existing": 0, "--refresh": 0}
+RUN_SHAPING = {"--tickers": 1, "--start-from": 1, "--days": 1, "--end": 1, "--end-date": 1, "--skip-existing": 0, "--refresh": 0}
 
 
 @dataclass(frozen=True)
@@ -198,7 +198,8 @@ def resumed_options(conn: psycopg.Connection[Any], opts: StaggerOptions, args: S
     resumed = replace(
         opts, tickers=tuple(todo), days=int(p["days"]), end_date=dt.date.fromisoformat(p["end_date"]) if p.get("end_date") else None,
         skip_existing=bool(p["skip_existing"]), source=replace(opts.source, refresh=bool(p.get("refresh", False))),
-        delay_minutes=opts.delay_minutes if "--delay-minutes" in {a.split("=", 1)[0] for a in args} else float(p["delay_minutes"]),
+        delay_minutes=opts.delay_minutes if {"--delay", "--delay-minutes"} & {a.split("=", 1)[0] for a in args}
+        else float(p["delay_minutes"]),
     )
     reopen_run(conn, record.run_id)
     print(f"Resuming run {record.run_id} ({record.status}): {len(statuses) - len(todo)} of {len(statuses)} tickers already done; "
