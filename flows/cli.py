@@ -29,7 +29,7 @@ from typing import Any
 from tasks.core.errors import BadInput, Busy, Outcome, PipelineError, RateLimited, StoreError
 from tasks.core.time_bounds import CALENDAR_FIRST_DAY
 
-# The exit codes (README "Exit codes"): only this module knows them.
+# The exit codes (README and docs/commands): only this module knows them.
 EXIT_OK, EXIT_SOME_FAILED, EXIT_BAD_INPUT, EXIT_RATE_LIMITED, EXIT_INTERRUPTED = 0, 1, 2, 75, 130
 EXIT_CODES = {Outcome.DONE: EXIT_OK, Outcome.SOME_FAILED: EXIT_SOME_FAILED, Outcome.BAD_INPUT: EXIT_BAD_INPUT,
               Outcome.RATE_LIMITED: EXIT_RATE_LIMITED, Outcome.INTERRUPTED: EXIT_INTERRUPTED}
@@ -149,16 +149,23 @@ def add_renamed(parser: argparse.ArgumentParser, new: argparse.Action, *old: str
 
 
 def duration_s(low: float, high: float) -> Callable[[str], float]:
-    """A duration flag in seconds: ``90``, ``90s``, ``5m``, ``1.5h`` (``--delay`` of every command)."""
-    units = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0}
+    """A duration flag in seconds: ``90``, ``90s``, ``5m``, ``1.5h`` (``--delay`` of every command);
+    a bare number is seconds, checked as ``float_in`` checks it."""
+    units = {"s": 1.0, "m": 60.0, "h": 3600.0}
+    seconds_in = float_in(low, high)
 
     def parse(text: str) -> float:
-        found = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([smh]?)\s*", text.lower())
+        found = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([smhSMH])\s*", text)
         if not found:
-            raise argparse.ArgumentTypeError(f"not a duration (seconds, or with a unit: 90s, 5m, 1.5h): {text!r}")
-        seconds = float(found[1]) * units[found[2]]
+            try:
+                return seconds_in(text)
+            except argparse.ArgumentTypeError as exc:
+                if "not a number" in str(exc):
+                    raise argparse.ArgumentTypeError(f"not a duration (seconds, or with a unit: 90s, 5m, 1.5h): {text!r}") from None
+                raise
+        seconds = float(found[1]) * units[found[2].lower()]
         if not low <= seconds <= high:
-            raise argparse.ArgumentTypeError(f"must be between {low:g} and {high:g} seconds: {text!r}")
+            raise argparse.ArgumentTypeError(f"must be from {low:g} to {high:g} seconds: {text!r}")
         return seconds
 
     parse.__name__ = "duration"

@@ -24,12 +24,12 @@
 
 A deployment run stopped by a rate limit schedules its own continuation (``flows/prefect_glue.py``).
 
-One machine (Prefect server + this process runs them):
+One machine (the project's Prefect server on PostgreSQL, then this process runs them):
 
-    prefect server start --background
-    PREFECT_API_URL=http://127.0.0.1:4200/api python -m flows.deployments serve
+    prefect-local start        # prints the PREFECT_API_URL and PREFECT_API_AUTH_STRING to export
+    python -m flows.deployments serve
 
-Several machines: ``prefect.yaml`` holds the same deployments for a process work pool; see README.
+Several machines: ``prefect.yaml`` holds the same deployments for a process work pool; see docs/operations.md.
 """
 
 from __future__ import annotations

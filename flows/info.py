@@ -86,15 +86,26 @@ def shown_value(name: str, default: str) -> str:
     return describe_dsn(value) if name == "DATABASE_URL" else value
 
 
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="market-backfill info", description="Where the data lives, the database (never its password), "
+                            "whether the embedded server runs, the Prefect API, and every setting with where it came from.")
+    parser.add_argument("--json", action="store_true", help="one JSON object instead of lines")
+    return parser
+
+
+def build_db_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="market-backfill db", description="The embedded PostgreSQL (BACKFILL_PGDATA, else .pgdata in "
+                            "the data home): status, start it, or stop it (the next command that needs it starts it again).")
+    parser.add_argument("action", choices=("status", "start", "stop"))
+    return parser
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``market-backfill info [--json]``."""
     args = list(sys.argv[1:] if argv is None else argv)
 
     def body() -> Outcome:
-        parser = ArgumentParser(prog="market-backfill info", description="Where the data lives, the database (never its password), "
-                                "whether the embedded server runs, the Prefect API, and every setting with where it came from.")
-        parser.add_argument("--json", action="store_true", help="one JSON object instead of lines")
-        ns = parser.parse_args(args)
+        ns = build_parser().parse_args(args)
         shown = describe()
         if ns.json:
             print(json.dumps(shown, indent=2))
@@ -122,10 +133,7 @@ def db_main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
 
     def body() -> Outcome:
-        parser = ArgumentParser(prog="market-backfill db", description="The embedded PostgreSQL (BACKFILL_PGDATA, else .pgdata in "
-                                "the data home): status, start it, or stop it (the next command that needs it starts it again).")
-        parser.add_argument("action", choices=("status", "start", "stop"))
-        ns = parser.parse_args(args)
+        ns = build_db_parser().parse_args(args)
         data = pgdata()
         state = server_state(data)
         if ns.action == "start" and not state["running"]:

@@ -128,7 +128,7 @@ def act(ns: argparse.Namespace) -> Outcome:
     return Outcome.DONE
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="prefect-local", allow_abbrev=False,
                                      description="Prefect's server on the project's PostgreSQL, in the background.")
     parser.add_argument("action", choices=["start", "status", "stop", "automations", "run-now"],
@@ -138,7 +138,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--port", type=int_in(1, 65535), default=None,
                         help=f"port for start (default: $PREFECT_SERVER_API_PORT, else the last one, else {DEFAULT_PORT}; "
                              "a free one if taken)")
-    ns = parser.parse_args(argv)  # a bad flag: argparse's message and exit 2, as every command
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ns = build_parser().parse_args(argv)  # a bad flag: argparse's message and exit 2, as every command
     os.environ.update(no_proxy_env(os.environ))  # its server is on loopback: never through a proxy
     return run_cli(lambda: act(ns))
 

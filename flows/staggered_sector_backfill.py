@@ -50,7 +50,7 @@ PARAMS = [
           type=date_text, flag="--end", renamed_from=("--end-date",), metavar="YYYY-MM-DD"),
     Param("delay_minutes", 5.0, "time between two network fetches: seconds, or with a unit (90s, 5m, 1.5h) (default: 5m)",
           annotation=float, type=minutes_of_duration, flag="--delay", metavar="DURATION", renamed_from=("--delay-minutes",),
-          renamed_type=float_in(0, 1440, "minutes"), as_flag=lambda minutes: f"{minutes:g}m"),
+          renamed_type=float_in(0, 1440, "minutes"), as_flag=lambda minutes: f"{minutes * 60:g}"),
     Param("skip_existing", False, "skip tickers whose stored rows already cover the last N NYSE sessions", annotation=bool,
           action="store_true"),
     *source_params(delay=None),

@@ -214,7 +214,7 @@ def test_resume_through_the_deployment_works_as_typed_with_resume_true_alone(dep
     cut.send_signal(signal.SIGINT)
     said = cut.communicate(timeout=60)[0]
     assert cut.returncode == 130 and "--resume" in said, said
-    # (the README's "may be combined with --delay-minutes": a shorter wait, and a cache of the worker's own)
+    # (the README's "may be combined with --delay": a shorter wait, and a cache of the worker's own)
     run_id = run_deployment(STAGGERED, {"resume": True, "delay_minutes": 0.001, "cache_dir": str(tmp_path / "cache")}, deployed)
     state = wait_finished(api, run_id)
     assert state["type"] == "COMPLETED", (state, worker_log(tmp_path))

@@ -158,6 +158,6 @@ def test_a_delay_is_a_duration_with_a_unit_or_seconds_and_anything_else_is_refus
 
     parse = duration_s(0, 86_400)
     assert [parse(t) for t in ("90", "90s", "1.5m", "2h", " 5M ", ".5")] == [90.0, 90.0, 90.0, 7200.0, 300.0, 0.5]
-    for text in ("5x", "-1", "m", "1e3", "nan", "inf", "25h"):
+    for text in ("5x", "-1", "m", "1e9", "nan", "inf", "25h", "-5m"):
         bad = run_cli("flows.etf_backfill", "--tickers", "XLK", "--days", "5", "--delay", text, "--dry-run")
         assert bad.code == 2 and "--delay" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1, (text, bad.stderr)

@@ -82,7 +82,8 @@ def test_no_flag_accepts_an_abbreviation(module: str) -> None:
     ("flows.etf_backfill", "--timeout", "99999999999999999999"), ("flows.etf_backfill", "--timeout", "0"),
     ("flows.etf_backfill", "--retry-wait", "1e20"), ("flows.etf_backfill", "--delay", "1e20"),
     ("flows.etf_backfill", "--rate-limit-sleep", "99999999999999999999"), ("flows.etf_backfill", "--delay", "nan"),
-    ("flows.staggered_sector_backfill", "--delay-minutes", "1e20"), ("flows.event_valuation", "--timeout", "inf"),
+    ("flows.staggered_sector_backfill", "--delay-minutes", "1e20"), ("flows.staggered_sector_backfill", "--delay", "1e20"),
+    ("flows.event_valuation", "--timeout", "inf"),
     ("flows.daily_pipeline", "--rate-limit-sleep", "1e9"), ("flows.jsonl_ingest", "--poll", "1e20"),
     ("flows.jsonl_ingest", "--split-mb", "1e300"),
 ])

@@ -315,7 +315,7 @@ def test_a_connection_error_shows_no_part_of_the_password(dsn: str, secrets: lis
     assert not [s for s in secrets if s in message], message
 
 
-def test_the_readme_s_command_for_a_psql_dsn_prints_one_that_connects(pg_server: tuple[str, Path | None]) -> None:
+def test_the_docs_command_for_a_psql_dsn_prints_one_that_connects(pg_server: tuple[str, Path | None]) -> None:
     import os
     import subprocess
     import sys
@@ -324,8 +324,8 @@ def test_the_readme_s_command_for_a_psql_dsn_prints_one_that_connects(pg_server:
 
     if pg_server[1] is None:
         pytest.skip("the tests use TEST_DATABASE_URL, not the embedded server")
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    (code,) = re.findall(r'With the embedded server: `uv run python -c "([^"]+)"`', readme)
+    page = (ROOT / "docs" / "etf-backfill.md").read_text(encoding="utf-8")
+    (code,) = re.findall(r'With the embedded server: `uv run python -c "([^"]+)"`', page)
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"} | {"BACKFILL_PGDATA": str(pg_server[1])}
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr

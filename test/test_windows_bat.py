@@ -49,9 +49,13 @@ def wine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
 
 
 def run_bat(wine: dict[str, Path], bat: str, args: str, *, path: list[str], cwd: Path | None = None,
-            extra: dict[str, str] | None = None) -> tuple[int, list[list[str]], str]:
+            extra: dict[str, str] | None = None, how: str = "scheduled", keys: str = "") -> tuple[int, list[list[str]], str]:
     """``cmd /c <checkout>\\BAT ARGS`` with ``path`` (stub folders) as the Windows PATH; (exit code,
-    the stubs' calls: [name, cwd, BACKFILL_PGDATA, arg, ...], output)."""
+    the stubs' calls: [name, cwd, BACKFILL_PGDATA, arg, ...], output).
+
+    ``how``: ``scheduled`` (by its full path with BACKFILL_NO_PAUSE=1, as a scheduled task starts it),
+    ``double-click`` (by its full path, as Explorer starts it: ``keys`` are the keys pressed), or
+    ``console`` (typed by its name in a console whose folder is the checkout)."""
     log = wine["work"] / "calls.log"
     log.unlink(missing_ok=True)
     windows_path = ";".join([*(f"Z:{str(wine['stubs'] / p).replace('/', chr(92))}" for p in path), "C:\\windows\\system32",
@@ -59,9 +63,10 @@ def run_bat(wine: dict[str, Path], bat: str, args: str, *, path: list[str], cwd:
     env = {"WINEPREFIX": str(wine["work"] / "prefix"), "WINEDEBUG": "-all", "HOME": str(wine["work"]), "DISPLAY": "",
            "PATH": os.environ.get("PATH", ""), "WINEPATH": windows_path,
            "STUB_LOG": "Z:" + str(log).replace("/", "\\"), "STUB_SCRIPTS": "Z:" + str(wine["stubs"] / "scripts").replace("/", "\\"),
-           **(extra or {})}
+           **({"BACKFILL_NO_PAUSE": "1"} if how == "scheduled" else {}), **(extra or {})}
     target = "Z:" + str(wine["checkout"] / bat).replace("/", "\\")
-    done = subprocess.run(f'{WINE} cmd /c "{target}" {args}', shell=True, env=env, cwd=cwd or wine["work"], capture_output=True,
+    line = (f'cmd /c "cd /d {target.rsplit(chr(92), 1)[0]} && {bat} {args}"' if how == "console" else f'cmd /c "{target}" {args}')
+    done = subprocess.run(f"{WINE} {line}", shell=True, env=env, cwd=cwd or wine["work"], capture_output=True, input=keys,
                           text=True, errors="replace", timeout=120)
     calls = [line.rstrip("\r\n").lstrip("\ufeff").split("\t") for line in log.read_text(encoding="utf-8", errors="replace").splitlines()
              ] if log.exists() else []
@@ -138,3 +143,58 @@ def test_without_uv_the_bootstrap_installs_it_with_python_or_the_py_launcher(win
 def test_without_uv_or_python_setup_says_what_to_install(wine: dict[str, Path]) -> None:
     code, calls, out = run_bat(wine, "1_run_backfill.bat", "", path=[])
     assert code == 3 and calls == [] and "Install Python" in out, out
+
+
+@pytest.mark.parametrize("bat, args, stub, code", [
+    ("1_run_backfill.bat", "", {"STUB_EXIT": "2"}, 2),  # the command refused: its one line must stay readable
+    ("5_backfill.bat", "--tickers AAPL --days 5", {}, 0),
+    ("4_backfill_status.bat", "", {"STUB_UV_SYNC_EXIT": "1"}, 3),  # setup failed: its reason too
+])
+def test_a_double_clicked_bat_waits_for_a_key_before_its_window_closes(wine: dict[str, Path], bat: str, args: str,
+                                                                       stub: dict[str, str], code: int) -> None:
+    import threading
+
+    proc, log = start_double_clicked(wine, bat, args, stub)
+    seen: list[str] = []
+    prompted = threading.Event()
+
+    def read() -> None:
+        assert proc.stdout is not None
+        while chunk := proc.stdout.read(1):
+            seen.append(chunk)
+            if "Press any key" in "".join(seen[-40:]):
+                prompted.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        assert prompted.wait(120), "".join(seen)
+        assert proc.poll() is None  # the window is still open, waiting
+        assert proc.stdin is not None
+        proc.stdin.write("\r\n")
+        proc.stdin.flush()
+        assert proc.wait(timeout=60) == code, "".join(seen)
+    finally:
+        proc.kill()
+    reader.join(timeout=10)
+
+
+def start_double_clicked(wine: dict[str, Path], bat: str, args: str, extra: dict[str, str]) -> tuple[subprocess.Popen[str], Path]:
+    """``cmd /c "<full path>"`` as Explorer starts a double-clicked file, its keyboard a pipe."""
+    log = wine["work"] / "calls.log"
+    windows_path = f"Z:{str(wine['stubs'] / 'bin').replace('/', chr(92))};C:\\windows\\system32;C:\\windows"
+    env = {"WINEPREFIX": str(wine["work"] / "prefix"), "WINEDEBUG": "-all", "HOME": str(wine["work"]), "DISPLAY": "",
+           "PATH": os.environ.get("PATH", ""), "WINEPATH": windows_path, "STUB_LOG": "Z:" + str(log).replace("/", "\\"),
+           "STUB_SCRIPTS": "Z:" + str(wine["stubs"] / "scripts").replace("/", "\\"), **extra}
+    target = "Z:" + str(wine["checkout"] / bat).replace("/", "\\")
+    proc = subprocess.Popen(f'{WINE} cmd /c "{target}" {args}', shell=True, env=env, cwd=wine["work"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace", start_new_session=True)
+    return proc, log
+
+
+@pytest.mark.parametrize("how", ["console", "scheduled"])
+def test_typed_in_a_console_or_started_by_a_scheduled_task_a_bat_does_not_wait(wine: dict[str, Path], how: str) -> None:
+    code, calls, out = run_bat(wine, "3_run_daily_pipeline.bat", "--stages trending", path=["bin"], extra={"STUB_EXIT": "75"}, how=how)
+    assert code == 75, out
+    assert uv_runs(calls)[0][-2:] == ["--stages", "trending"]
+    assert "Press any key" not in out
