@@ -20,7 +20,7 @@ from flows.settings import data_dsn
 from tasks.core.db import open_database
 from tasks.core.errors import BadInput, Outcome
 from tasks.core.plots import check_plot_path
-from tasks.events.report import format_table, plot, run_study
+from tasks.events.report import format_table, nothing_matched, plot, run_study, valued_sources
 
 
 def build_parser() -> ArgumentParser:
@@ -50,14 +50,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         conn = open_database(data_dsn(), dry_run=True)
         try:
             studies = run_study(conn, sources=sources, start=ns.start, end=ns.end)
+            empty = None if studies else nothing_matched(sources, valued_sources(conn))
         finally:
             conn.rollback()
             conn.close()
         if ns.json:
             print(json.dumps({"from": ns.start.isoformat() if ns.start else None, "to": ns.end.isoformat() if ns.end else None,
                               "sources": [s.as_json() for s in studies]}, indent=2))
-        elif not studies:
-            print("No valued events match: run event-valuation first, or widen the filters.")
+            if empty:
+                print(empty, file=sys.stderr)  # the JSON stays parseable; the person reading is told
+        elif empty:
+            print(empty)
         else:
             print("\n".join(format_table(studies)))
         if ns.plot is not None:

@@ -45,6 +45,22 @@ def test_the_readme_s_commands_run_as_typed(fake_yahoo: FakeYahoo, dsn: str, tmp
             assert re.search(r"AAPL .* 0 ", out) and "MSFT" in out, out
 
 
+def test_the_event_valuation_example_runs_as_typed_on_the_example_file(fake_yahoo: FakeYahoo, dsn: str, tmp_path: Path) -> None:
+    page = (ROOT / "docs" / "event-valuation.md").read_text(encoding="utf-8")
+    block = re.findall(r"```bash\n(.*?)```", page, flags=re.S)[0]
+    typed = [shlex.split(line.split("#", 1)[0])[2:] for line in block.splitlines()[:2]]
+    assert [t[0] for t in typed] == ["event-valuation", "event-report"]
+    env = {**cli_env(fake_yahoo, dsn), "BACKFILL_CACHE_DIR": str(tmp_path / "cache")}
+    rows = (ROOT / typed[0][typed[0].index("--import-csv") + 1]).read_text(encoding="utf-8").splitlines()[1:]
+    for argv in typed:
+        code, out, err = run_main(SCRIPTS[argv[0]].split(":")[0], argv[1:], env, ROOT)
+        assert code == 0, (argv, out, err)
+    with psycopg.connect(dsn) as conn:
+        valued = conn.execute("SELECT ticker, source FROM txn_events WHERE valuation_status = 'ok' ORDER BY 1, 2").fetchall()
+    assert valued == sorted((r.split(",")[0], r.split(",")[2]) for r in rows)
+    assert all(f"| {source} |" in out for source in {r.split(",")[2] for r in rows}), out  # the report: one row per source
+
+
 def generated_pages() -> dict[str, str]:
     spec = importlib.util.spec_from_file_location("gen_commands", ROOT / "docs" / "gen_commands.py")
     assert spec and spec.loader

@@ -120,3 +120,13 @@ def test_an_empty_report_still_draws_its_plot_quietly(run_cli: CliRunner, dsn: s
     assert empty.code == 0 and "No valued events" in empty.stdout
     assert (tmp_path / "empty.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "Warning" not in empty.stderr and "legend" not in empty.stderr, empty.stderr
+
+
+def test_a_source_or_range_without_valued_events_is_said_with_the_sources_there_are(run_cli: CliRunner,
+                                                                                    stored: psycopg.Connection[Any]) -> None:
+    unknown = run_cli(REPORT, "--json", "--source", "newz")
+    assert unknown.code == 0 and json.loads(unknown.stdout)["sources"] == []  # the JSON stays a report
+    assert unknown.stderr.strip() == "No valued events of source newz; the sources with valued events: filing (3), news (3)."
+    later = run_cli(REPORT, "--start", "2099-01-01")
+    assert later.code == 0
+    assert later.stdout.strip() == "No valued events in that range; the sources with valued events: filing (3), news (3)."

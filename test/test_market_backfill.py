@@ -64,6 +64,8 @@ def test_info_says_where_the_data_is_and_never_a_password(tmp_path: Path) -> Non
 def test_db_start_status_and_stop_the_embedded_server(cluster_dir: Path) -> None:
     pgdata = cluster_dir / "pg"
     env = cli_env(None, None, BACKFILL_PGDATA=str(pgdata))
+    for unset in ("XDG_RUNTIME_DIR", "PYTHONWARNINGS"):  # as on a machine without a login session, warnings shown
+        env.pop(unset, None)
     try:
         before = market_backfill("db", "status", env=env)
         assert before.returncode == 0 and before.stdout.strip().endswith("not running (not made yet)"), before.stderr
@@ -73,6 +75,8 @@ def test_db_start_status_and_stop_the_embedded_server(cluster_dir: Path) -> None
         assert f"running (pid {pid}" in market_backfill("db", "status", env=env).stdout
         stopped = market_backfill("db", "stop", env=env)
         assert stopped.returncode == 0 and stopped.stdout.strip().endswith(": not running"), stopped.stdout + stopped.stderr
+        assert (before.stderr, stopped.stderr) == ("", ""), "no line on stderr that is not the command's own"
+        assert "Warning" not in started.stderr, started.stderr
         assert not (pgdata / "postmaster.pid").exists()
     finally:
         if (pgdata / "postmaster.pid").exists():

