@@ -355,3 +355,27 @@ def test_a_dry_run_counts_the_requests_the_run_then_makes(run_cli: CliRunner, ds
     assert plan.code == 0 and said, plan.stdout
     assert run_cli(ETF, *BASE).code == 0
     assert int(said.group(1)) == len(fake_yahoo.log) == 2 + len(ETF_UNIVERSE)  # cookie, crumb, a chart request each
+
+
+def test_without_a_terminal_each_ticker_gets_a_line_when_it_starts_and_one_when_it_is_done_and_the_dry_run_s_time_holds(
+        run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo) -> None:
+    import time
+
+    flags = ("--tickers", "XLK,XLV,XLF", "--no-batch", "--days", "5", "--end", END, "--delay", "0.5")
+    plan = run_cli(ETF, *flags, "--dry-run")
+    requests = 2 + 3  # the cookie and the crumb, then one chart request per ticker
+    floor = (requests - 1) * 0.5  # each request after the first waits for --delay (the test budget is faster)
+    assert f"{requests} request(s) need at least {floor:.0f} s" in plan.stdout, plan.stdout
+    started = time.monotonic()
+    result = run_cli(ETF, *flags)
+    took = time.monotonic() - started
+    assert result.code == 0, result.stderr
+    lines = [line for line in result.stdout.splitlines() if line.startswith("[")]
+    span = f"({FIVE_SESSIONS[0]} to {FIVE_SESSIONS[-1]})"
+    for n, ticker in enumerate(["XLK", "XLV", "XLF"], start=1):
+        begin = next(i for i, line in enumerate(lines) if line.startswith(f"[{n}/3] {ticker} fetching {span}... ETA "))
+        assert lines[begin + 1].startswith(f"[{n}/3] {ticker} fetched"), lines
+    # the dry run's least time holds: the run took no less (its --delay spaces every request), and not
+    # much more than it plus the run's own work
+    assert floor <= took < floor + 30, (floor, took)
+    assert len(fake_yahoo.log) == requests, fake_yahoo.log

@@ -70,6 +70,17 @@ class Reporter:
         if self.log is not None:
             self.log(line)
 
+    def starting(self, text: str, eta: str = "") -> None:
+        """The next item begins: ``[4/12] XLF fetching (2025-06-02 to 2025-06-30)... ETA ...`` as a
+        line without a terminal (a log, a pipe, a scheduler's capture), on the bar with one."""
+        line = f"[{self.done + 1}/{self.total}] {text}..." + (f" {eta}" if eta else "")
+        if self._progress is not None:
+            self._progress.update(self._task, description=text, eta=eta)
+        elif self.log is None:
+            print(line, file=self.stream, flush=True)
+        if self.log is not None:
+            self.log(line)
+
     def item(self, text: str) -> None:
         """One item finished: ``[3/12] XLF fetched (20 rows)``."""
         self.done += 1

@@ -13,7 +13,7 @@ from typing import Any
 from tasks.core.calendar import planned_sessions
 from tasks.core.commands import plain, resume_hint
 from tasks.core.db import database_errors, open_database
-from tasks.core.display import Reporter, printer
+from tasks.core.display import Reporter, format_eta, printer
 from tasks.core.errors import Outcome, RateLimited, SourceError
 from tasks.core.runs import finish_run, start_run
 from tasks.core.tickers import ETF_UNIVERSE
@@ -199,7 +199,8 @@ def execute(plan: BackfillPlan, opts: BackfillOptions, *, conn: Any, cache: Down
         # every chunk stored before it, where one download of all kept nothing until its end.
         for first in range(0, len(to_fetch), BATCH_CHUNK):
             chunk = to_fetch[first:first + BATCH_CHUNK]
-            reporter.status(f"downloading tickers {first + 1}-{first + len(chunk)} of {len(to_fetch)}", plain=True)
+            reporter.status(f"downloading tickers {first + 1}-{first + len(chunk)} of {len(to_fetch)}",
+                            format_eta((len(to_fetch) - first) * opts.source.spacing_s()), plain=True)
             results = batch([i.request for i in chunk])
             failed: list[tuple[PlanItem, SourceError]] = []
             for item in chunk:  # store every answer first: a 429 must not cost what arrived before it
@@ -215,8 +216,10 @@ def execute(plan: BackfillPlan, opts: BackfillOptions, *, conn: Any, cache: Down
                     return
         return
     fetch = wrap(fetch_item, "fetch-bars")
-    for item in to_fetch:
-        reporter.status(f"fetching {item.ticker}")
+    spacing = opts.source.spacing_s()
+    for n, item in enumerate(to_fetch):
+        span = f" ({item.request.start} to {item.request.end})" if item.request else ""
+        reporter.starting(f"{item.ticker} fetching{span}", format_eta((len(to_fetch) - n) * spacing))
         try:
             result = fetch(item, cache=cache, source=source(), use_cache=not opts.source.refresh)
         except SourceError as exc:

@@ -43,6 +43,11 @@ class SourceSettings:
     timeout: float = 10.0
     repair: bool = False  # yfinance's price repair on every download (its extra requests paced like the rest)
 
+    def spacing_s(self) -> float:
+        """Least seconds between two of this run's requests: its own ``delay`` or the budget's rate,
+        whichever is slower (what a progress line's ETA counts per request left)."""
+        return max(self.delay, 60.0 / self.rate_per_min)
+
     def budget(self, dsn: str) -> RateBudget:
         """The shared request budget every Yahoo request of this run takes a slot from."""
         return RateBudget(dsn, self.rate_budget, per_min=self.rate_per_min, cooldown_s=self.rate_limit_sleep, daily_cap=self.daily_quota)
