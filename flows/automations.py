@@ -99,9 +99,10 @@ def crash_automation(within_s: float) -> Any:
 
 ALERT_AUTOMATION = "market-backfill: alert when a deployment run fails or crashes"
 ALERT_BLOCK = "market-backfill-alert"
+RUN_LINK = "{% set link = flow_run|ui_url %}{% if link %}The run in Prefect's UI: {{ link }}\n{% endif %}"
 ALERT_PAYLOAD = (
     "Prefect: deployment {{ flow.name }}/{{ deployment.name }}, run {{ flow_run.name }} ended {{ flow_run.state.name }}.\n"
-    "{{ flow_run.state.message }}\n"
+    "{{ flow_run.state.message }}\n" + RUN_LINK
 )
 LATE_AUTOMATION = "market-backfill: alert when a due run stays Late (no worker took it)"
 LATE_AFTER_S = 900.0
@@ -132,7 +133,8 @@ def late_automation(block_id: Any, within_s: float) -> Any:
     from prefect.events.actions import CallWebhook
 
     payload = ("Prefect: run {{ flow_run.name }} of deployment {{ flow.name }}/{{ deployment.name }} has been Late for "
-               f"{within_s:.0f} s: no worker took it. Is a worker of its pool running (prefect worker start --pool ...)?\n")
+               f"{within_s:.0f} s: no worker took it. Is a worker of its pool running (prefect worker start --pool ...)?\n"
+               + RUN_LINK)
     return Automation(
         name=LATE_AUTOMATION,
         description="Posts to BACKFILL_ALERT_URL when a due run stays Late: no worker runs for its pool.",

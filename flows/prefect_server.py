@@ -285,7 +285,9 @@ def launch(home: Path, port: int) -> ServerInfo | None:
     env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_API_DATABASE_CONNECTION_URL": database_url(),
            "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_SERVER_API_AUTH_STRING": make_auth_string(home),
            # the UI calls the API where this server listens (by default it would call port 4200: maybe another server)
-           "PREFECT_UI_API_URL": f"http://127.0.0.1:{port}/api", **no_proxy_env(os.environ)}
+           "PREFECT_UI_API_URL": f"http://127.0.0.1:{port}/api",
+           # the links in alerts (the `ui_url` filter): this server's UI, unless one is set (a proxy in front)
+           "PREFECT_UI_URL": os.environ.get("PREFECT_UI_URL") or f"http://127.0.0.1:{port}", **no_proxy_env(os.environ)}
     env.pop("PREFECT_API_URL", None)
     detach: dict[str, object] = {"start_new_session": True}
     if sys.platform == "win32":

@@ -108,6 +108,9 @@ def test_a_killed_run_turns_crashed_and_resumes_and_failed_crashed_and_late_runs
     assert "deployment etf-backfill/shards" in failure_alert and "parameter delay" in failure_alert, failure_alert
     assert read_run(api, failed)["name"] in failure_alert
     assert f"run {read_run(api, run_id)['name']} ended Crashed" in crash_alert and "no heartbeat" in crash_alert
+    ui = api.removesuffix("/api")
+    for alert, run in ((failure_alert, failed), (crash_alert, run_id), (late_alert, late)):  # each links to its run
+        assert f"The run in Prefect's UI: {ui}/runs/flow-run/{run}" in alert, alert
     assert f"run {read_run(api, late)['name']} of deployment etf-backfill/shards has been Late for 10 s: no worker took it" in late_alert
     assert read_run(api, late)["state"]["name"] == "Late"
 
