@@ -67,6 +67,8 @@ def test_full_pipeline_fills_every_table_as_the_document_checks_it(run_cli: CliR
     result = run_cli(PIPE, *FAST, "--end", AS_OF.isoformat(), "--top-sectors", "2", as_process=True)  # own process, once
     assert result.code == 0, result.stdout + result.stderr
     assert "5 of 5 stage(s) ok" in result.stdout
+    prices = [line for line in result.stdout.splitlines() if "Prices: " in line]
+    assert len(prices) >= 3 and not [line for line in prices if line.startswith("[")], prices  # each backfill's summary once
     sessions = last_trading_days(25, AS_OF)
     members = universe()
     every_stock = sorted({s for m in members.values() for s in m})

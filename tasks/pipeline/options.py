@@ -39,6 +39,7 @@ class StageOutcome:
     code: Outcome = Outcome.DONE
     lines: list[str] = field(default_factory=list)
     rate_limited: RateLimited | None = None
+    said: set[int] = field(default_factory=set)  # indexes of ``lines`` the step printed itself (the backfills' summaries)
 
 
 def parse_stages(text: str) -> tuple[str, ...]:

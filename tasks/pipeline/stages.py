@@ -57,8 +57,9 @@ def run_stage(name: str, opts: PipelineOptions, *, dsn: str, say: Callable[[str]
                                                         f"{exc.stage} of this run (not stored yet: {exc})"])
         else:
             outcome = StageOutcome(name, Outcome.BAD_INPUT, [f"cannot run: {exc}"])
-    for line in outcome.lines:
-        say(f"[{name}] {line}")
+    for index, line in enumerate(outcome.lines):
+        if index not in outcome.said:
+            say(f"[{name}] {line}")
     return outcome
 
 

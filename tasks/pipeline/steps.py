@@ -61,7 +61,8 @@ def _backfill(out: StageOutcome, opts: PipelineOptions, dsn: str, wrap: Callable
     code, summary = run_backfill(backfill, dsn=dsn, command=f"daily-pipeline --stages {out.stage} --end {opts.session()}",
                                  wrap=wrap)
     out.code = max(out.code, code)
-    if summary is not None:
+    if summary is not None:  # run_backfill said its summary line: the stage keeps it for its artifact, not to say again
+        out.said.add(len(out.lines))
         out.lines.append(f"{table}: {summary.line()}")
         if summary.rate_limited is not None:
             out.rate_limited = summary.rate_limited
