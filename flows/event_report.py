@@ -20,7 +20,7 @@ from flows.settings import data_dsn
 from tasks.core.db import open_database
 from tasks.core.errors import BadInput, Outcome
 from tasks.core.plots import check_plot_path
-from tasks.events.report import format_table, nothing_matched, plot, run_study, valued_sources
+from tasks.events.report import format_table, nothing_matched, plot, run_study, terminal_table, valued_sources
 
 
 def build_parser() -> ArgumentParser:
@@ -61,6 +61,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(empty, file=sys.stderr)  # the JSON stays parseable; the person reading is told
         elif empty:
             print(empty)
+        elif sys.stdout.isatty():
+            from rich.console import Console
+
+            Console().print(terminal_table(studies))
         else:
             print("\n".join(format_table(studies)))
         if ns.plot is not None:

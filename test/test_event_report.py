@@ -130,3 +130,23 @@ def test_a_source_or_range_without_valued_events_is_said_with_the_sources_there_
     later = run_cli(REPORT, "--start", "2099-01-01")
     assert later.code == 0
     assert later.stdout.strip() == "No valued events in that range; the sources with valued events: filing (3), news (3)."
+
+
+def test_on_a_terminal_the_table_fits_its_width_with_every_value(stored: psycopg.Connection[Any]) -> None:
+    import io
+
+    from rich.console import Console
+
+    from tasks.events.report import TABLE_HEADER, format_table, run_study, terminal_table
+
+    studies = run_study(stored)
+    markdown = format_table(studies)
+    assert max(len(line) for line in markdown) > 100  # what a terminal of 100 columns could not show
+    out = io.StringIO()
+    Console(file=out, width=100, force_terminal=False).print(terminal_table(studies))
+    shown = out.getvalue()
+    assert max(len(line) for line in shown.splitlines()) <= 100, shown
+    for row in markdown[2:]:  # every value of the markdown table is on screen (folded, not cut)
+        for value in row.strip("| ").split(" | ")[:-1]:
+            assert value in shown, (value, shown)
+    assert all(name in shown for name in TABLE_HEADER[1:])  # a row per figure, a column per source

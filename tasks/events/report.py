@@ -182,17 +182,43 @@ def _pct(value: float | None) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:+.2%}"
 
 
-def format_table(studies: list[SourceStudy]) -> list[str]:
-    """The per-source table (markdown, readable as plain text too)."""
-    lines = ["| source | events | mean +1 | mean +5 | mean +20 | median +1 | median +5 | median +20 | positive | negative "
-             "| neutral | CAAR +20 (95% band) |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+TABLE_HEADER = ("source", "events", "mean +1", "mean +5", "mean +20", "median +1", "median +5", "median +20", "positive",
+                "negative", "neutral", "CAAR +20 (95% band)")
+
+
+def table_rows(studies: list[SourceStudy]) -> list[list[str]]:
+    """The per-source table's cells, a row per source (``TABLE_HEADER`` names the columns)."""
+    rows = []
     for s in studies:
         share = [("-" if s.reaction_share[r] is None else f"{s.reaction_share[r]:.0%}") for r in REACTIONS]
         k, caar, lo, hi, n = s.caar[OFFSETS.index(20)]
         band = f"{_pct(caar)} ({_pct(lo)} .. {_pct(hi)}, n={n})"
-        lines.append(f"| {s.source} | {s.events:,} | " + " | ".join(_pct(s.mean_excess[h]) for h in HORIZONS) + " | "
-                     + " | ".join(_pct(s.median_excess[h]) for h in HORIZONS) + f" | {' | '.join(share)} | {band} |")
-    return lines
+        rows.append([s.source, f"{s.events:,}", *(_pct(s.mean_excess[h]) for h in HORIZONS),
+                     *(_pct(s.median_excess[h]) for h in HORIZONS), *share, band])
+    return rows
+
+
+def format_table(studies: list[SourceStudy]) -> list[str]:
+    """The per-source table as markdown (for a file or a pipe; a terminal gets ``terminal_table``)."""
+    lines = ["| " + " | ".join(TABLE_HEADER) + " |", "|---|" + "---:|" * (len(TABLE_HEADER) - 2) + "---|"]
+    return lines + ["| " + " | ".join(row) + " |" for row in table_rows(studies)]
+
+
+def terminal_table(studies: list[SourceStudy]) -> Any:
+    """The same table for a terminal, turned: a row per figure and a column per source, which fits a
+    window where the markdown's 190 columns ran off it (rich folds what is still too wide)."""
+    from rich import box
+    from rich.table import Table
+
+    table = Table(title="Excess returns after each kind of event (k sessions after it)", title_justify="left",
+                  box=box.SIMPLE_HEAD)
+    rows = table_rows(studies)
+    table.add_column("", justify="left", no_wrap=True)
+    for row in rows:
+        table.add_column(row[0], justify="right", overflow="fold")
+    for index, name in enumerate(TABLE_HEADER[1:], start=1):
+        table.add_row(name, *(row[index] for row in rows))
+    return table
 
 
 def plot(studies: list[SourceStudy], path: Path) -> None:
