@@ -336,6 +336,7 @@ def migrate(conn: psycopg.Connection[Any]) -> list[str]:
     applied_now: list[str] = []
     with database_errors("reading the schema version failed"):
         if not pending_migrations(conn):
+            _keep_sessions(conn)
             return applied_now  # nothing to do: no DDL, no lock (a read-only user gets this far too)
     with database_errors("schema migration failed"):
         with conn.transaction():
@@ -354,7 +355,23 @@ def migrate(conn: psycopg.Connection[Any]) -> list[str]:
                 conn.execute(text)  # our own files, no parameters
                 conn.execute(sql.SQL("INSERT INTO {} (version) VALUES (%s)").format(sql.Identifier(MIGRATIONS_TABLE)), (version,))
                 applied_now.append(version)
+    _keep_sessions(conn)
     return applied_now
+
+
+def _keep_sessions(conn: psycopg.Connection[Any]) -> None:
+    """The exchange's sessions in ``nyse_sessions`` reach about two months ahead (sessions_table.py);
+    a user who may only read leaves them as they are."""
+    from tasks.core.sessions_table import ensure_sessions, sessions_due
+
+    with database_errors("keeping the NYSE sessions table failed"):
+        if not sessions_due(conn):
+            return
+        try:
+            with conn.transaction():
+                ensure_sessions(conn)
+        except psycopg.errors.InsufficientPrivilege:
+            pass
 
 
 _CREATED_TABLE = re.compile(r"CREATE TABLE IF NOT EXISTS (\w+)", re.IGNORECASE)

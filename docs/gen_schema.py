@@ -1,0 +1,64 @@
+"""``database.md``: the tables and views users query, with what each column means, generated at every
+docs build from the ``COMMENT ON`` statements of the migrations (``sql/``), which are also what the
+catalog says (psql's ``\\d+``, a BI tool's schema browser): one place for both.
+
+The data relations are those the read-only role ``market_backfill_reader`` is granted (the migration
+that makes it lists them); the rest is the tool's machinery."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+SQL = Path(__file__).resolve().parent.parent / "sql"
+COMMENT = re.compile(r"COMMENT ON (TABLE|VIEW|COLUMN) ([\w.]+) IS '((?:[^']|'')*)';", re.S)
+
+
+def comments() -> tuple[dict[str, str], dict[str, dict[str, str]]]:
+    """(relation → comment, relation → column → comment), later migrations overriding earlier ones."""
+    relations: dict[str, str] = {}
+    columns: dict[str, dict[str, str]] = {}
+    for path in sorted(SQL.glob("[0-9][0-9][0-9]_*.sql")):
+        for kind, name, text in COMMENT.findall(path.read_text(encoding="utf-8")):
+            text = text.replace("''", "'")
+            if kind == "COLUMN":
+                relation, column = name.rsplit(".", 1)
+                columns.setdefault(relation, {})[column] = text
+            else:
+                relations[name] = text
+    return relations, columns
+
+
+def data_relations() -> list[str]:
+    """The relations granted to the read-only role, in the migration's order."""
+    text = "\n".join(p.read_text(encoding="utf-8") for p in sorted(SQL.glob("[0-9][0-9][0-9]_*.sql")))
+    (array,) = re.findall(r"FOREACH relation IN ARRAY ARRAY\[(.*?)\]", text, flags=re.S)
+    return re.findall(r"'(\w+)'", array)
+
+
+def page() -> str:
+    relations, columns = comments()
+    data = data_relations()
+    lines = ["# The database", "",
+             "Users query these tables and views directly (psql, a BI tool, pandas, dbt). What each holds is also in the",
+             "catalog itself: `\\d+ daily_bars` in psql shows the same words. `GRANT market_backfill_reader TO your_login`",
+             "lets a login read the data and the views, and none of the machinery.", "", "## Data and views", ""]
+    for name in data:
+        lines += [f"### `{name}`", "", relations.get(name, ""), ""]
+        if columns.get(name):
+            lines += ["| column | meaning |", "|---|---|"]
+            lines += [f"| `{c}` | {text.replace('|', '/')} |" for c, text in columns[name].items()]
+            lines.append("")
+    lines += ["## The machinery", "", "What the commands keep for themselves (runs, budgets, checkpoints); read it, do not write it.", ""]
+    lines += [f"- `{name}`: {text}" for name, text in relations.items() if name not in data]
+    return "\n".join(lines) + "\n"
+
+
+try:  # run by mkdocs-gen-files during `mkdocs build`
+    import mkdocs_gen_files
+except ImportError:  # imported by a test
+    mkdocs_gen_files = None
+
+if mkdocs_gen_files is not None and __name__ == "<run_path>":
+    with mkdocs_gen_files.open("database.md", "w") as f:
+        f.write(page())

@@ -1,0 +1,122 @@
+"""The database as users query it: the exchange's sessions, the views they would otherwise write, the
+catalog's comments, and a role that reads the data but none of the machinery. Expected values come
+from the hand-written calendar (test/nyse_days.py) and arithmetic here, not from the views."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from test.nyse_days import EARLY_CLOSES, closed_trading_days, session_hours, trading_days
+
+DAYS = trading_days(dt.date(2025, 6, 2), dt.date(2025, 6, 13))  # ten sessions
+
+
+def test_the_sessions_table_is_the_exchange_s_calendar_with_its_hours(db: psycopg.Connection[Any]) -> None:
+    first, last = dt.date(2024, 1, 1), dt.date(2026, 12, 31)
+    rows = db.execute("SELECT session_date, open_at, close_at, early_close FROM nyse_sessions WHERE session_date BETWEEN %s AND %s"
+                      " ORDER BY 1", (first, last)).fetchall()
+    assert [r[0] for r in rows] == trading_days(first, last)
+    for day, opened, closed, early in rows:
+        assert (opened, closed) == session_hours(day) and early == (day in EARLY_CLOSES), day
+    (ahead,) = db.execute("SELECT max(session_date) FROM nyse_sessions").fetchone() or (None,)
+    assert ahead > dt.date.today() + dt.timedelta(days=60)  # kept about two months ahead, at least
+    (before,) = db.execute("SELECT count(*) FROM nyse_sessions").fetchone() or (0,)
+    from tasks.core.db import migrate
+
+    migrate(db)  # run again: nothing added twice
+    assert db.execute("SELECT count(*) FROM nyse_sessions").fetchone() == (before,)
+
+
+def bar(ticker: str, day: dt.date, k: int) -> tuple[Any, ...]:
+    close = 100.0 + k
+    return ticker, day, close - 1, close + 2, close - 3, close, close * 0.9, 1000 + k
+
+
+def store(db: psycopg.Connection[Any], table: str, rows: list[tuple[Any, ...]]) -> None:
+    query = sql.SQL("INSERT INTO {} (ticker, trade_date, open, high, low, close, adj_close, volume)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)")
+    with db.cursor() as cur:
+        cur.executemany(query.format(sql.Identifier(table)), rows)
+
+
+def test_the_daily_views_give_every_bar_adjusted_ohlc_the_latest_bar_and_coverage(db: psycopg.Connection[Any]) -> None:
+    etf = [bar("SPY", d, k) for k, d in enumerate(DAYS)]
+    stock = [bar("AAPL", d, k) for k, d in enumerate(DAYS) if k != 4]  # the fifth session missing
+    store(db, "collected_daily_etf_ohlc", etf)
+    store(db, "collected_daily_benchmark_ohlc", etf[:3])
+    store(db, "collected_daily_stock_history", stock)
+
+    every = db.execute("SELECT universe, ticker, trade_date, close FROM daily_bars ORDER BY 1, 2, 3").fetchall()
+    want = sorted([("etf", r[0], r[1], r[5]) for r in etf] + [("benchmark", r[0], r[1], r[5]) for r in etf[:3]]
+                  + [("stock", r[0], r[1], r[5]) for r in stock])
+    assert every == want
+
+    adjusted = db.execute("SELECT trade_date, adj_open, adj_high, adj_low, adj_close, adjustment_factor FROM daily_bars_adjusted"
+                          " WHERE universe = 'stock' ORDER BY 1").fetchall()
+    for (day, o, h, low, adj, factor), r in zip(adjusted, stock, strict=True):
+        f = r[6] / r[5]
+        assert day == r[1] and factor == pytest.approx(f)
+        assert (o, h, low, adj) == pytest.approx((r[2] * f, r[3] * f, r[4] * f, r[6]))
+
+    latest = db.execute("SELECT universe, ticker, trade_date FROM latest_daily_bars ORDER BY 1, 2").fetchall()
+    assert latest == [("benchmark", "SPY", DAYS[2]), ("etf", "SPY", DAYS[-1]), ("stock", "AAPL", DAYS[-1])]
+
+    coverage = {r[0]: r[1:] for r in db.execute(
+        "SELECT universe, first_date, last_date, stored_sessions, expected_sessions, missing_sessions, due_sessions FROM daily_coverage")}
+    due = len(trading_days(DAYS[-1] + dt.timedelta(days=1), closed_trading_days(1)[-1]))
+    assert coverage["stock"] == (DAYS[0], DAYS[-1], 9, 10, 1, due)
+    assert coverage["etf"] == (DAYS[0], DAYS[-1], 10, 10, 0, due)
+    assert coverage["benchmark"][4:] == (0, len(trading_days(DAYS[3], closed_trading_days(1)[-1])))
+
+
+def test_every_user_facing_relation_and_view_column_is_documented_in_the_catalog(db: psycopg.Connection[Any]) -> None:
+    views = ["daily_bars", "daily_bars_adjusted", "latest_daily_bars", "daily_coverage", "latest_intraday_bars", "nyse_sessions"]
+    for name in views:
+        (said,) = db.execute("SELECT obj_description(to_regclass(%s), 'pg_class')", (name,)).fetchone() or (None,)
+        assert said, name
+    undocumented = db.execute(
+        "SELECT a.attname FROM pg_attribute a WHERE a.attrelid = to_regclass('daily_bars') AND a.attnum > 0"
+        " AND col_description(a.attrelid, a.attnum) IS NULL AND a.attname NOT IN ('high', 'low')").fetchall()
+    assert undocumented == [], undocumented  # high and low: "as open", said on open
+
+
+def test_the_reader_role_reads_the_data_and_the_views_and_none_of_the_machinery(db: psycopg.Connection[Any], dsn: str) -> None:
+    login = f"analyst_{uuid.uuid4().hex[:8]}"
+    db.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD NULL IN ROLE market_backfill_reader").format(sql.Identifier(login)))
+    try:
+        store(db, "collected_daily_etf_ohlc", [bar("SPY", DAYS[0], 0)])
+        with psycopg.connect(dsn, user=login, autocommit=True) as analyst:
+            assert analyst.execute("SELECT ticker FROM daily_bars").fetchall() == [("SPY",)]
+            assert analyst.execute("SELECT count(*) FROM nyse_sessions").fetchone() != (0,)
+            for machinery in ("backfill_runs", "rate_budgets", "jsonl_file_checkpoints"):
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    analyst.execute(sql.SQL("SELECT * FROM {}").format(sql.Identifier(machinery)))
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                analyst.execute("DELETE FROM collected_daily_etf_ohlc")
+    finally:
+        db.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(login)))
+
+
+def test_the_docs_database_page_lists_each_relation_the_reader_may_read_with_its_catalog_comment(db: psycopg.Connection[Any]) -> None:
+    import importlib.util
+
+    from test.fix_yahoo import ROOT
+
+    spec = importlib.util.spec_from_file_location("gen_schema", ROOT / "docs" / "gen_schema.py")
+    assert spec and spec.loader
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    page = gen.page()
+    granted = {r[0] for r in db.execute("SELECT table_name FROM information_schema.role_table_grants"
+                                        " WHERE grantee = 'market_backfill_reader' AND privilege_type = 'SELECT'")}
+    assert granted == set(gen.data_relations())
+    for name in granted:
+        (said,) = db.execute("SELECT obj_description(to_regclass(%s), 'pg_class')", (name,)).fetchone() or (None,)
+        assert said and f"### `{name}`\n\n{said}\n" in page, name  # the page says what the catalog says
+    assert "## The machinery" in page and "`backfill_runs`" in page.split("## The machinery")[1]
