@@ -233,10 +233,28 @@ def session_date(text: str) -> dt.date:
 def program_name(module: str, script: str) -> str:
     """How the user started us, as a resume hint must repeat it: ``python -m flows.x`` or the console
     script's name, after ``uv run`` when uv started us (``UV_RUN_RECURSION_DEPTH``, which ``uv run``
-    sets): the shell that typed ``uv run etf-backfill`` has no ``etf-backfill`` on its PATH."""
+    sets): the shell that typed ``uv run etf-backfill`` has no ``etf-backfill`` on its PATH. Outside
+    the checkout (``uv run --project ~/market-backfill ...``, or a ``.bat`` from another folder) the
+    hint names the project, which a plain ``uv run`` there would not find."""
     argv0 = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
     name = f"python -m {module}" if argv0 in ("__main__.py", "-m", "-c", "") or argv0.endswith(".py") else script
-    return f"uv run {name}" if os.environ.get("UV_RUN_RECURSION_DEPTH") else name
+    if not os.environ.get("UV_RUN_RECURSION_DEPTH"):
+        return name
+    from flows.config import CHECKOUT
+
+    here = Path.cwd().resolve()
+    if here == CHECKOUT or CHECKOUT in here.parents:
+        return f"uv run {name}"
+    return f"uv run --project {shell_word(str(CHECKOUT))} {name}"
+
+
+def shell_word(text: str) -> str:
+    """``text`` as one word of the user's shell: cmd's double quotes on Windows, else POSIX quoting."""
+    if sys.platform == "win32":
+        return f'"{text}"' if any(c in text for c in ' &()^%!,;=') else text
+    import shlex
+
+    return shlex.quote(text)
 
 
 DUPLICATE_STOP_S = 2.0  # a second stop signal this soon after the first is the same stop, delivered twice

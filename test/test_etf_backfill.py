@@ -118,6 +118,23 @@ def test_the_resume_hint_of_a_run_started_with_uv_run_works_when_typed_back(dsn:
     assert typed.stderr == ""  # no line that is not the command's own (uv said "Bytecode compiled ..." on every run)
     assert table_rows(dsn, "collected_daily_etf_ohlc") == expected_rows(["SPY", "XLK"], FIVE_SESSIONS)
 
+    # Started from another folder with --project (as the .bat files start it): the hint names the
+    # project, and typed back in that folder it continues the run.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    fake_yahoo.rate_limit_after = 0
+    more = [*BASE, "--tickers", "XLV,XLF", "--no-batch", "--cache-dir", str(tmp_path / "cache")]
+    stopped = subprocess.run([uv, "run", "--no-sync", "--project", str(ROOT), "etf-backfill", *more], cwd=elsewhere, env=env,
+                             capture_output=True, text=True, timeout=120)
+    assert stopped.returncode == 75, stopped.stdout + stopped.stderr
+    hint = re.search(r"with:\n\s+(uv run .*)$", stopped.stdout, re.M)
+    assert hint and hint.group(1).startswith(f"uv run --project {ROOT} etf-backfill "), stopped.stdout
+    fake_yahoo.rate_limit_after = None
+    end_cooldown(dsn)
+    typed = subprocess.run(["bash", "-c", hint.group(1)], cwd=elsewhere, env=env, capture_output=True, text=True, timeout=120)
+    assert typed.returncode == 0, typed.stdout + typed.stderr
+    assert table_rows(dsn, "collected_daily_etf_ohlc") == expected_rows(["SPY", "XLF", "XLK", "XLV"], FIVE_SESSIONS)
+
 
 def test_database_is_checked_before_network_for_missing_sessions(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo) -> None:
     assert run_cli(ETF, *BASE, "--tickers", "SPY").code == 0

@@ -34,7 +34,6 @@ DEFAULT_BASE_URL = "https://financialmodelingprep.com/stable"
 BUDGET_NAME = "fmp"
 FREE_DAILY_LIMIT = 250
 CACHE_TTL = dt.timedelta(hours=24)
-REQUESTS_PER_TICKER = 2  # income statement + historical market cap
 
 
 @dataclass(frozen=True)
