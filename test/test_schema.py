@@ -120,3 +120,11 @@ def test_the_docs_database_page_lists_each_relation_the_reader_may_read_with_its
         (said,) = db.execute("SELECT obj_description(to_regclass(%s), 'pg_class')", (name,)).fetchone() or (None,)
         assert said and f"### `{name}`\n\n{said}\n" in page, name  # the page says what the catalog says
     assert "## The machinery" in page and "`backfill_runs`" in page.split("## The machinery")[1]
+
+
+def test_the_ranking_window_can_be_selected_without_quotes(db: psycopg.Connection[Any]) -> None:
+    db.execute('INSERT INTO analytics_trending_sectors (as_of_date, ticker, "window", relative_return, rank) VALUES (%s, %s, %s, %s, %s)',
+               (DAYS[-1], "XLK", 20, 0.031, 1))
+    assert db.execute("SELECT window_sessions, rank FROM analytics_trending_sectors").fetchall() == [(20, 1)]
+    with pytest.raises(psycopg.errors.SyntaxError):
+        db.execute("SELECT window, rank FROM analytics_trending_sectors")  # why the column above exists
