@@ -128,3 +128,14 @@ def test_the_ranking_window_can_be_selected_without_quotes(db: psycopg.Connectio
     assert db.execute("SELECT window_sessions, rank FROM analytics_trending_sectors").fetchall() == [(20, 1)]
     with pytest.raises(psycopg.errors.SyntaxError):
         db.execute("SELECT window, rank FROM analytics_trending_sectors")  # why the column above exists
+
+
+@pytest.mark.parametrize("table", ["collected_daily_etf_ohlc", "collected_daily_stock_history", "collected_daily_benchmark_ohlc"])
+def test_an_impossible_daily_bar_is_refused_by_the_database_too(db: psycopg.Connection[Any], table: str) -> None:
+    store(db, table, [bar("SPY", DAYS[0], 0)])  # a sane one goes in
+    inverted = ("SPY", DAYS[1], 100.0, 99.0, 101.0, 100.0, 99.0, 1000)  # high below low
+    negative = ("SPY", DAYS[2], 100.0, 101.0, 99.0, 100.0, 99.0, -5)  # a negative volume
+    for row in (inverted, negative):
+        with pytest.raises(psycopg.errors.CheckViolation):
+            store(db, table, [row])
+    assert db.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone() == (1,)
