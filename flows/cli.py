@@ -91,6 +91,15 @@ class ArgumentParser(argparse.ArgumentParser):
         kwargs.setdefault("allow_abbrev", False)
         kwargs.setdefault("epilog", EXIT_CODES_HELP)
         super().__init__(*args, **kwargs)
+        talk = self.add_mutually_exclusive_group()
+        talk.add_argument("-v", "--verbose", action="count", default=0,
+                          help="say more: each HTTP request (-vv: the libraries' own debug lines too)")
+        talk.add_argument("-q", "--quiet", action="store_true", help="say less: no line per item, only summaries, warnings and errors")
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        ns, rest = super().parse_known_args(args, namespace)
+        set_verbosity(getattr(ns, "verbose", 0), getattr(ns, "quiet", False))
+        return ns, rest
 
     def error(self, message: str) -> Any:
         unknown = re.match(r"unrecognized arguments: (\S+)", message)
@@ -298,6 +307,18 @@ class StderrHandler(logging.StreamHandler):
         pass
 
 
+def set_verbosity(verbose: int, quiet: bool) -> None:
+    """``-v``/``-q``: our loggers' level, the libraries' with ``-vv``, and the per-item lines."""
+    from tasks.core.display import set_quiet
+
+    quiet_libraries()
+    logging.getLogger("backfill").setLevel(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO)
+    if verbose >= 2:
+        logging.getLogger("yfinance").setLevel(logging.DEBUG)
+        logging.getLogger("yfinance").addHandler(StderrHandler())
+    set_quiet(quiet)
+
+
 def quiet_libraries() -> None:
     """Keep library warnings (yfinance/pandas deprecations) and chatter out of user output."""
     import warnings
@@ -348,6 +369,7 @@ def run_cli(body: Callable[[], Outcome | int], *, interrupted: str | Callable[[]
         return EXIT_INTERRUPTED
     finally:
         ignore_late_stops()
+        set_verbosity(0, False)  # a -q or -v is this command's, not the next one's in the same process (tests, a worker)
 
 
 def ignore_late_stops() -> None:

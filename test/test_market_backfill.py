@@ -165,3 +165,19 @@ def test_a_delay_is_a_duration_with_a_unit_or_seconds_and_anything_else_is_refus
     for text in ("5x", "-1", "m", "1e9", "nan", "inf", "25h", "-5m"):
         bad = run_cli("flows.etf_backfill", "--tickers", "XLK", "--days", "5", "--delay", text, "--dry-run")
         assert bad.code == 2 and "--delay" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1, (text, bad.stderr)
+
+
+def test_quiet_says_only_the_summary_and_verbose_each_request(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo) -> None:
+    base = ("--days", "5", "--end", "2025-07-08", "--delay", "0", "--no-batch")
+    quiet = run_cli("flows.etf_backfill", "--tickers", "XLK,XLV", *base, "-q")
+    assert quiet.code == 0 and quiet.stdout.splitlines() == ["Prices: 10 new, 0 updated, 0 skipped, 0 errors"], quiet.stdout
+    fake_yahoo.reset_log()
+    loud = run_cli("flows.etf_backfill", "--tickers", "XLF,XLE", *base, "-v")
+    assert loud.code == 0 and "[2/2] XLE fetched" in loud.stdout
+    asked = [line for line in loud.stderr.splitlines() if line.startswith("DEBUG GET https://")]
+    assert len(asked) == len(fake_yahoo.log) and any("/v8/finance/chart/XLE -> 200" in line for line in asked), loud.stderr
+    assert "crumb=" not in loud.stderr  # the request's query (its crumb) is not logged
+    both = run_cli("flows.etf_backfill", "--tickers", "XLB", *base, "-q", "-v")
+    assert both.code == 2 and "not allowed with" in both.stderr
+    after = run_cli("flows.etf_backfill", "--tickers", "XLB,XLU", *base)  # -q and -v were those commands', not this one's
+    assert "[1/2] XLB fetching" in after.stdout and "DEBUG" not in after.stderr

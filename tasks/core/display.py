@@ -20,6 +20,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 progress_sink: ContextVar[Callable[[int, int], Any] | None] = ContextVar("progress_sink", default=None)
 
 
+_quiet = [False]  # -q: no line per item (set once by the command line, read by each Reporter)
+
+
+def set_quiet(quiet: bool) -> None:
+    _quiet[0] = quiet
+
+
 def printer(log: Callable[[str], Any] | None = None) -> Callable[[str], None]:
     """A run's ``say``: each line to stdout (flushed: a person watches it) and, when given, to ``log``
     too (the Prefect run logger, so the UI carries the same lines)."""
@@ -49,9 +56,10 @@ class Reporter:
         self.log = log
         self.sink = progress_sink.get()
         self.tty = self.stream.isatty() if tty is None else tty
+        self.quiet = _quiet[0]
         self._progress: Progress | None = None
         self._task: Any = None
-        if self.tty and total > 0:
+        if self.tty and total > 0 and not self.quiet:
             self._progress = Progress(
                 TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                 TextColumn("{task.fields[eta]}"), console=Console(file=self.stream), transient=True,
@@ -65,7 +73,7 @@ class Reporter:
         line = text + (f" ({eta})" if eta else "")
         if self._progress is not None:
             self._progress.update(self._task, description=text, eta=eta)
-        elif plain and self.log is None:
+        elif plain and self.log is None and not self.quiet:
             print(line, file=self.stream, flush=True)
         if self.log is not None:
             self.log(line)
@@ -76,7 +84,7 @@ class Reporter:
         line = f"[{self.done + 1}/{self.total}] {text}..." + (f" {eta}" if eta else "")
         if self._progress is not None:
             self._progress.update(self._task, description=text, eta=eta)
-        elif self.log is None:
+        elif self.log is None and not self.quiet:
             print(line, file=self.stream, flush=True)
         if self.log is not None:
             self.log(line)
@@ -85,7 +93,10 @@ class Reporter:
         """One item finished: ``[3/12] XLF fetched (20 rows)``."""
         self.done += 1
         line = f"[{self.done}/{self.total}] {text}"
-        self.line(line)
+        if not self.quiet:
+            self.line(line)
+        elif self.log is not None:
+            self.log(line)
         if self._progress is not None:
             self._progress.update(self._task, completed=self.done)
         if self.sink is not None:

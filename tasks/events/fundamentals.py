@@ -113,7 +113,8 @@ def store_multiples(conn: psycopg.Connection[Any], frame: pd.DataFrame, error: s
 
 def value_fundamentals(conn: psycopg.Connection[Any], client: FmpClient, *, overwrite: bool = False, tickers: list[str] | None = None,
                        progress: Callable[[str], None] | None = None) -> FundamentalsSummary:
-    """Fill the multiples of every due event, ticker by ticker (two requests each: the income statement and the market cap history, cached 24 h).
+    """Fill the multiples of every due event, ticker by ticker (two requests each, the income
+    statement and the market cap history, cached 24 h).
 
     Stops at a rate limit or the end of the daily quota (``summary.stopped``); what was written stays.
     """

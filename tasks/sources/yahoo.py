@@ -93,6 +93,7 @@ class YahooSession(curl_requests.Session):
         match = _SYMBOL_PATH.search(url)
         symbol = match.group(1) if match else None
         response = super().request(method, url, *args, **kwargs)  # type: ignore[arg-type]
+        log.debug("%s %s -> %s", method, url.split("?", 1)[0], response.status_code)  # -v: each request (no query: it holds the crumb)
         if symbol is not None:
             with self._lock:
                 self._status[symbol] = response.status_code
