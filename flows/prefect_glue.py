@@ -83,6 +83,21 @@ def closing_lines(lines: list[str], count: int = 12) -> list[str]:
     return [line for line in lines if not PROGRESS_LINE.search(line)][-count:]
 
 
+DONE_ITEM = re.compile(r"^\[(\d+)/(\d+)\] (?!.*\.\.\.)")  # "[3/12] XLF fetched (...)", not "[4/12] XLE fetching (...)..."
+
+
+def interrupted_markdown(title: str, lines: list[str]) -> str:
+    """The summary artifact of a stopped run: that it stopped, what it finished, and that what was
+    stored is kept (the last status line alone, "downloading tickers 1-12 of 12", said none of it)."""
+    done = [line for line in lines if DONE_ITEM.match(line)]
+    total = DONE_ITEM.match(done[-1]).group(2) if done else None  # type: ignore[union-attr]
+    finished = (f"{len(done)} of {total} items finished before the stop; the last: {done[-1]}" if done
+                else "No item had finished.")
+    rest = "\n".join(f"    {line}" for line in closing_lines(lines)) or "    (no output)"
+    return (f"## {title} (interrupted)\n\nStopped (Ctrl+C, a cancel or a signal): every item stored before the stop is kept; "
+            f"run it again to continue with the rest.\n\n{finished}\n\n{rest}\n")
+
+
 def run_in_flow(name: str, title: str, body: Callable[[Callable[[str], None]], Outcome | tuple[Outcome, Any]],
                 markdown: Callable[[Any, Outcome], str] | None = None, *, unit: str = "items") -> Any:
     """Run ``body(log)`` in a Prefect flow run with a progress artifact; leave a markdown artifact
@@ -127,6 +142,8 @@ def run_in_flow(name: str, title: str, body: Callable[[Callable[[str], None]], O
     finally:
         if markdown is not None and result is not None:
             text = markdown(result, code)
+        elif code == Outcome.INTERRUPTED:
+            text = interrupted_markdown(title, lines)
         else:
             shown = "\n".join(f"    {line}" for line in "\n".join(closing_lines(lines)).splitlines())
             text = f"## {title} ({code.words})\n\n{shown or '    (no output)'}\n"

@@ -89,3 +89,34 @@ def test_run_states_say_what_happened(run_cli: CliRunner, dsn: str, fake_yahoo: 
     final = [line for line in limited.stderr.splitlines() if "Finished in state" in line and "Flow run" in line]
     assert final and "Finished in state RateLimited(" in final[-1] and "resume after 20" in final[-1], final
     assert "not a deployment run" in final[-1]  # a CLI run schedules no continuation: the user reruns the command
+
+
+def test_ctrl_c_in_a_prefect_run_keeps_what_was_stored_says_so_in_its_artifact_and_crashes_nothing(
+        dsn: str, fake_yahoo: FakeYahoo, prefect_api: dict[str, str], tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from test import prefect_http
+    from test.fix_yahoo import ROOT, cli_env
+
+    args = [sys.executable, "-m", "flows.etf_backfill", "--days", "5", "--end", END, "--no-batch", "--delay", "30",
+            "--tickers", "XLK,XLV,XLF", "--orchestrate", "prefect", "--cache-dir", str(tmp_path / "cache")]
+    proc = subprocess.Popen(args, cwd=ROOT, env=cli_env(fake_yahoo, dsn, **prefect_api), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.monotonic() + 120
+    while len(table_rows(dsn, "collected_daily_etf_ohlc")) < 5 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)  # XLK stored, the run waits 30 s before XLV: Ctrl+C
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out + err
+    assert "Continue with:" in out and "flows.etf_backfill --days 5" in out, out
+    assert table_rows(dsn, "collected_daily_etf_ohlc") == expected_rows(["XLK"], FIVE_SESSIONS)
+    assert err.count("Crash detected!") <= 1, err  # it was logged twice before the run turned Cancelled
+    found = prefect_http.post(f"{prefect_api['PREFECT_API_URL']}/artifacts/filter", timeout=10,
+                              json={"artifacts": {"key": {"any_": ["etf-backfill-summary"]}}, "sort": "CREATED_DESC", "limit": 1}).json()
+    summary = found[0]["data"]
+    assert summary.startswith("## ETF backfill (interrupted)"), summary
+    assert "every item stored before the stop is kept" in summary
+    assert "1 of 3 items finished before the stop; the last: [1/3] XLK" in summary
