@@ -59,6 +59,9 @@ def page(name: str, module: str, about: str) -> str:
         if action.help == HIDDEN or isinstance(action, argparse._HelpAction):
             continue
         lines.append(f"| {cell(flag_of(action))} | {cell(help_of(action, prog))} |")
+    examples = getattr(parser, "examples", ())
+    if examples:
+        lines += ["", "Examples:", "", "```bash", *examples, "```"]
     old = renamed(parser)
     if old:
         lines += ["", "Old spellings, working for this release with a one-line note: "

@@ -253,8 +253,17 @@ def build_flow() -> Any:
     return flow(name=FLOW_NAME, log_prints=False, validate_parameters=False)(flow_function(FLOW_NAME, PARAMS, body, __doc__))
 
 
+EXAMPLES = (  # shown by --help as typed; a test parses each
+    "backfill --tickers AAPL,MSFT --start 2024-01-02",
+    "backfill --universe sp500 --days 20 --interval 5m --dry-run",
+    "backfill --universe watchlist.txt --days 5 --interval 1d,1m",
+    "backfill --resume",
+)
+
+
 def build_parser() -> ArgumentParser:
-    parser = ArgumentParser(prog="backfill", description="Backfill daily or intraday bars of the tickers you name (or a universe) over "
+    parser = ArgumentParser(prog="backfill", examples=EXAMPLES,
+                            description="Backfill daily or intraday bars of the tickers you name (or a universe) over "
                             "any range of NYSE sessions into PostgreSQL, paced by the shared rate budget; a rerun fetches only what is "
                             "missing.")
     add_flags(parser, PARAMS)

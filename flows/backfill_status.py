@@ -34,8 +34,16 @@ TABLES = {"etf": [ETF_TABLE], "stock": [STOCK_TABLE], "benchmark": [BENCHMARK_TA
           "intraday": []}
 
 
+EXAMPLES = (  # shown by --help as typed; a test parses each
+    "backfill-status --tickers AAPL,MSFT --days 250",
+    "backfill-status --table intraday --interval 1m --json",
+    "backfill-status --plot coverage.png",
+)
+
+
 def build_parser() -> ArgumentParser:
-    p = ArgumentParser(prog="backfill-status", description="Per ticker and table: first/last date, stored vs expected NYSE sessions, "
+    p = ArgumentParser(prog="backfill-status", examples=EXAMPLES,
+                            description="Per ticker and table: first/last date, stored vs expected NYSE sessions, "
                                                            "gaps, last fetch, last error, and whether it is due.")
     p.add_argument("--days", type=int_in(1, MAX_DAYS), default=60, metavar="N", help="NYSE sessions back from --end (default: %(default)s)")
     start = p.add_argument("--start", dest="start_date", type=session_date, default=None, metavar="YYYY-MM-DD",

@@ -19,6 +19,7 @@ import datetime as dt
 import logging
 import os
 import re
+import shutil
 import signal
 import sys
 import time
@@ -87,14 +88,28 @@ class ArgumentParser(argparse.ArgumentParser):
     """argparse that raises BadInput (exit 2, one line) instead of printing usage and exiting, and
     takes no abbreviations (``--tick`` for ``--tickers`` would slip past the checks of ``--resume``)."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, examples: tuple[str, ...] = (), **kwargs: Any) -> None:
         kwargs.setdefault("allow_abbrev", False)
         kwargs.setdefault("epilog", EXIT_CODES_HELP)
         super().__init__(*args, **kwargs)
+        self.examples = examples  # command lines --help shows as typed (a test parses each)
         talk = self.add_mutually_exclusive_group()
         talk.add_argument("-v", "--verbose", action="count", default=0,
                           help="say more: each HTTP request (-vv: the libraries' own debug lines too)")
         talk.add_argument("-q", "--quiet", action="store_true", help="say less: no line per item, only summaries, warnings and errors")
+
+    def format_help(self) -> str:
+        """argparse's help, then the examples as typed (argparse would refill their lines), then the exit codes."""
+        import textwrap
+
+        epilog, self.epilog = self.epilog, None
+        try:
+            text = super().format_help()
+        finally:
+            self.epilog = epilog
+        if self.examples:
+            text += "\nexamples:\n" + "".join(f"  {line}\n" for line in self.examples)
+        return text + ("\n" + textwrap.fill(epilog, width=min(100, shutil.get_terminal_size().columns)) + "\n" if epilog else "")
 
     def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
         ns, rest = super().parse_known_args(args, namespace)

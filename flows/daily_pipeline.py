@@ -141,8 +141,16 @@ def build_flow() -> Any:
     return flow(name=FLOW_NAME, validate_parameters=False, log_prints=False)(flow_function(FLOW_NAME, PARAMS, body, __doc__))
 
 
+EXAMPLES = (  # shown by --help as typed; a test parses each
+    "daily-pipeline",
+    "daily-pipeline --stages trending,allocation --end 2025-06-30",
+    "daily-pipeline --dry-run",
+)
+
+
 def build_parser() -> ArgumentParser:
-    parser = ArgumentParser(prog="daily-pipeline", description="ETF OHLC → ETF holdings → trending sectors and stocks → stock "
+    parser = ArgumentParser(prog="daily-pipeline", examples=EXAMPLES,
+                            description="ETF OHLC → ETF holdings → trending sectors and stocks → stock "
                                                                "history → portfolio allocation; retention when named.")
     add_flags(parser, PARAMS)
     return parser

@@ -72,8 +72,16 @@ def build_flow() -> Any:
     return flow(name=FLOW_NAME, log_prints=False, validate_parameters=False)(flow_function(FLOW_NAME, PARAMS, body, __doc__))
 
 
+EXAMPLES = (  # shown by --help as typed; a test parses each
+    "etf-backfill",
+    "etf-backfill --tickers XLK,XLV --days 60 --dry-run",
+    "etf-backfill --days 250 --delay 2s",
+)
+
+
 def build_parser() -> ArgumentParser:
-    parser = ArgumentParser(prog="etf-backfill", description="Backfill daily OHLCV of SPY and the 11 sector SPDR ETFs into PostgreSQL.")
+    parser = ArgumentParser(prog="etf-backfill", examples=EXAMPLES,
+                            description="Backfill daily OHLCV of SPY and the 11 sector SPDR ETFs into PostgreSQL.")
     add_flags(parser, PARAMS)
     return parser
 

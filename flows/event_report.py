@@ -22,9 +22,16 @@ from tasks.core.errors import BadInput, Outcome
 from tasks.core.plots import check_plot_path
 from tasks.events.report import format_table, nothing_matched, plot, run_study, terminal_table, valued_sources
 
+EXAMPLES = (  # shown by --help as typed; a test parses each
+    "event-report",
+    "event-report --source earnings --start 2025-01-01 --json",
+    "event-report --plot caar.png",
+)
+
 
 def build_parser() -> ArgumentParser:
-    p = ArgumentParser(prog="event-report", description="What the market did after each kind of event: excess returns and CAAR "
+    p = ArgumentParser(prog="event-report", examples=EXAMPLES,
+                            description="What the market did after each kind of event: excess returns and CAAR "
                                                         "from stored bars.")
     p.add_argument("--source", help="comma-separated event sources (default: every source)")
     start = p.add_argument("--start", type=iso_date, default=None, metavar="YYYY-MM-DD",

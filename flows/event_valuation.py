@@ -168,8 +168,16 @@ def fan_out_after_import(opts: ValuationOptions, values: dict[str, Any], dsn: st
     return fan_out(values, log, done={"import_csv": None, "import_only": False})  # the import is done
 
 
+EXAMPLES = (  # shown by --help as typed; a test parses each
+    "event-valuation --import-csv examples/events.csv",
+    "event-valuation --dry-run",
+    "event-valuation --overwrite --tickers AAPL,MSFT --end 2025-06-30",
+)
+
+
 def build_parser() -> ArgumentParser:
-    parser = ArgumentParser(prog="event-valuation", description="Import events and value them: returns, excess returns, momentum, "
+    parser = ArgumentParser(prog="event-valuation", examples=EXAMPLES,
+                            description="Import events and value them: returns, excess returns, momentum, "
                                                                 "volatility.")
     add_flags(parser, PARAMS)
     return parser

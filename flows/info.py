@@ -86,15 +86,29 @@ def shown_value(name: str, default: str) -> str:
     return describe_dsn(value) if name == "DATABASE_URL" else value
 
 
+INFO_EXAMPLES = (  # shown by --help as typed; a test parses each
+    "market-backfill info",
+    "market-backfill info --json",
+)
+
+
 def build_parser() -> ArgumentParser:
-    parser = ArgumentParser(prog="market-backfill info", description="Where the data lives, the database (never its password), "
+    parser = ArgumentParser(prog="market-backfill info", examples=INFO_EXAMPLES,
+                            description="Where the data lives, the database (never its password), "
                             "whether the embedded server runs, the Prefect API, and every setting with where it came from.")
     parser.add_argument("--json", action="store_true", help="one JSON object instead of lines")
     return parser
 
 
+DB_EXAMPLES = (  # shown by --help as typed; a test parses each
+    "market-backfill db status",
+    "market-backfill db stop",
+)
+
+
 def build_db_parser() -> ArgumentParser:
-    parser = ArgumentParser(prog="market-backfill db", description="The embedded PostgreSQL (BACKFILL_PGDATA, else .pgdata in "
+    parser = ArgumentParser(prog="market-backfill db", examples=DB_EXAMPLES,
+                            description="The embedded PostgreSQL (BACKFILL_PGDATA, else .pgdata in "
                             "the data home): status, start it, or stop it (the next command that needs it starts it again).")
     parser.add_argument("action", choices=("status", "start", "stop"))
     return parser

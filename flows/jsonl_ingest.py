@@ -80,8 +80,16 @@ def build_flow() -> Any:
     return flow(name=FLOW_NAME, validate_parameters=False, log_prints=False)(flow_function(FLOW_NAME, PARAMS, body, __doc__))
 
 
+EXAMPLES = (  # shown by --help as typed; a test parses each
+    "jsonl-ingest --root data/observer",
+    "jsonl-ingest --root data/observer --follow",
+    "jsonl-ingest --root data/observer --dry-run",
+)
+
+
 def build_parser() -> ArgumentParser:
-    parser = ArgumentParser(prog="jsonl-ingest", description="Load swing, scalp and gap JSONL files into PostgreSQL: from --root "
+    parser = ArgumentParser(prog="jsonl-ingest", examples=EXAMPLES,
+                            description="Load swing, scalp and gap JSONL files into PostgreSQL: from --root "
                                                            "DIR, or from --swing/--scalp/--gaps (folders or globs).")
     add_flags(parser, PARAMS)
     return parser

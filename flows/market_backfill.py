@@ -52,7 +52,7 @@ def help_text() -> str:
     lines = [f"usage: {USAGE}", "", "Backfill market data into PostgreSQL without tripping the source's rate limits.", "",
              "commands:"]
     lines += [f"  {name:<{width}}  {about}" for name, (_, about) in COMMANDS.items()]
-    lines += ["", "market-backfill COMMAND --help shows a command's flags.", "",
+    lines += ["", "market-backfill COMMAND --help shows a command's flags and examples.", "",
               "example:", "  market-backfill backfill --tickers AAPL,MSFT --start 2015-01-01 --dry-run", "", EXIT_CODES]
     return "\n".join(lines)
 

@@ -93,8 +93,16 @@ def build_flow() -> Any:
     return flow(name=FLOW_NAME, log_prints=False, validate_parameters=False)(flow_function(FLOW_NAME, PARAMS, body, __doc__))
 
 
+EXAMPLES = (  # shown by --help as typed; a test parses each
+    "staggered-backfill --days 20 --delay 5m --skip-existing",
+    "staggered-backfill --resume",
+    "staggered-backfill --tickers XLK,XLV --dry-run",
+)
+
+
 def build_parser() -> ArgumentParser:
-    parser = ArgumentParser(prog="staggered-backfill", description="Backfill the 11 sector ETFs one ticker at a time, minutes apart, "
+    parser = ArgumentParser(prog="staggered-backfill", examples=EXAMPLES,
+                            description="Backfill the 11 sector ETFs one ticker at a time, minutes apart, "
                                                                    "resumably.")
     add_flags(parser, PARAMS)
     return parser
