@@ -139,3 +139,15 @@ def test_an_impossible_daily_bar_is_refused_by_the_database_too(db: psycopg.Conn
         with pytest.raises(psycopg.errors.CheckViolation):
             store(db, table, [row])
     assert db.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone() == (1,)
+
+
+def test_the_funds_holding_a_stock_are_found_by_an_index_and_no_index_repeats_another_s_lead(db: psycopg.Connection[Any]) -> None:
+    db.execute("SET enable_seqscan = off")  # an empty table: the planner would scan it; ask whether an index can answer
+    plan = "\n".join(r[0] for r in db.execute("EXPLAIN SELECT etf FROM collected_meta_etf WHERE holding = 'AAPL'"))
+    assert "collected_meta_etf_holding" in plan, plan
+    indexes = db.execute("SELECT i.indrelid::regclass::text, i.indexrelid::regclass::text, i.indkey::text FROM pg_index i"
+                         " JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
+                         " WHERE n.nspname = current_schema() AND NOT i.indisunique").fetchall()
+    for table, name, keys in indexes:  # a plain index whose columns lead another index of the table is dead weight
+        longer = [other for t, other, k in indexes if t == table and other != name and k.startswith(keys + " ")]
+        assert not longer, (name, longer)
