@@ -151,3 +151,13 @@ def test_the_funds_holding_a_stock_are_found_by_an_index_and_no_index_repeats_an
     for table, name, keys in indexes:  # a plain index whose columns lead another index of the table is dead weight
         longer = [other for t, other, k in indexes if t == table and other != name and k.startswith(keys + " ")]
         assert not longer, (name, longer)
+
+
+def test_a_split_ratio_and_a_dividend_amount_are_columns_of_their_own_and_share_counts_whole(db: psycopg.Connection[Any]) -> None:
+    db.execute("INSERT INTO corporate_actions (ticker, ex_date, kind, value) VALUES ('AAPL', '2020-08-31', 'split', 4),"
+               " ('AAPL', '2025-05-12', 'dividend', 0.26)")
+    rows = db.execute("SELECT kind, split_ratio, dividend_amount FROM corporate_actions ORDER BY ex_date").fetchall()
+    assert rows == [("split", 4.0, None), ("dividend", None, 0.26)]
+    db.execute("INSERT INTO collected_shares_outstanding (ticker, observed_on, shares) VALUES ('AAPL', '2025-06-30', %s)",
+               (14_935_826_000.0,))
+    assert db.execute("SELECT shares, pg_typeof(shares)::text FROM collected_shares_outstanding").fetchone() == (14_935_826_000, "bigint")
