@@ -101,14 +101,15 @@ def test_ctrl_c_in_a_prefect_run_keeps_what_was_stored_says_so_in_its_artifact_a
     from test import prefect_http
     from test.fix_yahoo import ROOT, cli_env
 
-    args = [sys.executable, "-m", "flows.etf_backfill", "--days", "5", "--end", END, "--no-batch", "--delay", "30",
+    # --delay spaces every request (the cookie and the crumb too): XLK is stored after ~16 s
+    args = [sys.executable, "-m", "flows.etf_backfill", "--days", "5", "--end", END, "--no-batch", "--delay", "8",
             "--tickers", "XLK,XLV,XLF", "--orchestrate", "prefect", "--cache-dir", str(tmp_path / "cache")]
     proc = subprocess.Popen(args, cwd=ROOT, env=cli_env(fake_yahoo, dsn, **prefect_api), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     deadline = time.monotonic() + 120
     while len(table_rows(dsn, "collected_daily_etf_ohlc")) < 5 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)  # XLK stored, the run waits 30 s before XLV: Ctrl+C
+    proc.send_signal(signal.SIGINT)  # XLK stored, the run waits 8 s before XLV's request: Ctrl+C
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, out + err
     assert "Continue with:" in out and "flows.etf_backfill --days 5" in out, out

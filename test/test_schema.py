@@ -161,3 +161,12 @@ def test_a_split_ratio_and_a_dividend_amount_are_columns_of_their_own_and_share_
     db.execute("INSERT INTO collected_shares_outstanding (ticker, observed_on, shares) VALUES ('AAPL', '2025-06-30', %s)",
                (14_935_826_000.0,))
     assert db.execute("SELECT shares, pg_typeof(shares)::text FROM collected_shares_outstanding").fetchone() == (14_935_826_000, "bigint")
+
+
+def test_every_data_table_has_a_load_time_column(db: psycopg.Connection[Any]) -> None:
+    load_times = {"fetched_at", "imported_at", "computed_at", "receive_time", "loaded_at", "first_seen"}
+    for table in ("collected_daily_etf_ohlc", "collected_daily_stock_history", "collected_daily_benchmark_ohlc", "collected_intraday_bars",
+                  "corporate_actions", "collected_meta_etf", "collected_shares_outstanding", "analytics_trending_sectors",
+                  "analytics_trending_stocks", "analytics_portfolio_allocation", "txn_events", "scalp_ticks", "swing_bars_10m"):
+        columns = {r[0] for r in db.execute("SELECT column_name FROM information_schema.columns WHERE table_name = %s", (table,))}
+        assert columns & load_times, (table, columns)
