@@ -13,8 +13,10 @@ import re
 import signal
 import sys
 
+# The console scripts of pyproject.toml (a test keeps the two equal: `backfill` and `market-backfill`
+# were missing, so a stop while they loaded was a traceback instead of the exit 130 it is for the rest).
 COMMANDS = ("etf-backfill", "staggered-backfill", "event-valuation", "jsonl-ingest", "backfill-status", "daily-pipeline",
-            "prefect-local", "event-report")
+            "prefect-local", "event-report", "backfill", "market-backfill")
 early_stop: list[int] = []  # signals received before run_cli installed its handlers
 
 

@@ -377,3 +377,13 @@ def test_every_table_and_view_says_what_it_holds_in_the_catalog(db: Any) -> None
         " WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p', 'v') AND NOT c.relispartition"
         " AND c.relname <> 'market_backfill_migrations' AND obj_description(c.oid, 'pg_class') IS NULL").fetchall()
     assert rows == []
+
+
+def test_the_early_stop_guard_knows_every_console_script() -> None:
+    import tomllib
+
+    import flows
+    from test.fix_yahoo import ROOT
+
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["scripts"]
+    assert set(flows.COMMANDS) == set(scripts)
