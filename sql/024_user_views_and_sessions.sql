@@ -122,6 +122,8 @@ BEGIN
             NULL;  -- another database of the cluster made it a moment ago (roles belong to the cluster)
         END;
     END IF;
+    -- A user who may not grant here (a schema someone else owns) keeps the tool working: said, not fatal.
+    BEGIN
     EXECUTE format('GRANT USAGE ON SCHEMA %I TO market_backfill_reader', current_schema());
     FOREACH relation IN ARRAY ARRAY[
         'collected_daily_etf_ohlc', 'collected_daily_stock_history', 'collected_daily_benchmark_ohlc', 'collected_intraday_bars',
@@ -133,5 +135,8 @@ BEGIN
     LOOP
         EXECUTE format('GRANT SELECT ON %I TO market_backfill_reader', relation);
     END LOOP;
+    EXCEPTION WHEN insufficient_privilege THEN
+        RAISE NOTICE 'market_backfill_reader not granted the data: % may not grant here', current_user;
+    END;
 END
 $$;
