@@ -109,7 +109,8 @@ PARAMS = [
     Param("days", None, "instead of --start: the last N NYSE sessions up to --end", annotation=int | None, type=int_in(1, MAX_DAYS)),
     Param("interval", "1d", "bar size, Yahoo's names: 1d daily (1wk, 1mo: the daily bars, weekly and monthly in views of them); "
           "1h, 90m, 30m, 15m, 5m, 2m, 1m intraday (Yahoo serves 1h for 730 days back, 2m-90m for 60, 1m for 30); several "
-          "comma-separated, collected in turn, e.g. 1d,1m", type=interval_text, metavar="1d|1wk|1mo|1h|90m|30m|15m|5m|2m|1m[,...]"),
+          "comma-separated, collected in turn, e.g. 1d,1m", type=interval_text, metavar="1d|1wk|1mo|1h|90m|30m|15m|5m|2m|1m[,...]",
+          listed=True),
     Param("prepost", False, "intraday: pre- and post-market bars too (default: regular hours)", annotation=bool, action="store_true"),
     Param("shard", None, "only this share of the tickers, K/N (a stable hash of the name: the N shards never overlap and hold "
           "every ticker; one per machine, or what a fan-out gives each run)", annotation=str | None, type=shard_text, metavar="K/N"),

@@ -18,7 +18,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from flows.cli import ArgumentParser, add_renamed, int_in, run_cli, session_date
+from flows.cli import ArgumentParser, OnlyOnce, add_renamed, int_in, run_cli, session_date
 from flows.settings import data_dsn
 from tasks.core.calendar import MAX_DAYS, future_end_note, last_closed_session, sessions_back
 from tasks.core.db import open_database
@@ -54,8 +54,9 @@ def build_parser() -> ArgumentParser:
     add_renamed(p, end, "--end-date")
     p.add_argument("--table", choices=sorted(TABLES), default=None, help="etf, stock, benchmark or all (default: all, the daily tables); "
                    "intraday: the intraday bars, per ticker and interval, in sessions fetched whole")
-    p.add_argument("--interval", help="with --table intraday: only these intervals, comma-separated (default: every one stored)")
-    p.add_argument("--tickers", metavar="A,B,...",
+    p.add_argument("--interval", action=OnlyOnce,
+                   help="with --table intraday: only these intervals, comma-separated (default: every one stored)")
+    p.add_argument("--tickers", metavar="A,B,...", action=OnlyOnce,
                    help="comma-separated tickers (default: every ticker stored); a ticker never stored shows as all gaps")
     p.add_argument("--json", action="store_true", help="print the report as JSON (one object) instead of a table")
     p.add_argument("--jsonl", action="store_true", help=f"instead: the JSONL scalp data's coverage per symbol and UTC day from "

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from flows.cli import ArgumentParser, add_renamed, iso_date, run_cli
+from flows.cli import ArgumentParser, OnlyOnce, add_renamed, iso_date, run_cli
 from flows.settings import data_dsn
 from tasks.core.db import open_database
 from tasks.core.errors import BadInput, Outcome
@@ -33,7 +33,7 @@ def build_parser() -> ArgumentParser:
     p = ArgumentParser(prog="event-report", examples=EXAMPLES,
                             description="What the market did after each kind of event: excess returns and CAAR "
                                                         "from stored bars.")
-    p.add_argument("--source", help="comma-separated event sources (default: every source)")
+    p.add_argument("--source", action=OnlyOnce, help="comma-separated event sources (default: every source)")
     start = p.add_argument("--start", type=iso_date, default=None, metavar="YYYY-MM-DD",
                            help="first event date, New York (default: all)")
     end = p.add_argument("--end", type=iso_date, default=None, metavar="YYYY-MM-DD", help="last event date, New York (default: all)")

@@ -58,6 +58,7 @@ class Param:
     renamed_from: tuple[str, ...] = ()  # old spellings of the flag, kept working for one release with a note
     renamed_type: Callable[[str], Any] | None = None  # how the old spelling reads its value, if not as the new one
     as_flag: Callable[[Any], str] | None = None  # the value as the flag's text, if not str() (resume hints)
+    listed: bool = False  # a comma-separated list kept as text: given twice is refused, as list parameters are
 
     @property
     def option(self) -> str:
@@ -80,7 +81,7 @@ def add_flags(parser: argparse.ArgumentParser, params: Iterable[Param]) -> None:
             # the help explains its default itself, or there is none to show ("default: None" says nothing)
             says_default = p.required or "default:" in p.help or default is None
             kwargs.update(type=p.type, help=p.help if says_default else f"{p.help} (default: %(default)s)")
-            if "list[" in str(p.annotation):
+            if "list[" in str(p.annotation) or p.listed:
                 kwargs["action"] = OnlyOnce
             if p.choices:
                 kwargs["choices"] = p.choices

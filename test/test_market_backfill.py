@@ -181,3 +181,21 @@ def test_quiet_says_only_the_summary_and_verbose_each_request(run_cli: CliRunner
     assert both.code == 2 and "not allowed with" in both.stderr
     after = run_cli("flows.etf_backfill", "--tickers", "XLB,XLU", *base)  # -q and -v were those commands', not this one's
     assert "[1/2] XLB fetching" in after.stdout and "DEBUG" not in after.stderr
+
+
+def test_a_list_flag_given_twice_is_refused_in_every_command(run_cli: CliRunner, dsn: str) -> None:
+    import argparse
+    import importlib
+
+    from flows.cli import OnlyOnce
+    from flows.market_backfill import COMMANDS
+
+    for name, (module, _) in COMMANDS.items():
+        if name in ("info", "db", "prefect-local"):
+            continue
+        parser = importlib.import_module(module).build_parser()
+        for action in parser._actions:  # every flag that takes a comma-separated list
+            if action.option_strings and action.help not in (None, argparse.SUPPRESS) and "comma-separated" in action.help:
+                assert isinstance(action, OnlyOnce), (name, action.option_strings)
+    twice = run_cli("flows.backfill_status", "--tickers", "XLK", "--tickers", "XLV")
+    assert twice.code == 2 and "given twice" in twice.stderr, twice.stderr
