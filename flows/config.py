@@ -24,6 +24,10 @@ from tasks.core.errors import BadInput
 CHECKOUT = Path(__file__).resolve().parent.parent
 FILE_NAME = "market-backfill.toml"
 NOT_IN_FILE = {"BACKFILL_HOME", "BACKFILL_CONFIG"}
+# What the file may set: the settings the commands read through ``setting`` (a test keeps the two equal).
+IN_FILE = frozenset({"DATABASE_URL", "BACKFILL_PGDATA", "BACKFILL_CACHE_DIR", "BACKFILL_PREFECT_HOME", "BACKFILL_PG_LISTEN",
+                     "BACKFILL_ORCHESTRATE", "BACKFILL_START_METHOD", "BACKFILL_HOST", "YAHOO_RATE", "FMP_API_KEY", "FMP_BASE_URL",
+                     "SSGA_HOLDINGS_URL"})
 
 
 def data_home() -> Path:
@@ -68,12 +72,25 @@ def _file_settings(path: Path) -> dict[str, str]:
     for key, value in table.items():
         if key in NOT_IN_FILE:
             raise BadInput(f"configuration file {path}: {key} cannot be set in the file it locates")
+        if key not in IN_FILE:  # silently ignored, it would look set (info said "from the configuration file")
+            raise BadInput(f"configuration file {path}: {unknown_setting(key)}")
         if isinstance(value, bool):
             value = "true" if value else "false"
         if not isinstance(value, (str, int, float)):
             raise BadInput(f"configuration file {path}: {key} must be text, a number or true/false")
         out[str(key)] = str(value)
     return out
+
+
+def unknown_setting(key: str) -> str:
+    """Why ``key`` is not a setting of the file: Prefect's own, or a typo (the closest name said)."""
+    if key.startswith("PREFECT_"):
+        return f"{key} is Prefect's own setting, which Prefect reads from the environment only: set it there"
+    import difflib
+
+    close = difflib.get_close_matches(key, sorted(IN_FILE), n=1)
+    return (f"{key} is not a setting" + (f"; did you mean {close[0]}?" if close else "")
+            + f" (the file takes {', '.join(sorted(IN_FILE))})")
 
 
 def setting(name: str) -> str | None:

@@ -199,3 +199,21 @@ def test_a_list_flag_given_twice_is_refused_in_every_command(run_cli: CliRunner,
                 assert isinstance(action, OnlyOnce), (name, action.option_strings)
     twice = run_cli("flows.backfill_status", "--tickers", "XLK", "--tickers", "XLV")
     assert twice.code == 2 and "given twice" in twice.stderr, twice.stderr
+
+
+def test_a_configuration_file_naming_an_unknown_or_prefect_setting_is_refused_saying_what_to_do(tmp_path: Path) -> None:
+    import re
+
+    from flows import config
+
+    for n, (line, said) in enumerate([('YAHOO_RAT = "77/min"', "YAHOO_RAT is not a setting; did you mean YAHOO_RATE?"),
+                                      ('PREFECT_API_URL = "http://h:4200/api"', "PREFECT_API_URL is Prefect's own setting, which "
+                                                                                  "Prefect reads from the environment only")]):
+        path = tmp_path / f"c{n}.toml"
+        path.write_text(f"[settings]\n{line}\n", encoding="utf-8")
+        code, out, err = run_main(CMD, ["info"], {**cli_env(None, None), "BACKFILL_CONFIG": str(path)}, ROOT)
+        assert code == 2 and said in err and len(err.strip().splitlines()) == 1, err
+    read = set()  # every setting a command reads through config.setting is one the file may set, and no other
+    for source in [*(ROOT / "flows").glob("*.py"), *(ROOT / "tasks").rglob("*.py")]:
+        read |= set(re.findall(r'setting\("([A-Z_]+)"\)', source.read_text(encoding="utf-8")))
+    assert read == set(config.IN_FILE)
