@@ -65,7 +65,11 @@ def run_bat(wine: dict[str, Path], bat: str, args: str, *, path: list[str], cwd:
            "STUB_LOG": "Z:" + str(log).replace("/", "\\"), "STUB_SCRIPTS": "Z:" + str(wine["stubs"] / "scripts").replace("/", "\\"),
            **({"BACKFILL_NO_PAUSE": "1"} if how == "scheduled" else {}), **(extra or {})}
     target = "Z:" + str(wine["checkout"] / bat).replace("/", "\\")
-    line = (f'cmd /c "cd /d {target.rsplit(chr(92), 1)[0]} && {bat} {args}"' if how == "console" else f'cmd /c "{target}" {args}')
+    # A console user types the file's path as it is from their folder (here the work folder, the
+    # checkout's parent): %0 is that relative path, not the full one Explorer passes.
+    line = f'cmd /c "checkout\\{bat}" {args}' if how == "console" else f'cmd /c "{target}" {args}'
+    if how == "console":
+        cwd = wine["work"]
     done = subprocess.run(f"{WINE} {line}", shell=True, env=env, cwd=cwd or wine["work"], capture_output=True, input=keys,
                           text=True, errors="replace", timeout=120)
     calls = [line.rstrip("\r\n").lstrip("\ufeff").split("\t") for line in log.read_text(encoding="utf-8", errors="replace").splitlines()
