@@ -43,8 +43,8 @@ EXAMPLES = (  # shown by --help as typed; a test parses each
 
 def build_parser() -> ArgumentParser:
     p = ArgumentParser(prog="backfill-status", examples=EXAMPLES,
-                            description="Per ticker and table: first/last date, stored vs expected NYSE sessions, "
-                                                           "gaps, last fetch, last error, and whether it is due.")
+                       description="Per ticker and table: first/last date, stored vs expected NYSE sessions, "
+                                   "gaps, last fetch, last error, and whether it is due.")
     p.add_argument("--days", type=int_in(1, MAX_DAYS), default=60, metavar="N", help="NYSE sessions back from --end (default: %(default)s)")
     start = p.add_argument("--start", dest="start_date", type=session_date, default=None, metavar="YYYY-MM-DD",
                            help="first session of the range (instead of --days)")

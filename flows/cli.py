@@ -182,11 +182,10 @@ def duration_s(low: float, high: float) -> Callable[[str], float]:
         found = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([smhSMH])\s*", text)
         if not found:
             try:
-                return seconds_in(text)
-            except argparse.ArgumentTypeError as exc:
-                if "not a number" in str(exc):
-                    raise argparse.ArgumentTypeError(f"not a duration (seconds, or with a unit: 90s, 5m, 1.5h): {text!r}") from None
-                raise
+                float(text)
+            except ValueError:
+                raise argparse.ArgumentTypeError(f"not a duration (seconds, or with a unit: 90s, 5m, 1.5h): {text!r}") from None
+            return seconds_in(text)
         seconds = float(found[1]) * units[found[2].lower()]
         if not low <= seconds <= high:
             raise argparse.ArgumentTypeError(f"must be from {low:g} to {high:g} seconds: {text!r}")
@@ -329,8 +328,10 @@ def set_verbosity(verbose: int, quiet: bool) -> None:
     quiet_libraries()
     logging.getLogger("backfill").setLevel(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO)
     if verbose >= 2:
-        logging.getLogger("yfinance").setLevel(logging.DEBUG)
-        logging.getLogger("yfinance").addHandler(StderrHandler())
+        libraries = logging.getLogger("yfinance")
+        libraries.setLevel(logging.DEBUG)
+        if not any(isinstance(h, StderrHandler) for h in libraries.handlers):  # once per process, however many parses
+            libraries.addHandler(StderrHandler())
     set_quiet(quiet)
 
 

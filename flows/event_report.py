@@ -31,8 +31,7 @@ EXAMPLES = (  # shown by --help as typed; a test parses each
 
 def build_parser() -> ArgumentParser:
     p = ArgumentParser(prog="event-report", examples=EXAMPLES,
-                            description="What the market did after each kind of event: excess returns and CAAR "
-                                                        "from stored bars.")
+                       description="What the market did after each kind of event: excess returns and CAAR from stored bars.")
     p.add_argument("--source", action=OnlyOnce, help="comma-separated event sources (default: every source)")
     start = p.add_argument("--start", type=iso_date, default=None, metavar="YYYY-MM-DD",
                            help="first event date, New York (default: all)")

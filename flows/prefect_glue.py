@@ -89,9 +89,8 @@ DONE_ITEM = re.compile(r"^\[(\d+)/(\d+)\] (?!.*\.\.\.)")  # "[3/12] XLF fetched 
 def interrupted_markdown(title: str, lines: list[str]) -> str:
     """The summary artifact of a stopped run: that it stopped, what it finished, and that what was
     stored is kept (the last status line alone, "downloading tickers 1-12 of 12", said none of it)."""
-    done = [line for line in lines if DONE_ITEM.match(line)]
-    total = DONE_ITEM.match(done[-1]).group(2) if done else None  # type: ignore[union-attr]
-    finished = (f"{len(done)} of {total} items finished before the stop; the last: {done[-1]}" if done
+    done = [found for line in lines if (found := DONE_ITEM.match(line))]
+    finished = (f"{len(done)} of {done[-1][2]} items finished before the stop; the last: {done[-1].string}" if done
                 else "No item had finished.")
     rest = "\n".join(f"    {line}" for line in closing_lines(lines)) or "    (no output)"
     return (f"## {title} (interrupted)\n\nStopped (Ctrl+C, a cancel or a signal): every item stored before the stop is kept; "

@@ -362,14 +362,12 @@ def migrate(conn: psycopg.Connection[Any]) -> list[str]:
 def _keep_sessions(conn: psycopg.Connection[Any]) -> None:
     """The exchange's sessions in ``nyse_sessions`` reach about two months ahead (sessions_table.py);
     a user who may only read leaves them as they are."""
-    from tasks.core.sessions_table import ensure_sessions, sessions_due
+    from tasks.core.sessions_table import ensure_sessions
 
     with database_errors("keeping the NYSE sessions table failed"):
-        if not sessions_due(conn):
-            return
         try:
             with conn.transaction():
-                ensure_sessions(conn)
+                ensure_sessions(conn)  # one lookup when nothing is due
         except psycopg.errors.InsufficientPrivilege:
             pass
 

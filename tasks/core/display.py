@@ -70,21 +70,19 @@ class Reporter:
     def status(self, text: str, eta: str = "", *, plain: bool = False) -> None:
         """Show what is happening now: on the bar of a terminal, in the log, and with ``plain``
         also as a line when there is no terminal (for long waits a person should see)."""
-        line = text + (f" ({eta})" if eta else "")
-        if self._progress is not None:
-            self._progress.update(self._task, description=text, eta=eta)
-        elif plain and self.log is None and not self.quiet:
-            print(line, file=self.stream, flush=True)
-        if self.log is not None:
-            self.log(line)
+        self._now(text, eta, text + (f" ({eta})" if eta else ""), plain=plain)
 
     def starting(self, text: str, eta: str = "") -> None:
         """The next item begins: ``[4/12] XLF fetching (2025-06-02 to 2025-06-30)... ETA ...`` as a
         line without a terminal (a log, a pipe, a scheduler's capture), on the bar with one."""
-        line = f"[{self.done + 1}/{self.total}] {text}..." + (f" {eta}" if eta else "")
+        self._now(text, eta, f"[{self.done + 1}/{self.total}] {text}..." + (f" {eta}" if eta else ""), plain=True)
+
+    def _now(self, text: str, eta: str, line: str, *, plain: bool) -> None:
+        """``text`` and ``eta`` on the bar of a terminal, else ``line`` printed when ``plain`` (and not
+        -q); ``line`` to the log either way."""
         if self._progress is not None:
             self._progress.update(self._task, description=text, eta=eta)
-        elif self.log is None and not self.quiet:
+        elif plain and self.log is None and not self.quiet:
             print(line, file=self.stream, flush=True)
         if self.log is not None:
             self.log(line)
