@@ -42,14 +42,20 @@ def page() -> str:
     lines = ["# The database", "",
              "Users query these tables and views directly (psql, a BI tool, pandas, dbt). What each holds is also in the",
              "catalog itself: `\\d+ daily_bars` in psql shows the same words. `GRANT market_backfill_reader TO your_login`",
-             "lets a login read the data and the views, and none of the machinery.", "", "## Data and views", ""]
+             "lets a login read the data and the views, and none of the machinery.", "",
+             "The data is in schema `public` (or the schema `DATABASE_URL` puts first on the search path, see",
+             "[Settings](settings.md)); the machinery, and the day and month partitions behind `scalp_ticks`, `scalp_1m_bars`",
+             "and `collected_intraday_bars`, are in a schema of their own beside it, `backfill_internal` (`S_internal` beside a",
+             "schema `S`), so a schema browser or psql's `\\dt` lists the data alone. Query the partitioned tables, never",
+             "their partitions.", "", "## Data and views", ""]
     for name in data:
         lines += [f"### `{name}`", "", relations.get(name, ""), ""]
         if columns.get(name):
             lines += ["| column | meaning |", "|---|---|"]
             lines += [f"| `{c}` | {text.replace('|', '/')} |" for c, text in columns[name].items()]
             lines.append("")
-    lines += ["## The machinery", "", "What the commands keep for themselves (runs, budgets, checkpoints); read it, do not write it.", ""]
+    lines += ["## The machinery", "", "What the commands keep for themselves (runs, budgets, checkpoints), in `backfill_internal`;",
+              "read it (`SELECT * FROM backfill_internal.backfill_runs`), do not write it.", ""]
     lines += [f"- `{name}`: {text}" for name, text in relations.items() if name not in data]
     return "\n".join(lines) + "\n"
 

@@ -104,12 +104,12 @@ def db(dsn: str) -> Iterator[psycopg.Connection[Any]]:
 
 def table_rows(dsn: str, table: str, columns: str = "ticker, trade_date, open, high, low, close, adj_close, volume") -> list[tuple[Any,
                                                                                                                                    ...]]:
-    """All rows of a table in key order (for comparing a run with a clean run)."""
+    """All rows of a table (``name`` or ``schema.name``) in key order (for comparing a run with a clean run)."""
     with psycopg.connect(dsn) as conn:
         exists = conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()
         if not exists or exists[0] is None:
             return []
-        query = sql.SQL("SELECT {} FROM {} ORDER BY 1, 2").format(sql.SQL(columns), sql.Identifier(table))  # noqa: S608
+        query = sql.SQL("SELECT {} FROM {} ORDER BY 1, 2").format(sql.SQL(columns), sql.Identifier(*table.split(".")))  # noqa: S608
         return list(conn.execute(query))
 
 
@@ -120,7 +120,7 @@ def unused_path(tmp: Path) -> Path:
 def end_cooldown(dsn: str, budget: str = "yahoo") -> None:
     """End a rate budget's cool-down now, as if its advised wait had passed."""
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("UPDATE rate_budgets SET cooldown_until = now() - interval '1 second' WHERE name = %s", (budget,))
+        conn.execute("UPDATE backfill_internal.rate_budgets SET cooldown_until = now() - interval '1 second' WHERE name = %s", (budget,))
 
 
 def query_rows(dsn: str, queries: dict[str, str]) -> dict[str, list[tuple[Any, ...]]]:

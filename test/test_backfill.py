@@ -40,7 +40,7 @@ def test_named_tickers_from_a_start_date_to_an_end_date_land_in_stock_history(ru
     assert table_rows(dsn, ETF) == []
     assert f"Prices: {2 * len(days)} new, 0 updated, 0 skipped, 0 errors" in result.stdout
     with psycopg.connect(dsn) as conn:
-        assert conn.execute("SELECT flow, status FROM backfill_runs").fetchall() == [("backfill", "done")]
+        assert conn.execute("SELECT flow, status FROM backfill_internal.backfill_runs").fetchall() == [("backfill", "done")]
 
 
 def test_a_wider_range_later_fetches_only_the_sessions_not_stored(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo) -> None:

@@ -269,6 +269,7 @@ def test_bars_stored_before_a_split_are_restated_as_yahoo_serves_them_after_it(r
     assert before and all(r[8] == pytest.approx(intraday_bar_for("AAPL", int(r[2].timestamp()), 60)["close"] / 4, rel=1e-6)
                           for r in before)
     with psycopg.connect(dsn) as conn:
-        assert conn.execute("SELECT ex_date, ratio, bars FROM intraday_split_restatements").fetchall() == [(split, 4.0, len(before))]
+        restated = conn.execute("SELECT ex_date, ratio, bars FROM backfill_internal.intraday_split_restatements").fetchall()
+        assert restated == [(split, 4.0, len(before))]
     again = run_cli(CMD, *args)  # applied once: a rerun restates nothing again
     assert again.code == 0 and stored(dsn) == got

@@ -171,7 +171,7 @@ def test_a_continuation_run_early_with_prefect_local_run_now_runs_once(deployed:
     assert moved.returncode == 0, moved.stderr
     assert wait_finished(api, run_id)["type"] == "COMPLETED", worker_log(tmp_path)
     with psycopg.connect(dsn) as conn:
-        assert conn.execute("SELECT status FROM backfill_runs").fetchall() == [("done",)]
+        assert conn.execute("SELECT status FROM backfill_internal.backfill_runs").fetchall() == [("done",)]
     assert read_run(api, run_id)["run_count"] == 1
     again = prefect_local_cli("run-now", run_id, env=env)
     assert again.returncode == 2 and "not scheduled" in again.stderr

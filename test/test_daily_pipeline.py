@@ -194,7 +194,7 @@ def test_the_daily_quota_stops_a_run_with_the_time_to_resume(run_cli: CliRunner,
     assert result.code == 75, result.stdout + result.stderr
     assert "daily quota of 3 requests for 'yahoo' used up" in result.stdout
     assert len(fake_yahoo.log) == 3  # cookie, crumb and one chart: then nothing
-    stored = rows(dsn, "SELECT day_count FROM rate_budgets WHERE name = 'yahoo'")
+    stored = rows(dsn, "SELECT day_count FROM backfill_internal.rate_budgets WHERE name = 'yahoo'")
     assert stored == [(3,)]
 
 

@@ -70,7 +70,7 @@ def test_every_deployment_in_prefect_yaml_starts_and_finishes_through_a_worker(d
     assert {n: s["type"] for n, s in states.items()} == dict.fromkeys(runs, "COMPLETED"), (states, worker_log(tmp_path))
     with psycopg.connect(dsn) as conn:
         # The runs took the worker's YAHOO_RATE (the deployments say rate: null): its binding window, 20000/h.
-        (ceiling,) = conn.execute("SELECT ceiling_per_min FROM rate_budgets WHERE name = 'yahoo'").fetchone() or (None,)
+        (ceiling,) = conn.execute("SELECT ceiling_per_min FROM backfill_internal.rate_budgets WHERE name = 'yahoo'").fetchone() or (None,)
         assert ceiling == pytest.approx(20000 / 60)
         assert conn.execute("SELECT count(*) FROM analytics_trending_sectors").fetchone() == (33,)
         assert conn.execute("SELECT count(DISTINCT ticker) FROM analytics_trending_stocks").fetchone() == (3 * 6,)
@@ -127,8 +127,9 @@ def test_a_deployment_run_refuses_what_the_cli_refuses_before_writing_anything(d
         assert f"parameter {key}:" in state["message"] and "Traceback" not in state["message"], state["message"]
     assert fake_yahoo.log == []
     with psycopg.connect(dsn) as conn:
-        exists = conn.execute("SELECT to_regclass('backfill_runs')").fetchone()
-        assert exists is None or exists[0] is None or conn.execute("SELECT count(*) FROM backfill_runs").fetchone() == (0,)
+        exists = conn.execute("SELECT to_regclass('backfill_internal.backfill_runs')").fetchone()
+        assert exists is None or exists[0] is None or conn.execute(
+            "SELECT count(*) FROM backfill_internal.backfill_runs").fetchone() == (0,)
 
 
 def test_one_http_post_starts_event_valuation_through_a_worker(deployed: dict[str, str], dsn: str, tmp_path: Path) -> None:

@@ -47,7 +47,7 @@ def test_cold_run_stores_every_etf_session_with_source_values(run_cli: CliRunner
     assert {e.symbol for e in fake_yahoo.chart_requests()} == set(ETF_UNIVERSE)
     with psycopg.connect(dsn) as conn:
         sources = conn.execute("SELECT DISTINCT source FROM collected_daily_etf_ohlc").fetchall()
-        run = conn.execute("SELECT status, summary FROM backfill_runs").fetchall()
+        run = conn.execute("SELECT status, summary FROM backfill_internal.backfill_runs").fetchall()
     assert sources == [("yahoo",)]
     assert run == [("done", "Prices: 60 new, 0 updated, 0 skipped, 0 errors")]
 
@@ -175,7 +175,7 @@ def test_rate_limit_stops_at_once_keeps_rows_and_prints_resume(run_cli: CliRunne
     assert len(fake_yahoo.chart_requests()) == 9
     assert table_rows(dsn, "collected_daily_etf_ohlc") == expected_rows(ETF_UNIVERSE, FIVE_SESSIONS)
     with psycopg.connect(dsn) as conn:
-        statuses = [r[0] for r in conn.execute("SELECT status FROM backfill_runs ORDER BY run_id")]
+        statuses = [r[0] for r in conn.execute("SELECT status FROM backfill_internal.backfill_runs ORDER BY run_id")]
     assert statuses == ["rate_limited", "rate_limited", "done"]
 
 
@@ -211,8 +211,8 @@ def test_a_ticker_without_data_is_reported_not_a_failure(run_cli: CliRunner, dsn
     assert "Prices: 10 new, 0 updated, 0 skipped, 0 errors, 1 no data (ZZZZ)" in result.stdout
     assert table_rows(dsn, "collected_daily_etf_ohlc") == expected_rows(["SPY", "XLK"], FIVE_SESSIONS)
     with psycopg.connect(dsn) as conn:
-        item = conn.execute("SELECT status, detail FROM backfill_run_items WHERE ticker = 'ZZZZ'").fetchone()
-        run = conn.execute("SELECT status FROM backfill_runs").fetchone()
+        item = conn.execute("SELECT status, detail FROM backfill_internal.backfill_run_items WHERE ticker = 'ZZZZ'").fetchone()
+        run = conn.execute("SELECT status FROM backfill_internal.backfill_runs").fetchone()
     assert item is not None and item[0] == "no_data" and "unknown or delisted" in item[1]
     assert run == ("done",)
 

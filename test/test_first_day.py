@@ -37,7 +37,7 @@ def test_commands_started_at_once_on_a_new_embedded_cluster_all_succeed(cluster_
         assert not (elsewhere / ".pgdata").exists() and (pgdata / "PG_VERSION").is_file()
         uri = f"postgresql://postgres@/market_data?host={Path((pgdata / 'postmaster.pid').read_text().splitlines()[4])}"
         with psycopg.connect(uri) as conn:
-            assert conn.execute("SELECT count(*) FROM market_backfill_migrations").fetchone()[0] > 10  # type: ignore[index]
+            assert conn.execute("SELECT count(*) FROM backfill_internal.market_backfill_migrations").fetchone()[0] > 10  # type: ignore[index]
     finally:
         _stop(pgdata)
 

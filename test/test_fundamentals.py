@@ -116,7 +116,8 @@ def test_the_key_stays_out_of_output_and_cache(run_cli: CliRunner, dsn: str, fak
         values = [v for (v,) in cached.execute("SELECT value FROM responses")]
     assert values and all(json.loads(v) for v in values)  # stored as JSON: nothing on disk is ever unpickled
     with psycopg.connect(dsn) as conn:
-        dumped = str(conn.execute("SELECT * FROM backfill_runs").fetchall()) + str(conn.execute("SELECT * FROM rate_budgets").fetchall())
+        dumped = str(conn.execute("SELECT * FROM backfill_internal.backfill_runs").fetchall())
+        dumped += str(conn.execute("SELECT * FROM backfill_internal.rate_budgets").fetchall())
     assert KEY not in dumped
 
 
@@ -150,7 +151,7 @@ def test_daily_quota_stops_cleanly_and_continues_the_next_day(run_cli: CliRunner
     assert "daily quota of 2 requests" in first.stdout and "1 ticker(s) left for the next run" in first.stdout
     assert len(fmp.log) == 2
     with psycopg.connect(dsn, autocommit=True) as conn:  # the next UTC day
-        conn.execute("UPDATE rate_budgets SET day = day - 1 WHERE name = 'fmp'")
+        conn.execute("UPDATE backfill_internal.rate_budgets SET day = day - 1 WHERE name = 'fmp'")
     second = run_cli(VAL, *FAST, "--fmp-daily-limit", "2", env=env(fmp))
     assert second.code == 0, second.stdout + second.stderr
     assert [r.symbol for r in fmp.log[2:]] == ["FUNDB", "FUNDB"]

@@ -33,7 +33,7 @@ def snapshot(dsn: str) -> dict[str, list[tuple[Any, ...]]]:
                  " FROM swing_bars_10m ORDER BY 1, 2",
         "gaps": "SELECT gap_start_ts, gap_end_ts, gap_seconds, scope, reason, session_id, source_file, source_line FROM scalp_gaps"
                 " ORDER BY 7, 8",
-        "rejects": "SELECT source_file, source_line, reason FROM jsonl_rejects ORDER BY 1, 2",
+        "rejects": "SELECT source_file, source_line, reason FROM backfill_internal.jsonl_rejects ORDER BY 1, 2",
     }
     with psycopg.connect(dsn) as conn:
         return {k: list(conn.execute(v)) for k, v in queries.items()}  # type: ignore[arg-type]
@@ -45,7 +45,7 @@ def wait_for_checkpoints(dsn: str, at_least: int, timeout: float = 60) -> None:
     while time.monotonic() < deadline:
         try:
             with psycopg.connect(dsn) as conn:
-                row = conn.execute("SELECT count(*) FROM jsonl_file_checkpoints WHERE bytes_loaded > 0").fetchone()
+                row = conn.execute("SELECT count(*) FROM backfill_internal.jsonl_file_checkpoints WHERE bytes_loaded > 0").fetchone()
             if row and row[0] >= at_least:
                 return
         except psycopg.Error:
@@ -658,9 +658,9 @@ def test_links_fifos_and_over_long_lines_are_never_followed_read_or_kept(run_cli
     assert result.code == 1, result.stdout + result.stderr  # the long line is a reject
     assert f"{name} ends in an incomplete line" in result.stdout
     with psycopg.connect(dsn) as conn:
-        rejects = conn.execute("SELECT source_file, source_line, reason, raw FROM jsonl_rejects").fetchall()
+        rejects = conn.execute("SELECT source_file, source_line, reason, raw FROM backfill_internal.jsonl_rejects").fetchall()
         loaded = conn.execute("SELECT count(*) FROM scalp_ticks").fetchone()
-        files = [r[0] for r in conn.execute("SELECT source_file FROM jsonl_file_checkpoints")]
+        files = [r[0] for r in conn.execute("SELECT source_file FROM backfill_internal.jsonl_file_checkpoints")]
     assert [(f, n, why) for f, n, why, _ in rejects] == [(name, 2, "line longer than 1 MiB")]
     assert len(rejects[0][3]) < 100 and rejects[0][3].startswith("[more than 1,048,576 bytes] ")
     assert loaded == (len(ticks),)
@@ -675,7 +675,7 @@ def test_a_non_json_line_is_kept_as_its_length_and_a_short_head(run_cli: CliRunn
     (tree.root / name).write_text(garbage + "\n" + "\n".join(map(json.dumps, tree.ticks[name])) + "\n", encoding="utf-8")
     assert run_cli(ING, "--root", str(tree.root)).code == 1
     with psycopg.connect(dsn) as conn:
-        ((reason, raw),) = conn.execute("SELECT reason, raw FROM jsonl_rejects").fetchall()
+        ((reason, raw),) = conn.execute("SELECT reason, raw FROM backfill_internal.jsonl_rejects").fetchall()
     assert reason == "invalid JSON" and raw == f"[{len(garbage):,} bytes] " + garbage[:40]
 
 
@@ -734,7 +734,8 @@ def test_two_runs_at_once_both_succeed_and_store_each_line_once(dsn: str, pg_ser
 
 def checkpoint(dsn: str, rel: str) -> tuple[int, int, str] | None:
     with psycopg.connect(dsn) as conn:
-        row = conn.execute("SELECT bytes_loaded, lines_loaded, prefix_sha256 FROM jsonl_file_checkpoints WHERE source_file = %s",
+        row = conn.execute("SELECT bytes_loaded, lines_loaded, prefix_sha256 FROM backfill_internal.jsonl_file_checkpoints"
+                           " WHERE source_file = %s",
                            (rel,)).fetchone()
     return None if row is None else (int(row[0]), int(row[1]), row[2])
 
@@ -831,7 +832,7 @@ def test_a_tick_s_key_is_what_the_database_computes_and_one_tick_spelled_two_way
     with psycopg.connect(dsn) as conn:
         keys = conn.execute("SELECT symbol, tick_key = scalp_tick_key(symbol, event_time, ts, bid_price, ask_price, bid_size, ask_size,"
                             " last_price, volume, session_id, mitigation_level, quality_flag) FROM scalp_ticks").fetchall()
-        copies = conn.execute("SELECT source_file, source_line FROM scalp_tick_copies").fetchall()
+        copies = conn.execute("SELECT source_file, source_line FROM backfill_internal.scalp_tick_copies").fetchall()
         prices = conn.execute("SELECT bid_price, ask_price, last_price FROM scalp_ticks WHERE ts IS NULL").fetchone()
     assert sorted(keys) == sorted((t["symbol"], True) for t in [base, *odd])  # the tab and backslash arrive as written
     # one of the two lines holds the tick, the other is its copy: which, depends on which file loaded first
@@ -858,7 +859,7 @@ def test_migration_013_keys_every_stored_tick_again_and_a_tick_stored_twice_beco
             conn.execute(insert, (*first, "scalp/a.jsonl", 1, None))  # no key: loaded before 011
             conn.execute(insert, (*first, "scalp/b.jsonl", 1, None))  # the same tick again
             conn.execute(insert, (*second, "scalp/a.jsonl", 2, old_key))  # keyed as 011 did
-            conn.execute("INSERT INTO scalp_tick_copies VALUES ('scalp/c.jsonl', 5, %s)", (old_key,))
+            conn.execute("INSERT INTO backfill_internal.scalp_tick_copies VALUES ('scalp/c.jsonl', 5, %s)", (old_key,))
             conn.execute("INSERT INTO scalp_1m_bars (symbol, bar_time, open, high, low, close, volume, tick_count, coverage_ratio,"
                          " session_id, open_time, open_file, open_line, close_time, close_file, close_line) VALUES ('005930',"
                          " '2026-01-22T00:30Z', 100.5, 100.5, 99.25, 99.25, 17, 3, 0.025, 's', '2026-01-22T00:30Z', 'scalp/a.jsonl', 1,"
@@ -868,7 +869,7 @@ def test_migration_013_keys_every_stored_tick_again_and_a_tick_stored_twice_beco
         ticks = conn.execute("SELECT source_file, source_line, tick_key = scalp_tick_key(symbol, event_time, ts, bid_price, ask_price,"
                              " bid_size, ask_size, last_price, volume, session_id, mitigation_level, quality_flag), tick_key"
                              " FROM scalp_ticks ORDER BY 1, 2").fetchall()
-        copies = dict(((f, n), k) for f, n, k in conn.execute("SELECT * FROM scalp_tick_copies"))
+        copies = dict(((f, n), k) for f, n, k in conn.execute("SELECT * FROM backfill_internal.scalp_tick_copies"))
         bar = conn.execute("SELECT open, high, low, close, volume, tick_count FROM scalp_1m_bars").fetchall()
     assert [t[:3] for t in ticks] == [("scalp/a.jsonl", 1, True), ("scalp/a.jsonl", 2, True)]
     assert copies == {("scalp/b.jsonl", 1): ticks[0][3], ("scalp/c.jsonl", 5): ticks[1][3]}

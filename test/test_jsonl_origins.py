@@ -103,11 +103,14 @@ def _as_before_migration_010(dsn: str) -> None:
     """Turn a database loaded by this checkout into what a checkout before migration 010 left after
     the upgrade to 010..014: versions only of the winning bars, checkpoints without origins."""
     with psycopg.connect(dsn, autocommit=True) as conn, conn.transaction():
-        conn.execute("DELETE FROM swing_bar_versions v WHERE NOT EXISTS (SELECT 1 FROM swing_bars_10m b"
+        conn.execute("DELETE FROM backfill_internal.swing_bar_versions v WHERE NOT EXISTS (SELECT 1 FROM swing_bars_10m b"
                      " WHERE b.source_file = v.source_file AND b.source_line = v.source_line)")
-        conn.execute("UPDATE jsonl_file_checkpoints SET origin_id = NULL, file_time = NULL, must_reload = NULL, rel = NULL")
-        conn.execute("DELETE FROM jsonl_origins")
-        conn.execute("DELETE FROM market_backfill_migrations WHERE version LIKE '015%'")
+        conn.execute("UPDATE backfill_internal.jsonl_file_checkpoints SET origin_id = NULL, file_time = NULL, must_reload = NULL,"
+                     " rel = NULL")
+        conn.execute("DELETE FROM backfill_internal.jsonl_origins")
+        # where a database before 015 keeps it: in the data's schema, moved by 030 (so run again too)
+        conn.execute("ALTER TABLE backfill_internal.jsonl_origins SET SCHEMA public")
+        conn.execute("DELETE FROM backfill_internal.market_backfill_migrations WHERE version LIKE '015%' OR version LIKE '030%'")
 
 
 def test_an_upgrade_from_before_migration_010_ends_where_a_fresh_load_ends(run_cli: CliRunner, dsn: str, pg_server_dsn: str,
@@ -151,4 +154,4 @@ def test_a_path_the_other_run_of_its_origin_claimed_a_moment_earlier_keeps_its_p
     taken = {f.rel: origin}  # what this run's read of the taken paths saw
     assert (other, _claim(db, f, origin, dict(taken), claim=True), _claim(db, f, origin, dict(taken), claim=False)) == (
         f.rel, f.rel, f.rel)
-    assert db.execute("SELECT source_file FROM jsonl_file_checkpoints").fetchall() == [(f.rel,)]
+    assert db.execute("SELECT source_file FROM backfill_internal.jsonl_file_checkpoints").fetchall() == [(f.rel,)]

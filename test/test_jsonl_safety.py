@@ -100,7 +100,7 @@ def test_a_day_partition_dropped_by_hand_is_loaded_again_and_its_bars_count_only
     two_days(root)
     assert run_ingest(dsn, root).returncode == 0
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("DROP TABLE scalp_ticks_p20260122")  # an operator's hand
+        conn.execute("DROP TABLE backfill_internal.scalp_ticks_p20260122")  # an operator's hand
         assert conn.execute("SELECT count(*) FROM scalp_ticks").fetchone() == (220,)  # the 23rd's
     again = run_ingest(dsn, root)
     assert again.returncode == 0, again.stdout + again.stderr
@@ -124,7 +124,7 @@ def test_a_day_partition_detached_by_hand_is_attached_again_and_its_day_loads(ds
     two_days(root)
     assert run_ingest(dsn, root).returncode == 0
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("ALTER TABLE scalp_ticks DETACH PARTITION scalp_ticks_p20260123")
+        conn.execute("ALTER TABLE scalp_ticks DETACH PARTITION backfill_internal.scalp_ticks_p20260123")
     on_23rd = dt.datetime(2026, 1, 23, 3, tzinfo=dt.UTC)
     more = [tick("005930", on_23rd + dt.timedelta(seconds=k), 6000 + k) for k in range(20)]  # "no partition of relation" before
     with (root / "scalp" / "20260123_0100.jsonl").open("a") as fh:

@@ -16,6 +16,7 @@ from typing import Any
 
 import psycopg
 
+from tasks.core.db import connect
 from tasks.jsonl.partitions import ensure_days
 from test.fix_db import fresh_database, migrate_before, query_rows
 from test.fix_yahoo import ROOT, CliRunner
@@ -70,7 +71,7 @@ def test_ticks_and_bars_are_stored_in_the_partitions_of_their_utc_days_and_a_ran
     observer_files(tmp_path)
     done = run_cli(ING, "--root", str(tmp_path))
     assert done.code == 0, done.stdout + done.stderr
-    with psycopg.connect(dsn, autocommit=True) as conn:
+    with connect(dsn, autocommit=True) as conn:
         for table in ("scalp_ticks", "scalp_1m_bars"):  # each day's, and the next day's made ahead
             assert partitions(conn, table) == {f"{table}_p{d + dt.timedelta(days=k):%Y%m%d}" for d in DAYS for k in (0, 1)}
         per_day = conn.execute("SELECT tableoid::regclass::text, min(event_time), max(event_time), count(*) FROM scalp_ticks"
@@ -101,7 +102,7 @@ def loaded_before_partitions(run_cli: CliRunner, dsn: str, pg_server_dsn: str, t
     with fresh_database(pg_server_dsn) as clean:  # what a load into a new database gives
         assert run_cli(ING, "--root", str(tmp_path), env={"DATABASE_URL": clean}).code == 0
         expected = query_rows(clean, TABLES)
-        with psycopg.connect(dsn, autocommit=True) as old, psycopg.connect(clean) as source, old.transaction():
+        with connect(dsn, autocommit=True) as old, connect(clean) as source, old.transaction():  # connect: the machinery on its path
             migrate_before(old, "017")  # a database loaded before day partitions, holding the same
             for table in COPIED:
                 order = " ORDER BY event_time" if table == "scalp_ticks" else ""  # stored in time order: the first day's pages first
@@ -123,7 +124,7 @@ def test_an_upgrade_moves_stored_ticks_into_day_partitions_outside_the_schema_lo
 
     first = run_cli(*VALUE)  # the first command after the upgrade migrates: a rename, nothing moved
     assert first.code == 0 and "Nothing to value" in first.stdout, first.stdout + first.stderr
-    with psycopg.connect(dsn, autocommit=True) as conn:
+    with connect(dsn, autocommit=True) as conn:
         moves = dict(conn.execute("SELECT table_name, next_page FROM partition_moves WHERE finished_at IS NULL"))
         assert moves == {"scalp_ticks": 0, "scalp_1m_bars": 0}
         assert conn.execute("SELECT count(*) FROM scalp_ticks_unpartitioned").fetchone() == (4800,)
@@ -132,7 +133,7 @@ def test_an_upgrade_moves_stored_ticks_into_day_partitions_outside_the_schema_lo
 
     # Kill 1, between batches: the second day's partition is not there and the test holds the lock
     # that making one takes, so the mover stops at the first batch holding that day's ticks.
-    with psycopg.connect(dsn, autocommit=True) as gate:
+    with connect(dsn, autocommit=True) as gate:
         ensure_days(gate, DAYS, tables=("scalp_1m_bars",))
         ensure_days(gate, DAYS[:1], tables=("scalp_ticks",))
         gate.execute("SELECT pg_advisory_lock(x'4A53504B'::int)")
@@ -150,7 +151,7 @@ def test_an_upgrade_moves_stored_ticks_into_day_partitions_outside_the_schema_lo
 
         # Kill 2, inside a batch: its rows are inserted, and the update of its progress waits on a
         # row lock the test holds.
-        with psycopg.connect(dsn) as hold:
+        with connect(dsn) as hold:
             hold.execute("SELECT 1 FROM partition_moves WHERE table_name = 'scalp_ticks' FOR UPDATE")
             gate.execute("SELECT pg_advisory_unlock(x'4A53504B'::int)")
             mover, backend = start_mover(dsn)
@@ -170,7 +171,7 @@ def test_an_upgrade_moves_stored_ticks_into_day_partitions_outside_the_schema_lo
     assert "Moved 4,800 rows of scalp_ticks into day partitions" in again.stdout
     assert "3 unchanged" in again.stdout and "0 rows loaded" in again.stdout, again.stdout
     assert query_rows(dsn, TABLES) == expected
-    with psycopg.connect(dsn, autocommit=True) as conn:
+    with connect(dsn, autocommit=True) as conn:
         assert conn.execute("SELECT to_regclass('scalp_ticks_unpartitioned'), to_regclass('scalp_1m_bars_unpartitioned')").fetchone() == (
             None, None)
         assert conn.execute("SELECT count(*) FROM partition_moves WHERE finished_at IS NULL").fetchone() == (0,)
@@ -185,7 +186,7 @@ def test_a_move_interrupted_then_the_old_table_rewritten_by_vacuum_full_moves_ev
         run_cli: CliRunner, dsn: str, pg_server_dsn: str, tmp_path: Path) -> None:
     expected = loaded_before_partitions(run_cli, dsn, pg_server_dsn, tmp_path)
     assert run_cli(*VALUE).code == 0  # the upgrade's rename
-    with psycopg.connect(dsn, autocommit=True) as gate:  # killed part-way, as in the test above
+    with connect(dsn, autocommit=True) as gate:  # killed part-way, as in the test above
         ensure_days(gate, DAYS, tables=("scalp_1m_bars",))
         ensure_days(gate, DAYS[:1], tables=("scalp_ticks",))
         gate.execute("SELECT pg_advisory_lock(x'4A53504B'::int)")

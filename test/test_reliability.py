@@ -65,7 +65,7 @@ def test_429_storm_then_a_block_longer_than_the_cool_down(run_cli: CliRunner, ds
     assert done.code == 0, done.stdout + done.stderr
     assert table_rows(dsn, "collected_daily_etf_ohlc") == expected(fake_yahoo, ETF_UNIVERSE)
     with psycopg.connect(dsn) as conn:
-        row = conn.execute("SELECT rate_per_min, limited FROM rate_budgets WHERE name = 'yahoo'").fetchone()
+        row = conn.execute("SELECT rate_per_min, limited FROM backfill_internal.rate_budgets WHERE name = 'yahoo'").fetchone()
     assert row is not None and row[1] == 2 and row[0] < parse_rate(TEST_RATE)  # lowered after the 429s, and remembered
 
 
@@ -221,7 +221,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(run_cli: CliRunner, dsn
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and word.lower() in lines[0].lower(), result.stderr
     assert fake_yahoo.log == []
-    for table in ("collected_daily_etf_ohlc", "txn_events", "backfill_runs"):
+    for table in ("collected_daily_etf_ohlc", "txn_events", "backfill_internal.backfill_runs"):
         assert table_rows(dsn, table, "*") == []
 
 
@@ -271,6 +271,9 @@ def test_another_applications_tables_of_the_same_names_are_named_and_left_alone(
     with psycopg.connect(dsn) as conn:
         assert conn.execute("SELECT count(*) FROM market.collected_daily_etf_ohlc").fetchone() == (5,)
         assert conn.execute("SELECT * FROM public.scalp_ticks").fetchall() == [(1, "theirs")]
+        # the machinery beside that schema, not beside (or in) public
+        assert conn.execute("SELECT to_regclass('market_internal.backfill_runs') IS NOT NULL, to_regclass('backfill_runs'),"
+                            " to_regnamespace('backfill_internal')").fetchone() == (True, None, None)
 
 
 def test_a_planted_pickle_in_the_cache_is_never_loaded(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo, tmp_path: Path) -> None:
@@ -296,8 +299,8 @@ def test_passwords_never_reach_output_or_run_records(run_cli: CliRunner, dsn: st
     assert result.code == 75, result.stdout + result.stderr
     assert secret not in result.stdout + result.stderr
     with psycopg.connect(dsn) as conn:
-        dumped = str(conn.execute("SELECT * FROM backfill_runs").fetchall())
-        dumped += str(conn.execute("SELECT * FROM backfill_run_items").fetchall())
+        dumped = str(conn.execute("SELECT * FROM backfill_internal.backfill_runs").fetchall())
+        dumped += str(conn.execute("SELECT * FROM backfill_internal.backfill_run_items").fetchall())
     assert secret not in dumped
     down = run_cli(ETF, *BASE, env={"DATABASE_URL": f"postgresql://someone:{secret}@127.0.0.1:1/db"})
     assert down.code == 1 and secret not in down.stdout + down.stderr and "127.0.0.1:1" in down.stderr

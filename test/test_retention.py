@@ -11,6 +11,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from tasks.core.db import connect
 from tasks.events.imports import PENDING
 from tasks.jsonl.partitions import RETENTION_MARK, ensure_days
 from tasks.pipeline.retention import RetentionWindows, apply_retention, key_at
@@ -123,7 +124,7 @@ def test_retention_dry_run_counts_then_the_stage_deletes_exactly_what_is_outside
         "ticks": [(29,)], "rejects": [(6,)], "runs": [("done", False), ("running", True)], "changes": [("DONE",), ("SPY",)],
         "versions": [(29,)], "copies": [(29,)], "fetched": [("AAA", day(730), day(10)), ("PEND", day(820), day(700))],
     }
-    with psycopg.connect(dsn) as conn:  # DONE is still to be revalued for the changes retention kept
+    with connect(dsn) as conn:  # DONE is still to be revalued for the changes retention kept
         assert conn.execute(sql.SQL("SELECT ticker FROM txn_events WHERE {} ORDER BY 1").format(PENDING)).fetchall() == [
             ("DONE",), ("PEND",)]
     again = run_cli("flows.daily_pipeline", "--stages", "retention")
@@ -169,7 +170,7 @@ def test_after_retention_a_valuation_fetches_again_the_bars_it_removed_and_value
     events.write_text("ticker,event_time,source\nTTT,2024-06-03 15:00:00+00:00,news\nTTT,2024-07-01 15:00:00+00:00,news\n"
                       "TTT,2026-06-01 15:00:00+00:00,news\n", encoding="utf-8")
     assert run_cli(*val, "--import-csv", str(events)).code == 0
-    with psycopg.connect(dsn) as conn:
+    with connect(dsn) as conn:
         valued = conn.execute(METRICS).fetchall()
     assert [r[1] for r in valued] == ["ok"] * 3
     swept = run_cli("flows.daily_pipeline", "--stages", "retention")  # daily bars older than 730 days go: 2024's
@@ -177,12 +178,12 @@ def test_after_retention_a_valuation_fetches_again_the_bars_it_removed_and_value
 
     again = run_cli(*val, "--overwrite")  # obtained again (here from the download cache): what was fetched lost those dates too
     assert again.code == 0, again.stdout + again.stderr
-    with psycopg.connect(dsn) as conn:
+    with connect(dsn) as conn:
         assert conn.execute(METRICS).fetchall() == valued  # not "no_data: no bar closed at or before the event"
     later = tmp_path / "later.csv"
     later.write_text("ticker,event_time,source\nTTT,2024-08-01 15:00:00+00:00,news\n", encoding="utf-8")
     assert run_cli(*val, "--import-csv", str(later)).code == 0
-    with psycopg.connect(dsn) as conn:
+    with connect(dsn) as conn:
         after = conn.execute(METRICS).fetchall()
     with fresh_database(pg_server_dsn) as clean:  # the same events on a database that never held the removed bars
         assert run_cli(*val, "--import-csv", str(events), env={"DATABASE_URL": clean}).code == 0
@@ -230,7 +231,7 @@ def test_jsonl_tables_after_retention_equal_a_load_of_only_the_kept_days(run_cli
         write(tmp_path / "all" / name, records)
         write(tmp_path / "kept" / name, [r for r in records if kept(r)])
     assert run_cli("flows.jsonl_ingest", "--root", str(tmp_path / "all"), *one_loader).code == 0
-    with psycopg.connect(dsn, autocommit=True) as conn:
+    with connect(dsn, autocommit=True) as conn:
         counts = apply_retention(conn, RetentionWindows(realtime_days=1, daily_days=99_999, log_days=99_999), dry_run=False,
                                  now=dt.datetime(2026, 1, 24, 9, tzinfo=dt.UTC))
     assert counts["scalp_ticks"] == 240 and counts["scalp_tick_copies"] == 240 and counts["swing_bar_versions"] == 6

@@ -12,6 +12,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from test.fix_yahoo import ROOT
 from test.nyse_days import EARLY_CLOSES, closed_trading_days, session_hours, trading_days
 
 DAYS = trading_days(dt.date(2025, 6, 2), dt.date(2025, 6, 13))  # ten sessions
@@ -96,22 +97,26 @@ def test_the_reader_role_reads_the_data_and_the_views_and_none_of_the_machinery(
             assert analyst.execute("SELECT count(*) FROM nyse_sessions").fetchone() != (0,)
             for machinery in ("backfill_runs", "rate_budgets", "jsonl_file_checkpoints"):
                 with pytest.raises(psycopg.errors.InsufficientPrivilege):
-                    analyst.execute(sql.SQL("SELECT * FROM {}").format(sql.Identifier(machinery)))
+                    analyst.execute(sql.SQL("SELECT * FROM {}").format(sql.Identifier("backfill_internal", machinery)))
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 analyst.execute("DELETE FROM collected_daily_etf_ohlc")
     finally:
         db.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(login)))
 
 
-def test_the_docs_database_page_lists_each_relation_the_reader_may_read_with_its_catalog_comment(db: psycopg.Connection[Any]) -> None:
+def gen_schema() -> Any:
+    """``docs/gen_schema.py``, which makes the docs' database page (a script of the docs build, not a package)."""
     import importlib.util
-
-    from test.fix_yahoo import ROOT
 
     spec = importlib.util.spec_from_file_location("gen_schema", ROOT / "docs" / "gen_schema.py")
     assert spec and spec.loader
     gen = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(gen)
+    return gen
+
+
+def test_the_docs_database_page_lists_each_relation_the_reader_may_read_with_its_catalog_comment(db: psycopg.Connection[Any]) -> None:
+    gen = gen_schema()
     page = gen.page()
     granted = {r[0] for r in db.execute("SELECT table_name FROM information_schema.role_table_grants"
                                         " WHERE grantee = 'market_backfill_reader' AND privilege_type = 'SELECT'")}
@@ -170,3 +175,56 @@ def test_every_data_table_has_a_load_time_column(db: psycopg.Connection[Any]) ->
                   "analytics_trending_stocks", "analytics_portfolio_allocation", "txn_events", "scalp_ticks", "swing_bars_10m"):
         columns = {r[0] for r in db.execute("SELECT column_name FROM information_schema.columns WHERE table_name = %s", (table,))}
         assert columns & load_times, (table, columns)
+
+
+def _relations(conn: psycopg.Connection[Any], schema: str) -> set[str]:
+    return {r[0] for r in conn.execute("SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+                                       " WHERE n.nspname = %s AND c.relkind IN ('r', 'p', 'v', 'm')", (schema,))}
+
+
+MACHINERY = {"market_backfill_migrations", "backfill_runs", "backfill_run_items", "rate_budgets", "jsonl_file_checkpoints",
+             "jsonl_origins", "jsonl_rejects", "partition_moves", "price_fetch_coverage", "price_changes", "shares_outstanding_fetches",
+             "scalp_tick_copies", "swing_bar_versions", "intraday_sessions_fetched", "intraday_split_restatements"}
+
+
+def test_the_data_schema_lists_the_data_alone_and_the_machinery_and_partitions_live_beside_it(db: psycopg.Connection[Any],
+                                                                                              dsn: str) -> None:
+    from tasks.jsonl.partitions import ensure_days
+    from tasks.prices.intraday_store import ensure_months
+    ensure_days(db, [DAYS[0]])
+    ensure_months(db, [dt.datetime(2025, 6, 2, 14, tzinfo=dt.UTC)])
+    with psycopg.connect(dsn) as user:  # as a user connects: PostgreSQL's own search path
+        assert _relations(user, "public") == set(gen_schema().data_relations())  # what the reader role is granted, nothing else
+        partitions = {f"scalp_ticks_p{DAYS[0]:%Y%m%d}", f"scalp_1m_bars_p{DAYS[1]:%Y%m%d}", "collected_intraday_bars_p202506"}
+        assert _relations(user, "backfill_internal") == MACHINERY | partitions | {f"scalp_ticks_p{DAYS[1]:%Y%m%d}",
+                                                                                  f"scalp_1m_bars_p{DAYS[0]:%Y%m%d}"}
+        # the source documents' check queries name the data as before
+        user.execute("INSERT INTO scalp_ticks (symbol, event_time, session_id, source_file, source_line)"
+                     " VALUES ('X', %s, 's', 'f', 1)", (dt.datetime.combine(DAYS[0], dt.time(15), dt.UTC),))
+        assert user.execute("SELECT count(*) FROM scalp_ticks").fetchone() == (1,)
+        assert user.execute("SELECT count(*) FROM collected_daily_etf_ohlc").fetchone() == (0,)
+        (said,) = user.execute("SELECT obj_description(to_regnamespace('backfill_internal'), 'pg_namespace')").fetchone() or (None,)
+        assert said and "machinery" in said
+
+
+def test_an_older_database_s_machinery_and_partitions_move_out_of_the_data_schema_with_their_rows(dsn: str) -> None:
+    from tasks.core.db import migrate
+    from test.fix_db import migrate_before
+
+    day = dt.datetime(2026, 1, 5, tzinfo=dt.UTC)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        with conn.transaction():
+            migrate_before(conn, "030")  # a database made before the machinery had a schema of its own
+            conn.execute("INSERT INTO backfill_runs (flow, command, status, started_at) VALUES ('etf-backfill', 'x', 'done', now())")
+            conn.execute(sql.SQL("CREATE TABLE scalp_ticks_p20260105 PARTITION OF scalp_ticks FOR VALUES FROM ({}) TO ({})").format(
+                sql.Literal(day), sql.Literal(day + dt.timedelta(days=1))))
+            conn.execute("INSERT INTO scalp_ticks (symbol, event_time, session_id, source_file, source_line)"
+                         " VALUES ('X', %s, 's', 'f', 1)", (day,))
+        assert "030_machinery_schema" in migrate(conn)
+    with psycopg.connect(dsn) as user:
+        assert not _relations(user, "public") & (MACHINERY | {"scalp_ticks_p20260105", "schema_migrations"})
+        assert user.execute("SELECT flow, status FROM backfill_internal.backfill_runs").fetchall() == [("etf-backfill", "done")]
+        assert user.execute("SELECT count(*) FROM backfill_internal.scalp_ticks_p20260105").fetchone() == (1,)
+        assert user.execute("SELECT count(*) FROM scalp_ticks").fetchone() == (1,)  # still attached: read through the parent
+        (recorded,) = user.execute("SELECT count(*) FROM backfill_internal.market_backfill_migrations").fetchone() or (0,)
+        assert recorded == len(list((ROOT / "sql").glob("[0-9][0-9][0-9]_*.sql")))

@@ -36,8 +36,8 @@ def chart_order(fake: FakeYahoo) -> list[str]:
 
 def run_statuses(dsn: str) -> list[tuple[str, dict[str, str]]]:
     with psycopg.connect(dsn) as conn:
-        runs = conn.execute("SELECT run_id, status FROM backfill_runs ORDER BY run_id").fetchall()
-        return [(status, dict(conn.execute("SELECT ticker, status FROM backfill_run_items WHERE run_id = %s",
+        runs = conn.execute("SELECT run_id, status FROM backfill_internal.backfill_runs ORDER BY run_id").fetchall()
+        return [(status, dict(conn.execute("SELECT ticker, status FROM backfill_internal.backfill_run_items WHERE run_id = %s",
                                            (rid,)).fetchall())) for rid, status in runs]
 
 

@@ -255,7 +255,7 @@ def test_store_bars_rejects_whole_batch_on_bad_row(db: psycopg.Connection[Any]) 
 
 def test_migrations_apply_once(db: psycopg.Connection[Any]) -> None:
     assert migrate(db) == []
-    recorded = [r[0] for r in db.execute("SELECT version FROM market_backfill_migrations ORDER BY applied_at, version")]
+    recorded = [r[0] for r in db.execute("SELECT version FROM backfill_internal.market_backfill_migrations ORDER BY applied_at, version")]
     on_disk = sorted(p.stem for p in (Path(__file__).resolve().parent.parent / "sql").iterdir() if re.fullmatch(r"\d{3}_\w+\.sql", p.name))
     assert len(on_disk) >= 6 and recorded == on_disk
 
@@ -274,7 +274,7 @@ def test_another_tools_schema_migrations_is_never_written_or_read_as_ours(dsn: s
         applied = migrate(conn)
         assert applied == [version for version, _ in migrations()] and migrate(conn) == []
         assert sorted(conn.execute("SELECT * FROM schema_migrations").fetchall()) == before
-        assert conn.execute("SELECT count(*) FROM market_backfill_migrations").fetchone() == (len(applied),)
+        assert conn.execute("SELECT count(*) FROM backfill_internal.market_backfill_migrations").fetchone() == (len(applied),)
 
 
 def test_an_older_checkouts_schema_migrations_is_renamed_to_ours_and_nothing_is_applied_twice(dsn: str) -> None:
@@ -285,7 +285,7 @@ def test_an_older_checkouts_schema_migrations_is_renamed_to_ours_and_nothing_is_
             migrate_before(conn, "017")  # recorded in schema_migrations, as checkouts before the rename did
         assert migrate(conn) == [version for version, _ in migrations() if version >= "017"]
         assert conn.execute("SELECT to_regclass('schema_migrations')").fetchone() == (None,)
-        assert conn.execute("SELECT count(*) FROM market_backfill_migrations").fetchone() == (len(migrations()),)
+        assert conn.execute("SELECT count(*) FROM backfill_internal.market_backfill_migrations").fetchone() == (len(migrations()),)
 
 
 def test_dsn_descriptions_never_show_passwords() -> None:
@@ -374,7 +374,7 @@ def test_every_table_and_view_says_what_it_holds_in_the_catalog(db: Any) -> None
     """``\\d+`` (and any SQL client) shows what each relation is: none of ours is without a comment."""
     rows = db.execute(
         "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-        " WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p', 'v') AND NOT c.relispartition"
+        " WHERE n.nspname = ANY(current_schemas(false)) AND c.relkind IN ('r', 'p', 'v') AND NOT c.relispartition"
         " AND c.relname <> 'market_backfill_migrations' AND obj_description(c.oid, 'pg_class') IS NULL").fetchall()
     assert rows == []
 

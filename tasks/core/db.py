@@ -25,6 +25,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from tasks.core.errors import StoreError
 from tasks.core.pg_tcp import PASSFILE, get_tcp_server, tcp_uri
+from tasks.core.schemas import use_schemas
 from tasks.core.server_settings import tune_new_cluster, tune_older_cluster
 from tasks.core.sql_files import migrations
 
@@ -292,7 +293,13 @@ def connect(dsn: str, **kwargs: Any) -> psycopg.Connection[Any]:
         raise StoreError("cannot connect to PostgreSQL: DATABASE_URL is neither a URI (postgresql://user@host:port/dbname) nor"
                          " key=value settings (not shown: it may hold a password)") from None
     try:
-        return psycopg.connect(dsn, connect_timeout=CONNECT_TIMEOUT_S, application_name="market-backfill", **kwargs)
+        conn = psycopg.connect(dsn, connect_timeout=CONNECT_TIMEOUT_S, application_name="market-backfill", **kwargs)
+        try:
+            use_schemas(conn)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
     except psycopg.Error as exc:
         first = scrub(first_line(exc), dsn)
         parts = _split_uri(dsn)
@@ -335,17 +342,16 @@ def migrate(conn: psycopg.Connection[Any]) -> list[str]:
     """
     applied_now: list[str] = []
     with database_errors("reading the schema version failed"):
+        internal = use_schemas(conn)
         if not pending_migrations(conn):
             _keep_sessions(conn)
             return applied_now  # nothing to do: no DDL, no lock (a read-only user gets this far too)
     with database_errors("schema migration failed"):
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
-            if conn.execute("SELECT to_regclass(%s)", (MIGRATIONS_TABLE,)).fetchone() == (None,) and _recorded(conn):
-                conn.execute(sql.SQL("ALTER TABLE {} RENAME TO {}").format(sql.Identifier(_OLD_MIGRATIONS_TABLE),
-                                                                           sql.Identifier(MIGRATIONS_TABLE)))
-            conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} (version text PRIMARY KEY, applied_at timestamptz NOT NULL"
-                                 " DEFAULT now())").format(sql.Identifier(MIGRATIONS_TABLE)))
+            if internal is None:
+                raise StoreError("no schema to migrate into: none of the search path's schemas exists (see DATABASE_URL)")
+            _records_in(conn, internal)
             done = _recorded(conn) or set()
             if not done & {version for version, _ in migrations()}:
                 refuse_foreign_tables(conn)
@@ -357,6 +363,21 @@ def migrate(conn: psycopg.Connection[Any]) -> list[str]:
                 applied_now.append(version)
     _keep_sessions(conn)
     return applied_now
+
+
+def _records_in(conn: psycopg.Connection[Any], internal: str) -> None:
+    """The migrations table in the machinery's schema (``tasks/core/schemas.py``): an older
+    checkout's ``schema_migrations`` renamed, one in the data's schema moved, else a new one."""
+    if conn.execute("SELECT to_regclass(%s)", (MIGRATIONS_TABLE,)).fetchone() == (None,) and _recorded(conn):
+        conn.execute(sql.SQL("ALTER TABLE {} RENAME TO {}").format(sql.Identifier(_OLD_MIGRATIONS_TABLE),
+                                                                   sql.Identifier(MIGRATIONS_TABLE)))
+    conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(internal)))
+    found = conn.execute("SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+                         " WHERE c.oid = to_regclass(%s)", (MIGRATIONS_TABLE,)).fetchone()
+    if found and found[0] != internal:
+        conn.execute(sql.SQL("ALTER TABLE {} SET SCHEMA {}").format(sql.Identifier(MIGRATIONS_TABLE), sql.Identifier(internal)))
+    conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} (version text PRIMARY KEY, applied_at timestamptz NOT NULL"
+                         " DEFAULT now())").format(sql.Identifier(internal, MIGRATIONS_TABLE)))
 
 
 def _keep_sessions(conn: psycopg.Connection[Any]) -> None:

@@ -1,5 +1,6 @@
 """Range partitions made on demand: a table made with the parent's columns, then attached, which
-takes only a SHARE UPDATE EXCLUSIVE lock on the parent, so writers of other ranges go on. One
+takes only a SHARE UPDATE EXCLUSIVE lock on the parent, so writers of other ranges go on. They are
+made in the machinery's schema (``tasks/core/schemas.py``): users query the parent. One
 process at a time makes partitions (two would race on a name). Used by the ticks' day partitions
 (``tasks/jsonl/partitions.py``) and the intraday bars' month partitions (``tasks/prices/intraday_store.py``).
 """
@@ -11,6 +12,8 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
+
+from tasks.core.schemas import internal_schema
 
 _CREATE_LOCK = 0x4A53504B
 RETENTION_MARK = "market-backfill retention: detached to be dropped"
@@ -53,7 +56,8 @@ def attach_partition(conn: psycopg.Connection[Any], name: str, table: str, start
     attached, exists = state if state else (None, False)
     if attached:
         return False  # another process made it a moment ago
-    target, part = sql.Identifier(table), sql.Identifier(name)
+    row = conn.execute("SELECT current_schema()").fetchone()
+    target, part = sql.Identifier(table), sql.Identifier(internal_schema(row[0] if row else "public"), name)
     if attached is False:  # DETACH ... CONCURRENTLY begun by a run that was killed
         conn.execute(sql.SQL("ALTER TABLE {} DETACH PARTITION {} FINALIZE").format(target, part))
     with conn.transaction():

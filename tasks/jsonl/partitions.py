@@ -82,14 +82,14 @@ class DayPartition:
 
 
 def day_partitions(conn: psycopg.Connection[Any], table: str) -> dict[dt.date, DayPartition]:
-    """The tables named as ``table``'s day partitions in this schema, by day: those attached to it,
+    """The tables named as ``table``'s day partitions on the search path (the machinery's schema), by day: those attached to it,
     and any that a killed retention run left detached."""
     rows = conn.execute(
         "SELECT c.relname, i.inhrelid IS NOT NULL, coalesce(i.inhdetachpending, false),"
         " coalesce(obj_description(c.oid, 'pg_class') = %s, false)"
-        " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " FROM pg_class c"
         " LEFT JOIN pg_inherits i ON i.inhrelid = c.oid AND i.inhparent = to_regclass(%s)"
-        " WHERE n.nspname = current_schema() AND c.relkind = 'r' AND c.relname ~ %s"
+        " WHERE pg_table_is_visible(c.oid) AND c.relkind = 'r' AND c.relname ~ %s"
         " AND (i.inhrelid IS NOT NULL OR NOT c.relispartition)",  # never another table's partition
         (RETENTION_MARK, table, f"^{table}_p[0-9]{{8}}$")).fetchall()
     return {dt.datetime.strptime(name[-8:], "%Y%m%d").date(): DayPartition(name, attached, pending, retired)  # noqa: DTZ007

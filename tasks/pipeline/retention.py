@@ -122,8 +122,8 @@ def _prepare_pending(conn: psycopg.Connection[Any]) -> None:
 
 
 def _existing(conn: psycopg.Connection[Any]) -> set[str]:
-    rows = conn.execute("SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-                        " WHERE n.nspname = current_schema() AND c.relname = ANY(%s)", ([r.table for r in RULES],))
+    rows = conn.execute("SELECT c.relname FROM pg_class c WHERE pg_table_is_visible(c.oid) AND c.relname = ANY(%s)",
+                        ([r.table for r in RULES],))
     return {r[0] for r in rows}
 
 
