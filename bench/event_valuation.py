@@ -92,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 with psycopg.connect(dsn, autocommit=True) as conn:
                     conn.execute("TRUNCATE collected_daily_stock_history, collected_daily_etf_ohlc, backfill_internal.price_fetch_coverage,"
                                  " corporate_actions, price_changes")
-                    conn.execute("UPDATE txn_events SET valuation_status = NULL, valued_at = NULL")
+                    conn.execute("UPDATE txn_events SET valuation_status = 'pending', valued_at = NULL")
                 shutil.rmtree(work / "cache", ignore_errors=True)
             fake.reset_log()
             cold = run_module("bench.rss", ["--", sys.executable, "-m", *val], env)

@@ -47,7 +47,13 @@ def page() -> str:
              "[Settings](settings.md)); the machinery, and the day and month partitions behind `scalp_ticks`, `scalp_1m_bars`",
              "and `collected_intraday_bars`, are in a schema of their own beside it, `backfill_internal` (`S_internal` beside a",
              "schema `S`), so a schema browser or psql's `\\dt` lists the data alone. Query the partitioned tables, never",
-             "their partitions.", "", "## Data and views", ""]
+             "their partitions.", "",
+             "Every data table has `run_id`: the run that last wrote the row, a row of `backfill_internal.backfill_runs` (its",
+             "command, flow, status and times), beside the row's load time (`fetched_at`, `loaded_at` and the like); rows",
+             "written before runs were recorded say NULL. A rerun that changes nothing leaves a row's `run_id` as it was.",
+             "An operator who may only read, yet runs `backfill-status` or a dry run, also needs the machinery:",
+             "`GRANT USAGE ON SCHEMA backfill_internal TO op; GRANT SELECT ON ALL TABLES IN SCHEMA backfill_internal TO op`.", "",
+             "## Data and views", ""]
     for name in data:
         lines += [f"### `{name}`", "", relations.get(name, ""), ""]
         if columns.get(name):

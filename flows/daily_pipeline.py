@@ -40,6 +40,7 @@ from tasks.core.calendar import MAX_DAYS
 from tasks.core.commands import command_line, resume_sink
 from tasks.core.display import printer, progress_sink
 from tasks.core.errors import BadInput, Outcome
+from tasks.core.runs import run_dsn
 from tasks.core.tickers import SECTOR_ETFS
 from tasks.pipeline.options import ALL_STAGES, STAGES, PipelineOptions, StageOutcome, parse_stages
 from tasks.pipeline.retention import RetentionWindows
@@ -97,9 +98,10 @@ def build_flow() -> Any:
 
     def stage_flow(name: str) -> Any:
         @flow(name=f"pipeline-{name}", validate_parameters=False, log_prints=False)
-        def stage(params: dict[str, Any]) -> StageOutcome:
+        def stage(params: dict[str, Any], run_id: int | None = None) -> StageOutcome:
             logger = get_run_logger()
-            dsn = data_dsn()  # never a parameter: runs record those
+            dsn = data_dsn()  # never a parameter: runs record those (the pipeline's run id is one)
+            dsn = dsn if run_id is None else run_dsn(dsn, run_id)
 
             say = printer(logger.info)
             outcome = run_stage(name, options(params), dsn=dsn, say=say, wrap=prefect_task)
@@ -119,10 +121,10 @@ def build_flow() -> Any:
             report = progress_sink.get()  # the run's progress artifact counts stages, not each stage's items
             done: list[str] = []
 
-            def one(name: str) -> StageOutcome:
+            def one(name: str, run_id: int | None) -> StageOutcome:
                 token = progress_sink.set(None)
                 try:
-                    outcome: StageOutcome = stage_flows[name](params=values)
+                    outcome: StageOutcome = stage_flows[name](params=values, run_id=run_id)
                 finally:
                     progress_sink.reset(token)
                 done.append(name)

@@ -8,7 +8,8 @@ ON CONFLICT (symbol, bar_time) DO UPDATE SET
     open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low, close = EXCLUDED.close, volume = EXCLUDED.volume,
     bid_price = EXCLUDED.bid_price, ask_price = EXCLUDED.ask_price, session_id = EXCLUDED.session_id,
     dataset = EXCLUDED.dataset, market = EXCLUDED.market, source = EXCLUDED.source,
-    source_file = EXCLUDED.source_file, source_line = EXCLUDED.source_line, loaded_at = now()
+    source_file = EXCLUDED.source_file, source_line = EXCLUDED.source_line, loaded_at = now(),
+    run_id = coalesce(EXCLUDED.run_id, swing_bars_10m.run_id)
 -- The same bar in several files: the file whose name has the latest time wins (a file without one
 -- loses to every dated file), then the latest line, then the key, whatever order the files load
 -- in and concurrent loaders commit in; where the files sit does not count.

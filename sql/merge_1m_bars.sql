@@ -39,4 +39,5 @@ ON CONFLICT (symbol, bar_time) DO UPDATE SET
     mitigation_level = greatest(b.mitigation_level, EXCLUDED.mitigation_level),
     quality_flag = CASE WHEN b.quality_flag = 'normal' THEN EXCLUDED.quality_flag
                         WHEN EXCLUDED.quality_flag = 'normal' THEN b.quality_flag
-                        ELSE greatest(b.quality_flag, EXCLUDED.quality_flag) END
+                        ELSE greatest(b.quality_flag, EXCLUDED.quality_flag) END,
+    run_id = coalesce(EXCLUDED.run_id, b.run_id)

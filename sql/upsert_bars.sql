@@ -8,7 +8,7 @@ WITH changed AS (
     ON CONFLICT (ticker, trade_date) DO UPDATE SET
         open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low, close = EXCLUDED.close,
         adj_close = EXCLUDED.adj_close, volume = EXCLUDED.volume, repaired = EXCLUDED.repaired, source = EXCLUDED.source,
-        fetched_at = EXCLUDED.fetched_at
+        fetched_at = EXCLUDED.fetched_at, run_id = coalesce(EXCLUDED.run_id, t.run_id)
     WHERE (t.open, t.high, t.low, t.close, t.adj_close, t.volume, t.repaired)
           IS DISTINCT FROM (EXCLUDED.open, EXCLUDED.high, EXCLUDED.low, EXCLUDED.close, EXCLUDED.adj_close, EXCLUDED.volume,
                             EXCLUDED.repaired)

@@ -13,7 +13,7 @@ WITH before AS (
     ON CONFLICT (ticker, interval, bar_start) DO UPDATE SET
         session = EXCLUDED.session, regular = EXCLUDED.regular, open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low,
         close = EXCLUDED.close, volume = EXCLUDED.volume, repaired = EXCLUDED.repaired, source = EXCLUDED.source,
-        fetched_at = EXCLUDED.fetched_at
+        fetched_at = EXCLUDED.fetched_at, run_id = coalesce(EXCLUDED.run_id, t.run_id)
     WHERE (t.open, t.high, t.low, t.close, t.volume, t.regular, t.repaired)
           IS DISTINCT FROM (EXCLUDED.open, EXCLUDED.high, EXCLUDED.low, EXCLUDED.close, EXCLUDED.volume, EXCLUDED.regular, EXCLUDED.repaired)
     RETURNING 1

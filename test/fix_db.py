@@ -105,7 +105,9 @@ def db(dsn: str) -> Iterator[psycopg.Connection[Any]]:
 def table_rows(dsn: str, table: str, columns: str = "ticker, trade_date, open, high, low, close, adj_close, volume") -> list[tuple[Any,
                                                                                                                                    ...]]:
     """All rows of a table (``name`` or ``schema.name``) in key order (for comparing a run with a clean run)."""
-    with psycopg.connect(dsn) as conn:
+    from tasks.core.db import connect
+
+    with connect(dsn) as conn:  # as the tool connects: its machinery's schema on the path
         exists = conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()
         if not exists or exists[0] is None:
             return []
@@ -124,8 +126,11 @@ def end_cooldown(dsn: str, budget: str = "yahoo") -> None:
 
 
 def query_rows(dsn: str, queries: dict[str, str]) -> dict[str, list[tuple[Any, ...]]]:
-    """Each query's rows, sorted (for comparing two databases whatever order rows were stored in)."""
-    with psycopg.connect(dsn) as conn:
+    """Each query's rows, sorted (for comparing two databases whatever order rows were stored in); the
+    machinery's tables by name, as the tool connects."""
+    from tasks.core.db import connect
+
+    with connect(dsn) as conn:
         return {name: sorted(conn.execute(query)) for name, query in queries.items()}  # type: ignore[arg-type]
 
 

@@ -96,6 +96,8 @@ def test_a_read_only_user_can_report_and_dry_run(run_cli: CliRunner, dsn: str, f
         admin.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO reader").format(sql.Identifier(str(dbname))))
         admin.execute("GRANT USAGE ON SCHEMA public TO reader")
         admin.execute("GRANT SELECT ON ALL TABLES IN SCHEMA public TO reader")
+        admin.execute("GRANT USAGE ON SCHEMA backfill_internal TO reader")  # the runs and budgets it reports on
+        admin.execute("GRANT SELECT ON ALL TABLES IN SCHEMA backfill_internal TO reader")
     reader = make_conninfo(dsn, user="reader")
     report = run_cli(STATUS, "--start", "2025-06-24", "--end", "2025-06-30", "--json", env={"DATABASE_URL": reader})
     assert report.code == 0, report.stderr

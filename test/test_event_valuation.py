@@ -151,7 +151,7 @@ def test_an_event_after_the_last_usable_session_waits_for_its_base_bar(run_cli: 
         assert thursday["base_date"] == dt.date(2025, 7, 31)
         assert_matches(thursday, expected("KNWN", utc(events["after thursday's close"]), dt.date(2025, 7, 31)))
         for label in ("after friday's close", "far future"):
-            assert rows[("KNWN", utc(events[label]))]["valuation_status"] is None, label
+            assert rows[("KNWN", utc(events[label]))]["valuation_status"] == "pending", label
             assert rows[("KNWN", utc(events[label]))]["base_date"] is None, label
     later = run_cli(VAL, *FAST, "--end", "2025-08-29")  # Friday's bar exists now: that event is valued
     assert later.code == 0, later.stderr
@@ -334,7 +334,7 @@ def test_failing_ticker_and_failing_group_are_isolated(run_cli: CliRunner, dsn: 
     result = run_cli(VAL, *FAST, "--max-retries", "1", "--group-size", "1", "--end", "2025-06-30")
     assert result.code == 1, result.stdout + result.stderr
     status = {t: r["valuation_status"] for (t, _), r in stored(dsn).items()}
-    assert status == {"AAA": "ok", "ZED": "ok", "NOPE": "no_data", "FLAKY": "error", "BOOM": None}
+    assert status == {"AAA": "ok", "ZED": "ok", "NOPE": "no_data", "FLAKY": "error", "BOOM": "pending"}
     assert "failed and wrote nothing: writing 1 valuations failed: disk says no" in result.stdout
     assert "FLAKY (HTTP 500 from source)" in result.stdout
 
@@ -368,14 +368,14 @@ def test_kill_midway_then_rerun_equals_a_clean_run(fake_yahoo: FakeYahoo, dsn: s
     while time.monotonic() < deadline:
         with psycopg.connect(dsn) as conn:
             exists = conn.execute("SELECT to_regclass('txn_events')").fetchone()
-            counted = "SELECT count(*) FROM txn_events WHERE valuation_status IS NOT NULL"
+            counted = "SELECT count(*) FROM txn_events WHERE valuation_status <> 'pending'"
             done = conn.execute(counted).fetchone() if exists and exists[0] else (0,)
         if done and done[0] >= 12:
             break
         time.sleep(0.05)
     kill_9_leaving_no_orphans(proc)
     with psycopg.connect(dsn) as conn:
-        partial = conn.execute("SELECT count(*) FROM txn_events WHERE valuation_status IS NOT NULL").fetchone()
+        partial = conn.execute("SELECT count(*) FROM txn_events WHERE valuation_status <> 'pending'").fetchone()
     assert partial is not None and 0 < partial[0] < 180
     rerun = subprocess.run(args, cwd=ROOT, env=cli_env(fake_yahoo, dsn), capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
@@ -416,7 +416,7 @@ def test_a_signal_to_the_whole_process_group_stops_the_run_quietly_and_the_rerun
     while time.monotonic() < deadline:
         with psycopg.connect(dsn) as conn:
             exists = conn.execute("SELECT to_regclass('txn_events')").fetchone()
-            done = conn.execute("SELECT count(*) FROM txn_events WHERE valuation_status IS NOT NULL").fetchone() \
+            done = conn.execute("SELECT count(*) FROM txn_events WHERE valuation_status <> 'pending'").fetchone() \
                 if exists and exists[0] else (0,)
         if done and done[0] >= 12:
             break
@@ -427,12 +427,12 @@ def test_a_signal_to_the_whole_process_group_stops_the_run_quietly_and_the_rerun
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
     assert f"worker processes ({method})" in out, out
     with psycopg.connect(dsn) as conn:
-        partial = conn.execute("SELECT count(*) FROM txn_events WHERE valuation_status IS NOT NULL").fetchone()
+        partial = conn.execute("SELECT count(*) FROM txn_events WHERE valuation_status <> 'pending'").fetchone()
     assert partial is not None and 0 < partial[0] < 180
     rerun = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     with psycopg.connect(dsn) as conn:
-        assert conn.execute("SELECT count(*) FROM txn_events WHERE valuation_status IS NOT NULL").fetchone() == (180,)
+        assert conn.execute("SELECT count(*) FROM txn_events WHERE valuation_status <> 'pending'").fetchone() == (180,)
 
 
 @pytest.mark.parametrize("target, message", [("/dev/zero", "not a regular file"), ("long", "longer than")])
@@ -465,9 +465,10 @@ def test_migration_016_forgets_valuations_made_before_an_event_had_its_base_bar(
                 conn.execute(insert, row)
         assert [v for v in migrate(conn) if v.startswith("016")]
         after = dict(conn.execute("SELECT source, valuation_status FROM txn_events").fetchall())
-        forgotten = conn.execute("SELECT count(*) FROM txn_events WHERE valuation_status IS NULL AND base_date IS NULL"
+        forgotten = conn.execute("SELECT count(*) FROM txn_events WHERE valuation_status = 'pending' AND base_date IS NULL"
                                  " AND price_at_event IS NULL AND ret_1d IS NULL AND valued_at IS NULL").fetchone()
-    assert after == {rows[0][2]: None, rows[1][2]: None, rows[2][2]: "ok", rows[3][2]: "ok", rows[4][2]: "no_data"}
+    # forgotten by 016 (NULL then), said 'pending' since 031
+    assert after == {rows[0][2]: "pending", rows[1][2]: "pending", rows[2][2]: "ok", rows[3][2]: "ok", rows[4][2]: "no_data"}
     assert forgotten == (2,)
 
 

@@ -797,7 +797,7 @@ def test_kill_9_while_pieces_of_a_file_load_then_rerun_equals_a_one_process_load
         try:
             with psycopg.connect(dsn) as conn:
                 row = conn.execute("SELECT count(*) FROM scalp_ticks WHERE source_line > coalesce((SELECT lines_loaded FROM"
-                                   " jsonl_file_checkpoints WHERE source_file = %s), 0)", (name,)).fetchone()
+                                   " backfill_internal.jsonl_file_checkpoints WHERE source_file = %s), 0)", (name,)).fetchone()
             return bool(row and row[0] > 400)
         except psycopg.Error:
             return False
@@ -859,7 +859,7 @@ def test_migration_013_keys_every_stored_tick_again_and_a_tick_stored_twice_beco
             conn.execute(insert, (*first, "scalp/a.jsonl", 1, None))  # no key: loaded before 011
             conn.execute(insert, (*first, "scalp/b.jsonl", 1, None))  # the same tick again
             conn.execute(insert, (*second, "scalp/a.jsonl", 2, old_key))  # keyed as 011 did
-            conn.execute("INSERT INTO backfill_internal.scalp_tick_copies VALUES ('scalp/c.jsonl', 5, %s)", (old_key,))
+            conn.execute("INSERT INTO scalp_tick_copies VALUES ('scalp/c.jsonl', 5, %s)", (old_key,))  # before 030: beside the data
             conn.execute("INSERT INTO scalp_1m_bars (symbol, bar_time, open, high, low, close, volume, tick_count, coverage_ratio,"
                          " session_id, open_time, open_file, open_line, close_time, close_file, close_line) VALUES ('005930',"
                          " '2026-01-22T00:30Z', 100.5, 100.5, 99.25, 99.25, 17, 3, 0.025, 's', '2026-01-22T00:30Z', 'scalp/a.jsonl', 1,"

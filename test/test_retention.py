@@ -121,7 +121,8 @@ def test_retention_dry_run_counts_then_the_stage_deletes_exactly_what_is_outside
     assert survivors(db) == {
         "bars": sorted([("bench", "QQQ", day(729)), ("bench", "SPY", day(800)), ("etf", "SPY", day(800)), ("etf", "XLK", day(5)),
                         ("stock", "AAA", day(10)), ("stock", "AAA", day(700)), ("stock", "PEND", day(740)), ("stock", "PEND", day(800))]),
-        "ticks": [(29,)], "rejects": [(6,)], "runs": [("done", False), ("running", True)], "changes": [("DONE",), ("SPY",)],
+        "ticks": [(29,)], "rejects": [(6,)], "runs": [("done", False), ("done", False), ("running", True)],  # and the pipeline's own
+        "changes": [("DONE",), ("SPY",)],
         "versions": [(29,)], "copies": [(29,)], "fetched": [("AAA", day(730), day(10)), ("PEND", day(820), day(700))],
     }
     with connect(dsn) as conn:  # DONE is still to be revalued for the changes retention kept

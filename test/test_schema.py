@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 from psycopg import sql
 
-from test.fix_yahoo import ROOT
+from test.fake_yahoo import FakeYahoo
+from test.fix_yahoo import ROOT, CliRunner
 from test.nyse_days import EARLY_CLOSES, closed_trading_days, session_hours, trading_days
 
 DAYS = trading_days(dt.date(2025, 6, 2), dt.date(2025, 6, 13))  # ten sessions
@@ -228,3 +230,48 @@ def test_an_older_database_s_machinery_and_partitions_move_out_of_the_data_schem
         assert user.execute("SELECT count(*) FROM scalp_ticks").fetchone() == (1,)  # still attached: read through the parent
         (recorded,) = user.execute("SELECT count(*) FROM backfill_internal.market_backfill_migrations").fetchone() or (0,)
         assert recorded == len(list((ROOT / "sql").glob("[0-9][0-9][0-9]_*.sql")))
+
+
+def test_an_event_waits_as_pending_and_a_status_or_source_the_tool_does_not_have_is_refused(db: psycopg.Connection[Any]) -> None:
+    db.execute("INSERT INTO txn_events (ticker, event_time, source) VALUES ('AAPL', now(), 'news')")
+    assert db.execute("SELECT valuation_status FROM txn_events").fetchall() == [("pending",)]
+    refused = [("UPDATE txn_events SET valuation_status = NULL", psycopg.errors.NotNullViolation),
+               ("UPDATE txn_events SET valuation_status = 'maybe'", psycopg.errors.CheckViolation),
+               ("INSERT INTO collected_meta_etf (etf, as_of_date, holding, weight, source)"
+                " VALUES ('XLK', '2025-06-02', 'AAPL', 0.2, 'scraped')",
+                psycopg.errors.CheckViolation)]
+    for statement, error in refused:
+        with pytest.raises(error), db.transaction():
+            db.execute(statement)  # type: ignore[arg-type]
+    row = ("SPY", DAYS[0], 1.0, 2.0, 0.5, 1.5, 1.5, 10)
+    with pytest.raises(psycopg.errors.CheckViolation), db.transaction():
+        db.execute("INSERT INTO collected_daily_etf_ohlc (ticker, trade_date, open, high, low, close, adj_close, volume, source)"
+                   " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 'elsewhere')", row)
+
+
+def test_every_row_a_command_writes_carries_its_run_and_a_rerun_that_changes_nothing_keeps_it(
+        run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo, tmp_path: Path) -> None:
+    from test.jsonl_tree import swing, tick, write
+
+    end = ("--end", "2025-07-08", "--delay", "0", "--retry-wait", "0.01")
+    assert run_cli("flows.etf_backfill", "--days", "5", *end, "--tickers", "XLK").code == 0
+    start = dt.datetime(2026, 1, 22, 1, tzinfo=dt.UTC)
+    write(tmp_path / "jsonl" / "scalp" / "20260122_0100.jsonl", [tick("005930", start + dt.timedelta(seconds=k), k) for k in range(90)])
+    write(tmp_path / "jsonl" / "swing" / "20260122_0100.jsonl", [swing("005930", start + dt.timedelta(minutes=10 * k), k)
+                                                                   for k in range(3)])
+    assert run_cli("flows.jsonl_ingest", "--root", str(tmp_path / "jsonl")).code == 0
+    (tmp_path / "events.csv").write_text("ticker,event_time,source\nKNWN,2025-07-03 12:00:00+00:00,news\n", encoding="utf-8")
+    assert run_cli("flows.event_valuation", "--import-csv", str(tmp_path / "events.csv"), *end).code == 0
+    assert run_cli("flows.etf_backfill", "--days", "5", *end, "--tickers", "XLK").code == 0  # the same bars: nothing rewritten
+    with psycopg.connect(dsn) as user:
+        runs = user.execute("SELECT flow, run_id FROM backfill_internal.backfill_runs WHERE status = 'done' ORDER BY run_id").fetchall()
+        assert [flow for flow, _ in runs] == ["etf-backfill", "jsonl-ingest", "event-valuation", "etf-backfill"], runs
+        first, ingest, valuation, _ = (run_id for _, run_id in runs)
+        carried = {table: user.execute(sql.SQL("SELECT DISTINCT ticker, run_id FROM {} ORDER BY 1").format(sql.Identifier(table)))
+                   .fetchall() for table in ("collected_daily_etf_ohlc", "txn_events", "collected_daily_stock_history")}
+        carried |= {table: user.execute(sql.SQL("SELECT DISTINCT symbol, run_id FROM {}").format(sql.Identifier(table))).fetchall()
+                    for table in ("scalp_ticks", "scalp_1m_bars", "swing_bars_10m")}
+    # the valuation stores SPY (its benchmark) and KNWN's bars: those carry its run
+    assert carried == {"collected_daily_etf_ohlc": [("SPY", valuation), ("XLK", first)], "txn_events": [("KNWN", valuation)],
+                       "collected_daily_stock_history": [("KNWN", valuation)], "scalp_ticks": [("005930", ingest)],
+                       "scalp_1m_bars": [("005930", ingest)], "swing_bars_10m": [("005930", ingest)]}

@@ -1,22 +1,29 @@
 """Run and per-ticker progress records in the database (``backfill_runs``, ``backfill_run_items``).
 
 Item records are written inside the caller's transaction, next to the ticker's rows, so the
-record and the data commit or vanish together.
+record and the data commit or vanish together. Every command that writes data records a run, and
+what it writes carries the run's id (the data tables' ``run_id``, migration 032): its connections
+hold the id in the setting ``market_backfill.run_id``, which the column's default reads; another
+process of the run gets it in its connection string (``run_dsn``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from tasks.core.db import database_errors
+from tasks.core.db import database_errors, first_line, open_database
 
 RUN_STATUSES = ("running", "done", "failed", "rate_limited", "interrupted", "crashed")
 # The session that runs a backfill (migration 014): gone from pg_stat_activity = the run's process died.
 CRASHED_SUMMARY = "crashed: the process running it ended without finishing (killed, or its machine went down)"
+RUN_SETTING = "market_backfill.run_id"  # what the data tables' run_id default reads
 
 
 @dataclass(frozen=True)
@@ -44,6 +51,7 @@ def start_run(conn: psycopg.Connection[Any], flow: str, command: str, params: di
             ).fetchone()
             assert row is not None
             run_id = int(row[0])
+            stamp(conn, run_id)
             with conn.cursor() as cur:
                 cur.executemany(
                     "INSERT INTO backfill_run_items (run_id, position, ticker) VALUES (%s, %s, %s)",
@@ -83,6 +91,67 @@ def reopen_run(conn: psycopg.Connection[Any], run_id: int) -> None:
         conn.execute("UPDATE backfill_runs SET status = 'running', finished_at = NULL, backend_pid = pg_backend_pid(),"
                      " backend_start = (SELECT backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid()) WHERE run_id = %s",
                      (run_id,))
+    stamp(conn, run_id)
+
+
+def stamp(conn: psycopg.Connection[Any], run_id: int) -> None:
+    """What ``conn`` writes from now on carries ``run_id`` (a session setting; made inside a
+    transaction, it lasts only if that commits, as start_run's does)."""
+    conn.execute("SELECT set_config(%s, %s, false)", (RUN_SETTING, str(run_id)))
+
+
+def run_dsn(dsn: str, run_id: int) -> str:
+    """``dsn`` whose connections write rows carrying ``run_id``, for the run's other connections
+    and processes (never said or recorded: it is the user's DSN, password included)."""
+    params = conninfo_to_dict(dsn)
+    params["options"] = f"{params.get('options') or ''} -c {RUN_SETTING}={run_id}".strip()
+    return make_conninfo(**params)  # type: ignore[arg-type]
+
+
+@dataclass
+class RecordedRun:
+    """A command's run while it writes: its id (None in a dry run, which records nothing) and the
+    connection string its writers use. ``ended`` records how it ended (else: done, or failed on an
+    exception, interrupted on Ctrl+C)."""
+
+    run_id: int | None
+    dsn: str
+    status: str = "done"
+    summary: str = ""
+
+    def ended(self, code: int, summary: str = "") -> None:
+        self.status = {0: "done", 75: "rate_limited", 130: "interrupted"}.get(int(code), "failed")
+        self.summary = summary
+
+
+@contextlib.contextmanager
+def recorded_run(dsn: str, flow: str, command: str, params: dict[str, Any], *, dry_run: bool = False) -> Iterator[RecordedRun]:
+    """Record a run of ``flow`` for the block (a command without per-ticker items). Its own
+    connection stays open to the end, so a run whose process is killed is found crashed by the
+    next one (``mark_crashed_runs``).
+
+    Raises:
+        StoreError: the database is unreachable or the record could not be written.
+    """
+    if dry_run:
+        yield RecordedRun(None, dsn)
+        return
+    conn = open_database(dsn)
+    try:
+        run_id = start_run(conn, flow, command, params, [])
+        run = RecordedRun(run_id, run_dsn(dsn, run_id))
+        try:
+            yield run
+        except KeyboardInterrupt:
+            run.status, run.summary = "interrupted", "interrupted"
+            raise
+        except BaseException as exc:
+            run.status, run.summary = "failed", first_line(exc)
+            raise
+        finally:
+            finish_run(conn, run_id, run.status, run.summary or run.status)
+    finally:
+        conn.close()
 
 
 def mark_crashed_runs(conn: psycopg.Connection[Any]) -> int:

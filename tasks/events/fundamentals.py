@@ -105,7 +105,8 @@ def store_multiples(conn: psycopg.Connection[Any], frame: pd.DataFrame, error: s
 
     with database_errors("writing multiples failed"):
         conn.execute(
-            "UPDATE txn_events e SET market_cap = v.cap, pe_ttm = v.pe, ps_ttm = v.ps, fundamentals_at = now(), fundamentals_error = %s"
+            "UPDATE txn_events e SET market_cap = v.cap, pe_ttm = v.pe, ps_ttm = v.ps, fundamentals_at = now(), fundamentals_error = %s,"
+            " run_id = coalesce(nullif(current_setting('market_backfill.run_id', true), '')::bigint, e.run_id)"
             " FROM unnest(%s::bigint[], %s::float8[], %s::float8[], %s::float8[]) AS v(id, cap, pe, ps) WHERE e.event_id = v.id",
             (error, [int(i) for i in frame["event_id"]], clean(frame["market_cap"]), clean(frame["pe_ttm"]), clean(frame["ps_ttm"])),
         )

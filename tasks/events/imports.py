@@ -40,7 +40,7 @@ MAX_LINE_CHARS = 1 << 16
 # 21 bars back, 20 ahead): a restated adj_close history or a revised recent bar.
 _REACHED = change_reaches("c", "txn_events")
 PENDING = sql.SQL(
-    "(valuation_status IS NULL OR valuation_status = 'error' OR (valuation_status = 'ok' AND "  # noqa: S608 (constant text)
+    "(valuation_status IN ('pending', 'error') OR (valuation_status = 'ok' AND "  # noqa: S608 (constant text)
     "(ret_20d IS NULL OR excess_ret_20d IS NULL OR volume_ratio IS NULL))"
     " OR EXISTS (SELECT 1 FROM price_changes c WHERE " + _REACHED + "))"
 )
@@ -264,7 +264,7 @@ def pending_by_ticker(conn: psycopg.Connection[Any], *, overwrite: bool, tickers
 
 def waiting_for_their_session(conn: psycopg.Connection[Any], before: dt.datetime, tickers: list[str] | None) -> int:
     """How many unvalued events lie at or after ``before``: their base session has not closed yet."""
-    found = conn.execute("SELECT count(*) FROM txn_events WHERE event_time >= %(before)s AND valuation_status IS NULL"
+    found = conn.execute("SELECT count(*) FROM txn_events WHERE event_time >= %(before)s AND valuation_status = 'pending'"
                          " AND (%(tickers)s::text[] IS NULL OR ticker = ANY(%(tickers)s))",
                          {"before": before, "tickers": tickers}).fetchone()
     return int(found[0]) if found else 0

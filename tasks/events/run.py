@@ -21,6 +21,7 @@ from tasks.core.db import connect, database_errors, open_database
 from tasks.core.display import Reporter, format_eta, printer
 from tasks.core.errors import Outcome, RateLimited, SourceError
 from tasks.core.processes import platform_start_method
+from tasks.core.runs import recorded_run
 from tasks.core.tickers import BENCHMARK, Shard
 from tasks.events.fundamentals_run import FundamentalsOptions, api_key, run_fundamentals
 from tasks.events.groups import GroupResult, ValuationContext, default_group_size, ensure_bars, make_groups, spy_series
@@ -137,7 +138,17 @@ def run_valuation(opts: ValuationOptions, *, dsn: str, command: str, log: Callab
     say = printer(log)
 
     api_key(opts.fundamentals)  # a missing key is a usage error before anything runs
-    code = value_prices(opts, dsn=dsn, command=command, log=log, mapper=mapper)
+    checked = check_csv(opts.import_csv, skip_bad_rows=opts.skip_bad_rows) if opts.import_csv is not None else None
+    with recorded_run(dsn, "event-valuation", command, {}, dry_run=opts.dry_run) as run:  # what it writes carries run.run_id
+        code = _value(opts, checked, dsn=run.dsn, command=command, say=say, log=log, mapper=mapper)
+        run.ended(code)
+        return code
+
+
+def _value(opts: ValuationOptions, checked: Any, *, dsn: str, command: str, say: Callable[[str], None],
+           log: Callable[[str], Any] | None, mapper: Callable[..., Iterator[GroupOutcome]] | None) -> Outcome:
+    """Price metrics (``value_prices``), then the multiples of the events they valued."""
+    code = value_prices(opts, checked, dsn=dsn, command=command, log=log, mapper=mapper)
     if code in (Outcome.RATE_LIMITED, Outcome.BAD_INPUT) or opts.import_only:
         return code
     tickers = list(opts.tickers) if opts.tickers else None
@@ -151,9 +162,10 @@ def run_valuation(opts: ValuationOptions, *, dsn: str, command: str, log: Callab
     return max(code, phase)
 
 
-def value_prices(opts: ValuationOptions, *, dsn: str, command: str, log: Callable[[str], Any] | None = None,
+def value_prices(opts: ValuationOptions, checked: Any, *, dsn: str, command: str, log: Callable[[str], Any] | None = None,
                  mapper: Callable[..., Iterator[GroupOutcome]] | None = None) -> Outcome:
-    """Import (optional), plan, then value every group; returns the exit code.
+    """Import ``checked`` (``check_csv``'s rows of ``opts.import_csv``, if any), plan, then value
+    every group; returns the exit code.
 
     ``mapper(groups, ctx, concurrency)`` yields each group's result (or its exception) as it
     completes: a bounded thread pool by default, Prefect tasks in the flow.
@@ -164,7 +176,6 @@ def value_prices(opts: ValuationOptions, *, dsn: str, command: str, log: Callabl
     """
     say = printer(log)
 
-    checked = check_csv(opts.import_csv, skip_bad_rows=opts.skip_bad_rows) if opts.import_csv is not None else None
     conn = open_database(dsn, dry_run=opts.dry_run)
     code = Outcome.DONE
     try:

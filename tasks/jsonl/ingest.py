@@ -17,6 +17,7 @@ from tasks.core.db import connect, database_errors, first_line, is_transient, op
 from tasks.core.display import Reporter, printer
 from tasks.core.errors import Outcome, PipelineError
 from tasks.core.processes import die_with_parent, leave_signals_to_the_parent
+from tasks.core.runs import recorded_run
 from tasks.jsonl.coverage import Coverage
 from tasks.jsonl.files import FilePlan, absent_places, count_lines, discover, plan_files
 from tasks.jsonl.load import FileResult, load_file
@@ -208,32 +209,38 @@ def ingest_once(opts: IngestOptions, *, dsn: str, say: Callable[[str], None], lo
     totals = IngestTotals(plans)
     if not totals.to_load:
         return totals, Coverage()
-    with Splitter(dsn, max_pieces(opts.concurrency), opts.split_mb) as splitter:
-        units = [unit for plan in plans for unit in (splitter.split(plan) if splitter.wants(plan) else [plan])]
-        groups = group_plans(units, opts.concurrency * 4)
-        if not opts.follow:
-            say(f"Loading {len(totals.to_load)} files in up to {min(opts.concurrency, len(groups))} loader processes "
-                f"({opts.start_method})")
-        reporter = Reporter(len(totals.to_load), log=log)
-        outcomes = pool_mapper(groups, dsn, opts)
-        try:
-            for piece_or_file in outcomes:
-                outcome = splitter.arrived(piece_or_file)
-                if outcome is None:  # a piece of a file still loading
-                    continue
-                if isinstance(outcome, tuple):
-                    totals.failed.append(outcome)
-                    reporter.item(f"{outcome[0]} failed: {outcome[1]}")
-                    continue
-                totals.results.append(outcome)
-                text, eta = totals.progress()
-                reporter.status(text, eta)
-                pieces = f" in {outcome.pieces} pieces" if outcome.pieces > 1 else ""
-                reporter.item(f"{outcome.rel} {outcome.action}{pieces}: {outcome.loaded:,} rows, {outcome.rejected:,} rejected ({text})")
-        finally:
-            # On an interrupt, close the pool's generator now (it stops its workers), not when the
-            # traceback is dropped: until then the pool would go on loading every queued file. (The
-            # splitter's locks go after it, as the with block ends.)
-            outcomes.close()
-            reporter.close()
+    # The run the loaded rows carry (run_id): recorded only when there is something to load, so a
+    # follower's empty passes leave no trace.
+    with recorded_run(dsn, "jsonl-ingest", "jsonl-ingest", {"files": [p.file.rel for p in plans][:100]}) as run:
+        with Splitter(run.dsn, max_pieces(opts.concurrency), opts.split_mb) as splitter:
+            units = [unit for plan in plans for unit in (splitter.split(plan) if splitter.wants(plan) else [plan])]
+            groups = group_plans(units, opts.concurrency * 4)
+            if not opts.follow:
+                say(f"Loading {len(totals.to_load)} files in up to {min(opts.concurrency, len(groups))} loader processes "
+                    f"({opts.start_method})")
+            reporter = Reporter(len(totals.to_load), log=log)
+            outcomes = pool_mapper(groups, run.dsn, opts)
+            try:
+                for piece_or_file in outcomes:
+                    outcome = splitter.arrived(piece_or_file)
+                    if outcome is None:  # a piece of a file still loading
+                        continue
+                    if isinstance(outcome, tuple):
+                        totals.failed.append(outcome)
+                        reporter.item(f"{outcome[0]} failed: {outcome[1]}")
+                        continue
+                    totals.results.append(outcome)
+                    text, eta = totals.progress()
+                    reporter.status(text, eta)
+                    pieces = f" in {outcome.pieces} pieces" if outcome.pieces > 1 else ""
+                    reporter.item(f"{outcome.rel} {outcome.action}{pieces}: {outcome.loaded:,} rows, {outcome.rejected:,} rejected"
+                                  f" ({text})")
+            finally:
+                # On an interrupt, close the pool's generator now (it stops its workers), not when the
+                # traceback is dropped: until then the pool would go on loading every queued file. (The
+                # splitter's locks go after it, as the with block ends.)
+                outcomes.close()
+                reporter.close()
+        if totals.failed:
+            run.ended(Outcome.SOME_FAILED, f"{len(totals.failed)} file(s) failed")
     return totals, totals.coverage(dsn)

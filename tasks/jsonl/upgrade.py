@@ -75,14 +75,23 @@ def finish_moves(conn: psycopg.Connection[Any], say: Callable[[str], None], *, b
 
 def _move(conn: psycopg.Connection[Any], move: Move, say: Callable[[str], None], batch_pages: int) -> int:
     column = DAY_TABLES[move.table]
-    names = [r[0] for r in conn.execute("SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attnum > 0"
-                                        " AND NOT attisdropped ORDER BY attnum", (move.table,))]
+    def attributes(table: str) -> list[str]:
+        return [r[0] for r in conn.execute("SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attnum > 0"
+                                           " AND NOT attisdropped ORDER BY attnum", (table,))]
+
+    # The old table's columns; a column added to the new table since (run_id, migration 032) is NULL
+    # for the rows moved, not the moving connection's run (it did not write them).
+    old = set(attributes(move.source))
+    names = [name for name in attributes(move.table) if name in old]
+    added = [name for name in attributes(move.table) if name not in old and name == "run_id"]
     columns = sql.SQL(", ").join(map(sql.Identifier, names))
+    into = sql.SQL(", ").join(map(sql.Identifier, names + added))
+    values = sql.SQL(", ").join([*map(sql.Identifier, names), *(sql.SQL("NULL") for _ in added)])
     source, target = sql.Identifier(move.source), sql.Identifier(move.table)
     within = sql.SQL("ctid >= %(lo)s::tid AND ctid < %(hi)s::tid")  # a range of whole pages: a TID range scan
     days_query = sql.SQL("SELECT DISTINCT ({} AT TIME ZONE 'UTC')::date FROM {} WHERE {}").format(sql.Identifier(column), source, within)
     copy = sql.SQL("WITH moved AS (DELETE FROM {} WHERE {} RETURNING {}) INSERT INTO {} ({}) SELECT {} FROM moved").format(
-        source, within, columns, target, columns, columns)
+        source, within, columns, target, into, values)
     left = sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(source)
     said = move.describe()
     say(said[:1].upper() + said[1:])

@@ -94,7 +94,8 @@ def store_shares(conn: psycopg.Connection[Any], ticker: str, as_of: dt.date, obs
     with database_errors(f"writing {ticker} shares outstanding failed"):
         with conn.transaction(), conn.cursor() as cur:
             cur.executemany("INSERT INTO collected_shares_outstanding (ticker, observed_on, shares) VALUES (%s, %s, %s)"
-                            " ON CONFLICT (ticker, observed_on) DO UPDATE SET shares = excluded.shares, fetched_at = now()",
+                            " ON CONFLICT (ticker, observed_on) DO UPDATE SET shares = excluded.shares, fetched_at = now(),"
+                            " run_id = coalesce(excluded.run_id, collected_shares_outstanding.run_id)",
                             [(ticker, day, shares) for day, shares in observed])
             cur.execute("INSERT INTO shares_outstanding_fetches (ticker, fetched_through) VALUES (%s, %s) ON CONFLICT (ticker)"
                         " DO UPDATE SET fetched_through = greatest(shares_outstanding_fetches.fetched_through, excluded.fetched_through),"

@@ -22,6 +22,7 @@ from typing import Any
 
 from tasks.core.commands import command_line, plain, resume_hint, without_flags
 from tasks.core.errors import MissingInputs, Outcome
+from tasks.core.runs import recorded_run
 from tasks.core.tickers import SECTOR_ETFS
 from tasks.pipeline import steps
 from tasks.pipeline.options import PipelineOptions, StageOutcome
@@ -70,17 +71,27 @@ def rest_command(prog: str, args: Sequence[str], rest: Sequence[str], as_of: dt.
 
 
 def run_pipeline(opts: PipelineOptions, *, prog: str, args: Sequence[str], say: Callable[[str], None],
-                 dsn: str, stage: Callable[[str], StageOutcome] | None = None,
+                 dsn: str, stage: Callable[[str, int | None], StageOutcome] | None = None,
                  resume: list[str] | None = None) -> tuple[Outcome, list[StageOutcome]]:
     """Run the chosen stages in order; stop at a rate limit, missing inputs or an interrupt.
 
-    ``stage(name)`` runs one stage (a Prefect subflow in the flow; ``run_stage`` by default).
+    ``stage(name, run_id)`` runs one stage (a Prefect subflow in the flow; ``run_stage`` by default),
+    its writes carrying the pipeline's ``run_id`` (``tasks/core/runs.py``; None in a dry run).
     ``resume`` (when given) always holds the command that runs the stages not yet done, for the
     caller to print if the run is interrupted.
     """
-    run = stage or (lambda name: run_stage(name, opts, dsn=dsn, say=say, earlier=opts.stages[:opts.stages.index(name)]))
     as_of = opts.session()
     say(f"Daily pipeline as of {as_of}: {', '.join(opts.stages)}" + (" (dry run)" if opts.dry_run else ""))
+    with recorded_run(dsn, "daily-pipeline", command_line(prog, args), {"stages": list(opts.stages)}, dry_run=opts.dry_run) as record:
+        run = stage or (lambda name, _: run_stage(name, opts, dsn=record.dsn, say=say, earlier=opts.stages[:opts.stages.index(name)]))
+        code, outcomes = _stages(opts, prog, args, say, lambda name: run(name, record.run_id), resume)
+        record.ended(code)
+        return code, outcomes
+
+
+def _stages(opts: PipelineOptions, prog: str, args: Sequence[str], say: Callable[[str], None], run: Callable[[str], StageOutcome],
+            resume: list[str] | None) -> tuple[Outcome, list[StageOutcome]]:
+    as_of = opts.session()
     outcomes: list[StageOutcome] = []
     for name in opts.stages:
         if resume is not None:
