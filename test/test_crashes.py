@@ -121,4 +121,6 @@ def test_a_killed_run_turns_crashed_and_resumes_and_failed_crashed_and_late_runs
     assert "(crashed): 1 of 2 tickers already done; continuing with XLV" in resumed.stdout
     assert table_rows(dsn, "collected_daily_etf_ohlc") == expected_rows(["XLK", "XLV"], FIVE_SESSIONS)
     with psycopg.connect(dsn) as conn:
-        assert conn.execute("SELECT status FROM backfill_internal.backfill_runs").fetchall() == [("done",)]
+        runs = conn.execute("SELECT flow, status FROM backfill_internal.backfill_runs").fetchall()
+    # the staggered run's one record, crashed then resumed, and the retention run's
+    assert sorted(runs) == [("daily-pipeline", "done"), ("staggered-sector-backfill", "done")], runs

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from test.fake_yahoo import FakeYahoo
 from test.fix_db import table_rows
@@ -55,6 +56,12 @@ def test_daily_pipeline_stages_run_as_subflows(run_cli: CliRunner, dsn: str, pre
         assert subflow in result.stderr
     with psycopg.connect(dsn) as conn:
         assert conn.execute("SELECT count(*) FROM analytics_trending_sectors").fetchone() == (33,)
+        # each subflow wrote with the pipeline's run: the run id crossed into them as a parameter
+        (pipeline,) = conn.execute("SELECT run_id FROM backfill_internal.backfill_runs WHERE flow = 'daily-pipeline'"
+                                   " AND status = 'done'").fetchone() or (None,)
+        for table in ("analytics_trending_sectors", "collected_meta_etf"):
+            carried = conn.execute(sql.SQL("SELECT DISTINCT run_id FROM {}").format(sql.Identifier(table))).fetchall()
+            assert carried == [(pipeline,)], (table, carried)
     # The run's own artifacts: progress counted in stages (all three done) and the summary table.
     latest = {}
     for key in ("daily-pipeline-progress", "daily-pipeline-summary"):
