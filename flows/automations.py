@@ -20,11 +20,11 @@
 
 from __future__ import annotations
 
-import os
 import urllib.parse
 from datetime import timedelta
 from typing import Any
 
+from flows.config import env
 from tasks.core.errors import BadInput
 
 CRASH_AUTOMATION = "market-backfill: crash runs that stopped sending heartbeats"
@@ -38,7 +38,7 @@ def heartbeat_s() -> int:
     Raises:
         BadInput: not a whole number of seconds of at least 30 (what Prefect accepts).
     """
-    text = os.environ.get("PREFECT_FLOWS_HEARTBEAT_FREQUENCY") or str(HEARTBEAT_S)
+    text = env("PREFECT_FLOWS_HEARTBEAT_FREQUENCY") or str(HEARTBEAT_S)
     if not text.isdigit() or int(text) < 30:
         raise BadInput(f"PREFECT_FLOWS_HEARTBEAT_FREQUENCY must be a whole number of seconds, at least 30: {text!r}")
     return int(text)
@@ -51,7 +51,7 @@ def crash_after_s() -> float:
         BadInput: not a number, over a day, or shorter than three heartbeats (a live run, between
             two of its heartbeats, would be marked Crashed).
     """
-    text = os.environ.get("BACKFILL_CRASH_AFTER_S")
+    text = env("BACKFILL_CRASH_AFTER_S")
     beat = heartbeat_s()
     if not text:
         value = CRASH_AFTER_S
@@ -64,7 +64,7 @@ def crash_after_s() -> float:
             raise BadInput(f"BACKFILL_CRASH_AFTER_S must be a number of seconds up to 86400: {text!r}")
     if value < 3 * beat:
         raise BadInput(f"BACKFILL_CRASH_AFTER_S={value:g} is shorter than three heartbeats (PREFECT_FLOWS_HEARTBEAT_FREQUENCY="
-                       f"{beat} s{'' if os.environ.get('PREFECT_FLOWS_HEARTBEAT_FREQUENCY') else ', Prefect default'}): live runs"
+                       f"{beat} s{'' if env('PREFECT_FLOWS_HEARTBEAT_FREQUENCY') else ', Prefect default'}): live runs"
                        f" would be marked Crashed. Set BACKFILL_CRASH_AFTER_S to at least {3 * beat}, or"
                        f" PREFECT_FLOWS_HEARTBEAT_FREQUENCY to at most {max(30, int(value // 3))} here and on every worker")
     return value
@@ -114,7 +114,7 @@ def late_after_s() -> float:
     Raises:
         BadInput: not a number of seconds from 10 to 86400.
     """
-    text = os.environ.get("BACKFILL_LATE_ALERT_S")
+    text = env("BACKFILL_LATE_ALERT_S")
     if not text:
         return LATE_AFTER_S
     try:
@@ -169,7 +169,7 @@ def alert_url() -> str | None:
     Raises:
         BadInput: anything else (never quoted: a webhook's URL usually holds its token).
     """
-    text = (os.environ.get("BACKFILL_ALERT_URL") or "").strip()
+    text = (env("BACKFILL_ALERT_URL") or "").strip()
     if not text:
         return None
     try:
@@ -206,7 +206,7 @@ def ensure_automations() -> list[str]:
     from prefect.client.orchestration import get_client
 
     window = crash_after_s()
-    told = bool(os.environ.get("BACKFILL_CRASH_AFTER_S"))  # without it, a window set before is kept
+    told = bool(env("BACKFILL_CRASH_AFTER_S"))  # without it, a window set before is kept
     wanted = [crash_automation(window)]
     url = alert_url()
     changed = []

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import logging
-import os
 import re
 import shutil
 import signal
@@ -27,6 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from flows.config import env
 from tasks.core.errors import BadInput, Busy, Outcome, PipelineError, RateLimited, StoreError
 from tasks.core.time_bounds import CALENDAR_FIRST_DAY
 
@@ -52,7 +52,7 @@ def use_prefect(mode: str | None, *, dry_run: bool = False) -> bool:
     mode = mode or setting("BACKFILL_ORCHESTRATE") or "auto"  # read when the run starts, not at import
     if mode not in MODES:
         raise BadInput(f"--orchestrate / BACKFILL_ORCHESTRATE must be one of {', '.join(MODES)}: {mode!r}")
-    wanted = bool(os.environ.get("PREFECT_API_URL")) if mode == "auto" else mode == "prefect"
+    wanted = bool(env("PREFECT_API_URL")) if mode == "auto" else mode == "prefect"
     if wanted and not dry_run:
         from flows.prefect_server import ensure_api_url
 
@@ -70,7 +70,7 @@ def check_prefect_api(url: str) -> None:
 
     from flows.prefect_server import basic_auth
 
-    secret = os.environ.get("PREFECT_API_AUTH_STRING")
+    secret = env("PREFECT_API_AUTH_STRING")
     try:
         answer = httpx.get(url.rstrip("/") + "/health", timeout=10)
         answer.raise_for_status()
@@ -261,7 +261,7 @@ def program_name(module: str, script: str) -> str:
     hint names the project, which a plain ``uv run`` there would not find."""
     argv0 = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
     name = f"python -m {module}" if argv0 in ("__main__.py", "-m", "-c", "") or argv0.endswith(".py") else script
-    if not os.environ.get("UV_RUN_RECURSION_DEPTH"):
+    if not env("UV_RUN_RECURSION_DEPTH"):
         return name
     from flows.config import CHECKOUT
 

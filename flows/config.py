@@ -8,8 +8,13 @@ with the settings under ``[settings]`` by their environment names, e.g.::
     YAHOO_RATE = "120/min,4000/h"
     BACKFILL_CACHE_DIR = "/srv/market/cache"
 
-Read once per process, when a setting is first asked for. ``BACKFILL_HOME`` and ``BACKFILL_CONFIG``
-cannot be set in it (they say where it is).
+The file is read once per process, when a setting is first asked for. ``BACKFILL_HOME`` and
+``BACKFILL_CONFIG`` cannot be set in it (they say where it is).
+
+This module is the only one that touches the process environment (a test holds every other module
+to it): ``Environment`` names every variable the commands read, Prefect's included;
+``process_environment`` and ``export`` copy it for a child process and set what Prefect's own
+client reads.
 """
 
 from __future__ import annotations
@@ -17,7 +22,10 @@ from __future__ import annotations
 import functools
 import os
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tasks.core.errors import BadInput
 
@@ -30,12 +38,72 @@ IN_FILE = frozenset({"DATABASE_URL", "BACKFILL_PGDATA", "BACKFILL_CACHE_DIR", "B
                      "SSGA_HOLDINGS_URL"})
 
 
+class Environment(BaseSettings):
+    """Every environment variable the commands read, by its name; an empty one counts as unset.
+    Values stay text: each is checked where it is used, with a message naming it."""
+
+    model_config = SettingsConfigDict(case_sensitive=True, env_ignore_empty=True, extra="ignore")
+
+    # where things are (docs/settings.md)
+    BACKFILL_HOME: str | None = None
+    BACKFILL_CONFIG: str | None = None
+    DATABASE_URL: str | None = None
+    BACKFILL_PGDATA: str | None = None
+    BACKFILL_PG_LISTEN: str | None = None
+    BACKFILL_CACHE_DIR: str | None = None
+    BACKFILL_PREFECT_HOME: str | None = None
+    BACKFILL_HOST: str | None = None
+    # how runs go
+    BACKFILL_ORCHESTRATE: str | None = None
+    BACKFILL_START_METHOD: str | None = None
+    YAHOO_RATE: str | None = None
+    FMP_API_KEY: str | None = None
+    FMP_BASE_URL: str | None = None
+    SSGA_HOLDINGS_URL: str | None = None
+    # unattended runs: alerts, crash detection, continuations (flows/automations.py, flows/prefect_glue.py)
+    BACKFILL_ALERT_URL: str | None = None
+    BACKFILL_CRASH_AFTER_S: str | None = None
+    BACKFILL_LATE_ALERT_S: str | None = None
+    BACKFILL_MAX_CONSECUTIVE_STOPS: str | None = None
+    # Prefect's own, read here (Prefect reads them too; never from the file)
+    PREFECT_API_URL: str | None = None
+    PREFECT_API_AUTH_STRING: str | None = None
+    PREFECT_API_DATABASE_CONNECTION_URL: str | None = None
+    PREFECT_SERVER_API_PORT: str | None = None
+    PREFECT_UI_URL: str | None = None
+    PREFECT_FLOWS_HEARTBEAT_FREQUENCY: str | None = None
+    # uv's, set in a process `uv run` started
+    UV_RUN_RECURSION_DEPTH: str | None = None
+
+
+def environment() -> Environment:
+    """The environment as it is now (Prefect's variables change during a run: ``export``)."""
+    return Environment()
+
+
+def env(name: str) -> str | None:
+    """One variable of ``Environment`` as it is now, None when unset or empty."""
+    value = getattr(environment(), name)
+    return str(value) if value is not None else None
+
+
+def process_environment() -> dict[str, str]:
+    """A copy of this process's whole environment, for a child process (Prefect's server)."""
+    return dict(os.environ)
+
+
+def export(values: Mapping[str, str]) -> None:
+    """Set ``values`` in this process's environment: what Prefect's client (and our child
+    processes) read, e.g. the local server's API URL and secret."""
+    os.environ.update(values)
+
+
 def data_home() -> Path:
     """Where the data lives when nothing else is said: ``BACKFILL_HOME``, else the checkout these
     commands run from (so ``cd elsewhere && uv run --project ... backfill-status`` finds the same
     database instead of making an empty one there), else, for an installed package, the per-user
     data folder."""
-    given = os.environ.get("BACKFILL_HOME", "").strip()
+    given = (env("BACKFILL_HOME") or "").strip()
     if given:
         return Path(given).expanduser().resolve()
     if (CHECKOUT / "pyproject.toml").is_file():
@@ -46,7 +114,7 @@ def data_home() -> Path:
 
 
 def config_path() -> Path:
-    given = os.environ.get("BACKFILL_CONFIG", "").strip()
+    given = (env("BACKFILL_CONFIG") or "").strip()
     return Path(given).expanduser() if given else data_home() / FILE_NAME
 
 
@@ -60,7 +128,7 @@ def _file_settings(path: Path) -> dict[str, str]:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        if os.environ.get("BACKFILL_CONFIG", "").strip():
+        if (env("BACKFILL_CONFIG") or "").strip():
             raise BadInput(f"BACKFILL_CONFIG: no such file: {path}") from None
         return {}
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
@@ -95,8 +163,8 @@ def unknown_setting(key: str) -> str:
 
 def setting(name: str) -> str | None:
     """A setting's value: the environment's, else the configuration file's, else None (the default)."""
-    value = os.environ.get(name)
-    if value is not None and value != "":
+    value = env(name)
+    if value is not None:
         return value
     if name in NOT_IN_FILE:
         return None
@@ -105,7 +173,7 @@ def setting(name: str) -> str | None:
 
 def source_of(name: str) -> str:
     """Where ``setting(name)`` comes from: environment, configuration file, or default."""
-    if os.environ.get(name):
+    if env(name):
         return "environment"
     if name not in NOT_IN_FILE and name in _file_settings(config_path()):
         return f"configuration file {config_path()}"

@@ -8,14 +8,13 @@ that needs it and keeps running).
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from flows.cli import ArgumentParser, run_cli
-from flows.config import config_path, setting, source_of
+from flows.config import config_path, env, setting, source_of
 from flows.settings import data_home, default_cache_dir, pg_listen, pgdata
 from tasks.core.errors import Outcome
 
@@ -68,7 +67,7 @@ def describe() -> dict[str, Any]:
         "database": describe_dsn(url) if url else f"embedded PostgreSQL in {data.resolve()}",
         "embedded_server": server_state(data) if not url else {"running": None, "note": "DATABASE_URL names another server"},
         "cache": str(default_cache_dir().resolve()),
-        "prefect_api": os.environ.get("PREFECT_API_URL") or (f"{local.api_url} (prefect-local, running)" if local else "none"),
+        "prefect_api": env("PREFECT_API_URL") or (f"{local.api_url} (prefect-local, running)" if local else "none"),
         "config_file": f"{config_path()}" + ("" if config_path().is_file() else " (none)"),
         "settings": {name: {"value": shown_value(name, default), "from": source_of(name)} for name, default in SETTINGS.items()},
     }

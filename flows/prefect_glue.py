@@ -23,11 +23,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import os
 import re
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
+from flows.config import env
 from flows.prefect_artifacts import RunArtifacts
 from tasks.core.commands import ResumePoint, collected_resume_points
 from tasks.core.errors import BadInput, Busy, Outcome, PipelineError
@@ -336,7 +336,7 @@ def own_job_variables() -> dict[str, Any] | None:
 def max_consecutive_stops() -> int:
     """``BACKFILL_MAX_CONSECUTIVE_STOPS`` (a positive integer) or MAX_CONSECUTIVE_STOPS."""
     try:
-        return max(1, int(os.environ.get("BACKFILL_MAX_CONSECUTIVE_STOPS", MAX_CONSECUTIVE_STOPS)))
+        return max(1, int(env("BACKFILL_MAX_CONSECUTIVE_STOPS") or MAX_CONSECUTIVE_STOPS))
     except ValueError:
         return MAX_CONSECUTIVE_STOPS
 

@@ -13,7 +13,6 @@ The server itself (start, find, stop) is ``flows/prefect_server.py``; exit codes
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 import uuid
@@ -21,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from flows.cli import int_in, run_cli
+from flows.config import env, export, process_environment
 from flows.prefect_server import (
     DEFAULT_PORT,
     ServerInfo,
@@ -56,10 +56,10 @@ def run_now(run_id: str | None) -> Outcome:
         uuid.UUID(run_id)
     except ValueError:
         raise BadInput(f"not a flow run id: {run_id!r}") from None
-    api = find_local_api(os.environ.get("PREFECT_API_URL"))
+    api = find_local_api(env("PREFECT_API_URL"))
     if not api:
         raise StoreError("no Prefect server: set PREFECT_API_URL or `prefect-local start`")
-    auth = basic_auth(os.environ.get("PREFECT_API_AUTH_STRING"))
+    auth = basic_auth(env("PREFECT_API_AUTH_STRING"))
     try:
         run = httpx.get(f"{api}/flow_runs/{run_id}", timeout=10, auth=auth)
         if run.status_code == 401:
@@ -112,7 +112,7 @@ def act(ns: argparse.Namespace) -> Outcome:
     elif ns.action == "run-now":
         return run_now(ns.run_id)
     elif ns.action == "automations":
-        url = os.environ.get("PREFECT_API_URL")
+        url = env("PREFECT_API_URL")
         if not url:
             raise BadInput("set PREFECT_API_URL to the server that should get the automations")
         install_automations(url)
@@ -143,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     ns = build_parser().parse_args(argv)  # a bad flag: argparse's message and exit 2, as every command
-    os.environ.update(no_proxy_env(os.environ))  # its server is on loopback: never through a proxy
+    export(no_proxy_env(process_environment()))  # its server is on loopback: never through a proxy
     return run_cli(lambda: act(ns))
 
 

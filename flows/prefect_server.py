@@ -28,12 +28,13 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
 
+from flows.config import env, export, process_environment
 from flows.settings import pg_listen, pgdata
 from tasks.core.db import PREFECT_DBNAME, embedded_server_uri
 from tasks.core.errors import BadInput, StoreError
@@ -72,7 +73,7 @@ def database_url() -> str:
     Raises:
         StoreError: the embedded server could not be started.
     """
-    configured = os.environ.get("PREFECT_API_DATABASE_CONNECTION_URL")
+    configured = env("PREFECT_API_DATABASE_CONNECTION_URL")
     if configured:
         return configured
     uri = embedded_server_uri(pgdata(), PREFECT_DBNAME, pg_listen())
@@ -113,14 +114,14 @@ def auth_export_line(home: Path) -> str:
 def use_local_server(info: ServerInfo, home: Path) -> None:
     """Point this process's Prefect client at the local server: its URL, its secret, and no proxy
     for loopback (behind a corporate proxy Prefect's websocket would go to it)."""
-    os.environ["PREFECT_API_URL"] = info.api_url
+    export({"PREFECT_API_URL": info.api_url})
     secret = auth_string(home)
     if secret:  # this server's own, whatever another server's may be set for
-        os.environ["PREFECT_API_AUTH_STRING"] = secret
-    os.environ.update(no_proxy_env(os.environ))
+        export({"PREFECT_API_AUTH_STRING": secret})
+    export(no_proxy_env(process_environment()))
 
 
-def no_proxy_env(env: dict[str, str] | os._Environ[str]) -> dict[str, str]:
+def no_proxy_env(env: Mapping[str, str]) -> dict[str, str]:
     """``NO_PROXY``/``no_proxy`` with the loopback addresses added (what was there is kept)."""
     out = {}
     for key in ("NO_PROXY", "no_proxy"):
@@ -194,7 +195,7 @@ def port_is_free(port: int) -> bool:
 def preferred_port(home: Path) -> int:
     """Prefect's own ``PREFECT_SERVER_API_PORT`` when set; else the port this home's server had last
     (a restart comes back where every worker was pointed); else DEFAULT_PORT."""
-    for text in (os.environ.get("PREFECT_SERVER_API_PORT"), _read_text(home / "last-port")):
+    for text in (env("PREFECT_SERVER_API_PORT"), _read_text(home / "last-port")):
         try:
             if text:
                 return int(text)
@@ -282,20 +283,20 @@ def launch(home: Path, port: int) -> ServerInfo | None:
     Raises:
         StoreError: it exited or did not answer in time (the log's last line said).
     """
-    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_API_DATABASE_CONNECTION_URL": database_url(),
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_SERVER_API_AUTH_STRING": make_auth_string(home),
-           # the UI calls the API where this server listens (by default it would call port 4200: maybe another server)
-           "PREFECT_UI_API_URL": f"http://127.0.0.1:{port}/api",
-           # the links in alerts (the `ui_url` filter): this server's UI, unless one is set (a proxy in front)
-           "PREFECT_UI_URL": os.environ.get("PREFECT_UI_URL") or f"http://127.0.0.1:{port}", **no_proxy_env(os.environ)}
-    env.pop("PREFECT_API_URL", None)
+    child = {**process_environment(), "PREFECT_HOME": str(home), "PREFECT_API_DATABASE_CONNECTION_URL": database_url(),
+             "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_SERVER_API_AUTH_STRING": make_auth_string(home),
+             # the UI calls the API where this server listens (by default it would call port 4200: maybe another server)
+             "PREFECT_UI_API_URL": f"http://127.0.0.1:{port}/api",
+             # the links in alerts (the `ui_url` filter): this server's UI, unless one is set (a proxy in front)
+             "PREFECT_UI_URL": env("PREFECT_UI_URL") or f"http://127.0.0.1:{port}", **no_proxy_env(process_environment())}
+    child.pop("PREFECT_API_URL", None)
     detach: dict[str, object] = {"start_new_session": True}
     if sys.platform == "win32":
         detach = {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.DETACHED_PROCESS}  # type: ignore[attr-defined]
     log = (home / "server.log").open("ab")
     offset = log.tell()  # this start's lines begin here
     proc = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                            env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, **detach)  # type: ignore[call-overload]
+                            env=child, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, **detach)  # type: ignore[call-overload]
     log.close()
     info = ServerInfo(pid=proc.pid, port=port)
     deadline = time.monotonic() + START_TIMEOUT_S
@@ -353,8 +354,8 @@ def ensure_api_url() -> str:
 
     Called before Prefect is imported, so Prefect's settings see it.
     """
-    os.environ.update(no_proxy_env(os.environ))  # before the first call to a server on loopback
-    url = os.environ.get("PREFECT_API_URL")
+    export(no_proxy_env(process_environment()))  # before the first call to a server on loopback
+    url = env("PREFECT_API_URL")
     if url:
         return find_local_api(url) or url  # the local server exported by hand: its secret found too
     home = default_home()
@@ -373,7 +374,7 @@ def install_automations(api_url: str) -> None:
         BadInput: a setting is unusable.
         StoreError: the server refused them.
     """
-    os.environ["PREFECT_API_URL"] = api_url
+    export({"PREFECT_API_URL": api_url})
     find_local_api(api_url)
     from flows.automations import ensure_automations
 
@@ -386,5 +387,5 @@ def install_automations(api_url: str) -> None:
     for name in changed:
         print(f"Automation created: {name}" if name.startswith("market-backfill:") else f"Updated: {name}", file=sys.stderr)
     if not changed:
-        alerts = "on" if os.environ.get("BACKFILL_ALERT_URL") else "off (BACKFILL_ALERT_URL is not set)"
+        alerts = "on" if env("BACKFILL_ALERT_URL") else "off (BACKFILL_ALERT_URL is not set)"
         print(f"Automations on {api_url} are up to date: crash detection on, alerts {alerts}.", file=sys.stderr)

@@ -33,3 +33,4 @@ CREATE OR REPLACE VIEW daily_bars AS
     SELECT 'stock', ticker, trade_date, open, high, low, close, adj_close, volume, repaired, source, fetched_at, run_id
     FROM collected_daily_stock_history;
 COMMENT ON COLUMN daily_bars.run_id IS 'The run that last wrote the bar: backfill_internal.backfill_runs.run_id.';
+COMMENT ON TABLE backfill_runs IS 'Every run of a command that writes data (the backfills, event valuation, JSONL ingestion, the daily pipeline): its command line, parameters, status (running, done, failed, rate_limited, interrupted, crashed) and summary line; the data tables'' run_id names one.';

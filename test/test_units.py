@@ -387,3 +387,28 @@ def test_the_early_stop_guard_knows_every_console_script() -> None:
 
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["scripts"]
     assert set(flows.COMMANDS) == set(scripts)
+
+
+def test_no_module_but_the_settings_module_touches_the_process_environment() -> None:
+    """``flows/config.py`` names every variable the commands read (``Environment``); nothing else
+    reads or sets ``os.environ`` (or ``os.getenv``/``os.putenv``/``os.unsetenv``)."""
+    import ast
+
+    from test.fix_yahoo import ROOT
+
+    found = []
+    for path in sorted([*(ROOT / "tasks").rglob("*.py"), *(ROOT / "flows").rglob("*.py")]):
+        if path == ROOT / "flows" / "config.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            named = (isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv", "putenv", "unsetenv", "environb")) or (
+                isinstance(node, ast.ImportFrom) and node.module == "os" and any(a.name.startswith(("environ", "getenv")) for a in node.names))
+            if named:
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert found == []
+
+
+def test_every_variable_the_file_takes_is_a_variable_of_the_environment_model() -> None:
+    from flows.config import IN_FILE, Environment
+
+    assert IN_FILE <= set(Environment.model_fields)
