@@ -401,9 +401,10 @@ def test_no_module_but_the_settings_module_touches_the_process_environment() -> 
         if path == ROOT / "flows" / "config.py":
             continue
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            named = (isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv", "putenv", "unsetenv", "environb")) or (
-                isinstance(node, ast.ImportFrom) and node.module == "os" and any(a.name.startswith(("environ", "getenv")) for a in node.names))
-            if named:
+            attribute = isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv", "putenv", "unsetenv", "environb")
+            imported = isinstance(node, ast.ImportFrom) and node.module == "os" and any(
+                a.name.startswith(("environ", "getenv")) for a in node.names)
+            if attribute or imported:
                 found.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert found == []
 
