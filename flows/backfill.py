@@ -18,18 +18,19 @@ out over the work pool (``flows/fan_out.py``).
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import shlex
 import sys
 from collections.abc import Sequence
 from typing import Any
 
-from flows.cli import ArgumentParser, int_in, program_name, run_cli, use_prefect
+from flows.cli import int_in
+from flows.command import FlowCommand, Invocation
 from flows.params import (
     DRY_RUN,
     ORCHESTRATE,
     Param,
-    add_flags,
     as_date,
     date_text,
     flow_function,
@@ -42,7 +43,6 @@ from flows.params import (
 )
 from flows.settings import data_dsn, holdings_url
 from tasks.core.calendar import MAX_DAYS
-from tasks.core.commands import command_line
 from tasks.core.db import open_database
 from tasks.core.display import printer
 from tasks.core.errors import BadInput, Outcome
@@ -262,33 +262,23 @@ EXAMPLES = (  # shown by --help as typed; a test parses each
 )
 
 
-def build_parser() -> ArgumentParser:
-    parser = ArgumentParser(prog="backfill", examples=EXAMPLES,
-                            description="Backfill daily or intraday bars of the tickers you name (or a universe) over "
-                            "any range of NYSE sessions into PostgreSQL, paced by the shared rate budget; a rerun fetches only what is "
-                            "missing.")
-    add_flags(parser, PARAMS)
-    return parser
+COMMAND = FlowCommand("flows.backfill", "backfill", PARAMS, "Backfill daily or intraday bars of the tickers you name (or a universe) "
+                      "over any range of NYSE sessions into PostgreSQL, paced by the shared rate budget; a rerun fetches only what is "
+                      "missing.", EXAMPLES, build_flow)
+build_parser = COMMAND.parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    command = command_line(program_name("flows.backfill", "backfill"), args)
+    typed: list[str] = []  # what continues the run (a resumed run's own command)
 
-    typed = [command]  # what continues the run (a resumed run's own command)
-
-    def body() -> int:
-        ns = build_parser().parse_args(args)
-        values = flow_values(ns, PARAMS, command=command)
-        if use_prefect(ns.orchestrate, dry_run=ns.dry_run):
-            from flows.prefect_glue import run_flow
-
-            return run_flow(build_flow(), values)
+    def plain(ns: argparse.Namespace, values: dict[str, Any], call: Invocation) -> int:
         given = resumed({**values, "dry_run": ns.dry_run})
-        typed[0] = str(given["command"])
+        typed[:] = [str(given["command"])]
         return run(options(given), command=typed[0])[0]
 
-    return run_cli(body, interrupted=lambda: f"Interrupted: every ticker and request stored so far is kept. Continue with:\n  {typed[0]}")
+    return COMMAND.main(argv, values=lambda ns, call: flow_values(ns, PARAMS, command=call.command), plain=plain,
+                        interrupted=lambda call: lambda: "Interrupted: every ticker and request stored so far is kept. Continue with:"
+                                                         f"\n  {typed[0] if typed else call.command}")
 
 
 if __name__ == "__main__":

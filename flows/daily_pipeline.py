@@ -20,12 +20,12 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from flows.cli import ArgumentParser, int_in, program_name, run_cli, use_prefect
+from flows.cli import int_in
+from flows.command import FlowCommand, Invocation
 from flows.params import (
     DRY_RUN,
     ORCHESTRATE,
     Param,
-    add_flags,
     as_date,
     date_text,
     flags_for,
@@ -37,7 +37,7 @@ from flows.params import (
 )
 from flows.settings import data_dsn, holdings_url
 from tasks.core.calendar import MAX_DAYS
-from tasks.core.commands import command_line, resume_sink
+from tasks.core.commands import resume_sink
 from tasks.core.display import printer, progress_sink
 from tasks.core.errors import BadInput, Outcome
 from tasks.core.runs import run_dsn
@@ -150,34 +150,23 @@ EXAMPLES = (  # shown by --help as typed; a test parses each
 )
 
 
-def build_parser() -> ArgumentParser:
-    parser = ArgumentParser(prog="daily-pipeline", examples=EXAMPLES,
-                            description="ETF OHLC → ETF holdings → trending sectors and stocks → stock "
-                                                               "history → portfolio allocation; retention when named.")
-    add_flags(parser, PARAMS)
-    return parser
+COMMAND = FlowCommand(MODULE, "daily-pipeline", PARAMS, "ETF OHLC → ETF holdings → trending sectors and stocks → stock history → "
+                      "portfolio allocation; retention when named.", EXAMPLES, build_flow)
+build_parser = COMMAND.parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    prog = program_name(MODULE, "daily-pipeline")
     resume: list[str] = []  # the command that runs the stages not done yet, kept up to date by the run
 
-    def body() -> Outcome:
-        ns = build_parser().parse_args(args)
-        values = flow_values(ns, PARAMS)
-        if use_prefect(ns.orchestrate, dry_run=ns.dry_run):
-            from flows.prefect_glue import run_flow
-
-            return run_flow(build_flow(), values)
+    def plain(ns: argparse.Namespace, values: dict[str, Any], call: Invocation) -> Outcome:
         opts = options({**values, "dry_run": ns.dry_run})
-        return run_pipeline(opts, prog=prog, args=args, say=printer(), dsn=data_dsn(), resume=resume)[0]
+        return run_pipeline(opts, prog=call.prog, args=call.args, say=printer(), dsn=data_dsn(), resume=resume)[0]
 
-    def stopped() -> str:
-        again = resume[0] if resume else command_line(prog, args)  # stopped before the first stage: the whole command
-        return f"Interrupted: finished stages are kept. Run the unfinished stages with:\n  {again}"
+    def stopped(call: Invocation) -> Callable[[], str]:
+        # stopped before the first stage: the whole command
+        return lambda: f"Interrupted: finished stages are kept. Run the unfinished stages with:\n  {resume[0] if resume else call.command}"
 
-    return run_cli(body, interrupted=stopped)
+    return COMMAND.main(argv, values=lambda ns, call: flow_values(ns, PARAMS), plain=plain, interrupted=stopped)
 
 
 if __name__ == "__main__":

@@ -13,12 +13,12 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from flows.cli import ArgumentParser, int_in, program_name, run_cli, use_prefect
+from flows.cli import int_in
+from flows.command import FlowCommand
 from flows.params import (
     DRY_RUN,
     ORCHESTRATE,
     Param,
-    add_flags,
     as_date,
     as_tickers,
     date_text,
@@ -31,7 +31,6 @@ from flows.params import (
 )
 from flows.settings import data_dsn
 from tasks.core.calendar import MAX_DAYS
-from tasks.core.commands import command_line
 from tasks.core.tickers import ETF_UNIVERSE
 from tasks.prices.backfill_run import BackfillOptions, run_backfill, summary_markdown
 
@@ -79,27 +78,16 @@ EXAMPLES = (  # shown by --help as typed; a test parses each
 )
 
 
-def build_parser() -> ArgumentParser:
-    parser = ArgumentParser(prog="etf-backfill", examples=EXAMPLES,
-                            description="Backfill daily OHLCV of SPY and the 11 sector SPDR ETFs into PostgreSQL.")
-    add_flags(parser, PARAMS)
-    return parser
+COMMAND = FlowCommand("flows.etf_backfill", "etf-backfill", PARAMS, "Backfill daily OHLCV of SPY and the 11 sector SPDR ETFs into "
+                      "PostgreSQL.", EXAMPLES, build_flow)
+build_parser = COMMAND.parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    command = command_line(program_name("flows.etf_backfill", "etf-backfill"), args)
-
-    def body() -> int:
-        ns = build_parser().parse_args(args)
-        values = flow_values(ns, PARAMS, command=command)
-        if use_prefect(ns.orchestrate, dry_run=ns.dry_run):
-            from flows.prefect_glue import run_flow
-
-            return run_flow(build_flow(), values)
-        return run_backfill(options({**values, "dry_run": ns.dry_run}), dsn=data_dsn(), command=command)[0]
-
-    return run_cli(body, interrupted=f"Interrupted: every ticker stored so far is kept. Continue with:\n  {command}")
+    return COMMAND.main(
+        argv, values=lambda ns, call: flow_values(ns, PARAMS, command=call.command),
+        plain=lambda ns, values, call: run_backfill(options({**values, "dry_run": ns.dry_run}), dsn=data_dsn(), command=call.command)[0],
+        interrupted=lambda call: f"Interrupted: every ticker stored so far is kept. Continue with:\n  {call.command}")
 
 
 if __name__ == "__main__":

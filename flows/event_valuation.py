@@ -10,18 +10,19 @@ database, cache, network; metrics in bulk; one COPY + one UPDATE) in worker proc
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from flows.cli import ArgumentParser, int_in, program_name, rate_per_min, run_cli, use_prefect
+from flows.cli import int_in, rate_per_min
+from flows.command import FlowCommand, Invocation
 from flows.params import (
     DRY_RUN,
     ORCHESTRATE,
     Param,
-    add_flags,
     as_date,
     date_text,
     flow_function,
@@ -35,7 +36,6 @@ from flows.params import (
     ticker_list,
 )
 from flows.settings import data_dsn, fmp_base_url, fmp_key, start_method
-from tasks.core.commands import command_line
 from tasks.core.errors import BadInput, Outcome, PipelineError, StoreError
 from tasks.core.tickers import parse_shard, parse_ticker_list
 from tasks.events.fundamentals_run import MODES as FUNDAMENTAL_MODES
@@ -175,30 +175,19 @@ EXAMPLES = (  # shown by --help as typed; a test parses each
 )
 
 
-def build_parser() -> ArgumentParser:
-    parser = ArgumentParser(prog="event-valuation", examples=EXAMPLES,
-                            description="Import events and value them: returns, excess returns, momentum, "
-                                                                "volatility.")
-    add_flags(parser, PARAMS)
-    return parser
+COMMAND = FlowCommand(MODULE, "event-valuation", PARAMS, "Import events and value them: returns, excess returns, momentum, "
+                      "volatility.", EXAMPLES, build_flow)
+build_parser = COMMAND.parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    command = command_line(program_name(MODULE, "event-valuation"), args)
-
-    def body() -> Outcome:
-        ns = build_parser().parse_args(args)
-        values = flow_values(ns, PARAMS, command=command)
+    def plain(ns: argparse.Namespace, values: dict[str, Any], call: Invocation) -> Outcome:
         opts = options({**values, "dry_run": ns.dry_run, "processes": ns.processes})
-        if use_prefect(ns.orchestrate, dry_run=ns.dry_run):
-            from flows.prefect_glue import run_flow
+        return run_valuation(opts, dsn=data_dsn(), command=call.command)
 
-            return run_flow(build_flow(), values)
-        return run_valuation(opts, dsn=data_dsn(), command=command)
-
-    return run_cli(body, interrupted="Interrupted: groups already written are kept. Run the same command again to value the rest:\n"
-                                     f"  {command}")
+    return COMMAND.main(argv, values=lambda ns, call: flow_values(ns, PARAMS, command=call.command), plain=plain,
+                        interrupted=lambda call: "Interrupted: groups already written are kept. Run the same command again to value"
+                                                 f" the rest:\n  {call.command}")
 
 
 if __name__ == "__main__":

@@ -12,16 +12,17 @@ batches that commit with its checkpoint → the summary (rejects, reloads, failu
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from flows.cli import ArgumentParser, float_in, int_in, program_name, run_cli, use_prefect
-from flows.params import DRY_RUN, ORCHESTRATE, Param, add_flags, flow_function, flow_values, path_text
+from flows.cli import float_in, int_in
+from flows.command import FlowCommand, Invocation
+from flows.params import DRY_RUN, ORCHESTRATE, Param, flow_function, flow_values, path_text
 from flows.settings import data_dsn, host_name, start_method
-from tasks.core.commands import command_line
-from tasks.core.errors import BadInput, Outcome
+from tasks.core.errors import BadInput
 from tasks.jsonl.files import Sources
 from tasks.jsonl.ingest import run_ingest
 from tasks.jsonl.options import DB_RETRIES, IngestOptions
@@ -87,30 +88,21 @@ EXAMPLES = (  # shown by --help as typed; a test parses each
 )
 
 
-def build_parser() -> ArgumentParser:
-    parser = ArgumentParser(prog="jsonl-ingest", examples=EXAMPLES,
-                            description="Load swing, scalp and gap JSONL files into PostgreSQL: from --root "
-                                                           "DIR, or from --swing/--scalp/--gaps (folders or globs).")
-    add_flags(parser, PARAMS)
-    return parser
+COMMAND = FlowCommand(MODULE, "jsonl-ingest", PARAMS, "Load swing, scalp and gap JSONL files into PostgreSQL: from --root DIR, or "
+                      "from --swing/--scalp/--gaps (folders or globs).", EXAMPLES, build_flow)
+build_parser = COMMAND.parser
+
+
+def _values(ns: argparse.Namespace, call: Invocation) -> dict[str, Any]:
+    if not ns.follow and any(a == "--poll" or a.startswith("--poll=") for a in call.args):
+        raise BadInput("--poll sets the seconds between passes of --follow; without --follow there is one pass")
+    return flow_values(ns, PARAMS)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    command = command_line(program_name(MODULE, "jsonl-ingest"), args)
-
-    def body() -> Outcome:
-        ns = build_parser().parse_args(args)
-        if not ns.follow and any(a == "--poll" or a.startswith("--poll=") for a in args):
-            raise BadInput("--poll sets the seconds between passes of --follow; without --follow there is one pass")
-        values = flow_values(ns, PARAMS)
-        if use_prefect(ns.orchestrate, dry_run=ns.dry_run):
-            from flows.prefect_glue import run_flow
-
-            return run_flow(build_flow(), values)
-        return run_ingest(options({**values, "dry_run": ns.dry_run}), dsn=data_dsn())
-
-    return run_cli(body, interrupted=f"Interrupted: committed batches are kept. Run the same command to continue:\n  {command}")
+    return COMMAND.main(
+        argv, values=_values, plain=lambda ns, values, call: run_ingest(options({**values, "dry_run": ns.dry_run}), dsn=data_dsn()),
+        interrupted=lambda call: f"Interrupted: committed batches are kept. Run the same command to continue:\n  {call.command}")
 
 
 if __name__ == "__main__":

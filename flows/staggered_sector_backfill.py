@@ -15,12 +15,12 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from flows.cli import ArgumentParser, float_in, int_in, program_name, run_cli, use_prefect
+from flows.cli import float_in, int_in
+from flows.command import FlowCommand
 from flows.params import (
     DRY_RUN,
     ORCHESTRATE,
     Param,
-    add_flags,
     as_date,
     as_tickers,
     date_text,
@@ -100,27 +100,15 @@ EXAMPLES = (  # shown by --help as typed; a test parses each
 )
 
 
-def build_parser() -> ArgumentParser:
-    parser = ArgumentParser(prog="staggered-backfill", examples=EXAMPLES,
-                            description="Backfill the 11 sector ETFs one ticker at a time, minutes apart, "
-                                                                   "resumably.")
-    add_flags(parser, PARAMS)
-    return parser
+COMMAND = FlowCommand(MODULE, "staggered-backfill", PARAMS, "Backfill the 11 sector ETFs one ticker at a time, minutes apart, "
+                      "resumably.", EXAMPLES, build_flow)
+build_parser = COMMAND.parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-
-    def body() -> Outcome:
-        ns = build_parser().parse_args(args)
-        values = flow_values(ns, PARAMS, args=args, prog=program_name(MODULE, "staggered-backfill"))
-        if use_prefect(ns.orchestrate, dry_run=ns.dry_run):
-            from flows.prefect_glue import run_flow
-
-            return run_flow(build_flow(), values)
-        return run({**values, "dry_run": ns.dry_run})
-
-    return run_cli(body, interrupted="")  # the runner says what is kept and prints the command that resumes
+    return COMMAND.main(argv, values=lambda ns, call: flow_values(ns, PARAMS, args=call.args, prog=call.prog),
+                        plain=lambda ns, values, call: run({**values, "dry_run": ns.dry_run}),
+                        interrupted=lambda call: "")  # the runner says what is kept and prints the command that resumes
 
 
 if __name__ == "__main__":

@@ -413,3 +413,26 @@ def test_every_variable_the_file_takes_is_a_variable_of_the_environment_model() 
     from flows.config import IN_FILE, Environment
 
     assert IN_FILE <= set(Environment.model_fields)
+
+
+def test_the_one_retry_helper_retries_what_it_is_told_at_most_so_often_and_reraises_the_last_error() -> None:
+    from tasks.core.retries import retrying
+
+    calls: list[int] = []
+    waits: list[float] = []
+
+    def flaky() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise TimeoutError(f"attempt {len(calls)}")
+        return "ok"
+
+    assert retrying(TimeoutError, attempts=3, initial=0.25, most=1.0, sleep=waits.append)(flaky) == "ok"
+    assert len(calls) == 3 and len(waits) == 2 and all(0.25 <= w <= 1.0 for w in waits)
+    calls.clear()
+    with pytest.raises(TimeoutError, match="attempt 2"):  # the last error itself, not tenacity's RetryError
+        retrying(lambda exc: isinstance(exc, TimeoutError), attempts=2, initial=0, most=0, sleep=waits.append)(flaky)
+    calls.clear()
+    with pytest.raises(TimeoutError, match="attempt 1"):  # not what it was told to retry: raised at once
+        retrying(ValueError, attempts=5, initial=0, most=0, sleep=waits.append)(flaky)
+    assert len(calls) == 1

@@ -24,6 +24,7 @@ from typing import Any
 
 from tasks.core.errors import PipelineError, StoreError
 from tasks.core.processes import die_with_parent, leave_signals_to_the_parent, platform_start_method
+from tasks.core.retries import retrying
 from tasks.events.groups import GroupResult, ValuationContext, ValuationGroup, value_group
 
 GroupOutcome = GroupResult | tuple[int, str]  # a result, or (group index, error) for a failed group
@@ -32,18 +33,12 @@ _DONE = "done"
 
 def value_with_retries(group: ValuationGroup, ctx: ValuationContext, retries: int = 2) -> GroupOutcome:
     """A group, retried on database errors (a retry rewrites the whole group or nothing)."""
-    for attempt in range(retries + 1):
-        try:
-            return value_group(group, ctx)
-        except StoreError as exc:
-            if attempt == retries:
-                return group.index, str(exc)
-            threading.Event().wait(0.5 * (attempt + 1))
-        except PipelineError as exc:
-            return group.index, str(exc)
-        except Exception as exc:  # a bug must not hang the pool: report it as that group's failure
-            return group.index, f"{type(exc).__name__}: {exc}"
-    raise AssertionError("unreachable")
+    try:
+        return retrying(StoreError, attempts=retries + 1, initial=0.5, most=2.0)(value_group, group, ctx)
+    except PipelineError as exc:  # the database error after the last attempt, or the group's own
+        return group.index, str(exc)
+    except Exception as exc:  # a bug must not hang the pool: report it as that group's failure
+        return group.index, f"{type(exc).__name__}: {exc}"
 
 
 def _worker(todo: Any, results: Any, stop: Any, ctx: ValuationContext, threads: int) -> None:

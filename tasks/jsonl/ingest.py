@@ -11,12 +11,13 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 import psycopg
-from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+from tenacity import RetryCallState
 
 from tasks.core.db import connect, database_errors, first_line, is_transient, open_database
 from tasks.core.display import Reporter, printer
 from tasks.core.errors import Outcome, PipelineError
 from tasks.core.processes import die_with_parent, leave_signals_to_the_parent
+from tasks.core.retries import retrying
 from tasks.core.runs import recorded_run
 from tasks.jsonl.coverage import Coverage
 from tasks.jsonl.files import FilePlan, absent_places, count_lines, discover, plan_files
@@ -67,11 +68,10 @@ def load_group(dsn: str, plans: list[FilePlan], batch_size: int, db_retries: int
                 if conns:
                     conns.pop().close()
 
-            retrying = Retrying(retry=retry_if_exception(is_transient), stop=stop_after_attempt(db_retries + 1),
-                                wait=wait_exponential_jitter(initial=1.0, max=8.0), before_sleep=before_sleep, reraise=True)
+            again = retrying(is_transient, attempts=db_retries + 1, initial=1.0, most=8.0, before_sleep=before_sleep)
             try:
-                result = retrying(lambda plan=plan: load_file(connection(), plan, batch_size=batch_size))
-                result.retries = retrying.statistics["attempt_number"] - 1
+                result = again(lambda plan=plan: load_file(connection(), plan, batch_size=batch_size))
+                result.retries = again.statistics["attempt_number"] - 1
                 out.append(result)
             except PipelineError as exc:
                 out.append((plan.file.rel, str(exc)))

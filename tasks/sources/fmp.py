@@ -22,9 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
-
 from tasks.core.errors import RateLimited, SourceError, TransientSourceError
+from tasks.core.retries import retrying
 from tasks.sources.budget import RateBudget
 from tasks.sources.yahoo import parse_retry_after
 
@@ -95,9 +94,8 @@ class FmpClient:
                 with self._lock:
                     self.cached_requests += 1
                 return data
-        retrying = Retrying(retry=retry_if_exception_type(TransientSourceError), stop=stop_after_attempt(self.max_retries + 1),
-                            wait=wait_exponential_jitter(initial=self._backoff, max=30), sleep=self._sleep, reraise=True)
-        return retrying(self._fetch, url, full, symbol, path)
+        again = retrying(TransientSourceError, attempts=self.max_retries + 1, initial=self._backoff, most=30, sleep=self._sleep)
+        return again(self._fetch, url, full, symbol, path)
 
     def _fetch(self, url: str, params: dict[str, Any], symbol: str, path: str) -> Any:
         import requests

@@ -32,9 +32,9 @@ from typing import Any
 
 import pandas as pd
 from curl_cffi import requests as curl_requests
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
 from tasks.core.errors import RateLimited, SourceError, TransientSourceError
+from tasks.core.retries import retrying
 from tasks.sources.budget import RateBudget
 from tasks.sources.yahoo import parse_retry_after
 
@@ -187,9 +187,8 @@ class SsgaHoldings:
         cached = self._cached(path, fund)
         if cached is not None:
             return cached
-        retrying = Retrying(retry=retry_if_exception_type(TransientSourceError), stop=stop_after_attempt(self.max_retries + 1),
-                            wait=wait_exponential_jitter(initial=self.backoff_initial, max=30.0), sleep=self._sleep, reraise=True)
-        data, parsed = retrying(self._download, fund)
+        again = retrying(TransientSourceError, attempts=self.max_retries + 1, initial=self.backoff_initial, most=30.0, sleep=self._sleep)
+        data, parsed = again(self._download, fund)
         self.dir.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         tmp.write_bytes(data)

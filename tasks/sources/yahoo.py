@@ -26,10 +26,11 @@ from typing import Any
 
 import pandas as pd
 from curl_cffi import requests as curl_requests
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+from tenacity import RetryCallState, Retrying
 
 from tasks.core.calendar import NY_TZ, next_day
 from tasks.core.errors import NoData, RateLimited, SourceError, StoreError, TransientSourceError
+from tasks.core.retries import retrying
 from tasks.core.types import FetchRequest, FetchResult
 from tasks.sources.budget import RateBudget
 from tasks.sources.normalize import ImplausibleBars, normalize_history
@@ -244,14 +245,8 @@ class YahooSource:
             log.warning("retrying after transient error (attempt %d): %s", state.attempt_number, exc)
             _forget_yfinance_responses()
 
-        return Retrying(
-            retry=retry_if_exception_type(TransientSourceError),
-            stop=stop_after_attempt(self.max_retries + 1),
-            wait=wait_exponential_jitter(initial=self._backoff[0], max=self._backoff[1]),
-            sleep=self._sleep,
-            before_sleep=before_sleep,
-            reraise=True,
-        )
+        return retrying(TransientSourceError, attempts=self.max_retries + 1, initial=self._backoff[0], most=self._backoff[1],
+                        sleep=self._sleep, before_sleep=before_sleep)
 
     def fetch(self, request: FetchRequest) -> FetchResult:
         """Bars for one request, retrying transient failures.

@@ -1,0 +1,73 @@
+"""A flow's command, made one way: its parser (a flag per flow parameter, ``flows/params.py``) and
+its ``main``, which runs the flow through Prefect when ``--orchestrate`` says so and the plain
+run otherwise, under ``run_cli``'s exit codes and stop handling. Each flow module says only what
+is its own: how the parsed flags become the flow's values, the plain run, and what an interrupt
+says."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from flows.cli import ArgumentParser, program_name, run_cli, use_prefect
+from flows.params import Param, add_flags
+from tasks.core.commands import command_line
+from tasks.core.errors import Outcome
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """One command line: its arguments and the program name a resume hint repeats
+    (``flows/cli.program_name``)."""
+
+    args: list[str]
+    prog: str
+
+    @property
+    def command(self) -> str:
+        """The whole line, quoted for the user's shell."""
+        return command_line(self.prog, self.args)
+
+
+Values = Callable[[argparse.Namespace, Invocation], dict[str, Any]]
+Plain = Callable[[argparse.Namespace, dict[str, Any], Invocation], Outcome | int]
+Interrupted = Callable[[Invocation], str | Callable[[], str] | None]
+
+
+@dataclass(frozen=True)
+class FlowCommand:
+    """The command of the flow that ``build_flow`` makes (built on demand: a plain run never
+    imports Prefect)."""
+
+    module: str
+    prog: str
+    params: Sequence[Param]
+    description: str
+    examples: Sequence[str]
+    build_flow: Callable[[], Any]
+
+    def parser(self) -> ArgumentParser:
+        parser = ArgumentParser(prog=self.prog, examples=tuple(self.examples), description=self.description)
+        add_flags(parser, self.params)
+        return parser
+
+    def main(self, argv: Sequence[str] | None, *, values: Values, plain: Plain, interrupted: Interrupted) -> int:
+        """Parse ``argv`` (else the process's arguments), turn the flags into the flow's values
+        (``values`` may refuse a combination: BadInput), then run: the flow with those values under
+        Prefect, or ``plain``. ``interrupted`` says what a stop keeps and how to go on (see
+        ``run_cli``)."""
+        call = Invocation(list(sys.argv[1:] if argv is None else argv), program_name(self.module, self.prog))
+
+        def body() -> Outcome | int:
+            ns = self.parser().parse_args(call.args)
+            given = values(ns, call)
+            if use_prefect(ns.orchestrate, dry_run=ns.dry_run):
+                from flows.prefect_glue import run_flow
+
+                return run_flow(self.build_flow(), given)
+            return plain(ns, given, call)
+
+        return run_cli(body, interrupted=interrupted(call))
