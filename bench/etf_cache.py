@@ -73,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 run("warm, Prefect, no API URL: starts prefect-local (PostgreSQL)", dsn, cache, ["--orchestrate", "prefect"], env=local)
                 run("warm, Prefect, no API URL: prefect-local running", dsn, cache, ["--orchestrate", "prefect"], env=local)
             finally:
-                from flows.prefect_server import stop_server
+                from flows.orchestration.server import stop_server
 
                 stop_server(work / "prefect-local")
             port = _free_port()

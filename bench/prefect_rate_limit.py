@@ -50,7 +50,7 @@ def _start_server(backend: str, work: Path) -> Callable[[], None]:
 
         return stop_sqlite
     from bench.common import start_server as start_pg
-    from flows.prefect_server import start_server, stop_server
+    from flows.orchestration.server import start_server, stop_server
 
     os.environ.update({"BACKFILL_PGDATA": str(work / "pg"), "PREFECT_UI_ENABLED": "false"})
     os.environ.pop("PREFECT_API_DATABASE_CONNECTION_URL", None)

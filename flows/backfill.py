@@ -13,7 +13,7 @@ sessions for revisions); the 24 h cache; the one shared rate budget; a stop on 4
 that resumes. Intraday bars (``--interval 1h .. 1m``) go to ``collected_intraday_bars`` through
 ``tasks/prices/intraday_run.py``: planned inside Yahoo's windows in the fewest requests. The
 universe is resolved first (``tasks/prices/universe.py``); with ``shards`` > 1 a deployment run fans
-out over the work pool (``flows/fan_out.py``).
+out over the work pool (``flows/orchestration/fan_out.py``).
 """
 
 from __future__ import annotations
@@ -236,12 +236,12 @@ def build_flow() -> Any:
     """The Prefect flow (built on demand so plain runs never import Prefect)."""
     from prefect import flow
 
-    from flows.prefect_glue import prefect_task, run_in_flow
+    from flows.orchestration.glue import prefect_task, run_in_flow
 
     def body(values: dict[str, Any]) -> Any:
         command = run_command(FLOW_NAME, PARAMS, values)
         if int(values.get("shards") or 1) > 1:  # each shard resolves the universe and plans its own share
-            from flows.fan_out import fan_out
+            from flows.orchestration.fan_out import fan_out
 
             return run_in_flow(FLOW_NAME, "Backfill over shards", lambda log: fan_out(values, log))
         def backfill(log: Any) -> tuple[Outcome, Summary | None]:

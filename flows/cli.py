@@ -1,10 +1,10 @@
 """The CLI edge every command shares: flag types, choosing Prefect or plain execution, signals, and
-exit codes (the only code that knows them). The Prefect side is ``flows/prefect_glue.py``; the resume
+exit codes (the only code that knows them). The Prefect side is ``flows/orchestration/glue.py``; the resume
 hints a run prints are written by ``tasks/core/commands.py``.
 
 Execution modes (``--orchestrate``, env ``BACKFILL_ORCHESTRATE``):
 - ``prefect``: run as a Prefect flow. With ``PREFECT_API_URL`` unset, the project's local Prefect
-  server (database in PostgreSQL, ``flows/prefect_server.py``) is started once in the background and
+  server (database in PostgreSQL, ``flows/orchestration/server.py``) is started once in the background and
   reused; Prefect's own temporary server (started per run, SQLite: "database is locked" under our
   load) is never used.
 - ``plain``: run the very same task code without Prefect (no server, no API calls).
@@ -41,7 +41,7 @@ def use_prefect(mode: str | None, *, dry_run: bool = False) -> bool:
     """Whether to run through Prefect for ``mode`` (see module doc); dry runs never do.
 
     When it does and ``PREFECT_API_URL`` is unset, the local Prefect server on PostgreSQL is started
-    (or found running) and exported for this process (``flows/prefect_server.py``).
+    (or found running) and exported for this process (``flows/orchestration/server.py``).
 
     Raises:
         BadInput: an unknown mode (e.g. from ``BACKFILL_ORCHESTRATE``).
@@ -54,7 +54,7 @@ def use_prefect(mode: str | None, *, dry_run: bool = False) -> bool:
         raise BadInput(f"--orchestrate / BACKFILL_ORCHESTRATE must be one of {', '.join(MODES)}: {mode!r}")
     wanted = bool(env("PREFECT_API_URL")) if mode == "auto" else mode == "prefect"
     if wanted and not dry_run:
-        from flows.prefect_server import ensure_api_url
+        from flows.orchestration.server import ensure_api_url
 
         check_prefect_api(ensure_api_url())
     return wanted and not dry_run
@@ -68,7 +68,7 @@ def check_prefect_api(url: str) -> None:
     """
     import httpx
 
-    from flows.prefect_server import basic_auth
+    from flows.orchestration.server import basic_auth
 
     secret = env("PREFECT_API_AUTH_STRING")
     try:

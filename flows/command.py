@@ -65,7 +65,7 @@ class FlowCommand:
             ns = self.parser().parse_args(call.args)
             given = values(ns, call)
             if use_prefect(ns.orchestrate, dry_run=ns.dry_run):
-                from flows.prefect_glue import run_flow
+                from flows.orchestration.glue import run_flow
 
                 return run_flow(self.build_flow(), given)
             return plain(ns, given, call)

@@ -60,7 +60,7 @@ class Environment(BaseSettings):
     FMP_API_KEY: str | None = None
     FMP_BASE_URL: str | None = None
     SSGA_HOLDINGS_URL: str | None = None
-    # unattended runs: alerts, crash detection, continuations (flows/automations.py, flows/prefect_glue.py)
+    # unattended runs: alerts, crash detection, continuations (flows/orchestration/automations.py, flows/orchestration/glue.py)
     BACKFILL_ALERT_URL: str | None = None
     BACKFILL_CRASH_AFTER_S: str | None = None
     BACKFILL_LATE_ALERT_S: str | None = None

@@ -93,8 +93,8 @@ def build_flow() -> Any:
     """The Prefect flow: one subflow per stage (built on demand so plain runs never import Prefect)."""
     from prefect import flow, get_run_logger
 
-    from flows.prefect_artifacts import RunArtifacts
-    from flows.prefect_glue import prefect_task, run_in_flow
+    from flows.orchestration.artifacts import RunArtifacts
+    from flows.orchestration.glue import prefect_task, run_in_flow
 
     def stage_flow(name: str) -> Any:
         @flow(name=f"pipeline-{name}", validate_parameters=False, log_prints=False)

@@ -22,7 +22,7 @@
 - ``etf-backfill/shards``: no schedule; one run per ticker list (``tickers=[...]``) shards a big
   backfill over the pool's workers, each shard with a continuation of its own.
 
-A deployment run stopped by a rate limit schedules its own continuation (``flows/prefect_glue.py``).
+A deployment run stopped by a rate limit schedules its own continuation (``flows/orchestration/glue.py``).
 
 One machine (the project's Prefect server on PostgreSQL, then this process runs them):
 

@@ -59,7 +59,7 @@ def build_flow() -> Any:
     """The Prefect flow (built on demand so plain runs never import Prefect)."""
     from prefect import flow
 
-    from flows.prefect_glue import prefect_task, run_in_flow
+    from flows.orchestration.glue import prefect_task, run_in_flow
 
     def body(values: dict[str, Any]) -> Any:
         opts = options(values)

@@ -136,8 +136,8 @@ def build_flow() -> Any:
     """The Prefect flow; with ``shards`` > 1 (a deployment run) it fans out over the work pool (``fan_out.py``)."""
     from prefect import flow, get_run_logger
 
-    from flows.prefect_artifacts import RunArtifacts
-    from flows.prefect_glue import run_in_flow
+    from flows.orchestration.artifacts import RunArtifacts
+    from flows.orchestration.glue import run_in_flow
 
     def body(values: dict[str, Any]) -> Any:
         opts = options(values)
@@ -159,7 +159,7 @@ def build_flow() -> Any:
 
 def fan_out_after_import(opts: ValuationOptions, values: dict[str, Any], dsn: str, command: str, log: Callable[[str], None]) -> Outcome:
     """The parent of a fan-out: import the events file (if any) once, then the shards value them."""
-    from flows.fan_out import fan_out
+    from flows.orchestration.fan_out import fan_out
 
     if opts.import_csv is not None:
         code = run_valuation(replace(opts, import_only=True), dsn=dsn, command=command, log=log)

@@ -56,7 +56,7 @@ def server_state(data: Path) -> dict[str, Any]:
 
 def describe() -> dict[str, Any]:
     """What ``info`` shows: nothing is started, no password is shown."""
-    from flows.prefect_server import default_home, read_info
+    from flows.orchestration.server import default_home, read_info
     from tasks.core.db import describe_dsn
 
     url = setting("DATABASE_URL")

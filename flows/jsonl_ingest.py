@@ -72,7 +72,7 @@ def build_flow() -> Any:
     one core."""
     from prefect import flow
 
-    from flows.prefect_glue import run_in_flow
+    from flows.orchestration.glue import run_in_flow
 
     def body(values: dict[str, Any]) -> Any:
         opts = options(values)

@@ -134,7 +134,7 @@ def flow_function(name: str, params: Sequence[Param], body: Callable[[dict[str, 
         try:
             check_values(params, merged)
         except BadInput as exc:
-            from flows.prefect_glue import final_state
+            from flows.orchestration.glue import final_state
 
             return final_state(Outcome.BAD_INPUT, [f"error: {exc}"])
         return body(merged)

@@ -6,7 +6,7 @@
     prefect-local automations
     prefect-local run-now RUN_ID
 
-The server itself (start, find, stop) is ``flows/prefect_server.py``; exit codes and errors are
+The server itself (start, find, stop) is ``flows/orchestration/server.py``; exit codes and errors are
 ``run_cli``'s, as for every command.
 """
 
@@ -21,7 +21,7 @@ from pathlib import Path
 
 from flows.cli import int_in, run_cli
 from flows.config import env, export, process_environment
-from flows.prefect_server import (
+from flows.orchestration.server import (
     DEFAULT_PORT,
     ServerInfo,
     auth_export_line,
@@ -101,7 +101,7 @@ def act(ns: argparse.Namespace) -> Outcome:
         raise BadInput(f"{ns.action} takes no run id: {ns.run_id!r}")
     home = default_home()
     if ns.action in ("start", "automations"):
-        from flows.automations import alert_url, crash_after_s, late_after_s
+        from flows.orchestration.automations import alert_url, crash_after_s, late_after_s
 
         crash_after_s(), alert_url(), late_after_s()  # their settings checked before a server starts
     if ns.action == "start":

@@ -17,7 +17,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from flows.prefect_glue import BUSY_RETRY_S, STOP_TAG
+from flows.orchestration.glue import BUSY_RETRY_S, STOP_TAG
 from test import prefect_http
 from test.fake_yahoo import FakeYahoo
 from test.fix_db import table_rows

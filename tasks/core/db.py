@@ -32,7 +32,7 @@ from tasks.core.sql_files import migrations
 log = logging.getLogger("backfill.db")
 
 EMBEDDED_DBNAME = "market_data"
-PREFECT_DBNAME = "prefect"  # Prefect's own server (flows/prefect_server.py), beside our data
+PREFECT_DBNAME = "prefect"  # Prefect's own server (flows/orchestration/server.py), beside our data
 CONNECT_TIMEOUT_S = 5
 _MIGRATION_LOCK = 0x6D6B7464  # advisory lock key: "mktd"
 

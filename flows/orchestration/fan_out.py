@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from flows.prefect_glue import CONTINUATION_TAG, STOP_TAG, own_job_variables
+from flows.orchestration.glue import CONTINUATION_TAG, STOP_TAG, own_job_variables
 from tasks.core.errors import BadInput, Outcome
 
 FAN_OUT_TAG = "fan-out-"  # + the parent's flow run id, on every run of its shards (continuations too)

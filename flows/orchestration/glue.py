@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from flows.config import env
-from flows.prefect_artifacts import RunArtifacts
+from flows.orchestration.artifacts import RunArtifacts
 from tasks.core.commands import ResumePoint, collected_resume_points
 from tasks.core.errors import BadInput, Busy, Outcome, PipelineError
 
@@ -64,7 +64,7 @@ def prefect_task(fn: F, name: str, **options: Any) -> F:
 def prefect_progress(artifacts: RunArtifacts, key: str, description: str) -> Iterator[None]:
     """Inside a Prefect flow run: a progress artifact (percent of items done) that every Reporter
     of the run updates as items finish; a long run shows how far it got in the UI. Written in the
-    background (``prefect_artifacts.py``): an API that is down never holds up the data."""
+    background (``artifacts.py``): an API that is down never holds up the data."""
     from tasks.core.display import progress_sink
 
     artifacts.start_progress(key, description)

@@ -368,7 +368,7 @@ def ensure_api_url() -> str:
 
 
 def install_automations(api_url: str) -> None:
-    """The project's automations (``flows/automations.py``) on the server at ``api_url``; what changed is said.
+    """The project's automations (``flows/orchestration/automations.py``) on the server at ``api_url``; what changed is said.
 
     Raises:
         BadInput: a setting is unusable.
@@ -376,7 +376,7 @@ def install_automations(api_url: str) -> None:
     """
     export({"PREFECT_API_URL": api_url})
     find_local_api(api_url)
-    from flows.automations import ensure_automations
+    from flows.orchestration.automations import ensure_automations
 
     try:
         changed = ensure_automations()
