@@ -78,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 req = price_request(str(ticker), row["min"], row["max"], dt.date.fromisoformat(AS_OF))
                 if req is not None:
                     fh.write(f"{ticker},{req.start},{req.end}\n")
-        # The floor runs in as many processes as our run does (one per core by default; see tasks/events/pool.py).
+        # The floor runs in as many processes as our run does (one per core by default; see tasks/events/workers.py).
         processes = os.cpu_count() or 1
         floor_args = ["--ranges", str(ranges), "--concurrency", str(args.concurrency), "--processes", str(processes)]
         warm = work / "warm.csv"  # the fake (its TLS, its threads) warmed before anything is timed

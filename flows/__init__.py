@@ -1,7 +1,7 @@
 """Prefect flows and their command lines: thin wrappers that order the work in tasks/.
 
 Started as one of our commands, a stop signal that arrives while the heavy libraries still load
-(the first second) is remembered rather than fatal: ``run_cli`` then ends the run with the
+(the first second) is remembered rather than fatal: ``run_as_command`` then ends the run with the
 documented "interrupted" exit (130) before it touches anything. Imported by anything else (a
 Prefect worker's flow-run process, a test), signal handling is left alone.
 """
@@ -17,7 +17,7 @@ import sys
 # were missing, so a stop while they loaded was a traceback instead of the exit 130 it is for the rest).
 COMMANDS = ("etf-backfill", "staggered-backfill", "event-valuation", "jsonl-ingest", "backfill-status", "daily-pipeline",
             "prefect-local", "event-report", "backfill", "market-backfill")
-early_stop: list[int] = []  # signals received before run_cli installed its handlers
+early_stop: list[int] = []  # signals received before run_as_command installed its handlers
 
 
 def _started_as_a_command() -> bool:

@@ -35,7 +35,7 @@ from flows.params import (
     date_text,
     flow_function,
     flow_values,
-    run_command,
+    resume_command,
     shard_text,
     source_params,
     source_settings,
@@ -239,14 +239,14 @@ def build_flow() -> Any:
     from flows.orchestration.glue import prefect_task, run_in_flow
 
     def body(values: dict[str, Any]) -> Any:
-        command = run_command(FLOW_NAME, PARAMS, values)
+        command = resume_command(FLOW_NAME, PARAMS, values)
         if int(values.get("shards") or 1) > 1:  # each shard resolves the universe and plans its own share
             from flows.orchestration.fan_out import fan_out
 
             return run_in_flow(FLOW_NAME, "Backfill over shards", lambda log: fan_out(values, log))
         def backfill(log: Any) -> tuple[Outcome, Summary | None]:
             given = resumed(values)
-            return run(options(given), command=run_command(FLOW_NAME, PARAMS, given), wrap=prefect_task, log=log)
+            return run(options(given), command=resume_command(FLOW_NAME, PARAMS, given), wrap=prefect_task, log=log)
 
         return run_in_flow(FLOW_NAME, "Backfill", backfill,
                            markdown=lambda summary, code: summary_markdown(summary, code, command, "Backfill"))

@@ -18,7 +18,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from flows.cli import ArgumentParser, OnlyOnce, add_renamed, int_in, run_cli, session_date
+from flows.cli import ArgumentParser, OnlyOnce, add_renamed, int_in, run_as_command, session_date
 from flows.settings import data_dsn
 from tasks.core.calendar import MAX_DAYS, future_end_note, last_closed_session, sessions_back
 from tasks.core.db import open_database
@@ -109,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"Heatmap written to {ns.plot} ({width}x{height})", file=sys.stderr if ns.json else sys.stdout)
         return Outcome.SOME_FAILED if report.has_gaps else Outcome.DONE
 
-    return run_cli(body)
+    return run_as_command(body)
 
 
 def jsonl_report(ns: argparse.Namespace) -> Outcome:

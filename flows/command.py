@@ -1,6 +1,6 @@
 """A flow's command, made one way: its parser (a flag per flow parameter, ``flows/params.py``) and
 its ``main``, which runs the flow through Prefect when ``--orchestrate`` says so and the plain
-run otherwise, under ``run_cli``'s exit codes and stop handling. Each flow module says only what
+run otherwise, under ``run_as_command``'s exit codes and stop handling. Each flow module says only what
 is its own: how the parsed flags become the flow's values, the plain run, and what an interrupt
 says."""
 
@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from flows.cli import ArgumentParser, program_name, run_cli, use_prefect
+from flows.cli import ArgumentParser, program_name, run_as_command, use_prefect
 from flows.params import Param, add_flags
 from tasks.core.commands import command_line
 from tasks.core.errors import Outcome
@@ -58,7 +58,7 @@ class FlowCommand:
         """Parse ``argv`` (else the process's arguments), turn the flags into the flow's values
         (``values`` may refuse a combination: BadInput), then run: the flow with those values under
         Prefect, or ``plain``. ``interrupted`` says what a stop keeps and how to go on (see
-        ``run_cli``)."""
+        ``run_as_command``)."""
         call = Invocation(list(sys.argv[1:] if argv is None else argv), program_name(self.module, self.prog))
 
         def body() -> Outcome | int:
@@ -70,4 +70,4 @@ class FlowCommand:
                 return run_flow(self.build_flow(), given)
             return plain(ns, given, call)
 
-        return run_cli(body, interrupted=interrupted(call))
+        return run_as_command(body, interrupted=interrupted(call))

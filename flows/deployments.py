@@ -45,7 +45,7 @@ from flows import etf_backfill as etf_flow
 from flows import event_valuation as valuation_flow
 from flows import jsonl_ingest as jsonl_flow
 from flows import staggered_sector_backfill as staggered_flow
-from flows.cli import run_cli
+from flows.cli import run_as_command
 from flows.params import defaults
 from tasks.core.errors import BadInput, Outcome
 
@@ -147,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise BadInput("usage: python -m flows.deployments serve   (runs the scheduled deployments in this process)")
         return serve_all()
 
-    return run_cli(body)
+    return run_as_command(body)
 
 
 if __name__ == "__main__":

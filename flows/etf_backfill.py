@@ -24,7 +24,7 @@ from flows.params import (
     date_text,
     flow_function,
     flow_values,
-    run_command,
+    resume_command,
     source_params,
     source_settings,
     ticker_list,
@@ -63,7 +63,7 @@ def build_flow() -> Any:
 
     def body(values: dict[str, Any]) -> Any:
         opts = options(values)
-        command = run_command(FLOW_NAME, PARAMS, values)
+        command = resume_command(FLOW_NAME, PARAMS, values)
         return run_in_flow(FLOW_NAME, "ETF backfill", lambda log: run_backfill(opts, dsn=data_dsn(), command=command, wrap=prefect_task,
                                                                                          log=log),
                            markdown=lambda summary, code: summary_markdown(summary, code, command))

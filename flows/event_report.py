@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from flows.cli import ArgumentParser, OnlyOnce, add_renamed, iso_date, run_cli
+from flows.cli import ArgumentParser, OnlyOnce, add_renamed, iso_date, run_as_command
 from flows.settings import data_dsn
 from tasks.core.db import open_database
 from tasks.core.errors import BadInput, Outcome
@@ -78,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"CAAR plot written to {ns.plot}", file=sys.stderr if ns.json else sys.stdout)
         return Outcome.DONE
 
-    return run_cli(body)
+    return run_as_command(body)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ from flows.params import (
     flow_values,
     path_text,
     rate_text,
-    run_command,
+    resume_command,
     shard_text,
     source_params,
     source_settings,
@@ -41,9 +41,9 @@ from tasks.core.tickers import parse_shard, parse_ticker_list
 from tasks.events.fundamentals_run import MODES as FUNDAMENTAL_MODES
 from tasks.events.fundamentals_run import FundamentalsOptions
 from tasks.events.groups import ValuationContext, ValuationGroup, value_group
-from tasks.events.pool import GroupOutcome
 from tasks.events.report import study_markdown
 from tasks.events.run import PROCESS_THRESHOLD, ValuationOptions, run_valuation
+from tasks.events.workers import GroupOutcome
 from tasks.sources.fmp import DEFAULT_BASE_URL, FREE_DAILY_LIMIT
 
 FLOW_NAME = "event-valuation"
@@ -141,7 +141,7 @@ def build_flow() -> Any:
 
     def body(values: dict[str, Any]) -> Any:
         opts = options(values)
-        command, dsn = run_command(FLOW_NAME, PARAMS, values), data_dsn()  # the data database, resolved once for the run
+        command, dsn = resume_command(FLOW_NAME, PARAMS, values), data_dsn()  # the data database, resolved once for the run
         if int(values.get("shards") or 1) > 1:
             state = run_in_flow(FLOW_NAME, "Event valuation over shards", lambda log: fan_out_after_import(opts, values, dsn, command, log))
         else:

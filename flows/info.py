@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from flows.cli import ArgumentParser, run_cli
+from flows.cli import ArgumentParser, run_as_command
 from flows.config import config_path, env, setting, source_of
 from flows.settings import data_home, default_cache_dir, pg_listen, pgdata
 from tasks.core.errors import Outcome
@@ -138,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"  {name:<{width}}  {said['value']}  ({said['from']})")
         return Outcome.DONE
 
-    return run_cli(body)
+    return run_as_command(body)
 
 
 def db_main(argv: Sequence[str] | None = None) -> int:
@@ -167,7 +167,7 @@ def db_main(argv: Sequence[str] | None = None) -> int:
             print(f"embedded PostgreSQL in {where}: not running" + ("" if (data / "PG_VERSION").exists() else " (not made yet)"))
         return Outcome.DONE
 
-    return run_cli(body)
+    return run_as_command(body)
 
 
 if __name__ == "__main__":

@@ -147,7 +147,7 @@ def flow_function(name: str, params: Sequence[Param], body: Callable[[dict[str, 
     return fn
 
 
-def run_command(prog: str, params: Iterable[Param], values: dict[str, Any]) -> str:
+def resume_command(prog: str, params: Iterable[Param], values: dict[str, Any]) -> str:
     """The command a run's resume hints repeat: the command line the CLI passed as ``command``, or,
     for a deployment run (``command`` left at the bare ``prog``), the command with the flags of
     every value that is not the default, one shard's tickers included."""
@@ -162,7 +162,7 @@ def flag_text(value: Any) -> str:
 
 
 def flags_for(params: Iterable[Param], values: dict[str, Any]) -> list[str]:
-    """The CLI flags that give ``values`` (see ``run_command``)."""
+    """The CLI flags that give ``values`` (see ``resume_command``)."""
     args: list[str] = []
     for p in params:
         value = values.get(p.name, p.default)

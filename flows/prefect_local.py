@@ -7,7 +7,7 @@
     prefect-local run-now RUN_ID
 
 The server itself (start, find, stop) is ``flows/orchestration/server.py``; exit codes and errors are
-``run_cli``'s, as for every command.
+``run_as_command``'s, as for every command.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
-from flows.cli import int_in, run_cli
+from flows.cli import int_in, run_as_command
 from flows.config import env, export, process_environment
 from flows.orchestration.server import (
     DEFAULT_PORT,
@@ -144,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     ns = build_parser().parse_args(argv)  # a bad flag: argparse's message and exit 2, as every command
     export(no_proxy_env(process_environment()))  # its server is on loopback: never through a proxy
-    return run_cli(lambda: act(ns))
+    return run_as_command(lambda: act(ns))
 
 
 if __name__ == "__main__":

@@ -254,7 +254,7 @@ def test_a_stop_signal_while_a_command_starts_ends_it_with_exit_130_before_anyth
     # A real SIGTERM, delivered while the command is still starting (after the flows package is
     # imported, before run_cli): remembered, and the run ends with 130 before its body runs.
     code = ("import os, signal, sys; sys.argv = ['-m']; import flows; os.kill(os.getpid(), signal.SIGTERM);"
-            " from flows.cli import run_cli; sys.exit(run_cli(lambda: print('the body ran') or 0))")
+            " from flows.cli import run_as_command; sys.exit(run_as_command(lambda: print('the body ran') or 0))")
     stopped = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert stopped.returncode == 130 and "the body ran" not in stopped.stdout, stopped
     assert "interrupted before the run started; nothing was done" in stopped.stderr

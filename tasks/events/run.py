@@ -35,7 +35,7 @@ from tasks.events.imports import (
     shard_tickers,
     waiting_for_their_session,
 )
-from tasks.events.pool import GroupOutcome, process_mapper, worker_processes
+from tasks.events.workers import GroupOutcome, process_mapper, worker_processes
 from tasks.prices.obtain import covered_tickers, price_request, stored_counts
 from tasks.prices.store import ETF_TABLE, STOCK_TABLE
 from tasks.sources.budget import describe_budget, peek_budget

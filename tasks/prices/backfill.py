@@ -154,7 +154,7 @@ def store_result(
     return ItemOutcome(ticker, "done", counts, rows=len(bars), from_cache=result.from_cache)
 
 
-def keep_result(conn: psycopg.Connection[Any], table: str, result: FetchResult, *, cache: DownloadCache,
+def restate_and_store(conn: psycopg.Connection[Any], table: str, result: FetchResult, *, cache: DownloadCache,
                 source: Callable[[], YahooSource], run_id: int, sessions: set[dt.date]) -> ItemOutcome:
     """Store one ticker's bars, its whole history restated first when a new split/dividend calls for it.
 

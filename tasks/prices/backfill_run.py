@@ -23,10 +23,10 @@ from tasks.prices.backfill import (
     PlanItem,
     Summary,
     fetch_item,
-    keep_result,
     plan_backfill,
     record_failure,
     record_skip,
+    restate_and_store,
 )
 from tasks.prices.store import ETF_TABLE
 from tasks.sources.budget import RateBudget, describe_budget, peek_budget
@@ -158,7 +158,7 @@ def concluded(summary: Summary, line: str, settings: SourceSettings, command: st
 def execute(plan: BackfillPlan, opts: BackfillOptions, *, conn: Any, cache: DownloadCache, run_id: int,
              summary: Summary, reporter: Reporter, wrap: Callable[..., Any], budget: RateBudget | None = None) -> None:
     wanted = set(plan.sessions)
-    store = wrap(keep_result, "store-bars")
+    store = wrap(restate_and_store, "store-bars")
     sources: list[YahooSource] = []
 
     def source() -> YahooSource:  # built on first need: a fully cached run never touches yfinance

@@ -100,7 +100,7 @@ def covered_tickers(conn: psycopg.Connection[Any], table: str, requests: list[Fe
     """
     if not requests:
         return set()
-    fetched = coverage(conn, table, [r.symbol for r in requests])
+    fetched = fetched_ranges(conn, table, [r.symbol for r in requests])
     done = set()
     for r in requests:
         if any(s <= r.start and e >= r.end for s, e in fetched.get(r.symbol, [])) or stored.get(r.symbol, 0) >= session_count(r.start,
@@ -123,7 +123,7 @@ def bar_counts(bars: pd.DataFrame) -> dict[str, int]:
     return {} if bars.empty else {str(t): int(n) for t, n in bars.groupby("ticker").size().items()}
 
 
-def coverage(conn: psycopg.Connection[Any], table: str, tickers: list[str]) -> dict[str, list[tuple[dt.date, dt.date]]]:
+def fetched_ranges(conn: psycopg.Connection[Any], table: str, tickers: list[str]) -> dict[str, list[tuple[dt.date, dt.date]]]:
     """Date ranges already fetched from the source, per ticker."""
     out: dict[str, list[tuple[dt.date, dt.date]]] = {}
     rows = conn.execute(

@@ -17,7 +17,7 @@ import psycopg
 
 from tasks.core.display import Reporter, format_duration, format_eta
 from tasks.core.errors import RateLimited, SourceError
-from tasks.prices.backfill import BackfillPlan, ItemOutcome, PlanItem, Summary, fetch_item, keep_result, record_failure, record_skip
+from tasks.prices.backfill import BackfillPlan, ItemOutcome, PlanItem, Summary, fetch_item, record_failure, record_skip, restate_and_store
 from tasks.sources.cache import DownloadCache
 from tasks.sources.spacing import MinIntervalGate
 from tasks.sources.yahoo import YahooSource
@@ -95,7 +95,7 @@ def stagger_fetches(
                     source = source or make_source()
                     return source
                 try:
-                    outcome = keep_result(conn, plan.table, result, cache=cache, source=lazy_source, run_id=run_id, sessions=wanted)
+                    outcome = restate_and_store(conn, plan.table, result, cache=cache, source=lazy_source, run_id=run_id, sessions=wanted)
                 except RateLimited as exc:
                     _stop(state, reporter, item.ticker, exc)
                     return
@@ -149,7 +149,7 @@ def fetch_and_store(
         raise
     except SourceError as exc:
         return record_failure(conn, item.ticker, exc, run_id=run_id, table=table)
-    return keep_result(conn, table, result, cache=cache, source=lambda: source, run_id=run_id, sessions=sessions)
+    return restate_and_store(conn, table, result, cache=cache, source=lambda: source, run_id=run_id, sessions=sessions)
 
 
 
