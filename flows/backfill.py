@@ -27,6 +27,7 @@ from typing import Any
 
 from flows.cli import int_in
 from flows.command import FlowCommand, Invocation
+from flows.config import data_dsn, holdings_url
 from flows.params import (
     DRY_RUN,
     ORCHESTRATE,
@@ -41,7 +42,6 @@ from flows.params import (
     source_settings,
     ticker_list,
 )
-from flows.settings import data_dsn, holdings_url
 from tasks.core.calendar import MAX_DAYS
 from tasks.core.db import open_database
 from tasks.core.display import printer

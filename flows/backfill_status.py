@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from flows.cli import ArgumentParser, OnlyOnce, add_renamed, int_in, run_as_command, session_date
-from flows.settings import data_dsn
+from flows.config import data_dsn
 from tasks.core.calendar import MAX_DAYS, future_end_note, last_closed_session, sessions_back
 from tasks.core.db import open_database
 from tasks.core.errors import BadInput, Outcome

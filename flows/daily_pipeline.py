@@ -22,6 +22,7 @@ from typing import Any
 
 from flows.cli import int_in
 from flows.command import FlowCommand, Invocation
+from flows.config import data_dsn, holdings_url
 from flows.params import (
     DRY_RUN,
     ORCHESTRATE,
@@ -35,7 +36,6 @@ from flows.params import (
     source_params,
     source_settings,
 )
-from flows.settings import data_dsn, holdings_url
 from tasks.core.calendar import MAX_DAYS
 from tasks.core.commands import resume_sink
 from tasks.core.display import printer, progress_sink

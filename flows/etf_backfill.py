@@ -15,6 +15,7 @@ from typing import Any
 
 from flows.cli import int_in
 from flows.command import FlowCommand
+from flows.config import data_dsn
 from flows.params import (
     DRY_RUN,
     ORCHESTRATE,
@@ -29,7 +30,6 @@ from flows.params import (
     source_settings,
     ticker_list,
 )
-from flows.settings import data_dsn
 from tasks.core.calendar import MAX_DAYS
 from tasks.core.tickers import ETF_UNIVERSE
 from tasks.prices.backfill_run import BackfillOptions, run_backfill, summary_markdown

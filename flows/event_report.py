@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from flows.cli import ArgumentParser, OnlyOnce, add_renamed, iso_date, run_as_command
-from flows.settings import data_dsn
+from flows.config import data_dsn
 from tasks.core.db import open_database
 from tasks.core.errors import BadInput, Outcome
 from tasks.core.plots import check_plot_path

@@ -19,6 +19,7 @@ from typing import Any
 
 from flows.cli import int_in, rate_per_min
 from flows.command import FlowCommand, Invocation
+from flows.config import data_dsn, fmp_base_url, fmp_key, start_method
 from flows.params import (
     DRY_RUN,
     ORCHESTRATE,
@@ -35,7 +36,6 @@ from flows.params import (
     source_settings,
     ticker_list,
 )
-from flows.settings import data_dsn, fmp_base_url, fmp_key, start_method
 from tasks.core.errors import BadInput, Outcome, PipelineError, StoreError
 from tasks.core.tickers import parse_shard, parse_ticker_list
 from tasks.events.fundamentals_run import MODES as FUNDAMENTAL_MODES

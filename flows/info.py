@@ -14,11 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from flows.cli import ArgumentParser, run_as_command
-from flows.config import config_path, env, setting, source_of
-from flows.settings import data_home, default_cache_dir, pg_listen, pgdata
+from flows.config import config_path, data_home, default_cache_dir, env, pg_listen, pgdata, setting, source_of
 from tasks.core.errors import Outcome
 
-# The settings the commands read from the environment (flows/settings.py, flows/params.py), and
+# The settings the commands read from the environment (flows/config.py, flows/params.py), and
 # what each is when it is not set.
 SETTINGS: dict[str, str] = {
     "BACKFILL_HOME": "the checkout these commands come from",

@@ -20,8 +20,8 @@ from typing import Any
 
 from flows.cli import float_in, int_in
 from flows.command import FlowCommand, Invocation
+from flows.config import data_dsn, host_name, start_method
 from flows.params import DRY_RUN, ORCHESTRATE, Param, flow_function, flow_values, path_text
-from flows.settings import data_dsn, host_name, start_method
 from tasks.core.errors import BadInput
 from tasks.jsonl.files import Sources
 from tasks.jsonl.ingest import run_ingest

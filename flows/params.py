@@ -19,8 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flows.cli import OnlyOnce, add_renamed, budget_name, duration_s, float_in, int_in, session_date
-from flows.config import setting
-from flows.settings import default_cache_dir
+from flows.config import default_cache_dir, setting
 from tasks.core.commands import command_line
 from tasks.core.errors import BadInput, Outcome
 from tasks.core.tickers import parse_shard, parse_ticker_list

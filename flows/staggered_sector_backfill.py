@@ -17,6 +17,7 @@ from typing import Any
 
 from flows.cli import float_in, int_in
 from flows.command import FlowCommand
+from flows.config import data_dsn
 from flows.params import (
     DRY_RUN,
     ORCHESTRATE,
@@ -32,7 +33,6 @@ from flows.params import (
     source_settings,
     ticker_list,
 )
-from flows.settings import data_dsn
 from tasks.core.calendar import MAX_DAYS
 from tasks.core.errors import Outcome
 from tasks.core.tickers import SECTOR_ETFS

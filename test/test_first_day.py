@@ -43,8 +43,8 @@ def test_commands_started_at_once_on_a_new_embedded_cluster_all_succeed(cluster_
 
 
 def test_the_data_home_is_the_checkout_whatever_the_current_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from flows.config import data_home, default_cache_dir, pgdata
     from flows.orchestration.server import default_home
-    from flows.settings import data_home, default_cache_dir, pgdata
 
     for name in ("BACKFILL_HOME", "BACKFILL_PGDATA", "BACKFILL_CACHE_DIR", "BACKFILL_PREFECT_HOME"):
         monkeypatch.delenv(name, raising=False)

@@ -214,6 +214,6 @@ def test_a_configuration_file_naming_an_unknown_or_prefect_setting_is_refused_sa
         code, out, err = run_main(CMD, ["info"], {**cli_env(None, None), "BACKFILL_CONFIG": str(path)}, ROOT)
         assert code == 2 and said in err and len(err.strip().splitlines()) == 1, err
     read = set()  # every setting a command reads through config.setting is one the file may set, and no other
-    for source in [*(ROOT / "flows").glob("*.py"), *(ROOT / "tasks").rglob("*.py")]:
+    for source in [*(ROOT / "flows").rglob("*.py"), *(ROOT / "tasks").rglob("*.py")]:
         read |= set(re.findall(r'setting\("([A-Z_]+)"\)', source.read_text(encoding="utf-8")))
     assert read == set(config.IN_FILE)

@@ -45,7 +45,7 @@ def test_tcp_mode_listens_on_loopback_only_asks_a_password_it_never_prints_and_k
     try:
         loaded = run_cli("flows.jsonl_ingest", "--root", str(tree.root), "--concurrency", "2", env=env, timeout=180)
         assert loaded.code == 0, loaded.stdout + loaded.stderr
-        shown = subprocess.run([sys.executable, "-c", "from flows.settings import data_dsn; print(data_dsn())"],  # as the README shows
+        shown = subprocess.run([sys.executable, "-c", "from flows.config import data_dsn; print(data_dsn())"],  # as the README shows
                                cwd=ROOT, env=cli_env(None, None, BACKFILL_PGDATA=str(pgdata), BACKFILL_PG_LISTEN="tcp"),
                                capture_output=True, text=True, timeout=60)
         password = _password(pgdata)

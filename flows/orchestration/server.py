@@ -34,8 +34,7 @@ from pathlib import Path
 
 import psutil
 
-from flows.config import env, export, process_environment
-from flows.settings import pg_listen, pgdata
+from flows.config import env, export, pg_listen, pgdata, process_environment
 from tasks.core.db import PREFECT_DBNAME, embedded_server_uri
 from tasks.core.errors import BadInput, StoreError
 

@@ -29,7 +29,7 @@ class FundamentalsOptions:
     rate_per_min: float = parse_rate("60/min")
     base_url: str = DEFAULT_BASE_URL
     cooldown_s: float = 900.0
-    key: str | None = None  # FMP_API_KEY, read at the edge (flows/settings.py)
+    key: str | None = None  # FMP_API_KEY, read at the edge (flows/config.py)
 
 
 def api_key(opts: FundamentalsOptions) -> str | None:
