@@ -436,3 +436,44 @@ def test_the_one_retry_helper_retries_what_it_is_told_at_most_so_often_and_rerai
     with pytest.raises(TimeoutError, match="attempt 1"):  # not what it was told to retry: raised at once
         retrying(ValueError, attempts=5, initial=0, most=0, sleep=waits.append)(flaky)
     assert len(calls) == 1
+
+
+def test_planning_and_storing_daily_bars_against_an_in_memory_source(db: Any, tmp_path: Path) -> None:
+    """The backfill's logic without HTTP: plan, fetch and store through ``BarSource``; a second
+    plan skips what is stored; a refresh stores only the bar that changed and logs the change."""
+    import datetime as dt
+
+    from tasks.core.runs import start_run
+    from tasks.prices.backfill import plan_backfill
+    from tasks.prices.staggered import fetch_and_store
+    from tasks.sources.cache import DownloadCache
+    from test.memory_source import MemorySource
+    from test.nyse_days import trading_days
+
+    sessions = trading_days(dt.date(2025, 7, 1), dt.date(2025, 7, 8))  # 5: the 4th of July is not one
+    source = MemorySource({t: [(d, 10.0 + k, 11.0 + k, 9.0 + k, 10.5 + k, 10.4 + k, 1000 * (k + 1)) for k, d in enumerate(sessions)]
+                           for t in ("AAA", "BBB")})
+    table, cache = "collected_daily_etf_ohlc", DownloadCache(tmp_path / "cache")
+    run_id = start_run(db, "etf-backfill", "etf-backfill", {}, ["AAA", "BBB", "GONE"])
+
+    def store_all(only_missing: bool = True) -> dict[str, Any]:
+        plan = plan_backfill(db, table, ["AAA", "BBB", "GONE"], sessions, cache=None if not only_missing else cache,
+                             only_missing=only_missing)
+        return {item.ticker: fetch_and_store(db, table, item, cache=cache, source=source, run_id=run_id, sessions=set(sessions),
+                                             use_cache=only_missing) if item.action != "skip" else "skip" for item in plan.items}
+
+    first = store_all()
+    assert [(first[t].status, first[t].counts.new) for t in ("AAA", "BBB")] == [("done", 5), ("done", 5)]
+    assert first["GONE"].status in ("failed", "no_data") and [r.symbol for r in source.asked] == ["AAA", "BBB", "GONE"]
+    stored = db.execute("SELECT ticker, trade_date, open, high, low, close, adj_close, volume FROM collected_daily_etf_ohlc"
+                        " ORDER BY 1, 2").fetchall()
+    assert stored == [(t, *bar) for t in ("AAA", "BBB") for bar in source.bars[t]]
+    source.asked.clear()
+    again = store_all()
+    assert again["AAA"] == again["BBB"] == "skip" and [r.symbol for r in source.asked] == ["GONE"]  # stored: not asked again
+    day, *_ = source.bars["AAA"][2]
+    source.bars["AAA"][2] = (day, 12.0, 13.5, 11.0, 12.75, 12.6, 3100)  # a revised bar
+    refreshed = store_all(only_missing=False)
+    assert (refreshed["AAA"].counts.new, refreshed["AAA"].counts.updated) == (0, 1) and refreshed["BBB"].counts.updated == 0
+    changes = sorted(db.execute("SELECT ticker, first_date, last_date FROM price_changes").fetchall())
+    assert changes == [("AAA", sessions[0], sessions[-1]), ("AAA", day, day), ("BBB", sessions[0], sessions[-1])]  # new bars, then the one

@@ -20,7 +20,7 @@ from tasks.core.types import FetchRequest, FetchResult
 from tasks.prices.obtain import obtain_bars
 from tasks.prices.store import BAR_TABLES
 from tasks.sources.cache import DownloadCache
-from tasks.sources.yahoo import YahooSource
+from tasks.sources.protocol import BarSource
 
 
 def restatement_request(conn: psycopg.Connection[Any], table: str, result: FetchResult) -> FetchRequest | None:
@@ -47,7 +47,7 @@ def restatement_request(conn: psycopg.Connection[Any], table: str, result: Fetch
 
 
 def with_restated_history(conn: psycopg.Connection[Any], table: str, result: FetchResult, *, cache: DownloadCache,
-                          source: Callable[[], YahooSource] | None) -> FetchResult:
+                          source: Callable[[], BarSource] | None) -> FetchResult:
     """``result``, or (when a new corporate action calls for it) the ticker's whole stored range,
     fetched once (cache first), so its stored ``adj_close`` history is restated with it.
     ``source`` builds the network source only when a refetch is due (None: cache only).

@@ -23,7 +23,7 @@ from tasks.prices.adjustments import with_restated_history
 from tasks.prices.obtain import obtain_bars
 from tasks.prices.store import stale_dates, store_actions, store_bars, stored_dates
 from tasks.sources.cache import DEFAULT_TTL, DownloadCache
-from tasks.sources.yahoo import YahooSource
+from tasks.sources.protocol import BarSource
 
 Action = Literal["skip", "cache", "fetch"]
 # Yahoo revises recent bars: once the cache (24 h) has expired, the last few closed sessions are
@@ -97,7 +97,7 @@ def plan_backfill(
     return BackfillPlan(table, tuple(sessions), tuple(items))
 
 
-def fetch_item(item: PlanItem, *, cache: DownloadCache, source: YahooSource | None, use_cache: bool = True) -> FetchResult:
+def fetch_item(item: PlanItem, *, cache: DownloadCache, source: BarSource | None, use_cache: bool = True) -> FetchResult:
     """Bars for a planned item: from the cache if fresh, else from the source (then cached).
 
     Raises:
@@ -155,7 +155,7 @@ def store_result(
 
 
 def restate_and_store(conn: psycopg.Connection[Any], table: str, result: FetchResult, *, cache: DownloadCache,
-                source: Callable[[], YahooSource], run_id: int, sessions: set[dt.date]) -> ItemOutcome:
+                      source: Callable[[], BarSource], run_id: int, sessions: set[dt.date]) -> ItemOutcome:
     """Store one ticker's bars, its whole history restated first when a new split/dividend calls for it.
 
     Raises:

@@ -18,7 +18,7 @@ from tasks.core.errors import SourceError
 from tasks.core.types import FetchRequest, FetchResult
 from tasks.prices.store import BAR_TABLES, store_actions, store_bars
 from tasks.sources.cache import DownloadCache
-from tasks.sources.yahoo import YahooSource
+from tasks.sources.protocol import BarSource
 
 SESSIONS_BEFORE = 30  # momentum and volatility look back 20 bars; a margin for gaps
 SESSIONS_AFTER = 25  # ret_20d looks 20 bars ahead; a margin for gaps
@@ -134,7 +134,7 @@ def fetched_ranges(conn: psycopg.Connection[Any], table: str, tickers: list[str]
     return out
 
 
-def obtain_bars(request: FetchRequest, *, cache: DownloadCache, source: YahooSource | None, use_cache: bool = True) -> FetchResult:
+def obtain_bars(request: FetchRequest, *, cache: DownloadCache, source: BarSource | None, use_cache: bool = True) -> FetchResult:
     """Cache first, then the network (one fetch; written to the cache).
 
     Raises:

@@ -19,6 +19,7 @@ from tasks.core.display import Reporter, format_duration, format_eta
 from tasks.core.errors import RateLimited, SourceError
 from tasks.prices.backfill import BackfillPlan, ItemOutcome, PlanItem, Summary, fetch_item, record_failure, record_skip, restate_and_store
 from tasks.sources.cache import DownloadCache
+from tasks.sources.protocol import BarSource
 from tasks.sources.spacing import MinIntervalGate
 from tasks.sources.yahoo import YahooSource
 
@@ -134,7 +135,7 @@ def _stop(state: StaggerState, reporter: Reporter, ticker: str, exc: RateLimited
 
 
 def fetch_and_store(
-    conn: psycopg.Connection[Any], table: str, item: PlanItem, *, cache: DownloadCache, source: YahooSource, run_id: int,
+    conn: psycopg.Connection[Any], table: str, item: PlanItem, *, cache: DownloadCache, source: BarSource, run_id: int,
     sessions: set[dt.date], use_cache: bool = True,
 ) -> ItemOutcome:
     """One ticker: cache or network, then its rows and progress record in one transaction.
