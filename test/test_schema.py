@@ -263,10 +263,13 @@ def test_every_row_a_command_writes_carries_its_run_and_a_rerun_that_changes_not
     (tmp_path / "events.csv").write_text("ticker,event_time,source\nKNWN,2025-07-03 12:00:00+00:00,news\n", encoding="utf-8")
     assert run_cli("flows.event_valuation", "--import-csv", str(tmp_path / "events.csv"), *end).code == 0
     assert run_cli("flows.etf_backfill", "--days", "5", *end, "--tickers", "XLK").code == 0  # the same bars: nothing rewritten
+    assert run_cli("flows.backfill", "--tickers", "SPY", "--interval", "1h", "--start", "2025-10-30", "--end", "2025-10-31", "--delay",
+                   "0", "--retry-wait", "0.01").code == 0
     with psycopg.connect(dsn) as user:
         runs = user.execute("SELECT flow, run_id FROM backfill_internal.backfill_runs WHERE status = 'done' ORDER BY run_id").fetchall()
-        assert [flow for flow, _ in runs] == ["etf-backfill", "jsonl-ingest", "event-valuation", "etf-backfill"], runs
-        first, ingest, valuation, _ = (run_id for _, run_id in runs)
+        assert [flow for flow, _ in runs] == ["etf-backfill", "jsonl-ingest", "event-valuation", "etf-backfill", "backfill"], runs
+        first, ingest, valuation, _, intraday = (run_id for _, run_id in runs)
+        assert user.execute("SELECT DISTINCT run_id FROM collected_intraday_bars").fetchall() == [(intraday,)]
         carried = {table: user.execute(sql.SQL("SELECT DISTINCT ticker, run_id FROM {} ORDER BY 1").format(sql.Identifier(table)))
                    .fetchall() for table in ("collected_daily_etf_ohlc", "txn_events", "collected_daily_stock_history")}
         carried |= {table: user.execute(sql.SQL("SELECT DISTINCT symbol, run_id FROM {}").format(sql.Identifier(table))).fetchall()
