@@ -118,6 +118,7 @@ class ItemOutcome:
     rows: int = 0
     from_cache: bool = False
     error: SourceError | None = None
+    possibly_delisted: bool = False  # no data now, yet its history is stored
 
     def describe(self) -> str:
         if self.status == "skipped":
@@ -175,12 +176,13 @@ def record_failure(conn: psycopg.Connection[Any], ticker: str, error: SourceErro
     """Record a failed ticker (a rate limit leaves it pending: it was not tried to the end), or one
     the source has no data for: "no data", flagged "possibly delisted" when ``table`` holds its history."""
     if isinstance(error, NoData):
-        if table is not None and has_history(conn, table, ticker):
+        delisted = table is not None and has_history(conn, table, ticker)
+        if delisted:
             error = NoData(ticker, f"{error.reason}; possibly delisted (its history is stored)")
         if run_id is not None:
             with conn.transaction():
                 record_item(conn, run_id, ticker, "no_data", error.reason)
-        return ItemOutcome(ticker, "no_data", error=error)
+        return ItemOutcome(ticker, "no_data", error=error, possibly_delisted=delisted)
     if run_id is not None and not isinstance(error, RateLimited):
         with conn.transaction():
             record_item(conn, run_id, ticker, "failed", error.reason)
@@ -245,7 +247,7 @@ class Summary:
             errors += f" ({shown}{more})"
         empty = self.no_data
         if empty:
-            shown = ", ".join(o.ticker + (" possibly delisted" if o.error and "delisted (its" in o.error.reason else "")
+            shown = ", ".join(o.ticker + (" possibly delisted" if o.possibly_delisted else "")
                               for o in empty[:10])
             errors += f", {len(empty)} no data ({shown}{f', +{len(empty) - 10} more' if len(empty) > 10 else ''})"
         return f"{what}: {c.new} new, {c.updated} updated, {c.unchanged} skipped, {errors}"
