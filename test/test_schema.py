@@ -278,3 +278,11 @@ def test_every_row_a_command_writes_carries_its_run_and_a_rerun_that_changes_not
     assert carried == {"collected_daily_etf_ohlc": [("SPY", valuation), ("XLK", first)], "txn_events": [("KNWN", valuation)],
                        "collected_daily_stock_history": [("KNWN", valuation)], "scalp_ticks": [("005930", ingest)],
                        "scalp_1m_bars": [("005930", ingest)], "swing_bars_10m": [("005930", ingest)]}
+
+
+def test_every_table_has_a_primary_key(db: psycopg.Connection[Any]) -> None:
+    keyless = db.execute("SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+                         " WHERE n.nspname IN ('public', 'backfill_internal') AND c.relkind IN ('r', 'p') AND NOT c.relispartition"
+                         " AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conrelid = c.oid AND k.contype = 'p')"
+                         " ORDER BY 1").fetchall()
+    assert keyless == []
