@@ -53,6 +53,9 @@ def page() -> str:
              "written before runs were recorded say NULL. A rerun that changes nothing leaves a row's `run_id` as it was.",
              "An operator who may only read, yet runs `backfill-status` or a dry run, also needs the machinery:",
              "`GRANT USAGE ON SCHEMA backfill_internal TO op; GRANT SELECT ON ALL TABLES IN SCHEMA backfill_internal TO op`.", "",
+             "Upgrading from a release before the machinery's schema (migration 030): a query of yours that names a machinery",
+             "table (`backfill_runs`, `rate_budgets`, ...) names its schema now: `backfill_internal.backfill_runs`. The data",
+             "tables and views keep their names and place.", "",
              "## Data and views", ""]
     for name in data:
         lines += [f"### `{name}`", "", relations.get(name, ""), ""]

@@ -286,3 +286,18 @@ def test_every_table_has_a_primary_key(db: psycopg.Connection[Any]) -> None:
                          " AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conrelid = c.oid AND k.contype = 'p')"
                          " ORDER BY 1").fetchall()
     assert keyless == []
+
+
+def test_every_query_the_docs_give_runs_as_a_user_connects(db: psycopg.Connection[Any], dsn: str) -> None:
+    """The ```sql blocks of the docs, each statement run on a migrated database through a plain
+    connection (PostgreSQL's own search path, as psql's): a renamed or moved table fails here."""
+    import re
+
+    statements = [text.strip() for page in sorted((ROOT / "docs").glob("*.md"))
+                  for block in re.findall(r"```sql\n(.*?)```", page.read_text(encoding="utf-8"), flags=re.S)
+                  for text in block.split(";") if text.strip()]
+    assert len(statements) >= 4
+    with psycopg.connect(dsn) as user:
+        for text in statements:
+            user.execute(text)  # type: ignore[call-overload]
+            user.rollback()
