@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 
 SQL = Path(__file__).resolve().parent.parent / "sql"
-COMMENT = re.compile(r"COMMENT ON (TABLE|VIEW|COLUMN) ([\w.]+) IS '((?:[^']|'')*)';", re.S)
+COMMENT = re.compile(r"COMMENT ON (TABLE|VIEW|COLUMN) ([\w.\"]+) IS '((?:[^']|'')*)';", re.S)
 
 
 def comments() -> tuple[dict[str, str], dict[str, dict[str, str]]]:
@@ -20,7 +20,7 @@ def comments() -> tuple[dict[str, str], dict[str, dict[str, str]]]:
     columns: dict[str, dict[str, str]] = {}
     for path in sorted(SQL.glob("[0-9][0-9][0-9]_*.sql")):
         for kind, name, text in COMMENT.findall(path.read_text(encoding="utf-8")):
-            text = text.replace("''", "'")
+            text, name = text.replace("''", "'"), name.replace('"', "")  # "window": a reserved word, quoted
             if kind == "COLUMN":
                 relation, column = name.rsplit(".", 1)
                 columns.setdefault(relation, {})[column] = text

@@ -83,10 +83,12 @@ def test_every_user_facing_relation_and_view_column_is_documented_in_the_catalog
     for name in views:
         (said,) = db.execute("SELECT obj_description(to_regclass(%s), 'pg_class')", (name,)).fetchone() or (None,)
         assert said, name
-    undocumented = db.execute(
-        "SELECT a.attname FROM pg_attribute a WHERE a.attrelid = to_regclass('daily_bars') AND a.attnum > 0"
-        " AND col_description(a.attrelid, a.attnum) IS NULL AND a.attname NOT IN ('high', 'low')").fetchall()
-    assert undocumented == [], undocumented  # high and low: "as open", said on open
+    undocumented = db.execute(  # every column of every relation in the data's schema, tables and views alike
+        "SELECT c.relname || '.' || a.attname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped"
+        " WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm') AND col_description(c.oid, a.attnum) IS NULL"
+        " ORDER BY 1").fetchall()
+    assert undocumented == [], undocumented
 
 
 def test_the_reader_role_reads_the_data_and_the_views_and_none_of_the_machinery(db: psycopg.Connection[Any], dsn: str) -> None:
@@ -126,6 +128,10 @@ def test_the_docs_database_page_lists_each_relation_the_reader_may_read_with_its
     for name in granted:
         (said,) = db.execute("SELECT obj_description(to_regclass(%s), 'pg_class')", (name,)).fetchone() or (None,)
         assert said and f"### `{name}`\n\n{said}\n" in page, name  # the page says what the catalog says
+        section = page.split(f"### `{name}`\n", 1)[1].split("\n### ", 1)[0]
+        for column, text in db.execute("SELECT a.attname, col_description(a.attrelid, a.attnum) FROM pg_attribute a"
+                                       " WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped", (name,)):
+            assert f"| `{column}` | {text.replace('|', '/')} |" in section, (name, column)  # and so for every column
     assert "## The machinery" in page and "`backfill_runs`" in page.split("## The machinery")[1]
 
 
