@@ -238,7 +238,7 @@ COMMENT ON COLUMN txn_events.trend IS 'up when momentum_20d is above +5%, down b
 COMMENT ON COLUMN txn_events.valuation_error IS 'Why the event could not be valued (valuation_status error or no_data).';
 COMMENT ON COLUMN txn_events.valued_at IS 'When the metrics were last written.';
 COMMENT ON COLUMN txn_events.market_cap IS 'Market capitalization on the event''s base session (FMP), in the listing''s currency.';
-COMMENT ON COLUMN txn_events.pe_ttm IS 'price_at_event / diluted EPS of the four latest quarters filed on or before the event (no look-ahead); NULL when that EPS is zero or negative.';
+COMMENT ON COLUMN txn_events.pe_ttm IS 'The price at the event over the diluted EPS of the four latest quarters filed on or before the event (no look-ahead); NULL when that EPS is zero or negative.';
 COMMENT ON COLUMN txn_events.ps_ttm IS 'market_cap / revenue of the four latest quarters filed on or before the event.';
 COMMENT ON COLUMN txn_events.fundamentals_at IS 'When the multiples were last written; NULL while they are due.';
 COMMENT ON COLUMN txn_events.fundamentals_error IS 'Why the multiples could not be had (the provider''s answer).';
