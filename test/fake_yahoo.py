@@ -232,6 +232,7 @@ class FakeYahoo:
     no_shares: set[str] = field(default_factory=set)  # symbols without shares-outstanding history
     log: list[Logged] = field(default_factory=list)
     in_flight: set[str] = field(default_factory=set)  # symbols whose chart request is being answered now
+    gate: threading.Event | None = None  # while it is an Event not yet set, chart answers wait for it (a test holds the run)
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -420,6 +421,9 @@ class FakeYahoo:
             return self.max_per_second is not None and len(self._recent) > self.max_per_second
 
     def _chart(self, symbol: str, query: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+        gate = self.gate
+        if gate is not None:
+            gate.wait(timeout=120)
         with self._lock:
             if self.rate_limit_after is not None and self._chart_served >= self.rate_limit_after:
                 return self._too_many()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -32,8 +33,12 @@ def test_a_run_outlives_a_prefect_server_restart_and_ends_completed(own_prefect_
                            cwd=ROOT, env=env, stdout=out.open("w"), stderr=subprocess.STDOUT)
     try:
         wait_for(lambda: len(fake_yahoo.chart_requests()) >= 2, 120, "the first fetches")
+        # The next answers wait until the server is down: the run cannot finish its fetches while the
+        # stop is under way (on a busy machine the stop took longer than the whole run once).
+        fake_yahoo.gate = threading.Event()
         assert prefect_local("stop", own_prefect_server).returncode == 0
         down_at = len(fake_yahoo.chart_requests())
+        fake_yahoo.gate.set()
         # While the API is down the run goes on fetching (and storing: checked at the end).
         wait_for(lambda: len(fake_yahoo.chart_requests()) >= down_at + 3, 60, "fetches while Prefect's server is down")
         time.sleep(3)
