@@ -186,8 +186,8 @@ def source_of(name: str) -> str:
 
 
 # -- what a run takes from the settings ----------------------------------------------------------
-# What a run takes from the environment (or the configuration file, ``flows/config.py``), read once
-# where the run starts (a command's ``main`` or a flow's entry) and passed down as values: no module under ``tasks/`` reads ``os.environ``.
+# Read where a run starts (a command's ``main`` or a flow's entry) and passed down as values: no
+# module under ``tasks/`` reads the environment.
 #
 # - ``BACKFILL_HOME``: the data home, where the embedded database (``.pgdata``), the download cache
 #   (``.cache``) and the local Prefect server's home (``.prefect``) live unless each is set on its own;

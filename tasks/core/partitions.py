@@ -13,7 +13,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from tasks.core.schemas import internal_schema
+from tasks.core.schemas import PUBLIC_INTERNAL, machinery_schema
 
 _CREATE_LOCK = 0x4A53504B
 RETENTION_MARK = "market-backfill retention: detached to be dropped"
@@ -56,8 +56,7 @@ def attach_partition(conn: psycopg.Connection[Any], name: str, table: str, start
     attached, exists = state if state else (None, False)
     if attached:
         return False  # another process made it a moment ago
-    row = conn.execute("SELECT current_schema()").fetchone()
-    target, part = sql.Identifier(table), sql.Identifier(internal_schema(row[0] if row else "public"), name)
+    target, part = sql.Identifier(table), sql.Identifier(machinery_schema(conn) or PUBLIC_INTERNAL, name)
     if attached is False:  # DETACH ... CONCURRENTLY begun by a run that was killed
         conn.execute(sql.SQL("ALTER TABLE {} DETACH PARTITION {} FINALIZE").format(target, part))
     with conn.transaction():

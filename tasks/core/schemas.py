@@ -21,14 +21,25 @@ def internal_schema(data_schema: str) -> str:
     return PUBLIC_INTERNAL if data_schema == "public" else f"{data_schema}_internal"
 
 
+def _data_schema(conn: psycopg.Connection[Any]) -> str | None:
+    """``conn``'s data schema: the first schema of its search path that exists (None: none does)."""
+    row = conn.execute("SELECT current_schema()").fetchone()
+    return str(row[0]) if row and row[0] is not None else None
+
+
+def machinery_schema(conn: psycopg.Connection[Any]) -> str | None:
+    """The machinery's schema beside ``conn``'s data schema; None when no schema of its path exists."""
+    data = _data_schema(conn)
+    return internal_schema(data) if data is not None else None
+
+
 def use_schemas(conn: psycopg.Connection[Any]) -> str | None:
     """Put the machinery's schema on ``conn``'s search path after its data schema (the first schema
     of the path that exists); returns the machinery's schema, None when no schema of the path exists.
     Committed at once when ``conn`` was idle outside autocommit (a setting made in a transaction that
     is rolled back later is undone); inside a caller's transaction (a dry run's) it lasts as long."""
     idle = not conn.autocommit and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
-    row = conn.execute("SELECT current_schema()").fetchone()
-    data = row[0] if row else None
+    data = _data_schema(conn)
     if data is None:
         return None
     internal = internal_schema(data)

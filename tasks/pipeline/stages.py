@@ -84,14 +84,15 @@ def run_pipeline(opts: PipelineOptions, *, prog: str, args: Sequence[str], say: 
     say(f"Daily pipeline as of {as_of}: {', '.join(opts.stages)}" + (" (dry run)" if opts.dry_run else ""))
     with recorded_run(dsn, "daily-pipeline", command_line(prog, args), {"stages": list(opts.stages)}, dry_run=opts.dry_run) as record:
         run = stage or (lambda name, _: run_stage(name, opts, dsn=record.dsn, say=say, earlier=opts.stages[:opts.stages.index(name)]))
-        code, outcomes = _stages(opts, prog, args, say, lambda name: run(name, record.run_id), resume)
+        code, outcomes = _stages(opts, as_of, prog, args, say, lambda name: run(name, record.run_id), resume)
         record.ended(code)
         return code, outcomes
 
 
-def _stages(opts: PipelineOptions, prog: str, args: Sequence[str], say: Callable[[str], None], run: Callable[[str], StageOutcome],
-            resume: list[str] | None) -> tuple[Outcome, list[StageOutcome]]:
-    as_of = opts.session()
+def _stages(opts: PipelineOptions, as_of: dt.date, prog: str, args: Sequence[str], say: Callable[[str], None],
+            run: Callable[[str], StageOutcome], resume: list[str] | None) -> tuple[Outcome, list[StageOutcome]]:
+    """The stages in order, as of the one session the run said (a second lookup could fall on the
+    other side of a close)."""
     outcomes: list[StageOutcome] = []
     for name in opts.stages:
         if resume is not None:
