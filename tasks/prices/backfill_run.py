@@ -158,7 +158,15 @@ def concluded(summary: Summary, line: str, settings: SourceSettings, command: st
 def execute(plan: BackfillPlan, opts: BackfillOptions, *, conn: Any, cache: DownloadCache, run_id: int,
              summary: Summary, reporter: Reporter, wrap: Callable[..., Any], budget: RateBudget | None = None) -> None:
     wanted = set(plan.sessions)
-    store = wrap(restate_and_store, "store-bars")
+
+    def store_and_report(*args: Any, **kwargs: Any) -> None:
+        """Store one ticker and count it at once, in one task: a stop that lands after the commit
+        (Prefect reports a task's end to its API) still finds the item in the run's summary."""
+        outcome = restate_and_store(*args, **kwargs)
+        summary.add(outcome)
+        reporter.item(outcome.describe())
+
+    store = wrap(store_and_report, "store-bars")
     sources: list[YahooSource] = []
 
     def source() -> YahooSource:  # built on first need: a fully cached run never touches yfinance
@@ -170,11 +178,9 @@ def execute(plan: BackfillPlan, opts: BackfillOptions, *, conn: Any, cache: Down
         """Store one ticker (its whole history restated first if a new split/dividend calls for it);
         True when the run must stop (the source rate-limited the restatement)."""
         try:
-            outcome = store(conn, plan.table, result, cache=cache, source=source, run_id=run_id, sessions=wanted)
+            store(conn, plan.table, result, cache=cache, source=source, run_id=run_id, sessions=wanted)
         except RateLimited as exc:
             return fail_item(exc, item, conn, run_id, summary, reporter, table=opts.table)
-        summary.add(outcome)
-        reporter.item(outcome.describe())
         return False
 
     for item in (i for i in plan.items if i.action == "skip"):
