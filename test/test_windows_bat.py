@@ -21,6 +21,7 @@ from test.fix_yahoo import ROOT
 pytestmark = pytest.mark.slow
 WINE = next((w for w in ("/usr/lib/wine/wine64", shutil.which("wine64") or "", shutil.which("wine") or "") if w and os.path.exists(w)),
             None)
+WINESERVER = next((w for w in ("/usr/lib/wine/wineserver64", shutil.which("wineserver") or "") if w and os.path.exists(w)), None)
 MINGW = shutil.which("x86_64-w64-mingw32-gcc")
 BATS = ["1_run_backfill.bat", "2_run_staggered.bat", "3_run_daily_pipeline.bat", "4_backfill_status.bat", "5_backfill.bat"]
 
@@ -45,7 +46,21 @@ def wine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
            "DISPLAY": ""}
     first = subprocess.run([WINE, "cmd", "/c", "exit 0"], env=env, capture_output=True, timeout=300)  # creates the prefix
     assert first.returncode == 0, first.stderr[-2000:]
-    yield {"work": work, "checkout": checkout, "stubs": stubs}
+    # One wineserver for every test here: by default it exits 3 s after its last program, and a wine
+    # started while it exits failed now and then (cmd exited 1, printing nothing).
+    server = [WINESERVER] if WINESERVER else []
+    if server:  # the first one's (it made the prefix) ends first: a second is refused while one runs
+        subprocess.run([*server, "--wait"], env=env, timeout=60)
+        subprocess.run([*server, "--persistent"], env=env, check=True, timeout=60)
+        # wine's services start with the first program and would now outlive it, holding the output
+        # pipes of whichever test's wine started them: they start here, writing nowhere.
+        subprocess.run([WINE, "cmd", "/c", "exit 0"], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, check=True, timeout=120)
+    try:
+        yield {"work": work, "checkout": checkout, "stubs": stubs}
+    finally:
+        if server:
+            subprocess.run([*server, "--kill"], env=env, timeout=60)
 
 
 def run_bat(wine: dict[str, Path], bat: str, args: str, *, path: list[str], cwd: Path | None = None,
