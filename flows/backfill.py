@@ -43,6 +43,7 @@ from flows.params import (
     ticker_list,
 )
 from tasks.core.calendar import MAX_DAYS
+from tasks.core.commands import RunEnd
 from tasks.core.db import open_database
 from tasks.core.display import printer
 from tasks.core.errors import BadInput, Outcome
@@ -208,28 +209,30 @@ def options(values: dict[str, Any]) -> list[BackfillOptions | IntradayOptions]:
     return out
 
 
-def run(plans: list[BackfillOptions | IntradayOptions], *, command: str, **wiring: Any) -> tuple[Outcome, Summary | None]:
+def run(plans: list[BackfillOptions | IntradayOptions], *, command: str, **wiring: Any) -> RunEnd:
     """Each interval in turn: daily bars through the ETF backfill's steps, intraday bars through
     their own. A rate limit stops the run (the resume command covers every interval: those done are
     skipped as stored); the outcome is the worst of them, the summary all tickers' of all intervals."""
     worst, merged = Outcome.DONE, Summary()
     if plans and not plans[0].tickers:  # a shard whose share of a small universe is empty
         printer(wiring.get("log"))("No ticker falls to this shard: nothing to do")
-        return Outcome.DONE, merged
+        return RunEnd(Outcome.DONE, detail=merged)
     dsn = data_dsn()  # resolved once for every interval (the embedded server is started at most once)
+    resume = None
     for opts in plans:
         if isinstance(opts, IntradayOptions):
-            code, summary = run_intraday(opts, dsn=dsn, command=command, **wiring)
+            end = run_intraday(opts, dsn=dsn, command=command, **wiring)
         else:
-            code, summary = run_backfill(opts, dsn=dsn, command=command, **wiring)
-        if summary is not None:
-            merged.outcomes += summary.outcomes
-            merged.rate_limited = summary.rate_limited
-        if code != Outcome.DONE:
-            worst = code
-        if code == Outcome.RATE_LIMITED:
+            end = run_backfill(opts, dsn=dsn, command=command, **wiring)
+        if end.detail is not None:
+            merged.outcomes += end.detail.outcomes
+            merged.rate_limited = end.detail.rate_limited
+        if end.code != Outcome.DONE:
+            worst = end.code
+        if end.code == Outcome.RATE_LIMITED:
+            resume = end.resume
             break
-    return worst, (None if plans and plans[0].dry_run else merged)
+    return RunEnd(worst, resume, None if plans and plans[0].dry_run else merged)
 
 
 def build_flow() -> Any:
@@ -243,10 +246,11 @@ def build_flow() -> Any:
         if int(values.get("shards") or 1) > 1:  # each shard resolves the universe and plans its own share
             from flows.orchestration.fan_out import fan_out
 
-            return run_in_flow(FLOW_NAME, "Backfill over shards", lambda log: fan_out(values, log))
-        def backfill(log: Any) -> tuple[Outcome, Summary | None]:
+            return run_in_flow(FLOW_NAME, "Backfill over shards", lambda log, _: fan_out(values, log))
+        def backfill(log: Any, progress: Any) -> RunEnd:
             given = resumed(values)
-            return run(options(given), command=resume_command(FLOW_NAME, PARAMS, given), wrap=prefect_task, log=log)
+            return run(options(given), command=resume_command(FLOW_NAME, PARAMS, given), wrap=prefect_task, log=log,
+                       progress=progress)
 
         return run_in_flow(FLOW_NAME, "Backfill", backfill,
                            markdown=lambda summary, code: summary_markdown(summary, code, command, "Backfill"))
@@ -274,7 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     def plain(ns: argparse.Namespace, values: dict[str, Any], call: Invocation) -> int:
         given = resumed({**values, "dry_run": ns.dry_run})
         typed[:] = [str(given["command"])]
-        return run(options(given), command=typed[0])[0]
+        return run(options(given), command=typed[0]).code
 
     return COMMAND.main(argv, values=lambda ns, call: flow_values(ns, PARAMS, command=call.command), plain=plain,
                         interrupted=lambda call: lambda: "Interrupted: every ticker and request stored so far is kept. Continue with:"

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from flows.cli import int_in
@@ -37,8 +38,8 @@ from flows.params import (
     source_settings,
 )
 from tasks.core.calendar import MAX_DAYS
-from tasks.core.commands import resume_sink
-from tasks.core.display import printer, progress_sink
+from tasks.core.commands import RunEnd
+from tasks.core.display import ProgressSink, printer
 from tasks.core.errors import BadInput, Outcome
 from tasks.core.runs import run_dsn
 from tasks.core.tickers import SECTOR_ETFS
@@ -117,25 +118,19 @@ def build_flow() -> Any:
     def body(values: dict[str, Any]) -> Any:
         opts = options(values)
 
-        def pipeline(log: Callable[[str], None]) -> tuple[Outcome, tuple[list[StageOutcome], str | None]]:
-            report = progress_sink.get()  # the run's progress artifact counts stages, not each stage's items
+        def pipeline(log: Callable[[str], None], progress: ProgressSink) -> RunEnd:
             done: list[str] = []
 
             def one(name: str, run_id: int | None) -> StageOutcome:
-                token = progress_sink.set(None)
-                try:
-                    outcome: StageOutcome = stage_flows[name](params=values, run_id=run_id)
-                finally:
-                    progress_sink.reset(token)
+                outcome: StageOutcome = stage_flows[name](params=values, run_id=run_id)
                 done.append(name)
-                if report is not None:
-                    report(len(done), len(opts.stages))
+                progress(len(done), len(opts.stages))  # the run's progress artifact counts stages, not their items
                 return outcome
 
-            code, outcomes = run_pipeline(opts, prog="daily-pipeline", args=flags_for(PARAMS, values), say=printer(log),
-                                          stage=one, dsn=data_dsn())
-            points = resume_sink.get() or []  # run_in_flow collects them (and schedules the continuation at the last)
-            return code, (outcomes, points[-1].command if points else None)  # the stages left, with the run's own flags
+            end = run_pipeline(opts, prog="daily-pipeline", args=flags_for(PARAMS, values), say=printer(log), stage=one,
+                               dsn=data_dsn())
+            # the report: the stages, and the command that runs those left (with the run's own flags)
+            return replace(end, detail=(end.detail, end.resume.command if end.resume else None))
 
         return run_in_flow(FLOW_NAME, "Daily pipeline", pipeline, lambda result, code: markdown(result[0], code, result[1]),
                            unit="stages")
@@ -160,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def plain(ns: argparse.Namespace, values: dict[str, Any], call: Invocation) -> Outcome:
         opts = options({**values, "dry_run": ns.dry_run})
-        return run_pipeline(opts, prog=call.prog, args=call.args, say=printer(), dsn=data_dsn(), resume=resume)[0]
+        return run_pipeline(opts, prog=call.prog, args=call.args, say=printer(), dsn=data_dsn(), resume=resume).code
 
     def stopped(call: Invocation) -> Callable[[], str]:
         # stopped before the first stage: the whole command

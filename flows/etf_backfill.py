@@ -64,8 +64,9 @@ def build_flow() -> Any:
     def body(values: dict[str, Any]) -> Any:
         opts = options(values)
         command = resume_command(FLOW_NAME, PARAMS, values)
-        return run_in_flow(FLOW_NAME, "ETF backfill", lambda log: run_backfill(opts, dsn=data_dsn(), command=command, wrap=prefect_task,
-                                                                                         log=log),
+        return run_in_flow(FLOW_NAME, "ETF backfill",
+                           lambda log, progress: run_backfill(opts, dsn=data_dsn(), command=command, wrap=prefect_task, log=log,
+                                                              progress=progress),
                            markdown=lambda summary, code: summary_markdown(summary, code, command))
 
     return flow(name=FLOW_NAME, log_prints=False, validate_parameters=False)(flow_function(FLOW_NAME, PARAMS, body, __doc__))
@@ -86,7 +87,7 @@ build_parser = COMMAND.parser
 def main(argv: Sequence[str] | None = None) -> int:
     return COMMAND.main(
         argv, values=lambda ns, call: flow_values(ns, PARAMS, command=call.command),
-        plain=lambda ns, values, call: run_backfill(options({**values, "dry_run": ns.dry_run}), dsn=data_dsn(), command=call.command)[0],
+        plain=lambda ns, values, call: run_backfill(options({**values, "dry_run": ns.dry_run}), dsn=data_dsn(), command=call.command).code,
         interrupted=lambda call: f"Interrupted: every ticker stored so far is kept. Continue with:\n  {call.command}")
 
 

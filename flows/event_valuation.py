@@ -36,6 +36,7 @@ from flows.params import (
     source_settings,
     ticker_list,
 )
+from tasks.core.commands import RunEnd
 from tasks.core.errors import BadInput, Outcome, PipelineError, StoreError
 from tasks.core.tickers import parse_shard, parse_ticker_list
 from tasks.events.fundamentals_run import MODES as FUNDAMENTAL_MODES
@@ -143,10 +144,12 @@ def build_flow() -> Any:
         opts = options(values)
         command, dsn = resume_command(FLOW_NAME, PARAMS, values), data_dsn()  # the data database, resolved once for the run
         if int(values.get("shards") or 1) > 1:
-            state = run_in_flow(FLOW_NAME, "Event valuation over shards", lambda log: fan_out_after_import(opts, values, dsn, command, log))
+            state = run_in_flow(FLOW_NAME, "Event valuation over shards",
+                                lambda log, _: fan_out_after_import(opts, values, dsn, command, log))
         else:
-            state = run_in_flow(FLOW_NAME, "Event valuation", lambda log: run_valuation(opts, dsn=dsn, command=command, log=log,
-                                                                                        mapper=prefect_mapper(opts.concurrency)))
+            state = run_in_flow(FLOW_NAME, "Event valuation",
+                                lambda log, progress: run_valuation(opts, dsn=dsn, command=command, log=log, progress=progress,
+                                                                    mapper=prefect_mapper(opts.concurrency)))
         if not state.is_cancelled() and opts.shard is None:  # the study of every valued event, as `event-report` prints it
             artifacts = RunArtifacts(get_run_logger())
             artifacts.markdown("event-study", study_markdown(dsn),
@@ -157,14 +160,15 @@ def build_flow() -> Any:
     return flow(name=FLOW_NAME, validate_parameters=False, log_prints=False)(flow_function(FLOW_NAME, PARAMS, body, __doc__))
 
 
-def fan_out_after_import(opts: ValuationOptions, values: dict[str, Any], dsn: str, command: str, log: Callable[[str], None]) -> Outcome:
+def fan_out_after_import(opts: ValuationOptions, values: dict[str, Any], dsn: str, command: str,
+                         log: Callable[[str], None]) -> Outcome | RunEnd:
     """The parent of a fan-out: import the events file (if any) once, then the shards value them."""
     from flows.orchestration.fan_out import fan_out
 
     if opts.import_csv is not None:
-        code = run_valuation(replace(opts, import_only=True), dsn=dsn, command=command, log=log)
-        if code != Outcome.DONE:
-            return code
+        imported = run_valuation(replace(opts, import_only=True), dsn=dsn, command=command, log=log)
+        if imported.code != Outcome.DONE:
+            return imported
     return fan_out(values, log, done={"import_csv": None, "import_only": False})  # the import is done
 
 
@@ -183,7 +187,7 @@ build_parser = COMMAND.parser
 def main(argv: Sequence[str] | None = None) -> int:
     def plain(ns: argparse.Namespace, values: dict[str, Any], call: Invocation) -> Outcome:
         opts = options({**values, "dry_run": ns.dry_run, "processes": ns.processes})
-        return run_valuation(opts, dsn=data_dsn(), command=call.command)
+        return run_valuation(opts, dsn=data_dsn(), command=call.command).code
 
     return COMMAND.main(argv, values=lambda ns, call: flow_values(ns, PARAMS, command=call.command), plain=plain,
                         interrupted=lambda call: "Interrupted: groups already written are kept. Run the same command again to value"

@@ -76,7 +76,8 @@ def build_flow() -> Any:
 
     def body(values: dict[str, Any]) -> Any:
         opts = options(values)
-        return run_in_flow(FLOW_NAME, "JSONL ingestion", lambda log: run_ingest(opts, dsn=data_dsn(), log=log))
+        return run_in_flow(FLOW_NAME, "JSONL ingestion", lambda log, progress: run_ingest(opts, dsn=data_dsn(), log=log,
+                                                                                          progress=progress))
 
     return flow(name=FLOW_NAME, validate_parameters=False, log_prints=False)(flow_function(FLOW_NAME, PARAMS, body, __doc__))
 

@@ -34,7 +34,7 @@ from flows.params import (
     ticker_list,
 )
 from tasks.core.calendar import MAX_DAYS
-from tasks.core.errors import Outcome
+from tasks.core.commands import RunEnd
 from tasks.core.tickers import SECTOR_ETFS
 from tasks.prices.staggered_run import RUN_SHAPING, StaggerOptions, run_order, run_staggered_backfill
 
@@ -69,7 +69,7 @@ def options(values: dict[str, Any]) -> StaggerOptions:
                           dry_run=bool(values.get("dry_run", False)), source=source_settings(values, delay=0.0))
 
 
-def run(values: dict[str, Any], **wiring: Any) -> Outcome:
+def run(values: dict[str, Any], **wiring: Any) -> RunEnd:
     # The command line given (CLI), or for a deployment run the flags of its parameter values, so
     # resume hints repeat what the run was asked (a deployment never spells out argv itself).
     resume = bool(values["resume"])
@@ -88,7 +88,8 @@ def build_flow() -> Any:
     from flows.orchestration.glue import prefect_task, run_in_flow
 
     def body(values: dict[str, Any]) -> Any:
-        return run_in_flow(FLOW_NAME, "Staggered sector backfill", lambda log: run(values, log=log, wrap=prefect_task))
+        return run_in_flow(FLOW_NAME, "Staggered sector backfill", lambda log, progress: run(values, log=log, wrap=prefect_task,
+                                                                                                   progress=progress))
 
     return flow(name=FLOW_NAME, log_prints=False, validate_parameters=False)(flow_function(FLOW_NAME, PARAMS, body, __doc__))
 
@@ -107,7 +108,7 @@ build_parser = COMMAND.parser
 
 def main(argv: Sequence[str] | None = None) -> int:
     return COMMAND.main(argv, values=lambda ns, call: flow_values(ns, PARAMS, args=call.args, prog=call.prog),
-                        plain=lambda ns, values, call: run({**values, "dry_run": ns.dry_run}),
+                        plain=lambda ns, values, call: run({**values, "dry_run": ns.dry_run}).code,
                         interrupted=lambda call: "")  # the runner says what is kept and prints the command that resumes
 
 

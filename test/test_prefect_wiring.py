@@ -17,12 +17,19 @@ from test.test_etf_backfill import END, FIVE_SESSIONS, expected_rows
 pytestmark = pytest.mark.slow
 
 
-def test_staggered_runner_as_a_prefect_flow(run_cli: CliRunner, dsn: str) -> None:
+def test_staggered_runner_as_a_prefect_flow(run_cli: CliRunner, dsn: str, prefect_api: dict[str, str]) -> None:
+    from test import prefect_http
+
     result = run_cli("flows.staggered_sector_backfill", "--days", "5", "--end", END, "--delay", "0.001m",
                      "--tickers", "XLK,XLV", "--orchestrate", "prefect", timeout=180)
     assert result.code == 0, result.stderr[-3000:]
     assert "Finished in state Completed" in result.stderr and "backfill-ticker" in result.stderr
     assert table_rows(dsn, "collected_daily_etf_ohlc") == expected_rows(["XLK", "XLV"], FIVE_SESSIONS)
+    # the run's progress artifact, which its Reporter updates as each ticker finishes: both done
+    (progress,) = prefect_http.post(f"{prefect_api['PREFECT_API_URL']}/artifacts/filter", timeout=10,
+                                    json={"artifacts": {"key": {"any_": ["staggered-sector-backfill-progress"]}},
+                                          "sort": "CREATED_DESC", "limit": 1}).json()
+    assert (progress["type"], float(progress["data"]), progress["description"]) == ("progress", 100.0, "items done, %")
 
 
 def test_event_valuation_maps_groups_as_prefect_tasks(run_cli: CliRunner, dsn: str, tmp_path: Path) -> None:

@@ -342,19 +342,29 @@ def test_the_nyse_calendar_has_exactly_the_trading_days_of_the_exchanges_publish
 
 
 def test_the_time_to_resume_after_a_rate_limit_is_never_before_the_cool_down_ends() -> None:
-    from tasks.core.commands import collected_resume_points, resume_hint
+    from tasks.core.commands import resume_point
     from tasks.core.errors import RateLimited
 
     now = dt.datetime(2026, 12, 3, 16, 43, 8, 730_000, tzinfo=dt.UTC)
     cooling = RateLimited("XLK", "budget 'yahoo' cooling down after HTTP 429", retry_after=15.0, from_budget=True)
-    with collected_resume_points() as points:
-        text = resume_hint(cooling, 900.0, "staggered-backfill --start-from XLK", now=now)
-        resume_hint(cooling, 900.0, "x", now=now.replace(microsecond=0))  # a whole second stays as it is
+    points = [resume_point(cooling, 900.0, "staggered-backfill --start-from XLK", now=now),
+              resume_point(cooling, 900.0, "x", now=now.replace(microsecond=0))]  # a whole second stays as it is
     # The cool-down ends at 16:43:23.73: the next whole second, not the one before it (a continuation
     # scheduled at 16:43:23 found 0.73 s of cool-down left and stopped again).
     assert [p.at for p in points] == [dt.datetime(2026, 12, 3, 16, 43, 24, tzinfo=dt.UTC),
                                       dt.datetime(2026, 12, 3, 16, 43, 23, tzinfo=dt.UTC)]
-    assert "Resume after 2026-12-03 16:43:24 UTC" in text
+    assert points[0].hint() == ("Rate limited: budget 'yahoo' cooling down after HTTP 429 (XLK). Everything fetched so far is "
+                                "committed.\nResume after 2026-12-03 16:43:24 UTC (in 15 s) with:\n"
+                                "  staggered-backfill --start-from XLK")
+    # Our budget refused before any request: the source was not asked, and the hint says so
+    refused = RateLimited("XLK", "budget 'yahoo' full", retry_after=42.0, from_budget=True, refused=True)
+    point = resume_point(refused, 900.0, "etf-backfill", now=now)
+    assert point.refused and point.at == dt.datetime(2026, 12, 3, 16, 43, 51, tzinfo=dt.UTC)
+    assert point.hint().startswith("Waiting for the budget's cool-down until 2026-12-03 16:43:51 UTC: budget 'yahoo' full; "
+                                   "no request was sent.")
+    # A 429 from the source: the longer of its Retry-After and the configured sleep
+    limited = RateLimited("XLV", "HTTP 429", retry_after=60.0)
+    assert resume_point(limited, 900.0, "c", now=now).at == dt.datetime(2026, 12, 3, 16, 58, 9, tzinfo=dt.UTC)
 
 
 @pytest.mark.parametrize("text", ["2026-12-02T23:59:59.9999999Z", "2026-12-02T23:59:59.1234565Z", "2026-12-02T23:59:59.1234575Z",

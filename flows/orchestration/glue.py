@@ -21,15 +21,15 @@ Imported only where Prefect runs: plain runs never import Prefect.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from flows.config import env
 from flows.orchestration.artifacts import RunArtifacts
-from tasks.core.commands import ResumePoint, collected_resume_points
+from tasks.core.commands import ResumePoint, RunEnd
+from tasks.core.display import ProgressSink
 from tasks.core.errors import BadInput, Busy, Outcome, PipelineError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -60,21 +60,6 @@ def prefect_task(fn: F, name: str, **options: Any) -> F:
     return task(name=name, cache_policy=NO_CACHE, persist_result=False, **options)(fn)  # type: ignore[return-value]
 
 
-@contextlib.contextmanager
-def prefect_progress(artifacts: RunArtifacts, key: str, description: str) -> Iterator[None]:
-    """Inside a Prefect flow run: a progress artifact (percent of items done) that every Reporter
-    of the run updates as items finish; a long run shows how far it got in the UI. Written in the
-    background (``artifacts.py``): an API that is down never holds up the data."""
-    from tasks.core.display import progress_sink
-
-    artifacts.start_progress(key, description)
-    token = progress_sink.set(artifacts.progress)
-    try:
-        yield
-    finally:
-        progress_sink.reset(token)
-
-
 PROGRESS_LINE = re.compile(r"^\[|: fetching \(|\(ETA ")  # an item's progress line: "[3/12] ...", "XLK: fetching (...) (ETA ...)"
 
 
@@ -97,11 +82,13 @@ def interrupted_markdown(title: str, lines: list[str]) -> str:
             f"run it again to continue with the rest.\n\n{finished}\n\n{rest}\n")
 
 
-def run_in_flow(name: str, title: str, body: Callable[[Callable[[str], None]], Outcome | tuple[Outcome, Any]],
+def run_in_flow(name: str, title: str, body: Callable[[Callable[[str], None], ProgressSink], Outcome | RunEnd],
                 markdown: Callable[[Any, Outcome], str] | None = None, *, unit: str = "items") -> Any:
-    """Run ``body(log)`` in a Prefect flow run with a progress artifact; leave a markdown artifact
-    (``markdown(result, code)`` when given and ``body`` returned ``(code, result)``, else the run's
-    closing lines); return the run's final state (see module doc)."""
+    """Run ``body(log, progress)`` in a Prefect flow run, ``progress`` updating the run's progress
+    artifact (percent of items done, written in the background: ``artifacts.py``); leave a markdown artifact
+    (``markdown(detail, code)`` when given and ``body``'s ``RunEnd`` has a detail, else the run's
+    closing lines); return the run's final state (see module doc), a continuation scheduled at the
+    ``RunEnd``'s resume point in a deployment run."""
     from prefect import get_run_logger
 
     logger = get_run_logger()
@@ -121,12 +108,13 @@ def run_in_flow(name: str, title: str, body: Callable[[Callable[[str], None]], O
         logger.info(message)
         return Cancelled(name="Superseded", message=message)
     code, result, retry_at = Outcome.INTERRUPTED, None, None
-    points: list[ResumePoint] = []
+    resume: ResumePoint | None = None
     try:
         wait_for_scheduled_time(log)
-        with collected_resume_points() as points, prefect_progress(artifacts, f"{name}-progress", f"{unit} done, %"):
-            answer = body(log)
-        code, result = answer if isinstance(answer, tuple) else (answer, None)
+        artifacts.start_progress(f"{name}-progress", f"{unit} done, %")
+        answer = body(log, artifacts.progress)
+        end = answer if isinstance(answer, RunEnd) else RunEnd(answer)
+        code, result, resume = end.code, end.detail, end.resume
     except KeyboardInterrupt:
         code = Outcome.INTERRUPTED
     except BadInput as exc:  # a parameter the checks of its flag would have refused, found deeper
@@ -150,8 +138,8 @@ def run_in_flow(name: str, title: str, body: Callable[[Callable[[str], None]], O
         artifacts.finish()
     if retry_at is not None:
         return final_state(code, lines, resume_at=retry_at, busy=True)
-    refused = bool(points) and all(p.refused for p in points)  # our budget said no: the source was not asked
-    return final_state(code, lines, resume_at=points[-1].at if points else None, refused=refused)
+    # refused: our budget said no, the source was not asked
+    return final_state(code, lines, resume_at=resume.at if resume else None, refused=bool(resume and resume.refused))
 
 
 SCHEDULED_TAG = "auto-scheduled"  # what Prefect's scheduler tags the runs it creates from a cron

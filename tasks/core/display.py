@@ -9,15 +9,14 @@ from __future__ import annotations
 import datetime as dt
 import sys
 from collections.abc import Callable
-from contextvars import ContextVar
 from typing import IO, Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-# Where finished-item counts also go (done, total): set by an orchestrator for the run it wraps,
-# e.g. to update a Prefect progress artifact. Read when a Reporter is made.
-progress_sink: ContextVar[Callable[[int, int], Any] | None] = ContextVar("progress_sink", default=None)
+# Where finished-item counts also go (done, total), given by an orchestrator to the run it wraps:
+# e.g. a Prefect progress artifact's update.
+ProgressSink = Callable[[int, int], Any]
 
 
 _quiet = [False]  # -q: no line per item (set once by the command line, read by each Reporter)
@@ -45,16 +44,17 @@ class Reporter:
         total: items planned.
         stream: where lines go (stdout by default).
         log: extra sink for each line (e.g. a Prefect run logger's ``info``).
+        progress: where ``(done, total)`` goes as items finish (e.g. a Prefect progress artifact).
         tty: force the terminal mode on or off (default: ask the stream).
     """
 
     def __init__(self, total: int, *, stream: IO[str] | None = None, log: Callable[[str], Any] | None = None,
-                 tty: bool | None = None) -> None:
+                 tty: bool | None = None, progress: ProgressSink | None = None) -> None:
         self.total = total
         self.done = 0
         self.stream = stream or sys.stdout
         self.log = log
-        self.sink = progress_sink.get()
+        self.sink = progress
         self.tty = self.stream.isatty() if tty is None else tty
         self.quiet = _quiet[0]
         self._progress: Progress | None = None

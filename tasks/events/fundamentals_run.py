@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tasks.core.commands import resume_hint
+from tasks.core.commands import RunEnd, resume_point
 from tasks.core.db import connect, open_database
 from tasks.core.errors import BadInput, Outcome
 from tasks.events.fundamentals import due_tickers, fmp_requests_needed, value_fundamentals
@@ -54,15 +54,15 @@ def _client(opts: FundamentalsOptions, key: str, dsn: str, cache_dir: Path, *, t
 
 
 def run_fundamentals(opts: FundamentalsOptions, *, dsn: str, source: SourceSettings, overwrite: bool, tickers: list[str] | None,
-                     dry_run: bool, command: str, say: Callable[[str], None]) -> Outcome:
-    """Fill market_cap, pe_ttm and ps_ttm of the due events; returns the phase's exit code.
+                     dry_run: bool, command: str, say: Callable[[str], None]) -> RunEnd:
+    """Fill market_cap, pe_ttm and ps_ttm of the due events; returns how the phase ended.
 
     ``source`` gives the cache directory, timeout and retries (FMP has a budget of its own).
     """
     key = api_key(opts)
     if key is None:
         say("Fundamentals: off (set FMP_API_KEY to fill market_cap, pe_ttm and ps_ttm); those columns stay empty")
-        return Outcome.DONE
+        return RunEnd(Outcome.DONE)
     client = _client(opts, key, dsn, source.cache_dir, timeout=source.timeout, max_retries=source.max_retries,
                      retry_wait=source.retry_wait)
     try:
@@ -80,14 +80,14 @@ def run_fundamentals(opts: FundamentalsOptions, *, dsn: str, source: SourceSetti
             say(f"Fundamentals (FMP): {len(work):,} tickers need {network:,} request(s) ({cached:,} more from the 24 h cache); "
                 f"budget {opts.daily_limit}/day at {format_rate(min(state.rate_per_min, opts.rate_per_min))}, {left_today} left today: "
                 f"{days} day(s)")
-            return Outcome.DONE
+            return RunEnd(Outcome.DONE)
         with connect(dsn, autocommit=True) as conn:
             summary = value_fundamentals(conn, client, overwrite=overwrite, tickers=tickers)
         say(summary.line(client))
         if summary.stopped is not None:
-            say(resume_hint(summary.stopped, opts.cooldown_s, command)
-                + "\n(multiples written so far are kept; the rerun continues with the tickers not reached)")
-            return Outcome.RATE_LIMITED
-        return Outcome.SOME_FAILED if summary.transient else Outcome.DONE  # by type: those tickers are still due
+            point = resume_point(summary.stopped, opts.cooldown_s, command)
+            say(point.hint() + "\n(multiples written so far are kept; the rerun continues with the tickers not reached)")
+            return RunEnd(Outcome.RATE_LIMITED, point, summary)
+        return RunEnd(Outcome.SOME_FAILED if summary.transient else Outcome.DONE, detail=summary)  # by type: those tickers are still due
     finally:
         client.close()

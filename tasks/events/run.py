@@ -16,9 +16,9 @@ import pandas as pd
 import psycopg
 
 from tasks.core.calendar import last_closed_session, next_close, nyse
-from tasks.core.commands import resume_hint
+from tasks.core.commands import ResumePoint, RunEnd, resume_point
 from tasks.core.db import connect, database_errors, open_database
-from tasks.core.display import Reporter, format_eta, printer
+from tasks.core.display import ProgressSink, Reporter, format_eta, printer
 from tasks.core.errors import Outcome, RateLimited, SourceError
 from tasks.core.processes import platform_start_method
 from tasks.core.runs import recorded_run
@@ -133,39 +133,40 @@ def plan_fetches(conn: Any, work: list[TickerWork], table: str, cache: DownloadC
 
 
 def run_valuation(opts: ValuationOptions, *, dsn: str, command: str, log: Callable[[str], Any] | None = None,
-                  mapper: Callable[..., Iterator[GroupOutcome]] | None = None) -> Outcome:
+                  mapper: Callable[..., Iterator[GroupOutcome]] | None = None, progress: ProgressSink | None = None) -> RunEnd:
     """Price metrics for every pending event, then (with an FMP key) their valuation multiples."""
     say = printer(log)
 
     api_key(opts.fundamentals)  # a missing key is a usage error before anything runs
     checked = check_csv(opts.import_csv, skip_bad_rows=opts.skip_bad_rows) if opts.import_csv is not None else None
     with recorded_run(dsn, "event-valuation", command, {}, dry_run=opts.dry_run) as run:  # what it writes carries run.run_id
-        code = _value(opts, checked, dsn=run.dsn, command=command, say=say, log=log, mapper=mapper)
-        run.ended(code)
-        return code
+        end = _value(opts, checked, dsn=run.dsn, command=command, say=say, log=log, mapper=mapper, progress=progress)
+        run.ended(end.code)
+        return end
 
 
 def _value(opts: ValuationOptions, checked: Any, *, dsn: str, command: str, say: Callable[[str], None],
-           log: Callable[[str], Any] | None, mapper: Callable[..., Iterator[GroupOutcome]] | None) -> Outcome:
+           log: Callable[[str], Any] | None, mapper: Callable[..., Iterator[GroupOutcome]] | None,
+           progress: ProgressSink | None) -> RunEnd:
     """Price metrics (``value_prices``), then the multiples of the events they valued."""
-    code = value_prices(opts, checked, dsn=dsn, command=command, log=log, mapper=mapper)
-    if code in (Outcome.RATE_LIMITED, Outcome.BAD_INPUT) or opts.import_only:
-        return code
+    prices = value_prices(opts, checked, dsn=dsn, command=command, log=log, mapper=mapper, progress=progress)
+    if prices.code in (Outcome.RATE_LIMITED, Outcome.BAD_INPUT) or opts.import_only:
+        return prices
     tickers = list(opts.tickers) if opts.tickers else None
     if opts.shard is not None:
         with connect(dsn, autocommit=True) as conn, database_errors("reading the shard's tickers failed"):
             tickers = shard_tickers(conn, opts.shard, tickers)
         if not tickers:
-            return code
-    phase = run_fundamentals(opts.fundamentals, dsn=dsn, source=opts.source, overwrite=opts.overwrite,
-                             tickers=tickers, dry_run=opts.dry_run, command=command, say=say)
-    return max(code, phase)
+            return prices
+    multiples = run_fundamentals(opts.fundamentals, dsn=dsn, source=opts.source, overwrite=opts.overwrite,
+                                 tickers=tickers, dry_run=opts.dry_run, command=command, say=say)
+    return RunEnd(max(prices.code, multiples.code), multiples.resume)
 
 
 def value_prices(opts: ValuationOptions, checked: Any, *, dsn: str, command: str, log: Callable[[str], Any] | None = None,
-                 mapper: Callable[..., Iterator[GroupOutcome]] | None = None) -> Outcome:
+                 mapper: Callable[..., Iterator[GroupOutcome]] | None = None, progress: ProgressSink | None = None) -> RunEnd:
     """Import ``checked`` (``check_csv``'s rows of ``opts.import_csv``, if any), plan, then value
-    every group; returns the exit code.
+    every group; returns how it ended.
 
     ``mapper(groups, ctx, concurrency)`` yields each group's result (or its exception) as it
     completes: a bounded thread pool by default, Prefect tasks in the flow.
@@ -184,11 +185,11 @@ def value_prices(opts: ValuationOptions, checked: Any, *, dsn: str, command: str
         if opts.import_only:
             if opts.dry_run:
                 conn.rollback()
-            return code
+            return RunEnd(code)
         last_closed = as_of_session(opts.as_of)
         work = _pending_work(conn, opts, last_closed, say)
         if not work:
-            return code
+            return RunEnd(code)
         events = sum(w.events for w in work)
         group_size = opts.group_size or default_group_size(len(work))
         groups = make_groups([(w.ticker, w.events) for w in work], group_size)
@@ -204,21 +205,22 @@ def value_prices(opts: ValuationOptions, checked: Any, *, dsn: str, command: str
             say(f"Would value {events:,} events of {len(work):,} tickers in {len(groups)} group(s) of up to {per} "
                 f"({opts.concurrency} at a time); network fetches: {network:,} (+ SPY if not stored), from cache: {cached:,}")
             say(describe_budget(budget_state, requests=network + 2 if network else 0))
-            return code
+            return RunEnd(code)
         ctx = ValuationContext(
             dsn=dsn, table=STOCK_TABLE, cache=cache, spy=pd.Series(dtype=float), last_closed=last_closed, overwrite=opts.overwrite,
             refresh=settings.refresh, source_settings=settings, budget=settings.budget(dsn),
         )
         totals = RunTotals(events=events, tickers=len(work), groups=len(groups))
-        if not _store_benchmark(conn, work, ctx, command, settings.rate_limit_sleep, say):
-            return Outcome.RATE_LIMITED
+        stopped = _store_benchmark(conn, work, ctx, command, settings.rate_limit_sleep, say)
+        if stopped is not None:
+            return RunEnd(Outcome.RATE_LIMITED, stopped)
         conn.close()
         processes = worker_processes(opts.processes or ((os.cpu_count() or 1) if cheap_start or network >= PROCESS_THRESHOLD else 1),
                                      opts.concurrency, len(groups))
         how = f" in {processes} worker processes ({opts.start_method})" if mapper is None and processes > 1 else ""
         say(f"Valuing {events:,} events of {len(work):,} tickers in {len(groups)} groups, {opts.concurrency} at a time{how}")
         run = mapper or partial(process_mapper, processes=processes, start_method=opts.start_method)
-        _value_groups(run, groups, ctx, opts.concurrency, totals, log)
+        _value_groups(run, groups, ctx, opts.concurrency, totals, log, progress)
         say(totals.line())
         return _judge(totals, code, command, settings.rate_limit_sleep, say)
     finally:
@@ -249,22 +251,23 @@ def _pending_work(conn: psycopg.Connection[Any], opts: ValuationOptions, last_cl
 
 
 def _store_benchmark(conn: psycopg.Connection[Any], work: list[Any], ctx: ValuationContext, command: str, sleep_s: float,
-                     say: Callable[[str], None]) -> bool:
-    """SPY's bars over every event's window, stored and loaded into ``ctx.spy``; False when Yahoo
-    rate-limited the fetch (the resume hint said). Unavailable: the excess returns stay empty."""
+                     say: Callable[[str], None]) -> ResumePoint | None:
+    """SPY's bars over every event's window, stored and loaded into ``ctx.spy``; where the run
+    resumes when Yahoo rate-limited the fetch (the hint said). Unavailable: the excess returns stay empty."""
     spy_request = price_request(BENCHMARK, min(w.first for w in work), max(w.last for w in work), ctx.last_closed)
     if spy_request is None:
-        return True
+        return None
     try:
         how = ensure_bars(conn, ETF_TABLE, spy_request, ctx)
         say(f"Benchmark SPY {spy_request.start} .. {spy_request.end}: {how}")
     except RateLimited as exc:
-        say(resume_hint(exc, sleep_s, command))
-        return False
+        point = resume_point(exc, sleep_s, command)
+        say(point.hint())
+        return point
     except SourceError as exc:
         say(f"Benchmark SPY unavailable ({exc.reason}): excess returns will be empty")
     ctx.spy = spy_series(conn, ETF_TABLE, spy_request.start, spy_request.end)
-    return True
+    return None
 
 
 def _import_events(conn: psycopg.Connection[Any], opts: ValuationOptions, checked: Any, say: Callable[[str], None]) -> Outcome:
@@ -280,9 +283,9 @@ def _import_events(conn: psycopg.Connection[Any], opts: ValuationOptions, checke
 
 
 def _value_groups(run: Callable[..., Iterator[GroupOutcome]], groups: list[Any], ctx: ValuationContext, concurrency: int,
-                  totals: RunTotals, log: Callable[[str], Any] | None) -> None:
+                  totals: RunTotals, log: Callable[[str], Any] | None, progress: ProgressSink | None = None) -> None:
     """Value every group through ``run`` (the mapper), adding each result to ``totals`` and showing progress."""
-    reporter = Reporter(len(groups), log=log)
+    reporter = Reporter(len(groups), log=log, progress=progress)
     try:
         for outcome in run(groups, ctx, concurrency):
             if isinstance(outcome, tuple):
@@ -298,11 +301,12 @@ def _value_groups(run: Callable[..., Iterator[GroupOutcome]], groups: list[Any],
         reporter.close()
 
 
-def _judge(totals: RunTotals, code: Outcome, command: str, sleep_s: float, say: Callable[[str], None]) -> Outcome:
-    """The run's outcome from its totals (a rate limit says how to resume)."""
+def _judge(totals: RunTotals, code: Outcome, command: str, sleep_s: float, say: Callable[[str], None]) -> RunEnd:
+    """How the run ended, from its totals (a rate limit says how to resume)."""
     if totals.rate_limited is not None:
-        say(resume_hint(totals.rate_limited, sleep_s, command) + "\n(valued events are kept; a rerun values only the rest)")
-        return Outcome.RATE_LIMITED
+        point = resume_point(totals.rate_limited, sleep_s, command)
+        say(point.hint() + "\n(valued events are kept; a rerun values only the rest)")
+        return RunEnd(Outcome.RATE_LIMITED, point, totals)
     if totals.failed_groups or totals.total("error"):
-        return Outcome.SOME_FAILED
-    return code
+        return RunEnd(Outcome.SOME_FAILED, detail=totals)
+    return RunEnd(code, detail=totals)

@@ -14,7 +14,7 @@ import psycopg
 from tenacity import RetryCallState
 
 from tasks.core.db import connect, database_errors, first_line, is_transient, open_database
-from tasks.core.display import Reporter, printer
+from tasks.core.display import ProgressSink, Reporter, printer
 from tasks.core.errors import Outcome, PipelineError
 from tasks.core.processes import die_with_parent, leave_signals_to_the_parent
 from tasks.core.retries import retrying
@@ -129,7 +129,8 @@ def _stop_workers(pool: cf.ProcessPoolExecutor) -> None:
         manager.join(timeout=5)
 
 
-def run_ingest(opts: IngestOptions, *, dsn: str, log: Callable[[str], Any] | None = None) -> Outcome:
+def run_ingest(opts: IngestOptions, *, dsn: str, log: Callable[[str], Any] | None = None,
+               progress: ProgressSink | None = None) -> Outcome:
     """Plan, then load every file group; returns the exit code. With ``opts.follow``, again every
     ``opts.poll`` seconds until interrupted (``follow.py``).
 
@@ -145,8 +146,9 @@ def run_ingest(opts: IngestOptions, *, dsn: str, log: Callable[[str], Any] | Non
     if opts.follow and not opts.dry_run:
         from tasks.jsonl.follow import follow
 
-        return follow(opts, say=say, load=lambda: ingest_once(opts, dsn=dsn, say=say, log=log, said=said))
-    outcome = ingest_once(opts, dsn=dsn, say=say, log=log, said=said)
+        return follow(opts, say=say, load=lambda: ingest_once(opts, dsn=dsn, say=say, log=log, said=said,
+                                                                                 progress=progress))
+    outcome = ingest_once(opts, dsn=dsn, say=say, log=log, said=said, progress=progress)
     if outcome is None:  # a dry run: said what it would do
         return Outcome.DONE
     totals, coverage = outcome
@@ -182,7 +184,7 @@ def say_plan(plans: list[FilePlan], say: Callable[[str], None]) -> None:
 
 
 def ingest_once(opts: IngestOptions, *, dsn: str, say: Callable[[str], None], log: Callable[[str], Any] | None,
-                said: set[str] | None = None) -> tuple[IngestTotals, Coverage] | None:
+                said: set[str] | None = None, progress: ProgressSink | None = None) -> tuple[IngestTotals, Coverage] | None:
     """One pass: find, plan and load the files; their totals and the coverage of what loaded (None for a dry run).
     Files left out by name are said once (``said`` remembers them across passes)."""
     left_out: dict[str, str] = {}
@@ -218,7 +220,7 @@ def ingest_once(opts: IngestOptions, *, dsn: str, say: Callable[[str], None], lo
             if not opts.follow:
                 say(f"Loading {len(totals.to_load)} files in up to {min(opts.concurrency, len(groups))} loader processes "
                     f"({opts.start_method})")
-            reporter = Reporter(len(totals.to_load), log=log)
+            reporter = Reporter(len(totals.to_load), log=log, progress=progress)
             outcomes = pool_mapper(groups, run.dsn, opts)
             try:
                 for piece_or_file in outcomes:

@@ -20,7 +20,7 @@ import datetime as dt
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from tasks.core.commands import command_line, plain, resume_hint, without_flags
+from tasks.core.commands import RunEnd, command_line, plain, resume_point, without_flags
 from tasks.core.errors import MissingInputs, Outcome
 from tasks.core.runs import recorded_run
 from tasks.core.tickers import SECTOR_ETFS
@@ -72,8 +72,9 @@ def rest_command(prog: str, args: Sequence[str], rest: Sequence[str], as_of: dt.
 
 def run_pipeline(opts: PipelineOptions, *, prog: str, args: Sequence[str], say: Callable[[str], None],
                  dsn: str, stage: Callable[[str, int | None], StageOutcome] | None = None,
-                 resume: list[str] | None = None) -> tuple[Outcome, list[StageOutcome]]:
-    """Run the chosen stages in order; stop at a rate limit, missing inputs or an interrupt.
+                 resume: list[str] | None = None) -> RunEnd:
+    """Run the chosen stages in order; stop at a rate limit, missing inputs or an interrupt. Returns
+    how the run ended, the stages' outcomes as its ``detail``.
 
     ``stage(name, run_id)`` runs one stage (a Prefect subflow in the flow; ``run_stage`` by default),
     its writes carrying the pipeline's ``run_id`` (``tasks/core/runs.py``; None in a dry run).
@@ -84,13 +85,13 @@ def run_pipeline(opts: PipelineOptions, *, prog: str, args: Sequence[str], say: 
     say(f"Daily pipeline as of {as_of}: {', '.join(opts.stages)}" + (" (dry run)" if opts.dry_run else ""))
     with recorded_run(dsn, "daily-pipeline", command_line(prog, args), {"stages": list(opts.stages)}, dry_run=opts.dry_run) as record:
         run = stage or (lambda name, _: run_stage(name, opts, dsn=record.dsn, say=say, earlier=opts.stages[:opts.stages.index(name)]))
-        code, outcomes = _stages(opts, as_of, prog, args, say, lambda name: run(name, record.run_id), resume)
-        record.ended(code)
-        return code, outcomes
+        end = _stages(opts, as_of, prog, args, say, lambda name: run(name, record.run_id), resume)
+        record.ended(end.code)
+        return end
 
 
 def _stages(opts: PipelineOptions, as_of: dt.date, prog: str, args: Sequence[str], say: Callable[[str], None],
-            run: Callable[[str], StageOutcome], resume: list[str] | None) -> tuple[Outcome, list[StageOutcome]]:
+            run: Callable[[str], StageOutcome], resume: list[str] | None) -> RunEnd:
     """The stages in order, as of the one session the run said (a second lookup could fall on the
     other side of a close)."""
     outcomes: list[StageOutcome] = []
@@ -101,16 +102,17 @@ def _stages(opts: PipelineOptions, as_of: dt.date, prog: str, args: Sequence[str
         outcomes.append(outcome)
         if outcome.code == Outcome.RATE_LIMITED and outcome.rate_limited is not None:
             rest = opts.stages[opts.stages.index(name):]
-            say(resume_hint(outcome.rate_limited, opts.source.rate_limit_sleep, rest_command(prog, args, rest, as_of)))
-            return Outcome.RATE_LIMITED, outcomes
+            point = resume_point(outcome.rate_limited, opts.source.rate_limit_sleep, rest_command(prog, args, rest, as_of))
+            say(point.hint())
+            return RunEnd(Outcome.RATE_LIMITED, point, outcomes)
         if outcome.code == Outcome.BAD_INPUT and not opts.dry_run:
-            return Outcome.BAD_INPUT, outcomes
+            return RunEnd(Outcome.BAD_INPUT, detail=outcomes)
     failed = [o.stage for o in outcomes if o.code not in (Outcome.DONE,)]
     say(f"Pipeline {'checked' if opts.dry_run else 'done'}: {len(outcomes) - len(failed)} of {len(outcomes)} stage(s) ok"
         + (f"; with problems: {', '.join(failed)}" if failed else ""))
     if any(o.code == Outcome.BAD_INPUT for o in outcomes):
-        return Outcome.BAD_INPUT, outcomes
-    return (Outcome.SOME_FAILED if failed else Outcome.DONE), outcomes
+        return RunEnd(Outcome.BAD_INPUT, detail=outcomes)
+    return RunEnd(Outcome.SOME_FAILED if failed else Outcome.DONE, detail=outcomes)
 
 
 def markdown(outcomes: list[StageOutcome], code: Outcome, resume: str | None = None) -> str:

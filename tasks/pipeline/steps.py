@@ -58,9 +58,8 @@ def _backfill(out: StageOutcome, opts: PipelineOptions, dsn: str, wrap: Callable
     """Backfill ``tickers`` into ``table`` as one step of ``out``'s stage; True when the stage must stop (rate limit)."""
     backfill = BackfillOptions(tickers=tuple(tickers), days=opts.days, end_date=opts.session(), dry_run=opts.dry_run,
                                source=opts.source, table=table, run_name=run_name)
-    code, summary = run_backfill(backfill, dsn=dsn, command=f"daily-pipeline --stages {out.stage} --end {opts.session()}",
-                                 wrap=wrap)
-    out.code = max(out.code, code)
+    end = run_backfill(backfill, dsn=dsn, command=f"daily-pipeline --stages {out.stage} --end {opts.session()}", wrap=wrap)
+    out.code, summary = max(out.code, end.code), end.detail
     if summary is not None:  # run_backfill said its summary line: the stage keeps it for its artifact, not to say again
         out.said.add(len(out.lines))
         out.lines.append(f"{table}: {summary.line()}")

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from tasks.core.calendar import planned_sessions
-from tasks.core.commands import plain, resume_hint
+from tasks.core.commands import RunEnd, plain, resume_point
 from tasks.core.db import database_errors, open_database
-from tasks.core.display import Reporter, format_eta, printer
+from tasks.core.display import ProgressSink, Reporter, format_eta, printer
 from tasks.core.errors import Outcome, RateLimited, SourceError
 from tasks.core.runs import finish_run, start_run
 from tasks.core.tickers import ETF_UNIVERSE
@@ -87,10 +87,11 @@ def run_backfill(
     command: str,
     wrap: Callable[..., Any] = plain,
     log: Callable[[str], Any] | None = None,
-) -> tuple[Outcome, Summary | None]:
+    progress: ProgressSink | None = None,
+) -> RunEnd:
     """The backfill itself, identical with or without Prefect (``wrap`` turns steps into tasks).
 
-    Returns the exit code and the summary (None for a dry run).
+    Returns how it ended; its ``detail`` is the run's ``Summary`` (None for a dry run).
 
     Raises:
         BadInput: bad options (nothing written).
@@ -111,17 +112,17 @@ def run_backfill(
             conn.rollback()
             describe_backfill_plan(plan, say)
             say(describe_budget(budget_state, requests=yahoo_requests_needed(plan, opts), delay=settings.delay))
-            return Outcome.DONE, None
+            return RunEnd(Outcome.DONE)
         flat = {**{k: v for k, v in asdict(opts).items() if k != "source"}, **asdict(settings)}
         params = {k: (str(v) if isinstance(v, (Path, dt.date)) else v) for k, v in flat.items()}
         run_id = start_run(conn, opts.run_name, command, params, list(opts.tickers))
         summary = Summary()
-        reporter = Reporter(len(plan.items), log=log)
+        reporter = Reporter(len(plan.items), log=log, progress=progress)
         budget = settings.budget(dsn)
         recorded(conn, run_id, summary, summary.line, lambda: execute(plan, opts, conn=conn, cache=cache, run_id=run_id, summary=summary,
                                                                      reporter=reporter, wrap=wrap, budget=budget),
                  close=(budget.close, reporter.close))
-        return concluded(summary, summary.line(), settings, command, say), summary
+        return concluded(summary, summary.line(), settings, command, say)
     finally:
         conn.close()
 
@@ -144,15 +145,16 @@ def recorded(conn: Any, run_id: int, summary: Summary, line: Callable[[], str], 
         finish_run(conn, run_id, status, line())
 
 
-def concluded(summary: Summary, line: str, settings: SourceSettings, command: str, say: Callable[[str], Any]) -> Outcome:
-    """Say the summary (and, after a 429, when and how to resume); the run's exit code."""
+def concluded(summary: Summary, line: str, settings: SourceSettings, command: str, say: Callable[[str], Any]) -> RunEnd:
+    """Say the summary (and, after a 429, when and how to resume); how the run ended."""
     say(line)
     if summary.rate_limited is not None:
-        say(resume_hint(summary.rate_limited, settings.rate_limit_sleep, command))
-        return Outcome.RATE_LIMITED
+        point = resume_point(summary.rate_limited, settings.rate_limit_sleep, command)
+        say(point.hint())
+        return RunEnd(Outcome.RATE_LIMITED, point, summary)
     if summary.only_no_data:
         say("The source has no data for any requested ticker: check --tickers.")
-    return Outcome.SOME_FAILED if summary.failures or summary.only_no_data else Outcome.DONE
+    return RunEnd(Outcome.SOME_FAILED if summary.failures or summary.only_no_data else Outcome.DONE, detail=summary)
 
 
 def execute(plan: BackfillPlan, opts: BackfillOptions, *, conn: Any, cache: DownloadCache, run_id: int,

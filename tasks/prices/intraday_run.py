@@ -19,9 +19,9 @@ from typing import Any
 import pandas as pd
 
 from tasks.core.calendar import NY_TZ, last_closed_session, sessions_back
-from tasks.core.commands import plain
+from tasks.core.commands import RunEnd, plain
 from tasks.core.db import open_database
-from tasks.core.display import Reporter, format_eta, printer
+from tasks.core.display import ProgressSink, Reporter, format_eta, printer
 from tasks.core.errors import BadInput, NoData, Outcome, RateLimited, SourceError
 from tasks.core.runs import record_item, start_run
 from tasks.core.types import StoreCounts
@@ -99,8 +99,11 @@ def describe_intraday_plan(window: RangePlan, plans: list[TickerPlan], say: Call
 
 
 def run_intraday(opts: IntradayOptions, *, dsn: str, command: str, wrap: Callable[..., Any] = plain,
-                 log: Callable[[str], Any] | None = None, now: dt.datetime | None = None) -> tuple[Outcome, Summary | None]:
+                 log: Callable[[str], Any] | None = None, now: dt.datetime | None = None,
+                 progress: ProgressSink | None = None) -> RunEnd:
     """The intraday backfill, identical with or without Prefect (``wrap`` turns steps into tasks).
+
+    Returns how it ended; its ``detail`` is the run's ``Summary`` (None for a dry run).
 
     Raises:
         BadInput: the range holds no session (nothing written).
@@ -124,12 +127,12 @@ def run_intraday(opts: IntradayOptions, *, dsn: str, command: str, wrap: Callabl
             say(f"Network: {requests} request(s) for {sum(1 for p in plans if p.requests)} ticker(s); "
                 f"skipped: {sum(1 for p in plans if not p.requests)}")
             say(describe_budget(budget_state, requests=requests + (2 if requests else 0), delay=settings.delay))
-            return Outcome.DONE, None
+            return RunEnd(Outcome.DONE)
         params = {"interval": opts.interval, "prepost": opts.prepost, "start_date": str(opts.start_date), "days": opts.days,
                   "end_date": str(opts.end_date), "rate_budget": settings.rate_budget}
         run_id = start_run(conn, opts.run_name, command, params, list(opts.tickers))
         summary = Summary()
-        reporter = Reporter(len(plans), log=log)
+        reporter = Reporter(len(plans), log=log, progress=progress)
         budget = settings.budget(dsn)
         sessions = {s.day: s for s in window.sessions}
         pace = peek_budget(conn, settings.rate_budget, settings.rate_per_min)  # the ETA: the budget's rate as it stands
@@ -142,7 +145,7 @@ def run_intraday(opts: IntradayOptions, *, dsn: str, command: str, wrap: Callabl
                  lambda: fetch_all(plans, opts, conn=conn, run_id=run_id, summary=summary, reporter=reporter, wrap=wrap,
                                    source=lambda: settings.source(budget), sessions=sessions, eta=eta),
                  close=(budget.close, reporter.close))
-        return concluded(summary, summary.line(counted), settings, command, say), summary
+        return concluded(summary, summary.line(counted), settings, command, say)
     finally:
         conn.close()
 

@@ -12,9 +12,9 @@ from typing import Any
 import psycopg
 
 from tasks.core.calendar import planned_sessions
-from tasks.core.commands import command_line, plain, resume_hint, without_flags
+from tasks.core.commands import RunEnd, command_line, plain, resume_point, without_flags
 from tasks.core.db import database_errors, open_database
-from tasks.core.display import Reporter, format_eta, printer
+from tasks.core.display import ProgressSink, Reporter, format_eta, printer
 from tasks.core.errors import BadInput, Busy, Outcome
 from tasks.core.runs import finish_run, item_statuses, last_unfinished_run, reopen_run, start_run
 from tasks.core.tickers import SECTOR_ETFS, validate_ticker
@@ -85,9 +85,10 @@ def run_staggered_backfill(
     prog: str,
     resume: bool = False,
     log: Callable[[str], Any] | None = None,
+    progress: ProgressSink | None = None,
     wrap: Callable[..., Any] = plain,
-) -> Outcome:
-    """The runner, with or without Prefect. Returns the exit code.
+) -> RunEnd:
+    """The runner, with or without Prefect. Returns how it ended (its ``detail``: the ``Summary``).
 
     Raises:
         BadInput: nothing to resume, or bad options.
@@ -112,12 +113,12 @@ def run_staggered_backfill(
             budget_state = peek_budget(conn, settings.rate_budget, settings.rate_per_min)
             conn.rollback()
             describe_stagger_plan(plan, opts.delay_minutes * 60, say, budget_state)
-            return Outcome.DONE
+            return RunEnd(Outcome.DONE)
         base_args = without_flags(args, {"--start-from": 1, "--resume": 0, "--dry-run": 0})
         if run_id is None:
             run_id = start_run(conn, RUN_NAME, command_line(prog, args), run_params(opts, base_args), list(opts.tickers))
         state = StaggerState(Summary())
-        reporter = Reporter(len(plan.items), log=log)
+        reporter = Reporter(len(plan.items), log=log, progress=progress)
         status = "interrupted"
         budget = settings.budget(dsn)
         try:
@@ -153,23 +154,24 @@ def run_params(opts: StaggerOptions, base_args: list[str]) -> dict[str, Any]:
 
 
 def judge_stagger(summary: Summary, tickers: list[str], prog: str, base_args: list[str], sleep_s: float,
-                  say: Callable[[str], None]) -> Outcome:
-    """The run's outcome from its summary, with the command that continues (a rate limit) or
+                  say: Callable[[str], None]) -> RunEnd:
+    """How the run ended, from its summary, with the command that continues (a rate limit) or
     retries only the failed tickers."""
     if summary.rate_limited is not None:
         first = first_not_done(tickers, summary)
-        say(resume_hint(summary.rate_limited, sleep_s, command_line(prog, [*base_args, "--start-from", first])))
-        return Outcome.RATE_LIMITED
+        point = resume_point(summary.rate_limited, sleep_s, command_line(prog, [*base_args, "--start-from", first]))
+        say(point.hint())
+        return RunEnd(Outcome.RATE_LIMITED, point, summary)
     if summary.only_no_data:
         say("The source has no data for any requested ticker: check --tickers.")
-        return Outcome.SOME_FAILED
+        return RunEnd(Outcome.SOME_FAILED, detail=summary)
     if summary.failures:
         failed = [o.ticker for o in summary.failures]
         say("Failed: " + "; ".join(o.describe() for o in summary.failures))
         retry = without_flags(base_args, {"--tickers": 1})
         say(f"Retry only the failed tickers with:\n  {command_line(prog, [*retry, '--tickers', ','.join(failed)])}")
-        return Outcome.SOME_FAILED
-    return Outcome.DONE
+        return RunEnd(Outcome.SOME_FAILED, detail=summary)
+    return RunEnd(Outcome.DONE, detail=summary)
 
 
 def lock_runner(conn: psycopg.Connection[Any]) -> None:
