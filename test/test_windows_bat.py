@@ -48,10 +48,9 @@ def wine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
     assert first.returncode == 0, first.stderr[-2000:]
     # One wineserver for every test here: by default it exits 3 s after its last program, and a wine
     # started while it exits failed now and then (cmd exited 1, printing nothing).
-    server = [WINESERVER] if WINESERVER else []
-    if server:  # the first one's (it made the prefix) ends first: a second is refused while one runs
-        subprocess.run([*server, "--wait"], env=env, timeout=60)
-        subprocess.run([*server, "--persistent"], env=env, check=True, timeout=60)
+    if WINESERVER:  # the first one's (it made the prefix) ends first: a second is refused while one runs
+        subprocess.run([WINESERVER, "--wait"], env=env, timeout=60)
+        subprocess.run([WINESERVER, "--persistent"], env=env, check=True, timeout=60)
         # wine's services start with the first program and would now outlive it, holding the output
         # pipes of whichever test's wine started them: they start here, writing nowhere.
         subprocess.run([WINE, "cmd", "/c", "exit 0"], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -59,8 +58,8 @@ def wine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
     try:
         yield {"work": work, "checkout": checkout, "stubs": stubs}
     finally:
-        if server:
-            subprocess.run([*server, "--kill"], env=env, timeout=60)
+        if WINESERVER:
+            subprocess.run([WINESERVER, "--kill"], env=env, timeout=60)
 
 
 def run_bat(wine: dict[str, Path], bat: str, args: str, *, path: list[str], cwd: Path | None = None,

@@ -161,10 +161,10 @@ def execute(plan: BackfillPlan, opts: BackfillOptions, *, conn: Any, cache: Down
              summary: Summary, reporter: Reporter, wrap: Callable[..., Any], budget: RateBudget | None = None) -> None:
     wanted = set(plan.sessions)
 
-    def store_and_report(*args: Any, **kwargs: Any) -> None:
+    def store_and_report(result: FetchResult) -> None:
         """Store one ticker and count it at once, in one task: a stop that lands after the commit
         (Prefect reports a task's end to its API) still finds the item in the run's summary."""
-        outcome = restate_and_store(*args, **kwargs)
+        outcome = restate_and_store(conn, plan.table, result, cache=cache, source=source, run_id=run_id, sessions=wanted)
         summary.add(outcome)
         reporter.item(outcome.describe())
 
@@ -180,7 +180,7 @@ def execute(plan: BackfillPlan, opts: BackfillOptions, *, conn: Any, cache: Down
         """Store one ticker (its whole history restated first if a new split/dividend calls for it);
         True when the run must stop (the source rate-limited the restatement)."""
         try:
-            store(conn, plan.table, result, cache=cache, source=source, run_id=run_id, sessions=wanted)
+            store(result)
         except RateLimited as exc:
             return fail_item(exc, item, conn, run_id, summary, reporter, table=opts.table)
         return False
