@@ -90,9 +90,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for attempt in (1, 2):  # two consecutive pairs: cold valuation (a fresh price table), then the floor
             if attempt == 2:
                 with psycopg.connect(dsn, autocommit=True) as conn:
-                    conn.execute("TRUNCATE collected_daily_stock_history, collected_daily_etf_ohlc, backfill_internal.price_fetch_coverage,"
-                                 " corporate_actions, price_changes")
-                    conn.execute("UPDATE txn_events SET valuation_status = 'pending', valued_at = NULL")
+                    conn.execute("TRUNCATE stock_daily_bars, etf_daily_bars, backfill_internal.price_fetch_coverage,"
+                                 " dividends_and_splits, price_changes")
+                    conn.execute("UPDATE events SET valuation_status = 'pending', valued_at = NULL")
                 shutil.rmtree(work / "cache", ignore_errors=True)
             fake.reset_log()
             cold = run_module("bench.rss", ["--", sys.executable, "-m", *val], env)

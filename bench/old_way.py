@@ -38,9 +38,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     yf.set_tz_cache_location(tempfile.mkdtemp(prefix="old-way-"))
     conn = psycopg.connect(os.environ["DATABASE_URL"])
     rows = conn.execute(
-        "SELECT event_id, ticker, event_time FROM txn_events ORDER BY event_id LIMIT %s", (args.sample,)
+        "SELECT event_id, ticker, event_at FROM events ORDER BY event_id LIMIT %s", (args.sample,)
     ).fetchall()
-    spy = spy_series(conn, "collected_daily_etf_ohlc", dt.date(2020, 1, 1), args.as_of)
+    spy = spy_series(conn, "etf_daily_bars", dt.date(2020, 1, 1), args.as_of)
     tz = yf_cache.get_tz_cache()
     columns = [c for c in METRIC_COLUMNS]
     assignments = ", ".join(f"{c} = %s" for c in columns)
@@ -55,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "adj_close": frame["Adj Close"].to_numpy(), "volume": frame["Volume"].to_numpy()})
         metrics = value_events(pd.DataFrame({"ticker": [ticker], "event_time": [when]}), bars, spy).iloc[0]
         values = [None if (isinstance(v, float) and v != v) else v for v in metrics.tolist()]
-        conn.execute(f"UPDATE txn_events SET {assignments}, valuation_status = 'ok', valued_at = now() WHERE event_id = %s",  # noqa: S608
+        conn.execute(f"UPDATE events SET {assignments}, valuation_status = 'ok', valued_at = now() WHERE event_id = %s",  # noqa: S608
                      [*values, event_id])
         conn.commit()
     seconds = time.perf_counter() - started

@@ -109,7 +109,7 @@ def valuation(api: str, env: dict[str, str], uri: str, work: Path, events: Path,
     if run["state_type"] != "COMPLETED":
         raise SystemExit(f"valuation run ended {run['state_type']}: {run['state'].get('message')}")
     with psycopg.connect(dsn) as conn:
-        valued = conn.execute("SELECT count(*) FROM txn_events WHERE valuation_status = 'ok'").fetchone()
+        valued = conn.execute("SELECT count(*) FROM events WHERE valuation_status = 'ok'").fetchone()
     times = [e.at for e in fake.chart_requests()]
     print(f"{workers_count} worker(s), shards={shards}: {valued[0] if valued else 0:,} events valued, run {run_seconds(run):.1f} s,"
           f" {total:.1f} s from submit; {len(times)} requests, at most {most_in_window(times, 1.0)} in a second", flush=True)

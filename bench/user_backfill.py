@@ -97,7 +97,7 @@ def job(fake: FakeYahoo, server_dsn: str, work: Path, env: dict[str, str], label
     wall, cpu, done = timed(argv, {**env, "DATABASE_URL": ours_dsn})
     if done.returncode != 0:
         raise SystemExit(f"backfill failed ({done.returncode}): {done.stdout[-2000:]} {done.stderr[-2000:]}")
-    table = "collected_daily_stock_history" if interval == "1d" else "collected_intraday_bars"
+    table = "stock_daily_bars" if interval == "1d" else "intraday_bars"
     out.append(Measured(f"{label}: `backfill`", wall, cpu, len(fake.chart_requests()), count(ours_dsn, table)))
     base_dsn = fresh_database(server_dsn)
     url = "postgresql+psycopg://" + base_dsn_to_url(base_dsn)

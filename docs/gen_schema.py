@@ -11,29 +11,54 @@ import re
 from pathlib import Path
 
 SQL = Path(__file__).resolve().parent.parent / "sql"
-COMMENT = re.compile(r"COMMENT ON (TABLE|VIEW|COLUMN) ([\w.\"]+) IS '((?:[^']|'')*)';", re.S)
+STATEMENT = re.compile(
+    r"COMMENT ON (?P<kind>TABLE|VIEW|COLUMN) (?P<name>[\w.\"]+) IS '(?P<text>(?:[^']|'')*)';"
+    r"|ALTER (?:TABLE|VIEW) (?P<old>\w+) RENAME TO (?P<new>\w+);"
+    r"|ALTER (?:TABLE|VIEW) (?P<owner>\w+) RENAME COLUMN (?P<was>\w+) TO (?P<now>\w+);"
+    r"|ALTER TABLE (?P<dropper>\w+) DROP COLUMN (?P<dropped>[\w\"]+);"
+    r"|FOREACH relation IN ARRAY ARRAY\[(?P<granted>.*?)\]", re.S)
+
+
+def _statements() -> list[re.Match[str]]:
+    return [m for path in sorted(SQL.glob("[0-9][0-9][0-9]_*.sql")) for m in STATEMENT.finditer(path.read_text(encoding="utf-8"))]
 
 
 def comments() -> tuple[dict[str, str], dict[str, dict[str, str]]]:
-    """(relation → comment, relation → column → comment), later migrations overriding earlier ones."""
+    """(relation → comment, relation → column → comment) as the migrations leave them: later comments
+    override earlier ones, and a renamed table or column keeps its comment under its new name."""
     relations: dict[str, str] = {}
     columns: dict[str, dict[str, str]] = {}
-    for path in sorted(SQL.glob("[0-9][0-9][0-9]_*.sql")):
-        for kind, name, text in COMMENT.findall(path.read_text(encoding="utf-8")):
-            text, name = text.replace("''", "'"), name.replace('"', "")  # "window": a reserved word, quoted
-            if kind == "COLUMN":
+    for m in _statements():
+        if m["kind"]:
+            text, name = m["text"].replace("''", "'"), m["name"].replace('"', "")  # "window": a reserved word, quoted
+            if m["kind"] == "COLUMN":
                 relation, column = name.rsplit(".", 1)
                 columns.setdefault(relation, {})[column] = text
             else:
                 relations[name] = text
+        elif m["old"]:
+            if m["old"] in relations:
+                relations[m["new"]] = relations.pop(m["old"])
+            if m["old"] in columns:
+                columns[m["new"]] = columns.pop(m["old"])
+        elif m["owner"]:
+            owned = columns.get(m["owner"], {})
+            if m["was"] in owned:
+                owned[m["now"]] = owned.pop(m["was"])
+        elif m["dropper"]:
+            columns.get(m["dropper"], {}).pop(m["dropped"].replace('"', ""), None)
     return relations, columns
 
 
 def data_relations() -> list[str]:
-    """The relations granted to the read-only role, in the migration's order."""
-    text = "\n".join(p.read_text(encoding="utf-8") for p in sorted(SQL.glob("[0-9][0-9][0-9]_*.sql")))
-    (array,) = re.findall(r"FOREACH relation IN ARRAY ARRAY\[(.*?)\]", text, flags=re.S)
-    return re.findall(r"'(\w+)'", array)
+    """The relations granted to the read-only role, in the migrations' order, under their names now."""
+    out: list[str] = []
+    for m in _statements():
+        if m["granted"] is not None:
+            out += [name for name in re.findall(r"'(\w+)'", m["granted"]) if name not in out]
+        elif m["old"] and m["old"] in out:
+            out[out.index(m["old"])] = m["new"]
+    return out
 
 
 def page() -> str:
@@ -45,7 +70,7 @@ def page() -> str:
              "lets a login read the data and the views, and none of the machinery.", "",
              "The data is in schema `public` (or the schema `DATABASE_URL` puts first on the search path, see",
              "[Settings](settings.md)); the machinery, and the day and month partitions behind `scalp_ticks`, `scalp_1m_bars`",
-             "and `collected_intraday_bars`, are in a schema of their own beside it, `backfill_internal` (`S_internal` beside a",
+             "and `intraday_bars`, are in a schema of their own beside it, `backfill_internal` (`S_internal` beside a",
              "schema `S`), so a schema browser or psql's `\\dt` lists the data alone. Query the partitioned tables, never",
              "their partitions.", "",
              "Every data table has `run_id`: the run that last wrote the row, a row of `backfill_internal.backfill_runs` (its",
@@ -55,15 +80,22 @@ def page() -> str:
              "`GRANT USAGE ON SCHEMA backfill_internal TO op; GRANT SELECT ON ALL TABLES IN SCHEMA backfill_internal TO op`.", "",
              "Upgrading from a release before the machinery's schema (migration 030): a query of yours that names a machinery",
              "table (`backfill_runs`, `rate_budgets`, ...) names its schema now: `backfill_internal.backfill_runs`. The data",
-             "tables and views keep their names and place.", "",
+             "tables and views keep their place; migration 035 renamed some of them (see [Old names](#old-names)).", "",
              "## Data and views", ""]
-    for name in data:
+    old = [name for name in data if relations.get(name, "").startswith("Deprecated")]
+    for name in (n for n in data if n not in old):
         lines += [f"### `{name}`", "", relations.get(name, ""), ""]
         if columns.get(name):
             lines += ["| column | meaning |", "|---|---|"]
             lines += [f"| `{c}` | {text.replace('|', '/')} |" for c, text in columns[name].items()]
             lines.append("")
-    lines += ["## The machinery", "", "What the commands keep for themselves (runs, budgets, checkpoints), in `backfill_internal`;",
+    lines += ["## Old names", "",
+              "Renamed to one convention (`ticker` for the instrument, `_at` for an instant, `_date` for a date,",
+              "tables by domain and grain); each old name is a view of its table under the old table and column names,",
+              "for one release: queries, inserts, upserts and updates through it keep working.", "",
+              "| old name | what replaced it |", "|---|---|"]
+    lines += [f"| `{name}` | {relations[name].split(': ', 1)[-1]} |" for name in old]
+    lines += ["", "## The machinery", "", "What the commands keep for themselves (runs, budgets, checkpoints), in `backfill_internal`;",
               "read it (`SELECT * FROM backfill_internal.backfill_runs`), do not write it.", ""]
     lines += [f"- `{name}`: {text}" for name, text in relations.items() if name not in data]
     return "\n".join(lines) + "\n"

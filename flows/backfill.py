@@ -6,11 +6,11 @@
     backfill --universe sp500 --days 250 --dry-run
     backfill --universe watchlist.txt --interval 1d,1m --days 5
 
-Daily bars go to ``collected_daily_stock_history`` (``--table etf``: ``collected_daily_etf_ohlc``)
+Daily bars go to ``stock_daily_bars`` (``--table etf``: ``etf_daily_bars``)
 with the ETF backfill's rules and steps (``tasks/prices/backfill_run.py``): planned against what is
 stored and the NYSE calendar, so a rerun fetches only what is missing (and re-checks the last
 sessions for revisions); the 24 h cache; the one shared rate budget; a stop on 429 with the command
-that resumes. Intraday bars (``--interval 1h .. 1m``) go to ``collected_intraday_bars`` through
+that resumes. Intraday bars (``--interval 1h .. 1m``) go to ``intraday_bars`` through
 ``tasks/prices/intraday_run.py``: planned inside Yahoo's windows in the fewest requests. The
 universe is resolved first (``tasks/prices/universe.py``); with ``shards`` > 1 a deployment run fans
 out over the work pool (``flows/orchestration/fan_out.py``).

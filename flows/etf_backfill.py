@@ -1,4 +1,4 @@
-"""ETF benchmark backfill: SPY and the 11 sector SPDRs, daily OHLCV → ``collected_daily_etf_ohlc``.
+"""ETF benchmark backfill: SPY and the 11 sector SPDRs, daily OHLCV → ``etf_daily_bars``.
 
     python -m flows.etf_backfill --days 20          (console script: etf-backfill)
 

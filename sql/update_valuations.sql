@@ -1,4 +1,4 @@
-UPDATE txn_events AS e SET
+UPDATE events AS e SET
     base_date = s.base_date, price_at_event = s.price_at_event,
     ret_1d = s.ret_1d, ret_5d = s.ret_5d, ret_20d = s.ret_20d,
     excess_ret_1d = s.excess_ret_1d, excess_ret_5d = s.excess_ret_5d, excess_ret_20d = s.excess_ret_20d,

@@ -18,8 +18,8 @@ from test.test_etf_backfill import expected_rows
 
 CMD = "flows.backfill"
 FAST = ("--delay", "0", "--retry-wait", "0.01")
-STOCK = "collected_daily_stock_history"
-ETF = "collected_daily_etf_ohlc"
+STOCK = "stock_daily_bars"
+ETF = "etf_daily_bars"
 
 
 def expected(tickers: list[str], days: list[dt.date]) -> list[tuple[object, ...]]:
@@ -140,12 +140,12 @@ def test_repair_mends_a_100x_bar_and_marks_it(run_cli: CliRunner, dsn: str, fake
     result = run_cli(CMD, "--tickers", "AAPL", "--start", "2025-01-02", "--end", "2025-02-28", "--repair", *FAST)
     assert result.code == 0, result.stdout + result.stderr
     with psycopg.connect(dsn) as conn:
-        rows = conn.execute("SELECT trade_date, close, repaired FROM collected_daily_stock_history ORDER BY 1").fetchall()
+        rows = conn.execute("SELECT trade_date, close, repaired FROM stock_daily_bars ORDER BY 1").fetchall()
     assert rows == [(d, pytest.approx(bar_for("AAPL", d)["close"], rel=1e-6), d == bad) for d in days]
     plain = run_cli(CMD, "--tickers", "MSFT", "--start", "2025-01-02", "--end", "2025-01-10", *FAST)  # without: nothing marked
     assert plain.code == 0
     with psycopg.connect(dsn) as conn:
-        assert conn.execute("SELECT bool_or(repaired) FROM collected_daily_stock_history WHERE ticker = 'MSFT'").fetchone() == (False,)
+        assert conn.execute("SELECT bool_or(repaired) FROM stock_daily_bars WHERE ticker = 'MSFT'").fetchone() == (False,)
 
 
 def test_resume_continues_the_stopped_run_with_its_own_flags(run_cli: CliRunner, dsn: str, pg_server_dsn: str,
@@ -172,8 +172,8 @@ def test_weekly_and_monthly_bars_are_views_of_the_daily_ones(run_cli: CliRunner,
     assert result.code == 0, result.stderr
     assert len(fake_yahoo.chart_requests()) == 1  # one daily fetch serves both
     days = trading_days(dt.date(2025, 6, 2), dt.date(2025, 7, 8))
-    for view, key in (("collected_weekly_stock_bars", lambda d: d - dt.timedelta(days=d.weekday())),
-                      ("collected_monthly_stock_bars", lambda d: d.replace(day=1))):
+    for view, key in (("stock_weekly_bars", lambda d: d - dt.timedelta(days=d.weekday())),
+                      ("stock_monthly_bars", lambda d: d.replace(day=1))):
         groups: dict[dt.date, list[dt.date]] = {}
         for d in days:
             groups.setdefault(key(d), []).append(d)

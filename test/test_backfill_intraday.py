@@ -1,5 +1,5 @@
 """End to end: ``backfill --interval 1h .. 1m``, intraday bars from the fake Yahoo's chart endpoint
-(Yahoo's windows, its refusals, early closes, DST, pre/post-market) into ``collected_intraday_bars``.
+(Yahoo's windows, its refusals, early closes, DST, pre/post-market) into ``intraday_bars``.
 
 Expected bars come from the hand-written calendar (``test/nyse_days.py``) and the fake's own price
 function; the windows are relative to today, as Yahoo's are."""
@@ -24,12 +24,12 @@ from test.prefect_cli import wait_for
 
 CMD = "flows.backfill"
 FAST = ("--delay", "0", "--retry-wait", "0.01")
-COLUMNS = "ticker, interval, bar_start, session, regular, open, high, low, close, volume"
+COLUMNS = "ticker, interval, bar_start_at, session_date, regular, open, high, low, close, volume"
 
 
 def stored(dsn: str, where: str = "TRUE") -> list[tuple[Any, ...]]:
     with psycopg.connect(dsn) as conn:
-        return conn.execute(f"SELECT {COLUMNS} FROM collected_intraday_bars WHERE {where} ORDER BY 1, 2, 3").fetchall()  # noqa: S608
+        return conn.execute(f"SELECT {COLUMNS} FROM intraday_bars WHERE {where} ORDER BY 1, 2, 3").fetchall()  # noqa: S608
 
 
 def regular_starts(day: dt.date, minutes: int) -> list[dt.datetime]:
@@ -139,13 +139,13 @@ def test_bars_live_in_month_partitions_and_a_months_query_reads_only_its_own(run
     assert run_cli(CMD, "--tickers", "SPY", "--interval", "1h", "--start", "2025-10-30", "--end", "2025-11-04", *FAST).code == 0
     with psycopg.connect(dsn) as conn:
         parts = [r[0] for r in conn.execute("SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
-                                            " WHERE i.inhparent = 'collected_intraday_bars'::regclass ORDER BY 1")]
-        plan = conn.execute("EXPLAIN (FORMAT JSON) SELECT * FROM collected_intraday_bars WHERE bar_start >= '2025-11-01'"
-                            " AND bar_start < '2025-12-01'").fetchone()
-    assert parts == ["collected_intraday_bars_p202510", "collected_intraday_bars_p202511"]
+                                            " WHERE i.inhparent = 'intraday_bars'::regclass ORDER BY 1")]
+        plan = conn.execute("EXPLAIN (FORMAT JSON) SELECT * FROM intraday_bars WHERE bar_start_at >= '2025-11-01'"
+                            " AND bar_start_at < '2025-12-01'").fetchone()
+    assert parts == ["intraday_bars_p202510", "intraday_bars_p202511"]
     assert plan is not None
     text = json.dumps(plan[0])
-    assert "collected_intraday_bars_p202511" in text and "collected_intraday_bars_p202510" not in text
+    assert "intraday_bars_p202511" in text and "intraday_bars_p202510" not in text
 
 
 def test_a_429_stops_with_the_resume_command_and_the_resumed_run_ends_as_a_clean_one(run_cli: CliRunner, dsn: str, pg_server_dsn: str,
@@ -187,7 +187,7 @@ def test_one_run_collects_daily_and_1m_bars_in_turn(run_cli: CliRunner, dsn: str
     result = run_cli(CMD, "--tickers", "MSFT", "--interval", "1d,1m", "--days", "2", *FAST)
     assert result.code == 0, result.stdout + result.stderr
     with psycopg.connect(dsn) as conn:
-        daily = [r[0] for r in conn.execute("SELECT trade_date FROM collected_daily_stock_history ORDER BY 1")]
+        daily = [r[0] for r in conn.execute("SELECT trade_date FROM stock_daily_bars ORDER BY 1")]
     assert daily == days
     assert stored(dsn) == expected("MSFT", "1m", 1, days)
     assert "Prices: 2 new" in result.stdout and f"Bars (1m): {len(stored(dsn))} new" in result.stdout
@@ -201,7 +201,7 @@ def test_the_coverage_report_shows_intraday_sessions_and_the_history_missing_fro
     assert result.code == 1, result.stderr  # the range asked for is not all there
     (row,) = json.loads(result.stdout)["tickers"]
     assert (row["table"], row["ticker"], row["first"], row["stored"], row["expected"], row["gaps"], row["before_first"]) == (
-        "collected_intraday_bars 5m", "AAPL", str(days[2]), 2, 4, [str(d) for d in days[:2]], 2)
+        "intraday_bars 5m", "AAPL", str(days[2]), 2, 4, [str(d) for d in days[:2]], 2)
     text = run_cli("flows.backfill_status", "--table", "intraday", "--interval", "5m", "--start", str(days[0]))
     assert f"2 of them before its first stored session ({days[2]})" in text.stdout
     assert run_cli("flows.backfill_status", "--table", "stock", "--interval", "5m").code == 2
@@ -237,7 +237,7 @@ def test_repair_mends_a_100x_intraday_bar_and_marks_it(run_cli: CliRunner, dsn: 
     result = run_cli(CMD, "--tickers", "AAPL", "--interval", "5m", "--days", "2", "--repair", *FAST)
     assert result.code == 0, result.stdout + result.stderr
     with psycopg.connect(dsn) as conn:
-        rows = conn.execute("SELECT bar_start, close, repaired FROM collected_intraday_bars ORDER BY 1").fetchall()
+        rows = conn.execute("SELECT bar_start_at, close, repaired FROM intraday_bars ORDER BY 1").fetchall()
     want = [(r[2], r[8]) for r in expected("AAPL", "5m", 5, days)]
     assert [(start, close) for start, close, _ in rows] == [(s, pytest.approx(c, rel=1e-6)) for s, c in want]
     assert [start for start, _, repaired in rows if repaired] == [bad]
@@ -252,7 +252,7 @@ def test_bars_stored_before_a_split_are_restated_as_yahoo_serves_them_after_it(r
     first = run_cli(CMD, "--tickers", "AAPL", "--interval", "1h", "--start", str(days[0]), "--end", str(days[2]), *FAST)
     assert first.code == 0, first.stdout + first.stderr
     with psycopg.connect(dsn, autocommit=True) as conn:  # that run was days ago, before the split
-        conn.execute("UPDATE collected_intraday_bars SET fetched_at = %s", (dt.datetime.combine(days[0], dt.time(20), NY),))
+        conn.execute("UPDATE intraday_bars SET fetched_at = %s", (dt.datetime.combine(days[0], dt.time(20), NY),))
     fake_yahoo.splits["AAPL"] = {split: (4, 1)}  # a 4-for-1 split: Yahoo now serves earlier bars divided by 4
     args = ("--tickers", "AAPL", "--interval", "1h", "--start", str(days[0]), "--end", str(days[5]), *FAST)
     fake_yahoo.reset_log()

@@ -34,8 +34,8 @@ def test_report_finds_punched_gaps_and_exits_1(run_cli: CliRunner, dsn: str, fak
     assert json.loads(clean.stdout)["has_gaps"] is False
     holes = [dt.date(2025, 6, 10), dt.date(2025, 6, 20)]  # 06-19 is a holiday (Juneteenth): never a gap
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("DELETE FROM collected_daily_etf_ohlc WHERE ticker = 'XLK' AND trade_date = ANY(%s)", (holes,))
-        conn.execute("DELETE FROM collected_daily_etf_ohlc WHERE ticker = 'XLV' AND trade_date >= '2025-06-27'")
+        conn.execute("DELETE FROM etf_daily_bars WHERE ticker = 'XLK' AND trade_date = ANY(%s)", (holes,))
+        conn.execute("DELETE FROM etf_daily_bars WHERE ticker = 'XLV' AND trade_date >= '2025-06-27'")
     result = run_cli(STATUS, *RANGE, "--json")
     assert result.code == 1
     report = {r["ticker"]: r for r in json.loads(result.stdout)["tickers"]}
@@ -51,7 +51,7 @@ def test_report_finds_punched_gaps_and_exits_1(run_cli: CliRunner, dsn: str, fak
     plot = tmp_path / "coverage.png"
     drawn = run_cli(STATUS, *RANGE, "--plot", str(plot))
     assert drawn.code == 1 and png_size(plot) == (1200, 200 + 18 * 3)
-    assert len(table_rows(dsn, "collected_daily_etf_ohlc")) == 3 * 20 - 4  # the report wrote nothing
+    assert len(table_rows(dsn, "etf_daily_bars")) == 3 * 20 - 4  # the report wrote nothing
 
 
 def test_never_stored_ticker_and_errors_are_reported(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo) -> None:
@@ -142,7 +142,7 @@ def test_missing_history_before_the_first_bar_counts_and_tickers_select_rows(run
     assert result.code == 1
     rows = json.loads(result.stdout)["tickers"]
     sessions = trading_days(dt.date(2025, 6, 2), dt.date(2025, 6, 30))
-    assert [(r["table"], r["ticker"]) for r in rows] == [("collected_daily_etf_ohlc", "XLK"), ("(in no table)", "XLF")]
+    assert [(r["table"], r["ticker"]) for r in rows] == [("etf_daily_bars", "XLK"), ("(in no table)", "XLF")]
     assert rows[0]["gaps"] == [d.isoformat() for d in sessions[:-5]] and rows[0]["stored"] == 5
     assert rows[0]["expected"] == len(sessions) and rows[0]["before_first"] == len(sessions) - 5
     assert len(rows[1]["gaps"]) == len(sessions) and rows[1]["due"] is True

@@ -109,7 +109,7 @@ def test_a_continuation_taken_early_by_a_worker_waits_for_its_time_and_finishes_
     started = dt.datetime.fromisoformat(read_run(api, pending["id"])["start_time"]).timestamp()
     after = [entry.at for entry in fake_yahoo.log if entry.status == 200 and "/chart/" in entry.path]
     assert after and min(after) >= due, (min(after) - due, started - due)
-    assert table_rows(dsn, "collected_daily_etf_ohlc") == expected_rows(["XLK"], FIVE_SESSIONS)
+    assert table_rows(dsn, "etf_daily_bars") == expected_rows(["XLK"], FIVE_SESSIONS)
     assert not continuations(api, pending["deployment_id"])
 
 

@@ -74,7 +74,7 @@ def test_a_killed_run_turns_crashed_and_resumes_and_failed_crashed_and_late_runs
                               stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
     try:
         # XLK stored, the run now waits 30 minutes before XLV: kill the worker and the flow run's process.
-        wait_for(lambda: len(table_rows(dsn, "collected_daily_etf_ohlc")) == 5, 120, "XLK's rows")
+        wait_for(lambda: len(table_rows(dsn, "etf_daily_bars")) == 5, 120, "XLK's rows")
         wait_for(lambda: all(read_run(api, r)["state"]["type"] in FINISHED for r in (done, failed)), 120, "the other two runs")
         assert read_run(api, run_id)["state"]["type"] == "RUNNING"
     finally:
@@ -119,7 +119,7 @@ def test_a_killed_run_turns_crashed_and_resumes_and_failed_crashed_and_late_runs
                              timeout=120)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "(crashed): 1 of 2 tickers already done; continuing with XLV" in resumed.stdout
-    assert table_rows(dsn, "collected_daily_etf_ohlc") == expected_rows(["XLK", "XLV"], FIVE_SESSIONS)
+    assert table_rows(dsn, "etf_daily_bars") == expected_rows(["XLK", "XLV"], FIVE_SESSIONS)
     with psycopg.connect(dsn) as conn:
         runs = conn.execute("SELECT flow, status FROM backfill_internal.backfill_runs").fetchall()
     # the staggered run's one record, crashed then resumed, and the retention run's

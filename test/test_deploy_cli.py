@@ -72,17 +72,17 @@ def test_every_deployment_in_prefect_yaml_starts_and_finishes_through_a_worker(d
         # The runs took the worker's YAHOO_RATE (the deployments say rate: null): its binding window, 20000/h.
         (ceiling,) = conn.execute("SELECT ceiling_per_min FROM backfill_internal.rate_budgets WHERE name = 'yahoo'").fetchone() or (None,)
         assert ceiling == pytest.approx(20000 / 60)
-        assert conn.execute("SELECT count(*) FROM analytics_trending_sectors").fetchone() == (33,)
-        assert conn.execute("SELECT count(DISTINCT ticker) FROM analytics_trending_stocks").fetchone() == (3 * 6,)
-        assert conn.execute("SELECT valuation_status FROM txn_events").fetchall() == [("ok",)]
+        assert conn.execute("SELECT count(*) FROM trending_sectors").fetchone() == (33,)
+        assert conn.execute("SELECT count(DISTINCT ticker) FROM trending_stocks").fetchone() == (3 * 6,)
+        assert conn.execute("SELECT valuation_status FROM events").fetchall() == [("ok",)]
         assert conn.execute("SELECT count(*) FROM scalp_ticks").fetchone() == (len(tree.all_ticks()),)
-    stocks = {r[:2] for r in table_rows(dsn, "collected_daily_stock_history") if r[1] > dt.date(2025, 7, 3)}
+    stocks = {r[:2] for r in table_rows(dsn, "stock_daily_bars") if r[1] > dt.date(2025, 7, 3)}
     lines = (ROOT / "watchlist.txt").read_text(encoding="utf-8").splitlines()
     watchlist = [t.strip() for t in lines if t.strip() and not t.startswith("#")]
     assert {(t, d) for t in ON_DEMAND for d in (dt.date(2025, 7, 7), dt.date(2025, 7, 8))} <= stocks
-    daily = {r[:2] for r in table_rows(dsn, "collected_daily_stock_history")}
+    daily = {r[:2] for r in table_rows(dsn, "stock_daily_bars")}
     with psycopg.connect(dsn) as conn:
-        per_ticker = dict(conn.execute("SELECT ticker, count(*) FROM collected_intraday_bars WHERE interval = '1m' GROUP BY 1").fetchall())
+        per_ticker = dict(conn.execute("SELECT ticker, count(*) FROM intraday_bars WHERE interval = '1m' GROUP BY 1").fetchall())
 
     def collected(recent: list[dt.date]) -> bool:
         minutes = sum(int((close - open_).total_seconds() // 60) for open_, close in map(session_hours, recent))
@@ -94,7 +94,7 @@ def test_every_deployment_in_prefect_yaml_starts_and_finishes_through_a_worker(d
     assert sorted((r["parameters"]["shard"], r["state"]["type"]) for r in shards) == [("1/2", "COMPLETED"), ("2/2", "COMPLETED")]
     fetched = [e.symbol for e in fake_yahoo.chart_requests() if e.symbol in ON_DEMAND]
     assert sorted(fetched) == sorted(ON_DEMAND)  # each by one shard, once
-    staggered = [r for r in table_rows(dsn, "collected_daily_etf_ohlc") if r[0] in ("XLK", "XLV") and r[1] > dt.date(2025, 6, 30)]
+    staggered = [r for r in table_rows(dsn, "etf_daily_bars") if r[0] in ("XLK", "XLV") and r[1] > dt.date(2025, 6, 30)]
     assert staggered == expected_rows(["XLK", "XLV"], [dt.date(2025, 7, 1), dt.date(2025, 7, 2), dt.date(2025, 7, 3),
                                                        dt.date(2025, 7, 7), dt.date(2025, 7, 8)])
 
@@ -145,7 +145,7 @@ def test_one_http_post_starts_event_valuation_through_a_worker(deployed: dict[st
     state = wait_finished(api, answer.json()["id"])
     assert state["type"] == "COMPLETED", (state, worker_log(tmp_path))
     with psycopg.connect(dsn) as conn:
-        assert conn.execute("SELECT ticker, valuation_status FROM txn_events").fetchall() == [("AAA", "ok")]
+        assert conn.execute("SELECT ticker, valuation_status FROM events").fetchall() == [("AAA", "ok")]
 
 
 def test_a_fanned_out_valuation_gives_each_shard_to_the_pool_and_a_restarted_parent_submits_none_twice(
@@ -181,7 +181,7 @@ def test_a_fanned_out_valuation_gives_each_shard_to_the_pool_and_a_restarted_par
     fetched = [e.symbol for e in fake_yahoo.chart_requests() if e.symbol != "SPY"]
     assert sorted(fetched) == tickers
     with psycopg.connect(dsn) as conn:
-        assert conn.execute("SELECT ticker, valuation_status FROM txn_events ORDER BY 1").fetchall() == [(t, "ok") for t in tickers]
+        assert conn.execute("SELECT ticker, valuation_status FROM events ORDER BY 1").fetchall() == [(t, "ok") for t in tickers]
     # Each shard run took 2 groups at a time, as its `concurrency` said (its flow was built with 10 before).
     arrivals = {shard: [e.at for e in fake_yahoo.chart_requests() if e.symbol in tickers
                         and zlib.crc32(str(e.symbol).encode()) % 2 == int(shard[0]) - 1] for shard in by_shard}
@@ -211,7 +211,7 @@ def test_resume_through_the_deployment_works_as_typed_with_resume_true_alone(dep
                             "--end", END, "--delay", "1m", "--cache-dir", str(tmp_path / "cli-cache")],
                            cwd=ROOT, env=cli_env(fake_yahoo, dsn), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     wait_for(lambda: any("/chart/XLK" in entry.path for entry in fake_yahoo.log), 60, "the terminal's run to fetch XLK")
-    wait_for(lambda: len(table_rows(dsn, "collected_daily_etf_ohlc")) == 5, 60, "XLK stored")
+    wait_for(lambda: len(table_rows(dsn, "etf_daily_bars")) == 5, 60, "XLK stored")
     cut.send_signal(signal.SIGINT)
     said = cut.communicate(timeout=60)[0]
     assert cut.returncode == 130 and "--resume" in said, said
@@ -219,5 +219,5 @@ def test_resume_through_the_deployment_works_as_typed_with_resume_true_alone(dep
     run_id = run_deployment(STAGGERED, {"resume": True, "delay_minutes": 0.001, "cache_dir": str(tmp_path / "cache")}, deployed)
     state = wait_finished(api, run_id)
     assert state["type"] == "COMPLETED", (state, worker_log(tmp_path))
-    assert table_rows(dsn, "collected_daily_etf_ohlc") == expected_rows(["XLF", "XLK", "XLV"], FIVE_SESSIONS)  # the run's own tickers
+    assert table_rows(dsn, "etf_daily_bars") == expected_rows(["XLF", "XLK", "XLV"], FIVE_SESSIONS)  # the run's own tickers
     assert not [e for e in fake_yahoo.log if "/chart/XLK" in e.path][1:]  # XLK, done before the cut, not fetched again

@@ -39,7 +39,7 @@ def test_the_readme_s_commands_run_as_typed(fake_yahoo: FakeYahoo, dsn: str, tmp
             start = argv[argv.index("--start") + 1]
             sessions = trading_days(dt.date.fromisoformat(start), closed_trading_days(1)[-1])
             with psycopg.connect(dsn) as conn:
-                stored = conn.execute("SELECT ticker, count(*) FROM collected_daily_stock_history GROUP BY 1 ORDER BY 1").fetchall()
+                stored = conn.execute("SELECT ticker, count(*) FROM stock_daily_bars GROUP BY 1 ORDER BY 1").fetchall()
             assert stored == [("AAPL", len(sessions)), ("MSFT", len(sessions))]
         if argv[0] == "backfill-status":
             assert re.search(r"AAPL .* 0 ", out) and "MSFT" in out, out
@@ -56,7 +56,7 @@ def test_the_event_valuation_example_runs_as_typed_on_the_example_file(fake_yaho
         code, out, err = run_main(SCRIPTS[argv[0]].split(":")[0], argv[1:], env, ROOT)
         assert code == 0, (argv, out, err)
     with psycopg.connect(dsn) as conn:
-        valued = conn.execute("SELECT ticker, source FROM txn_events WHERE valuation_status = 'ok' ORDER BY 1, 2").fetchall()
+        valued = conn.execute("SELECT ticker, source FROM events WHERE valuation_status = 'ok' ORDER BY 1, 2").fetchall()
     assert valued == sorted((r.split(",")[0], r.split(",")[2]) for r in rows)
     assert all(f"| {source} |" in out for source in {r.split(",")[2] for r in rows}), out  # the report: one row per source
 

@@ -41,12 +41,12 @@ def expected_rows(tickers: list[str] | tuple[str, ...], days: list[dt.date]) -> 
 def test_cold_run_stores_every_etf_session_with_source_values(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo) -> None:
     result = run_cli(ETF, *BASE, as_process=True)  # the command as its own process, once
     assert result.code == 0, result.stderr
-    assert table_rows(dsn, "collected_daily_etf_ohlc") == expected_rows(ETF_UNIVERSE, FIVE_SESSIONS)
+    assert table_rows(dsn, "etf_daily_bars") == expected_rows(ETF_UNIVERSE, FIVE_SESSIONS)
     assert "Prices: 60 new, 0 updated, 0 skipped, 0 errors" in result.stdout
     assert "[12/12]" in result.stdout
     assert {e.symbol for e in fake_yahoo.chart_requests()} == set(ETF_UNIVERSE)
     with psycopg.connect(dsn) as conn:
-        sources = conn.execute("SELECT DISTINCT source FROM collected_daily_etf_ohlc").fetchall()
+        sources = conn.execute("SELECT DISTINCT source FROM etf_daily_bars").fetchall()
         run = conn.execute("SELECT status, summary FROM backfill_internal.backfill_runs").fetchall()
     assert sources == [("yahoo",)]
     assert run == [("done", "Prices: 60 new, 0 updated, 0 skipped, 0 errors")]
@@ -55,7 +55,7 @@ def test_cold_run_stores_every_etf_session_with_source_values(run_cli: CliRunner
 def test_days_counts_nyse_sessions_not_weekdays(run_cli: CliRunner, dsn: str) -> None:
     result = run_cli(ETF, "--tickers", "SPY", "--days", "3", "--end", "2025-07-07", "--delay", "0")
     assert result.code == 0, result.stderr
-    dates = [r[1] for r in table_rows(dsn, "collected_daily_etf_ohlc")]
+    dates = [r[1] for r in table_rows(dsn, "etf_daily_bars")]
     assert dates == [dt.date(2025, 7, 2), dt.date(2025, 7, 3), dt.date(2025, 7, 7)]
 
 
@@ -66,30 +66,30 @@ def test_rerun_within_24h_makes_zero_requests(run_cli: CliRunner, dsn: str, fake
     assert again.code == 0
     assert fake_yahoo.log == []
     assert "Prices: 0 new, 0 updated, 60 skipped, 0 errors" in again.stdout
-    assert table_rows(dsn, "collected_daily_etf_ohlc") == expected_rows(ETF_UNIVERSE, FIVE_SESSIONS)
+    assert table_rows(dsn, "etf_daily_bars") == expected_rows(ETF_UNIVERSE, FIVE_SESSIONS)
 
 
 def test_rerun_on_empty_database_is_served_from_cache(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo) -> None:
     assert run_cli(ETF, *BASE).code == 0
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("TRUNCATE collected_daily_etf_ohlc")
+        conn.execute("TRUNCATE etf_daily_bars")
     fake_yahoo.reset_log()
     again = run_cli(ETF, *BASE)
     assert again.code == 0, again.stderr
     assert fake_yahoo.log == []
     assert again.stdout.count("from cache") == 12
-    assert table_rows(dsn, "collected_daily_etf_ohlc") == expected_rows(ETF_UNIVERSE, FIVE_SESSIONS)
+    assert table_rows(dsn, "etf_daily_bars") == expected_rows(ETF_UNIVERSE, FIVE_SESSIONS)
 
 
 def test_partial_cache_fetches_only_missing_tickers(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo) -> None:
     first = ["SPY", "XLK", "XLV", "XLF", "XLE", "XLY"]
     assert run_cli(ETF, *BASE, "--tickers", ",".join(first)).code == 0
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("TRUNCATE collected_daily_etf_ohlc")
+        conn.execute("TRUNCATE etf_daily_bars")
     fake_yahoo.reset_log()
     assert run_cli(ETF, *BASE).code == 0
     assert {e.symbol for e in fake_yahoo.chart_requests()} == set(ETF_UNIVERSE) - set(first)
-    assert table_rows(dsn, "collected_daily_etf_ohlc") == expected_rows(ETF_UNIVERSE, FIVE_SESSIONS)
+    assert table_rows(dsn, "etf_daily_bars") == expected_rows(ETF_UNIVERSE, FIVE_SESSIONS)
 
 
 def test_the_resume_hint_of_a_run_started_with_uv_run_works_when_typed_back(dsn: str, fake_yahoo: FakeYahoo, tmp_path: Path) -> None:
@@ -116,7 +116,7 @@ def test_the_resume_hint_of_a_run_started_with_uv_run_works_when_typed_back(dsn:
     typed = subprocess.run(["bash", "-c", hint.group(1)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert typed.returncode == 0, typed.stdout + typed.stderr
     assert typed.stderr == ""  # no line that is not the command's own (uv said "Bytecode compiled ..." on every run)
-    assert table_rows(dsn, "collected_daily_etf_ohlc") == expected_rows(["SPY", "XLK"], FIVE_SESSIONS)
+    assert table_rows(dsn, "etf_daily_bars") == expected_rows(["SPY", "XLK"], FIVE_SESSIONS)
 
     # Started from another folder with --project (as the .bat files start it): the hint names the
     # project, and typed back in that folder it continues the run.
@@ -133,7 +133,7 @@ def test_the_resume_hint_of_a_run_started_with_uv_run_works_when_typed_back(dsn:
     end_cooldown(dsn)
     typed = subprocess.run(["bash", "-c", hint.group(1)], cwd=elsewhere, env=env, capture_output=True, text=True, timeout=120)
     assert typed.returncode == 0, typed.stdout + typed.stderr
-    assert table_rows(dsn, "collected_daily_etf_ohlc") == expected_rows(["SPY", "XLF", "XLK", "XLV"], FIVE_SESSIONS)
+    assert table_rows(dsn, "etf_daily_bars") == expected_rows(["SPY", "XLF", "XLK", "XLV"], FIVE_SESSIONS)
 
 
 def test_database_is_checked_before_network_for_missing_sessions(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo) -> None:
@@ -155,7 +155,7 @@ def test_rate_limit_stops_at_once_keeps_rows_and_prints_resume(run_cli: CliRunne
     before = time.time()
     result = run_cli(ETF, *args)
     assert result.code == 75, result.stdout + result.stderr
-    stored = table_rows(dsn, "collected_daily_etf_ohlc")
+    stored = table_rows(dsn, "etf_daily_bars")
     assert len(stored) == 3 * 5  # the three tickers answered before the 429 are committed
     assert len(fake_yahoo.chart_requests()) == 4  # nothing more after the first 429
     match = re.search(r"Resume after (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) UTC", result.stdout)
@@ -173,7 +173,7 @@ def test_rate_limit_stops_at_once_keeps_rows_and_prints_resume(run_cli: CliRunne
     resumed = run_cli(ETF, *args)
     assert resumed.code == 0, resumed.stderr
     assert len(fake_yahoo.chart_requests()) == 9
-    assert table_rows(dsn, "collected_daily_etf_ohlc") == expected_rows(ETF_UNIVERSE, FIVE_SESSIONS)
+    assert table_rows(dsn, "etf_daily_bars") == expected_rows(ETF_UNIVERSE, FIVE_SESSIONS)
     with psycopg.connect(dsn) as conn:
         statuses = [r[0] for r in conn.execute("SELECT status FROM backfill_internal.backfill_runs ORDER BY run_id")]
     assert statuses == ["rate_limited", "rate_limited", "done"]
@@ -192,7 +192,7 @@ def test_transient_5xx_is_retried_until_success(run_cli: CliRunner, dsn: str, fa
     result = run_cli(ETF, *BASE, "--no-batch", "--max-retries", "3")
     assert result.code == 0, result.stdout + result.stderr
     assert len(fake_yahoo.chart_requests("XLK")) == 4
-    assert table_rows(dsn, "collected_daily_etf_ohlc") == expected_rows(ETF_UNIVERSE, FIVE_SESSIONS)
+    assert table_rows(dsn, "etf_daily_bars") == expected_rows(ETF_UNIVERSE, FIVE_SESSIONS)
 
 
 def test_transient_errors_beyond_max_retries_fail_only_that_ticker(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo) -> None:
@@ -201,7 +201,7 @@ def test_transient_errors_beyond_max_retries_fail_only_that_ticker(run_cli: CliR
     assert result.code == 1
     assert "1 error (XLV: HTTP 500 from source)" in result.stdout
     others = [t for t in ETF_UNIVERSE if t != "XLV"]
-    assert table_rows(dsn, "collected_daily_etf_ohlc") == expected_rows(others, FIVE_SESSIONS)
+    assert table_rows(dsn, "etf_daily_bars") == expected_rows(others, FIVE_SESSIONS)
 
 
 def test_a_ticker_without_data_is_reported_not_a_failure(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo) -> None:
@@ -209,7 +209,7 @@ def test_a_ticker_without_data_is_reported_not_a_failure(run_cli: CliRunner, dsn
     result = run_cli(ETF, *BASE, "--tickers", "SPY,ZZZZ,XLK", "--no-batch")
     assert result.code == 0, result.stdout + result.stderr
     assert "Prices: 10 new, 0 updated, 0 skipped, 0 errors, 1 no data (ZZZZ)" in result.stdout
-    assert table_rows(dsn, "collected_daily_etf_ohlc") == expected_rows(["SPY", "XLK"], FIVE_SESSIONS)
+    assert table_rows(dsn, "etf_daily_bars") == expected_rows(["SPY", "XLK"], FIVE_SESSIONS)
     with psycopg.connect(dsn) as conn:
         item = conn.execute("SELECT status, detail FROM backfill_internal.backfill_run_items WHERE ticker = 'ZZZZ'").fetchone()
         run = conn.execute("SELECT status FROM backfill_internal.backfill_runs").fetchone()
@@ -235,12 +235,12 @@ def test_corrupt_cache_file_is_refetched_not_a_crash(run_cli: CliRunner, dsn: st
     (other,) = (tmp_path / "cache" / "prices").glob("*/XLE__*.json")
     other.write_bytes(b"\x80\x04\x95pickle?")
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("TRUNCATE collected_daily_etf_ohlc")
+        conn.execute("TRUNCATE etf_daily_bars")
     fake_yahoo.reset_log()
     result = run_cli(ETF, *BASE)
     assert result.code == 0, result.stderr
     assert {e.symbol for e in fake_yahoo.chart_requests()} == {"XLF", "XLE"}
-    assert table_rows(dsn, "collected_daily_etf_ohlc") == expected_rows(ETF_UNIVERSE, FIVE_SESSIONS)
+    assert table_rows(dsn, "etf_daily_bars") == expected_rows(ETF_UNIVERSE, FIVE_SESSIONS)
 
 
 def test_dry_run_touches_nothing(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo, tmp_path: Path) -> None:
@@ -318,7 +318,7 @@ def test_prefect_run_without_a_configured_server_starts_the_local_server_on_post
         assert stopped.returncode == 0 and "stopped" in stopped.stderr
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     assert prefect_local("status", env).returncode == 1  # "not running"
-    assert table_rows(dsn, "collected_daily_etf_ohlc") == expected_rows(["SPY", "XLK"], FIVE_SESSIONS)
+    assert table_rows(dsn, "etf_daily_bars") == expected_rows(["SPY", "XLK"], FIVE_SESSIONS)
     # Prefect kept its runs in PostgreSQL, not in a SQLite file: both flow runs are rows there.
     if "PREFECT_API_DATABASE_CONNECTION_URL" not in env:
         prefect_db = make_conninfo(pg_server[0], dbname="prefect")

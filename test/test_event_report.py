@@ -36,14 +36,14 @@ EVENTS = [  # ticker, base session index, source, reaction, event time (after th
 def stored(db: psycopg.Connection[Any]) -> psycopg.Connection[Any]:
     rows = [(t, d, adj(t, i)) for t in ("AAA", "BBB") for i, d in enumerate(DAYS) if (t, d) != MISSING]
     with db.cursor() as cur:
-        cur.executemany("INSERT INTO collected_daily_stock_history (ticker, trade_date, open, high, low, close, adj_close, volume)"
+        cur.executemany("INSERT INTO stock_daily_bars (ticker, trade_date, open, high, low, close, adj_close, volume)"
                         " VALUES (%s, %s, 1, 1, 1, 1, %s, 1)", rows)
-        cur.executemany("INSERT INTO collected_daily_etf_ohlc (ticker, trade_date, open, high, low, close, adj_close, volume)"
+        cur.executemany("INSERT INTO etf_daily_bars (ticker, trade_date, open, high, low, close, adj_close, volume)"
                         " VALUES ('SPY', %s, 1, 1, 1, 1, %s, 1)", [(d, adj("SPY", i)) for i, d in enumerate(DAYS)])
-        cur.executemany("INSERT INTO txn_events (ticker, event_time, source, base_date, reaction, valuation_status)"
+        cur.executemany("INSERT INTO events (ticker, event_at, source, base_date, reaction, valuation_status)"
                         " VALUES (%s, %s, %s, %s, %s, 'ok')",
                         [(t, dt.datetime.combine(DAYS[b], dt.time(22, 0), dt.UTC), s, DAYS[b], r) for t, b, s, r in EVENTS])
-        cur.execute("INSERT INTO txn_events (ticker, event_time, source, valuation_status) VALUES ('AAA', now(), 'news', 'no_data')")
+        cur.execute("INSERT INTO events (ticker, event_at, source, valuation_status) VALUES ('AAA', now(), 'news', 'no_data')")
     return db
 
 

@@ -70,7 +70,7 @@ def expected(ticker: str, event_time: dt.datetime, as_of: dt.date, fake: FakeYah
 
 def stored(dsn: str, where: str = "TRUE") -> dict[tuple[str, dt.datetime], dict[str, Any]]:
     with psycopg.connect(dsn) as conn:
-        cur = conn.execute(f"SELECT ticker, event_time, {', '.join(METRICS)} FROM txn_events WHERE {where}")  # noqa: S608
+        cur = conn.execute(f"SELECT ticker, event_at, {', '.join(METRICS)} FROM events WHERE {where}")  # noqa: S608
         return {(r[0], r[1]): dict(zip(METRICS, r[2:], strict=True)) for r in cur}
 
 
@@ -203,7 +203,7 @@ def test_rerun_and_overwrite_need_no_network(run_cli: CliRunner, dsn: str, tmp_p
     assert again.code == 0 and "Nothing to value" in again.stdout
     with psycopg.connect(dsn, autocommit=True) as conn:
         # base is 03-04
-        conn.execute("UPDATE collected_daily_stock_history SET adj_close = adj_close * 2"
+        conn.execute("UPDATE stock_daily_bars SET adj_close = adj_close * 2"
                      " WHERE ticker = 'AAA' AND trade_date >= '2025-03-05'")
     over = run_cli(VAL, "--overwrite", *FAST, "--end", "2025-06-30")
     assert over.code == 0, over.stderr
@@ -236,7 +236,7 @@ def test_import_rejects_bad_file_whole_listing_every_bad_line(run_cli: CliRunner
     assert "line 2" not in err and "line 7" not in err
     assert fake_yahoo.log == []
     with psycopg.connect(dsn) as conn:
-        assert conn.execute("SELECT count(*) FROM pg_tables WHERE tablename = 'txn_events'").fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM pg_tables WHERE tablename = 'events'").fetchone() == (0,)
 
     skipped = run_cli(VAL, "--import-csv", str(csv), "--skip-bad-rows", "--import-only")
     assert skipped.code == 1
@@ -244,7 +244,7 @@ def test_import_rejects_bad_file_whole_listing_every_bad_line(run_cli: CliRunner
     again = run_cli(VAL, "--import-csv", str(csv), "--skip-bad-rows", "--import-only")
     assert "Imported 0 new event(s)" in again.stdout and "(2 already present)" in again.stdout
     with psycopg.connect(dsn) as conn:
-        assert conn.execute("SELECT ticker FROM txn_events ORDER BY ticker").fetchall() == [("AAPL",), ("AMZN",)]
+        assert conn.execute("SELECT ticker FROM events ORDER BY ticker").fetchall() == [("AAPL",), ("AMZN",)]
 
 
 @pytest.mark.parametrize("content, message", [
@@ -279,7 +279,7 @@ def test_an_as_of_date_outside_the_calendar_is_refused_before_the_import_writes(
     said = f"error: argument --end: must be a date from 1980-01-02 (the NYSE calendar's first session) on: '{as_of}'"
     assert result.stderr.strip() == said
     with psycopg.connect(dsn) as conn:
-        assert conn.execute("SELECT to_regclass('txn_events')").fetchone() == (None,)
+        assert conn.execute("SELECT to_regclass('events')").fetchone() == (None,)
 
 
 @pytest.mark.parametrize("time, reason", [
@@ -306,7 +306,7 @@ def test_excel_bom_and_nul_bytes_in_the_events_csv(run_cli: CliRunner, dsn: str,
     assert refused.code == 2 and "line 2: NUL byte" in refused.stderr, refused.stderr
     assert run_cli(VAL, "--import-csv", str(nul), "--import-only", "--skip-bad-rows").code == 1
     with psycopg.connect(dsn) as conn:
-        assert conn.execute("SELECT ticker, source FROM txn_events ORDER BY 1").fetchall() == [("AAPL", "excel"), ("AMZN", "c")]
+        assert conn.execute("SELECT ticker, source FROM events ORDER BY 1").fetchall() == [("AAPL", "excel"), ("AMZN", "c")]
 
 
 def test_dry_run_counts_and_writes_nothing(run_cli: CliRunner, dsn: str, tmp_path: Path, fake_yahoo: FakeYahoo) -> None:
@@ -330,7 +330,7 @@ def test_failing_ticker_and_failing_group_are_isolated(run_cli: CliRunner, dsn: 
     with psycopg.connect(dsn, autocommit=True) as conn:  # a real database failure for one group's write
         conn.execute("""CREATE FUNCTION refuse_boom() RETURNS trigger LANGUAGE plpgsql AS $$
                         BEGIN IF NEW.ticker = 'BOOM' THEN RAISE EXCEPTION 'disk says no'; END IF; RETURN NEW; END $$""")
-        conn.execute("CREATE TRIGGER refuse_boom BEFORE UPDATE ON txn_events FOR EACH ROW EXECUTE FUNCTION refuse_boom()")
+        conn.execute("CREATE TRIGGER refuse_boom BEFORE UPDATE ON events FOR EACH ROW EXECUTE FUNCTION refuse_boom()")
     result = run_cli(VAL, *FAST, "--max-retries", "1", "--group-size", "1", "--end", "2025-06-30")
     assert result.code == 1, result.stdout + result.stderr
     status = {t: r["valuation_status"] for (t, _), r in stored(dsn).items()}
@@ -367,15 +367,15 @@ def test_kill_midway_then_rerun_equals_a_clean_run(fake_yahoo: FakeYahoo, dsn: s
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         with psycopg.connect(dsn) as conn:
-            exists = conn.execute("SELECT to_regclass('txn_events')").fetchone()
-            counted = "SELECT count(*) FROM txn_events WHERE valuation_status <> 'pending'"
+            exists = conn.execute("SELECT to_regclass('events')").fetchone()
+            counted = "SELECT count(*) FROM events WHERE valuation_status <> 'pending'"
             done = conn.execute(counted).fetchone() if exists and exists[0] else (0,)
         if done and done[0] >= 12:
             break
         time.sleep(0.05)
     kill_9_leaving_no_orphans(proc)
     with psycopg.connect(dsn) as conn:
-        partial = conn.execute("SELECT count(*) FROM txn_events WHERE valuation_status <> 'pending'").fetchone()
+        partial = conn.execute("SELECT count(*) FROM events WHERE valuation_status <> 'pending'").fetchone()
     assert partial is not None and 0 < partial[0] < 180
     rerun = subprocess.run(args, cwd=ROOT, env=cli_env(fake_yahoo, dsn), capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
@@ -389,7 +389,7 @@ def test_kill_midway_then_rerun_equals_a_clean_run(fake_yahoo: FakeYahoo, dsn: s
     assert clean.returncode == 0, clean.stderr
     assert stored(dsn) == stored(clean_dsn)
     with psycopg.connect(dsn) as a, psycopg.connect(clean_dsn) as b:
-        q = "SELECT ticker, trade_date, open, high, low, close, adj_close, volume FROM collected_daily_stock_history ORDER BY 1, 2"
+        q = "SELECT ticker, trade_date, open, high, low, close, adj_close, volume FROM stock_daily_bars ORDER BY 1, 2"
         assert a.execute(q).fetchall() == b.execute(q).fetchall()
     with psycopg.connect(pg_server_dsn, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(clean_name)))
@@ -415,8 +415,8 @@ def test_a_signal_to_the_whole_process_group_stops_the_run_quietly_and_the_rerun
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         with psycopg.connect(dsn) as conn:
-            exists = conn.execute("SELECT to_regclass('txn_events')").fetchone()
-            done = conn.execute("SELECT count(*) FROM txn_events WHERE valuation_status <> 'pending'").fetchone() \
+            exists = conn.execute("SELECT to_regclass('events')").fetchone()
+            done = conn.execute("SELECT count(*) FROM events WHERE valuation_status <> 'pending'").fetchone() \
                 if exists and exists[0] else (0,)
         if done and done[0] >= 12:
             break
@@ -427,12 +427,12 @@ def test_a_signal_to_the_whole_process_group_stops_the_run_quietly_and_the_rerun
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
     assert f"worker processes ({method})" in out, out
     with psycopg.connect(dsn) as conn:
-        partial = conn.execute("SELECT count(*) FROM txn_events WHERE valuation_status <> 'pending'").fetchone()
+        partial = conn.execute("SELECT count(*) FROM events WHERE valuation_status <> 'pending'").fetchone()
     assert partial is not None and 0 < partial[0] < 180
     rerun = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     with psycopg.connect(dsn) as conn:
-        assert conn.execute("SELECT count(*) FROM txn_events WHERE valuation_status <> 'pending'").fetchone() == (180,)
+        assert conn.execute("SELECT count(*) FROM events WHERE valuation_status <> 'pending'").fetchone() == (180,)
 
 
 @pytest.mark.parametrize("target, message", [("/dev/zero", "not a regular file"), ("long", "longer than")])
@@ -464,8 +464,8 @@ def test_migration_016_forgets_valuations_made_before_an_event_had_its_base_bar(
             for row in rows:
                 conn.execute(insert, row)
         assert [v for v in migrate(conn) if v.startswith("016")]
-        after = dict(conn.execute("SELECT source, valuation_status FROM txn_events").fetchall())
-        forgotten = conn.execute("SELECT count(*) FROM txn_events WHERE valuation_status = 'pending' AND base_date IS NULL"
+        after = dict(conn.execute("SELECT source, valuation_status FROM events").fetchall())
+        forgotten = conn.execute("SELECT count(*) FROM events WHERE valuation_status = 'pending' AND base_date IS NULL"
                                  " AND price_at_event IS NULL AND ret_1d IS NULL AND valued_at IS NULL").fetchone()
     # forgotten by 016 (NULL then), said 'pending' since 031
     assert after == {rows[0][2]: "pending", rows[1][2]: "pending", rows[2][2]: "ok", rows[3][2]: "ok", rows[4][2]: "no_data"}

@@ -57,8 +57,8 @@ def events_csv(tmp_path: Path) -> Path:
 
 def stored(dsn: str) -> dict[tuple[str, str], dict[str, Any]]:
     with psycopg.connect(dsn) as conn:
-        rows = conn.execute("SELECT ticker, event_time, base_date, price_at_event, market_cap, pe_ttm, ps_ttm, fundamentals_at"
-                            " FROM txn_events").fetchall()
+        rows = conn.execute("SELECT ticker, event_at, base_date, price_at_event, market_cap, pe_ttm, ps_ttm, fundamentals_at"
+                            " FROM events").fetchall()
     names = ("base_date", "price", "market_cap", "pe_ttm", "ps_ttm", "fundamentals_at")
     return {(r[0], r[1].astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S+00:00")): dict(zip(names, r[2:], strict=True)) for r in rows}
 

@@ -51,7 +51,7 @@ def test_a_run_outlives_a_prefect_server_restart_and_ends_completed(own_prefect_
             run.kill()
     log = out.read_text()
     assert code == 0, log[-4000:]
-    assert table_rows(dsn, "collected_daily_etf_ohlc") == expected_rows(TICKERS, FIVE_SESSIONS)
+    assert table_rows(dsn, "etf_daily_bars") == expected_rows(TICKERS, FIVE_SESSIONS)
     (flow_run,) = [r for r in filter_runs(api, flows={"name": {"any_": ["etf-backfill"]}}) if r["state"]]
     assert flow_run["state"]["type"] == "COMPLETED", (flow_run["state"], log[-3000:])
     summary = prefect_http.post(f"{api}/artifacts/filter", json={"artifacts": {"key": {"any_": ["etf-backfill-summary"]}}}).json()

@@ -24,7 +24,7 @@ def test_staggered_runner_as_a_prefect_flow(run_cli: CliRunner, dsn: str, prefec
                      "--tickers", "XLK,XLV", "--orchestrate", "prefect", timeout=180)
     assert result.code == 0, result.stderr[-3000:]
     assert "Finished in state Completed" in result.stderr and "backfill-ticker" in result.stderr
-    assert table_rows(dsn, "collected_daily_etf_ohlc") == expected_rows(["XLK", "XLV"], FIVE_SESSIONS)
+    assert table_rows(dsn, "etf_daily_bars") == expected_rows(["XLK", "XLV"], FIVE_SESSIONS)
     # the run's progress artifact, which its Reporter updates as each ticker finishes: both done
     (progress,) = prefect_http.post(f"{prefect_api['PREFECT_API_URL']}/artifacts/filter", timeout=10,
                                     json={"artifacts": {"key": {"any_": ["staggered-sector-backfill-progress"]}},
@@ -40,7 +40,7 @@ def test_event_valuation_maps_groups_as_prefect_tasks(run_cli: CliRunner, dsn: s
     assert result.code == 0, result.stderr[-3000:]
     assert result.stderr.count("value-group") >= 2
     with psycopg.connect(dsn) as conn:
-        assert conn.execute("SELECT valuation_status, count(*) FROM txn_events GROUP BY 1").fetchall() == [("ok", 2)]
+        assert conn.execute("SELECT valuation_status, count(*) FROM events GROUP BY 1").fetchall() == [("ok", 2)]
 
 
 def test_jsonl_ingest_as_a_prefect_flow(run_cli: CliRunner, dsn: str, tmp_path: Path) -> None:
@@ -62,11 +62,11 @@ def test_daily_pipeline_stages_run_as_subflows(run_cli: CliRunner, dsn: str, pre
     for subflow in ("pipeline-etf-ohlc", "pipeline-etf-holdings", "pipeline-trending"):
         assert subflow in result.stderr
     with psycopg.connect(dsn) as conn:
-        assert conn.execute("SELECT count(*) FROM analytics_trending_sectors").fetchone() == (33,)
+        assert conn.execute("SELECT count(*) FROM trending_sectors").fetchone() == (33,)
         # each subflow wrote with the pipeline's run: the run id crossed into them as a parameter
         (pipeline,) = conn.execute("SELECT run_id FROM backfill_internal.backfill_runs WHERE flow = 'daily-pipeline'"
                                    " AND status = 'done'").fetchone() or (None,)
-        for table in ("analytics_trending_sectors", "collected_meta_etf"):
+        for table in ("trending_sectors", "etf_holdings"):
             carried = conn.execute(sql.SQL("SELECT DISTINCT run_id FROM {}").format(sql.Identifier(table))).fetchall()
             assert carried == [(pipeline,)], (table, carried)
     # The run's own artifacts: progress counted in stages (all three done) and the summary table.
@@ -121,13 +121,13 @@ def test_ctrl_c_in_a_prefect_run_keeps_what_was_stored_says_so_in_its_artifact_a
     proc = subprocess.Popen(args, cwd=ROOT, env=cli_env(fake_yahoo, dsn, **prefect_api), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     deadline = time.monotonic() + 120
-    while len(table_rows(dsn, "collected_daily_etf_ohlc")) < 5 and proc.poll() is None and time.monotonic() < deadline:
+    while len(table_rows(dsn, "etf_daily_bars")) < 5 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)  # XLK stored, the run waits 8 s before XLV's request: Ctrl+C
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, out + err
     assert "Continue with:" in out and "flows.etf_backfill --days 5" in out, out
-    assert table_rows(dsn, "collected_daily_etf_ohlc") == expected_rows(["XLK"], FIVE_SESSIONS)
+    assert table_rows(dsn, "etf_daily_bars") == expected_rows(["XLK"], FIVE_SESSIONS)
     assert err.count("Crash detected!") <= 1, err  # it was logged twice before the run turned Cancelled
     found = prefect_http.post(f"{prefect_api['PREFECT_API_URL']}/artifacts/filter", timeout=10,
                               json={"artifacts": {"key": {"any_": ["etf-backfill-summary"]}}, "sort": "CREATED_DESC", "limit": 1}).json()

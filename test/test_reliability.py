@@ -63,7 +63,7 @@ def test_429_storm_then_a_block_longer_than_the_cool_down(run_cli: CliRunner, ds
     end_cooldown(dsn)
     done = run_cli(ETF, *args)
     assert done.code == 0, done.stdout + done.stderr
-    assert table_rows(dsn, "collected_daily_etf_ohlc") == expected(fake_yahoo, ETF_UNIVERSE)
+    assert table_rows(dsn, "etf_daily_bars") == expected(fake_yahoo, ETF_UNIVERSE)
     with psycopg.connect(dsn) as conn:
         row = conn.execute("SELECT rate_per_min, limited FROM backfill_internal.rate_budgets WHERE name = 'yahoo'").fetchone()
     assert row is not None and row[1] == 2 and row[0] < parse_rate(TEST_RATE)  # lowered after the 429s, and remembered
@@ -77,11 +77,11 @@ def test_flaky_source_loses_and_doubles_nothing(run_cli: CliRunner, dsn: str, fa
     first = run_cli(ETF, *args)
     assert first.code in (0, 1), first.stdout + first.stderr
     assert "Traceback" not in first.stderr
-    stored_once = table_rows(dsn, "collected_daily_etf_ohlc")
+    stored_once = table_rows(dsn, "etf_daily_bars")
     assert set(stored_once) <= set(expected(fake_yahoo, ETF_UNIVERSE))  # whatever was stored is right
     again = run_cli(ETF, *args)  # the rerun fetches only what is missing
     assert again.code == 0, again.stdout + again.stderr
-    assert table_rows(dsn, "collected_daily_etf_ohlc") == expected(fake_yahoo, ETF_UNIVERSE)
+    assert table_rows(dsn, "etf_daily_bars") == expected(fake_yahoo, ETF_UNIVERSE)
 
 
 def test_two_flows_at_once_on_a_fresh_database_share_the_budget(fake_yahoo: FakeYahoo, dsn: str, tmp_path: Path) -> None:
@@ -103,10 +103,10 @@ def test_two_flows_at_once_on_a_fresh_database_share_the_budget(fake_yahoo: Fake
     assert len(times) >= 14 + 7  # ETF: cookie, crumb, 12 charts; valuation: SPY and 6 charts (+ its own cookie/crumb)
     assert most_in_window(times, 1.0) <= 5  # 4 per second, one more where a window's edges touch two grants
     assert max(times) - min(times) >= (len(times) - 1) / 4 - 0.3
-    etf = [r for r in table_rows(dsn, "collected_daily_etf_ohlc") if r[1] in SESSIONS]
+    etf = [r for r in table_rows(dsn, "etf_daily_bars") if r[1] in SESSIONS]
     assert etf == expected(fake_yahoo, ETF_UNIVERSE)
     with psycopg.connect(dsn) as conn:
-        statuses = conn.execute("SELECT valuation_status, count(*) FROM txn_events GROUP BY 1").fetchall()
+        statuses = conn.execute("SELECT valuation_status, count(*) FROM events GROUP BY 1").fetchall()
     assert statuses == [("ok", 6)]
 
 
@@ -118,7 +118,7 @@ def test_bars_revised_by_the_source_update_rows_after_the_cache_expired(run_cli:
     args = ("--days", "8", "--delay", "0", "--tickers", "SPY,XLK")
     assert run_cli(ETF, *args).code == 0
     with psycopg.connect(dsn, autocommit=True) as conn:  # a day later: the rows and the cache are old
-        conn.execute("UPDATE collected_daily_etf_ohlc SET fetched_at = fetched_at - interval '25 hours'")
+        conn.execute("UPDATE etf_daily_bars SET fetched_at = fetched_at - interval '25 hours'")
     fake_yahoo.revisions[("SPY", days[-2])] = 1.01  # Yahoo revised a recent bar
     fake_yahoo.reset_log()
     plan = run_cli(ETF, *args, "--dry-run", cache_dir=tmp_path / "expired-cache")
@@ -128,9 +128,9 @@ def test_bars_revised_by_the_source_update_rows_after_the_cache_expired(run_cli:
     assert "1 updated" in result.stdout
     charts = fake_yahoo.chart_requests()
     assert {c.symbol for c in charts} == {"SPY", "XLK"}
-    assert table_rows(dsn, "collected_daily_etf_ohlc") == expected(fake_yahoo, ["SPY", "XLK"], days)  # revised, not duplicated
+    assert table_rows(dsn, "etf_daily_bars") == expected(fake_yahoo, ["SPY", "XLK"], days)  # revised, not duplicated
     with psycopg.connect(dsn) as conn:
-        fresh = dict(conn.execute("SELECT trade_date, fetched_at > now() - interval '1 hour' FROM collected_daily_etf_ohlc"
+        fresh = dict(conn.execute("SELECT trade_date, fetched_at > now() - interval '1 hour' FROM etf_daily_bars"
                                   " WHERE ticker = 'SPY'").fetchall())
     assert [d for d, recent in fresh.items() if recent] == [days[-2]]  # only the revised row was rewritten
 
@@ -147,11 +147,11 @@ def test_new_dividend_restates_the_stored_adjusted_history(run_cli: CliRunner, d
     from test.nyse_days import trading_days
 
     days = trading_days(dt.date(2025, 6, 13), dt.date(2025, 7, 8))
-    stored = table_rows(dsn, "collected_daily_etf_ohlc")
+    stored = table_rows(dsn, "etf_daily_bars")
     # the restatement fetched every session from the first stored one on: the whole range, restated
     assert stored == expected(fake_yahoo, ["XLU"], days)
     with psycopg.connect(dsn) as conn:
-        actions = conn.execute("SELECT ticker, ex_date, kind, value FROM corporate_actions").fetchall()
+        actions = conn.execute("SELECT ticker, ex_date, kind, value FROM dividends_and_splits").fetchall()
     assert actions == [("XLU", ex_date, "dividend", 1.25)]
     fake_yahoo.reset_log()
     assert run_cli(ETF, "--days", "5", "--end", END, "--delay", "0", "--tickers", "XLU").code == 0
@@ -170,27 +170,27 @@ def test_database_stopped_and_restarted_mid_run(fake_yahoo: FakeYahoo, tmp_path:
                 "--tickers", "XLK,XLV,XLF,XLE", "--cache-dir", str(tmp_path / "cache")]
         proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and len(table_rows(dsn, "collected_daily_etf_ohlc")) < 5:
+        while time.monotonic() < deadline and len(table_rows(dsn, "etf_daily_bars")) < 5:
             time.sleep(0.1)
         pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user)
         out, err = proc.communicate(timeout=60)
         assert proc.returncode == 1, out + err
         assert "Traceback" not in err and "PostgreSQL" in err
         server.ensure_postgres_running()
-        stored = table_rows(dsn, "collected_daily_etf_ohlc")
+        stored = table_rows(dsn, "etf_daily_bars")
         done = sorted({r[0] for r in stored})
         order = ["XLK", "XLV", "XLF", "XLE"]
         # whole tickers only, in run order, with the source's values: what committed before the stop
         assert done and set(done) == set(order[:len(done)]) and stored == expected(fake_yahoo, done)
         rerun = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
         assert rerun.returncode == 0, rerun.stdout + rerun.stderr
-        assert table_rows(dsn, "collected_daily_etf_ohlc") == expected(fake_yahoo, ["XLK", "XLV", "XLF", "XLE"])
+        assert table_rows(dsn, "etf_daily_bars") == expected(fake_yahoo, ["XLK", "XLV", "XLF", "XLE"])
     finally:
         server.cleanup()
 
 
 BAD_INPUTS = [
-    (ETF, ("--tickers", "XLK'; DROP TABLE collected_daily_etf_ohlc;--"), "ticker"),
+    (ETF, ("--tickers", "XLK'; DROP TABLE etf_daily_bars;--"), "ticker"),
     (ETF, ("--days", "99999999"), "--days"),
     (ETF, ("--days", "-3"), "--days"),
     (ETF, ("--rate", "fast"), "--rate"),
@@ -221,7 +221,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(run_cli: CliRunner, dsn
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and word.lower() in lines[0].lower(), result.stderr
     assert fake_yahoo.log == []
-    for table in ("collected_daily_etf_ohlc", "txn_events", "backfill_internal.backfill_runs"):
+    for table in ("etf_daily_bars", "events", "backfill_internal.backfill_runs"):
         assert table_rows(dsn, table, "*") == []
 
 
@@ -238,7 +238,7 @@ def test_bad_event_files_are_rejected_whole(run_cli: CliRunner, dsn: str, fake_y
     result = run_cli(VAL, "--import-csv", str(path))
     assert result.code == 2, result.stdout + result.stderr
     assert "Traceback" not in result.stderr
-    assert table_rows(dsn, "txn_events", "*") == []
+    assert table_rows(dsn, "events", "*") == []
     assert fake_yahoo.log == []
 
 
@@ -254,22 +254,22 @@ def test_another_applications_tables_of_the_same_names_are_named_and_left_alone(
                                                                                 fake_yahoo: FakeYahoo) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:  # someone else's tables, of two of our names
         conn.execute("CREATE TABLE scalp_ticks (id int PRIMARY KEY, note text)")
-        conn.execute("CREATE TABLE txn_events (id int)")
+        conn.execute("CREATE TABLE events (id int)")
         conn.execute("INSERT INTO scalp_ticks VALUES (1, 'theirs')")
     result = run_cli(ETF, *BASE, "--tickers", "SPY")
     assert result.code == 1, result.stdout + result.stderr
-    assert "already holds tables of this project's names that it did not create: scalp_ticks, txn_events" in result.stderr
+    assert "already holds tables of this project's names that it did not create: events, scalp_ticks" in result.stderr
     assert "does not exist" not in result.stderr and "Traceback" not in result.stderr
     assert fake_yahoo.log == []
     with psycopg.connect(dsn) as conn:  # nothing created beside them, nothing of theirs touched
-        assert conn.execute("SELECT to_regclass('collected_daily_etf_ohlc')").fetchone() == (None,)
+        assert conn.execute("SELECT to_regclass('etf_daily_bars')").fetchone() == (None,)
         assert conn.execute("SELECT * FROM scalp_ticks").fetchall() == [(1, "theirs")]
         conn.execute("CREATE SCHEMA market")
     # The way out the error names: a schema of our own, first on the search path.
     in_schema = run_cli(ETF, *BASE, "--tickers", "SPY", env={"DATABASE_URL": f"{dsn} options='-csearch_path=market'"})
     assert in_schema.code == 0, in_schema.stdout + in_schema.stderr
     with psycopg.connect(dsn) as conn:
-        assert conn.execute("SELECT count(*) FROM market.collected_daily_etf_ohlc").fetchone() == (5,)
+        assert conn.execute("SELECT count(*) FROM market.etf_daily_bars").fetchone() == (5,)
         assert conn.execute("SELECT * FROM public.scalp_ticks").fetchall() == [(1, "theirs")]
         # the machinery beside that schema, not beside (or in) public
         assert conn.execute("SELECT to_regclass('market_internal.backfill_runs') IS NOT NULL, to_regclass('backfill_runs'),"
@@ -287,7 +287,7 @@ def test_a_planted_pickle_in_the_cache_is_never_loaded(run_cli: CliRunner, dsn: 
     result = run_cli(ETF, *BASE, cache_dir=cache)
     assert result.code == 0, result.stdout + result.stderr
     assert not marker.exists()
-    assert table_rows(dsn, "collected_daily_etf_ohlc") == expected(fake_yahoo, ETF_UNIVERSE)
+    assert table_rows(dsn, "etf_daily_bars") == expected(fake_yahoo, ETF_UNIVERSE)
 
 
 def test_passwords_never_reach_output_or_run_records(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo) -> None:
@@ -347,7 +347,7 @@ def test_impossible_values_from_the_source_fail_that_ticker_and_store_nothing_of
         result = run_cli(ETF, *BASE, "--tickers", "SPY,XLK", *batch)
         assert result.code == 1, result.stdout + result.stderr
         assert "XLK: implausible data from source" in result.stdout + result.stderr
-        assert table_rows(dsn, "collected_daily_etf_ohlc") == expected(fake_yahoo, ["SPY"])
+        assert table_rows(dsn, "etf_daily_bars") == expected(fake_yahoo, ["SPY"])
 
 
 @pytest.mark.parametrize("module, args", [(ETF, ("--no-batch", "--delay", "1")), (STAG, ("--delay", "0.02m"))],
@@ -360,7 +360,7 @@ def test_a_connection_killed_mid_run_is_one_line_not_an_interrupt_and_the_rerun_
     proc = subprocess.Popen(argv, cwd=ROOT, env=cli_env(fake_yahoo, dsn), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and len(table_rows(dsn, "collected_daily_etf_ohlc")) < 5:
+        while time.monotonic() < deadline and len(table_rows(dsn, "etf_daily_bars")) < 5:
             time.sleep(0.05)
         with psycopg.connect(dsn, autocommit=True) as admin:  # what an administrator (or a failover) does
             admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
@@ -374,7 +374,7 @@ def test_a_connection_killed_mid_run_is_one_line_not_an_interrupt_and_the_rerun_
     assert err.strip().splitlines()[-1].startswith("error:"), err
     rerun = run_cli(module, *base, "--tickers", ",".join(tickers), *args)
     assert rerun.code == 0, rerun.stdout + rerun.stderr
-    assert table_rows(dsn, "collected_daily_etf_ohlc") == expected(fake_yahoo, tickers)
+    assert table_rows(dsn, "etf_daily_bars") == expected(fake_yahoo, tickers)
 
 
 @pytest.fixture
@@ -403,7 +403,7 @@ def test_a_full_cache_dir_loses_no_download(run_cli: CliRunner, dsn: str, fake_y
                      cache_dir=full_disk)
     assert result.code == 0, result.stdout + result.stderr
     assert "Traceback" not in result.stderr
-    assert table_rows(dsn, "collected_daily_etf_ohlc") == expected(fake_yahoo, ["SPY", "XLK", "XLV"])
+    assert table_rows(dsn, "etf_daily_bars") == expected(fake_yahoo, ["SPY", "XLK", "XLV"])
     assert result.stderr.count("cannot write") == 1, result.stderr  # said once
 
 

@@ -43,17 +43,17 @@ def day(age: int) -> dt.date:
 
 def fill(conn: psycopg.Connection[Any]) -> None:
     """Old and recent rows in every kind of table, with one pending and one valued event."""
-    bars = [("collected_daily_stock_history", t, a) for t, a in
+    bars = [("stock_daily_bars", t, a) for t, a in
             [("AAA", 10), ("AAA", 700), ("AAA", 740), ("AAA", 800),       # 740 and 800 outside the 730 days
              ("PEND", 740), ("PEND", 800), ("PEND", 850),                # pending event 760 days ago: keep from 820
              ("DONE", 800)]]                                              # its event is valued: no protection
-    bars += [("collected_daily_etf_ohlc", "SPY", 800), ("collected_daily_etf_ohlc", "XLK", 800), ("collected_daily_etf_ohlc", "XLK", 5),
-             ("collected_daily_benchmark_ohlc", "SPY", 800), ("collected_daily_benchmark_ohlc", "QQQ", 800),
-             ("collected_daily_benchmark_ohlc", "QQQ", 729)]
+    bars += [("etf_daily_bars", "SPY", 800), ("etf_daily_bars", "XLK", 800), ("etf_daily_bars", "XLK", 5),
+             ("benchmark_daily_bars", "SPY", 800), ("benchmark_daily_bars", "QQQ", 800),
+             ("benchmark_daily_bars", "QQQ", 729)]
     for table, ticker, age in bars:
         conn.execute(f"INSERT INTO {table} (ticker, trade_date, close) VALUES (%s, %s, 1.0)", (ticker, day(age)))  # noqa: S608
-    conn.execute("INSERT INTO txn_events (ticker, event_time) VALUES ('PEND', %s)", (NOW - dt.timedelta(days=760),))
-    conn.execute("INSERT INTO txn_events (ticker, event_time, valued_at) VALUES ('DONE', %s, %s)",
+    conn.execute("INSERT INTO events (ticker, event_at) VALUES ('PEND', %s)", (NOW - dt.timedelta(days=760),))
+    conn.execute("INSERT INTO events (ticker, event_at, valued_at) VALUES ('DONE', %s, %s)",
                  (NOW - dt.timedelta(days=760), NOW - dt.timedelta(days=20)))
     ensure_days(conn, [(NOW - dt.timedelta(days=age)).date() for age in (29, 31, 45)])  # as the loader does before its ticks
     for age in (29, 31, 45):
@@ -66,8 +66,8 @@ def fill(conn: psycopg.Connection[Any]) -> None:
                      (age, key_at(NOW - dt.timedelta(days=age))[:-4] + "abcd"))
     # What was fetched: AAA's range crosses the daily cutoff, PEND's is protected from 820 days ago, DONE's lies before it.
     conn.execute("INSERT INTO price_fetch_coverage (table_name, ticker, start_date, end_date) VALUES"
-                 " ('collected_daily_stock_history', 'AAA', %s, %s), ('collected_daily_stock_history', 'PEND', %s, %s),"
-                 " ('collected_daily_stock_history', 'DONE', %s, %s)", (day(800), day(10), day(850), day(700), day(900), day(750)))
+                 " ('stock_daily_bars', 'AAA', %s, %s), ('stock_daily_bars', 'PEND', %s, %s),"
+                 " ('stock_daily_bars', 'DONE', %s, %s)", (day(800), day(10), day(850), day(700), day(900), day(750)))
     for age in (6, 8):
         conn.execute("INSERT INTO jsonl_rejects (source_file, source_line, reason, rejected_at) VALUES ('f', %s, 'r', %s)",
                      (age, NOW - dt.timedelta(days=age)))
@@ -77,23 +77,23 @@ def fill(conn: psycopg.Connection[Any]) -> None:
                  (NOW - dt.timedelta(days=9),))
     # DONE's change came after its valuation, within its event's window (not acted on yet): kept; so is SPY's,
     # which reaches every event; AAA's (no event) and DONE's other one (far from its event) are old log lines.
-    changes = [("collected_daily_stock_history", "DONE", 762), ("collected_daily_etf_ohlc", "SPY", 755),
-               ("collected_daily_stock_history", "AAA", 762), ("collected_daily_stock_history", "DONE", 30)]
+    changes = [("stock_daily_bars", "DONE", 762), ("etf_daily_bars", "SPY", 755),
+               ("stock_daily_bars", "AAA", 762), ("stock_daily_bars", "DONE", 30)]
     for table, ticker, age in changes:
         conn.execute("INSERT INTO price_changes (table_name, ticker, first_date, last_date, changed_at) VALUES (%s, %s, %s, %s, %s)",
                      (table, ticker, day(age), day(age), NOW - dt.timedelta(days=10)))
 
 
-EXPECTED_DELETED = {"scalp_ticks": 2, "swing_bar_versions": 1, "scalp_tick_copies": 1, "collected_daily_etf_ohlc": 1,
-                    "collected_daily_benchmark_ohlc": 1, "collected_daily_stock_history": 4, "backfill_runs": 1, "jsonl_rejects": 1,
+EXPECTED_DELETED = {"scalp_ticks": 2, "swing_bar_versions": 1, "scalp_tick_copies": 1, "etf_daily_bars": 1,
+                    "benchmark_daily_bars": 1, "stock_daily_bars": 4, "backfill_runs": 1, "jsonl_rejects": 1,
                     "price_changes": 2}
 
 
 def survivors(conn: psycopg.Connection[Any]) -> dict[str, list[tuple[Any, ...]]]:
     return {
-        "bars": list(conn.execute("SELECT 'stock', ticker, trade_date FROM collected_daily_stock_history UNION ALL"
-                                  " SELECT 'etf', ticker, trade_date FROM collected_daily_etf_ohlc UNION ALL"
-                                  " SELECT 'bench', ticker, trade_date FROM collected_daily_benchmark_ohlc ORDER BY 1, 2, 3")),
+        "bars": list(conn.execute("SELECT 'stock', ticker, trade_date FROM stock_daily_bars UNION ALL"
+                                  " SELECT 'etf', ticker, trade_date FROM etf_daily_bars UNION ALL"
+                                  " SELECT 'bench', ticker, trade_date FROM benchmark_daily_bars ORDER BY 1, 2, 3")),
         "ticks": list(conn.execute("SELECT source_line FROM scalp_ticks ORDER BY 1")),
         "rejects": list(conn.execute("SELECT source_line FROM jsonl_rejects ORDER BY 1")),
         "runs": list(conn.execute("SELECT status, started_at < now() - interval '7 days' FROM backfill_runs ORDER BY 1, 2")),
@@ -126,7 +126,7 @@ def test_retention_dry_run_counts_then_the_stage_deletes_exactly_what_is_outside
         "versions": [(29,)], "copies": [(29,)], "fetched": [("AAA", day(730), day(10)), ("PEND", day(820), day(700))],
     }
     with connect(dsn) as conn:  # DONE is still to be revalued for the changes retention kept
-        assert conn.execute(sql.SQL("SELECT ticker FROM txn_events WHERE {} ORDER BY 1").format(PENDING)).fetchall() == [
+        assert conn.execute(sql.SQL("SELECT ticker FROM events WHERE {} ORDER BY 1").format(PENDING)).fetchall() == [
             ("DONE",), ("PEND",)]
     again = run_cli("flows.daily_pipeline", "--stages", "retention")
     assert again.code == 0 and "deleted 0 rows" in again.stdout
@@ -158,8 +158,8 @@ def test_retention_drops_whole_utc_days_of_ticks_deletes_other_rows_in_batches_a
                           (f"scalp_ticks_p{noon.date() - dt.timedelta(days=4):%Y%m%d}",)).fetchall()  # dropped, not detached
 
 
-METRICS = ("SELECT event_time, valuation_status, price_at_event, ret_1d, ret_5d, ret_20d, excess_ret_1d, excess_ret_20d, momentum_20d,"
-           " volatility_20d, volume_ratio FROM txn_events ORDER BY event_time")
+METRICS = ("SELECT event_at, valuation_status, price_at_event, ret_1d, ret_5d, ret_20d, excess_ret_1d, excess_ret_20d, momentum_20d,"
+           " volatility_20d, volume_ratio FROM events ORDER BY event_at")
 
 
 def test_after_retention_a_valuation_fetches_again_the_bars_it_removed_and_values_as_a_database_that_never_held_them(
@@ -175,7 +175,7 @@ def test_after_retention_a_valuation_fetches_again_the_bars_it_removed_and_value
         valued = conn.execute(METRICS).fetchall()
     assert [r[1] for r in valued] == ["ok"] * 3
     swept = run_cli("flows.daily_pipeline", "--stages", "retention")  # daily bars older than 730 days go: 2024's
-    assert swept.code == 0 and "from collected_daily_stock_history" in swept.stdout, swept.stdout
+    assert swept.code == 0 and "from stock_daily_bars" in swept.stdout, swept.stdout
 
     again = run_cli(*val, "--overwrite")  # obtained again (here from the download cache): what was fetched lost those dates too
     assert again.code == 0, again.stdout + again.stderr

@@ -69,14 +69,14 @@ def wait_for(condition: Callable[[], bool], timeout: float = 60) -> None:
 
 
 def stored_tickers(dsn: str) -> set[str]:
-    return {r[0] for r in table_rows(dsn, "collected_daily_etf_ohlc", "ticker, trade_date")}
+    return {r[0] for r in table_rows(dsn, "etf_daily_bars", "ticker, trade_date")}
 
 
 def test_runs_sector_order_one_at_a_time(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo) -> None:
     result = run_cli(STAG, *BASE, *FAST, as_process=True)  # the command as its own process, once
     assert result.code == 0, result.stderr
     assert chart_order(fake_yahoo) == list(SECTOR_ETFS)
-    assert table_rows(dsn, "collected_daily_etf_ohlc") == expected_rows(SECTOR_ETFS, FIVE_SESSIONS)
+    assert table_rows(dsn, "etf_daily_bars") == expected_rows(SECTOR_ETFS, FIVE_SESSIONS)
     assert "[11/11] XLB fetched" in result.stdout
 
 
@@ -111,14 +111,14 @@ def test_skip_existing_rerun_makes_zero_requests(run_cli: CliRunner, dsn: str, f
 def test_cache_hits_cost_no_wait(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo) -> None:
     assert run_cli(STAG, *BASE, *FAST, "--tickers", "XLK,XLV,XLF").code == 0
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("TRUNCATE collected_daily_etf_ohlc")
+        conn.execute("TRUNCATE etf_daily_bars")
     fake_yahoo.reset_log()
     # Ten minutes between fetches: the test would time out if a cache hit waited.
     again = run_cli(STAG, *BASE, "--tickers", "XLK,XLV,XLF", "--delay", "10m", timeout=60)
     assert again.code == 0
     assert fake_yahoo.log == []
     assert again.stdout.count("from cache") == 3
-    assert table_rows(dsn, "collected_daily_etf_ohlc") == expected_rows(["XLK", "XLV", "XLF"], FIVE_SESSIONS)
+    assert table_rows(dsn, "etf_daily_bars") == expected_rows(["XLK", "XLV", "XLF"], FIVE_SESSIONS)
 
 
 def test_dry_run_writes_nothing_and_prints_eta(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo) -> None:
@@ -183,7 +183,7 @@ def test_signal_during_wait_then_resume_gives_clean_rows(spawn: Callable[..., su
     resumed = run_cli(STAG, "--resume", *FAST)
     assert resumed.code == 0, resumed.stdout + resumed.stderr
     assert "continuing with XLV, XLF" in resumed.stdout
-    assert table_rows(dsn, "collected_daily_etf_ohlc") == expected_rows(["XLK", "XLV", "XLF"], FIVE_SESSIONS)
+    assert table_rows(dsn, "etf_daily_bars") == expected_rows(["XLK", "XLV", "XLF"], FIVE_SESSIONS)
     assert run_statuses(dsn) == [("done", {"XLK": "done", "XLV": "done", "XLF": "done"})]
 
 
@@ -200,7 +200,7 @@ def test_sigint_during_fetch_commits_nothing_of_that_ticker(spawn: Callable[...,
     assert stored_tickers(dsn) == {"XLK"}
     resumed = run_cli(STAG, "--resume", *FAST)
     assert resumed.code == 0, resumed.stderr
-    assert table_rows(dsn, "collected_daily_etf_ohlc") == expected_rows(["XLK", "XLV", "XLF"], FIVE_SESSIONS)
+    assert table_rows(dsn, "etf_daily_bars") == expected_rows(["XLK", "XLV", "XLF"], FIVE_SESSIONS)
 
 
 @pytest.mark.reliability
@@ -212,7 +212,7 @@ def test_kill_9_then_resume_gives_clean_rows(spawn: Callable[..., subprocess.Pop
     assert run_statuses(dsn) == [("running", {"XLK": "done", "XLV": "pending", "XLF": "pending"})]
     resumed = run_cli(STAG, "--resume", *FAST)
     assert resumed.code == 0, resumed.stdout + resumed.stderr
-    assert table_rows(dsn, "collected_daily_etf_ohlc") == expected_rows(["XLK", "XLV", "XLF"], FIVE_SESSIONS)
+    assert table_rows(dsn, "etf_daily_bars") == expected_rows(["XLK", "XLV", "XLF"], FIVE_SESSIONS)
 
 
 @pytest.mark.reliability
@@ -226,7 +226,7 @@ def test_kill_9_then_skip_existing_rerun_fetches_only_the_rest(spawn: Callable[.
     rerun = run_cli(STAG, *BASE, *FAST, "--tickers", "XLK,XLV,XLF", "--skip-existing")
     assert rerun.code == 0
     assert chart_order(fake_yahoo) == ["XLV", "XLF"]
-    assert table_rows(dsn, "collected_daily_etf_ohlc") == expected_rows(["XLK", "XLV", "XLF"], FIVE_SESSIONS)
+    assert table_rows(dsn, "etf_daily_bars") == expected_rows(["XLK", "XLV", "XLF"], FIVE_SESSIONS)
 
 
 def test_second_concurrent_run_is_refused(spawn: Callable[..., subprocess.Popen[str]], run_cli: CliRunner, dsn: str,

@@ -233,13 +233,13 @@ def test_normalize_history_maps_columns_drops_empty_rows_and_extracts_actions() 
 
 def test_store_bars_counts_new_updated_unchanged_and_is_idempotent(db: psycopg.Connection[Any]) -> None:
     days = [dt.date(2025, 7, 1), dt.date(2025, 7, 2)]
-    first = store_bars(db, "collected_daily_etf_ohlc", _bars("XLK", days))
+    first = store_bars(db, "etf_daily_bars", _bars("XLK", days))
     assert (first.new, first.updated, first.unchanged) == (2, 0, 0)
-    again = store_bars(db, "collected_daily_etf_ohlc", _bars("XLK", days))
+    again = store_bars(db, "etf_daily_bars", _bars("XLK", days))
     assert (again.new, again.updated, again.unchanged) == (0, 0, 2)
-    revised = store_bars(db, "collected_daily_etf_ohlc", pd.concat([_bars("XLK", days[:1], bump=1.0), _bars("XLK", [dt.date(2025, 7, 3)])]))
+    revised = store_bars(db, "etf_daily_bars", pd.concat([_bars("XLK", days[:1], bump=1.0), _bars("XLK", [dt.date(2025, 7, 3)])]))
     assert (revised.new, revised.updated, revised.unchanged) == (1, 1, 0)
-    rows = db.execute("SELECT trade_date, close FROM collected_daily_etf_ohlc ORDER BY trade_date").fetchall()
+    rows = db.execute("SELECT trade_date, close FROM etf_daily_bars ORDER BY trade_date").fetchall()
     assert rows == [(days[0], 11.5), (days[1], 10.5), (dt.date(2025, 7, 3), 10.5)]
 
 
@@ -249,8 +249,8 @@ def test_store_bars_rejects_whole_batch_on_bad_row(db: psycopg.Connection[Any]) 
     bad = _bars("XLK", [dt.date(2025, 7, 1), dt.date(2025, 7, 2)])
     bad.loc[1, "close"] = None  # close is NOT NULL
     with pytest.raises(StoreError):
-        store_bars(db, "collected_daily_etf_ohlc", bad)
-    assert db.execute("SELECT count(*) FROM collected_daily_etf_ohlc").fetchone() == (0,)
+        store_bars(db, "etf_daily_bars", bad)
+    assert db.execute("SELECT count(*) FROM etf_daily_bars").fetchone() == (0,)
 
 
 def test_migrations_apply_once(db: psycopg.Connection[Any]) -> None:
@@ -463,7 +463,7 @@ def test_planning_and_storing_daily_bars_against_an_in_memory_source(db: Any, tm
     sessions = trading_days(dt.date(2025, 7, 1), dt.date(2025, 7, 8))  # 5: the 4th of July is not one
     source = MemorySource({t: [(d, 10.0 + k, 11.0 + k, 9.0 + k, 10.5 + k, 10.4 + k, 1000 * (k + 1)) for k, d in enumerate(sessions)]
                            for t in ("AAA", "BBB")})
-    table, cache = "collected_daily_etf_ohlc", DownloadCache(tmp_path / "cache")
+    table, cache = "etf_daily_bars", DownloadCache(tmp_path / "cache")
     run_id = start_run(db, "etf-backfill", "etf-backfill", {}, ["AAA", "BBB", "GONE"])
 
     def store_all(only_missing: bool = True) -> dict[str, Any]:
@@ -475,7 +475,7 @@ def test_planning_and_storing_daily_bars_against_an_in_memory_source(db: Any, tm
     first = store_all()
     assert [(first[t].status, first[t].counts.new) for t in ("AAA", "BBB")] == [("done", 5), ("done", 5)]
     assert first["GONE"].status in ("failed", "no_data") and [r.symbol for r in source.asked] == ["AAA", "BBB", "GONE"]
-    stored = db.execute("SELECT ticker, trade_date, open, high, low, close, adj_close, volume FROM collected_daily_etf_ohlc"
+    stored = db.execute("SELECT ticker, trade_date, open, high, low, close, adj_close, volume FROM etf_daily_bars"
                         " ORDER BY 1, 2").fetchall()
     assert stored == [(t, *bar) for t in ("AAA", "BBB") for bar in source.bars[t]]
     source.asked.clear()

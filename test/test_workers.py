@@ -97,7 +97,7 @@ def test_two_workers_of_one_pool_share_the_runs_and_the_rate_budget(fake_yahoo: 
     charts = fake_yahoo.chart_requests()
     assert sorted(c.symbol or "" for c in charts) == sorted(t for shard in SHARDS for t in shard)
     with psycopg.connect(dsn) as conn:
-        per_ticker = dict(conn.execute("SELECT ticker, count(*) FROM collected_daily_etf_ohlc GROUP BY ticker").fetchall())
+        per_ticker = dict(conn.execute("SELECT ticker, count(*) FROM etf_daily_bars GROUP BY ticker").fetchall())
         statuses = [r[0] for r in conn.execute("SELECT status FROM backfill_internal.backfill_runs")]
     assert per_ticker == {t: 5 for shard in SHARDS for t in shard}
     assert statuses == ["done"] * 4

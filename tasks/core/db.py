@@ -393,18 +393,18 @@ def _keep_sessions(conn: psycopg.Connection[Any]) -> None:
             pass
 
 
-_CREATED_TABLE = re.compile(r"CREATE TABLE IF NOT EXISTS (\w+)", re.IGNORECASE)
+_CREATED_TABLE = re.compile(r"CREATE TABLE IF NOT EXISTS (\w+)|ALTER TABLE \w+ RENAME TO (\w+)", re.IGNORECASE)
 
 
 def refuse_foreign_tables(conn: psycopg.Connection[Any]) -> None:
-    """Before the first migration: the tables it would create must not exist already. ``CREATE TABLE
+    """Before the first migration: the tables it would create (or rename to) must not exist already. ``CREATE TABLE
     IF NOT EXISTS`` would keep another application's table of the same name, and a later statement
     would fail on a column it lacks, without saying which table is not ours.
 
     Raises:
         StoreError: naming the tables that are in the way.
     """
-    ours = sorted({name for _, text in migrations() for name in _CREATED_TABLE.findall(text)})
+    ours = sorted({name for _, text in migrations() for names in _CREATED_TABLE.findall(text) for name in names if name})
     found = conn.execute("SELECT c.relname FROM pg_class c WHERE c.relname = ANY(%s) AND pg_table_is_visible(c.oid) ORDER BY 1",
                          (ours,)).fetchall()
     if found:

@@ -56,13 +56,13 @@ def due_tickers(conn: psycopg.Connection[Any], *, overwrite: bool, tickers: list
     where: sql.Composable = sql.SQL("valuation_status = 'ok'") if overwrite else DUE
     if tickers:
         where = sql.SQL("{} AND ticker = ANY(%(t)s)").format(where)
-    query = sql.SQL("SELECT ticker, count(*), min(event_time), max(event_time) FROM txn_events WHERE {} GROUP BY ticker ORDER BY ticker")
+    query = sql.SQL("SELECT ticker, count(*), min(event_at), max(event_at) FROM events WHERE {} GROUP BY ticker ORDER BY ticker")
     return [(t, int(n), a, b) for t, n, a, b in conn.execute(query.format(where), {"t": tickers})]
 
 
 def _events(conn: psycopg.Connection[Any], ticker: str, overwrite: bool) -> pd.DataFrame:
     where: sql.Composable = sql.SQL("valuation_status = 'ok'") if overwrite else DUE
-    query = sql.SQL("SELECT event_id, event_time, base_date, price_at_event FROM txn_events WHERE ticker = %s AND {}").format(where)
+    query = sql.SQL("SELECT event_id, event_at, base_date, price_at_event FROM events WHERE ticker = %s AND {}").format(where)
     rows = conn.execute(query,
                         (ticker,)).fetchall()
     return pd.DataFrame(rows, columns=["event_id", "event_time", "base_date", "price_at_event"])
@@ -105,7 +105,7 @@ def store_multiples(conn: psycopg.Connection[Any], frame: pd.DataFrame, error: s
 
     with database_errors("writing multiples failed"):
         conn.execute(
-            "UPDATE txn_events e SET market_cap = v.cap, pe_ttm = v.pe, ps_ttm = v.ps, fundamentals_at = now(), fundamentals_error = %s,"
+            "UPDATE events e SET market_cap = v.cap, pe_ttm = v.pe, ps_ttm = v.ps, fundamentals_at = now(), fundamentals_error = %s,"
             " run_id = coalesce(nullif(current_setting('market_backfill.run_id', true), '')::bigint, e.run_id)"
             " FROM unnest(%s::bigint[], %s::float8[], %s::float8[], %s::float8[]) AS v(id, cap, pe, ps) WHERE e.event_id = v.id",
             (error, [int(i) for i in frame["event_id"]], clean(frame["market_cap"]), clean(frame["pe_ttm"]), clean(frame["ps_ttm"])),

@@ -270,7 +270,7 @@ def write_valuations(conn: psycopg.Connection[Any], chunks: Iterator[pd.DataFram
                 for status, n in valued["valuation_status"].value_counts().items():
                     counts[str(status)] = counts.get(str(status), 0) + int(n)
                 copy_frame(cur, "stage_valuations", STAGE_TYPES, valued)
-            # Without statistics the planner guesses the stage is big and scans all of txn_events
+            # Without statistics the planner guesses the stage is big and scans all of events
             # for every group; analyzed, it joins through the primary key instead.
             cur.execute("ANALYZE stage_valuations")
             cur.execute(statement("update_valuations"))

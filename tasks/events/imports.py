@@ -1,4 +1,4 @@
-"""Events in ``txn_events``: CSV import (validated whole before anything is written) and the
+"""Events in ``events``: CSV import (validated whole before anything is written) and the
 queries that select what a valuation run must (re)value.
 
 Import streams the file twice: once to validate every line (so a bad file is rejected whole,
@@ -38,7 +38,7 @@ MAX_LINE_CHARS = 1 << 16
 # Pending: never valued, failed, valued before its forward prices existed, or valued before a
 # change to the stored bars (its own or SPY's) within 45 days of it (the metrics' whole window:
 # 21 bars back, 20 ahead): a restated adj_close history or a revised recent bar.
-_REACHED = change_reaches("c", "txn_events")
+_REACHED = change_reaches("c", "events")
 PENDING = sql.SQL(
     "(valuation_status IN ('pending', 'error') OR (valuation_status = 'ok' AND "  # noqa: S608 (constant text)
     "(ret_20d IS NULL OR excess_ret_20d IS NULL OR volume_ratio IS NULL))"
@@ -211,7 +211,7 @@ def import_csv(
     conn: psycopg.Connection[Any], path: Path, *, skip_bad_rows: bool = False, checked: tuple[int, list[BadRow]] | None = None
 ) -> ImportResult:
     """Validate the whole file (unless ``checked`` by ``check_csv``), then load its good rows into
-    ``txn_events`` in one transaction.
+    ``events`` in one transaction.
 
     Raises:
         BadInput: the file has bad rows and ``skip_bad_rows`` is False (nothing is written),
@@ -229,8 +229,8 @@ def import_csv(
                     if not isinstance(good, BadRow):
                         copy.write_row(good)
             cur.execute(
-                "INSERT INTO txn_events (ticker, event_time, source) SELECT DISTINCT ticker, event_time, source FROM stage_events"
-                " ON CONFLICT (ticker, event_time, source) DO NOTHING"
+                "INSERT INTO events (ticker, event_at, source) SELECT DISTINCT ticker, event_time, source FROM stage_events"
+                " ON CONFLICT (ticker, event_at, source) DO NOTHING"
             )
             result.inserted = cur.rowcount
     return result
@@ -254,9 +254,9 @@ def pending_by_ticker(conn: psycopg.Connection[Any], *, overwrite: bool, tickers
     if tickers:
         where = sql.SQL("{} AND ticker = ANY(%(tickers)s)").format(where)
     if before is not None:
-        where = sql.SQL("{} AND event_time < %(before)s").format(where)
+        where = sql.SQL("{} AND event_at < %(before)s").format(where)
     query = sql.SQL(
-        "SELECT ticker, count(*), min(event_time), max(event_time) FROM txn_events WHERE {} GROUP BY ticker ORDER BY ticker"
+        "SELECT ticker, count(*), min(event_at), max(event_at) FROM events WHERE {} GROUP BY ticker ORDER BY ticker"
     ).format(where)
     rows = conn.execute(query, {"tickers": tickers, "before": before}).fetchall()
     return [TickerWork(t, int(n), a, b) for t, n, a, b in rows]
@@ -264,7 +264,7 @@ def pending_by_ticker(conn: psycopg.Connection[Any], *, overwrite: bool, tickers
 
 def waiting_for_their_session(conn: psycopg.Connection[Any], before: dt.datetime, tickers: list[str] | None) -> int:
     """How many unvalued events lie at or after ``before``: their base session has not closed yet."""
-    found = conn.execute("SELECT count(*) FROM txn_events WHERE event_time >= %(before)s AND valuation_status = 'pending'"
+    found = conn.execute("SELECT count(*) FROM events WHERE event_at >= %(before)s AND valuation_status = 'pending'"
                          " AND (%(tickers)s::text[] IS NULL OR ticker = ANY(%(tickers)s))",
                          {"before": before, "tickers": tickers}).fetchone()
     return int(found[0]) if found else 0
@@ -284,9 +284,9 @@ def pending_chunks(conn: psycopg.Connection[Any], tickers: list[str], *, overwri
     """
     where: sql.Composable = sql.SQL("TRUE") if overwrite else PENDING
     if before is not None:
-        where = sql.SQL("{} AND txn_events.event_time < %(before)s").format(where)
-    query = sql.SQL("SELECT txn_events.event_id, t.i, (extract(epoch FROM txn_events.event_time) * 1000000)::int8 FROM txn_events"
-                    " JOIN unnest(%(tickers)s::text[]) WITH ORDINALITY AS t(ticker, i) ON txn_events.ticker = t.ticker"
+        where = sql.SQL("{} AND events.event_at < %(before)s").format(where)
+    query = sql.SQL("SELECT events.event_id, t.i, (extract(epoch FROM events.event_at) * 1000000)::int8 FROM events"
+                    " JOIN unnest(%(tickers)s::text[]) WITH ORDINALITY AS t(ticker, i) ON events.ticker = t.ticker"
                     " WHERE {}").format(where)
     names = np.array(tickers, dtype=object)
     with conn.cursor(name=f"pending_{id(tickers)}") as cur:
@@ -303,5 +303,5 @@ def shard_tickers(conn: psycopg.Connection[Any], shard: Shard | None, tickers: l
     tickers that have events (a list, perhaps empty, whenever a shard is given)."""
     if shard is None:
         return tickers
-    names = tickers if tickers is not None else [r[0] for r in conn.execute("SELECT DISTINCT ticker FROM txn_events")]
+    names = tickers if tickers is not None else [r[0] for r in conn.execute("SELECT DISTINCT ticker FROM events")]
     return sorted(t for t in names if shard.takes(t))

@@ -64,12 +64,12 @@ def load_events(conn: psycopg.Connection[Any], *, sources: list[str] | None = No
         where.append(sql.SQL("source = ANY(%(sources)s)"))
         params["sources"] = sources
     if start is not None:
-        where.append(sql.SQL("(event_time AT TIME ZONE 'America/New_York')::date >= %(start)s"))
+        where.append(sql.SQL("(event_at AT TIME ZONE 'America/New_York')::date >= %(start)s"))
         params["start"] = start
     if end is not None:
-        where.append(sql.SQL("(event_time AT TIME ZONE 'America/New_York')::date <= %(end)s"))
+        where.append(sql.SQL("(event_at AT TIME ZONE 'America/New_York')::date <= %(end)s"))
         params["end"] = end
-    query = sql.SQL("SELECT ticker, source, base_date, reaction FROM txn_events WHERE {} ORDER BY event_id").format(
+    query = sql.SQL("SELECT ticker, source, base_date, reaction FROM events WHERE {} ORDER BY event_id").format(
         sql.SQL(" AND ").join(where))
     with database_errors("reading the events failed"):
         rows = conn.execute(query, params).fetchall()
@@ -79,7 +79,7 @@ def load_events(conn: psycopg.Connection[Any], *, sources: list[str] | None = No
 def valued_sources(conn: psycopg.Connection[Any]) -> dict[str, int]:
     """Each source with valued events, and how many: what an empty report names as the choices."""
     with database_errors("reading the events failed"):
-        rows = conn.execute("SELECT source, count(*) FROM txn_events WHERE valuation_status = 'ok' AND base_date IS NOT NULL"
+        rows = conn.execute("SELECT source, count(*) FROM events WHERE valuation_status = 'ok' AND base_date IS NOT NULL"
                             " GROUP BY source ORDER BY source").fetchall()
     return {str(source): int(n) for source, n in rows}
 

@@ -271,7 +271,7 @@ def _store_benchmark(conn: psycopg.Connection[Any], work: list[Any], ctx: Valuat
 
 
 def _import_events(conn: psycopg.Connection[Any], opts: ValuationOptions, checked: Any, say: Callable[[str], None]) -> Outcome:
-    """``--import-csv``: the file's events into ``txn_events`` (what a dry run would import); SOME_FAILED when rows were skipped."""
+    """``--import-csv``: the file's events into ``events`` (what a dry run would import); SOME_FAILED when rows were skipped."""
     assert opts.import_csv is not None
     imported: ImportResult = import_csv(conn, opts.import_csv, skip_bad_rows=opts.skip_bad_rows, checked=checked)
     would = "Would import" if opts.dry_run else "Imported"

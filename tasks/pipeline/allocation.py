@@ -3,7 +3,7 @@ the date*: the shares outstanding known on that date times that date's close. Ne
 for a past date (look-ahead); weights sum to 1 for each as-of date.
 
 A stock held by two of the chosen sectors counts once, under the better-ranked sector. Shares
-outstanding history comes from Yahoo (``collected_shares_outstanding``), fetched once per stock
+outstanding history comes from Yahoo (``shares_outstanding``), fetched once per stock
 and as-of date at most; a stock with no figure known on the date is left out, and said so.
 """
 
@@ -93,9 +93,9 @@ def store_shares(conn: psycopg.Connection[Any], ticker: str, as_of: dt.date, obs
     """
     with database_errors(f"writing {ticker} shares outstanding failed"):
         with conn.transaction(), conn.cursor() as cur:
-            cur.executemany("INSERT INTO collected_shares_outstanding (ticker, observed_on, shares) VALUES (%s, %s, %s)"
-                            " ON CONFLICT (ticker, observed_on) DO UPDATE SET shares = excluded.shares, fetched_at = now(),"
-                            " run_id = coalesce(excluded.run_id, collected_shares_outstanding.run_id)",
+            cur.executemany("INSERT INTO shares_outstanding (ticker, observed_date, shares) VALUES (%s, %s, %s)"
+                            " ON CONFLICT (ticker, observed_date) DO UPDATE SET shares = excluded.shares, fetched_at = now(),"
+                            " run_id = coalesce(excluded.run_id, shares_outstanding.run_id)",
                             [(ticker, day, shares) for day, shares in observed])
             cur.execute("INSERT INTO shares_outstanding_fetches (ticker, fetched_through) VALUES (%s, %s) ON CONFLICT (ticker)"
                         " DO UPDATE SET fetched_through = greatest(shares_outstanding_fetches.fetched_through, excluded.fetched_through),"
@@ -104,17 +104,17 @@ def store_shares(conn: psycopg.Connection[Any], ticker: str, as_of: dt.date, obs
 
 def shares_known_on(conn: psycopg.Connection[Any], stocks: list[str], as_of: dt.date) -> dict[str, tuple[dt.date, float]]:
     """Each stock's latest reported share count on or before ``as_of``: (reported on, shares)."""
-    rows = conn.execute("SELECT DISTINCT ON (ticker) ticker, observed_on, shares FROM collected_shares_outstanding"
-                        " WHERE ticker = ANY(%s) AND observed_on <= %s ORDER BY ticker, observed_on DESC", (stocks, as_of))
+    rows = conn.execute("SELECT DISTINCT ON (ticker) ticker, observed_date, shares FROM shares_outstanding"
+                        " WHERE ticker = ANY(%s) AND observed_date <= %s ORDER BY ticker, observed_date DESC", (stocks, as_of))
     return {t: (d, float(n)) for t, d, n in rows}
 
 
 @dataclass(frozen=True)
 class Position:
     ticker: str
-    sector_etf: str
+    sector_ticker: str
     shares: float
-    shares_as_of: dt.date
+    shares_as_of_date: dt.date
     close: float
     price_date: dt.date
 
@@ -145,8 +145,8 @@ def store_allocation(conn: psycopg.Connection[Any], as_of: dt.date, held: list[P
     """
     with database_errors("writing the portfolio failed"):
         with conn.transaction(), conn.cursor() as cur:
-            cur.execute("DELETE FROM analytics_portfolio_allocation WHERE as_of_date = %s", (as_of,))
-            cur.executemany("INSERT INTO analytics_portfolio_allocation (as_of_date, ticker, sector_etf, market_cap, portfolio_weight,"
-                            " shares_outstanding, shares_as_of, close, price_date) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                            [(as_of, p.ticker, p.sector_etf, p.market_cap, weights[p.ticker], p.shares, p.shares_as_of, p.close,
+            cur.execute("DELETE FROM portfolio_allocation WHERE as_of_date = %s", (as_of,))
+            cur.executemany("INSERT INTO portfolio_allocation (as_of_date, ticker, sector_ticker, market_cap, portfolio_weight,"
+                            " shares_outstanding, shares_as_of_date, close, price_date) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                            [(as_of, p.ticker, p.sector_ticker, p.market_cap, weights[p.ticker], p.shares, p.shares_as_of_date, p.close,
                               p.price_date) for p in held])

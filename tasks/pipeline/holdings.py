@@ -1,4 +1,4 @@
-"""Sector fund holdings (``collected_meta_etf``): one snapshot per fund and date, from the sponsor's
+"""Sector fund holdings (``etf_holdings``): one snapshot per fund and date, from the sponsor's
 daily file (every constituent, with the shares the fund holds) or, as a fallback, Yahoo's top holdings."""
 
 from __future__ import annotations
@@ -39,9 +39,9 @@ def store_holdings(conn: psycopg.Connection[Any], etf: str, as_of: dt.date, hold
         rows.append((etf, as_of, symbol, str(record["name"]), float(record["weight"]), record.get("sponsor_symbol"), shares, source))
     with database_errors(f"writing {etf} holdings failed"):
         with conn.transaction():
-            conn.execute("DELETE FROM collected_meta_etf WHERE etf = %s AND as_of_date = %s", (etf, as_of))
+            conn.execute("DELETE FROM etf_holdings WHERE etf_ticker = %s AND as_of_date = %s", (etf, as_of))
             with conn.cursor() as cur:
-                cur.executemany("INSERT INTO collected_meta_etf (etf, as_of_date, holding, holding_name, weight, sponsor_symbol,"
+                cur.executemany("INSERT INTO etf_holdings (etf_ticker, as_of_date, ticker, holding_name, weight, sponsor_ticker,"
                                 " shares_held, source) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)", rows)
     return len(rows)
 
@@ -60,10 +60,10 @@ def latest_holdings(conn: psycopg.Connection[Any], etfs: list[str] | tuple[str, 
     """Each fund's latest snapshot on or before ``as_of``; a fund with none before it gets its earliest
     later snapshot (a past as-of date run today has only today's file: its ``as_of`` says so)."""
     rows = conn.execute(
-        "SELECT m.etf, m.as_of_date, m.source, m.holding, m.weight FROM collected_meta_etf m"
-        " JOIN (SELECT etf, coalesce(max(as_of_date) FILTER (WHERE as_of_date <= %(d)s), min(as_of_date)) AS d"
-        "       FROM collected_meta_etf WHERE etf = ANY(%(etfs)s) GROUP BY etf) l"
-        " ON m.etf = l.etf AND m.as_of_date = l.d ORDER BY m.etf, m.weight DESC, m.holding",
+        "SELECT m.etf_ticker, m.as_of_date, m.source, m.ticker, m.weight FROM etf_holdings m"
+        " JOIN (SELECT etf_ticker, coalesce(max(as_of_date) FILTER (WHERE as_of_date <= %(d)s), min(as_of_date)) AS d"
+        "       FROM etf_holdings WHERE etf_ticker = ANY(%(etfs)s) GROUP BY etf_ticker) l"
+        " ON m.etf_ticker = l.etf_ticker AND m.as_of_date = l.d ORDER BY m.etf_ticker, m.weight DESC, m.ticker",
         {"etfs": list(etfs), "d": as_of},
     )
     grouped: dict[str, tuple[dt.date, str, list[tuple[str, float]]]] = {}

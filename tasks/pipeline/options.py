@@ -13,7 +13,7 @@ from tasks.sources.settings import SourceSettings
 STAGES = ("etf-ohlc", "etf-holdings", "trending", "stock-history", "allocation")  # the document's five, in order
 EXTRA_STAGES = ("retention",)  # run only when named (its own daily deployment)
 ALL_STAGES = STAGES + EXTRA_STAGES
-BENCHMARKS = ("SPY", "QQQ")  # collected_daily_benchmark_ohlc
+BENCHMARKS = ("SPY", "QQQ")  # benchmark_daily_bars
 
 
 @dataclass(frozen=True)

@@ -74,15 +74,15 @@ RULES: tuple[Rule, ...] = (
     Rule("swing_bar_versions", "bar_time", "realtime"),
     Rule("scalp_tick_copies", "tick_key", "realtime", key_time=True),
     Rule("scalp_gaps", "gap_start_ts", "realtime"),
-    Rule("collected_daily_etf_ohlc", "trade_date", "daily", protects_pending=True),
-    Rule("collected_daily_benchmark_ohlc", "trade_date", "daily", protects_pending=True),
-    Rule("collected_daily_stock_history", "trade_date", "daily", protects_pending=True),
+    Rule("etf_daily_bars", "trade_date", "daily", protects_pending=True),
+    Rule("benchmark_daily_bars", "trade_date", "daily", protects_pending=True),
+    Rule("stock_daily_bars", "trade_date", "daily", protects_pending=True),
     Rule("backfill_runs", "started_at", "logs", extra="status <> 'running'"),
     Rule("jsonl_rejects", "rejected_at", "logs"),
     # a change the event valuation has not yet acted on (an event it makes pending again) stays
-    Rule("price_changes", "changed_at", "logs", extra="NOT EXISTS (SELECT 1 FROM txn_events e WHERE " + change_reaches("t", "e") + ")"),  # noqa: S608 (constant text)
+    Rule("price_changes", "changed_at", "logs", extra="NOT EXISTS (SELECT 1 FROM events e WHERE " + change_reaches("t", "e") + ")"),  # noqa: S608 (constant text)
 )
-DAILY_TABLES = ("collected_daily_etf_ohlc", "collected_daily_benchmark_ohlc", "collected_daily_stock_history")
+DAILY_TABLES = ("etf_daily_bars", "benchmark_daily_bars", "stock_daily_bars")
 
 
 def cutoffs(windows: RetentionWindows, now: dt.datetime) -> dict[str, dt.datetime]:
@@ -114,8 +114,8 @@ def _prepare_pending(conn: psycopg.Connection[Any]) -> None:
     conn.execute("TRUNCATE retention_pending")
     conn.execute(
         "INSERT INTO retention_pending (ticker, keep_from)"
-        " SELECT ticker, min(event_time)::date - %(margin)s FROM txn_events WHERE valued_at IS NULL GROUP BY ticker"
-        " UNION ALL SELECT 'SPY', min(event_time)::date - %(margin)s FROM txn_events WHERE valued_at IS NULL HAVING count(*) > 0"
+        " SELECT ticker, min(event_at)::date - %(margin)s FROM events WHERE valued_at IS NULL GROUP BY ticker"
+        " UNION ALL SELECT 'SPY', min(event_at)::date - %(margin)s FROM events WHERE valued_at IS NULL HAVING count(*) > 0"
         " ON CONFLICT (ticker) DO UPDATE SET keep_from = least(retention_pending.keep_from, excluded.keep_from)",
         {"margin": PENDING_EVENT_MARGIN_DAYS},
     )

@@ -1,11 +1,11 @@
 """The daily pipeline: its stages in order, each idempotent and each runnable alone.
 
-1. ``etf-ohlc``       SPY + 11 sector funds; SPY and QQQ       → collected_daily_etf_ohlc, collected_daily_benchmark_ohlc
-2. ``etf-holdings``   every constituent (sponsor's daily file)   → collected_meta_etf
+1. ``etf-ohlc``       SPY + 11 sector funds; SPY and QQQ       → etf_daily_bars, benchmark_daily_bars
+2. ``etf-holdings``   every constituent (sponsor's daily file)   → etf_holdings
 3. ``trending``       sectors, then the top sectors' stocks, vs SPY over 5/10/20 sessions
-                                                                  → analytics_trending_sectors, analytics_trending_stocks
-4. ``stock-history``  daily bars of every constituent           → collected_daily_stock_history
-5. ``allocation``     point-in-time market-cap weights           → analytics_portfolio_allocation
+                                                                  → trending_sectors, trending_stocks
+4. ``stock-history``  daily bars of every constituent           → stock_daily_bars
+5. ``allocation``     point-in-time market-cap weights           → portfolio_allocation
    ``retention``      deletes rows outside their windows (only when named; its own deployment)
 
 A stage whose stored inputs are missing says which stage to run first (exit 2), unless it is a dry

@@ -162,7 +162,7 @@ def trending(opts: PipelineOptions, dsn: str, wrap: Callable[..., Any]) -> Stage
         chosen = leaders(ranked, opts.top_sectors)
         snapshots = sector_members(conn, chosen, as_of)
     for w in WINDOWS:
-        out.lines.append(f"sectors, {w:>2} sessions to {as_of}: {_best(ranked[ranked['window'] == w])}")
+        out.lines.append(f"sectors, {w:>2} sessions to {as_of}: {_best(ranked[ranked['window_sessions'] == w])}")
     members = {etf: [s for s, _ in snapshots[etf].holdings] for etf in chosen}
     stocks = list(first_fund(snapshots, chosen))
     out.lines.append(f"top {len(chosen)} sectors {', '.join(chosen)}: {len(stocks)} stocks")
@@ -172,7 +172,7 @@ def trending(opts: PipelineOptions, dsn: str, wrap: Callable[..., Any]) -> Stage
         ranked_stocks, lacking = wrap(compute_trending_stocks, "rank-stocks")(conn, as_of, members)
     window = max(WINDOWS)
     for etf in chosen:
-        best = _best(ranked_stocks[(ranked_stocks["window"] == window) & (ranked_stocks["sector_etf"] == etf)])
+        best = _best(ranked_stocks[(ranked_stocks["window_sessions"] == window) & (ranked_stocks["sector_ticker"] == etf)])
         out.lines.append(f"{etf} stocks, {window} sessions: {best or 'none ranked'}")
     if lacking:
         out.code = max(out.code, Outcome.SOME_FAILED)

@@ -22,7 +22,7 @@ from tasks.core.tickers import BENCHMARK, SECTOR_ETFS
 from tasks.prices.store import ETF_TABLE, STOCK_TABLE
 
 WINDOWS = (5, 10, 20)
-RANK_COLUMNS = ["ticker", "window", "start_date", "start_adj_close", "end_adj_close", "own_return", "benchmark_return",
+RANK_COLUMNS = ["ticker", "window_sessions", "start_date", "start_adj_close", "end_adj_close", "own_return", "benchmark_return",
                 "relative_return", "rank"]
 
 
@@ -37,7 +37,7 @@ def relative_returns(adj: pd.DataFrame, windows: tuple[int, ...] = WINDOWS) -> p
         first = adj.iloc[-1 - w]
         own = last / first - 1
         rel = pd.DataFrame({"ticker": [t for t in adj.columns if t != BENCHMARK]})
-        rel["window"] = w
+        rel["window_sessions"] = w
         rel["start_date"] = adj.index[-1 - w]
         rel["start_adj_close"] = first[rel["ticker"]].to_numpy()
         rel["end_adj_close"] = last[rel["ticker"]].to_numpy()
@@ -95,13 +95,13 @@ def compute_trending(conn: psycopg.Connection[Any], as_of: dt.date) -> pd.DataFr
         StoreError: the write failed.
     """
     ranked = relative_returns(sector_prices(conn, as_of))
-    _store(conn, "analytics_trending_sectors", as_of, ranked, [])
+    _store(conn, "trending_sectors", as_of, ranked, [])
     return ranked
 
 
 def leaders(ranked: pd.DataFrame, count: int, window: int = max(WINDOWS)) -> list[str]:
     """The ``count`` best-ranked tickers of a ranking in ``window``."""
-    return list(ranked[ranked["window"] == window].sort_values("rank")["ticker"].head(count))
+    return list(ranked[ranked["window_sessions"] == window].sort_values("rank")["ticker"].head(count))
 
 
 def top_sectors(conn: psycopg.Connection[Any], as_of: dt.date, count: int, window: int = max(WINDOWS)) -> list[str]:
@@ -110,7 +110,7 @@ def top_sectors(conn: psycopg.Connection[Any], as_of: dt.date, count: int, windo
     Raises:
         MissingInputs: no ranking for that date (run stage 3 first).
     """
-    rows = conn.execute('SELECT ticker FROM analytics_trending_sectors WHERE as_of_date = %s AND "window" = %s ORDER BY rank LIMIT %s',
+    rows = conn.execute("SELECT ticker FROM trending_sectors WHERE as_of_date = %s AND window_sessions = %s ORDER BY rank LIMIT %s",
                         (as_of, window, count)).fetchall()
     if not rows:
         raise MissingInputs(f"no sector ranking for {as_of}: run stage 3 (trending) first", "trending")
@@ -140,9 +140,9 @@ def compute_trending_stocks(conn: psycopg.Connection[Any], as_of: dt.date, secto
         if not usable:
             continue
         ranked = relative_returns(pd.concat([prices[usable], spy], axis=1))
-        ranked.insert(1, "sector_etf", etf)
+        ranked.insert(1, "sector_ticker", etf)
         parts.append(ranked)
-    ranked = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=[RANK_COLUMNS[0], "sector_etf", *RANK_COLUMNS[1:]])
-    ranked = ranked.drop_duplicates(["ticker", "window"], keep="first")  # a stock in two top sectors: ranked in the better one
-    _store(conn, "analytics_trending_stocks", as_of, ranked, ["sector_etf"])
+    ranked = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=[RANK_COLUMNS[0], "sector_ticker", *RANK_COLUMNS[1:]])
+    ranked = ranked.drop_duplicates(["ticker", "window_sessions"], keep="first")  # a stock in two top sectors: ranked in the better one
+    _store(conn, "trending_stocks", as_of, ranked, ["sector_ticker"])
     return ranked, lacking

@@ -25,7 +25,7 @@ from tasks.sources.protocol import BarSource
 
 def restatement_request(conn: psycopg.Connection[Any], table: str, result: FetchResult) -> FetchRequest | None:
     """The wider request that restates ``result``'s ticker, or None when no restatement is due:
-    due when the result carries a split/dividend not yet in ``corporate_actions`` and the ticker
+    due when the result carries a split/dividend not yet in ``dividends_and_splits`` and the ticker
     has stored bars before the result's range.
 
     Raises:
@@ -35,7 +35,7 @@ def restatement_request(conn: psycopg.Connection[Any], table: str, result: Fetch
         return None
     ticker = result.request.symbol
     with database_errors(f"reading {ticker}'s stored history failed"):
-        known = {(d, k) for d, k in conn.execute("SELECT ex_date, kind FROM corporate_actions WHERE ticker = %s", (ticker,))}
+        known = {(d, k) for d, k in conn.execute("SELECT ex_date, kind FROM dividends_and_splits WHERE ticker = %s", (ticker,))}
         new = [(d, k) for d, k in zip(result.actions["ex_date"], result.actions["kind"], strict=True) if (d, k) not in known]
         if not new:
             return None

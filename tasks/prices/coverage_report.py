@@ -135,8 +135,8 @@ def format_table(report: CoverageReport) -> list[str]:
 
 def short_name(table: str) -> str:
     """A row's table as the heatmap labels it: etf, stock, benchmark, or the intraday interval."""
-    names = {"collected_daily_etf_ohlc": "etf", "collected_daily_stock_history": "stock", "collected_daily_benchmark_ohlc": "benchmark"}
-    return names.get(table, table.removeprefix("collected_intraday_bars ") or table)
+    names = {"etf_daily_bars": "etf", "stock_daily_bars": "stock", "benchmark_daily_bars": "benchmark"}
+    return names.get(table, table.removeprefix("intraday_bars ") or table)
 
 
 def _d(day: dt.date | None) -> str:
@@ -182,7 +182,7 @@ def plot_heatmap(report: CoverageReport, path: Path, *, width_px: int = 1200) ->
 
 def intraday_coverage(conn: psycopg.Connection[Any], start: dt.date, end: dt.date, tickers: list[str] | None = None,
                       intervals: list[str] | None = None, *, now: dt.datetime | None = None) -> CoverageReport:
-    """Coverage of ``collected_intraday_bars`` per ticker and interval, as for daily bars, counted in
+    """Coverage of ``intraday_bars`` per ticker and interval, as for daily bars, counted in
     sessions fetched whole (``intraday_sessions_fetched``). A gap inside Yahoo's window for the
     interval can still be fetched (the ticker is due); one before it cannot, and says so.
 
@@ -209,7 +209,7 @@ def intraday_coverage(conn: psycopg.Connection[Any], start: dt.date, end: dt.dat
         edge = first_served(interval, moment)
         lost = sum(1 for d in gaps if d < edge)
         note = f"{lost} missing session(s) before {edge}, beyond Yahoo's {interval} window" if lost else errors.get(ticker)
-        rows.append(TickerCoverage(f"collected_intraday_bars {interval}", ticker, first, last, len(have), len(sessions), gaps, fetched,
+        rows.append(TickerCoverage(f"intraday_bars {interval}", ticker, first, last, len(have), len(sessions), gaps, fetched,
                                    note, any(d >= edge for d in gaps), sum(1 for d in sessions if d < first)))
         stored_sets.append(have)
     return CoverageReport(start, end, rows, stored_sets)

@@ -88,7 +88,7 @@ def plan_intraday(conn: Any, opts: IntradayOptions, now: dt.datetime) -> tuple[R
 def describe_intraday_plan(window: RangePlan, plans: list[TickerPlan], say: Callable[[str], Any]) -> None:
     sessions = window.sessions
     span = f"{sessions[0].day} .. {sessions[-1].day}" if sessions else "none"
-    say(f"Plan for {len(sessions)} NYSE session(s) of {window.interval} bars ({span}) into collected_intraday_bars:")
+    say(f"Plan for {len(sessions)} NYSE session(s) of {window.interval} bars ({span}) into intraday_bars:")
     groups: dict[tuple[int, int], list[str]] = {}
     for p in plans:
         groups.setdefault((len(p.missing), len(p.requests)), []).append(p.ticker)

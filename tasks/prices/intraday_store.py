@@ -16,7 +16,7 @@ from tasks.core.partitions import make_partitions
 from tasks.core.sql_files import statement
 from tasks.core.types import StoreCounts
 
-TABLE = "collected_intraday_bars"
+TABLE = "intraday_bars"
 STAGE_TYPES = {"ticker": "text", "bar_epoch": "int8", "session": "date", "regular": "int8", "open": "float8", "high": "float8",
                "low": "float8", "close": "float8", "volume": "int8"}
 REPAIRED = {"repaired": "int8"}  # with --repair: 1 where yfinance's repair changed the bar
@@ -79,7 +79,7 @@ def store_intraday(conn: psycopg.Connection[Any], ticker: str, interval: str, ba
 
 
 def restate_for_splits(conn: psycopg.Connection[Any], ticker: str) -> int:
-    """Restate the ticker's stored intraday bars for each split known (``corporate_actions``) and not
+    """Restate the ticker's stored intraday bars for each split known (``dividends_and_splits``) and not
     yet applied (migration 021): bars of sessions before the ex-date that were fetched before it
     (Yahoo had not adjusted them) get prices divided and volume multiplied by the ratio. One
     transaction; returns the bars restated.
@@ -91,13 +91,13 @@ def restate_for_splits(conn: psycopg.Connection[Any], ticker: str) -> int:
     with database_errors(f"restating the intraday bars of {ticker} for splits failed"):
         with conn.transaction():
             pending = conn.execute(
-                "SELECT a.ex_date, a.value FROM corporate_actions a WHERE a.ticker = %s AND a.kind = 'split' AND a.value > 0"
+                "SELECT a.ex_date, a.split_ratio FROM dividends_and_splits a WHERE a.ticker = %s AND a.split_ratio > 0"
                 " AND NOT EXISTS (SELECT 1 FROM intraday_split_restatements r WHERE r.ticker = a.ticker AND r.ex_date = a.ex_date)"
                 " ORDER BY a.ex_date FOR UPDATE OF a", (ticker,)).fetchall()
             for ex_date, ratio in pending:
                 done = conn.execute(
-                    "UPDATE collected_intraday_bars SET open = open / %(r)s, high = high / %(r)s, low = low / %(r)s, close = close / %(r)s,"
-                    " volume = round(volume * %(r)s) WHERE ticker = %(t)s AND session < %(d)s"
+                    "UPDATE intraday_bars SET open = open / %(r)s, high = high / %(r)s, low = low / %(r)s, close = close / %(r)s,"
+                    " volume = round(volume * %(r)s) WHERE ticker = %(t)s AND session_date < %(d)s"
                     " AND fetched_at < (%(d)s::timestamp AT TIME ZONE 'America/New_York')", {"r": ratio, "t": ticker, "d": ex_date})
                 conn.execute("INSERT INTO intraday_split_restatements (ticker, ex_date, ratio, bars) VALUES (%s, %s, %s, %s)",
                              (ticker, ex_date, ratio, done.rowcount))

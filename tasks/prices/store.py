@@ -19,9 +19,9 @@ from tasks.core.db import database_errors
 from tasks.core.sql_files import statement
 from tasks.core.types import StoreCounts
 
-ETF_TABLE = "collected_daily_etf_ohlc"
-STOCK_TABLE = "collected_daily_stock_history"
-BENCHMARK_TABLE = "collected_daily_benchmark_ohlc"
+ETF_TABLE = "etf_daily_bars"
+STOCK_TABLE = "stock_daily_bars"
+BENCHMARK_TABLE = "benchmark_daily_bars"
 BAR_TABLES = (ETF_TABLE, STOCK_TABLE, BENCHMARK_TABLE)
 
 
