@@ -117,7 +117,7 @@ def baseline(dsn: str, path: Path, sample: int) -> float:
                          r["volume"], r["session_id"], r.get("mitigation_level", 0), r.get("quality_flag", "normal"), "baseline", i))
     with psycopg.connect(dsn) as conn, conn.cursor() as cur:
         cur.executemany(
-            "INSERT INTO scalp_ticks (symbol, event_time, bid_price, ask_price, bid_size, ask_size, last_price, volume, session_id,"
+            "INSERT INTO observer_ticks (ticker, event_at, bid_price, ask_price, bid_size, ask_size, last_price, volume, session_id,"
             " mitigation_level, quality_flag, source_file, source_line) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
             rows,
         )
@@ -153,8 +153,8 @@ def timed_load(server: Any, root: Path, args: list[str], env: dict[str, str], co
     if proc.returncode != 0:
         raise SystemExit(f"ingestion failed ({code_root}):\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
     with psycopg.connect(dsn) as conn:
-        loaded = conn.execute("SELECT count(*) FROM scalp_ticks").fetchone()[0]  # type: ignore[index]
-        bars = conn.execute("SELECT count(*) FROM scalp_1m_bars").fetchone()[0]  # type: ignore[index]
+        loaded = conn.execute("SELECT count(*) FROM observer_ticks").fetchone()[0]  # type: ignore[index]
+        bars = conn.execute("SELECT count(*) FROM observer_bars_1m").fetchone()[0]  # type: ignore[index]
     print(f"{code_root.name} {' '.join(args)} {root.name}: {loaded:,} ticks in {seconds:.1f} s = {loaded / seconds:,.0f}/s;"
           f" {cpu.per_tick(loaded)}", flush=True)
     pieces = re.search(r" in (\d+) pieces:", proc.stdout)
@@ -184,7 +184,7 @@ def _copy_files(dsn: str, share: int) -> None:
         for text in _SHARES[share]:
             with conn.transaction(), conn.cursor() as cur:
                 cur.execute("SET LOCAL synchronous_commit = off")
-                with cur.copy(f"COPY scalp_ticks ({SCALP_COLUMNS}) FROM STDIN") as copy:
+                with cur.copy(f"COPY observer_ticks ({SCALP_COLUMNS}) FROM STDIN") as copy:
                     copy.write(text)
 
 

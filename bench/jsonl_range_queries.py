@@ -4,9 +4,9 @@ indexes it recommends (measured in the same run, on the same data, warm cache).
 Data: 40 symbols at 2 Hz over ~35 hours, one session per UTC day; the 1-minute bars built from
 them by the project's own statement. Queries, each 40 times at random windows (the median and the
 95th percentile reported): one symbol's ticks over an hour (``get_ticks_in_range``), one session's
-ticks over an hour (``idx_scalp_ticks_session_time``), one session's 1-minute bars over a day,
-the newest 100 ticks of all symbols (``idx_scalp_ticks_time``), and one session's 10-minute swing
-bars over a day (``idx_swing_10m_session_time``). The document expects 5-10 ms for a day's range.
+ticks over an hour (``idx_observer_ticks_session_time``), one session's 1-minute bars over a day,
+the newest 100 ticks of all symbols (``idx_observer_ticks_time``), and one session's 10-minute swing
+bars over a day (``idx_observer_bars_10m_session_time``). The document expects 5-10 ms for a day's range.
 
     uv run python -m bench.jsonl_range_queries [--ticks 10000000]
 """
@@ -35,9 +35,9 @@ from tasks.jsonl.partitions import ensure_days
 START = dt.datetime(2026, 1, 22, 0, 0, tzinfo=dt.UTC)
 SYMBOLS = 40
 RECOMMENDED = {
-    "idx_scalp_ticks_time": "CREATE INDEX idx_scalp_ticks_time ON scalp_ticks (event_time DESC)",
-    "idx_scalp_ticks_session_time": "CREATE INDEX idx_scalp_ticks_session_time ON scalp_ticks (session_id, event_time)",
-    "idx_swing_10m_session_time": "CREATE INDEX idx_swing_10m_session_time ON swing_bars_10m (session_id, bar_time)",
+    "idx_observer_ticks_time": "CREATE INDEX idx_observer_ticks_time ON observer_ticks (event_at DESC)",
+    "idx_observer_ticks_session_time": "CREATE INDEX idx_observer_ticks_session_time ON observer_ticks (session_id, event_at)",
+    "idx_observer_bars_10m_session_time": "CREATE INDEX idx_observer_bars_10m_session_time ON observer_bars_10m (session_id, polled_at)",
 }
 
 
@@ -46,7 +46,8 @@ def fill(conn: psycopg.Connection[Any], ticks: int) -> dt.datetime:
     halves = ticks // SYMBOLS
     ensure_days(conn, {(START + dt.timedelta(seconds=k * 3600)).date() for k in range(halves // 7200 + 2)})  # their day partitions
     conn.execute(
-        "INSERT INTO scalp_ticks (symbol, event_time, ts, bid_price, ask_price, bid_size, ask_size, last_price, volume, session_id,"
+        "INSERT INTO observer_ticks (ticker, event_at, written_at, bid_price, ask_price, bid_size, ask_size, last_price, volume,"
+        " session_id,"
         " source_file, source_line)"
         " SELECT lpad(s::text, 6, '0'), t, t, 70000 - 5 + (h %% 500), 70000 + 5 + (h %% 500), 100, 50, 70000 + (h %% 500), 1 + h %% 10,"
         "        'track_b_' || to_char(t AT TIME ZONE 'UTC', 'YYYYMMDD'),"
@@ -54,17 +55,18 @@ def fill(conn: psycopg.Connection[Any], ticks: int) -> dt.datetime:
         " FROM generate_series(0, %(halves)s - 1) AS h, generate_series(1, %(symbols)s) AS s,"
         " LATERAL (SELECT %(start)s::timestamptz + h * interval '500 milliseconds') AS x(t)",
         {"halves": halves, "symbols": SYMBOLS, "start": START})
-    conn.execute("CREATE TEMP TABLE minutes_to_refresh AS SELECT DISTINCT symbol, date_trunc('minute', event_time) AS bar_time"
-                 " FROM scalp_ticks")
+    conn.execute("CREATE TEMP TABLE minutes_to_refresh AS SELECT DISTINCT ticker AS symbol, date_trunc('minute', event_at) AS bar_time"
+                 " FROM observer_ticks")
     conn.execute(statement("refresh_1m_bars"))
     conn.execute(
-        "INSERT INTO swing_bars_10m (symbol, bar_time, open, high, low, close, volume, session_id, source_file, source_line)"
-        " SELECT symbol, date_trunc('hour', bar_time) + floor(extract(minute FROM bar_time) / 10) * interval '10 minutes', min(open),"
+        "INSERT INTO observer_bars_10m (ticker, polled_at, open, high, low, close, volume, session_id, source_file, source_line)"
+        " SELECT ticker, date_trunc('hour', bar_start_at) + floor(extract(minute FROM bar_start_at) / 10) * interval '10 minutes',"
+        " min(open),"
         " max(high), min(low), max(close), sum(volume), min(session_id), 'swing/all.jsonl', row_number() OVER ()"
-        " FROM scalp_1m_bars GROUP BY 1, 2")
-    conn.execute("VACUUM ANALYZE scalp_ticks")
-    conn.execute("VACUUM ANALYZE scalp_1m_bars")
-    conn.execute("VACUUM ANALYZE swing_bars_10m")
+        " FROM observer_bars_1m GROUP BY 1, 2")
+    conn.execute("VACUUM ANALYZE observer_ticks")
+    conn.execute("VACUUM ANALYZE observer_bars_1m")
+    conn.execute("VACUUM ANALYZE observer_bars_10m")
     return START + dt.timedelta(seconds=(halves - 1) / 2)
 
 
@@ -102,21 +104,21 @@ def range_queries(start: dt.datetime, span: float, days: list[dt.date]) -> list[
 
     queries: list[tuple[str, str, Callable[[random.Random], dict[str, Any]]]] = [
         ("one symbol's ticks over an hour",
-         "SELECT * FROM scalp_ticks WHERE symbol = %(symbol)s AND event_time >= %(start)s AND event_time < %(end)s"
-         " ORDER BY event_time, id",
+         "SELECT * FROM observer_ticks WHERE ticker = %(symbol)s AND event_at >= %(start)s AND event_at < %(end)s"
+         " ORDER BY event_at, id",
          lambda r: (lambda s: {"symbol": f"{r.randint(1, SYMBOLS):06d}", "start": s, "end": s + dt.timedelta(hours=1)})(hour(r))),
         ("one session's ticks over an hour",
-         "SELECT * FROM scalp_ticks WHERE session_id = %(session)s AND event_time >= %(start)s AND event_time < %(end)s",
+         "SELECT * FROM observer_ticks WHERE session_id = %(session)s AND event_at >= %(start)s AND event_at < %(end)s",
          lambda r: (lambda s: {"session": f"track_b_{s:%Y%m%d}", "start": s, "end": s + dt.timedelta(hours=1)})(hour(r))),
         ("one session's 1-minute bars over a day",
-         "SELECT * FROM scalp_1m_bars WHERE session_id = %(session)s AND bar_time >= %(start)s AND bar_time < %(end)s"
-         " ORDER BY symbol, bar_time", day_session),
+         "SELECT * FROM observer_bars_1m WHERE session_id = %(session)s AND bar_start_at >= %(start)s AND bar_start_at < %(end)s"
+         " ORDER BY ticker, bar_start_at", day_session),
         ("the newest 100 ticks",
-         "SELECT * FROM scalp_ticks WHERE event_time <= %(end)s ORDER BY event_time DESC LIMIT 100",
+         "SELECT * FROM observer_ticks WHERE event_at <= %(end)s ORDER BY event_at DESC LIMIT 100",
          lambda r: {"end": hour(r)}),
         ("one session's 10-minute swing bars over a day",
-         "SELECT * FROM swing_bars_10m WHERE session_id = %(session)s AND bar_time >= %(start)s AND bar_time < %(end)s"
-         " ORDER BY bar_time", day_session),
+         "SELECT * FROM observer_bars_10m WHERE session_id = %(session)s AND polled_at >= %(start)s AND polled_at < %(end)s"
+         " ORDER BY polled_at", day_session),
     ]
     return queries
 
@@ -135,8 +137,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             migrate(conn)
             started = time.perf_counter()
             last = fill(conn, args.ticks)
-            count = conn.execute("SELECT count(*) FROM scalp_ticks").fetchone()[0]  # type: ignore[index]
-            bars = conn.execute("SELECT count(*) FROM scalp_1m_bars").fetchone()[0]  # type: ignore[index]
+            count = conn.execute("SELECT count(*) FROM observer_ticks").fetchone()[0]  # type: ignore[index]
+            bars = conn.execute("SELECT count(*) FROM observer_bars_1m").fetchone()[0]  # type: ignore[index]
             print(f"filled {count:,} ticks, {bars:,} 1-minute bars in {time.perf_counter() - started:.0f} s", flush=True)
             span = (last - START).total_seconds()
             days = sorted({(START + dt.timedelta(seconds=s)).date() for s in range(0, int(span), 3600)})
@@ -145,8 +147,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             with_indexes = {name: timed(conn, q, params) for name, q, params in queries}
             for index in RECOMMENDED:
                 conn.execute(f"DROP INDEX {index}")  # noqa: S608 (constant names)
-            conn.execute("ANALYZE scalp_ticks")
-            conn.execute("ANALYZE swing_bars_10m")
+            conn.execute("ANALYZE observer_ticks")
+            conn.execute("ANALYZE observer_bars_10m")
             without = {name: timed(conn, q, params) for name, q, params in queries}
     finally:
         server.cleanup()

@@ -53,7 +53,8 @@ def fill(conn: psycopg.Connection[Any], ticks: int, *, partitioned: bool) -> Non
     if partitioned:
         ensure_days(conn, [START.date() + dt.timedelta(days=k) for k in range(DAYS)])
     conn.execute(
-        "INSERT INTO scalp_ticks (symbol, event_time, ts, bid_price, ask_price, bid_size, ask_size, last_price, volume, session_id,"
+        "INSERT INTO observer_ticks (ticker, event_at, written_at, bid_price, ask_price, bid_size, ask_size, last_price, volume,"
+        " session_id,"
         " source_file, source_line, tick_key)"
         " SELECT lpad(s::text, 6, '0'), t, t, 69995 + (h %% 500), 70005 + (h %% 500), 100, 50, 70000 + (h %% 500), 1 + h %% 10,"
         "        'track_b_' || to_char(t AT TIME ZONE 'UTC', 'YYYYMMDD'),"
@@ -66,8 +67,8 @@ def fill(conn: psycopg.Connection[Any], ticks: int, *, partitioned: bool) -> Non
     # with the loader's statement costs more than the whole measurement, and the bars' values do
     # not change what is measured (their number and days do not differ).
     conn.execute(
-        "INSERT INTO scalp_1m_bars (symbol, bar_time, open, high, low, close, volume, tick_count, coverage_ratio, session_id,"
-        " open_time, open_file, open_line, close_time, close_file, close_line)"
+        "INSERT INTO observer_bars_1m (ticker, bar_start_at, open, high, low, close, volume, tick_count, coverage_ratio, session_id,"
+        " open_tick_at, open_file, open_line, close_tick_at, close_file, close_line)"
         " SELECT lpad(s::text, 6, '0'), m, 70000, 70010, 69990, 70005, 30, 6, 0.05,"
         "        'track_b_' || to_char(m AT TIME ZONE 'UTC', 'YYYYMMDD'), m,"
         "        'scalp/' || to_char(m AT TIME ZONE 'UTC', 'YYYYMMDD') || '_0000.jsonl', 1, m + interval '50 seconds',"
@@ -75,8 +76,8 @@ def fill(conn: psycopg.Connection[Any], ticks: int, *, partitioned: bool) -> Non
         " FROM generate_series(%(start)s::timestamptz, %(start)s::timestamptz + %(days)s * interval '1 day' - interval '1 minute',"
         "                      interval '1 minute') AS m, generate_series(1, %(symbols)s) AS s",
         {"start": START, "days": DAYS, "symbols": SYMBOLS})
-    conn.execute("VACUUM ANALYZE scalp_ticks")
-    conn.execute("VACUUM ANALYZE scalp_1m_bars")
+    conn.execute("VACUUM ANALYZE observer_ticks")
+    conn.execute("VACUUM ANALYZE observer_bars_1m")
     conn.execute("CHECKPOINT")
 
 
@@ -95,14 +96,14 @@ def sweep(conn: psycopg.Connection[Any], windows: RetentionWindows, now: dt.date
     conn.execute("CHECKPOINT")
     counts: dict[str, int] = {}
     seconds, wal = wal_and_seconds(conn, lambda: counts.update(apply_retention(conn, windows, dry_run=False, now=now)))
-    vacuum_s, vacuum_wal = wal_and_seconds(conn, lambda: [conn.execute(f"VACUUM {t}") for t in ("scalp_ticks", "scalp_1m_bars")])
-    return seconds, wal, vacuum_s, vacuum_wal, counts.get("scalp_ticks", 0)
+    vacuum_s, vacuum_wal = wal_and_seconds(conn, lambda: [conn.execute(f"VACUUM {t}") for t in ("observer_ticks", "observer_bars_1m")])
+    return seconds, wal, vacuum_s, vacuum_wal, counts.get("observer_ticks", 0)
 
 
 def load(code_root: Path, dsn: str, root: Path) -> float:
     """One ``jsonl-ingest --root`` by the code in ``code_root``; ticks/s over its whole run."""
     with psycopg.connect(dsn) as conn:
-        before = conn.execute("SELECT count(*) FROM scalp_ticks").fetchone()[0]  # type: ignore[index]
+        before = conn.execute("SELECT count(*) FROM observer_ticks").fetchone()[0]  # type: ignore[index]
     env = {**os.environ, "DATABASE_URL": dsn, "PYTHONPATH": str(code_root)}
     started = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "flows.jsonl_ingest", "--root", str(root)], cwd=code_root, env=env,
@@ -111,7 +112,7 @@ def load(code_root: Path, dsn: str, root: Path) -> float:
     if proc.returncode != 0:
         raise SystemExit(f"ingestion failed ({code_root}):\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
     with psycopg.connect(dsn) as conn:
-        added = conn.execute("SELECT count(*) FROM scalp_ticks").fetchone()[0] - before  # type: ignore[index]
+        added = conn.execute("SELECT count(*) FROM observer_ticks").fetchone()[0] - before  # type: ignore[index]
     print(f"  {code_root.name} loaded {added:,} ticks in {seconds:.1f} s = {added / seconds:,.0f}/s", flush=True)
     return added / seconds
 

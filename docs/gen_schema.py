@@ -69,7 +69,7 @@ def page() -> str:
              "catalog itself: `\\d+ daily_bars` in psql shows the same words. `GRANT market_backfill_reader TO your_login`",
              "lets a login read the data and the views, and none of the machinery.", "",
              "The data is in schema `public` (or the schema `DATABASE_URL` puts first on the search path, see",
-             "[Settings](settings.md)); the machinery, and the day and month partitions behind `scalp_ticks`, `scalp_1m_bars`",
+             "[Settings](settings.md)); the machinery, and the day and month partitions behind `observer_ticks`, `observer_bars_1m`",
              "and `intraday_bars`, are in a schema of their own beside it, `backfill_internal` (`S_internal` beside a",
              "schema `S`), so a schema browser or psql's `\\dt` lists the data alone. Query the partitioned tables, never",
              "their partitions.", "",

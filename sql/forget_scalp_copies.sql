@@ -4,12 +4,12 @@
 WITH heirs AS (
     SELECT DISTINCT ON (c.tick_key) c.tick_key, c.source_file, c.source_line
     FROM scalp_tick_copies c
-    JOIN scalp_ticks t ON t.tick_key = c.tick_key AND t.source_file = %(file)s
+    JOIN observer_ticks t ON t.tick_key = c.tick_key AND t.source_file = %(file)s
                       AND t.source_line > %(after)s AND t.source_line <= %(upto)s
     WHERE NOT (c.source_file = %(file)s AND c.source_line > %(after)s AND c.source_line <= %(upto)s)
     ORDER BY c.tick_key, c.source_file, c.source_line
 ), moved AS (
-    UPDATE scalp_ticks t SET source_file = h.source_file, source_line = h.source_line
+    UPDATE observer_ticks t SET source_file = h.source_file, source_line = h.source_line
     FROM heirs h WHERE t.tick_key = h.tick_key
     RETURNING h.source_file, h.source_line
 )

@@ -4,7 +4,7 @@
 -- content has no file time of its own, so a dated file's version, and the file's new content as it
 -- loads, win over it; a bar only the earlier content had stays, under its new provenance.
 WITH won AS (
-    DELETE FROM swing_bars_10m WHERE source_file = %(file)s RETURNING symbol, bar_time
+    DELETE FROM observer_bars_10m WHERE source_file = %(file)s RETURNING ticker AS symbol, polled_at AS bar_time
 ), kept AS (
     UPDATE swing_bar_versions SET source_file = %(kept_as)s WHERE source_file = %(file)s
     RETURNING symbol, bar_time, open, high, low, close, volume, bid_price, ask_price, session_id, dataset, market, source,
@@ -16,7 +16,7 @@ WITH won AS (
     UNION ALL
     SELECT * FROM kept WHERE (symbol, bar_time) IN (SELECT symbol, bar_time FROM won)
 )
-INSERT INTO swing_bars_10m (symbol, bar_time, open, high, low, close, volume, bid_price, ask_price, session_id, dataset, market,
+INSERT INTO observer_bars_10m (ticker, polled_at, open, high, low, close, volume, bid_price, ask_price, session_id, dataset, market,
                             source, source_file, source_line)
 SELECT DISTINCT ON (v.symbol, v.bar_time)
        v.symbol, v.bar_time, v.open, v.high, v.low, v.close, v.volume, v.bid_price, v.ask_price, v.session_id, v.dataset, v.market,

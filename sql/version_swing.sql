@@ -1,4 +1,4 @@
--- Keep every line's version of its bar (then load_swing lets the winner into swing_bars_10m).
+-- Keep every line's version of its bar (then load_swing lets the winner into observer_bars_10m).
 INSERT INTO swing_bar_versions (symbol, bar_time, open, high, low, close, volume, bid_price, ask_price, session_id, dataset, market,
                                 source, source_file, source_line)
 SELECT symbol, bar_time, open, high, low, close, volume, bid_price, ask_price, session_id, dataset, market, source, %(file)s, source_line

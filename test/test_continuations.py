@@ -209,4 +209,4 @@ def test_runs_of_a_schedule_piled_up_while_no_worker_ran_collapse_into_the_lates
         states, worker_log(tmp_path))
     assert all(f"a later run of this schedule, {latest['name']} (due " in s["message"] for s in states[:2])
     with psycopg.connect(dsn) as conn:
-        assert conn.execute("SELECT count(*) FROM scalp_ticks").fetchone() == (len(tree.all_ticks()),)
+        assert conn.execute("SELECT count(*) FROM observer_ticks").fetchone() == (len(tree.all_ticks()),)

@@ -75,7 +75,7 @@ def test_every_deployment_in_prefect_yaml_starts_and_finishes_through_a_worker(d
         assert conn.execute("SELECT count(*) FROM trending_sectors").fetchone() == (33,)
         assert conn.execute("SELECT count(DISTINCT ticker) FROM trending_stocks").fetchone() == (3 * 6,)
         assert conn.execute("SELECT valuation_status FROM events").fetchall() == [("ok",)]
-        assert conn.execute("SELECT count(*) FROM scalp_ticks").fetchone() == (len(tree.all_ticks()),)
+        assert conn.execute("SELECT count(*) FROM observer_ticks").fetchone() == (len(tree.all_ticks()),)
     stocks = {r[:2] for r in table_rows(dsn, "stock_daily_bars") if r[1] > dt.date(2025, 7, 3)}
     lines = (ROOT / "watchlist.txt").read_text(encoding="utf-8").splitlines()
     watchlist = [t.strip() for t in lines if t.strip() and not t.startswith("#")]

@@ -26,12 +26,13 @@ ING = "flows.jsonl_ingest"
 
 def snapshot(dsn: str) -> dict[str, list[tuple[Any, ...]]]:
     queries = {
-        "ticks": "SELECT symbol, event_time, ts, bid_price, ask_price, bid_size, ask_size, last_price, volume, session_id,"
-                 " mitigation_level, quality_flag, source_file, source_line FROM scalp_ticks ORDER BY source_file, source_line",
-        "bars": "SELECT symbol, bar_time, open, high, low, close, volume, tick_count, coverage_ratio FROM scalp_1m_bars ORDER BY 1, 2",
-        "swing": "SELECT symbol, bar_time, open, high, low, close, volume, bid_price, ask_price, session_id, source_file, source_line"
-                 " FROM swing_bars_10m ORDER BY 1, 2",
-        "gaps": "SELECT gap_start_ts, gap_end_ts, gap_seconds, scope, reason, session_id, source_file, source_line FROM scalp_gaps"
+        "ticks": "SELECT ticker, event_at, written_at, bid_price, ask_price, bid_size, ask_size, last_price, volume, session_id,"
+                 " mitigation_level, quality_flag, source_file, source_line FROM observer_ticks ORDER BY source_file, source_line",
+        "bars": "SELECT ticker, bar_start_at, open, high, low, close, volume, tick_count, coverage_ratio FROM observer_bars_1m"
+                " ORDER BY 1, 2",
+        "swing": "SELECT ticker, polled_at, open, high, low, close, volume, bid_price, ask_price, session_id, source_file, source_line"
+                 " FROM observer_bars_10m ORDER BY 1, 2",
+        "gaps": "SELECT gap_start_at, gap_end_at, gap_seconds, scope, reason, session_id, source_file, source_line FROM observer_gaps"
                 " ORDER BY 7, 8",
         "rejects": "SELECT source_file, source_line, reason FROM backfill_internal.jsonl_rejects ORDER BY 1, 2",
     }
@@ -295,9 +296,9 @@ def test_a_rewritten_file_is_reloaded_keeping_every_tick_its_earlier_content_sto
         assert run_cli(ING, "--root", str(tree.root), env={"DATABASE_URL": clean}).code == 0
         assert content(snapshot(dsn)) == content(snapshot(clean))
     with psycopg.connect(dsn) as conn:
-        rows = conn.execute("SELECT source_file, count(*) FROM scalp_ticks WHERE source_file LIKE %s GROUP BY 1 ORDER BY 1",
+        rows = conn.execute("SELECT source_file, count(*) FROM observer_ticks WHERE source_file LIKE %s GROUP BY 1 ORDER BY 1",
                             (name + "%",)).fetchall()
-        first = conn.execute("SELECT last_price FROM scalp_ticks WHERE source_file = %s AND source_line = 1", (name,)).fetchone()
+        first = conn.execute("SELECT last_price FROM observer_ticks WHERE source_file = %s AND source_line = 1", (name,)).fetchone()
     assert rows == [(name, 1), (kept.group(1), before)] and first is not None and float(first[0]) == 1.5
     again = run_cli(ING, "--root", str(tree.root / "scalp" / ".." ))  # nothing changed since: nothing moves
     assert again.code == 0 and "Reloaded" not in again.stdout
@@ -334,7 +335,7 @@ def test_bad_lines_go_to_rejects_with_their_line_numbers(run_cli: CliRunner, dsn
     }
     assert f"Rejected {name}:3: invalid JSON" in result.stdout
     with psycopg.connect(dsn) as conn:
-        assert conn.execute("SELECT count(*) FROM scalp_ticks").fetchone() == (10,)
+        assert conn.execute("SELECT count(*) FROM observer_ticks").fetchone() == (10,)
 
 
 def test_dry_run_lists_files_and_lines_and_writes_nothing(run_cli: CliRunner, dsn: str, tmp_path: Path) -> None:
@@ -374,7 +375,7 @@ def test_the_command_starts_without_the_fetching_libraries() -> None:
     assert (shown.returncode, shown.stdout.strip()) == (0, "[]"), shown.stderr
 
 
-def count_rows(dsn: str, table: str = "scalp_ticks") -> int:
+def count_rows(dsn: str, table: str = "observer_ticks") -> int:
     """Rows in ``table`` now (0 before the run has created it)."""
     with psycopg.connect(dsn) as conn:
         if conn.execute("SELECT to_regclass(%s)", (table,)).fetchone() == (None,):
@@ -620,7 +621,7 @@ def test_lines_postgresql_would_refuse_are_rejected_one_by_one_and_the_rest_load
     assert [rejects[n] for n in range(20, 24)] == ["event_time: out of range (1900..2199 in UTC)"] * 4
     assert "Traceback" not in result.stderr
     with psycopg.connect(dsn) as conn:
-        assert conn.execute("SELECT count(*) FROM scalp_ticks").fetchone() == (len(ticks),)
+        assert conn.execute("SELECT count(*) FROM observer_ticks").fetchone() == (len(ticks),)
 
 
 def test_file_locks_do_not_collide_for_names_whose_32_bit_hashes_do(run_cli: CliRunner, dsn: str, tmp_path: Path) -> None:
@@ -635,7 +636,7 @@ def test_file_locks_do_not_collide_for_names_whose_32_bit_hashes_do(run_cli: Cli
         result = run_cli(ING, "--root", str(root), "--concurrency", "1")
     assert result.code == 0, result.stdout + result.stderr
     with psycopg.connect(dsn) as conn:
-        counts = dict(conn.execute("SELECT source_file, count(*) FROM scalp_ticks GROUP BY 1").fetchall())
+        counts = dict(conn.execute("SELECT source_file, count(*) FROM observer_ticks GROUP BY 1").fetchall())
     assert counts == {other: 20}  # the busy file waits for its loader; the other is not mistaken for it
 
 
@@ -659,7 +660,7 @@ def test_links_fifos_and_over_long_lines_are_never_followed_read_or_kept(run_cli
     assert f"{name} ends in an incomplete line" in result.stdout
     with psycopg.connect(dsn) as conn:
         rejects = conn.execute("SELECT source_file, source_line, reason, raw FROM backfill_internal.jsonl_rejects").fetchall()
-        loaded = conn.execute("SELECT count(*) FROM scalp_ticks").fetchone()
+        loaded = conn.execute("SELECT count(*) FROM observer_ticks").fetchone()
         files = [r[0] for r in conn.execute("SELECT source_file FROM backfill_internal.jsonl_file_checkpoints")]
     assert [(f, n, why) for f, n, why, _ in rejects] == [(name, 2, "line longer than 1 MiB")]
     assert len(rejects[0][3]) < 100 and rejects[0][3].startswith("[more than 1,048,576 bytes] ")
@@ -796,7 +797,7 @@ def test_kill_9_while_pieces_of_a_file_load_then_rerun_equals_a_one_process_load
     def rows_past_the_checkpoint() -> bool:
         try:
             with psycopg.connect(dsn) as conn:
-                row = conn.execute("SELECT count(*) FROM scalp_ticks WHERE source_line > coalesce((SELECT lines_loaded FROM"
+                row = conn.execute("SELECT count(*) FROM observer_ticks WHERE source_line > coalesce((SELECT lines_loaded FROM"
                                    " backfill_internal.jsonl_file_checkpoints WHERE source_file = %s), 0)", (name,)).fetchone()
             return bool(row and row[0] > 400)
         except psycopg.Error:
@@ -830,10 +831,10 @@ def test_a_tick_s_key_is_what_the_database_computes_and_one_tick_spelled_two_way
     assert result.code == 0, result.stdout + result.stderr
     assert "1 ticks were already stored from other files" in result.stdout
     with psycopg.connect(dsn) as conn:
-        keys = conn.execute("SELECT symbol, tick_key = scalp_tick_key(symbol, event_time, ts, bid_price, ask_price, bid_size, ask_size,"
-                            " last_price, volume, session_id, mitigation_level, quality_flag) FROM scalp_ticks").fetchall()
+        keys = conn.execute("SELECT ticker, tick_key = scalp_tick_key(ticker, event_at, written_at, bid_price, ask_price, bid_size,"
+                            " ask_size, last_price, volume, session_id, mitigation_level, quality_flag) FROM observer_ticks").fetchall()
         copies = conn.execute("SELECT source_file, source_line FROM backfill_internal.scalp_tick_copies").fetchall()
-        prices = conn.execute("SELECT bid_price, ask_price, last_price FROM scalp_ticks WHERE ts IS NULL").fetchone()
+        prices = conn.execute("SELECT bid_price, ask_price, last_price FROM observer_ticks WHERE written_at IS NULL").fetchone()
     assert sorted(keys) == sorted((t["symbol"], True) for t in [base, *odd])  # the tab and backslash arrive as written
     # one of the two lines holds the tick, the other is its copy: which, depends on which file loaded first
     assert len(copies) == 1 and copies[0] in {("scalp/20260122_0030.jsonl", 1), ("scalp/20260122_0031.jsonl", 1)}
@@ -866,11 +867,11 @@ def test_migration_013_keys_every_stored_tick_again_and_a_tick_stored_twice_beco
                          " '2026-01-22T00:30:00.5Z', 'scalp/a.jsonl', 2)")
         assert [v for v in migrate(conn) if v.startswith("013")]
         finish_moves(conn, lambda _: None)  # and into day partitions (017), as the first command that reads ticks does
-        ticks = conn.execute("SELECT source_file, source_line, tick_key = scalp_tick_key(symbol, event_time, ts, bid_price, ask_price,"
-                             " bid_size, ask_size, last_price, volume, session_id, mitigation_level, quality_flag), tick_key"
-                             " FROM scalp_ticks ORDER BY 1, 2").fetchall()
+        ticks = conn.execute("SELECT source_file, source_line, tick_key = scalp_tick_key(ticker, event_at, written_at, bid_price,"
+                             " ask_price, bid_size, ask_size, last_price, volume, session_id, mitigation_level, quality_flag), tick_key"
+                             " FROM observer_ticks ORDER BY 1, 2").fetchall()
         copies = dict(((f, n), k) for f, n, k in conn.execute("SELECT * FROM backfill_internal.scalp_tick_copies"))
-        bar = conn.execute("SELECT open, high, low, close, volume, tick_count FROM scalp_1m_bars").fetchall()
+        bar = conn.execute("SELECT open, high, low, close, volume, tick_count FROM observer_bars_1m").fetchall()
     assert [t[:3] for t in ticks] == [("scalp/a.jsonl", 1, True), ("scalp/a.jsonl", 2, True)]
     assert copies == {("scalp/b.jsonl", 1): ticks[0][3], ("scalp/c.jsonl", 5): ticks[1][3]}
     from decimal import Decimal

@@ -20,10 +20,10 @@ ING = "flows.jsonl_ingest"
 def content(dsn: str) -> dict[str, set[tuple[Any, ...]]]:
     """What the tables hold, without provenance (keys differ with the order roots are loaded in)."""
     return {name: set(rows) for name, rows in query_rows(dsn, {
-        "ticks": "SELECT symbol, event_time, last_price, volume FROM scalp_ticks",
-        "bars": "SELECT symbol, bar_time, open, high, low, close, volume, tick_count FROM scalp_1m_bars",
-        "swing": "SELECT symbol, bar_time, close FROM swing_bars_10m",
-        "gaps": "SELECT gap_start_ts, gap_seconds, scope, source_line FROM scalp_gaps",
+        "ticks": "SELECT ticker, event_at, last_price, volume FROM observer_ticks",
+        "bars": "SELECT ticker, bar_start_at, open, high, low, close, volume, tick_count FROM observer_bars_1m",
+        "swing": "SELECT ticker, polled_at, close FROM observer_bars_10m",
+        "gaps": "SELECT gap_start_at, gap_seconds, scope, source_line FROM observer_gaps",
     }).items()}
 
 
@@ -44,7 +44,7 @@ def test_two_roots_holding_files_of_the_same_names_keep_each_others_rows(run_cli
         (s["symbol"], s["ts"]) for recs in [*a.swings.values(), *b.swings.values()] for s in recs}
     assert len(got["gaps"]) == len(a.gaps[next(iter(a.gaps))])  # the same ledger lines in both roots: each kept, per file
     with psycopg.connect(dsn) as conn:
-        assert conn.execute("SELECT count(*) FROM scalp_gaps").fetchone() == (2 * len(a.gaps[next(iter(a.gaps))]),)
+        assert conn.execute("SELECT count(*) FROM observer_gaps").fetchone() == (2 * len(a.gaps[next(iter(a.gaps))]),)
 
     again = run_cli(ING, "--root", str(a.root))  # root A again, and its folders named one by one: the same files
     assert again.code == 0 and "0 new, 0 grown, 0 reloaded, 5 unchanged" in again.stdout, again.stdout
@@ -65,7 +65,7 @@ def _bar(close: int) -> dict:
 
 def _stored_close(dsn: str) -> list[Decimal]:
     with psycopg.connect(dsn) as conn:
-        return [r[0] for r in conn.execute("SELECT close FROM swing_bars_10m ORDER BY bar_time")]
+        return [r[0] for r in conn.execute("SELECT close FROM observer_bars_10m ORDER BY polled_at")]
 
 
 def test_the_swing_bar_of_the_latest_file_by_its_name_wins_wherever_the_file_sits(run_cli: CliRunner, dsn: str, pg_server_dsn: str,
@@ -84,7 +84,7 @@ def test_the_swing_bar_of_the_latest_file_by_its_name_wins_wherever_the_file_sit
     write(newer, [_bar(200)])
     assert run_cli(ING, "--root", str(root)).code == 0
     with psycopg.connect(dsn) as conn:  # the bar the rewritten content alone had is kept, under its own provenance
-        stored = conn.execute("SELECT close, source_file FROM swing_bars_10m ORDER BY bar_time").fetchall()
+        stored = conn.execute("SELECT close, source_file FROM observer_bars_10m ORDER BY polled_at").fetchall()
     assert [r[0] for r in stored] == [Decimal(200), Decimal(swing("005930", START + dt.timedelta(minutes=10), 2)["price"]["close"])]
     assert stored[1][1].startswith("swing/20260123/20260123_0900.jsonl@")
 
@@ -103,7 +103,7 @@ def _as_before_migration_010(dsn: str) -> None:
     """Turn a database loaded by this checkout into what a checkout before migration 010 left after
     the upgrade to 010..014: versions only of the winning bars, checkpoints without origins."""
     with psycopg.connect(dsn, autocommit=True) as conn, conn.transaction():
-        conn.execute("DELETE FROM backfill_internal.swing_bar_versions v WHERE NOT EXISTS (SELECT 1 FROM swing_bars_10m b"
+        conn.execute("DELETE FROM backfill_internal.swing_bar_versions v WHERE NOT EXISTS (SELECT 1 FROM observer_bars_10m b"
                      " WHERE b.source_file = v.source_file AND b.source_line = v.source_line)")
         conn.execute("UPDATE backfill_internal.jsonl_file_checkpoints SET origin_id = NULL, file_time = NULL, must_reload = NULL,"
                      " rel = NULL")
@@ -128,13 +128,13 @@ def test_an_upgrade_from_before_migration_010_ends_where_a_fresh_load_ends(run_c
     assert result.code == 0, result.stdout + result.stderr
     assert "Reloaded (its bar versions were not recorded before the upgrade (migration 010)): swing/20260122_0000.jsonl" in result.stdout
     with psycopg.connect(dsn) as conn:
-        got = sorted(conn.execute("SELECT symbol, bar_time, volume, source_file, source_line FROM swing_bars_10m"))
+        got = sorted(conn.execute("SELECT ticker, polled_at, volume, source_file, source_line FROM observer_bars_10m"))
     expected = {(b["symbol"], b["ts"]): b["volume"] for b in bars} | {(b["symbol"], b["ts"]): b["volume"] + 1 for b in bars[:3]}
     assert {(r[0], iso(r[1].astimezone(dt.UTC))): r[2] for r in got} == expected and len(got) == 150
     with fresh_database(pg_server_dsn) as clean:
         assert run_cli(ING, "--root", str(root), env={"DATABASE_URL": clean}).code == 0
         with psycopg.connect(clean) as conn:
-            assert sorted(conn.execute("SELECT symbol, bar_time, volume, source_file, source_line FROM swing_bars_10m")) == got
+            assert sorted(conn.execute("SELECT ticker, polled_at, volume, source_file, source_line FROM observer_bars_10m")) == got
     again = run_cli(ING, "--root", str(root))
     assert again.code == 0 and "2 unchanged" in again.stdout  # reloaded once, not on every run
 

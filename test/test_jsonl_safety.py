@@ -100,11 +100,11 @@ def test_a_day_partition_dropped_by_hand_is_loaded_again_and_its_bars_count_only
     two_days(root)
     assert run_ingest(dsn, root).returncode == 0
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("DROP TABLE backfill_internal.scalp_ticks_p20260122")  # an operator's hand
-        assert conn.execute("SELECT count(*) FROM scalp_ticks").fetchone() == (220,)  # the 23rd's
+        conn.execute("DROP TABLE backfill_internal.observer_ticks_p20260122")  # an operator's hand
+        assert conn.execute("SELECT count(*) FROM observer_ticks").fetchone() == (220,)  # the 23rd's
     again = run_ingest(dsn, root)
     assert again.returncode == 0, again.stdout + again.stderr
-    assert ("The ticks of 2026-01-22 are missing: scalp_ticks_p20260122 was dropped, not by retention. Its 1-minute bars are"
+    assert ("The ticks of 2026-01-22 are missing: observer_ticks_p20260122 was dropped, not by retention. Its 1-minute bars are"
             " emptied and the 1 file(s) that held them load again: scalp/20260122_2359.jsonl") in again.stdout
     assert "Reloaded (its ticks of 2026-01-22 were removed by hand" in again.stdout
     with fresh_database(pg_server_dsn) as clean:
@@ -124,14 +124,14 @@ def test_a_day_partition_detached_by_hand_is_attached_again_and_its_day_loads(ds
     two_days(root)
     assert run_ingest(dsn, root).returncode == 0
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("ALTER TABLE scalp_ticks DETACH PARTITION backfill_internal.scalp_ticks_p20260123")
+        conn.execute("ALTER TABLE observer_ticks DETACH PARTITION backfill_internal.observer_ticks_p20260123")
     on_23rd = dt.datetime(2026, 1, 23, 3, tzinfo=dt.UTC)
     more = [tick("005930", on_23rd + dt.timedelta(seconds=k), 6000 + k) for k in range(20)]  # "no partition of relation" before
     with (root / "scalp" / "20260123_0100.jsonl").open("a") as fh:
         fh.writelines(json.dumps(r, separators=(",", ":")) + "\n" for r in more)
     again = run_ingest(dsn, root)
     assert again.returncode == 0, again.stdout + again.stderr
-    assert "Attached scalp_ticks_p20260123 again: it had been detached by hand" in again.stdout
+    assert "Attached observer_ticks_p20260123 again: it had been detached by hand" in again.stdout
     with fresh_database(pg_server_dsn) as clean:
         assert run_ingest(clean, root).returncode == 0
         assert snapshot(dsn) == snapshot(clean)

@@ -26,11 +26,12 @@ ING = "flows.jsonl_ingest"
 VALUE = ("flows.event_valuation", "--fundamentals", "none", "--delay", "0")
 DAYS = (dt.date(2026, 1, 22), dt.date(2026, 1, 25))  # not adjacent: the second day's partitions are made later
 TABLES = {  # every column, provenance and ids included: a move must change nothing (but run_id: the old rows have none)
-    "ticks": "SELECT (to_jsonb(t) - 'run_id')::text FROM scalp_ticks t",
-    "bars": "SELECT (to_jsonb(b) - 'run_id')::text FROM scalp_1m_bars b",
+    "ticks": "SELECT (to_jsonb(t) - 'run_id')::text FROM observer_ticks t",
+    "bars": "SELECT (to_jsonb(b) - 'run_id')::text FROM observer_bars_1m b",
     "copies": "SELECT * FROM scalp_tick_copies",
     "checkpoints": "SELECT source_file, bytes_loaded, lines_loaded, prefix_sha256 FROM jsonl_file_checkpoints",
 }
+# Under the names before migration 036 (the new database reads them through its views of the old names).
 COPIED = ("jsonl_origins", "jsonl_file_checkpoints", "scalp_ticks", "scalp_1m_bars", "scalp_tick_copies", "scalp_gaps",
           "swing_bars_10m", "swing_bar_versions", "jsonl_rejects")
 
@@ -72,16 +73,16 @@ def test_ticks_and_bars_are_stored_in_the_partitions_of_their_utc_days_and_a_ran
     done = run_cli(ING, "--root", str(tmp_path))
     assert done.code == 0, done.stdout + done.stderr
     with connect(dsn, autocommit=True) as conn:
-        for table in ("scalp_ticks", "scalp_1m_bars"):  # each day's, and the next day's made ahead
+        for table in ("observer_ticks", "observer_bars_1m"):  # each day's, and the next day's made ahead
             assert partitions(conn, table) == {f"{table}_p{d + dt.timedelta(days=k):%Y%m%d}" for d in DAYS for k in (0, 1)}
-        per_day = conn.execute("SELECT tableoid::regclass::text, min(event_time), max(event_time), count(*) FROM scalp_ticks"
+        per_day = conn.execute("SELECT tableoid::regclass::text, min(event_at), max(event_at), count(*) FROM observer_ticks"
                                " GROUP BY 1 ORDER BY 1").fetchall()
         assert [(name, first.date(), last.date(), n) for name, first, last, n in per_day] == [
-            (f"scalp_ticks_p{d:%Y%m%d}", d, d, 2400) for d in DAYS]
+            (f"observer_ticks_p{d:%Y%m%d}", d, d, 2400) for d in DAYS]
         start = dt.datetime.combine(DAYS[1], dt.time(1, 0), dt.UTC)
-        plan = conn.execute("EXPLAIN (FORMAT JSON) SELECT * FROM scalp_ticks WHERE symbol = '005930' AND event_time >= %s"
-                            " AND event_time < %s", (start, start + dt.timedelta(hours=1))).fetchone()[0]  # type: ignore[index]
-        assert set(relations(plan)) == {f"scalp_ticks_p{DAYS[1]:%Y%m%d}"}
+        plan = conn.execute("EXPLAIN (FORMAT JSON) SELECT * FROM observer_ticks WHERE ticker = '005930' AND event_at >= %s"
+                            " AND event_at < %s", (start, start + dt.timedelta(hours=1))).fetchone()[0]  # type: ignore[index]
+        assert set(relations(plan)) == {f"observer_ticks_p{DAYS[1]:%Y%m%d}"}
         assert conn.execute("SELECT count(*) FROM scalp_tick_copies").fetchone() == (1,)  # the tick the third file carries too
 
 
@@ -126,33 +127,34 @@ def test_an_upgrade_moves_stored_ticks_into_day_partitions_outside_the_schema_lo
     assert first.code == 0 and "Nothing to value" in first.stdout, first.stdout + first.stderr
     with connect(dsn, autocommit=True) as conn:
         moves = dict(conn.execute("SELECT table_name, next_page FROM partition_moves WHERE finished_at IS NULL"))
-        assert moves == {"scalp_ticks": 0, "scalp_1m_bars": 0}
+        assert moves == {"observer_ticks": 0, "observer_bars_1m": 0}
         assert conn.execute("SELECT count(*) FROM scalp_ticks_unpartitioned").fetchone() == (4800,)
-        pages = conn.execute("SELECT pages FROM partition_moves WHERE table_name = 'scalp_ticks'").fetchone()[0]  # type: ignore[index]
+        pages = conn.execute("SELECT pages FROM partition_moves WHERE table_name = 'observer_ticks'").fetchone()[0]  # type: ignore[index]
         assert pages > 40  # enough for several batches of 5 pages a day
 
     # Kill 1, between batches: the second day's partition is not there and the test holds the lock
     # that making one takes, so the mover stops at the first batch holding that day's ticks.
     with connect(dsn, autocommit=True) as gate:
-        ensure_days(gate, DAYS, tables=("scalp_1m_bars",))
-        ensure_days(gate, DAYS[:1], tables=("scalp_ticks",))
+        ensure_days(gate, DAYS, tables=("observer_bars_1m",))
+        ensure_days(gate, DAYS[:1], tables=("observer_ticks",))
         gate.execute("SELECT pg_advisory_lock(x'4A53504B'::int)")
         mover, backend = start_mover(dsn)
         wait_for(gate, "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE pid = %s AND locktype = 'advisory' AND NOT granted)", (backend,))
-        moved, next_page = gate.execute("SELECT rows_moved, next_page FROM partition_moves WHERE table_name = 'scalp_ticks'").fetchone()  # type: ignore[misc]
+        moved, next_page = gate.execute("SELECT rows_moved, next_page FROM partition_moves WHERE table_name = 'observer_ticks'").fetchone()  # type: ignore[misc]
         assert 0 < next_page < pages and 0 < moved <= 2400  # the first day's ticks, or part of them
-        assert gate.execute("SELECT count(*) FROM scalp_ticks").fetchone() == (moved,)  # each batch committed with its count
+        assert gate.execute("SELECT count(*) FROM observer_ticks").fetchone() == (moved,)  # each batch committed with its count
         # Meanwhile commands that do not read ticks go on, and one that does says how far the upgrade is.
         assert run_cli(*VALUE).code == 0 and run_cli("flows.backfill_status").code == 0
         plan = run_cli(ING, "--root", str(tmp_path), "--dry-run")
-        assert plan.code == 0 and "First, an upgrade is moving scalp_ticks into day partitions (upgrade 017): " in plan.stdout, plan.stdout
+        said = "First, an upgrade is moving observer_ticks into day partitions (upgrade 017): "
+        assert plan.code == 0 and said in plan.stdout, plan.stdout
         mover.send_signal(signal.SIGKILL)
         mover.wait(timeout=10)
 
         # Kill 2, inside a batch: its rows are inserted, and the update of its progress waits on a
         # row lock the test holds.
         with connect(dsn) as hold:
-            hold.execute("SELECT 1 FROM partition_moves WHERE table_name = 'scalp_ticks' FOR UPDATE")
+            hold.execute("SELECT 1 FROM partition_moves WHERE table_name = 'observer_ticks' FOR UPDATE")
             gate.execute("SELECT pg_advisory_unlock(x'4A53504B'::int)")
             mover, backend = start_mover(dsn)
             wait_for(gate, "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE pid = %s AND locktype = 'transactionid' AND NOT granted)",
@@ -161,21 +163,21 @@ def test_an_upgrade_moves_stored_ticks_into_day_partitions_outside_the_schema_lo
             mover.wait(timeout=10)
             hold.rollback()
         wait_for(gate, "SELECT NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = %s)", (backend,))  # its server side ended too
-        moved_now = gate.execute("SELECT rows_moved FROM partition_moves WHERE table_name = 'scalp_ticks'").fetchone()[0]  # type: ignore[index]
-        assert gate.execute("SELECT count(*) FROM scalp_ticks").fetchone() == (moved_now,)  # the killed batch left nothing
+        moved_now = gate.execute("SELECT rows_moved FROM partition_moves WHERE table_name = 'observer_ticks'").fetchone()[0]  # type: ignore[index]
+        assert gate.execute("SELECT count(*) FROM observer_ticks").fetchone() == (moved_now,)  # the killed batch left nothing
 
     again = run_cli(ING, "--root", str(tmp_path))  # the next command that reads ticks finishes the move, then loads
     assert again.code == 0, again.stdout + again.stderr
-    begun = re.search(r"Moving scalp_ticks into day partitions \(upgrade 017\): (\d+)% done", again.stdout)
+    begun = re.search(r"Moving observer_ticks into day partitions \(upgrade 017\): (\d+)% done", again.stdout)
     assert begun and int(begun[1]) > 0, again.stdout  # it went on from where the kills left it
-    assert "Moved 4,800 rows of scalp_ticks into day partitions" in again.stdout
+    assert "Moved 4,800 rows of observer_ticks into day partitions" in again.stdout
     assert "3 unchanged" in again.stdout and "0 rows loaded" in again.stdout, again.stdout
     assert query_rows(dsn, TABLES) == expected
     with connect(dsn, autocommit=True) as conn:
         assert conn.execute("SELECT to_regclass('scalp_ticks_unpartitioned'), to_regclass('scalp_1m_bars_unpartitioned')").fetchone() == (
             None, None)
         assert conn.execute("SELECT count(*) FROM partition_moves WHERE finished_at IS NULL").fetchone() == (0,)
-        assert {f"scalp_ticks_p{d:%Y%m%d}" for d in DAYS} <= partitions(conn, "scalp_ticks")
+        assert {f"observer_ticks_p{d:%Y%m%d}" for d in DAYS} <= partitions(conn, "observer_ticks")
     more = tmp_path / "scalp/20260125_0200.jsonl"  # and it loads on into the partitions
     more.write_text(more.read_text() + json.dumps(tick("005930", dt.datetime(2026, 1, 26, 3, tzinfo=dt.UTC), 1)) + "\n")
     last = run_cli(ING, "--root", str(tmp_path))
@@ -187,8 +189,8 @@ def test_a_move_interrupted_then_the_old_table_rewritten_by_vacuum_full_moves_ev
     expected = loaded_before_partitions(run_cli, dsn, pg_server_dsn, tmp_path)
     assert run_cli(*VALUE).code == 0  # the upgrade's rename
     with connect(dsn, autocommit=True) as gate:  # killed part-way, as in the test above
-        ensure_days(gate, DAYS, tables=("scalp_1m_bars",))
-        ensure_days(gate, DAYS[:1], tables=("scalp_ticks",))
+        ensure_days(gate, DAYS, tables=("observer_bars_1m",))
+        ensure_days(gate, DAYS[:1], tables=("observer_ticks",))
         gate.execute("SELECT pg_advisory_lock(x'4A53504B'::int)")
         mover, backend = start_mover(dsn)
         wait_for(gate, "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE pid = %s AND locktype = 'advisory' AND NOT granted)", (backend,))
@@ -196,7 +198,7 @@ def test_a_move_interrupted_then_the_old_table_rewritten_by_vacuum_full_moves_ev
         mover.wait(timeout=10)
         gate.execute("SELECT pg_advisory_unlock(x'4A53504B'::int)")
         wait_for(gate, "SELECT NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = %s)", (backend,))
-        moved, next_page = gate.execute("SELECT rows_moved, next_page FROM partition_moves WHERE table_name = 'scalp_ticks'").fetchone()  # type: ignore[misc]
+        moved, next_page = gate.execute("SELECT rows_moved, next_page FROM partition_moves WHERE table_name = 'observer_ticks'").fetchone()  # type: ignore[misc]
         assert 0 < moved < 4800 and next_page > 0
         gate.execute("VACUUM FULL scalp_ticks_unpartitioned")  # the rows left are packed into the pages already passed
         left = gate.execute("SELECT count(*), pg_relation_size('scalp_ticks_unpartitioned') / 8192"
@@ -205,5 +207,5 @@ def test_a_move_interrupted_then_the_old_table_rewritten_by_vacuum_full_moves_ev
     again = run_cli(ING, "--root", str(tmp_path))
     assert again.code == 0, again.stdout + again.stderr
     assert "scalp_ticks_unpartitioned was rewritten while the move was interrupted (VACUUM FULL or CLUSTER): going over it" in again.stdout
-    assert "Moved 4,800 rows of scalp_ticks into day partitions" in again.stdout, again.stdout
+    assert "Moved 4,800 rows of observer_ticks into day partitions" in again.stdout, again.stdout
     assert query_rows(dsn, TABLES) == expected

@@ -62,7 +62,7 @@ def test_tcp_mode_listens_on_loopback_only_asks_a_password_it_never_prints_and_k
             psycopg.connect(f"postgresql://postgres:guess@127.0.0.1:{port}/market_data", connect_timeout=5)
         with psycopg.connect(f"postgresql://postgres@127.0.0.1:{port}/market_data", password=password) as conn:
             assert conn.execute("SHOW listen_addresses").fetchone() == ("127.0.0.1",)
-            assert conn.execute("SELECT count(*) FROM scalp_ticks").fetchone() == (len(tree.all_ticks()),)
+            assert conn.execute("SELECT count(*) FROM observer_ticks").fetchone() == (len(tree.all_ticks()),)
         bad = run_cli("flows.jsonl_ingest", "--root", str(tree.root), env=env | {"BACKFILL_PG_LISTEN": "pipe"})
         assert bad.code == 2 and "BACKFILL_PG_LISTEN='pipe': use socket or tcp" in bad.stderr
 

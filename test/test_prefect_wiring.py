@@ -50,7 +50,7 @@ def test_jsonl_ingest_as_a_prefect_flow(run_cli: CliRunner, dsn: str, tmp_path: 
     # In loader processes as a plain run (threads would share one core), as many as the run's parameter says.
     assert "Loading 3 files in up to 2 loader processes" in result.stdout and "jsonl-ingest" in result.stderr
     with psycopg.connect(dsn) as conn:
-        assert conn.execute("SELECT count(*) FROM scalp_ticks").fetchone() == (len(tree.all_ticks()),)
+        assert conn.execute("SELECT count(*) FROM observer_ticks").fetchone() == (len(tree.all_ticks()),)
 
 
 def test_daily_pipeline_stages_run_as_subflows(run_cli: CliRunner, dsn: str, prefect_api: dict[str, str]) -> None:

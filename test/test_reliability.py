@@ -253,24 +253,24 @@ class _Exploit:
 def test_another_applications_tables_of_the_same_names_are_named_and_left_alone(run_cli: CliRunner, dsn: str,
                                                                                 fake_yahoo: FakeYahoo) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:  # someone else's tables, of two of our names
-        conn.execute("CREATE TABLE scalp_ticks (id int PRIMARY KEY, note text)")
+        conn.execute("CREATE TABLE observer_ticks (id int PRIMARY KEY, note text)")
         conn.execute("CREATE TABLE events (id int)")
-        conn.execute("INSERT INTO scalp_ticks VALUES (1, 'theirs')")
+        conn.execute("INSERT INTO observer_ticks VALUES (1, 'theirs')")
     result = run_cli(ETF, *BASE, "--tickers", "SPY")
     assert result.code == 1, result.stdout + result.stderr
-    assert "already holds tables of this project's names that it did not create: events, scalp_ticks" in result.stderr
+    assert "already holds tables of this project's names that it did not create: events, observer_ticks" in result.stderr
     assert "does not exist" not in result.stderr and "Traceback" not in result.stderr
     assert fake_yahoo.log == []
     with psycopg.connect(dsn) as conn:  # nothing created beside them, nothing of theirs touched
         assert conn.execute("SELECT to_regclass('etf_daily_bars')").fetchone() == (None,)
-        assert conn.execute("SELECT * FROM scalp_ticks").fetchall() == [(1, "theirs")]
+        assert conn.execute("SELECT * FROM observer_ticks").fetchall() == [(1, "theirs")]
         conn.execute("CREATE SCHEMA market")
     # The way out the error names: a schema of our own, first on the search path.
     in_schema = run_cli(ETF, *BASE, "--tickers", "SPY", env={"DATABASE_URL": f"{dsn} options='-csearch_path=market'"})
     assert in_schema.code == 0, in_schema.stdout + in_schema.stderr
     with psycopg.connect(dsn) as conn:
         assert conn.execute("SELECT count(*) FROM market.etf_daily_bars").fetchone() == (5,)
-        assert conn.execute("SELECT * FROM public.scalp_ticks").fetchall() == [(1, "theirs")]
+        assert conn.execute("SELECT * FROM public.observer_ticks").fetchall() == [(1, "theirs")]
         # the machinery beside that schema, not beside (or in) public
         assert conn.execute("SELECT to_regclass('market_internal.backfill_runs') IS NOT NULL, to_regclass('backfill_runs'),"
                             " to_regnamespace('backfill_internal')").fetchone() == (True, None, None)
@@ -445,7 +445,7 @@ def test_a_read_error_fails_that_file_only(run_cli: CliRunner, dsn: str, tmp_pat
     assert result.code == 1, result.stdout + result.stderr
     assert "Traceback" not in result.stderr and "Input/output error" in result.stdout
     with psycopg.connect(dsn) as conn:
-        assert conn.execute("SELECT count(*) FROM scalp_ticks").fetchone() == (len(tree.all_ticks()),)  # the others loaded
+        assert conn.execute("SELECT count(*) FROM observer_ticks").fetchone() == (len(tree.all_ticks()),)  # the others loaded
     events = unreadable(tmp_path / "events.csv")
     imported = run_cli(VAL, "--import-csv", str(events), "--import-only")
     assert imported.code == 2 and len(imported.stderr.strip().splitlines()) == 1, imported.stderr

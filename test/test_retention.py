@@ -57,7 +57,7 @@ def fill(conn: psycopg.Connection[Any]) -> None:
                  (NOW - dt.timedelta(days=760), NOW - dt.timedelta(days=20)))
     ensure_days(conn, [(NOW - dt.timedelta(days=age)).date() for age in (29, 31, 45)])  # as the loader does before its ticks
     for age in (29, 31, 45):
-        conn.execute("INSERT INTO scalp_ticks (symbol, event_time, session_id, source_file, source_line) VALUES ('X', %s, 's', 'f', %s)",
+        conn.execute("INSERT INTO observer_ticks (ticker, event_at, session_id, source_file, source_line) VALUES ('X', %s, 's', 'f', %s)",
                      (NOW - dt.timedelta(days=age), age))
     for age in (29, 31):  # another file's version of a swing bar, another file's copy of a tick: they go with them
         conn.execute("INSERT INTO swing_bar_versions (symbol, bar_time, session_id, source_file, source_line)"
@@ -84,7 +84,7 @@ def fill(conn: psycopg.Connection[Any]) -> None:
                      (table, ticker, day(age), day(age), NOW - dt.timedelta(days=10)))
 
 
-EXPECTED_DELETED = {"scalp_ticks": 2, "swing_bar_versions": 1, "scalp_tick_copies": 1, "etf_daily_bars": 1,
+EXPECTED_DELETED = {"observer_ticks": 2, "swing_bar_versions": 1, "scalp_tick_copies": 1, "etf_daily_bars": 1,
                     "benchmark_daily_bars": 1, "stock_daily_bars": 4, "backfill_runs": 1, "jsonl_rejects": 1,
                     "price_changes": 2}
 
@@ -94,7 +94,7 @@ def survivors(conn: psycopg.Connection[Any]) -> dict[str, list[tuple[Any, ...]]]
         "bars": list(conn.execute("SELECT 'stock', ticker, trade_date FROM stock_daily_bars UNION ALL"
                                   " SELECT 'etf', ticker, trade_date FROM etf_daily_bars UNION ALL"
                                   " SELECT 'bench', ticker, trade_date FROM benchmark_daily_bars ORDER BY 1, 2, 3")),
-        "ticks": list(conn.execute("SELECT source_line FROM scalp_ticks ORDER BY 1")),
+        "ticks": list(conn.execute("SELECT source_line FROM observer_ticks ORDER BY 1")),
         "rejects": list(conn.execute("SELECT source_line FROM jsonl_rejects ORDER BY 1")),
         "runs": list(conn.execute("SELECT status, started_at < now() - interval '7 days' FROM backfill_runs ORDER BY 1, 2")),
         "changes": list(conn.execute("SELECT ticker FROM price_changes ORDER BY 1")),
@@ -137,25 +137,25 @@ def test_retention_drops_whole_utc_days_of_ticks_deletes_other_rows_in_batches_a
     noon = dt.datetime.combine(TODAY, dt.time(12), tzinfo=dt.UTC)
     ensure_days(db, [(noon - dt.timedelta(days=age, hours=1)).date() for age in range(1, 11)])
     for age in range(1, 11):
-        db.execute("INSERT INTO scalp_ticks (symbol, event_time, session_id, source_file, source_line) VALUES ('X', %s, 's', 'f', %s)",
+        db.execute("INSERT INTO observer_ticks (ticker, event_at, session_id, source_file, source_line) VALUES ('X', %s, 's', 'f', %s)",
                    (noon - dt.timedelta(days=age, hours=1), age))
-        db.execute("INSERT INTO swing_bars_10m (symbol, bar_time, session_id, source_file, source_line) VALUES ('X', %s, 's', 'f', %s)",
+        db.execute("INSERT INTO observer_bars_10m (ticker, polled_at, session_id, source_file, source_line) VALUES ('X', %s, 's', 'f', %s)",
                    (noon - dt.timedelta(days=age, hours=1), age))
     seen: list[tuple[str, int]] = []
     counts = apply_retention(db, RetentionWindows(realtime_days=3), dry_run=False, batch_rows=3, now=noon,
                              progress=lambda table, total: seen.append((table, total)))
     # 3 days: from midnight UTC three days ago, so 11:00 that day stays; ages 4..10 go
-    assert counts["scalp_ticks"] == counts["swing_bars_10m"] == 7
-    assert [r[0] for r in db.execute("SELECT source_line FROM scalp_ticks ORDER BY 1")] == [1, 2, 3]
-    assert [r[0] for r in db.execute("SELECT source_line FROM swing_bars_10m ORDER BY 1")] == [1, 2, 3]
+    assert counts["observer_ticks"] == counts["observer_bars_10m"] == 7
+    assert [r[0] for r in db.execute("SELECT source_line FROM observer_ticks ORDER BY 1")] == [1, 2, 3]
+    assert [r[0] for r in db.execute("SELECT source_line FROM observer_bars_10m ORDER BY 1")] == [1, 2, 3]
     # ticks: one whole day at a time (the partitions of 10..4 days ago are gone); swing bars: batches of 3
-    assert [s for s in seen if s[0] == "scalp_ticks"] == [("scalp_ticks", n) for n in range(1, 8)]
-    assert [s for s in seen if s[0] == "swing_bars_10m"] == [("swing_bars_10m", 3), ("swing_bars_10m", 6), ("swing_bars_10m", 7)]
+    assert [s for s in seen if s[0] == "observer_ticks"] == [("observer_ticks", n) for n in range(1, 8)]
+    assert [s for s in seen if s[0] == "observer_bars_10m"] == [("observer_bars_10m", n) for n in (3, 6, 7)]
     left = {r[0] for r in db.execute("SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
-                                     " WHERE i.inhparent = 'scalp_ticks'::regclass")}
-    assert left == {f"scalp_ticks_p{noon.date() - dt.timedelta(days=age):%Y%m%d}" for age in range(0, 4)}
+                                     " WHERE i.inhparent = 'observer_ticks'::regclass")}
+    assert left == {f"observer_ticks_p{noon.date() - dt.timedelta(days=age):%Y%m%d}" for age in range(0, 4)}
     assert not db.execute("SELECT 1 FROM pg_class WHERE relname = %s",
-                          (f"scalp_ticks_p{noon.date() - dt.timedelta(days=4):%Y%m%d}",)).fetchall()  # dropped, not detached
+                          (f"observer_ticks_p{noon.date() - dt.timedelta(days=4):%Y%m%d}",)).fetchall()  # dropped, not detached
 
 
 METRICS = ("SELECT event_at, valuation_status, price_at_event, ret_1d, ret_5d, ret_20d, excess_ret_1d, excess_ret_20d, momentum_20d,"
@@ -198,12 +198,12 @@ def _jsonl_content(dsn: str) -> dict[str, Any]:
     """The JSONL tables without line numbers (a file cut to its kept lines numbers them differently),
     and a changed file's kept content named without the time it was kept at."""
     return query_rows(dsn, {
-        "ticks": "SELECT symbol, event_time, last_price, source_file FROM scalp_ticks",
-        "bars": "SELECT symbol, bar_time, open, high, low, close, volume, tick_count FROM scalp_1m_bars",
-        "swing": "SELECT symbol, bar_time, close, regexp_replace(source_file, '@.*', '@kept') FROM swing_bars_10m",
+        "ticks": "SELECT ticker, event_at, last_price, source_file FROM observer_ticks",
+        "bars": "SELECT ticker, bar_start_at, open, high, low, close, volume, tick_count FROM observer_bars_1m",
+        "swing": "SELECT ticker, polled_at, close, regexp_replace(source_file, '@.*', '@kept') FROM observer_bars_10m",
         "versions": "SELECT symbol, bar_time, close, regexp_replace(source_file, '@.*', '@kept') FROM swing_bar_versions",
         "copies": "SELECT source_file, count(*) FROM scalp_tick_copies GROUP BY 1",
-        "gaps": "SELECT gap_start_ts, gap_seconds, source_file FROM scalp_gaps",
+        "gaps": "SELECT gap_start_at, gap_seconds, source_file FROM observer_gaps",
     })
 
 
@@ -235,7 +235,7 @@ def test_jsonl_tables_after_retention_equal_a_load_of_only_the_kept_days(run_cli
     with connect(dsn, autocommit=True) as conn:
         counts = apply_retention(conn, RetentionWindows(realtime_days=1, daily_days=99_999, log_days=99_999), dry_run=False,
                                  now=dt.datetime(2026, 1, 24, 9, tzinfo=dt.UTC))
-    assert counts["scalp_ticks"] == 240 and counts["scalp_tick_copies"] == 240 and counts["swing_bar_versions"] == 6
+    assert counts["observer_ticks"] == 240 and counts["scalp_tick_copies"] == 240 and counts["swing_bar_versions"] == 6
     with fresh_database(pg_server_dsn) as clean:
         assert run_cli("flows.jsonl_ingest", "--root", str(tmp_path / "kept"), *one_loader, env={"DATABASE_URL": clean}).code == 0
         assert _jsonl_content(dsn) == _jsonl_content(clean)
@@ -253,24 +253,24 @@ def _a_detached_old_day(db: psycopg.Connection[Any], *, by_retention: bool) -> t
     noon = dt.datetime.combine(TODAY, dt.time(12), tzinfo=dt.UTC)
     old = noon - dt.timedelta(days=10)
     ensure_days(db, [old.date()])
-    db.execute("INSERT INTO scalp_ticks (symbol, event_time, session_id, source_file, source_line) VALUES ('X', %s, 's', 'f', 1)", (old,))
-    name = f"scalp_ticks_p{old.date():%Y%m%d}"
+    db.execute("INSERT INTO observer_ticks (ticker, event_at, session_id, source_file, source_line) VALUES ('X', %s, 's', 'f', 1)", (old,))
+    name = f"observer_ticks_p{old.date():%Y%m%d}"
     if by_retention:
         db.execute(f"COMMENT ON TABLE {name} IS '{RETENTION_MARK}'")  # noqa: S608 (a name made above)
-    db.execute(f"ALTER TABLE scalp_ticks DETACH PARTITION {name}")  # noqa: S608 (a name made above)
+    db.execute(f"ALTER TABLE observer_ticks DETACH PARTITION {name}")  # noqa: S608 (a name made above)
     return noon, name
 
 
 def test_a_day_partition_left_detached_by_a_killed_run_is_dropped_and_counted_by_the_next(db: psycopg.Connection[Any]) -> None:
     noon, name = _a_detached_old_day(db, by_retention=True)
-    assert apply_retention(db, RetentionWindows(realtime_days=3), dry_run=True, now=noon)["scalp_ticks"] == 1
-    assert apply_retention(db, RetentionWindows(realtime_days=3), dry_run=False, now=noon)["scalp_ticks"] == 1
+    assert apply_retention(db, RetentionWindows(realtime_days=3), dry_run=True, now=noon)["observer_ticks"] == 1
+    assert apply_retention(db, RetentionWindows(realtime_days=3), dry_run=False, now=noon)["observer_ticks"] == 1
     assert db.execute("SELECT to_regclass(%s)", (name,)).fetchone() == (None,)
 
 
 def test_a_day_partition_an_operator_detached_is_left_alone_by_retention_and_said(db: psycopg.Connection[Any]) -> None:
     noon, name = _a_detached_old_day(db, by_retention=False)
     said: list[str] = []
-    assert apply_retention(db, RetentionWindows(realtime_days=3), dry_run=False, now=noon, say=said.append)["scalp_ticks"] == 0
+    assert apply_retention(db, RetentionWindows(realtime_days=3), dry_run=False, now=noon, say=said.append)["observer_ticks"] == 0
     assert db.execute(f"SELECT count(*) FROM {name}").fetchone() == (1,)  # noqa: S608
-    assert f"Retention leaves {name} alone: it was detached from scalp_ticks, not by retention" in "\n".join(said)
+    assert f"Retention leaves {name} alone: it was detached from observer_ticks, not by retention" in "\n".join(said)

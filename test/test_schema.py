@@ -170,16 +170,11 @@ def _columns(db: psycopg.Connection[Any]) -> list[tuple[str, str, str, str | Non
         " WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p', 'v', 'm') ORDER BY 1, a.attnum").fetchall()
 
 
-# The JSONL tables keep the observer's field names (symbol, event_time, ts ...) for now: their renames
-# are the next step of the convention.
-OBSERVER_TABLES = {"scalp_ticks", "scalp_1m_bars", "swing_bars_10m", "scalp_gaps"}
-
-
 def test_the_data_follows_one_naming_convention_and_no_column_is_a_reserved_word(db: psycopg.Connection[Any]) -> None:
     reserved = {r[0] for r in db.execute("SELECT word FROM pg_get_keywords() WHERE catcode = 'R'")}
     bad = []
     for relation, column, kind, said, column_said in _columns(db):
-        if (said or "").startswith("Deprecated") or (column_said or "").startswith("Deprecated") or relation in OBSERVER_TABLES:
+        if (said or "").startswith("Deprecated") or (column_said or "").startswith("Deprecated"):
             continue  # an old name, kept for a release
         if column in reserved or column in {"symbol", "etf", "holding", "sector_etf"}:
             bad.append((relation, column, "a reserved word, or not ticker"))
@@ -193,12 +188,13 @@ def test_the_data_follows_one_naming_convention_and_no_column_is_a_reserved_word
 def test_no_comment_names_an_old_name(db: psycopg.Connection[Any]) -> None:
     import re
 
-    migration = (ROOT / "sql" / "035_naming_convention.sql").read_text(encoding="utf-8")
+    migration = "".join((ROOT / "sql" / name).read_text(encoding="utf-8") for name in ("035_naming_convention.sql",
+                                                                                    "036_observer_names.sql"))
     old = set(re.findall(r"ALTER (?:TABLE|VIEW) (\w+) RENAME TO", migration))
-    old |= set(re.findall(r"RENAME COLUMN (\w+) TO", migration)) - {"session", "holding", "etf"}  # words a text may use
-    assert "txn_events" in old and "event_time" in old
+    old |= set(re.findall(r"RENAME COLUMN (\w+) TO", migration)) - {"session", "holding", "etf", "ts", "symbol"}  # words a text may use
+    assert {"txn_events", "event_time", "scalp_ticks", "bar_time"} <= old
     for relation, column, _, said, column_said in _columns(db):
-        if relation in old or relation in OBSERVER_TABLES:
+        if relation in old:
             continue
         for text in (said, column_said):
             named = {w for w in re.findall(r"\w+", text or "") if w in old}
@@ -239,10 +235,10 @@ def test_a_split_ratio_and_a_dividend_amount_are_columns_of_their_own_and_share_
 
 
 def test_every_data_table_has_a_load_time_column(db: psycopg.Connection[Any]) -> None:
-    load_times = {"fetched_at", "imported_at", "computed_at", "receive_time", "loaded_at", "first_seen_at"}
+    load_times = {"fetched_at", "imported_at", "computed_at", "loaded_at", "first_seen_at"}
     for table in ("etf_daily_bars", "stock_daily_bars", "benchmark_daily_bars", "intraday_bars",
                   "dividends_and_splits", "etf_holdings", "shares_outstanding", "trending_sectors",
-                  "trending_stocks", "portfolio_allocation", "events", "scalp_ticks", "swing_bars_10m"):
+                  "trending_stocks", "portfolio_allocation", "events", "observer_ticks", "observer_bars_10m"):
         columns = {r[0] for r in db.execute("SELECT column_name FROM information_schema.columns WHERE table_name = %s", (table,))}
         assert columns & load_times, (table, columns)
 
@@ -265,14 +261,13 @@ def test_the_data_schema_lists_the_data_alone_and_the_machinery_and_partitions_l
     ensure_months(db, [dt.datetime(2025, 6, 2, 14, tzinfo=dt.UTC)])
     with psycopg.connect(dsn) as user:  # as a user connects: PostgreSQL's own search path
         assert _relations(user, "public") == set(gen_schema().data_relations())  # what the reader role is granted, nothing else
-        partitions = {f"scalp_ticks_p{DAYS[0]:%Y%m%d}", f"scalp_1m_bars_p{DAYS[1]:%Y%m%d}", "intraday_bars_p202506"}
-        assert _relations(user, "backfill_internal") == MACHINERY | partitions | {f"scalp_ticks_p{DAYS[1]:%Y%m%d}",
-                                                                                  f"scalp_1m_bars_p{DAYS[0]:%Y%m%d}"}
+        partitions = {f"{table}_p{day:%Y%m%d}" for table in ("observer_ticks", "observer_bars_1m") for day in DAYS[:2]}
+        assert _relations(user, "backfill_internal") == MACHINERY | partitions | {"intraday_bars_p202506"}
         # the source documents' check queries name the data as before
         user.execute("INSERT INTO scalp_ticks (symbol, event_time, session_id, source_file, source_line)"
                      " VALUES ('X', %s, 's', 'f', 1)", (dt.datetime.combine(DAYS[0], dt.time(15), dt.UTC),))
         assert user.execute("SELECT count(*) FROM scalp_ticks").fetchone() == (1,)
-        assert user.execute("SELECT count(*) FROM etf_daily_bars").fetchone() == (0,)
+        assert user.execute("SELECT count(*) FROM collected_daily_etf_ohlc").fetchone() == (0,)
         (said,) = user.execute("SELECT obj_description(to_regnamespace('backfill_internal'), 'pg_namespace')").fetchone() or (None,)
         assert said and "machinery" in said
 
@@ -294,8 +289,8 @@ def test_an_older_database_s_machinery_and_partitions_move_out_of_the_data_schem
     with psycopg.connect(dsn) as user:
         assert not _relations(user, "public") & (MACHINERY | {"scalp_ticks_p20260105", "schema_migrations"})
         assert user.execute("SELECT flow, status FROM backfill_internal.backfill_runs").fetchall() == [("etf-backfill", "done")]
-        assert user.execute("SELECT count(*) FROM backfill_internal.scalp_ticks_p20260105").fetchone() == (1,)
-        assert user.execute("SELECT count(*) FROM scalp_ticks").fetchone() == (1,)  # still attached: read through the parent
+        assert user.execute("SELECT count(*) FROM backfill_internal.observer_ticks_p20260105").fetchone() == (1,)  # renamed by 036
+        assert user.execute("SELECT count(*) FROM observer_ticks").fetchone() == (1,)  # still attached: read through the parent
         (recorded,) = user.execute("SELECT count(*) FROM backfill_internal.market_backfill_migrations").fetchone() or (0,)
         assert recorded == len(list((ROOT / "sql").glob("[0-9][0-9][0-9]_*.sql")))
 
@@ -340,12 +335,12 @@ def test_every_row_a_command_writes_carries_its_run_and_a_rerun_that_changes_not
         assert user.execute("SELECT DISTINCT run_id FROM intraday_bars").fetchall() == [(intraday,)]
         carried = {table: user.execute(sql.SQL("SELECT DISTINCT ticker, run_id FROM {} ORDER BY 1").format(sql.Identifier(table)))
                    .fetchall() for table in ("etf_daily_bars", "events", "stock_daily_bars")}
-        carried |= {table: user.execute(sql.SQL("SELECT DISTINCT symbol, run_id FROM {}").format(sql.Identifier(table))).fetchall()
-                    for table in ("scalp_ticks", "scalp_1m_bars", "swing_bars_10m")}
+        carried |= {table: user.execute(sql.SQL("SELECT DISTINCT ticker, run_id FROM {}").format(sql.Identifier(table))).fetchall()
+                    for table in ("observer_ticks", "observer_bars_1m", "observer_bars_10m")}
     # the valuation stores SPY (its benchmark) and KNWN's bars: those carry its run
     assert carried == {"etf_daily_bars": [("SPY", valuation), ("XLK", first)], "events": [("KNWN", valuation)],
-                       "stock_daily_bars": [("KNWN", valuation)], "scalp_ticks": [("005930", ingest)],
-                       "scalp_1m_bars": [("005930", ingest)], "swing_bars_10m": [("005930", ingest)]}
+                       "stock_daily_bars": [("KNWN", valuation)], "observer_ticks": [("005930", ingest)],
+                       "observer_bars_1m": [("005930", ingest)], "observer_bars_10m": [("005930", ingest)]}
 
 
 def test_every_table_has_a_primary_key(db: psycopg.Connection[Any]) -> None:

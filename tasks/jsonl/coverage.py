@@ -78,24 +78,24 @@ class Coverage:
 
 
 _LOW = """
-WITH newest AS (SELECT s.symbol, (SELECT max(x.bar_time) FROM scalp_1m_bars x WHERE x.symbol = s.symbol) AS last
+WITH newest AS (SELECT s.symbol, (SELECT max(x.bar_start_at) FROM observer_bars_1m x WHERE x.ticker = s.symbol) AS last
                 FROM (SELECT DISTINCT unnest(%(symbols)s::text[]) AS symbol) s)
-SELECT b.symbol, (b.bar_time AT TIME ZONE 'UTC')::date, count(*) FILTER (WHERE b.coverage_ratio < %(threshold)s), count(*),
+SELECT b.ticker, (b.bar_start_at AT TIME ZONE 'UTC')::date, count(*) FILTER (WHERE b.coverage_ratio < %(threshold)s), count(*),
        min(b.coverage_ratio)
-FROM scalp_1m_bars b {newest}
+FROM observer_bars_1m b {newest}
 WHERE {where}
 GROUP BY 1, 2 ORDER BY 1, 2
 """
 _GAPS = """
-SELECT (gap_start_ts AT TIME ZONE 'UTC')::date, scope, count(*), max(gap_seconds), sum(gap_seconds)
-FROM scalp_gaps WHERE gap_seconds >= %(critical)s AND {where}
+SELECT (gap_start_at AT TIME ZONE 'UTC')::date, scope, count(*), max(gap_seconds), sum(gap_seconds)
+FROM observer_gaps WHERE gap_seconds >= %(critical)s AND {where}
 GROUP BY 1, 2 ORDER BY 1, 2
 """
 
 
 def _collect(conn: psycopg.Connection[Any], low_where: str, gap_where: str, params: dict[str, Any], *, skip_newest: bool) -> Coverage:
     params = {"symbols": [], **params, "threshold": LOW_COVERAGE, "critical": CRITICAL_GAP_SECONDS}
-    newest = "JOIN newest n ON n.symbol = b.symbol AND b.bar_time < n.last" if skip_newest else ""
+    newest = "JOIN newest n ON n.symbol = b.ticker AND b.bar_start_at < n.last" if skip_newest else ""
     days = [LowMinutes(s, d, int(n), int(m), float(lo)) for s, d, n, m, lo in
             conn.execute(_LOW.format(where=low_where, newest=newest), params)]  # constant SQL
     gaps = [CriticalGaps(d, s, int(n), float(hi), float(total)) for d, s, n, hi, total in
@@ -106,8 +106,8 @@ def _collect(conn: psycopg.Connection[Any], low_where: str, gap_where: str, para
 def run_coverage(conn: psycopg.Connection[Any], minutes: Collection[tuple[str, dt.datetime]], gaps: Sequence[tuple[str, int]]) -> Coverage:
     """What a run loaded: the (symbol, minute) pairs it stored ticks in (the loaders count them), and
     per gap file the first line this run loaded."""
-    touched = "(b.symbol, b.bar_time) IN (SELECT * FROM unnest(%(symbols)s::text[], %(minutes)s::timestamptz[]))"
-    mine = ("(source_file, source_line) IN (SELECT g.source_file, g.source_line FROM scalp_gaps g"
+    touched = "(b.ticker, b.bar_start_at) IN (SELECT * FROM unnest(%(symbols)s::text[], %(minutes)s::timestamptz[]))"
+    mine = ("(source_file, source_line) IN (SELECT g.source_file, g.source_line FROM observer_gaps g"
             " JOIN unnest(%(gap_files)s::text[], %(gap_firsts)s::int[]) AS f(file, first)"
             " ON g.source_file = f.file AND g.source_line >= f.first)")
     return _collect(conn, touched, mine, {"symbols": [s for s, _ in minutes], "minutes": [m for _, m in minutes],
@@ -118,5 +118,5 @@ def range_coverage(conn: psycopg.Connection[Any], first: dt.date, last: dt.date)
     """Every stored minute and gap from UTC day ``first`` to ``last`` inclusive (the coverage report)."""
     start = dt.datetime.combine(first, dt.time(), dt.UTC)
     end = dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), dt.UTC)
-    return _collect(conn, "b.bar_time >= %(start)s AND b.bar_time < %(end)s", "gap_start_ts >= %(start)s AND gap_start_ts < %(end)s",
-                    {"start": start, "end": end}, skip_newest=False)
+    return _collect(conn, "b.bar_start_at >= %(start)s AND b.bar_start_at < %(end)s",
+                    "gap_start_at >= %(start)s AND gap_start_at < %(end)s", {"start": start, "end": end}, skip_newest=False)

@@ -38,9 +38,9 @@ _decode = msgspec.json.Decoder().decode  # any JSON value; records.py checks wha
 # of ON CONFLICT keeps each merge whole); recomputing bars after a reload takes it exclusively, so
 # it never interleaves with a merge into the same minute.
 BARS_LOCK = 0x4A534D42
-SCALP_COLUMNS = ("symbol, event_time, ts, bid_price, ask_price, bid_size, ask_size, last_price, volume, session_id, "
+SCALP_COLUMNS = ("ticker, event_at, written_at, bid_price, ask_price, bid_size, ask_size, last_price, volume, session_id, "
                  "mitigation_level, quality_flag, source_line, source_file, tick_key")
-_ROW_TABLES: dict[Kind, str] = {"swing": "swing_bars_10m", "scalp": "scalp_ticks", "gap": "scalp_gaps"}
+_ROW_TABLES: dict[Kind, str] = {"swing": "observer_bars_10m", "scalp": "observer_ticks", "gap": "observer_gaps"}
 
 
 @dataclass
@@ -303,7 +303,7 @@ def _flush(conn: psycopg.Connection[Any], f: JsonlFile, batch: list[bytes], cons
                 cur.executemany("INSERT INTO scalp_tick_copies (source_file, source_line, tick_key) VALUES (%s, %s, %s)"
                                 " ON CONFLICT (source_file, source_line) DO UPDATE SET tick_key = EXCLUDED.tick_key",
                                 [(file_key, n, key) for n, key in copies])
-        elif built:  # swing rows upsert on (symbol, bar_time); gaps are few
+        elif built:  # swing rows upsert on (ticker, polled_at); gaps are few
             good = io.StringIO()
             csv.writer(good, lineterminator="\n").writerows(built)
             cur.execute(statement(f"stage_{kind}"))
@@ -345,7 +345,7 @@ def write_checkpoint(cur: psycopg.Cursor[Any], f: JsonlFile, bytes_loaded: int, 
 
 def _store_ticks(cur: psycopg.Cursor[Any], built: list[Row], keyed: list[tuple[str, str]]) -> tuple[list[Row], list[tuple[int, str]]]:
     """COPY a batch's ticks (row values + line number; ``keyed``: their keys and COPY lines) into
-    ``scalp_ticks``; returns the rows stored and the copies (line, key) of ticks already stored, by
+    ``observer_ticks``; returns the rows stored and the copies (line, key) of ticks already stored, by
     this batch or before, which are not.
 
     Optimistic: the new ticks go in under a savepoint; only when the unique ``tick_key`` refuses them
@@ -360,13 +360,13 @@ def _store_ticks(cur: psycopg.Cursor[Any], built: list[Row], keyed: list[tuple[s
         every = len(fresh) == len(keyed)  # the usual batch: no list of the chosen ones to build
         try:
             with cur.connection.transaction():  # a savepoint inside the batch's transaction
-                with cur.copy(f"COPY scalp_ticks ({SCALP_COLUMNS}) FROM STDIN") as copy:
+                with cur.copy(f"COPY observer_ticks ({SCALP_COLUMNS}) FROM STDIN") as copy:
                     copy.write("".join([line for _, line in keyed] if every else [keyed[i][1] for i in fresh]))
                 return (built if every else [built[i] for i in fresh]), copies
         except psycopg.errors.UniqueViolation as exc:
             if not is_tick_key_violation(exc):
                 raise
-        cur.execute("SELECT tick_key FROM scalp_ticks WHERE tick_key = ANY(%s::uuid[])", ([keyed[i][0] for i in fresh],))
+        cur.execute("SELECT tick_key FROM observer_ticks WHERE tick_key = ANY(%s::uuid[])", ([keyed[i][0] for i in fresh],))
         stored |= {r[0].hex for r in cur.fetchall()}
 
 
@@ -409,8 +409,8 @@ def _refresh_bars(cur: psycopg.Cursor[Any]) -> None:
     """Recompute the 1-minute bars of the minutes in ``minutes_to_refresh`` from all stored ticks
     (under the exclusive bars lock, taken by the caller)."""
     cur.execute(
-        "DELETE FROM scalp_1m_bars b USING (SELECT DISTINCT symbol, bar_time FROM minutes_to_refresh) m"
-        " WHERE b.symbol = m.symbol AND b.bar_time = m.bar_time"
+        "DELETE FROM observer_bars_1m b USING (SELECT DISTINCT symbol, bar_time FROM minutes_to_refresh) m"
+        " WHERE b.ticker = m.symbol AND b.bar_start_at = m.bar_time"
     )
     cur.execute(statement("refresh_1m_bars"))
 
@@ -447,11 +447,11 @@ def keep_earlier_content(conn: psycopg.Connection[Any], f: JsonlFile) -> tuple[i
     with conn.transaction(), conn.cursor() as cur:
         if f.kind == "scalp":
             cur.execute("SELECT pg_advisory_xact_lock(%s)", (BARS_LOCK,))
-            cur.execute("UPDATE scalp_ticks SET source_file = %(kept_as)s WHERE source_file = %(file)s", moved)
+            cur.execute("UPDATE observer_ticks SET source_file = %(kept_as)s WHERE source_file = %(file)s", moved)
             rows = cur.rowcount
             cur.execute("UPDATE scalp_tick_copies SET source_file = %(kept_as)s WHERE source_file = %(file)s", moved)
-            cur.execute("UPDATE scalp_1m_bars SET open_file = %(kept_as)s WHERE open_file = %(file)s", moved)
-            cur.execute("UPDATE scalp_1m_bars SET close_file = %(kept_as)s WHERE close_file = %(file)s", moved)
+            cur.execute("UPDATE observer_bars_1m SET open_file = %(kept_as)s WHERE open_file = %(file)s", moved)
+            cur.execute("UPDATE observer_bars_1m SET close_file = %(kept_as)s WHERE close_file = %(file)s", moved)
         else:
             cur.execute(statement("keep_swing"), moved)
             cur.execute("SELECT count(*) FROM swing_bar_versions WHERE source_file = %(kept_as)s", moved)
@@ -466,7 +466,7 @@ def forget_lines(conn: psycopg.Connection[Any], key: str, *, after: int, upto: i
     """Remove what lines ``after + 1`` to ``upto`` of a scalp file stored (ticks, copies, rejects; their
     minutes' bars recomputed), in one transaction. Usually there is nothing: three index probes."""
     lines = {"file": key, "after": after, "upto": upto}
-    found = conn.execute(f"SELECT EXISTS (SELECT 1 FROM scalp_ticks WHERE {_WITHIN}) OR EXISTS (SELECT 1 FROM scalp_tick_copies"  # noqa: S608
+    found = conn.execute(f"SELECT EXISTS (SELECT 1 FROM observer_ticks WHERE {_WITHIN}) OR EXISTS (SELECT 1 FROM scalp_tick_copies"  # noqa: S608
                          f" WHERE {_WITHIN}) OR EXISTS (SELECT 1 FROM jsonl_rejects WHERE {_WITHIN})", lines).fetchone()
     if not found or not found[0]:
         return
@@ -480,9 +480,9 @@ def _forget_ticks(cur: psycopg.Cursor[Any], key: str, after: int, upto: int) -> 
     carries passes to it) and recompute their minutes' bars, under the exclusive bars lock."""
     lines = {"file": key, "after": after, "upto": upto}
     cur.execute("SELECT pg_advisory_xact_lock(%s)", (BARS_LOCK,))
-    cur.execute("CREATE TEMP TABLE minutes_to_refresh ON COMMIT DROP AS SELECT DISTINCT symbol, date_trunc('minute', event_time)"  # noqa: S608
-                f" AS bar_time FROM scalp_ticks WHERE {_WITHIN}", lines)
+    cur.execute("CREATE TEMP TABLE minutes_to_refresh ON COMMIT DROP AS SELECT DISTINCT ticker AS symbol, date_trunc('minute', event_at)"  # noqa: S608
+                f" AS bar_time FROM observer_ticks WHERE {_WITHIN}", lines)
     cur.execute(statement("forget_scalp_copies"), lines)
     cur.execute(f"DELETE FROM scalp_tick_copies WHERE {_WITHIN}", lines)  # noqa: S608
-    cur.execute(f"DELETE FROM scalp_ticks WHERE {_WITHIN}", lines)  # noqa: S608
+    cur.execute(f"DELETE FROM observer_ticks WHERE {_WITHIN}", lines)  # noqa: S608
     _refresh_bars(cur)

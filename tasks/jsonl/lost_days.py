@@ -2,7 +2,7 @@
 
 Each scalp file's checkpoint names the UTC days its ticks fell on (``tick_days``); retention takes a
 day out of those lists before it drops the day. So a day a checkpoint still names, with no
-``scalp_ticks`` partition attached for it, was removed by someone else, and its files would
+``observer_ticks`` partition attached for it, was removed by someone else, and its files would
 otherwise be "unchanged" forever while the day's 1-minute bars still counted the ticks. Before a
 load plans its files:
 
@@ -28,13 +28,13 @@ from tasks.jsonl.partitions import day_partitions, ensure_days, is_partitioned, 
 def mend_lost_days(conn: psycopg.Connection[Any], say: Callable[[str], None], *, dry_run: bool = False) -> list[dt.date]:
     """Find the days of ticks removed by hand and mend them as the module says; the days found.
     ``conn`` in autocommit mode (a dry run: inside its rolled-back transaction, only saying)."""
-    if not is_partitioned(conn, "scalp_ticks"):
+    if not is_partitioned(conn, "observer_ticks"):
         return []
     claimed = {r[0] for r in conn.execute("SELECT DISTINCT unnest(tick_days) FROM jsonl_file_checkpoints WHERE kind = 'scalp'")}
-    parts = day_partitions(conn, "scalp_ticks")
+    parts = day_partitions(conn, "observer_ticks")
     lost = sorted(day for day in claimed if not (day in parts and parts[day].attached and not parts[day].detach_pending))
     for day in lost:
-        name = partition_name("scalp_ticks", day)
+        name = partition_name("observer_ticks", day)
         if dry_run:
             say(f"First, the ticks of {day} are missing ({name} is not attached): they would be restored")
             continue
@@ -44,7 +44,7 @@ def mend_lost_days(conn: psycopg.Connection[Any], say: Callable[[str], None], *,
             continue
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (BARS_LOCK,))
-            bars = partition_name("scalp_1m_bars", day)
+            bars = partition_name("observer_bars_1m", day)
             if conn.execute("SELECT to_regclass(%s) IS NOT NULL", (bars,)).fetchone() == (True,):
                 conn.execute(sql.SQL("TRUNCATE {}").format(sql.Identifier(bars)))
             why = f"its ticks of {day} were removed by hand ({name} was dropped): loaded again"

@@ -1,4 +1,4 @@
-"""Ticks and their 1-minute bars live in one partition per UTC day (``scalp_ticks_p20260122``).
+"""Ticks and their 1-minute bars live in one partition per UTC day (``observer_ticks_p20260122``).
 
 Retention drops a whole day (``DROP TABLE``, no row-by-row delete, no vacuum), and a range query
 scans only the days it names. A day's partition is made before the first row of that day is
@@ -22,8 +22,9 @@ import psycopg
 from tasks.core.partitions import RETENTION_MARK, attach_partition, make_partitions
 
 # The day-partitioned tables and their partition column.
-DAY_TABLES: dict[str, str] = {"scalp_ticks": "event_time", "scalp_1m_bars": "bar_time"}
-# What PostgreSQL names a partition's part of the unique tick key (``scalp_ticks_tick_key``).
+DAY_TABLES: dict[str, str] = {"observer_ticks": "event_at", "observer_bars_1m": "bar_start_at"}
+# What PostgreSQL names a partition's part of the unique tick key (``observer_ticks_p20260122_tick_key_event_time_key``:
+# an index's columns keep the names they were made with, and migration 036 renamed event_time after).
 TICK_KEY_INDEX_SUFFIX = "_tick_key_event_time_key"
 _MS_PER_DAY = 86_400_000
 
@@ -48,7 +49,7 @@ def days_of_keys(keys: Iterable[str]) -> set[dt.date]:
 def is_tick_key_violation(exc: psycopg.errors.UniqueViolation) -> bool:
     """A tick already stored (in any day's partition, or the table before partitions)."""
     name = exc.diag.constraint_name or ""
-    return name == "scalp_ticks_tick_key" or (name.startswith("scalp_ticks_p") and name.endswith(TICK_KEY_INDEX_SUFFIX))
+    return name == "observer_ticks_tick_key" or (name.startswith("observer_ticks_p") and name.endswith(TICK_KEY_INDEX_SUFFIX))
 
 
 def ensure_days(conn: psycopg.Connection[Any], days: Iterable[dt.date], tables: Iterable[str] = tuple(DAY_TABLES)) -> list[str]:

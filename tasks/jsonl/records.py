@@ -20,7 +20,7 @@ from tasks.core.time_bounds import EARLIEST_TIME, LATEST_TIME
 _PLAIN_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?(Z|[+-]\d\d:\d\d)$")
 _FINER = re.compile(r"\d\d:\d\d:\d\d\.(\d{7,})")  # a fraction of a second finer than microseconds
 MAX_PRICE = 1e11  # numeric(15,4): the value as rounded to 4 places must stay below this
-# bigint, with room for a minute's sum in scalp_1m_bars (92,000 ticks of the largest volume)
+# bigint, with room for a minute's sum in observer_bars_1m (92,000 ticks of the largest volume)
 MAX_COUNT = 10**14
 MAX_OFFSET = dt.timedelta(hours=16)  # PostgreSQL refuses a UTC offset beyond +-15:59
 

@@ -68,12 +68,12 @@ class Rule:
 
 
 RULES: tuple[Rule, ...] = (
-    Rule("scalp_ticks", "event_time", "realtime"),
-    Rule("scalp_1m_bars", "bar_time", "realtime"),
-    Rule("swing_bars_10m", "bar_time", "realtime"),
+    Rule("observer_ticks", "event_at", "realtime"),
+    Rule("observer_bars_1m", "bar_start_at", "realtime"),
+    Rule("observer_bars_10m", "polled_at", "realtime"),
     Rule("swing_bar_versions", "bar_time", "realtime"),
     Rule("scalp_tick_copies", "tick_key", "realtime", key_time=True),
-    Rule("scalp_gaps", "gap_start_ts", "realtime"),
+    Rule("observer_gaps", "gap_start_at", "realtime"),
     Rule("etf_daily_bars", "trade_date", "daily", protects_pending=True),
     Rule("benchmark_daily_bars", "trade_date", "daily", protects_pending=True),
     Rule("stock_daily_bars", "trade_date", "daily", protects_pending=True),
@@ -212,7 +212,7 @@ def _drop_old_days(conn: psycopg.Connection[Any], table: str, cutoff: dt.datetim
             continue
         total += _count(conn, sql.SQL("SELECT count(*) FROM {}").format(name), ())
         if not dry_run:
-            if table == "scalp_ticks":
+            if table == "observer_ticks":
                 conn.execute("UPDATE jsonl_file_checkpoints SET tick_days = NULLIF(array_remove(tick_days, %s), '{}')"
                              " WHERE tick_days @> ARRAY[%s::date]", (day, day))
             conn.execute(sql.SQL("COMMENT ON TABLE {} IS {}").format(name, sql.Literal(RETENTION_MARK)))
