@@ -78,6 +78,21 @@ def test_the_daily_views_give_every_bar_adjusted_ohlc_the_latest_bar_and_coverag
     assert coverage["benchmark"][4:] == (0, len(trading_days(DAYS[3], closed_trading_days(1)[-1])))
 
 
+def test_the_intraday_coverage_view_counts_sessions_with_bars_against_the_exchange_s(db: psycopg.Connection[Any]) -> None:
+    from tasks.prices.intraday_store import ensure_months
+
+    held = [DAYS[0], DAYS[1], DAYS[4]]  # DAYS[2] and DAYS[3] missing
+    bars = [(day, hour) for day in held for hour in (14, 15)] + [(DAYS[4], 21)]  # and a post-market bar
+    ensure_months(db, [dt.datetime.combine(DAYS[0], dt.time(14), dt.UTC)])
+    for day, hour in bars:
+        db.execute("INSERT INTO intraday_bars (ticker, interval, bar_start_at, session_date, regular, open, high, low, close, volume,"
+                   " source) VALUES ('AAPL', '1h', %s, %s, %s, 1, 2, 0.5, 1.5, 10, 'yahoo')",
+                   (dt.datetime.combine(day, dt.time(hour), dt.UTC), day, hour < 20))
+    due = len(trading_days(DAYS[4] + dt.timedelta(days=1), closed_trading_days(1)[-1]))
+    assert db.execute("SELECT ticker, interval, first_date, last_date, stored_sessions, expected_sessions, missing_sessions,"
+                      " due_sessions, bars FROM intraday_coverage").fetchall() == [("AAPL", "1h", DAYS[0], DAYS[4], 3, 5, 2, due, 7)]
+
+
 def test_every_user_facing_relation_and_view_column_is_documented_in_the_catalog(db: psycopg.Connection[Any]) -> None:
     views = ["daily_bars", "daily_bars_adjusted", "latest_daily_bars", "daily_coverage", "latest_intraday_bars", "nyse_sessions"]
     for name in views:
