@@ -81,6 +81,9 @@ def page() -> str:
              "Upgrading from a release before the machinery's schema (migration 030): a query of yours that names a machinery",
              "table (`backfill_runs`, `rate_budgets`, ...) names its schema now: `backfill_internal.backfill_runs`. The data",
              "tables and views keep their place; migration 035 renamed some of them (see [Old names](#old-names)).", "",
+             "Prices are `double precision` where Yahoo serves them (split- and dividend-adjusted values are not decimal",
+             "fractions, and a float is what Yahoo sends) and `numeric(15,4)` in the observer's tables, whose feed writes exact",
+             "prices; share counts and volumes are whole numbers (`bigint`).", "",
              "## Data and views", ""]
     old = [name for name in data if relations.get(name, "").startswith("Deprecated")]
     for name in (n for n in data if n not in old):

@@ -10,6 +10,11 @@
 -- the old column names) and updates through it reach the table. docs/gen_schema.py reads the
 -- statements below to show the new names and list the old ones.
 
+-- First, while they are tables still (a view's column cannot change type): the share counts left as
+-- doubles are whole numbers, as shares_outstanding.shares became in 028. Small tables: the rewrite is short.
+ALTER TABLE collected_meta_etf ALTER COLUMN shares_held TYPE bigint USING round(shares_held)::bigint;
+ALTER TABLE analytics_portfolio_allocation ALTER COLUMN shares_outstanding TYPE bigint USING round(shares_outstanding)::bigint;
+
 ALTER TABLE collected_daily_etf_ohlc RENAME TO etf_daily_bars;
 CREATE VIEW collected_daily_etf_ohlc AS SELECT * FROM etf_daily_bars;
 
@@ -187,7 +192,8 @@ COMMENT ON TABLE dividends_and_splits IS 'Splits (split_ratio: 4 for 4-for-1) an
 COMMENT ON COLUMN dividends_and_splits.value IS 'As split_ratio for a split, dividend_amount for a dividend (the stored value they are made from).';
 COMMENT ON COLUMN events.base_date IS 'The session of the base bar: the last bar whose close (16:00 New York, or the early close) is at or before event_at.';
 COMMENT ON COLUMN shares_outstanding.shares IS 'Shares outstanding as Yahoo reported them on observed_date (a whole number).';
-COMMENT ON COLUMN portfolio_allocation.shares_outstanding IS 'The latest share count reported on or before as_of_date (shares_outstanding): point in time, no look-ahead.';
+COMMENT ON COLUMN portfolio_allocation.shares_outstanding IS 'The latest share count reported on or before as_of_date (shares_outstanding): point in time, no look-ahead (a whole number).';
+COMMENT ON COLUMN etf_holdings.shares_held IS 'Shares of the holding the fund holds, a whole number (the sponsor''s file only).';
 COMMENT ON COLUMN trending_sectors.window_sessions IS 'The ranking''s window in NYSE sessions (5, 10 or 20).';
 COMMENT ON COLUMN trending_stocks.window_sessions IS 'The ranking''s window in NYSE sessions (5, 10 or 20).';
 COMMENT ON COLUMN etf_holdings.sponsor_ticker IS 'The holding''s ticker as the sponsor''s file writes it (BRK.B), before mapping to Yahoo''s.';

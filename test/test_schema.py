@@ -185,7 +185,10 @@ def _columns(db: psycopg.Connection[Any]) -> list[tuple[str, str, str, str | Non
         " WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p', 'v', 'm') ORDER BY 1, a.attnum").fetchall()
 
 
-def test_the_data_follows_one_naming_convention_and_no_column_is_a_reserved_word(db: psycopg.Connection[Any]) -> None:
+COUNTS_OF_SHARES = {"shares", "shares_held", "shares_outstanding", "volume", "bid_size", "ask_size"}
+
+
+def test_the_data_follows_one_naming_convention_counts_shares_whole_and_no_column_is_a_reserved_word(db: psycopg.Connection[Any]) -> None:
     reserved = {r[0] for r in db.execute("SELECT word FROM pg_get_keywords() WHERE catcode = 'R'")}
     bad = []
     for relation, column, kind, said, column_said in _columns(db):
@@ -197,6 +200,8 @@ def test_the_data_follows_one_naming_convention_and_no_column_is_a_reserved_word
             bad.append((relation, column, "an instant not ending in _at"))
         elif kind == "date" and not column.endswith("_date"):
             bad.append((relation, column, "a date not ending in _date"))
+        elif column in COUNTS_OF_SHARES and kind not in ("bigint", "integer"):
+            bad.append((relation, column, "a count of shares not a whole number"))
     assert not bad
 
 

@@ -35,7 +35,7 @@ def store_holdings(conn: psycopg.Connection[Any], etf: str, as_of: dt.date, hold
         except BadInput:
             continue
         shares = record.get("shares_held")
-        shares = None if shares is None or (isinstance(shares, float) and math.isnan(shares)) else float(shares)
+        shares = None if shares is None or (isinstance(shares, float) and math.isnan(shares)) else round(float(shares))  # whole shares
         rows.append((etf, as_of, symbol, str(record["name"]), float(record["weight"]), record.get("sponsor_symbol"), shares, source))
     with database_errors(f"writing {etf} holdings failed"):
         with conn.transaction():
