@@ -78,7 +78,7 @@ def test_the_daily_views_give_every_bar_adjusted_ohlc_the_latest_bar_and_coverag
     assert coverage["benchmark"][4:] == (0, len(trading_days(DAYS[3], closed_trading_days(1)[-1])))
 
 
-def test_the_intraday_coverage_view_counts_sessions_with_bars_against_the_exchange_s(db: psycopg.Connection[Any]) -> None:
+def test_the_intraday_views_count_sessions_against_the_exchange_s_and_adjust_by_the_daily_factor(db: psycopg.Connection[Any]) -> None:
     from tasks.prices.intraday_store import ensure_months
 
     held = [DAYS[0], DAYS[1], DAYS[4]]  # DAYS[2] and DAYS[3] missing
@@ -91,6 +91,17 @@ def test_the_intraday_coverage_view_counts_sessions_with_bars_against_the_exchan
     due = len(trading_days(DAYS[4] + dt.timedelta(days=1), closed_trading_days(1)[-1]))
     assert db.execute("SELECT ticker, interval, first_date, last_date, stored_sessions, expected_sessions, missing_sessions,"
                       " due_sessions, bars FROM intraday_coverage").fetchall() == [("AAPL", "1h", DAYS[0], DAYS[4], 3, 5, 2, due, 7)]
+
+    # Adjusted prices: the session's daily factor (adj_close / close) where its daily bar is stored.
+    store(db, "stock_daily_bars", [("AAPL", DAYS[0], 100.0, 102.0, 97.0, 100.0, 98.0, 1000)])  # factor 0.98
+    got = db.execute("SELECT session_date, adj_open, adj_high, adj_low, adj_close, adjustment_factor, volume"
+                     " FROM intraday_bars_adjusted ORDER BY bar_start_at").fetchall()
+    assert [r[0] for r in got] == [day for day, _ in bars]
+    for day, *prices, factor, volume in got:
+        if day == DAYS[0]:
+            assert prices == pytest.approx([0.98, 1.96, 0.49, 1.47]) and factor == pytest.approx(0.98) and volume == 10
+        else:
+            assert prices == [None] * 4 and factor is None  # no daily bar stored for the session
 
 
 def test_every_user_facing_relation_and_view_column_is_documented_in_the_catalog(db: psycopg.Connection[Any]) -> None:
