@@ -3,10 +3,12 @@
 -- added NOT VALID (no scan under a lock); every row written from now on is checked.
 ALTER TABLE txn_events DROP CONSTRAINT IF EXISTS txn_events_valuation_status_check;
 ALTER TABLE txn_events ALTER COLUMN valuation_status SET DEFAULT 'pending';
-UPDATE txn_events SET valuation_status = 'pending' WHERE valuation_status IS NULL;
+-- The events not valued yet (NULL until now) are said 'pending' after the migration, in batches that
+-- each commit, by the first command (tasks/core/upgrades.py): a large table is not locked for one long
+-- UPDATE, and a kill loses one batch. Then these checks are validated and the column made NOT NULL.
+ALTER TABLE txn_events ADD CONSTRAINT txn_events_valuation_status_given CHECK (valuation_status IS NOT NULL) NOT VALID;
 ALTER TABLE txn_events ADD CONSTRAINT txn_events_valuation_status_check
-    CHECK (valuation_status IN ('pending', 'ok', 'no_data', 'error'));
-ALTER TABLE txn_events ALTER COLUMN valuation_status SET NOT NULL;
+    CHECK (valuation_status IN ('pending', 'ok', 'no_data', 'error')) NOT VALID;
 COMMENT ON COLUMN txn_events.valuation_status IS 'pending (not valued yet), ok, no_data (no bar at or before the event) or error (see valuation_error).';
 
 ALTER TABLE collected_daily_etf_ohlc ADD CONSTRAINT collected_daily_etf_ohlc_source_check CHECK (source IN ('yahoo')) NOT VALID;

@@ -326,6 +326,41 @@ def test_an_older_database_s_machinery_and_partitions_move_out_of_the_data_schem
         assert recorded == len(list((ROOT / "sql").glob("[0-9][0-9][0-9]_*.sql")))
 
 
+def test_an_upgrade_says_unvalued_events_pending_in_batches_and_goes_on_after_one_fails(dsn: str) -> None:
+    from tasks.core.db import migrate
+    from tasks.core.errors import StoreError
+    from tasks.core.upgrades import mark_pending_events, statuses_pending
+    from test.fix_db import migrate_before
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        with conn.transaction():
+            migrate_before(conn, "031")  # events imported before 031: no status until valued
+            conn.execute("INSERT INTO txn_events (ticker, event_time, source)"
+                         " SELECT 'T' || n, now() - n * interval '1 minute', 'news' FROM generate_series(1, 2500) AS n")
+            conn.execute("UPDATE txn_events SET valuation_status = 'ok' WHERE event_id % 10 = 0")  # every tenth valued
+            conn.execute("CREATE FUNCTION refuse_late() RETURNS trigger LANGUAGE plpgsql AS"
+                         " $$BEGIN RAISE EXCEPTION 'refused %', NEW.event_id; END$$")
+            conn.execute("CREATE TRIGGER refuse_late BEFORE UPDATE ON txn_events FOR EACH ROW WHEN (NEW.event_id > 2000)"
+                         " EXECUTE FUNCTION refuse_late()")
+        with pytest.raises(StoreError, match="the upgrade of the events' statuses failed"):
+            migrate(conn)  # the migrations commit; the batch that meets the trigger is rolled back
+        assert statuses_pending(conn) and conn.execute("SELECT count(*) FROM events WHERE valuation_status IS NULL").fetchone() == (2250,)
+        said: list[str] = []
+        with pytest.raises(psycopg.errors.RaiseException):
+            mark_pending_events(conn, said.append, batch_ids=1000)
+        assert conn.execute("SELECT count(*) FROM events WHERE valuation_status IS NULL").fetchone() == (450,)  # ids 1-2000 done
+        assert said == ["Marking 2,250 events not valued yet as pending (upgrade 031), 1,000 event ids a transaction"]
+        conn.execute("DROP TRIGGER refuse_late ON events")
+        said.clear()
+        assert mark_pending_events(conn, said.append, batch_ids=1000) == 450  # the next command goes on from there
+        assert said[-1] == "Marked 450 events pending (upgrade 031)" and not statuses_pending(conn)
+        counts = dict(conn.execute("SELECT valuation_status, count(*) FROM events GROUP BY 1").fetchall())
+        assert counts == {"pending": 2250, "ok": 250}
+        (nullable,) = conn.execute("SELECT NOT attnotnull FROM pg_attribute WHERE attrelid = 'events'::regclass"
+                                   " AND attname = 'valuation_status'").fetchone() or (True,)
+        assert not nullable and migrate(conn) == []  # required now; and nothing left to do
+
+
 def test_an_event_waits_as_pending_and_a_status_or_source_the_tool_does_not_have_is_refused(db: psycopg.Connection[Any]) -> None:
     db.execute("INSERT INTO events (ticker, event_at, source) VALUES ('AAPL', now(), 'news')")
     assert db.execute("SELECT valuation_status FROM events").fetchall() == [("pending",)]

@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import subprocess
+import sys
 import urllib.parse
 import warnings
 from collections.abc import Callable, Iterator
@@ -345,6 +346,7 @@ def migrate(conn: psycopg.Connection[Any]) -> list[str]:
         internal = use_schemas(conn)
         if not pending_migrations(conn):
             _keep_sessions(conn)
+            _finish_data_upgrades(conn)
             return applied_now  # nothing to do: no DDL, no lock (a read-only user gets this far too)
     with database_errors("schema migration failed"):
         with conn.transaction():
@@ -362,7 +364,17 @@ def migrate(conn: psycopg.Connection[Any]) -> list[str]:
                 conn.execute(sql.SQL("INSERT INTO {} (version) VALUES (%s)").format(sql.Identifier(MIGRATIONS_TABLE)), (version,))
                 applied_now.append(version)
     _keep_sessions(conn)
+    _finish_data_upgrades(conn)
     return applied_now
+
+
+def _finish_data_upgrades(conn: psycopg.Connection[Any]) -> None:
+    """What a migration left to do in batches (``tasks/core/upgrades.py``), said on stderr: the
+    command's own output stays its own."""
+    from tasks.core.upgrades import mark_pending_events
+
+    with database_errors("the upgrade of the events' statuses failed"):
+        mark_pending_events(conn, lambda line: print(line, file=sys.stderr, flush=True))
 
 
 def _records_in(conn: psycopg.Connection[Any], internal: str) -> None:
