@@ -38,8 +38,9 @@ def mark_pending_events(conn: psycopg.Connection[Any], say: Callable[[str], None
     if not idle or not statuses_pending(conn):
         return 0
     if conn.execute("SELECT pg_try_advisory_lock(%s)", (_LOCK,)).fetchone() != (True,):
-        say("Waiting for another process that is marking events not valued yet as pending (upgrade 031)")
-        conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK,))
+        if conn.execute("SELECT EXISTS (SELECT 1 FROM events WHERE valuation_status IS NULL)").fetchone() == (True,):
+            say("Waiting for another process that is marking events not valued yet as pending (upgrade 031)")
+        conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK,))  # (on a new database: a moment, said by no one)
     try:
         return _mark(conn, say, batch_ids) if statuses_pending(conn) else 0
     finally:
