@@ -41,4 +41,5 @@ ON CONFLICT (ticker, bar_start_at) DO UPDATE SET
     quality_flag = CASE WHEN b.quality_flag = 'normal' THEN EXCLUDED.quality_flag
                         WHEN EXCLUDED.quality_flag = 'normal' THEN b.quality_flag
                         ELSE greatest(b.quality_flag, EXCLUDED.quality_flag) END,
+    loaded_at = now(),
     run_id = coalesce(EXCLUDED.run_id, b.run_id)
