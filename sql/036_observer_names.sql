@@ -2,10 +2,11 @@
 -- scalp_ticks, scalp_1m_bars, swing_bars_10m and scalp_gaps carried the observer's field names
 -- (symbol, event_time, ts, bar_time, gap_start_ts). Changes of the catalog only, as in 035: the old
 -- names stay for one release as automatically updatable views under the old table and column names;
--- the day partitions (in the machinery's schema, attached or left detached) and the indexes named
--- after a table take its new name (an index's column names stay as they were made: PostgreSQL names a
--- partition's indexes by them, observer_ticks_p20260122_tick_key_event_time_key, so those parts stay); a move into day partitions that an upgrade 017
--- left unfinished goes on into the renamed tables.
+-- the day partitions (in the machinery's schema, attached or left detached) and the indexes and
+-- sequences named after a table take its new name. An index's column names stay as they were made,
+-- and PostgreSQL names a new partition's indexes by them (observer_ticks_p20260122_tick_key_event_time_key),
+-- so those parts of the names stay. A move into day partitions that an upgrade 017 left unfinished
+-- goes on into the renamed tables.
 
 ALTER TABLE scalp_ticks RENAME TO observer_ticks;
 CREATE VIEW scalp_ticks AS SELECT * FROM observer_ticks;
