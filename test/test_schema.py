@@ -113,7 +113,6 @@ def test_every_user_facing_relation_and_view_column_is_documented_in_the_catalog
         "SELECT c.relname || '.' || a.attname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
         " JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped"
         " WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm') AND col_description(c.oid, a.attnum) IS NULL"
-        " AND coalesce(obj_description(c.oid, 'pg_class'), '') NOT LIKE 'Deprecated%%'"  # an old name: its comment says what replaced it
         " ORDER BY 1").fetchall()
     assert undocumented == [], undocumented
 
