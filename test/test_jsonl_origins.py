@@ -155,3 +155,45 @@ def test_a_path_the_other_run_of_its_origin_claimed_a_moment_earlier_keeps_its_p
     assert (other, _claim(db, f, origin, dict(taken), claim=True), _claim(db, f, origin, dict(taken), claim=False)) == (
         f.rel, f.rel, f.rel)
     assert db.execute("SELECT source_file FROM backfill_internal.jsonl_file_checkpoints").fetchall() == [(f.rel,)]
+
+
+def test_a_changed_file_s_bars_are_decided_again_among_the_versions_a_concurrent_load_has_just_committed(
+        run_cli: CliRunner, dsn: str, tmp_path: Path) -> None:
+    """A swing file cut short keeps its earlier content as versions and decides again the bars it had
+    won, while another process loads a newer dated version of them. The decision waits for that batch
+    and sees it (it used to choose among the versions stored when its statement began, and a bar the
+    batch had just stored a newer version of went to an older one)."""
+    import hashlib
+    import threading
+
+    from tasks.core.db import connect
+    from tasks.jsonl.files import JsonlFile
+    from tasks.jsonl.load import FileResult, _flush, keep_earlier_content
+
+    root = tmp_path / "data"
+    bars = [swing(symbol, START + dt.timedelta(minutes=10 * k), k) for symbol in ("005930", "000660") for k in range(5)]
+    write(root / "swing" / "20260122_0000.jsonl", bars)
+    write(root / "swing" / "20260122_0010.jsonl", [b | {"volume": b["volume"] + 1} for b in bars])  # the latest: it wins them all
+    assert run_cli(ING, "--root", str(root)).code == 0
+    newer = root / "swing" / "20260122_0005.jsonl"  # dated between the two: wins once the 00:10 file's content is only kept
+    write(newer, [b | {"volume": b["volume"] + 2} for b in bars])
+
+    def file(path: Path) -> JsonlFile:
+        rel = f"swing/{path.name}"
+        return JsonlFile(rel=rel, kind="swing", size=path.stat().st_size, path=path, base=root / "swing", key=rel)
+
+    lines = newer.read_bytes().splitlines(keepends=True)
+    with connect(dsn) as loader, connect(dsn, autocommit=True) as keeper, connect(dsn, autocommit=True) as watch:
+        with loader.transaction():  # a batch of the newer file, not committed yet
+            _flush(loader, file(newer), lines, sum(map(len, lines)), len(lines), hashlib.sha256(), FileResult(newer.name, "swing", "new"))
+            worker = threading.Thread(target=keep_earlier_content, args=(keeper, file(root / "swing" / "20260122_0010.jsonl")))
+            worker.start()
+            deadline = dt.datetime.now() + dt.timedelta(seconds=30)
+            while watch.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s",
+                                (keeper.info.backend_pid,)).fetchone() != ("Lock",):
+                assert dt.datetime.now() < deadline, "the keeper never waited for the batch in flight"
+        worker.join(timeout=30)
+        assert not worker.is_alive()
+        got = dict(((t, iso(when.astimezone(dt.UTC))), v) for t, when, v in watch.execute(
+            "SELECT ticker, polled_at, volume FROM observer_bars_10m"))
+    assert got == {(b["symbol"], b["ts"]): b["volume"] + 2 for b in bars}  # the newer dated version, every bar

@@ -38,6 +38,11 @@ _decode = msgspec.json.Decoder().decode  # any JSON value; records.py checks wha
 # of ON CONFLICT keeps each merge whole); recomputing bars after a reload takes it exclusively, so
 # it never interleaves with a merge into the same minute.
 BARS_LOCK = 0x4A534D42
+# Likewise for the swing bars: a batch's versions and upserts take it shared; deciding again the bars a
+# file had won (keep_swing, forget_swing) takes it alone, so the versions it chooses among include
+# every batch committed, none in flight (a batch committed while that statement ran was invisible to it,
+# and its bar went to the kept version although a dated file's version had been stored).
+SWING_LOCK = 0x4A535357
 SCALP_COLUMNS = ("ticker, event_at, written_at, bid_price, ask_price, bid_size, ask_size, last_price, volume, session_id, "
                  "mitigation_level, quality_flag, source_line, source_file, tick_key")
 _ROW_TABLES: dict[Kind, str] = {"swing": "observer_bars_10m", "scalp": "observer_ticks", "gap": "observer_gaps"}
@@ -310,6 +315,7 @@ def _flush(conn: psycopg.Connection[Any], f: JsonlFile, batch: list[bytes], cons
             with cur.copy(f"COPY stage_{kind} FROM STDIN (FORMAT csv)") as copy:
                 copy.write(good.getvalue())
             if kind == "swing":
+                cur.execute("SELECT pg_advisory_xact_lock_shared(%s)", (SWING_LOCK,))
                 cur.execute(statement("version_swing"), {"file": file_key})
             cur.execute(statement(f"load_{kind}"), {"file": file_key, "file_time": file_time(f.rel)})
             loaded = cur.rowcount
@@ -426,6 +432,8 @@ def forget_file(conn: psycopg.Connection[Any], key: str, kind: Kind) -> None:
         if kind == "scalp":  # the ticks another file also carries stay, under that file's line
             _forget_ticks(cur, key, 0, _ALL_LINES)
         else:
+            if kind == "swing":
+                cur.execute("SELECT pg_advisory_xact_lock(%s)", (SWING_LOCK,))
             cur.execute(f"DELETE FROM {_ROW_TABLES[kind]} WHERE source_file = %s", (key,))  # noqa: S608
         if kind == "swing":  # the bars this file won: back to the best version another file provides
             cur.execute(statement("forget_swing"), {"file": key})
@@ -453,6 +461,7 @@ def keep_earlier_content(conn: psycopg.Connection[Any], f: JsonlFile) -> tuple[i
             cur.execute("UPDATE observer_bars_1m SET open_file = %(kept_as)s WHERE open_file = %(file)s", moved)
             cur.execute("UPDATE observer_bars_1m SET close_file = %(kept_as)s WHERE close_file = %(file)s", moved)
         else:
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (SWING_LOCK,))
             cur.execute(statement("keep_swing"), moved)
             cur.execute("SELECT count(*) FROM swing_bar_versions WHERE source_file = %(kept_as)s", moved)
             rows = int(cur.fetchone()[0])  # type: ignore[index]
