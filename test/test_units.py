@@ -487,3 +487,26 @@ def test_planning_and_storing_daily_bars_against_an_in_memory_source(db: Any, tm
     assert (refreshed["AAA"].counts.new, refreshed["AAA"].counts.updated) == (0, 1) and refreshed["BBB"].counts.updated == 0
     changes = sorted(db.execute("SELECT ticker, first_date, last_date FROM price_changes").fetchall())
     assert changes == [("AAA", sessions[0], sessions[-1]), ("AAA", day, day), ("BBB", sessions[0], sessions[-1])]  # new bars, then the one
+
+
+def test_a_stop_that_comes_inside_a_held_block_is_delivered_when_the_block_ends() -> None:
+    import os
+    import signal
+    import time
+
+    from tasks.core.processes import stops_held
+
+    steps: list[str] = []
+    before = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # what a command's handler does: KeyboardInterrupt
+    try:
+        with pytest.raises(KeyboardInterrupt), stops_held():
+            os.kill(os.getpid(), signal.SIGINT)  # between a commit and its count
+            time.sleep(0.05)  # Python runs a handler between two bytecodes: it has run by now
+            steps += ["committed", "counted"]
+        assert steps == ["committed", "counted"]  # neither cut off
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the command's handler back
+        with stops_held():
+            steps.append("no stop, nothing delivered")
+    finally:
+        signal.signal(signal.SIGINT, before)

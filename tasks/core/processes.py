@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from typing import Any
 
 from tasks.core.errors import BadInput
 
@@ -62,3 +65,31 @@ def leave_signals_to_the_parent() -> None:
     from wherever it was when the whole process group got the signal."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+@contextlib.contextmanager
+def stops_held() -> Iterator[None]:
+    """Hold a Ctrl+C or SIGTERM that arrives inside the block and deliver it when the block ends: a
+    commit and what the run says of it (its count, its line) stay together, a stop between them
+    would leave a stored item uncounted. For blocks of milliseconds: nothing that waits on a network.
+    Only the main thread sets handlers; elsewhere the block runs as it is."""
+    stops = (signal.SIGINT, signal.SIGTERM)
+    before = {s: signal.getsignal(s) for s in stops}
+    if threading.current_thread() is not threading.main_thread() or any(h is None for h in before.values()):
+        yield
+        return
+    held: list[tuple[signal.Signals, Any]] = []
+    for s in stops:
+        signal.signal(s, lambda signum, frame: held.append((signal.Signals(signum), frame)))
+    try:
+        yield
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
+        if held:
+            signum, frame = held[0]
+            handler = before[signum]
+            if callable(handler):
+                handler(signum, frame)  # the command's own: KeyboardInterrupt
+            elif handler == signal.SIG_DFL:
+                os.kill(os.getpid(), signum)

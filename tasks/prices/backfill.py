@@ -17,6 +17,7 @@ from psycopg import sql
 
 from tasks.core.calendar import sessions_back, sessions_between
 from tasks.core.errors import NoData, RateLimited, SourceError
+from tasks.core.processes import stops_held
 from tasks.core.runs import record_item
 from tasks.core.types import FetchRequest, FetchResult, StoreCounts
 from tasks.prices.adjustments import with_restated_history
@@ -156,8 +157,10 @@ def store_result(
 
 
 def restate_and_store(conn: psycopg.Connection[Any], table: str, result: FetchResult, *, cache: DownloadCache,
-                      source: Callable[[], BarSource], run_id: int, sessions: set[dt.date]) -> ItemOutcome:
-    """Store one ticker's bars, its whole history restated first when a new split/dividend calls for it.
+                      source: Callable[[], BarSource], run_id: int, sessions: set[dt.date],
+                      counted: Callable[[ItemOutcome], None] = lambda _: None) -> ItemOutcome:
+    """Store one ticker's bars, its whole history restated first when a new split/dividend calls for it;
+    ``counted`` (the run's summary and line) gets the outcome with no stop between its commit and it.
 
     Raises:
         RateLimited: the restating fetch hit a 429 (nothing of the ticker stored).
@@ -167,8 +170,14 @@ def restate_and_store(conn: psycopg.Connection[Any], table: str, result: FetchRe
     except RateLimited:
         raise
     except SourceError as exc:
-        return record_failure(conn, result.request.symbol, exc, run_id=run_id, table=table)
-    return store_result(conn, table, result, run_id=run_id, sessions=sessions)
+        with stops_held():
+            outcome = record_failure(conn, result.request.symbol, exc, run_id=run_id, table=table)
+            counted(outcome)
+        return outcome
+    with stops_held():
+        outcome = store_result(conn, table, result, run_id=run_id, sessions=sessions)
+        counted(outcome)
+    return outcome
 
 
 def record_failure(conn: psycopg.Connection[Any], ticker: str, error: SourceError, *, run_id: int | None,

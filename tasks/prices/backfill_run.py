@@ -20,6 +20,7 @@ from tasks.core.tickers import ETF_UNIVERSE
 from tasks.core.types import FetchResult
 from tasks.prices.backfill import (
     BackfillPlan,
+    ItemOutcome,
     PlanItem,
     Summary,
     fetch_item,
@@ -161,12 +162,15 @@ def execute(plan: BackfillPlan, opts: BackfillOptions, *, conn: Any, cache: Down
              summary: Summary, reporter: Reporter, wrap: Callable[..., Any], budget: RateBudget | None = None) -> None:
     wanted = set(plan.sessions)
 
-    def store_and_report(result: FetchResult) -> None:
-        """Store one ticker and count it at once, in one task: a stop that lands after the commit
-        (Prefect reports a task's end to its API) still finds the item in the run's summary."""
-        outcome = restate_and_store(conn, plan.table, result, cache=cache, source=source, run_id=run_id, sessions=wanted)
+    def counted(outcome: ItemOutcome) -> None:
         summary.add(outcome)
         reporter.item(outcome.describe())
+
+    def store_and_report(result: FetchResult) -> None:
+        """Store one ticker and count it at once, in one task, a stop held between the commit and the
+        count: a stop finds the item in the run's summary once it is stored (Prefect also reports a
+        task's end to its API after the commit)."""
+        restate_and_store(conn, plan.table, result, cache=cache, source=source, run_id=run_id, sessions=wanted, counted=counted)
 
     store = wrap(store_and_report, "store-bars")
     sources: list[YahooSource] = []
