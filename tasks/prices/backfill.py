@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Literal
 
 import psycopg
@@ -170,12 +171,15 @@ def restate_and_store(conn: psycopg.Connection[Any], table: str, result: FetchRe
     except RateLimited:
         raise
     except SourceError as exc:
-        with stops_held():
-            outcome = record_failure(conn, result.request.symbol, exc, run_id=run_id, table=table)
-            counted(outcome)
-        return outcome
+        return committed_and_counted(partial(record_failure, conn, result.request.symbol, exc, run_id=run_id, table=table), counted)
+    return committed_and_counted(lambda: store_result(conn, table, result, run_id=run_id, sessions=sessions), counted)
+
+
+def committed_and_counted(write: Callable[[], ItemOutcome], counted: Callable[[ItemOutcome], None]) -> ItemOutcome:
+    """``write`` one ticker's outcome (its commit), then ``counted`` it, with a stop held between the
+    two: a stop that comes after the commit finds the ticker in the run's summary and lines."""
     with stops_held():
-        outcome = store_result(conn, table, result, run_id=run_id, sessions=sessions)
+        outcome = write()
         counted(outcome)
     return outcome
 

@@ -11,13 +11,24 @@ import datetime as dt
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import psycopg
 
 from tasks.core.display import Reporter, format_duration, format_eta
 from tasks.core.errors import RateLimited, SourceError
-from tasks.prices.backfill import BackfillPlan, ItemOutcome, PlanItem, Summary, fetch_item, record_failure, record_skip, restate_and_store
+from tasks.prices.backfill import (
+    BackfillPlan,
+    ItemOutcome,
+    PlanItem,
+    Summary,
+    committed_and_counted,
+    fetch_item,
+    record_failure,
+    record_skip,
+    restate_and_store,
+)
 from tasks.sources.cache import DownloadCache
 from tasks.sources.protocol import BarSource
 from tasks.sources.spacing import MinIntervalGate
@@ -78,6 +89,10 @@ def stagger_fetches(
     """
     source: YahooSource | None = None
     run = step or fetch_and_store
+
+    def report(outcome: ItemOutcome) -> None:  # inside the ticker's step, with no stop between its commit and this
+        _report(reporter, state, outcome)
+
     wanted = set(plan.sessions)
     items = list(plan.items)
     for index, item in enumerate(items):
@@ -96,18 +111,19 @@ def stagger_fetches(
                     source = source or make_source()
                     return source
                 try:
-                    outcome = restate_and_store(conn, plan.table, result, cache=cache, source=lazy_source, run_id=run_id, sessions=wanted)
+                    restate_and_store(conn, plan.table, result, cache=cache, source=lazy_source, run_id=run_id, sessions=wanted,
+                                      counted=report)
                 except RateLimited as exc:
                     _stop(state, reporter, item.ticker, exc)
                     return
-                _report(reporter, state, outcome)
                 continue
         _wait_turn(item.ticker, left, len(items), spacing, state, reporter)
         if source is None:
             source = make_source()
         started = clock()
         try:
-            outcome = run(conn, plan.table, item, cache=cache, source=source, run_id=run_id, sessions=wanted, use_cache=not refresh)
+            run(conn, plan.table, item, cache=cache, source=source, run_id=run_id, sessions=wanted, use_cache=not refresh,
+                counted=report)
         except RateLimited as exc:
             _stop(state, reporter, item.ticker, exc)
             return
@@ -115,7 +131,6 @@ def stagger_fetches(
             spacing.mark()
             state.fetched += 1
             state.fetch_seconds += clock() - started
-        _report(reporter, state, outcome)
 
 
 def _wait_turn(ticker: str, left: Sequence[str], total: int, spacing: MinIntervalGate, state: StaggerState, reporter: Reporter) -> None:
@@ -136,9 +151,10 @@ def _stop(state: StaggerState, reporter: Reporter, ticker: str, exc: RateLimited
 
 def fetch_and_store(
     conn: psycopg.Connection[Any], table: str, item: PlanItem, *, cache: DownloadCache, source: BarSource, run_id: int,
-    sessions: set[dt.date], use_cache: bool = True,
+    sessions: set[dt.date], use_cache: bool = True, counted: Callable[[ItemOutcome], None] = lambda _: None,
 ) -> ItemOutcome:
-    """One ticker: cache or network, then its rows and progress record in one transaction.
+    """One ticker: cache or network, then its rows and progress record in one transaction, ``counted``
+    with no stop between the commit and it.
 
     Raises:
         RateLimited: the source answered 429 (nothing recorded for the ticker).
@@ -149,8 +165,9 @@ def fetch_and_store(
     except RateLimited:
         raise
     except SourceError as exc:
-        return record_failure(conn, item.ticker, exc, run_id=run_id, table=table)
-    return restate_and_store(conn, table, result, cache=cache, source=lambda: source, run_id=run_id, sessions=sessions)
+        return committed_and_counted(partial(record_failure, conn, item.ticker, exc, run_id=run_id, table=table), counted)
+    return restate_and_store(conn, table, result, cache=cache, source=lambda: source, run_id=run_id, sessions=sessions,
+                             counted=counted)
 
 
 
