@@ -345,8 +345,7 @@ def migrate(conn: psycopg.Connection[Any]) -> list[str]:
     with database_errors("reading the schema version failed"):
         internal = use_schemas(conn)
         if not pending_migrations(conn):
-            _keep_sessions(conn)
-            _finish_data_upgrades(conn)
+            _after_migrations(conn)
             return applied_now  # nothing to do: no DDL, no lock (a read-only user gets this far too)
     with database_errors("schema migration failed"):
         with conn.transaction():
@@ -363,18 +362,22 @@ def migrate(conn: psycopg.Connection[Any]) -> list[str]:
                 conn.execute(text)  # our own files, no parameters
                 conn.execute(sql.SQL("INSERT INTO {} (version) VALUES (%s)").format(sql.Identifier(MIGRATIONS_TABLE)), (version,))
                 applied_now.append(version)
-    _keep_sessions(conn)
-    _finish_data_upgrades(conn)
+    _after_migrations(conn)
     return applied_now
 
 
-def _finish_data_upgrades(conn: psycopg.Connection[Any]) -> None:
-    """What a migration left to do in batches (``tasks/core/upgrades.py``), said on stderr: the
-    command's own output stays its own."""
+def _after_migrations(conn: psycopg.Connection[Any]) -> None:
+    """What every command does once the schema is current: the sessions ahead, then what a migration
+    left to do in batches (``tasks/core/upgrades.py``, said on stderr: the command's own output stays
+    its own). A user who may only read leaves both to one who may write."""
     from tasks.core.upgrades import mark_pending_events
 
+    _keep_sessions(conn)
     with database_errors("the upgrade of the events' statuses failed"):
-        mark_pending_events(conn, lambda line: print(line, file=sys.stderr, flush=True))
+        try:
+            mark_pending_events(conn, lambda line: print(line, file=sys.stderr, flush=True))
+        except psycopg.errors.InsufficientPrivilege:
+            pass
 
 
 def _records_in(conn: psycopg.Connection[Any], internal: str) -> None:
