@@ -153,8 +153,11 @@ def timed_load(server: Any, root: Path, args: list[str], env: dict[str, str], co
     if proc.returncode != 0:
         raise SystemExit(f"ingestion failed ({code_root}):\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
     with psycopg.connect(dsn) as conn:
-        loaded = conn.execute("SELECT count(*) FROM observer_ticks").fetchone()[0]  # type: ignore[index]
-        bars = conn.execute("SELECT count(*) FROM observer_bars_1m").fetchone()[0]  # type: ignore[index]
+        # A checkout before migration 036 (the previous loader) made its tables under the old names.
+        renamed = conn.execute("SELECT to_regclass('observer_ticks') IS NOT NULL").fetchone() == (True,)
+        ticks, minutes = ("observer_ticks", "observer_bars_1m") if renamed else ("scalp_ticks", "scalp_1m_bars")
+        loaded = conn.execute(f"SELECT count(*) FROM {ticks}").fetchone()[0]  # type: ignore[index]  # noqa: S608 (constant names)
+        bars = conn.execute(f"SELECT count(*) FROM {minutes}").fetchone()[0]  # type: ignore[index]  # noqa: S608
     print(f"{code_root.name} {' '.join(args)} {root.name}: {loaded:,} ticks in {seconds:.1f} s = {loaded / seconds:,.0f}/s;"
           f" {cpu.per_tick(loaded)}", flush=True)
     pieces = re.search(r" in (\d+) pieces:", proc.stdout)
