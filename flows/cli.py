@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from flows.config import env
+from flows.launch import StopsWhileStarting
 from tasks.core.errors import BadInput, Busy, Outcome, PipelineError, RateLimited, StoreError
 from tasks.core.time_bounds import CALENDAR_FIRST_DAY
 
@@ -283,7 +284,7 @@ def shell_word(text: str) -> str:
 DUPLICATE_STOP_S = 2.0  # a second stop signal this soon after the first is the same stop, delivered twice
 
 
-def install_signal_handlers() -> None:
+def install_signal_handlers() -> list[Any]:
     """SIGINT and SIGTERM both stop a run the same way (KeyboardInterrupt: its cleanup and resume hint).
 
     SIGINT is set explicitly: a shell without job control starts background commands with SIGINT
@@ -302,10 +303,9 @@ def install_signal_handlers() -> None:
         raise KeyboardInterrupt
 
     try:
-        signal.signal(signal.SIGTERM, handler)
-        signal.signal(signal.SIGINT, handler)
+        return [signal.signal(signal.SIGTERM, handler), signal.signal(signal.SIGINT, handler)]
     except ValueError:  # not the main thread (e.g. inside a test harness)
-        pass
+        return []
 
 
 class StderrHandler(logging.StreamHandler):
@@ -357,11 +357,9 @@ def run_as_command(body: Callable[[], Outcome | int], *, interrupted: str | Call
     stderr line). The one place a stop (Ctrl+C, SIGTERM: KeyboardInterrupt) becomes exit 130: with
     ``interrupted`` (text, or a function giving it when the stop comes), what is kept and how to
     continue, on stdout ("": the run said it itself); without it, "interrupted" on stderr."""
-    install_signal_handlers()
+    replaced = install_signal_handlers()
     quiet_libraries()
-    from flows import early_stop
-
-    if early_stop:  # stopped while starting: nothing was done
+    if any(isinstance(h, StopsWhileStarting) and h.signals for h in replaced):  # stopped while starting: nothing was done
         print("interrupted before the run started; nothing was done", file=sys.stderr)
         return EXIT_INTERRUPTED
     try:

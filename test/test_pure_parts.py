@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import datetime as dt
 import math
+import os
 import re
 import subprocess
 import sys
@@ -244,23 +245,28 @@ def test_metrics_of_a_scripted_group_match_a_hand_computation() -> None:
     assert unknown["base_date"] is None or pd.isna(unknown["base_date"])
 
 
-def test_a_stop_signal_while_a_command_starts_ends_it_with_exit_130_before_anything_runs(monkeypatch: pytest.MonkeyPatch) -> None:
-    import flows
-
-    for argv0, ours in (("/venv/bin/etf-backfill", True), ("C:\\venv\\Scripts\\jsonl-ingest.exe", True), ("-m", True),
-                        ("/venv/bin/prefect", False), ("/venv/lib/prefect/engine.py", False), ("", False)):
-        monkeypatch.setattr("sys.argv", [argv0])
-        assert flows._started_as_a_command() is ours, argv0
-    # A real SIGTERM, delivered while the command is still starting (after the flows package is
-    # imported, before run_cli): remembered, and the run ends with 130 before its body runs.
-    code = ("import os, signal, sys; sys.argv = ['-m']; import flows; os.kill(os.getpid(), signal.SIGTERM);"
-            " from flows.cli import run_as_command; sys.exit(run_as_command(lambda: print('the body ran') or 0))")
-    stopped = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+def test_a_stop_signal_while_a_command_starts_ends_it_with_exit_130_before_anything_runs(tmp_path: Path) -> None:
+    """A console script's start (flows/launch.py): a real SIGTERM delivered while the command's
+    module loads is remembered, and the command ends with 130 before its body runs; without one the
+    body runs. Importing the flows, as a Prefect worker's flow-run process does, handles no signal."""
+    (tmp_path / "stopped_while_loading.py").write_text(
+        "import os, signal\nfrom flows.cli import run_as_command\nos.kill(os.getpid(), signal.SIGTERM)\n"
+        "def main():\n    return run_as_command(lambda: print('the body ran') or 0)\n", encoding="utf-8")
+    (tmp_path / "calm.py").write_text("from flows.cli import run_as_command\n"
+                                      "def main():\n    return run_as_command(lambda: print('the body ran') or 0)\n", encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    launch = "import sys; from flows.launch import launch; sys.exit(launch({!r}))"
+    stopped = subprocess.run([sys.executable, "-c", launch.format("stopped_while_loading")], cwd=ROOT, env=env, capture_output=True,
+                             text=True, timeout=60)
     assert stopped.returncode == 130 and "the body ran" not in stopped.stdout, stopped
-    assert "interrupted before the run started; nothing was done" in stopped.stderr
-    calm = subprocess.run([sys.executable, "-c", code.replace("os.kill(os.getpid(), signal.SIGTERM);", "")], cwd=ROOT,
-                          capture_output=True, text=True, timeout=60)
-    assert calm.returncode == 0 and "the body ran" in calm.stdout, calm
+    assert stopped.stderr == "interrupted before the run started; nothing was done\n", stopped
+    calm = subprocess.run([sys.executable, "-c", launch.format("calm")], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert calm.returncode == 0 and calm.stdout == "the body ran\n", calm
+    imported = subprocess.run([sys.executable, "-c", "import signal, sys; sys.argv = ['-m']; import flows.deployments;"
+                               " print(signal.getsignal(signal.SIGTERM) == signal.SIG_DFL,"
+                               " signal.getsignal(signal.SIGINT) == signal.default_int_handler)"],
+                              cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert imported.stdout.split() == ["True", "True"], imported
 
 
 def test_every_broken_field_of_a_record_is_a_reject_never_another_exception() -> None:

@@ -389,14 +389,24 @@ def test_every_table_and_view_says_what_it_holds_in_the_catalog(db: Any) -> None
     assert rows == []
 
 
-def test_the_early_stop_guard_knows_every_console_script() -> None:
+def test_every_console_script_starts_through_the_launcher_and_runs_its_commands_main() -> None:
+    """Each console script is an entry of flows/launch.py (a stop while it loads is exit 130), for
+    the module of the same command; ``market-backfill`` and ``python -m flows`` list the same."""
     import tomllib
 
-    import flows
+    import flows.launch
+    from flows.market_backfill import ALIASES, COMMANDS
     from test.fix_yahoo import ROOT
 
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["scripts"]
-    assert set(flows.COMMANDS) == set(scripts)
+    modules = {name: module for name, (module, _) in COMMANDS.items()} | {alias: COMMANDS[name][0] for alias, name in ALIASES.items()}
+    for script, target in scripts.items():
+        module, entry = target.split(":")
+        assert module == "flows.launch", (script, target)
+        started = getattr(flows.launch, entry)
+        assert f"``{modules.get(script, 'flows.market_backfill')}``" in (started.__doc__ or ""), (script, started.__doc__)
+    assert set(scripts) - {"market-backfill"} <= set(modules), scripts
+    assert "sys.exit(market_backfill())" in (ROOT / "flows" / "__main__.py").read_text(encoding="utf-8")
 
 
 def test_no_module_but_the_settings_module_touches_the_process_environment() -> None:
