@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import shlex
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 from flows.cli import int_in
-from flows.command import FlowCommand, Invocation
+from flows.command import FlowCommand
 from flows.config import data_dsn, holdings_url
 from flows.params import (
     DRY_RUN,
@@ -36,14 +35,16 @@ from flows.params import (
     date_text,
     flow_function,
     flow_values,
-    resume_command,
+    invocation,
+    invocation_params,
+    invocation_values,
     shard_text,
     source_params,
     source_settings,
     ticker_list,
 )
 from tasks.core.calendar import MAX_DAYS
-from tasks.core.commands import RunEnd
+from tasks.core.commands import Invocation, RunEnd
 from tasks.core.db import open_database
 from tasks.core.display import printer
 from tasks.core.errors import BadInput, Outcome
@@ -126,7 +127,7 @@ PARAMS = [
           action="store_true"),
     Param("resume", False, "continue the last backfill that did not finish (stopped, rate limited, crashed) with its own flags",
           annotation=bool, action="store_true"),
-    Param("command", "backfill", "the command line that resume hints repeat", cli=False),
+    *invocation_params("backfill"),
     DRY_RUN, ORCHESTRATE,
 ]
 
@@ -155,9 +156,8 @@ def resumed(values: dict[str, Any]) -> dict[str, Any]:
         conn.close()
     if record is None:
         raise BadInput("nothing to resume: the last backfill finished (or none has run); start a new one")
-    words = shlex.split(record.command)
-    flags = words[next((i for i, w in enumerate(words) if w.startswith("--")), len(words)):]
-    again = flow_values(build_parser().parse_args(flags), PARAMS, command=record.command)
+    recorded = Invocation.of_line(record.command, (FLOW_NAME, "flows.backfill"))
+    again = flow_values(build_parser().parse_args(recorded.args), PARAMS, **invocation_values(recorded))
     here = {p.name: values[p.name] for p in PARAMS if p.flow and p.cli and p.name not in RUN_SHAPING and p.name != "resume"
             and values.get(p.name, p.default) != p.default}  # this machine's settings (cache, rate, ...) given now
     printer(None)(f"Resuming backfill run {record.run_id} ({record.status}): {record.command}")
@@ -242,14 +242,14 @@ def build_flow() -> Any:
     from flows.orchestration.glue import prefect_task, run_in_flow
 
     def body(values: dict[str, Any]) -> Any:
-        command = resume_command(FLOW_NAME, PARAMS, values)
+        command = invocation(PARAMS, values).command
         if int(values.get("shards") or 1) > 1:  # each shard resolves the universe and plans its own share
             from flows.orchestration.fan_out import fan_out
 
             return run_in_flow(FLOW_NAME, "Backfill over shards", lambda log, _: fan_out(values, log))
         def backfill(log: Any, progress: Any) -> RunEnd:
             given = resumed(values)
-            return run(options(given), command=resume_command(FLOW_NAME, PARAMS, given), wrap=prefect_task, log=log,
+            return run(options(given), command=invocation(PARAMS, given).command, wrap=prefect_task, log=log,
                        progress=progress)
 
         return run_in_flow(FLOW_NAME, "Backfill", backfill,
@@ -277,10 +277,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def plain(ns: argparse.Namespace, values: dict[str, Any], call: Invocation) -> int:
         given = resumed({**values, "dry_run": ns.dry_run})
-        typed[:] = [str(given["command"])]
+        typed[:] = [invocation(PARAMS, given).command]
         return run(options(given), command=typed[0]).code
 
-    return COMMAND.main(argv, values=lambda ns, call: flow_values(ns, PARAMS, command=call.command), plain=plain,
+    return COMMAND.main(argv, values=lambda ns, call: flow_values(ns, PARAMS, **invocation_values(call)), plain=plain,
                         interrupted=lambda call: lambda: "Interrupted: every ticker and request stored so far is kept. Continue with:"
                                                          f"\n  {typed[0] if typed else call.command}")
 

@@ -14,23 +14,8 @@ from typing import Any
 
 from flows.cli import ArgumentParser, program_name, run_as_command, use_prefect
 from flows.params import Param, add_flags
-from tasks.core.commands import command_line
+from tasks.core.commands import Invocation
 from tasks.core.errors import Outcome
-
-
-@dataclass(frozen=True)
-class Invocation:
-    """One command line: its arguments and the program name a resume hint repeats
-    (``flows/cli.program_name``)."""
-
-    args: list[str]
-    prog: str
-
-    @property
-    def command(self) -> str:
-        """The whole line, quoted for the user's shell."""
-        return command_line(self.prog, self.args)
-
 
 Values = Callable[[argparse.Namespace, Invocation], dict[str, Any]]
 Plain = Callable[[argparse.Namespace, dict[str, Any], Invocation], Outcome | int]
@@ -59,7 +44,7 @@ class FlowCommand:
         (``values`` may refuse a combination: BadInput), then run: the flow with those values under
         Prefect, or ``plain``. ``interrupted`` says what a stop keeps and how to go on (see
         ``run_as_command``)."""
-        call = Invocation(list(sys.argv[1:] if argv is None else argv), program_name(self.module, self.prog))
+        call = Invocation(tuple(sys.argv[1:] if argv is None else argv), program_name(self.module, self.prog))
 
         def body() -> Outcome | int:
             ns = self.parser().parse_args(call.args)

@@ -22,7 +22,7 @@ from dataclasses import replace
 from typing import Any
 
 from flows.cli import int_in
-from flows.command import FlowCommand, Invocation
+from flows.command import FlowCommand
 from flows.config import data_dsn, holdings_url
 from flows.params import (
     DRY_RUN,
@@ -30,15 +30,17 @@ from flows.params import (
     Param,
     as_date,
     date_text,
-    flags_for,
     flow_function,
     flow_values,
+    invocation,
+    invocation_params,
+    invocation_values,
     rate_text,
     source_params,
     source_settings,
 )
 from tasks.core.calendar import MAX_DAYS
-from tasks.core.commands import RunEnd
+from tasks.core.commands import Invocation, RunEnd
 from tasks.core.display import ProgressSink, printer
 from tasks.core.errors import BadInput, Outcome
 from tasks.core.runs import run_dsn
@@ -76,6 +78,7 @@ PARAMS = [
     Param("keep_log_days", 7, "retention: days of run logs, JSONL rejects and price-change logs to keep", annotation=int,
           type=int_in(1, 100_000)),
     *source_params(delay=1.0, delay_help="minimum seconds between this run's requests", refresh=False),
+    *invocation_params("daily-pipeline"),
     DRY_RUN, ORCHESTRATE,
 ]
 
@@ -127,8 +130,8 @@ def build_flow() -> Any:
                 progress(len(done), len(opts.stages))  # the run's progress artifact counts stages, not their items
                 return outcome
 
-            end = run_pipeline(opts, prog="daily-pipeline", args=flags_for(PARAMS, values), say=printer(log), stage=one,
-                               dsn=data_dsn())
+            call = invocation(PARAMS, values)
+            end = run_pipeline(opts, prog=call.prog, args=call.args, say=printer(log), stage=one, dsn=data_dsn())
             # the report: the stages, and the command that runs those left (with the run's own flags)
             return replace(end, detail=(end.detail, end.resume.command if end.resume else None))
 
@@ -161,7 +164,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # stopped before the first stage: the whole command
         return lambda: f"Interrupted: finished stages are kept. Run the unfinished stages with:\n  {resume[0] if resume else call.command}"
 
-    return COMMAND.main(argv, values=lambda ns, call: flow_values(ns, PARAMS), plain=plain, interrupted=stopped)
+    return COMMAND.main(argv, values=lambda ns, call: flow_values(ns, PARAMS, **invocation_values(call)), plain=plain,
+                        interrupted=stopped)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,9 @@ from flows.params import (
     date_text,
     flow_function,
     flow_values,
-    resume_command,
+    invocation,
+    invocation_params,
+    invocation_values,
     source_params,
     source_settings,
     ticker_list,
@@ -43,7 +45,7 @@ PARAMS = [
     *source_params(delay=5.0, delay_help="seconds between network requests"),
     Param("batch", True, "one request per ticker instead of a batched download", annotation=bool, flag="--no-batch",
           action="store_false"),
-    Param("command", "etf-backfill", "the command line that resume hints repeat", cli=False),
+    *invocation_params("etf-backfill"),
     DRY_RUN, ORCHESTRATE,
 ]
 
@@ -63,7 +65,7 @@ def build_flow() -> Any:
 
     def body(values: dict[str, Any]) -> Any:
         opts = options(values)
-        command = resume_command(FLOW_NAME, PARAMS, values)
+        command = invocation(PARAMS, values).command
         return run_in_flow(FLOW_NAME, "ETF backfill",
                            lambda log, progress: run_backfill(opts, dsn=data_dsn(), command=command, wrap=prefect_task, log=log,
                                                               progress=progress),
@@ -86,7 +88,7 @@ build_parser = COMMAND.parser
 
 def main(argv: Sequence[str] | None = None) -> int:
     return COMMAND.main(
-        argv, values=lambda ns, call: flow_values(ns, PARAMS, command=call.command),
+        argv, values=lambda ns, call: flow_values(ns, PARAMS, **invocation_values(call)),
         plain=lambda ns, values, call: run_backfill(options({**values, "dry_run": ns.dry_run}), dsn=data_dsn(), command=call.command).code,
         interrupted=lambda call: f"Interrupted: every ticker stored so far is kept. Continue with:\n  {call.command}")
 

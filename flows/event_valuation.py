@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from flows.cli import int_in, rate_per_min
-from flows.command import FlowCommand, Invocation
+from flows.command import FlowCommand
 from flows.config import data_dsn, fmp_base_url, fmp_key, start_method
 from flows.params import (
     DRY_RUN,
@@ -28,15 +28,17 @@ from flows.params import (
     date_text,
     flow_function,
     flow_values,
+    invocation,
+    invocation_params,
+    invocation_values,
     path_text,
     rate_text,
-    resume_command,
     shard_text,
     source_params,
     source_settings,
     ticker_list,
 )
-from tasks.core.commands import RunEnd
+from tasks.core.commands import Invocation, RunEnd
 from tasks.core.errors import BadInput, Outcome, PipelineError, StoreError
 from tasks.core.tickers import parse_shard, parse_ticker_list
 from tasks.events.fundamentals_run import MODES as FUNDAMENTAL_MODES
@@ -76,7 +78,7 @@ PARAMS = [
     Param("fmp_daily_limit", FREE_DAILY_LIMIT, "FMP requests allowed per UTC day, shared by every run (the free plan's)", annotation=int,
           type=int_in(1, 10_000_000)),
     Param("fmp_rate", "60/min", "FMP request rate, shared by every run", type=rate_text, metavar="N/UNIT"),
-    Param("command", "event-valuation", "the command line that resume hints repeat", cli=False),
+    *invocation_params("event-valuation"),
     DRY_RUN, ORCHESTRATE,
 ]
 
@@ -142,7 +144,7 @@ def build_flow() -> Any:
 
     def body(values: dict[str, Any]) -> Any:
         opts = options(values)
-        command, dsn = resume_command(FLOW_NAME, PARAMS, values), data_dsn()  # the data database, resolved once for the run
+        command, dsn = invocation(PARAMS, values).command, data_dsn()  # the data database, resolved once for the run
         if int(values.get("shards") or 1) > 1:
             state = run_in_flow(FLOW_NAME, "Event valuation over shards",
                                 lambda log, _: fan_out_after_import(opts, values, dsn, command, log))
@@ -189,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         opts = options({**values, "dry_run": ns.dry_run, "processes": ns.processes})
         return run_valuation(opts, dsn=data_dsn(), command=call.command).code
 
-    return COMMAND.main(argv, values=lambda ns, call: flow_values(ns, PARAMS, command=call.command), plain=plain,
+    return COMMAND.main(argv, values=lambda ns, call: flow_values(ns, PARAMS, **invocation_values(call)), plain=plain,
                         interrupted=lambda call: "Interrupted: groups already written are kept. Run the same command again to value"
                                                  f" the rest:\n  {call.command}")
 

@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from flows.cli import float_in, int_in
-from flows.command import FlowCommand, Invocation
+from flows.command import FlowCommand
 from flows.config import data_dsn, host_name, start_method
 from flows.params import DRY_RUN, ORCHESTRATE, Param, flow_function, flow_values, path_text
+from tasks.core.commands import Invocation
 from tasks.core.errors import BadInput
 from tasks.jsonl.files import Sources
 from tasks.jsonl.ingest import run_ingest

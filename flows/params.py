@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from flows.cli import OnlyOnce, add_renamed, budget_name, duration_s, float_in, int_in, session_date
 from flows.config import default_cache_dir, setting
-from tasks.core.commands import command_line
+from tasks.core.commands import Invocation
 from tasks.core.errors import BadInput, Outcome
 from tasks.core.tickers import parse_shard, parse_ticker_list
 from tasks.sources.budget import DEFAULT_DAILY_QUOTA, DEFAULT_NAME, DEFAULT_RATE, normalize_rate, parse_rate
@@ -146,13 +146,25 @@ def flow_function(name: str, params: Sequence[Param], body: Callable[[dict[str, 
     return fn
 
 
-def resume_command(prog: str, params: Iterable[Param], values: dict[str, Any]) -> str:
-    """The command a run's resume hints repeat: the command line the CLI passed as ``command``, or,
-    for a deployment run (``command`` left at the bare ``prog``), the command with the flags of
-    every value that is not the default, one shard's tickers included."""
-    if values["command"] != prog:
-        return str(values["command"])
-    return command_line(prog, flags_for(params, values))
+def invocation_params(prog: str) -> list[Param]:
+    """The flow parameters that carry the command its hints repeat (``invocation``): filled by the
+    CLI, left null by a deployment run."""
+    return [Param("args", None, "the command's arguments, for the resume hints (null: a deployment run's hints spell its parameters "
+                  "as flags)", annotation=list[str] | None, cli=False),
+            Param("prog", prog, "the command's name as the user typed it, for the resume hints", cli=False)]
+
+
+def invocation_values(call: Invocation) -> dict[str, Any]:
+    """The ``invocation_params`` of a command line, as flow parameter values (JSON)."""
+    return {"args": list(call.args), "prog": call.prog}
+
+
+def invocation(params: Iterable[Param], values: dict[str, Any]) -> Invocation:
+    """The command a run's hints repeat: the one the CLI passed (``args``), or, for a deployment
+    run, its program with the flags of every value that is not the default, one shard's tickers
+    included."""
+    args = values.get("args")
+    return Invocation(tuple(args) if args is not None else tuple(flags_for(params, values)), str(values["prog"]))
 
 
 def flag_text(value: Any) -> str:

@@ -25,9 +25,11 @@ from flows.params import (
     as_date,
     as_tickers,
     date_text,
-    flags_for,
     flow_function,
     flow_values,
+    invocation,
+    invocation_params,
+    invocation_values,
     minutes_of_duration,
     source_params,
     source_settings,
@@ -55,8 +57,7 @@ PARAMS = [
           action="store_true"),
     *source_params(delay=None),
     Param("resume", False, "continue the last interrupted run with its recorded flags", annotation=bool, action="store_true"),
-    Param("args", None, "the command's arguments, for the resume hints", annotation=list[str] | None, cli=False),
-    Param("prog", "staggered-backfill", "the command's name, for the resume hints", cli=False),
+    *invocation_params("staggered-backfill"),
     DRY_RUN, ORCHESTRATE,
 ]
 
@@ -77,8 +78,8 @@ def run(values: dict[str, Any], **wiring: Any) -> RunEnd:
         # A deployment run given resume=true: the interrupted run's own parameters are used, whatever
         # the deployment's (its skip_existing=true, say) would have been.
         values = {**values, **{p.name: p.default for p in PARAMS if p.option in RUN_SHAPING}}
-    args = values["args"] if values["args"] is not None else flags_for(PARAMS, values)
-    return run_staggered_backfill(options(values), dsn=data_dsn(), args=args, prog=values["prog"], resume=resume, **wiring)
+    call = invocation(PARAMS, values)
+    return run_staggered_backfill(options(values), dsn=data_dsn(), args=list(call.args), prog=call.prog, resume=resume, **wiring)
 
 
 def build_flow() -> Any:
@@ -107,7 +108,7 @@ build_parser = COMMAND.parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return COMMAND.main(argv, values=lambda ns, call: flow_values(ns, PARAMS, args=call.args, prog=call.prog),
+    return COMMAND.main(argv, values=lambda ns, call: flow_values(ns, PARAMS, **invocation_values(call)),
                         plain=lambda ns, values, call: run({**values, "dry_run": ns.dry_run}).code,
                         interrupted=lambda call: "")  # the runner says what is kept and prints the command that resumes
 

@@ -62,7 +62,7 @@ def run_cli(fake_yahoo: FakeYahoo, dsn: str, tmp_path: Path, prefect_env: dict[s
     cache = tmp_path / "cache"
 
     def run(module: str, *args: str, env: dict[str, str | None] | None = None, timeout: float = 120,
-            cache_dir: Path | None = None, as_process: bool = False) -> CliResult:
+            cache_dir: Path | None = None, as_process: bool = False, cwd: Path = ROOT) -> CliResult:
         full_env = cli_env(fake_yahoo, dsn, **prefect_env)
         for key, value in (env or {}).items():
             if value is None:  # not set at all
@@ -73,9 +73,9 @@ def run_cli(fake_yahoo: FakeYahoo, dsn: str, tmp_path: Path, prefect_env: dict[s
         if "--cache-dir" not in args and module not in NO_CACHE_DIR:
             argv += ["--cache-dir", str(cache_dir or cache)]
         if not (as_process or through_prefect(argv, full_env)):
-            return CliResult(*run_main(module, argv, full_env, ROOT))
+            return CliResult(*run_main(module, argv, full_env, cwd))
         argv = [sys.executable, "-m", module, *argv]
-        proc = subprocess.run(argv, cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(argv, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
         return CliResult(proc.returncode, proc.stdout, proc.stderr)
 
     return run

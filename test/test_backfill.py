@@ -4,6 +4,7 @@ its subprocess would run it, once as its own process), real yfinance → fake Ya
 from __future__ import annotations
 
 import datetime as dt
+import shlex
 from pathlib import Path
 
 import psycopg
@@ -149,12 +150,18 @@ def test_repair_mends_a_100x_bar_and_marks_it(run_cli: CliRunner, dsn: str, fake
 
 
 def test_resume_continues_the_stopped_run_with_its_own_flags(run_cli: CliRunner, dsn: str, pg_server_dsn: str,
-                                                             fake_yahoo: FakeYahoo) -> None:
+                                                             fake_yahoo: FakeYahoo, tmp_path: Path) -> None:
+    """Also when the stopped run was started from another folder through ``uv run --project DIR``
+    (as the .bat files start it): its recorded command has the project's flag before its own."""
     from test.fix_db import fresh_database
+    from test.fix_yahoo import ROOT
 
     args = ("--tickers", "AAPL,MSFT,NVDA", "--start", "2025-06-02", "--end", "2025-07-08", "--no-batch", *FAST)
     fake_yahoo.rate_limit_after = 1
-    assert run_cli(CMD, *args, "--rate-limit-sleep", "0").code == 75
+    stopped = run_cli(CMD, *args, "--rate-limit-sleep", "0", env={"UV_RUN_RECURSION_DEPTH": "1"}, cwd=tmp_path)
+    assert stopped.code == 75
+    hint = f"  uv run --project {shlex.quote(str(ROOT))} python -m flows.backfill --tickers AAPL,MSFT,NVDA --start 2025-06-02"
+    assert hint in stopped.stdout, stopped.stdout
     fake_yahoo.rate_limit_after = None
     assert run_cli(CMD, "--resume", "--tickers", "AAPL").code == 2  # its own flags, not others
     resumed = run_cli(CMD, "--resume")

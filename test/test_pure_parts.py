@@ -269,6 +269,28 @@ def test_a_stop_signal_while_a_command_starts_ends_it_with_exit_130_before_anyth
     assert imported.stdout.split() == ["True", "True"], imported
 
 
+@pytest.mark.parametrize(("line", "prog", "args"), [
+    ("backfill --tickers AAPL --days 5", "backfill", ("--tickers", "AAPL", "--days", "5")),
+    ("uv run --project '/home/me/market backfill' backfill --resume --end 2025-07-08",
+     "uv run --project '/home/me/market backfill' backfill", ("--resume", "--end", "2025-07-08")),
+    ('uv run --project "C:\\Users\\me\\market backfill" python -m flows.backfill --universe "my list.txt"',
+     'uv run --project "C:\\Users\\me\\market backfill" python -m flows.backfill', ("--universe", "my list.txt")),
+    ("uv run backfill", "uv run backfill", ()),
+])
+def test_a_recorded_command_reads_back_as_its_program_and_arguments(line: str, prog: str, args: tuple[str, ...]) -> None:
+    from tasks.core.commands import Invocation
+
+    assert Invocation.of_line(line, ("backfill", "flows.backfill")) == Invocation(args, prog)
+
+
+@pytest.mark.parametrize("line", ["etf-backfill --days 5", "backfill --tickers 'AAPL"])
+def test_a_recorded_command_of_another_program_or_unclosed_quotes_is_bad_input(line: str) -> None:
+    from tasks.core.commands import Invocation
+
+    with pytest.raises(BadInput):
+        Invocation.of_line(line, ("backfill", "flows.backfill"))
+
+
 def test_every_broken_field_of_a_record_is_a_reject_never_another_exception() -> None:
     """Each field of a tick, a swing bar and a gap, broken in each way (or missing): a row or a Reject,
     never an exception that would fail the whole file (NaN in mitigation_level once did)."""

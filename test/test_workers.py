@@ -56,7 +56,7 @@ def test_two_workers_of_one_pool_share_the_runs_and_the_rate_budget(fake_yahoo: 
         assert deployed.returncode == 0, deployed.stdout + deployed.stderr
         for shard in SHARDS:
             params = {"tickers": shard, "days": 5, "end_date": "2025-07-08", "delay": 0.0, "rate": "120/min",
-                      "cache_dir": str(tmp_path / "cache"), "command": f"etf-backfill --tickers {','.join(shard)}"}
+                      "cache_dir": str(tmp_path / "cache"), "args": ["--tickers", ",".join(shard)]}
             prefect("deployment", "run", "etf-backfill/two-workers", "--params", json.dumps(params), env=env)
         for i, log in enumerate(logs, start=1):
             procs.append(subprocess.Popen([sys.executable, "-m", "prefect", "worker", "start", "--pool", pool, "--limit", "1",

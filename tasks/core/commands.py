@@ -5,12 +5,13 @@ schedules a continuation at)."""
 from __future__ import annotations
 
 import datetime as dt
+import io
 import shlex
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from tasks.core.errors import Outcome, RateLimited
+from tasks.core.errors import BadInput, Outcome, RateLimited
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -23,6 +24,40 @@ def plain(fn: F, name: str, **_: Any) -> F:
 
 def command_line(prog: str, args: Sequence[str]) -> str:
     return f"{prog} {shlex.join(list(args))}".strip()
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """The command a run's hints repeat, the one way it is carried: the program as the user started
+    it (``prog``, already a word or words of their shell: ``uv run backfill``) and its arguments."""
+
+    args: tuple[str, ...]
+    prog: str
+
+    @property
+    def command(self) -> str:
+        """The whole line, quoted for the user's shell."""
+        return command_line(self.prog, self.args)
+
+    @classmethod
+    def of_line(cls, line: str, names: Sequence[str]) -> Invocation:
+        """A recorded command line read back: the program ends at the first word that is one of
+        ``names`` (the console script, the module), after any words of its own (``uv run --project
+        DIR``), and keeps its quoting; the arguments are the words after it.
+
+        Raises:
+            BadInput: the line names none of ``names``, or its quotes do not close.
+        """
+        words = shlex.shlex(io.StringIO(line), posix=True, punctuation_chars=False)
+        words.whitespace_split = True
+        try:
+            while (word := words.get_token()) != words.eof:
+                if word in names:
+                    prog = line[:words.instream.tell()].rstrip()  # read up to the word's end: its quoting kept
+                    return cls(tuple(words), prog)
+        except ValueError as exc:
+            raise BadInput(f"cannot read the recorded command {line!r}: {exc}") from None
+        raise BadInput(f"the recorded command {line!r} is not one of {', '.join(names)}")
 
 
 def without_flags(args: Sequence[str], flags: dict[str, int]) -> list[str]:
