@@ -103,7 +103,7 @@ def _values(ns: argparse.Namespace, call: Invocation) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     return COMMAND.main(
-        argv, values=_values, plain=lambda ns, values, call: run_ingest(options({**values, "dry_run": ns.dry_run}), dsn=data_dsn()),
+        argv, values=_values, plain=lambda ns, values, call: run_ingest(options({**values, "dry_run": ns.dry_run}), dsn=data_dsn()).code,
         interrupted=lambda call: f"Interrupted: committed batches are kept. Run the same command to continue:\n  {call.command}")
 
 

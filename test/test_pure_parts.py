@@ -291,6 +291,34 @@ def test_a_recorded_command_of_another_program_or_unclosed_quotes_is_bad_input(l
         Invocation.of_line(line, ("backfill", "flows.backfill"))
 
 
+def test_every_run_is_judged_one_way_stopped_failed_or_done() -> None:
+    """``ended``: a rate limit ends the run with where and how it resumes (said once, with what is
+    kept), the resume command asked for only then; otherwise failed or done, the totals kept."""
+    from tasks.core.commands import ended
+    from tasks.core.errors import Outcome
+
+    said: list[str] = []
+    asked: list[str] = []
+
+    def resume() -> str:
+        asked.append("asked")
+        return "backfill --tickers MSFT"
+
+    totals = object()
+    assert ended(totals, failed=False, say=said.append, resume=resume) == (done := ended(totals, failed=False, say=said.append))
+    assert (done.code, done.detail, done.resume) == (Outcome.DONE, totals, None)
+    assert ended(totals, failed=True, say=said.append, resume=resume).code == Outcome.SOME_FAILED
+    assert said == [] and asked == []
+    before = dt.datetime.now(dt.UTC)
+    stop = ended(totals, failed=True, say=said.append, stopped=RateLimited("MSFT", retry_after=30.0), sleep_s=120.0, resume=resume,
+                 kept="\n(kept)")
+    assert (stop.code, stop.detail, asked) == (Outcome.RATE_LIMITED, totals, ["asked"])
+    assert stop.resume is not None and stop.resume.command == "backfill --tickers MSFT"
+    assert before + dt.timedelta(seconds=120) <= stop.resume.at <= dt.datetime.now(dt.UTC) + dt.timedelta(seconds=121)  # the longer wait
+    (line,) = said
+    assert line.startswith("Rate limited: rate limited (HTTP 429) (MSFT).") and line.endswith("  backfill --tickers MSFT\n(kept)")
+
+
 def test_every_broken_field_of_a_record_is_a_reject_never_another_exception() -> None:
     """Each field of a tick, a swing bar and a gap, broken in each way (or missing): a row or a Reject,
     never an exception that would fail the whole file (NaN in mitigation_level once did)."""

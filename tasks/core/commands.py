@@ -48,12 +48,13 @@ class Invocation:
         Raises:
             BadInput: the line names none of ``names``, or its quotes do not close.
         """
-        words = shlex.shlex(io.StringIO(line), posix=True, punctuation_chars=False)
+        stream = io.StringIO(line)
+        words = shlex.shlex(stream, posix=True, punctuation_chars=False)
         words.whitespace_split = True
         try:
             while (word := words.get_token()) != words.eof:
                 if word in names:
-                    prog = line[:words.instream.tell()].rstrip()  # read up to the word's end: its quoting kept
+                    prog = line[:stream.tell()].rstrip()  # read up to the word's end: its quoting kept
                     return cls(tuple(words), prog)
         except ValueError as exc:
             raise BadInput(f"cannot read the recorded command {line!r}: {exc}") from None
@@ -117,3 +118,15 @@ class RunEnd:
     code: Outcome
     resume: ResumePoint | None = None
     detail: Any = None
+
+
+def ended(detail: Any, *, failed: bool, say: Callable[[str], Any], stopped: RateLimited | None = None, sleep_s: float = 0.0,
+          resume: str | Callable[[], str] = "", kept: str = "") -> RunEnd:
+    """How a run ended, the one judge of every run's totals (``detail``): stopped by a rate limit, it
+    says when and how to resume (the ``resume`` command, ``kept``: what the rerun keeps) and ends
+    there; else it failed (exit 1: some item, line or group failed) or is done."""
+    if stopped is not None:
+        point = resume_point(stopped, sleep_s, resume() if callable(resume) else resume)
+        say(point.hint() + kept)
+        return RunEnd(Outcome.RATE_LIMITED, point, detail)
+    return RunEnd(Outcome.SOME_FAILED if failed else Outcome.DONE, detail=detail)

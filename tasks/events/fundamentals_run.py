@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tasks.core.commands import RunEnd, resume_point
+from tasks.core.commands import RunEnd, ended
 from tasks.core.db import connect, open_database
 from tasks.core.errors import BadInput, Outcome
 from tasks.events.fundamentals import due_tickers, fmp_requests_needed, value_fundamentals
@@ -84,10 +84,8 @@ def run_fundamentals(opts: FundamentalsOptions, *, dsn: str, source: SourceSetti
         with connect(dsn, autocommit=True) as conn:
             summary = value_fundamentals(conn, client, overwrite=overwrite, tickers=tickers)
         say(summary.line(client))
-        if summary.stopped is not None:
-            point = resume_point(summary.stopped, opts.cooldown_s, command)
-            say(point.hint() + "\n(multiples written so far are kept; the rerun continues with the tickers not reached)")
-            return RunEnd(Outcome.RATE_LIMITED, point, summary)
-        return RunEnd(Outcome.SOME_FAILED if summary.transient else Outcome.DONE, detail=summary)  # by type: those tickers are still due
+        # failed by type (summary.transient): those tickers are still due
+        return ended(summary, failed=bool(summary.transient), say=say, stopped=summary.stopped, sleep_s=opts.cooldown_s, resume=command,
+                     kept="\n(multiples written so far are kept; the rerun continues with the tickers not reached)")
     finally:
         client.close()

@@ -16,7 +16,7 @@ import pandas as pd
 import psycopg
 
 from tasks.core.calendar import last_closed_session, next_close, nyse
-from tasks.core.commands import ResumePoint, RunEnd, resume_point
+from tasks.core.commands import ResumePoint, RunEnd, ended, resume_point
 from tasks.core.db import connect, database_errors, open_database
 from tasks.core.display import ProgressSink, Reporter, format_eta, printer
 from tasks.core.errors import Outcome, RateLimited, SourceError
@@ -222,7 +222,9 @@ def value_prices(opts: ValuationOptions, checked: Any, *, dsn: str, command: str
         run = mapper or partial(process_mapper, processes=processes, start_method=opts.start_method)
         _value_groups(run, groups, ctx, opts.concurrency, totals, log, progress)
         say(totals.line())
-        return _judge(totals, code, command, settings.rate_limit_sleep, say)
+        failed = bool(totals.failed_groups or totals.total("error")) or code == Outcome.SOME_FAILED  # or the import's rows
+        return ended(totals, failed=failed, say=say, stopped=totals.rate_limited, sleep_s=settings.rate_limit_sleep, resume=command,
+                     kept="\n(valued events are kept; a rerun values only the rest)")
     finally:
         if not conn.closed:
             if opts.dry_run:
@@ -299,14 +301,3 @@ def _value_groups(run: Callable[..., Iterator[GroupOutcome]], groups: list[Any],
             reporter.item(f"group {outcome.index}: {outcome.events:,} events ({text})")
     finally:
         reporter.close()
-
-
-def _judge(totals: RunTotals, code: Outcome, command: str, sleep_s: float, say: Callable[[str], None]) -> RunEnd:
-    """How the run ended, from its totals (a rate limit says how to resume)."""
-    if totals.rate_limited is not None:
-        point = resume_point(totals.rate_limited, sleep_s, command)
-        say(point.hint() + "\n(valued events are kept; a rerun values only the rest)")
-        return RunEnd(Outcome.RATE_LIMITED, point, totals)
-    if totals.failed_groups or totals.total("error"):
-        return RunEnd(Outcome.SOME_FAILED, detail=totals)
-    return RunEnd(code, detail=totals)

@@ -13,6 +13,7 @@ from typing import Any
 import psycopg
 from tenacity import RetryCallState
 
+from tasks.core.commands import RunEnd, ended
 from tasks.core.db import connect, database_errors, first_line, is_transient, open_database
 from tasks.core.display import ProgressSink, Reporter, printer
 from tasks.core.errors import Outcome, PipelineError
@@ -130,9 +131,9 @@ def _stop_workers(pool: cf.ProcessPoolExecutor) -> None:
 
 
 def run_ingest(opts: IngestOptions, *, dsn: str, log: Callable[[str], Any] | None = None,
-               progress: ProgressSink | None = None) -> Outcome:
-    """Plan, then load every file group; returns the exit code. With ``opts.follow``, again every
-    ``opts.poll`` seconds until interrupted (``follow.py``).
+               progress: ProgressSink | None = None) -> RunEnd:
+    """Plan, then load every file group; how the run ended (its totals the detail). With
+    ``opts.follow``, again every ``opts.poll`` seconds until interrupted (``follow.py``).
 
     Raises:
         BadInput: bad sources (nothing written).
@@ -146,21 +147,17 @@ def run_ingest(opts: IngestOptions, *, dsn: str, log: Callable[[str], Any] | Non
     if opts.follow and not opts.dry_run:
         from tasks.jsonl.follow import follow
 
-        return follow(opts, say=say, load=lambda: ingest_once(opts, dsn=dsn, say=say, log=log, said=said,
-                                                                                 progress=progress))
+        return RunEnd(follow(opts, say=say, load=lambda: ingest_once(opts, dsn=dsn, say=say, log=log, said=said,
+                                                                                         progress=progress)))
     outcome = ingest_once(opts, dsn=dsn, say=say, log=log, said=said, progress=progress)
     if outcome is None:  # a dry run: said what it would do
-        return Outcome.DONE
+        return RunEnd(Outcome.DONE)
     totals, coverage = outcome
     for line in totals.lines() + coverage.lines():
         say(line)
-    return judge(opts, totals, coverage)
-
-
-def judge(opts: IngestOptions, totals: IngestTotals, coverage: Coverage) -> Outcome:
-    """Exit 1 when a file failed, a line was rejected, or (when asked) coverage is low."""
+    # failed (exit 1): a file failed, a line was rejected, or (when asked) coverage is low
     failed = totals.failed or any(r.rejected for r in totals.results) or (opts.fail_on_low_coverage and coverage.alarming)
-    return Outcome.SOME_FAILED if failed else Outcome.DONE
+    return ended(totals, failed=bool(failed), say=say)
 
 
 def finish_upgrade(conn: psycopg.Connection[Any], *, dry_run: bool, say: Callable[[str], None]) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks.core.calendar import planned_sessions
-from tasks.core.commands import RunEnd, plain, resume_point
+from tasks.core.commands import RunEnd, ended, plain
 from tasks.core.db import database_errors, open_database
 from tasks.core.display import ProgressSink, Reporter, format_eta, printer
 from tasks.core.errors import Outcome, RateLimited, SourceError
@@ -149,13 +149,10 @@ def recorded(conn: Any, run_id: int, summary: Summary, line: Callable[[], str], 
 def concluded(summary: Summary, line: str, settings: SourceSettings, command: str, say: Callable[[str], Any]) -> RunEnd:
     """Say the summary (and, after a 429, when and how to resume); how the run ended."""
     say(line)
-    if summary.rate_limited is not None:
-        point = resume_point(summary.rate_limited, settings.rate_limit_sleep, command)
-        say(point.hint())
-        return RunEnd(Outcome.RATE_LIMITED, point, summary)
-    if summary.only_no_data:
+    if summary.only_no_data and summary.rate_limited is None:
         say("The source has no data for any requested ticker: check --tickers.")
-    return RunEnd(Outcome.SOME_FAILED if summary.failures or summary.only_no_data else Outcome.DONE, detail=summary)
+    return ended(summary, failed=bool(summary.failures or summary.only_no_data), say=say, stopped=summary.rate_limited,
+                 sleep_s=settings.rate_limit_sleep, resume=command)
 
 
 def execute(plan: BackfillPlan, opts: BackfillOptions, *, conn: Any, cache: DownloadCache, run_id: int,

@@ -12,7 +12,7 @@ from typing import Any
 import psycopg
 
 from tasks.core.calendar import planned_sessions
-from tasks.core.commands import RunEnd, command_line, plain, resume_point, without_flags
+from tasks.core.commands import RunEnd, command_line, ended, plain, without_flags
 from tasks.core.db import database_errors, open_database
 from tasks.core.display import ProgressSink, Reporter, format_eta, printer
 from tasks.core.errors import BadInput, Busy, Outcome
@@ -157,21 +157,15 @@ def judge_stagger(summary: Summary, tickers: list[str], prog: str, base_args: li
                   say: Callable[[str], None]) -> RunEnd:
     """How the run ended, from its summary, with the command that continues (a rate limit) or
     retries only the failed tickers."""
-    if summary.rate_limited is not None:
-        first = first_not_done(tickers, summary)
-        point = resume_point(summary.rate_limited, sleep_s, command_line(prog, [*base_args, "--start-from", first]))
-        say(point.hint())
-        return RunEnd(Outcome.RATE_LIMITED, point, summary)
-    if summary.only_no_data:
+    if summary.rate_limited is None and summary.only_no_data:
         say("The source has no data for any requested ticker: check --tickers.")
-        return RunEnd(Outcome.SOME_FAILED, detail=summary)
-    if summary.failures:
+    elif summary.rate_limited is None and summary.failures:
         failed = [o.ticker for o in summary.failures]
         say("Failed: " + "; ".join(o.describe() for o in summary.failures))
         retry = without_flags(base_args, {"--tickers": 1})
         say(f"Retry only the failed tickers with:\n  {command_line(prog, [*retry, '--tickers', ','.join(failed)])}")
-        return RunEnd(Outcome.SOME_FAILED, detail=summary)
-    return RunEnd(Outcome.DONE, detail=summary)
+    return ended(summary, failed=bool(summary.only_no_data or summary.failures), say=say, stopped=summary.rate_limited, sleep_s=sleep_s,
+                 resume=lambda: command_line(prog, [*base_args, "--start-from", first_not_done(tickers, summary)]))
 
 
 def lock_runner(conn: psycopg.Connection[Any]) -> None:
