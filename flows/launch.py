@@ -13,7 +13,7 @@ starts as the console scripts do.
 from __future__ import annotations
 
 import signal
-from collections.abc import Callable
+from dataclasses import dataclass
 from importlib import import_module
 from types import FrameType
 
@@ -40,21 +40,23 @@ def launch(module: str) -> int:
     return int(import_module(module).main())
 
 
-def _script(module: str) -> Callable[[], int]:
-    def start() -> int:
-        return launch(module)
+@dataclass(frozen=True)
+class Script:
+    """A console script: starts ``module``'s command (``launch``)."""
 
-    start.__doc__ = f"The console script of ``{module}``."
-    return start
+    module: str
+
+    def __call__(self) -> int:
+        return launch(self.module)
 
 
-market_backfill = _script("flows.market_backfill")
-backfill = _script("flows.backfill")
-etf_backfill = _script("flows.etf_backfill")
-staggered_backfill = _script("flows.staggered_sector_backfill")
-daily_pipeline = _script("flows.daily_pipeline")
-event_valuation = _script("flows.event_valuation")
-event_report = _script("flows.event_report")
-jsonl_ingest = _script("flows.jsonl_ingest")
-backfill_status = _script("flows.backfill_status")
-prefect_local = _script("flows.prefect_local")
+market_backfill = Script("flows.market_backfill")
+backfill = Script("flows.backfill")
+etf_backfill = Script("flows.etf_backfill")
+staggered_backfill = Script("flows.staggered_sector_backfill")
+daily_pipeline = Script("flows.daily_pipeline")
+event_valuation = Script("flows.event_valuation")
+event_report = Script("flows.event_report")
+jsonl_ingest = Script("flows.jsonl_ingest")
+backfill_status = Script("flows.backfill_status")
+prefect_local = Script("flows.prefect_local")

@@ -20,6 +20,13 @@ from test.nyse_days import closed_trading_days, trading_days
 SCRIPTS = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["scripts"]
 
 
+def script_module(name: str) -> str:
+    """The module whose ``main`` the console script ``name`` runs (through ``flows/launch.py``)."""
+    import flows.launch
+
+    return str(getattr(flows.launch, SCRIPTS[name].split(":")[1]).module)
+
+
 def readme_commands() -> list[list[str]]:
     """Every ``uv run ...`` line of the README's code blocks, as argv after ``uv run`` (comments dropped)."""
     text = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -32,8 +39,7 @@ def test_the_readme_s_commands_run_as_typed(fake_yahoo: FakeYahoo, dsn: str, tmp
     assert [c[0] for c in commands] == ["backfill", "backfill", "backfill-status", "market-backfill", "market-backfill", "pytest"]
     env = {**cli_env(fake_yahoo, dsn), "BACKFILL_CACHE_DIR": str(tmp_path / "cache")}
     for argv in commands[:-1]:  # all but pytest, which is this
-        module = SCRIPTS[argv[0]].split(":")[0]
-        code, out, err = run_main(module, argv[1:], env, ROOT)
+        code, out, err = run_main(script_module(argv[0]), argv[1:], env, ROOT)
         assert code == 0, (argv, out, err)
         if argv[:2] == ["backfill", "--tickers"]:  # the first: daily bars of AAPL and MSFT since the day it names
             start = argv[argv.index("--start") + 1]
@@ -53,7 +59,7 @@ def test_the_event_valuation_example_runs_as_typed_on_the_example_file(fake_yaho
     env = {**cli_env(fake_yahoo, dsn), "BACKFILL_CACHE_DIR": str(tmp_path / "cache")}
     rows = (ROOT / typed[0][typed[0].index("--import-csv") + 1]).read_text(encoding="utf-8").splitlines()[1:]
     for argv in typed:
-        code, out, err = run_main(SCRIPTS[argv[0]].split(":")[0], argv[1:], env, ROOT)
+        code, out, err = run_main(script_module(argv[0]), argv[1:], env, ROOT)
         assert code == 0, (argv, out, err)
     with psycopg.connect(dsn) as conn:
         valued = conn.execute("SELECT ticker, source FROM events WHERE valuation_status = 'ok' ORDER BY 1, 2").fetchall()
