@@ -42,7 +42,7 @@ def slot_times(take: Callable[[], float], count: int, threads: int) -> list[floa
 def grab(dsn: str, per_min: float, count: int, threads: int, out: Any) -> None:
     """Worker process: ``threads`` threads take ``count`` slots each of one budget; the slots' times, as
     the database granted them (not when the threads woke: on a loaded machine wake-ups bunch), go to ``out``."""
-    out.put(slot_times(RateBudget(dsn, "shared", per_min=per_min).take_slot, count, threads))
+    out.put(slot_times(RateBudget(dsn, "shared", per_min=per_min).acquire, count, threads))
 
 
 def most_in_window(times: list[float], window: float) -> int:

@@ -221,18 +221,14 @@ class RateBudget:
                 self._conn = None
 
     # -- protocol --------------------------------------------------------------------------
-    def reserve(self) -> float:
-        """Reserve the next slot; return the seconds until it (no sleeping).
+    def acquire(self) -> float:
+        """Wait for this caller's slot; return when it began by the database's clock (seconds since
+        1970): what a measurement of the shared rate counts, whenever this thread happened to wake.
 
         Raises:
             RateLimited: the budget is cooling down, or today's quota is spent.
             StoreError: the database is unreachable.
         """
-        return self._reserve()[0]
-
-    def take_slot(self) -> float:
-        """``acquire``, returning when the slot began by the database's clock (seconds since 1970):
-        what a measurement of the shared rate counts, whenever this thread happened to wake."""
         wait, slot = self._reserve()
         if wait > 0:
             self._sleep(wait)
@@ -240,6 +236,7 @@ class RateBudget:
         return slot
 
     def _reserve(self) -> tuple[float, float]:
+        """The seconds until the next slot, and the slot's time (no sleeping)."""
         row = self._run("budget_reserve", {"name": self.name, "ceiling": self.per_min, "climb_after": CLIMB_AFTER,
                                            "climb_factor": CLIMB_FACTOR, "daily_cap": self.daily_cap})
         if row is not None:
@@ -252,14 +249,6 @@ class RateBudget:
         midnight = dt.datetime.combine(now.date() + dt.timedelta(days=1), dt.time(), dt.UTC)
         raise RateLimited(self.name, f"daily quota of {self.daily_cap} requests for {self.name!r} used up",
                           retry_after=(midnight - now).total_seconds(), from_budget=True, refused=True)
-
-    def acquire(self) -> float:
-        """Wait for this caller's slot; return the seconds waited (see ``reserve`` for errors)."""
-        wait = self.reserve()
-        if wait > 0:
-            self._sleep(wait)
-            self._still_open()
-        return wait
 
     def _still_open(self) -> None:
         """After sleeping until a slot: stop if a cool-down began meanwhile (see module doc).
