@@ -82,7 +82,15 @@ class Environment(BaseSettings):
 
 
 def environment() -> Environment:
-    """The environment as it is now (Prefect's variables change during a run: ``export``)."""
+    """The environment as it is now (Prefect's variables change during a run: ``export``), read by
+    pydantic-settings once for each state of its variables (a read costs ~6 ms, and a command asks
+    for settings dozens of times)."""
+    return _read_environment(tuple(os.environ.get(name) for name in Environment.model_fields))
+
+
+@functools.lru_cache(maxsize=16)
+def _read_environment(values: tuple[str | None, ...]) -> Environment:
+    """``Environment()`` for the variables' ``values`` (the cache's key: they are what it reads)."""
     return Environment()
 
 
