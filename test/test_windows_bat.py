@@ -84,8 +84,13 @@ def run_bat(wine: dict[str, Path], bat: str, args: str, *, path: list[str], cwd:
     line = f'cmd /c "checkout\\{bat}" {args}' if how == "console" else f'cmd /c "{target}" {args}'
     if how == "console":
         cwd = wine["work"]
-    done = subprocess.run(f"{WINE} {line}", shell=True, env=env, cwd=cwd or wine["work"], capture_output=True, input=keys,
-                          text=True, errors="replace", timeout=120)
+    for _ in range(3):
+        done = subprocess.run(f"{WINE} {line}", shell=True, env=env, cwd=cwd or wine["work"], capture_output=True, input=keys,
+                              text=True, errors="replace", timeout=120)
+        # Wine's loader, on a loaded machine, now and then fails to start cmd.exe itself ("ShellExecuteEx
+        # failed: Internal error", seen once in a full suite): no .bat line ran, so it is started again.
+        if not ("ShellExecuteEx failed" in done.stdout + done.stderr and not log.exists()):
+            break
     calls = [line.rstrip("\r\n").lstrip("\ufeff").split("\t") for line in log.read_text(encoding="utf-8", errors="replace").splitlines()
              ] if log.exists() else []
     return done.returncode, calls, done.stdout + done.stderr
