@@ -34,10 +34,8 @@ from flows.params import (
     as_date,
     date_text,
     flow_function,
-    flow_values,
     invocation,
     invocation_params,
-    invocation_values,
     shard_text,
     source_params,
     source_settings,
@@ -157,7 +155,7 @@ def resumed(values: dict[str, Any]) -> dict[str, Any]:
     if record is None:
         raise BadInput("nothing to resume: the last backfill finished (or none has run); start a new one")
     recorded = Invocation.of_line(record.command, (FLOW_NAME, "flows.backfill"))
-    again = flow_values(build_parser().parse_args(recorded.args), PARAMS, **invocation_values(recorded))
+    again = COMMAND.values(build_parser().parse_args(recorded.args), recorded)
     here = {p.name: values[p.name] for p in PARAMS if p.flow and p.cli and p.name not in RUN_SHAPING and p.name != "resume"
             and values.get(p.name, p.default) != p.default}  # this machine's settings (cache, rate, ...) given now
     printer(None)(f"Resuming backfill run {record.run_id} ({record.status}): {record.command}")
@@ -280,7 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         typed[:] = [invocation(PARAMS, given).command]
         return run(options(given), command=typed[0]).code
 
-    return COMMAND.main(argv, values=lambda ns, call: flow_values(ns, PARAMS, **invocation_values(call)), plain=plain,
+    return COMMAND.main(argv, plain=plain,
                         interrupted=lambda call: lambda: "Interrupted: every ticker and request stored so far is kept. Continue with:"
                                                          f"\n  {typed[0] if typed else call.command}")
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flows.cli import ArgumentParser, program_name, run_as_command, use_prefect
-from flows.params import Param, add_flags
+from flows.params import Param, add_flags, flow_values, invocation_values
 from tasks.core.commands import Invocation
 from tasks.core.errors import Outcome
 
@@ -39,11 +39,17 @@ class FlowCommand:
         add_flags(parser, self.params)
         return parser
 
-    def main(self, argv: Sequence[str] | None, *, values: Values, plain: Plain, interrupted: Interrupted) -> int:
+    def values(self, ns: argparse.Namespace, call: Invocation) -> dict[str, Any]:
+        """The flow's values of parsed flags, with the command line its hints repeat when it takes one."""
+        carried = invocation_values(call) if any(p.name == "args" for p in self.params) else {}
+        return flow_values(ns, self.params, **carried)
+
+    def main(self, argv: Sequence[str] | None, *, plain: Plain, interrupted: Interrupted, values: Values | None = None) -> int:
         """Parse ``argv`` (else the process's arguments), turn the flags into the flow's values
-        (``values`` may refuse a combination: BadInput), then run: the flow with those values under
-        Prefect, or ``plain``. ``interrupted`` says what a stop keeps and how to go on (see
-        ``run_as_command``)."""
+        (``values``, else ``self.values``; either may refuse a combination: BadInput), then run: the
+        flow with those values under Prefect, or ``plain``. ``interrupted`` says what a stop keeps and
+        how to go on (see ``run_as_command``)."""
+        values = values or self.values
         call = Invocation(tuple(sys.argv[1:] if argv is None else argv), program_name(self.module, self.prog))
 
         def body() -> Outcome | int:

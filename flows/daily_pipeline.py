@@ -31,10 +31,8 @@ from flows.params import (
     as_date,
     date_text,
     flow_function,
-    flow_values,
     invocation,
     invocation_params,
-    invocation_values,
     rate_text,
     source_params,
     source_settings,
@@ -164,8 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # stopped before the first stage: the whole command
         return lambda: f"Interrupted: finished stages are kept. Run the unfinished stages with:\n  {resume[0] if resume else call.command}"
 
-    return COMMAND.main(argv, values=lambda ns, call: flow_values(ns, PARAMS, **invocation_values(call)), plain=plain,
-                        interrupted=stopped)
+    return COMMAND.main(argv, plain=plain, interrupted=stopped)
 
 
 if __name__ == "__main__":

@@ -24,10 +24,8 @@ from flows.params import (
     as_tickers,
     date_text,
     flow_function,
-    flow_values,
     invocation,
     invocation_params,
-    invocation_values,
     source_params,
     source_settings,
     ticker_list,
@@ -88,7 +86,7 @@ build_parser = COMMAND.parser
 
 def main(argv: Sequence[str] | None = None) -> int:
     return COMMAND.main(
-        argv, values=lambda ns, call: flow_values(ns, PARAMS, **invocation_values(call)),
+        argv,
         plain=lambda ns, values, call: run_backfill(options({**values, "dry_run": ns.dry_run}), dsn=data_dsn(), command=call.command).code,
         interrupted=lambda call: f"Interrupted: every ticker stored so far is kept. Continue with:\n  {call.command}")
 

@@ -27,10 +27,8 @@ from flows.params import (
     as_date,
     date_text,
     flow_function,
-    flow_values,
     invocation,
     invocation_params,
-    invocation_values,
     path_text,
     rate_text,
     shard_text,
@@ -191,7 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         opts = options({**values, "dry_run": ns.dry_run, "processes": ns.processes})
         return run_valuation(opts, dsn=data_dsn(), command=call.command).code
 
-    return COMMAND.main(argv, values=lambda ns, call: flow_values(ns, PARAMS, **invocation_values(call)), plain=plain,
+    return COMMAND.main(argv, plain=plain,
                         interrupted=lambda call: "Interrupted: groups already written are kept. Run the same command again to value"
                                                  f" the rest:\n  {call.command}")
 

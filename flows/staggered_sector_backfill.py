@@ -26,10 +26,8 @@ from flows.params import (
     as_tickers,
     date_text,
     flow_function,
-    flow_values,
     invocation,
     invocation_params,
-    invocation_values,
     minutes_of_duration,
     source_params,
     source_settings,
@@ -108,8 +106,7 @@ build_parser = COMMAND.parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return COMMAND.main(argv, values=lambda ns, call: flow_values(ns, PARAMS, **invocation_values(call)),
-                        plain=lambda ns, values, call: run({**values, "dry_run": ns.dry_run}).code,
+    return COMMAND.main(argv, plain=lambda ns, values, call: run({**values, "dry_run": ns.dry_run}).code,
                         interrupted=lambda call: "")  # the runner says what is kept and prints the command that resumes
 
 
