@@ -27,7 +27,8 @@ def test_help_and_version_answer_without_importing_any_heavy_library() -> None:
     code = f"import sys, flows.market_backfill as m; m.main(['--version']); print([x for x in {HEAVY!r} if x in sys.modules])"
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.stdout.splitlines() == [f"market-backfill {metadata.version('market-backfill')}", "[]"], done.stderr
-    helped = market_backfill("--help")
+    helped = subprocess.run([sys.executable, "-m", "flows", "--help"], cwd=ROOT, env=cli_env(None, None), capture_output=True, text=True,
+                            timeout=60)  # python -m flows: the same command, started as its console script is
     assert helped.returncode == 0 and "example:" in helped.stdout and "Exit codes: 0 done" in helped.stdout
     for name in ("backfill", "etf-backfill", "status", "info", "db", "jsonl-ingest", "prefect-local"):
         assert f"\n  {name} " in helped.stdout
