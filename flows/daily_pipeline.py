@@ -152,17 +152,12 @@ build_parser = COMMAND.parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    resume: list[str] = []  # the command that runs the stages not done yet, kept up to date by the run
-
     def plain(ns: argparse.Namespace, values: dict[str, Any], call: Invocation) -> Outcome:
         opts = options({**values, "dry_run": ns.dry_run})
-        return run_pipeline(opts, prog=call.prog, args=call.args, say=printer(), dsn=data_dsn(), resume=resume).code
+        return run_pipeline(opts, prog=call.prog, args=call.args, say=printer(), dsn=data_dsn()).code
 
-    def stopped(call: Invocation) -> Callable[[], str]:
-        # stopped before the first stage: the whole command
-        return lambda: f"Interrupted: finished stages are kept. Run the unfinished stages with:\n  {resume[0] if resume else call.command}"
-
-    return COMMAND.main(argv, plain=plain, interrupted=stopped)
+    # the pipeline says the command that runs the stages not done yet
+    return COMMAND.main(argv, plain=plain, interrupted=lambda call: "")
 
 
 if __name__ == "__main__":

@@ -284,6 +284,7 @@ def test_an_interrupted_pipeline_names_the_unfinished_stages_with_the_users_own_
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 130, out + err
+    assert out.count("Run the unfinished stages with:") == 1, out
     said = out.split("Run the unfinished stages with:\n  ", 1)[1].splitlines()[0]
     assert said.endswith(" --days 25 --delay 0 --retry-wait 0.01 --rate 100000/min --holdings-rate 100000/min "
                          f"--cache-dir {tmp_path / 'cache'} --stages etf-ohlc,trending --end {AS_OF.isoformat()}"), said

@@ -71,33 +71,36 @@ def rest_command(prog: str, args: Sequence[str], rest: Sequence[str], as_of: dt.
 
 
 def run_pipeline(opts: PipelineOptions, *, prog: str, args: Sequence[str], say: Callable[[str], None],
-                 dsn: str, stage: Callable[[str, int | None], StageOutcome] | None = None,
-                 resume: list[str] | None = None) -> RunEnd:
+                 dsn: str, stage: Callable[[str, int | None], StageOutcome] | None = None) -> RunEnd:
     """Run the chosen stages in order; stop at a rate limit, missing inputs or an interrupt. Returns
-    how the run ended, the stages' outcomes as its ``detail``.
+    how the run ended, the stages' outcomes as its ``detail``; interrupted, it says the command
+    that runs the stages not done yet, and the stop goes on (KeyboardInterrupt).
 
     ``stage(name, run_id)`` runs one stage (a Prefect subflow in the flow; ``run_stage`` by default),
     its writes carrying the pipeline's ``run_id`` (``tasks/core/runs.py``; None in a dry run).
-    ``resume`` (when given) always holds the command that runs the stages not yet done, for the
-    caller to print if the run is interrupted.
     """
     as_of = opts.session()
-    say(f"Daily pipeline as of {as_of}: {', '.join(opts.stages)}" + (" (dry run)" if opts.dry_run else ""))
-    with recorded_run(dsn, "daily-pipeline", command_line(prog, args), {"stages": list(opts.stages)}, dry_run=opts.dry_run) as record:
-        run = stage or (lambda name, _: run_stage(name, opts, dsn=record.dsn, say=say, earlier=opts.stages[:opts.stages.index(name)]))
-        end = _stages(opts, as_of, prog, args, say, lambda name: run(name, record.run_id), resume)
-        record.ended(end.code)
-        return end
+    left = list(opts.stages)  # the stages not done yet: the one running and those after it
+    try:
+        say(f"Daily pipeline as of {as_of}: {', '.join(opts.stages)}" + (" (dry run)" if opts.dry_run else ""))
+        with recorded_run(dsn, "daily-pipeline", command_line(prog, args), {"stages": list(opts.stages)},
+                          dry_run=opts.dry_run) as record:
+            run = stage or (lambda name, _: run_stage(name, opts, dsn=record.dsn, say=say, earlier=opts.stages[:opts.stages.index(name)]))
+            end = _stages(opts, as_of, prog, args, say, lambda name: run(name, record.run_id), left)
+            record.ended(end.code)
+            return end
+    except KeyboardInterrupt:
+        say(f"Interrupted: finished stages are kept. Run the unfinished stages with:\n  {rest_command(prog, args, left, as_of)}")
+        raise
 
 
 def _stages(opts: PipelineOptions, as_of: dt.date, prog: str, args: Sequence[str], say: Callable[[str], None],
-            run: Callable[[str], StageOutcome], resume: list[str] | None) -> RunEnd:
+            run: Callable[[str], StageOutcome], left: list[str]) -> RunEnd:
     """The stages in order, as of the one session the run said (a second lookup could fall on the
-    other side of a close)."""
+    other side of a close); ``left`` kept to the stages not done yet."""
     outcomes: list[StageOutcome] = []
     for name in opts.stages:
-        if resume is not None:
-            resume[:] = [rest_command(prog, args, opts.stages[opts.stages.index(name):], as_of)]
+        left[:] = opts.stages[opts.stages.index(name):]
         outcome = run(name)
         outcomes.append(outcome)
         if outcome.code == Outcome.RATE_LIMITED and outcome.rate_limited is not None:
