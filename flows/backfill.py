@@ -125,7 +125,7 @@ PARAMS = [
           action="store_true"),
     Param("resume", False, "continue the last backfill that did not finish (stopped, rate limited, crashed) with its own flags",
           annotation=bool, action="store_true"),
-    *invocation_params("backfill"),
+    *invocation_params("backfill", had_command=True),
     DRY_RUN, ORCHESTRATE,
 ]
 

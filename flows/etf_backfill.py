@@ -43,7 +43,7 @@ PARAMS = [
     *source_params(delay=5.0, delay_help="seconds between network requests"),
     Param("batch", True, "one request per ticker instead of a batched download", annotation=bool, flag="--no-batch",
           action="store_false"),
-    *invocation_params("etf-backfill"),
+    *invocation_params("etf-backfill", had_command=True),
     DRY_RUN, ORCHESTRATE,
 ]
 

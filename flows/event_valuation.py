@@ -76,7 +76,7 @@ PARAMS = [
     Param("fmp_daily_limit", FREE_DAILY_LIMIT, "FMP requests allowed per UTC day, shared by every run (the free plan's)", annotation=int,
           type=int_in(1, 10_000_000)),
     Param("fmp_rate", "60/min", "FMP request rate, shared by every run", type=rate_text, metavar="N/UNIT"),
-    *invocation_params("event-valuation"),
+    *invocation_params("event-valuation", had_command=True),
     DRY_RUN, ORCHESTRATE,
 ]
 

@@ -146,12 +146,18 @@ def flow_function(name: str, params: Sequence[Param], body: Callable[[dict[str, 
     return fn
 
 
-def invocation_params(prog: str) -> list[Param]:
+def invocation_params(prog: str, *, had_command: bool = False) -> list[Param]:
     """The flow parameters that carry the command its hints repeat (``invocation``): filled by the
-    CLI, left null by a deployment run."""
-    return [Param("args", None, "the command's arguments, for the resume hints (null: a deployment run's hints spell its parameters "
-                  "as flags)", annotation=list[str] | None, cli=False),
-            Param("prog", prog, "the command's name as the user typed it, for the resume hints", cli=False)]
+    CLI, left null by a deployment run. ``had_command``: the flow took the whole line as ``command``
+    before; kept for one release, for the runs (continuations) that deployments made before carry it,
+    and Prefect refuses a run with a parameter its flow does not have."""
+    out = [Param("args", None, "the command's arguments, for the resume hints (null: a deployment run's hints spell its parameters "
+                 "as flags)", annotation=list[str] | None, cli=False),
+           Param("prog", prog, "the command's name as the user typed it, for the resume hints", cli=False)]
+    if had_command:
+        out.append(Param("command", None, "deprecated (dropped in the next release): the command line, as runs made before args and "
+                         "prog carry it", annotation=str | None, cli=False))
+    return out
 
 
 def invocation_values(call: Invocation) -> dict[str, Any]:
@@ -163,7 +169,9 @@ def invocation(params: Iterable[Param], values: dict[str, Any]) -> Invocation:
     """The command a run's hints repeat: the one the CLI passed (``args``), or, for a deployment
     run, its program with the flags of every value that is not the default, one shard's tickers
     included."""
-    args = values.get("args")
+    args, before = values.get("args"), values.get("command")
+    if args is None and before and before != values["prog"]:  # a run made before args and prog (its bare prog: spell the flags)
+        return Invocation((), str(before))
     return Invocation(tuple(args) if args is not None else tuple(flags_for(params, values)), str(values["prog"]))
 
 

@@ -283,6 +283,19 @@ def test_a_recorded_command_reads_back_as_its_program_and_arguments(line: str, p
     assert Invocation.of_line(line, ("backfill", "flows.backfill")) == Invocation(args, prog)
 
 
+def test_a_runs_hint_repeats_the_command_typed_or_spells_a_deployment_runs_values_as_flags() -> None:
+    from flows.etf_backfill import PARAMS
+    from flows.params import defaults, invocation
+
+    typed = invocation(PARAMS, {**defaults(PARAMS), "args": ["--days", "5"], "prog": "uv run etf-backfill"})
+    assert typed.command == "uv run etf-backfill --days 5"
+    deployed = invocation(PARAMS, {**defaults(PARAMS), "tickers": ["XLK", "XLV"], "days": 60})
+    assert deployed.command == "etf-backfill --tickers XLK,XLV --days 60"
+    # runs that deployments made before args and prog carry the whole line, or the bare name
+    assert invocation(PARAMS, {**defaults(PARAMS), "command": "etf-backfill --days 7"}).command == "etf-backfill --days 7"
+    assert invocation(PARAMS, {**defaults(PARAMS), "command": "etf-backfill", "days": 9}).command == "etf-backfill --days 9"
+
+
 @pytest.mark.parametrize("line", ["etf-backfill --days 5", "backfill --tickers 'AAPL"])
 def test_a_recorded_command_of_another_program_or_unclosed_quotes_is_bad_input(line: str) -> None:
     from tasks.core.commands import Invocation

@@ -54,9 +54,9 @@ def test_two_workers_of_one_pool_share_the_runs_and_the_rate_budget(fake_yahoo: 
         deployed = subprocess.run([sys.executable, "-c", DEPLOY.format(root=str(ROOT), pool=pool)], cwd=ROOT, env=env, capture_output=True,
                                   text=True, timeout=120)
         assert deployed.returncode == 0, deployed.stdout + deployed.stderr
-        for shard in SHARDS:
+        for shard in SHARDS:  # the whole line as "command", as runs made by deployments before args and prog: still taken
             params = {"tickers": shard, "days": 5, "end_date": "2025-07-08", "delay": 0.0, "rate": "120/min",
-                      "cache_dir": str(tmp_path / "cache"), "args": ["--tickers", ",".join(shard)]}
+                      "cache_dir": str(tmp_path / "cache"), "command": f"etf-backfill --tickers {','.join(shard)}"}
             prefect("deployment", "run", "etf-backfill/two-workers", "--params", json.dumps(params), env=env)
         for i, log in enumerate(logs, start=1):
             procs.append(subprocess.Popen([sys.executable, "-m", "prefect", "worker", "start", "--pool", pool, "--limit", "1",
