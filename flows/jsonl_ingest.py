@@ -21,7 +21,7 @@ from typing import Any
 from flows.cli import float_in, int_in
 from flows.command import FlowCommand
 from flows.config import data_dsn, host_name, start_method
-from flows.params import DRY_RUN, ORCHESTRATE, Param, flow_function, flow_values, path_text
+from flows.params import DRY_RUN, ORCHESTRATE, Param, flow_function, path_text
 from tasks.core.commands import Invocation
 from tasks.core.errors import BadInput
 from tasks.jsonl.files import Sources
@@ -98,7 +98,7 @@ build_parser = COMMAND.parser
 def _values(ns: argparse.Namespace, call: Invocation) -> dict[str, Any]:
     if not ns.follow and any(a == "--poll" or a.startswith("--poll=") for a in call.args):
         raise BadInput("--poll sets the seconds between passes of --follow; without --follow there is one pass")
-    return flow_values(ns, PARAMS)
+    return COMMAND.values(ns, call)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
