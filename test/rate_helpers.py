@@ -42,7 +42,17 @@ def slot_times(take: Callable[[], float], count: int, threads: int) -> list[floa
 def grab(dsn: str, per_min: float, count: int, threads: int, out: Any) -> None:
     """Worker process: ``threads`` threads take ``count`` slots each of one budget; the slots' times, as
     the database granted them (not when the threads woke: on a loaded machine wake-ups bunch), go to ``out``."""
-    out.put(slot_times(RateBudget(dsn, "shared", per_min=per_min).acquire, count, threads))
+    budget = RateBudget(dsn, "shared", per_min=per_min)
+    out.put(slot_times(lambda: granted_slot(budget), count, threads))
+
+
+def granted_slot(budget: RateBudget) -> float:
+    """``budget.acquire()``, returning when the slot began by the database's clock (seconds since
+    1970): what a measurement of the shared rate counts, whenever the thread happened to wake."""
+    wait, slot = budget._reserve()  # the reservation acquire makes, with the slot's time it does not return
+    if wait > 0:
+        time.sleep(wait)
+    return slot
 
 
 def most_in_window(times: list[float], window: float) -> int:

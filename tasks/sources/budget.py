@@ -222,21 +222,20 @@ class RateBudget:
 
     # -- protocol --------------------------------------------------------------------------
     def acquire(self) -> float:
-        """Wait for this caller's slot; return when it began by the database's clock (seconds since
-        1970): what a measurement of the shared rate counts, whenever this thread happened to wake.
+        """Wait for this caller's slot; return the seconds waited.
 
         Raises:
             RateLimited: the budget is cooling down, or today's quota is spent.
             StoreError: the database is unreachable.
         """
-        wait, slot = self._reserve()
+        wait, _ = self._reserve()
         if wait > 0:
             self._sleep(wait)
             self._still_open()
-        return slot
+        return wait
 
     def _reserve(self) -> tuple[float, float]:
-        """The seconds until the next slot, and the slot's time (no sleeping)."""
+        """The seconds until the next slot, and when the slot begins by the database's clock (no sleeping)."""
         row = self._run("budget_reserve", {"name": self.name, "ceiling": self.per_min, "climb_after": CLIMB_AFTER,
                                            "climb_factor": CLIMB_FACTOR, "daily_cap": self.daily_cap})
         if row is not None:
