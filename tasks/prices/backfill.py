@@ -216,6 +216,9 @@ def record_skip(conn: psycopg.Connection[Any], item: PlanItem, *, run_id: int | 
     return ItemOutcome(item.ticker, "skipped", StoreCounts(unchanged=item.stored), rows=0)
 
 
+NO_DATA_NOTE = "The source has no data for any requested ticker: check --tickers."
+
+
 @dataclass
 class Summary:
     """Totals of a run, and the one line printed at its end."""
@@ -245,6 +248,11 @@ class Summary:
     def only_no_data(self) -> bool:
         """Every ticker the run tried has no data: a mistyped ``--tickers`` stays loud (exit 1)."""
         return bool(self.outcomes) and all(o.status == "no_data" for o in self.outcomes)
+
+    @property
+    def failed(self) -> bool:
+        """The run failed (exit 1, its record 'failed'): a ticker failed, or none had data."""
+        return bool(self.failures) or self.only_no_data
 
     def done_tickers(self) -> set[str]:
         return {o.ticker for o in self.outcomes if o.status in ("done", "skipped", "no_data")}

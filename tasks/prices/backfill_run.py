@@ -19,6 +19,7 @@ from tasks.core.runs import finish_run, start_run
 from tasks.core.tickers import ETF_UNIVERSE
 from tasks.core.types import FetchResult
 from tasks.prices.backfill import (
+    NO_DATA_NOTE,
     BackfillPlan,
     ItemOutcome,
     PlanItem,
@@ -136,7 +137,7 @@ def recorded(conn: Any, run_id: int, summary: Summary, line: Callable[[], str], 
     try:
         with database_errors("the database failed mid-run (what committed is kept)"):
             work()
-        status = "rate_limited" if summary.rate_limited else ("failed" if summary.failures or summary.only_no_data else "done")
+        status = "rate_limited" if summary.rate_limited else ("failed" if summary.failed else "done")
     except Exception:
         status = "failed"
         raise
@@ -150,8 +151,8 @@ def concluded(summary: Summary, line: str, settings: SourceSettings, command: st
     """Say the summary (and, after a 429, when and how to resume); how the run ended."""
     say(line)
     if summary.only_no_data and summary.rate_limited is None:
-        say("The source has no data for any requested ticker: check --tickers.")
-    return ended(summary, failed=bool(summary.failures or summary.only_no_data), say=say, stopped=summary.rate_limited,
+        say(NO_DATA_NOTE)
+    return ended(summary, failed=summary.failed, say=say, stopped=summary.rate_limited,
                  sleep_s=settings.rate_limit_sleep, resume=command)
 
 

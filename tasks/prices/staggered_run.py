@@ -18,7 +18,7 @@ from tasks.core.display import ProgressSink, Reporter, format_eta, printer
 from tasks.core.errors import BadInput, Busy, Outcome
 from tasks.core.runs import finish_run, item_statuses, last_unfinished_run, reopen_run, start_run
 from tasks.core.tickers import SECTOR_ETFS, validate_ticker
-from tasks.prices.backfill import BackfillPlan, Summary, plan_backfill
+from tasks.prices.backfill import NO_DATA_NOTE, BackfillPlan, Summary, plan_backfill
 from tasks.prices.staggered import StaggerState, fetch_and_store, stagger_eta_seconds, stagger_fetches
 from tasks.prices.store import ETF_TABLE
 from tasks.sources.budget import BudgetState, describe_budget, peek_budget
@@ -130,7 +130,7 @@ def run_staggered_backfill(
                     step=wrap(fetch_and_store, "backfill-ticker"),
                 )
             status = ("rate_limited" if state.summary.rate_limited
-                      else "failed" if state.summary.failures or state.summary.only_no_data else "done")
+                      else "failed" if state.summary.failed else "done")
         except Exception:
             status = "failed"  # not an interrupt: no "--start-from" hint for it
             raise
@@ -158,13 +158,13 @@ def judge_stagger(summary: Summary, tickers: list[str], prog: str, base_args: li
     """How the run ended, from its summary, with the command that continues (a rate limit) or
     retries only the failed tickers."""
     if summary.rate_limited is None and summary.only_no_data:
-        say("The source has no data for any requested ticker: check --tickers.")
+        say(NO_DATA_NOTE)
     elif summary.rate_limited is None and summary.failures:
         failed = [o.ticker for o in summary.failures]
         say("Failed: " + "; ".join(o.describe() for o in summary.failures))
         retry = without_flags(base_args, {"--tickers": 1})
         say(f"Retry only the failed tickers with:\n  {command_line(prog, [*retry, '--tickers', ','.join(failed)])}")
-    return ended(summary, failed=bool(summary.only_no_data or summary.failures), say=say, stopped=summary.rate_limited, sleep_s=sleep_s,
+    return ended(summary, failed=summary.failed, say=say, stopped=summary.rate_limited, sleep_s=sleep_s,
                  resume=lambda: command_line(prog, [*base_args, "--start-from", first_not_done(tickers, summary)]))
 
 
