@@ -50,4 +50,5 @@ def pytest_xdist_make_scheduler(config, log):  # type: ignore[no-untyped-def]
 
 def pytest_configure(config):  # type: ignore[no-untyped-def]
     config.addinivalue_line("markers", "slow: starts Prefect or runs many subprocesses")
+    config.addinivalue_line("markers", "empty_database: the test's database (dsn) is brand-new and empty, as a first run finds it")
     config.addinivalue_line("markers", "reliability: failure-injection tests (run alone with -m reliability)")

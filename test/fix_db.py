@@ -67,28 +67,57 @@ def server_log_tail(lines: int = 40) -> str:
 
 
 @contextlib.contextmanager
-def fresh_database(pg_server_dsn: str) -> Iterator[str]:
-    """A brand-new empty database on the test server (dropped afterwards)."""
+def fresh_database(pg_server_dsn: str, template: str | None = None) -> Iterator[str]:
+    """A brand-new database on the test server, empty or a copy of ``template`` (dropped afterwards)."""
     name = f"t_{uuid.uuid4().hex[:12]}"
     try:
         conn = psycopg.connect(pg_server_dsn, autocommit=True)
     except psycopg.OperationalError as exc:
         raise RuntimeError(f"the test PostgreSQL server is down: {exc}\n--- its log ---\n{server_log_tail()}") from exc
     with conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    params = conninfo_to_dict(pg_server_dsn)
-    params["dbname"] = name
+        if template is None:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        else:
+            conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template)))
     try:
-        yield make_conninfo(**params)
+        yield database_url(pg_server_dsn, name)
     finally:
         with psycopg.connect(pg_server_dsn, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
-@pytest.fixture
-def dsn(pg_server_dsn: str) -> Iterator[str]:
-    """A brand-new empty database for this test (dropped afterwards)."""
+def database_url(server_dsn: str, name: str) -> str:
+    params = conninfo_to_dict(server_dsn)
+    params["dbname"] = name
+    return make_conninfo(**params)
+
+
+@pytest.fixture(scope="session")
+def migrated_template(pg_server_dsn: str) -> Iterator[str]:
+    """A database the tool has migrated, made once per test process: ``dsn`` copies it. Migrating an
+    empty database costs 0.2-0.5 s of CPU (the server's and the client's), and 300-odd tests a run
+    each began with one (bench/NOTES.md, session 21). The first run on an empty database keeps tests
+    of its own (marked ``empty_database``: every command's, several at once, upgrades, refusals that create
+    nothing). Closed to connections once made: a copy needs its template unused."""
+    from tasks.core.db import migrate
+
     with fresh_database(pg_server_dsn) as url:
+        name = str(conninfo_to_dict(url)["dbname"])
+        with psycopg.connect(url, autocommit=True) as conn:
+            migrate(conn)
+        with psycopg.connect(pg_server_dsn, autocommit=True) as conn:
+            conn.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(sql.Identifier(name)))
+        yield name
+
+
+@pytest.fixture
+def dsn(request: pytest.FixtureRequest, pg_server_dsn: str) -> Iterator[str]:
+    """A database of this test's own (dropped afterwards): as the tool leaves a database it has
+    migrated and nothing more (a copy of ``migrated_template``), or, for a test marked
+    ``empty_database``, brand-new and empty, as a user's first run finds it."""
+    empty = request.node.get_closest_marker("empty_database") is not None
+    template = None if empty else request.getfixturevalue("migrated_template")
+    with fresh_database(pg_server_dsn, template) as url:
         yield url
 
 

@@ -32,6 +32,7 @@ def holdings(fund: str) -> list[str]:
     return [yahoo_symbol(name) for name, *_ in constituents_for(fund)]
 
 
+@pytest.mark.empty_database
 def test_named_tickers_from_a_start_date_to_an_end_date_land_in_stock_history(run_cli: CliRunner, dsn: str,
                                                                               fake_yahoo: FakeYahoo) -> None:
     result = run_cli(CMD, "--tickers", "AAPL,msft", "--start", "2025-06-26", "--end", "2025-07-08", *FAST, as_process=True)

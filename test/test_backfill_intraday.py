@@ -57,6 +57,7 @@ def chart_answers(fake: FakeYahoo) -> list[tuple[str, int, int, int]]:
             for e in fake.chart_requests()]
 
 
+@pytest.mark.empty_database
 def test_5m_bars_of_the_last_sessions_are_stored_as_served_and_a_rerun_asks_for_nothing(run_cli: CliRunner, dsn: str,
                                                                                          fake_yahoo: FakeYahoo) -> None:
     days = closed_trading_days(3)

@@ -54,6 +54,7 @@ def test_report_finds_punched_gaps_and_exits_1(run_cli: CliRunner, dsn: str, fak
     assert len(table_rows(dsn, "etf_daily_bars")) == 3 * 20 - 4  # the report wrote nothing
 
 
+@pytest.mark.empty_database
 def test_never_stored_ticker_and_errors_are_reported(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo) -> None:
     fake_yahoo.unknown = {"XLE"}
     assert run_cli(ETF, "--days", "5", "--end", "2025-06-30", "--delay", "0", "--tickers", "XLK,XLE").code == 0  # no data: no failure

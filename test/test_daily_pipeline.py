@@ -64,6 +64,7 @@ def hand_weights(fake: FakeYahoo, stocks: list[str], as_of: dt.date) -> dict[str
     return {s: c / sum(caps.values()) for s, c in caps.items()}
 
 
+@pytest.mark.empty_database
 def test_full_pipeline_fills_every_table_as_the_document_checks_it(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo) -> None:
     result = run_cli(PIPE, *FAST, "--end", AS_OF.isoformat(), "--top-sectors", "2", as_process=True)  # own process, once
     assert result.code == 0, result.stdout + result.stderr

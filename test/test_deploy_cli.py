@@ -103,6 +103,7 @@ BAD_PARAMETERS = {"timeout": 0, "max_retries": -1, "retry_wait": -1, "rate_limit
                   "tickers": ["XLK", "no good"]}  # a wrong JSON type (skip_existing="yes") the server's schema refuses itself
 
 
+@pytest.mark.empty_database
 def test_a_deployment_run_refuses_what_the_cli_refuses_before_writing_anything(deployed: dict[str, str], fake_yahoo: FakeYahoo,
                                                                                 dsn: str, tmp_path: Path, run_cli: Any) -> None:
     api = deployed["PREFECT_API_URL"]

@@ -38,6 +38,7 @@ def expected_rows(tickers: list[str] | tuple[str, ...], days: list[dt.date]) -> 
     return rows
 
 
+@pytest.mark.empty_database
 def test_cold_run_stores_every_etf_session_with_source_values(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo) -> None:
     result = run_cli(ETF, *BASE, as_process=True)  # the command as its own process, once
     assert result.code == 0, result.stderr
@@ -243,6 +244,7 @@ def test_corrupt_cache_file_is_refetched_not_a_crash(run_cli: CliRunner, dsn: st
     assert table_rows(dsn, "etf_daily_bars") == expected_rows(ETF_UNIVERSE, FIVE_SESSIONS)
 
 
+@pytest.mark.empty_database
 def test_dry_run_touches_nothing(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo, tmp_path: Path) -> None:
     result = run_cli(ETF, *BASE, "--dry-run")
     assert result.code == 0
@@ -253,6 +255,7 @@ def test_dry_run_touches_nothing(run_cli: CliRunner, dsn: str, fake_yahoo: FakeY
         assert conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").fetchone() == (0,)
 
 
+@pytest.mark.empty_database
 @pytest.mark.parametrize(
     "args, message",
     [

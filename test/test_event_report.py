@@ -115,6 +115,7 @@ def test_a_plot_that_cannot_be_written_is_refused_before_the_report(run_cli: Cli
     assert target.read_text(encoding="utf-8") == "not to be overwritten"
 
 
+@pytest.mark.empty_database
 def test_an_empty_report_still_draws_its_plot_quietly(run_cli: CliRunner, dsn: str, tmp_path: Path) -> None:
     empty = run_cli(REPORT, "--plot", str(tmp_path / "empty.png"))
     assert empty.code == 0 and "No valued events" in empty.stdout

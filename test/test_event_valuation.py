@@ -92,6 +92,7 @@ EVENTS = {
 }
 
 
+@pytest.mark.empty_database
 def test_metrics_match_an_independent_computation_and_fill_in_later(run_cli: CliRunner, dsn: str, tmp_path: Path,
                                                                     fake_yahoo: FakeYahoo) -> None:
     csv = write_csv(tmp_path / "e.csv", [("KNWN", t, label) for label, t in EVENTS.items()])
@@ -215,6 +216,7 @@ def test_rerun_and_overwrite_need_no_network(run_cli: CliRunner, dsn: str, tmp_p
     assert after[("GONE", utc("2025-04-07 15:00:00+00:00"))]["valuation_status"] == "no_data"
 
 
+@pytest.mark.empty_database
 def test_import_rejects_bad_file_whole_listing_every_bad_line(run_cli: CliRunner, dsn: str, tmp_path: Path, fake_yahoo: FakeYahoo) -> None:
     csv = tmp_path / "bad.csv"
     csv.write_text(
@@ -270,6 +272,7 @@ def test_import_rejects_unusable_files(run_cli: CliRunner, tmp_path: Path, conte
     assert "s3cr3t" not in result.stderr.lower()
 
 
+@pytest.mark.empty_database
 @pytest.mark.parametrize("as_of", ["1979-12-31", "0001-01-01"])
 def test_an_as_of_date_outside_the_calendar_is_refused_before_the_import_writes(run_cli: CliRunner, dsn: str, tmp_path: Path,
                                                                                 as_of: str) -> None:
@@ -309,6 +312,7 @@ def test_excel_bom_and_nul_bytes_in_the_events_csv(run_cli: CliRunner, dsn: str,
         assert conn.execute("SELECT ticker, source FROM events ORDER BY 1").fetchall() == [("AAPL", "excel"), ("AMZN", "c")]
 
 
+@pytest.mark.empty_database
 def test_dry_run_counts_and_writes_nothing(run_cli: CliRunner, dsn: str, tmp_path: Path, fake_yahoo: FakeYahoo) -> None:
     rows = [(t, f"2025-03-{d:02d} 15:00:00+00:00", "s") for t in ("AAA", "BBB", "CCC") for d in (3, 4, 5)]
     csv = write_csv(tmp_path / "e.csv", rows)
@@ -355,6 +359,7 @@ def test_rate_limit_stops_keeps_valued_groups_and_rerun_finishes(run_cli: CliRun
     assert {r["valuation_status"] for r in stored(dsn).values()} == {"ok"}
 
 
+@pytest.mark.empty_database
 @pytest.mark.slow
 @pytest.mark.reliability
 def test_kill_midway_then_rerun_equals_a_clean_run(fake_yahoo: FakeYahoo, dsn: str, pg_server_dsn: str, tmp_path: Path) -> None:
@@ -395,6 +400,7 @@ def test_kill_midway_then_rerun_equals_a_clean_run(fake_yahoo: FakeYahoo, dsn: s
         conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(clean_name)))
 
 
+@pytest.mark.empty_database
 @pytest.mark.parametrize("signame, method", [("SIGTERM", "fork"), ("SIGINT", "fork"), ("SIGINT", "spawn")])
 def test_a_signal_to_the_whole_process_group_stops_the_run_quietly_and_the_rerun_completes(fake_yahoo: FakeYahoo, dsn: str,
                                                                                             tmp_path: Path, signame: str,

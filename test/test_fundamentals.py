@@ -67,6 +67,7 @@ def env(fmp: FakeFmp, **extra: str) -> dict[str, str]:
     return {"FMP_API_KEY": KEY, "FMP_BASE_URL": fmp.base_url, **extra}
 
 
+@pytest.mark.empty_database
 def test_multiples_match_hand_computed_ttm_without_look_ahead(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo,
                                                                fmp: FakeFmp, tmp_path: Path) -> None:
     result = run_cli(VAL, "--import-csv", str(events_csv(tmp_path)), *FAST, env=env(fmp))

@@ -58,6 +58,7 @@ def ts(text: str) -> dt.datetime:
     return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
+@pytest.mark.empty_database
 def test_the_documents_layout_loads_in_one_run_as_a_flat_root_does(run_cli: CliRunner, dsn: str, pg_server_dsn: str,
                                                                     tmp_path: Path) -> None:
     """config/observer/{swing,scalp} (files in dated sub-folders) and logs/system/gap_*.jsonl, named by
@@ -338,6 +339,7 @@ def test_bad_lines_go_to_rejects_with_their_line_numbers(run_cli: CliRunner, dsn
         assert conn.execute("SELECT count(*) FROM observer_ticks").fetchone() == (10,)
 
 
+@pytest.mark.empty_database
 def test_dry_run_lists_files_and_lines_and_writes_nothing(run_cli: CliRunner, dsn: str, tmp_path: Path) -> None:
     tree = make_tree(tmp_path / "data")
     result = run_cli(ING, "--root", str(tree.root), "--dry-run")

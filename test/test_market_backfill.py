@@ -9,6 +9,8 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
+import pytest
+
 from test.fake_yahoo import FakeYahoo
 from test.fix_yahoo import ROOT, CliRunner, cli_env
 from test.in_process import run_main
@@ -40,6 +42,7 @@ def test_a_mistyped_command_is_refused_with_a_suggestion(run_cli: CliRunner) -> 
     assert "unknown command 'backfil'; did you mean 'backfill'?" in result.stderr and result.stderr.startswith("usage: market-backfill")
 
 
+@pytest.mark.empty_database
 def test_a_subcommand_is_the_command_of_that_job(run_cli: CliRunner, dsn: str) -> None:
     direct = run_cli("flows.backfill_status", "--days", "3", "--end", "2025-06-30", "--json")
     code, out, err = run_main(CMD, ["status", "--days", "3", "--end", "2025-06-30", "--json"], cli_env(None, dsn), ROOT)

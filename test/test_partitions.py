@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 
 from tasks.core.db import connect
 from tasks.jsonl.partitions import ensure_days
@@ -120,6 +121,7 @@ def loaded_before_partitions(run_cli: CliRunner, dsn: str, pg_server_dsn: str, t
     return expected
 
 
+@pytest.mark.empty_database
 def test_an_upgrade_moves_stored_ticks_into_day_partitions_outside_the_schema_lock_and_a_kill_at_any_moment_loses_nothing(
         run_cli: CliRunner, dsn: str, pg_server_dsn: str, tmp_path: Path) -> None:
     expected = loaded_before_partitions(run_cli, dsn, pg_server_dsn, tmp_path)
@@ -185,6 +187,7 @@ def test_an_upgrade_moves_stored_ticks_into_day_partitions_outside_the_schema_lo
     assert last.code == 0 and "1 rows loaded" in last.stdout, last.stdout
 
 
+@pytest.mark.empty_database
 def test_a_move_interrupted_then_the_old_table_rewritten_by_vacuum_full_moves_every_row_once(
         run_cli: CliRunner, dsn: str, pg_server_dsn: str, tmp_path: Path) -> None:
     expected = loaded_before_partitions(run_cli, dsn, pg_server_dsn, tmp_path)

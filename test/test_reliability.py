@@ -84,6 +84,7 @@ def test_flaky_source_loses_and_doubles_nothing(run_cli: CliRunner, dsn: str, fa
     assert table_rows(dsn, "etf_daily_bars") == expected(fake_yahoo, ETF_UNIVERSE)
 
 
+@pytest.mark.empty_database
 def test_two_flows_at_once_on_a_fresh_database_share_the_budget(fake_yahoo: FakeYahoo, dsn: str, tmp_path: Path) -> None:
     events = tmp_path / "events.csv"
     tickers = [f"R{i}" for i in range(6)]
@@ -250,6 +251,7 @@ class _Exploit:
         return (os.system, (f"touch {self.marker}",))
 
 
+@pytest.mark.empty_database
 def test_another_applications_tables_of_the_same_names_are_named_and_left_alone(run_cli: CliRunner, dsn: str,
                                                                                 fake_yahoo: FakeYahoo) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:  # someone else's tables, of two of our names

@@ -104,6 +104,7 @@ def survivors(conn: psycopg.Connection[Any]) -> dict[str, list[tuple[Any, ...]]]
     }
 
 
+@pytest.mark.empty_database
 def test_retention_dry_run_counts_then_the_stage_deletes_exactly_what_is_outside_its_window(run_cli: CliRunner, dsn: str,
                                                                                             db: psycopg.Connection[Any]) -> None:
     fill(db)

@@ -305,6 +305,7 @@ def test_the_data_schema_lists_the_data_alone_and_the_machinery_and_partitions_l
         assert said and "machinery" in said
 
 
+@pytest.mark.empty_database
 def test_an_older_database_s_machinery_and_partitions_move_out_of_the_data_schema_with_their_rows(dsn: str) -> None:
     from tasks.core.db import migrate
     from test.fix_db import migrate_before
@@ -328,6 +329,7 @@ def test_an_older_database_s_machinery_and_partitions_move_out_of_the_data_schem
         assert recorded == len(list((ROOT / "sql").glob("[0-9][0-9][0-9]_*.sql")))
 
 
+@pytest.mark.empty_database
 def test_an_upgrade_says_unvalued_events_pending_in_batches_and_goes_on_after_one_fails(dsn: str) -> None:
     from tasks.core.db import migrate
     from tasks.core.errors import StoreError

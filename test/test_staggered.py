@@ -72,6 +72,7 @@ def stored_tickers(dsn: str) -> set[str]:
     return {r[0] for r in table_rows(dsn, "etf_daily_bars", "ticker, trade_date")}
 
 
+@pytest.mark.empty_database
 def test_runs_sector_order_one_at_a_time(run_cli: CliRunner, dsn: str, fake_yahoo: FakeYahoo) -> None:
     result = run_cli(STAG, *BASE, *FAST, as_process=True)  # the command as its own process, once
     assert result.code == 0, result.stderr

@@ -260,6 +260,7 @@ def test_migrations_apply_once(db: psycopg.Connection[Any]) -> None:
     assert len(on_disk) >= 6 and recorded == on_disk
 
 
+@pytest.mark.empty_database
 @pytest.mark.parametrize("theirs, rows", [
     ("CREATE TABLE schema_migrations (version varchar PRIMARY KEY)", ["20240101000000", "20240202000000"]),  # Rails
     ("CREATE TABLE schema_migrations (version bigint PRIMARY KEY, dirty boolean NOT NULL DEFAULT false)", ["7"]),  # golang-migrate
@@ -277,6 +278,7 @@ def test_another_tools_schema_migrations_is_never_written_or_read_as_ours(dsn: s
         assert conn.execute("SELECT count(*) FROM backfill_internal.market_backfill_migrations").fetchone() == (len(applied),)
 
 
+@pytest.mark.empty_database
 def test_an_older_checkouts_schema_migrations_is_renamed_to_ours_and_nothing_is_applied_twice(dsn: str) -> None:
     from test.fix_db import migrate_before
 
