@@ -79,17 +79,13 @@ def fresh_database(pg_server_dsn: str, template: str | None = None) -> Iterator[
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         else:
             conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template)))
+    params = conninfo_to_dict(pg_server_dsn)
+    params["dbname"] = name
     try:
-        yield database_url(pg_server_dsn, name)
+        yield make_conninfo(**params)
     finally:
         with psycopg.connect(pg_server_dsn, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-
-
-def database_url(server_dsn: str, name: str) -> str:
-    params = conninfo_to_dict(server_dsn)
-    params["dbname"] = name
-    return make_conninfo(**params)
 
 
 @pytest.fixture(scope="session")
@@ -97,8 +93,8 @@ def migrated_template(pg_server_dsn: str) -> Iterator[str]:
     """A database the tool has migrated, made once per test process: ``dsn`` copies it. Migrating an
     empty database costs 0.2-0.5 s of CPU (the server's and the client's), and 300-odd tests a run
     each began with one (bench/NOTES.md, session 21). The first run on an empty database keeps tests
-    of its own (marked ``empty_database``: every command's, several at once, upgrades, refusals that create
-    nothing). Closed to connections once made: a copy needs its template unused."""
+    of its own (marked ``empty_database``: each command's first, several at once, upgrades, refusals
+    that must create nothing). Closed to connections once made: a copy needs its template unused."""
     from tasks.core.db import migrate
 
     with fresh_database(pg_server_dsn) as url:
