@@ -19,6 +19,7 @@ import pytest
 from tasks.jsonl import queries as q
 from test.fix_db import fresh_database
 from test.fix_yahoo import ROOT, CliRunner, cli_env, kill_9_leaving_no_orphans
+from test.in_process import run_main
 from test.jsonl_tree import START, expected_1m_bars, make_tree, swing, tick, write
 
 ING = "flows.jsonl_ingest"
@@ -377,6 +378,12 @@ def test_the_command_starts_without_the_fetching_libraries() -> None:
     assert (shown.returncode, shown.stdout.strip()) == (0, "[]"), shown.stderr
 
 
+def clean_load(root: Path, dsn: str) -> tuple[int, str, str]:
+    """(exit code, stdout, stderr) of one plain ``jsonl-ingest --root ROOT`` into ``dsn``: the clean
+    run an interrupted one is compared with (its ``main`` in this process, test/in_process.py)."""
+    return run_main(ING, ["--root", str(root)], cli_env(None, dsn), ROOT)
+
+
 def count_rows(dsn: str, table: str = "observer_ticks") -> int:
     """Rows in ``table`` now (0 before the run has created it)."""
     with psycopg.connect(dsn) as conn:
@@ -442,8 +449,7 @@ def test_follow_loads_what_files_grow_by_and_new_files_waits_for_a_partial_line_
     assert proc.returncode == 0, out + err
     assert f"Following --root {tree.root} every 0.2 s" in out and "Stopped following after" in out
     with fresh_database(pg_server_dsn) as clean:  # the same tables as one run over the final files
-        assert subprocess.run([sys.executable, "-m", ING, "--root", str(tree.root)], cwd=ROOT, env=cli_env(None, clean),
-                              capture_output=True, timeout=300).returncode == 0
+        assert clean_load(tree.root, clean)[0] == 0
         assert snapshot(dsn) == snapshot(clean)
 
 
@@ -527,8 +533,7 @@ def test_loaders_whose_connections_are_killed_retry_from_their_checkpoints_and_e
     assert "database error, retrying from its checkpoint (attempt 2 of 4)" in out
     assert "loaded after 1 database error(s), from its checkpoint" in out
     with fresh_database(pg_server_dsn) as clean:
-        assert subprocess.run([sys.executable, "-m", ING, "--root", str(tree.root)], cwd=ROOT, env=cli_env(None, clean),
-                              capture_output=True, timeout=300).returncode == 0
+        assert clean_load(tree.root, clean)[0] == 0
         assert snapshot(dsn) == snapshot(clean)
 
 
@@ -545,21 +550,9 @@ def test_kill_9_mid_file_then_rerun_equals_a_clean_run(fake_yahoo: Any, dsn: str
     assert 0 < len(partial["ticks"]) < len(tree.all_ticks())
     assert run_cli(ING, "--root", str(tree.root), "--batch-size", "200").code == 0
 
-    import uuid
-
-    from psycopg import sql
-    from psycopg.conninfo import make_conninfo
-
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg_server_dsn, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    clean = make_conninfo(pg_server_dsn, dbname=name)
-    done = subprocess.run([sys.executable, "-m", ING, "--root", str(tree.root)], cwd=ROOT, env=cli_env(None, clean),
-                          capture_output=True, timeout=300)
-    assert done.returncode == 0
-    assert snapshot(dsn) == snapshot(clean)
-    with psycopg.connect(pg_server_dsn, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+    with fresh_database(pg_server_dsn) as clean:
+        assert clean_load(tree.root, clean)[0] == 0
+        assert snapshot(dsn) == snapshot(clean)
 
 
 def test_query_functions(run_cli: CliRunner, dsn: str, tmp_path: Path) -> None:
@@ -725,9 +718,8 @@ def test_two_runs_at_once_both_succeed_and_store_each_line_once(dsn: str, pg_ser
     assert [p.returncode for p in procs] == [0, 0], outputs
     assert not any("duplicate key" in out + err for out, err in outputs)
     with fresh_database(pg_server_dsn) as clean:
-        done = subprocess.run([sys.executable, "-m", ING, "--root", str(tree.root)], cwd=ROOT, env=cli_env(None, clean),
-                              capture_output=True, text=True, timeout=180)
-        assert done.returncode == 0, done.stderr
+        code, _, err = clean_load(tree.root, clean)
+        assert code == 0, err
         got, want = snapshot(dsn), snapshot(clean)
         # On a mismatch, say what differs (rows per table and per file) and what the two runs said. (Failed
         # 1 in ~30 until a path claimed by the other run was no longer taken for another origin's.)

@@ -17,6 +17,7 @@ import pytest
 
 from test.fix_db import fresh_database
 from test.fix_yahoo import ROOT, cli_env
+from test.in_process import run_main
 from test.jsonl_tree import START, tick, write
 from test.test_jsonl_ingest import ING, content, count_rows, snapshot, wait_until
 
@@ -75,14 +76,18 @@ def test_a_followed_file_rotated_by_copytruncate_and_by_rename_keeps_every_tick_
         other = tmp_path / "clean" / "scalp"
         for minute, part in (("0058", first), ("0059", after_copy), ("0100", after_move)):
             write(other / f"20260122_{minute}.jsonl", part)
-        assert subprocess.run([sys.executable, "-m", ING, "--root", str(other.parent)], cwd=ROOT, env=cli_env(None, clean),
-                              capture_output=True, timeout=300).returncode == 0
+        assert run_ingest(clean, other.parent).returncode == 0
         assert content(snapshot(dsn)) == content(snapshot(clean))
 
 
 def run_ingest(dsn: str, root: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", ING, "--root", str(root)], cwd=ROOT, env=cli_env(None, dsn), capture_output=True,
-                          text=True, timeout=300)
+    """``jsonl-ingest --root ROOT`` on ``dsn``, its ``main`` in this process (test/in_process.py)."""
+    return run_command(ING, ["--root", str(root)], dsn)
+
+
+def run_command(module: str, args: list[str], dsn: str) -> subprocess.CompletedProcess[str]:
+    code, out, err = run_main(module, args, cli_env(None, dsn), ROOT)
+    return subprocess.CompletedProcess([module, *args], code, out, err)
 
 
 def two_days(root: Path) -> None:
@@ -110,9 +115,8 @@ def test_a_day_partition_dropped_by_hand_is_loaded_again_and_its_bars_count_only
     with fresh_database(pg_server_dsn) as clean:
         assert run_ingest(clean, root).returncode == 0
         assert snapshot(dsn) == snapshot(clean)
-        status = [subprocess.run([sys.executable, "-m", "flows.backfill_status", "--jsonl", "--start", "2026-01-22",
-                                  "--end", "2026-01-23", "--json"], cwd=ROOT, env=cli_env(None, db), capture_output=True,
-                                 text=True, timeout=120).stdout for db in (dsn, clean)]
+        status = [run_command("flows.backfill_status", ["--jsonl", "--start", "2026-01-22", "--end", "2026-01-23", "--json"], db).stdout
+                  for db in (dsn, clean)]
         assert status[0] == status[1] and '"minutes"' in status[0]
     assert "missing" not in run_ingest(dsn, root).stdout  # mended once
 
