@@ -3,8 +3,9 @@ migration 017, loaded by the code of ``PREVIOUS``), in the same run, on the same
 ticks of 40 symbols over 30 days, their 1-minute bars.
 
 Measured on each, one after the other on one server:
-- retention of the 10 oldest days: time and WAL written; the single table's deleted rows then cost
-  a VACUUM, whose time and WAL are counted too (the partitions leave nothing to vacuum);
+- retention of the 10 oldest days, by the code that kept each (``PREVIOUS``'s for the single table):
+  time and WAL written; the single table's deleted rows then cost a VACUUM, whose time and WAL are
+  counted too (the partitions leave nothing to vacuum);
 - the JSONL document's range queries (``bench.jsonl_range_queries``), median of 40 random windows;
 - the loader's ticks/s on a file of new ticks into the full table: the previous code's loader for
   the single table, this one's for the partitions, alternated (old, new, new, old).
@@ -15,8 +16,11 @@ Measured on each, one after the other on one server:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -42,17 +46,38 @@ START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 DAYS = 30
 SYMBOLS = 40
 KEEP_DAYS = 20  # retention with "now" at the end of the 30 days: the 10 oldest go
+ONE, PARTS = "single table", "day partitions"
+# The single table's names: its schema is the one before 017, and migration 036 renamed them since.
+OLD_NAMES = {"observer_ticks": "scalp_ticks", "observer_bars_1m": "scalp_1m_bars", "ticker": "symbol", "event_at": "event_time",
+             "written_at": "ts", "bar_start_at": "bar_time", "open_tick_at": "open_time", "close_tick_at": "close_time"}
+# Retention of the single table by the code that kept it (``PREVIOUS``), timed inside its process.
+OLD_RETENTION = ("import datetime as dt, json, sys, time, psycopg\n"
+                 "from tasks.pipeline.retention import RetentionWindows, apply_retention\n"
+                 "a = json.loads(sys.argv[1])\n"
+                 "with psycopg.connect(a['dsn'], autocommit=True) as conn:\n"
+                 "    started = time.perf_counter()\n"
+                 "    now = dt.datetime.fromisoformat(a['now'])\n"
+                 "    counts = apply_retention(conn, RetentionWindows(**a['windows']), dry_run=False, now=now)\n"
+                 "    print(json.dumps({'seconds': time.perf_counter() - started, 'counts': counts}))\n")
 
 
-def fill(conn: psycopg.Connection[Any], ticks: int, *, partitioned: bool) -> None:
+def named(statement: str, arm: str) -> str:
+    """``statement`` (written with this schema's names) in the names of ``arm``'s schema."""
+    if arm != ONE:
+        return statement
+    return re.sub(r"\b(" + "|".join(OLD_NAMES) + r")\b", lambda m: OLD_NAMES[m.group(1)], statement)
+
+
+def fill(conn: psycopg.Connection[Any], ticks: int, arm: str) -> None:
     """``ticks`` ticks evenly over 30 days (keyed as the loader keys them: time first), one session
     and one file per UTC day, and their 1-minute bars."""
+    partitioned = arm == PARTS
     per_symbol = ticks // SYMBOLS
     conn.execute("SET work_mem = '256MB'")
     conn.execute("SET maintenance_work_mem = '512MB'")
     if partitioned:
         ensure_days(conn, [START.date() + dt.timedelta(days=k) for k in range(DAYS)])
-    conn.execute(
+    conn.execute(named(
         "INSERT INTO observer_ticks (ticker, event_at, written_at, bid_price, ask_price, bid_size, ask_size, last_price, volume,"
         " session_id,"
         " source_file, source_line, tick_key)"
@@ -62,11 +87,11 @@ def fill(conn: psycopg.Connection[Any], ticks: int, *, partitioned: bool) -> Non
         "        (lpad(to_hex((extract(epoch FROM t) * 1000)::bigint), 12, '0') || substr(md5(h::text || '/' || s), 1, 20))::uuid"
         " FROM generate_series(0, %(per)s - 1) AS h, generate_series(1, %(symbols)s) AS s,"
         " LATERAL (SELECT %(start)s::timestamptz + h * %(step)s * interval '1 second') AS x(t)",
-        {"per": per_symbol, "symbols": SYMBOLS, "start": START, "step": DAYS * 86400 / per_symbol})
+        arm), {"per": per_symbol, "symbols": SYMBOLS, "start": START, "step": DAYS * 86400 / per_symbol})
     # One bar per symbol and minute (every minute has ticks), made directly: aggregating 10M ticks
     # with the loader's statement costs more than the whole measurement, and the bars' values do
     # not change what is measured (their number and days do not differ).
-    conn.execute(
+    conn.execute(named(
         "INSERT INTO observer_bars_1m (ticker, bar_start_at, open, high, low, close, volume, tick_count, coverage_ratio, session_id,"
         " open_tick_at, open_file, open_line, close_tick_at, close_file, close_line)"
         " SELECT lpad(s::text, 6, '0'), m, 70000, 70010, 69990, 70005, 30, 6, 0.05,"
@@ -75,9 +100,9 @@ def fill(conn: psycopg.Connection[Any], ticks: int, *, partitioned: bool) -> Non
         "        'scalp/' || to_char(m AT TIME ZONE 'UTC', 'YYYYMMDD') || '_0000.jsonl', 2"
         " FROM generate_series(%(start)s::timestamptz, %(start)s::timestamptz + %(days)s * interval '1 day' - interval '1 minute',"
         "                      interval '1 minute') AS m, generate_series(1, %(symbols)s) AS s",
-        {"start": START, "days": DAYS, "symbols": SYMBOLS})
-    conn.execute("VACUUM ANALYZE observer_ticks")
-    conn.execute("VACUUM ANALYZE observer_bars_1m")
+        arm), {"start": START, "days": DAYS, "symbols": SYMBOLS})
+    conn.execute(named("VACUUM ANALYZE observer_ticks", arm))
+    conn.execute(named("VACUUM ANALYZE observer_bars_1m", arm))
     conn.execute("CHECKPOINT")
 
 
@@ -91,19 +116,36 @@ def wal_and_seconds(conn: psycopg.Connection[Any], work: Any) -> tuple[float, fl
     return seconds, float(wal) / 1e6
 
 
-def sweep(conn: psycopg.Connection[Any], windows: RetentionWindows, now: dt.datetime) -> tuple[float, float, float, float, int]:
-    """Retention, then a VACUUM of the two tables: (seconds, MB of WAL, VACUUM's seconds, its MB of WAL, ticks gone)."""
+def sweep(conn: psycopg.Connection[Any], dsn: str, arm: str, windows: RetentionWindows, now: dt.datetime,
+          previous: Path) -> tuple[float, float, float, float, int]:
+    """Retention (this code's on the partitions, ``PREVIOUS``'s on the single table), then a VACUUM of
+    the two tables: (seconds, MB of WAL, VACUUM's seconds, its MB of WAL, ticks gone)."""
     conn.execute("CHECKPOINT")
-    counts: dict[str, int] = {}
-    seconds, wal = wal_and_seconds(conn, lambda: counts.update(apply_retention(conn, windows, dry_run=False, now=now)))
-    vacuum_s, vacuum_wal = wal_and_seconds(conn, lambda: [conn.execute(f"VACUUM {t}") for t in ("observer_ticks", "observer_bars_1m")])
+    before = conn.execute("SELECT pg_current_wal_insert_lsn()").fetchone()[0]  # type: ignore[index]
+    if arm == PARTS:
+        started = time.perf_counter()
+        counts = apply_retention(conn, windows, dry_run=False, now=now)
+        seconds = time.perf_counter() - started
+    else:
+        given = {"dsn": dsn, "windows": dataclasses.asdict(windows), "now": now.isoformat()}
+        done = subprocess.run([sys.executable, "-c", OLD_RETENTION, json.dumps(given)], cwd=previous,
+                              env={**os.environ, "PYTHONPATH": str(previous)}, capture_output=True, text=True, timeout=3600)
+        if done.returncode != 0:
+            raise SystemExit(f"the previous code's retention failed:\n{done.stderr[-2000:]}")
+        answer = json.loads(done.stdout.splitlines()[-1])
+        seconds, counts = answer["seconds"], {next(k for k, v in OLD_NAMES.items() if v == t): n for t, n in answer["counts"].items()
+                                               if t in OLD_NAMES.values()}
+    wal = float(conn.execute("SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), %s)", (before,)).fetchone()[0]) / 1e6  # type: ignore[index]
+    vacuum_s, vacuum_wal = wal_and_seconds(conn, lambda: [conn.execute(named(f"VACUUM {t}", arm))
+                                                          for t in ("observer_ticks", "observer_bars_1m")])
     return seconds, wal, vacuum_s, vacuum_wal, counts.get("observer_ticks", 0)
 
 
-def load(code_root: Path, dsn: str, root: Path) -> float:
+def load(code_root: Path, dsn: str, root: Path, arm: str) -> float:
     """One ``jsonl-ingest --root`` by the code in ``code_root``; ticks/s over its whole run."""
+    count = named("SELECT count(*) FROM observer_ticks", arm)
     with psycopg.connect(dsn) as conn:
-        before = conn.execute("SELECT count(*) FROM observer_ticks").fetchone()[0]  # type: ignore[index]
+        before = conn.execute(count).fetchone()[0]  # type: ignore[index]
     env = {**os.environ, "DATABASE_URL": dsn, "PYTHONPATH": str(code_root)}
     started = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "flows.jsonl_ingest", "--root", str(root)], cwd=code_root, env=env,
@@ -112,7 +154,7 @@ def load(code_root: Path, dsn: str, root: Path) -> float:
     if proc.returncode != 0:
         raise SystemExit(f"ingestion failed ({code_root}):\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
     with psycopg.connect(dsn) as conn:
-        added = conn.execute("SELECT count(*) FROM observer_ticks").fetchone()[0] - before  # type: ignore[index]
+        added = conn.execute(count).fetchone()[0] - before  # type: ignore[index]
     print(f"  {code_root.name} loaded {added:,} ticks in {seconds:.1f} s = {added / seconds:,.0f}/s", flush=True)
     return added / seconds
 
@@ -130,33 +172,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         warnings.simplefilter("ignore")
         server = start_server(work)
     try:
-        dsns = {"single table": fresh_database(server.get_uri()), "day partitions": fresh_database(server.get_uri())}
-        code = {"single table": previous, "day partitions": ROOT}
+        dsns = {ONE: fresh_database(server.get_uri()), PARTS: fresh_database(server.get_uri())}
+        code = {ONE: previous, PARTS: ROOT}
         conns = {name: psycopg.connect(dsn, autocommit=True) for name, dsn in dsns.items()}
-        migrate_before(conns["single table"], "017")  # the schema before day partitions, recorded as current
-        migrate(conns["day partitions"])
+        migrate_before(conns[ONE], "017")  # the schema before day partitions, recorded as current
+        migrate(conns[PARTS])
         for name, conn in conns.items():
             started = time.perf_counter()
-            fill(conn, args.ticks, partitioned=name == "day partitions")
+            fill(conn, args.ticks, name)
             print(f"{name}: filled {args.ticks:,} ticks in {time.perf_counter() - started:.0f} s", flush=True)
         days = [START.date() + dt.timedelta(days=k) for k in range(DAYS)]
         queries = [q for q in range_queries(START, DAYS * 86400, days) if "swing" not in q[0]]
-        answers = {name: {q: timed(conn, sql, params) for q, sql, params in queries} for name, conn in conns.items()}
+        answers = {name: {q: timed(conn, named(sql, name), params) for q, sql, params in queries} for name, conn in conns.items()}
 
         files = {}
         for label, at in (("a", dt.datetime(2026, 1, 25, 12, tzinfo=dt.UTC)), ("b", dt.datetime(2026, 1, 27, 12, tzinfo=dt.UTC))):
             files[label] = work / f"files-{label}"
             generate(files[label], args.load_ticks, 1, start=at)
         rates: dict[str, list[float]] = {name: [] for name in conns}
-        for name, label in (("single table", "a"), ("day partitions", "a"), ("day partitions", "b"), ("single table", "b")):
+        for name, label in ((ONE, "a"), (PARTS, "a"), (PARTS, "b"), (ONE, "b")):
             conns[name].execute("CHECKPOINT")
-            rates[name].append(load(code[name], dsns[name], files[label]))
+            rates[name].append(load(code[name], dsns[name], files[label], name))
 
         now = START + dt.timedelta(days=DAYS)
         windows = RetentionWindows(realtime_days=KEEP_DAYS, daily_days=100_000, log_days=100_000)
         swept: dict[str, tuple[float, float, float, float, int]] = {}
-        for name in ("day partitions", "single table"):
-            swept[name] = sweep(conns[name], windows, now)
+        for name in (PARTS, ONE):
+            swept[name] = sweep(conns[name], dsns[name], name, windows, now, previous)
             print(f"{name}: retention {swept[name][0]:.1f} s, {swept[name][1]:,.0f} MB WAL; vacuum {swept[name][2]:.1f} s,"
                   f" {swept[name][3]:,.0f} MB WAL; {swept[name][4]:,} ticks gone", flush=True)
         for conn in conns.values():
@@ -171,9 +213,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def report(args: argparse.Namespace, swept: dict[str, tuple[float, float, float, float, int]],
            answers: dict[str, dict[str, tuple[float, float, float, int]]], rates: dict[str, list[float]]) -> str:
-    one, parts = "single table", "day partitions"
+    one, parts = ONE, PARTS
     lines = [f"{args.ticks:,} scalp ticks of {SYMBOLS} symbols over {DAYS} days and their 1-minute bars, in one database with the "
-             f"schema before migration 017 (one table, loaded by the code of {PREVIOUS}) and one with day partitions (this code), "
+             f"schema before migration 017 (one table, loaded and swept by the code of {PREVIOUS}) and one with day partitions "
+             "(this code), "
              "on one embedded server, measured one after the other in the same run.", "",
              f"Retention of the 10 oldest days ({swept[parts][4]:,} ticks and their bars):", "",
              "| | retention | its WAL | VACUUM after it | its WAL | together |", "|---|---:|---:|---:|---:|---:|"]
