@@ -378,10 +378,12 @@ def test_the_command_starts_without_the_fetching_libraries() -> None:
     assert (shown.returncode, shown.stdout.strip()) == (0, "[]"), shown.stderr
 
 
-def clean_load(root: Path, dsn: str) -> tuple[int, str, str]:
-    """(exit code, stdout, stderr) of one plain ``jsonl-ingest --root ROOT`` into ``dsn``: the clean
-    run an interrupted one is compared with (its ``main`` in this process, test/in_process.py)."""
-    return run_main(ING, ["--root", str(root)], cli_env(None, dsn), ROOT)
+def ingest(dsn: str, root: Path) -> subprocess.CompletedProcess[str]:
+    """One plain ``jsonl-ingest --root ROOT`` into ``dsn`` (the clean run an interrupted one is
+    compared with, a rerun), its ``main`` in this process (test/in_process.py)."""
+    args = ["--root", str(root)]
+    code, out, err = run_main(ING, args, cli_env(None, dsn), ROOT)
+    return subprocess.CompletedProcess([ING, *args], code, out, err)
 
 
 def count_rows(dsn: str, table: str = "observer_ticks") -> int:
@@ -449,7 +451,7 @@ def test_follow_loads_what_files_grow_by_and_new_files_waits_for_a_partial_line_
     assert proc.returncode == 0, out + err
     assert f"Following --root {tree.root} every 0.2 s" in out and "Stopped following after" in out
     with fresh_database(pg_server_dsn) as clean:  # the same tables as one run over the final files
-        assert clean_load(tree.root, clean)[0] == 0
+        assert ingest(clean, tree.root).returncode == 0
         assert snapshot(dsn) == snapshot(clean)
 
 
@@ -533,7 +535,7 @@ def test_loaders_whose_connections_are_killed_retry_from_their_checkpoints_and_e
     assert "database error, retrying from its checkpoint (attempt 2 of 4)" in out
     assert "loaded after 1 database error(s), from its checkpoint" in out
     with fresh_database(pg_server_dsn) as clean:
-        assert clean_load(tree.root, clean)[0] == 0
+        assert ingest(clean, tree.root).returncode == 0
         assert snapshot(dsn) == snapshot(clean)
 
 
@@ -551,7 +553,7 @@ def test_kill_9_mid_file_then_rerun_equals_a_clean_run(fake_yahoo: Any, dsn: str
     assert run_cli(ING, "--root", str(tree.root), "--batch-size", "200").code == 0
 
     with fresh_database(pg_server_dsn) as clean:
-        assert clean_load(tree.root, clean)[0] == 0
+        assert ingest(clean, tree.root).returncode == 0
         assert snapshot(dsn) == snapshot(clean)
 
 
@@ -718,8 +720,8 @@ def test_two_runs_at_once_both_succeed_and_store_each_line_once(dsn: str, pg_ser
     assert [p.returncode for p in procs] == [0, 0], outputs
     assert not any("duplicate key" in out + err for out, err in outputs)
     with fresh_database(pg_server_dsn) as clean:
-        code, _, err = clean_load(tree.root, clean)
-        assert code == 0, err
+        done = ingest(clean, tree.root)
+        assert done.returncode == 0, done.stderr
         got, want = snapshot(dsn), snapshot(clean)
         # On a mismatch, say what differs (rows per table and per file) and what the two runs said. (Failed
         # 1 in ~30 until a path claimed by the other run was no longer taken for another origin's.)

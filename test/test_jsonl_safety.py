@@ -19,7 +19,7 @@ from test.fix_db import fresh_database
 from test.fix_yahoo import ROOT, cli_env
 from test.in_process import run_main
 from test.jsonl_tree import START, tick, write
-from test.test_jsonl_ingest import ING, content, count_rows, snapshot, wait_until
+from test.test_jsonl_ingest import ING, content, count_rows, ingest, snapshot, wait_until
 
 
 def ticks(first: int, count: int, minute: int) -> list[dict]:
@@ -76,18 +76,8 @@ def test_a_followed_file_rotated_by_copytruncate_and_by_rename_keeps_every_tick_
         other = tmp_path / "clean" / "scalp"
         for minute, part in (("0058", first), ("0059", after_copy), ("0100", after_move)):
             write(other / f"20260122_{minute}.jsonl", part)
-        assert run_ingest(clean, other.parent).returncode == 0
+        assert ingest(clean, other.parent).returncode == 0
         assert content(snapshot(dsn)) == content(snapshot(clean))
-
-
-def run_ingest(dsn: str, root: Path) -> subprocess.CompletedProcess[str]:
-    """``jsonl-ingest --root ROOT`` on ``dsn``, its ``main`` in this process (test/in_process.py)."""
-    return run_command(ING, ["--root", str(root)], dsn)
-
-
-def run_command(module: str, args: list[str], dsn: str) -> subprocess.CompletedProcess[str]:
-    code, out, err = run_main(module, args, cli_env(None, dsn), ROOT)
-    return subprocess.CompletedProcess([module, *args], code, out, err)
 
 
 def two_days(root: Path) -> None:
@@ -103,22 +93,22 @@ def test_a_day_partition_dropped_by_hand_is_loaded_again_and_its_bars_count_only
 
     root = tmp_path / "data"
     two_days(root)
-    assert run_ingest(dsn, root).returncode == 0
+    assert ingest(dsn, root).returncode == 0
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("DROP TABLE backfill_internal.observer_ticks_p20260122")  # an operator's hand
         assert conn.execute("SELECT count(*) FROM observer_ticks").fetchone() == (220,)  # the 23rd's
-    again = run_ingest(dsn, root)
+    again = ingest(dsn, root)
     assert again.returncode == 0, again.stdout + again.stderr
     assert ("The ticks of 2026-01-22 are missing: observer_ticks_p20260122 was dropped, not by retention. Its 1-minute bars are"
             " emptied and the 1 file(s) that held them load again: scalp/20260122_2359.jsonl") in again.stdout
     assert "Reloaded (its ticks of 2026-01-22 were removed by hand" in again.stdout
     with fresh_database(pg_server_dsn) as clean:
-        assert run_ingest(clean, root).returncode == 0
+        assert ingest(clean, root).returncode == 0
         assert snapshot(dsn) == snapshot(clean)
-        status = [run_command("flows.backfill_status", ["--jsonl", "--start", "2026-01-22", "--end", "2026-01-23", "--json"], db).stdout
-                  for db in (dsn, clean)]
+        status = [run_main("flows.backfill_status", ["--jsonl", "--start", "2026-01-22", "--end", "2026-01-23", "--json"],
+                           cli_env(None, db), ROOT)[1] for db in (dsn, clean)]
         assert status[0] == status[1] and '"minutes"' in status[0]
-    assert "missing" not in run_ingest(dsn, root).stdout  # mended once
+    assert "missing" not in ingest(dsn, root).stdout  # mended once
 
 
 def test_a_day_partition_detached_by_hand_is_attached_again_and_its_day_loads(dsn: str, pg_server_dsn: str, tmp_path: Path) -> None:
@@ -126,18 +116,18 @@ def test_a_day_partition_detached_by_hand_is_attached_again_and_its_day_loads(ds
 
     root = tmp_path / "data"
     two_days(root)
-    assert run_ingest(dsn, root).returncode == 0
+    assert ingest(dsn, root).returncode == 0
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("ALTER TABLE observer_ticks DETACH PARTITION backfill_internal.observer_ticks_p20260123")
     on_23rd = dt.datetime(2026, 1, 23, 3, tzinfo=dt.UTC)
     more = [tick("005930", on_23rd + dt.timedelta(seconds=k), 6000 + k) for k in range(20)]  # "no partition of relation" before
     with (root / "scalp" / "20260123_0100.jsonl").open("a") as fh:
         fh.writelines(json.dumps(r, separators=(",", ":")) + "\n" for r in more)
-    again = run_ingest(dsn, root)
+    again = ingest(dsn, root)
     assert again.returncode == 0, again.stdout + again.stderr
     assert "Attached observer_ticks_p20260123 again: it had been detached by hand" in again.stdout
     with fresh_database(pg_server_dsn) as clean:
-        assert run_ingest(clean, root).returncode == 0
+        assert ingest(clean, root).returncode == 0
         assert snapshot(dsn) == snapshot(clean)
 
 
