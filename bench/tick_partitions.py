@@ -116,29 +116,34 @@ def wal_and_seconds(conn: psycopg.Connection[Any], work: Any) -> tuple[float, fl
     return seconds, float(wal) / 1e6
 
 
-def sweep(conn: psycopg.Connection[Any], dsn: str, arm: str, windows: RetentionWindows, now: dt.datetime,
-          previous: Path) -> tuple[float, float, float, float, int]:
-    """Retention (this code's on the partitions, ``PREVIOUS``'s on the single table), then a VACUUM of
-    the two tables: (seconds, MB of WAL, VACUUM's seconds, its MB of WAL, ticks gone)."""
-    conn.execute("CHECKPOINT")
-    before = conn.execute("SELECT pg_current_wal_insert_lsn()").fetchone()[0]  # type: ignore[index]
+def retained(conn: psycopg.Connection[Any], dsn: str, arm: str, windows: RetentionWindows, now: dt.datetime,
+             previous: Path) -> tuple[float, int]:
+    """Retention by the code that kept ``arm``'s table (this code's on the partitions, ``PREVIOUS``'s on
+    the single table, timed inside its own process): (its seconds, ticks gone)."""
     if arm == PARTS:
         started = time.perf_counter()
         counts = apply_retention(conn, windows, dry_run=False, now=now)
-        seconds = time.perf_counter() - started
-    else:
-        given = {"dsn": dsn, "windows": dataclasses.asdict(windows), "now": now.isoformat()}
-        done = subprocess.run([sys.executable, "-c", OLD_RETENTION, json.dumps(given)], cwd=previous,
-                              env={**os.environ, "PYTHONPATH": str(previous)}, capture_output=True, text=True, timeout=3600)
-        if done.returncode != 0:
-            raise SystemExit(f"the previous code's retention failed:\n{done.stderr[-2000:]}")
-        answer = json.loads(done.stdout.splitlines()[-1])
-        seconds, counts = answer["seconds"], {next(k for k, v in OLD_NAMES.items() if v == t): n for t, n in answer["counts"].items()
-                                               if t in OLD_NAMES.values()}
-    wal = float(conn.execute("SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), %s)", (before,)).fetchone()[0]) / 1e6  # type: ignore[index]
+        return time.perf_counter() - started, counts.get("observer_ticks", 0)
+    given = {"dsn": dsn, "windows": dataclasses.asdict(windows), "now": now.isoformat()}
+    done = subprocess.run([sys.executable, "-c", OLD_RETENTION, json.dumps(given)], cwd=previous,
+                          env={**os.environ, "PYTHONPATH": str(previous)}, capture_output=True, text=True, timeout=3600)
+    if done.returncode != 0:
+        raise SystemExit(f"the previous code's retention failed:\n{done.stderr[-2000:]}")
+    answer = json.loads(done.stdout.splitlines()[-1])
+    return answer["seconds"], answer["counts"].get(named("observer_ticks", ONE), 0)
+
+
+def sweep(conn: psycopg.Connection[Any], dsn: str, arm: str, windows: RetentionWindows, now: dt.datetime,
+          previous: Path) -> tuple[float, float, float, float, int]:
+    """Retention (``retained``), then a VACUUM of the two tables: (seconds, MB of WAL, VACUUM's
+    seconds, its MB of WAL, ticks gone)."""
+    conn.execute("CHECKPOINT")
+    done: list[tuple[float, int]] = []
+    _, wal = wal_and_seconds(conn, lambda: done.append(retained(conn, dsn, arm, windows, now, previous)))
+    ((seconds, gone),) = done
     vacuum_s, vacuum_wal = wal_and_seconds(conn, lambda: [conn.execute(named(f"VACUUM {t}", arm))
                                                           for t in ("observer_ticks", "observer_bars_1m")])
-    return seconds, wal, vacuum_s, vacuum_wal, counts.get("observer_ticks", 0)
+    return seconds, wal, vacuum_s, vacuum_wal, gone
 
 
 def load(code_root: Path, dsn: str, root: Path, arm: str) -> float:
